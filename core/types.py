@@ -1,0 +1,100 @@
+"""Public value types of flowsweep's science core: a point's configuration and its result.
+
+These are the contract between `core`, `workers` and `service`: keep field names in step with
+SPEC.md §3 (parameters) and §4 (result rows and curves).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import numpy as np
+
+Model = Literal["asymmetric", "symmetric", "sigmoid"]
+Init = Literal["gaussian", "spectral", "balanced"]
+Integrator = Literal["gd", "flow"]
+PointStatus = Literal["done", "failed", "diverged"]
+
+MODELS: tuple[str, ...] = ("asymmetric", "symmetric", "sigmoid")
+INITS: tuple[str, ...] = ("gaussian", "spectral", "balanced")
+INTEGRATORS: tuple[str, ...] = ("gd", "flow")
+
+
+@dataclass(frozen=True)
+class PointConfig:
+    """Everything that determines one experiment (one point of a sweep).
+
+    For `symmetric`, n == m. For `sigmoid`, m == n == d and `n_samples` is N.
+    `data_seed` None draws Y from `seed`; an integer fixes Y independently of `seed`.
+    """
+
+    model: str
+    m: int
+    n: int
+    k: int
+    eta: float
+    steps: int
+    init: str = "gaussian"
+    integrator: str = "gd"
+    init_scale: float = 0.1
+    lambda0: float = 0.0
+    seed: int = 0
+    record_every: int = 1
+    tol: float = 0.01
+    data_seed: int | None = None
+    fit_lambda0: bool = False
+    n_samples: int = 1000
+
+    def shape_key(self) -> tuple:
+        """Points with equal shape keys can run as one vectorised batch."""
+        return (self.model, self.init, self.integrator, self.m, self.n, self.k,
+                self.eta, self.steps, self.record_every, self.n_samples)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PointConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# Result metrics, in SPEC §4 order; each is a float, an int (diverged_at) or None.
+METRIC_FIELDS: tuple[str, ...] = (
+    "q0_norm", "final_error", "final_error_linear", "time_to_tol", "time_to_tol_linear",
+    "speedup", "rate_fit", "rate_pred", "conservation_drift", "lambda0_fit",
+    "lambda0_fit_error", "regularized_error", "closed_form_error", "diverged_at",
+)
+
+
+@dataclass
+class Curves:
+    """Trajectories on the record grid t = eta * i (i = 0, record_every, ...)."""
+
+    t: np.ndarray                      # (T,)
+    error: np.ndarray                  # (T,) e(t) of the two-layer model
+    error_linear: np.ndarray           # (T,) e(t) of the one-layer baseline
+    singular_values: np.ndarray        # (T, min(m, n)) singular values of X(t), descending
+    error_regularized_fit: np.ndarray | None = None  # (T,) e(t) of X_reg(t; lambda0_fit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t": self.t.tolist(),
+            "error": self.error.tolist(),
+            "error_linear": self.error_linear.tolist(),
+            "singular_values": self.singular_values.tolist(),
+            "error_regularized_fit": (None if self.error_regularized_fit is None
+                                      else self.error_regularized_fit.tolist()),
+        }
+
+
+@dataclass
+class PointResult:
+    """What running one point produced. `metrics` has exactly the keys of METRIC_FIELDS."""
+
+    config: PointConfig
+    status: str                        # "done" | "diverged" | "failed"
+    metrics: dict[str, float | int | None] = field(default_factory=dict)
+    curves: Curves | None = None
+    error: str | None = None           # message when status == "failed"
+    wall_seconds: float = 0.0
