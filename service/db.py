@@ -1,0 +1,138 @@
+"""Engines, sessions and schema versioning for SQLite and Postgres.
+
+SQLite (STACK-NOTES): WAL + busy_timeout set first on every connection, and writes open with
+`BEGIN IMMEDIATE` so a read-then-write transaction never fails with SQLITE_BUSY_SNAPSHOT. Read-only
+work can use `engine.execution_options(sqlite_deferred=True)` to open a plain deferred `BEGIN`, so
+readers never wait for the runner's write lock (WAL readers see the last committed snapshot).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SCHEMA_UPGRADE_HINT = "run `flowsweep db upgrade`"
+
+
+class SchemaError(RuntimeError):
+    """The database schema is not the revision this code needs."""
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` URLs go through psycopg 3 (the driver flowsweep installs)."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engine:
+    url = normalize_url(url)
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        connect_args = {"check_same_thread": False, "timeout": 30}
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection, connection_record):  # noqa: ANN001
+            # pysqlite's own transaction handling off: SQLAlchemy's `begin` event below emits BEGIN.
+            dbapi_connection.isolation_level = None
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA busy_timeout=5000")  # first, so the WAL switch itself waits on a lock
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes in WAL mode
+            # Migrations turn this off: batch mode's DROP TABLE would otherwise cascade/violate FKs.
+            cur.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # noqa: ANN001
+            if conn.get_execution_options().get("sqlite_deferred"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any exception (Optuna RDB storage style)."""
+    session = session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# ---------------------------------------------------------------- Alembic
+
+def migrations_dir() -> Path:
+    import migrations
+
+    return Path(migrations.__file__).resolve().parent
+
+
+def alembic_config(url: str):
+    """A programmatic Alembic config: works from any cwd and from an installed package."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def is_empty(engine: Engine) -> bool:
+    """No flowsweep table: a brand-new database (an empty `alembic_version` table may exist)."""
+    names = set(inspect(engine).get_table_names())
+    return not names & {"sweeps", "points", "results", "curves"} and current_revision(engine) is None
+
+
+def check_schema(engine: Engine) -> str:
+    """Return the current revision if it is the code's head, else raise SchemaError naming the fix."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current != head:
+        shown = current if current is not None else "<empty>"
+        raise SchemaError(f"database schema is at {shown}, code needs {head}: {SCHEMA_UPGRADE_HINT}")
+    return current

@@ -1,0 +1,177 @@
+"""SQLAlchemy 2 models: sweeps, points, results, curves.
+
+- `points` holds every PointConfig field as a typed, indexed column plus the point's `identity`
+  (sha256 of its canonical parameters + core's version) used to reuse finished points across sweeps.
+- `results` holds exactly one row per finished point (UNIQUE point_id): the metrics of
+  core.types.METRIC_FIELDS as columns. A cached point gets its own copy of the source's row.
+- `curves` holds one compact array blob per computed point (never one row per step); a cached point
+  has none and reads its source's through `points.source_point_id`.
+
+Keep this file in step with migrations/versions (tests/service/test_migrations.py compares them).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (JSON, Boolean, DateTime, Double, ForeignKey, Index, Integer, LargeBinary, MetaData,
+                        String, Text, TypeDecorator, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core.types import METRIC_FIELDS
+
+SWEEP_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+POINT_STATUSES = ("pending", "running", "done", "failed", "diverged")
+FINISHED_POINT_STATUSES = ("done", "failed", "diverged")
+# A point whose result can be reused by another sweep with the same identity (a failure is retried).
+REUSABLE_POINT_STATUSES = ("done", "diverged")
+
+# Parameter columns of `points`, in PointConfig order.
+PARAM_FIELDS = ("model", "m", "n", "k", "eta", "steps", "init", "integrator", "init_scale", "lambda0",
+                "seed", "record_every", "tol", "data_seed", "fit_lambda0", "n_samples")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on both backends (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # noqa: ANN001
+        if value is not None:
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.astimezone(dt.timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):  # noqa: ANN001
+        if value is not None:
+            value = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None \
+                else value.astimezone(dt.timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    spec: Mapped[dict] = mapped_column(JSON)
+    n_points: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    points: Mapped[list["Point"]] = relationship(back_populates="sweep", passive_deletes=True)
+
+
+class Point(Base):
+    __tablename__ = "points"
+    __table_args__ = (UniqueConstraint("sweep_id", "identity"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    identity: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_point_id: Mapped[int | None] = mapped_column(ForeignKey("points.id"), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    # PointConfig fields (core/types.py), each typed and indexed for the result filters.
+    model: Mapped[str] = mapped_column(String(16), index=True)
+    init: Mapped[str] = mapped_column(String(16), index=True)
+    integrator: Mapped[str] = mapped_column(String(8), index=True)
+    m: Mapped[int] = mapped_column(Integer, index=True)
+    n: Mapped[int] = mapped_column(Integer, index=True)
+    k: Mapped[int] = mapped_column(Integer, index=True)
+    init_scale: Mapped[float] = mapped_column(Double, index=True)
+    lambda0: Mapped[float] = mapped_column(Double, index=True)
+    seed: Mapped[int] = mapped_column(Integer, index=True)
+    eta: Mapped[float] = mapped_column(Double, index=True)
+    steps: Mapped[int] = mapped_column(Integer, index=True)
+    record_every: Mapped[int] = mapped_column(Integer, index=True)
+    tol: Mapped[float] = mapped_column(Double, index=True)
+    data_seed: Mapped[int | None] = mapped_column(Integer, index=True)
+    fit_lambda0: Mapped[bool] = mapped_column(Boolean, index=True)
+    n_samples: Mapped[int] = mapped_column(Integer, index=True)
+
+    sweep: Mapped[Sweep] = relationship(back_populates="points")
+    result: Mapped["Result | None"] = relationship(back_populates="point", foreign_keys="Result.point_id",
+                                                   uselist=False, passive_deletes=True)
+
+    def config(self):
+        """This point's core.types.PointConfig."""
+        from core.types import PointConfig
+
+        return PointConfig(**{f: getattr(self, f) for f in PARAM_FIELDS})
+
+
+class Result(Base):
+    __tablename__ = "results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), unique=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+
+    q0_norm: Mapped[float | None] = mapped_column(Double)
+    final_error: Mapped[float | None] = mapped_column(Double)
+    final_error_linear: Mapped[float | None] = mapped_column(Double)
+    time_to_tol: Mapped[float | None] = mapped_column(Double)
+    time_to_tol_linear: Mapped[float | None] = mapped_column(Double)
+    speedup: Mapped[float | None] = mapped_column(Double)
+    rate_fit: Mapped[float | None] = mapped_column(Double)
+    rate_pred: Mapped[float | None] = mapped_column(Double)
+    conservation_drift: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_error: Mapped[float | None] = mapped_column(Double)
+    regularized_error: Mapped[float | None] = mapped_column(Double)
+    closed_form_error: Mapped[float | None] = mapped_column(Double)
+    diverged_at: Mapped[int | None] = mapped_column(Integer)
+
+    error: Mapped[str | None] = mapped_column(Text)
+    wall_seconds: Mapped[float | None] = mapped_column(Double)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    point: Mapped[Point] = relationship(back_populates="result", foreign_keys=[point_id])
+
+
+class Curve(Base):
+    __tablename__ = "curves"
+
+    point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), primary_key=True)
+    # How `blob` is encoded; "npz-v1" = np.savez bytes of t, error, error_linear, singular_values and
+    # (when present) error_regularized_fit.
+    format: Mapped[str] = mapped_column(String(16), default="npz-v1")
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# The metric columns must be exactly core's METRIC_FIELDS (SPEC §4).
+_missing = [f for f in METRIC_FIELDS if f not in Result.__table__.c]
+assert not _missing, f"results lacks metric columns {_missing}"
+
+# Composite indexes (added by revision 0002): the runner's "pending points of a sweep" scan and the
+# per-sweep result pages ordered by point id.
+Index("ix_points_sweep_id_status", Point.sweep_id, Point.status)
+Index("ix_results_sweep_id_point_id", Result.sweep_id, Result.point_id)

@@ -1,0 +1,104 @@
+"""Alembic migrations on SQLite and Postgres: empty -> head, previous revision -> head, models == schema,
+and the server's schema check."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from service import db
+from service.models import Base, Point, Result, Sweep
+
+HEAD = "0002"
+
+
+def _diff(engine):
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+
+
+def test_head_is_known():
+    assert db.head_revision() == HEAD
+
+
+def test_upgrade_empty_database(database_url):
+    engine = db.make_engine(database_url)
+    try:
+        assert db.is_empty(engine)
+        assert db.current_revision(engine) is None
+        with pytest.raises(db.SchemaError, match=r"schema is at <empty>, code needs 0002: run `flowsweep db upgrade`"):
+            db.check_schema(engine)
+        db.upgrade(database_url)
+        assert db.current_revision(engine) == HEAD
+        assert db.check_schema(engine) == HEAD
+        assert not db.is_empty(engine)
+        # The migrated schema is exactly the models' (tables, columns, types, indexes, constraints).
+        assert _diff(engine) == []
+        db.upgrade(database_url)  # idempotent at head
+        assert db.current_revision(engine) == HEAD
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_previous_revision_keeps_data(database_url):
+    db.upgrade(database_url, "0001")
+    engine = db.make_engine(database_url)
+    try:
+        with pytest.raises(db.SchemaError, match=r"schema is at 0001, code needs 0002: run `flowsweep db upgrade`"):
+            db.check_schema(engine)
+        factory = db.make_session_factory(engine)
+        with db.session_scope(factory) as s:
+            sweep = Sweep(name="old", status="done", spec={"model": "asymmetric"}, n_points=1)
+            s.add(sweep)
+            s.flush()
+            point = Point(sweep_id=sweep.id, identity="a" * 64, status="done", cached=False, attempts=1,
+                          model="asymmetric", init="gaussian", integrator="gd", m=2, n=3, k=6,
+                          init_scale=0.1, lambda0=0.0, seed=0, eta=0.01, steps=10, record_every=1, tol=0.01,
+                          data_seed=None, fit_lambda0=False, n_samples=1000)
+            s.add(point)
+            s.flush()
+            s.add(Result(point_id=point.id, sweep_id=sweep.id, status="done", final_error=0.25))
+        db.upgrade(database_url)
+        assert db.check_schema(engine) == HEAD
+        assert _diff(engine) == []
+        with db.session_scope(factory) as s:
+            row = s.execute(sa.select(Result.final_error, Sweep.name, Sweep.created_at)
+                            .join(Sweep, Sweep.id == Result.sweep_id)).one()
+            assert row.final_error == 0.25 and row.name == "old"
+            assert row.created_at.tzinfo is not None and row.created_at.utcoffset() == dt.timedelta(0)
+        names = {ix["name"] for ix in sa.inspect(engine).get_indexes("points")}
+        assert "ix_points_sweep_id_status" in names
+        # ... and back down: the previous revision is a real, reversible step.
+        db.downgrade(database_url, "0001")
+        assert db.current_revision(engine) == "0001"
+        names = {ix["name"] for ix in sa.inspect(engine).get_indexes("points")}
+        assert "ix_points_sweep_id_status" not in names
+    finally:
+        engine.dispose()
+
+
+def test_one_result_row_per_point(migrated_database_url):
+    engine = db.make_engine(migrated_database_url)
+    factory = db.make_session_factory(engine)
+    try:
+        with db.session_scope(factory) as s:
+            sweep = Sweep(name="u", status="running", spec={}, n_points=1)
+            s.add(sweep)
+            s.flush()
+            p = Point(sweep_id=sweep.id, identity="b" * 64, model="asymmetric", init="gaussian",
+                      integrator="gd", m=2, n=3, k=6, init_scale=0.1, lambda0=0.0, seed=0, eta=0.01, steps=10,
+                      record_every=1, tol=0.01, fit_lambda0=False, n_samples=1000)
+            s.add(p)
+            s.flush()
+            s.add(Result(point_id=p.id, sweep_id=sweep.id, status="done"))
+            ids = (sweep.id, p.id)
+        with pytest.raises(sa.exc.IntegrityError):
+            with db.session_scope(factory) as s:
+                s.add(Result(point_id=ids[1], sweep_id=ids[0], status="done"))
+        with db.session_scope(factory) as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(Result)) == 1
+    finally:
+        engine.dispose()
