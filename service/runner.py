@@ -1,0 +1,458 @@
+"""The sweep runner: works through queued sweeps in a background thread of the service process.
+
+Guarantees (SPEC §3-§5, issue 3 "Runner"):
+
+- **Exactly one result row per point, whatever happens.** Each batch of outcomes that the
+  dispatcher streams back is written in ONE transaction: the result rows are inserted with
+  ``INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id`` (unique point_id), and only the
+  rows that were really inserted get their curves row and their point status. A point's result and
+  its status therefore commit together or not at all.
+- **Finished points are never recomputed.** Only points whose status is ``pending`` are handed to
+  the dispatcher; they are flipped to ``running`` (attempts + 1) page by page just before that.
+- **Resume on restart.** ``start()`` first turns every ``running`` point back into ``pending``
+  (the process that ran them is gone) and then resumes sweeps whose status is queued or running.
+- **Cancel.** ``cancel(sweep_id)`` makes the dispatcher's ``cancelled()`` callable return True, so
+  it stops feeding and cancels in-flight tasks; points not finished go back to ``pending`` and the
+  sweep ends ``cancelled``. Results that were already computed when the cancel came are kept.
+- **Status.** queued -> running (``started_at`` set when the runner first takes it) -> ``done`` when
+  no point is pending or running, or ``failed`` when *every* point of the sweep failed (then
+  ``error`` says so and quotes the first message); a sweep with at least one done, diverged or
+  cached point is ``done`` even if others failed (their messages are on the points' result rows).
+  ``cancelled`` when cancel was requested. ``finished_at`` set on every terminal status.
+- **Several sweeps.** Sweeps are taken oldest first, but a sweep gets at most ``slice_seconds`` of
+  dispatching while another sweep is waiting; then it yields and the least recently served sweep
+  goes next (round robin), so one huge sweep does not starve small ones.
+- **Memory.** Pending points are streamed from the database in pages (keyset on id), never all
+  loaded as objects at once.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+
+from core.types import METRIC_FIELDS, PointConfig
+
+log = logging.getLogger("flowsweep.runner")
+
+_CONFIG_FIELDS = tuple(f.name for f in fields(PointConfig))
+_FINISHED = ("done", "diverged", "failed")
+_ACTIVE_SWEEP = ("queued", "running")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _finite_or_none(v: Any) -> Any:
+    """A metric that does not apply (or is non-finite after divergence) is stored as NULL."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+CURVES_FORMAT = "npz-v1"  # curves.format: see service.models.Curve
+
+
+def encode_curves(curves) -> bytes:
+    """One compact blob per point: an ``np.savez`` archive of the record-grid arrays."""
+    buf = io.BytesIO()
+    arrays = {
+        "t": np.asarray(curves.t, dtype=np.float64),
+        "error": np.asarray(curves.error, dtype=np.float64),
+        "error_linear": np.asarray(curves.error_linear, dtype=np.float64),
+        "singular_values": np.asarray(curves.singular_values, dtype=np.float64),
+    }
+    if curves.error_regularized_fit is not None:
+        arrays["error_regularized_fit"] = np.asarray(curves.error_regularized_fit, dtype=np.float64)
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+@dataclass
+class _Progress:
+    """In-memory completion-rate bookkeeping of one sweep, for eta_seconds."""
+
+    remaining: int
+    started: float = field(default_factory=time.monotonic)
+    window: deque = field(default_factory=deque)  # (monotonic time, n finished) of recent batches
+
+    WINDOW_SECONDS = 60.0
+
+    def add(self, n: int) -> None:
+        now = time.monotonic()
+        self.remaining = max(0, self.remaining - n)
+        self.window.append((now, n))
+        while self.window and now - self.window[0][0] > self.WINDOW_SECONDS:
+            self.window.popleft()
+
+    def eta(self) -> float | None:
+        if self.remaining == 0:
+            return 0.0
+        if not self.window:
+            return None
+        now = time.monotonic()
+        # Rate over the sliding window, measured from the window's start (or from when the
+        # sweep started if the window reaches back that far).
+        t0 = max(self.started, now - self.WINDOW_SECONDS)
+        done = sum(n for t, n in self.window if t >= t0)
+        elapsed = now - t0
+        if done == 0 or elapsed <= 0:
+            return None
+        return self.remaining / (done / elapsed)
+
+
+class Runner:
+    """Background sweep runner. Interface used by the app's lifespan and the routes."""
+
+    def __init__(self, session_factory, settings=None, dispatcher_factory=None, *,
+                 page_size: int = 256, slice_seconds: float = 30.0, poll_seconds: float = 2.0,
+                 max_attempts: int = 5):
+        self._session_factory = session_factory
+        self._settings = settings
+        self._dispatcher_factory = dispatcher_factory
+        self.page_size = page_size
+        self.slice_seconds = slice_seconds
+        self.poll_seconds = poll_seconds
+        self.max_attempts = max_attempts
+        self._dispatcher = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._cancelled: set[int] = set()
+        self._progress: dict[int, _Progress] = {}
+        self._last_served: dict[int, float] = {}
+        self._failures: dict[int, int] = {}
+        self.current_sweep_id: int | None = None
+        # Counters for tests, logs and benchmarks (this process only).
+        self.stats = {"inserted": 0, "duplicates": 0, "batches": 0}
+
+    # ------------------------------------------------------------------ public interface
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._recover()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="flowsweep-runner", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel(self, sweep_id: int) -> None:
+        with self._lock:
+            self._cancelled.add(int(sweep_id))
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("runner thread did not stop within %.1f s", timeout)
+            self._thread = None
+
+    def eta_seconds(self, sweep_id: int) -> float | None:
+        """Seconds until the sweep finishes at the completion rate observed over the last minute;
+        None when it is not being run by this process or no point has finished yet."""
+        with self._lock:
+            p = self._progress.get(int(sweep_id))
+            return None if p is None else p.eta()
+
+    # ------------------------------------------------------------------ internals
+    def _models(self):
+        from service import models
+        return models
+
+    def _session(self):
+        from service.db import session_scope
+        return session_scope(self._session_factory)
+
+    def _get_dispatcher(self):
+        if self._dispatcher is None:
+            factory = self._dispatcher_factory
+            if factory is None:
+                from workers.dispatch import Dispatcher as factory
+            self._dispatcher = factory()
+        return self._dispatcher
+
+    def _recover(self) -> None:
+        """Points left 'running' by a dead process go back to 'pending' (or 'failed' when they
+        keep killing the process: a poison point must not block the sweep forever)."""
+        M = self._models()
+        with self._session() as s:
+            now = _utcnow()
+            poisoned = s.execute(
+                select(M.Point.id, M.Point.sweep_id).where(
+                    M.Point.status == "running", M.Point.attempts >= self.max_attempts)
+            ).all()
+            if poisoned:
+                self._write_failed(s, [(pid, sid) for pid, sid in poisoned],
+                                   f"interrupted {self.max_attempts} times (the service stopped "
+                                   "while this point ran); given up", now)
+            n = s.execute(update(M.Point).where(M.Point.status == "running")
+                          .values(status="pending")).rowcount
+        if n:
+            log.info("recovery: %d running points queued again", n)
+
+    def _write_failed(self, s, pairs, message: str, now) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+        M = self._models()
+        ins = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)
+        rows = [self._result_row(M, pid, sid, "failed", {}, message, None, None, now)
+                for pid, sid in pairs]
+        s.execute(ins(M.Result).on_conflict_do_nothing(index_elements=["point_id"]), rows)
+        s.execute(update(M.Point).where(M.Point.id.in_([p for p, _ in pairs]))
+                  .values(status="failed"))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sweep_id = self._next_sweep()
+            except Exception:  # database unreachable for a moment: retry later
+                log.exception("runner: could not look for work")
+                sweep_id = None
+            if sweep_id is None:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+                continue
+            try:
+                self._run_sweep(sweep_id)
+                self._failures.pop(sweep_id, None)
+            except Exception as exc:
+                log.exception("runner: sweep %s raised", sweep_id)
+                self._after_crash(sweep_id, exc)
+            finally:
+                self.current_sweep_id = None
+
+    def _next_sweep(self) -> int | None:
+        """Oldest runnable sweep, least recently served first (round robin between slices)."""
+        M = self._models()
+        with self._session() as s:
+            rows = s.execute(select(M.Sweep.id).where(M.Sweep.status.in_(_ACTIVE_SWEEP))
+                             .order_by(M.Sweep.id)).scalars().all()
+        if not rows:
+            return None
+        return min(rows, key=lambda i: (self._last_served.get(i, -math.inf), i))
+
+    def _others_waiting(self, sweep_id: int) -> bool:
+        M = self._models()
+        with self._session() as s:
+            return s.execute(select(M.Sweep.id).where(
+                M.Sweep.status.in_(_ACTIVE_SWEEP), M.Sweep.id != sweep_id).limit(1)).first() is not None
+
+    def _is_cancelled(self, sweep_id: int) -> bool:
+        with self._lock:
+            return self._stop.is_set() or sweep_id in self._cancelled
+
+    def _run_sweep(self, sweep_id: int) -> None:
+        M = self._models()
+        self.current_sweep_id = sweep_id
+        self._last_served[sweep_id] = time.monotonic()
+        with self._session() as s:
+            sweep = s.get(M.Sweep, sweep_id)
+            if sweep is None or sweep.status not in _ACTIVE_SWEEP:
+                return
+            if sweep.cancel_requested:
+                with self._lock:
+                    self._cancelled.add(sweep_id)
+            else:
+                if sweep.status == "queued":
+                    sweep.status = "running"
+                if sweep.started_at is None:
+                    sweep.started_at = _utcnow()
+            remaining = s.execute(select(func.count()).select_from(M.Point).where(
+                M.Point.sweep_id == sweep_id, M.Point.status.in_(("pending", "running")))).scalar_one()
+        with self._lock:
+            if sweep_id not in self._progress:
+                self._progress[sweep_id] = _Progress(remaining=remaining)
+            else:
+                self._progress[sweep_id].remaining = remaining
+
+        if not self._is_cancelled(sweep_id) and remaining:
+            slice_end = time.monotonic() + self.slice_seconds
+            points = self._pending_points(sweep_id, slice_end)
+            dispatcher = self._get_dispatcher()
+            dispatcher.run(points,
+                           on_results=lambda outcomes: self._write_batch(sweep_id, outcomes),
+                           cancelled=lambda: self._is_cancelled(sweep_id))
+        self._last_served[sweep_id] = time.monotonic()
+        self._settle(sweep_id)
+
+    def _pending_points(self, sweep_id: int, slice_end: float) -> Iterator[tuple[int, PointConfig]]:
+        """Stream the sweep's pending points page by page, marking each page running as it is
+        handed over. Stops early when cancelled, stopping, or the time slice is over while
+        another sweep waits."""
+        M = self._models()
+        cols = [M.Point.id] + [getattr(M.Point, name) for name in _CONFIG_FIELDS]
+        last_id = 0
+        while not self._is_cancelled(sweep_id):
+            if time.monotonic() > slice_end and self._others_waiting(sweep_id):
+                log.info("sweep %s: time slice over, yielding to other sweeps", sweep_id)
+                return
+            with self._session() as s:
+                rows = s.execute(select(*cols).where(
+                    M.Point.sweep_id == sweep_id, M.Point.status == "pending", M.Point.id > last_id)
+                    .order_by(M.Point.id).limit(self.page_size)).all()
+                if not rows:
+                    return
+                ids = [r[0] for r in rows]
+                s.execute(update(M.Point).where(M.Point.id.in_(ids), M.Point.status == "pending")
+                          .values(status="running", attempts=M.Point.attempts + 1))
+            last_id = ids[-1]
+            for r in rows:
+                yield r[0], PointConfig(**dict(zip(_CONFIG_FIELDS, r[1:])))
+
+    @staticmethod
+    def _result_row(M, point_id, sweep_id, status, metrics, error, wall_seconds, worker, now,
+                    config: PointConfig | None = None) -> dict[str, Any]:
+        cols = M.Result.__table__.columns
+        row: dict[str, Any] = {"point_id": point_id, "sweep_id": sweep_id, "status": status,
+                               "error": error, "wall_seconds": wall_seconds, "worker": worker}
+        for name in METRIC_FIELDS:
+            row[name] = _finite_or_none(metrics.get(name))
+        if "created_at" in cols:
+            row["created_at"] = now
+        if config is not None:
+            # Parameters denormalised into results (if the schema has them) for fast queries.
+            for name in _CONFIG_FIELDS:
+                if name in cols:
+                    row[name] = getattr(config, name)
+        return {k: v for k, v in row.items() if k in cols}
+
+    def _write_batch(self, sweep_id: int, outcomes) -> None:
+        """One transaction per batch: idempotent result inserts, their curves, point statuses."""
+        if not outcomes:
+            return
+        from sqlalchemy.dialects import postgresql, sqlite
+        M = self._models()
+        now = _utcnow()
+        by_id = {}
+        for o in outcomes:
+            by_id.setdefault(int(o.point_id), o)  # a point reported twice in a batch: first wins
+        with self._session() as s:
+            ins = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)
+            rows = []
+            for pid, o in by_id.items():
+                r = o.result
+                status = r.status if r.status in _FINISHED else "failed"
+                rows.append(self._result_row(M, pid, sweep_id, status, r.metrics or {}, r.error,
+                                             r.wall_seconds, o.worker, now, r.config))
+            inserted = set(s.execute(
+                ins(M.Result).on_conflict_do_nothing(index_elements=["point_id"])
+                .returning(M.Result.point_id), rows).scalars().all())
+            if inserted:
+                curve_rows = [self._curve_row(M, pid, by_id[pid].result.curves)
+                              for pid in inserted if by_id[pid].result.curves is not None]
+                if curve_rows:
+                    s.execute(ins(M.Curve).on_conflict_do_nothing(index_elements=["point_id"]),
+                              curve_rows)
+                status_of = {r["point_id"]: r["status"] for r in rows}
+                # ORM bulk UPDATE by primary key: one executemany for the whole batch.
+                s.execute(update(M.Point), [{"id": pid, "status": status_of[pid]} for pid in inserted])
+        dup = len(by_id) - len(inserted)
+        self.stats["inserted"] += len(inserted)
+        self.stats["duplicates"] += dup
+        self.stats["batches"] += 1
+        if dup:
+            log.warning("sweep %s: %d outcomes already had a result row; kept the first", sweep_id, dup)
+        log.info("sweep %s: batch written inserted=%d duplicates=%d", sweep_id, len(inserted), dup)
+        with self._lock:
+            p = self._progress.get(sweep_id)
+            if p is not None:
+                p.add(len(inserted))
+
+    @staticmethod
+    def _curve_row(M, point_id: int, curves) -> dict[str, Any]:
+        cols = M.Curve.__table__.columns
+        row = {"point_id": point_id, "blob": encode_curves(curves), "format": CURVES_FORMAT}
+        return {k: v for k, v in row.items() if k in cols}
+
+    def _settle(self, sweep_id: int) -> None:
+        """After a dispatch: unfinished points go back to pending; the sweep gets its terminal
+        status when nothing is left (or it was cancelled)."""
+        M = self._models()
+        cancelled = False
+        with self._lock:
+            cancelled = sweep_id in self._cancelled
+        with self._session() as s:
+            s.execute(update(M.Point).where(M.Point.sweep_id == sweep_id, M.Point.status == "running")
+                      .values(status="pending"))
+            sweep = s.get(M.Sweep, sweep_id)
+            if sweep is None:
+                return
+            if cancelled or sweep.cancel_requested:
+                if sweep.status != "cancelled":
+                    sweep.status = "cancelled"
+                if sweep.finished_at is None:
+                    sweep.finished_at = _utcnow()
+                self._forget(sweep_id)
+                return
+            if self._stop.is_set():
+                return  # stays queued/running: resumed by the next start()
+            counts = dict(s.execute(select(M.Point.status, func.count()).where(
+                M.Point.sweep_id == sweep_id).group_by(M.Point.status)).all())
+            if counts.get("pending", 0) or counts.get("running", 0):
+                return  # time slice over: the loop comes back to it
+            total = sum(counts.values())
+            n_failed = counts.get("failed", 0)
+            if total and n_failed == total:
+                first = s.execute(select(M.Result.error).where(
+                    M.Result.sweep_id == sweep_id, M.Result.status == "failed")
+                    .order_by(M.Result.point_id).limit(1)).scalar()
+                sweep.status = "failed"
+                sweep.error = f"all {total} points failed; first error: {first}"
+            else:
+                sweep.status = "done"
+            sweep.finished_at = _utcnow()
+        log.info("sweep %s finished: %s", sweep_id, counts)
+        self._forget(sweep_id)
+
+    def _forget(self, sweep_id: int) -> None:
+        with self._lock:
+            p = self._progress.get(sweep_id)
+            if p is not None:
+                p.remaining = 0
+            self._cancelled.discard(sweep_id)
+        self._last_served.pop(sweep_id, None)
+
+    def _after_crash(self, sweep_id: int, exc: Exception) -> None:
+        """The dispatcher (or a write) raised: put the sweep's points back and retry a few times
+        with a pause; after that the sweep is failed with the error."""
+        M = self._models()
+        n = self._failures.get(sweep_id, 0) + 1
+        self._failures[sweep_id] = n
+        try:
+            with self._session() as s:
+                s.execute(update(M.Point).where(M.Point.sweep_id == sweep_id,
+                                                M.Point.status == "running").values(status="pending"))
+                sweep = s.get(M.Sweep, sweep_id)
+                if sweep is not None:
+                    sweep.error = f"runner error (attempt {n}): {type(exc).__name__}: {exc}"
+                    if n >= 3:
+                        sweep.status = "failed"
+                        sweep.finished_at = _utcnow()
+        except Exception:
+            log.exception("runner: could not record the failure of sweep %s", sweep_id)
+        if n >= 3:
+            self._failures.pop(sweep_id, None)
+            self._forget(sweep_id)
+        else:
+            self._stop.wait(2.0 * n)
