@@ -1,0 +1,347 @@
+"""Figures of a sweep, as in the paper (matplotlib, Agg backend: no display needed).
+
+Each `*_figure` function takes plain data — result rows as a pandas DataFrame, curves as dicts of
+numpy arrays (what `service.client.Client` returns) — and returns a matplotlib `Figure`, so tests can
+inspect the lines it drew. `sweep_figure(client, sweep_id, kind)` fetches the data and picks one.
+
+kinds (the paper's figures):
+  error            Fig. 1 top: e(t) of the two-layer model against iterations, mean over seeds with a
+                   ±1 std band, and the one-layer baseline (dashed), one panel per group.
+  singular_values  Fig. 1 bottom: singular values of X(t) for one seed per group (solid), the
+                   one-layer model's (dashed, eq. (4)), and the targets σᵢ(Y) (dotted).
+  regularized      Fig. 2: e(t) of the general flow (13) (red dashed) against the regularized flow (19)
+                   with Λ = λ₀I at the fitted λ₀ (black solid).
+  lambda0          `lambda0_fit` against k (or another parameter).
+  speedup          `speedup` = time_to_tol_linear / time_to_tol against init_scale or λ₀.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: servers, CI, docker
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
+GROUP_AXES = ("init_scale", "k", "lambda0")     # sweep axes other than seed (SPEC §3)
+PANEL_SIZE = (4.0, 3.2)                          # inches per panel
+MAX_COLS = 4
+TWO_LAYER_COLOR = "C0"
+ONE_LAYER_COLOR = "k"
+
+
+class PlotError(ValueError):
+    """The data cannot make the requested figure (message meant for people)."""
+
+
+@dataclass
+class Group:
+    """Points that share a value of the grouping keys (they differ by seed)."""
+
+    label: str
+    rows: pd.DataFrame                                    # their result rows
+    curves: list[dict[str, Any]] = field(default_factory=list)  # one dict of arrays per point
+    state: dict[str, np.ndarray] | None = None            # initial state of curves[0]'s point
+
+
+# ---------------------------------------------------------------------------------- helpers
+def stack_padded(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack 1-D arrays of possibly different lengths (a diverged point stops early) with nan."""
+    arrays = [np.asarray(a, dtype=float).ravel() for a in arrays]
+    out = np.full((len(arrays), max((len(a) for a in arrays), default=0)), np.nan)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out
+
+
+def mean_band(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds and a ±1 std band (nan-aware), band clipped at 0 as errors are >= 0."""
+    stacked = stack_padded(arrays)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(stacked, axis=0) if len(stacked) else np.array([])
+        std = np.nanstd(stacked, axis=0) if len(stacked) > 1 else np.zeros_like(mean)
+    return mean, np.clip(mean - std, 0.0, None), mean + std
+
+
+def iterations(t: np.ndarray, eta: float | None) -> np.ndarray:
+    """The paper plots against iterations: i = t / η."""
+    t = np.asarray(t, dtype=float)
+    return np.rint(t / eta) if eta else t
+
+
+def _panels(n: int, sharey: bool = True) -> tuple[Figure, list]:
+    ncols = min(max(n, 1), MAX_COLS)
+    nrows = math.ceil(max(n, 1) / ncols)
+    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def group_label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in zip(keys, values)) or "all points"
+
+
+def varying_axes(df: pd.DataFrame, candidates: Sequence[str] = GROUP_AXES) -> list[str]:
+    """The sweep axes (besides seed) that take more than one value in these rows."""
+    return [c for c in candidates if c in df.columns and df[c].nunique(dropna=False) > 1]
+
+
+def split_groups(df: pd.DataFrame, by: Sequence[str] | None = None) -> list[Group]:
+    """Group rows by `by` (default: the axes that vary), sorted by key values."""
+    keys = list(by) if by else varying_axes(df)
+    missing = [k for k in keys if k not in df.columns]
+    if missing:
+        raise PlotError(f"cannot group by {', '.join(missing)}: not a result field")
+    if not keys:
+        return [Group(label="all points", rows=df.sort_values("seed") if "seed" in df else df)]
+    groups = []
+    for values, rows in df.groupby(keys, sort=True, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        groups.append(Group(label=group_label(keys, values),
+                            rows=rows.sort_values("seed") if "seed" in rows else rows))
+    return groups
+
+
+def _eta(rows: pd.DataFrame) -> float | None:
+    if "eta" in rows and rows["eta"].notna().any():
+        return float(rows["eta"].dropna().iloc[0])
+    return None
+
+
+def _mean_of(rows: pd.DataFrame, col: str) -> float | None:
+    if col in rows and pd.to_numeric(rows[col], errors="coerce").notna().any():
+        return float(pd.to_numeric(rows[col], errors="coerce").mean())
+    return None
+
+
+def _panel_letter(i: int) -> str:
+    return f"({chr(ord('a') + i)})" if i < 26 else f"({i + 1})"
+
+
+# ---------------------------------------------------------------------------------- Fig. 1 top
+def error_figure(groups: Sequence[Group]) -> Figure:
+    """Reconstruction error ‖Y − X(t)‖/‖Y‖ against iterations, two-layer vs one-layer (Fig. 1 top)."""
+    groups = [g for g in groups if g.curves]
+    if not groups:
+        raise PlotError("no finished points with curves to plot")
+    fig, axes = _panels(len(groups))
+    for i, (ax, g) in enumerate(zip(axes, groups)):
+        eta = _eta(g.rows)
+        n = len(g.curves)
+        for key, label, style, color in (("error", "two-layer", "-", TWO_LAYER_COLOR),
+                                         ("error_linear", "one-layer", "--", ONE_LAYER_COLOR)):
+            series = [c[key] for c in g.curves if c.get(key) is not None]
+            if not series:
+                continue
+            mean, lo, hi = mean_band(series)
+            x = iterations(g.curves[0]["t"], eta)[: len(mean)]
+            ax.plot(x, mean[: len(x)], linestyle=style, color=color,
+                    label=f"{label} (mean of {len(series)})" if n > 1 else label)
+            if n > 1:
+                ax.fill_between(x, lo[: len(x)], hi[: len(x)], color=color, alpha=0.2, linewidth=0)
+        q0 = _mean_of(g.rows, "q0_norm")
+        title = f"{_panel_letter(i)} {g.label}"
+        if q0 is not None:
+            title += f"\n‖Q₀‖ = {q0:.3g}"
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("iterations" if eta else "t")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------------------------- Fig. 1 bottom
+def one_layer_singular_values(state: Mapping[str, np.ndarray], t: np.ndarray, eta: float | None,
+                              integrator: str = "gd", model: str = "asymmetric") -> np.ndarray:
+    """Singular values of the one-layer baseline from the same X(0), eq. (4):
+    X(t) = Y + (X0 − Y) e^{−t} for the flow; (1 − η)^i instead of e^{−t} for gradient descent."""
+    Y = np.asarray(state["Y"], dtype=float)
+    U0 = np.asarray(state["U0"], dtype=float)
+    V0 = np.asarray(state["V0"], dtype=float) if (state.get("V0") is not None and model != "symmetric") else U0
+    X0 = U0 @ V0.T
+    t = np.asarray(t, dtype=float)
+    if integrator == "gd" and eta:
+        decay = (1.0 - eta) ** np.rint(t / eta)
+    else:
+        decay = np.exp(-t)
+    X = Y[None] + decay[:, None, None] * (X0 - Y)[None]
+    return np.linalg.svd(X, compute_uv=False)
+
+
+def singular_values_figure(groups: Sequence[Group]) -> Figure:
+    """Singular values of X(t) for one seed per group (Fig. 1 bottom)."""
+    groups = [g for g in groups if g.curves and g.curves[0].get("singular_values") is not None]
+    if not groups:
+        raise PlotError("no finished points with singular-value curves to plot")
+    fig, axes = _panels(len(groups))
+    for i, (ax, g) in enumerate(zip(axes, groups)):
+        c = g.curves[0]
+        row = g.rows.iloc[0]
+        eta = _eta(g.rows)
+        x = iterations(c["t"], eta)
+        sv = np.atleast_2d(np.asarray(c["singular_values"], dtype=float))
+        if sv.shape[0] != len(x) and sv.shape[1] == len(x):
+            sv = sv.T
+        for j in range(sv.shape[1]):
+            ax.plot(x[: len(sv)], sv[:, j], color=f"C{j % 10}", linestyle="-",
+                    label="two-layer σᵢ(X(t))" if j == 0 else "_nolegend_")
+        model = str(row.get("model", "asymmetric"))
+        if g.state is not None and "Y" in g.state and model != "sigmoid":
+            base = one_layer_singular_values(g.state, c["t"], eta, str(row.get("integrator", "gd")), model)
+            for j in range(base.shape[1]):
+                ax.plot(x, base[:, j], color=f"C{j % 10}", linestyle="--", alpha=0.7,
+                        label="one-layer" if j == 0 else "_nolegend_")
+            for j, s in enumerate(np.linalg.svd(np.asarray(g.state["Y"], dtype=float), compute_uv=False)):
+                ax.axhline(s, color="0.5", linestyle=":", linewidth=0.8,
+                           label="σᵢ(Y)" if j == 0 else "_nolegend_")
+        seed = row.get("seed")
+        ax.set_title(f"{_panel_letter(i)} {g.label}" + (f", seed {seed}" if seed is not None else ""),
+                     fontsize=10)
+        ax.set_xlabel("iterations" if eta else "t")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("singular values of X(t)")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------------------------- Fig. 2
+def regularized_figure(groups: Sequence[Group]) -> Figure:
+    """e(t) of the general flow (13) vs the regularized flow (19) at λ₀ = lambda0_fit (Fig. 2 top)."""
+    groups = [g for g in groups
+              if any(c.get("error_regularized_fit") is not None for c in g.curves)]
+    if not groups:
+        raise PlotError("these points have no regularized fit: submit the sweep with \"fit_lambda0\": true")
+    fig, axes = _panels(len(groups))
+    for i, (ax, g) in enumerate(zip(axes, groups)):
+        eta = _eta(g.rows)
+        curves = [c for c in g.curves if c.get("error_regularized_fit") is not None]
+        n = len(curves)
+        x_all = iterations(curves[0]["t"], eta)
+        for key, label, style, color in (
+                ("error", "general Q₀, flow (13)", "--", "tab:red"),
+                ("error_regularized_fit", "regularized, Λ = λ₀I (19)", "-", "k")):
+            mean, lo, hi = mean_band([c[key] for c in curves])
+            x = x_all[: len(mean)]
+            ax.plot(x, mean[: len(x)], linestyle=style, color=color, label=label)
+            if n > 1:
+                ax.fill_between(x, lo[: len(x)], hi[: len(x)], color=color, alpha=0.15, linewidth=0)
+        lam = _mean_of(g.rows, "lambda0_fit")
+        title = f"{_panel_letter(i)} {g.label}"
+        if lam is not None:
+            title += f"\nλ₀ fit = {lam:.5g}" + (f" (mean of {n})" if n > 1 else "")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("iterations" if eta else "t")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+# ---------------------------------------------------------------------------------- scalar metrics
+def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce")
+
+
+def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | None = None,
+                  reference: float | None = None, reference_label: str | None = None) -> Figure:
+    """`metric` against `x`: every point (dots) and the mean ± std over seeds (line), one series per
+    value of `by`; an optional dashed horizontal reference line."""
+    for col in (metric, x, *(by or ())):
+        if col not in df.columns:
+            raise PlotError(f"no result field named {col!r}")
+    data = df.assign(**{metric: _numeric(df, metric), x: _numeric(df, x)}).dropna(subset=[metric, x])
+    if data.empty:
+        raise PlotError(f"no finished point has a value of {metric}")
+    fig = Figure(figsize=(1.5 * PANEL_SIZE[0], 1.25 * PANEL_SIZE[1]), layout="constrained")
+    ax = fig.subplots()
+    series = [("", data)] if not by else [
+        (group_label(by, v if isinstance(v, tuple) else (v,)), rows)
+        for v, rows in data.groupby(list(by), sort=True)]
+    for j, (label, rows) in enumerate(series):
+        color = f"C{j % 10}"
+        ax.plot(rows[x], rows[metric], linestyle="none", marker=".", alpha=0.35, color=color,
+                label="_nolegend_")
+        agg = rows.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
+        ax.errorbar(agg[x], agg["mean"], yerr=agg["std"].fillna(0.0), color=color, marker="o",
+                    capsize=3, label=(label or f"mean ± std over seeds"))
+    if reference is not None:
+        ax.axhline(reference, color="0.3", linestyle="--", linewidth=1, label=reference_label)
+    xs = data[x]
+    if (xs > 0).all() and xs.max() / xs.min() >= 20:
+        ax.set_xscale("log")
+    ys = data[metric]
+    if (ys > 0).all() and ys.max() / ys.min() >= 50:
+        ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def lambda0_figure(df: pd.DataFrame, x: str = "k", by: Sequence[str] | None = None) -> Figure:
+    """The fitted imbalance `lambda0_fit` (Fig. 2's λ₀) against width k."""
+    return metric_figure(df, "lambda0_fit", x, by)
+
+
+def speedup_figure(df: pd.DataFrame, x: str | None = None, by: Sequence[str] | None = None) -> Figure:
+    """`speedup` over the one-layer model against init_scale or λ₀; 1 = no implicit acceleration."""
+    if x is None:
+        vary = varying_axes(df, ("init_scale", "lambda0", "k"))
+        x = vary[0] if vary else "init_scale"
+    if by is None:
+        by = [a for a in varying_axes(df, ("init_scale", "lambda0", "k")) if a != x][:1] or None
+    return metric_figure(df, "speedup", x, by, reference=1.0, reference_label="one-layer (no acceleration)")
+
+
+# ---------------------------------------------------------------------------------- from a sweep
+def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = None,
+                 x: str | None = None, max_seeds: int = 100) -> Figure:
+    """Fetch a sweep's rows (and curves) through `client` and draw the figure `kind`."""
+    if kind not in KINDS:
+        raise PlotError(f"unknown plot kind {kind!r}: choose one of {', '.join(KINDS)}")
+    df = client.results(sweep_id)
+    if df.empty:
+        raise PlotError(f"sweep {sweep_id} has no result rows yet")
+    if kind == "lambda0":
+        return lambda0_figure(df, x=x or "k", by=by)
+    if kind == "speedup":
+        return speedup_figure(df, x=x, by=by)
+    done = df[df["status"] == "done"] if "status" in df else df
+    if done.empty:
+        raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
+    groups = split_groups(done, by)
+    per_group = 1 if kind == "singular_values" else max_seeds
+    for g in groups:
+        g.rows = g.rows.head(per_group)
+        g.curves = [client.curves(int(pid)) for pid in g.rows["point_id"]]
+        if kind == "singular_values":
+            g.state = client.state(int(g.rows["point_id"].iloc[0]))
+    return {"error": error_figure, "singular_values": singular_values_figure,
+            "regularized": regularized_figure}[kind](groups)
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write the figure as PNG at its own size (width, height in inches × dpi pixels)."""
+    path = Path(path)
+    fig.savefig(path, format="png", dpi=dpi)
+    return path
