@@ -19,11 +19,17 @@ Guarantees (SPEC §3-§5, issue 3 "Runner"):
   ``error`` says so and quotes the first message); a sweep with at least one done, diverged or
   cached point is ``done`` even if others failed (their messages are on the points' result rows).
   ``cancelled`` when cancel was requested. ``finished_at`` set on every terminal status.
-- **Several sweeps.** Sweeps are taken oldest first, but a sweep gets at most ``slice_seconds`` of
-  dispatching while another sweep is waiting; then it yields and the least recently served sweep
-  goes next (round robin), so one huge sweep does not starve small ones.
-- **Memory.** Pending points are streamed from the database in pages (keyset on id), never all
-  loaded as objects at once.
+- **Several sweeps.** Sweeps are taken oldest first. A sweep is fed to the dispatcher in runs of
+  about ``slice_seconds`` of work (at the observed rate; ``min_run_points`` for the first run);
+  when a run ends after the slice is used up and another sweep is waiting, the sweep yields and the
+  least recently served sweep goes next (round robin), so one huge sweep does not starve small ones.
+- **Memory.** Pending points are read from the database in pages (keyset on id) and at most one
+  run's worth (<= ``max_run_points``) is handed to the dispatcher at a time, never a whole huge
+  sweep as objects.
+- **Failures of the machinery.** A point the dispatcher loses (not reported by a run that was not
+  cancelled) is queued again; after ``max_attempts`` hand-overs (restarts included) it is recorded
+  as failed so that a poison point cannot block its sweep forever. If the dispatcher itself raises,
+  the sweep is retried twice after a pause, then failed with the error.
 """
 from __future__ import annotations
 
@@ -101,28 +107,29 @@ class _Progress:
         while self.window and now - self.window[0][0] > self.WINDOW_SECONDS:
             self.window.popleft()
 
-    def eta(self) -> float | None:
-        if self.remaining == 0:
-            return 0.0
+    def rate(self) -> float | None:
+        """Points per second over the last WINDOW_SECONDS (or since the sweep started)."""
         if not self.window:
             return None
         now = time.monotonic()
-        # Rate over the sliding window, measured from the window's start (or from when the
-        # sweep started if the window reaches back that far).
         t0 = max(self.started, now - self.WINDOW_SECONDS)
         done = sum(n for t, n in self.window if t >= t0)
         elapsed = now - t0
-        if done == 0 or elapsed <= 0:
-            return None
-        return self.remaining / (done / elapsed)
+        return done / elapsed if done and elapsed > 0 else None
+
+    def eta(self) -> float | None:
+        if self.remaining == 0:
+            return 0.0
+        rate = self.rate()
+        return None if rate is None else self.remaining / rate
 
 
 class Runner:
     """Background sweep runner. Interface used by the app's lifespan and the routes."""
 
     def __init__(self, session_factory, settings=None, dispatcher_factory=None, *,
-                 page_size: int = 256, slice_seconds: float = 30.0, poll_seconds: float = 2.0,
-                 max_attempts: int = 5):
+                 page_size: int = 500, slice_seconds: float = 30.0, poll_seconds: float = 1.0,
+                 min_run_points: int = 1000, max_run_points: int = 20000, max_attempts: int = 5):
         self._session_factory = session_factory
         self._settings = settings
         self._dispatcher_factory = dispatcher_factory
@@ -130,6 +137,8 @@ class Runner:
         self.slice_seconds = slice_seconds
         self.poll_seconds = poll_seconds
         self.max_attempts = max_attempts
+        self.min_run_points = min_run_points
+        self.max_run_points = max_run_points
         self._dispatcher = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -288,35 +297,71 @@ class Runner:
 
         if not self._is_cancelled(sweep_id) and remaining:
             slice_end = time.monotonic() + self.slice_seconds
-            points = self._pending_points(sweep_id, slice_end)
             dispatcher = self._get_dispatcher()
-            dispatcher.run(points,
-                           on_results=lambda outcomes: self._write_batch(sweep_id, outcomes),
-                           cancelled=lambda: self._is_cancelled(sweep_id))
+            while not self._is_cancelled(sweep_id):
+                # The dispatcher groups all the points it is given before it starts, so a long
+                # sweep is fed in runs of bounded size (about one time slice of work each): memory
+                # stays bounded and other sweeps get their turn between runs.
+                limit = self._run_size(sweep_id)
+                fed = [0]
+                dispatcher.run(self._pending_points(sweep_id, limit, fed),
+                               on_results=lambda outcomes: self._write_batch(sweep_id, outcomes),
+                               cancelled=lambda: self._is_cancelled(sweep_id))
+                self._requeue_unreported(sweep_id, lost=not self._is_cancelled(sweep_id))
+                if fed[0] < limit:
+                    break  # every pending point was fed
+                if time.monotonic() > slice_end and self._others_waiting(sweep_id):
+                    log.info("sweep %s: time slice over, yielding to other sweeps", sweep_id)
+                    break
         self._last_served[sweep_id] = time.monotonic()
         self._settle(sweep_id)
 
-    def _pending_points(self, sweep_id: int, slice_end: float) -> Iterator[tuple[int, PointConfig]]:
-        """Stream the sweep's pending points page by page, marking each page running as it is
-        handed over. Stops early when cancelled, stopping, or the time slice is over while
-        another sweep waits."""
+    def _run_size(self, sweep_id: int) -> int:
+        """Points per dispatcher run: ~slice_seconds of work at the observed rate."""
+        with self._lock:
+            p = self._progress.get(sweep_id)
+            rate = p.rate() if p is not None else None
+        n = self.min_run_points if not rate else int(rate * self.slice_seconds)
+        return max(self.min_run_points, min(self.max_run_points, n))
+
+    def _requeue_unreported(self, sweep_id: int, lost: bool) -> None:
+        """Points still 'running' after a dispatcher run were not reported: back to 'pending'.
+        After a run that was not cancelled they were lost; one lost max_attempts times is failed."""
+        M = self._models()
+        with self._session() as s:
+            if lost:
+                given_up = s.execute(select(M.Point.id).where(
+                    M.Point.sweep_id == sweep_id, M.Point.status == "running",
+                    M.Point.attempts >= self.max_attempts)).scalars().all()
+                if given_up:
+                    self._write_failed(s, [(pid, sweep_id) for pid in given_up],
+                                       f"no result after {self.max_attempts} attempts", _utcnow())
+            n = s.execute(update(M.Point).where(M.Point.sweep_id == sweep_id,
+                                                M.Point.status == "running")
+                          .values(status="pending")).rowcount
+        if n and lost:
+            log.warning("sweep %s: %d points were not reported by the dispatcher; queued again",
+                        sweep_id, n)
+
+    def _pending_points(self, sweep_id: int, limit: int, fed: list[int]
+                        ) -> Iterator[tuple[int, PointConfig]]:
+        """Stream up to `limit` pending points of the sweep, page by page (keyset on id), marking
+        each page running (attempts + 1) as it is handed over; fed[0] counts them."""
         M = self._models()
         cols = [M.Point.id] + [getattr(M.Point, name) for name in _CONFIG_FIELDS]
         last_id = 0
-        while not self._is_cancelled(sweep_id):
-            if time.monotonic() > slice_end and self._others_waiting(sweep_id):
-                log.info("sweep %s: time slice over, yielding to other sweeps", sweep_id)
-                return
+        while fed[0] < limit and not self._is_cancelled(sweep_id):
             with self._session() as s:
                 rows = s.execute(select(*cols).where(
                     M.Point.sweep_id == sweep_id, M.Point.status == "pending", M.Point.id > last_id)
-                    .order_by(M.Point.id).limit(self.page_size)).all()
+                    .order_by(M.Point.id).limit(min(self.page_size, limit - fed[0]))).all()
                 if not rows:
                     return
                 ids = [r[0] for r in rows]
                 s.execute(update(M.Point).where(M.Point.id.in_(ids), M.Point.status == "pending")
                           .values(status="running", attempts=M.Point.attempts + 1))
             last_id = ids[-1]
+            fed[0] += len(rows)
             for r in rows:
                 yield r[0], PointConfig(**dict(zip(_CONFIG_FIELDS, r[1:])))
 
