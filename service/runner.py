@@ -26,6 +26,9 @@ Guarantees (SPEC §3-§5, issue 3 "Runner"):
 - **Memory.** Pending points are read from the database in pages (keyset on id) and at most one
   run's worth (<= ``max_run_points``) is handed to the dispatcher at a time, never a whole huge
   sweep as objects.
+- **Dedupe at run time.** Besides the submit-time dedupe of POST /sweeps, a pending point whose
+  identity was finished by another sweep in the meantime (identical sweeps posted back to back) is
+  reused as ``cached`` when its sweep's turn comes, unless the sweep asked to ``recompute``.
 - **Failures of the machinery.** A point the dispatcher loses (not reported by a run that was not
   cancelled) is queued again; after ``max_attempts`` hand-overs (restarts included) it is recorded
   as failed so that a poison point cannot block its sweep forever. If the dispatcher itself raises,
@@ -45,7 +48,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 
 from core.types import METRIC_FIELDS, PointConfig
 
@@ -53,7 +58,13 @@ log = logging.getLogger("flowsweep.runner")
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(PointConfig))
 _FINISHED = ("done", "diverged", "failed")
+_REUSABLE = ("done", "diverged")  # a failed point is computed again, never reused
 _ACTIVE_SWEEP = ("queued", "running")
+
+
+def _dialect_insert(session):
+    """The dialect's INSERT construct (both have on_conflict_do_nothing)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _utcnow() -> datetime:
@@ -222,12 +233,10 @@ class Runner:
             log.info("recovery: %d running points queued again", n)
 
     def _write_failed(self, s, pairs, message: str, now) -> None:
-        from sqlalchemy.dialects import postgresql, sqlite
         M = self._models()
-        ins = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)
         rows = [self._result_row(M, pid, sid, "failed", {}, message, None, None, now)
                 for pid, sid in pairs]
-        s.execute(ins(M.Result).on_conflict_do_nothing(index_elements=["point_id"]), rows)
+        self._insert_results(s, rows)
         s.execute(update(M.Point).where(M.Point.id.in_([p for p, _ in pairs]))
                   .values(status="failed"))
 
@@ -296,6 +305,8 @@ class Runner:
                 self._progress[sweep_id].remaining = remaining
 
         if not self._is_cancelled(sweep_id) and remaining:
+            remaining -= self._reuse_finished(sweep_id)
+        if not self._is_cancelled(sweep_id) and remaining:
             slice_end = time.monotonic() + self.slice_seconds
             dispatcher = self._get_dispatcher()
             while not self._is_cancelled(sweep_id):
@@ -315,6 +326,51 @@ class Runner:
                     break
         self._last_served[sweep_id] = time.monotonic()
         self._settle(sweep_id)
+
+    def _reuse_finished(self, sweep_id: int) -> int:
+        """Dedupe at run time too: a pending point whose identity has been finished (done or
+        diverged) by another sweep since this one was submitted (e.g. two identical sweeps posted
+        back to back) is not computed again unless the sweep asked to `recompute`; it becomes
+        cached, with a copy of the source's result row (SPEC §3). Returns how many were reused."""
+        M = self._models()
+        P, S = M.Point, aliased(M.Point)
+        reused = 0
+        with self._session() as s:
+            spec = s.execute(select(M.Sweep.spec).where(M.Sweep.id == sweep_id)).scalar_one()
+        if (spec or {}).get("recompute"):
+            return 0
+        while True:
+            with self._session() as s:
+                pairs = s.execute(
+                    select(P.id, func.min(S.id)).join(S, and_(
+                        S.identity == P.identity, S.sweep_id != sweep_id, S.cached.is_(False),
+                        S.status.in_(_REUSABLE)))
+                    .where(P.sweep_id == sweep_id, P.status == "pending")
+                    .group_by(P.id).limit(self.page_size)).all()
+                if not pairs:
+                    break
+                src_of = dict(pairs)
+                src_rows = {r.point_id: r for r in s.execute(select(M.Result).where(
+                    M.Result.point_id.in_(set(src_of.values())))).scalars()}
+                now = _utcnow()
+                rows, statuses = [], []
+                for pid, src in src_of.items():
+                    r = src_rows.get(src)
+                    if r is None:
+                        continue
+                    rows.append(self._result_row(
+                        M, pid, sweep_id, r.status, {f: getattr(r, f) for f in METRIC_FIELDS},
+                        r.error, r.wall_seconds, r.worker, now))
+                    statuses.append({"id": pid, "status": r.status, "cached": True,
+                                     "source_point_id": src})
+                if not rows:
+                    break
+                self._insert_results(s, rows)
+                s.execute(update(M.Point), statuses)
+                reused += len(rows)
+        if reused:
+            log.info("sweep %s: %d points reused from other sweeps' finished points", sweep_id, reused)
+        return reused
 
     def _run_size(self, sweep_id: int) -> int:
         """Points per dispatcher run: ~slice_seconds of work at the observed rate."""
@@ -386,28 +442,24 @@ class Runner:
         """One transaction per batch: idempotent result inserts, their curves, point statuses."""
         if not outcomes:
             return
-        from sqlalchemy.dialects import postgresql, sqlite
         M = self._models()
         now = _utcnow()
         by_id = {}
         for o in outcomes:
             by_id.setdefault(int(o.point_id), o)  # a point reported twice in a batch: first wins
         with self._session() as s:
-            ins = (postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert)
             rows = []
             for pid, o in by_id.items():
                 r = o.result
                 status = r.status if r.status in _FINISHED else "failed"
                 rows.append(self._result_row(M, pid, sweep_id, status, r.metrics or {}, r.error,
                                              r.wall_seconds, o.worker, now, r.config))
-            inserted = set(s.execute(
-                ins(M.Result).on_conflict_do_nothing(index_elements=["point_id"])
-                .returning(M.Result.point_id), rows).scalars().all())
+            inserted = self._insert_results(s, rows)
             if inserted:
                 curve_rows = [self._curve_row(M, pid, by_id[pid].result.curves)
                               for pid in inserted if by_id[pid].result.curves is not None]
                 if curve_rows:
-                    s.execute(ins(M.Curve).on_conflict_do_nothing(index_elements=["point_id"]),
+                    s.execute(_dialect_insert(s)(M.Curve).on_conflict_do_nothing(index_elements=["point_id"]),
                               curve_rows)
                 status_of = {r["point_id"]: r["status"] for r in rows}
                 # ORM bulk UPDATE by primary key: one executemany for the whole batch.
@@ -423,6 +475,14 @@ class Runner:
             p = self._progress.get(sweep_id)
             if p is not None:
                 p.add(len(inserted))
+
+    def _insert_results(self, s, rows: list[dict]) -> set[int]:
+        """INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id: the ids really inserted
+        (a point that already has its row keeps it: exactly one result row per point)."""
+        M = self._models()
+        return set(s.execute(
+            _dialect_insert(s)(M.Result).on_conflict_do_nothing(index_elements=["point_id"])
+            .returning(M.Result.point_id), rows).scalars().all())
 
     @staticmethod
     def _curve_row(M, point_id: int, curves) -> dict[str, Any]:
