@@ -1,0 +1,141 @@
+"""Starting, joining and stopping Ray for flowsweep.
+
+Two modes, chosen by `init_ray(address)`:
+
+* **embedded** (``address`` is None and ``RAY_ADDRESS`` is unset): a private local Ray is started
+  in this process with all CPUs (or ``num_cpus``), without the dashboard and without forwarding
+  worker logs to the driver.
+* **join** (``address`` given, or ``RAY_ADDRESS`` set): connect to an existing cluster; the address
+  has ``RAY_ADDRESS`` semantics (``"auto"``, ``"host:port"`` of the GCS, ``"ray://host:10001"``).
+
+Token authentication (Ray 2.60 turns it on by default for new clusters):
+
+* embedded: if ``RAY_AUTH_MODE`` is unset, token mode is used; if no token is available
+  (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), a random one is generated
+  and put in this process's environment (``RAY_AUTH_TOKEN``), so the Ray processes we spawn inherit
+  it and nothing is written to the home directory. ``RAY_AUTH_MODE=disabled`` is honoured.
+* join: the head's settings must be mirrored by the client: set ``RAY_AUTH_MODE=token`` and give the
+  head's token as ``RAY_AUTH_TOKEN`` (or ``RAY_AUTH_TOKEN_PATH``, or the head's ``~/.ray/auth_token``
+  copied to this machine), or set ``RAY_AUTH_MODE=disabled`` on every process of a private network.
+  As a convenience, when ``RAY_AUTH_MODE`` is unset but a token is provided (``RAY_AUTH_TOKEN`` /
+  ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token`` exists), token mode is switched on — Ray itself
+  only does that for ``address="auto"``, and otherwise fails after ~20 s with ``InvalidAuthToken``.
+
+``ray.init`` replaces the SIGTERM handler (under uvicorn the lifespan shutdown would never run), so
+SIGTERM and SIGINT handlers are saved before it and restored after it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import threading
+from pathlib import Path
+
+import ray
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path and Path(path).expanduser().is_file():
+        return True
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
+def _prepare_auth(joining: bool) -> None:
+    """Set RAY_AUTH_MODE / RAY_AUTH_TOKEN in os.environ before ray.init (see the module docstring)."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return  # explicit choice: Ray honours it (and makes ~/.ray/auth_token for a new token cluster)
+    if not joining:
+        if not _token_available():
+            # Process-private token, inherited by the GCS, raylet and workers ray.init spawns;
+            # ray.init itself switches a new local cluster to token mode.
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        return
+    if _token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        # Ray caches its config at import: refresh it, as Ray's own _enable_token_auth does.
+        from ray._raylet import Config
+        Config.initialize("")
+
+
+def _save_signal_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # signal handlers can only be read/set from the main thread
+    return {s: signal.getsignal(s) for s in _SIGNALS}
+
+
+def _restore_signal_handlers(saved: dict) -> None:
+    for sig, handler in saved.items():
+        if handler is not None and signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start (embedded) or join Ray; a no-op if Ray is already initialised in this process.
+
+    address None -> RAY_ADDRESS if set, else a new local Ray with `num_cpus` (default: all CPUs).
+    `num_cpus` is ignored when joining (the cluster decides). See the module docstring for token
+    auth. SIGTERM/SIGINT handlers are restored after ray.init.
+    """
+    with _lock:
+        if ray.is_initialized():
+            return
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        joining = address is not None and address != "local"
+        _prepare_auth(joining)
+        saved = _save_signal_handlers()
+        try:
+            if joining:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.WARNING)
+        finally:
+            _restore_signal_handlers(saved)
+        log.info("ray %s: %s", "joined" if joining else "started", ray_status())
+        _warm_workers()
+
+
+def _warm_workers() -> None:
+    """Fire-and-forget one task per CPU that imports core, so a sweep's first chunks run warm."""
+    from workers.tasks import warm_up
+
+    for _ in range(cluster_cpus()):
+        warm_up.remote()
+
+
+def ray_status() -> dict:
+    """{"nodes": alive node count, "cpus": total CPUs}; zeros when Ray is not up or unreachable."""
+    if not ray.is_initialized():
+        return {"nodes": 0, "cpus": 0}
+    try:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cpus = sum(n.get("Resources", {}).get("CPU", 0.0) for n in nodes)
+    except Exception:  # GCS gone: report Ray as down rather than failing a health check
+        return {"nodes": 0, "cpus": 0}
+    return {"nodes": len(nodes), "cpus": int(cpus)}
+
+
+def shutdown_ray() -> None:
+    """Disconnect (join mode) or stop the embedded Ray; a no-op if Ray is not up."""
+    with _lock:
+        if ray.is_initialized():
+            saved = _save_signal_handlers()
+            try:
+                ray.shutdown()
+            finally:
+                _restore_signal_handlers(saved)
+
+
+def cluster_cpus() -> int:
+    """Total CPUs of the connected cluster (at least 1)."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
