@@ -1,0 +1,86 @@
+"""A validated sweep spec -> its points (SPEC §3): the Cartesian product of the four axes.
+
+Each point is a core.types.PointConfig; its `identity` is the sha256 of the canonical JSON of every
+PointConfig field plus core's version, so a finished point with the same identity from any sweep can
+be reused (`cached`) unless the sweep asks to `recompute`.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict
+
+import core
+from core.types import PointConfig
+
+from .schemas import AXIS_NAMES, SweepSpec
+
+DEFAULT_N_SAMPLES = 1000
+
+
+class PointSpecError(ValueError):
+    """A point of the sweep is invalid: `field` is the path in the request body."""
+
+    def __init__(self, field: tuple[str, ...], message: str):
+        super().__init__(f"{'.'.join(field)}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _validate_config():
+    """core.validate_config (the core package's public API; its module while the package is young)."""
+    fn = getattr(core, "validate_config", None)
+    if fn is None:
+        from core.validation import validate_config as fn
+    return fn
+
+
+def core_version() -> str:
+    return str(getattr(core, "CORE_VERSION", "0"))
+
+
+def point_identity(config: PointConfig, version: str | None = None) -> str:
+    d = asdict(config)
+    # Canonical types: 1 and 1.0 are the same init_scale; json renders floats as shortest repr.
+    for name in ("eta", "init_scale", "lambda0", "tol"):
+        d[name] = float(d[name])
+    d["core_version"] = version if version is not None else core_version()
+    payload = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def expand(spec: SweepSpec) -> list[PointConfig]:
+    """Points in axis order init_scale, k, lambda0, seed (seed varies fastest)."""
+    fixed = dict(model=spec.model, m=int(spec.m), n=int(spec.n if spec.n is not None else spec.m),
+                 eta=float(spec.eta), steps=int(spec.steps), init=spec.init, integrator=spec.integrator,
+                 record_every=int(spec.record_every or max(1, spec.steps // 200)), tol=float(spec.tol),
+                 data_seed=spec.data_seed, fit_lambda0=bool(spec.fit_lambda0),
+                 n_samples=int(spec.n_samples or DEFAULT_N_SAMPLES))
+    axes = [spec.axis(a) for a in AXIS_NAMES]
+    points = [PointConfig(init_scale=float(s), k=int(k), lambda0=float(lam), seed=int(seed), **fixed)
+              for s, k, lam, seed in itertools.product(*axes)]
+    validate_points(points)
+    return points
+
+
+def validate_points(points: list[PointConfig]) -> None:
+    """core.validate_config on every distinct configuration up to the seed (the seed changes no
+    constraint); its ValueError("<field>: <reason>") becomes a PointSpecError at the body path."""
+    validate_config = _validate_config()
+    seen: set = set()
+    for p in points:
+        key = (p.init_scale, p.k, p.lambda0)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            validate_config(p)
+        except (ValueError, TypeError) as exc:
+            field, sep, reason = str(exc).partition(": ")
+            if not sep or not field.isidentifier():
+                field, reason = "axes", str(exc)
+            if field in AXIS_NAMES:
+                raise PointSpecError(("axes", field), f"{reason} (point init_scale={p.init_scale}, k={p.k}, "
+                                                      f"lambda0={p.lambda0})") from exc
+            raise PointSpecError((field,), reason) from exc

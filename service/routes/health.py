@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from ..schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+def healthz(request: Request):
+    """Database reachable (`SELECT 1`) and the Ray cluster seen by the service (alive nodes, CPUs)."""
+    from workers.runtime import ray_status
+
+    try:
+        with request.app.state.read_session_factory() as s:
+            s.execute(text("SELECT 1"))
+        database = "ok"
+    except Exception as exc:  # the answer *is* the error
+        database = f"error: {type(exc).__name__}: {exc}"[:500]
+    ok = database == "ok"
+    body = {"status": "ok" if ok else "error", "database": database, "ray": ray_status()}
+    return JSONResponse(body, status_code=200 if ok else 503)

@@ -1,0 +1,311 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from .. import queries
+from ..db import session_scope
+from ..expand import PointSpecError, expand, point_identity
+from ..models import (PARAM_FIELDS, REUSABLE_POINT_STATUSES, SWEEP_STATUSES, Curve, Point, Result, Sweep,
+                      utcnow)
+from ..schemas import SweepCreated, SweepList, SweepOut, SweepSpec
+from .common import DbId, json_safe, not_found, result_page, valid_id
+from .results import FILE_RESPONSES
+from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+MAX_BODY_BYTES = 10_000_000
+_CHUNK = 500  # identities per IN (...) lookup
+_TERMINAL = ("done", "failed", "cancelled")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def validation_errors(exc: ValidationError, prefix: str = "body") -> list[dict]:
+    """pydantic errors -> [{"loc", "field", "msg", "type"}], the path named in `loc` and `field`.
+
+    Cross-field checks raise "<field path>: <reason>" at the model's root: the path is moved into loc.
+    The rejected input is not echoed (it may hold NaN, which JSON cannot carry)."""
+    out = []
+    for e in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = [str(x) if not isinstance(x, int) else x for x in e["loc"]]
+        msg = e["msg"]
+        head, sep, reason = msg.partition(": ")
+        if not loc and sep and all(p.isidentifier() for p in head.split(".")):
+            loc, msg = head.split("."), reason
+        out.append({"loc": [prefix, *loc], "field": ".".join(str(x) for x in loc) or prefix,
+                    "msg": msg, "type": e["type"]})
+    return out
+
+
+def _unprocessable(field: tuple[str, ...] | list[str], msg: str, typ: str = "value_error") -> RequestValidationError:
+    return RequestValidationError([{"loc": ["body", *field], "field": ".".join(field) or "body", "msg": msg,
+                                    "type": typ}])
+
+
+def _counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
+    """SPEC counts per sweep: a cached point counts only under `cached`."""
+    out = {sid: {"pending": 0, "running": 0, "done": 0, "failed": 0, "diverged": 0, "cached": 0}
+           for sid in sweep_ids}
+    if not sweep_ids:
+        return out
+    stmt = (select(Point.sweep_id, Point.status, Point.cached, func.count())
+            .where(Point.sweep_id.in_(sweep_ids)).group_by(Point.sweep_id, Point.status, Point.cached))
+    for sid, st, cached, n in session.execute(stmt):
+        key = "cached" if cached else st
+        out[sid][key] = out[sid].get(key, 0) + int(n)
+    return out
+
+
+def _eta(sweep: Sweep, counts: dict[str, int], runner: Any) -> float | None:
+    if sweep.status == "done":
+        return 0.0
+    if sweep.status not in ("queued", "running") or runner is None:
+        return None
+    try:
+        eta = runner.eta_seconds(sweep.id)
+    except Exception:
+        return None
+    return None if eta is None else float(eta)
+
+
+def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any) -> dict:
+    finished = sum(counts[k] for k in ("done", "failed", "diverged", "cached"))
+    return json_safe({
+        "id": sweep.id, "name": sweep.name, "status": sweep.status, "spec": sweep.spec,
+        "n_points": sweep.n_points, "counts": counts,
+        "progress": (finished / sweep.n_points) if sweep.n_points else 1.0,
+        "created_at": sweep.created_at.isoformat(),
+        "started_at": sweep.started_at.isoformat() if sweep.started_at else None,
+        "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
+        "eta_seconds": _eta(sweep, counts, runner), "error": sweep.error,
+    })
+
+
+def _get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Sweep:
+    if not valid_id(sweep_id):
+        raise not_found("sweep", sweep_id)
+    stmt = select(Sweep).where(Sweep.id == sweep_id)
+    if for_update:
+        stmt = stmt.with_for_update()  # Postgres row lock; SQLite writes are serialised by BEGIN IMMEDIATE
+    sweep = session.execute(stmt).scalar_one_or_none()
+    if sweep is None:
+        raise not_found("sweep", sweep_id)
+    return sweep
+
+
+def _reusable_sources(session: Session, identities: list[str]) -> dict[str, int]:
+    """identity -> a finished (done/diverged) point computed by some sweep (not itself a copy)."""
+    found: dict[str, int] = {}
+    for i in range(0, len(identities), _CHUNK):
+        chunk = identities[i:i + _CHUNK]
+        stmt = (select(Point.identity, func.min(Point.id))
+                .where(Point.identity.in_(chunk), Point.status.in_(REUSABLE_POINT_STATUSES),
+                       Point.source_point_id.is_(None))
+                .group_by(Point.identity))
+        found.update({ident: pid for ident, pid in session.execute(stmt)})
+    return found
+
+
+def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[Sweep, int]:
+    """The sweep, all its points and the cached points' result copies, in the caller's transaction."""
+    points = expand(spec)
+    identities = [point_identity(p) for p in points]
+    now = utcnow()
+    sources: dict[str, int] = {} if spec.recompute else _reusable_sources(session, identities)
+    source_status: dict[int, str] = {}
+    if sources:
+        ids = list(set(sources.values()))
+        for i in range(0, len(ids), _CHUNK):
+            source_status.update(session.execute(select(Point.id, Point.status)
+                                                 .where(Point.id.in_(ids[i:i + _CHUNK]))).all())
+    n_cached = len(sources)
+    sweep = Sweep(name=stored_spec["name"], spec=stored_spec, n_points=len(points),
+                  status="done" if n_cached == len(points) else "queued", created_at=now,
+                  cancel_requested=False)
+    if sweep.status == "done":  # everything was already computed: nothing for the runner to do
+        sweep.started_at = sweep.finished_at = now
+    session.add(sweep)
+    session.flush()
+    rows = []
+    for p, ident in zip(points, identities):
+        src = sources.get(ident)
+        row = {f: getattr(p, f) for f in PARAM_FIELDS}
+        row.update(sweep_id=sweep.id, identity=ident, attempts=0, cached=src is not None,
+                   source_point_id=src, status=source_status[src] if src is not None else "pending")
+        rows.append(row)
+    session.execute(insert(Point), rows)
+    if n_cached:
+        # A copy of the source's result row for every cached point (one result row per point).
+        new_ids = dict(session.execute(select(Point.source_point_id, Point.id)
+                                       .where(Point.sweep_id == sweep.id, Point.cached.is_(True))).all())
+        cols = [c for c in Result.__table__.columns.keys() if c not in ("id", "point_id", "sweep_id")]
+        copies = []
+        src_ids = list(new_ids)
+        for i in range(0, len(src_ids), _CHUNK):
+            stmt = select(Result.point_id, *[Result.__table__.c[c] for c in cols]).where(
+                Result.point_id.in_(src_ids[i:i + _CHUNK]))
+            for r in session.execute(stmt):
+                m = r._mapping
+                copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id,
+                               **{c: m[c] for c in cols}})
+        if copies:
+            session.execute(insert(Result), copies)
+    return sweep, n_cached
+
+
+# ----------------------------------------------------------------------------- routes
+
+def _inline_schema(model) -> dict:  # noqa: ANN001
+    """The model's JSON schema with its $defs inlined (an OpenAPI requestBody schema has no $defs)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):  # noqa: ANN001, ANN202
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.rsplit("/", 1)[1]])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepCreated, dependencies=[WriteAuth],
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": _inline_schema(SweepSpec)}}}},
+             responses={422: {"description": "invalid sweep: `detail` lists {loc, field, msg}"}})
+async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDep):
+    """Validate a sweep (SPEC §3), expand its axes, and store the sweep with all its points in one
+    transaction; points already computed by any sweep are reused (`n_cached`) unless `recompute`."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body: larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _unprocessable((), f"invalid JSON: {exc}", "json_invalid") from None
+    if not isinstance(body, dict):
+        raise _unprocessable((), "a JSON object describing the sweep is required", "dict_type")
+    try:
+        spec = SweepSpec.model_validate(body, context={"max_points": settings.max_points,
+                                                       "max_steps": settings.max_steps})
+    except ValidationError as exc:
+        raise RequestValidationError(validation_errors(exc)) from None
+    stored = spec.model_dump(mode="json", exclude={"axes"})
+    stored["axes"] = {k: v for k, v in (body.get("axes") or {}).items()}
+    stored["name"] = spec.name or f"{spec.model}-{spec.init}-{spec.integrator}-{utcnow():%Y%m%dT%H%M%S}"
+
+    def write() -> tuple[int, str, int, int]:
+        with session_scope(request.app.state.session_factory) as session:
+            sweep, n_cached = insert_sweep(session, spec, stored)
+            return sweep.id, sweep.status, sweep.n_points, n_cached
+
+    try:
+        sweep_id, st, n_points, n_cached = await run_in_threadpool(write)
+    except PointSpecError as exc:
+        raise _unprocessable(exc.field, exc.message) from None
+    if runner is not None and st == "queued":
+        runner.wake()
+    return {"id": sweep_id, "status": st, "n_points": n_points, "n_cached": n_cached}
+
+
+@router.get("", response_model=SweepList, dependencies=[ReadAuth])
+def list_sweeps(session: SessionDep, runner: RunnerDep,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+                status_: Annotated[list[Literal[SWEEP_STATUSES]] | None,  # type: ignore[valid-type]
+                                   Query(alias="status")] = None):
+    """Sweeps, newest first."""
+    conds = [Sweep.status.in_(status_)] if status_ else []
+    total = session.execute(select(func.count()).select_from(Sweep).where(*conds)).scalar_one()
+    sweeps = session.execute(select(Sweep).where(*conds).order_by(Sweep.created_at.desc(), Sweep.id.desc())
+                             .limit(limit).offset(offset)).scalars().all()
+    counts = _counts(session, [s.id for s in sweeps])
+    return {"data": [sweep_out(s, counts[s.id], runner) for s in sweeps], "count": total}
+
+
+@router.get("/{sweep_id}", response_model=SweepOut, dependencies=[ReadAuth])
+def get_sweep(sweep_id: DbId, session: SessionDep, runner: RunnerDep):
+    sweep = _get_sweep(session, sweep_id)
+    return sweep_out(sweep, _counts(session, [sweep.id])[sweep.id], runner)
+
+
+@router.post("/{sweep_id}/cancel", response_model=SweepOut, dependencies=[WriteAuth],
+             responses={409: {"description": "the sweep already finished"}})
+def cancel_sweep(sweep_id: DbId, request: Request, runner: RunnerDep):
+    """Pending points are not run, running ones are cancelled; computed results are kept."""
+    with session_scope(request.app.state.session_factory) as session:
+        sweep = _get_sweep(session, sweep_id, for_update=True)
+        if sweep.status in ("done", "failed"):
+            raise HTTPException(status.HTTP_409_CONFLICT, f"sweep {sweep_id} already finished ({sweep.status})")
+        sweep.cancel_requested = True
+        if sweep.status == "queued":
+            # Not taken by the runner yet: cancelled at once (the runner only takes queued/running).
+            sweep.status = "cancelled"
+            sweep.finished_at = utcnow()
+    if runner is not None:
+        runner.cancel(sweep_id)
+    with request.app.state.read_session_factory() as session:
+        sweep = _get_sweep(session, sweep_id)
+        return sweep_out(sweep, _counts(session, [sweep_id])[sweep_id], runner)
+
+
+@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAuth],
+               responses={409: {"description": "the sweep is still queued or running"}})
+def delete_sweep(sweep_id: DbId, request: Request):
+    """Delete a finished or cancelled sweep with its points, results and curves. Points of other
+    sweeps that reused this sweep's results keep them: the curves move to one of those points,
+    which becomes the source of the others."""
+    with session_scope(request.app.state.session_factory) as session:
+        sweep = _get_sweep(session, sweep_id, for_update=True)
+        if sweep.status not in _TERMINAL:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it")
+        own = select(Point.id).where(Point.sweep_id == sweep_id)
+        dependents = session.execute(
+            select(Point.source_point_id, Point.id)
+            .where(Point.source_point_id.in_(own), Point.sweep_id != sweep_id)
+            .order_by(Point.source_point_id, Point.id)).all()
+        heirs: dict[int, int] = {}
+        for src, pid in dependents:
+            heirs.setdefault(src, pid)
+        for src, heir in heirs.items():
+            session.execute(update(Point).where(Point.source_point_id == src, Point.id != heir)
+                            .values(source_point_id=heir))
+            session.execute(update(Point).where(Point.id == heir).values(source_point_id=None))
+            session.execute(update(Curve).where(Curve.point_id == src).values(point_id=heir))
+        session.execute(delete(Curve).where(Curve.point_id.in_(own)))
+        session.execute(delete(Result).where(Result.sweep_id == sweep_id))
+        session.execute(update(Point).where(Point.sweep_id == sweep_id).values(source_point_id=None))
+        session.execute(delete(Point).where(Point.sweep_id == sweep_id))
+        session.execute(delete(Sweep).where(Sweep.id == sweep_id))
+    return None
+
+
+@router.get("/{sweep_id}/results", responses=FILE_RESPONSES, dependencies=[ReadAuth])
+def sweep_results(sweep_id: DbId, session: SessionDep, q: Annotated[queries.ResultQuery, Query()]):
+    """The sweep's result rows (one per finished point); same filters as GET /results."""
+    _get_sweep(session, sweep_id)
+    return result_page(session, q, sweep_id, f"sweep-{sweep_id}-results")
+
+
+@router.get("/{sweep_id}/summary", dependencies=[ReadAuth])
+def sweep_summary(sweep_id: DbId, session: SessionDep, q: Annotated[queries.SummaryQuery, Query()]):
+    """One row per group of `by` keys: the keys, `count`, and <metric>_mean/_std/_sem/_min/_max for
+    every numeric metric (over seeds, typically); the result filters apply before grouping."""
+    _get_sweep(session, sweep_id)
+    rows = queries.summary(session, q, sweep_id)
+    return {"data": rows, "count": len(rows), "by": q.group_keys()}

@@ -1,0 +1,276 @@
+"""Request and response bodies of the REST API (SPEC §3, §4), validated with pydantic.
+
+Every request model forbids unknown fields and non-finite numbers. Limits that depend on the
+service's settings (`FLOWSWEEP_MAX_POINTS`, `FLOWSWEEP_MAX_STEPS`) come through the validation
+context: `SweepSpec.model_validate(body, context={"max_points": ..., "max_steps": ...})`.
+Errors name the field: pydantic's `loc` is the path (e.g. ("axes", "init_scale")) and `msg` the reason.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationInfo, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+from core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS
+
+# Bounds the service states in its 422s (sizes beyond these would not fit in a worker's memory).
+MAX_DIM = 2_000            # m, n
+MAX_K = 20_000             # width k
+MAX_N_SAMPLES = 100_000    # sigmoid N
+MAX_RECORDS = 100_000      # curve length steps / record_every
+MAX_SEED = 2**31 - 1       # seeds are stored as 32-bit integers
+MAX_LOGSPACE_EXP = 300     # 10**a stays a finite double
+DEFAULT_MAX_POINTS = 100_000
+DEFAULT_MAX_STEPS = 10_000_000
+AXIS_NAMES = ("init_scale", "k", "lambda0", "seed")
+INT_AXES = ("k", "seed")
+
+
+def _err(message: str, **ctx: Any) -> PydanticCustomError:
+    return PydanticCustomError("value_error", message, ctx or None)
+
+
+def _limit(info: ValidationInfo, name: str, default: int) -> int:
+    ctx = info.context or {}
+    return int(ctx.get(name) or default)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+# ----------------------------------------------------------------------------- axes
+
+def _round12(x: float) -> float:
+    """linspace/logspace values rounded to 12 significant digits, so that linspace(0.1, 1, 10) gives
+    0.3 rather than 0.30000000000000004 and `?init_scale=0.3` finds it."""
+    return float(f"{x:.12g}")
+
+
+def _axis_length(name: str, form: str, args: list) -> int:
+    if form == "range":
+        if len(args) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+            raise _err("range must be [start, stop] with integers (stop excluded)")
+        start, stop = args
+        if stop <= start:
+            raise _err("range [{start}, {stop}] is empty: stop must be > start", start=start, stop=stop)
+        return stop - start
+    if len(args) != 3:
+        raise _err("{form} must be [a, b, num]", form=form)
+    a, b, num = args
+    for v in (a, b):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _err("{form} bounds must be finite numbers", form=form)
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise _err("{form} num must be an integer >= 1", form=form)
+    if form == "logspace" and max(abs(a), abs(b)) > MAX_LOGSPACE_EXP:
+        raise _err("logspace exponents must lie in [-{lim}, {lim}]", lim=MAX_LOGSPACE_EXP)
+    return num
+
+
+def _axis_values(name: str, raw: Any, max_points: int) -> list:
+    """One axis of a sweep (SPEC §3): a list, or {"range": [start, stop]}, {"linspace": [a, b, num]},
+    {"logspace": [a, b, num]}; returns its values as a list (checked, not yet bounded per axis kind)."""
+    if isinstance(raw, dict):
+        if len(raw) != 1 or next(iter(raw)) not in ("range", "linspace", "logspace"):
+            raise _err("an axis is a list or one of {{\"range\": [start, stop]}}, "
+                       "{{\"linspace\": [a, b, num]}}, {{\"logspace\": [a, b, num]}}")
+        form, args = next(iter(raw.items()))
+        if not isinstance(args, list):
+            raise _err("{form} must be a list", form=form)
+        n = _axis_length(name, form, args)
+        if n > max_points:
+            raise _err("{form} has {n} values; a sweep has at most {max} points (FLOWSWEEP_MAX_POINTS)",
+                       form=form, n=n, max=max_points)
+        if form == "range":
+            values: list = list(range(args[0], args[1]))
+        else:
+            a, b, num = args
+            arr = np.linspace(a, b, num) if form == "linspace" else np.logspace(a, b, num)
+            if not np.all(np.isfinite(arr)):
+                raise _err("{form} gives non-finite values", form=form)
+            values = [_round12(float(x)) for x in arr]
+            if name in INT_AXES:
+                if any(v != round(v) for v in values):
+                    raise _err("{form} gives non-integer values; {name} must be integers", form=form, name=name)
+                values = [int(round(v)) for v in values]
+    elif isinstance(raw, list):
+        if len(raw) > max_points:
+            raise _err("has {n} values; a sweep has at most {max} points (FLOWSWEEP_MAX_POINTS)",
+                       n=len(raw), max=max_points)
+        values = list(raw)
+    else:
+        # A bare number is the commonest slip: say what to write instead.
+        raise _err("must be a list (e.g. [{v}]) or a range/linspace/logspace object",
+                   v=raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else "...")
+    if not values:
+        raise _err("must not be empty")
+    for v in values:
+        if name in INT_AXES:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise _err("values must be integers, got {v}", v=repr(v))
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _err("values must be finite numbers, got {v}", v=repr(v))
+    if name in ("init_scale", "lambda0"):
+        values = [float(v) for v in values]
+    seen: set = set()
+    for v in values:
+        if v in seen:
+            raise _err("duplicate value {v}: each value may appear once", v=v)
+        seen.add(v)
+    if name == "init_scale" and min(values) <= 0:
+        raise _err("must be > 0 (got {v})", v=min(values))
+    if name == "k" and (min(values) < 1 or max(values) > MAX_K):
+        raise _err("must lie in [1, {max}] (got {v})", max=MAX_K,
+                   v=min(values) if min(values) < 1 else max(values))
+    if name == "seed" and (min(values) < 0 or max(values) > MAX_SEED):
+        raise _err("must lie in [0, {max}] (got {v})", max=MAX_SEED,
+                   v=min(values) if min(values) < 0 else max(values))
+    return values
+
+
+class Axes(StrictModel):
+    """The four axes of a sweep; the sweep is their Cartesian product. Omitted axes take their default
+    (`init_scale` [0.1], `k` [2·max(m, n)], `lambda0` [0], `seed` [0])."""
+
+    init_scale: Any = Field(None, description="list of floats > 0, or range/linspace/logspace",
+                            examples=[[0.01, 0.1, 1.0], {"logspace": [-2, 0, 3]}])
+    k: Any = Field(None, description="list of widths >= 1, or a range", examples=[[50]])
+    lambda0: Any = Field(None, description="list of imbalance levels λ₀ (finite)", examples=[[0.0]])
+    seed: Any = Field(None, description="list of integer seeds >= 0, or a range", examples=[{"range": [0, 100]}])
+
+    @field_validator(*AXIS_NAMES, mode="before")
+    @classmethod
+    def _check_axis(cls, raw: Any, info: ValidationInfo) -> Any:
+        if raw is None:
+            return None
+        return _axis_values(info.field_name, raw, _limit(info, "max_points", DEFAULT_MAX_POINTS))
+
+
+class SweepSpec(StrictModel):
+    """Body of POST /sweeps (SPEC §3)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    model: Literal[MODELS]  # type: ignore[valid-type]
+    init: Literal[INITS] = "gaussian"  # type: ignore[valid-type]
+    integrator: Literal[INTEGRATORS] = "gd"  # type: ignore[valid-type]
+    m: StrictInt = Field(ge=1, le=MAX_DIM)
+    n: StrictInt | None = Field(None, ge=1, le=MAX_DIM, description="required unless model is symmetric")
+    eta: float = Field(gt=0)
+    steps: StrictInt = Field(ge=1, description="bounded by FLOWSWEEP_MAX_STEPS")
+    record_every: StrictInt | None = Field(None, ge=1, description="default max(1, steps // 200)")
+    tol: float = Field(0.01, gt=0, lt=1)
+    data_seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED)
+    fit_lambda0: StrictBool = False
+    recompute: StrictBool = False
+    n_samples: StrictInt | None = Field(None, ge=1, le=MAX_N_SAMPLES, description="sigmoid only; default 1000")
+    axes: Axes = Field(default_factory=Axes)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_bound(cls, v: int, info: ValidationInfo) -> int:
+        max_steps = _limit(info, "max_steps", DEFAULT_MAX_STEPS)
+        if v > max_steps:
+            raise _err("must be <= {max} (FLOWSWEEP_MAX_STEPS), got {v}", max=max_steps, v=v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> "SweepSpec":
+        # Errors raised here carry the field in the message; app.py maps "<field>: <reason>" to loc.
+        if self.n is None:
+            if self.model == "asymmetric":
+                raise _err("n: field required for model asymmetric")
+            self.n = self.m
+        if self.model in ("symmetric", "sigmoid") and self.n != self.m:
+            raise _err("n: must equal m for model {model} (got m={m}, n={n})", model=self.model, m=self.m, n=self.n)
+        if self.model == "asymmetric" and self.m > self.n:
+            raise _err("n: must be >= m for model asymmetric (Y is m×n with m <= n; got m={m}, n={n})",
+                       m=self.m, n=self.n)
+        if self.n_samples is not None and self.model != "sigmoid":
+            raise _err("n_samples: only applies to model sigmoid")
+        if self.record_every is None:
+            self.record_every = max(1, self.steps // 200)
+        if self.record_every > self.steps:
+            raise _err("record_every: must be <= steps ({steps})", steps=self.steps)
+        if self.steps // self.record_every > MAX_RECORDS:
+            raise _err("record_every: steps / record_every must be <= {max} records per curve "
+                       "(got {n})", max=MAX_RECORDS, n=self.steps // self.record_every)
+        lam = self.axes.lambda0 or [0.0]
+        if self.model == "symmetric" and any(v != 0 for v in lam):
+            raise _err("axes.lambda0: has no meaning for model symmetric; must be 0 (got {v})",
+                       v=next(v for v in lam if v != 0))
+        ks = self.axes.k or [2 * max(self.m, self.n)]
+        if self.init == "spectral" and min(ks) < self.m:
+            raise _err("axes.k: init spectral needs k >= m (got k={k} < m={m})", k=min(ks), m=self.m)
+        size = self.size
+        max_points = _limit(info, "max_points", DEFAULT_MAX_POINTS)
+        if size > max_points:
+            raise _err("axes: the sweep has {size} points; the maximum is {max} (FLOWSWEEP_MAX_POINTS)",
+                       size=size, max=max_points)
+        return self
+
+    # Resolved axes (defaults filled in).
+    def axis(self, name: str) -> list:
+        v = getattr(self.axes, name)
+        if v is not None:
+            return v
+        return {"init_scale": [0.1], "k": [2 * max(self.m, self.n or self.m)], "lambda0": [0.0],
+                "seed": [0]}[name]
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(self.axis(a)) for a in AXIS_NAMES)
+
+
+# ----------------------------------------------------------------------------- responses
+
+class SweepCreated(BaseModel):
+    id: int
+    status: str
+    n_points: int
+    n_cached: int
+
+
+class Counts(BaseModel):
+    pending: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    diverged: int = 0
+    cached: int = 0
+
+
+class SweepOut(BaseModel):
+    id: int
+    name: str
+    status: str
+    spec: dict
+    n_points: int
+    counts: Counts
+    progress: float
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    eta_seconds: float | None
+    error: str | None = None
+
+
+class SweepList(BaseModel):
+    data: list[SweepOut]
+    count: int
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    ray: dict
+
+
+RESULT_FIELDS: tuple[str, ...] = (
+    "point_id", "sweep_id", "status", "model", "init", "integrator", "m", "n", "k", "init_scale", "lambda0",
+    "seed", "eta", "steps", *METRIC_FIELDS, "wall_seconds", "worker")

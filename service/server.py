@@ -1,0 +1,35 @@
+"""`python -m service.server` / `flowsweep serve`: the API on uvicorn at settings.host:settings.port."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from . import db
+from .app import create_app, prepare_schema
+from .settings import Settings, get_settings
+
+
+def serve(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Check the schema before starting anything heavy (Ray): an outdated database is a one-line refusal.
+    engine = db.make_engine(settings.database_url)
+    try:
+        prepare_schema(engine, settings)
+    except db.SchemaError as exc:
+        print(f"flowsweep: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    finally:
+        engine.dispose()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=10)
+
+
+def main() -> None:
+    serve()
+
+
+if __name__ == "__main__":
+    main()
