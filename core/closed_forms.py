@@ -1,0 +1,243 @@
+"""The paper's closed forms, written to stay finite and accurate for large t * |eigenvalue|.
+
+One Riccati routine serves the symmetric model (eq. (5) -> (6)/(32), (41)) and the regularized
+asymmetric flow (eq. (19) -> (21)): for A symmetric, dP/dt = A P + P A - P^2 has the solution
+P = P* + D with P* = 2 max(A, 0) (the stable solution of the algebraic equation, projected
+eigenwise) and D(t) = e^{-t|A|} D0 (I + M(t) D0)^{-1} e^{-t|A|}, M(t) = (I - e^{-2t|A|}) / (2|A|),
+D0 = P0 - P* (Lemma 6 with the stabilising solution, as in eq. (40)-(41)). Every exponential
+there decays, so nothing overflows; I + M D0 is assembled as diag(d) + M P0 with
+d = e^{-2ta} (a > 0) or 1, without the cancellation of 1 - (1 - e^{-2ta}).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _one_minus_exp_over(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(1 - e^{-2 t a}) / (2 a) for a >= 0, t >= 0, equal to t at a = 0; shape (T, N)."""
+    z = 2.0 * np.multiply.outer(t, a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 0, z, 1.0), 1.0 - z / 2.0)
+    return t[:, None] * h
+
+
+def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
+            factor: np.ndarray | None = None) -> np.ndarray:
+    """Solution of dP/dt = A P + P A - P^2, P(0) = P0 (A symmetric, P0 >= 0) at times t; (T, N, N).
+
+    form="stable": the decaying form around the stabilising solution (eq. (41) generalised); when
+    P0 is (numerically) rank deficient on the unstable eigenspace of A it switches to "factored".
+    form="factored": P = G G^T with a rank-preserving factor (see `riccati_factored`).
+    form="literal": e^{tA} P0 (I + N(t) P0)^{-1} e^{tA}, N(t) = (e^{2tA} - I)/(2A), i.e. eq. (32)
+    and eq. (21) as printed; it overflows once t * max(A) exceeds ~350.
+    `factor`: optional F with F F^T = P0 (used by the factored form, more accurate than P0's roots).
+    """
+    t = np.atleast_1d(np.asarray(t, dtype=float))
+    if form == "factored":
+        return riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
+    a, E = np.linalg.eigh(A)
+    P0e = E.T @ P0 @ E
+    Nn = len(a)
+    if form == "literal":
+        with np.errstate(over="ignore", invalid="ignore"):
+            ex = np.exp(np.multiply.outer(t, a))                       # e^{t a}
+            z = 2.0 * np.multiply.outer(t, a)                           # N = t expm1(2ta)/(2ta)
+            Nd = np.where(np.abs(z) > 1e-12, np.expm1(z) / np.where(z != 0, z, 1.0), 1.0) * t[:, None]
+            K = np.eye(Nn) + Nd[:, :, None] * P0e
+            Pe = ex[:, :, None] * (P0e @ np.linalg.solve(K, ex[:, :, None] * np.eye(Nn)))
+    elif form == "stable":
+        pos = a > 0
+        if pos.any():
+            mu = np.linalg.eigvalsh(P0e[np.ix_(pos, pos)])[0]
+            if mu <= 1e-7 * max(np.linalg.norm(P0e, 2), 1e-300):
+                return riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
+        absa = np.abs(a)
+        pstar = 2.0 * np.maximum(a, 0.0)
+        D0 = P0e - np.diag(pstar)
+        c = np.exp(-np.multiply.outer(t, absa))                        # e^{-t|a|}, (T, N)
+        d = np.where(pos, c * c, 1.0)                                   # I - M P*
+        M = _one_minus_exp_over(absa, t)                                # (T, N)
+        K = d[:, :, None] * np.eye(Nn) + M[:, :, None] * P0e            # I + M D0
+        # D = c D0 K^{-1} c; K is well conditioned because P0 > 0 on the unstable eigenspace
+        Kinv_c = np.linalg.solve(K, c[:, :, None] * np.eye(Nn))
+        Pe = np.diag(pstar) + c[:, :, None] * (D0 @ Kinv_c)
+    else:
+        raise ValueError(f"form: must be 'stable', 'factored' or 'literal', got {form!r}")
+    P = E @ Pe @ E.T
+    return (P + np.swapaxes(P, 1, 2)) / 2.0
+
+
+def _psd_factor(P0: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+    """F with F F^T = P0 and as many columns as P0's numerical rank."""
+    w, V = np.linalg.eigh((P0 + P0.T) / 2.0)
+    keep = w > rtol * max(w[-1], 1e-300)
+    return V[:, keep] * np.sqrt(w[keep])
+
+
+# Largest t * |a| handled in one go by the factored form; beyond it the solution is restarted.
+_FACTOR_SPAN = 300.0
+
+
+def riccati_factored(A: np.ndarray, R0: np.ndarray, t) -> np.ndarray:
+    """dP/dt = A P + P A - P^2 with P0 = R0 R0^T, computed as P = G G^T with G of rank(R0) columns.
+
+    With g = e^{tA}, w = (e^{2tA} - I)/(2A) and M = (I - e^{-2tA})/(2A) (eigenwise), the solution
+    P = g R0 (I + R0^T w R0)^{-1} R0^T g equals M^{-1/2} Q_b Q_b^T M^{-1/2}, where Q_b is the lower
+    block of the orthonormal factor of [I; w^{1/2} R0]. The rank never exceeds rank(R0), so a
+    rank-deficient start cannot drift to the stabilising solution through rounding (the flow itself
+    keeps rank(P) <= rank(R0)); times beyond t |a| = 300 restart from an earlier factor."""
+    t = np.atleast_1d(np.asarray(t, dtype=float))
+    a, E = np.linalg.eigh(A)
+    Nn = len(a)
+    R = E.T @ R0
+    U_, s_, _ = np.linalg.svd(R, full_matrices=False)             # thin factor of numerical rank
+    keep = s_ > 1e-12 * max(s_[0] if len(s_) else 0.0, 1e-300)
+    R = U_[:, keep] * s_[keep]
+    out = np.zeros((len(t), Nn, Nn))
+    if R.shape[1] == 0:
+        return out
+    amax = max(float(np.max(np.abs(a))), 1e-300)
+    span = _FACTOR_SPAN / amax
+    order = np.argsort(t)
+    t_base, Rb, j = 0.0, R, 0
+    while j < len(order):
+        sel = []
+        while j < len(order) and t[order[j]] - t_base <= span:
+            sel.append(order[j])
+            j += 1
+        if sel:
+            G = _factor_at(a, Rb, t[sel] - t_base)
+            out[sel] = G @ np.swapaxes(G, 1, 2)
+        if j < len(order):                                            # restart further on
+            Rb = _factor_at(a, Rb, np.array([span]))[0]
+            t_base += span
+    P = E @ out @ E.T
+    return (P + np.swapaxes(P, 1, 2)) / 2.0
+
+
+def _factor_at(a: np.ndarray, R: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """G(tau) with G G^T = P(tau) when P(0) = R R^T (A diagonal = a); shape (T, N, r)."""
+    Nn, r = R.shape
+    z = 2.0 * np.multiply.outer(tau, a)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        nz = np.abs(z) > 1e-12
+        safe = np.where(nz, z, 1.0)
+        w = tau[:, None] * np.where(nz, np.expm1(z) / safe, 1.0)        # (e^{2ta} - 1)/(2a)
+        M = tau[:, None] * np.where(nz, -np.expm1(-z) / safe, 1.0)      # (1 - e^{-2ta})/(2a)
+    C = np.zeros((len(tau), r + Nn, r))
+    C[:, :r, :] = np.eye(r)
+    C[:, r:, :] = np.sqrt(w)[:, :, None] * R
+    Q, _ = np.linalg.qr(C)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        G = Q[:, r:, :] / np.sqrt(M)[:, :, None]
+    G[tau == 0] = R
+    return G
+
+
+def riccati_symmetric(Y: np.ndarray, X0: np.ndarray, t, form: str = "stable") -> np.ndarray:
+    """X(t) of the symmetric flow eq. (5), dX/dt = 2YX + 2XY - 4X^2, for any X0 >= 0; (T, m, m).
+
+    Z = 4X obeys dZ/dt = (2Y) Z + Z (2Y) - Z^2, so X = riccati(2Y, 4X0)/4. form="literal" is eq.
+    (6)/(32), form="stable" is eq. (41) (the same solution, finite for all t)."""
+    return riccati(2.0 * Y, 4.0 * X0, t, form=form) / 4.0
+
+
+def riccati_symmetric_factor(Y: np.ndarray, U0: np.ndarray, t, form: str = "stable") -> np.ndarray:
+    """As `riccati_symmetric` with X0 = U0 U0^T given by its factor (P0 = (2 U0)(2 U0)^T)."""
+    return riccati(2.0 * Y, 4.0 * (U0 @ U0.T), t, form=form, factor=2.0 * U0) / 4.0
+
+
+def linear_flow(Y: np.ndarray, X0: np.ndarray, t) -> np.ndarray:
+    """Eq. (4): X(t) = Y + (X0 - Y) e^{-t}; (T, m, n)."""
+    t = np.atleast_1d(np.asarray(t, dtype=float))
+    return Y + np.exp(-t)[:, None, None] * (X0 - Y)
+
+
+def symmetric_spectral(sigma: np.ndarray, sigma0: np.ndarray, t) -> np.ndarray:
+    """Eq. (7) per eigenvalue: sigma_i(t) = sigma0 sigma e^{4t sigma} / (sigma + sigma0 (e^{4t sigma} - 1)),
+    rewritten with decaying exponentials (sigma > 0) and expm1 (sigma -> 0 gives sigma0/(1 + 4t sigma0));
+    shape (T, m)."""
+    t = np.atleast_1d(np.asarray(t, dtype=float))[:, None]
+    s = np.asarray(sigma, dtype=float)[None, :]
+    s0 = np.asarray(sigma0, dtype=float)[None, :] * np.ones_like(s)
+    z = 4.0 * t * np.abs(s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 0, z, 1.0), 1.0)   # (1 - e^{-z})/z
+        pos = s0 / (np.exp(-z) + s0 * 4.0 * t * h)                 # sigma > 0: divide by e^{4t sigma}
+        # sigma <= 0: e^{4ts}/(1 + s0 (e^{4ts} - 1)/s) with (e^{-z} - 1)/s = 4t h
+        neg = s0 * np.exp(-z) / (1.0 + s0 * 4.0 * t * h)
+    return np.where(s > 0, pos, neg)
+
+
+def asymmetric_spectral(sigma: np.ndarray, x0: np.ndarray, lambda0, t) -> np.ndarray:
+    """Eq. (15) per singular value, the solution of eq. (50) dx/dt = 2(sigma - x) sqrt(x^2 + lambda0^2/4).
+
+    With rho = sqrt(4 sigma^2 + lambda0^2) and nu(t) = nu0 e^{-rho t}:
+        x(t) = (sigma (1 - lambda0^2 nu^2) + lambda0^2 nu) / (1 - 4 sigma nu - lambda0^2 nu^2),
+    which is eq. (15) divided by e^{2 rho t}, with nu = -2 C e^{-rho t} and C of eq. (51). nu0 is
+    the small root of lambda0^2 (x0 - sigma) nu^2 + (4 sigma x0 + lambda0^2) nu + (sigma - x0) = 0,
+    written without the division by lambda0^2 so that lambda0 = 0 gives the logistic solution
+    x = sigma / (1 + (sigma/x0 - 1) e^{-2 sigma t}) and x0 = sigma stays at sigma. Shape (T, m)."""
+    t = np.atleast_1d(np.asarray(t, dtype=float))[:, None]
+    s = np.asarray(sigma, dtype=float)[None, :]
+    x0 = np.asarray(x0, dtype=float)[None, :] * np.ones_like(s)
+    lam = np.broadcast_to(np.asarray(lambda0, dtype=float), s.shape)
+    l2 = lam * lam
+    rho = np.sqrt(4.0 * s * s + l2)
+    b = 4.0 * s * x0 + l2
+    nu0 = 2.0 * (x0 - s) / (b + np.sqrt(b * b + 4.0 * l2 * (x0 - s) ** 2))
+    nu = nu0 * np.exp(-rho * t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (s * (1.0 - l2 * nu * nu) + l2 * nu) / (1.0 - 4.0 * s * nu - l2 * nu * nu)
+        # rho = 0 (sigma = lambda0 = 0): dx/dt = -2 x |x|
+        x = np.where(rho > 0, x, x0 / (1.0 + 2.0 * np.abs(x0) * t))
+    return x
+
+
+def paper_constant_C(sigma, x0, lambda0):
+    """Eq. (51) as printed: C = (sqrt(4 s^2 l^2 + 16 s^2 x0^2 + l^4 + 4 x0^2 l^2) - 4 s x0 - l^2) / (4 l^2 (s - x0))."""
+    s, l = np.asarray(sigma, float), np.asarray(lambda0, float)
+    root = np.sqrt(4 * s**2 * l**2 + 16 * s**2 * x0**2 + l**4 + 4 * x0**2 * l**2)
+    return (root - 4 * s * x0 - l**2) / (4 * l**2 * (s - x0))
+
+
+def asymmetric_spectral_paper(sigma, x0, lambda0, t):
+    """Eq. (15) literally (growing exponentials), for cross-checking `asymmetric_spectral`."""
+    t = np.atleast_1d(np.asarray(t, dtype=float))[:, None]
+    s, l = np.asarray(sigma, float)[None], np.asarray(lambda0, float)
+    C = paper_constant_C(sigma, x0, lambda0)[None]
+    r = np.sqrt(4 * s**2 + l**2)
+    E = np.exp(t * r)
+    return (s * E**2 - 2 * C * l**2 * E - 4 * s * l**2 * C**2) / (E**2 + 8 * s * C * E - 4 * l**2 * C**2)
+
+
+def shifted_gram_A(Y: np.ndarray, lambda0: float) -> np.ndarray:
+    """S~ = S_Y + (lambda0/2) J with S_Y = [[0, Y], [Y^T, 0]], J = diag(I_m, -I_n) (eq. (17), (21))."""
+    m, n = Y.shape
+    S = np.zeros((m + n, m + n))
+    S[:m, m:] = Y
+    S[m:, :m] = Y.T
+    S[:m, :m] += 0.5 * lambda0 * np.eye(m)
+    S[m:, m:] -= 0.5 * lambda0 * np.eye(n)
+    return S
+
+
+@dataclass
+class RegularizedFlow:
+    """Closed form of the regularized flow eq. (19) with Lambda_Q0 = lambda0 I (eq. (21))."""
+
+    t: np.ndarray
+    P: np.ndarray          # (T, m+n, m+n) R R^T
+    X: np.ndarray          # (T, m, n) top-right block: X_reg(t; lambda0)
+
+
+def regularized_flow(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, lambda0: float, t,
+                     form: str = "stable") -> RegularizedFlow:
+    """R = [U; V] obeys dR/dt = S~ R - R R^T R / 2, so P = R R^T obeys dP/dt = S~P + PS~ - P^2,
+    P0 = R0 R0^T (independent of k). Valid for any R0."""
+    m = Y.shape[0]
+    R0 = np.vstack([U0, V0])
+    P = riccati(shifted_gram_A(Y, lambda0), R0 @ R0.T, t, form=form, factor=R0)
+    return RegularizedFlow(t=np.atleast_1d(np.asarray(t, float)), P=P, X=P[:, :m, m:])

@@ -1,0 +1,361 @@
+"""Batched integrators of the two-layer models and the sigmoid one-layer baseline.
+
+All arrays carry the batch as their leading dimension. Factors are simulated in reduced
+coordinates (U~ = U B, V~ = V B with B an orthonormal basis of the row space of [U0; V0]): the rows
+of U(t), V(t) never leave that space under gd or the flow, so U V^T, ||Q(t) - Q0|| and the singular
+values are unchanged while the cost no longer depends on k.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from .data import sigmoid
+
+# A relative error above this is treated as divergence (it only ever grows to inf from there).
+DIVERGENCE_ERROR = 1e20
+
+
+@dataclass
+class Problem:
+    """A batch of points of one shape: model, data and reduced initial factors."""
+
+    model: str                      # "asymmetric" | "symmetric" | "sigmoid"
+    Y: np.ndarray                   # (B, m, n) or (B, N, d) for sigmoid
+    U0: np.ndarray                  # (B, m, r)
+    V0: np.ndarray | None           # (B, n, r); None for symmetric
+    A: np.ndarray | None = None     # (B, N, d) sigmoid inputs
+    y_norm: np.ndarray | None = None  # (B,) ||Y||
+
+    def __post_init__(self):
+        if self.y_norm is None:
+            self.y_norm = np.sqrt(np.einsum("bij,bij->b", self.Y, self.Y))
+
+    @property
+    def batch(self) -> int:
+        return self.Y.shape[0]
+
+
+@dataclass
+class Trajectory:
+    """What an integrator recorded on the grid t = eta * i, i = 0, record_every, ... <= steps."""
+
+    t: np.ndarray                   # (T,)
+    X: np.ndarray                   # (B, T, m, n) end-to-end map (U V^T, U U^T, or U V^T for sigmoid)
+    error: np.ndarray               # (B, T) relative error e(t)
+    q_drift: np.ndarray | None      # (B, T) ||Q(t) - Q0||_F (None for symmetric)
+    time_to_tol: np.ndarray         # (B,) first t with e <= tol, nan if not reached
+    final_error: np.ndarray         # (B,) e at t = eta * steps
+    diverged_at: np.ndarray         # (B,) iteration of divergence, -1 if none
+    error_linear: np.ndarray | None = None        # (B, T) simulated baseline (sigmoid only)
+    time_to_tol_linear: np.ndarray | None = None  # (B,) simulated baseline (sigmoid only)
+    final_error_linear: np.ndarray | None = None  # (B,)
+
+
+def reduce_factors(U0: np.ndarray, V0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Coordinates of U0 (and V0) in an orthonormal basis of the row space of [U0; V0]."""
+    R0 = U0 if V0 is None else np.vstack([U0, V0])
+    if R0.shape[1] <= R0.shape[0]:          # nothing to gain: k <= m (+ n)
+        return U0, V0
+    B, _ = np.linalg.qr(R0.T)               # (k, m+n), orthonormal columns spanning R0's rows
+    return U0 @ B, (None if V0 is None else V0 @ B)
+
+
+def record_grid(eta: float, steps: int, record_every: int) -> np.ndarray:
+    return np.arange(0, steps + 1, record_every)
+
+
+# ---------------------------------------------------------------- gradients (batched) -----
+
+def _residual_and_grads(p: Problem, U, V):
+    """Return (end-to-end X, squared residual norm, dU, dV) with dU = -dL/dU (descent direction)."""
+    if p.model == "asymmetric":
+        X = U @ V.transpose(0, 2, 1)
+        R = p.Y - X
+        return X, np.einsum("bij,bij->b", R, R), R @ V, R.transpose(0, 2, 1) @ U
+    if p.model == "symmetric":
+        X = U @ U.transpose(0, 2, 1)
+        R = p.Y - X
+        return X, np.einsum("bij,bij->b", R, R), 2.0 * (R @ U), None
+    X = U @ V.transpose(0, 2, 1)                  # sigmoid: loss 1/2 ||Y - phi(A X)||^2
+    G, r2 = _sigmoid_grad(p, X)
+    return X, r2, G @ V, G.transpose(0, 2, 1) @ U
+
+
+def _sigmoid_grad(p: Problem, X):
+    """-dL/dX = A^T [(Y - phi) * phi * (1 - phi)] for L = 1/2 ||Y - phi(A X)||^2."""
+    P = sigmoid(p.A @ X)
+    Rr = p.Y - P
+    G = p.A.transpose(0, 2, 1) @ (Rr * P * (1.0 - P))
+    return G, np.einsum("bij,bij->b", Rr, Rr)
+
+
+def _gram_diff(U, V):
+    return U.transpose(0, 2, 1) @ U - V.transpose(0, 2, 1) @ V
+
+
+# ---------------------------------------------------------------- gradient descent --------
+
+def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol: float) -> Trajectory:
+    """Explicit Euler (the paper's gradient descent), all points of the batch at once.
+
+    A point whose error becomes non-finite (or absurdly large) is frozen at zero and keeps the
+    iteration where it happened; the others continue untouched.
+    """
+    Bn = p.batch
+    tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
+    idx = record_grid(eta, steps, record_every)
+    T = len(idx)
+    U = p.U0.copy()
+    V = None if p.V0 is None else p.V0.copy()
+    ynorm = p.y_norm
+    m = p.U0.shape[1]
+    n = m if p.model == "symmetric" else (p.V0.shape[1])
+    X_rec = np.zeros((Bn, T, m, n))
+    err_rec = np.full((Bn, T), np.nan)
+    drift_rec = None if V is None else np.zeros((Bn, T))
+    Q0 = None if V is None else _gram_diff(U, V)
+    ttt = np.full(Bn, np.nan)
+    div = np.full(Bn, -1, dtype=np.int64)
+    alive = np.ones(Bn, dtype=bool)
+    sig = p.model == "sigmoid"
+    if sig:                                   # one-layer baseline W, simulated with the same steps
+        W = U @ V.transpose(0, 2, 1)
+        errL_rec = np.full((Bn, T), np.nan)
+        tttL = np.full(Bn, np.nan)
+    final = np.full(Bn, np.nan)
+    finalL = np.full(Bn, np.nan) if sig else None
+    rec = 0
+    with np.errstate(all="ignore"):
+        for i in range(steps + 1):
+            X, r2, dU, dV = _residual_and_grads(p, U, V)
+            e = np.sqrt(r2) / ynorm
+            if sig:
+                GW, rW2 = _sigmoid_grad(p, W)
+                eW = np.sqrt(rW2) / ynorm
+                bad = ~((e < DIVERGENCE_ERROR) & (eW < DIVERGENCE_ERROR)) & alive
+            else:
+                bad = ~(e < DIVERGENCE_ERROR) & alive
+            if bad.any():
+                div[bad] = i
+                alive &= ~bad
+                U[bad] = 0.0
+                if V is not None:
+                    V[bad] = 0.0
+                if sig:
+                    W[bad] = 0.0
+                dU[bad] = 0.0
+                if dV is not None:
+                    dV[bad] = 0.0
+            hit = alive & np.isnan(ttt) & (e <= tol)
+            ttt[hit] = i * eta
+            if sig:
+                hitL = alive & np.isnan(tttL) & (eW <= tol)
+                tttL[hitL] = i * eta
+            if rec < T and idx[rec] == i:
+                X_rec[:, rec] = X
+                err_rec[:, rec] = np.where(alive, e, np.nan)
+                if drift_rec is not None:
+                    D = _gram_diff(U, V) - Q0
+                    drift_rec[:, rec] = np.sqrt(np.einsum("bij,bij->b", D, D))
+                if sig:
+                    errL_rec[:, rec] = np.where(alive, eW, np.nan)
+                rec += 1
+            if i == steps:
+                final = np.where(alive, e, np.nan)
+                if sig:
+                    finalL = np.where(alive, eW, np.nan)
+                break
+            # simultaneous update: both factors use the old values
+            U = U + eta * dU
+            if V is not None:
+                V = V + eta * dV
+            if sig:
+                W = W + eta * GW
+    tr = Trajectory(t=idx * eta, X=X_rec, error=err_rec, q_drift=drift_rec, time_to_tol=ttt,
+                    final_error=final, diverged_at=div)
+    if sig:
+        tr.error_linear, tr.time_to_tol_linear, tr.final_error_linear = errL_rec, tttL, finalL
+    return tr
+
+
+# ---------------------------------------------------------------- exact gradient flow -----
+
+FLOW_RTOL = 1e-11
+FLOW_ATOL = 1e-14
+
+
+class _FlowSystem:
+    """The stacked ODE of a batch: state = [U~, V~ (, W for the sigmoid baseline)] flattened."""
+
+    def __init__(self, p: Problem):
+        self.p = p
+        self.shapes = [p.U0.shape]
+        if p.V0 is not None:
+            self.shapes.append(p.V0.shape)
+        self.sig = p.model == "sigmoid"
+        if self.sig:
+            Bn, d = p.U0.shape[0], p.U0.shape[1]
+            self.shapes.append((Bn, d, d))
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self._cache_key = None
+        self._cache_val = None
+
+    def pack(self, arrays) -> np.ndarray:
+        return np.concatenate([a.ravel() for a in arrays])
+
+    def unpack(self, y: np.ndarray):
+        out, o = [], 0
+        for s, n in zip(self.shapes, self.sizes):
+            out.append(y[o:o + n].reshape(s))
+            o += n
+        return out
+
+    def initial(self) -> np.ndarray:
+        arrs = [self.p.U0] + ([self.p.V0] if self.p.V0 is not None else [])
+        if self.sig:
+            arrs.append(self.p.U0 @ self.p.V0.transpose(0, 2, 1))
+        return self.pack(arrs)
+
+    def factors(self, y):
+        parts = self.unpack(y)
+        U = parts[0]
+        V = parts[1] if self.p.V0 is not None else None
+        W = parts[2] if self.sig else None
+        return U, V, W
+
+    def rhs(self, t, y):
+        U, V, W = self.factors(y)
+        _, _, dU, dV = _residual_and_grads(self.p, U, V)
+        out = [dU] + ([dV] if dV is not None else [])
+        if self.sig:
+            out.append(_sigmoid_grad(self.p, W)[0])
+        return self.pack(out)
+
+    def errors(self, t, y):
+        """(e, e_linear) of every point; cached because solve_ivp calls each event separately."""
+        key = (t, y.ctypes.data, y[0], y[-1])
+        if key != self._cache_key:
+            U, V, W = self.factors(y)
+            _, r2, _, _ = _residual_and_grads(self.p, U, V)
+            e = np.sqrt(r2) / self.p.y_norm
+            eW = np.sqrt(_sigmoid_grad(self.p, W)[1]) / self.p.y_norm if self.sig else None
+            self._cache_key, self._cache_val = key, (e, eW)
+        return self._cache_val
+
+
+def _tol_event(system: _FlowSystem, b: int, tol: float, linear: bool):
+    def event(t, y):
+        e, eW = system.errors(t, y)
+        return (eW if linear else e)[b] - tol
+    event.direction = -1
+    return event
+
+
+def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float) -> Trajectory:
+    """The exact gradient flow on [0, eta*steps] (DOP853, rtol 1e-11), the batch stacked in one
+    state vector. time_to_tol is a solver event per point (the crossing e(t) = tol, located on
+    the dense output). If the stacked solve fails, points are re-run one by one to isolate the
+    bad ones, which are reported as diverged."""
+    try:
+        return _run_flow_stacked(p, eta, steps, record_every, tol)
+    except FloatingPointError:
+        pass
+    parts = []
+    for b in range(p.batch):
+        sub = Problem(model=p.model, Y=p.Y[b:b + 1], U0=p.U0[b:b + 1],
+                      V0=None if p.V0 is None else p.V0[b:b + 1],
+                      A=None if p.A is None else p.A[b:b + 1], y_norm=p.y_norm[b:b + 1])
+        try:
+            parts.append(_run_flow_stacked(sub, eta, steps, record_every, tol))
+        except FloatingPointError as exc:
+            parts.append(_diverged_trajectory(sub, eta, steps, record_every, int(exc.args[1])))
+    return _concat(parts)
+
+
+def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
+    sysm = _FlowSystem(p)
+    Bn = p.batch
+    idx = record_grid(eta, steps, record_every)
+    t_rec = idx * eta
+    t_end = eta * steps
+    t_eval = t_rec if idx[-1] == steps else np.append(t_rec, t_end)
+    tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
+    events = [_tol_event(sysm, b, tol[b], False) for b in range(Bn)]
+    if sysm.sig:
+        events += [_tol_event(sysm, b, tol[b], True) for b in range(Bn)]
+    y0 = sysm.initial()
+    with np.errstate(all="ignore"):
+        sol = solve_ivp(sysm.rhs, (0.0, t_end), y0, method="DOP853", t_eval=t_eval,
+                        rtol=FLOW_RTOL, atol=FLOW_ATOL, events=events)
+    ok = sol.status == 0 and np.all(np.isfinite(sol.y))
+    ys = sol.y.T                                          # (T', state)
+    errs = []
+    with np.errstate(all="ignore"):
+        for j in range(ys.shape[0]):
+            U, V, W = sysm.factors(ys[j])
+            X, r2, _, _ = _residual_and_grads(p, U, V)
+            e = np.sqrt(r2) / p.y_norm
+            eW = np.sqrt(_sigmoid_grad(p, W)[1]) / p.y_norm if sysm.sig else None
+            errs.append((X, e, eW, None if V is None else _gram_diff(U, V)))
+    if ok:
+        ok = all(np.all(x[1] < DIVERGENCE_ERROR) for x in errs) and \
+            (not sysm.sig or all(np.all(x[2] < DIVERGENCE_ERROR) for x in errs))
+    if not ok:
+        t_fail = sol.t[-1] if len(sol.t) else 0.0
+        raise FloatingPointError("flow failed", int(np.floor(t_fail / eta)))
+    T = len(idx)
+    X_rec = np.stack([x[0] for x in errs[:T]], axis=1)
+    err_rec = np.stack([x[1] for x in errs[:T]], axis=1)
+    drift = None
+    if p.V0 is not None:
+        Q0 = _gram_diff(p.U0, p.V0)
+        D = np.stack([x[3] for x in errs[:T]], axis=1) - Q0[:, None]
+        drift = np.sqrt(np.einsum("btij,btij->bt", D, D))
+
+    def first_event(j0, e0):
+        out = np.full(Bn, np.nan)
+        for b in range(Bn):
+            if e0[b] <= tol[b]:
+                out[b] = 0.0
+            elif len(sol.t_events[j0 + b]):
+                out[b] = float(sol.t_events[j0 + b][0])
+        return out
+
+    ttt = first_event(0, errs[0][1])
+    tr = Trajectory(t=t_rec, X=X_rec, error=err_rec, q_drift=drift, time_to_tol=ttt,
+                    final_error=errs[-1][1], diverged_at=np.full(Bn, -1, dtype=np.int64))
+    if sysm.sig:
+        tr.error_linear = np.stack([x[2] for x in errs[:T]], axis=1)
+        tr.time_to_tol_linear = first_event(Bn, errs[0][2])
+        tr.final_error_linear = errs[-1][2]
+    return tr
+
+
+def _diverged_trajectory(p: Problem, eta, steps, record_every, at: int) -> Trajectory:
+    idx = record_grid(eta, steps, record_every)
+    Bn, T = p.batch, len(idx)
+    m = p.U0.shape[1]
+    n = m if p.V0 is None else p.V0.shape[1]
+    tr = Trajectory(t=idx * eta, X=np.zeros((Bn, T, m, n)), error=np.full((Bn, T), np.nan),
+                    q_drift=None if p.V0 is None else np.full((Bn, T), np.nan),
+                    time_to_tol=np.full(Bn, np.nan), final_error=np.full(Bn, np.nan),
+                    diverged_at=np.full(Bn, max(at, 0), dtype=np.int64))
+    if p.model == "sigmoid":
+        tr.error_linear = np.full((Bn, T), np.nan)
+        tr.time_to_tol_linear = np.full(Bn, np.nan)
+        tr.final_error_linear = np.full(Bn, np.nan)
+    return tr
+
+
+def _concat(parts: list[Trajectory]) -> Trajectory:
+    def cat(name):
+        vals = [getattr(t, name) for t in parts]
+        return None if vals[0] is None else np.concatenate(vals, axis=0)
+    return Trajectory(t=parts[0].t, X=cat("X"), error=cat("error"), q_drift=cat("q_drift"),
+                      time_to_tol=cat("time_to_tol"), final_error=cat("final_error"),
+                      diverged_at=cat("diverged_at"), error_linear=cat("error_linear"),
+                      time_to_tol_linear=cat("time_to_tol_linear"),
+                      final_error_linear=cat("final_error_linear"))

@@ -1,0 +1,114 @@
+"""Fits: the exponential rate of a decaying curve, the paper's lambda0 fit (Fig. 2), predicted rates."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from .closed_forms import regularized_flow
+
+MIN_TAIL_POINTS = 5
+
+
+@dataclass
+class RateFit:
+    rate: float | None       # fitted exponential rate (None when the tail is too short)
+    t_start: float | None    # the tail that was fitted
+    t_stop: float | None
+    n_points: int
+
+
+def rate_fit(t: np.ndarray, r: np.ndarray, noise_floor: float = 1e-11) -> RateFit:
+    """Rate c of r(t) ~ C e^{-c t}: least squares on log r over the tail above numerical noise.
+
+    The usable part is the prefix of the curve that stays finite and above `noise_floor`; the tail
+    is its second half in time. None when that tail has fewer than 5 points."""
+    t = np.asarray(t, float)
+    r = np.asarray(r, float)
+    good = np.isfinite(r) & (r > noise_floor)
+    stop = len(r) if good.all() else int(np.argmin(good))
+    if stop < 2:
+        return RateFit(None, None, None, 0)
+    t_mid = 0.5 * (t[0] + t[stop - 1])
+    sel = np.arange(stop)[t[:stop] >= t_mid]
+    if len(sel) < MIN_TAIL_POINTS:
+        return RateFit(None, None, None, len(sel))
+    slope = np.polyfit(t[sel], np.log(r[sel]), 1)[0]
+    return RateFit(float(-slope), float(t[sel[0]]), float(t[sel[-1]]), len(sel))
+
+
+def component_rates(t: np.ndarray, singular_values: np.ndarray, target: np.ndarray,
+                    noise_floor: float = 1e-11) -> list[float | None]:
+    """Fitted rate of |sigma_i(t) - target_i| for every singular component i (cf. eq. (16))."""
+    sv = np.asarray(singular_values, float)
+    return [rate_fit(t, np.abs(sv[:, i] - target[i]), noise_floor).rate for i in range(sv.shape[1])]
+
+
+@dataclass
+class Lambda0Fit:
+    lambda0: float
+    error: float             # sqrt(mean_t ||X_reg(t; lambda0) - X(t)||^2) / ||Y||
+    loss: float              # sum_t ||X_reg(t; lambda0) - X(t)||^2
+    n_evaluations: int
+
+
+def regularized_loss(Y, U0, V0, t, X, lambda0: float) -> float:
+    Xr = regularized_flow(Y, U0, V0, lambda0, t).X
+    D = Xr - X
+    v = float(np.einsum("tij,tij->", D, D))
+    return v if np.isfinite(v) else np.inf
+
+
+def lambda0_search_bound(Y, U0, V0) -> float:
+    """Well above the spectrum of Q0 and of S_Y: 4 (||U0^T U0||_2 + ||V0^T V0||_2 + sigma_max(Y))."""
+    return 4.0 * (np.linalg.norm(U0, 2) ** 2 + np.linalg.norm(V0, 2) ** 2 + np.linalg.norm(Y, 2)) + 1.0
+
+
+def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray,
+                n_grid: int = 30, n_refine: int = 3) -> Lambda0Fit:
+    """argmin over lambda0 in R of sum_t ||X_reg(t; lambda0) - X(t)||^2 (the paper's Fig. 2).
+
+    A coarse grid over both signs (0 and +-logspace up to `lambda0_search_bound`), then bounded
+    Brent between the neighbours of the best few grid minima; the best of all is returned. Each
+    evaluation is one closed-form solve (eq. (21)) of size (m+n), independent of k."""
+    L = lambda0_search_bound(Y, U0, V0)
+    pos = np.logspace(np.log10(L) - 4.0, np.log10(L), n_grid)
+    grid = np.concatenate([-pos[::-1], [0.0], pos])
+    f = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
+    vals = np.array([f(g) for g in grid])
+    n_eval = len(grid)
+    # local minima of the grid (including the ends), best first
+    is_min = np.ones(len(grid), bool)
+    is_min[1:] &= vals[1:] <= vals[:-1]
+    is_min[:-1] &= vals[:-1] <= vals[1:]
+    cand = [i for i in np.argsort(vals) if is_min[i]][:n_refine]
+    best_x, best_v = float(grid[np.argmin(vals)]), float(np.min(vals))
+    for i in cand:
+        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        if hi <= lo:
+            continue
+        res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
+                              options={"xatol": 1e-9 * max(1.0, abs(grid[i])), "maxiter": 200})
+        n_eval += int(res.nfev)
+        if res.fun < best_v:
+            best_x, best_v = float(res.x), float(res.fun)
+    ynorm = float(np.linalg.norm(Y))
+    return Lambda0Fit(lambda0=best_x, error=float(np.sqrt(best_v / len(t)) / ynorm), loss=best_v,
+                      n_evaluations=n_eval)
+
+
+def rate_pred(model: str, init: str, Y: np.ndarray, lambda0: float) -> float | None:
+    """SPEC §2: symmetric 4 min|eig(Y)|; asymmetric spectral min sqrt(4 sigma^2 + lambda0^2); other
+    asymmetric Prop. 5: sqrt(4 sigma_min^2 + lambda^2) for square Y, |lambda| otherwise; sigmoid None."""
+    if model == "symmetric":
+        return float(4.0 * np.min(np.abs(np.linalg.eigvalsh(Y))))
+    if model == "asymmetric":
+        sig = np.linalg.svd(Y, compute_uv=False)
+        if init == "spectral":
+            return float(np.min(np.sqrt(4.0 * sig ** 2 + lambda0 ** 2)))
+        m, n = Y.shape
+        if m == n:
+            return float(np.sqrt(4.0 * sig.min() ** 2 + lambda0 ** 2))
+        return float(abs(lambda0))
+    return None

@@ -1,0 +1,140 @@
+"""Per-point metrics and curves (SPEC §4) from a batch trajectory. Never NaN/inf: None instead."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .closed_forms import asymmetric_spectral, regularized_flow, riccati_symmetric_factor
+from .data import spectral_factors
+from .dynamics import Trajectory
+from .fits import lambda0_fit, rate_fit, rate_pred
+from .types import METRIC_FIELDS, Curves, PointConfig
+
+NOISE_FLOOR = {"gd": 1e-11, "flow": 1e-8}
+
+
+def clean(v):
+    """float/int or None; NaN and inf become None."""
+    if v is None:
+        return None
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def linear_error_curve(config: PointConfig, e0: float, t: np.ndarray) -> np.ndarray:
+    """e(t) of the one-layer linear baseline from its closed form: gd e0 (1 - eta)^i, flow e0 e^{-t} (eq. (4))."""
+    if config.integrator == "gd":
+        i = np.rint(t / config.eta)
+        return e0 * np.exp(i * np.log1p(-config.eta))
+    return e0 * np.exp(-t)
+
+
+def linear_time_to_tol(config: PointConfig, e0: float) -> float | None:
+    """Exact first time the linear baseline reaches tol (exists past the horizon)."""
+    tol, eta = config.tol, config.eta
+    if e0 <= tol:
+        return 0.0
+    if config.integrator == "flow":
+        return math.log(e0 / tol)
+    q = math.log1p(-eta)                        # log(1 - eta) < 0
+    i = max(0, math.ceil(math.log(tol / e0) / q))
+    while i > 0 and e0 * math.exp((i - 1) * q) <= tol:    # guard the rounding of the log ratio
+        i -= 1
+    while e0 * math.exp(i * q) > tol:
+        i += 1
+    return i * eta
+
+
+def psd_projection(Y: np.ndarray) -> np.ndarray:
+    w, E = np.linalg.eigh(Y)
+    return (E * np.maximum(w, 0.0)) @ E.T
+
+
+def closed_form_trajectory(config: PointConfig, Y, U0, V0, t) -> np.ndarray | None:
+    """X_cf(t) where one applies: symmetric (eq. (41)), asymmetric spectral (eq. (15)),
+    asymmetric balanced with lambda0 = 0 (eq. (21), Q0 = 0 = lambda0 I)."""
+    if config.model == "symmetric":
+        return riccati_symmetric_factor(Y, U0, t)
+    if config.model != "asymmetric":
+        return None
+    if config.init == "spectral":
+        Phi, sig, PsiT = np.linalg.svd(Y, full_matrices=False)
+        u, v = spectral_factors(config.init_scale, config.lambda0)
+        x = asymmetric_spectral(sig, np.full_like(sig, u * v), config.lambda0, t)    # (T, m)
+        return np.einsum("im,tm,mj->tij", Phi, x, PsiT)
+    if config.init == "balanced" and config.lambda0 == 0:
+        return regularized_flow(Y, U0, V0, 0.0, t).X
+    return None
+
+
+def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Trajectory, b: int,
+                  singular_values: np.ndarray) -> tuple[str, dict, Curves]:
+    """(status, metrics, curves) of point b of a batch trajectory. U0, V0 may be reduced factors."""
+    met: dict = {k: None for k in METRIC_FIELDS}
+    t = tr.t
+    ynorm = float(np.linalg.norm(Y))
+    model = config.model
+    sym = model == "symmetric"
+    X0 = U0 @ (U0 if sym else V0).T
+    if not sym:
+        Q0 = U0.T @ U0 - V0.T @ V0
+        met["q0_norm"] = float(np.linalg.norm(Q0))
+    # one-layer baseline
+    if model == "sigmoid":
+        err_lin = tr.error_linear[b]
+        met["time_to_tol_linear"] = clean(tr.time_to_tol_linear[b])
+        met["final_error_linear"] = clean(tr.final_error_linear[b])
+    else:
+        e0 = float(np.linalg.norm(Y - X0)) / ynorm
+        err_lin = linear_error_curve(config, e0, t)
+        met["time_to_tol_linear"] = clean(linear_time_to_tol(config, e0))
+        met["final_error_linear"] = clean(
+            linear_error_curve(config, e0, np.array([config.eta * config.steps]))[0])
+    div = int(tr.diverged_at[b])
+    if div >= 0:                                  # a result, not a crash: keep what is known
+        met["diverged_at"] = div
+        met["time_to_tol"] = clean(tr.time_to_tol[b])
+        keep = np.rint(t / config.eta) < div
+        curves = Curves(t=t[keep], error=tr.error[b][keep], error_linear=err_lin[keep],
+                        singular_values=singular_values[keep])
+        return "diverged", met, curves
+
+    X = tr.X[b]
+    err = tr.error[b]
+    met["final_error"] = clean(tr.final_error[b])
+    met["time_to_tol"] = clean(tr.time_to_tol[b])
+    if met["time_to_tol"] and met["time_to_tol_linear"] is not None:
+        met["speedup"] = clean(met["time_to_tol_linear"] / met["time_to_tol"])
+    # rate: the symmetric flow tends to the PSD projection of Y (Prop. 2), the others to Y
+    floor = NOISE_FLOOR[config.integrator]
+    if sym:
+        resid = np.linalg.norm(X - psd_projection(Y), axis=(1, 2)) / ynorm
+    else:
+        resid = err
+    met["rate_fit"] = clean(rate_fit(t, resid, floor).rate)
+    if tr.q_drift is not None:
+        met["conservation_drift"] = clean(np.max(tr.q_drift[b]) / max(met["q0_norm"], 1e-12))
+    err_reg_fit = None
+    lam_for_pred = config.lambda0
+    if model == "asymmetric":
+        Xr = regularized_flow(Y, U0, V0, config.lambda0, t).X
+        D = Xr - X
+        met["regularized_error"] = clean(np.sqrt(np.mean(np.einsum("tij,tij->t", D, D))) / ynorm)
+        if config.fit_lambda0:
+            fit = lambda0_fit(Y, U0, V0, t, X)
+            met["lambda0_fit"] = clean(fit.lambda0)
+            met["lambda0_fit_error"] = clean(fit.error)
+            Xf = regularized_flow(Y, U0, V0, fit.lambda0, t).X
+            err_reg_fit = np.linalg.norm(Y - Xf, axis=(1, 2)) / ynorm
+            if config.init != "spectral":
+                lam_for_pred = fit.lambda0
+    met["rate_pred"] = clean(rate_pred(model, config.init, Y, lam_for_pred))
+    Xcf = closed_form_trajectory(config, Y, U0, V0, t)
+    if Xcf is not None:
+        met["closed_form_error"] = clean(np.max(np.linalg.norm(Xcf - X, axis=(1, 2))) / ynorm)
+    curves = Curves(t=t, error=err, error_linear=err_lin, singular_values=singular_values,
+                    error_regularized_fit=err_reg_fit)
+    return "done", met, curves
