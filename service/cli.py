@@ -270,7 +270,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return 0
     # Screen: group keys, count and the means (plus std) of the metrics asked for.
     metrics = _split_csv(args.metrics) or ["final_error", "speedup", "q0_norm", "lambda0_fit"]
-    keys = [k for k in (by or []) if k in df.columns]
+    keys = [k for k in (df.attrs.get("by") or by or []) if k in df.columns]
     cols = keys + [c for c in ["count"] if c in df.columns]
     for m in metrics:
         cols += [c for c in (f"{m}_mean", f"{m}_std") if c in df.columns]
@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", parents=[common], help="aggregate metrics over seeds per group")
     s.add_argument("id", type=int)
-    s.add_argument("--by", default="init_scale", help="comma-separated group keys (default init_scale)")
+    s.add_argument("--by", help="comma-separated group keys, e.g. init_scale,k (default: the server's, "
+                   "init_scale,k,lambda0)")
     s.add_argument("--metrics", help="metrics to show on screen (default final_error,speedup,q0_norm,"
                    "lambda0_fit); files get every column")
     s.add_argument("--format", choices=EXPORT_FORMATS, help="print or write csv/json/parquet instead of a table")

@@ -196,7 +196,10 @@ class Client:
             page = body.get("data", [])
             rows.extend(page)
             count = body.get("count")
-            if len(page) < want or (count is not None and offset + len(rows) >= count):
+            # `count` is the number of matching rows; a server may cap the page size below `want`,
+            # so a short page alone does not mean the end.
+            if not page or (count is not None and offset + len(rows) >= count) or (
+                    count is None and len(page) < want):
                 break
         return rows
 
@@ -230,7 +233,9 @@ class Client:
         params = {"by": ",".join(by)} if by else {}
         body = self._get_json(f"/sweeps/{int(sweep_id)}/summary", what=f"sweep {sweep_id}", params=params)
         rows = body.get("data", body) if isinstance(body, Mapping) else body
-        return pd.DataFrame.from_records(rows)
+        df = pd.DataFrame.from_records(rows)
+        df.attrs["by"] = list(body.get("by") or by or []) if isinstance(body, Mapping) else list(by or [])
+        return df
 
     # -- points ---------------------------------------------------------------------------------
     def point(self, point_id: int) -> dict[str, Any]:
