@@ -167,7 +167,8 @@ def _order(q: ResultQuery) -> list:
         for key in q.order_by.split(","):
             key = key.strip()
             col = _column(key.removeprefix("-"))
-            out.append(col.desc() if key.startswith("-") else col.asc())
+            # Nulls (metrics that do not apply) last either way, identically on SQLite and Postgres.
+            out.append((col.desc() if key.startswith("-") else col.asc()).nulls_last())
     out.append(Result.point_id.asc())  # a total order: stable pages
     return out
 

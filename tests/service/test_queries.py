@@ -1,0 +1,255 @@
+"""Result queries (SPEC §4) on a database filled with synthetic result rows, checked against pandas.
+
+The rows are inserted directly through the models; the expected answers are computed by pandas from
+the generated data (never read back from the database), on SQLite and on Postgres, through the real
+FastAPI app (in-process; no Ray or runner needed for queries).
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, select, text
+
+from core.types import METRIC_FIELDS
+from service import db
+from service.app import create_app
+from service.models import Curve, Point, Result, Sweep
+from service.runner import encode_curves
+from service.schemas import RESULT_FIELDS
+from service.settings import Settings
+from core.types import Curves
+
+NUMERIC = list(METRIC_FIELDS) + ["wall_seconds"]
+
+
+def synthetic_rows(rng: np.random.Generator) -> tuple[list[dict], list[dict], pd.DataFrame]:
+    """Two sweeps over init_scale x k x lambda0 x seed with random metrics (some null)."""
+    points, results = [], []
+    pid = 0
+    for sweep_id, model in ((1, "asymmetric"), (2, "asymmetric")):
+        for s, k, lam, seed in itertools.product((0.01, 0.1, 1.0), (10, 20, 50), (0.0, 0.5), range(12)):
+            pid += 1
+            status = rng.choice(["done", "done", "done", "failed", "diverged"])
+            metrics = {m: float(rng.lognormal()) for m in METRIC_FIELDS}
+            metrics["diverged_at"] = int(rng.integers(1, 1000)) if status == "diverged" else None
+            for m in METRIC_FIELDS:
+                if m != "diverged_at" and (status == "failed" or rng.random() < 0.1):
+                    metrics[m] = None  # a metric that does not apply
+            points.append(dict(id=pid, sweep_id=sweep_id, identity=f"{pid:064x}", status=status, cached=False,
+                               attempts=1, model=model, init="gaussian", integrator="gd", m=5, n=10, k=k,
+                               init_scale=s, lambda0=lam, seed=seed, eta=1e-3 * sweep_id, steps=4000,
+                               record_every=20, tol=0.01, data_seed=None, fit_lambda0=False, n_samples=1000))
+            results.append(dict(point_id=pid, sweep_id=sweep_id, status=status, error=None,
+                                wall_seconds=float(rng.uniform(0.01, 1)), worker=f"node{pid % 3}", **metrics))
+    truth = pd.DataFrame(points).rename(columns={"id": "point_id"}).merge(
+        pd.DataFrame(results).drop(columns=["sweep_id", "status"]), on="point_id")
+    truth = truth[list(RESULT_FIELDS)].astype({m: "float64" for m in NUMERIC})
+    return points, results, truth
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def api(request, new_database_url):
+    url = new_database_url(request.param)
+    db.upgrade(url)
+    points, results, truth = synthetic_rows(np.random.default_rng(7))
+    engine = db.make_engine(url)
+    with db.session_scope(db.make_session_factory(engine)) as s:
+        s.execute(insert(Sweep), [dict(id=i, name=f"s{i}", status="done", spec={}, n_points=432,
+                                       cancel_requested=False) for i in (1, 2)])
+        s.execute(insert(Point), points)
+        s.execute(insert(Result), results)
+        if request.param == "postgres":  # explicit ids were inserted: move the sequences past them
+            for t in ("sweeps", "points", "results"):
+                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), "
+                                     f"(SELECT max(id) FROM {t}))"))
+    engine.dispose()
+    app = create_app(Settings(database_url=url), start_runner=False, start_ray=False)
+    with TestClient(app) as client:
+        client.truth = truth
+        client.url = url
+        yield client
+
+
+def ids(resp) -> list[int]:
+    assert resp.status_code == 200, resp.text
+    return [r["point_id"] for r in resp.json()["data"]]
+
+
+def test_rows_have_exactly_the_spec_fields(api):
+    r = api.get("/results", params={"limit": 3})
+    body = r.json()
+    assert body["count"] == len(api.truth)
+    assert [list(row) for row in body["data"]] == [list(RESULT_FIELDS)] * 3
+    assert "NaN" not in r.text and "Infinity" not in r.text
+    first = api.truth.iloc[0]
+    row = body["data"][0]
+    for f in RESULT_FIELDS:
+        want = first[f]
+        assert (row[f] is None) if pd.isna(want) else row[f] == want, f
+
+
+@pytest.mark.parametrize("params, select_", [
+    ({"k": 20, "init_scale": 0.1}, lambda t: (t.k == 20) & (t.init_scale == 0.1)),
+    ({"k": "10,50"}, lambda t: t.k.isin([10, 50])),
+    ({"k": [10, 50], "lambda0": 0.5}, lambda t: t.k.isin([10, 50]) & (t.lambda0 == 0.5)),
+    ({"init_scale_min": 0.05, "k_max": 20}, lambda t: (t.init_scale >= 0.05) & (t.k <= 20)),
+    ({"seed_min": 3, "seed_max": 5, "status": "done"}, lambda t: t.seed.between(3, 5) & (t.status == "done")),
+    ({"status": "failed,diverged"}, lambda t: t.status.isin(["failed", "diverged"])),
+    ({"eta": 0.002, "model": "asymmetric"}, lambda t: t.eta == 0.002),
+    ({"sweep_id": 1, "k": 50, "seed": 0}, lambda t: (t.sweep_id == 1) & (t.k == 50) & (t.seed == 0)),
+])
+def test_filters_match_pandas(api, params, select_):
+    t = api.truth
+    want = sorted(t[select_(t)].point_id.tolist())
+    assert want, "the filter should select something"
+    r = api.get("/results", params={**params, "limit": 10_000})
+    assert ids(r) == want
+    assert r.json()["count"] == len(want)
+
+
+def test_sweep_scoped_results(api):
+    t = api.truth
+    r = api.get("/sweeps/2/results", params={"k": 10, "limit": 10_000})
+    assert ids(r) == sorted(t[(t.sweep_id == 2) & (t.k == 10)].point_id)
+    assert api.get("/sweeps/999/results").status_code == 404
+
+
+@pytest.mark.parametrize("order_by", ["-final_error", "speedup,seed", "-init_scale,-k,seed", "diverged_at"])
+def test_order_by_matches_pandas(api, order_by):
+    t = api.truth
+    keys = [k.lstrip("-") for k in order_by.split(",")] + ["point_id"]
+    asc = [not k.startswith("-") for k in order_by.split(",")] + [True]
+    # Nulls last in both directions; ties broken by point_id.
+    want = t.sort_values(keys, ascending=asc, na_position="last", kind="stable").point_id.tolist()
+    assert ids(api.get("/results", params={"order_by": order_by, "limit": 10_000})) == want
+
+
+def test_pagination_covers_every_row_once(api):
+    t = api.truth
+    want = t.sort_values(["speedup", "point_id"], na_position="last").point_id.tolist()
+    got = []
+    for offset in range(0, len(t) + 100, 100):
+        r = api.get("/results", params={"order_by": "speedup", "limit": 100, "offset": offset})
+        assert r.json()["count"] == len(t)
+        got += ids(r)
+    assert got == want
+
+
+def test_csv_and_parquet_match(api):
+    t = api.truth
+    sel = t[(t.k == 20) & (t.sweep_id == 1)].sort_values("point_id").reset_index(drop=True)
+    r = api.get("/results", params={"k": 20, "sweep_id": 1, "format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.text.splitlines()[0] == ",".join(RESULT_FIELDS)
+    csv = pd.read_csv(io.StringIO(r.text))
+    r = api.get("/results", params={"k": 20, "sweep_id": 1, "format": "parquet"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apache.parquet"
+    pq = pd.read_parquet(io.BytesIO(r.content))
+    for got in (csv, pq):
+        assert list(got.columns) == list(RESULT_FIELDS)
+        assert len(got) == len(sel)
+        for f in RESULT_FIELDS:
+            if f in NUMERIC or f in ("init_scale", "lambda0", "eta"):
+                np.testing.assert_array_equal(got[f].astype(float).to_numpy(), sel[f].astype(float).to_numpy(), f)
+            else:
+                assert got[f].astype(str).tolist() == sel[f].astype(str).tolist(), f
+    assert pq["diverged_at"].dtype == "Int64" and pq["final_error"].dtype == "float64"
+
+
+@pytest.mark.parametrize("by", ["init_scale,k", "lambda0", "k,status"])
+def test_summary_matches_pandas(api, by):
+    t = api.truth[api.truth.sweep_id == 1]
+    keys = by.split(",")
+    r = api.get("/sweeps/1/summary", params={"by": by})
+    assert r.status_code == 200, r.text
+    assert "NaN" not in r.text
+    got = pd.DataFrame(r.json()["data"])
+    g = t.groupby(keys, sort=True)
+    assert len(got) == g.ngroups
+    assert got["count"].tolist() == g.size().tolist()
+    for m in NUMERIC:
+        vals = g[m]
+        for stat, want in (("mean", vals.mean()), ("std", vals.std()), ("min", vals.min()), ("max", vals.max()),
+                           ("sem", vals.std() / np.sqrt(vals.count()))):
+            np.testing.assert_allclose(got[f"{m}_{stat}"].astype(float).to_numpy(), want.to_numpy(dtype=float),
+                                       rtol=1e-12, equal_nan=True, err_msg=f"{m}_{stat}")
+
+
+def test_summary_with_filter(api):
+    t = api.truth
+    sel = t[(t.sweep_id == 1) & (t.status == "done") & (t.k == 50)]
+    got = api.get("/sweeps/1/summary", params={"by": "init_scale", "status": "done", "k": 50}).json()["data"]
+    assert [g["count"] for g in got] == sel.groupby("init_scale").size().tolist()
+    np.testing.assert_allclose([g["final_error_mean"] for g in got],
+                               sel.groupby("init_scale").final_error.mean().to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("query, field", [
+    ("/results?order_by=nonsense", "order_by"),
+    ("/results?order_by=-k,bogus", "order_by"),
+    ("/results?kk=3", "kk"),
+    ("/results?k=abc", "k"),
+    ("/results?init_scale=nan", "init_scale"),
+    ("/results?init_scale_min=inf", "init_scale_min"),
+    ("/results?k=99999999999", "k"),
+    ("/results?status=running", "status"),
+    ("/results?limit=0", "limit"),
+    ("/results?offset=-1", "offset"),
+    ("/results?format=xlsx", "format"),
+    ("/results?model=linear", "model"),
+    ("/results?model_min=1", "model_min"),
+    ("/sweeps/1/summary?by=final_error", "by"),
+    ("/sweeps/1/summary?by=k,k", "by"),
+])
+def test_bad_queries_are_422_naming_the_parameter(api, query, field):
+    r = api.get(query)
+    assert r.status_code == 422, r.text
+    assert field in [d["field"] for d in r.json()["detail"]], r.json()
+
+
+def test_unknown_ids_are_404(api):
+    for path in ("/sweeps/12345", "/sweeps/0", "/points/99999", "/points/99999/curves", "/points/99999/state",
+                 "/sweeps/99999999999999/results", "/sweeps/77/summary"):
+        r = api.get(path)
+        assert r.status_code == 404, path
+        assert "not found" in r.json()["detail"]
+
+
+def test_curves_decode_and_cached_points_read_the_source(api):
+    t = np.linspace(0, 1, 5)
+    err = np.array([1.0, 0.5, np.inf, np.nan, 0.1])  # a diverged run: non-finite values become null
+    sv = np.arange(10.0).reshape(5, 2)
+    blob = encode_curves(Curves(t=t, error=err, error_linear=np.exp(-t), singular_values=sv))
+    engine = db.make_engine(api.url)
+    with db.session_scope(db.make_session_factory(engine)) as s:
+        src = s.scalar(select(Point.id).where(Point.sweep_id == 1).order_by(Point.id).limit(1))
+        s.add(Curve(point_id=src, format="npz-v1", blob=blob))
+        sweep = Sweep(name="copy", status="done", spec={}, n_points=1)
+        s.add(sweep)
+        s.flush()
+        cols = {c: getattr(s.get(Point, src), c) for c in Point.__table__.columns.keys() if c not in ("id",)}
+        copy = Point(**{**cols, "sweep_id": sweep.id, "cached": True, "source_point_id": src})
+        s.add(copy)
+        s.flush()
+        copy_id = copy.id
+    engine.dispose()
+    for pid in (src, copy_id):
+        r = api.get(f"/points/{pid}/curves")
+        assert r.status_code == 200, r.text
+        c = r.json()
+        assert c["t"] == t.tolist()
+        assert c["error"] == [1.0, 0.5, None, None, 0.1]
+        assert c["singular_values"] == sv.tolist()
+        assert c["error_regularized_fit"] is None
+        np.testing.assert_allclose(c["error_linear"], np.exp(-t), rtol=0, atol=0)
+    p = api.get(f"/points/{copy_id}").json()
+    assert p["cached"] is True and p["source_point_id"] == src and p["status"] == api.truth.set_index(
+        "point_id").status[src]
+    no_curves = api.truth.point_id.iloc[-1]
+    assert api.get(f"/points/{no_curves}/curves").status_code == 404
