@@ -48,7 +48,7 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
             K = np.eye(Nn) + Nd[:, :, None] * P0e
             Pe = ex[:, :, None] * (P0e @ np.linalg.solve(K, ex[:, :, None] * np.eye(Nn)))
     elif form == "stable":
-        pos = a > 0
+        pos = a > 1e-12 * max(float(np.max(np.abs(a))), 1e-300)      # numerically zero a acts as 0
         if pos.any():
             mu = np.linalg.eigvalsh(P0e[np.ix_(pos, pos)])[0]
             if mu <= 1e-7 * max(np.linalg.norm(P0e, 2), 1e-300):
@@ -76,8 +76,10 @@ def _psd_factor(P0: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
     return V[:, keep] * np.sqrt(w[keep])
 
 
-# Largest t * |a| handled in one go by the factored form; beyond it the solution is restarted.
-_FACTOR_SPAN = 300.0
+# Largest t * max|a| handled in one go by the factored form; beyond it the solution restarts from
+# the factor at the end of the span. This bounds the grading of the rows of [I; w^{1/2} R] (<= e^30)
+# that Householder QR sees; measured: spans up to ~100 stay accurate to 1e-12, 150 loses components.
+_FACTOR_SPAN = 30.0
 
 
 def riccati_factored(A: np.ndarray, R0: np.ndarray, t) -> np.ndarray:

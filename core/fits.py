@@ -66,30 +66,39 @@ def lambda0_search_bound(Y, U0, V0) -> float:
 
 
 def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray,
-                n_grid: int = 30, n_refine: int = 3) -> Lambda0Fit:
+                n_grid: int = 30, n_refine: int = 3, coarse_points: int = 40) -> Lambda0Fit:
     """argmin over lambda0 in R of sum_t ||X_reg(t; lambda0) - X(t)||^2 (the paper's Fig. 2).
 
-    A coarse grid over both signs (0 and +-logspace up to `lambda0_search_bound`), then bounded
-    Brent between the neighbours of the best few grid minima; the best of all is returned. Each
-    evaluation is one closed-form solve (eq. (21)) of size (m+n), independent of k."""
+    A coarse grid over both signs (0 and +-logspace up to `lambda0_search_bound`, scored on at
+    most `coarse_points` grid times), then bounded Brent on the full grid between the neighbours
+    of the best few local minima (those within 4x of the best); the best of all is returned. Each
+    evaluation is one closed-form solve (eq. (21)) of size m+n, independent of k."""
+    t = np.asarray(t, float)
     L = lambda0_search_bound(Y, U0, V0)
     pos = np.logspace(np.log10(L) - 4.0, np.log10(L), n_grid)
     grid = np.concatenate([-pos[::-1], [0.0], pos])
+    sub = np.unique(np.linspace(0, len(t) - 1, min(coarse_points, len(t))).round().astype(int))
+    coarse = np.array([regularized_loss(Y, U0, V0, t[sub], X[sub], g) for g in grid])
     f = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
-    vals = np.array([f(g) for g in grid])
     n_eval = len(grid)
-    # local minima of the grid (including the ends), best first
+    # local minima of the coarse scores (ends included), best first
     is_min = np.ones(len(grid), bool)
-    is_min[1:] &= vals[1:] <= vals[:-1]
-    is_min[:-1] &= vals[:-1] <= vals[1:]
-    cand = [i for i in np.argsort(vals) if is_min[i]][:n_refine]
-    best_x, best_v = float(grid[np.argmin(vals)]), float(np.min(vals))
+    is_min[1:] &= coarse[1:] <= coarse[:-1]
+    is_min[:-1] &= coarse[:-1] <= coarse[1:]
+    best_c = np.min(coarse)
+    cand = [i for i in np.argsort(coarse) if is_min[i] and coarse[i] <= 4.0 * best_c + 1e-300]
+    cand = cand[:n_refine] or [int(np.argmin(coarse))]
+    best_x, best_v = None, np.inf
     for i in cand:
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        v = f(grid[i])
+        n_eval += 1
+        if v < best_v:
+            best_x, best_v = float(grid[i]), v
         if hi <= lo:
             continue
         res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
-                              options={"xatol": 1e-9 * max(1.0, abs(grid[i])), "maxiter": 200})
+                              options={"xatol": 1e-8 * max(1.0, abs(grid[i])), "maxiter": 100})
         n_eval += int(res.nfev)
         if res.fun < best_v:
             best_x, best_v = float(res.x), float(res.fun)
