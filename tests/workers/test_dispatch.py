@@ -1,0 +1,208 @@
+"""Dispatcher on a real local Ray (2 CPUs): exactly-once delivery, statuses, equality with core run
+directly, shape-grouped chunks, a worker killed mid-run, cancel, and init_ray's signal handling."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+
+from core import PointConfig, run_points
+from workers.dispatch import Dispatcher, PointOutcome
+from workers.runtime import init_ray, ray_status
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def small_sweep() -> list[tuple[int, PointConfig]]:
+    """Three shape groups of cheap points (k = 4 and 6; seeds x init scales), one diverging point
+    (huge init, eta 0.9) and one invalid point (asymmetric needs m <= n) that core marks failed."""
+    cfgs = [PointConfig("asymmetric", 2, 3, k, 0.05, 60, record_every=5, seed=s, init_scale=sc)
+            for k in (4, 6) for sc in (0.1, 0.5) for s in range(12)]
+    cfgs += [PointConfig("asymmetric", 2, 3, 4, 0.05, 30, record_every=5, seed=s) for s in range(6)]
+    cfgs.append(PointConfig("asymmetric", 2, 3, 4, 0.9, 60, record_every=5, init_scale=10.0))
+    cfgs.append(PointConfig("asymmetric", 4, 3, 4, 0.05, 60, record_every=5))
+    # point ids deliberately not 0..N-1: the dispatcher must carry the caller's ids through
+    return [(1000 + 7 * i, c) for i, c in enumerate(cfgs)]
+
+
+def slow_sweep(n_points: int, steps: int = 1500) -> list[tuple[int, PointConfig]]:
+    """Points of the Fig. 1 shape (m=5, n=10, k=50): tens of ms each, so tasks last a while."""
+    return [(i, PointConfig("asymmetric", 5, 10, 50, 1e-3, steps, record_every=50, seed=i))
+            for i in range(n_points)]
+
+
+def raylet_children(title: str) -> list[int]:
+    """PIDs of this driver's Ray worker processes whose title starts with `title` (found via /proc,
+    children of our own raylet only: other Rays on the machine are never touched)."""
+    node = ray._private.worker._global_node
+    raylet = node.all_processes["raylet"][0].process.pid
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == raylet and cmd.startswith(title):
+            pids.append(int(p.name))
+    return pids
+
+
+class Collector:
+    """on_results sink that records every call (and may flip a cancel flag)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[PointOutcome]] = []
+        self.first = threading.Event()
+
+    def __call__(self, outcomes: list[PointOutcome]) -> None:
+        assert threading.current_thread() is self.thread, "on_results must run in the caller's thread"
+        self.calls.append(outcomes)
+        self.first.set()
+
+    @property
+    def outcomes(self) -> list[PointOutcome]:
+        return [o for call in self.calls for o in call]
+
+    def run(self, dispatcher: Dispatcher, points, cancelled=lambda: False):
+        self.thread = threading.current_thread()
+        return dispatcher.run(points, self, cancelled)
+
+
+def assert_exactly_once(outcomes: list[PointOutcome], points) -> dict[int, PointOutcome]:
+    counts = Counter(o.point_id for o in outcomes)
+    dupes = {pid: c for pid, c in counts.items() if c > 1}
+    assert not dupes, f"points reported more than once: {dupes}"
+    assert set(counts) == {pid for pid, _ in points}
+    return {o.point_id: o for o in outcomes}
+
+
+def same_metrics(a: dict, b: dict) -> bool:
+    """Bit-identical metrics (None == None, floats compared exactly)."""
+    return a.keys() == b.keys() and all(
+        (x is None and y is None) or (x is not None and y is not None and
+                                      (x == y or (math.isnan(x) and math.isnan(y))))
+        for x, y in ((a[k], b[k]) for k in a))
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+def test_init_ray_restores_sigterm_handler_and_reports_status(local_ray):
+    assert local_ray["sigterm_after_init"] is local_ray["sentinel"]
+    assert local_ray["status"] == {"nodes": 1, "cpus": 2}
+    init_ray()  # idempotent: no second Ray, no error
+    assert ray_status() == {"nodes": 1, "cpus": 2}
+    assert signal.getsignal(signal.SIGTERM) is local_ray["sentinel"]
+
+
+def test_sweep_points_come_back_once_equal_to_core(local_ray):
+    points = small_sweep()
+    sink = Collector()
+    # a tiny target makes several tasks per shape group
+    stats = sink.run(Dispatcher(target_task_seconds=0.005), points)
+    by_id = assert_exactly_once(sink.outcomes, points)
+    assert stats.n_points == stats.n_reported == len(points)
+    assert stats.n_failed_tasks == 0 and not stats.cancelled
+
+    direct = run_points([c for _, c in points])
+    for (pid, cfg), ref in zip(points, direct):
+        got = by_id[pid]
+        assert got.result.config == cfg
+        assert got.result.status == ref.status, (cfg, got.result.error)
+        assert got.result.error == ref.error
+        assert same_metrics(got.result.metrics, ref.metrics), (cfg, got.result.metrics, ref.metrics)
+        if ref.curves is not None:
+            assert np.array_equal(got.result.curves.error, ref.curves.error)
+            assert np.array_equal(got.result.curves.singular_values, ref.curves.singular_values)
+        assert len(got.worker) == 56 and int(got.worker, 16) >= 0  # a Ray node id in hex
+    statuses = Counter(by_id[pid].result.status for pid, _ in points)
+    assert statuses == {"done": len(points) - 2, "diverged": 1, "failed": 1}
+    assert by_id[points[-1][0]].result.error.startswith("m:")      # core names the field
+    assert by_id[points[-2][0]].result.metrics["diverged_at"] is not None
+
+    # one task = one shape group; several tasks per group were used
+    tasks = defaultdict(set)
+    for o in sink.outcomes:
+        tasks[o.task].add(o.result.config.shape_key())
+    assert all(len(keys) == 1 for keys in tasks.values())
+    assert stats.n_shapes == 5
+    assert len(tasks) == stats.n_tasks > stats.n_shapes
+    assert sum(stats.task_sizes) == len(points)
+
+
+def test_empty_input_reports_nothing(local_ray):
+    sink = Collector()
+    stats = sink.run(Dispatcher(), [])
+    assert sink.calls == [] and stats.n_points == 0 and stats.n_tasks == 0
+
+
+@pytest.mark.parametrize("max_retries", [0, 3])
+def test_worker_killed_mid_run_every_point_once(local_ray, max_retries):
+    """kill -9 a worker while it runs a chunk. With Ray's own retries off (max_retries=0) the
+    dispatcher must resubmit the lost chunk itself; with them on, Ray retries it."""
+    points = slow_sweep(40)
+    sink = Collector()
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(
+        stats=sink.run(Dispatcher(max_retries=max_retries, target_task_seconds=0.3), points)))
+    killed = None
+    runner.start()
+    try:
+        assert sink.first.wait(60), "no results at all"
+        deadline = time.monotonic() + 30
+        while killed is None and runner.is_alive() and time.monotonic() < deadline:
+            busy = raylet_children("ray::run_chunk")
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed = busy[0]
+            else:
+                time.sleep(0.01)
+    finally:
+        runner.join(120)
+    assert killed is not None, "never caught a worker running a chunk"
+    assert not runner.is_alive()
+    stats = result["stats"]
+    by_id = assert_exactly_once(sink.outcomes, points)
+    assert all(o.result.status == "done" for o in by_id.values())
+    if max_retries == 0:
+        assert stats.n_failed_tasks >= 1 and stats.n_retried >= 1
+    assert stats.n_failed_points == 0
+
+
+def test_cancel_stops_promptly(local_ray):
+    points = slow_sweep(200, steps=3000)   # ~10 s of work on 2 CPUs, in chunks of ~1.5 s
+    sink = Collector()
+    flag_at = []
+
+    def on_results(outcomes):
+        sink(outcomes)
+        if len(sink.outcomes) >= 20 and not flag_at:
+            flag_at.append(time.monotonic())   # cancel once chunks are full-sized
+
+    sink.thread = threading.current_thread()
+    stats = Dispatcher(target_task_seconds=1.5).run(points, on_results, lambda: bool(flag_at))
+    after_cancel = time.monotonic() - flag_at[0]
+    assert stats.cancelled
+    assert 20 <= stats.n_reported == len(sink.outcomes) < len(points)
+    assert max(Counter(o.point_id for o in sink.outcomes).values()) == 1
+    # Durations relative to a full-sized chunk's, so a loaded machine does not make this flaky.
+    chunk_seconds = max(t for _, t in stats.task_seconds)
+    assert after_cancel < 0.5 * chunk_seconds, (after_cancel, stats.task_seconds)
+    # The in-flight chunks were cancelled: the workers go idle at once, where finishing the
+    # running and the queued chunks would keep them busy for one chunk or more.
+    t0 = time.monotonic()
+    while raylet_children("ray::run_chunk") and time.monotonic() - t0 < 4 * chunk_seconds:
+        time.sleep(0.02)
+    to_idle = time.monotonic() - t0
+    assert to_idle < 0.5 * chunk_seconds, (to_idle, stats.task_seconds)
