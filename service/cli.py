@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from service.client import (DEFAULT_URL, EXPORT_FORMATS, SWEEP_FINAL_STATUSES, URL_ENV, Client,
-                            FlowsweepError, finished_count, load_sweeps, write_frame)
+                            FlowsweepError, finished_count, frame_json, load_sweeps, write_frame)
 
 PROG = "flowsweep"
+# service.plots.KINDS (not imported here: matplotlib would slow every command's start)
+PLOT_KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -243,7 +245,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         if fmt == "csv":
             df.to_csv(sys.stdout, index=False)
         else:
-            sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+            sys.stdout.write(frame_json(df))
         return 0
     out = Path(args.output)
     write_frame(df, out, fmt)
@@ -263,7 +265,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print(f"wrote {len(df)} groups to {out}", file=sys.stderr)
         return 0
     if args.format == "json":
-        sys.stdout.write(df.to_json(orient="records", indent=1) + "\n")
+        sys.stdout.write(frame_json(df))
         return 0
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
@@ -372,14 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="write the summary to a file")
     s.set_defaults(func=cmd_summary)
 
-    from service.plots import KINDS
-
     s = sub.add_parser("plot", parents=[common], help="draw one of the paper's figures as PNG",
                        description="error: Fig. 1 top (error vs iterations, mean and band over seeds, "
                        "one-layer dashed); singular_values: Fig. 1 bottom; regularized: Fig. 2 (needs "
                        "fit_lambda0); lambda0: lambda0_fit vs k; speedup: speedup vs init_scale or lambda0.")
     s.add_argument("id", type=int)
-    s.add_argument("--kind", choices=KINDS, default="error")
+    s.add_argument("--kind", choices=PLOT_KINDS, default="error")
     s.add_argument("-o", "--output", help="PNG file (default sweep<ID>-<kind>.png)")
     s.add_argument("--by", help="comma-separated group keys (default: the sweep axes that vary)")
     s.add_argument("--x", help="x axis of lambda0/speedup plots (default k / the axis that varies)")
@@ -391,7 +391,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `--order-by -speedup`: argparse would take "-speedup" for an option; glue it to its flag.
+    for i in range(len(argv) - 1):
+        if argv[i] == "--order-by" and argv[i + 1].startswith("-"):
+            argv[i:i + 2] = [f"--order-by={argv[i + 1]}", ""]
+    argv = [a for a in argv if a != ""]
+    # KEY=VALUE filters may come after options (`results 3 -o x.csv k=50`), which argparse's
+    # positional matching does not allow: collect them from the leftovers.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) == "results" and all(
+                "=" in e and not e.startswith("-") for e in extra):
+            args.filters = [*(args.filters or []), *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         rc = args.func(args)
     except FlowsweepError as e:

@@ -14,17 +14,18 @@ Every failure is a `FlowsweepError` with a one-line message meant for people (th
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where DataFrames are made: `flowsweep status` starts faster
+    import pandas as pd
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "FLOWSWEEP_URL"
@@ -125,7 +126,8 @@ class Client:
             detail = resp.text or resp.reason_phrase
         text = _detail_text(detail)
         if resp.status_code == 404 and what:
-            raise NotFound(f"{what} not found on {self.url}" + (f" ({text})" if text and text != "Not Found" else ""))
+            extra = text and text != "Not Found" and f"{what} not found" not in text
+            raise NotFound(f"{what} not found on {self.url}" + (f" ({text})" if extra else ""))
         if resp.status_code == 404:
             raise NotFound(f"{path} not found on {self.url}: {text}")
         if resp.status_code == 401:
@@ -208,6 +210,8 @@ class Client:
                 **more_filters: Any) -> pd.DataFrame:
         """Result rows as a DataFrame (one row per point; SPEC §4 columns). Filters as the API takes
         them, e.g. `results(3, k=50, init_scale_min=0.1, status="done")`."""
+        import pandas as pd
+
         rows = self.result_rows(sweep_id, {**(filters or {}), **more_filters},
                                 limit=limit, offset=offset, order_by=order_by)
         return pd.DataFrame.from_records(rows)
@@ -232,6 +236,8 @@ class Client:
             by = [b for b in by.split(",") if b]
         params = {"by": ",".join(by)} if by else {}
         body = self._get_json(f"/sweeps/{int(sweep_id)}/summary", what=f"sweep {sweep_id}", params=params)
+        import pandas as pd
+
         rows = body.get("data", body) if isinstance(body, Mapping) else body
         df = pd.DataFrame.from_records(rows)
         df.attrs["by"] = list(body.get("by") or by or []) if isinstance(body, Mapping) else list(by or [])
@@ -290,6 +296,16 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
 EXPORT_FORMATS = ("csv", "parquet", "json")
 
 
+def frame_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values, exactly (pandas' to_json rounds floats to 10 digits); nan -> None."""
+    records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in records]
+
+
+def frame_json(df: pd.DataFrame) -> str:
+    return json.dumps(frame_records(df), indent=1, default=str) + "\n"
+
+
 def write_frame(df: pd.DataFrame, path: Path, fmt: str) -> None:
     """CSV with a header row, Parquet, or JSON records (nulls, never NaN)."""
     if fmt == "csv":
@@ -297,8 +313,6 @@ def write_frame(df: pd.DataFrame, path: Path, fmt: str) -> None:
     elif fmt == "parquet":
         df.to_parquet(path, index=False)
     elif fmt == "json":
-        buf = io.StringIO()
-        df.to_json(buf, orient="records", indent=1)
-        path.write_text(buf.getvalue())
+        path.write_text(frame_json(df))
     else:
         raise FlowsweepError(f"unknown format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")

@@ -187,3 +187,9 @@ def test_split_groups_defaults_to_the_axes_that_vary():
     assert [g.label for g in plots.split_groups(df, ["k"])] == ["k=50", "k=100", "k=200"]
     with pytest.raises(PlotError):
         plots.split_groups(df, ["nope"])
+
+
+def test_cli_offers_every_plot_kind():
+    from service import cli
+
+    assert cli.PLOT_KINDS == plots.KINDS

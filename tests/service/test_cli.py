@@ -1,0 +1,218 @@
+"""The `flowsweep` CLI against a real server (uvicorn + Ray + SQLite): submit --wait with its progress
+bar, status/list, results export (csv, parquet, json) with filters, summary, cancel, every plot kind,
+and one-line errors (exit 1, no traceback) when the server is down or a sweep is unknown."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from service import cli, plots
+from service.client import Client
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = {"name": "cli-test", "model": "asymmetric", "init": "gaussian", "integrator": "gd",
+        "m": 3, "n": 4, "eta": 0.01, "steps": 1000, "record_every": 20, "fit_lambda0": True,
+        "axes": {"k": [6], "init_scale": [0.1, 1.0], "seed": {"range": [0, 3]}}}
+
+
+def flowsweep_cmd() -> list[str]:
+    """The installed console script (pyproject [project.scripts]); `python -m` if not installed."""
+    script = Path(sys.executable).with_name("flowsweep")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+
+
+def dead_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def server(new_database_url, live_server):
+    srv = live_server(new_database_url("sqlite"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def submitted(server, tmp_path_factory):
+    """`flowsweep submit FILE --wait` as a user runs it: a separate process, URL from the env."""
+    spec_file = tmp_path_factory.mktemp("cli") / "sweep.json"
+    spec_file.write_text(json.dumps(SPEC))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSWEEP_")}
+    env["FLOWSWEEP_URL"] = server.url
+    proc = subprocess.run([*flowsweep_cmd(), "submit", str(spec_file), "--wait", "--poll", "0.3"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    m = re.search(r"submitted sweep (\d+): 6 points", proc.stdout)
+    assert m, proc.stdout + proc.stderr
+    return int(m.group(1)), proc
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_submit_wait_shows_a_progress_bar_and_ends_done(submitted):
+    sid, proc = submitted
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"sweep {sid} done: done 6"
+    # tqdm's bar on stderr: done/total, a rate and an ETA field
+    assert re.search(r"sweep \d+: .*6/6 \[[0-9:]+<[0-9:?]+, +[0-9.?]+ ?(pt/s|s/pt)", proc.stderr), proc.stderr
+
+
+def test_status_and_list(server, submitted, capsys):
+    sid, _ = submitted
+    rc, out, _ = run(capsys, "--url", server.url, "status", str(sid))
+    assert rc == 0
+    assert f"sweep {sid} 'cli-test': done" in out and "6/6 finished (100.0%)" in out
+    rc, out, _ = run(capsys, "status", str(sid), "--url", server.url, "--json")   # --url after the command too
+    assert rc == 0 and json.loads(out)["counts"]["done"] == 6
+    rc, out, _ = run(capsys, "--url", server.url, "list")
+    assert rc == 0
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:4] == ["id", "name", "status", "n_points"]
+    assert any(r.split()[:4] == [str(sid), "cli-test", "done", "6"] for r in rows)
+
+
+def test_results_export_csv_parquet_json_with_filters(server, submitted, capsys, tmp_path):
+    sid, _ = submitted
+    with Client(server.url) as c:
+        ref = c.results(sid).set_index("point_id").sort_index()
+    csv = tmp_path / "r.csv"
+    rc, _, err = run(capsys, "--url", server.url, "results", str(sid), "--format", "csv", "-o", str(csv),
+                     "init_scale=0.1", "--filter", "seed_max=1")
+    assert rc == 0 and "wrote 2 rows" in err
+    df = pd.read_csv(csv)
+    assert list(df.columns) == list(ref.reset_index().columns)       # header row, SPEC field order
+    assert sorted(df["seed"]) == [0, 1] and set(df["init_scale"]) == {0.1}
+    np.testing.assert_allclose(df.set_index("point_id").sort_index()["final_error"],
+                               ref.loc[sorted(df["point_id"]), "final_error"], rtol=1e-12)
+
+    pq = tmp_path / "r.parquet"
+    assert run(capsys, "--url", server.url, "results", str(sid), "-o", str(pq))[0] == 0   # format from suffix
+    df = pd.read_parquet(pq)
+    assert len(df) == 6 and sorted(df["point_id"]) == list(ref.index)
+
+    js = tmp_path / "r.json"
+    assert run(capsys, "--url", server.url, "results", str(sid), "--format", "json", "-o", str(js),
+               "--order-by", "-final_error")[0] == 0
+    rows = json.loads(js.read_text())
+    assert [r["final_error"] for r in rows] == sorted(ref["final_error"], reverse=True)
+
+    rc, out, _ = run(capsys, "--url", server.url, "results", str(sid), "k=6", "--limit", "3")
+    assert rc == 0 and len(out.strip().splitlines()) == 1 + 3                    # csv on stdout
+
+    rc, _, err = run(capsys, "--url", server.url, "results", str(sid), "nonsense_field=1")
+    assert rc == 1 and "nonsense_field" in err and "Traceback" not in err
+    rc, _, err = run(capsys, "--url", server.url, "results", str(sid), "k")
+    assert rc == 1 and "key=value" in err
+
+
+def test_summary_by_groups(server, submitted, capsys):
+    sid, _ = submitted
+    rc, out, _ = run(capsys, "--url", server.url, "summary", str(sid), "--by", "init_scale", "--format", "csv")
+    assert rc == 0
+    from io import StringIO
+
+    summ = pd.read_csv(StringIO(out))
+    assert list(summ["init_scale"]) == [0.1, 1.0] and list(summ["count"]) == [3, 3]
+    with Client(server.url) as c:
+        ref = c.results(sid).groupby("init_scale")["speedup"].mean()
+    np.testing.assert_allclose(summ["speedup_mean"], ref.values, rtol=1e-9)
+    rc, out, _ = run(capsys, "--url", server.url, "summary", str(sid), "--by", "init_scale,k")
+    assert rc == 0
+    header = out.splitlines()[0].split()
+    assert header[:3] == ["init_scale", "k", "count"] and "final_error_mean" in header
+
+
+@pytest.mark.parametrize("kind", plots.KINDS)
+def test_plot_writes_a_png_of_the_figure(server, submitted, capsys, tmp_path, kind):
+    sid, _ = submitted
+    out = tmp_path / f"{kind}.png"
+    rc, stdout, err = run(capsys, "--url", server.url, "plot", str(sid), "--kind", kind, "-o", str(out),
+                          "--dpi", "60")
+    assert rc == 0, err
+    assert stdout.strip() == f"wrote {out}"
+    with Client(server.url) as c:
+        fig = plots.sweep_figure(c, sid, kind)
+    img = imread(out)
+    w, h = fig.get_size_inches() * 60
+    assert img.shape[:2] == (round(h), round(w))
+    assert img[..., :3].std() > 0.05
+
+
+def test_plot_error_has_one_panel_per_init_scale_with_seed_means(server, submitted):
+    sid, _ = submitted
+    with Client(server.url) as c:
+        fig = plots.sweep_figure(c, sid, "error")
+        df = c.results(sid)
+        curves = {s: [c.curves(p) for p in df[df.init_scale == s].sort_values("seed").point_id]
+                  for s in (0.1, 1.0)}
+    axes = [a for a in fig.axes if a.get_visible()]
+    assert [a.get_title().splitlines()[0] for a in axes] == ["(a) init_scale=0.1", "(b) init_scale=1"]
+    for ax, s in zip(axes, (0.1, 1.0)):
+        two, one = ax.get_lines()
+        assert two.get_linestyle() == "-" and one.get_linestyle() == "--"
+        assert two.get_label() == "two-layer (mean of 3)" and one.get_label() == "one-layer (mean of 3)"
+        np.testing.assert_allclose(two.get_ydata(), np.mean([cv["error"] for cv in curves[s]], axis=0))
+        np.testing.assert_allclose(two.get_xdata(), np.arange(0, SPEC["steps"] + 1, SPEC["record_every"]))
+
+
+def test_cancel(server, capsys, tmp_path):
+    with Client(server.url) as c:
+        big = c.submit({**SPEC, "name": "to-cancel", "steps": 2_000_000, "record_every": 20_000,
+                        "fit_lambda0": False, "axes": {"k": [6], "seed": {"range": [0, 40]}}})
+        rc, out, err = run(capsys, "--url", server.url, "cancel", str(big["id"]))
+        assert rc == 0, err
+        assert f"sweep {big['id']}: cancel requested" in out
+        final = c.wait(big["id"], poll=0.3, timeout=90)
+    assert final["status"] == "cancelled"
+    assert final["counts"]["done"] < 40
+    # cancelling a finished sweep is a clear one-line refusal
+    rc, _, err = run(capsys, "--url", server.url, "cancel", str(big["id"]))
+    assert rc in (0, 1) and "Traceback" not in err
+
+
+def test_unknown_sweep_is_one_line(server, capsys):
+    for argv in (["status", "987654"], ["cancel", "987654"], ["plot", "987654"], ["summary", "987654"],
+                 ["results", "987654"]):
+        rc, out, err = run(capsys, "--url", server.url, *argv)
+        assert rc == 1, argv
+        assert err.strip() == f"flowsweep: error: sweep 987654 not found on {server.url}", (argv, err)
+
+
+def test_invalid_sweep_file_names_the_field(server, capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SPEC, "tol": 2.0}))
+    rc, _, err = run(capsys, "--url", server.url, "submit", str(bad))
+    assert rc == 1 and "422" in err and "tol" in err and len(err.strip().splitlines()) == 1
+    bad.write_text("{not json")
+    rc, _, err = run(capsys, "--url", server.url, "submit", str(bad))
+    assert rc == 1 and "not valid JSON" in err
+
+
+def test_server_down_is_one_line_without_traceback(capsys):
+    url = dead_url()
+    for argv in (["list"], ["status", "1"], ["submit", str(REPO / "examples" / "fig1.json")], ["plot", "1"]):
+        rc, out, err = run(capsys, "--url", url, *argv)
+        assert rc == 1 and out == ""
+        assert err.strip().splitlines() == [
+            f"flowsweep: error: cannot reach the flowsweep server at {url} (ConnectError); "
+            "start it with `flowsweep serve` or pass --url / set FLOWSWEEP_URL"]
+    # the same through the installed script, URL from the environment
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLOWSWEEP_")}, "FLOWSWEEP_URL": url}
+    proc = subprocess.run([*flowsweep_cmd(), "status", "3"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"flowsweep: error: cannot reach the flowsweep server at {url}")
