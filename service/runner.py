@@ -343,7 +343,7 @@ class Runner:
             with self._session() as s:
                 pairs = s.execute(
                     select(P.id, func.min(S.id)).join(S, and_(
-                        S.identity == P.identity, S.sweep_id != sweep_id, S.cached.is_(False),
+                        S.identity == P.identity, S.sweep_id != sweep_id, S.source_point_id.is_(None),
                         S.status.in_(_REUSABLE)))
                     .where(P.sweep_id == sweep_id, P.status == "pending")
                     .group_by(P.id).limit(self.page_size)).all()
@@ -358,9 +358,10 @@ class Runner:
                     r = src_rows.get(src)
                     if r is None:
                         continue
+                    # A copy of the source's row, as POST /sweeps makes for its cached points.
                     rows.append(self._result_row(
                         M, pid, sweep_id, r.status, {f: getattr(r, f) for f in METRIC_FIELDS},
-                        r.error, r.wall_seconds, r.worker, now))
+                        r.error, r.wall_seconds, r.worker, r.created_at or now))
                     statuses.append({"id": pid, "status": r.status, "cached": True,
                                      "source_point_id": src})
                 if not rows:
