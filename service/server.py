@@ -14,6 +14,7 @@ from .settings import Settings, get_settings
 def serve(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     # Check the schema before starting anything heavy (Ray): an outdated database is a one-line refusal.
     engine = db.make_engine(settings.database_url)
     try:

@@ -182,3 +182,19 @@ def live_server(tmp_path_factory):
         server.stop()
     for tmpdir in {s.ray_tmpdir for s in servers}:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_server(live_server, new_database_url):
+    """shared_server(kind) -> (LiveServer, database_url): one real server (uvicorn + Ray with 2 CPUs)
+    per database kind for the whole session, on a fresh database; tests that share it must not
+    depend on the database being otherwise empty."""
+    servers: dict[str, tuple[LiveServer, str]] = {}
+
+    def get(kind: str) -> tuple[LiveServer, str]:
+        if kind not in servers or not servers[kind][0].alive():
+            url = new_database_url(kind)
+            servers[kind] = (live_server(url), url)
+        return servers[kind]
+
+    return get

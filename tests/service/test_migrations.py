@@ -102,3 +102,55 @@ def test_one_result_row_per_point(migrated_database_url):
             assert s.scalar(sa.select(sa.func.count()).select_from(Result)) == 1
     finally:
         engine.dispose()
+
+
+# ----------------------------------------------------------------------------- the server's check
+
+def test_prepare_schema_policy(new_database_url):
+    from service.app import prepare_schema
+    from service.settings import Settings
+
+    # SQLite at the previous revision: migrated when auto_migrate (the embedded default), else refused.
+    url = new_database_url("sqlite")
+    db.upgrade(url, "0001")
+    engine = db.make_engine(url)
+    with pytest.raises(db.SchemaError, match="flowsweep db upgrade"):
+        prepare_schema(engine, Settings(database_url=url, auto_migrate=False))
+    assert prepare_schema(engine, Settings(database_url=url)) == HEAD
+    engine.dispose()
+    # Postgres: an empty database is migrated; one at an older revision is never changed by the server.
+    url = new_database_url("postgres")
+    engine = db.make_engine(url)
+    assert prepare_schema(engine, Settings(database_url=url)) == HEAD
+    db.downgrade(url, "0001")
+    with pytest.raises(db.SchemaError, match=r"schema is at 0001, code needs 0002: run `flowsweep db upgrade`"):
+        prepare_schema(engine, Settings(database_url=url))
+    assert db.current_revision(engine) == "0001"
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_server_refuses_an_outdated_schema(live_server, new_database_url, kind):
+    url = new_database_url(kind)
+    db.upgrade(url, "0001")
+    server = live_server(url, env={"FLOWSWEEP_AUTO_MIGRATE": "0"}, wait=False)
+    rc = server.proc.wait(120)
+    assert rc != 0
+    assert "database schema is at 0001, code needs 0002: run `flowsweep db upgrade`" in server.log()
+    engine = db.make_engine(url)
+    assert db.current_revision(engine) == "0001"  # untouched
+    engine.dispose()
+
+
+def test_app_lifespan_refuses_an_outdated_schema(new_database_url):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    url = new_database_url("postgres")
+    db.upgrade(url, "0001")
+    app = create_app(Settings(database_url=url), start_runner=False, start_ray=False)
+    with pytest.raises(db.SchemaError, match="flowsweep db upgrade"):
+        with TestClient(app):
+            pass
