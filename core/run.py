@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import make_initial_state
-from .dynamics import Problem, reduce_factors, record_grid, run_flow, run_gd
+from .dynamics import Problem, Trajectory, reduce_factors, run_flow, run_gd
 from .metrics import point_metrics
 from .types import METRIC_FIELDS, PointConfig, PointResult
 from .validation import validate_config
@@ -25,6 +25,33 @@ def initial_state(config: PointConfig) -> dict[str, np.ndarray]:
     These are bit-identical to what `run_points` uses (V0 is U0 for the symmetric model)."""
     validate_config(config)
     return make_initial_state(config).as_dict(config.model)
+
+
+def _problem(configs: list[PointConfig]):
+    """States, reduced factors and the stacked Problem of configs sharing one shape key."""
+    c0 = configs[0]
+    states = [make_initial_state(c) for c in configs]
+    reduced = [reduce_factors(s.U0, s.V0) for s in states]
+    sym = c0.model == "symmetric"
+    prob = Problem(model=c0.model, Y=np.stack([s.Y for s in states]),
+                   U0=np.stack([r[0] for r in reduced]),
+                   V0=None if sym else np.stack([r[1] for r in reduced]),
+                   A=None if c0.model != "sigmoid" else np.stack([s.A for s in states]))
+    return states, reduced, prob
+
+
+def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:
+    """The raw batched trajectory (X(t), e(t), ||Q(t) - Q0||, ...) of configs sharing one shape key,
+    for notebooks and checks; `run_points` adds metrics and curves on top of the same computation."""
+    configs = [configs] if isinstance(configs, PointConfig) else list(configs)
+    for c in configs:
+        validate_config(c)
+    if len({c.shape_key() for c in configs}) != 1:
+        raise ValueError("configs: simulate needs configs with one shape_key()")
+    _, _, prob = _problem(configs)
+    c0 = configs[0]
+    runner = run_gd if c0.integrator == "gd" else run_flow
+    return runner(prob, c0.eta, c0.steps, c0.record_every, np.array([c.tol for c in configs]))
 
 
 def _empty_metrics() -> dict:
@@ -49,13 +76,7 @@ def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     """One vectorised batch: every config shares `shape_key()`."""
     t0 = time.perf_counter()
     c0 = configs[0]
-    states = [make_initial_state(c) for c in configs]
-    reduced = [reduce_factors(s.U0, s.V0) for s in states]
-    sym = c0.model == "symmetric"
-    prob = Problem(model=c0.model, Y=np.stack([s.Y for s in states]),
-                   U0=np.stack([r[0] for r in reduced]),
-                   V0=None if sym else np.stack([r[1] for r in reduced]),
-                   A=None if c0.model != "sigmoid" else np.stack([s.A for s in states]))
+    states, reduced, prob = _problem(configs)
     tol = np.array([c.tol for c in configs])
     runner = run_gd if c0.integrator == "gd" else run_flow
     tr = runner(prob, c0.eta, c0.steps, c0.record_every, tol)

@@ -1,0 +1,78 @@
+"""Data and initialisations: seeding, data_seed, Definitions 1 and 3, balanced Q0 = 0."""
+import numpy as np
+import pytest
+
+from core import PointConfig, initial_state
+
+
+def cfg(**kw):
+    base = dict(model="asymmetric", m=3, n=5, k=9, eta=1e-2, steps=10, init_scale=0.4, seed=5)
+    base.update(kw)
+    return PointConfig(**base)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(init="spectral", lambda0=-2.0), dict(init="balanced"),
+                                dict(model="symmetric", n=3, init="spectral"),
+                                dict(model="sigmoid", n=3, n_samples=30)])
+def test_bit_identical_and_seeded(kw):
+    a, b = initial_state(cfg(**kw)), initial_state(cfg(**kw))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    c = initial_state(cfg(**{**kw, "seed": 6}))
+    assert not np.array_equal(a["U0"], c["U0"]) and not np.array_equal(a["Y"], c["Y"])
+
+
+def test_data_seed_fixes_Y_and_not_the_weights():
+    a = initial_state(cfg(seed=1, data_seed=42))
+    b = initial_state(cfg(seed=2, data_seed=42))
+    assert np.array_equal(a["Y"], b["Y"]) and not np.array_equal(a["U0"], b["U0"])
+    # data_seed None draws Y from the point's own seed (the same stream as data_seed == seed)
+    assert np.array_equal(initial_state(cfg(seed=42))["Y"], a["Y"])
+    # the weight stream does not depend on data_seed
+    assert np.array_equal(initial_state(cfg(seed=1))["U0"], a["U0"])
+
+
+def test_gaussian_scale():
+    s = initial_state(cfg(k=4000, init_scale=0.3))
+    assert s["U0"].std() == pytest.approx(0.3, rel=0.03)
+    assert s["V0"].std() == pytest.approx(0.3, rel=0.03)
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.5, -40.0])
+def test_asymmetric_spectral_definition_3(lam):
+    s_ = 0.4
+    st = initial_state(cfg(init="spectral", lambda0=lam, init_scale=s_))
+    Y, U0, V0 = st["Y"], st["U0"], st["V0"]
+    Phi, sig, PsiT = np.linalg.svd(Y, full_matrices=False)
+    # X0 = Phi diag(s^2) Psi^T on the m components
+    assert np.allclose(U0 @ V0.T, s_ ** 2 * Phi @ PsiT, atol=1e-13)
+    # u v = s^2 and u^2 - v^2 = lambda0 for every component, with an orthogonal G
+    u2 = np.linalg.eigvalsh(U0 @ U0.T)
+    v2 = np.linalg.eigvalsh(V0.T @ V0)[-3:]
+    assert np.allclose(u2, u2[0]) and np.allclose(v2, v2[0])
+    assert np.sqrt(u2[0] * v2[0]) == pytest.approx(s_ ** 2, rel=1e-12)
+    assert u2[0] - v2[0] == pytest.approx(lam, abs=1e-12 * max(1, abs(lam)))
+    q = np.linalg.eigvalsh(U0.T @ U0 - V0.T @ V0)                  # lambda0 (m times), 0 (k - m)
+    expect = np.sort(np.r_[np.full(3, lam), np.zeros(6)])
+    assert np.allclose(q, expect, atol=1e-12 * max(1, abs(lam)))
+
+
+def test_symmetric_spectral_definition_1():
+    st = initial_state(cfg(model="symmetric", n=3, init="spectral", init_scale=0.7))
+    assert np.allclose(st["U0"] @ st["U0"].T, 0.49 * np.eye(3), atol=1e-14)
+    assert np.allclose(st["Y"], st["Y"].T)
+
+
+def test_balanced_has_zero_Q0():
+    st = initial_state(cfg(init="balanced", init_scale=1.0, k=50))
+    U0, V0 = st["U0"], st["V0"]
+    assert np.linalg.norm(U0.T @ U0 - V0.T @ V0) <= 1e-12 * np.linalg.norm(U0) ** 2
+    assert np.linalg.norm(V0) == pytest.approx(np.linalg.norm(U0), rel=1e-12)
+
+
+def test_sigmoid_data():
+    st = initial_state(cfg(model="sigmoid", m=4, n=4, n_samples=200))
+    Y, A = st["Y"], st["A"]
+    assert Y.shape == (200, 4) and A.shape == (200, 4)
+    assert Y.min() > -0.01 and Y.max() < 1.01                         # phi(A W*) + 1e-3 noise
