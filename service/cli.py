@@ -389,16 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """argparse plus two conveniences: `--order-by -speedup` (a value that starts with -) and
+    KEY=VALUE filters of `results` after its options (`results 3 -o x.csv k=50`)."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `--order-by -speedup`: argparse would take "-speedup" for an option; glue it to its flag.
     for i in range(len(argv) - 1):
         if argv[i] == "--order-by" and argv[i + 1].startswith("-"):
             argv[i:i + 2] = [f"--order-by={argv[i + 1]}", ""]
     argv = [a for a in argv if a != ""]
-    # KEY=VALUE filters may come after options (`results 3 -o x.csv k=50`), which argparse's
-    # positional matching does not allow: collect them from the leftovers.
     args, extra = parser.parse_known_args(argv)
     if extra:
         if getattr(args, "command", None) == "results" and all(
@@ -406,6 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.filters = [*(args.filters or []), *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         rc = args.func(args)
     except FlowsweepError as e:

@@ -108,8 +108,10 @@ def split_groups(df: pd.DataFrame, by: Sequence[str] | None = None) -> list[Grou
     missing = [k for k in keys if k not in df.columns]
     if missing:
         raise PlotError(f"cannot group by {', '.join(missing)}: not a result field")
-    if not keys:
-        return [Group(label="all points", rows=df.sort_values("seed") if "seed" in df else df)]
+    if not keys:  # nothing varies but the seed: name the group by its constant parameters
+        const = [c for c in ("init", "init_scale", "k", "lambda0") if c in df.columns and len(df)]
+        label = group_label(const, [df[c].iloc[0] for c in const]) if const else "all points"
+        return [Group(label=label, rows=df.sort_values("seed") if "seed" in df else df)]
     groups = []
     for values, rows in df.groupby(keys, sort=True, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
@@ -140,7 +142,7 @@ def error_figure(groups: Sequence[Group]) -> Figure:
     groups = [g for g in groups if g.curves]
     if not groups:
         raise PlotError("no finished points with curves to plot")
-    fig, axes = _panels(len(groups))
+    fig, axes = _panels(len(groups), sharey=False)   # a large init starts far above 1 (Fig. 1c)
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
         n = len(g.curves)
@@ -163,7 +165,7 @@ def error_figure(groups: Sequence[Group]) -> Figure:
         ax.set_xlabel("iterations" if eta else "t")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖")
+        ax.set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖" if i % MAX_COLS == 0 else "")
     axes[0].legend(fontsize=8)
     return fig
 
@@ -191,7 +193,7 @@ def singular_values_figure(groups: Sequence[Group]) -> Figure:
     groups = [g for g in groups if g.curves and g.curves[0].get("singular_values") is not None]
     if not groups:
         raise PlotError("no finished points with singular-value curves to plot")
-    fig, axes = _panels(len(groups))
+    fig, axes = _panels(len(groups), sharey=False)   # panels differ by orders of magnitude (Fig. 1)
     for i, (ax, g) in enumerate(zip(axes, groups)):
         c = g.curves[0]
         row = g.rows.iloc[0]
@@ -229,7 +231,7 @@ def regularized_figure(groups: Sequence[Group]) -> Figure:
               if any(c.get("error_regularized_fit") is not None for c in g.curves)]
     if not groups:
         raise PlotError("these points have no regularized fit: submit the sweep with \"fit_lambda0\": true")
-    fig, axes = _panels(len(groups))
+    fig, axes = _panels(len(groups), sharey=False)
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
         curves = [c for c in g.curves if c.get("error_regularized_fit") is not None]
@@ -251,7 +253,7 @@ def regularized_figure(groups: Sequence[Group]) -> Figure:
         ax.set_xlabel("iterations" if eta else "t")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖")
+        ax.set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖" if i % MAX_COLS == 0 else "")
     axes[0].legend(fontsize=8)
     return fig
 
@@ -285,12 +287,19 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
                     capsize=3, label=(label or f"mean ± std over seeds"))
     if reference is not None:
         ax.axhline(reference, color="0.3", linestyle="--", linewidth=1, label=reference_label)
-    xs = data[x]
+    xs = _numeric(df, x).dropna()          # all swept values, also those without a metric value
     if (xs > 0).all() and xs.max() / xs.min() >= 20:
         ax.set_xscale("log")
     ys = data[metric]
-    if (ys > 0).all() and ys.max() / ys.min() >= 50:
+    if (ys > 0).all() and ys.max() / ys.min() >= 20:
         ax.set_yscale("log")
+    missing = len(df) - len(data)
+    if missing:
+        # e.g. speedup is null when e(t) never reached tol within the horizon
+        where = sorted(set(_numeric(df, x)[_numeric(df, metric).isna()].dropna()))
+        ax.set_title(f"{missing} of {len(df)} points have no {metric} (null)"
+                     + (f" at {x} = {', '.join(_fmt(float(v)) for v in where[:6])}" if where else ""),
+                     fontsize=9)
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
