@@ -37,11 +37,20 @@ def dead_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+TOKEN = "cli-test-token"
+
+
 @pytest.fixture(scope="module")
 def server(new_database_url, live_server):
-    srv = live_server(new_database_url("sqlite"))
+    """Writes need the token (SPEC §4 Auth): the CLI must send $FLOWSWEEP_API_TOKEN."""
+    srv = live_server(new_database_url("sqlite"), env={"FLOWSWEEP_API_TOKEN": TOKEN})
     yield srv
     srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def token_env(monkeypatch):
+    monkeypatch.setenv("FLOWSWEEP_API_TOKEN", TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +60,7 @@ def submitted(server, tmp_path_factory):
     spec_file.write_text(json.dumps(SPEC))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSWEEP_")}
     env["FLOWSWEEP_URL"] = server.url
+    env["FLOWSWEEP_API_TOKEN"] = TOKEN
     proc = subprocess.run([*flowsweep_cmd(), "submit", str(spec_file), "--wait", "--poll", "0.3"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     m = re.search(r"submitted sweep (\d+): 6 points", proc.stdout)
@@ -216,3 +226,19 @@ def test_server_down_is_one_line_without_traceback(capsys):
     proc = subprocess.run([*flowsweep_cmd(), "status", "3"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"flowsweep: error: cannot reach the flowsweep server at {url}")
+
+
+def test_writes_without_the_token_are_refused_in_one_line(server, submitted, capsys, monkeypatch):
+    monkeypatch.delenv("FLOWSWEEP_API_TOKEN")
+    rc, out, err = run(capsys, "--url", server.url, "submit", str(REPO / "examples" / "fig1.json"))
+    assert rc == 1 and out == ""
+    assert err.startswith("flowsweep: error: unauthorized") and "FLOWSWEEP_API_TOKEN" in err
+    assert len(err.strip().splitlines()) == 1
+    rc, _, err = run(capsys, "--url", server.url, "cancel", str(submitted[0]))
+    assert rc == 1 and "unauthorized" in err
+    monkeypatch.setenv("FLOWSWEEP_API_TOKEN", "wrong")
+    rc, _, err = run(capsys, "--url", server.url, "submit", str(REPO / "examples" / "fig1.json"))
+    assert rc == 1 and "unauthorized" in err
+    # reads stay open without a token (FLOWSWEEP_READ_TOKEN_REQUIRED unset)
+    monkeypatch.delenv("FLOWSWEEP_API_TOKEN")
+    assert run(capsys, "--url", server.url, "status", str(submitted[0]))[0] == 0

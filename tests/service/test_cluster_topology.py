@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.client import Client
@@ -92,7 +93,27 @@ def ray_cluster():
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_url, live_server):
+def flowsweep_cmd() -> list[str]:
+    script = Path(sys.executable).with_name("flowsweep")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"flowsweep serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            r = httpx.get(f"{url}/healthz", timeout=2.0)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"flowsweep serve not healthy after {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_url, tmp_path):
     address, mark = ray_cluster["address"], ray_cluster["mark"]
     # compose's ray-head healthcheck command works against a real head
     status = ray_cluster["ray"]("status", f"--address={address}", timeout=60)
@@ -100,21 +121,27 @@ def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_u
 
     # compose's migrate service: `flowsweep db upgrade` on a fresh Postgres database
     db_url = new_database_url("postgres")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWSWEEP_", "RAY_"))}
-    mig = subprocess.run([sys.executable, "-m", "service.cli", "db", "upgrade"], cwd=REPO,
-                         env={**env, "FLOWSWEEP_DATABASE_URL": db_url}, capture_output=True, text=True,
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWSWEEP_", "RAY_"))}
+    mig = subprocess.run([*flowsweep_cmd(), "db", "upgrade"], cwd=REPO,
+                         env={**base, "FLOWSWEEP_DATABASE_URL": db_url}, capture_output=True, text=True,
                          timeout=120)
     assert mig.returncode == 0, mig.stdout + mig.stderr
 
-    # compose's api service: RAY_ADDRESS at the head, no auto-migration, auth off as on the nodes
-    server = live_server(db_url, env={"RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled",
-                                      "FLOWSWEEP_AUTO_MIGRATE": "false", MARK: mark},
-                         ray_tmpdir=ray_cluster["tmpdir"])
+    # compose's api service: `flowsweep serve` with RAY_ADDRESS at the head, no auto-migration,
+    # Ray auth off as on the nodes; it carries the marker so teardown can always reap it
+    port = free_port()
+    env = {**base, MARK: mark, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled",
+           "RAY_TMPDIR": ray_cluster["tmpdir"], "FLOWSWEEP_DATABASE_URL": db_url,
+           "FLOWSWEEP_HOST": "127.0.0.1", "FLOWSWEEP_PORT": str(port), "FLOWSWEEP_AUTO_MIGRATE": "false"}
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*flowsweep_cmd(), "serve"], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        with Client(server.url) as c:
-            health = c.health()
-            assert health["ray"]["nodes"] == 2, health
-            assert health["ray"]["cpus"] == 2, health
+        health = wait_healthy(url, proc, log)
+        assert health["ray"] == {"nodes": 2, "cpus": 2}, health      # the driver joined, not started a Ray
+        with Client(url) as c:
             created = c.submit({"name": "topology", "model": "asymmetric", "m": 3, "n": 4, "eta": 0.01,
                                 "steps": 200, "axes": {"k": [6], "init_scale": [0.1, 1.0],
                                                        "seed": {"range": [0, 4]}}})
@@ -126,5 +153,11 @@ def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_u
             assert len(df) == 8 and set(df["status"]) == {"done"}
             assert df["worker"].notna().all()
             assert df["final_error"].between(0, 10).all()
+        assert not (tmp_path / "flowsweep.db").exists()              # Postgres, not the SQLite default
     finally:
-        server.stop()
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
