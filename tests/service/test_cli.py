@@ -242,3 +242,24 @@ def test_writes_without_the_token_are_refused_in_one_line(server, submitted, cap
     # reads stay open without a token (FLOWSWEEP_READ_TOKEN_REQUIRED unset)
     monkeypatch.delenv("FLOWSWEEP_API_TOKEN")
     assert run(capsys, "--url", server.url, "status", str(submitted[0]))[0] == 0
+
+
+def test_db_upgrade(capsys, tmp_path):
+    from sqlalchemy import create_engine, inspect
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    rc, out, err = run(capsys, "db", "upgrade", "--database-url", url)
+    assert rc == 0, err
+    assert out.strip() == f"database {url} is at the latest schema"
+    engine = create_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"sweeps", "points", "results", "curves", "alembic_version"} <= tables
+    assert run(capsys, "db", "upgrade", "--database-url", url)[0] == 0          # idempotent
+    # an unreachable database: one line, password hidden, exit 1
+    bad = "postgresql+psycopg://postgres:hunter2@127.0.0.1:1/nope"
+    rc, out, err = run(capsys, "db", "upgrade", "--database-url", bad)
+    assert rc == 1 and "database upgrade failed" in err and "hunter2" not in err
+    assert len(err.strip().splitlines()) == 1
