@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from service.client import (DEFAULT_URL, EXPORT_FORMATS, SWEEP_FINAL_STATUSES, URL_ENV, Client,
-                            FlowsweepError, finished_count, frame_json, load_sweeps, write_frame)
+                            FlowsweepError, ServerUnavailable, finished_count, frame_json, load_sweeps, write_frame)
 
 PROG = "flowsweep"
+RECONNECT_SECONDS = 120.0   # `submit --wait` rides out a service restart this long
 # service.plots.KINDS (not imported here: matplotlib would slow every command's start)
 PLOT_KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
 
@@ -144,9 +145,20 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float, quiet: bool) -> int:
 
     desc = f"sweep {ids[0]}" if len(ids) == 1 else "sweeps " + ",".join(map(str, ids))
     bar = None
+    last_ok = time.monotonic()
     try:
         while True:
-            states = [c.sweep(i) for i in ids]
+            try:
+                states = [c.sweep(i) for i in ids]
+                last_ok = time.monotonic()
+            except ServerUnavailable:
+                # the service may be restarting (sweeps survive restarts): keep waiting a while
+                if time.monotonic() - last_ok > RECONNECT_SECONDS:
+                    raise
+                if bar is not None:
+                    bar.set_postfix_str("server unreachable, retrying", refresh=True)
+                time.sleep(max(poll, 1.0))
+                continue
             total = sum(int(s.get("n_points") or 0) for s in states)
             done = sum(finished_count(s) for s in states)
             if bar is None:

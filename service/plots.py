@@ -309,6 +309,8 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
 
 def lambda0_figure(df: pd.DataFrame, x: str = "k", by: Sequence[str] | None = None) -> Figure:
     """The fitted imbalance `lambda0_fit` (Fig. 2's λ₀) against width k."""
+    if "lambda0_fit" in df and pd.to_numeric(df["lambda0_fit"], errors="coerce").isna().all():
+        raise PlotError("these points have no lambda0_fit: submit the sweep with \"fit_lambda0\": true")
     return metric_figure(df, "lambda0_fit", x, by)
 
 

@@ -263,3 +263,14 @@ def test_db_upgrade(capsys, tmp_path):
     rc, out, err = run(capsys, "db", "upgrade", "--database-url", bad)
     assert rc == 1 and "database upgrade failed" in err and "hunter2" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_wait_rides_out_a_short_outage_then_gives_up(monkeypatch):
+    import time
+
+    monkeypatch.setattr(cli, "RECONNECT_SECONDS", 1.5)
+    start = time.monotonic()
+    with Client(dead_url()) as c:
+        with pytest.raises(cli.ServerUnavailable):
+            cli._wait(c, [1], poll=0.1, quiet=True)
+    assert time.monotonic() - start >= 1.5          # it kept retrying for the whole window

@@ -193,3 +193,9 @@ def test_cli_offers_every_plot_kind():
     from service import cli
 
     assert cli.PLOT_KINDS == plots.KINDS
+
+
+def test_lambda0_figure_without_fits_says_how_to_get_them():
+    df = _metric_rows().assign(lambda0_fit=None)
+    with pytest.raises(PlotError, match="fit_lambda0"):
+        plots.lambda0_figure(df)
