@@ -24,7 +24,7 @@ def _one_minus_exp_over(a: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
-            factor: np.ndarray | None = None) -> np.ndarray:
+            factor: np.ndarray | None = None, block: tuple | None = None) -> np.ndarray:
     """Solution of dP/dt = A P + P A - P^2, P(0) = P0 (A symmetric, P0 >= 0) at times t; (T, N, N).
 
     form="stable": the decaying form around the stabilising solution (eq. (41) generalised); when
@@ -33,10 +33,12 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
     form="literal": e^{tA} P0 (I + N(t) P0)^{-1} e^{tA}, N(t) = (e^{2tA} - I)/(2A), i.e. eq. (32)
     and eq. (21) as printed; it overflows once t * max(A) exceeds ~350.
     `factor`: optional F with F F^T = P0 (used by the factored form, more accurate than P0's roots).
+    `block`: optional (rows, cols) index pair; only P[:, rows, cols] is formed and returned.
     """
     t = np.atleast_1d(np.asarray(t, dtype=float))
     if form == "factored":
-        return riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
+        P = riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
+        return P if block is None else P[:, block[0], block[1]]
     a, E = np.linalg.eigh(A)
     P0e = E.T @ P0 @ E
     Nn = len(a)
@@ -52,7 +54,8 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
         if pos.any():
             mu = np.linalg.eigvalsh(P0e[np.ix_(pos, pos)])[0]
             if mu <= 1e-7 * max(np.linalg.norm(P0e, 2), 1e-300):
-                return riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
+                P = riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
+                return P if block is None else P[:, block[0], block[1]]
         absa = np.abs(a)
         pstar = 2.0 * np.maximum(a, 0.0)
         D0 = P0e - np.diag(pstar)
@@ -61,12 +64,17 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
         M = _one_minus_exp_over(absa, t)                                # (T, N)
         K = d[:, :, None] * np.eye(Nn) + M[:, :, None] * P0e            # I + M D0
         # D = c D0 K^{-1} c; K is well conditioned because P0 > 0 on the unstable eigenspace
+        if block is not None:                  # E_r Pe E_c^T without forming all of P
+            Er, Ec = E[block[0]], E[block[1]]
+            Z = np.linalg.solve(K, c[:, :, None] * Ec.T[None])
+            return (Er * pstar) @ Ec.T + ((Er[None] * c[:, None, :]) @ D0) @ Z
         Kinv_c = np.linalg.solve(K, c[:, :, None] * np.eye(Nn))
         Pe = np.diag(pstar) + c[:, :, None] * (D0 @ Kinv_c)
     else:
         raise ValueError(f"form: must be 'stable', 'factored' or 'literal', got {form!r}")
     P = E @ Pe @ E.T
-    return (P + np.swapaxes(P, 1, 2)) / 2.0
+    P = (P + np.swapaxes(P, 1, 2)) / 2.0
+    return P if block is None else P[:, block[0], block[1]]
 
 
 def _psd_factor(P0: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
@@ -231,15 +239,20 @@ class RegularizedFlow:
     """Closed form of the regularized flow eq. (19) with Lambda_Q0 = lambda0 I (eq. (21))."""
 
     t: np.ndarray
-    P: np.ndarray          # (T, m+n, m+n) R R^T
-    X: np.ndarray          # (T, m, n) top-right block: X_reg(t; lambda0)
+    X: np.ndarray                  # (T, m, n) top-right block of R R^T: X_reg(t; lambda0)
+    P: np.ndarray | None = None    # (T, m+n, m+n) R R^T when asked for (full=True)
 
 
 def regularized_flow(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, lambda0: float, t,
-                     form: str = "stable") -> RegularizedFlow:
+                     form: str = "stable", full: bool = False) -> RegularizedFlow:
     """R = [U; V] obeys dR/dt = S~ R - R R^T R / 2, so P = R R^T obeys dP/dt = S~P + PS~ - P^2,
     P0 = R0 R0^T (independent of k). Valid for any R0."""
     m = Y.shape[0]
     R0 = np.vstack([U0, V0])
-    P = riccati(shifted_gram_A(Y, lambda0), R0 @ R0.T, t, form=form, factor=R0)
-    return RegularizedFlow(t=np.atleast_1d(np.asarray(t, float)), P=P, X=P[:, :m, m:])
+    t = np.atleast_1d(np.asarray(t, float))
+    A = shifted_gram_A(Y, lambda0)
+    if full:
+        P = riccati(A, R0 @ R0.T, t, form=form, factor=R0)
+        return RegularizedFlow(t=t, X=P[:, :m, m:], P=P)
+    X = riccati(A, R0 @ R0.T, t, form=form, factor=R0, block=(slice(0, m), slice(m, None)))
+    return RegularizedFlow(t=t, X=X)

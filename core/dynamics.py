@@ -98,12 +98,111 @@ def _gram_diff(U, V):
 
 # ---------------------------------------------------------------- gradient descent --------
 
-def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol: float) -> Trajectory:
+def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
     """Explicit Euler (the paper's gradient descent), all points of the batch at once.
 
     A point whose error becomes non-finite (or absurdly large) is frozen at zero and keeps the
     iteration where it happened; the others continue untouched.
     """
+    if p.model == "sigmoid":
+        return _run_gd_generic(p, eta, steps, record_every, tol)
+    return _run_gd_linear(p, eta, steps, record_every, tol)
+
+
+# Steps between divergence/tolerance checks of the squared residuals kept in a small window.
+_WINDOW = 64
+
+
+def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
+    """The hot loop for the linear models: three (two for symmetric) batched matmuls and a few
+    in-place updates per step into preallocated buffers. ||R||^2 is free every step; it is kept
+    in a window and scanned every few steps for the first iteration with e <= tol (time_to_tol,
+    exact per step) and for divergence (exact first bad iteration)."""
+    Bn = p.batch
+    sym = p.model == "symmetric"
+    tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
+    ynorm = p.y_norm
+    tol2 = (tol * ynorm) ** 2
+    thr2 = (DIVERGENCE_ERROR * ynorm) ** 2
+    idx = record_grid(eta, steps, record_every)
+    T = len(idx)
+    U = p.U0.copy()
+    V = U if sym else p.V0.copy()
+    m = U.shape[1]
+    n = V.shape[1]
+    Vt = V.transpose(0, 2, 1)                      # a view: follows the in-place updates of V
+    Y = p.Y
+    X = np.empty((Bn, m, n))
+    R = np.empty((Bn, m, n))
+    Rt = R.transpose(0, 2, 1)
+    R_flat = R.reshape(Bn, m * n)                  # a view of the contiguous buffer
+    dU = np.empty_like(U)
+    dV = None if sym else np.empty_like(V)
+    X_rec = np.zeros((Bn, T, m, n))
+    err_rec = np.full((Bn, T), np.nan)
+    drift_rec = None if sym else np.zeros((Bn, T))
+    Q0 = None if sym else _gram_diff(U, V)
+    ttt = np.full(Bn, np.nan)
+    div = np.full(Bn, -1, dtype=np.int64)
+    alive = np.ones(Bn, dtype=bool)
+    win = np.empty((_WINDOW, Bn))
+    w = 0
+    rec = 0
+    final = None
+    step_scale = 2.0 * eta if sym else eta        # symmetric: dU = 2 R U
+    with np.errstate(all="ignore"):
+        for i in range(steps + 1):
+            np.matmul(U, Vt, out=X)
+            np.subtract(Y, X, out=R)
+            np.vecdot(R_flat, R_flat, out=win[w])
+            w += 1
+            is_rec = rec < T and idx[rec] == i
+            if w == _WINDOW or is_rec or i == steps:
+                r2 = win[:w]
+                it0 = i - w + 1
+                bad = ~(r2 <= thr2)                 # catches nan and inf too
+                newly = bad.any(axis=0) & alive
+                if newly.any():
+                    first_bad = np.argmax(bad, axis=0)
+                    div[newly] = it0 + first_bad[newly]
+                    alive &= ~newly
+                    U[newly] = 0.0
+                    if not sym:
+                        V[newly] = 0.0
+                    X[newly] = 0.0
+                hit = r2 <= tol2
+                first_hit = np.argmax(hit, axis=0)
+                take = np.isnan(ttt) & hit.any(axis=0) & \
+                    ((div < 0) | (it0 + first_hit < div))
+                ttt[take] = (it0 + first_hit[take]) * eta
+                if is_rec:
+                    X_rec[:, rec] = X
+                    err_rec[:, rec] = np.where(alive, np.sqrt(r2[-1]) / ynorm, np.nan)
+                    if drift_rec is not None:
+                        D = _gram_diff(U, V) - Q0
+                        drift_rec[:, rec] = np.sqrt(np.einsum("bij,bij->b", D, D))
+                    rec += 1
+                if i == steps:
+                    final = np.where(alive, np.sqrt(r2[-1]) / ynorm, np.nan)
+                w = 0
+            if i == steps:
+                break
+            R *= step_scale                         # R is not needed unscaled any more
+            if sym:
+                np.matmul(R, U, out=dU)
+                U += dU
+            else:
+                # simultaneous update: both factors use the old values
+                np.matmul(R, V, out=dU)
+                np.matmul(Rt, U, out=dV)
+                U += dU
+                V += dV
+    return Trajectory(t=idx * eta, X=X_rec, error=err_rec, q_drift=drift_rec, time_to_tol=ttt,
+                      final_error=final, diverged_at=div)
+
+
+def _run_gd_generic(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
+    """Any model through `_residual_and_grads` (used for sigmoid, with its simulated baseline)."""
     Bn = p.batch
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
     idx = record_grid(eta, steps, record_every)

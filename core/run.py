@@ -27,6 +27,17 @@ def initial_state(config: PointConfig) -> dict[str, np.ndarray]:
     return make_initial_state(config).as_dict(config.model)
 
 
+def singular_values(X: np.ndarray) -> np.ndarray:
+    """Singular values of a stack of matrices, descending, as square roots of the eigenvalues of
+    the smaller Gram matrix (several times cheaper than batched SVDs of these small matrices;
+    absolute accuracy ~ eps * sigma_max^2 / sigma, ample for curves)."""
+    with np.errstate(all="ignore"):
+        X = np.nan_to_num(X)
+        G = X @ np.swapaxes(X, -1, -2) if X.shape[-2] <= X.shape[-1] else np.swapaxes(X, -1, -2) @ X
+        w = np.linalg.eigvalsh(G)
+    return np.sqrt(np.maximum(w[..., ::-1], 0.0))
+
+
 def _problem(configs: list[PointConfig]):
     """States, reduced factors and the stacked Problem of configs sharing one shape key."""
     c0 = configs[0]
@@ -80,8 +91,7 @@ def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     tol = np.array([c.tol for c in configs])
     runner = run_gd if c0.integrator == "gd" else run_flow
     tr = runner(prob, c0.eta, c0.steps, c0.record_every, tol)
-    with np.errstate(all="ignore"):
-        sv = np.linalg.svd(np.nan_to_num(tr.X), compute_uv=False)          # (B, T, min(m, n))
+    sv = singular_values(tr.X)                                               # (B, T, min(m, n))
     out = []
     for b, c in enumerate(configs):
         Ub, Vb = reduced[b]
