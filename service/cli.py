@@ -190,7 +190,7 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float, quiet: bool) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        body = c.sweeps(limit=args.limit, offset=args.offset)
+        body = c.sweeps(limit=args.limit, offset=args.offset, status=args.status)
     rows = body.get("data", [])
     if args.json:
         print(json.dumps(body, indent=1))
@@ -349,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("list", parents=[common], help="list sweeps, newest first")
     s.add_argument("--limit", type=int, default=20)
     s.add_argument("--offset", type=int, default=0)
+    s.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"),
+                   help="only sweeps with this status")
     s.add_argument("--json", action="store_true", help="print the API's JSON")
     s.set_defaults(func=cmd_list)
 

@@ -149,9 +149,12 @@ class Client:
             spec = load_spec(spec)
         return self._request("POST", "/sweeps", json=dict(spec)).json()
 
-    def sweeps(self, limit: int = 50, offset: int = 0) -> dict[str, Any]:
-        """GET /sweeps: {"data": [sweep...], "count"}, newest first."""
-        return self._get_json("/sweeps", params={"limit": limit, "offset": offset})
+    def sweeps(self, limit: int = 50, offset: int = 0, status: str | None = None) -> dict[str, Any]:
+        """GET /sweeps: {"data": [sweep...], "count"}, newest first; `status` e.g. "running"."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        return self._get_json("/sweeps", params=params)
 
     def sweep(self, sweep_id: int) -> dict[str, Any]:
         """GET /sweeps/{id}: status, counts, progress, eta_seconds, spec..."""

@@ -94,6 +94,8 @@ def test_status_and_list(server, submitted, capsys):
     header, *rows = out.strip().splitlines()
     assert header.split()[:4] == ["id", "name", "status", "n_points"]
     assert any(r.split()[:4] == [str(sid), "cli-test", "done", "6"] for r in rows)
+    rc, out, _ = run(capsys, "--url", server.url, "list", "--status", "failed")
+    assert rc == 0 and out.strip() == "no sweeps"
 
 
 def test_results_export_csv_parquet_json_with_filters(server, submitted, capsys, tmp_path):
