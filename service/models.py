@@ -90,9 +90,9 @@ class Point(Base):
     __table_args__ = (UniqueConstraint("sweep_id", "identity"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))  # ix_points_sweep_id_cover
     identity: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # indexed below (covering)
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     source_point_id: Mapped[int | None] = mapped_column(ForeignKey("points.id"), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -103,10 +103,10 @@ class Point(Base):
     integrator: Mapped[str] = mapped_column(String(8), index=True)
     m: Mapped[int] = mapped_column(Integer, index=True)
     n: Mapped[int] = mapped_column(Integer, index=True)
-    k: Mapped[int] = mapped_column(Integer, index=True)
-    init_scale: Mapped[float] = mapped_column(Double, index=True)
-    lambda0: Mapped[float] = mapped_column(Double, index=True)
-    seed: Mapped[int] = mapped_column(Integer, index=True)
+    k: Mapped[int] = mapped_column(Integer)  # indexed below (covering)
+    init_scale: Mapped[float] = mapped_column(Double)  # indexed below (covering)
+    lambda0: Mapped[float] = mapped_column(Double)  # indexed below (covering)
+    seed: Mapped[int] = mapped_column(Integer)  # indexed below (covering)
     eta: Mapped[float] = mapped_column(Double, index=True)
     steps: Mapped[int] = mapped_column(Integer, index=True)
     record_every: Mapped[int] = mapped_column(Integer, index=True)
@@ -171,7 +171,20 @@ class Curve(Base):
 _missing = [f for f in METRIC_FIELDS if f not in Result.__table__.c]
 assert not _missing, f"results lacks metric columns {_missing}"
 
-# Composite indexes (added by revision 0002): the runner's "pending points of a sweep" scan and the
-# per-sweep result pages ordered by point id.
-Index("ix_points_sweep_id_status", Point.sweep_id, Point.status)
+# Composite indexes. Revision 0002: per-sweep result pages ordered by point id.
 Index("ix_results_sweep_id_point_id", Result.sweep_id, Result.point_id)
+
+# Revision 0003: covering indexes for result queries. A point has a result row exactly when its
+# status is finished (the runner writes both in one transaction), so a filtered `count` needs the
+# points table only; each index leads with one hot filter column and carries the others, so any
+# two-filter count over them is an index-only range scan (no table lookups) on SQLite and Postgres.
+# `status` is never a leading column: nearly every point is finished, so an index led by it would
+# only tempt the planner away from a selective one; it sits second after sweep_id for the runner's
+# "points of sweep S with status X" scans.
+HOT_FILTER_COLUMNS = ("sweep_id", "status", "init_scale", "k", "lambda0", "seed")
+COVERING_INDEXES = {
+    f"ix_points_{lead}_cover": (lead,) + tuple(c for c in HOT_FILTER_COLUMNS if c != lead)
+    for lead in ("sweep_id", "init_scale", "k", "lambda0", "seed")
+}
+for _name, _cols in COVERING_INDEXES.items():
+    Index(_name, *[Point.__table__.c[c] for c in _cols])

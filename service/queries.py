@@ -44,10 +44,12 @@ DEFAULT_SUMMARY_BY = ("init_scale", "k", "lambda0")
 
 
 def _column(name: str):
-    """The SQL column behind a result field or filter parameter."""
+    """The SQL column behind a result field or filter parameter. Parameters, ids and the status are
+    read from `points` (a finished point's status is its result's: the runner writes both in one
+    transaction), so filters and counts need no join; metrics come from `results`."""
     if name == "point_id":
-        return Result.point_id
-    if name in ("sweep_id", "status", "wall_seconds", "worker") or name in METRIC_FIELDS:
+        return Point.id
+    if name in ("wall_seconds", "worker") or name in METRIC_FIELDS:
         return getattr(Result, name)
     return getattr(Point, name)
 
@@ -141,13 +143,13 @@ class SummaryQuery(ResultQuery):  # type: ignore[misc, valid-type]
 # ----------------------------------------------------------------------------- building queries
 
 def _where(q: ResultQuery, sweep_id: int | None) -> tuple[list, bool]:
-    """SQL conditions of a query; the bool says whether any condition needs the points table."""
+    """SQL conditions of a query, all on `points`."""
     conds: list = []
     needs_points = False
     if sweep_id is not None:
-        conds.append(Result.sweep_id == sweep_id)
-    if q.status:
-        conds.append(Result.status.in_(q.status))
+        conds.append(Point.sweep_id == sweep_id)
+    # Only finished points have a result row.
+    conds.append(Point.status.in_(q.status or RESULT_STATUSES))
     for key, value in q.filters().items():
         if key.endswith("_min") or key.endswith("_max"):
             name, bound = key[:-4], key[-3:]
@@ -161,6 +163,11 @@ def _where(q: ResultQuery, sweep_id: int | None) -> tuple[list, bool]:
     return conds, needs_points
 
 
+def _order_columns(q: ResultQuery) -> list:
+    cols = [_column(key.strip().removeprefix("-")) for key in (q.order_by or "").split(",") if key.strip()]
+    return cols + [Point.id]
+
+
 def _order(q: ResultQuery) -> list:
     out = []
     if q.order_by:
@@ -169,20 +176,18 @@ def _order(q: ResultQuery) -> list:
             col = _column(key.removeprefix("-"))
             # Nulls (metrics that do not apply) last either way, identically on SQLite and Postgres.
             out.append((col.desc() if key.startswith("-") else col.asc()).nulls_last())
-    out.append(Result.point_id.asc())  # a total order: stable pages
+    out.append(Point.id.asc())  # a total order: stable pages
     return out
 
 
 def _joined(stmt: Select) -> Select:
-    return stmt.select_from(Result).join(Point, Point.id == Result.point_id)
+    return stmt.select_from(Point).join(Result, Result.point_id == Point.id)
 
 
 def count_rows(session: Session, q: ResultQuery, sweep_id: int | None = None) -> int:
-    conds, needs_points = _where(q, sweep_id)
-    stmt = select(func.count()).select_from(Result)
-    if needs_points:
-        stmt = _joined(select(func.count()))
-    return int(session.execute(stmt.where(*conds)).scalar_one())
+    """Matching result rows, counted on `points` alone (an index-only scan with the covering indexes)."""
+    conds, _ = _where(q, sweep_id)
+    return int(session.execute(select(func.count()).select_from(Point).where(*conds)).scalar_one())
 
 
 def _limit(q: ResultQuery) -> int | None:
@@ -193,10 +198,20 @@ def _limit(q: ResultQuery) -> int | None:
 
 def fetch_rows(session: Session, q: ResultQuery, sweep_id: int | None = None) -> list[dict]:
     conds, _ = _where(q, sweep_id)
-    stmt = _joined(select(*ROW_COLUMNS)).where(*conds).order_by(*_order(q)).offset(q.offset)
+    order = _order(q)
     limit = _limit(q)
-    if limit is not None:
-        stmt = stmt.limit(limit)
+    if all(c.table is Point.__table__ for c in _order_columns(q)):
+        # Ordered by parameters: pick the page's point ids from `points` alone (an index scan and a
+        # sort of integers), then join only those rows to `results` for their metrics.
+        page = select(Point.id).where(*conds).order_by(*order).offset(q.offset)
+        if limit is not None:
+            page = page.limit(limit)
+        page_ids = page.subquery()
+        stmt = _joined(select(*ROW_COLUMNS)).join(page_ids, page_ids.c.id == Point.id).order_by(*order)
+    else:
+        stmt = _joined(select(*ROW_COLUMNS)).where(*conds).order_by(*order).offset(q.offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
     return [clean_row(r._mapping) for r in session.execute(stmt)]
 
 

@@ -12,7 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from service import db
 from service.models import Base, Point, Result, Sweep
 
-HEAD = "0002"
+HEAD = "0003"
+PREVIOUS = "0002"
 
 
 def _diff(engine):
@@ -29,7 +30,7 @@ def test_upgrade_empty_database(database_url):
     try:
         assert db.is_empty(engine)
         assert db.current_revision(engine) is None
-        with pytest.raises(db.SchemaError, match=r"schema is at <empty>, code needs 0002: run `flowsweep db upgrade`"):
+        with pytest.raises(db.SchemaError, match=rf"schema is at <empty>, code needs {HEAD}: run `flowsweep db upgrade`"):
             db.check_schema(engine)
         db.upgrade(database_url)
         assert db.current_revision(engine) == HEAD
@@ -43,11 +44,12 @@ def test_upgrade_empty_database(database_url):
         engine.dispose()
 
 
-def test_upgrade_from_previous_revision_keeps_data(database_url):
-    db.upgrade(database_url, "0001")
+@pytest.mark.parametrize("start", [PREVIOUS, "0001"])
+def test_upgrade_from_previous_revision_keeps_data(database_url, start):
+    db.upgrade(database_url, start)
     engine = db.make_engine(database_url)
     try:
-        with pytest.raises(db.SchemaError, match=r"schema is at 0001, code needs 0002: run `flowsweep db upgrade`"):
+        with pytest.raises(db.SchemaError, match=rf"schema is at {start}, code needs {HEAD}: run `flowsweep db upgrade`"):
             db.check_schema(engine)
         factory = db.make_session_factory(engine)
         with db.session_scope(factory) as s:
@@ -70,12 +72,17 @@ def test_upgrade_from_previous_revision_keeps_data(database_url):
             assert row.final_error == 0.25 and row.name == "old"
             assert row.created_at.tzinfo is not None and row.created_at.utcoffset() == dt.timedelta(0)
         names = {ix["name"] for ix in sa.inspect(engine).get_indexes("points")}
-        assert "ix_points_sweep_id_status" in names
-        # ... and back down: the previous revision is a real, reversible step.
-        db.downgrade(database_url, "0001")
-        assert db.current_revision(engine) == "0001"
+        assert {"ix_points_k_cover", "ix_points_seed_cover"} <= names and "ix_points_k" not in names
+        # ... and back down: every revision is a real, reversible step.
+        db.downgrade(database_url, PREVIOUS)
+        assert db.current_revision(engine) == PREVIOUS
         names = {ix["name"] for ix in sa.inspect(engine).get_indexes("points")}
-        assert "ix_points_sweep_id_status" not in names
+        assert "ix_points_k_cover" not in names and {"ix_points_k", "ix_points_sweep_id_status"} <= names
+        db.downgrade(database_url, "0001")
+        names = {ix["name"] for ix in sa.inspect(engine).get_indexes("points")}
+        assert "ix_points_sweep_id_status" not in names and "ix_points_k" in names
+        with db.session_scope(factory) as s:
+            assert s.scalar(sa.select(Result.final_error)) == 0.25
     finally:
         engine.dispose()
 
@@ -112,7 +119,7 @@ def test_prepare_schema_policy(new_database_url):
 
     # SQLite at the previous revision: migrated when auto_migrate (the embedded default), else refused.
     url = new_database_url("sqlite")
-    db.upgrade(url, "0001")
+    db.upgrade(url, PREVIOUS)
     engine = db.make_engine(url)
     with pytest.raises(db.SchemaError, match="flowsweep db upgrade"):
         prepare_schema(engine, Settings(database_url=url, auto_migrate=False))
@@ -122,23 +129,23 @@ def test_prepare_schema_policy(new_database_url):
     url = new_database_url("postgres")
     engine = db.make_engine(url)
     assert prepare_schema(engine, Settings(database_url=url)) == HEAD
-    db.downgrade(url, "0001")
-    with pytest.raises(db.SchemaError, match=r"schema is at 0001, code needs 0002: run `flowsweep db upgrade`"):
+    db.downgrade(url, PREVIOUS)
+    with pytest.raises(db.SchemaError, match=rf"schema is at {PREVIOUS}, code needs {HEAD}: run `flowsweep db upgrade`"):
         prepare_schema(engine, Settings(database_url=url))
-    assert db.current_revision(engine) == "0001"
+    assert db.current_revision(engine) == PREVIOUS
     engine.dispose()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_server_refuses_an_outdated_schema(live_server, new_database_url, kind):
     url = new_database_url(kind)
-    db.upgrade(url, "0001")
+    db.upgrade(url, PREVIOUS)
     server = live_server(url, env={"FLOWSWEEP_AUTO_MIGRATE": "0"}, wait=False)
     rc = server.proc.wait(120)
     assert rc != 0
-    assert "database schema is at 0001, code needs 0002: run `flowsweep db upgrade`" in server.log()
+    assert f"database schema is at {PREVIOUS}, code needs {HEAD}: run `flowsweep db upgrade`" in server.log()
     engine = db.make_engine(url)
-    assert db.current_revision(engine) == "0001"  # untouched
+    assert db.current_revision(engine) == PREVIOUS  # untouched
     engine.dispose()
 
 
@@ -149,7 +156,7 @@ def test_app_lifespan_refuses_an_outdated_schema(new_database_url):
     from service.settings import Settings
 
     url = new_database_url("postgres")
-    db.upgrade(url, "0001")
+    db.upgrade(url, PREVIOUS)
     app = create_app(Settings(database_url=url), start_runner=False, start_ray=False)
     with pytest.raises(db.SchemaError, match="flowsweep db upgrade"):
         with TestClient(app):
