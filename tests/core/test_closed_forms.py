@@ -6,7 +6,7 @@ from core import PointConfig, initial_state, run_points
 from core.closed_forms import (asymmetric_spectral, asymmetric_spectral_paper, linear_flow,
                                paper_constant_C, regularized_flow, riccati, riccati_symmetric,
                                symmetric_spectral)
-from tests.core.conftest import ode_reference, regularized_reference, rel_max
+from tests.core.reference import ode_reference, regularized_reference, rel_max
 
 TOL = 1e-8
 
@@ -18,14 +18,14 @@ def _flow_configs(rng):
         m = int(rng.integers(2, 6))
         out.append(PointConfig(model="symmetric", m=m, n=m, k=int(rng.integers(m, 3 * m)),
                                init=("gaussian", "spectral")[i % 2], integrator="flow",
-                               init_scale=float(rng.uniform(0.05, 1.0)), eta=1.0, steps=300,
+                               init_scale=float(rng.uniform(0.05, 1.0)), eta=1.0, steps=200,
                                record_every=10, seed=int(rng.integers(1000))))
     for lam in (0.0, float(rng.uniform(0.5, 5)), -float(rng.uniform(0.5, 5))):
         m = int(rng.integers(2, 5))
         n = int(rng.integers(m, 7))
         out.append(PointConfig(model="asymmetric", m=m, n=n, k=int(rng.integers(m, m + n + 4)),
                                init="spectral", integrator="flow", lambda0=lam,
-                               init_scale=float(rng.uniform(0.05, 1.0)), eta=1.0, steps=300,
+                               init_scale=float(rng.uniform(0.05, 1.0)), eta=1.0, steps=200,
                                record_every=10, seed=int(rng.integers(1000))))
     m = int(rng.integers(2, 5))
     out.append(PointConfig(model="asymmetric", m=m, n=m + int(rng.integers(0, 3)), k=3 * m,

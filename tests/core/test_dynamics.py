@@ -5,7 +5,7 @@ from scipy.linalg import solve_continuous_are
 
 from core import PointConfig, initial_state, run_points, simulate
 from core.metrics import psd_projection
-from tests.core.conftest import regularized_reference
+from tests.core.reference import regularized_reference
 
 
 def _cfg(**kw):
