@@ -1,18 +1,23 @@
 """Feeding sweep points to Ray in shape-grouped chunks and streaming the results back.
 
-A chunk is a list of points with one `PointConfig.shape_key()`, run by one Ray task as one
-vectorised core batch. Chunk sizes are adaptive: the first tasks of a shape are small probes; every
-finished task adds (n_points, seconds) to a per-shape linear cost model t = a + b·n (a: per-batch
-overhead, b: per-point cost), and later chunks are sized to carry `target_task_seconds` of work
-(Ray costs ~1 ms per task). Near the end of a sweep, chunks shrink to a fraction of the work left per
-CPU so that no CPU idles while another finishes a long last chunk.
+`Dispatcher.run` groups the points by `PointConfig.shape_key()`; each Ray task runs one chunk of a
+group as one vectorised core batch. How big each chunk is, and when it is submitted, is decided by
+`workers.planner.Planner` (an even first split, a per-shape cost model t = a + b·n, steady
+chunks, a water-filled final round so all CPUs finish together); the per-shape cost models live on the Dispatcher, so later runs
+(the service feeds long sweeps in several runs) start with known costs. Finished tasks are collected with
+`ray.wait` and handed to `on_results` in batches, in the caller's thread, after the freed CPUs have
+been given new work.
+
+Failures: Ray re-runs a task whose worker process died (`max_retries`); a chunk still lost (worker
+or node death, lost object) is resubmitted by the dispatcher (planner.RESUBMITS times), then split
+in halves; a chunk whose core call raises is split in halves at once, down to the single point,
+which is reported as status "failed" with the message.
 """
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -21,16 +26,14 @@ from ray.exceptions import RayTaskError, TaskCancelledError
 
 from core import PointConfig, PointResult
 from core.types import METRIC_FIELDS
+from workers.planner import Chunk, Cost, Planner, Task
 from workers.runtime import cluster_cpus, init_ray
 from workers.tasks import ChunkError, run_chunk
 
 log = logging.getLogger(__name__)
 
-_MIN_TASK_SECONDS = 0.05   # the smallest chunk worth a Ray task (~1 ms overhead -> <= 2 %)
-_MAX_TASK_FACTOR = 4.0     # overhead-bound shapes may use tasks up to 4x target_task_seconds
-_GROWTH_BITS = 2           # chunk sizes grow at most 4x over the largest measured one
-_RESUBMITS = 2             # driver-side resubmissions of a chunk lost to a system error
-_PROBE_POINTS = 2          # first chunk of a shape whose cost is still unknown
+_MAX_COST_MODELS = 256     # shapes whose cost model a Dispatcher remembers across runs
+_WAIT_SECONDS = 0.1        # ray.wait timeout: how often cancelled() is polled
 
 
 @dataclass
@@ -58,53 +61,6 @@ class DispatchStats:
     workers: dict[str, int] = field(default_factory=dict)  # node id -> points it ran
 
 
-@dataclass
-class _Chunk:
-    key: tuple
-    ids: list[int]
-    cfgs: list[PointConfig]
-    tries_left: int            # driver-side resubmissions left after a system error (on top of
-                               # Ray's own max_retries for a dead worker process)
-
-
-class _Cost:
-    """What this shape's finished tasks cost: n-weighted seconds per point, and a least-squares fit
-    of task seconds t = a + b·n (a: per-batch overhead, b: marginal per-point cost)."""
-
-    __slots__ = ("k", "sn", "snn", "st", "snt", "max_n")
-
-    def __init__(self) -> None:
-        self.k = self.max_n = 0
-        self.sn = self.snn = self.st = self.snt = 0.0
-
-    def add(self, n: int, t: float) -> None:
-        self.k += 1
-        self.sn += n
-        self.snn += n * n
-        self.st += t
-        self.snt += n * t
-        self.max_n = max(self.max_n, n)
-
-    @property
-    def known(self) -> bool:
-        return self.k > 0
-
-    @property
-    def per_point(self) -> float:
-        """Seconds per point with the overhead amortised at the sizes run so far: an overestimate
-        of the marginal cost, so chunks sized from it err on the short side."""
-        return max(self.st / self.sn, 1e-9)
-
-    def fit(self) -> tuple[float, float] | None:
-        """(a, b) once the task sizes seen differ enough to fit them, else None."""
-        var = self.k * self.snn - self.sn * self.sn
-        if self.k < 2 or var <= 0.05 * self.snn * self.k:
-            return None
-        b = (self.k * self.snt - self.sn * self.st) / var
-        a = (self.st - b * self.sn) / self.k
-        return (a, b) if a > 0 and b > 0 else None
-
-
 class Dispatcher:
     """Runs points on Ray; see the module docstring. One `run` at a time per instance."""
 
@@ -117,6 +73,7 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.target_task_seconds = float(target_task_seconds)
         self.max_retries = int(max_retries)
+        self._costs: OrderedDict[tuple, Cost] = OrderedDict()  # shape key -> cost model
 
     def run(self, points: Iterable[tuple[int, PointConfig]],
             on_results: Callable[[list[PointOutcome]], None],
@@ -128,7 +85,6 @@ class Dispatcher:
         init_ray()
         stats = DispatchStats()
         ncpu = cluster_cpus()
-        max_in_flight = self.max_in_flight or 2 * ncpu
         remote = run_chunk.options(max_retries=self.max_retries)
 
         # Group by shape (building chunks is the only per-point Python loop).
@@ -139,110 +95,52 @@ class Dispatcher:
             cfgs.append(cfg)
             stats.n_points += 1
         stats.n_shapes = len(groups)
-        cursor = {key: 0 for key in groups}                 # next unsubmitted index per shape
-        cost = {key: _Cost() for key in groups}
-        probes_out = {key: 0 for key in groups}             # tasks in flight while cost unknown
-        redo: deque[_Chunk] = deque()                       # resubmissions and split halves
-        inflight: dict[ray.ObjectRef, tuple[_Chunk, int]] = {}
-
-        def remaining(key) -> int:
-            return len(groups[key][0]) - cursor[key]
-
-        def work_left() -> float:
-            """Estimated seconds of work not yet finished (unsubmitted + in flight); inf if unknown."""
-            w = 0.0
-            for key in groups:
-                r = remaining(key)
-                if r and not cost[key].known:
-                    return math.inf
-                if r:
-                    w += cost[key].per_point * r
-            for chunk, _ in inflight.values():
-                if cost[chunk.key].known:
-                    w += cost[chunk.key].per_point * len(chunk.ids)
-            return w
-
-        def next_chunk() -> _Chunk | None:
-            if redo:
-                return redo.popleft()
-            open_keys = [k for k in groups if remaining(k)]
-            if not open_keys:
-                return None
-            # Shapes of unknown cost first (a probe each), at most one probe per CPU at a time.
-            unknown = [k for k in open_keys if not cost[k].known]
-            if unknown:
-                key = min(unknown, key=lambda k: probes_out[k])
-                if probes_out[key] == 0 or sum(probes_out.values()) < ncpu:
-                    # Probes grow 2, 8, 32, ... (distinct sizes: the a + b·n fit needs them) but never beyond a fair share of the shape.
-                    n = _PROBE_POINTS << (_GROWTH_BITS * probes_out[key])
-                    n = min(n, max(1, len(groups[key][0]) // (2 * ncpu)), remaining(key))
-                    probes_out[key] += 1
-                    return take(key, n)
-                known_open = [k for k in open_keys if cost[k].known]
-                if not known_open:
-                    return None
-                open_keys = known_open
-            # Largest remaining work first.
-            key = max(open_keys, key=lambda k: cost[k].per_point * remaining(k))
-            c = cost[key]
-            r = remaining(key)
-            target = min(self.target_task_seconds,
-                         max(_MIN_TASK_SECONDS, work_left() / (2 * ncpu)))
-            n = target / c.per_point
-            ab = c.fit()
-            if ab:
-                # Per-batch overhead a vs imbalance at the end: splitting r points into j chunks
-                # costs j·a/P of overhead per CPU and up to one chunk (≈ b·r/j) of idle tail;
-                # j = sqrt(b·r·P/a) minimises the sum. Bounded by P chunks and _MAX_TASK_FACTOR·T.
-                a, b = ab
-                j = max(ncpu, math.sqrt(b * r * ncpu / a))
-                n = max(n, min(r / j, _MAX_TASK_FACTOR * self.target_task_seconds / b))
-            n = min(n, c.max_n << _GROWTH_BITS)          # grow at most 4x per measured size
-            return take(key, max(1, min(math.ceil(n), r)))
-
-        def take(key, n: int) -> _Chunk:
-            i = cursor[key]
-            cursor[key] = i + n
-            ids, cfgs = groups[key]
-            return _Chunk(key, ids[i:i + n], cfgs[i:i + n], _RESUBMITS)
-
-        def submit(chunk: _Chunk) -> None:
-            ref = remote.remote(chunk.cfgs)
-            inflight[ref] = (chunk, stats.n_tasks)
-            stats.n_tasks += 1
-            stats.task_sizes.append(len(chunk.ids))
+        for key in groups:
+            if key in self._costs:
+                self._costs.move_to_end(key)
+        while len(self._costs) + len(groups) > _MAX_COST_MODELS and self._costs:
+            self._costs.popitem(last=False)
+        plan = Planner(groups, ncpu, self.max_in_flight or 2 * ncpu, self.target_task_seconds,
+                       self._costs)
+        inflight: dict[ray.ObjectRef, Task] = {}
 
         def fill() -> None:
-            while len(inflight) < max_in_flight:
-                chunk = next_chunk()
+            while True:
+                now = time.perf_counter()
+                chunk = plan.next_chunk(now)
                 if chunk is None:
                     return
-                submit(chunk)
+                ref = remote.remote(chunk.cfgs)
+                task = Task(chunk, stats.n_tasks, now)
+                plan.submitted(task, now)
+                inflight[ref] = task
+                stats.n_tasks += 1
+                stats.task_sizes.append(len(chunk.ids))
 
-        def failed_outcomes(chunk: _Chunk, message: str, node: str, task: int) -> list[PointOutcome]:
+        def failed_outcomes(chunk: Chunk, message: str, node: str, serial: int) -> list[PointOutcome]:
             stats.n_failed_points += len(chunk.ids)
             return [PointOutcome(pid, PointResult(config=cfg, status="failed",
                                                   metrics=dict.fromkeys(METRIC_FIELDS),
-                                                  error=message), node, task)
+                                                  error=message), node, serial)
                     for pid, cfg in zip(chunk.ids, chunk.cfgs)]
 
-        def split_or_fail(chunk: _Chunk, message: str, node: str, task: int) -> list[PointOutcome]:
+        def split_or_fail(chunk: Chunk, message: str, node: str, serial: int) -> list[PointOutcome]:
             if len(chunk.ids) == 1:
-                return failed_outcomes(chunk, message, node, task)
+                return failed_outcomes(chunk, message, node, serial)
             stats.n_split += 1
             h = len(chunk.ids) // 2
             # Halves get one try each before splitting again: bisection finds the bad point.
-            redo.appendleft(_Chunk(chunk.key, chunk.ids[h:], chunk.cfgs[h:], 0))
-            redo.appendleft(_Chunk(chunk.key, chunk.ids[:h], chunk.cfgs[:h], 0))
+            plan.redo.appendleft(Chunk(chunk.key, chunk.ids[h:], chunk.cfgs[h:], tries_left=0))
+            plan.redo.appendleft(Chunk(chunk.key, chunk.ids[:h], chunk.cfgs[:h], tries_left=0))
             return []
 
         def collect(ref: ray.ObjectRef) -> list[PointOutcome]:
-            chunk, task = inflight.pop(ref)
-            if not cost[chunk.key].known and probes_out[chunk.key] > 0:
-                probes_out[chunk.key] -= 1
+            task = inflight.pop(ref)
+            chunk = task.chunk
             try:
                 results, node, seconds = ray.get(ref)
             except RayTaskError as e:
+                plan.finished(task, time.perf_counter(), None)
                 stats.n_failed_tasks += 1
                 cause = e.cause
                 if isinstance(cause, ChunkError):
@@ -250,23 +148,26 @@ class Dispatcher:
                 else:
                     message, node = f"{type(cause).__name__}: {cause}", ""
                 log.warning("chunk of %d points raised: %s", len(chunk.ids), message)
-                return split_or_fail(chunk, message, node, task)
+                return split_or_fail(chunk, message, node, task.serial)
             except TaskCancelledError:
+                plan.finished(task, time.perf_counter(), None)
                 return []
             except Exception as e:  # dead worker or node, lost object, ...: a system error
+                plan.finished(task, time.perf_counter(), None)
                 stats.n_failed_tasks += 1
                 log.warning("chunk of %d points lost (%s); %d resubmissions left",
                             len(chunk.ids), type(e).__name__, chunk.tries_left)
                 if chunk.tries_left > 0:
                     stats.n_retried += 1
                     chunk.tries_left -= 1
-                    redo.appendleft(chunk)
+                    plan.redo.appendleft(chunk)
                     return []
-                return split_or_fail(chunk, f"{type(e).__name__}: {e}".splitlines()[0], "", task)
-            cost[chunk.key].add(len(chunk.ids), seconds)
+                return split_or_fail(chunk, f"{type(e).__name__}: {e}".splitlines()[0], "",
+                                     task.serial)
+            plan.finished(task, time.perf_counter(), [(len(chunk.ids), seconds)])
             stats.task_seconds.append((len(chunk.ids), round(seconds, 4)))
             stats.workers[node] = stats.workers.get(node, 0) + len(results)
-            return [PointOutcome(pid, res, node, task) for pid, res in zip(chunk.ids, results)]
+            return [PointOutcome(pid, res, node, task.serial) for pid, res in zip(chunk.ids, results)]
 
         try:
             while True:
@@ -276,7 +177,7 @@ class Dispatcher:
                 fill()
                 if not inflight:
                     break
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.1)
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=_WAIT_SECONDS)
                 if not ready:
                     continue
                 ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)

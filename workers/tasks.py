@@ -22,8 +22,8 @@ class ChunkError(Exception):
 def run_chunk(configs: list) -> tuple[list, str, float]:
     """Run `configs` (one shape group) as one core batch.
 
-    Returns (results in input order, id of the Ray node that ran them, seconds spent in core).
-    The seconds size the next chunks of this shape (see workers.dispatch.Dispatcher).
+    Returns (results in input order, id of the Ray node that ran them, seconds spent in
+    core.run_points); the seconds feed the planner's cost model of this shape.
     """
     from core import run_points  # imported on the worker: the driver never needs core to submit
 

@@ -31,11 +31,13 @@ def two_node_cluster(ray_tmpdir):
 def test_two_nodes_both_run_points(two_node_cluster):
     cluster, worker_node_ids = two_node_cluster
     assert ray_status() == {"nodes": 3, "cpus": 2}
+    # enough points for several waves of tasks (the first wave is 2 x 128 points)
     points = [(i, PointConfig("asymmetric", 5, 10, 50, 1e-3, 400, record_every=20, seed=i))
-              for i in range(60)]
+              for i in range(600)]
     outcomes = []
-    stats = Dispatcher(target_task_seconds=0.1).run(points, outcomes.extend)
-    assert sorted(o.point_id for o in outcomes) == list(range(60))
+    stats = Dispatcher().run(points, outcomes.extend)
+    assert stats.n_tasks >= 4
+    assert sorted(o.point_id for o in outcomes) == list(range(600))
     assert all(o.result.status == "done" for o in outcomes)
     per_node = Counter(o.worker for o in outcomes)
     assert set(per_node) == set(worker_node_ids), (per_node, worker_node_ids)

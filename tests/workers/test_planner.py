@@ -1,0 +1,112 @@
+"""The chunk planner against a simulated cluster (discrete events, no Ray): tasks cost a + b·n
+seconds, P CPUs take queued tasks FIFO. Checks the schedules' shape, not timings of this machine."""
+from __future__ import annotations
+
+import heapq
+import random
+
+import pytest
+
+from workers.planner import (FIRST_CHUNK_CAP, MAX_TASK_SECONDS, Cost, Planner, Task, waterfill)
+
+
+def simulate(n_points, ncpu, a, b, shapes=1, noise=0.0, max_in_flight=None, costs=None, seed=0):
+    """Run a sweep through the planner on a simulated cluster. Returns (makespan, ideal, tasks)
+    where ideal is a direct run's makespan (one batch per CPU and shape) and tasks lists
+    (key, n, start, end)."""
+    rng = random.Random(seed)
+    groups = {}
+    for i in range(n_points):
+        ids, cfgs = groups.setdefault(("shape", i % shapes), ([], []))
+        ids.append(i)
+        cfgs.append(None)
+    plan = Planner(groups, ncpu, max_in_flight or 2 * ncpu, 0.5, {} if costs is None else costs)
+    now, queue, running, log, serial = 0.0, [], [], [], 0
+    max_seen_in_flight = 0
+
+    def fill():
+        nonlocal serial, max_seen_in_flight
+        while (chunk := plan.next_chunk(now)) is not None:
+            task = Task(chunk, serial, now)
+            serial += 1
+            plan.submitted(task, now)
+            queue.append(task)
+            max_seen_in_flight = max(max_seen_in_flight, len(plan.inflight))
+
+    def start():
+        while queue and len(running) < ncpu:
+            task = queue.pop(0)
+            n = len(task.chunk.ids)
+            seconds = (a + b * n) * (1 + noise * rng.gauss(0, 1))
+            heapq.heappush(running, (now + seconds, task.serial, task, seconds, now))
+
+    fill()
+    start()
+    reported = []
+    while running:
+        end, _, task, seconds, started = heapq.heappop(running)
+        now = end
+        plan.finished(task, now, [(len(task.chunk.ids), seconds)])
+        reported += task.chunk.ids
+        log.append((task.chunk.key, len(task.chunk.ids), started, end))
+        fill()
+        start()
+    assert sorted(reported) == list(range(n_points)), "every point exactly once"
+    assert max_seen_in_flight <= (max_in_flight or 2 * ncpu)
+    return now, shapes * a + b * n_points / ncpu, log
+
+
+def test_short_sweep_is_one_task_per_cpu():
+    # The e2e benchmark's case: 201 Fig. 1 points on 2 CPUs, per-batch overhead ~0.5 s.
+    makespan, ideal, log = simulate(201, 2, a=0.5, b=0.13)
+    assert sorted(n for _, n, _, _ in log) == [100, 101]
+    assert makespan == pytest.approx(ideal, rel=0.01)
+
+
+@pytest.mark.parametrize("a,b", [(0.5, 0.13), (0.4, 0.02), (0.01, 0.001), (0.0, 1.0)])
+def test_long_sweep_keeps_cpus_busy_and_ends_together(a, b):
+    makespan, ideal, log = simulate(20000, 2, a=a, b=b, noise=0.05)
+    assert makespan <= 1.10 * ideal
+    first_wave, rest = log[:2], log[2:]
+    assert all(n <= FIRST_CHUNK_CAP for _, n, _, _ in first_wave)
+    ends = sorted(end for _, _, _, end in log)
+    # the two CPUs' last tasks end close together (no CPU idles through a long last chunk)
+    assert ends[-1] - ends[-2] <= 0.05 * makespan
+    # chunks stay within the streaming cap, with the overhead amortised
+    assert max((a + b * n) for _, n, _, _ in rest) <= MAX_TASK_SECONDS * 1.3
+
+
+def test_many_shapes_many_cpus():
+    makespan, ideal, log = simulate(30000, 16, a=0.5, b=0.02, shapes=10, noise=0.05)
+    assert makespan <= 1.15 * ideal
+    assert {key for key, *_ in log} == {("shape", i) for i in range(10)}
+
+
+def test_known_costs_skip_the_first_wave():
+    costs: dict = {}
+    simulate(2000, 2, a=0.5, b=0.05, costs=costs)
+    assert costs[("shape", 0)].known
+    makespan, ideal, log = simulate(300, 2, a=0.5, b=0.05, costs=costs)
+    # sized from the model straight away (no even first split of 150 + 150 points)
+    assert sorted(n for _, n, _, _ in log) != [150, 150]
+    assert len(log) <= 4 and makespan <= 1.1 * ideal
+
+
+def test_tiny_sweeps():
+    for n in (1, 2, 3):
+        makespan, ideal, log = simulate(n, 2, a=0.5, b=0.1)
+        assert len(log) == min(n, 2)
+
+
+def test_cost_fit_recovers_overhead_and_slope():
+    c = Cost()
+    for n in (10, 40, 20, 80):
+        c.add(n, 0.5 + 0.02 * n)
+    a, b = c.fit()
+    assert a == pytest.approx(0.5, abs=0.01) and b == pytest.approx(0.02, rel=1e-6)
+
+
+def test_waterfill_levels_the_lanes():
+    e = waterfill([0.0, 4.0], work=6.0, a=1.0)
+    assert (e - 0.0 - 1.0) + (e - 4.0 - 1.0) == pytest.approx(6.0)
+    assert waterfill([0.0, 100.0], work=6.0, a=1.0) == pytest.approx(7.0)  # busy lane left out

@@ -1,0 +1,215 @@
+"""Chunk sizing for the dispatcher: which points go into the next Ray task (pure Python, no Ray).
+
+A chunk is a list of points sharing one `PointConfig.shape_key()`, run as one vectorised core batch.
+A batch of n points costs about t = a + b·n seconds: a is the per-batch overhead (per-step numpy
+calls, data set-up; ~0.5 s for 4000 gd steps) and b the marginal cost of a point. With a that large,
+tasks must be few and large, and the end of a sweep must be planned so that all CPUs finish together.
+
+Phases, per decision (a Ray slot is free):
+
+1. unknown shape (no task of it has finished yet): an even split over the CPUs, as a direct run
+   would do, capped at FIRST_CHUNK_CAP points: a short sweep is done in one task per CPU and pays
+   the batch overhead once. Nothing is queued beyond the CPUs while costs are unknown.
+2. middle: while much work is left, steady chunks of max(target_task_seconds, 20·a) seconds
+   (batch overhead <= 5 %; the brief's 0.2-2 s holds when a is small), capped at
+   MAX_TASK_SECONDS for streaming and at half the CPU's share of the work left; up to
+   max_in_flight tasks are queued. With one chunk size seen,
+   the next chunk doubles it (the a + b·n fit needs two sizes).
+3. final round: once the remaining work fits in one short task per CPU (max(4 target, 10 a)
+   seconds, so timing noise on the last chunks stays small), the CPUs' busy horizons are
+   estimated (running tasks: predicted cost minus elapsed; queued ones stacked on the earliest
+   lane) and the remaining work is water-filled so every lane ends at the same time. Each lane
+   gets its share when it actually frees up (nothing is queued), so every decision uses the latest
+   estimates and errors self-correct; a lane takes everything left when that ends no later than
+   sharing it (which would cost another batch overhead).
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+MAX_TASK_SECONDS = 30.0   # streaming granularity: results reach the database at least this often
+OVERHEAD_FACTOR = 20.0    # middle-phase chunks carry >= 20 a of work: <= 5 % batch overhead
+FINAL_ROUND_TASKS = 4     # the final round starts when each CPU has <= 4 target tasks of work
+FINAL_ROUND_OVERHEADS = 10  # ... or <= 10 a (its chunks are small enough that noise evens out)
+FIRST_CHUNK_CAP = 128     # first chunks of a shape whose cost is still unknown
+RESUBMITS = 2             # driver-side resubmissions of a chunk lost to a system error
+DECAY = 0.9               # weight of older samples per new one: the cost model follows load drift
+RAY_TASK_SECONDS = 0.002  # Ray's own cost per task, added to a
+
+
+@dataclass
+class Chunk:
+    key: tuple
+    ids: list
+    cfgs: list
+    tries_left: int = RESUBMITS    # driver-side resubmissions left after a system error
+
+
+@dataclass
+class Task:
+    chunk: Chunk
+    serial: int
+    submitted: float
+    started: float | None = None   # estimated: a task starts when a CPU frees up (FIFO)
+
+
+class Cost:
+    """Samples (n points, seconds) of one shape, exponentially weighted, fitted as t = a + b·n."""
+
+    __slots__ = ("w", "sn", "snn", "st", "snt", "sizes")
+
+    def __init__(self) -> None:
+        self.w = self.sn = self.snn = self.st = self.snt = 0.0
+        self.sizes: set[int] = set()
+
+    def add(self, n: int, t: float) -> None:
+        for name in ("w", "sn", "snn", "st", "snt"):
+            setattr(self, name, getattr(self, name) * DECAY)
+        self.w += 1.0
+        self.sn += n
+        self.snn += n * n
+        self.st += t
+        self.snt += n * t
+        self.sizes.add(n)
+
+    @property
+    def known(self) -> bool:
+        return self.w > 0
+
+    def fit(self) -> tuple[float, float]:
+        """(a, b). Needs two distinct sizes; with one, a = 0 and b = t/n (an overestimate of b that
+        errs towards smaller chunks)."""
+        var = self.w * self.snn - self.sn * self.sn
+        if len(self.sizes) >= 2 and var > 1e-12 * self.w * self.snn:
+            b = (self.w * self.snt - self.sn * self.st) / var
+            a = (self.st - b * self.sn) / self.w
+            if b > 0:
+                return max(a, 0.0) + RAY_TASK_SECONDS, b
+        return RAY_TASK_SECONDS, max(self.st / max(self.sn, 1e-12), 1e-9)
+
+    def seconds(self, n: int) -> float:
+        a, b = self.fit()
+        return a + b * n
+
+
+def waterfill(lanes: list[float], work: float, a: float) -> float:
+    """End time E with sum over lanes of max(0, E - lane - a) = work: the lanes (busy horizons)
+    that are free early take more of the remaining work, and all end together."""
+    acc = 0.0
+    ls = sorted(lanes)
+    for j, lane in enumerate(ls, start=1):
+        acc += lane + a
+        e = (work + acc) / j
+        if j == len(ls) or e <= ls[j] + a:
+            return e
+    return ls[-1] + a + work  # not reached
+
+
+@dataclass
+class Planner:
+    """Decides the next chunk; the dispatcher reports submissions and completions to it."""
+
+    groups: dict            # shape key -> (ids, cfgs)
+    ncpu: int
+    max_in_flight: int
+    target_task_seconds: float
+    costs: dict             # shape key -> Cost (kept by the Dispatcher across runs)
+    cursor: dict = field(init=False)
+    redo: deque = field(default_factory=deque)
+    inflight: list = field(default_factory=list)        # Task, in submission order
+
+    def __post_init__(self) -> None:
+        self.cursor = {k: 0 for k in self.groups}
+        for k in self.groups:
+            self.costs.setdefault(k, Cost())
+
+    # ---- bookkeeping ----------------------------------------------------------------------
+    def remaining(self, key) -> int:
+        return len(self.groups[key][0]) - self.cursor[key]
+
+    def submitted(self, task: Task, now: float) -> None:
+        if sum(t.started is not None for t in self.inflight) < self.ncpu:
+            task.started = now
+        self.inflight.append(task)
+
+    def finished(self, task: Task, now: float, samples: list[tuple[int, float]] | None) -> None:
+        """A task left the cluster (done, failed or lost); samples are its timed batches."""
+        self.inflight.remove(task)
+        for n, t in samples or ():
+            self.costs[task.chunk.key].add(n, t)
+        for t in self.inflight:  # the oldest queued task takes the CPU that just freed
+            if t.started is None:
+                t.started = now
+                break
+
+    def _take(self, key, n: int) -> Chunk:
+        i = self.cursor[key]
+        self.cursor[key] = i + n
+        ids, cfgs = self.groups[key]
+        return Chunk(key, ids[i:i + n], cfgs[i:i + n])
+
+    def lanes(self, now: float) -> list[float]:
+        """Seconds until each CPU is free, given the tasks in flight (queued ones stacked FIFO)."""
+        heap = [0.0] * self.ncpu
+        for t in self.inflight:
+            cost = self.costs[t.chunk.key]
+            d = cost.seconds(len(t.chunk.ids)) if cost.known else MAX_TASK_SECONDS
+            if t.started is not None:
+                d = max(d - (now - t.started), 0.0)
+            heapq.heappush(heap, heapq.heappop(heap) + d)
+        return heap
+
+    # ---- the decision ---------------------------------------------------------------------
+    def next_chunk(self, now: float) -> Chunk | None:
+        if len(self.inflight) >= self.max_in_flight:
+            return None
+        if self.redo:
+            return self.redo.popleft()
+        open_keys = [k for k in self.groups if self.remaining(k)]
+        if not open_keys:
+            return None
+        busy = len(self.inflight) >= self.ncpu
+        unknown = [k for k in open_keys if not self.costs[k].known]
+        if unknown:
+            if busy:
+                return None  # nothing to size queued tasks with yet
+            # First wave: an even split over the CPUs, as a direct run would do (a short sweep is
+            # done in one task per CPU, paying the batch overhead once), capped for long sweeps.
+            key = max(unknown, key=self.remaining)
+            free = self.ncpu - len(self.inflight)
+            n = min(FIRST_CHUNK_CAP, math.ceil(self.remaining(key) / free))
+            return self._take(key, n)
+
+        fits = {k: self.costs[k].fit() for k in open_keys}
+        work = sum(fits[k][1] * self.remaining(k) for k in open_keys)
+        key = max(open_keys, key=lambda k: fits[k][1] * self.remaining(k))
+        a, b = fits[key]
+        r = self.remaining(key)
+        lanes = self.lanes(now)
+        slot = min(lanes)
+        end = waterfill(lanes, work, max(f[0] for f in fits.values()))
+        final = min(MAX_TASK_SECONDS, max(FINAL_ROUND_TASKS * self.target_task_seconds,
+                                          FINAL_ROUND_OVERHEADS * a))
+        if end - slot <= final:
+            # Final round: this lane's share of the water-filled remaining work.
+            if busy:
+                return None  # size it when a CPU is actually free, with the latest estimates
+            n = math.ceil(max(end - slot - a, b) / b)
+            if slot + a + b * r <= end + 0.1 * a or r - n < n // 4:
+                # Taking all of it ends no later than sharing it (which costs another a), or
+                # what would be left is a crumb (the fit's a may not be known yet).
+                n = r
+        elif len(self.costs[key].sizes) < 2:
+            # One size measured (no a/b split yet): double it, which also gives the fit its
+            # second size; a = 0 makes b an overestimate, so the cap errs short.
+            n = min(2 * max(self.costs[key].sizes), math.ceil(MAX_TASK_SECONDS / b))
+        else:
+            w = min(MAX_TASK_SECONDS, max(self.target_task_seconds, OVERHEAD_FACTOR * a))
+            # never more than half this CPU's share of what is left (factoring: the last chunks
+            # get smaller, so their timing noise cannot leave a CPU idle for long)
+            w = min(w, max(final, (end - slot) / 2))
+            n = math.ceil(max(w - a, b) / b)
+        return self._take(key, max(1, min(n, r)))
