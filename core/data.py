@@ -63,11 +63,13 @@ def make_data(config: PointConfig) -> tuple[np.ndarray, np.ndarray | None]:
     return Y, A
 
 
-def haar_orthogonal(rng: np.random.Generator, k: int) -> np.ndarray:
-    """A Haar-distributed random orthogonal k x k matrix (QR of a Gaussian with sign fix)."""
-    Z = rng.standard_normal((k, k))
+def haar_rows(rng: np.random.Generator, m: int, k: int) -> np.ndarray:
+    """The first m rows of a Haar-distributed random orthogonal k x k matrix G (all that
+    U0 = Phi [U_bar 0] G uses): an m x k matrix with orthonormal rows, from the QR of a Gaussian
+    k x m matrix with the sign fix (O(k m^2) instead of O(k^3) for wide layers)."""
+    Z = rng.standard_normal((k, m))
     Q, R = np.linalg.qr(Z)
-    return Q * np.sign(np.diag(R))
+    return (Q * np.sign(np.diag(R))).T
 
 
 def random_orthonormal_columns(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
@@ -97,16 +99,16 @@ def make_weights(config: PointConfig, Y: np.ndarray) -> tuple[np.ndarray, np.nda
     model, init = config.model, config.init
     if model == "symmetric":
         if init == "spectral":               # Definition 1: U0 = Phi [s I 0] G, X0 = s^2 I
-            G = haar_orthogonal(rng, k)
+            Gm = haar_rows(rng, m, k)
             _, Phi = np.linalg.eigh(Y)
-            return s * (Phi @ G[:m, :]), None
+            return s * (Phi @ Gm), None
         return s * rng.standard_normal((m, k)), None
     if init == "spectral":                   # Definition 3 (asymmetric only)
-        G = haar_orthogonal(rng, k)
+        Gm = haar_rows(rng, m, k)            # V_bar's entries beyond the m-th are 0
         Phi, _, PsiT = np.linalg.svd(Y)      # full SVD: Phi m x m, Psi n x n
         u, v = spectral_factors(s, config.lambda0)
-        U0 = u * (Phi @ G[:m, :])
-        V0 = v * (PsiT.T[:, :m] @ G[:m, :])
+        U0 = u * (Phi @ Gm)
+        V0 = v * (PsiT.T[:, :m] @ Gm)
         return U0, V0
     U0 = s * rng.standard_normal((m, k))
     if init == "balanced":                   # V0 = W U0 with W^T W = I  ->  Q0 = 0

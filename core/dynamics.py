@@ -399,12 +399,13 @@ def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
             e = np.sqrt(r2) / p.y_norm
             eW = np.sqrt(_sigmoid_grad(p, W)[1]) / p.y_norm if sysm.sig else None
             errs.append((X, e, eW, None if V is None else _gram_diff(U, V)))
-    if ok:
-        ok = all(np.all(x[1] < DIVERGENCE_ERROR) for x in errs) and \
-            (not sysm.sig or all(np.all(x[2] < DIVERGENCE_ERROR) for x in errs))
-    if not ok:
-        t_fail = sol.t[-1] if len(sol.t) else 0.0
-        raise FloatingPointError("flow failed", int(np.floor(t_fail / eta)))
+    bad = [j for j, x in enumerate(errs)
+           if not (np.all(x[1] < DIVERGENCE_ERROR)
+                   and (not sysm.sig or np.all(x[2] < DIVERGENCE_ERROR)))]
+    if bad or not ok:
+        # the first sampled time with a bad value, else where the solver stopped
+        t_fail = sol.t[bad[0]] if bad else (sol.t[-1] if len(sol.t) else 0.0)
+        raise FloatingPointError("flow failed", int(np.floor(t_fail / eta + 1e-9)))
     T = len(idx)
     X_rec = np.stack([x[0] for x in errs[:T]], axis=1)
     err_rec = np.stack([x[1] for x in errs[:T]], axis=1)

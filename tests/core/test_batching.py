@@ -52,3 +52,32 @@ def test_divergence_is_isolated():
     for c, b in zip(good, (res[0], res[2])):
         _same(b, run_point(c), 1e-12)
         assert b.metrics["diverged_at"] is None
+
+
+def test_flow_failure_is_isolated(monkeypatch):
+    """A stacked flow solve that fails is re-run point by point: only the bad point is lost."""
+    import core.dynamics as dyn
+    base = dict(model="asymmetric", m=3, n=4, k=8, eta=0.01, steps=50, record_every=10,
+                integrator="flow")
+    good = [PointConfig(init_scale=0.3, seed=s, **base) for s in (0, 1)]
+    bad = PointConfig(init_scale=3.0, seed=2, **base)
+    clean = run_points(good)
+    # treat a relative error above 5 as divergence: only the large-init point ever exceeds it
+    monkeypatch.setattr(dyn, "DIVERGENCE_ERROR", 5.0)
+    res = run_points([good[0], bad, good[1]])
+    assert [r.status for r in res] == ["done", "diverged", "done"]
+    assert res[1].metrics["diverged_at"] == 0
+    for a, b in zip(clean, (res[0], res[2])):
+        _same(a, b, 1e-7)
+
+
+def test_groups_larger_than_a_chunk(monkeypatch):
+    import core.run as run
+    configs = [PointConfig(model="asymmetric", m=3, n=4, k=8, eta=0.01, steps=60,
+                           record_every=10, init_scale=0.2 + 0.1 * s, seed=s) for s in range(5)]
+    whole = run_points(configs)
+    monkeypatch.setattr(run, "_MAX_BATCH", 2)
+    chunked = run_points(configs)
+    assert [r.config for r in chunked] == configs
+    for a, b in zip(whole, chunked):
+        _same(a, b, 1e-12)
