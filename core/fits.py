@@ -66,14 +66,33 @@ def lambda0_search_bound(Y, U0, V0) -> float:
 
 
 def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray,
-                n_grid: int = 30, n_refine: int = 3, coarse_points: int = 40) -> Lambda0Fit:
+                n_grid: int = 30, n_refine: int = 3, coarse_points: int = 40,
+                search_points: int = 400) -> Lambda0Fit:
     """argmin over lambda0 in R of sum_t ||X_reg(t; lambda0) - X(t)||^2 (the paper's Fig. 2).
 
     A coarse grid over both signs (0 and +-logspace up to `lambda0_search_bound`, scored on at
     most `coarse_points` grid times), then bounded Brent on the full grid between the neighbours
     of the best few local minima (those within 4x of the best); the best of all is returned. Each
-    evaluation is one closed-form solve (eq. (21)) of size m+n, independent of k."""
+    evaluation is one closed-form solve (eq. (21)) of size m+n, independent of k. Long record
+    grids (more than `search_points` times) are searched on an even subsample and the result is
+    polished on the full grid, which also defines the returned loss and error."""
     t = np.asarray(t, float)
+    X = np.asarray(X, float)
+    T_full = len(t)
+    if T_full > search_points:
+        keep = np.unique(np.linspace(0, T_full - 1, search_points).round().astype(int))
+        sub_fit = lambda0_fit(Y, U0, V0, t[keep], X[keep], n_grid, n_refine, coarse_points,
+                              search_points)
+        f_full = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
+        x0 = sub_fit.lambda0
+        h = 0.02 * max(abs(x0), 1e-3)
+        res = minimize_scalar(f_full, bounds=(x0 - h, x0 + h), method="bounded",
+                              options={"xatol": 1e-6 * max(1.0, abs(x0)), "maxiter": 12})
+        v0 = f_full(x0)
+        best_x, best_v = (float(res.x), float(res.fun)) if res.fun < v0 else (x0, v0)
+        ynorm = float(np.linalg.norm(Y))
+        return Lambda0Fit(lambda0=best_x, error=float(np.sqrt(best_v / T_full) / ynorm),
+                          loss=best_v, n_evaluations=sub_fit.n_evaluations + int(res.nfev) + 1)
     L = lambda0_search_bound(Y, U0, V0)
     pos = np.logspace(np.log10(L) - 4.0, np.log10(L), n_grid)
     grid = np.concatenate([-pos[::-1], [0.0], pos])

@@ -102,3 +102,13 @@ def test_rate_pred_formulas():
     Ys = np.diag([3.0, 0.5])
     assert rate_pred("asymmetric", "balanced", Ys, 2.0) == pytest.approx(np.sqrt(1 + 4))
     assert rate_pred("sigmoid", "gaussian", Ys, 0.0) is None
+
+
+def test_lambda0_fit_long_grid_is_searched_on_a_subsample():
+    s = initial_state(PointConfig(model="asymmetric", m=3, n=4, k=9, eta=0.01, steps=10,
+                                  init_scale=0.6, seed=8))
+    t = np.linspace(0, 3, 1201)
+    X = regularized_flow(s["Y"], s["U0"], s["V0"], -6.5, t).X
+    fit = lambda0_fit(s["Y"], s["U0"], s["V0"], t, X, search_points=100)
+    assert fit.lambda0 == pytest.approx(-6.5, rel=1e-6)
+    assert fit.error < 1e-8
