@@ -90,3 +90,29 @@ def test_initial_state_is_what_run_uses():
 
 def test_core_version_is_a_string():
     assert isinstance(CORE_VERSION, str) and CORE_VERSION
+
+
+def test_random_valid_configs_never_fail_or_leak_nan():
+    rng = np.random.default_rng(7)
+    configs = []
+    for i in range(30):
+        model = str(rng.choice(["asymmetric", "symmetric", "sigmoid"]))
+        init = str(rng.choice(["gaussian", "spectral", "balanced"]))
+        if (model, init) in {("symmetric", "balanced"), ("sigmoid", "spectral")}:
+            init = "gaussian"
+        m = int(rng.integers(1, 6))
+        n = int(rng.integers(m, 8)) if model == "asymmetric" else m
+        k = int(rng.integers(m if init == "spectral" else 1, 25))
+        configs.append(PointConfig(
+            model=model, m=m, n=n, k=k, init=init, integrator=str(rng.choice(["gd", "flow"])),
+            eta=float(10 ** rng.uniform(-4, -1.5)), steps=int(rng.integers(1, 300)),
+            record_every=int(rng.integers(1, 40)), init_scale=float(10 ** rng.uniform(-3, 0.3)),
+            lambda0=0.0 if model == "symmetric" else float(rng.choice([0.0, rng.uniform(-5, 5)])),
+            seed=i, tol=float(rng.uniform(0.01, 0.9)), fit_lambda0=bool(rng.integers(2)),
+            n_samples=int(rng.integers(5, 40))))
+    for c, r in zip(configs, run_points(configs)):
+        assert r.status in ("done", "diverged"), (c, r.error)
+        _no_nan(r.metrics)
+        for name in ("t", "error", "error_linear", "singular_values"):
+            assert np.all(np.isfinite(getattr(r.curves, name))), (c, name)
+        json.dumps(r.curves.to_dict())
