@@ -10,8 +10,9 @@ been given new work.
 
 Failures: Ray re-runs a task whose worker process died (`max_retries`); a chunk still lost (worker
 or node death, lost object) is resubmitted by the dispatcher (planner.RESUBMITS times), then split
-in halves; a chunk whose core call raises is split in halves at once, down to the single point,
-which is reported as status "failed" with the message.
+in halves (a point that kills its worker is isolated); a chunk whose core call raises is split in
+halves at once, down to the single point, which is reported as status "failed" with the message;
+a task failing outside core (e.g. core not importable) is resubmitted, then its points are failed.
 """
 from __future__ import annotations
 
@@ -139,31 +140,32 @@ class Dispatcher:
             chunk = task.chunk
             try:
                 results, node, seconds = ray.get(ref)
-            except RayTaskError as e:
-                plan.finished(task, time.perf_counter(), None)
-                stats.n_failed_tasks += 1
-                cause = e.cause
-                if isinstance(cause, ChunkError):
-                    message, node = cause.message, cause.node_id
-                else:
-                    message, node = f"{type(cause).__name__}: {cause}", ""
-                log.warning("chunk of %d points raised: %s", len(chunk.ids), message)
-                return split_or_fail(chunk, message, node, task.serial)
             except TaskCancelledError:
                 plan.finished(task, time.perf_counter(), None)
                 return []
-            except Exception as e:  # dead worker or node, lost object, ...: a system error
+            except Exception as e:
                 plan.finished(task, time.perf_counter(), None)
                 stats.n_failed_tasks += 1
+                cause = e.cause if isinstance(e, RayTaskError) else None
+                if isinstance(cause, ChunkError):
+                    # core raised on this chunk: bisect down to the point(s) that make it raise
+                    log.warning("chunk of %d points raised: %s", len(chunk.ids), cause.message)
+                    return split_or_fail(chunk, cause.message, cause.node_id, task.serial)
+                # A dead worker or node, a lost object (system errors), or the task failing outside
+                # core (e.g. core not importable on a node): resubmit a bounded number of times.
+                message = (f"{type(cause).__name__}: {cause}" if cause is not None
+                           else f"{type(e).__name__}: {e}").splitlines()[0]
                 log.warning("chunk of %d points lost (%s); %d resubmissions left",
-                            len(chunk.ids), type(e).__name__, chunk.tries_left)
+                            len(chunk.ids), message, chunk.tries_left)
                 if chunk.tries_left > 0:
                     stats.n_retried += 1
                     chunk.tries_left -= 1
                     plan.redo.appendleft(chunk)
                     return []
-                return split_or_fail(chunk, f"{type(e).__name__}: {e}".splitlines()[0], "",
-                                     task.serial)
+                if cause is not None:  # not point-specific: splitting cannot help
+                    return failed_outcomes(chunk, message, "", task.serial)
+                # a point that kills its worker every time: bisection isolates it
+                return split_or_fail(chunk, message, "", task.serial)
             plan.finished(task, time.perf_counter(), [(len(chunk.ids), seconds)])
             stats.task_seconds.append((len(chunk.ids), round(seconds, 4)))
             stats.workers[node] = stats.workers.get(node, 0) + len(results)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import ray
 
-from core import PointConfig, run_points
+from core import METRIC_FIELDS, PointConfig, run_points
 from workers.dispatch import Dispatcher, PointOutcome
 from workers.runtime import init_ray, ray_status
 
@@ -138,6 +139,38 @@ def test_sweep_points_come_back_once_equal_to_core(local_ray):
     assert stats.n_shapes == 5
     assert len(tasks) == stats.n_tasks > stats.n_shapes
     assert sum(stats.task_sizes) == len(points)
+
+
+_DRIVER_PID = os.getpid()
+
+
+class PoisonConfig(PointConfig):
+    """A point whose shape_key raises on a Ray worker, outside core's per-point isolation, so
+    run_points raises for its whole chunk (core itself never does)."""
+
+    def shape_key(self):
+        if os.getpid() != _DRIVER_PID:
+            raise RuntimeError("poison point")
+        return super().shape_key()
+
+
+def test_chunk_that_raises_is_bisected_down_to_the_bad_point(local_ray):
+    # the class travels to the workers by value (they cannot import this test module)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        points = [(i, PointConfig("asymmetric", 2, 3, 4, 0.05, 40, record_every=5, seed=i))
+                  for i in range(12)]
+        points[7] = (7, PoisonConfig("asymmetric", 2, 3, 4, 0.05, 40, record_every=5, seed=7))
+        sink = Collector()
+        stats = sink.run(Dispatcher(), points)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    by_id = assert_exactly_once(sink.outcomes, points)
+    assert by_id[7].result.status == "failed"
+    assert by_id[7].result.error == "RuntimeError: poison point"
+    assert by_id[7].result.metrics == dict.fromkeys(METRIC_FIELDS)
+    assert all(by_id[i].result.status == "done" for i in range(12) if i != 7)
+    assert stats.n_split >= 1 and stats.n_failed_points == 1
 
 
 def test_empty_input_reports_nothing(local_ray):
