@@ -1,4 +1,18 @@
-"""flowsweep's science core: the paper's dynamics, closed forms and fits (numpy + scipy only)."""
+"""flowsweep's science core: the paper's dynamics, closed forms and fits (numpy + scipy only).
+
+From a notebook::
+
+    from core import PointConfig, run_points, initial_state, simulate
+    c = PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=4000,
+                    record_every=20, init_scale=1.0, fit_lambda0=True)
+    (r,) = run_points([c])          # r.status, r.metrics (every METRIC_FIELDS key), r.curves
+    s = initial_state(c)            # the exact Y, U0, V0 the run started from
+    tr = simulate(c)                # raw trajectory: tr.t, tr.X (B, T, m, n), tr.error, ...
+
+Modules: `data` (Y, initialisations, seeding), `dynamics` (batched gd and flow), `closed_forms`
+(eq. (4), (6)/(32), (41), (7), (15)/(51), (21)), `fits` (rate_fit, lambda0_fit, rate_pred),
+`metrics` (per-point metrics and curves), `run` (run_points, grouping and batching).
+"""
 from .types import (INITS, INTEGRATORS, METRIC_FIELDS, MODELS, Curves, PointConfig,  # noqa: F401
                     PointResult)
 from .validation import validate_config  # noqa: F401
