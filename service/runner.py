@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -465,24 +465,32 @@ class Runner:
         by_id = {}
         for o in outcomes:
             by_id.setdefault(int(o.point_id), o)  # a point reported twice in a batch: first wins
+        rows, blobs = [], {}
+        for pid, o in by_id.items():
+            r = o.result
+            status = r.status if r.status in _FINISHED else "failed"
+            rows.append(self._result_row(M, pid, sweep_id, status, r.metrics or {}, r.error,
+                                         r.wall_seconds, o.worker, now, r.config))
+            # Encoded before the transaction opens: SQLite's write lock is held for SQL only.
+            blob = getattr(o, "curves_blob", None)
+            if blob is None and r.curves is not None:
+                blob = encode_curves(r.curves)
+            if blob is not None:
+                blobs[pid] = blob
+        status_of = {r["point_id"]: r["status"] for r in rows}
+        points = M.Point.__table__
         with self._session() as s:
-            rows = []
-            for pid, o in by_id.items():
-                r = o.result
-                status = r.status if r.status in _FINISHED else "failed"
-                rows.append(self._result_row(M, pid, sweep_id, status, r.metrics or {}, r.error,
-                                             r.wall_seconds, o.worker, now, r.config))
             inserted = self._insert_results(s, rows)
+            curve_rows = [{"point_id": pid, "blob": blobs[pid], "format": CURVES_FORMAT}
+                          for pid in inserted if pid in blobs]
+            if curve_rows:
+                s.execute(_dialect_insert(s)(M.Curve.__table__)
+                          .on_conflict_do_nothing(index_elements=["point_id"]), curve_rows)
             if inserted:
-                curve_rows = [self._curve_row(M, pid, by_id[pid]) for pid in inserted
-                              if by_id[pid].result.curves is not None
-                              or getattr(by_id[pid], "curves_blob", None) is not None]
-                if curve_rows:
-                    s.execute(_dialect_insert(s)(M.Curve).on_conflict_do_nothing(index_elements=["point_id"]),
-                              curve_rows)
-                status_of = {r["point_id"]: r["status"] for r in rows}
-                # ORM bulk UPDATE by primary key: one executemany for the whole batch.
-                s.execute(update(M.Point), [{"id": pid, "status": status_of[pid]} for pid in inserted])
+                # One executemany for the whole batch.
+                s.execute(update(points).where(points.c.id == bindparam("pid"))
+                          .values(status=bindparam("new_status")),
+                          [{"pid": pid, "new_status": status_of[pid]} for pid in inserted])
         dup = len(by_id) - len(inserted)
         self.stats["inserted"] += len(inserted)
         self.stats["duplicates"] += dup
@@ -499,21 +507,10 @@ class Runner:
     def _insert_results(self, s, rows: list[dict]) -> set[int]:
         """INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id: the ids really inserted
         (a point that already has its row keeps it: exactly one result row per point)."""
-        M = self._models()
+        table = self._models().Result.__table__
         return set(s.execute(
-            _dialect_insert(s)(M.Result).on_conflict_do_nothing(index_elements=["point_id"])
-            .returning(M.Result.point_id), rows).scalars().all())
-
-    @staticmethod
-    def _curve_row(M, point_id: int, outcome) -> dict[str, Any]:
-        # A blob already encoded on the worker (if the dispatcher provides one) saves the driver
-        # ~1-3 ms of np.savez per point, which on a big cluster is the serial bottleneck.
-        blob = getattr(outcome, "curves_blob", None)
-        if blob is None:
-            blob = encode_curves(outcome.result.curves)
-        cols = M.Curve.__table__.columns
-        row = {"point_id": point_id, "blob": blob, "format": CURVES_FORMAT}
-        return {k: v for k, v in row.items() if k in cols}
+            _dialect_insert(s)(table).on_conflict_do_nothing(index_elements=["point_id"])
+            .returning(table.c.point_id), rows).scalars().all())
 
     def _settle(self, sweep_id: int) -> None:
         """After a dispatch: unfinished points go back to pending; the sweep gets its terminal

@@ -14,12 +14,13 @@ from test_runner_helpers import (all_results, engine_for, get_sweep, point_rows,
 
 def test_sigkill_mid_sweep_then_restart_completes_without_recomputing(database_url, live_server):
     first = live_server(database_url)
-    # Fig. 1-shaped points, enough of them that the kill lands mid-way.
-    body = sweep_body("survives-kill", scales=(0.01, 0.1, 1.0), seeds=(0, 50), steps=2000,
-                      record_every=40, m=5, n=10, k=50, eta=1e-3)
+    # Small points but many of them: the dispatcher's first wave (one chunk per CPU, <= 128 points)
+    # comes back long before the rest, so the kill lands mid-sweep.
+    body = sweep_body("survives-kill", scales=(0.05, 0.1, 0.2, 0.4), seeds=(0, 250), steps=2000,
+                      record_every=50)
     created = post_sweep(first.url, body)
     sid, n = created["id"], created["n_points"]
-    assert n == 150
+    assert n == 1000
 
     def partly_done():
         c = get_sweep(first.url, sid)["counts"]
