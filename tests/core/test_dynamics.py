@@ -98,3 +98,31 @@ def test_symmetric_flow_tends_to_psd_projection():
     assert np.allclose(X_are, psd_projection(Y), atol=1e-9)
     assert np.linalg.norm(X_inf - X_are) <= 1e-7 * np.linalg.norm(Y)
     assert np.min(np.linalg.eigvalsh(Y)) < 0                        # the projection is not Y
+
+
+def test_flow_time_to_tol_is_the_crossing_of_the_closed_form():
+    from scipy.optimize import brentq
+
+    from core.closed_forms import asymmetric_spectral
+    c = PointConfig(model="asymmetric", m=3, n=4, k=6, init="spectral", lambda0=1.0,
+                    init_scale=0.3, seed=2, eta=0.05, steps=100, record_every=10,
+                    integrator="flow", tol=0.05)
+    Y = initial_state(c)["Y"]
+    sig = np.linalg.svd(Y, compute_uv=False)
+    ny = np.linalg.norm(Y)
+
+    def e(t):          # e(t) from eq. (15): X shares Y's singular vectors
+        x = asymmetric_spectral(sig, np.full(3, 0.09), 1.0, [t])[0]
+        return np.linalg.norm(sig - x) / ny
+
+    t_star = brentq(lambda t: e(t) - 0.05, 0.0, 5.0, xtol=1e-14)
+    (r,) = run_points([c])
+    assert r.metrics["time_to_tol"] == pytest.approx(t_star, abs=1e-8)
+    # and gd's is the first iteration at or below tol
+    g = run_points([PointConfig(**{**c.to_dict(), "integrator": "gd", "eta": 2e-3,
+                                   "steps": 2000, "record_every": 50})])[0]
+    tr = simulate(PointConfig(**{**c.to_dict(), "integrator": "gd", "eta": 2e-3, "steps": 2000,
+                                 "record_every": 1}))
+    i = int(np.argmax(tr.error[0] <= 0.05))
+    assert tr.error[0][i - 1] > 0.05 and g.metrics["time_to_tol"] == pytest.approx(i * 2e-3)
+    assert abs(g.metrics["time_to_tol"] - t_star) < 0.05 * t_star          # O(eta) from the flow
