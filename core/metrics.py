@@ -123,7 +123,7 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
         Xr = regularized_flow(Y, U0, V0, config.lambda0, t).X
         D = Xr - X
         met["regularized_error"] = clean(np.sqrt(np.mean(np.einsum("tij,tij->t", D, D))) / ynorm)
-        if config.fit_lambda0:
+        if config.fit_lambda0 and len(t) >= 2:         # X(0) alone fits every lambda0
             fit = lambda0_fit(Y, U0, V0, t, X)
             met["lambda0_fit"] = clean(fit.lambda0)
             met["lambda0_fit_error"] = clean(fit.error)
