@@ -3,15 +3,18 @@
 A Fig. 1 sweep of the paper (asymmetric model, gaussian init, m=5, n=10, k=50, gd, eta=1e-3,
 4000 steps, record_every 20; init scales 0.01, 0.1, 1 x 67 seeds = 201 points by default) is
 
-1. run directly: `core.run_points` on the same configs, split into one chunk per CPU and run by a
-   `multiprocessing` Pool of nproc processes (pool start-up excluded, imports warmed);
-2. POSTed to an embedded service (`python -m service.server`: SQLite in a temporary directory, local
-   Ray on all CPUs) started as a subprocess, and timed from the POST until GET /sweeps/{id} says
-   `done`. Service and Ray start-up are EXCLUDED: the clock starts once /healthz answers and a tiny
-   warm-up sweep has finished (so Ray's worker processes exist and have imported core). The time the
-   runner itself measured (sweep started_at -> finished_at) is printed too;
-3. run directly once more; the direct throughput is the mean of the two direct runs (the machine is
-   shared, so measuring before and after evens out load drift).
+- run directly: `core.run_points` on the same configs, split into one chunk per CPU and run by a
+  `multiprocessing` Pool of nproc processes (pool start-up excluded, imports warmed);
+- POSTed to an embedded service (`python -m service.server`: SQLite in a temporary directory, local
+  Ray on all CPUs) started as a subprocess, and timed from the POST until GET /sweeps/{id} says
+  `done` (results in the database). Service and Ray start-up are EXCLUDED: the clock starts once
+  /healthz answers and a tiny warm-up sweep has finished (so Ray's worker processes exist). The
+  runner's own started_at -> finished_at and its per-run log line (tasks, chunk sizes, seconds spent
+  writing results) are printed too.
+
+The two alternate for `--rounds` rounds (later service rounds POST with `recompute: true`), with a
+last direct run at the end: the machine may be shared, and alternating evens out load drift. Each
+throughput is points / mean seconds.
 
 Target (issue 3): service throughput >= 85 % of the direct one.
 
@@ -62,17 +65,27 @@ def _run_chunk(chunk: list[PointConfig]) -> int:
     return sum(r.status != "failed" for r in results)
 
 
-def direct(cfgs: list[PointConfig], nproc: int) -> float:
-    """Seconds for core.run_points over cfgs on nproc processes, one contiguous chunk each."""
-    chunks = [cfgs[i::nproc] for i in range(nproc)]
-    ctx = mp.get_context("fork")
-    with ctx.Pool(nproc) as pool:
-        pool.map(_run_chunk, [[cfgs[0]]] * nproc)  # warm imports in every process
+class Direct:
+    """core.run_points on nproc processes, one chunk per process (what a direct run would do)."""
+
+    def __init__(self, nproc: int):
+        self.nproc = nproc
+        self.pool = mp.get_context("fork").Pool(nproc)
+
+    def warm(self, cfg: PointConfig) -> None:
+        self.pool.map(_run_chunk, [[cfg]] * self.nproc)  # imports done in every process
+
+    def time(self, cfgs: list[PointConfig]) -> float:
+        chunks = [cfgs[i::self.nproc] for i in range(self.nproc)]
         t0 = time.perf_counter()
-        ok = sum(pool.map(_run_chunk, chunks, chunksize=1))
+        ok = sum(self.pool.map(_run_chunk, chunks, chunksize=1))
         dt = time.perf_counter() - t0
-    assert ok == len(cfgs), f"direct run: only {ok}/{len(cfgs)} points succeeded"
-    return dt
+        assert ok == len(cfgs), f"direct run: only {ok}/{len(cfgs)} points succeeded"
+        return dt
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
 
 
 def free_port() -> int:
@@ -81,8 +94,73 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Service:
+    """An embedded service (`python -m service.server`, SQLite, local Ray) in a subprocess."""
+
+    def __init__(self, cpus: int | None, workdir: Path):
+        self.workdir = workdir
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWSWEEP_", "RAY_ADDRESS"))}
+        env.update({"FLOWSWEEP_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+                    "FLOWSWEEP_HOST": "127.0.0.1", "FLOWSWEEP_PORT": str(port),
+                    "RAY_TMPDIR": str(workdir / "ray"), "PYTHONUNBUFFERED": "1"})
+        if cpus:
+            env["FLOWSWEEP_NUM_CPUS"] = str(cpus)
+        (workdir / "ray").mkdir(exist_ok=True)
+        self.log_path = workdir / "server.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def wait_ready(self) -> float:
+        t_start = time.monotonic()
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited:\n" + self.log()[-3000:])
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    return time.monotonic() - t_start
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - t_start > 180:
+                raise TimeoutError("server not ready")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def run_sweep(self, body: dict) -> tuple[float, dict]:
+        """Seconds from the POST until GET /sweeps/{id} says the sweep finished."""
+        t0 = time.perf_counter()
+        r = self.client.post("/sweeps", json=body)
+        r.raise_for_status()
+        out = wait_done(self.client, r.json()["id"], 1800)
+        wall = time.perf_counter() - t0
+        out["result_rows"] = self.client.get(f"/sweeps/{out['id']}/results",
+                                             params={"limit": 1}).json()["count"]
+        if out["status"] != "done":
+            print(self.log()[-6000:], file=sys.stderr)
+        return wall, out
+
+    def runner_lines(self, sweep_id: int) -> list[str]:
+        """How the runner fed Ray (tasks, chunk sizes, DB write time), from the server log."""
+        return [line.split("flowsweep.runner: ", 1)[-1] for line in self.log().splitlines()
+                if f"sweep {sweep_id}: dispatcher run" in line]
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
 def wait_done(client: httpx.Client, sweep_id: int, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
+    body = None
     while time.monotonic() < deadline:
         body = client.get(f"/sweeps/{sweep_id}").json()
         if body["status"] in ("done", "failed", "cancelled"):
@@ -91,64 +169,11 @@ def wait_done(client: httpx.Client, sweep_id: int, timeout: float) -> dict:
     raise TimeoutError(f"sweep {sweep_id} not done after {timeout} s: {body}")
 
 
-def service(seeds: int, steps: int, cpus: int | None, workdir: Path) -> tuple[float, float | None, dict]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWSWEEP_", "RAY_ADDRESS"))}
-    env.update({"FLOWSWEEP_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
-                "FLOWSWEEP_HOST": "127.0.0.1", "FLOWSWEEP_PORT": str(port),
-                "RAY_TMPDIR": str(workdir / "ray"), "PYTHONUNBUFFERED": "1"})
-    if cpus:
-        env["FLOWSWEEP_NUM_CPUS"] = str(cpus)
-    (workdir / "ray").mkdir(exist_ok=True)
-    log = open(workdir / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        t_start = time.monotonic()
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("server exited:\n" + (workdir / "server.log").read_text()[-3000:])
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() - t_start > 120:
-                raise TimeoutError("server not ready")
-            time.sleep(0.2)
-        print(f"  service ready in {time.monotonic() - t_start:.1f} s (excluded)")
-        # Warm-up: Ray starts worker processes lazily; a tiny sweep makes them exist (excluded).
-        warm = client.post("/sweeps", json=sweep_body(1, 20, "warm-up"))
-        warm.raise_for_status()
-        wait_done(client, warm.json()["id"], 120)
-
-        t0 = time.perf_counter()
-        r = client.post("/sweeps", json=sweep_body(seeds, steps, "bench-fig1"))
-        r.raise_for_status()
-        body = wait_done(client, r.json()["id"], 1800)
-        wall = time.perf_counter() - t0
-        runner_seconds = None
-        if body.get("started_at") and body.get("finished_at"):
-            runner_seconds = (datetime.fromisoformat(body["finished_at"])
-                              - datetime.fromisoformat(body["started_at"])).total_seconds()
-        n_rows = client.get(f"/sweeps/{body['id']}/results", params={"limit": 1}).json()["count"]
-        body["result_rows"] = n_rows
-        log_text = (workdir / "server.log").read_text(errors="replace")
-        if body["status"] != "done":
-            print(log_text[-6000:], file=sys.stderr)
-        for line in log_text.splitlines():  # how the runner fed Ray: chunk sizes, DB write time
-            if f"sweep {body['id']}: dispatcher run" in line:
-                print("  runner:", line.split("flowsweep.runner: ", 1)[-1])
-        return wall, runner_seconds, body
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+def _seconds(body: dict) -> float | None:
+    if body.get("started_at") and body.get("finished_at"):
+        return (datetime.fromisoformat(body["finished_at"])
+                - datetime.fromisoformat(body["started_at"])).total_seconds()
+    return None
 
 
 def main() -> None:
@@ -156,34 +181,56 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=67, help="seeds per init scale (3 scales)")
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--cpus", type=int, default=None, help="CPUs for both sides (default: all)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternating direct/service measurements (the machine may be shared)")
     args = ap.parse_args()
     nproc = args.cpus or os.cpu_count() or 1
     cfgs = configs(args.seeds, args.steps)
     n = len(cfgs)
     print(f"Fig. 1 sweep: {n} points (m=5, n=10, k=50, gd, eta=1e-3, {args.steps} steps), {nproc} CPUs")
 
-    d1 = direct(cfgs, nproc)
-    print(f"  direct run 1: {d1:.2f} s  ({n / d1:.1f} points/s)")
+    direct_s, service_s, ok = [], [], True
     with tempfile.TemporaryDirectory(prefix="fsbench") as tmp:
-        wall, runner_s, body = service(args.seeds, args.steps, args.cpus, Path(tmp))
-    counts = body.get("counts", {})
-    print(f"  service: {wall:.2f} s POST->done ({n / wall:.1f} points/s); runner started->finished "
-          f"{runner_s if runner_s is None else round(runner_s, 2)} s; status {body['status']}, "
-          f"counts {counts}, result rows {body['result_rows']}"
-          + (f"; error: {body['error']}" if body.get("error") else ""))
-    d2 = direct(cfgs, nproc)
-    print(f"  direct run 2: {d2:.2f} s  ({n / d2:.1f} points/s)")
+        direct = Direct(nproc)
+        service = Service(args.cpus, Path(tmp))
+        try:
+            direct.warm(cfgs[0])
+            print(f"  service ready in {service.wait_ready():.1f} s (start-up excluded)")
+            # Ray starts its worker processes lazily: a tiny sweep makes them exist (excluded).
+            service.run_sweep(sweep_body(1, 20, "warm-up"))
+            for i in range(args.rounds):
+                d = direct.time(cfgs)
+                direct_s.append(d)
+                print(f"  direct  #{i + 1}: {d:6.2f} s  ({n / d:5.1f} points/s)")
+                # Round 1 computes; later rounds ask to recompute (else every point is cached).
+                body = sweep_body(args.seeds, args.steps, f"bench-fig1-{i + 1}")
+                body["recompute"] = i > 0
+                wall, out = service.run_sweep(body)
+                service_s.append(wall)
+                ok &= out["status"] == "done" and out["result_rows"] == n \
+                    and out["counts"]["cached"] == 0
+                print(f"  service #{i + 1}: {wall:6.2f} s  ({n / wall:5.1f} points/s) POST -> done; "
+                      f"runner {_seconds(out)} s; status {out['status']}, {out['result_rows']} rows"
+                      + (f"; error: {out['error']}" if out.get("error") else ""))
+                for line in service.runner_lines(out["id"]):
+                    print("      runner:", line)
+            d = direct.time(cfgs)
+            direct_s.append(d)
+            print(f"  direct  #{args.rounds + 1}: {d:6.2f} s  ({n / d:5.1f} points/s)")
+        finally:
+            service.close()
+            direct.close()
 
-    direct_rate = n / ((d1 + d2) / 2)
-    service_rate = n / wall
+    direct_rate = n / (sum(direct_s) / len(direct_s))
+    service_rate = n / (sum(service_s) / len(service_s))
     ratio = service_rate / direct_rate
     print()
-    print(f"direct  (core.run_points, Pool({nproc}))  {direct_rate:8.2f} points/s")
-    print(f"service (POST -> done, embedded, SQLite) {service_rate:8.2f} points/s")
+    print(f"direct  (core.run_points, Pool({nproc}), mean of {len(direct_s)})   {direct_rate:8.2f} points/s")
+    print(f"service (POST -> done, SQLite, mean of {len(service_s)})          {service_rate:8.2f} points/s")
     print(f"ratio service/direct = {ratio:.1%}  (target >= {TARGET:.0%}: "
           f"{'MET' if ratio >= TARGET else 'NOT MET'})")
-    if body["status"] != "done" or body["result_rows"] != n:
-        sys.exit(f"service sweep incomplete: status {body['status']}, {body['result_rows']}/{n} rows")
+    if not ok:
+        sys.exit("a service sweep did not complete with one computed result row per point")
 
 
 if __name__ == "__main__":
