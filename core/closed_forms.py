@@ -67,7 +67,8 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
         if block is not None:                  # E_r Pe E_c^T without forming all of P
             Er, Ec = E[block[0]], E[block[1]]
             Z = np.linalg.solve(K, c[:, :, None] * Ec.T[None])
-            return (Er * pstar) @ Ec.T + ((Er[None] * c[:, None, :]) @ D0) @ Z
+            ErcD0 = ((Er[None] * c[:, None, :]).reshape(-1, Nn) @ D0).reshape(len(t), -1, Nn)
+            return (Er * pstar) @ Ec.T + ErcD0 @ Z
         Kinv_c = np.linalg.solve(K, c[:, :, None] * np.eye(Nn))
         Pe = np.diag(pstar) + c[:, :, None] * (D0 @ Kinv_c)
     else:
