@@ -1,0 +1,105 @@
+"""The runner's write path and recovery against real databases (SQLite file and Postgres), without
+Ray or HTTP: real core results, written the way the dispatcher's on_results hands them over.
+
+"Exactly one result row per point whatever happens": a batch delivered twice (a task re-run after its
+results were already written) must not add rows nor change the first ones.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import core
+from core.types import PointConfig
+from service.db import make_engine, make_session_factory
+from service.models import Curve, Point, Result, Sweep
+from service.runner import Runner
+from workers.dispatch import PointOutcome
+
+
+@pytest.fixture
+def engine(migrated_database_url):
+    eng = make_engine(migrated_database_url)
+    yield eng
+    eng.dispose()
+
+
+def _sweep_with_points(engine, configs, status="running") -> tuple[int, list[int]]:
+    with Session(engine) as s, s.begin():
+        sweep = Sweep(name="w", status="running", spec={}, n_points=len(configs))
+        s.add(sweep)
+        s.flush()
+        pts = [Point(sweep_id=sweep.id, identity=uuid.uuid4().hex, status=status, cached=False, attempts=1,
+                     **c.to_dict()) for c in configs]
+        s.add_all(pts)
+        s.flush()
+        return sweep.id, [p.id for p in pts]
+
+
+def _configs(n=3):
+    return [PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.05, steps=50, record_every=5,
+                        init_scale=0.3, seed=s) for s in range(n)]
+
+
+def test_a_batch_delivered_twice_leaves_one_untouched_row_per_point(engine):
+    cfgs = _configs()
+    sweep_id, ids = _sweep_with_points(engine, cfgs)
+    results = core.run_points(cfgs)
+    runner = Runner(make_session_factory(engine), None)
+    runner._write_batch(sweep_id, [PointOutcome(pid, r, "node-a") for pid, r in zip(ids, results)])
+    with engine.connect() as c:
+        first = c.execute(sa.select(Result.point_id, Result.id, Result.created_at, Result.worker,
+                                    Result.final_error).where(Result.sweep_id == sweep_id)).all()
+    assert len(first) == 3 and all(r.worker == "node-a" for r in first)
+
+    # The same points reported again (by another worker, with other numbers): ignored.
+    again = core.run_points(cfgs)
+    for r in again:
+        r.metrics["final_error"] = 123.0
+    runner._write_batch(sweep_id, [PointOutcome(pid, r, "node-b") for pid, r in zip(ids, again)]
+                        + [PointOutcome(ids[0], again[0], "node-c")])
+    with engine.connect() as c:
+        rows = c.execute(sa.select(Result.point_id, Result.id, Result.created_at, Result.worker,
+                                   Result.final_error).where(Result.sweep_id == sweep_id)).all()
+        n_curves = c.execute(sa.select(sa.func.count()).select_from(Curve)
+                             .where(Curve.point_id.in_(ids))).scalar_one()
+        statuses = c.execute(sa.select(Point.status).where(Point.sweep_id == sweep_id)).scalars().all()
+    assert sorted(rows) == sorted(first)
+    assert n_curves == 3
+    assert statuses == ["done"] * 3
+    assert runner.stats["inserted"] == 3 and runner.stats["duplicates"] == 3
+
+
+def test_metrics_that_do_not_apply_are_stored_as_null_never_nan(engine):
+    cfgs = _configs(1)
+    sweep_id, ids = _sweep_with_points(engine, cfgs)
+    (res,) = core.run_points(cfgs)
+    res.metrics["rate_fit"] = float("nan")
+    res.metrics["speedup"] = float("inf")
+    Runner(make_session_factory(engine), None)._write_batch(sweep_id, [PointOutcome(ids[0], res, "n")])
+    with engine.connect() as c:
+        rate_fit, speedup, q0 = c.execute(sa.select(Result.rate_fit, Result.speedup, Result.q0_norm)
+                                          .where(Result.point_id == ids[0])).one()
+    assert rate_fit is None and speedup is None
+    assert q0 == pytest.approx(res.metrics["q0_norm"])
+
+
+def test_start_requeues_running_points_and_gives_up_on_a_poison_point(engine):
+    cfgs = _configs(3)
+    sweep_id, ids = _sweep_with_points(engine, cfgs, status="running")
+    runner = Runner(make_session_factory(engine), None, max_attempts=5)
+    with Session(engine) as s, s.begin():
+        s.execute(sa.update(Point).where(Point.id == ids[2]).values(attempts=5))
+        s.execute(sa.update(Sweep).where(Sweep.id == sweep_id).values(status="cancelled"))  # not resumed
+    runner._recover()
+    with engine.connect() as c:
+        st = dict(c.execute(sa.select(Point.id, Point.status).where(Point.sweep_id == sweep_id)).all())
+        err = c.execute(sa.select(Result.error).where(Result.point_id == ids[2])).scalar_one()
+        n_rows = c.execute(sa.select(sa.func.count()).select_from(Result)
+                           .where(Result.sweep_id == sweep_id)).scalar_one()
+    assert st == {ids[0]: "pending", ids[1]: "pending", ids[2]: "failed"}
+    assert "interrupted 5 times" in err
+    assert n_rows == 1
