@@ -53,19 +53,27 @@ def _token_available() -> bool:
 
 def _prepare_auth(joining: bool) -> None:
     """Set RAY_AUTH_MODE / RAY_AUTH_TOKEN in os.environ before ray.init (see the module docstring)."""
-    if os.environ.get("RAY_AUTH_MODE") is not None:
-        return  # explicit choice: Ray honours it (and makes ~/.ray/auth_token for a new token cluster)
-    if not joining:
-        if not _token_available():
-            # Process-private token, inherited by the GCS, raylet and workers ray.init spawns;
-            # ray.init itself switches a new local cluster to token mode.
-            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-        return
-    if _token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"
-        # Ray caches its config at import: refresh it, as Ray's own _enable_token_auth does.
-        from ray._raylet import Config
-        Config.initialize("")
+    if os.environ.get("RAY_AUTH_MODE") is None:
+        if not joining:
+            if not _token_available():
+                # Process-private token, inherited by the GCS, raylet and workers ray.init
+                # spawns; ray.init itself switches a new local cluster to token mode.
+                os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        elif _token_available():
+            os.environ["RAY_AUTH_MODE"] = "token"
+    refresh_auth_config()
+
+
+def refresh_auth_config() -> None:
+    """Make this process's Ray follow the current RAY_AUTH_MODE / RAY_AUTH_TOKEN environment.
+
+    Ray reads its config and token once per process (at import / first use), so changes made to
+    os.environ afterwards (by `init_ray`, or by a test) need this, as Ray's own _enable_token_auth
+    does it."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _embedded_system_config() -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.runtime import init_ray, ray_status, shutdown_ray
+from workers.runtime import init_ray, ray_status, refresh_auth_config, shutdown_ray
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +41,23 @@ def local_ray(ray_tmpdir):
     finally:
         shutdown_ray()
         signal.signal(signal.SIGTERM, old)
+
+
+@pytest.fixture(scope="module")
+def token_auth_env():
+    """RAY_AUTH_MODE=token with a fresh RAY_AUTH_TOKEN in this process's environment (what an
+    operator sets on every node and driver of a token-auth cluster); restored afterwards."""
+    import secrets
+
+    names = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+    old = {k: os.environ.get(k) for k in names}
+    token = secrets.token_hex(32)
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    refresh_auth_config()
+    yield token
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    refresh_auth_config()

@@ -1,7 +1,8 @@
-"""A real two-node Ray cluster (ray.cluster_utils.Cluster): the dispatcher joins it through
-init_ray(address) and the `worker` of the outcomes shows both nodes."""
+"""A real two-node Ray cluster (ray.cluster_utils.Cluster) with token auth on: the dispatcher joins
+it through init_ray(address) and the `worker` of the outcomes shows both nodes."""
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
@@ -14,7 +15,7 @@ from workers.runtime import init_ray, ray_status, shutdown_ray
 
 
 @pytest.fixture(scope="module")
-def two_node_cluster(ray_tmpdir):
+def two_node_cluster(ray_tmpdir, token_auth_env):
     shutdown_ray()
     # The head gets no CPUs, so every task runs on one of the two 1-CPU worker nodes.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
@@ -42,6 +43,25 @@ def test_two_nodes_both_run_points(two_node_cluster):
     per_node = Counter(o.worker for o in outcomes)
     assert set(per_node) == set(worker_node_ids), (per_node, worker_node_ids)
     assert stats.workers == dict(per_node)
+
+
+def test_cluster_requires_the_token(two_node_cluster):
+    """The cluster really runs token auth: a GCS client without the right token is refused."""
+    from ray._raylet import GcsClient
+
+    from workers.runtime import refresh_auth_config
+
+    cluster, _ = two_node_cluster
+    good = os.environ["RAY_AUTH_TOKEN"]
+    GcsClient(address=cluster.address).internal_kv_keys(b"", namespace=None, timeout=10)
+    os.environ["RAY_AUTH_TOKEN"] = "0" * 64
+    refresh_auth_config()
+    try:
+        with pytest.raises(ray.exceptions.AuthenticationError, match="InvalidAuthToken"):
+            GcsClient(address=cluster.address).internal_kv_keys(b"", namespace=None, timeout=10)
+    finally:
+        os.environ["RAY_AUTH_TOKEN"] = good
+        refresh_auth_config()
 
 
 def test_ray_status_is_zero_when_ray_is_down(two_node_cluster):
