@@ -6,7 +6,10 @@ P = P* + D with P* = 2 max(A, 0) (the stable solution of the algebraic equation,
 eigenwise) and D(t) = e^{-t|A|} D0 (I + M(t) D0)^{-1} e^{-t|A|}, M(t) = (I - e^{-2t|A|}) / (2|A|),
 D0 = P0 - P* (Lemma 6 with the stabilising solution, as in eq. (40)-(41)). Every exponential
 there decays, so nothing overflows; I + M D0 is assembled as diag(d) + M P0 with
-d = e^{-2ta} (a > 0) or 1, without the cancellation of 1 - (1 - e^{-2ta}).
+d = e^{-2ta} (a > 0) or 1, without the cancellation of 1 - (1 - e^{-2ta}). That needs P0 > 0 on
+the unstable eigenspace of A; otherwise (e.g. balanced starts, or k below that dimension) the
+exact solution keeps rank(P) = rank(P0) and is computed from a rank-preserving factor
+(`riccati_factored`), because rounding would otherwise seed the missing unstable directions.
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
                 P = riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
                 return P if block is None else P[:, block[0], block[1]]
         absa = np.abs(a)
-        pstar = 2.0 * np.maximum(a, 0.0)
+        pstar = np.where(pos, 2.0 * a, 0.0)
         D0 = P0e - np.diag(pstar)
         c = np.exp(-np.multiply.outer(t, absa))                        # e^{-t|a|}, (T, N)
         d = np.where(pos, c * c, 1.0)                                   # I - M P*
