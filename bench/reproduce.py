@@ -46,7 +46,7 @@ from service.client import Client, FlowsweepError  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/reproduce.py"
 PAPER_ITERATIONS = 4000          # the paper plots Figs. 1 and 2 over 4000 iterations
-SIGN_CHECK_SEEDS = 3             # Fig. 2: seeds per k re-simulated to score the other sign of λ0
+SIGN_CHECK_SEEDS = 5             # Fig. 2: seeds per k re-simulated to score the other sign of λ0
 SETTLE_REL = 0.10                # a singular value is "learned" once within ±10 % of σ_i(Y) for good
 # Seeds per item (per group of parameters). Chosen so the whole run stays well under ~10 min on a
 # shared 2-core machine; --quick divides them for a smoke run.
@@ -364,8 +364,8 @@ def fig1_items(client: Client, sw: dict, out: Path, written: list[Path]) -> list
     monotone = all(np.diff(med_speed) > 0) and med_speed[-1] > 1
     e_item = Item(
         name="Fig. 1 — error curves, one- vs two-layer",
-        claim="the two-layer model converges faster the more imbalanced the start (larger ‖Q0‖): "
-              "barely at σ = 0.01, faster at 0.1, 'significantly faster' at σ = 1",
+        claim="the two-layer model converges faster the more imbalanced the start (larger ‖Q0‖, "
+              "Fig. 1a→c), 'significantly faster' than the one-layer model at σ = 1",
         measured="median speedup (time_to_tol_linear / time_to_tol, tol 0.01): "
                  + ", ".join(f"σ={g(s)}: {g(v)}" for s, v in zip(scales, med_speed)),
         verdict="matches" if monotone else "does not",
@@ -412,7 +412,8 @@ def fig1_items(client: Client, sw: dict, out: Path, written: list[Path]) -> list
                f"end of the horizon t = {g(horizon)} ({int(horizon / float(done['eta'].iloc[0]))} iterations; "
                "the paper plots 4000). Growing from a small start this is the first time σ_i(X(t)) reaches "
                "90 % of σ_i(Y); at σ = 1 the singular values start far above σ_i(Y) (‖X0‖ ≫ ‖Y‖) and t_i "
-               "is when they have come down. Points where some σ_i never settles are counted, not used."])
+               "is when they have come down. Points where some σ_i never settles are counted, not used. Times are "
+               "resolved to the record grid (every 20 iterations, t = 0.02), which is coarse for σ = 1."])
     return [q_item, e_item, sv_item], curves
 
 
@@ -495,7 +496,7 @@ def table2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Ite
     df["component_rate_min"] = comp
     df["component_ratio"] = df["component_rate_min"] / pd.to_numeric(df["rate_pred"])
     paper = {("small", 0.0): "✗", ("small", 4.0): "✓", ("large", 0.0): "✓", ("large", 4.0): "✓"}
-    rows, ok = [], []
+    rows, ok, boundary = [], [], []
     for label in df["regime"].unique():
         for lam in sorted(df["lambda0"].unique()):
             x = df[(df["regime"] == label) & (df["lambda0"] == lam)]
@@ -510,7 +511,13 @@ def table2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Ite
             rows.append([label, "balanced λ0=0" if lam == 0 else f"imbalanced λ0={g(lam)}", expect,
                          f"{got} {median_iqr(x['speedup'])}", f"{frac(sp > 1)} (+{len(x) - len(sp)} null)" if len(sp) < len(x) else frac(sp > 1),
                          median_iqr(x["rate_fit"]), median_iqr(x["rate_pred"]),
-                         median_iqr(x["rate_ratio"]), median_iqr(x["component_ratio"]), cond])
+                         median_iqr(x["rate_ratio"], 4), median_iqr(x["component_ratio"], 4), cond])
+            if lam == 0:
+                # the boundary 4σ_min² > 1 (eq. 16) against what happened, point by point
+                agree = (pd.to_numeric(x["rate_pred"]) ** 2 > 1).to_numpy() == \
+                    (pd.to_numeric(x["speedup"]).fillna(0) > 1).to_numpy()
+                boundary.append(f"{label}, λ0 = 0: 'speedup > 1' agrees with '4σ_min² > 1' for "
+                                f"{frac(agree)} points")
     f_sp = save(plots.metric_figure(df, "speedup", "lambda0", by=["regime"], reference=1.0,
                                     reference_label="one-layer (no acceleration)"),
                 out, "repro-table2-speedup.png", written)
@@ -522,13 +529,15 @@ def table2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Ite
         name="Table 2 — four regimes, spectral init",
         claim="acceleration (✓) unless σ small and λ0 ≈ 0 (✗); rate √(4σ_i² + λ0²) per component (eq. 16)",
         measured="median speedup per regime: " + "; ".join(f"{r[0]}, {r[1]}: {r[3]}" for r in rows)
-                 + f"; slowest-component rate / rate_pred median {g(comp_med, 4)}",
+                 + f"; slowest component's rate / rate_pred, median {g(comp_med, 4)}",
         verdict="matches" if all(ok) else ("partly" if any(ok) else "does not"),
         figures=[(f_sp, "speedup over the one-layer model per regime (dots: seeds; line: mean ± std)"),
                  (f_rate, "rate_fit / rate_pred per regime")],
         details=[table(["data", "init", "paper", "speedup (median [IQR])", "speedup > 1", "rate_fit",
                         "rate_pred = min_i √(4σ_i²+λ0²)", "rate_fit / rate_pred",
-                        "slowest component's rate / rate_pred", "boundary"], rows)],
+                        "slowest component's rate / rate_pred", "boundary"], rows),
+                 "Point by point: " + "; ".join(boundary) + " (speedup also depends on tol and on the "
+                 "delay of the small start, so the boundary is not expected to be exact)."],
         notes=["flowsweep has no data-scale knob, so the σ regimes come from the shape of Y ~ N(0,1): a square "
                "5×5 Y has a small σ_min (4σ_min² < 1 for most draws), a wide 2×20 Y a large one "
                "(σ_min ≈ √20 − √2 ≈ 3). λ0 = 4 puts every component past 4σ² + λ0² > 1. Spectral init with "
@@ -602,8 +611,10 @@ def fig2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
         z = abs(p - a.mean()) / a.std(ddof=1) if len(a) > 1 else np.inf
         mag = "matches" if z <= 2 else ("partly" if abs(p - a.mean()) <= 0.2 * a.mean() else "does not")
         sign_neg = frac(lam < 0)
+        sign = "as paper (> 0)" if (lam > 0).all() else ("opposite (< 0)" if (lam < 0).all() else "mixed")
         v = mag if (lam > 0).all() else ("partly" if mag == "matches" else mag)
         verdicts.append(v)
+        v = f"|λ0| {mag}; sign {sign}"
         rows.append([str(int(kk)), g(p, 5), mean_std(lam, 4), mean_std(a, 4), f"{z:.1f}", sign_neg,
                      median_iqr(x["lambda0_fit_error"]), median_iqr(x["curve_gap"]),
                      median_iqr(x["curve_gap_rel"]),
@@ -620,26 +631,29 @@ def fig2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
              "compares the error curves e(t) (its Fig. 2 top row), which is the column "
              "max_t |e_reg(t) − e(t)| (from the stored curves). `regularized_error` is the same mismatch "
              "with Λ = 0 instead of the fitted λ0 I, to show what the fit buys."]
-    if neg > 0.5:
-        notes.append(
-            f"Sign: {100 * neg:.0f} % of the fitted λ0 are negative; the paper's are positive. flowsweep "
-            "fits on the matrices (Σ_t ‖X_reg(t; λ0) − X(t)‖², SPEC §2, the paper's 'minimizes the error "
-            "‖X_I(t) − X(t)‖_F') over both signs. Re-simulating X(t) for "
-            f"{len(flip_loss)} points, the loss at −λ0_fit is {median_iqr(flip_loss)} times the loss at "
-            "λ0_fit (and the fit's search over positive values found nothing better): the matrices prefer the "
-            "negative sign. The error curves the paper plots hardly tell the signs apart: "
-            "recomputing X_reg(t; −λ0_fit) from each point's stored initial state "
-            f"(eq. (21)) gives max_t |e_reg − e| {median_iqr(flip_ratio)} times the fitted one"
-            + ("" if consistent else " (warning: the recomputed curve at λ0_fit does not match the stored one)")
-            + ". With Q0 = U0ᵀU0 − V0ᵀV0, U0 ∈ R^{5×k}, V0 ∈ R^{10×k}, E tr Q0 = (m − n) k σ² < 0, so a "
-            "negative Λ = λ0 I is the plausible match; transposing the problem (Y ∈ R^{10×5}) or "
-            "defining Q as V0ᵀV0 − U0ᵀU0 flips the sign, and the paper does not say which it used. We "
-            "compare magnitudes |λ0|; the item is 'partly' because of the sign.")
+    pos = 1.0 - neg
+    notes.append(
+        f"Sign: {100 * neg:.0f} % of the fitted λ0 are negative and {100 * pos:.0f} % positive; the paper's "
+        "three values are positive. flowsweep fits on the matrices (Σ_t ‖X_reg(t; λ0) − X(t)‖², SPEC §2; "
+        "the paper 'minimizes the error ‖X_I(t) − X(t)‖_F') over both signs. Re-simulating X(t) with core "
+        f"for {len(flip_loss)} points (first {SIGN_CHECK_SEEDS} seeds per k; initial state checked "
+        "identical to /state), the loss at the mirrored value −λ0_fit is "
+        f"{median_iqr(flip_loss)} times the loss at λ0_fit ({frac(np.asarray(flip_loss) < 1.1)} within "
+        "10 %)" + (": the objective has a nearly as deep minimum at the opposite sign, and which side "
+                   "wins varies from draw to draw." if 0 < neg < 1 else ".") + " The error "
+        "curves the paper plots tell the signs apart even less: recomputing X_reg(t; −λ0_fit) from each "
+        "point's stored initial state (eq. (21)) gives max_t |e_reg − e| "
+        f"{median_iqr(flip_ratio)} times the fitted one"
+        + ("" if consistent else " (warning: the recomputed curve at λ0_fit does not match the stored one)")
+        + ". So the magnitude |λ0| is the reproducible quantity and is what we compare; the sign is a "
+        "property of the draw (the paper shows one draw per k, with one Y), and its convention also "
+        "flips if Y is transposed or Q is defined as V0ᵀV0 − U0ᵀU0. The item is 'partly' while the signs "
+        "are mixed.")
     return Item(
         name="Fig. 2 — fitted λ0 for k = 50, 100, 200",
         claim="λ0 = 111.32, 203.66, 460.99; the regularized flow (19) with Λ = λ0 I is 'nearly "
               "indistinguishable' from the general one",
-        measured="; ".join(f"k={r[0]}: λ0_fit {r[2]}" for r in rows)
+        measured="; ".join(f"k={r[0]}: |λ0_fit| {r[3]}, λ0 < 0 in {r[5]}" for r in rows)
                  + "; max_t |e_reg − e| / max_t e, median: " + ", ".join(r[8].split(" [")[0] for r in rows),
         verdict=_combine(verdicts),
         figures=[(f_reg, "Fig. 2 top: e(t) of the general flow (13) and of the regularized flow (19) at "
@@ -673,27 +687,45 @@ def fig3_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
                      median_iqr(x["final_error"]), median_iqr(x["final_error_linear"]),
                      frac(pd.to_numeric(x["time_to_tol_linear"]).notna())])
     pair = df[df["init"] == "balanced"].merge(df[df["init"] == "gaussian"], on="seed", suffixes=("_b", "_g"))
-    ratio = pd.to_numeric(pair["time_to_tol_b"]) / pd.to_numeric(pair["time_to_tol_g"])
-    faster = frac(ratio > 1)
+    # a run that never reaches tol within the horizon is slower than one that does
+    tb = pd.to_numeric(pair["time_to_tol_b"]).fillna(np.inf).to_numpy()
+    tg = pd.to_numeric(pair["time_to_tol_g"]).fillna(np.inf).to_numpy()
+    both = np.isfinite(tb) & np.isfinite(tg)
+    ratio = tb[both] / tg[both]
+    faster = frac(tg < tb)
+    censored = int((~np.isfinite(tb) & np.isfinite(tg)).sum())
     lin_lag = all(pd.to_numeric(df["final_error"]) < pd.to_numeric(df["final_error_linear"]))
-    ok = (np.nanmedian(ratio) > 1) and lin_lag
+    ok = (np.mean(tg < tb) > 0.5) and lin_lag
+    # the paper writes ‖Q0‖_2: which norm gives its 4.6? the spectral norm, from the stored state
+    g_ids = df.loc[df["init"] == "gaussian", "point_id"].tolist()
+    spec = []
+    for st in fetch_all(client.state, g_ids):
+        Q0 = st["U0"].T @ st["U0"] - st["V0"].T @ st["V0"]
+        spec.append(np.linalg.norm(Q0, 2))
     return Item(
         name="Fig. 3 — sigmoid output, balanced vs imbalanced",
         claim="‖Q0‖ = 0 vs 4.6; the imbalanced two-layer model trains faster (the linear conclusions "
               "carry over)",
         measured=f"‖Q0‖ balanced {rows[0][1]}, gaussian {rows[1][1]} (reference √E‖Q0‖² = {g(ref)}); "
-                 f"time_to_tol balanced / gaussian, same seed & data: median {g(np.nanmedian(ratio))}, "
-                 f"gaussian faster in {faster}",
+                 f"gaussian reaches tol 0.01 first in {faster} seed-paired runs (time_to_tol ratio "
+                 f"balanced / gaussian median {g(np.median(ratio)) if len(ratio) else '—'}"
+                 + (f"; {censored} balanced runs never reach it in 500 iterations" if censored else "") + ")",
         verdict="matches" if ok else "partly",
         figures=[(f, "Fig. 3: e(t) = ‖Y − φ(A U Vᵀ)‖/‖Y‖ of the two-layer and one-layer sigmoid models "
                      "(mean ± std over seeds), balanced (Q0 = 0) vs gaussian init")],
         details=[table(["init", "‖Q0‖", "two-layer time_to_tol", "two-layer final e", "one-layer final e",
                         "one-layer reaches tol"], rows),
                  f"Paired by seed (same A, W*, Y): time_to_tol(balanced) / time_to_tol(gaussian) = "
-                 f"{median_iqr(ratio)}; gaussian faster in {faster} pairs."],
+                 f"{median_iqr(ratio)} where both reach tol; gaussian first in {faster} pairs"
+                 + (f" ({censored} balanced runs do not reach tol within the horizon)" if censored else "")
+                 + "."],
         notes=["N = 1000, d = 10, k = 100, weights N(0, 0.1²). The paper does not state the step size; "
                "flowsweep uses η = 1e-3 for 500 iterations (the paper's x axis) on the summed loss. "
-               f"Reference ‖Q0‖: E‖Q0‖² = σ⁴ (2d)(k² + k) = {g(ref)}² at σ = 0.1; the paper's 4.6 is one draw.",
+               f"Reference ‖Q0‖: E‖Q0‖_F² = σ⁴ (2d)(k² + k) = {g(ref)}² at σ = 0.1; the paper's 4.6 is one "
+               f"draw. The paper writes ‖Q0‖₂, but the spectral norm is {mean_std(spec)} (from the stored "
+               "U0, V0), so the 4.6 matches the Frobenius norm. Its caption's 'N(0, 10⁻¹)' must mean a "
+               "standard deviation of 0.1: a variance of 0.1 would give √E‖Q0‖_F² ≈ "
+               f"{g(math.sqrt(0.1 ** 2 * 2 * d * (k * k + k)))}.",
                "The loss depends on U, V only through UVᵀ, so Q = UᵀU − VᵀV is conserved by the flow here "
                "too (gd drifts by O(η)); `conservation_drift` is relative to ‖Q0‖ and so is not meaningful "
                "for the balanced start where ‖Q0‖ = 0."])
@@ -725,7 +757,7 @@ def symmetric_item(client: Client, sw: dict, out: Path, written: list[Path]) -> 
             x = df[(df["init"] == init) & (df["init_scale"] == s)]
             r = finite(x["rate_ratio"])
             within.append(np.median(r))
-            rows.append([init, g(s), median_iqr(x["rate_fit"]), median_iqr(x["rate_pred"]), median_iqr(r),
+            rows.append([init, g(s), median_iqr(x["rate_fit"]), median_iqr(x["rate_pred"]), median_iqr(r, 4),
                          frac(np.abs(r - 1) <= 0.05), frac(r >= 0.95),
                          g(finite(x["psd_limit_dev"]).max()),
                          g(finite(x["closed_form_error"]).max()) if len(finite(x["closed_form_error"])) else "—"])
@@ -734,7 +766,7 @@ def symmetric_item(client: Client, sw: dict, out: Path, written: list[Path]) -> 
         name="Corollary 1 and Proposition 2 — symmetric model, rate 4·σ_min",
         claim="X(t) → Y₊ (PSD projection of Y) at rate O(e^{−4σ_min t}), σ_min = min_i|σ_i(Y)|, for "
               "spectral (Cor. 1) and any PSD start (Prop. 2)",
-        measured="median rate_fit / rate_pred: " + "; ".join(f"{r[0]} σ={r[1]}: {r[4]}" for r in rows),
+        measured="rate_fit / rate_pred, median [IQR]: " + "; ".join(f"{r[0]} σ={r[1]}: {r[4]}" for r in rows),
         verdict="matches" if ok else "partly",
         figures=[(f, "rate_fit / (4 σ_min) for the symmetric model, spectral and gaussian starts")],
         details=[table(["init", "σ", "rate_fit", "rate_pred = 4σ_min", "rate_fit / rate_pred",
@@ -747,6 +779,13 @@ def symmetric_item(client: Client, sw: dict, out: Path, written: list[Path]) -> 
                "limit — e.g. a negative eigenvalue whose component starts at σ² = 0.01 and hits the "
                "solver's noise floor before it dominates — so ratios above 1 are consistent with it; "
                "ratios well below 1 would not be."])
+
+
+def failed_item(label: str, exc: BaseException) -> Item:
+    import traceback
+    traceback.print_exception(exc, file=sys.stderr)
+    return Item(name=label, claim="(see the paper)", measured=f"not measured: {type(exc).__name__}: {exc}",
+                verdict="not measured")
 
 
 # ------------------------------------------------------------------------------------ the report
@@ -811,6 +850,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     service = workdir = None
+    written: list[Path] = []
+    items: list[Item] = []
+    report = out / "reproduction.md"
     if not args.url:
         workdir = Path(tempfile.mkdtemp(prefix="flowsweep-repro-"))
         service = EmbeddedService(workdir, args.cpus)
@@ -826,9 +868,11 @@ def main(argv: list[str] | None = None) -> int:
             sw = run_sweeps(client, specs, args.timeout)
             sweep_seconds = time.monotonic() - t0
             print(f"sweeps finished in {sweep_seconds:.0f} s; analysing", flush=True)
-            written: list[Path] = []
             t1 = time.monotonic()
-            items, gd_curves = fig1_items(client, sw, out, written)
+            try:
+                items, gd_curves = fig1_items(client, sw, out, written)
+            except Exception as exc:          # keep going: the report says what could not be measured
+                items, gd_curves = [failed_item("Fig. 1", exc)], None
             steps = (("gd vs flow", lambda: gd_flow_item(client, sw, gd_curves)),
                      ("Table 2", lambda: table2_item(client, sw, out, written)),
                      ("Fig. 2", lambda: fig2_item(client, sw, out, written)),
@@ -837,14 +881,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  Fig. 1 analysed in {time.monotonic() - t1:.1f} s", flush=True)
             for label, fn in steps:
                 t1 = time.monotonic()
-                items.append(fn())
+                try:
+                    if label == "gd vs flow" and gd_curves is None:
+                        raise RuntimeError("the Fig. 1 gd curves are missing")
+                    items.append(fn())
+                except Exception as exc:
+                    items.append(failed_item(label, exc))
                 print(f"  {label} analysed in {time.monotonic() - t1:.1f} s", flush=True)
             meta = {"minutes": (time.monotonic() - t_start) / 60, "points": sum(s["n_points"] for s in sw.values()),
                     "n_sweeps": len(sw), "sweep_seconds": sweep_seconds,
                     "cpus": (health.get("ray") or {}).get("cpus", "?"), "commit": git_commit(),
                     "seeds": seeds, "specs": specs}
-            report = out / "reproduction.md"
             write_report(report, items, meta)
+    except FlowsweepError as exc:            # the service is unreachable or refused a sweep: one line
+        print(f"reproduce: {exc}", file=sys.stderr)
+        if service:
+            print(f"server log tail:\n{service.log_tail()}", file=sys.stderr)
+        return 2
     except BaseException:
         if service:
             print(f"server log tail:\n{service.log_tail()}", file=sys.stderr)
@@ -863,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {report} in {(time.monotonic() - t_start) / 60:.1f} min")
     for it in items:
         print(f"  [{it.verdict}] {it.name}: {it.measured}")
-    return 0
+    return 1 if any(it.verdict == "not measured" for it in items) else 0
 
 
 if __name__ == "__main__":
