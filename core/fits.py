@@ -66,26 +66,39 @@ def lambda0_search_bound(Y, U0, V0) -> float:
 
 
 def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray,
-                n_grid: int = 30, n_refine: int = 3, search_points: int = 40,
-                n_polish: int = 2) -> Lambda0Fit:
+                n_grid: int = 30, n_refine: int = 3, coarse_points: int = 40,
+                search_points: int = 400) -> Lambda0Fit:
     """argmin over lambda0 in R of sum_t ||X_reg(t; lambda0) - X(t)||^2 (the paper's Fig. 2).
 
-    A coarse grid over both signs (0 and +-logspace up to `lambda0_search_bound`), then bounded
-    Brent between the neighbours of the best few local minima (those within 4x of the best),
-    both scored on an even subsample of at most `search_points` record times (the loss is smooth
-    in t); the best `n_polish` candidates are then polished by bounded Brent on the full record
-    grid, which defines the returned lambda0, loss and error. Each evaluation is one closed-form
-    solve (eq. (21)) of size m+n, independent of k."""
+    A coarse grid over both signs (0 and +-logspace up to `lambda0_search_bound`, scored on at
+    most `coarse_points` grid times), then bounded Brent on the full grid between the neighbours
+    of the best few local minima (those within 4x of the best); the best of all is returned. Each
+    evaluation is one closed-form solve (eq. (21)) of size m+n, independent of k. Long record
+    grids (more than `search_points` times) are searched on an even subsample and the result is
+    polished on the full grid, which also defines the returned loss and error."""
     t = np.asarray(t, float)
     X = np.asarray(X, float)
-    T = len(t)
-    sub = np.unique(np.linspace(0, T - 1, min(search_points, T)).round().astype(int))
-    f_sub = lambda lam: regularized_loss(Y, U0, V0, t[sub], X[sub], lam)      # noqa: E731
-    f_full = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)               # noqa: E731
+    T_full = len(t)
+    if T_full > search_points:
+        keep = np.unique(np.linspace(0, T_full - 1, search_points).round().astype(int))
+        sub_fit = lambda0_fit(Y, U0, V0, t[keep], X[keep], n_grid, n_refine, coarse_points,
+                              search_points)
+        f_full = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
+        x0 = sub_fit.lambda0
+        h = 0.02 * max(abs(x0), 1e-3)
+        res = minimize_scalar(f_full, bounds=(x0 - h, x0 + h), method="bounded",
+                              options={"xatol": 1e-6 * max(1.0, abs(x0)), "maxiter": 12})
+        v0 = f_full(x0)
+        best_x, best_v = (float(res.x), float(res.fun)) if res.fun < v0 else (x0, v0)
+        ynorm = float(np.linalg.norm(Y))
+        return Lambda0Fit(lambda0=best_x, error=float(np.sqrt(best_v / T_full) / ynorm),
+                          loss=best_v, n_evaluations=sub_fit.n_evaluations + int(res.nfev) + 1)
     L = lambda0_search_bound(Y, U0, V0)
     pos = np.logspace(np.log10(L) - 4.0, np.log10(L), n_grid)
     grid = np.concatenate([-pos[::-1], [0.0], pos])
-    coarse = np.array([f_sub(g) for g in grid])
+    sub = np.unique(np.linspace(0, len(t) - 1, min(coarse_points, len(t))).round().astype(int))
+    coarse = np.array([regularized_loss(Y, U0, V0, t[sub], X[sub], g) for g in grid])
+    f = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
     n_eval = len(grid)
     # local minima of the coarse scores (ends included), best first
     is_min = np.ones(len(grid), bool)
@@ -94,35 +107,23 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     best_c = np.min(coarse)
     cand = [i for i in np.argsort(coarse) if is_min[i] and coarse[i] <= 4.0 * best_c + 1e-300]
     cand = cand[:n_refine] or [int(np.argmin(coarse))]
-    refined = []
+    best_x, best_v = None, np.inf
     for i in cand:
-        x, v = float(grid[i]), float(coarse[i])
         lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-        if hi > lo:
-            res = minimize_scalar(f_sub, bounds=(lo, hi), method="bounded",
-                                  options={"xatol": 1e-8 * max(1.0, abs(x)), "maxiter": 100})
-            n_eval += int(res.nfev)
-            if res.fun < v:
-                x, v = float(res.x), float(res.fun)
-        refined.append((v, x))
-    refined.sort()
-    if len(sub) == T:                              # the search already used every record time
-        best_v, best_x = refined[0]
-    else:
-        best_x, best_v = None, np.inf
-        for _, x in refined[:n_polish]:
-            v = f_full(x)
-            h = 0.05 * abs(x) + 1e-4 * L
-            res = minimize_scalar(f_full, bounds=(x - h, x + h), method="bounded",
-                                  options={"xatol": 1e-8 * max(1.0, abs(x)), "maxiter": 25})
-            n_eval += int(res.nfev) + 1
-            if res.fun < v:
-                x, v = float(res.x), float(res.fun)
-            if v < best_v:
-                best_x, best_v = x, v
+        v = f(grid[i])
+        n_eval += 1
+        if v < best_v:
+            best_x, best_v = float(grid[i]), v
+        if hi <= lo:
+            continue
+        res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
+                              options={"xatol": 1e-8 * max(1.0, abs(grid[i])), "maxiter": 100})
+        n_eval += int(res.nfev)
+        if res.fun < best_v:
+            best_x, best_v = float(res.x), float(res.fun)
     ynorm = float(np.linalg.norm(Y))
-    return Lambda0Fit(lambda0=float(best_x), error=float(np.sqrt(best_v / T) / ynorm),
-                      loss=float(best_v), n_evaluations=n_eval)
+    return Lambda0Fit(lambda0=best_x, error=float(np.sqrt(best_v / len(t)) / ynorm), loss=best_v,
+                      n_evaluations=n_eval)
 
 
 def rate_pred(model: str, init: str, Y: np.ndarray, lambda0: float) -> float | None:

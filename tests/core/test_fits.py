@@ -68,9 +68,10 @@ def test_lambda0_fit_recovers_lambda0(lam):
 
 
 def test_lambda0_fit_is_global_on_a_fig2_point():
-    """A real two-layer trajectory (k = 50, s = 1): no point of a dense grid over both signs
-    does better than the fit."""
-    c = PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=1000, record_every=50,
+    """A real two-layer trajectory (k = 200, s = 1: fast early transient, minima on both signs):
+    no point of a dense grid over both signs does better than the fit. (Scoring the Brent
+    refinements on a subsample of the record grid instead lands on the wrong sign here.)"""
+    c = PointConfig(model="asymmetric", m=5, n=10, k=200, eta=1e-3, steps=800, record_every=10,
                     init_scale=1.0, seed=0, fit_lambda0=True)
     (r,) = run_points([c])
     s = initial_state(c)
@@ -84,7 +85,7 @@ def test_lambda0_fit_is_global_on_a_fig2_point():
                                                            np.linalg.norm(Y), rel=1e-6)
     L = lambda0_search_bound(Y, U0, V0)
     assert L > 3 * abs(best)
-    dense = np.concatenate([-np.geomspace(1e-2, L, 300), [0.0], np.geomspace(1e-2, L, 300)])
+    dense = np.concatenate([-np.geomspace(1e-2, L, 150), [0.0], np.geomspace(1e-2, L, 150)])
     vals = np.array([regularized_loss(Y, U0, V0, t, X, g) for g in dense])
     assert f_best <= vals.min() * (1 + 1e-9)
     # the regularized comparison fits far better than lambda0 = 0
