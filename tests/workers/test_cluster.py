@@ -1,5 +1,5 @@
 """A real two-node Ray cluster (ray.cluster_utils.Cluster) with token auth on: the dispatcher joins
-it through init_ray(address) and the `worker` of the outcomes shows both nodes."""
+it through init_ray() with RAY_ADDRESS set, and the `worker` of the outcomes shows both nodes."""
 from __future__ import annotations
 
 import os
@@ -18,13 +18,23 @@ from workers.runtime import init_ray, ray_status, shutdown_ray
 def two_node_cluster(ray_tmpdir, token_auth_env):
     shutdown_ray()
     # The head gets no CPUs, so every task runs on one of the two 1-CPU worker nodes.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    # Workers at normal priority as in the embedded mode (Ray's niceness 15 starves them on this
+    # shared machine).
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                      "_system_config": {"worker_niceness": 0}})
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    old_address = os.environ.get("RAY_ADDRESS")
     try:
         cluster.wait_for_nodes()
-        init_ray(address=cluster.address)
+        os.environ["RAY_ADDRESS"] = cluster.address   # what `RAY_ADDRESS=... flowsweep serve` does
+        init_ray()
         yield cluster, [n.node_id for n in nodes]
     finally:
+        if old_address is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = old_address
         shutdown_ray()
         cluster.shutdown()
 
