@@ -176,15 +176,18 @@ Index("ix_results_sweep_id_point_id", Result.sweep_id, Result.point_id)
 
 # Revision 0003: covering indexes for result queries. A point has a result row exactly when its
 # status is finished (the runner writes both in one transaction), so a filtered `count` needs the
-# points table only; each index leads with one hot filter column and carries the others, so any
-# two-filter count over them is an index-only range scan (no table lookups) on SQLite and Postgres.
-# `status` is never a leading column: nearly every point is finished, so an index led by it would
-# only tempt the planner away from a selective one; it sits second after sweep_id for the runner's
-# "points of sweep S with status X" scans.
-HOT_FILTER_COLUMNS = ("sweep_id", "status", "init_scale", "k", "lambda0", "seed")
+# points table only. Each index leads with one hot filter column and carries the others, so a
+# count filtered on them is an index-only scan (no table lookups) on SQLite and Postgres; the axes
+# follow each other cyclically so that the pairs (init_scale, k), (k, lambda0), (lambda0, seed),
+# (seed, init_scale) and sweep_id with anything are direct range seeks. `status` never leads (nearly
+# every point is finished: such an index would only tempt the planner away from a selective one); it
+# sits second after sweep_id for the runner's "points of sweep S with status X" scans.
 COVERING_INDEXES = {
-    f"ix_points_{lead}_cover": (lead,) + tuple(c for c in HOT_FILTER_COLUMNS if c != lead)
-    for lead in ("sweep_id", "init_scale", "k", "lambda0", "seed")
+    "ix_points_sweep_id_cover": ("sweep_id", "status", "init_scale", "k", "lambda0", "seed"),
+    "ix_points_init_scale_cover": ("init_scale", "k", "lambda0", "seed", "sweep_id", "status"),
+    "ix_points_k_cover": ("k", "lambda0", "seed", "init_scale", "sweep_id", "status"),
+    "ix_points_lambda0_cover": ("lambda0", "seed", "init_scale", "k", "sweep_id", "status"),
+    "ix_points_seed_cover": ("seed", "init_scale", "k", "lambda0", "sweep_id", "status"),
 }
 for _name, _cols in COVERING_INDEXES.items():
     Index(_name, *[Point.__table__.c[c] for c in _cols])

@@ -187,7 +187,7 @@ def _joined(stmt: Select) -> Select:
 def count_rows(session: Session, q: ResultQuery, sweep_id: int | None = None) -> int:
     """Matching result rows, counted on `points` alone (an index-only scan with the covering indexes)."""
     conds, _ = _where(q, sweep_id)
-    return int(session.execute(select(func.count()).select_from(Point).where(*conds)).scalar_one())
+    return int(session.connection().execute(select(func.count()).select_from(Point).where(*conds)).scalar_one())
 
 
 def _limit(q: ResultQuery) -> int | None:
@@ -197,27 +197,60 @@ def _limit(q: ResultQuery) -> int | None:
 
 
 def fetch_rows(session: Session, q: ResultQuery, sweep_id: int | None = None) -> list[dict]:
+    return fetch_page(session, q, sweep_id, with_count=False)[0]
+
+
+def fetch_page(session: Session, q: ResultQuery, sweep_id: int | None = None,
+               with_count: bool = True) -> tuple[list[dict], int | None]:
+    """One page of result rows and, with_count, the number of all matching rows.
+
+    The count rides on the page query as a window (`count(*) OVER ()`): the matching rows are
+    scanned once for both (they all have to be visited to sort them anyway)."""
     conds, _ = _where(q, sweep_id)
     order = _order(q)
     limit = _limit(q)
+    total = [func.count().over().label("_total")] if with_count else []
     if all(c.table is Point.__table__ for c in _order_columns(q)):
-        # Ordered by parameters: pick the page's point ids from `points` alone (an index scan and a
-        # sort of integers), then join only those rows to `results` for their metrics.
-        page = select(Point.id).where(*conds).order_by(*order).offset(q.offset)
+        # Ordered by parameters: pick the page's point ids from `points` alone (an index-only scan
+        # and a sort of integers), then join only those rows to `results` for their metrics.
+        page = select(Point.id, *total).where(*conds).order_by(*order).offset(q.offset)
         if limit is not None:
             page = page.limit(limit)
         page_ids = page.subquery()
-        stmt = _joined(select(*ROW_COLUMNS)).join(page_ids, page_ids.c.id == Point.id).order_by(*order)
+        cols = ROW_COLUMNS + ([page_ids.c._total] if with_count else [])
+        stmt = _joined(select(*cols)).join(page_ids, page_ids.c.id == Point.id).order_by(*order)
     else:
-        stmt = _joined(select(*ROW_COLUMNS)).where(*conds).order_by(*order).offset(q.offset)
+        stmt = _joined(select(*ROW_COLUMNS, *total)).where(*conds).order_by(*order).offset(q.offset)
         if limit is not None:
             stmt = stmt.limit(limit)
-    return [clean_row(r._mapping) for r in session.execute(stmt)]
+    result = session.connection().execute(stmt)  # Core rows: no ORM overhead on the hot path
+    keys = list(result.keys())
+    raw = result.fetchall()
+    count = None
+    if with_count:
+        keys = keys[:-1]
+        if raw:
+            count = int(raw[0][-1])
+            raw = [r[:-1] for r in raw]
+        elif q.offset == 0:
+            count = 0
+        else:  # a page past the end: count on its own
+            count = count_rows(session, q, sweep_id)
+    return clean_rows(keys, raw), count
+
+
+def clean_rows(keys: list[str], rows) -> list[dict]:  # noqa: ANN001
+    """Rows as dicts, JSON-safe: non-finite floats (never stored, but never trusted) become None."""
+    out = [dict(zip(keys, r)) for r in rows]
+    for d in out:
+        for k, v in d.items():
+            if v.__class__ is float and not math.isfinite(v):
+                d[k] = None
+    return out
 
 
 def clean_row(mapping) -> dict:  # noqa: ANN001
-    """JSON-safe: non-finite floats (never stored, but never trusted either) become None."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in mapping.items()}
+    return clean_rows(list(mapping.keys()), [tuple(mapping.values())])[0]
 
 
 # ----------------------------------------------------------------------------- frames and files

@@ -13,13 +13,18 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-HOT = ("sweep_id", "status", "init_scale", "k", "lambda0", "seed")
-# Each leads with one hot filter column and carries the others: a count filtered on any two of them is
-# an index-only scan. They replace the single-column indexes on their leading columns (and the
-# (sweep_id, status) index of 0002, a prefix of ix_points_sweep_id_cover).
+# Each leads with one hot filter column and carries the others: a count filtered on them is an
+# index-only scan; the axes follow each other cyclically so that neighbouring pairs are range seeks.
 # status never leads (nearly every point is finished: such an index would only mislead the planner).
-COVERING = {f"ix_points_{lead}_cover": (lead,) + tuple(c for c in HOT if c != lead)
-            for lead in ("sweep_id", "init_scale", "k", "lambda0", "seed")}
+# They replace the single-column indexes on their leading columns and status, and the
+# (sweep_id, status) index of 0002 (a prefix of ix_points_sweep_id_cover).
+COVERING = {
+    "ix_points_sweep_id_cover": ("sweep_id", "status", "init_scale", "k", "lambda0", "seed"),
+    "ix_points_init_scale_cover": ("init_scale", "k", "lambda0", "seed", "sweep_id", "status"),
+    "ix_points_k_cover": ("k", "lambda0", "seed", "init_scale", "sweep_id", "status"),
+    "ix_points_lambda0_cover": ("lambda0", "seed", "init_scale", "k", "sweep_id", "status"),
+    "ix_points_seed_cover": ("seed", "init_scale", "k", "lambda0", "sweep_id", "status"),
+}
 REPLACED = {"ix_points_sweep_id": ["sweep_id"], "ix_points_status": ["status"], "ix_points_init_scale": ["init_scale"], "ix_points_k": ["k"],
             "ix_points_lambda0": ["lambda0"], "ix_points_seed": ["seed"],
             "ix_points_sweep_id_status": ["sweep_id", "status"]}

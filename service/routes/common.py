@@ -37,9 +37,10 @@ def json_safe(obj: Any) -> Any:
 
 
 def result_page(session: Session, q: "queries.ResultQuery", sweep_id: int | None, filename: str) -> Response:
-    rows = queries.fetch_rows(session, q, sweep_id)
     if q.format == "json":
-        return JSONResponse({"data": rows, "count": queries.count_rows(session, q, sweep_id)})
+        rows, count = queries.fetch_page(session, q, sweep_id)
+        return JSONResponse({"data": rows, "count": count})
+    rows = queries.fetch_rows(session, q, sweep_id)
     df = queries.rows_frame(rows)
     body = queries.to_csv(df) if q.format == "csv" else queries.to_parquet(df)
     return Response(body, media_type=MEDIA_TYPES[q.format],

@@ -197,6 +197,8 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
         body = json.loads(raw) if raw.strip() else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _unprocessable((), f"invalid JSON: {exc}", "json_invalid") from None
+    except RecursionError:
+        raise _unprocessable((), "invalid JSON: nested too deeply", "json_invalid") from None
     if not isinstance(body, dict):
         raise _unprocessable((), "a JSON object describing the sweep is required", "dict_type")
     try:
