@@ -26,6 +26,9 @@ Guarantees (SPEC §3-§5, issue 3 "Runner"):
 - **Memory.** Pending points are read from the database in pages (keyset on id) and at most one
   run's worth (<= ``max_run_points``) is handed to the dispatcher at a time, never a whole huge
   sweep as objects.
+- **One active runner per database.** On Postgres the runner holds an advisory lock; a second
+  service process on the same database stands by and takes over if the first dies (its points left
+  running are then recovered). On SQLite (embedded) the single process is the runner.
 - **Dedupe at run time.** Besides the submit-time dedupe of POST /sweeps, a pending point whose
   identity was finished by another sweep in the meantime (identical sweeps posted back to back) is
   reused as ``cached`` when its sweep's turn comes, unless the sweep asked to ``recompute``.
@@ -49,7 +52,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -57,6 +60,7 @@ from core.types import METRIC_FIELDS, PointConfig
 
 log = logging.getLogger("flowsweep.runner")
 
+RUNNER_LOCK_KEY = 0x666C6F7773776570 & 0x7FFFFFFFFFFFFFFF  # "flowswep": pg advisory lock of the runner
 _CONFIG_FIELDS = tuple(f.name for f in fields(PointConfig))
 _FINISHED = ("done", "diverged", "failed")
 _REUSABLE = ("done", "diverged")  # a failed point is computed again, never reused
@@ -162,15 +166,19 @@ class Runner:
         self._progress: dict[int, _Progress] = {}
         self._last_served: dict[int, float] = {}
         self._failures: dict[int, int] = {}
+        self._leader_conn = None      # Postgres: the connection holding the runner's advisory lock
+        self._recovered = False
         self.current_sweep_id: int | None = None
         # Counters for tests, logs and benchmarks (this process only).
         self.stats = {"inserted": 0, "duplicates": 0, "batches": 0, "write_seconds": 0.0}
 
     # ------------------------------------------------------------------ public interface
     def start(self) -> None:
+        """Start the background thread. It first becomes the database's one active runner (see
+        _ensure_leader), then recovers (points left running by a dead process -> pending), then
+        works through queued/running sweeps."""
         if self._thread is not None and self._thread.is_alive():
             return
-        self._recover()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="flowsweep-runner", daemon=True)
         self._thread.start()
@@ -190,6 +198,8 @@ class Runner:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("runner thread did not stop within %.1f s", timeout)
+            else:
+                self._release_leader()
             self._thread = None
 
     def eta_seconds(self, sweep_id: int) -> float | None:
@@ -243,10 +253,64 @@ class Runner:
         s.execute(update(M.Point).where(M.Point.id.in_([p for p, _ in pairs]))
                   .values(status="failed"))
 
+    def _ensure_leader(self) -> bool:
+        """One active runner per database. On Postgres (where several API replicas may share a
+        database) the runner holds a session-level advisory lock on a dedicated connection; the
+        others stand by and take over when it is released, which Postgres does by itself when the
+        holder's process dies. SQLite is embedded: one process, always the leader."""
+        with self._session_factory() as s:
+            engine = s.get_bind()
+        if engine.dialect.name != "postgresql":
+            return True
+        if self._leader_conn is not None:
+            try:
+                self._leader_conn.exec_driver_sql("SELECT 1")
+                self._leader_conn.commit()
+                return True
+            except Exception:
+                log.warning("runner: lost the connection that held the runner lock")
+                self._release_leader()
+        conn = engine.connect()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RUNNER_LOCK_KEY}).scalar()
+            conn.commit()  # the lock is session-level: no transaction is kept open
+        except Exception:
+            conn.close()
+            raise
+        if got:
+            self._leader_conn = conn
+            log.info("runner: active (holds the runner lock of this database)")
+            return True
+        conn.close()
+        return False
+
+    def _release_leader(self) -> None:
+        conn, self._leader_conn = self._leader_conn, None
+        self._recovered = False
+        if conn is None:
+            return
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RUNNER_LOCK_KEY})
+            conn.commit()
+        except Exception:
+            pass
+        finally:
+            conn.close()
+
     def _loop(self) -> None:
         db_down = False
+        standby_logged = False
         while not self._stop.is_set():
             try:
+                if not self._ensure_leader():
+                    if not standby_logged:
+                        log.info("runner: another process runs this database's sweeps; standing by")
+                        standby_logged = True
+                    self._stop.wait(5 * self.poll_seconds)
+                    continue
+                if not self._recovered:
+                    self._recover()
+                    self._recovered = True
                 sweep_id = self._next_sweep()
                 db_down = False
             except Exception as exc:  # database unreachable for a moment: retry later
@@ -285,6 +349,13 @@ class Runner:
             return s.execute(select(M.Sweep.id).where(
                 M.Sweep.status.in_(_ACTIVE_SWEEP), M.Sweep.id != sweep_id).limit(1)).first() is not None
 
+    def _locked_sweep(self, s, sweep_id: int):
+        """The sweep row, locked for this transaction (Postgres FOR UPDATE, as the cancel route
+        does; SQLite's BEGIN IMMEDIATE already serialises writers)."""
+        M = self._models()
+        return s.execute(select(M.Sweep).where(M.Sweep.id == sweep_id).with_for_update()
+                         ).scalar_one_or_none()
+
     def _is_cancelled(self, sweep_id: int) -> bool:
         with self._lock:
             return self._stop.is_set() or sweep_id in self._cancelled
@@ -294,7 +365,7 @@ class Runner:
         self.current_sweep_id = sweep_id
         self._last_served[sweep_id] = time.monotonic()
         with self._session() as s:
-            sweep = s.get(M.Sweep, sweep_id)
+            sweep = self._locked_sweep(s, sweep_id)
             if sweep is None or sweep.status not in _ACTIVE_SWEEP:
                 return
             if sweep.cancel_requested:
@@ -522,7 +593,7 @@ class Runner:
         with self._session() as s:
             s.execute(update(M.Point).where(M.Point.sweep_id == sweep_id, M.Point.status == "running")
                       .values(status="pending"))
-            sweep = s.get(M.Sweep, sweep_id)
+            sweep = self._locked_sweep(s, sweep_id)
             if sweep is None:
                 return
             if cancelled or sweep.cancel_requested:
@@ -555,9 +626,7 @@ class Runner:
 
     def _forget(self, sweep_id: int) -> None:
         with self._lock:
-            p = self._progress.get(sweep_id)
-            if p is not None:
-                p.remaining = 0
+            self._progress.pop(sweep_id, None)  # finished: the route reports eta 0 for done
             self._cancelled.discard(sweep_id)
         self._last_served.pop(sweep_id, None)
 

@@ -159,16 +159,18 @@ def test_cancel_mid_sweep(server, engine):
     body = sweep_body(scales=(0.1, 0.2), seeds=(0, 400), steps=4000, record_every=100)
     created = post_sweep(server.url, body)
     sid, n = created["id"], created["n_points"]
-    etas = []
 
     def some_done():
         s = get_sweep(server.url, sid)
-        if s["eta_seconds"] is not None:
-            etas.append(s["eta_seconds"])
         return s if s["counts"]["done"] > 0 else None
 
     s = wait_until(some_done, timeout=120, what="first results")
     assert s["status"] == "running" and s["started_at"] is not None
+    # ETA from the observed completion rate, while it runs (the runner's bookkeeping follows the
+    # commit of a batch by a hair, hence the short wait).
+    eta = wait_until(lambda: get_sweep(server.url, sid)["eta_seconds"], timeout=10, interval=0.02,
+                     what="an ETA")
+    assert 0 < eta < 3600
     r = httpx.post(f"{server.url}/sweeps/{sid}/cancel", timeout=30)
     assert r.status_code == 200, r.text
     s = wait_sweep(server.url, sid, until=("cancelled",), timeout=60, log=server.log)
@@ -186,8 +188,6 @@ def test_cancel_mid_sweep(server, engine):
     time.sleep(2.0)
     assert len(result_rows(engine, sid)) == finished
     assert get_sweep(server.url, sid)["status"] == "cancelled"
-    # ETA was reported while it ran, from the observed completion rate.
-    assert etas and all(e >= 0 for e in etas)
     # The server still runs new work after a cancel.
     after = post_sweep(server.url, sweep_body(scales=(0.43,), seeds=(0, 2)))
     assert wait_sweep(server.url, after["id"], log=server.log)["status"] == "done"

@@ -103,3 +103,21 @@ def test_start_requeues_running_points_and_gives_up_on_a_poison_point(engine):
     assert st == {ids[0]: "pending", ids[1]: "pending", ids[2]: "failed"}
     assert "interrupted 5 times" in err
     assert n_rows == 1
+
+
+def test_one_active_runner_per_postgres_database(engine):
+    a = Runner(make_session_factory(engine), None)
+    b = Runner(make_session_factory(engine), None)
+    try:
+        assert a._ensure_leader()
+        if engine.dialect.name == "postgresql":
+            assert not b._ensure_leader()  # a second service process stands by
+            assert a._ensure_leader()      # the holder keeps it
+            a._release_leader()            # (Postgres also releases it when the holder dies)
+            assert b._ensure_leader()
+            assert not a._ensure_leader()
+        else:
+            assert b._ensure_leader()      # SQLite: embedded, one process, no election
+    finally:
+        a._release_leader()
+        b._release_leader()
