@@ -7,9 +7,11 @@ tasks must be few and large, and the end of a sweep must be planned so that all 
 
 Phases, per decision (a Ray slot is free):
 
-1. unknown shape (no task of it has finished yet): an even split over the CPUs, as a direct run
-   would do, capped at FIRST_CHUNK_CAP points: a short sweep is done in one task per CPU and pays
-   the batch overhead once. Nothing is queued beyond the CPUs while costs are unknown.
+1. unknown shape (no task of it has finished yet): up to ncpu x FIRST_CHUNK_CAP points, an even
+   split over the CPUs, as a direct run would do: a short sweep is done in one task per CPU and
+   pays the batch overhead once. A longer one starts with PROBE_POINTS-point chunks so that
+   results (and the runner's ETA) come soon. Nothing is queued beyond the CPUs while costs are
+   unknown.
 2. middle: while much work is left, steady chunks of max(target_task_seconds, 20·a) seconds
    (batch overhead <= 5 %; the brief's 0.2-2 s holds when a is small), capped at
    MAX_TASK_SECONDS for streaming and at half the CPU's share of the work left; up to
@@ -34,7 +36,8 @@ MAX_TASK_SECONDS = 30.0   # streaming granularity: results reach the database at
 OVERHEAD_FACTOR = 20.0    # middle-phase chunks carry >= 20 a of work: <= 5 % batch overhead
 FINAL_ROUND_TASKS = 4     # the final round starts when each CPU has <= 4 target tasks of work
 FINAL_ROUND_OVERHEADS = 10  # ... or <= 10 a (its chunks are small enough that noise evens out)
-FIRST_CHUNK_CAP = 128     # first chunks of a shape whose cost is still unknown
+FIRST_CHUNK_CAP = 128     # shapes of <= ncpu x 128 points with unknown cost: split evenly at once
+PROBE_POINTS = 16         # larger ones: first chunks of 16 points, then doubling until fitted
 RESUBMITS = 2             # driver-side resubmissions of a chunk lost to a system error
 DECAY = 0.9               # weight of older samples per new one: the cost model follows load drift
 RAY_TASK_SECONDS = 0.002  # Ray's own cost per task, added to a
@@ -179,9 +182,12 @@ class Planner:
             # First wave: an even split over the CPUs, as a direct run would do (a short sweep is
             # done in one task per CPU, paying the batch overhead once), capped for long sweeps.
             key = max(unknown, key=self.remaining)
-            free = self.ncpu - len(self.inflight)
-            n = min(FIRST_CHUNK_CAP, math.ceil(self.remaining(key) / free))
-            return self._take(key, n)
+            r = self.remaining(key)
+            if r <= self.ncpu * FIRST_CHUNK_CAP:
+                return self._take(key, math.ceil(r / (self.ncpu - len(self.inflight))))
+            # A long sweep: learn its costs from small chunks first (results and an ETA come
+            # soon even if points are slow; the extra batch overheads are few against the total).
+            return self._take(key, PROBE_POINTS)
 
         fits = {k: self.costs[k].fit() for k in open_keys}
         work = sum(fits[k][1] * self.remaining(k) for k in open_keys)
