@@ -213,12 +213,14 @@ def mean_std(x, digits: int = 3) -> str:
     return f"{g(a.mean(), digits)} ± {g(a.std(ddof=1) if len(a) > 1 else 0.0, 2)} (n = {len(a)})"
 
 
-def median_iqr(x, digits: int = 3) -> str:
+def median_iqr(x, digits: int = 3, fixed: bool = False) -> str:
+    """median [Q1, Q3] (n); `fixed` prints `digits` decimals (ratios near 1: 1.0012, not 1)."""
     a = finite(x)
     if not len(a):
         return "— (n = 0)"
     q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return f"{g(med, digits)} [{g(q1, digits)}, {g(q3, digits)}] (n = {len(a)})"
+    f = (lambda v: f"{v:.{digits}f}") if fixed else (lambda v: g(v, digits))
+    return f"{f(med)} [{f(q1)}, {f(q3)}] (n = {len(a)})"
 
 
 def frac(mask) -> str:
@@ -511,7 +513,7 @@ def table2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Ite
             rows.append([label, "balanced λ0=0" if lam == 0 else f"imbalanced λ0={g(lam)}", expect,
                          f"{got} {median_iqr(x['speedup'])}", f"{frac(sp > 1)} (+{len(x) - len(sp)} null)" if len(sp) < len(x) else frac(sp > 1),
                          median_iqr(x["rate_fit"]), median_iqr(x["rate_pred"]),
-                         median_iqr(x["rate_ratio"], 4), median_iqr(x["component_ratio"], 4), cond])
+                         median_iqr(x["rate_ratio"], 4, True), median_iqr(x["component_ratio"], 4, True), cond])
             if lam == 0:
                 # the boundary 4σ_min² > 1 (eq. 16) against what happened, point by point
                 agree = (pd.to_numeric(x["rate_pred"]) ** 2 > 1).to_numpy() == \
@@ -529,15 +531,18 @@ def table2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Ite
         name="Table 2 — four regimes, spectral init",
         claim="acceleration (✓) unless σ small and λ0 ≈ 0 (✗); rate √(4σ_i² + λ0²) per component (eq. 16)",
         measured="median speedup per regime: " + "; ".join(f"{r[0]}, {r[1]}: {r[3]}" for r in rows)
-                 + f"; slowest component's rate / rate_pred, median {g(comp_med, 4)}",
+                 + f"; slowest component's rate / rate_pred, median {comp_med:.4f}",
         verdict="matches" if all(ok) else ("partly" if any(ok) else "does not"),
         figures=[(f_sp, "speedup over the one-layer model per regime (dots: seeds; line: mean ± std)"),
                  (f_rate, "rate_fit / rate_pred per regime")],
         details=[table(["data", "init", "paper", "speedup (median [IQR])", "speedup > 1", "rate_fit",
                         "rate_pred = min_i √(4σ_i²+λ0²)", "rate_fit / rate_pred",
                         "slowest component's rate / rate_pred", "boundary"], rows),
-                 "Point by point: " + "; ".join(boundary) + " (speedup also depends on tol and on the "
-                 "delay of the small start, so the boundary is not expected to be exact)."],
+                 "Point by point: " + "; ".join(boundary) + ". The boundary is about the asymptotic rate; "
+                 "`speedup` is measured at tol = 0.01 and also reflects the delay of the small start "
+                 "(ū v̄ = 0.01) and which components matter at that tolerance: a component with "
+                 "σ_i/‖Y‖ below ~0.01 need not be learned at all for e(t) to reach tol, so the slowest rate "
+                 "need not decide it."],
         notes=["flowsweep has no data-scale knob, so the σ regimes come from the shape of Y ~ N(0,1): a square "
                "5×5 Y has a small σ_min (4σ_min² < 1 for most draws), a wide 2×20 Y a large one "
                "(σ_min ≈ √20 − √2 ≈ 3). λ0 = 4 puts every component past 4σ² + λ0² > 1. Spectral init with "
@@ -638,13 +643,13 @@ def fig2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
         "the paper 'minimizes the error ‖X_I(t) − X(t)‖_F') over both signs. Re-simulating X(t) with core "
         f"for {len(flip_loss)} points (first {SIGN_CHECK_SEEDS} seeds per k; initial state checked "
         "identical to /state), the loss at the mirrored value −λ0_fit is "
-        f"{median_iqr(flip_loss)} times the loss at λ0_fit ({frac(np.asarray(flip_loss) < 1.1)} within "
+        f"{median_iqr(flip_loss, 2, True)} times the loss at λ0_fit ({frac(np.asarray(flip_loss) < 1.1)} within "
         "10 %)" + (f". Still, {100 * pos:.0f} % of the draws fit best at a positive λ0 and the rest at a "
                    "negative one: which sign wins varies from draw to draw." if 0 < neg < 1 else ".")
         + " The error "
         "curves the paper plots tell the signs apart even less: recomputing X_reg(t; −λ0_fit) from each "
         "point's stored initial state (eq. (21)) gives max_t |e_reg − e| "
-        f"{median_iqr(flip_ratio)} times the fitted one"
+        f"{median_iqr(flip_ratio, 2, True)} times the fitted one"
         + ("" if consistent else " (warning: the recomputed curve at λ0_fit does not match the stored one)")
         + ". So the magnitude |λ0| is the reproducible quantity and is what we compare; the sign is a "
         "property of the draw (the paper shows one draw per k, with one Y), and its convention also "
@@ -758,7 +763,7 @@ def symmetric_item(client: Client, sw: dict, out: Path, written: list[Path]) -> 
             x = df[(df["init"] == init) & (df["init_scale"] == s)]
             r = finite(x["rate_ratio"])
             within.append(np.median(r))
-            rows.append([init, g(s), median_iqr(x["rate_fit"]), median_iqr(x["rate_pred"]), median_iqr(r, 4),
+            rows.append([init, g(s), median_iqr(x["rate_fit"]), median_iqr(x["rate_pred"]), median_iqr(r, 4, True),
                          frac(np.abs(r - 1) <= 0.05), frac(r >= 0.95),
                          g(finite(x["psd_limit_dev"]).max()),
                          g(finite(x["closed_form_error"]).max()) if len(finite(x["closed_form_error"])) else "—"])
