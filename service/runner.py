@@ -144,14 +144,15 @@ class Runner:
     """Background sweep runner. Interface used by the app's lifespan and the routes."""
 
     def __init__(self, session_factory, settings=None, dispatcher_factory=None, *,
-                 page_size: int = 500, slice_seconds: float = 30.0, poll_seconds: float = 1.0,
+                 page_size: int = 500, slice_seconds: float | None = None, poll_seconds: float = 1.0,
                  min_run_points: int = 1000, max_run_points: int = 20000, max_attempts: int = 5,
                  max_crashes: int = 5):
         self._session_factory = session_factory
         self._settings = settings
         self._dispatcher_factory = dispatcher_factory
         self.page_size = page_size
-        self.slice_seconds = slice_seconds
+        self.slice_seconds = float(slice_seconds if slice_seconds is not None
+                                   else getattr(settings, "runner_slice_seconds", None) or 30.0)
         self.poll_seconds = poll_seconds
         self.max_attempts = max_attempts
         self.max_crashes = max_crashes
@@ -337,11 +338,16 @@ class Runner:
         """Oldest runnable sweep, least recently served first (round robin between slices)."""
         M = self._models()
         with self._session() as s:
-            rows = s.execute(select(M.Sweep.id).where(M.Sweep.status.in_(_ACTIVE_SWEEP))
-                             .order_by(M.Sweep.id)).scalars().all()
+            rows = s.execute(select(M.Sweep.id, M.Sweep.cancel_requested)
+                             .where(M.Sweep.status.in_(_ACTIVE_SWEEP)).order_by(M.Sweep.id)).all()
         if not rows:
             return None
-        return min(rows, key=lambda i: (self._last_served.get(i, -math.inf), i))
+        with self._lock:
+            cancelled = self._cancelled.copy()
+        for sid, cancel_requested in rows:
+            if cancel_requested or sid in cancelled:
+                return sid  # settled at once (-> cancelled), not after other sweeps' turns
+        return min((sid for sid, _ in rows), key=lambda i: (self._last_served.get(i, -math.inf), i))
 
     def _others_waiting(self, sweep_id: int) -> bool:
         M = self._models()
@@ -385,7 +391,11 @@ class Runner:
                 self._progress[sweep_id].remaining = remaining
 
         if not self._is_cancelled(sweep_id) and remaining:
-            remaining -= self._reuse_finished(sweep_id)
+            reused = self._reuse_finished(sweep_id)
+            if reused:
+                remaining -= reused
+                with self._lock:
+                    self._progress[sweep_id].remaining = remaining
         if not self._is_cancelled(sweep_id) and remaining:
             slice_end = time.monotonic() + self.slice_seconds
             dispatcher = self._get_dispatcher()
@@ -400,11 +410,13 @@ class Runner:
                                        on_results=lambda outcomes: self._write_batch(sweep_id, outcomes),
                                        cancelled=lambda: self._is_cancelled(sweep_id))
                 sizes = getattr(stats, "task_sizes", None)
-                log.info("sweep %s: dispatcher run of %d points: %s tasks (points per task %s), "
-                         "%.2f s, of which %.2f s writing results", sweep_id, fed[0],
-                         getattr(stats, "n_tasks", "?"), sizes if sizes and len(sizes) <= 64 else "...",
-                         getattr(stats, "wall_seconds", float("nan")),
-                         self.stats["write_seconds"] - write_s0)
+                if fed[0]:
+                    log.info("sweep %s: dispatcher run of %d points: %s tasks (points per task %s), "
+                             "%.2f s, of which %.2f s writing results", sweep_id, fed[0],
+                             getattr(stats, "n_tasks", "?"),
+                             sizes if sizes and len(sizes) <= 64 else "...",
+                             getattr(stats, "wall_seconds", float("nan")),
+                             self.stats["write_seconds"] - write_s0)
                 self._requeue_unreported(sweep_id, lost=not self._is_cancelled(sweep_id))
                 if fed[0] < limit:
                     break  # every pending point was fed

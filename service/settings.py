@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "FLOWSWEEP_RAY_ADDRESS",
                                                                          "ray_address"))
     num_cpus: int | None = Field(None, ge=1)
+    # Runner fairness: a sweep gets about this many seconds of dispatching while others wait.
+    runner_slice_seconds: float = Field(30.0, gt=0)
     log_level: str = "info"
 
     @field_validator("api_token", "ray_address", mode="before")

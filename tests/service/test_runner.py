@@ -23,7 +23,8 @@ DB_KINDS = ("sqlite", "postgres")
 
 @pytest.fixture(scope="module", params=DB_KINDS)
 def server(request, new_database_url, live_server):
-    srv = live_server(new_database_url(request.param))
+    # A short fairness slice so that the round-robin test needs no long sweep.
+    srv = live_server(new_database_url(request.param), env={"FLOWSWEEP_RUNNER_SLICE_SECONDS": "1"})
     yield srv
     srv.stop()
 
@@ -191,3 +192,22 @@ def test_cancel_mid_sweep(server, engine):
     # The server still runs new work after a cancel.
     after = post_sweep(server.url, sweep_body(scales=(0.43,), seeds=(0, 2)))
     assert wait_sweep(server.url, after["id"], log=server.log)["status"] == "done"
+
+
+def test_a_huge_sweep_does_not_starve_a_small_one(server, engine):
+    # 2000 points: two dispatcher runs of 1000 (the runner's first run size), each longer than the
+    # 1 s slice. A small sweep posted once the big one is under way gets its turn after the big
+    # one's current run (round robin), long before the big one ends.
+    big = post_sweep(server.url, sweep_body("big", scales=(0.11, 0.12), seeds=(0, 1000),
+                                            steps=2000, record_every=100))
+    wait_until(lambda: get_sweep(server.url, big["id"])["counts"]["done"] > 0, timeout=120,
+               what="the big sweep under way")
+    small = post_sweep(server.url, sweep_body("small", scales=(0.77,), seeds=(0, 2)))
+    s = wait_sweep(server.url, small["id"], timeout=180, log=server.log)
+    assert s["status"] == "done"
+    b = get_sweep(server.url, big["id"])
+    assert b["status"] == "running" and b["counts"]["done"] < 2000, b["counts"]
+    # Then the big one resumes and completes, one row per point.
+    b = wait_sweep(server.url, big["id"], timeout=300, log=server.log)
+    assert b["status"] == "done" and b["counts"]["done"] == 2000, b["counts"]
+    assert len(result_rows(engine, big["id"])) == 2000
