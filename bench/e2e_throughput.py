@@ -4,7 +4,8 @@ A Fig. 1 sweep of the paper (asymmetric model, gaussian init, m=5, n=10, k=50, g
 4000 steps, record_every 20; init scales 0.01, 0.1, 1 x 67 seeds = 201 points by default) is
 
 - run directly: `core.run_points` on the same configs, split into one chunk per CPU and run by a
-  `multiprocessing` Pool of nproc processes (pool start-up excluded, imports warmed);
+  `multiprocessing` Pool of nproc processes with single-threaded BLAS, like Ray's workers (pool
+  start-up excluded, imports warmed);
 - POSTed to an embedded service (`python -m service.server`: SQLite in a temporary directory, local
   Ray on all CPUs) started as a subprocess, and timed from the POST until GET /sweeps/{id} says
   `done` (results in the database). Service and Ray start-up are EXCLUDED: the clock starts once
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from core.types import PointConfig  # noqa: E402
 
 TARGET = 0.85
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SCALES = (0.01, 0.1, 1.0)  # sigma of Fig. 1 (a), (b), (c)
 
 
@@ -70,7 +72,19 @@ class Direct:
 
     def __init__(self, nproc: int):
         self.nproc = nproc
-        self.pool = mp.get_context("fork").Pool(nproc)
+        # One single-threaded BLAS per process, as Ray gives its workers (OMP_NUM_THREADS=1 for a
+        # 1-CPU task): nproc processes x multi-threaded BLAS would oversubscribe the CPUs and make
+        # the direct baseline slower than it should be. Spawned, so the children's numpy sees it.
+        saved = {k: os.environ.get(k) for k in _BLAS_ENV}
+        os.environ.update({k: "1" for k in _BLAS_ENV})
+        try:
+            self.pool = mp.get_context("spawn").Pool(nproc)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def warm(self, cfg: PointConfig) -> None:
         self.pool.map(_run_chunk, [[cfg]] * self.nproc)  # imports done in every process
