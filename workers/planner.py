@@ -62,11 +62,13 @@ class Task:
 class Cost:
     """Samples (n points, seconds) of one shape, exponentially weighted, fitted as t = a + b·n."""
 
-    __slots__ = ("w", "sn", "snn", "st", "snt", "sizes")
+    __slots__ = ("w", "sn", "snn", "st", "snt", "min_n", "max_n", "_fit", "_good")
 
     def __init__(self) -> None:
         self.w = self.sn = self.snn = self.st = self.snt = 0.0
-        self.sizes: set[int] = set()
+        self.min_n = self.max_n = 0
+        self._fit = (RAY_TASK_SECONDS, 0.0)
+        self._good: tuple[float, float] | None = None   # the last well-conditioned fit
 
     def add(self, n: int, t: float) -> None:
         for name in ("w", "sn", "snn", "st", "snt"):
@@ -76,25 +78,35 @@ class Cost:
         self.snn += n * n
         self.st += t
         self.snt += n * t
-        self.sizes.add(n)
+        self.min_n = min(self.min_n, n) if self.min_n else n
+        self.max_n = max(self.max_n, n)
+        var = self.w * self.snn - self.sn * self.sn
+        if self.min_n != self.max_n and var > 1e-3 * self.w * self.snn:  # sizes differ enough
+            b = (self.w * self.snt - self.sn * self.st) / var
+            a = (self.st - b * self.sn) / self.w
+            if b > 0:
+                self._good = (max(a, 0.0) + RAY_TASK_SECONDS, b)
+        if self._good is not None:
+            self._fit = self._good
+        else:
+            self._fit = (RAY_TASK_SECONDS, max(self.st / max(self.sn, 1e-12), 1e-9))
 
     @property
     def known(self) -> bool:
         return self.w > 0
 
+    @property
+    def fitted(self) -> bool:
+        """Whether a and b have been told apart (two different chunk sizes measured)."""
+        return self._good is not None
+
     def fit(self) -> tuple[float, float]:
-        """(a, b). Needs two distinct sizes; with one, a = 0 and b = t/n (an overestimate of b that
-        errs towards smaller chunks)."""
-        var = self.w * self.snn - self.sn * self.sn
-        if len(self.sizes) >= 2 and var > 1e-12 * self.w * self.snn:
-            b = (self.w * self.snt - self.sn * self.st) / var
-            a = (self.st - b * self.sn) / self.w
-            if b > 0:
-                return max(a, 0.0) + RAY_TASK_SECONDS, b
-        return RAY_TASK_SECONDS, max(self.st / max(self.sn, 1e-12), 1e-9)
+        """(a, b): the latest well-conditioned least-squares fit (recent samples weigh more); until
+        there is one, a = 0 and b = t/n, an overestimate of b that errs towards smaller chunks."""
+        return self._fit
 
     def seconds(self, n: int) -> float:
-        a, b = self.fit()
+        a, b = self._fit
         return a + b * n
 
 
@@ -179,8 +191,8 @@ class Planner:
         if unknown:
             if busy:
                 return None  # nothing to size queued tasks with yet
-            # First wave: an even split over the CPUs, as a direct run would do (a short sweep is
-            # done in one task per CPU, paying the batch overhead once), capped for long sweeps.
+            # First wave of a short sweep: an even split over the free CPUs, as a direct run
+            # would do (one task per CPU, paying the batch overhead once).
             key = max(unknown, key=self.remaining)
             r = self.remaining(key)
             if r <= self.ncpu * FIRST_CHUNK_CAP:
@@ -194,6 +206,12 @@ class Planner:
         key = max(open_keys, key=lambda k: fits[k][1] * self.remaining(k))
         a, b = fits[key]
         r = self.remaining(key)
+        if not self.costs[key].fitted and r <= self.ncpu * FIRST_CHUNK_CAP:
+            # Costs seen, but a and b not told apart (e.g. a previous short run split evenly):
+            # a short rest is split evenly over the free CPUs, as in the first wave.
+            if busy:
+                return None
+            return self._take(key, math.ceil(r / (self.ncpu - len(self.inflight))))
         lanes = self.lanes(now)
         slot = min(lanes)
         end = waterfill(lanes, work, max(f[0] for f in fits.values()))
@@ -208,10 +226,11 @@ class Planner:
                 # Taking all of it ends no later than sharing it (which costs another a), or
                 # what would be left is a crumb (the fit's a may not be known yet).
                 n = r
-        elif len(self.costs[key].sizes) < 2:
-            # One size measured (no a/b split yet): double it, which also gives the fit its
-            # second size; a = 0 makes b an overestimate, so the cap errs short.
-            n = min(2 * max(self.costs[key].sizes), math.ceil(MAX_TASK_SECONDS / b))
+        elif not self.costs[key].fitted:
+            # No a/b split yet (one chunk size measured): double the size, which also gives the
+            # fit a second size; a = 0 makes b an overestimate, so the cap errs short.
+            n = min(2 * self.costs[key].max_n, math.ceil(MAX_TASK_SECONDS / b),
+                    math.ceil((end - slot) / 2 / b))
         else:
             w = min(MAX_TASK_SECONDS, max(self.target_task_seconds, OVERHEAD_FACTOR * a))
             # never more than half this CPU's share of what is left (factoring: the last chunks

@@ -92,6 +92,16 @@ def test_known_costs_skip_the_first_wave():
     assert len(log) <= 4 and makespan <= 1.1 * ideal
 
 
+def test_second_short_run_after_an_even_split_is_split_evenly_again():
+    # The service's runner keeps one Dispatcher: a second short sweep of a shape whose only
+    # samples are the even split's (100 and 101 points: a and b not separable).
+    costs: dict = {}
+    simulate(201, 2, a=0.4, b=0.04, costs=costs)
+    assert costs[("shape", 0)].known and not costs[("shape", 0)].fitted
+    makespan, ideal, log = simulate(201, 2, a=0.4, b=0.04, costs=costs)
+    assert sorted(n for _, n, _, _ in log) == [100, 101]
+
+
 def test_tiny_sweeps():
     for n in (1, 2, 3):
         makespan, ideal, log = simulate(n, 2, a=0.5, b=0.1)
@@ -104,6 +114,13 @@ def test_cost_fit_recovers_overhead_and_slope():
         c.add(n, 0.5 + 0.02 * n)
     a, b = c.fit()
     assert a == pytest.approx(0.5, abs=0.01) and b == pytest.approx(0.02, rel=1e-6)
+    # many equal-size chunks later (old samples decayed away) the fit is kept, not lost
+    for _ in range(100):
+        c.add(50, 0.5 + 0.02 * 50)
+    assert c.fit() == pytest.approx((a, b), rel=1e-3)
+    one = Cost()
+    one.add(10, 1.0)
+    assert not one.fitted and one.fit()[1] == pytest.approx(0.1)  # a = 0: b overestimated
 
 
 def test_waterfill_levels_the_lanes():
