@@ -9,8 +9,9 @@ Guarantees (SPEC §3-§5, issue 3 "Runner"):
   its status therefore commit together or not at all.
 - **Finished points are never recomputed.** Only points whose status is ``pending`` are handed to
   the dispatcher; they are flipped to ``running`` (attempts + 1) page by page just before that.
-- **Resume on restart.** ``start()`` first turns every ``running`` point back into ``pending``
-  (the process that ran them is gone) and then resumes sweeps whose status is queued or running.
+- **Resume on restart.** Before taking any work, the runner thread turns every ``running`` point
+  back into ``pending`` (the process that ran them is gone) and then resumes sweeps whose status is
+  queued or running.
 - **Cancel.** ``cancel(sweep_id)`` makes the dispatcher's ``cancelled()`` callable return True, so
   it stops feeding and cancels in-flight tasks; points not finished go back to ``pending`` and the
   sweep ends ``cancelled``. Results that were already computed when the cancel came are kept.
@@ -46,7 +47,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
