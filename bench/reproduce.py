@@ -42,7 +42,7 @@ from core.closed_forms import regularized_flow  # noqa: E402  (eq. (21), to chec
 from core import PointConfig, initial_state, simulate  # noqa: E402  (the sign check of Fig. 2)
 from core.fits import component_rates, regularized_loss  # noqa: E402  (flowsweep's own fits)
 from service import plots  # noqa: E402
-from service.client import Client, FlowsweepError  # noqa: E402
+from service.client import Client, FlowsweepError, ServerUnavailable  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/reproduce.py"
 PAPER_ITERATIONS = 4000          # the paper plots Figs. 1 and 2 over 4000 iterations
@@ -146,11 +146,20 @@ class EmbeddedService:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"flowsweep serve exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                return client.health()
+                # uvicorn binds after the app's start-up (Ray): until our log says it is listening,
+                # an answer on the port would come from somebody else's service
+                if "Uvicorn running on" not in self.log_tail(1_000_000):
+                    raise ServerUnavailable("not listening yet")
+                health = client.health()
             except FlowsweepError:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"flowsweep serve not ready after {timeout:.0f} s:\n{self.log_tail()}")
                 time.sleep(0.3)
+                continue
+            if client.sweeps(limit=1).get("count"):
+                raise RuntimeError(f"the service on port {self.port} already has sweeps: it is not the "
+                                   "fresh embedded one")
+            return health
 
     def stop(self) -> None:
         if self.proc.poll() is None:
