@@ -8,6 +8,7 @@ Two modes, chosen by `init_ray(address)`:
   starves them whenever anything else runs on the machine).
 * **join** (``address`` given, or ``RAY_ADDRESS`` set): connect to an existing cluster; the address
   has ``RAY_ADDRESS`` semantics (``"auto"``, ``"host:port"`` of the GCS, ``"ray://host:10001"``).
+  ``address="local"`` forces the embedded mode even when ``RAY_ADDRESS`` is set.
 
 Token authentication (Ray 2.60 turns it on by default for new clusters):
 
