@@ -193,11 +193,12 @@ def test_worker_killed_mid_run_every_point_once(local_ray, max_retries):
     try:
         deadline = time.monotonic() + 60
         while killed is None and runner.is_alive() and time.monotonic() < deadline:
-            busy = raylet_children("ray::run_chunk")
-            if busy:
-                time.sleep(0.2)   # well inside the chunk
-                os.kill(busy[0], signal.SIGKILL)
-                killed = busy[0]
+            if raylet_children("ray::run_chunk"):
+                time.sleep(0.1)   # well inside the chunk (~1 s of work)
+                busy = raylet_children("ray::run_chunk")
+                if busy:
+                    os.kill(busy[0], signal.SIGKILL)
+                    killed = busy[0]
             else:
                 time.sleep(0.01)
     finally:
