@@ -121,3 +121,39 @@ def test_one_active_runner_per_postgres_database(engine):
     finally:
         a._release_leader()
         b._release_leader()
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_points_finished_by_another_sweep_meanwhile_are_reused_unless_recompute(engine, recompute):
+    cfgs = _configs(2)
+    src_sweep, src_ids = _sweep_with_points(engine, cfgs)
+    runner = Runner(make_session_factory(engine), None)
+    runner._write_batch(src_sweep, [PointOutcome(pid, r, "node-a")
+                                    for pid, r in zip(src_ids, core.run_points(cfgs))])
+    # A second sweep with the same points, submitted while the first was still running (so POST
+    # found nothing to reuse): its points are pending, with the same identities.
+    with Session(engine) as s, s.begin():
+        identities = dict(s.execute(sa.select(Point.id, Point.identity).where(Point.sweep_id == src_sweep)).all())
+        sweep = Sweep(name="later", status="queued", spec={"recompute": recompute}, n_points=2)
+        s.add(sweep)
+        s.flush()
+        later = [Point(sweep_id=sweep.id, identity=identities[pid], status="pending", cached=False, attempts=0,
+                       **c.to_dict()) for pid, c in zip(src_ids, cfgs)]
+        s.add_all(later)
+        s.flush()
+        later_sweep, later_ids = sweep.id, [p.id for p in later]
+
+    n = runner._reuse_finished(later_sweep)
+    with engine.connect() as c:
+        pts = c.execute(sa.select(Point.id, Point.status, Point.cached, Point.source_point_id)
+                        .where(Point.sweep_id == later_sweep).order_by(Point.id)).all()
+        rows = dict(c.execute(sa.select(Result.point_id, Result.final_error)
+                              .where(Result.sweep_id == later_sweep)).all())
+        src_rows = dict(c.execute(sa.select(Result.point_id, Result.final_error)
+                                  .where(Result.sweep_id == src_sweep)).all())
+    if recompute:
+        assert n == 0 and rows == {} and all(p.status == "pending" and not p.cached for p in pts)
+    else:
+        assert n == 2
+        assert [(p.status, p.cached, p.source_point_id) for p in pts] == [("done", True, s) for s in src_ids]
+        assert [rows[p] for p in later_ids] == [src_rows[p] for p in src_ids]
