@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import asdict
+from dataclasses import fields
 
 import core
 from core.types import PointConfig
@@ -40,10 +40,15 @@ def core_version() -> str:
     return str(getattr(core, "CORE_VERSION", "0"))
 
 
+_FIELDS = tuple(f.name for f in fields(PointConfig))
+_FLOAT_FIELDS = ("eta", "init_scale", "lambda0", "tol")
+
+
 def point_identity(config: PointConfig, version: str | None = None) -> str:
-    d = asdict(config)
+    """sha256 of the canonical JSON of every PointConfig field plus core's version."""
+    d = {name: getattr(config, name) for name in _FIELDS}
     # Canonical types: 1 and 1.0 are the same init_scale; json renders floats as shortest repr.
-    for name in ("eta", "init_scale", "lambda0", "tol"):
+    for name in _FLOAT_FIELDS:
         d[name] = float(d[name])
     d["core_version"] = version if version is not None else core_version()
     payload = json.dumps(d, sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -94,7 +94,7 @@ class Point(Base):
     identity: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # indexed below (covering)
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
-    source_point_id: Mapped[int | None] = mapped_column(ForeignKey("points.id"), index=True)
+    source_point_id: Mapped[int | None] = mapped_column(ForeignKey("points.id"))  # partial index below
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
     # PointConfig fields (core/types.py), each typed and indexed for the result filters.
@@ -191,3 +191,8 @@ COVERING_INDEXES = {
 }
 for _name, _cols in COVERING_INDEXES.items():
     Index(_name, *[Point.__table__.c[c] for c in _cols])
+
+# Partial (only cached points reference a source): with a full index, SQLite's planner picks it for
+# `source_point_id IS NULL` (true of nearly every row) over the selective identity index.
+Index("ix_points_source_point_id", Point.source_point_id,
+      sqlite_where=Point.source_point_id.isnot(None), postgresql_where=Point.source_point_id.isnot(None))

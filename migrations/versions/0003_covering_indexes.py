@@ -6,6 +6,7 @@ Create Date: 2026-11-28
 """
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
@@ -35,9 +36,17 @@ def upgrade() -> None:
         op.create_index(name, "points", list(cols))
     for name in REPLACED:
         op.drop_index(name, table_name="points")
+    # Partial: only cached points reference a source. A full index on a column that is NULL in nearly
+    # every row makes SQLite's planner use it for `source_point_id IS NULL` instead of `identity`.
+    op.drop_index("ix_points_source_point_id", table_name="points")
+    op.create_index("ix_points_source_point_id", "points", ["source_point_id"],
+                    sqlite_where=sa.text("source_point_id IS NOT NULL"),
+                    postgresql_where=sa.text("source_point_id IS NOT NULL"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_points_source_point_id", table_name="points")
+    op.create_index("ix_points_source_point_id", "points", ["source_point_id"])
     for name, cols in REPLACED.items():
         op.create_index(name, "points", cols)
     for name in COVERING:

@@ -104,15 +104,17 @@ def _get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Swe
 
 
 def _reusable_sources(session: Session, identities: list[str]) -> dict[str, int]:
-    """identity -> a finished (done/diverged) point computed by some sweep (not itself a copy)."""
+    """identity -> a finished (done/diverged) point computed by some sweep (not itself a copy).
+
+    Looked up by identity alone (its index) and filtered here, so no planner can prefer another index."""
     found: dict[str, int] = {}
+    conn = session.connection()
     for i in range(0, len(identities), _CHUNK):
-        chunk = identities[i:i + _CHUNK]
-        stmt = (select(Point.identity, func.min(Point.id))
-                .where(Point.identity.in_(chunk), Point.status.in_(REUSABLE_POINT_STATUSES),
-                       Point.source_point_id.is_(None))
-                .group_by(Point.identity))
-        found.update({ident: pid for ident, pid in session.execute(stmt)})
+        stmt = select(Point.identity, Point.id, Point.status, Point.source_point_id).where(
+            Point.identity.in_(identities[i:i + _CHUNK]))
+        for ident, pid, st, src in conn.execute(stmt):
+            if st in REUSABLE_POINT_STATUSES and src is None and pid < found.get(ident, pid + 1):
+                found[ident] = pid
     return found
 
 
@@ -143,7 +145,8 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
         row.update(sweep_id=sweep.id, identity=ident, attempts=0, cached=src is not None,
                    source_point_id=src, status=source_status[src] if src is not None else "pending")
         rows.append(row)
-    session.execute(insert(Point), rows)
+    # Core executemany (no ORM unit of work): 1e5 points in one statement, one transaction.
+    session.connection().execute(insert(Point.__table__), rows)
     if n_cached:
         # A copy of the source's result row for every cached point (one result row per point).
         new_ids = dict(session.execute(select(Point.source_point_id, Point.id)
@@ -159,7 +162,7 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
                 copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id,
                                **{c: m[c] for c in cols}})
         if copies:
-            session.execute(insert(Result), copies)
+            session.connection().execute(insert(Result.__table__), copies)
     return sweep, n_cached
 
 
