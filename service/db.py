@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SCHEMA_UPGRADE_HINT = "run `flowsweep db upgrade`"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 class SchemaError(RuntimeError):
@@ -42,7 +43,10 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
             # pysqlite's own transaction handling off: SQLAlchemy's `begin` event below emits BEGIN.
             dbapi_connection.isolation_level = None
             cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA busy_timeout=5000")  # first, so the WAL switch itself waits on a lock
+            # First, so the WAL switch itself waits on a lock. 30 s rather than STACK-NOTES' 5 s: one
+            # POST /sweeps of 1e5 points holds the write lock for seconds (one transaction), and the
+            # runner's batch writes must wait it out rather than fail.
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes in WAL mode
             # Migrations turn this off: batch mode's DROP TABLE would otherwise cascade/violate FKs.
