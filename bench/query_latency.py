@@ -16,7 +16,6 @@ For each database (a fresh SQLite file and a fresh Postgres database on 127.0.0.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import socket
 import statistics

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 
 import numpy as np
 import pandas as pd
