@@ -48,45 +48,26 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, bindparam, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import aliased
+from sqlalchemy import text
 
-from core.types import METRIC_FIELDS, PointConfig
+from core.types import PointConfig
+
+from . import store
 
 log = logging.getLogger("flowsweep.runner")
 
 RUNNER_LOCK_KEY = 0x666C6F7773776570 & 0x7FFFFFFFFFFFFFFF  # "flowswep": pg advisory lock of the runner
-_CONFIG_FIELDS = tuple(f.name for f in fields(PointConfig))
+_CONFIG_FIELDS = store.CONFIG_FIELDS
 _FINISHED = ("done", "diverged", "failed")
-_REUSABLE = ("done", "diverged")  # a failed point is computed again, never reused
 _ACTIVE_SWEEP = ("queued", "running")
-
-
-def _dialect_insert(session):
-    """The dialect's INSERT construct (both have on_conflict_do_nothing)."""
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _finite_or_none(v: Any) -> Any:
-    """A metric that does not apply (or is non-finite after divergence) is stored as NULL."""
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 CURVES_FORMAT = "npz-v1"  # curves.format: see service.models.Curve
@@ -212,10 +193,8 @@ class Runner:
             return None if p is None else p.eta()
 
     # ------------------------------------------------------------------ internals
-    def _models(self):
-        from service import models
-        return models
-
+    # The SQL is in service.store; here: transactions, threading, scheduling and the Postgres
+    # advisory-lock leadership (a dedicated connection held across transactions).
     def _session(self):
         from service.db import session_scope
         return session_scope(self._session_factory)
@@ -231,29 +210,16 @@ class Runner:
     def _recover(self) -> None:
         """Points left 'running' by a dead process go back to 'pending' (or 'failed' when they
         keep killing the process: a poison point must not block the sweep forever)."""
-        M = self._models()
         with self._session() as s:
             now = _utcnow()
-            poisoned = s.execute(
-                select(M.Point.id, M.Point.sweep_id).where(
-                    M.Point.status == "running", M.Point.attempts >= self.max_attempts)
-            ).all()
+            poisoned = store.exhausted_running_points(s, self.max_attempts)
             if poisoned:
-                self._write_failed(s, [(pid, sid) for pid, sid in poisoned],
+                store.write_failed(s, poisoned,
                                    f"interrupted {self.max_attempts} times (the service stopped "
                                    "while this point ran); given up", now)
-            n = s.execute(update(M.Point).where(M.Point.status == "running")
-                          .values(status="pending")).rowcount
+            n = store.requeue_running(s)
         if n:
             log.info("recovery: %d running points queued again", n)
-
-    def _write_failed(self, s, pairs, message: str, now) -> None:
-        M = self._models()
-        rows = [self._result_row(M, pid, sid, "failed", {}, message, None, None, now)
-                for pid, sid in pairs]
-        self._insert_results(s, rows)
-        s.execute(update(M.Point).where(M.Point.id.in_([p for p, _ in pairs]))
-                  .values(status="failed"))
 
     def _ensure_leader(self) -> bool:
         """One active runner per database. On Postgres (where several API replicas may share a
@@ -337,10 +303,8 @@ class Runner:
 
     def _next_sweep(self) -> int | None:
         """Oldest runnable sweep, least recently served first (round robin between slices)."""
-        M = self._models()
         with self._session() as s:
-            rows = s.execute(select(M.Sweep.id, M.Sweep.cancel_requested)
-                             .where(M.Sweep.status.in_(_ACTIVE_SWEEP)).order_by(M.Sweep.id)).all()
+            rows = store.active_sweeps(s)
         if not rows:
             return None
         with self._lock:
@@ -351,24 +315,19 @@ class Runner:
         return min((sid for sid, _ in rows), key=lambda i: (self._last_served.get(i, -math.inf), i))
 
     def _others_waiting(self, sweep_id: int) -> bool:
-        M = self._models()
         with self._session() as s:
-            return s.execute(select(M.Sweep.id).where(
-                M.Sweep.status.in_(_ACTIVE_SWEEP), M.Sweep.id != sweep_id).limit(1)).first() is not None
+            return store.other_active_sweep_exists(s, sweep_id)
 
     def _locked_sweep(self, s, sweep_id: int):
         """The sweep row, locked for this transaction (Postgres FOR UPDATE, as the cancel route
         does; SQLite's BEGIN IMMEDIATE already serialises writers)."""
-        M = self._models()
-        return s.execute(select(M.Sweep).where(M.Sweep.id == sweep_id).with_for_update()
-                         ).scalar_one_or_none()
+        return store.get_sweep(s, sweep_id, for_update=True)
 
     def _is_cancelled(self, sweep_id: int) -> bool:
         with self._lock:
             return self._stop.is_set() or sweep_id in self._cancelled
 
     def _run_sweep(self, sweep_id: int) -> None:
-        M = self._models()
         self.current_sweep_id = sweep_id
         self._last_served[sweep_id] = time.monotonic()
         with self._session() as s:
@@ -379,12 +338,8 @@ class Runner:
                 with self._lock:
                     self._cancelled.add(sweep_id)
             else:
-                if sweep.status == "queued":
-                    sweep.status = "running"
-                if sweep.started_at is None:
-                    sweep.started_at = _utcnow()
-            remaining = s.execute(select(func.count()).select_from(M.Point).where(
-                M.Point.sweep_id == sweep_id, M.Point.status.in_(("pending", "running")))).scalar_one()
+                store.mark_running(sweep)
+            remaining = store.count_unfinished(s, sweep_id)
         with self._lock:
             if sweep_id not in self._progress:
                 self._progress[sweep_id] = _Progress(remaining=remaining)
@@ -434,43 +389,17 @@ class Runner:
         diverged) by another sweep since this one was submitted (e.g. two identical sweeps posted
         back to back) is not computed again unless the sweep asked to `recompute`; it becomes
         cached, with a copy of the source's result row (SPEC §3). Returns how many were reused."""
-        M = self._models()
-        P, S = M.Point, aliased(M.Point)
         reused = 0
         with self._session() as s:
-            spec = s.execute(select(M.Sweep.spec).where(M.Sweep.id == sweep_id)).scalar_one()
+            spec = store.sweep_spec(s, sweep_id)
         if (spec or {}).get("recompute"):
             return 0
         while True:
             with self._session() as s:
-                pairs = s.execute(
-                    select(P.id, func.min(S.id)).join(S, and_(
-                        S.identity == P.identity, S.sweep_id != sweep_id, S.source_point_id.is_(None),
-                        S.status.in_(_REUSABLE)))
-                    .where(P.sweep_id == sweep_id, P.status == "pending")
-                    .group_by(P.id).limit(self.page_size)).all()
-                if not pairs:
-                    break
-                src_of = dict(pairs)
-                src_rows = {r.point_id: r for r in s.execute(select(M.Result).where(
-                    M.Result.point_id.in_(set(src_of.values())))).scalars()}
-                now = _utcnow()
-                rows, statuses = [], []
-                for pid, src in src_of.items():
-                    r = src_rows.get(src)
-                    if r is None:
-                        continue
-                    # A copy of the source's row, as POST /sweeps makes for its cached points.
-                    rows.append(self._result_row(
-                        M, pid, sweep_id, r.status, {f: getattr(r, f) for f in METRIC_FIELDS},
-                        r.error, r.wall_seconds, r.worker, r.created_at or now))
-                    statuses.append({"id": pid, "status": r.status, "cached": True,
-                                     "source_point_id": src})
-                if not rows:
-                    break
-                self._insert_results(s, rows)
-                s.execute(update(M.Point), statuses)
-                reused += len(rows)
+                n = store.reuse_finished_page(s, sweep_id, self.page_size)
+            if not n:
+                break
+            reused += n
         if reused:
             log.info("sweep %s: %d points reused from other sweeps' finished points", sweep_id, reused)
         return reused
@@ -486,18 +415,13 @@ class Runner:
     def _requeue_unreported(self, sweep_id: int, lost: bool) -> None:
         """Points still 'running' after a dispatcher run were not reported: back to 'pending'.
         After a run that was not cancelled they were lost; one lost max_attempts times is failed."""
-        M = self._models()
         with self._session() as s:
             if lost:
-                given_up = s.execute(select(M.Point.id).where(
-                    M.Point.sweep_id == sweep_id, M.Point.status == "running",
-                    M.Point.attempts >= self.max_attempts)).scalars().all()
+                given_up = store.exhausted_running_points(s, self.max_attempts, sweep_id)
                 if given_up:
-                    self._write_failed(s, [(pid, sweep_id) for pid in given_up],
-                                       f"no result after {self.max_attempts} attempts", _utcnow())
-            n = s.execute(update(M.Point).where(M.Point.sweep_id == sweep_id,
-                                                M.Point.status == "running")
-                          .values(status="pending")).rowcount
+                    store.write_failed(s, given_up, f"no result after {self.max_attempts} attempts",
+                                       _utcnow())
+            n = store.requeue_running(s, sweep_id)
         if n and lost:
             log.warning("sweep %s: %d points were not reported by the dispatcher; queued again",
                         sweep_id, n)
@@ -514,47 +438,22 @@ class Runner:
         finished last (the sweep took ~17 % longer than an evenly strided split). A random order
         balances the chunks, and a partial or cancelled sweep holds a representative sample of
         its grid rather than its first rows."""
-        M = self._models()
-        cols = [M.Point.id, M.Point.identity] + [getattr(M.Point, name) for name in _CONFIG_FIELDS]
         last = ""
         while fed[0] < limit and not self._is_cancelled(sweep_id):
             with self._session() as s:
-                rows = s.execute(select(*cols).where(
-                    M.Point.sweep_id == sweep_id, M.Point.identity > last, M.Point.status == "pending")
-                    .order_by(M.Point.identity).limit(min(self.page_size, limit - fed[0]))).all()
+                rows = store.claim_pending_page(s, sweep_id, last, min(self.page_size, limit - fed[0]))
                 if not rows:
                     return
-                ids = [r[0] for r in rows]
-                s.execute(update(M.Point).where(M.Point.id.in_(ids), M.Point.status == "pending")
-                          .values(status="running", attempts=M.Point.attempts + 1))
             last = rows[-1][1]
             fed[0] += len(rows)
             for r in rows:
                 yield r[0], PointConfig(**dict(zip(_CONFIG_FIELDS, r[2:])))
-
-    @staticmethod
-    def _result_row(M, point_id, sweep_id, status, metrics, error, wall_seconds, worker, now,
-                    config: PointConfig | None = None) -> dict[str, Any]:
-        cols = M.Result.__table__.columns
-        row: dict[str, Any] = {"point_id": point_id, "sweep_id": sweep_id, "status": status,
-                               "error": error, "wall_seconds": wall_seconds, "worker": worker}
-        for name in METRIC_FIELDS:
-            row[name] = _finite_or_none(metrics.get(name))
-        if "created_at" in cols:
-            row["created_at"] = now
-        if config is not None:
-            # Parameters denormalised into results (if the schema has them) for fast queries.
-            for name in _CONFIG_FIELDS:
-                if name in cols:
-                    row[name] = getattr(config, name)
-        return {k: v for k, v in row.items() if k in cols}
 
     def _write_batch(self, sweep_id: int, outcomes) -> None:
         """One transaction per batch: idempotent result inserts, their curves, point statuses."""
         if not outcomes:
             return
         t0 = time.perf_counter()
-        M = self._models()
         now = _utcnow()
         by_id = {}
         for o in outcomes:
@@ -563,7 +462,7 @@ class Runner:
         for pid, o in by_id.items():
             r = o.result
             status = r.status if r.status in _FINISHED else "failed"
-            rows.append(self._result_row(M, pid, sweep_id, status, r.metrics or {}, r.error,
+            rows.append(store.result_row(pid, sweep_id, status, r.metrics or {}, r.error,
                                          r.wall_seconds, o.worker, now, r.config))
             # Encoded before the transaction opens: SQLite's write lock is held for SQL only.
             blob = getattr(o, "curves_blob", None)
@@ -571,20 +470,8 @@ class Runner:
                 blob = encode_curves(r.curves)
             if blob is not None:
                 blobs[pid] = blob
-        status_of = {r["point_id"]: r["status"] for r in rows}
-        points = M.Point.__table__
         with self._session() as s:
-            inserted = self._insert_results(s, rows)
-            curve_rows = [{"point_id": pid, "blob": blobs[pid], "format": CURVES_FORMAT}
-                          for pid in inserted if pid in blobs]
-            if curve_rows:
-                s.execute(_dialect_insert(s)(M.Curve.__table__)
-                          .on_conflict_do_nothing(index_elements=["point_id"]), curve_rows)
-            if inserted:
-                # One executemany for the whole batch.
-                s.execute(update(points).where(points.c.id == bindparam("pid"))
-                          .values(status=bindparam("new_status")),
-                          [{"pid": pid, "new_status": status_of[pid]} for pid in inserted])
+            inserted = store.write_results_batch(s, rows, blobs, CURVES_FORMAT)
         dup = len(by_id) - len(inserted)
         self.stats["inserted"] += len(inserted)
         self.stats["duplicates"] += dup
@@ -598,52 +485,33 @@ class Runner:
             if p is not None:
                 p.add(len(inserted))
 
-    def _insert_results(self, s, rows: list[dict]) -> set[int]:
-        """INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id: the ids really inserted
-        (a point that already has its row keeps it: exactly one result row per point)."""
-        table = self._models().Result.__table__
-        return set(s.execute(
-            _dialect_insert(s)(table).on_conflict_do_nothing(index_elements=["point_id"])
-            .returning(table.c.point_id), rows).scalars().all())
-
     def _settle(self, sweep_id: int) -> None:
         """After a dispatch: unfinished points go back to pending; the sweep gets its terminal
         status when nothing is left (or it was cancelled)."""
-        M = self._models()
         cancelled = False
         with self._lock:
             cancelled = sweep_id in self._cancelled
         with self._session() as s:
-            s.execute(update(M.Point).where(M.Point.sweep_id == sweep_id, M.Point.status == "running")
-                      .values(status="pending"))
+            store.requeue_running(s, sweep_id)
             sweep = self._locked_sweep(s, sweep_id)
             if sweep is None:
                 return
             if cancelled or sweep.cancel_requested:
-                if sweep.status != "cancelled":
-                    sweep.status = "cancelled"
-                if sweep.finished_at is None:
-                    sweep.finished_at = _utcnow()
+                store.mark_cancelled(sweep)
                 self._forget(sweep_id)
                 return
             if self._stop.is_set():
                 return  # stays queued/running: resumed by the next start()
-            counts = dict(s.execute(select(M.Point.status, func.count()).where(
-                M.Point.sweep_id == sweep_id).group_by(M.Point.status)).all())
+            counts = store.point_status_counts(s, sweep_id)
             if counts.get("pending", 0) or counts.get("running", 0):
                 return  # time slice over: the loop comes back to it
             total = sum(counts.values())
             n_failed = counts.get("failed", 0)
             if total and n_failed == total:
-                first = s.execute(select(M.Result.error).where(
-                    M.Result.sweep_id == sweep_id, M.Result.status == "failed")
-                    .order_by(M.Result.point_id).limit(1)).scalar()
-                sweep.status = "failed"
-                sweep.error = f"all {total} points failed; first error: {first}"
+                first = store.first_failure(s, sweep_id)
+                store.finish_sweep(sweep, "failed", f"all {total} points failed; first error: {first}")
             else:
-                sweep.status = "done"
-                sweep.error = None  # a runner error retried away is no longer news
-            sweep.finished_at = _utcnow()
+                store.finish_sweep(sweep, "done", None)  # a runner error retried away is no longer news
         log.info("sweep %s finished: %s", sweep_id, counts)
         self._forget(sweep_id)
 
@@ -657,19 +525,13 @@ class Runner:
         """The dispatcher (or a write) raised: put the sweep's points back and retry a few times
         with a growing pause (2, 4, 8, 16 s: a transient Ray or database hiccup passes); after
         max_crashes attempts the sweep is failed with the error."""
-        M = self._models()
         n = self._failures.get(sweep_id, 0) + 1
         self._failures[sweep_id] = n
         try:
             with self._session() as s:
-                s.execute(update(M.Point).where(M.Point.sweep_id == sweep_id,
-                                                M.Point.status == "running").values(status="pending"))
-                sweep = s.get(M.Sweep, sweep_id)
-                if sweep is not None:
-                    sweep.error = f"runner error (attempt {n}): {type(exc).__name__}: {exc}"
-                    if n >= self.max_crashes:
-                        sweep.status = "failed"
-                        sweep.finished_at = _utcnow()
+                store.record_runner_error(s, sweep_id,
+                                          f"runner error (attempt {n}): {type(exc).__name__}: {exc}",
+                                          give_up=n >= self.max_crashes)
         except Exception:
             log.exception("runner: could not record the failure of sweep %s", sweep_id)
         if n >= self.max_crashes:

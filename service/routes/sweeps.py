@@ -7,14 +7,12 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from .. import queries
+from .. import queries, store
 from ..db import session_scope
-from ..expand import PointSpecError, expand, point_identity
-from ..models import (PARAM_FIELDS, REUSABLE_POINT_STATUSES, SWEEP_STATUSES, Curve, Point, Result, Sweep,
-                      utcnow)
+from ..expand import PointSpecError
+from ..models import SWEEP_STATUSES, Sweep, utcnow
 from ..schemas import SweepCreated, SweepList, SweepOut, SweepSpec
 from .common import DbId, json_safe, not_found, result_page, valid_id
 from .results import FILE_RESPONSES
@@ -23,7 +21,6 @@ from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 MAX_BODY_BYTES = 10_000_000
-_CHUNK = 500  # identities per IN (...) lookup
 _TERMINAL = ("done", "failed", "cancelled")
 
 
@@ -49,20 +46,6 @@ def validation_errors(exc: ValidationError, prefix: str = "body") -> list[dict]:
 def _unprocessable(field: tuple[str, ...] | list[str], msg: str, typ: str = "value_error") -> RequestValidationError:
     return RequestValidationError([{"loc": ["body", *field], "field": ".".join(field) or "body", "msg": msg,
                                     "type": typ}])
-
-
-def _counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
-    """SPEC counts per sweep: a cached point counts only under `cached`."""
-    out = {sid: {"pending": 0, "running": 0, "done": 0, "failed": 0, "diverged": 0, "cached": 0}
-           for sid in sweep_ids}
-    if not sweep_ids:
-        return out
-    stmt = (select(Point.sweep_id, Point.status, Point.cached, func.count())
-            .where(Point.sweep_id.in_(sweep_ids)).group_by(Point.sweep_id, Point.status, Point.cached))
-    for sid, st, cached, n in session.execute(stmt):
-        key = "cached" if cached else st
-        out[sid][key] = out[sid].get(key, 0) + int(n)
-    return out
 
 
 def _eta(sweep: Sweep, counts: dict[str, int], runner: Any) -> float | None:
@@ -91,78 +74,13 @@ def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any) -> dict:
 
 
 def _get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Sweep:
+    """The sweep, or 404."""
     if not valid_id(sweep_id):
         raise not_found("sweep", sweep_id)
-    stmt = select(Sweep).where(Sweep.id == sweep_id)
-    if for_update:
-        stmt = stmt.with_for_update()  # Postgres row lock; SQLite writes are serialised by BEGIN IMMEDIATE
-    sweep = session.execute(stmt).scalar_one_or_none()
+    sweep = store.get_sweep(session, sweep_id, for_update=for_update)
     if sweep is None:
         raise not_found("sweep", sweep_id)
     return sweep
-
-
-def _reusable_sources(session: Session, identities: list[str]) -> dict[str, int]:
-    """identity -> a finished (done/diverged) point computed by some sweep (not itself a copy).
-
-    Looked up by identity alone (its index) and filtered here, so no planner can prefer another index."""
-    found: dict[str, int] = {}
-    conn = session.connection()
-    for i in range(0, len(identities), _CHUNK):
-        stmt = select(Point.identity, Point.id, Point.status, Point.source_point_id).where(
-            Point.identity.in_(identities[i:i + _CHUNK]))
-        for ident, pid, st, src in conn.execute(stmt):
-            if st in REUSABLE_POINT_STATUSES and src is None and pid < found.get(ident, pid + 1):
-                found[ident] = pid
-    return found
-
-
-def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[Sweep, int]:
-    """The sweep, all its points and the cached points' result copies, in the caller's transaction."""
-    points = expand(spec)
-    identities = [point_identity(p) for p in points]
-    now = utcnow()
-    sources: dict[str, int] = {} if spec.recompute else _reusable_sources(session, identities)
-    source_status: dict[int, str] = {}
-    if sources:
-        ids = list(set(sources.values()))
-        for i in range(0, len(ids), _CHUNK):
-            source_status.update(session.execute(select(Point.id, Point.status)
-                                                 .where(Point.id.in_(ids[i:i + _CHUNK]))).all())
-    n_cached = len(sources)
-    sweep = Sweep(name=stored_spec["name"], spec=stored_spec, n_points=len(points),
-                  status="done" if n_cached == len(points) else "queued", created_at=now,
-                  cancel_requested=False)
-    if sweep.status == "done":  # everything was already computed: nothing for the runner to do
-        sweep.started_at = sweep.finished_at = now
-    session.add(sweep)
-    session.flush()
-    rows = []
-    for p, ident in zip(points, identities):
-        src = sources.get(ident)
-        row = {f: getattr(p, f) for f in PARAM_FIELDS}
-        row.update(sweep_id=sweep.id, identity=ident, attempts=0, cached=src is not None,
-                   source_point_id=src, status=source_status[src] if src is not None else "pending")
-        rows.append(row)
-    # Core executemany (no ORM unit of work): 1e5 points in one statement, one transaction.
-    session.connection().execute(insert(Point.__table__), rows)
-    if n_cached:
-        # A copy of the source's result row for every cached point (one result row per point).
-        new_ids = dict(session.execute(select(Point.source_point_id, Point.id)
-                                       .where(Point.sweep_id == sweep.id, Point.cached.is_(True))).all())
-        cols = [c for c in Result.__table__.columns.keys() if c not in ("id", "point_id", "sweep_id")]
-        copies = []
-        src_ids = list(new_ids)
-        for i in range(0, len(src_ids), _CHUNK):
-            stmt = select(Result.point_id, *[Result.__table__.c[c] for c in cols]).where(
-                Result.point_id.in_(src_ids[i:i + _CHUNK]))
-            for r in session.execute(stmt):
-                m = r._mapping
-                copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id,
-                               **{c: m[c] for c in cols}})
-        if copies:
-            session.connection().execute(insert(Result.__table__), copies)
-    return sweep, n_cached
 
 
 # ----------------------------------------------------------------------------- routes
@@ -214,7 +132,7 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
 
     def write() -> tuple[int, str, int, int]:
         with session_scope(request.app.state.session_factory) as session:
-            sweep, n_cached = insert_sweep(session, spec, stored)
+            sweep, n_cached = store.insert_sweep(session, spec, stored)
             return sweep.id, sweep.status, sweep.n_points, n_cached
 
     try:
@@ -233,18 +151,15 @@ def list_sweeps(session: SessionDep, runner: RunnerDep,
                 status_: Annotated[list[Literal[SWEEP_STATUSES]] | None,  # type: ignore[valid-type]
                                    Query(alias="status")] = None):
     """Sweeps, newest first."""
-    conds = [Sweep.status.in_(status_)] if status_ else []
-    total = session.execute(select(func.count()).select_from(Sweep).where(*conds)).scalar_one()
-    sweeps = session.execute(select(Sweep).where(*conds).order_by(Sweep.created_at.desc(), Sweep.id.desc())
-                             .limit(limit).offset(offset)).scalars().all()
-    counts = _counts(session, [s.id for s in sweeps])
+    total, sweeps = store.list_sweeps(session, status_, limit, offset)
+    counts = store.counts(session, [s.id for s in sweeps])
     return {"data": [sweep_out(s, counts[s.id], runner) for s in sweeps], "count": total}
 
 
 @router.get("/{sweep_id}", response_model=SweepOut, dependencies=[ReadAuth])
 def get_sweep(sweep_id: DbId, session: SessionDep, runner: RunnerDep):
     sweep = _get_sweep(session, sweep_id)
-    return sweep_out(sweep, _counts(session, [sweep.id])[sweep.id], runner)
+    return sweep_out(sweep, store.counts(session, [sweep.id])[sweep.id], runner)
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepOut, dependencies=[WriteAuth],
@@ -255,16 +170,12 @@ def cancel_sweep(sweep_id: DbId, request: Request, runner: RunnerDep):
         sweep = _get_sweep(session, sweep_id, for_update=True)
         if sweep.status in ("done", "failed"):
             raise HTTPException(status.HTTP_409_CONFLICT, f"sweep {sweep_id} already finished ({sweep.status})")
-        sweep.cancel_requested = True
-        if sweep.status == "queued":
-            # Not taken by the runner yet: cancelled at once (the runner only takes queued/running).
-            sweep.status = "cancelled"
-            sweep.finished_at = utcnow()
+        store.request_cancel(sweep)  # a queued sweep is cancelled at once
     if runner is not None:
         runner.cancel(sweep_id)
     with request.app.state.read_session_factory() as session:
         sweep = _get_sweep(session, sweep_id)
-        return sweep_out(sweep, _counts(session, [sweep_id])[sweep_id], runner)
+        return sweep_out(sweep, store.counts(session, [sweep_id])[sweep_id], runner)
 
 
 @router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAuth],
@@ -278,24 +189,7 @@ def delete_sweep(sweep_id: DbId, request: Request):
         if sweep.status not in _TERMINAL:
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it")
-        own = select(Point.id).where(Point.sweep_id == sweep_id)
-        dependents = session.execute(
-            select(Point.source_point_id, Point.id)
-            .where(Point.source_point_id.in_(own), Point.sweep_id != sweep_id)
-            .order_by(Point.source_point_id, Point.id)).all()
-        heirs: dict[int, int] = {}
-        for src, pid in dependents:
-            heirs.setdefault(src, pid)
-        for src, heir in heirs.items():
-            session.execute(update(Point).where(Point.source_point_id == src, Point.id != heir)
-                            .values(source_point_id=heir))
-            session.execute(update(Point).where(Point.id == heir).values(source_point_id=None))
-            session.execute(update(Curve).where(Curve.point_id == src).values(point_id=heir))
-        session.execute(delete(Curve).where(Curve.point_id.in_(own)))
-        session.execute(delete(Result).where(Result.sweep_id == sweep_id))
-        session.execute(update(Point).where(Point.sweep_id == sweep_id).values(source_point_id=None))
-        session.execute(delete(Point).where(Point.sweep_id == sweep_id))
-        session.execute(delete(Sweep).where(Sweep.id == sweep_id))
+        store.delete_sweep(session, sweep_id)
     return None
 
 

@@ -1,0 +1,373 @@
+"""Persistence of sweeps, points, results and curves: the SQL of the routes and of the runner.
+
+Every function takes the caller's Session first and works inside the caller's transaction (the
+caller owns commit/rollback via `session_scope`). Nothing here knows about HTTP: a missing row is
+returned as None and the routes map it to 404/409. Read queries over results (filters, pages,
+summaries, files) live in `service.queries`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from core.types import METRIC_FIELDS, PointConfig
+
+from .expand import expand, point_identity
+from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, utcnow
+from .schemas import SweepSpec
+
+_CHUNK = 500  # identities per IN (...) lookup
+_ACTIVE_SWEEP = ("queued", "running")
+CONFIG_FIELDS = tuple(f.name for f in fields(PointConfig))  # points' columns that make a PointConfig
+
+
+def ping(session: Session) -> None:
+    """`SELECT 1`: raises when the database is unreachable (the health probe)."""
+    session.execute(text("SELECT 1"))
+
+
+# ============================================================================= sweeps (routes)
+
+def counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
+    """SPEC counts per sweep: a cached point counts only under `cached`."""
+    out = {sid: {"pending": 0, "running": 0, "done": 0, "failed": 0, "diverged": 0, "cached": 0}
+           for sid in sweep_ids}
+    if not sweep_ids:
+        return out
+    stmt = (select(Point.sweep_id, Point.status, Point.cached, func.count())
+            .where(Point.sweep_id.in_(sweep_ids)).group_by(Point.sweep_id, Point.status, Point.cached))
+    for sid, st, cached, n in session.execute(stmt):
+        key = "cached" if cached else st
+        out[sid][key] = out[sid].get(key, 0) + int(n)
+    return out
+
+
+def get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Sweep | None:
+    """The sweep row or None; `for_update` locks it for the transaction."""
+    stmt = select(Sweep).where(Sweep.id == sweep_id)
+    if for_update:
+        stmt = stmt.with_for_update()  # Postgres row lock; SQLite writes are serialised by BEGIN IMMEDIATE
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def list_sweeps(session: Session, statuses: list[str] | None, limit: int, offset: int
+                ) -> tuple[int, list[Sweep]]:
+    """(total matching, one page of sweeps newest first), optionally only those in `statuses`."""
+    conds = [Sweep.status.in_(statuses)] if statuses else []
+    total = session.execute(select(func.count()).select_from(Sweep).where(*conds)).scalar_one()
+    sweeps = session.execute(select(Sweep).where(*conds).order_by(Sweep.created_at.desc(), Sweep.id.desc())
+                             .limit(limit).offset(offset)).scalars().all()
+    return total, list(sweeps)
+
+
+def reusable_sources(session: Session, identities: list[str]) -> dict[str, int]:
+    """identity -> a finished (done/diverged) point computed by some sweep (not itself a copy).
+
+    Looked up by identity alone (its index) and filtered here, so no planner can prefer another index."""
+    found: dict[str, int] = {}
+    conn = session.connection()
+    for i in range(0, len(identities), _CHUNK):
+        stmt = select(Point.identity, Point.id, Point.status, Point.source_point_id).where(
+            Point.identity.in_(identities[i:i + _CHUNK]))
+        for ident, pid, st, src in conn.execute(stmt):
+            if st in REUSABLE_POINT_STATUSES and src is None and pid < found.get(ident, pid + 1):
+                found[ident] = pid
+    return found
+
+
+def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[Sweep, int]:
+    """The sweep, all its points and the cached points' result copies, in the caller's transaction.
+
+    Raises expand.PointSpecError when a point of the grid is invalid."""
+    points = expand(spec)
+    identities = [point_identity(p) for p in points]
+    now = utcnow()
+    sources: dict[str, int] = {} if spec.recompute else reusable_sources(session, identities)
+    source_status: dict[int, str] = {}
+    if sources:
+        ids = list(set(sources.values()))
+        for i in range(0, len(ids), _CHUNK):
+            source_status.update(session.execute(select(Point.id, Point.status)
+                                                 .where(Point.id.in_(ids[i:i + _CHUNK]))).all())
+    n_cached = len(sources)
+    sweep = Sweep(name=stored_spec["name"], spec=stored_spec, n_points=len(points),
+                  status="done" if n_cached == len(points) else "queued", created_at=now,
+                  cancel_requested=False)
+    if sweep.status == "done":  # everything was already computed: nothing for the runner to do
+        sweep.started_at = sweep.finished_at = now
+    session.add(sweep)
+    session.flush()
+    rows = []
+    for p, ident in zip(points, identities):
+        src = sources.get(ident)
+        row = {f: getattr(p, f) for f in PARAM_FIELDS}
+        row.update(sweep_id=sweep.id, identity=ident, attempts=0, cached=src is not None,
+                   source_point_id=src, status=source_status[src] if src is not None else "pending")
+        rows.append(row)
+    # Core executemany (no ORM unit of work): 1e5 points in one statement, one transaction.
+    session.connection().execute(insert(Point.__table__), rows)
+    if n_cached:
+        # A copy of the source's result row for every cached point (one result row per point).
+        new_ids = dict(session.execute(select(Point.source_point_id, Point.id)
+                                       .where(Point.sweep_id == sweep.id, Point.cached.is_(True))).all())
+        cols = [c for c in Result.__table__.columns.keys() if c not in ("id", "point_id", "sweep_id")]
+        copies = []
+        src_ids = list(new_ids)
+        for i in range(0, len(src_ids), _CHUNK):
+            stmt = select(Result.point_id, *[Result.__table__.c[c] for c in cols]).where(
+                Result.point_id.in_(src_ids[i:i + _CHUNK]))
+            for r in session.execute(stmt):
+                m = r._mapping
+                copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id,
+                               **{c: m[c] for c in cols}})
+        if copies:
+            session.connection().execute(insert(Result.__table__), copies)
+    return sweep, n_cached
+
+
+def request_cancel(sweep: Sweep) -> None:
+    """Flag the (locked) sweep for cancellation; a queued one, not taken by the runner yet, is
+    cancelled at once (the runner only takes queued/running)."""
+    sweep.cancel_requested = True
+    if sweep.status == "queued":
+        sweep.status = "cancelled"
+        sweep.finished_at = utcnow()
+
+
+def delete_sweep(session: Session, sweep_id: int) -> None:
+    """Delete the sweep with its points, results and curves. Points of other sweeps that reused
+    this sweep's results keep them: the curves move to one of those points (the heir), which
+    becomes the source of the others."""
+    own = select(Point.id).where(Point.sweep_id == sweep_id)
+    dependents = session.execute(
+        select(Point.source_point_id, Point.id)
+        .where(Point.source_point_id.in_(own), Point.sweep_id != sweep_id)
+        .order_by(Point.source_point_id, Point.id)).all()
+    heirs: dict[int, int] = {}
+    for src, pid in dependents:
+        heirs.setdefault(src, pid)
+    for src, heir in heirs.items():
+        session.execute(update(Point).where(Point.source_point_id == src, Point.id != heir)
+                        .values(source_point_id=heir))
+        session.execute(update(Point).where(Point.id == heir).values(source_point_id=None))
+        session.execute(update(Curve).where(Curve.point_id == src).values(point_id=heir))
+    session.execute(delete(Curve).where(Curve.point_id.in_(own)))
+    session.execute(delete(Result).where(Result.sweep_id == sweep_id))
+    session.execute(update(Point).where(Point.sweep_id == sweep_id).values(source_point_id=None))
+    session.execute(delete(Point).where(Point.sweep_id == sweep_id))
+    session.execute(delete(Sweep).where(Sweep.id == sweep_id))
+
+
+# ============================================================================= runner
+
+def _dialect_insert(session: Session):
+    """The dialect's INSERT construct (both have on_conflict_do_nothing)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def _finite_or_none(v: Any) -> Any:
+    """A metric that does not apply (or is non-finite after divergence) is stored as NULL."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker, now,
+               config: PointConfig | None = None) -> dict[str, Any]:
+    """A results-table row (only the columns the schema has); non-finite metrics -> NULL."""
+    cols = Result.__table__.columns
+    row: dict[str, Any] = {"point_id": point_id, "sweep_id": sweep_id, "status": status,
+                           "error": error, "wall_seconds": wall_seconds, "worker": worker}
+    for name in METRIC_FIELDS:
+        row[name] = _finite_or_none(metrics.get(name))
+    if "created_at" in cols:
+        row["created_at"] = now
+    if config is not None:
+        # Parameters denormalised into results (if the schema has them) for fast queries.
+        for name in CONFIG_FIELDS:
+            if name in cols:
+                row[name] = getattr(config, name)
+    return {k: v for k, v in row.items() if k in cols}
+
+
+def insert_results(session: Session, rows: list[dict]) -> set[int]:
+    """INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id: the ids really inserted
+    (a point that already has its row keeps it: exactly one result row per point)."""
+    table = Result.__table__
+    return set(session.execute(
+        _dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["point_id"])
+        .returning(table.c.point_id), rows).scalars().all())
+
+
+def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, now) -> None:
+    """Record the (point_id, sweep_id) pairs as failed with `message` (result row + status)."""
+    rows = [result_row(pid, sid, "failed", {}, message, None, None, now) for pid, sid in pairs]
+    insert_results(session, rows)
+    session.execute(update(Point).where(Point.id.in_([p for p, _ in pairs])).values(status="failed"))
+
+
+def exhausted_running_points(session: Session, max_attempts: int, sweep_id: int | None = None
+                             ) -> list[tuple[int, int]]:
+    """(point_id, sweep_id) of 'running' points already handed over `max_attempts` times
+    (of one sweep, or of all sweeps when sweep_id is None)."""
+    conds = [Point.status == "running", Point.attempts >= max_attempts]
+    if sweep_id is not None:
+        conds.append(Point.sweep_id == sweep_id)
+    return [(pid, sid) for pid, sid in session.execute(select(Point.id, Point.sweep_id).where(*conds)).all()]
+
+
+def requeue_running(session: Session, sweep_id: int | None = None) -> int:
+    """'running' points (of one sweep, or all when sweep_id is None) back to 'pending'; how many."""
+    conds = [Point.status == "running"]
+    if sweep_id is not None:
+        conds.insert(0, Point.sweep_id == sweep_id)
+    return session.execute(update(Point).where(*conds).values(status="pending")).rowcount
+
+
+def active_sweeps(session: Session) -> list[tuple[int, bool]]:
+    """(id, cancel_requested) of queued/running sweeps, oldest first."""
+    return [tuple(r) for r in session.execute(select(Sweep.id, Sweep.cancel_requested)
+                                              .where(Sweep.status.in_(_ACTIVE_SWEEP)).order_by(Sweep.id)).all()]
+
+
+def other_active_sweep_exists(session: Session, sweep_id: int) -> bool:
+    """Whether a queued/running sweep other than `sweep_id` exists."""
+    return session.execute(select(Sweep.id).where(
+        Sweep.status.in_(_ACTIVE_SWEEP), Sweep.id != sweep_id).limit(1)).first() is not None
+
+
+def mark_running(sweep: Sweep) -> None:
+    """queued -> running; started_at set the first time the runner takes the sweep."""
+    if sweep.status == "queued":
+        sweep.status = "running"
+    if sweep.started_at is None:
+        sweep.started_at = utcnow()
+
+
+def count_unfinished(session: Session, sweep_id: int) -> int:
+    """Points of the sweep still pending or running."""
+    return session.execute(select(func.count()).select_from(Point).where(
+        Point.sweep_id == sweep_id, Point.status.in_(("pending", "running")))).scalar_one()
+
+
+def sweep_spec(session: Session, sweep_id: int) -> dict | None:
+    """The sweep's stored spec (raises NoResultFound when the sweep does not exist)."""
+    return session.execute(select(Sweep.spec).where(Sweep.id == sweep_id)).scalar_one()
+
+
+def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
+    """One page of run-time dedupe: pending points of the sweep whose identity another sweep has
+    finished (done/diverged, not itself a copy) become cached, with a copy of the source's result
+    row (as POST /sweeps makes). Returns how many were reused (0: nothing left to reuse)."""
+    P, S = Point, aliased(Point)
+    pairs = session.execute(
+        select(P.id, func.min(S.id)).join(S, and_(
+            S.identity == P.identity, S.sweep_id != sweep_id, S.source_point_id.is_(None),
+            S.status.in_(REUSABLE_POINT_STATUSES)))
+        .where(P.sweep_id == sweep_id, P.status == "pending")
+        .group_by(P.id).limit(page_size)).all()
+    if not pairs:
+        return 0
+    src_of = dict(pairs)
+    src_rows = {r.point_id: r for r in session.execute(select(Result).where(
+        Result.point_id.in_(set(src_of.values())))).scalars()}
+    now = utcnow()
+    rows, statuses = [], []
+    for pid, src in src_of.items():
+        r = src_rows.get(src)
+        if r is None:
+            continue
+        # A copy of the source's row, as POST /sweeps makes for its cached points.
+        rows.append(result_row(pid, sweep_id, r.status, {f: getattr(r, f) for f in METRIC_FIELDS},
+                               r.error, r.wall_seconds, r.worker, r.created_at or now))
+        statuses.append({"id": pid, "status": r.status, "cached": True, "source_point_id": src})
+    if not rows:
+        return 0
+    insert_results(session, rows)
+    session.execute(update(Point), statuses)
+    return len(rows)
+
+
+def claim_pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> list[tuple]:
+    """Up to `limit` pending points of the sweep with identity > after_identity, in identity order
+    (keyset on the (sweep_id, identity) index), flipped to 'running' (attempts + 1).
+    Rows are (id, identity, *CONFIG_FIELDS)."""
+    cols = [Point.id, Point.identity] + [getattr(Point, name) for name in CONFIG_FIELDS]
+    rows = session.execute(select(*cols).where(
+        Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == "pending")
+        .order_by(Point.identity).limit(limit)).all()
+    if rows:
+        ids = [r[0] for r in rows]
+        session.execute(update(Point).where(Point.id.in_(ids), Point.status == "pending")
+                        .values(status="running", attempts=Point.attempts + 1))
+    return rows
+
+
+def write_results_batch(session: Session, rows: list[dict], blobs: dict[int, bytes], curves_format: str
+                        ) -> set[int]:
+    """Idempotent write of a batch of result rows: only the rows really inserted get their curves
+    row and their point status (one executemany each). Returns the inserted point ids."""
+    status_of = {r["point_id"]: r["status"] for r in rows}
+    points = Point.__table__
+    inserted = insert_results(session, rows)
+    curve_rows = [{"point_id": pid, "blob": blobs[pid], "format": curves_format}
+                  for pid in inserted if pid in blobs]
+    if curve_rows:
+        session.execute(_dialect_insert(session)(Curve.__table__)
+                        .on_conflict_do_nothing(index_elements=["point_id"]), curve_rows)
+    if inserted:
+        session.execute(update(points).where(points.c.id == bindparam("pid"))
+                        .values(status=bindparam("new_status")),
+                        [{"pid": pid, "new_status": status_of[pid]} for pid in inserted])
+    return inserted
+
+
+def mark_cancelled(sweep: Sweep) -> None:
+    """Terminal 'cancelled' (finished_at kept if already set)."""
+    if sweep.status != "cancelled":
+        sweep.status = "cancelled"
+    if sweep.finished_at is None:
+        sweep.finished_at = utcnow()
+
+
+def point_status_counts(session: Session, sweep_id: int) -> dict[str, int]:
+    """status -> number of points of the sweep (cached points under their copied status)."""
+    return dict(session.execute(select(Point.status, func.count()).where(
+        Point.sweep_id == sweep_id).group_by(Point.status)).all())
+
+
+def first_failure(session: Session, sweep_id: int) -> str | None:
+    """The error message of the sweep's failed result with the lowest point id."""
+    return session.execute(select(Result.error).where(
+        Result.sweep_id == sweep_id, Result.status == "failed")
+        .order_by(Result.point_id).limit(1)).scalar()
+
+
+def finish_sweep(sweep: Sweep, status: str, error: str | None) -> None:
+    """Terminal status (done/failed) with its error (None clears an old one) and finished_at."""
+    sweep.status = status
+    sweep.error = error
+    sweep.finished_at = utcnow()
+
+
+def record_runner_error(session: Session, sweep_id: int, message: str, give_up: bool) -> None:
+    """The sweep's 'running' points back to pending and `message` on sweeps.error; `give_up`
+    also fails the sweep."""
+    requeue_running(session, sweep_id)
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is not None:
+        sweep.error = message
+        if give_up:
+            sweep.status = "failed"
+            sweep.finished_at = utcnow()
