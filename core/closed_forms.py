@@ -65,13 +65,18 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
         c = np.exp(-np.multiply.outer(t, absa))                        # e^{-t|a|}, (T, N)
         d = np.where(pos, c * c, 1.0)                                   # I - M P*
         M = _one_minus_exp_over(absa, t)                                # (T, N)
-        K = d[:, :, None] * np.eye(Nn) + M[:, :, None] * P0e            # I + M D0
+        # I + M D0 = diag(d) + M P0e, with d added on the diagonal in place (no (T, N, N) identity)
+        K = M[:, :, None] * P0e
+        K.reshape(len(t), -1)[:, ::Nn + 1] += d
         # D = c D0 K^{-1} c; K is well conditioned because P0 > 0 on the unstable eigenspace
         if block is not None:                  # E_r Pe E_c^T without forming all of P
             Er, Ec = E[block[0]], E[block[1]]
-            Z = np.linalg.solve(K, c[:, :, None] * Ec.T[None])
+            cEc = c[:, :, None] * Ec.T[None]
             ErcD0 = ((Er[None] * c[:, None, :]).reshape(-1, Nn) @ D0).reshape(len(t), -1, Nn)
-            return (Er * pstar) @ Ec.T + ErcD0 @ Z
+            if Er.shape[0] < Ec.shape[0]:      # solve from the side with fewer right-hand sides
+                W = np.linalg.solve(np.swapaxes(K, 1, 2), np.swapaxes(ErcD0, 1, 2))
+                return (Er * pstar) @ Ec.T + np.swapaxes(W, 1, 2) @ cEc
+            return (Er * pstar) @ Ec.T + ErcD0 @ np.linalg.solve(K, cEc)
         Kinv_c = np.linalg.solve(K, c[:, :, None] * np.eye(Nn))
         Pe = np.diag(pstar) + c[:, :, None] * (D0 @ Kinv_c)
     else:
