@@ -37,6 +37,9 @@ FINISHED_COUNTS = ("done", "failed", "diverged", "cached")
 RESULT_PAGE = 1000
 
 
+_SUMMARY_STATS = ("mean", "std", "sem", "min", "max")
+
+
 class FlowsweepError(Exception):
     """A failure worth one line to a person; `str(err)` is that line."""
 
@@ -243,6 +246,9 @@ class Client:
 
         rows = body.get("data", body) if isinstance(body, Mapping) else body
         df = pd.DataFrame.from_records(rows)
+        # a statistic that is null in every group (e.g. lambda0_fit when not fitted) arrives as None: NaN instead
+        stats = [c for c in df.columns if c == "count" or c.rsplit("_", 1)[-1] in _SUMMARY_STATS]
+        df[stats] = df[stats].apply(pd.to_numeric, errors="coerce")
         df.attrs["by"] = list(body.get("by") or by or []) if isinstance(body, Mapping) else list(by or [])
         return df
 

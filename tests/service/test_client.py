@@ -79,6 +79,8 @@ def test_summary_matches_the_mean_over_seeds(server, finished):
     np.testing.assert_allclose(summ["final_error_mean"], expect["mean"], rtol=1e-12)
     np.testing.assert_allclose(summ["final_error_std"], expect["std"], rtol=1e-9)
     np.testing.assert_allclose(summ["final_error_max"], expect["max"], rtol=1e-12)
+    # no point diverged: diverged_at statistics are null in every group and come back as float NaN, not None
+    assert summ["diverged_at_mean"].dtype == np.float64 and summ["diverged_at_mean"].isna().all()
 
 
 def test_curves_and_state_are_arrays_consistent_with_each_other(server, finished):
