@@ -137,6 +137,15 @@ def _panel_letter(i: int) -> str:
 
 
 # ---------------------------------------------------------------------------------- Fig. 1 top
+
+def _style_error_panel(ax, i: int, title: str, eta) -> None:
+    """Title, axes and grid of panel i of an error-against-iterations figure (Fig. 1 top, Fig. 2 top)."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("iterations" if eta else "t")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖" if i % MAX_COLS == 0 else "")
+
 def error_figure(groups: Sequence[Group]) -> Figure:
     """Reconstruction error ‖Y − X(t)‖/‖Y‖ against iterations, two-layer vs one-layer (Fig. 1 top)."""
     groups = [g for g in groups if g.curves]
@@ -161,11 +170,7 @@ def error_figure(groups: Sequence[Group]) -> Figure:
         title = f"{_panel_letter(i)} {g.label}"
         if q0 is not None:
             title += f"\n‖Q₀‖ = {q0:.3g}"
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("iterations" if eta else "t")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖" if i % MAX_COLS == 0 else "")
+        _style_error_panel(ax, i, title, eta)
     axes[0].legend(fontsize=8)
     return fig
 
@@ -249,11 +254,7 @@ def regularized_figure(groups: Sequence[Group]) -> Figure:
         title = f"{_panel_letter(i)} {g.label}"
         if lam is not None:
             title += f"\nλ₀ fit = {lam:.5g}" + (f" (mean of {n})" if n > 1 else "")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("iterations" if eta else "t")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖" if i % MAX_COLS == 0 else "")
+        _style_error_panel(ax, i, title, eta)
     axes[0].legend(fontsize=8)
     return fig
 
