@@ -146,6 +146,7 @@ def _style_error_panel(ax, i: int, title: str, eta) -> None:
     ax.grid(alpha=0.3)
     ax.set_ylabel("reconstruction error ‖Y−X(t)‖/‖Y‖" if i % MAX_COLS == 0 else "")
 
+
 def error_figure(groups: Sequence[Group]) -> Figure:
     """Reconstruction error ‖Y − X(t)‖/‖Y‖ against iterations, two-layer vs one-layer (Fig. 1 top)."""
     groups = [g for g in groups if g.curves]
