@@ -94,7 +94,7 @@ class Dispatcher:
             ids, cfgs = groups.setdefault(cfg.shape_key(), ([], []))
             ids.append(pid)
             cfgs.append(cfg)
-            stats.n_points += 1
+        stats.n_points = sum(len(ids) for ids, _ in groups.values())
         stats.n_shapes = len(groups)
         for key in groups:
             if key in self._costs:
@@ -140,11 +140,10 @@ class Dispatcher:
             chunk = task.chunk
             try:
                 results, node, seconds = ray.get(ref)
-            except TaskCancelledError:
-                plan.finished(task, time.perf_counter(), None)
-                return []
             except Exception as e:
                 plan.finished(task, time.perf_counter(), None)
+                if isinstance(e, TaskCancelledError):
+                    return []
                 stats.n_failed_tasks += 1
                 cause = e.cause if isinstance(e, RayTaskError) else None
                 if isinstance(cause, ChunkError):

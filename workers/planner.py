@@ -166,6 +166,10 @@ class Planner:
         ids, cfgs = self.groups[key]
         return Chunk(key, ids[i:i + n], cfgs[i:i + n])
 
+    def _even_split(self, key) -> Chunk:
+        """This free CPU's share of an even split of the shape's rest over the free CPUs."""
+        return self._take(key, math.ceil(self.remaining(key) / (self.ncpu - len(self.inflight))))
+
     def lanes(self, now: float) -> list[float]:
         """Seconds until each CPU is free, given the tasks in flight (queued ones stacked FIFO)."""
         heap = [0.0] * self.ncpu
@@ -196,7 +200,7 @@ class Planner:
             key = max(unknown, key=self.remaining)
             r = self.remaining(key)
             if r <= self.ncpu * FIRST_CHUNK_CAP:
-                return self._take(key, math.ceil(r / (self.ncpu - len(self.inflight))))
+                return self._even_split(key)
             # A long sweep: learn its costs from small chunks first (results and an ETA come
             # soon even if points are slow; the extra batch overheads are few against the total).
             return self._take(key, PROBE_POINTS)
@@ -209,9 +213,7 @@ class Planner:
         if not self.costs[key].fitted and r <= self.ncpu * FIRST_CHUNK_CAP:
             # Costs seen, but a and b not told apart (e.g. a previous short run split evenly):
             # a short rest is split evenly over the free CPUs, as in the first wave.
-            if busy:
-                return None
-            return self._take(key, math.ceil(r / (self.ncpu - len(self.inflight))))
+            return None if busy else self._even_split(key)
         lanes = self.lanes(now)
         slot = min(lanes)
         end = waterfill(lanes, work, max(f[0] for f in fits.values()))

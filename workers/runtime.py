@@ -55,13 +55,13 @@ def _token_available() -> bool:
 def _prepare_auth(joining: bool) -> None:
     """Set RAY_AUTH_MODE / RAY_AUTH_TOKEN in os.environ before ray.init (see the module docstring)."""
     if os.environ.get("RAY_AUTH_MODE") is None:
-        if not joining:
-            if not _token_available():
-                # Process-private token, inherited by the GCS, raylet and workers ray.init
-                # spawns; ray.init itself switches a new local cluster to token mode.
-                os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-        elif _token_available():
+        has_token = _token_available()
+        if joining and has_token:
             os.environ["RAY_AUTH_MODE"] = "token"
+        elif not joining and not has_token:
+            # Process-private token, inherited by the GCS, raylet and workers ray.init
+            # spawns; ray.init itself switches a new local cluster to token mode.
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     refresh_auth_config()
 
 
