@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from .types import PointConfig
 
@@ -42,7 +43,6 @@ def weight_rng(config: PointConfig) -> np.random.Generator:
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Logistic function without overflow warnings for large |z|."""
-    from scipy.special import expit
     return expit(z)
 
 
@@ -67,12 +67,11 @@ def haar_rows(rng: np.random.Generator, m: int, k: int) -> np.ndarray:
     """The first m rows of a Haar-distributed random orthogonal k x k matrix G (all that
     U0 = Phi [U_bar 0] G uses): an m x k matrix with orthonormal rows, from the QR of a Gaussian
     k x m matrix with the sign fix (O(k m^2) instead of O(k^3) for wide layers)."""
-    Z = rng.standard_normal((k, m))
-    Q, R = np.linalg.qr(Z)
-    return (Q * np.sign(np.diag(R))).T
+    return random_orthonormal_columns(rng, k, m).T
 
 
 def random_orthonormal_columns(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    """An n x m matrix with orthonormal columns: Q of the QR of a Gaussian n x m matrix, signs fixed."""
     Z = rng.standard_normal((n, m))
     Q, R = np.linalg.qr(Z)
     return Q * np.sign(np.diag(R))

@@ -59,18 +59,18 @@ def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:
         validate_config(c)
     if len({c.shape_key() for c in configs}) != 1:
         raise ValueError("configs: simulate needs configs with one shape_key()")
-    _, _, prob = _problem(configs)
+    return _integrate(configs, _problem(configs)[2])
+
+
+def _integrate(configs: list[PointConfig], prob: Problem) -> Trajectory:
+    """gd or flow on the stacked problem of configs sharing one shape key."""
     c0 = configs[0]
     runner = run_gd if c0.integrator == "gd" else run_flow
     return runner(prob, c0.eta, c0.steps, c0.record_every, np.array([c.tol for c in configs]))
 
 
-def _empty_metrics() -> dict:
-    return {k: None for k in METRIC_FIELDS}
-
-
 def _failed(config: PointConfig, message: str) -> PointResult:
-    return PointResult(config=config, status="failed", metrics=_empty_metrics(), curves=None,
+    return PointResult(config=config, status="failed", metrics=dict.fromkeys(METRIC_FIELDS), curves=None,
                        error=message)
 
 
@@ -86,11 +86,8 @@ def _chunk_size(c: PointConfig) -> int:
 def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     """One vectorised batch: every config shares `shape_key()`."""
     t0 = time.perf_counter()
-    c0 = configs[0]
     states, reduced, prob = _problem(configs)
-    tol = np.array([c.tol for c in configs])
-    runner = run_gd if c0.integrator == "gd" else run_flow
-    tr = runner(prob, c0.eta, c0.steps, c0.record_every, tol)
+    tr = _integrate(configs, prob)
     sv = singular_values(tr.X)                                               # (B, T, min(m, n))
     out = []
     for b, c in enumerate(configs):
