@@ -39,9 +39,13 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
     `block`: optional (rows, cols) index pair; only P[:, rows, cols] is formed and returned.
     """
     t = np.atleast_1d(np.asarray(t, dtype=float))
-    if form == "factored":
+
+    def factored() -> np.ndarray:
         P = riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
         return P if block is None else P[:, block[0], block[1]]
+
+    if form == "factored":
+        return factored()
     a, E = np.linalg.eigh(A)
     P0e = E.T @ P0 @ E
     Nn = len(a)
@@ -57,8 +61,7 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
         if pos.any():
             mu = np.linalg.eigvalsh(P0e[np.ix_(pos, pos)])[0]
             if mu <= 1e-7 * max(np.linalg.norm(P0e, 2), 1e-300):
-                P = riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
-                return P if block is None else P[:, block[0], block[1]]
+                return factored()
         absa = np.abs(a)
         pstar = np.where(pos, 2.0 * a, 0.0)
         D0 = P0e - np.diag(pstar)
@@ -259,9 +262,6 @@ def regularized_flow(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, lambda0: flo
     m = Y.shape[0]
     R0 = np.vstack([U0, V0])
     t = np.atleast_1d(np.asarray(t, float))
-    A = shifted_gram_A(Y, lambda0)
-    if full:
-        P = riccati(A, R0 @ R0.T, t, form=form, factor=R0)
-        return RegularizedFlow(t=t, X=P[:, :m, m:], P=P)
-    X = riccati(A, R0 @ R0.T, t, form=form, factor=R0, block=(slice(0, m), slice(m, None)))
-    return RegularizedFlow(t=t, X=X)
+    block = None if full else (slice(0, m), slice(m, None))
+    P = riccati(shifted_gram_A(Y, lambda0), R0 @ R0.T, t, form=form, factor=R0, block=block)
+    return RegularizedFlow(t=t, X=P[:, :m, m:], P=P) if full else RegularizedFlow(t=t, X=P)

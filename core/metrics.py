@@ -53,9 +53,11 @@ def psd_projection(Y: np.ndarray) -> np.ndarray:
     return (E * np.maximum(w, 0.0)) @ E.T
 
 
-def closed_form_trajectory(config: PointConfig, Y, U0, V0, t) -> np.ndarray | None:
+def closed_form_trajectory(config: PointConfig, Y, U0, V0, t,
+                           X_reg: np.ndarray | None = None) -> np.ndarray | None:
     """X_cf(t) where one applies: symmetric (eq. (41)), asymmetric spectral (eq. (15)),
-    asymmetric balanced with lambda0 = 0 (eq. (21), Q0 = 0 = lambda0 I)."""
+    asymmetric balanced with lambda0 = 0 (eq. (21), Q0 = 0 = lambda0 I). `X_reg`: X_reg(t; lambda0)
+    of the config when the caller already has it (it is that closed form)."""
     if config.model == "symmetric":
         return riccati_symmetric_factor(Y, U0, t)
     if config.model != "asymmetric":
@@ -66,7 +68,7 @@ def closed_form_trajectory(config: PointConfig, Y, U0, V0, t) -> np.ndarray | No
         x = asymmetric_spectral(sig, np.full_like(sig, u * v), config.lambda0, t)    # (T, m)
         return np.einsum("im,tm,mj->tij", Phi, x, PsiT)
     if config.init == "balanced" and config.lambda0 == 0:
-        return regularized_flow(Y, U0, V0, 0.0, t).X
+        return regularized_flow(Y, U0, V0, 0.0, t).X if X_reg is None else X_reg
     return None
 
 
@@ -117,7 +119,7 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
     met["rate_fit"] = clean(rate_fit(t, resid, floor).rate)
     if tr.q_drift is not None:
         met["conservation_drift"] = clean(np.max(tr.q_drift[b]) / max(met["q0_norm"], 1e-12))
-    err_reg_fit = None
+    err_reg_fit = Xr = None
     lam_for_pred = config.lambda0
     if model == "asymmetric":
         Xr = regularized_flow(Y, U0, V0, config.lambda0, t).X
@@ -132,7 +134,7 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
             if config.init != "spectral":
                 lam_for_pred = fit.lambda0
     met["rate_pred"] = clean(rate_pred(model, config.init, Y, lam_for_pred))
-    Xcf = closed_form_trajectory(config, Y, U0, V0, t)
+    Xcf = closed_form_trajectory(config, Y, U0, V0, t, X_reg=Xr)
     if Xcf is not None:
         met["closed_form_error"] = clean(np.max(np.linalg.norm(Xcf - X, axis=(1, 2))) / ynorm)
     curves = Curves(t=t, error=err, error_linear=err_lin, singular_values=singular_values,
