@@ -28,9 +28,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +39,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._service import ServiceProcess  # noqa: E402
 from core.types import PointConfig  # noqa: E402
 
 TARGET = 0.85
@@ -104,30 +102,12 @@ class Direct:
         self.pool.join()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
+class Service(ServiceProcess):
     """An embedded service (`python -m service.server`, SQLite, local Ray) in a subprocess."""
 
     def __init__(self, cpus: int | None, workdir: Path):
-        self.workdir = workdir
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWSWEEP_", "RAY_ADDRESS"))}
-        env.update({"FLOWSWEEP_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
-                    "FLOWSWEEP_HOST": "127.0.0.1", "FLOWSWEEP_PORT": str(port),
-                    "RAY_TMPDIR": str(workdir / "ray"), "PYTHONUNBUFFERED": "1"})
-        if cpus:
-            env["FLOWSWEEP_NUM_CPUS"] = str(cpus)
-        (workdir / "ray").mkdir(exist_ok=True)
-        self.log_path = workdir / "server.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        super().__init__(workdir, cpus, "bench.db", [sys.executable, "-m", "service.server"])
+        self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_ready(self) -> float:
         t_start = time.monotonic()
@@ -142,9 +122,6 @@ class Service:
             if time.monotonic() - t_start > 180:
                 raise TimeoutError("server not ready")
             time.sleep(0.2)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def run_sweep(self, body: dict) -> tuple[float, dict]:
         """Seconds from the POST until GET /sweeps/{id} says the sweep finished."""
@@ -168,15 +145,6 @@ class Service:
         """How the runner fed Ray (tasks, chunk sizes, DB write time), from the server log."""
         return [line.split("flowsweep.runner: ", 1)[-1] for line in self.log().splitlines()
                 if f"sweep {sweep_id}: dispatcher run" in line]
-
-    def close(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self._log.close()
 
 
 def wait_done(client: httpx.Client, sweep_id: int, timeout: float) -> dict:
@@ -243,7 +211,7 @@ def main() -> None:
             direct_s.append(d)
             print(f"  direct  #{args.rounds + 1}: {d:6.2f} s  ({n / d:5.1f} points/s)")
         finally:
-            service.close()
+            service.stop()
             direct.close()
 
     direct_rate = n / (sum(direct_s) / len(direct_s))

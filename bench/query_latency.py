@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +34,7 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._service import free_port  # noqa: E402
 from core.types import METRIC_FIELDS  # noqa: E402
 from service import db  # noqa: E402
 from service.models import Base  # noqa: E402
@@ -151,12 +152,6 @@ uvicorn.run(create_app(s, start_runner=False, start_ray=False), host="127.0.0.1"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def time_queries(url: str, calls: int) -> list[tuple[str, float, int]]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", SERVER, url, str(port)], cwd=REPO)
@@ -236,8 +231,6 @@ def main() -> None:
                 with admin.connect() as c:
                     c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 admin.dispose()
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
 
 

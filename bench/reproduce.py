@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +35,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._service import ServiceProcess  # noqa: E402
 from core.closed_forms import regularized_flow  # noqa: E402  (eq. (21), to check the other sign of λ0)
 from core import PointConfig, initial_state, simulate  # noqa: E402  (the sign check of Fig. 2)
 from core.fits import component_rates, regularized_loss  # noqa: E402  (flowsweep's own fits)
@@ -105,40 +103,17 @@ def sweep_specs(seeds: dict[str, int]) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------ the service
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class EmbeddedService:
+class EmbeddedService(ServiceProcess):
     """`flowsweep serve` on a fresh SQLite file and a free port, stopped (SIGTERM, then SIGKILL of
     its process group) on exit."""
 
     def __init__(self, workdir: Path, cpus: int | None):
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "server.log"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("FLOWSWEEP_") and k != "RAY_ADDRESS"}
-        (workdir / "ray").mkdir(exist_ok=True)
-        env.update({"FLOWSWEEP_DATABASE_URL": f"sqlite:///{workdir / 'reproduce.db'}",
-                    "FLOWSWEEP_HOST": "127.0.0.1", "FLOWSWEEP_PORT": str(self.port),
-                    "RAY_TMPDIR": str(workdir / "ray"), "PYTHONUNBUFFERED": "1"})
-        if cpus:
-            env["FLOWSWEEP_NUM_CPUS"] = str(cpus)
         exe = Path(sys.executable).with_name("flowsweep")
         cmd = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "service.server"]
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__(workdir, cpus, "reproduce.db", cmd)
 
     def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        return self.log()[-n:]
 
     def wait_ready(self, client: Client, timeout: float = 180.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -160,16 +135,6 @@ class EmbeddedService:
                 raise RuntimeError(f"the service on port {self.port} already has sweeps: it is not the "
                                    "fresh embedded one")
             return health
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
 
 
 def run_sweeps(client: Client, specs: dict[str, dict], timeout: float) -> dict[str, dict]:
@@ -288,6 +253,12 @@ def save(fig, out_dir: Path, name: str, written: list[Path]) -> str:
     path = plots.save_png(fig, out_dir / name, dpi=80)
     written.append(path)
     return name
+
+
+def done_results(client: Client, *sweeps: dict) -> pd.DataFrame:
+    """The result rows of status done of one or more sweeps, as one frame."""
+    parts = [client.results(sw["id"]) for sw in sweeps]
+    return pd.concat([d[d["status"] == "done"] for d in parts], ignore_index=True)
 
 
 def summary_check(client: Client, sweep_id: int, df: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
@@ -437,9 +408,7 @@ def _combine(verdicts: list[str]) -> str:
 
 
 def gd_flow_item(client: Client, sw: dict, gd_curves: dict) -> Item:
-    gd = client.results(sw["fig1_gd"]["id"])
-    fl = client.results(sw["fig1_flow"]["id"])
-    gd, fl = gd[gd["status"] == "done"], fl[fl["status"] == "done"]
+    gd, fl = done_results(client, sw["fig1_gd"]), done_results(client, sw["fig1_flow"])
     pair = fl.merge(gd, on=["init_scale", "seed", "k", "lambda0"], suffixes=("_flow", "_gd"))
     fl_curves = dict(zip(pair["point_id_flow"], fetch_all(client.curves, pair["point_id_flow"])))
     rows, verdicts, per_scale = [], [], []
@@ -487,8 +456,7 @@ def gd_flow_item(client: Client, sw: dict, gd_curves: dict) -> Item:
 def table2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
     parts = []
     for key, label in (("table2_small", "small σ (square 5×5)"), ("table2_large", "large σ (wide 2×20)")):
-        d = client.results(sw[key]["id"])
-        d = d[d["status"] == "done"].copy()
+        d = done_results(client, sw[key])
         d["regime"] = label
         parts.append(d)
     df = pd.concat(parts, ignore_index=True)
@@ -682,11 +650,7 @@ def fig2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
 
 
 def fig3_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
-    parts = []
-    for init in ("balanced", "gaussian"):
-        d = client.results(sw[f"fig3_{init}"]["id"])
-        parts.append(d[d["status"] == "done"])
-    df = pd.concat(parts, ignore_index=True)
+    df = done_results(client, sw["fig3_balanced"], sw["fig3_gaussian"])
     pids = df["point_id"].tolist()
     cur = dict(zip(pids, fetch_all(client.curves, pids)))
     groups = plots.split_groups(df, ["init"])
@@ -747,11 +711,7 @@ def fig3_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
 
 
 def symmetric_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
-    parts = []
-    for init in ("spectral", "gaussian"):
-        d = client.results(sw[f"sym_{init}"]["id"])
-        parts.append(d[d["status"] == "done"])
-    df = pd.concat(parts, ignore_index=True)
+    df = done_results(client, sw["sym_spectral"], sw["sym_gaussian"])
     df["rate_ratio"] = pd.to_numeric(df["rate_fit"]) / pd.to_numeric(df["rate_pred"])
     pids = df["point_id"].tolist()
     sts = dict(zip(pids, fetch_all(client.state, pids)))
