@@ -105,7 +105,7 @@ def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajec
     iteration where it happened; the others continue untouched.
     """
     if p.model == "sigmoid":
-        return _run_gd_generic(p, eta, steps, record_every, tol)
+        return _run_gd_sigmoid(p, eta, steps, record_every, tol)
     return _run_gd_linear(p, eta, steps, record_every, tol)
 
 
@@ -201,83 +201,63 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
                       final_error=final, diverged_at=div)
 
 
-def _run_gd_generic(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
-    """Any model through `_residual_and_grads` (used for sigmoid, with its simulated baseline)."""
+def _run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
+    """The sigmoid model through `_residual_and_grads`, with its one-layer baseline W (started at
+    U0 V0^T) simulated by the same steps."""
     Bn = p.batch
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
     idx = record_grid(eta, steps, record_every)
     T = len(idx)
     U = p.U0.copy()
-    V = None if p.V0 is None else p.V0.copy()
+    V = p.V0.copy()
+    W = U @ V.transpose(0, 2, 1)
     ynorm = p.y_norm
-    m = p.U0.shape[1]
-    n = m if p.model == "symmetric" else (p.V0.shape[1])
-    X_rec = np.zeros((Bn, T, m, n))
+    X_rec = np.zeros((Bn, T, U.shape[1], V.shape[1]))
     err_rec = np.full((Bn, T), np.nan)
-    drift_rec = None if V is None else np.zeros((Bn, T))
-    Q0 = None if V is None else _gram_diff(U, V)
+    errL_rec = np.full((Bn, T), np.nan)
+    drift_rec = np.zeros((Bn, T))
+    Q0 = _gram_diff(U, V)
     ttt = np.full(Bn, np.nan)
+    tttL = np.full(Bn, np.nan)
     div = np.full(Bn, -1, dtype=np.int64)
     alive = np.ones(Bn, dtype=bool)
-    sig = p.model == "sigmoid"
-    if sig:                                   # one-layer baseline W, simulated with the same steps
-        W = U @ V.transpose(0, 2, 1)
-        errL_rec = np.full((Bn, T), np.nan)
-        tttL = np.full(Bn, np.nan)
-    final = np.full(Bn, np.nan)
-    finalL = np.full(Bn, np.nan) if sig else None
     rec = 0
     with np.errstate(all="ignore"):
         for i in range(steps + 1):
             X, r2, dU, dV = _residual_and_grads(p, U, V)
             e = np.sqrt(r2) / ynorm
-            if sig:
-                GW, rW2 = _sigmoid_grad(p, W)
-                eW = np.sqrt(rW2) / ynorm
-                bad = ~((e < DIVERGENCE_ERROR) & (eW < DIVERGENCE_ERROR)) & alive
-            else:
-                bad = ~(e < DIVERGENCE_ERROR) & alive
+            GW, rW2 = _sigmoid_grad(p, W)
+            eW = np.sqrt(rW2) / ynorm
+            bad = ~((e < DIVERGENCE_ERROR) & (eW < DIVERGENCE_ERROR)) & alive
             if bad.any():
                 div[bad] = i
                 alive &= ~bad
                 U[bad] = 0.0
-                if V is not None:
-                    V[bad] = 0.0
-                if sig:
-                    W[bad] = 0.0
+                V[bad] = 0.0
+                W[bad] = 0.0
                 dU[bad] = 0.0
-                if dV is not None:
-                    dV[bad] = 0.0
+                dV[bad] = 0.0
             hit = alive & np.isnan(ttt) & (e <= tol)
             ttt[hit] = i * eta
-            if sig:
-                hitL = alive & np.isnan(tttL) & (eW <= tol)
-                tttL[hitL] = i * eta
+            hitL = alive & np.isnan(tttL) & (eW <= tol)
+            tttL[hitL] = i * eta
             if rec < T and idx[rec] == i:
                 X_rec[:, rec] = X
                 err_rec[:, rec] = np.where(alive, e, np.nan)
-                if drift_rec is not None:
-                    D = _gram_diff(U, V) - Q0
-                    drift_rec[:, rec] = np.sqrt(np.einsum("bij,bij->b", D, D))
-                if sig:
-                    errL_rec[:, rec] = np.where(alive, eW, np.nan)
+                errL_rec[:, rec] = np.where(alive, eW, np.nan)
+                D = _gram_diff(U, V) - Q0
+                drift_rec[:, rec] = np.sqrt(np.einsum("bij,bij->b", D, D))
                 rec += 1
             if i == steps:
-                final = np.where(alive, e, np.nan)
-                if sig:
-                    finalL = np.where(alive, eW, np.nan)
                 break
             # simultaneous update: both factors use the old values
             U = U + eta * dU
-            if V is not None:
-                V = V + eta * dV
-            if sig:
-                W = W + eta * GW
-    tr = Trajectory(t=idx * eta, X=X_rec, error=err_rec, q_drift=drift_rec, time_to_tol=ttt,
-                    final_error=final, diverged_at=div)
-    if sig:
-        tr.error_linear, tr.time_to_tol_linear, tr.final_error_linear = errL_rec, tttL, finalL
-    return tr
+            V = V + eta * dV
+            W = W + eta * GW
+    return Trajectory(t=idx * eta, X=X_rec, error=err_rec, q_drift=drift_rec, time_to_tol=ttt,
+                      final_error=np.where(alive, e, np.nan), diverged_at=div,
+                      error_linear=errL_rec, time_to_tol_linear=tttL,
+                      final_error_linear=np.where(alive, eW, np.nan))
 
 
 # ---------------------------------------------------------------- exact gradient flow -----
