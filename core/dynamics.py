@@ -313,15 +313,19 @@ class _FlowSystem:
             out.append(_sigmoid_grad(self.p, W)[0])
         return self.pack(out)
 
+    def evaluate(self, y):
+        """(U, V, X, e, e_linear) at state y; e_linear None unless sigmoid."""
+        U, V, W = self.factors(y)
+        X, r2, _, _ = _residual_and_grads(self.p, U, V)
+        e = np.sqrt(r2) / self.p.y_norm
+        eW = np.sqrt(_sigmoid_grad(self.p, W)[1]) / self.p.y_norm if self.sig else None
+        return U, V, X, e, eW
+
     def errors(self, t, y):
         """(e, e_linear) of every point; cached because solve_ivp calls each event separately."""
         key = (t, y.ctypes.data, y[0], y[-1])
         if key != self._cache_key:
-            U, V, W = self.factors(y)
-            _, r2, _, _ = _residual_and_grads(self.p, U, V)
-            e = np.sqrt(r2) / self.p.y_norm
-            eW = np.sqrt(_sigmoid_grad(self.p, W)[1]) / self.p.y_norm if self.sig else None
-            self._cache_key, self._cache_val = key, (e, eW)
+            self._cache_key, self._cache_val = key, self.evaluate(y)[3:]
         return self._cache_val
 
 
@@ -374,10 +378,7 @@ def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
     errs = []
     with np.errstate(all="ignore"):
         for j in range(ys.shape[0]):
-            U, V, W = sysm.factors(ys[j])
-            X, r2, _, _ = _residual_and_grads(p, U, V)
-            e = np.sqrt(r2) / p.y_norm
-            eW = np.sqrt(_sigmoid_grad(p, W)[1]) / p.y_norm if sysm.sig else None
+            U, V, X, e, eW = sysm.evaluate(ys[j])
             errs.append((X, e, eW, None if V is None else _gram_diff(U, V)))
     bad = [j for j, x in enumerate(errs)
            if not (np.all(x[1] < DIVERGENCE_ERROR)
