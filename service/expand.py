@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import fields
 
 import core
 from core.types import PointConfig
 
+from .models import PARAM_FIELDS
 from .schemas import AXIS_NAMES, SweepSpec
 
 DEFAULT_N_SAMPLES = 1000
@@ -28,25 +28,16 @@ class PointSpecError(ValueError):
         self.message = message
 
 
-def _validate_config():
-    """core.validate_config (the core package's public API; its module while the package is young)."""
-    fn = getattr(core, "validate_config", None)
-    if fn is None:
-        from core.validation import validate_config as fn
-    return fn
-
-
 def core_version() -> str:
-    return str(getattr(core, "CORE_VERSION", "0"))
+    return str(core.CORE_VERSION)
 
 
-_FIELDS = tuple(f.name for f in fields(PointConfig))
 _FLOAT_FIELDS = ("eta", "init_scale", "lambda0", "tol")
 
 
 def point_identity(config: PointConfig, version: str | None = None) -> str:
     """sha256 of the canonical JSON of every PointConfig field plus core's version."""
-    d = {name: getattr(config, name) for name in _FIELDS}
+    d = {name: getattr(config, name) for name in PARAM_FIELDS}
     # Canonical types: 1 and 1.0 are the same init_scale; json renders floats as shortest repr.
     for name in _FLOAT_FIELDS:
         d[name] = float(d[name])
@@ -72,7 +63,6 @@ def expand(spec: SweepSpec) -> list[PointConfig]:
 def validate_points(points: list[PointConfig]) -> None:
     """core.validate_config on every distinct configuration up to the seed (the seed changes no
     constraint); its ValueError("<field>: <reason>") becomes a PointSpecError at the body path."""
-    validate_config = _validate_config()
     seen: set = set()
     for p in points:
         key = (p.init_scale, p.k, p.lambda0)
@@ -80,7 +70,7 @@ def validate_points(points: list[PointConfig]) -> None:
             continue
         seen.add(key)
         try:
-            validate_config(p)
+            core.validate_config(p)
         except (ValueError, TypeError) as exc:
             field, sep, reason = str(exc).partition(": ")
             if not sep or not field.isidentifier():

@@ -142,25 +142,21 @@ class SummaryQuery(ResultQuery):  # type: ignore[misc, valid-type]
 
 # ----------------------------------------------------------------------------- building queries
 
-def _where(q: ResultQuery, sweep_id: int | None) -> tuple[list, bool]:
+def _where(q: ResultQuery, sweep_id: int | None) -> list:
     """SQL conditions of a query, all on `points`."""
     conds: list = []
-    needs_points = False
     if sweep_id is not None:
         conds.append(Point.sweep_id == sweep_id)
     # Only finished points have a result row.
     conds.append(Point.status.in_(q.status or RESULT_STATUSES))
     for key, value in q.filters().items():
         if key.endswith("_min") or key.endswith("_max"):
-            name, bound = key[:-4], key[-3:]
-            col = _column(name)
-            conds.append(col >= value if bound == "min" else col <= value)
+            col = _column(key[:-4])
+            conds.append(col >= value if key.endswith("_min") else col <= value)
         else:
-            name = key
-            col = _column(name)
+            col = _column(key)
             conds.append(col == value[0] if len(value) == 1 else col.in_(value))
-        needs_points |= col.table is Point.__table__
-    return conds, needs_points
+    return conds
 
 
 def _order_columns(q: ResultQuery) -> list:
@@ -186,7 +182,7 @@ def _joined(stmt: Select) -> Select:
 
 def count_rows(session: Session, q: ResultQuery, sweep_id: int | None = None) -> int:
     """Matching result rows, counted on `points` alone (an index-only scan with the covering indexes)."""
-    conds, _ = _where(q, sweep_id)
+    conds = _where(q, sweep_id)
     return int(session.connection().execute(select(func.count()).select_from(Point).where(*conds)).scalar_one())
 
 
@@ -207,7 +203,7 @@ def fetch_page(session: Session, q: ResultQuery, sweep_id: int | None = None,
     Two statements: the page (a top-N of point ids from `points`, then the join to `results` for
     those rows only) and the count (an index-only scan of `points`). A `count(*) OVER ()` on the page
     query was measured slower for large matches: it defeats the top-N sort."""
-    conds, _ = _where(q, sweep_id)
+    conds = _where(q, sweep_id)
     order = _order(q)
     limit = _limit(q)
     if all(c.table is Point.__table__ for c in _order_columns(q)):
@@ -284,7 +280,7 @@ def summary(session: Session, q: SummaryQuery, sweep_id: int | None = None) -> l
     <metric>_mean, _std (ddof 1), _sem (std / sqrt(non-null count)), _min, _max over the group;
     null where a statistic is undefined (no value, or one value for std/sem)."""
     keys = q.group_keys()
-    conds, _ = _where(q, sweep_id)
+    conds = _where(q, sweep_id)
     cols = [_column(k).label(k) for k in keys] + [_column(m).label(m) for m in NUMERIC_METRICS]
     data = session.execute(_joined(select(*cols)).where(*conds)).all()
     df = pd.DataFrame.from_records(data, columns=keys + list(NUMERIC_METRICS))

@@ -49,7 +49,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import text
@@ -57,17 +56,13 @@ from sqlalchemy import text
 from core.types import PointConfig
 
 from . import store
+from .db import session_scope
+from .models import FINISHED_POINT_STATUSES, PARAM_FIELDS, utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
 RUNNER_LOCK_KEY = 0x666C6F7773776570 & 0x7FFFFFFFFFFFFFFF  # "flowswep": pg advisory lock of the runner
-_CONFIG_FIELDS = store.CONFIG_FIELDS
-_FINISHED = ("done", "diverged", "failed")
 _ACTIVE_SWEEP = ("queued", "running")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 CURVES_FORMAT = "npz-v1"  # curves.format: see service.models.Curve
@@ -196,7 +191,6 @@ class Runner:
     # The SQL is in service.store; here: transactions, threading, scheduling and the Postgres
     # advisory-lock leadership (a dedicated connection held across transactions).
     def _session(self):
-        from service.db import session_scope
         return session_scope(self._session_factory)
 
     def _get_dispatcher(self):
@@ -211,7 +205,7 @@ class Runner:
         """Points left 'running' by a dead process go back to 'pending' (or 'failed' when they
         keep killing the process: a poison point must not block the sweep forever)."""
         with self._session() as s:
-            now = _utcnow()
+            now = utcnow()
             poisoned = store.exhausted_running_points(s, self.max_attempts)
             if poisoned:
                 store.write_failed(s, poisoned,
@@ -318,11 +312,6 @@ class Runner:
         with self._session() as s:
             return store.other_active_sweep_exists(s, sweep_id)
 
-    def _locked_sweep(self, s, sweep_id: int):
-        """The sweep row, locked for this transaction (Postgres FOR UPDATE, as the cancel route
-        does; SQLite's BEGIN IMMEDIATE already serialises writers)."""
-        return store.get_sweep(s, sweep_id, for_update=True)
-
     def _is_cancelled(self, sweep_id: int) -> bool:
         with self._lock:
             return self._stop.is_set() or sweep_id in self._cancelled
@@ -331,7 +320,7 @@ class Runner:
         self.current_sweep_id = sweep_id
         self._last_served[sweep_id] = time.monotonic()
         with self._session() as s:
-            sweep = self._locked_sweep(s, sweep_id)
+            sweep = store.get_sweep(s, sweep_id, for_update=True)
             if sweep is None or sweep.status not in _ACTIVE_SWEEP:
                 return
             if sweep.cancel_requested:
@@ -420,7 +409,7 @@ class Runner:
                 given_up = store.exhausted_running_points(s, self.max_attempts, sweep_id)
                 if given_up:
                     store.write_failed(s, given_up, f"no result after {self.max_attempts} attempts",
-                                       _utcnow())
+                                       utcnow())
             n = store.requeue_running(s, sweep_id)
         if n and lost:
             log.warning("sweep %s: %d points were not reported by the dispatcher; queued again",
@@ -447,23 +436,23 @@ class Runner:
             last = rows[-1][1]
             fed[0] += len(rows)
             for r in rows:
-                yield r[0], PointConfig(**dict(zip(_CONFIG_FIELDS, r[2:])))
+                yield r[0], PointConfig(**dict(zip(PARAM_FIELDS, r[2:])))
 
     def _write_batch(self, sweep_id: int, outcomes) -> None:
         """One transaction per batch: idempotent result inserts, their curves, point statuses."""
         if not outcomes:
             return
         t0 = time.perf_counter()
-        now = _utcnow()
+        now = utcnow()
         by_id = {}
         for o in outcomes:
             by_id.setdefault(int(o.point_id), o)  # a point reported twice in a batch: first wins
         rows, blobs = [], {}
         for pid, o in by_id.items():
             r = o.result
-            status = r.status if r.status in _FINISHED else "failed"
+            status = r.status if r.status in FINISHED_POINT_STATUSES else "failed"
             rows.append(store.result_row(pid, sweep_id, status, r.metrics or {}, r.error,
-                                         r.wall_seconds, o.worker, now, r.config))
+                                         r.wall_seconds, o.worker, now))
             # Encoded before the transaction opens: SQLite's write lock is held for SQL only.
             blob = getattr(o, "curves_blob", None)
             if blob is None and r.curves is not None:
@@ -488,12 +477,11 @@ class Runner:
     def _settle(self, sweep_id: int) -> None:
         """After a dispatch: unfinished points go back to pending; the sweep gets its terminal
         status when nothing is left (or it was cancelled)."""
-        cancelled = False
         with self._lock:
             cancelled = sweep_id in self._cancelled
         with self._session() as s:
             store.requeue_running(s, sweep_id)
-            sweep = self._locked_sweep(s, sweep_id)
+            sweep = store.get_sweep(s, sweep_id, for_update=True)
             if sweep is None:
                 return
             if cancelled or sweep.cancel_requested:

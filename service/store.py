@@ -8,7 +8,6 @@ summaries, files) live in `service.queries`.
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select, text, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from core.types import METRIC_FIELDS, PointConfig
+from core.types import METRIC_FIELDS
 
 from .expand import expand, point_identity
 from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, utcnow
@@ -24,7 +23,6 @@ from .schemas import SweepSpec
 
 _CHUNK = 500  # identities per IN (...) lookup
 _ACTIVE_SWEEP = ("queued", "running")
-CONFIG_FIELDS = tuple(f.name for f in fields(PointConfig))  # points' columns that make a PointConfig
 
 
 def ping(session: Session) -> None:
@@ -66,18 +64,19 @@ def list_sweeps(session: Session, statuses: list[str] | None, limit: int, offset
     return total, list(sweeps)
 
 
-def reusable_sources(session: Session, identities: list[str]) -> dict[str, int]:
-    """identity -> a finished (done/diverged) point computed by some sweep (not itself a copy).
+def reusable_sources(session: Session, identities: list[str]) -> dict[str, tuple[int, str]]:
+    """identity -> (id, status) of a finished (done/diverged) point computed by some sweep (not
+    itself a copy); the lowest id when there are several.
 
     Looked up by identity alone (its index) and filtered here, so no planner can prefer another index."""
-    found: dict[str, int] = {}
+    found: dict[str, tuple[int, str]] = {}
     conn = session.connection()
     for i in range(0, len(identities), _CHUNK):
         stmt = select(Point.identity, Point.id, Point.status, Point.source_point_id).where(
             Point.identity.in_(identities[i:i + _CHUNK]))
         for ident, pid, st, src in conn.execute(stmt):
-            if st in REUSABLE_POINT_STATUSES and src is None and pid < found.get(ident, pid + 1):
-                found[ident] = pid
+            if st in REUSABLE_POINT_STATUSES and src is None and (ident not in found or pid < found[ident][0]):
+                found[ident] = (pid, st)
     return found
 
 
@@ -88,13 +87,7 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
     points = expand(spec)
     identities = [point_identity(p) for p in points]
     now = utcnow()
-    sources: dict[str, int] = {} if spec.recompute else reusable_sources(session, identities)
-    source_status: dict[int, str] = {}
-    if sources:
-        ids = list(set(sources.values()))
-        for i in range(0, len(ids), _CHUNK):
-            source_status.update(session.execute(select(Point.id, Point.status)
-                                                 .where(Point.id.in_(ids[i:i + _CHUNK]))).all())
+    sources = {} if spec.recompute else reusable_sources(session, identities)
     n_cached = len(sources)
     sweep = Sweep(name=stored_spec["name"], spec=stored_spec, n_points=len(points),
                   status="done" if n_cached == len(points) else "queued", created_at=now,
@@ -105,10 +98,10 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
     session.flush()
     rows = []
     for p, ident in zip(points, identities):
-        src = sources.get(ident)
+        src, src_status = sources.get(ident, (None, "pending"))
         row = {f: getattr(p, f) for f in PARAM_FIELDS}
         row.update(sweep_id=sweep.id, identity=ident, attempts=0, cached=src is not None,
-                   source_point_id=src, status=source_status[src] if src is not None else "pending")
+                   source_point_id=src, status=src_status)
         rows.append(row)
     # Core executemany (no ORM unit of work): 1e5 points in one statement, one transaction.
     session.connection().execute(insert(Point.__table__), rows)
@@ -183,22 +176,13 @@ def _finite_or_none(v: Any) -> Any:
     return v if math.isfinite(v) else None
 
 
-def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker, now,
-               config: PointConfig | None = None) -> dict[str, Any]:
-    """A results-table row (only the columns the schema has); non-finite metrics -> NULL."""
-    cols = Result.__table__.columns
+def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker, now) -> dict[str, Any]:
+    """A results-table row; non-finite metrics -> NULL."""
     row: dict[str, Any] = {"point_id": point_id, "sweep_id": sweep_id, "status": status,
-                           "error": error, "wall_seconds": wall_seconds, "worker": worker}
+                           "error": error, "wall_seconds": wall_seconds, "worker": worker, "created_at": now}
     for name in METRIC_FIELDS:
         row[name] = _finite_or_none(metrics.get(name))
-    if "created_at" in cols:
-        row["created_at"] = now
-    if config is not None:
-        # Parameters denormalised into results (if the schema has them) for fast queries.
-        for name in CONFIG_FIELDS:
-            if name in cols:
-                row[name] = getattr(config, name)
-    return {k: v for k, v in row.items() if k in cols}
+    return row
 
 
 def insert_results(session: Session, rows: list[dict]) -> set[int]:
@@ -302,8 +286,8 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
 def claim_pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> list[tuple]:
     """Up to `limit` pending points of the sweep with identity > after_identity, in identity order
     (keyset on the (sweep_id, identity) index), flipped to 'running' (attempts + 1).
-    Rows are (id, identity, *CONFIG_FIELDS)."""
-    cols = [Point.id, Point.identity] + [getattr(Point, name) for name in CONFIG_FIELDS]
+    Rows are (id, identity, *PARAM_FIELDS)."""
+    cols = [Point.id, Point.identity] + [getattr(Point, name) for name in PARAM_FIELDS]
     rows = session.execute(select(*cols).where(
         Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == "pending")
         .order_by(Point.identity).limit(limit)).all()

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from .. import queries
 from ..deps import ReadAuth, SessionDep
@@ -11,6 +12,14 @@ from ..models import Point
 from .common import DbId, json_safe, not_found, valid_id
 
 router = APIRouter(prefix="/points", tags=["points"], dependencies=[ReadAuth])
+
+
+def _get_point(session: Session, point_id: int) -> Point:
+    """The point, or 404."""
+    point = session.get(Point, point_id) if valid_id(point_id) else None
+    if point is None:
+        raise not_found("point", point_id)
+    return point
 
 
 @router.get("/{point_id}")
@@ -28,9 +37,7 @@ def get_curves(point_id: DbId, session: SessionDep) -> dict[str, Any]:
     """The recorded trajectories on t = eta·i: `t`, `error`, `error_linear`, `singular_values`
     (one list per record time), `error_regularized_fit` (null unless λ₀ was fitted); non-finite
     values of a diverged run are null. A cached point serves its source's curves."""
-    point = session.get(Point, point_id) if valid_id(point_id) else None
-    if point is None:
-        raise not_found("point", point_id)
+    point = _get_point(session, point_id)
     curve = queries.curves_of(session, point)
     if curve is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"point {point_id} has no curves "
@@ -48,9 +55,7 @@ def _state_arrays(state: Any) -> dict[str, Any]:
 async def get_state(point_id: DbId, session: SessionDep) -> dict[str, Any]:
     """The exact initial state of the point, recomputed by core from its parameters:
     `Y`, `U0`, `V0` (and `A`, `W0` for sigmoid) as nested lists."""
-    point = session.get(Point, point_id) if valid_id(point_id) else None
-    if point is None:
-        raise not_found("point", point_id)
+    point = _get_point(session, point_id)
     config = point.config()
 
     def compute() -> dict[str, Any]:

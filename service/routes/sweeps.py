@@ -48,7 +48,7 @@ def _unprocessable(field: tuple[str, ...] | list[str], msg: str, typ: str = "val
                                     "type": typ}])
 
 
-def _eta(sweep: Sweep, counts: dict[str, int], runner: Any) -> float | None:
+def _eta(sweep: Sweep, runner: Any) -> float | None:
     if sweep.status == "done":
         return 0.0
     if sweep.status not in ("queued", "running") or runner is None:
@@ -69,7 +69,7 @@ def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any) -> dict:
         "created_at": sweep.created_at.isoformat(),
         "started_at": sweep.started_at.isoformat() if sweep.started_at else None,
         "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
-        "eta_seconds": _eta(sweep, counts, runner), "error": sweep.error,
+        "eta_seconds": _eta(sweep, runner), "error": sweep.error,
     })
 
 
