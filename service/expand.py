@@ -48,10 +48,10 @@ def point_identity(config: PointConfig, version: str | None = None) -> str:
 
 def expand(spec: SweepSpec) -> list[PointConfig]:
     """Points in axis order init_scale, k, lambda0, seed (seed varies fastest)."""
-    fixed = dict(model=spec.model, m=int(spec.m), n=int(spec.n if spec.n is not None else spec.m),
-                 eta=float(spec.eta), steps=int(spec.steps), init=spec.init, integrator=spec.integrator,
-                 record_every=int(spec.record_every or max(1, spec.steps // 200)), tol=float(spec.tol),
-                 data_seed=spec.data_seed, fit_lambda0=bool(spec.fit_lambda0),
+    # n and record_every: their defaults were filled in by SweepSpec's validation.
+    fixed = dict(model=spec.model, m=int(spec.m), n=int(spec.n), eta=float(spec.eta), steps=int(spec.steps),
+                 init=spec.init, integrator=spec.integrator, record_every=int(spec.record_every),
+                 tol=float(spec.tol), data_seed=spec.data_seed, fit_lambda0=bool(spec.fit_lambda0),
                  n_samples=int(spec.n_samples or DEFAULT_N_SAMPLES))
     axes = [spec.axis(a) for a in AXIS_NAMES]
     points = [PointConfig(init_scale=float(s), k=int(k), lambda0=float(lam), seed=int(seed), **fixed)

@@ -52,7 +52,7 @@ def _round12(x: float) -> float:
     return float(f"{x:.12g}")
 
 
-def _axis_length(name: str, form: str, args: list) -> int:
+def _axis_length(form: str, args: list) -> int:
     if form == "range":
         if len(args) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
             raise _err("range must be [start, stop] with integers (stop excluded)")
@@ -83,7 +83,7 @@ def _axis_values(name: str, raw: Any, max_points: int) -> list:
         form, args = next(iter(raw.items()))
         if not isinstance(args, list):
             raise _err("{form} must be a list", form=form)
-        n = _axis_length(name, form, args)
+        n = _axis_length(form, args)
         if n > max_points:
             raise _err("{form} has {n} values; a sweep has at most {max} points (FLOWSWEEP_MAX_POINTS)",
                        form=form, n=n, max=max_points)
