@@ -114,34 +114,53 @@ _WINDOW = 64
 
 
 def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
-    """The hot loop for the linear models: three (two for symmetric) batched matmuls and a few
-    in-place updates per step into preallocated buffers. ||R||^2 is free every step; it is kept
-    in a window and scanned every few steps for the first iteration with e <= tol (time_to_tol,
-    exact per step) and for divergence (exact first bad iteration)."""
+    """The hot loop for the linear models, bound by numpy's per-matrix cost of small stacked
+    matmuls, so every step is three matmuls and four cheap calls into preallocated buffers:
+
+    - factors are stored transposed (Uc = U^T, r x m) so that each matmul's second operand is
+      contiguous: numpy hands those to BLAS, a transposed second operand falls back to a loop
+      ~3x slower;
+    - factors are scaled by sqrt(s) (s = eta, 2 eta symmetric), so the step
+      U += s R V, V += s R^T U becomes Uc += Vc (sR)^T, Vc += Uc (sR) with sR = sY - Uc^T Vc:
+      no separate scaling of R, one transposed copy of it (its smallest array);
+    - ||R||^2 is free every step; it is kept in a window and scanned every few steps for the
+      first iteration with e <= tol (time_to_tol, exact per step) and for divergence (exact
+      first bad iteration)."""
     Bn = p.batch
     sym = p.model == "symmetric"
+    s = 2.0 * eta if sym else eta
+    root_s = np.sqrt(s)
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
     ynorm = p.y_norm
-    tol2 = (tol * ynorm) ** 2
-    thr2 = (DIVERGENCE_ERROR * ynorm) ** 2
+    tol2 = (tol * ynorm * s) ** 2                   # thresholds on ||sR||^2
+    thr2 = (DIVERGENCE_ERROR * ynorm * s) ** 2
     idx = record_grid(eta, steps, record_every)
     T = len(idx)
-    U = p.U0.copy()
-    V = U if sym else p.V0.copy()
-    m = U.shape[1]
-    n = V.shape[1]
-    Vt = V.transpose(0, 2, 1)                      # a view: follows the in-place updates of V
-    Y = p.Y
-    X = np.empty((Bn, m, n))
-    R = np.empty((Bn, m, n))
-    Rt = R.transpose(0, 2, 1)
-    R_flat = R.reshape(Bn, m * n)                  # a view of the contiguous buffer
-    dU = np.empty_like(U)
-    dV = None if sym else np.empty_like(V)
+    m, r = p.U0.shape[1], p.U0.shape[2]
+    n = m if sym else p.V0.shape[1]
+    # W = [Uc | Vc] in one buffer: one in-place add updates both factors
+    W = np.empty((Bn, r, m if sym else m + n))
+    Uc = W[:, :, :m]
+    np.multiply(p.U0.transpose(0, 2, 1), root_s, out=Uc)
+    if sym:
+        Vc = np.empty_like(W)                       # a second copy of Uc: numpy's A^T A path
+        np.copyto(Vc, W)                            # (syrk) is slower than a plain product
+    else:
+        Vc = W[:, :, m:]
+        np.multiply(p.V0.transpose(0, 2, 1), root_s, out=Vc)
+    dW = np.empty_like(W)
+    dUc = dW[:, :, :m]
+    dVc = None if sym else dW[:, :, m:]
+    UcT = Uc.transpose(0, 2, 1)
+    sY = s * p.Y
+    X = np.empty((Bn, m, n))                        # s X
+    R = np.empty((Bn, m, n))                        # s R = s (Y - X)
+    Rt = np.empty((Bn, n, m))
+    R_flat = R.reshape(Bn, m * n)
     X_rec = np.zeros((Bn, T, m, n))
     err_rec = np.full((Bn, T), np.nan)
+    drift = None if sym else _QDrift(W, m)
     drift_rec = None if sym else np.zeros((Bn, T))
-    Q0 = None if sym else _gram_diff(U, V)
     ttt = np.full(Bn, np.nan)
     div = np.full(Bn, -1, dtype=np.int64)
     alive = np.ones(Bn, dtype=bool)
@@ -149,11 +168,10 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
     w = 0
     rec = 0
     final = None
-    step_scale = 2.0 * eta if sym else eta        # symmetric: dU = 2 R U
     with np.errstate(all="ignore"):
         for i in range(steps + 1):
-            np.matmul(U, Vt, out=X)
-            np.subtract(Y, X, out=R)
+            np.matmul(UcT, Vc, out=X)
+            np.subtract(sY, X, out=R)
             np.vecdot(R_flat, R_flat, out=win[w])
             w += 1
             is_rec = rec < T and idx[rec] == i
@@ -166,39 +184,64 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
                     first_bad = np.argmax(bad, axis=0)
                     div[newly] = it0 + first_bad[newly]
                     alive &= ~newly
-                    U[newly] = 0.0
-                    if not sym:
-                        V[newly] = 0.0
+                    W[newly] = 0.0
+                    if sym:
+                        Vc[newly] = 0.0
                     X[newly] = 0.0
+                    R[newly] = 0.0
                 hit = r2 <= tol2
                 first_hit = np.argmax(hit, axis=0)
                 take = np.isnan(ttt) & hit.any(axis=0) & \
                     ((div < 0) | (it0 + first_hit < div))
                 ttt[take] = (it0 + first_hit[take]) * eta
                 if is_rec:
-                    X_rec[:, rec] = X
-                    err_rec[:, rec] = np.where(alive, np.sqrt(r2[-1]) / ynorm, np.nan)
-                    if drift_rec is not None:
-                        D = _gram_diff(U, V) - Q0
-                        drift_rec[:, rec] = np.sqrt(np.einsum("bij,bij->b", D, D))
+                    np.divide(X, s, out=X_rec[:, rec])
+                    err_rec[:, rec] = np.where(alive, np.sqrt(r2[-1]) / (s * ynorm), np.nan)
+                    if drift is not None:
+                        drift_rec[:, rec] = drift.norm(W) / s
                     rec += 1
                 if i == steps:
-                    final = np.where(alive, np.sqrt(r2[-1]) / ynorm, np.nan)
+                    final = np.where(alive, np.sqrt(r2[-1]) / (s * ynorm), np.nan)
                 w = 0
             if i == steps:
                 break
-            R *= step_scale                         # R is not needed unscaled any more
-            if sym:
-                np.matmul(R, U, out=dU)
-                U += dU
-            else:
-                # simultaneous update: both factors use the old values
-                np.matmul(R, V, out=dU)
-                np.matmul(Rt, U, out=dV)
-                U += dU
-                V += dV
+            if sym:                                 # U += 2 eta R U  <=>  Uc += Uc (sR), R = R^T
+                np.matmul(Vc, R, out=dUc)
+                W += dW
+                np.copyto(Vc, W)
+            else:                                   # both factors use the old values
+                np.copyto(Rt, R.transpose(0, 2, 1))
+                np.matmul(Vc, Rt, out=dUc)
+                np.matmul(Uc, R, out=dVc)
+                W += dW
     return Trajectory(t=idx * eta, X=X_rec, error=err_rec, q_drift=drift_rec, time_to_tol=ttt,
                       final_error=final, diverged_at=div)
+
+
+class _QDrift:
+    """||Q - Q0||_F of Q = U^T U - V^T V from W = [Uc | Vc] (Q = W J W^T, J = diag(I_m, -I_n)),
+    into preallocated buffers (fresh temporaries of this size cost more than the product)."""
+
+    def __init__(self, W: np.ndarray, m: int):
+        Bn, r, mn = W.shape
+        self.J = np.where(np.arange(mn) < m, 1.0, -1.0)
+        self.WJ = np.empty_like(W)
+        self.Wt = np.empty((Bn, mn, r))
+        self.Q = np.empty((Bn, r, r))
+        self.Q_flat = self.Q.reshape(Bn, r * r)
+        self.Q0 = None
+        self.Q0 = self.gram(W).copy()
+
+    def gram(self, W: np.ndarray) -> np.ndarray:
+        np.multiply(W, self.J, out=self.WJ)
+        np.copyto(self.Wt, W.transpose(0, 2, 1))
+        np.matmul(self.WJ, self.Wt, out=self.Q)
+        return self.Q
+
+    def norm(self, W: np.ndarray) -> np.ndarray:
+        Q = self.gram(W)
+        Q -= self.Q0
+        return np.sqrt(np.vecdot(self.Q_flat, self.Q_flat))
 
 
 def _run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:

@@ -34,7 +34,8 @@ def rate_fit(t: np.ndarray, r: np.ndarray, noise_floor: float = 1e-11) -> RateFi
     sel = np.arange(stop)[t[:stop] >= t_mid]
     if len(sel) < MIN_TAIL_POINTS:
         return RateFit(None, None, None, len(sel))
-    slope = np.polyfit(t[sel], np.log(r[sel]), 1)[0]
+    ts, ys = t[sel] - t[sel].mean(), np.log(r[sel])
+    slope = float(ts @ (ys - ys.mean())) / float(ts @ ts)            # least-squares line
     return RateFit(float(-slope), float(t[sel[0]]), float(t[sel[-1]]), len(sel))
 
 
