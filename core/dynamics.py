@@ -157,17 +157,18 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
     R = np.empty((Bn, m, n))                        # s R = s (Y - X)
     Rt = np.empty((Bn, n, m))
     R_flat = R.reshape(Bn, m * n)
-    X_rec = np.zeros((Bn, T, m, n))
-    err_rec = np.full((Bn, T), np.nan)
+    # records are written time-major (one contiguous block per record) and transposed at the end
+    X_rec = np.empty((T, Bn, m, n))
+    r2_rec = np.empty((T, Bn))
     drift = None if sym else _QDrift(W, m)
-    drift_rec = None if sym else np.zeros((Bn, T))
+    drift2_rec = None if sym else np.empty((T, Bn))
     ttt = np.full(Bn, np.nan)
     div = np.full(Bn, -1, dtype=np.int64)
     alive = np.ones(Bn, dtype=bool)
     win = np.empty((_WINDOW, Bn))
     w = 0
     rec = 0
-    final = None
+    r2_final = None
     with np.errstate(all="ignore"):
         for i in range(steps + 1):
             np.matmul(UcT, Vc, out=X)
@@ -179,29 +180,31 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
                 r2 = win[:w]
                 it0 = i - w + 1
                 bad = ~(r2 <= thr2)                 # catches nan and inf too
-                newly = bad.any(axis=0) & alive
-                if newly.any():
-                    first_bad = np.argmax(bad, axis=0)
-                    div[newly] = it0 + first_bad[newly]
-                    alive &= ~newly
-                    W[newly] = 0.0
-                    if sym:
-                        Vc[newly] = 0.0
-                    X[newly] = 0.0
-                    R[newly] = 0.0
+                if bad.any():
+                    newly = bad.any(axis=0) & alive
+                    if newly.any():
+                        first_bad = np.argmax(bad, axis=0)
+                        div[newly] = it0 + first_bad[newly]
+                        alive &= ~newly
+                        W[newly] = 0.0
+                        if sym:
+                            Vc[newly] = 0.0
+                        X[newly] = 0.0
+                        R[newly] = 0.0
                 hit = r2 <= tol2
-                first_hit = np.argmax(hit, axis=0)
-                take = np.isnan(ttt) & hit.any(axis=0) & \
-                    ((div < 0) | (it0 + first_hit < div))
-                ttt[take] = (it0 + first_hit[take]) * eta
+                if hit.any():
+                    first_hit = np.argmax(hit, axis=0)
+                    take = np.isnan(ttt) & hit.any(axis=0) & \
+                        ((div < 0) | (it0 + first_hit < div))
+                    ttt[take] = (it0 + first_hit[take]) * eta
                 if is_rec:
-                    np.divide(X, s, out=X_rec[:, rec])
-                    err_rec[:, rec] = np.where(alive, np.sqrt(r2[-1]) / (s * ynorm), np.nan)
+                    np.copyto(X_rec[rec], X)
+                    np.copyto(r2_rec[rec], r2[-1])
                     if drift is not None:
-                        drift_rec[:, rec] = drift.norm(W) / s
+                        drift.squared_norm(W, out=drift2_rec[rec])
                     rec += 1
                 if i == steps:
-                    final = np.where(alive, np.sqrt(r2[-1]) / (s * ynorm), np.nan)
+                    r2_final = r2[-1].copy()
                 w = 0
             if i == steps:
                 break
@@ -214,8 +217,14 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
                 np.matmul(Vc, Rt, out=dUc)
                 np.matmul(Uc, R, out=dVc)
                 W += dW
-    return Trajectory(t=idx * eta, X=X_rec, error=err_rec, q_drift=drift_rec, time_to_tol=ttt,
-                      final_error=final, diverged_at=div)
+    # a point is recorded as NaN from the iteration where it diverged on (its factors are zeroed)
+    gone = (div[:, None] >= 0) & (idx[None, :] >= div[:, None])
+    err_rec = np.where(gone, np.nan, np.sqrt(r2_rec.T) / (s * ynorm[:, None]))
+    final = np.where(div >= 0, np.nan, np.sqrt(r2_final) / (s * ynorm))
+    X_out = np.empty((Bn, T, m, n))
+    np.divide(X_rec.transpose(1, 0, 2, 3), s, out=X_out)
+    return Trajectory(t=idx * eta, X=X_out, error=err_rec, time_to_tol=ttt, final_error=final, diverged_at=div,
+                      q_drift=None if sym else np.sqrt(drift2_rec.T) / s)
 
 
 class _QDrift:
@@ -238,10 +247,10 @@ class _QDrift:
         np.matmul(self.WJ, self.Wt, out=self.Q)
         return self.Q
 
-    def norm(self, W: np.ndarray) -> np.ndarray:
+    def squared_norm(self, W: np.ndarray, out: np.ndarray) -> np.ndarray:
         Q = self.gram(W)
         Q -= self.Q0
-        return np.sqrt(np.vecdot(self.Q_flat, self.Q_flat))
+        return np.vecdot(self.Q_flat, self.Q_flat, out=out)
 
 
 def _run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:

@@ -32,7 +32,8 @@ def singular_values(X: np.ndarray) -> np.ndarray:
     the smaller Gram matrix (several times cheaper than batched SVDs of these small matrices;
     absolute accuracy ~ eps * sigma_max^2 / sigma, ample for curves)."""
     with np.errstate(all="ignore"):
-        X = np.nan_to_num(X)
+        if not np.isfinite(X).all():             # diverged points: their curves are cut anyway
+            X = np.nan_to_num(X)
         G = X @ np.swapaxes(X, -1, -2) if X.shape[-2] <= X.shape[-1] else np.swapaxes(X, -1, -2) @ X
         w = np.linalg.eigvalsh(G)
     return np.sqrt(np.maximum(w[..., ::-1], 0.0))
