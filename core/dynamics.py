@@ -52,6 +52,7 @@ class Trajectory:
     error_linear: np.ndarray | None = None        # (B, T) simulated baseline (sigmoid only)
     time_to_tol_linear: np.ndarray | None = None  # (B,) simulated baseline (sigmoid only)
     final_error_linear: np.ndarray | None = None  # (B,)
+    iterations: np.ndarray | None = None          # (B,) gd steps computed (fewer once frozen)
 
 
 def reduce_factors(U0: np.ndarray, V0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -102,7 +103,9 @@ def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajec
     """Explicit Euler (the paper's gradient descent), all points of the batch at once.
 
     A point whose error becomes non-finite (or absurdly large) is frozen at zero and keeps the
-    iteration where it happened; the others continue untouched.
+    iteration where it happened; the others continue untouched. A linear-model point that has
+    converged to machine precision (FREEZE_ERROR) stops being iterated; `iterations` says how
+    many steps each point computed.
     """
     if p.model == "sigmoid":
         return _run_gd_sigmoid(p, eta, steps, record_every, tol)
@@ -111,6 +114,64 @@ def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajec
 
 # Steps between divergence/tolerance checks of the squared residuals kept in a small window.
 _WINDOW = 64
+# A gd point whose relative error has stayed below FREEZE_ERROR for FREEZE_STEPS iterations after
+# it reached its tol has converged to machine precision (X = Y up to rounding): it stops being
+# iterated and its later records repeat that state. The exact iterates would move X by about that
+# error at most (they converge to Y), no more than the rounding noise further steps would add;
+# the batch shrinks, so points that converge early stop costing (1/3 of Fig. 1's points at s = 1).
+FREEZE_ERROR = 1e-14
+FREEZE_STEPS = 64
+
+
+class _GdBuffers:
+    """Work arrays of the gd loop for the points still being iterated (rows of W = [Uc | Vc])."""
+
+    def __init__(self, W: np.ndarray, sY: np.ndarray, m: int, sym: bool):
+        Bn = W.shape[0]
+        n = sY.shape[2]
+        self.W, self.sY, self.m, self.sym = W, sY, m, sym
+        self.Uc = W[:, :, :m]
+        self.UcT = self.Uc.transpose(0, 2, 1)
+        # symmetric: Vc is a second copy of Uc, numpy's A^T A path (syrk) is slower than a product
+        self.Vc = W.copy() if sym else W[:, :, m:]
+        self.dW = np.empty_like(W)
+        self.dUc = self.dW[:, :, :m]
+        self.dVc = None if sym else self.dW[:, :, m:]
+        self.X = np.empty((Bn, m, n))                   # s X
+        self.R = np.empty((Bn, m, n))                   # s R = s (Y - X)
+        self.Rt = np.empty((Bn, n, m))
+        self.R_flat = self.R.reshape(Bn, m * n)
+
+    def residual(self, r2_out: np.ndarray) -> None:
+        np.matmul(self.UcT, self.Vc, out=self.X)
+        np.subtract(self.sY, self.X, out=self.R)
+        np.vecdot(self.R_flat, self.R_flat, out=r2_out)
+
+    def update(self) -> None:
+        if self.sym:                                    # U += 2 eta R U <=> Uc += Uc (sR), R = R^T
+            np.matmul(self.Vc, self.R, out=self.dUc)
+            self.W += self.dW
+            np.copyto(self.Vc, self.W)
+        else:                                           # both factors use the old values
+            np.copyto(self.Rt, self.R.transpose(0, 2, 1))
+            np.matmul(self.Vc, self.Rt, out=self.dUc)
+            np.matmul(self.Uc, self.R, out=self.dVc)
+            self.W += self.dW
+
+    def zero(self, rows: np.ndarray) -> None:
+        """A diverged point: factors and end-to-end map set to zero (recorded as such)."""
+        self.W[rows] = 0.0
+        if self.sym:
+            self.Vc[rows] = 0.0
+        self.X[rows] = 0.0
+        self.R[rows] = 0.0
+
+    def subset(self, keep: np.ndarray) -> "_GdBuffers":
+        """The buffers of the rows `keep`, mid-step: X and R of this step come along."""
+        out = _GdBuffers(self.W[keep], self.sY[keep], self.m, self.sym)
+        out.X[...] = self.X[keep]
+        out.R[...] = self.R[keep]
+        return out
 
 
 def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
@@ -124,122 +185,124 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
       U += s R V, V += s R^T U becomes Uc += Vc (sR)^T, Vc += Uc (sR) with sR = sY - Uc^T Vc:
       no separate scaling of R, one transposed copy of it (its smallest array);
     - ||R||^2 is free every step; it is kept in a window and scanned every few steps for the
-      first iteration with e <= tol (time_to_tol, exact per step) and for divergence (exact
-      first bad iteration)."""
+      first iteration with e <= tol (time_to_tol, exact per step), for divergence (exact first
+      bad iteration) and for convergence to machine precision (FREEZE_ERROR);
+    - diverged and converged points leave the batch (`act` maps its rows to the points)."""
     Bn = p.batch
     sym = p.model == "symmetric"
     s = 2.0 * eta if sym else eta
-    root_s = np.sqrt(s)
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
     ynorm = p.y_norm
-    tol2 = (tol * ynorm * s) ** 2                   # thresholds on ||sR||^2
+    tol2 = (tol * ynorm * s) ** 2                   # thresholds on ||sR||^2, per row of the batch
     thr2 = (DIVERGENCE_ERROR * ynorm * s) ** 2
+    frz2 = (FREEZE_ERROR * ynorm * s) ** 2
     idx = record_grid(eta, steps, record_every)
     T = len(idx)
     m, r = p.U0.shape[1], p.U0.shape[2]
     n = m if sym else p.V0.shape[1]
-    # W = [Uc | Vc] in one buffer: one in-place add updates both factors
     W = np.empty((Bn, r, m if sym else m + n))
-    Uc = W[:, :, :m]
-    np.multiply(p.U0.transpose(0, 2, 1), root_s, out=Uc)
-    if sym:
-        Vc = np.empty_like(W)                       # a second copy of Uc: numpy's A^T A path
-        np.copyto(Vc, W)                            # (syrk) is slower than a plain product
-    else:
-        Vc = W[:, :, m:]
-        np.multiply(p.V0.transpose(0, 2, 1), root_s, out=Vc)
-    dW = np.empty_like(W)
-    dUc = dW[:, :, :m]
-    dVc = None if sym else dW[:, :, m:]
-    UcT = Uc.transpose(0, 2, 1)
-    sY = s * p.Y
-    X = np.empty((Bn, m, n))                        # s X
-    R = np.empty((Bn, m, n))                        # s R = s (Y - X)
-    Rt = np.empty((Bn, n, m))
-    R_flat = R.reshape(Bn, m * n)
-    # records are written time-major (one contiguous block per record) and transposed at the end
+    np.multiply(p.U0.transpose(0, 2, 1), np.sqrt(s), out=W[:, :, :m])
+    if not sym:
+        np.multiply(p.V0.transpose(0, 2, 1), np.sqrt(s), out=W[:, :, m:])
+    buf = _GdBuffers(W, s * p.Y, m, sym)
+    drift = None if sym else _QDrift(W, m)
+    # records are written time-major (one block per record) and transposed at the end
     X_rec = np.empty((T, Bn, m, n))
     r2_rec = np.empty((T, Bn))
-    drift = None if sym else _QDrift(W, m)
     drift2_rec = None if sym else np.empty((T, Bn))
+    r2_final = np.empty(Bn)
     ttt = np.full(Bn, np.nan)
     div = np.full(Bn, -1, dtype=np.int64)
-    alive = np.ones(Bn, dtype=bool)
+    act = np.arange(Bn)                             # the point of each row of the batch
+    below = np.zeros(Bn, dtype=np.int64)            # steps in a row with e <= FREEZE_ERROR
+    iterations = np.full(Bn, steps, dtype=np.int64)
     win = np.empty((_WINDOW, Bn))
     w = 0
     rec = 0
-    r2_final = None
     with np.errstate(all="ignore"):
         for i in range(steps + 1):
-            np.matmul(UcT, Vc, out=X)
-            np.subtract(sY, X, out=R)
-            np.vecdot(R_flat, R_flat, out=win[w])
+            buf.residual(win[w, :len(act)])
             w += 1
             is_rec = rec < T and idx[rec] == i
-            if w == _WINDOW or is_rec or i == steps:
-                r2 = win[:w]
-                it0 = i - w + 1
-                bad = ~(r2 <= thr2)                 # catches nan and inf too
-                if bad.any():
-                    newly = bad.any(axis=0) & alive
-                    if newly.any():
-                        first_bad = np.argmax(bad, axis=0)
-                        div[newly] = it0 + first_bad[newly]
-                        alive &= ~newly
-                        W[newly] = 0.0
-                        if sym:
-                            Vc[newly] = 0.0
-                        X[newly] = 0.0
-                        R[newly] = 0.0
-                hit = r2 <= tol2
-                if hit.any():
-                    first_hit = np.argmax(hit, axis=0)
-                    take = np.isnan(ttt) & hit.any(axis=0) & \
-                        ((div < 0) | (it0 + first_hit < div))
-                    ttt[take] = (it0 + first_hit[take]) * eta
-                if is_rec:
-                    np.copyto(X_rec[rec], X)
+            if not (w == _WINDOW or is_rec or i == steps):
+                buf.update()
+                continue
+            r2 = win[:w, :len(act)]
+            it0 = i - w + 1
+            bad = ~(r2 <= thr2)                     # catches nan and inf too
+            gone = bad.any(axis=0)
+            if gone.any():
+                div[act[gone]] = it0 + np.argmax(bad, axis=0)[gone]
+                buf.zero(gone)
+            hit = r2 <= tol2
+            if hit.any():
+                first_hit = np.argmax(hit, axis=0)
+                pts = act
+                take = np.isnan(ttt[pts]) & hit.any(axis=0) & \
+                    ((div[pts] < 0) | (it0 + first_hit < div[pts]))
+                ttt[pts[take]] = (it0 + first_hit[take]) * eta
+            if (r2[-1] <= frz2).any():
+                below = np.where((r2 <= frz2).all(axis=0), below + w, 0)
+                gone |= (below >= FREEZE_STEPS) & ~np.isnan(ttt[act])
+            else:
+                below[:] = 0
+            full = len(act) == Bn
+            if is_rec:
+                if full:
+                    np.copyto(X_rec[rec], buf.X)
                     np.copyto(r2_rec[rec], r2[-1])
-                    if drift is not None:
-                        drift.squared_norm(W, out=drift2_rec[rec])
-                    rec += 1
-                if i == steps:
-                    r2_final = r2[-1].copy()
-                w = 0
+                else:
+                    X_rec[rec, act] = buf.X
+                    r2_rec[rec, act] = r2[-1]
+                if drift is not None:
+                    d2 = drift.squared_norm(buf.W, out=drift2_rec[rec] if full else None)
+                    if not full:
+                        drift2_rec[rec, act] = d2
+                rec += 1
             if i == steps:
+                r2_final[act] = r2[-1]
                 break
-            if sym:                                 # U += 2 eta R U  <=>  Uc += Uc (sR), R = R^T
-                np.matmul(Vc, R, out=dUc)
-                W += dW
-                np.copyto(Vc, W)
-            else:                                   # both factors use the old values
-                np.copyto(Rt, R.transpose(0, 2, 1))
-                np.matmul(Vc, Rt, out=dUc)
-                np.matmul(Uc, R, out=dVc)
-                W += dW
-    # a point is recorded as NaN from the iteration where it diverged on (its factors are zeroed)
-    gone = (div[:, None] >= 0) & (idx[None, :] >= div[:, None])
-    err_rec = np.where(gone, np.nan, np.sqrt(r2_rec.T) / (s * ynorm[:, None]))
+            w = 0
+            if gone.any():                          # leave the batch; later records repeat the state
+                pts = act[gone]
+                iterations[pts] = i
+                X_rec[rec:, pts] = buf.X[gone]
+                r2_rec[rec:, pts] = r2[-1][gone]
+                r2_final[pts] = r2[-1][gone]
+                if drift is not None:
+                    drift2_rec[rec:, pts] = drift.squared_norm(buf.W)[gone]
+                keep = ~gone
+                act, below, tol2, thr2, frz2 = act[keep], below[keep], tol2[keep], thr2[keep], frz2[keep]
+                buf = buf.subset(keep)
+                if drift is not None:
+                    drift = drift.subset(keep)
+                if not len(act):
+                    break
+            buf.update()
+    # a point is recorded as NaN from the iteration where it diverged on
+    cut = (div[:, None] >= 0) & (idx[None, :] >= div[:, None])
+    err_rec = np.where(cut, np.nan, np.sqrt(r2_rec.T) / (s * ynorm[:, None]))
     final = np.where(div >= 0, np.nan, np.sqrt(r2_final) / (s * ynorm))
     X_out = np.empty((Bn, T, m, n))
     np.divide(X_rec.transpose(1, 0, 2, 3), s, out=X_out)
-    return Trajectory(t=idx * eta, X=X_out, error=err_rec, time_to_tol=ttt, final_error=final, diverged_at=div,
-                      q_drift=None if sym else np.sqrt(drift2_rec.T) / s)
+    return Trajectory(t=idx * eta, X=X_out, error=err_rec, time_to_tol=ttt, final_error=final,
+                      diverged_at=div, q_drift=None if sym else np.sqrt(drift2_rec.T) / s,
+                      iterations=iterations)
 
 
 class _QDrift:
     """||Q - Q0||_F of Q = U^T U - V^T V from W = [Uc | Vc] (Q = W J W^T, J = diag(I_m, -I_n)),
     into preallocated buffers (fresh temporaries of this size cost more than the product)."""
 
-    def __init__(self, W: np.ndarray, m: int):
+    def __init__(self, W: np.ndarray, m: int, Q0: np.ndarray | None = None):
         Bn, r, mn = W.shape
+        self.m = m
         self.J = np.where(np.arange(mn) < m, 1.0, -1.0)
         self.WJ = np.empty_like(W)
         self.Wt = np.empty((Bn, mn, r))
         self.Q = np.empty((Bn, r, r))
         self.Q_flat = self.Q.reshape(Bn, r * r)
-        self.Q0 = None
-        self.Q0 = self.gram(W).copy()
+        self.Q0 = self.gram(W).copy() if Q0 is None else Q0
 
     def gram(self, W: np.ndarray) -> np.ndarray:
         np.multiply(W, self.J, out=self.WJ)
@@ -247,10 +310,14 @@ class _QDrift:
         np.matmul(self.WJ, self.Wt, out=self.Q)
         return self.Q
 
-    def squared_norm(self, W: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def squared_norm(self, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         Q = self.gram(W)
         Q -= self.Q0
         return np.vecdot(self.Q_flat, self.Q_flat, out=out)
+
+    def subset(self, keep: np.ndarray) -> "_QDrift":
+        Bn = int(np.count_nonzero(keep))
+        return _QDrift(np.empty((Bn,) + self.WJ.shape[1:]), self.m, Q0=self.Q0[keep])
 
 
 def _run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
