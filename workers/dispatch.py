@@ -62,6 +62,18 @@ class DispatchStats:
     workers: dict[str, int] = field(default_factory=dict)  # node id -> points it ran
 
 
+def _make_room(costs: OrderedDict, keys, limit: int) -> None:
+    """Mark `keys` (a run's shapes) most recently used and evict the least recently used other
+    shapes until the cache holds at most `limit` models once the run has added its new ones. The
+    run's own models are never evicted (they size its chunks), even if they alone exceed `limit`."""
+    for key in keys:
+        if key in costs:
+            costs.move_to_end(key)
+    excess = len(costs) + sum(1 for k in keys if k not in costs) - limit
+    for key in [k for k in costs if k not in keys][:max(0, excess)]:
+        del costs[key]
+
+
 class Dispatcher:
     """Runs points on Ray; see the module docstring. One `run` at a time per instance."""
 
@@ -96,11 +108,7 @@ class Dispatcher:
             cfgs.append(cfg)
         stats.n_points = sum(len(ids) for ids, _ in groups.values())
         stats.n_shapes = len(groups)
-        for key in groups:
-            if key in self._costs:
-                self._costs.move_to_end(key)
-        while len(self._costs) + len(groups) > _MAX_COST_MODELS and self._costs:
-            self._costs.popitem(last=False)
+        _make_room(self._costs, groups, _MAX_COST_MODELS)
         plan = Planner(groups, ncpu, self.max_in_flight or 2 * ncpu, self.target_task_seconds,
                        self._costs)
         inflight: dict[ray.ObjectRef, Task] = {}

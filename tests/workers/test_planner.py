@@ -127,3 +127,18 @@ def test_waterfill_levels_the_lanes():
     e = waterfill([0.0, 4.0], work=6.0, a=1.0)
     assert (e - 0.0 - 1.0) + (e - 4.0 - 1.0) == pytest.approx(6.0)
     assert waterfill([0.0, 100.0], work=6.0, a=1.0) == pytest.approx(7.0)  # busy lane left out
+
+
+def test_cost_cache_keeps_a_runs_own_shapes_and_evicts_the_least_recent_others():
+    from collections import OrderedDict
+
+    from workers.dispatch import _make_room
+
+    costs = OrderedDict((i, f"model {i}") for i in range(6))
+    _make_room(costs, {0: None, 1: None, 10: None, 11: None}, limit=6)
+    # 0 and 1 become the most recent; two new shapes need two slots: 2 and 3 go
+    assert list(costs) == [4, 5, 0, 1]
+    # a run with more shapes than the cache holds, all known, keeps every model it uses
+    costs = OrderedDict((i, f"model {i}") for i in range(10))
+    _make_room(costs, dict.fromkeys(range(10)), limit=5)
+    assert list(costs) == list(range(10))
