@@ -60,8 +60,8 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
         pos = a > 1e-12 * max(float(np.max(np.abs(a))), 1e-300)      # numerically zero a acts as 0
         if pos.any():
             mu = np.linalg.eigvalsh(P0e[pos][:, pos])[0]
-            # ||P0e||_F (>= ||P0e||_2, within sqrt(N)) as the scale: an SVD costs more than the rest
-            if mu <= 1e-7 * max(float(np.sqrt(np.vdot(P0e, P0e))), 1e-300):
+            # ||P0e||_2 is P0e's largest eigenvalue (P0e >= 0): cheaper than the SVD of norm(., 2)
+            if mu <= 1e-7 * max(float(np.linalg.eigvalsh(P0e)[-1]), 1e-300):
                 return factored()
         absa = np.abs(a)
         pstar = np.where(pos, 2.0 * a, 0.0)

@@ -275,7 +275,7 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
                 act, below, tol2, thr2, frz2 = act[keep], below[keep], tol2[keep], thr2[keep], frz2[keep]
                 buf = buf.subset(keep)
                 if drift is not None:
-                    drift = drift.subset(keep)
+                    drift = drift.subset(keep, buf.W)
                 if not len(act):
                     break
             buf.update()
@@ -315,9 +315,9 @@ class _QDrift:
         Q -= self.Q0
         return np.vecdot(self.Q_flat, self.Q_flat, out=out)
 
-    def subset(self, keep: np.ndarray) -> "_QDrift":
-        Bn = int(np.count_nonzero(keep))
-        return _QDrift(np.empty((Bn,) + self.WJ.shape[1:]), self.m, Q0=self.Q0[keep])
+    def subset(self, keep: np.ndarray, W: np.ndarray) -> "_QDrift":
+        """For the rows `keep`, whose factors are now W (their Q0 stays the one they started from)."""
+        return _QDrift(W, self.m, Q0=self.Q0[keep])
 
 
 def _run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
