@@ -237,10 +237,9 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
             hit = r2 <= tol2
             if hit.any():
                 first_hit = np.argmax(hit, axis=0)
-                pts = act
-                take = np.isnan(ttt[pts]) & hit.any(axis=0) & \
-                    ((div[pts] < 0) | (it0 + first_hit < div[pts]))
-                ttt[pts[take]] = (it0 + first_hit[take]) * eta
+                take = np.isnan(ttt[act]) & hit.any(axis=0) & \
+                    ((div[act] < 0) | (it0 + first_hit < div[act]))
+                ttt[act[take]] = (it0 + first_hit[take]) * eta
             if (r2[-1] <= frz2).any():
                 below = np.where((r2 <= frz2).all(axis=0), below + w, 0)
                 gone |= (below >= FREEZE_STEPS) & ~np.isnan(ttt[act])
