@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import make_initial_state
-from .dynamics import Problem, Trajectory, reduce_factors, run_flow, run_gd
+from .dynamics import Problem, Trajectory, record_grid, reduce_factors, run_flow, run_gd
 from .metrics import point_metrics
 from .types import METRIC_FIELDS, PointConfig, PointResult
 from .validation import validate_config
@@ -37,6 +37,22 @@ def singular_values(X: np.ndarray) -> np.ndarray:
         G = X @ np.swapaxes(X, -1, -2) if X.shape[-2] <= X.shape[-1] else np.swapaxes(X, -1, -2) @ X
         w = np.linalg.eigvalsh(G)
     return np.sqrt(np.maximum(w[..., ::-1], 0.0))
+
+
+def trajectory_singular_values(tr: Trajectory, record_iterations: np.ndarray) -> np.ndarray:
+    """Singular values of tr.X, (B, T, min(m, n)). The records after a gd point left the batch
+    (stopped at machine precision, or diverged) repeat one state: computed once."""
+    if tr.iterations is None:
+        return singular_values(tr.X)
+    T = len(record_iterations)
+    # the first record at or after the iteration where the point left; later ones repeat it
+    first = np.minimum(np.searchsorted(record_iterations, tr.iterations, side="left"), T - 1)
+    own = np.arange(T)[None, :] <= first[:, None]
+    if own.all():
+        return singular_values(tr.X)
+    sv = np.empty(tr.X.shape[:2] + (min(tr.X.shape[2:]),))
+    sv[own] = singular_values(tr.X[own])
+    return np.take_along_axis(sv, np.minimum(np.arange(T)[None, :], first[:, None])[..., None], axis=1)
 
 
 def _problem(configs: list[PointConfig]):
@@ -89,7 +105,8 @@ def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     t0 = time.perf_counter()
     states, reduced, prob = _problem(configs)
     tr = _integrate(configs, prob)
-    sv = singular_values(tr.X)                                               # (B, T, min(m, n))
+    c0 = configs[0]
+    sv = trajectory_singular_values(tr, record_grid(c0.eta, c0.steps, c0.record_every))
     out = []
     for b, c in enumerate(configs):
         Ub, Vb = reduced[b]

@@ -73,3 +73,18 @@ def test_no_stop_above_the_floor_or_before_tol():
     # a tol below what rounding allows is never reached, so the point is never stopped
     deep = simulate(_fig1(1.0, 0, tol=1e-17))
     assert np.isnan(deep.time_to_tol[0]) and deep.iterations[0] == 1500
+
+
+def test_singular_values_of_repeated_records_are_computed_once_and_equal():
+    from core.dynamics import record_grid
+    from core.run import singular_values, trajectory_singular_values
+
+    # two points stop at machine precision, one diverges (eta too large for its scale), one runs on
+    configs = [_fig1(1.0, 0, eta=2e-3), _fig1(0.1, 0, eta=2e-3), _fig1(1.0, 1, eta=2e-3),
+               _fig1(6.0, 2, eta=2e-3)]
+    tr = simulate(configs)
+    assert (tr.iterations < 1500).sum() == 3 and tr.diverged_at[3] >= 0, (tr.iterations, tr.diverged_at)
+    c = configs[0]
+    np.testing.assert_array_equal(
+        trajectory_singular_values(tr, record_grid(c.eta, c.steps, c.record_every)),
+        singular_values(tr.X))
