@@ -75,12 +75,14 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
         # D = c D0 K^{-1} c; K is well conditioned because P0 > 0 on the unstable eigenspace
         if block is not None:                  # E_r Pe E_c^T without forming all of P
             Er, Ec = E[block[0]], E[block[1]]
-            cEc = c[:, :, None] * Ec.T[None]
-            ErcD0 = ((Er[None] * c[:, None, :]).reshape(-1, Nn) @ D0).reshape(len(t), -1, Nn)
-            if Er.shape[0] < Ec.shape[0]:      # solve from the side with fewer right-hand sides
+            nr, nc = Er.shape[0], Ec.shape[0]
+            ErcD0 = ((Er[None] * c[:, None, :]).reshape(-1, Nn) @ D0).reshape(len(t), nr, Nn)
+            if nr < nc:                        # solve from the side with fewer right-hand sides
                 W = np.linalg.solve(np.swapaxes(K, 1, 2), np.swapaxes(ErcD0, 1, 2))
-                return (Er * pstar) @ Ec.T + np.swapaxes(W, 1, 2) @ cEc
-            return (Er * pstar) @ Ec.T + ErcD0 @ np.linalg.solve(K, cEc)
+                # W^T c E_c^T as one product over all times instead of T small ones
+                WTc = np.swapaxes(W, 1, 2) * c[:, None, :]
+                return (Er * pstar) @ Ec.T + (WTc.reshape(-1, Nn) @ Ec.T).reshape(len(t), nr, nc)
+            return (Er * pstar) @ Ec.T + ErcD0 @ np.linalg.solve(K, c[:, :, None] * Ec.T[None])
         Kinv_c = np.linalg.solve(K, c[:, :, None] * np.eye(Nn))
         Pe = np.diag(pstar) + c[:, :, None] * (D0 @ Kinv_c)
     else:
