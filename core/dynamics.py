@@ -459,7 +459,7 @@ def _tol_event(system: _FlowSystem, b: int, tol: float, linear: bool):
 
 
 def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float) -> Trajectory:
-    """The exact gradient flow on [0, eta*steps] (DOP853, rtol 1e-13), the batch stacked in one
+    """The exact gradient flow on [0, eta*steps] (DOP853, rtol FLOW_RTOL), the batch stacked in one
     state vector. time_to_tol is a solver event per point (the crossing e(t) = tol, located on
     the dense output). If the stacked solve fails, points are re-run one by one to isolate the
     bad ones, which are reported as diverged."""
