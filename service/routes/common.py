@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable, TypeVar
 
 from fastapi import HTTPException, Path, status
 from fastapi.responses import JSONResponse, Response
@@ -23,6 +23,17 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apa
 
 def not_found(what: str, ident: int) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} {ident} not found")
+
+
+T = TypeVar("T")
+
+
+def found_or_404(what: str, ident: int, lookup: Callable[[int], T | None]) -> T:
+    """lookup(ident) for an id the database can hold; a 404 when out of range or not found."""
+    found = lookup(ident) if valid_id(ident) else None
+    if found is None:
+        raise not_found(what, ident)
+    return found
 
 
 def json_safe(obj: Any) -> Any:

@@ -9,27 +9,21 @@ from sqlalchemy.orm import Session
 from .. import queries
 from ..deps import ReadAuth, SessionDep
 from ..models import Point
-from .common import DbId, json_safe, not_found, valid_id
+from .common import DbId, found_or_404, json_safe
 
 router = APIRouter(prefix="/points", tags=["points"], dependencies=[ReadAuth])
 
 
 def _get_point(session: Session, point_id: int) -> Point:
     """The point, or 404."""
-    point = session.get(Point, point_id) if valid_id(point_id) else None
-    if point is None:
-        raise not_found("point", point_id)
-    return point
+    return found_or_404("point", point_id, lambda i: session.get(Point, i))
 
 
 @router.get("/{point_id}")
 def get_point(point_id: DbId, session: SessionDep) -> dict[str, Any]:
     """One result row (metrics null until the point has a result), plus the point's remaining
     parameters, `error` (for a failed point), `cached`, `source_point_id` and `attempts`."""
-    row = queries.point_row(session, point_id) if valid_id(point_id) else None
-    if row is None:
-        raise not_found("point", point_id)
-    return row
+    return found_or_404("point", point_id, lambda i: queries.point_row(session, i))
 
 
 @router.get("/{point_id}/curves")

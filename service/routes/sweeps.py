@@ -14,7 +14,7 @@ from ..db import session_scope
 from ..expand import PointSpecError
 from ..models import SWEEP_STATUSES, Sweep, utcnow
 from ..schemas import SweepCreated, SweepList, SweepOut, SweepSpec
-from .common import DbId, json_safe, not_found, result_page, valid_id
+from .common import DbId, found_or_404, json_safe, result_page
 from .results import FILE_RESPONSES
 from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 
@@ -75,12 +75,7 @@ def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any) -> dict:
 
 def _get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Sweep:
     """The sweep, or 404."""
-    if not valid_id(sweep_id):
-        raise not_found("sweep", sweep_id)
-    sweep = store.get_sweep(session, sweep_id, for_update=for_update)
-    if sweep is None:
-        raise not_found("sweep", sweep_id)
-    return sweep
+    return found_or_404("sweep", sweep_id, lambda i: store.get_sweep(session, i, for_update=for_update))
 
 
 # ----------------------------------------------------------------------------- routes
