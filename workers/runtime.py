@@ -126,12 +126,22 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         _warm_workers()
 
 
-def _warm_workers() -> None:
-    """Fire-and-forget one task per CPU that imports core, so a sweep's first chunks run warm."""
+def _warm_workers() -> list[ray.ObjectRef]:
+    """Fire-and-forget one task per CPU of every node that imports core, so a sweep's first chunks
+    run warm everywhere. Each is pinned (softly) to its node: left to the scheduler, the warm-ups
+    can all queue on the node that answers first, and a short sweep then never reaches the others
+    before it ends (worker start-up takes seconds on a loaded machine)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     from workers.tasks import warm_up
 
-    for _ in range(cluster_cpus()):
-        warm_up.remote()
+    refs = []
+    for node in ray.nodes():
+        cpus = int(node.get("Resources", {}).get("CPU", 0)) if node.get("Alive") else 0
+        pinned = warm_up.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            node_id=node["NodeID"], soft=True))
+        refs.extend(pinned.remote() for _ in range(cpus))
+    return refs
 
 
 def ray_status() -> dict:

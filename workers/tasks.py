@@ -41,10 +41,11 @@ def run_chunk(configs: list) -> tuple[list, str, float]:
 
 
 @ray.remote(num_cpus=1)
-def warm_up() -> int:
-    """Import core (numpy, scipy) in a worker so the first real chunk does not pay for it."""
+def warm_up() -> tuple[str, int]:
+    """Import core (numpy, scipy) in a worker so the first real chunk does not pay for it.
+    Returns (node id, worker pid)."""
     import os
 
     import core  # noqa: F401
 
-    return os.getpid()
+    return ray.get_runtime_context().get_node_id(), os.getpid()

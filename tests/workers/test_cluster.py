@@ -11,7 +11,7 @@ from ray.cluster_utils import Cluster
 
 from core import PointConfig
 from workers.dispatch import Dispatcher
-from workers.runtime import init_ray, ray_status, shutdown_ray
+from workers.runtime import _warm_workers, init_ray, ray_status, shutdown_ray
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,10 @@ def two_node_cluster(ray_tmpdir, token_auth_env):
         cluster.wait_for_nodes()
         os.environ["RAY_ADDRESS"] = cluster.address   # what `RAY_ADDRESS=... flowsweep serve` does
         init_ray()
-        yield cluster, [n.node_id for n in nodes]
+        # init_ray's warm-ups, pinned one per CPU of each node: awaited here so that the test of
+        # the dispatcher below does not depend on how fast a loaded machine starts Ray workers.
+        warmed = ray.get(_warm_workers(), timeout=120)
+        yield cluster, [n.node_id for n in nodes], warmed
     finally:
         if old_address is None:
             os.environ.pop("RAY_ADDRESS", None)
@@ -39,11 +42,17 @@ def two_node_cluster(ray_tmpdir, token_auth_env):
         cluster.shutdown()
 
 
+def test_warm_up_reaches_every_node(two_node_cluster):
+    _, worker_node_ids, warmed = two_node_cluster
+    assert sorted(node for node, _ in warmed) == sorted(worker_node_ids)
+
+
 def test_two_nodes_both_run_points(two_node_cluster):
-    cluster, worker_node_ids = two_node_cluster
+    cluster, worker_node_ids, _ = two_node_cluster
     assert ray_status() == {"nodes": 3, "cpus": 2}
-    # enough points for several waves of tasks (the first wave is 2 x 128 points)
-    points = [(i, PointConfig("asymmetric", 5, 10, 50, 1e-3, 400, record_every=20, seed=i))
+    # Several waves of tasks (600 > 2 x 128 points starts with 16-point probes), and seconds of
+    # work per CPU, so one node cannot finish it all before the other takes a task.
+    points = [(i, PointConfig("asymmetric", 5, 10, 50, 1e-3, 4000, record_every=20, seed=i))
               for i in range(600)]
     outcomes = []
     stats = Dispatcher().run(points, outcomes.extend)
@@ -61,7 +70,7 @@ def test_cluster_requires_the_token(two_node_cluster):
 
     from workers.runtime import refresh_auth_config
 
-    cluster, _ = two_node_cluster
+    cluster, _, _ = two_node_cluster
     good = os.environ["RAY_AUTH_TOKEN"]
     GcsClient(address=cluster.address).internal_kv_keys(b"", namespace=None, timeout=10)
     os.environ["RAY_AUTH_TOKEN"] = "0" * 64
