@@ -123,12 +123,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         finally:
             _restore_signal_handlers(saved)
         log.info("ray %s: %s", "joined" if joining else "started", ray_status())
-        _warm_workers()
+        warm_workers()
 
 
-def _warm_workers() -> list[ray.ObjectRef]:
-    """Fire-and-forget one task per CPU of every node that imports core, so a sweep's first chunks
-    run warm everywhere. Each is pinned (softly) to its node: left to the scheduler, the warm-ups
+def warm_workers() -> list[ray.ObjectRef]:
+    """Submit one task per CPU of every node that imports core, so a sweep's first chunks run warm
+    everywhere; returns their refs (init_ray does not wait for them). Each task is pinned (softly)
+    to its node: left to the scheduler, the warm-ups
     can all queue on the node that answers first, and a short sweep then never reaches the others
     before it ends (worker start-up takes seconds on a loaded machine)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

@@ -11,7 +11,7 @@ from ray.cluster_utils import Cluster
 
 from core import PointConfig
 from workers.dispatch import Dispatcher
-from workers.runtime import _warm_workers, init_ray, ray_status, shutdown_ray
+from workers.runtime import init_ray, ray_status, shutdown_ray, warm_workers
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def two_node_cluster(ray_tmpdir, token_auth_env):
         init_ray()
         # init_ray's warm-ups, pinned one per CPU of each node: awaited here so that the test of
         # the dispatcher below does not depend on how fast a loaded machine starts Ray workers.
-        warmed = ray.get(_warm_workers(), timeout=120)
+        warmed = ray.get(warm_workers(), timeout=120)
         yield cluster, [n.node_id for n in nodes], warmed
     finally:
         if old_address is None:
