@@ -129,20 +129,25 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 def warm_workers() -> list[ray.ObjectRef]:
     """Submit one task per CPU of every node that imports core, so a sweep's first chunks run warm
     everywhere; returns their refs (init_ray does not wait for them). Each task is pinned (softly)
-    to its node: left to the scheduler, the warm-ups
-    can all queue on the node that answers first, and a short sweep then never reaches the others
-    before it ends (worker start-up takes seconds on a loaded machine)."""
+    to its node: left to the scheduler, the warm-ups can all queue on the node that answers first,
+    and a short sweep then never reaches the others before it ends (worker start-up takes seconds
+    on a loaded machine)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from workers.tasks import warm_up
 
     refs = []
-    for node in ray.nodes():
-        cpus = int(node.get("Resources", {}).get("CPU", 0)) if node.get("Alive") else 0
-        pinned = warm_up.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-            node_id=node["NodeID"], soft=True))
+    for node_id, cpus in _node_cpus().items():
+        pinned = warm_up.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=True))
         refs.extend(pinned.remote() for _ in range(cpus))
     return refs
+
+
+def _node_cpus() -> dict[str, int]:
+    """{node id: CPUs} of the cluster's alive nodes."""
+    return {n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0))
+            for n in ray.nodes() if n.get("Alive")}
 
 
 def ray_status() -> dict:
@@ -150,11 +155,10 @@ def ray_status() -> dict:
     if not ray.is_initialized():
         return {"nodes": 0, "cpus": 0}
     try:
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        cpus = sum(n.get("Resources", {}).get("CPU", 0.0) for n in nodes)
+        cpus = _node_cpus()
     except Exception:  # GCS gone: report Ray as down rather than failing a health check
         return {"nodes": 0, "cpus": 0}
-    return {"nodes": len(nodes), "cpus": int(cpus)}
+    return {"nodes": len(cpus), "cpus": sum(cpus.values())}
 
 
 def shutdown_ray() -> None:
