@@ -214,15 +214,17 @@ def test_worker_killed_mid_run_every_point_once(local_ray, max_retries):
 
 
 def test_cancel_stops_promptly(local_ray):
-    # 800 points: a first wave of 2 x 128, then larger chunks; ~15 s of work on 2 CPUs
+    # 800 points: 16-point probes, then doubling chunks, then larger ones; ~15 s of work on 2 CPUs
     points = slow_sweep(800, steps=3000)
     sink = Collector()
     flag_at = []
 
     def on_results(outcomes):
         sink(outcomes)
-        if not flag_at:
-            flag_at.append(time.monotonic())   # cancel as soon as the first chunk is in
+        # cancel as soon as a chunk of >= 64 points is in: the durations below are compared with
+        # a chunk's, and a probe's (~0.1 s) leaves no room for a scheduling hiccup
+        if not flag_at and max(Counter(o.task for o in outcomes).values()) >= 64:
+            flag_at.append(time.monotonic())
 
     sink.thread = threading.current_thread()
     stats = Dispatcher().run(points, on_results, lambda: bool(flag_at))
