@@ -14,8 +14,8 @@ from test_runner_helpers import (all_results, engine_for, get_sweep, point_rows,
 
 def test_sigkill_mid_sweep_then_restart_completes_without_recomputing(database_url, live_server):
     first = live_server(database_url)
-    # Small points but many of them: the dispatcher's first wave (one chunk per CPU, <= 128 points)
-    # comes back long before the rest, so the kill lands mid-sweep.
+    # Small points but many of them: the dispatcher's first chunks (16-point probes) come back long
+    # before the rest, so the kill lands mid-sweep.
     body = sweep_body("survives-kill", scales=(0.05, 0.1, 0.2, 0.4), seeds=(0, 250), steps=2000,
                       record_every=50)
     created = post_sweep(first.url, body)
