@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY flowsweep ./flowsweep
 COPY core ./core
 COPY workers ./workers
 COPY service ./service

@@ -22,12 +22,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from core import PointConfig, dynamics, initial_state, run_points, simulate  # noqa: E402
-from core.dynamics import Trajectory, record_grid  # noqa: E402
-from core.fits import lambda0_fit  # noqa: E402
-from core.metrics import point_metrics  # noqa: E402
+from flowsweep.core import PointConfig, dynamics, initial_state, run_points, simulate  # noqa: E402
+from flowsweep.core.dynamics import Trajectory, record_grid  # noqa: E402
+from flowsweep.core.fits import lambda0_fit  # noqa: E402
+from flowsweep.core.metrics import point_metrics  # noqa: E402
 
 
 def fig1_configs(n_points: int, steps: int) -> list[PointConfig]:

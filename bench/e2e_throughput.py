@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._service import ServiceProcess  # noqa: E402
-from core.types import PointConfig  # noqa: E402
+from flowsweep.core.types import PointConfig  # noqa: E402
 
 TARGET = 0.85
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -62,7 +62,7 @@ def configs(seeds: int, steps: int) -> list[PointConfig]:
 
 
 def _run_chunk(chunk: list[PointConfig]) -> int:
-    import core
+    from flowsweep import core
     results = core.run_points(chunk)
     return sum(r.status != "failed" for r in results)
 
@@ -106,7 +106,7 @@ class Service(ServiceProcess):
     """An embedded service (`python -m service.server`, SQLite, local Ray) in a subprocess."""
 
     def __init__(self, cpus: int | None, workdir: Path):
-        super().__init__(workdir, cpus, "bench.db", [sys.executable, "-m", "service.server"])
+        super().__init__(workdir, cpus, "bench.db", [sys.executable, "-m", "flowsweep.service.server"])
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_ready(self) -> float:

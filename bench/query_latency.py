@@ -35,9 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._service import free_port  # noqa: E402
-from core.types import METRIC_FIELDS  # noqa: E402
-from service import db  # noqa: E402
-from service.models import Base  # noqa: E402
+from flowsweep.core.types import METRIC_FIELDS  # noqa: E402
+from flowsweep.service import db  # noqa: E402
+from flowsweep.service.models import Base  # noqa: E402
 
 PG_ADMIN = os.environ.get("FLOWSWEEP_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TARGET_MS = 100.0
@@ -145,8 +145,8 @@ def fill(url: str, n_rows: int) -> float:
 
 SERVER = """
 import sys, uvicorn
-from service.app import create_app
-from service.settings import Settings
+from flowsweep.service.app import create_app
+from flowsweep.service.settings import Settings
 s = Settings(database_url=sys.argv[1], port=int(sys.argv[2]), auto_migrate=False)
 uvicorn.run(create_app(s, start_runner=False, start_ray=False), host="127.0.0.1", port=s.port, log_level="warning")
 """

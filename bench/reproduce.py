@@ -36,11 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._service import ServiceProcess  # noqa: E402
-from core.closed_forms import regularized_flow  # noqa: E402  (eq. (21), to check the other sign of λ0)
-from core import PointConfig, initial_state, simulate  # noqa: E402  (the sign check of Fig. 2)
-from core.fits import component_rates, regularized_loss  # noqa: E402  (flowsweep's own fits)
-from service import plots  # noqa: E402
-from service.client import Client, FlowsweepError, ServerUnavailable  # noqa: E402
+from flowsweep.core.closed_forms import regularized_flow  # noqa: E402  (eq. (21), to check the other sign of λ0)
+from flowsweep.core import PointConfig, initial_state, simulate  # noqa: E402  (the sign check of Fig. 2)
+from flowsweep.core.fits import component_rates, regularized_loss  # noqa: E402  (flowsweep's own fits)
+from flowsweep.service import plots  # noqa: E402
+from flowsweep.service.client import Client, FlowsweepError, ServerUnavailable  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/reproduce.py"
 PAPER_ITERATIONS = 4000          # the paper plots Figs. 1 and 2 over 4000 iterations
@@ -109,7 +109,7 @@ class EmbeddedService(ServiceProcess):
 
     def __init__(self, workdir: Path, cpus: int | None):
         exe = Path(sys.executable).with_name("flowsweep")
-        cmd = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "service.server"]
+        cmd = [str(exe), "serve"] if exe.exists() else [sys.executable, "-m", "flowsweep.service.server"]
         super().__init__(workdir, cpus, "reproduce.db", cmd)
 
     def log_tail(self, n: int = 4000) -> str:

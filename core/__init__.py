@@ -2,7 +2,7 @@
 
 From a notebook::
 
-    from core import PointConfig, run_points, initial_state, simulate
+    from flowsweep.core import PointConfig, run_points, initial_state, simulate
     c = PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=4000,
                     record_every=20, init_scale=1.0, fit_lambda0=True)
     (r,) = run_points([c])          # r.status, r.metrics (every METRIC_FIELDS key), r.curves

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from service.db import make_engine
-from service.models import Base
+from flowsweep.service.db import make_engine
+from flowsweep.service.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
             engine.execution_options(sqlite_deferred=True))
         app.state.runner = None
         if start_ray:
-            from workers.runtime import init_ray
+            from flowsweep.workers.runtime import init_ray
 
             init_ray(settings.ray_address, settings.num_cpus)
         if start_runner:
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
             if app.state.runner is not None:
                 app.state.runner.stop()
             if start_ray:
-                from workers.runtime import shutdown_ray
+                from flowsweep.workers.runtime import shutdown_ray
 
                 shutdown_ray()
             engine.dispose()

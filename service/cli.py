@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.client import (DEFAULT_URL, EXPORT_FORMATS, SWEEP_FINAL_STATUSES, URL_ENV, Client,
+from flowsweep.service.client import (DEFAULT_URL, EXPORT_FORMATS, SWEEP_FINAL_STATUSES, URL_ENV, Client,
                             FlowsweepError, ServerUnavailable, finished_count, frame_json, load_sweeps, write_frame)
 
 PROG = "flowsweep"
@@ -83,8 +83,8 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 # ------------------------------------------------------------------------------------- server side
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service.server import serve
-    from service.settings import get_settings
+    from flowsweep.service.server import serve
+    from flowsweep.service.settings import get_settings
 
     settings = get_settings()
     update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -95,8 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from service.db import upgrade
-    from service.settings import get_settings
+    from flowsweep.service.db import upgrade
+    from flowsweep.service.settings import get_settings
 
     url = args.database_url or get_settings().database_url
     try:
@@ -295,7 +295,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from service.plots import PlotError, save_png, sweep_figure
+    from flowsweep.service.plots import PlotError, save_png, sweep_figure
 
     with _client(args) as c:
         c.sweep(args.id)  # a clear "sweep N not found" before anything else

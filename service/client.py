@@ -1,6 +1,6 @@
 """Python client for the flowsweep REST API (SPEC.md §4), built on httpx.
 
-    from service.client import Client
+    from flowsweep.service.client import Client
     c = Client()                                   # $FLOWSWEEP_URL or http://127.0.0.1:8000
     sweep = c.submit("examples/fig1.json")         # {"id", "status", "n_points", "n_cached"}
     c.wait(sweep["id"], progress=print)            # polls GET /sweeps/{id} until it is finished

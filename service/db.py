@@ -86,7 +86,7 @@ def session_scope(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 # ---------------------------------------------------------------- Alembic
 
 def migrations_dir() -> Path:
-    import migrations
+    from flowsweep import migrations
 
     return Path(migrations.__file__).resolve().parent
 

@@ -10,8 +10,8 @@ import hashlib
 import itertools
 import json
 
-import core
-from core.types import PointConfig
+from flowsweep import core
+from flowsweep.core.types import PointConfig
 
 from .models import PARAM_FIELDS
 from .schemas import AXIS_NAMES, SweepSpec

@@ -17,7 +17,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, Double, ForeignKey, Index, Inte
                         String, Text, TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from core.types import METRIC_FIELDS
+from flowsweep.core.types import METRIC_FIELDS
 
 SWEEP_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 POINT_STATUSES = ("pending", "running", "done", "failed", "diverged")
@@ -121,7 +121,7 @@ class Point(Base):
 
     def config(self):
         """This point's core.types.PointConfig."""
-        from core.types import PointConfig
+        from flowsweep.core.types import PointConfig
 
         return PointConfig(**{f: getattr(self, f) for f in PARAM_FIELDS})
 

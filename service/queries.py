@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS
+from flowsweep.core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS
 
 from .models import PARAM_FIELDS, Curve, Point, Result
 from .schemas import RESULT_FIELDS

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import text
 
-from core.types import PointConfig
+from flowsweep.core.types import PointConfig
 
 from . import store
 from .db import session_scope
@@ -197,7 +197,7 @@ class Runner:
         if self._dispatcher is None:
             factory = self._dispatcher_factory
             if factory is None:
-                from workers.dispatch import Dispatcher as factory
+                from flowsweep.workers.dispatch import Dispatcher as factory
             self._dispatcher = factory()
         return self._dispatcher
 

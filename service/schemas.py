@@ -16,7 +16,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valid
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS
+from flowsweep.core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS
 
 # Bounds the service states in its 422s (sizes beyond these would not fit in a worker's memory).
 MAX_DIM = 2_000            # m, n

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select, text, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from core.types import METRIC_FIELDS
+from flowsweep.core.types import METRIC_FIELDS
 
 from .expand import expand, point_identity
 from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, utcnow

@@ -70,7 +70,7 @@ def database_url(request, new_database_url) -> str:
 
 @pytest.fixture
 def migrated_database_url(database_url) -> str:
-    from service.db import upgrade
+    from flowsweep.service.db import upgrade
 
     upgrade(database_url)
     return database_url
@@ -154,7 +154,7 @@ def start_server(database_url: str, log_dir: Path, env: dict | None = None, wait
     full_env.update(env or {})
     log_path = log_dir / f"server-{port}.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "service.server"], cwd=REPO, env=full_env,
+        proc = subprocess.Popen([sys.executable, "-m", "flowsweep.service.server"], cwd=REPO, env=full_env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = LiveServer(url=f"http://127.0.0.1:{port}", proc=proc, log_path=log_path, ray_tmpdir=ray_tmpdir,
                         env=full_env)

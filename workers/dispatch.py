@@ -25,11 +25,11 @@ from typing import Callable, Iterable
 import ray
 from ray.exceptions import RayTaskError, TaskCancelledError
 
-from core import PointConfig, PointResult
-from core.types import METRIC_FIELDS
-from workers.planner import Chunk, Cost, Planner, Task
-from workers.runtime import cluster_cpus, init_ray
-from workers.tasks import ChunkError, run_chunk
+from flowsweep.core import PointConfig, PointResult
+from flowsweep.core.types import METRIC_FIELDS
+from flowsweep.workers.planner import Chunk, Cost, Planner, Task
+from flowsweep.workers.runtime import cluster_cpus, init_ray
+from flowsweep.workers.tasks import ChunkError, run_chunk
 
 log = logging.getLogger(__name__)
 

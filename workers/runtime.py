@@ -134,7 +134,7 @@ def warm_workers() -> list[ray.ObjectRef]:
     on a loaded machine)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from workers.tasks import warm_up
+    from flowsweep.workers.tasks import warm_up
 
     refs = []
     for node_id, cpus in _node_cpus().items():

@@ -25,7 +25,7 @@ def run_chunk(configs: list) -> tuple[list, str, float]:
     Returns (results in input order, id of the Ray node that ran them, seconds spent in
     core.run_points); the seconds feed the planner's cost model of this shape.
     """
-    from core import run_points  # imported on the worker: the driver never needs core to submit
+    from flowsweep.core import run_points  # imported on the worker: the driver never needs core to submit
 
     node_id = ray.get_runtime_context().get_node_id()
     t0 = time.perf_counter()
@@ -46,6 +46,6 @@ def warm_up() -> tuple[str, int]:
     Returns (node id, worker pid)."""
     import os
 
-    import core  # noqa: F401
+    from flowsweep import core  # noqa: F401
 
     return ray.get_runtime_context().get_node_id(), os.getpid()

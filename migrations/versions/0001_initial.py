@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from service.models import UTCDateTime
+from flowsweep.service.models import UTCDateTime
 
 revision = "0001"
 down_revision = None

@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 def healthz(request: Request):
     """Database reachable (`SELECT 1`) and the Ray cluster seen by the service (alive nodes, CPUs)."""
-    from workers.runtime import ray_status
+    from flowsweep.workers.runtime import ray_status
 
     try:
         with request.app.state.read_session_factory() as s:

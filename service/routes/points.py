@@ -53,7 +53,7 @@ async def get_state(point_id: DbId, session: SessionDep) -> dict[str, Any]:
     config = point.config()
 
     def compute() -> dict[str, Any]:
-        import core
+        from flowsweep import core
 
         return _state_arrays(core.initial_state(config))
 

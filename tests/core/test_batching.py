@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from core import METRIC_FIELDS, PointConfig, run_point, run_points
+from flowsweep.core import METRIC_FIELDS, PointConfig, run_point, run_points
 
 
 def _same(a, b, rtol):
@@ -56,7 +56,7 @@ def test_divergence_is_isolated():
 
 def test_flow_failure_is_isolated(monkeypatch):
     """A stacked flow solve that fails is re-run point by point: only the bad point is lost."""
-    import core.dynamics as dyn
+    import flowsweep.core.dynamics as dyn
     base = dict(model="asymmetric", m=3, n=4, k=8, eta=0.01, steps=50, record_every=10,
                 integrator="flow")
     good = [PointConfig(init_scale=0.3, seed=s, **base) for s in (0, 1)]
@@ -72,7 +72,7 @@ def test_flow_failure_is_isolated(monkeypatch):
 
 
 def test_groups_larger_than_a_chunk(monkeypatch):
-    import core.run as run
+    import flowsweep.core.run as run
     configs = [PointConfig(model="asymmetric", m=3, n=4, k=8, eta=0.01, steps=60,
                            record_every=10, init_scale=0.2 + 0.1 * s, seed=s) for s in range(5)]
     whole = run_points(configs)

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from core import PointConfig, initial_state, run_points
-from core.closed_forms import (asymmetric_spectral, asymmetric_spectral_paper, linear_flow,
+from flowsweep.core import PointConfig, initial_state, run_points
+from flowsweep.core.closed_forms import (asymmetric_spectral, asymmetric_spectral_paper, linear_flow,
                                paper_constant_C, regularized_flow, riccati, riccati_symmetric,
                                symmetric_spectral)
-from tests.core.reference import ode_reference, regularized_reference, rel_max
+from reference import ode_reference, regularized_reference, rel_max
 
 TOL = 1e-8
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from core import (CORE_VERSION, METRIC_FIELDS, Curves, PointConfig, PointResult, initial_state,
+from flowsweep.core import (CORE_VERSION, METRIC_FIELDS, Curves, PointConfig, PointResult, initial_state,
                   run_point, run_points, validate_config)
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core import PointConfig, initial_state
+from flowsweep.core import PointConfig, initial_state
 
 
 def cfg(**kw):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from scipy.linalg import solve_continuous_are
 
-from core import PointConfig, initial_state, run_points, simulate
-from core.metrics import psd_projection
-from tests.core.reference import regularized_reference
+from flowsweep.core import PointConfig, initial_state, run_points, simulate
+from flowsweep.core.metrics import psd_projection
+from reference import regularized_reference
 
 
 def _cfg(**kw):
@@ -103,7 +103,7 @@ def test_symmetric_flow_tends_to_psd_projection():
 def test_flow_time_to_tol_is_the_crossing_of_the_closed_form():
     from scipy.optimize import brentq
 
-    from core.closed_forms import asymmetric_spectral
+    from flowsweep.core.closed_forms import asymmetric_spectral
     c = PointConfig(model="asymmetric", m=3, n=4, k=6, init="spectral", lambda0=1.0,
                     init_scale=0.3, seed=2, eta=0.05, steps=100, record_every=10,
                     integrator="flow", tol=0.05)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core import PointConfig, initial_state, run_points
+from flowsweep.core import PointConfig, initial_state, run_points
 
 
 def _cfg(s, seed):

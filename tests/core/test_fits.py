@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from core import PointConfig, initial_state, run_points
-from core.closed_forms import asymmetric_spectral, regularized_flow
-from core.fits import component_rates, lambda0_fit, lambda0_search_bound, rate_fit, rate_pred, \
+from flowsweep.core import PointConfig, initial_state, run_points
+from flowsweep.core.closed_forms import asymmetric_spectral, regularized_flow
+from flowsweep.core.fits import component_rates, lambda0_fit, lambda0_search_bound, rate_fit, rate_pred, \
     regularized_loss
 
 
@@ -76,7 +76,7 @@ def test_lambda0_fit_is_global_on_a_fig2_point():
     (r,) = run_points([c])
     s = initial_state(c)
     Y, U0, V0 = s["Y"], s["U0"], s["V0"]
-    from core import simulate
+    from flowsweep.core import simulate
     tr = simulate(c)
     t, X = tr.t, tr.X[0]
     best = r.metrics["lambda0_fit"]

@@ -2,8 +2,8 @@
 the gradient descent of the textbook loop, and points that have not converged are never stopped."""
 import numpy as np
 
-from core import PointConfig, initial_state, simulate
-from core.dynamics import FREEZE_ERROR
+from flowsweep.core import PointConfig, initial_state, simulate
+from flowsweep.core.dynamics import FREEZE_ERROR
 
 
 def plain_gd(Y, U0, V0, eta, steps, record_every, symmetric=False):
@@ -76,8 +76,8 @@ def test_no_stop_above_the_floor_or_before_tol():
 
 
 def test_singular_values_of_repeated_records_are_computed_once_and_equal():
-    from core.dynamics import record_grid
-    from core.run import singular_values, trajectory_singular_values
+    from flowsweep.core.dynamics import record_grid
+    from flowsweep.core.run import singular_values, trajectory_singular_values
 
     # two points stop at machine precision, one diverges (eta too large for its scale), one runs on
     configs = [_fig1(1.0, 0, eta=2e-3), _fig1(0.1, 0, eta=2e-3), _fig1(1.0, 1, eta=2e-3),

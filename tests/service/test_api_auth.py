@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
+from flowsweep.service.app import create_app
+from flowsweep.service.settings import Settings
 
 SPEC = {"model": "asymmetric", "m": 2, "n": 3, "eta": 0.01, "steps": 10}
 

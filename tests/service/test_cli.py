@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from service import cli, plots
-from service.client import Client
+from flowsweep.service import cli, plots
+from flowsweep.service.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = {"name": "cli-test", "model": "asymmetric", "init": "gaussian", "integrator": "gd",
@@ -28,7 +28,7 @@ SPEC = {"name": "cli-test", "model": "asymmetric", "init": "gaussian", "integrat
 def flowsweep_cmd() -> list[str]:
     """The installed console script (pyproject [project.scripts]); `python -m` if not installed."""
     script = Path(sys.executable).with_name("flowsweep")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "flowsweep.service.cli"]
 
 
 def dead_url() -> str:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from service import cli
-from service.client import load_sweeps
-from service.expand import expand
-from service.schemas import SweepSpec
-from service.settings import Settings
+from flowsweep.service import cli
+from flowsweep.service.client import load_sweeps
+from flowsweep.service.expand import expand
+from flowsweep.service.schemas import SweepSpec
+from flowsweep.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
@@ -88,7 +88,7 @@ def test_readme_figure_is_committed_and_decodes():
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_is_a_valid_sweep_and_its_points_validate(path):
     assert f"examples/{path.name}" in README
-    import core
+    from flowsweep import core
 
     sweeps = load_sweeps(path)
     for body in sweeps:

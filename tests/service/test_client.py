@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.client import APIError, Client, NotFound, ServerUnavailable, finished_count
+from flowsweep.service.client import APIError, Client, NotFound, ServerUnavailable, finished_count
 
 SPEC = {"name": "client-test", "model": "asymmetric", "init": "gaussian", "integrator": "gd",
         "m": 3, "n": 4, "eta": 0.01, "steps": 300, "record_every": 10, "fit_lambda0": True,

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.client import Client
+from flowsweep.service.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -95,7 +95,7 @@ def ray_cluster():
 
 def flowsweep_cmd() -> list[str]:
     script = Path(sys.executable).with_name("flowsweep")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "flowsweep.service.cli"]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> dict:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from service import cli
-from service.settings import Settings
+from flowsweep.service import cli
+from flowsweep.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 FLOWSWEEP_SERVICES = ("migrate", "ray-head", "ray-worker", "api")
@@ -164,7 +164,7 @@ def test_ray_auth_is_set_on_every_ray_process(services):
 def test_dockerfile_installs_the_package_and_its_entry_point():
     text = (REPO / "Dockerfile").read_text()
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["flowsweep"] == "service.cli:main"
+    assert pyproject["project"]["scripts"]["flowsweep"] == "flowsweep.service.cli:main"
     m = re.search(r"^FROM python:(\d+)\.(\d+)", text, re.M)
     assert m and (int(m.group(1)), int(m.group(2))) >= (3, 11)
     packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from service import db
-from service.models import Base, Point, Result, Sweep
+from flowsweep.service import db
+from flowsweep.service.models import Base, Point, Result, Sweep
 
 HEAD = "0003"
 PREVIOUS = "0002"
@@ -114,8 +114,8 @@ def test_one_result_row_per_point(migrated_database_url):
 # ----------------------------------------------------------------------------- the server's check
 
 def test_prepare_schema_policy(new_database_url):
-    from service.app import prepare_schema
-    from service.settings import Settings
+    from flowsweep.service.app import prepare_schema
+    from flowsweep.service.settings import Settings
 
     # SQLite at the previous revision: migrated when auto_migrate (the embedded default), else refused.
     url = new_database_url("sqlite")
@@ -152,8 +152,8 @@ def test_server_refuses_an_outdated_schema(live_server, new_database_url, kind):
 def test_app_lifespan_refuses_an_outdated_schema(new_database_url):
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.settings import Settings
+    from flowsweep.service.app import create_app
+    from flowsweep.service.settings import Settings
 
     url = new_database_url("postgres")
     db.upgrade(url, PREVIOUS)

@@ -8,8 +8,8 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.image import imread
 
-from service import plots
-from service.plots import Group, PlotError
+from flowsweep.service import plots
+from flowsweep.service.plots import Group, PlotError
 
 ETA = 1e-3
 STEPS = 400
@@ -190,7 +190,7 @@ def test_split_groups_defaults_to_the_axes_that_vary():
 
 
 def test_cli_offers_every_plot_kind():
-    from service import cli
+    from flowsweep.service import cli
 
     assert cli.PLOT_KINDS == plots.KINDS
 

@@ -15,14 +15,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, text
 
-from core.types import METRIC_FIELDS
-from service import db
-from service.app import create_app
-from service.models import Curve, Point, Result, Sweep
-from service.runner import encode_curves
-from service.schemas import RESULT_FIELDS
-from service.settings import Settings
-from core.types import Curves
+from flowsweep.core.types import METRIC_FIELDS
+from flowsweep.service import db
+from flowsweep.service.app import create_app
+from flowsweep.service.models import Curve, Point, Result, Sweep
+from flowsweep.service.runner import encode_curves
+from flowsweep.service.schemas import RESULT_FIELDS
+from flowsweep.service.settings import Settings
+from flowsweep.core.types import Curves
 
 NUMERIC = list(METRIC_FIELDS) + ["wall_seconds"]
 

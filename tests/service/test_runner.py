@@ -115,8 +115,8 @@ def test_diverging_point_is_recorded_as_diverged(server):
 def _insert_sweep(engine, name: str, configs: list[dict]) -> int:
     """A sweep written straight into the database, bypassing the API's validation, so that a point
     core rejects at run time reaches the runner (the runner polls the database for queued sweeps)."""
-    from core.types import PointConfig
-    from service.models import Point, Sweep
+    from flowsweep.core.types import PointConfig
+    from flowsweep.service.models import Point, Sweep
     from sqlalchemy.orm import Session
 
     with Session(engine) as s, s.begin():

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import sqlalchemy as sa
 
-from service.db import make_engine
+from flowsweep.service.db import make_engine
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -79,7 +79,7 @@ def engine_for(server) -> sa.Engine:
 
 def result_rows(engine: sa.Engine, sweep_id: int) -> dict[int, tuple]:
     """point_id -> (result id, created_at, wall_seconds, worker) straight from the database."""
-    from service.models import Result
+    from flowsweep.service.models import Result
 
     with engine.connect() as conn:
         rows = conn.execute(sa.select(Result.point_id, Result.id, Result.created_at, Result.wall_seconds,
@@ -89,7 +89,7 @@ def result_rows(engine: sa.Engine, sweep_id: int) -> dict[int, tuple]:
 
 def point_rows(engine: sa.Engine, sweep_id: int) -> dict[int, tuple]:
     """point id -> (status, attempts)."""
-    from service.models import Point
+    from flowsweep.service.models import Point
 
     with engine.connect() as conn:
         rows = conn.execute(sa.select(Point.id, Point.status, Point.attempts)

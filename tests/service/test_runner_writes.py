@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-import core
-from core.types import PointConfig
-from service.db import make_engine, make_session_factory
-from service.models import Curve, Point, Result, Sweep
-from service.runner import Runner
-from workers.dispatch import PointOutcome
+from flowsweep import core
+from flowsweep.core.types import PointConfig
+from flowsweep.service.db import make_engine, make_session_factory
+from flowsweep.service.models import Curve, Point, Result, Sweep
+from flowsweep.service.runner import Runner
+from flowsweep.workers.dispatch import PointOutcome
 
 
 @pytest.fixture

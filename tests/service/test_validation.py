@@ -8,7 +8,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from service import db
+from flowsweep.service import db
 
 OK = {"model": "asymmetric", "m": 5, "n": 10, "eta": 0.001, "steps": 400}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.runtime import init_ray, ray_status, refresh_auth_config, shutdown_ray
+from flowsweep.workers.runtime import init_ray, ray_status, refresh_auth_config, shutdown_ray
 
 
 @pytest.fixture(scope="session")

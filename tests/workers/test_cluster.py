@@ -9,9 +9,9 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from core import PointConfig
-from workers.dispatch import Dispatcher
-from workers.runtime import init_ray, ray_status, shutdown_ray, warm_workers
+from flowsweep.core import PointConfig
+from flowsweep.workers.dispatch import Dispatcher
+from flowsweep.workers.runtime import init_ray, ray_status, shutdown_ray, warm_workers
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_cluster_requires_the_token(two_node_cluster):
     """The cluster really runs token auth: a GCS client without the right token is refused."""
     from ray._raylet import GcsClient
 
-    from workers.runtime import refresh_auth_config
+    from flowsweep.workers.runtime import refresh_auth_config
 
     cluster, _, _ = two_node_cluster
     good = os.environ["RAY_AUTH_TOKEN"]

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import ray
 
-from core import METRIC_FIELDS, PointConfig, run_points
-from workers.dispatch import Dispatcher, PointOutcome
-from workers.runtime import init_ray, ray_status
+from flowsweep.core import METRIC_FIELDS, PointConfig, run_points
+from flowsweep.workers.dispatch import Dispatcher, PointOutcome
+from flowsweep.workers.runtime import init_ray, ray_status
 
 
 # --- helpers -------------------------------------------------------------------------------------

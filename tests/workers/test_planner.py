@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from workers.planner import (FIRST_CHUNK_CAP, MAX_TASK_SECONDS, Cost, Planner, Task, waterfill)
+from flowsweep.workers.planner import (FIRST_CHUNK_CAP, MAX_TASK_SECONDS, Cost, Planner, Task, waterfill)
 
 
 def simulate(n_points, ncpu, a, b, shapes=1, noise=0.0, max_in_flight=None, costs=None, seed=0):
@@ -132,7 +132,7 @@ def test_waterfill_levels_the_lanes():
 def test_cost_cache_keeps_a_runs_own_shapes_and_evicts_the_least_recent_others():
     from collections import OrderedDict
 
-    from workers.dispatch import _make_room
+    from flowsweep.workers.dispatch import _make_room
 
     costs = OrderedDict((i, f"model {i}") for i in range(6))
     _make_room(costs, {0: None, 1: None, 10: None, 11: None}, limit=6)
