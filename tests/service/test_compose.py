@@ -167,7 +167,9 @@ def test_dockerfile_installs_the_package_and_its_entry_point():
     assert pyproject["project"]["scripts"]["flowsweep"] == "flowsweep.service.cli:main"
     m = re.search(r"^FROM python:(\d+)\.(\d+)", text, re.M)
     assert m and (int(m.group(1)), int(m.group(2))) >= (3, 11)
-    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    # every folder that installs as part of `flowsweep` (package-dir maps them to flowsweep.*)
+    packages = sorted(set(pyproject["tool"]["setuptools"]["package-dir"].values()))
+    assert "core" in packages and "flowsweep" in packages
     for pkg in packages:
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"Dockerfile does not copy {pkg}/"
     assert re.search(r"^COPY pyproject.toml README.md ", text, re.M)  # README is the package's readme
