@@ -23,7 +23,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-from flowsweep.core import PointConfig, dynamics, initial_state, run_points, simulate  # noqa: E402
+from flowsweep.core import PointConfig, initial_state, run_points, simulate  # noqa: E402
+from flowsweep.core.dynamics import gd_linear  # noqa: E402
 from flowsweep.core.dynamics import Trajectory, record_grid  # noqa: E402
 from flowsweep.core.fits import lambda0_fit  # noqa: E402
 from flowsweep.core.metrics import point_metrics  # noqa: E402
@@ -67,13 +68,13 @@ def naive_point(c: PointConfig):
 
 @contextlib.contextmanager
 def freeze_off():
-    """gd without its stop at machine precision (core.dynamics.FREEZE_ERROR = 0)."""
-    saved = dynamics.FREEZE_ERROR
-    dynamics.FREEZE_ERROR = 0.0
+    """gd without its stop at machine precision (core.dynamics.gd_linear.FREEZE_ERROR = 0)."""
+    saved = gd_linear.FREEZE_ERROR
+    gd_linear.FREEZE_ERROR = 0.0
     try:
         yield
     finally:
-        dynamics.FREEZE_ERROR = saved
+        gd_linear.FREEZE_ERROR = saved
 
 
 def matmul_gflops(n: int = 1500, reps: int = 3) -> float:

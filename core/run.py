@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import make_initial_state
-from .dynamics import Problem, Trajectory, record_grid, reduce_factors, run_flow, run_gd
+from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
 from .metrics import point_metrics
 from .types import METRIC_FIELDS, PointConfig, PointResult
 from .validation import validate_config
@@ -82,8 +82,8 @@ def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:
 def _integrate(configs: list[PointConfig], prob: Problem) -> Trajectory:
     """gd or flow on the stacked problem of configs sharing one shape key."""
     c0 = configs[0]
-    runner = run_gd if c0.integrator == "gd" else run_flow
-    return runner(prob, c0.eta, c0.steps, c0.record_every, np.array([c.tol for c in configs]))
+    return integrate(prob, c0.integrator, c0.eta, c0.steps, c0.record_every,
+                     np.array([c.tol for c in configs]))
 
 
 def _failed(config: PointConfig, message: str) -> PointResult:
