@@ -46,7 +46,7 @@ class Trajectory:
     error_linear: np.ndarray | None = None        # (B, T) simulated baseline (sigmoid only)
     time_to_tol_linear: np.ndarray | None = None  # (B,) simulated baseline (sigmoid only)
     final_error_linear: np.ndarray | None = None  # (B,)
-    iterations: np.ndarray | None = None          # (B,) gd steps computed (fewer once frozen)
+    iterations: np.ndarray | None = None          # (B,) gd steps computed (fewer once stopped)
 
 
 def reduce_factors(U0: np.ndarray, V0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

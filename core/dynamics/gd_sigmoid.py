@@ -8,7 +8,8 @@ from .base import (DIVERGENCE_ERROR, Problem, Trajectory, gram_diff, record_grid
 
 def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
     """The sigmoid model through `residual_and_grads`, with its one-layer baseline W (started at
-    U0 V0^T) simulated by the same steps."""
+    U0 V0^T) simulated by the same steps. Once every point has diverged the loop stops
+    (`iterations`); the records it would have added are written directly."""
     Bn = p.batch
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
     idx = record_grid(eta, steps, record_every)
@@ -26,6 +27,7 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -
     tttL = np.full(Bn, np.nan)
     div = np.full(Bn, -1, dtype=np.int64)
     alive = np.ones(Bn, dtype=bool)
+    iterations = np.full(Bn, steps, dtype=np.int64)
     rec = 0
     with np.errstate(all="ignore"):
         for i in range(steps + 1):
@@ -55,6 +57,11 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -
                 rec += 1
             if i == steps:
                 break
+            if not alive.any():                 # every point diverged: what is left is fixed
+                # (factors zero: X = 0, errors NaN, Q - Q0 = -Q0 as the loop would record)
+                drift_rec[:, rec:] = np.sqrt(np.einsum("bij,bij->b", Q0, Q0))[:, None]
+                iterations[:] = i
+                break
             # simultaneous update: both factors use the old values
             U = U + eta * dU
             V = V + eta * dV
@@ -62,6 +69,6 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -
     return Trajectory(t=idx * eta, X=X_rec, error=err_rec, q_drift=drift_rec, time_to_tol=ttt,
                       final_error=np.where(alive, e, np.nan), diverged_at=div,
                       error_linear=errL_rec, time_to_tol_linear=tttL,
-                      final_error_linear=np.where(alive, eW, np.nan))
+                      final_error_linear=np.where(alive, eW, np.nan), iterations=iterations)
 
 
