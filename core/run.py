@@ -59,11 +59,11 @@ def _problem(configs: list[PointConfig]):
     """States, reduced factors and the stacked Problem of configs sharing one shape key."""
     c0 = configs[0]
     states = [make_initial_state(c) for c in configs]
-    reduced = [reduce_factors(s.U0, s.V0) for s in states]
     sym = c0.model == "symmetric"
-    prob = Problem(model=c0.model, Y=np.stack([s.Y for s in states]),
-                   U0=np.stack([r[0] for r in reduced]),
-                   V0=None if sym else np.stack([r[1] for r in reduced]),
+    U0, V0 = reduce_factors(np.stack([s.U0 for s in states]),       # one batched QR
+                            None if sym else np.stack([s.V0 for s in states]))
+    reduced = [(U0[b], None if sym else V0[b]) for b in range(len(configs))]
+    prob = Problem(model=c0.model, Y=np.stack([s.Y for s in states]), U0=U0, V0=V0,
                    A=None if c0.model != "sigmoid" else np.stack([s.A for s in states]))
     return states, reduced, prob
 

@@ -50,11 +50,12 @@ class Trajectory:
 
 
 def reduce_factors(U0: np.ndarray, V0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Coordinates of U0 (and V0) in an orthonormal basis of the row space of [U0; V0]."""
-    R0 = U0 if V0 is None else np.vstack([U0, V0])
-    if R0.shape[1] <= R0.shape[0]:          # nothing to gain: k <= m (+ n)
+    """Coordinates of U0 (and V0) in an orthonormal basis of the row space of [U0; V0]; a stack of
+    points (leading batch dimension) is reduced in one call."""
+    R0 = U0 if V0 is None else np.concatenate([U0, V0], axis=-2)
+    if R0.shape[-1] <= R0.shape[-2]:        # nothing to gain: k <= m (+ n)
         return U0, V0
-    B, _ = np.linalg.qr(R0.T)               # (k, m+n), orthonormal columns spanning R0's rows
+    B, _ = np.linalg.qr(np.swapaxes(R0, -1, -2))   # (k, m+n), orthonormal columns spanning R0's rows
     return U0 @ B, (None if V0 is None else V0 @ B)
 
 
