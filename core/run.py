@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .closed_forms_stacked import regularized_flow_stacked
 from .data import make_initial_state
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
 from .metrics import point_metrics
@@ -107,14 +108,29 @@ def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     tr = _integrate(configs, prob)
     c0 = configs[0]
     sv = trajectory_singular_values(tr, record_grid(c0.eta, c0.steps, c0.record_every))
+    X_reg = _regularized_flows(configs, prob, tr)
     out = []
     for b, c in enumerate(configs):
         Ub, Vb = reduced[b]
-        status, met, curves = point_metrics(c, states[b].Y, Ub, Vb, tr, b, sv[b])
+        status, met, curves = point_metrics(c, states[b].Y, Ub, Vb, tr, b, sv[b], X_reg=X_reg[b])
         out.append(PointResult(config=c, status=status, metrics=met, curves=curves))
     wall = (time.perf_counter() - t0) / len(configs)
     for r in out:
         r.wall_seconds = wall
+    return out
+
+
+def _regularized_flows(configs: list[PointConfig], prob: Problem, tr: Trajectory) -> list:
+    """X_reg(t; lambda0) of the batch's asymmetric points that did not diverge, in stacked calls
+    (the `regularized_error` metric; None where point_metrics does not use it)."""
+    out: list = [None] * len(configs)
+    live = np.flatnonzero(tr.diverged_at < 0)
+    if configs[0].model != "asymmetric" or not len(live):
+        return out
+    lam = np.array([configs[b].lambda0 for b in live])
+    X = regularized_flow_stacked(prob.Y[live], prob.U0[live], prob.V0[live], lam, tr.t)
+    for j, b in enumerate(live):
+        out[b] = X[j]
     return out
 
 
