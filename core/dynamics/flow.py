@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.integrate import solve_ivp
+from scipy.integrate import DOP853
+from scipy.optimize import brentq
 
 from .base import (DIVERGENCE_ERROR, FlowDiverged, Problem, Trajectory, gram_diff, record_grid,
                    residual_and_grads, sigmoid_grad)
@@ -27,8 +28,6 @@ class _FlowSystem:
             Bn, d = p.U0.shape[0], p.U0.shape[1]
             self.shapes.append((Bn, d, d))
         self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self._cache_key = None
-        self._cache_val = None
 
     def pack(self, arrays) -> np.ndarray:
         return np.concatenate([a.ravel() for a in arrays])
@@ -69,25 +68,60 @@ class _FlowSystem:
         eW = np.sqrt(sigmoid_grad(self.p, W)[1]) / self.p.y_norm if self.sig else None
         return U, V, X, e, eW
 
-    def errors(self, t, y):
-        """(e, e_linear) of every point; cached because solve_ivp calls each event separately."""
-        key = (t, y.ctypes.data, y[0], y[-1])
-        if key != self._cache_key:
-            self._cache_key, self._cache_val = key, self.evaluate(y)[3:]
-        return self._cache_val
+    def crossings(self, y, tol) -> np.ndarray:
+        """e - tol (and e_linear - tol for sigmoid) of every point at state y, (S, B)."""
+        _, _, _, e, eW = self.evaluate(y)
+        return np.stack([e - tol] if eW is None else [e - tol, eW - tol])
 
 
-def _tol_event(system: _FlowSystem, b: int, tol: float, linear: bool):
-    def event(t, y):
-        e, eW = system.errors(t, y)
-        return (eW if linear else e)[b] - tol
-    event.direction = -1
-    return event
+# brentq's tolerances in solve_ivp's event location (scipy.integrate._ivp.ivp.solve_event_equation)
+_EVENT_XTOL = 4 * np.finfo(float).eps
+
+
+def _solve(sysm: _FlowSystem, y0: np.ndarray, t_end: float, t_eval: np.ndarray, tol: np.ndarray):
+    """DOP853 stepped as solve_ivp(method="DOP853", t_eval=t_eval, events=...) steps it, with the
+    events "e_b(t) = tol_b, falling" of all points checked at once at each step end (one
+    evaluation of the batch instead of one call per point) and the first crossing of each located
+    on the step's dense output by brentq, as solve_ivp does. Returns (status, t samples, states
+    (state, T'), first crossing per point (S, B), NaN where none)."""
+    solver = DOP853(sysm.rhs, 0.0, y0, t_end, rtol=FLOW_RTOL, atol=FLOW_ATOL)
+    g = sysm.crossings(y0, tol)
+    first = np.full(g.shape, np.nan)
+    ts, ys = [], []
+    t_eval_i = 0
+    status = None
+    while status is None:
+        solver.step()
+        if solver.status == "finished":
+            status = 0
+        elif solver.status == "failed":
+            status = -1
+            break
+        t_old, t, y = solver.t_old, solver.t, solver.y
+        sol = None
+        g_new = sysm.crossings(y, tol)
+        down = (g >= 0) & (g_new <= 0) & np.isnan(first)
+        if down.any():
+            sol = solver.dense_output()
+            for k, b in zip(*np.nonzero(down)):
+                first[k, b] = brentq(lambda tt, k=k, b=b: sysm.crossings(sol(tt), tol)[k, b],
+                                     t_old, t, xtol=_EVENT_XTOL, rtol=_EVENT_XTOL)
+        g = g_new
+        t_eval_i_new = np.searchsorted(t_eval, t, side="right")
+        if t_eval_i_new > t_eval_i:
+            if sol is None:
+                sol = solver.dense_output()
+            ts.append(t_eval[t_eval_i:t_eval_i_new])
+            ys.append(sol(t_eval[t_eval_i:t_eval_i_new]))
+            t_eval_i = t_eval_i_new
+    if not ts:
+        return status, np.empty(0), np.empty((len(y0), 0)), first
+    return status, np.hstack(ts), np.hstack(ys), first
 
 
 def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float) -> Trajectory:
     """The exact gradient flow on [0, eta*steps] (DOP853, rtol FLOW_RTOL), the batch stacked in one
-    state vector. time_to_tol is a solver event per point (the crossing e(t) = tol, located on
+    state vector. time_to_tol is an event per point (the first crossing e(t) = tol, located on
     the dense output). If the stacked solve fails, points are re-run one by one to isolate the
     bad ones, which are reported as diverged."""
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (p.batch,))
@@ -115,15 +149,11 @@ def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
     t_end = eta * steps
     t_eval = t_rec if idx[-1] == steps else np.append(t_rec, t_end)
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
-    events = [_tol_event(sysm, b, tol[b], False) for b in range(Bn)]
-    if sysm.sig:
-        events += [_tol_event(sysm, b, tol[b], True) for b in range(Bn)]
     y0 = sysm.initial()
     with np.errstate(all="ignore"):
-        sol = solve_ivp(sysm.rhs, (0.0, t_end), y0, method="DOP853", t_eval=t_eval,
-                        rtol=FLOW_RTOL, atol=FLOW_ATOL, events=events)
-    ok = sol.status == 0 and np.all(np.isfinite(sol.y))
-    ys = sol.y.T                                          # (T', state)
+        status, sol_t, sol_y, first = _solve(sysm, y0, t_end, t_eval, tol)
+    ok = status == 0 and np.all(np.isfinite(sol_y))
+    ys = sol_y.T                                          # (T', state)
     errs = []
     with np.errstate(all="ignore"):
         for j in range(ys.shape[0]):
@@ -134,7 +164,7 @@ def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
                    and (not sysm.sig or np.all(x[2] < DIVERGENCE_ERROR)))]
     if bad or not ok:
         # the first sampled time with a bad value, else where the solver stopped
-        t_fail = sol.t[bad[0]] if bad else (sol.t[-1] if len(sol.t) else 0.0)
+        t_fail = sol_t[bad[0]] if bad else (sol_t[-1] if len(sol_t) else 0.0)
         raise FlowDiverged(int(np.floor(t_fail / eta + 1e-9)), float(t_fail))
     T = len(idx)
     X_rec = np.stack([x[0] for x in errs[:T]], axis=1)
@@ -145,21 +175,15 @@ def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
         D = np.stack([x[3] for x in errs[:T]], axis=1) - Q0[:, None]
         drift = np.sqrt(np.einsum("btij,btij->bt", D, D))
 
-    def first_event(j0, e0):
-        out = np.full(Bn, np.nan)
-        for b in range(Bn):
-            if e0[b] <= tol[b]:
-                out[b] = 0.0
-            elif len(sol.t_events[j0 + b]):
-                out[b] = float(sol.t_events[j0 + b][0])
-        return out
+    def first_event(k, e0):
+        return np.where(e0 <= tol, 0.0, first[k])
 
     ttt = first_event(0, errs[0][1])
     tr = Trajectory(t=t_rec, X=X_rec, error=err_rec, q_drift=drift, time_to_tol=ttt,
                     final_error=errs[-1][1], diverged_at=np.full(Bn, -1, dtype=np.int64))
     if sysm.sig:
         tr.error_linear = np.stack([x[2] for x in errs[:T]], axis=1)
-        tr.time_to_tol_linear = first_event(Bn, errs[0][2])
+        tr.time_to_tol_linear = first_event(1, errs[0][2])
         tr.final_error_linear = errs[-1][2]
     return tr
 

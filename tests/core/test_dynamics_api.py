@@ -42,3 +42,38 @@ def test_point_by_point_isolation_keeps_each_points_tol(monkeypatch):
         assert tr.time_to_tol[b] == a.time_to_tol[0]
         np.testing.assert_array_equal(tr.X[b], a.X[0])
     assert tr.time_to_tol[0] != tr.time_to_tol[2]          # the two tols gave two crossings
+
+
+@pytest.mark.parametrize("model", ["asymmetric", "sigmoid"])
+def test_flow_crossings_equal_solve_ivp_events(model):
+    """The batch-wide event check locates the same first crossings as solve_ivp with one event per
+    point (e_b(t) = tol_b, falling), and samples the same states on the record grid."""
+    from scipy.integrate import solve_ivp
+
+    extra = dict(n_samples=40, m=3, n=3, k=6) if model == "sigmoid" else dict(m=5, n=10, k=50)
+    configs = [PointConfig(model=model, eta=0.02, steps=150, record_every=10, init_scale=s,
+                           seed=i, tol=tol, integrator="flow", **extra)
+               for i, (s, tol) in enumerate([(0.1, 0.3), (1.0, 0.05), (0.5, 0.2), (1.0, 1e-30)])]
+    prob = _problem(configs)[2]
+    tr = simulate(configs)
+    sysm = flow._FlowSystem(prob)
+    tol = np.array([c.tol for c in configs])
+
+    def event(b, k):
+        def f(t, y):
+            return sysm.evaluate(y)[3 + k][b] - tol[b]
+        f.direction = -1
+        return f
+
+    sets = 2 if model == "sigmoid" else 1
+    events = [event(b, k) for k in range(sets) for b in range(len(configs))]
+    t_eval = tr.t
+    sol = solve_ivp(sysm.rhs, (0.0, t_eval[-1]), sysm.initial(), method="DOP853", t_eval=t_eval,
+                    rtol=flow.FLOW_RTOL, atol=flow.FLOW_ATOL, events=events)
+    for k, got in enumerate([tr.time_to_tol, tr.time_to_tol_linear][:sets]):
+        want = [sol.t_events[k * len(configs) + b][0] if len(sol.t_events[k * len(configs) + b])
+                else np.nan for b in range(len(configs))]
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        assert np.isfinite(got).sum() >= 2 and np.isnan(got[3])      # crossings, and one never
+    X = np.stack([sysm.evaluate(y)[2] for y in sol.y.T], axis=1)
+    np.testing.assert_allclose(tr.X, X, rtol=0, atol=1e-12 * np.abs(X).max())
