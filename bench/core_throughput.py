@@ -3,8 +3,9 @@
 Prints points per second (per CPU second of this process, one BLAS thread) for (a) the obvious
 per-point numpy loop and (b) core's batched path (`run_points`), their ratio, (b') the batched path
 without gd's stop at machine precision, the achieved GFLOP/s against a large matrix product on
-the same machine, the time of one `lambda0_fit` at k = 200, and core's cost per cheap point (10 steps)
-against the plain per-point loop (issue 9).
+the same machine, the time of one `lambda0_fit` at k = 200, the exact flow's cost per point against
+gd's on the same points, and core's cost per cheap point (10 steps) against the plain per-point loop
+(issue 9).
 
     python bench/core_throughput.py [--points 96] [--steps 4000]
 """
@@ -121,6 +122,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tiny-points", type=int, default=2000)
+    ap.add_argument("--flow-points", type=int, default=64)
     args = ap.parse_args()
 
     try:
@@ -195,6 +197,25 @@ def main() -> None:
     print(f"lambda0_fit at k=200     : {t_fit:.3f} CPU s  (lambda0_fit={fit.lambda0:.2f}, "
           f"lambda0_fit_error={fit.error:.2e}, {fit.n_evaluations} closed-form evaluations,"
           f" T={len(tr.t)})")
+
+    # the exact flow against gd on the same points and horizon (simulate only), back to back
+    gd_cfgs = configs[:args.flow_points]
+    flow_cfgs = [PointConfig(**{**c.to_dict(), "integrator": "flow"}) for c in gd_cfgs]
+    simulate(flow_cfgs[:2])
+    r_flow, t_gd, t_flow = [], [], []
+    for _ in range(args.rounds):
+        t = time.process_time()
+        simulate(gd_cfgs)
+        t_gd.append((time.process_time() - t) / len(gd_cfgs))
+        t = time.process_time()
+        simulate(flow_cfgs)
+        t_flow.append((time.process_time() - t) / len(flow_cfgs))
+        r_flow.append(t_flow[-1] / t_gd[-1])
+    print(f"exact flow vs gd         : flow {min(t_flow) * 1e3:.2f} ms/point, gd {min(t_gd) * 1e3:.2f} ms/point"
+          f" ({len(gd_cfgs)} points, horizon {gd_cfgs[0].eta * gd_cfgs[0].steps:g}, rtol 3e-14; best of"
+          f" {args.rounds})")
+    print(f"    cost ratio flow/gd   : {np.median(r_flow):8.2f}x  (median of {args.rounds} back-to-back"
+          f" rounds; range {min(r_flow):.2f}-{max(r_flow):.2f}x)")
 
     # issue 9's cheap points: core's fixed cost per point against the plain loop, back to back
     tiny = tiny_configs(args.tiny_points)

@@ -73,7 +73,8 @@ def closed_form_trajectory(config: PointConfig, Y, U0, V0, t,
 
 
 def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Trajectory, b: int,
-                  singular_values: np.ndarray, X_reg: np.ndarray | None = None) -> tuple[str, dict, Curves]:
+                  singular_values: np.ndarray,
+                  X_reg: np.ndarray | None = None) -> tuple[str, dict, Curves]:
     """(status, metrics, curves) of point b of a batch trajectory. U0, V0 may be reduced factors.
     `X_reg`: X_reg(t; lambda0) of an asymmetric point when the caller computed it for its batch."""
     met: dict = {k: None for k in METRIC_FIELDS}
