@@ -3,7 +3,9 @@
 Prints points per second (per CPU second of this process, one BLAS thread) for (a) the obvious
 per-point numpy loop and (b) core's batched path (`run_points`), their ratio, (b') the batched path
 without gd's stop at machine precision, the achieved GFLOP/s against a large matrix product on
-the same machine, and the time of one `lambda0_fit` at k = 200.
+the same machine, the time of one `lambda0_fit` at k = 200, the exact flow's cost per point against
+gd's on the same points, and core's cost per cheap point (10 steps) against the plain per-point loop
+(issue 9).
 
     python bench/core_throughput.py [--points 96] [--steps 4000]
 """
@@ -23,7 +25,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-from flowsweep.core import PointConfig, dynamics, initial_state, run_points, simulate  # noqa: E402
+from flowsweep.core import PointConfig, initial_state, run_points, simulate  # noqa: E402
+from flowsweep.core.dynamics import gd_linear  # noqa: E402
 from flowsweep.core.dynamics import Trajectory, record_grid  # noqa: E402
 from flowsweep.core.fits import lambda0_fit  # noqa: E402
 from flowsweep.core.metrics import point_metrics  # noqa: E402
@@ -65,15 +68,39 @@ def naive_point(c: PointConfig):
     return point_metrics(c, Y, st["U0"], st["V0"], tr, 0, sv)
 
 
+def tiny_configs(n_points: int) -> list[PointConfig]:
+    """Issue 9's cheap points: 10 gd steps each, every step recorded."""
+    return [PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-2, steps=10, record_every=1,
+                        init_scale=0.1, seed=i) for i in range(n_points)]
+
+
+def tiny_loop_point(c: PointConfig):
+    """The plain per-point loop a researcher writes for a cheap point: draw Y, U0, V0; the steps;
+    error at every step, singular values of each X, ||Q0||."""
+    st = initial_state(c)
+    Y, U, V = st["Y"], st["U0"], st["V0"]
+    ynorm = np.linalg.norm(Y)
+    q0_norm = np.linalg.norm(U.T @ U - V.T @ V)
+    errs, svs = [], []
+    for i in range(c.steps + 1):
+        X = U @ V.T
+        R = Y - X
+        errs.append(np.linalg.norm(R) / ynorm)
+        svs.append(np.linalg.svd(X, compute_uv=False))
+        if i < c.steps:
+            U, V = U + c.eta * (R @ V), V + c.eta * (R.T @ U)
+    return q0_norm, errs, svs
+
+
 @contextlib.contextmanager
 def freeze_off():
-    """gd without its stop at machine precision (core.dynamics.FREEZE_ERROR = 0)."""
-    saved = dynamics.FREEZE_ERROR
-    dynamics.FREEZE_ERROR = 0.0
+    """gd without its stop at machine precision (core.dynamics.gd_linear.FREEZE_ERROR = 0)."""
+    saved = gd_linear.FREEZE_ERROR
+    gd_linear.FREEZE_ERROR = 0.0
     try:
         yield
     finally:
-        dynamics.FREEZE_ERROR = saved
+        gd_linear.FREEZE_ERROR = saved
 
 
 def matmul_gflops(n: int = 1500, reps: int = 3) -> float:
@@ -94,6 +121,8 @@ def main() -> None:
     ap.add_argument("--naive-points", type=int, default=12)
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tiny-points", type=int, default=2000)
+    ap.add_argument("--flow-points", type=int, default=64)
     args = ap.parse_args()
 
     try:
@@ -168,6 +197,45 @@ def main() -> None:
     print(f"lambda0_fit at k=200     : {t_fit:.3f} CPU s  (lambda0_fit={fit.lambda0:.2f}, "
           f"lambda0_fit_error={fit.error:.2e}, {fit.n_evaluations} closed-form evaluations,"
           f" T={len(tr.t)})")
+
+    # the exact flow against gd on the same points and horizon (simulate only), back to back
+    gd_cfgs = configs[:args.flow_points]
+    flow_cfgs = [PointConfig(**{**c.to_dict(), "integrator": "flow"}) for c in gd_cfgs]
+    simulate(flow_cfgs[:2])
+    r_flow, t_gd, t_flow = [], [], []
+    for _ in range(args.rounds):
+        t = time.process_time()
+        simulate(gd_cfgs)
+        t_gd.append((time.process_time() - t) / len(gd_cfgs))
+        t = time.process_time()
+        simulate(flow_cfgs)
+        t_flow.append((time.process_time() - t) / len(flow_cfgs))
+        r_flow.append(t_flow[-1] / t_gd[-1])
+    print(f"exact flow vs gd         : flow {min(t_flow) * 1e3:.2f} ms/point, gd {min(t_gd) * 1e3:.2f} ms/point"
+          f" ({len(gd_cfgs)} points, horizon {gd_cfgs[0].eta * gd_cfgs[0].steps:g}, rtol 3e-14; best of"
+          f" {args.rounds})")
+    print(f"    cost ratio flow/gd   : {np.median(r_flow):8.2f}x  (median of {args.rounds} back-to-back"
+          f" rounds; range {min(r_flow):.2f}-{max(r_flow):.2f}x)")
+
+    # issue 9's cheap points: core's fixed cost per point against the plain loop, back to back
+    tiny = tiny_configs(args.tiny_points)
+    run_points(tiny[:8])
+    t_loop, t_core, r_tiny = [], [], []
+    for _ in range(args.rounds):
+        t = time.process_time()
+        for c in tiny:
+            tiny_loop_point(c)
+        t_loop.append((time.process_time() - t) / len(tiny))
+        t = time.process_time()
+        run_points(tiny)
+        t_core.append((time.process_time() - t) / len(tiny))
+        r_tiny.append(t_core[-1] / t_loop[-1])
+    print(f"tiny points (steps=10, m=5, n=10, k=50, {len(tiny)} points): plain loop"
+          f" {min(t_loop) * 1e3:.3f} ms/point, core.run_points {min(t_core) * 1e3:.3f} ms/point (best of"
+          f" {args.rounds})")
+    print(f"    cost ratio core/loop : {np.median(r_tiny):8.2f}x  (median of {args.rounds} back-to-back"
+          f" rounds; range {min(r_tiny):.2f}-{max(r_tiny):.2f}x; core also computes the baseline,"
+          f" rate and regularized-flow metrics)")
 
     fit_cfgs = [PointConfig(**{**c.to_dict(), "fit_lambda0": True}) for c in configs[:24]]
     t = time.process_time()

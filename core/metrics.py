@@ -73,8 +73,10 @@ def closed_form_trajectory(config: PointConfig, Y, U0, V0, t,
 
 
 def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Trajectory, b: int,
-                  singular_values: np.ndarray) -> tuple[str, dict, Curves]:
-    """(status, metrics, curves) of point b of a batch trajectory. U0, V0 may be reduced factors."""
+                  singular_values: np.ndarray,
+                  X_reg: np.ndarray | None = None) -> tuple[str, dict, Curves]:
+    """(status, metrics, curves) of point b of a batch trajectory. U0, V0 may be reduced factors.
+    `X_reg`: X_reg(t; lambda0) of an asymmetric point when the caller computed it for its batch."""
     met: dict = {k: None for k in METRIC_FIELDS}
     t = tr.t
     ynorm = float(np.linalg.norm(Y))
@@ -122,7 +124,7 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
     err_reg_fit = Xr = None
     lam_for_pred = config.lambda0
     if model == "asymmetric":
-        Xr = regularized_flow(Y, U0, V0, config.lambda0, t).X
+        Xr = regularized_flow(Y, U0, V0, config.lambda0, t).X if X_reg is None else X_reg
         D = Xr - X
         met["regularized_error"] = clean(np.sqrt(np.mean(np.einsum("tij,tij->t", D, D))) / ynorm)
         if config.fit_lambda0 and len(t) >= 2:         # X(0) alone fits every lambda0

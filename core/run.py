@@ -7,8 +7,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .closed_forms_stacked import regularized_flow_stacked
 from .data import make_initial_state
-from .dynamics import Problem, Trajectory, record_grid, reduce_factors, run_flow, run_gd
+from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
 from .metrics import point_metrics
 from .types import METRIC_FIELDS, PointConfig, PointResult
 from .validation import validate_config
@@ -59,11 +60,11 @@ def _problem(configs: list[PointConfig]):
     """States, reduced factors and the stacked Problem of configs sharing one shape key."""
     c0 = configs[0]
     states = [make_initial_state(c) for c in configs]
-    reduced = [reduce_factors(s.U0, s.V0) for s in states]
     sym = c0.model == "symmetric"
-    prob = Problem(model=c0.model, Y=np.stack([s.Y for s in states]),
-                   U0=np.stack([r[0] for r in reduced]),
-                   V0=None if sym else np.stack([r[1] for r in reduced]),
+    U0, V0 = reduce_factors(np.stack([s.U0 for s in states]),       # one batched QR
+                            None if sym else np.stack([s.V0 for s in states]))
+    reduced = [(U0[b], None if sym else V0[b]) for b in range(len(configs))]
+    prob = Problem(model=c0.model, Y=np.stack([s.Y for s in states]), U0=U0, V0=V0,
                    A=None if c0.model != "sigmoid" else np.stack([s.A for s in states]))
     return states, reduced, prob
 
@@ -82,8 +83,8 @@ def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:
 def _integrate(configs: list[PointConfig], prob: Problem) -> Trajectory:
     """gd or flow on the stacked problem of configs sharing one shape key."""
     c0 = configs[0]
-    runner = run_gd if c0.integrator == "gd" else run_flow
-    return runner(prob, c0.eta, c0.steps, c0.record_every, np.array([c.tol for c in configs]))
+    return integrate(prob, c0.integrator, c0.eta, c0.steps, c0.record_every,
+                     np.array([c.tol for c in configs]))
 
 
 def _failed(config: PointConfig, message: str) -> PointResult:
@@ -107,14 +108,29 @@ def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     tr = _integrate(configs, prob)
     c0 = configs[0]
     sv = trajectory_singular_values(tr, record_grid(c0.eta, c0.steps, c0.record_every))
+    X_reg = _regularized_flows(configs, prob, tr)
     out = []
     for b, c in enumerate(configs):
         Ub, Vb = reduced[b]
-        status, met, curves = point_metrics(c, states[b].Y, Ub, Vb, tr, b, sv[b])
+        status, met, curves = point_metrics(c, states[b].Y, Ub, Vb, tr, b, sv[b], X_reg=X_reg[b])
         out.append(PointResult(config=c, status=status, metrics=met, curves=curves))
     wall = (time.perf_counter() - t0) / len(configs)
     for r in out:
         r.wall_seconds = wall
+    return out
+
+
+def _regularized_flows(configs: list[PointConfig], prob: Problem, tr: Trajectory) -> list:
+    """X_reg(t; lambda0) of the batch's asymmetric points that did not diverge, in stacked calls
+    (the `regularized_error` metric; None where point_metrics does not use it)."""
+    out: list = [None] * len(configs)
+    live = np.flatnonzero(tr.diverged_at < 0)
+    if configs[0].model != "asymmetric" or not len(live):
+        return out
+    lam = np.array([configs[b].lambda0 for b in live])
+    X = regularized_flow_stacked(prob.Y[live], prob.U0[live], prob.V0[live], lam, tr.t)
+    for j, b in enumerate(live):
+        out[b] = X[j]
     return out
 
 

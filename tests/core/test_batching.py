@@ -56,14 +56,14 @@ def test_divergence_is_isolated():
 
 def test_flow_failure_is_isolated(monkeypatch):
     """A stacked flow solve that fails is re-run point by point: only the bad point is lost."""
-    import flowsweep.core.dynamics as dyn
+    import flowsweep.core.dynamics.flow as dyn_flow
     base = dict(model="asymmetric", m=3, n=4, k=8, eta=0.01, steps=50, record_every=10,
                 integrator="flow")
     good = [PointConfig(init_scale=0.3, seed=s, **base) for s in (0, 1)]
     bad = PointConfig(init_scale=3.0, seed=2, **base)
     clean = run_points(good)
     # treat a relative error above 5 as divergence: only the large-init point ever exceeds it
-    monkeypatch.setattr(dyn, "DIVERGENCE_ERROR", 5.0)
+    monkeypatch.setattr(dyn_flow, "DIVERGENCE_ERROR", 5.0)
     res = run_points([good[0], bad, good[1]])
     assert [r.status for r in res] == ["done", "diverged", "done"]
     assert res[1].metrics["diverged_at"] == 0

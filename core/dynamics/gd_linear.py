@@ -1,0 +1,217 @@
+"""Gradient descent of the linear models (asymmetric U V^T, symmetric U U^T) in reduced coordinates.
+
+The hot loop: explicit Euler on the stacked batch, with divergence, time to tol and the stop at
+machine precision decided on a window of squared residuals."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import DIVERGENCE_ERROR, Problem, Trajectory, record_grid
+
+# Steps between divergence/tolerance checks of the squared residuals kept in a small window.
+_WINDOW = 64
+# A gd point whose relative error has stayed below FREEZE_ERROR for FREEZE_STEPS iterations after
+# it reached its tol has converged to machine precision (X = Y up to rounding): it stops being
+# iterated and its later records repeat that state. The exact iterates would move X by about that
+# error at most (they converge to Y), no more than the rounding noise further steps would add;
+# the batch shrinks, so points that converge early stop costing (1/3 of Fig. 1's points at s = 1).
+FREEZE_ERROR = 1e-14
+FREEZE_STEPS = 64
+
+
+class _GdBuffers:
+    """Work arrays of the gd loop for the points still being iterated (rows of W = [Uc | Vc])."""
+
+    def __init__(self, W: np.ndarray, sY: np.ndarray, m: int, sym: bool):
+        Bn = W.shape[0]
+        n = sY.shape[2]
+        self.W, self.sY, self.m, self.sym = W, sY, m, sym
+        self.Uc = W[:, :, :m]
+        self.UcT = self.Uc.transpose(0, 2, 1)
+        # symmetric: Vc is a second copy of Uc, numpy's A^T A path (syrk) is slower than a product
+        self.Vc = W.copy() if sym else W[:, :, m:]
+        self.dW = np.empty_like(W)
+        self.dUc = self.dW[:, :, :m]
+        self.dVc = None if sym else self.dW[:, :, m:]
+        self.X = np.empty((Bn, m, n))                   # s X
+        self.R = np.empty((Bn, m, n))                   # s R = s (Y - X)
+        self.Rt = np.empty((Bn, n, m))
+        self.R_flat = self.R.reshape(Bn, m * n)
+
+    def residual(self, r2_out: np.ndarray) -> None:
+        np.matmul(self.UcT, self.Vc, out=self.X)
+        np.subtract(self.sY, self.X, out=self.R)
+        np.vecdot(self.R_flat, self.R_flat, out=r2_out)
+
+    def update(self) -> None:
+        if self.sym:                                    # U += 2 eta R U <=> Uc += Uc (sR), R = R^T
+            np.matmul(self.Vc, self.R, out=self.dUc)
+            self.W += self.dW
+            np.copyto(self.Vc, self.W)
+        else:                                           # both factors use the old values
+            np.copyto(self.Rt, self.R.transpose(0, 2, 1))
+            np.matmul(self.Vc, self.Rt, out=self.dUc)
+            np.matmul(self.Uc, self.R, out=self.dVc)
+            self.W += self.dW
+
+    def zero(self, rows: np.ndarray) -> None:
+        """A diverged point: factors and end-to-end map set to zero (recorded as such)."""
+        self.W[rows] = 0.0
+        if self.sym:
+            self.Vc[rows] = 0.0
+        self.X[rows] = 0.0
+        self.R[rows] = 0.0
+
+    def subset(self, keep: np.ndarray) -> "_GdBuffers":
+        """The buffers of the rows `keep`, mid-step: X and R of this step come along."""
+        out = _GdBuffers(self.W[keep], self.sY[keep], self.m, self.sym)
+        out.X[...] = self.X[keep]
+        out.R[...] = self.R[keep]
+        return out
+
+
+def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
+    """The hot loop for the linear models, bound by numpy's per-matrix cost of small stacked
+    matmuls, so every step is three matmuls and four cheap calls into preallocated buffers:
+
+    - factors are stored transposed (Uc = U^T, r x m) so that each matmul's second operand is
+      contiguous: numpy hands those to BLAS, a transposed second operand falls back to a loop
+      ~3x slower;
+    - factors are scaled by sqrt(s) (s = eta, 2 eta symmetric), so the step
+      U += s R V, V += s R^T U becomes Uc += Vc (sR)^T, Vc += Uc (sR) with sR = sY - Uc^T Vc:
+      no separate scaling of R, one transposed copy of it (its smallest array);
+    - ||R||^2 is free every step; it is kept in a window and scanned every few steps for the
+      first iteration with e <= tol (time_to_tol, exact per step), for divergence (exact first
+      bad iteration) and for convergence to machine precision (FREEZE_ERROR);
+    - diverged and converged points leave the batch (`act` maps its rows to the points)."""
+    Bn = p.batch
+    sym = p.model == "symmetric"
+    s = 2.0 * eta if sym else eta
+    tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
+    ynorm = p.y_norm
+    tol2 = (tol * ynorm * s) ** 2                   # thresholds on ||sR||^2, per row of the batch
+    thr2 = (DIVERGENCE_ERROR * ynorm * s) ** 2
+    frz2 = (FREEZE_ERROR * ynorm * s) ** 2
+    idx = record_grid(eta, steps, record_every)
+    T = len(idx)
+    m, r = p.U0.shape[1], p.U0.shape[2]
+    n = m if sym else p.V0.shape[1]
+    W = np.empty((Bn, r, m if sym else m + n))
+    np.multiply(p.U0.transpose(0, 2, 1), np.sqrt(s), out=W[:, :, :m])
+    if not sym:
+        np.multiply(p.V0.transpose(0, 2, 1), np.sqrt(s), out=W[:, :, m:])
+    buf = _GdBuffers(W, s * p.Y, m, sym)
+    drift = None if sym else _QDrift(W, m)
+    # records are written time-major (one block per record) and transposed at the end
+    X_rec = np.empty((T, Bn, m, n))
+    r2_rec = np.empty((T, Bn))
+    drift2_rec = None if sym else np.empty((T, Bn))
+    r2_final = np.empty(Bn)
+    ttt = np.full(Bn, np.nan)
+    div = np.full(Bn, -1, dtype=np.int64)
+    act = np.arange(Bn)                             # the point of each row of the batch
+    below = np.zeros(Bn, dtype=np.int64)            # steps in a row with e <= FREEZE_ERROR
+    iterations = np.full(Bn, steps, dtype=np.int64)
+    win = np.empty((_WINDOW, Bn))
+    w = 0
+    rec = 0
+    with np.errstate(all="ignore"):
+        for i in range(steps + 1):
+            buf.residual(win[w, :len(act)])
+            w += 1
+            is_rec = rec < T and idx[rec] == i
+            if not (w == _WINDOW or is_rec or i == steps):
+                buf.update()
+                continue
+            r2 = win[:w, :len(act)]
+            it0 = i - w + 1
+            bad = ~(r2 <= thr2)                     # catches nan and inf too
+            gone = bad.any(axis=0)
+            if gone.any():
+                div[act[gone]] = it0 + np.argmax(bad, axis=0)[gone]
+                buf.zero(gone)
+            hit = r2 <= tol2
+            if hit.any():
+                first_hit = np.argmax(hit, axis=0)
+                take = np.isnan(ttt[act]) & hit.any(axis=0) & \
+                    ((div[act] < 0) | (it0 + first_hit < div[act]))
+                ttt[act[take]] = (it0 + first_hit[take]) * eta
+            if (r2[-1] <= frz2).any():
+                below = np.where((r2 <= frz2).all(axis=0), below + w, 0)
+                gone |= (below >= FREEZE_STEPS) & ~np.isnan(ttt[act])
+            else:
+                below[:] = 0
+            full = len(act) == Bn
+            if is_rec:
+                if full:
+                    np.copyto(X_rec[rec], buf.X)
+                    np.copyto(r2_rec[rec], r2[-1])
+                else:
+                    X_rec[rec, act] = buf.X
+                    r2_rec[rec, act] = r2[-1]
+                if drift is not None:
+                    d2 = drift.squared_norm(buf.W, out=drift2_rec[rec] if full else None)
+                    if not full:
+                        drift2_rec[rec, act] = d2
+                rec += 1
+            if i == steps:
+                r2_final[act] = r2[-1]
+                break
+            w = 0
+            if gone.any():                          # leave the batch; later records repeat the state
+                pts = act[gone]
+                iterations[pts] = i
+                X_rec[rec:, pts] = buf.X[gone]
+                r2_rec[rec:, pts] = r2[-1][gone]
+                r2_final[pts] = r2[-1][gone]
+                if drift is not None:
+                    drift2_rec[rec:, pts] = drift.squared_norm(buf.W)[gone]
+                keep = ~gone
+                act, below, tol2, thr2, frz2 = act[keep], below[keep], tol2[keep], thr2[keep], frz2[keep]
+                buf = buf.subset(keep)
+                if drift is not None:
+                    drift = drift.subset(keep, buf.W)
+                if not len(act):
+                    break
+            buf.update()
+    # a point is recorded as NaN from the iteration where it diverged on
+    cut = (div[:, None] >= 0) & (idx[None, :] >= div[:, None])
+    err_rec = np.where(cut, np.nan, np.sqrt(r2_rec.T) / (s * ynorm[:, None]))
+    final = np.where(div >= 0, np.nan, np.sqrt(r2_final) / (s * ynorm))
+    X_out = np.empty((Bn, T, m, n))
+    np.divide(X_rec.transpose(1, 0, 2, 3), s, out=X_out)
+    return Trajectory(t=idx * eta, X=X_out, error=err_rec, time_to_tol=ttt, final_error=final,
+                      diverged_at=div, q_drift=None if sym else np.sqrt(drift2_rec.T) / s,
+                      iterations=iterations)
+
+
+class _QDrift:
+    """||Q - Q0||_F of Q = U^T U - V^T V from W = [Uc | Vc] (Q = W J W^T, J = diag(I_m, -I_n)),
+    into preallocated buffers (fresh temporaries of this size cost more than the product)."""
+
+    def __init__(self, W: np.ndarray, m: int, Q0: np.ndarray | None = None):
+        Bn, r, mn = W.shape
+        self.m = m
+        self.J = np.where(np.arange(mn) < m, 1.0, -1.0)
+        self.WJ = np.empty_like(W)
+        self.Wt = np.empty((Bn, mn, r))
+        self.Q = np.empty((Bn, r, r))
+        self.Q_flat = self.Q.reshape(Bn, r * r)
+        self.Q0 = self.gram(W).copy() if Q0 is None else Q0
+
+    def gram(self, W: np.ndarray) -> np.ndarray:
+        np.multiply(W, self.J, out=self.WJ)
+        np.copyto(self.Wt, W.transpose(0, 2, 1))
+        np.matmul(self.WJ, self.Wt, out=self.Q)
+        return self.Q
+
+    def squared_norm(self, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        Q = self.gram(W)
+        Q -= self.Q0
+        return np.vecdot(self.Q_flat, self.Q_flat, out=out)
+
+    def subset(self, keep: np.ndarray, W: np.ndarray) -> "_QDrift":
+        """For the rows `keep`, whose factors are now W (their Q0 stays the one they started from)."""
+        return _QDrift(W, self.m, Q0=self.Q0[keep])
+
+
