@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/flowsweep: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[server,test]'
 	touch $(BIN)/flowsweep
 
 install: $(BIN)/flowsweep

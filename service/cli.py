@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flowsweep import __version__
 from flowsweep.service.client import (DEFAULT_URL, EXPORT_FORMATS, SWEEP_FINAL_STATUSES, URL_ENV, Client,
                             FlowsweepError, ServerUnavailable, finished_count, frame_json, load_sweeps, write_frame)
 
@@ -324,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "overparameterized linear models (see README.md).")
     p.add_argument("--url", default=None, help=f"API base URL (default ${URL_ENV} or {DEFAULT_URL})")
     p.add_argument("--timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("serve", help="run the REST API (uvicorn) with the runner and Ray")
