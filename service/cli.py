@@ -83,9 +83,26 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------- server side
+# The server's own dependencies (pyproject's `server` extra): a client-only install lacks them.
+SERVER_DEPENDENCIES = frozenset({"ray", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg",
+                                 "pydantic", "pydantic_settings", "pydantic_core"})
+
+
+def _server_missing(command: str, exc: ModuleNotFoundError) -> FlowsweepError:
+    """The one-line answer of `serve`/`db` on a client-only install; any other missing module is a bug."""
+    if (exc.name or "").split(".")[0] not in SERVER_DEPENDENCIES:
+        raise exc
+    return FlowsweepError(f"`{PROG} {command}` runs the server, which needs the server extra: "
+                          f"pip install 'flowsweep[server]' (missing module {exc.name!r}); "
+                          "the client commands work without it")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from flowsweep.service.server import serve
-    from flowsweep.service.settings import get_settings
+    try:  # imported here: the client commands never load the server or its dependencies
+        from flowsweep.service.server import serve
+        from flowsweep.service.settings import get_settings
+    except ModuleNotFoundError as e:
+        raise _server_missing("serve", e) from None
 
     settings = get_settings()
     update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -96,8 +113,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from flowsweep.service.db import upgrade
-    from flowsweep.service.settings import get_settings
+    try:
+        from flowsweep.service.db import upgrade
+        from flowsweep.service.settings import get_settings
+    except ModuleNotFoundError as e:
+        raise _server_missing("db upgrade", e) from None
 
     url = args.database_url or get_settings().database_url
     try:

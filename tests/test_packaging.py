@@ -101,3 +101,6 @@ def test_a_client_only_install_runs_the_cli_and_the_client(wheel, project, tmp_p
                           text=True, timeout=60, cwd=tmp_path)
     assert down.returncode == 1
     assert "cannot reach the flowsweep server" in down.stderr and "Traceback" not in down.stderr
+    serve = subprocess.run([str(venv / "bin" / "flowsweep"), "serve"], capture_output=True, text=True,
+                           timeout=60, cwd=tmp_path)
+    assert serve.returncode == 1 and "pip install 'flowsweep[server]'" in serve.stderr, serve.stderr
