@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from flowsweep.status import PointStatus
+
 from .data import make_initial_state
 from .dynamics import Problem, Trajectory, record_grid, reduce_factors, run_flow, run_gd
 from .metrics import point_metrics
@@ -87,7 +89,7 @@ def _integrate(configs: list[PointConfig], prob: Problem) -> Trajectory:
 
 
 def _failed(config: PointConfig, message: str) -> PointResult:
-    return PointResult(config=config, status="failed", metrics=dict.fromkeys(METRIC_FIELDS), curves=None,
+    return PointResult(config=config, status=PointStatus.FAILED, metrics=dict.fromkeys(METRIC_FIELDS), curves=None,
                        error=message)
 
 

@@ -24,8 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from flowsweep import __version__
-from flowsweep.service.client import (DEFAULT_URL, EXPORT_FORMATS, SWEEP_FINAL_STATUSES, URL_ENV, Client,
-                            FlowsweepError, ServerUnavailable, finished_count, frame_json, load_sweeps, write_frame)
+from flowsweep.service.client import (
+    DEFAULT_URL,
+    EXPORT_FORMATS,
+    SWEEP_FINAL_STATUSES,
+    URL_ENV,
+    Client,
+    FlowsweepError,
+    ServerUnavailable,
+    finished_count,
+    frame_json,
+    load_sweeps,
+    write_frame,
+)
+from flowsweep.status import ACTIVE_SWEEP_STATUSES, SweepStatus
 
 PROG = "flowsweep"
 RECONNECT_SECONDS = 120.0   # `submit --wait` rides out a service restart this long
@@ -63,7 +75,7 @@ def parse_filters(pairs: Sequence[str]) -> dict[str, str]:
 def _fmt_seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "?"
-    s = int(round(s))
+    s = round(s)
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
@@ -189,7 +201,7 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float, quiet: bool) -> int:
             if done > bar.n:
                 bar.update(done - bar.n)
             statuses = sorted({str(s.get("status")) for s in states})
-            etas = [s.get("eta_seconds") for s in states if s.get("status") in ("queued", "running")]
+            etas = [s.get("eta_seconds") for s in states if s.get("status") in ACTIVE_SWEEP_STATUSES]
             eta = max((e for e in etas if isinstance(e, (int, float))), default=None)
             bar.set_postfix_str(",".join(statuses) + (f", server ETA {_fmt_seconds(eta)}" if eta else ""),
                                 refresh=True)
@@ -206,7 +218,7 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float, quiet: bool) -> int:
         bar.close()
     for s in states:
         print(f"sweep {s.get('id')} {s.get('status')}: {_counts_text(s)}")
-    return 0 if all(s.get("status") == "done" for s in states) else 1
+    return 0 if all(s.get("status") == SweepStatus.DONE for s in states) else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -243,7 +255,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key in ("created_at", "started_at", "finished_at"):
         if s.get(key):
             print(f"  {key:<9} {s[key]}")
-    if s.get("eta_seconds") is not None and s.get("status") in ("queued", "running"):
+    if s.get("eta_seconds") is not None and s.get("status") in ACTIVE_SWEEP_STATUSES:
         print(f"  eta       {_fmt_seconds(s['eta_seconds'])}")
     return 0
 
@@ -371,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("list", parents=[common], help="list sweeps, newest first")
     s.add_argument("--limit", type=int, default=20)
     s.add_argument("--offset", type=int, default=0)
-    s.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"),
+    s.add_argument("--status", choices=[s.value for s in SweepStatus],
                    help="only sweeps with this status")
     s.add_argument("--json", action="store_true", help="print the API's JSON")
     s.set_defaults(func=cmd_list)

@@ -30,6 +30,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from flowsweep.status import PointStatus
+
 KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
 GROUP_AXES = ("init_scale", "k", "lambda0")     # sweep axes other than seed (SPEC §3)
 PANEL_SIZE = (4.0, 3.2)                          # inches per panel
@@ -293,7 +295,7 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
                 label="_nolegend_")
         agg = rows.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
         ax.errorbar(agg[x], agg["mean"], yerr=agg["std"].fillna(0.0), color=color, marker="o",
-                    capsize=3, label=(label or f"mean ± std over seeds"))
+                    capsize=3, label=(label or "mean ± std over seeds"))
     if reference is not None:
         ax.axhline(reference, color="0.3", linestyle="--", linewidth=1, label=reference_label)
     xs = _numeric(df, x).dropna()          # all swept values, also those without a metric value
@@ -346,7 +348,7 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         return lambda0_figure(df, x=x or "k", by=by)
     if kind == "speedup":
         return speedup_figure(df, x=x, by=by)
-    done = df[df["status"] == "done"] if "status" in df else df
+    done = df[df["status"] == PointStatus.DONE] if "status" in df else df
     if done.empty:
         raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
     groups = split_groups(done, by)
