@@ -42,7 +42,7 @@ class PointConfig:
     fit_lambda0: bool = False
     n_samples: int = 1000
 
-    def shape_key(self) -> tuple:
+    def shape_key(self) -> tuple[Any, ...]:
         """Points with equal shape keys can run as one vectorised batch."""
         return (self.model, self.init, self.integrator, self.m, self.n, self.k,
                 self.eta, self.steps, self.record_every, self.n_samples)

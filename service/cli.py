@@ -155,7 +155,7 @@ def _redact(url: str) -> str:
 def cmd_submit(args: argparse.Namespace) -> int:
     specs = load_sweeps(args.file)
     with _client(args) as c:
-        ids = []
+        ids: list[int] = []
         for spec in specs:
             if args.name:
                 spec["name"] = args.name if len(specs) == 1 else f"{args.name}-{len(ids) + 1}"

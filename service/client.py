@@ -268,7 +268,7 @@ class Client:
     def state(self, point_id: int) -> dict[str, np.ndarray]:
         """GET /points/{id}/state: the exact initial state {"Y", "U0", "V0"[, "A", "W0"]} as arrays."""
         body = self._get_json(f"/points/{int(point_id)}/state", what=f"state of point {point_id}")
-        return {k: _as_float_array(v) for k, v in body.items() if v is not None}
+        return {k: np.array(v, dtype=float) for k, v in body.items() if v is not None}
 
 
 def _param(v: Any) -> Any:

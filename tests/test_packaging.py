@@ -7,7 +7,6 @@ import email
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tomllib
@@ -15,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from servers import dead_url
 
 REPO = Path(__file__).resolve().parents[1]
 # What the Dockerfile copies into the image: the wheel must build from exactly these.
@@ -94,10 +94,7 @@ def test_a_client_only_install_runs_the_cli_and_the_client(wheel, project, tmp_p
     assert got["present"] == [], f"server dependencies installed without the extra: {got['present']}"
 
     # a client command talks HTTP only: against a port nothing listens on it fails in one line
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    down = subprocess.run([str(venv / "bin" / "flowsweep"), "--url", dead, "list"], capture_output=True,
+    down = subprocess.run([str(venv / "bin" / "flowsweep"), "--url", dead_url(), "list"], capture_output=True,
                           text=True, timeout=60, cwd=tmp_path)
     assert down.returncode == 1
     assert "cannot reach the flowsweep server" in down.stderr and "Traceback" not in down.stderr

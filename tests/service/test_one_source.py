@@ -34,6 +34,21 @@ def test_points_columns_are_pointconfig_fields_with_their_types():
     assert set(PARAM_FIELDS) <= set(queries._PARAM_TYPES)
 
 
+def test_the_version_is_pyprojects(tmp_path):
+    """pyproject.toml holds the version; the package, the CLI and the API's OpenAPI document read it."""
+    import tomllib
+    from pathlib import Path
+
+    from flowsweep import __version__
+    from flowsweep.service.app import create_app
+    from flowsweep.service.settings import Settings
+
+    version = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["version"]
+    assert __version__ == version
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'v.db'}"), start_runner=False, start_ray=False)
+    assert app.version == version
+
+
 def test_status_columns_default_to_the_enums():
     assert models.Sweep.__table__.c.status.default.arg == SweepStatus.QUEUED
     assert models.Point.__table__.c.status.default.arg == PointStatus.PENDING
