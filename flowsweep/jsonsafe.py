@@ -5,6 +5,7 @@ not apply is null, never NaN in JSON").
 arrays), `frame_records` the rows of a pandas DataFrame. numpy scalars become Python ones.
 Used by core (metrics), the service (result rows, responses, curves) and the client (exports).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 def finite_or_none(v: Any) -> Any:
     """A float that is NaN or ±inf becomes None; numpy scalars become Python bool/int/float; any other
     value (None, str, ...) is returned as it is."""
-    if v.__class__ is float:                 # the common case first (result rows, metrics)
+    if v.__class__ is float:  # the common case first (result rows, metrics)
         return v if math.isfinite(v) else None
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
@@ -39,7 +40,7 @@ def json_safe(obj: Any) -> Any:
         return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind == "f":
-            if np.all(np.isfinite(obj)):       # curves: nearly always finite, one C call
+            if np.all(np.isfinite(obj)):  # curves: nearly always finite, one C call
                 return obj.tolist()
             out = obj.astype(object)
             out[~np.isfinite(obj)] = None

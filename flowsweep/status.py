@@ -5,6 +5,7 @@ it is stored, compared, serialised to JSON and passed as a query parameter as th
 module imports nothing of flowsweep's and no third-party package: core, the workers, the server and
 the client side all read it.
 """
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -16,8 +17,8 @@ class PointStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
-    FAILED = "failed"        # the run raised; its `error` text is kept
-    DIVERGED = "diverged"    # non-finite values: a result (with `diverged_at`), not a crash
+    FAILED = "failed"  # the run raised; its `error` text is kept
+    DIVERGED = "diverged"  # non-finite values: a result (with `diverged_at`), not a crash
 
     def is_finished(self) -> bool:
         """Finished points have a result row."""

@@ -8,6 +8,7 @@ benchmarks (`from tests.servers import ...`, see bench/_service.py).
   private RAY_TMPDIR, in its own process group, waits for /healthz and returns a `LiveServer`
   (`.url`, `.stop()`, `.kill()`, `.log()`).
 """
+
 from __future__ import annotations
 
 import os
@@ -104,11 +105,21 @@ class LiveServer:
             pass
 
 
-def start_server(database_url: str, log_dir: Path, env: dict | None = None, wait: bool = True,
-                 port: int | None = None, ray_tmpdir: str | None = None, *, cmd: list[str] | None = None,
-                 cwd: Path = REPO, num_cpus: int | None = 2, timeout: float = 120.0,
-                 log_name: str | None = None, strip: tuple[str, ...] = ("FLOWSWEEP_", "RAY_ADDRESS")
-                 ) -> LiveServer:
+def start_server(
+    database_url: str,
+    log_dir: Path,
+    env: dict | None = None,
+    wait: bool = True,
+    port: int | None = None,
+    ray_tmpdir: str | None = None,
+    *,
+    cmd: list[str] | None = None,
+    cwd: Path = REPO,
+    num_cpus: int | None = 2,
+    timeout: float = 120.0,
+    log_name: str | None = None,
+    strip: tuple[str, ...] = ("FLOWSWEEP_", "RAY_ADDRESS"),
+) -> LiveServer:
     """The service on `database_url` in a subprocess (`cmd`, default `python -m flowsweep.service.server`).
 
     Its environment is this one without the variables that start with `strip` (FLOWSWEEP_*,
@@ -117,22 +128,31 @@ def start_server(database_url: str, log_dir: Path, env: dict | None = None, wait
     port = port or free_port()
     ray_tmpdir = ray_tmpdir or tempfile.mkdtemp(prefix="fsray", dir="/tmp")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(strip)}
-    full_env.update({
-        "FLOWSWEEP_DATABASE_URL": database_url,
-        "FLOWSWEEP_HOST": "127.0.0.1",
-        "FLOWSWEEP_PORT": str(port),
-        "RAY_TMPDIR": ray_tmpdir,
-        "PYTHONUNBUFFERED": "1",
-    })
+    full_env.update(
+        {
+            "FLOWSWEEP_DATABASE_URL": database_url,
+            "FLOWSWEEP_HOST": "127.0.0.1",
+            "FLOWSWEEP_PORT": str(port),
+            "RAY_TMPDIR": ray_tmpdir,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if num_cpus:
         full_env["FLOWSWEEP_NUM_CPUS"] = str(num_cpus)
     full_env.update(env or {})
     log_path = log_dir / (log_name or f"server-{port}.log")
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd or [sys.executable, "-m", "flowsweep.service.server"], cwd=cwd, env=full_env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LiveServer(url=f"http://127.0.0.1:{port}", proc=proc, log_path=log_path, ray_tmpdir=ray_tmpdir,
-                        env=full_env)
+        proc = subprocess.Popen(
+            cmd or [sys.executable, "-m", "flowsweep.service.server"],
+            cwd=cwd,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = LiveServer(
+        url=f"http://127.0.0.1:{port}", proc=proc, log_path=log_path, ray_tmpdir=ray_tmpdir, env=full_env
+    )
     if wait:
         try:
             server.wait_ready(timeout)

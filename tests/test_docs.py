@@ -2,6 +2,7 @@
 RESULT_FIELDS and the point/curves fields, the REST API against the app's routes and the result
 query's parameters. A field or route added to the code without its line in docs/ fails here, and so
 does a documented one that no longer exists."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ def section(doc: str, heading: str) -> str:
     assert m, f"{doc} has no section {heading!r}"
     level = len(m.group(1))
     end = re.compile(rf"^#{{1,{level}}} ", re.M).search(text, m.end())
-    return text[m.end(): end.start() if end else len(text)]
+    return text[m.end() : end.start() if end else len(text)]
 
 
 def table_names(doc: str, heading: str) -> list[str]:
@@ -43,16 +44,25 @@ def table_names(doc: str, heading: str) -> list[str]:
 def test_result_rows_document_exactly_the_result_fields():
     names = table_names("results.md", "Result rows")
     assert len(names) == len(set(names)), "a field is documented twice"
-    assert set(names) == set(RESULT_FIELDS), (f"undocumented: {sorted(set(RESULT_FIELDS) - set(names))}; "
-                                              f"documented but not a field: {sorted(set(names) - set(RESULT_FIELDS))}")
+    assert set(names) == set(RESULT_FIELDS), (
+        f"undocumented: {sorted(set(RESULT_FIELDS) - set(names))}; "
+        f"documented but not a field: {sorted(set(names) - set(RESULT_FIELDS))}"
+    )
     assert set(PARAM_FIELDS) <= set(names) | set(table_names("results.md", "Point fields"))
 
 
 def test_point_fields_and_curves_are_documented():
     assert set(table_names("results.md", "Point fields")) == set(queries.POINT_EXTRA_FIELDS)
     t = np.linspace(0.0, 1.0, 3)
-    blob = encode_curves(Curves(t=t, error=np.exp(-t), error_linear=np.exp(-t), singular_values=np.ones((3, 2)),
-                                error_regularized_fit=np.exp(-t)))
+    blob = encode_curves(
+        Curves(
+            t=t,
+            error=np.exp(-t),
+            error_linear=np.exp(-t),
+            singular_values=np.ones((3, 2)),
+            error_regularized_fit=np.exp(-t),
+        )
+    )
     keys = queries.decode_curves(Curve(point_id=1, format=CURVES_FORMAT, blob=blob)).keys()
     assert set(table_names("results.md", "Curves")) == set(keys)
 
@@ -79,8 +89,9 @@ def app(tmp_path_factory):
 def test_api_lists_exactly_the_apps_routes(app):
     documented = set(ROUTE.findall(section("api.md", "Routes")))
     served = {(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops}
-    assert documented == served, (f"undocumented: {sorted(served - documented)}; "
-                                  f"documented but not served: {sorted(documented - served)}")
+    assert documented == served, (
+        f"undocumented: {sorted(served - documented)}; documented but not served: {sorted(documented - served)}"
+    )
 
 
 def test_api_documents_the_result_query(app):

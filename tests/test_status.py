@@ -1,4 +1,5 @@
 """flowsweep.status: one definition of the point and sweep states (SPEC §4)."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ def test_finished_and_active_partition_the_states():
     assert {s for s in PointStatus if s.is_finished()} == set(FINISHED_POINT_STATUSES)
     assert not PointStatus.PENDING.is_finished() and not PointStatus.RUNNING.is_finished()
     assert set(REUSABLE_POINT_STATUSES) < set(FINISHED_POINT_STATUSES)
-    assert PointStatus.FAILED not in REUSABLE_POINT_STATUSES          # a failure is retried, never reused
+    assert PointStatus.FAILED not in REUSABLE_POINT_STATUSES  # a failure is retried, never reused
     assert set(ACTIVE_SWEEP_STATUSES) | set(FINISHED_SWEEP_STATUSES) == set(SweepStatus)
     assert not set(ACTIVE_SWEEP_STATUSES) & set(FINISHED_SWEEP_STATUSES)
     assert [s for s in SweepStatus if s.is_finished()] == list(FINISHED_SWEEP_STATUSES)

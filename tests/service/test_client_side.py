@@ -2,6 +2,7 @@
 absent: a fresh interpreter where importing any of them fails, as on a client-only install
 (`pip install flowsweep` without the `server` extra). Importing the plots module leaves the
 matplotlib backend alone."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,22 @@ import textwrap
 from flowsweep.service.cli import SERVER_DEPENDENCIES
 
 # Modules of the server side: none may be imported by a client command.
-SERVER_MODULES = ("flowsweep.service.app", "flowsweep.service.server", "flowsweep.service.db",
-                  "flowsweep.service.models", "flowsweep.service.runner", "flowsweep.service.store",
-                  "flowsweep.service.queries", "flowsweep.service.schemas", "flowsweep.service.settings",
-                  "flowsweep.service.deps", "flowsweep.service.expand", "flowsweep.service.routes",
-                  "flowsweep.workers", "flowsweep.migrations")
+SERVER_MODULES = (
+    "flowsweep.service.app",
+    "flowsweep.service.server",
+    "flowsweep.service.db",
+    "flowsweep.service.models",
+    "flowsweep.service.runner",
+    "flowsweep.service.store",
+    "flowsweep.service.queries",
+    "flowsweep.service.schemas",
+    "flowsweep.service.settings",
+    "flowsweep.service.deps",
+    "flowsweep.service.expand",
+    "flowsweep.service.routes",
+    "flowsweep.workers",
+    "flowsweep.migrations",
+)
 
 PROBE = textwrap.dedent("""
     import contextlib, io, json, socket, sys
@@ -72,15 +84,26 @@ PROBE = textwrap.dedent("""
 
 
 def test_client_side_runs_without_the_server_and_its_dependencies(tmp_path):
-    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(sorted(SERVER_DEPENDENCIES)),
-                          str(tmp_path / "fig.png"), json.dumps(SERVER_MODULES)],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE,
+            json.dumps(sorted(SERVER_DEPENDENCIES)),
+            str(tmp_path / "fig.png"),
+            json.dumps(SERVER_MODULES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["attempts"] == [], f"the client side tried to import {got['attempts']}"
     assert got["server_modules"] == [], f"the client side imported {got['server_modules']}"
-    assert got["backend"] == "svg" and got["pyplot"] is False     # the user's backend is untouched
-    assert got["png"] == "89504e470d0a1a0a"                        # a PNG all the same
+    assert got["backend"] == "svg" and got["pyplot"] is False  # the user's backend is untouched
+    assert got["png"] == "89504e470d0a1a0a"  # a PNG all the same
     assert got["rc_list"] == 1 and "cannot reach the flowsweep server" in got["list_err"]
     assert got["rc_serve"] == 1 and got["rc_db"] == 1
     lines = got["serve_err"].strip().splitlines()
@@ -94,6 +117,8 @@ def test_the_blocked_dependencies_are_the_server_extra():
     from pathlib import Path
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
-    names = {r.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().replace("-", "_").lower()
-             for r in pyproject["project"]["optional-dependencies"]["server"]}
+    names = {
+        r.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().replace("-", "_").lower()
+        for r in pyproject["project"]["optional-dependencies"]["server"]
+    }
     assert names <= SERVER_DEPENDENCIES

@@ -1,5 +1,6 @@
 """Facts the service reads from one definition: the counts' keys are the point states, the `points`
 columns are PointConfig's fields with their types, the status columns hold the enums' values."""
+
 from __future__ import annotations
 
 from dataclasses import fields
