@@ -13,25 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Double,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-)
+from sqlalchemy import (JSON, Boolean, DateTime, Double, ForeignKey, Index, Integer, LargeBinary, MetaData,
+                        String, Text, TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flowsweep.core.types import METRIC_FIELDS, PARAM_FIELDS
-from flowsweep.status import FINISHED_POINT_STATUSES, REUSABLE_POINT_STATUSES, PointStatus, SweepStatus  # noqa: F401 (re-exported)
+from flowsweep.status import (FINISHED_POINT_STATUSES, REUSABLE_POINT_STATUSES,  # noqa: F401 (re-exported)
+                              PointStatus, SweepStatus)
 
 SWEEP_STATUSES = tuple(s.value for s in SweepStatus)
 POINT_STATUSES = tuple(s.value for s in PointStatus)
@@ -47,7 +35,7 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class UTCDateTime(TypeDecorator):
@@ -59,16 +47,16 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):  # noqa: ANN001
         if value is not None:
             if value.tzinfo is None:
-                value = value.replace(tzinfo=dt.UTC)
-            value = value.astimezone(dt.UTC)
+                value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.astimezone(dt.timezone.utc)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):  # noqa: ANN001
         if value is not None:
-            value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None \
-                else value.astimezone(dt.UTC)
+            value = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None \
+                else value.astimezone(dt.timezone.utc)
         return value
 
 
@@ -90,7 +78,7 @@ class Sweep(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
 
-    points: Mapped[list[Point]] = relationship(back_populates="sweep", passive_deletes=True)
+    points: Mapped[list["Point"]] = relationship(back_populates="sweep", passive_deletes=True)
 
 
 class Point(Base):
@@ -124,7 +112,7 @@ class Point(Base):
     n_samples: Mapped[int] = mapped_column(Integer, index=True)
 
     sweep: Mapped[Sweep] = relationship(back_populates="points")
-    result: Mapped[Result | None] = relationship(back_populates="point", foreign_keys="Result.point_id",
+    result: Mapped["Result | None"] = relationship(back_populates="point", foreign_keys="Result.point_id",
                                                    uselist=False, passive_deletes=True)
 
     def config(self):
