@@ -1,4 +1,4 @@
-"""The client side (HTTP client, CLI client commands, plots) works with the server's dependencies
+"""The client side (HTTP client, CLI client commands, plots) and core work with the server's dependencies
 absent: a fresh interpreter where importing any of them fails, as on a client-only install
 (`pip install flowsweep` without the `server` extra). Importing the plots module leaves the
 matplotlib backend alone."""
@@ -68,6 +68,10 @@ PROBE = textwrap.dedent("""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         rc_list = cli.main(["--url", dead, "list"])
+
+    # the science runs in a notebook of a client-only install
+    from flowsweep.core import PointConfig, run_points
+    (point,) = run_points([PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.01, steps=50, record_every=10)])
     client_attempts = list(attempts)
     loaded = sorted(m for m in sys.modules if m.startswith(tuple(json.loads(sys.argv[3]))))
 
@@ -79,7 +83,8 @@ PROBE = textwrap.dedent("""
     print(json.dumps({"backend": matplotlib.get_backend(), "pyplot": "matplotlib.pyplot" in sys.modules,
                       "png": open(png, "rb").read(8).hex(), "rc_list": rc_list, "list_err": err.getvalue(),
                       "attempts": client_attempts, "server_modules": loaded, "rc_serve": rc_serve,
-                      "rc_db": rc_db, "serve_err": serve_err.getvalue(), "client": Client.__name__}))
+                      "rc_db": rc_db, "serve_err": serve_err.getvalue(), "client": Client.__name__,
+                      "core_status": point.status, "core_error": point.metrics["final_error"]}))
 """)
 
 
@@ -105,6 +110,7 @@ def test_client_side_runs_without_the_server_and_its_dependencies(tmp_path):
     assert got["backend"] == "svg" and got["pyplot"] is False  # the user's backend is untouched
     assert got["png"] == "89504e470d0a1a0a"  # a PNG all the same
     assert got["rc_list"] == 1 and "cannot reach the flowsweep server" in got["list_err"]
+    assert got["core_status"] == "done" and 0 < got["core_error"] < 1
     assert got["rc_serve"] == 1 and got["rc_db"] == 1
     lines = got["serve_err"].strip().splitlines()
     assert len(lines) == 2 and all("pip install 'flowsweep[server]'" in line for line in lines), lines
