@@ -14,7 +14,7 @@ COPY core ./core
 COPY workers ./workers
 COPY service ./service
 COPY migrations ./migrations
-RUN pip install . \
+RUN pip install ".[server]" \
     && useradd --create-home --uid 1000 flowsweep
 
 USER flowsweep

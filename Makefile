@@ -1,13 +1,14 @@
-# Two commands: `make run` (service on SQLite + local Ray) and `make test` (whole suite).
+# Two commands: `make run` (service on SQLite + local Ray) and `make test` (whole suite);
+# `make lint` checks style and types (ruff, mypy; the same hooks run from .pre-commit-config.yaml).
 PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean lint typecheck
 
 $(BIN)/flowsweep: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[server,test]'
 	touch $(BIN)/flowsweep
 
 install: $(BIN)/flowsweep
@@ -18,9 +19,27 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+$(BIN)/ruff: $(BIN)/flowsweep
+	$(BIN)/pip install -q -e '.[server,test,dev]'
+	touch $(BIN)/ruff
+
+# ruff lint + format check over the repository, then mypy (strict on core and workers).
+lint: $(BIN)/ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(MAKE) typecheck
+
+# mypy cannot read pyproject's package-dir: build/typecheck/flowsweep links the folders as the wheel
+# lays them out (flowsweep/core -> core, ...), and mypy checks the package `flowsweep` there.
+typecheck: $(BIN)/ruff
+	rm -rf build/typecheck/flowsweep && mkdir -p build/typecheck/flowsweep
+	for f in flowsweep/*.py; do ln -s "$(CURDIR)/$$f" build/typecheck/flowsweep/; done
+	for d in core workers service migrations; do ln -s "$(CURDIR)/$$d" build/typecheck/flowsweep/$$d; done
+	cd build/typecheck && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml -p flowsweep
+
 bench: install
 	$(BIN)/python bench/core_throughput.py
 	$(BIN)/python bench/e2e_throughput.py
 
 clean:
-	rm -rf $(VENV) flowsweep.db*
+	rm -rf $(VENV) build flowsweep.db*

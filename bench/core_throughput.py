@@ -30,6 +30,7 @@ from flowsweep.core.dynamics import gd_linear  # noqa: E402
 from flowsweep.core.dynamics import Trajectory, record_grid  # noqa: E402
 from flowsweep.core.fits import lambda0_fit  # noqa: E402
 from flowsweep.core.metrics import point_metrics  # noqa: E402
+from flowsweep.status import PointStatus  # noqa: E402
 
 
 def fig1_configs(n_points: int, steps: int) -> list[PointConfig]:
@@ -148,7 +149,7 @@ def main() -> None:
         t = time.process_time()
         res = run_points(configs)
         t_batch.append((time.process_time() - t) / len(configs))
-        assert all(r.status == "done" for r in res)
+        assert all(r.status == PointStatus.DONE for r in res)
         ratios.append(t_naive[-1] / t_batch[-1])
         # (b') the same without gd's stop at machine precision: what batching alone gives
         t = time.process_time()

@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._service import ServiceProcess  # noqa: E402
 from flowsweep.core.types import PointConfig  # noqa: E402
+from flowsweep.status import FINISHED_SWEEP_STATUSES, PointStatus, SweepStatus  # noqa: E402
 
 TARGET = 0.85
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -64,7 +65,7 @@ def configs(seeds: int, steps: int) -> list[PointConfig]:
 def _run_chunk(chunk: list[PointConfig]) -> int:
     from flowsweep import core
     results = core.run_points(chunk)
-    return sum(r.status != "failed" for r in results)
+    return sum(r.status != PointStatus.FAILED for r in results)
 
 
 class Direct:
@@ -137,7 +138,7 @@ class Service(ServiceProcess):
                                    if out.get("finished_at") else None)
         out["result_rows"] = self.client.get(f"/sweeps/{out['id']}/results",
                                              params={"limit": 1}).json()["count"]
-        if out["status"] != "done":
+        if out["status"] != SweepStatus.DONE:
             print(self.log()[-6000:], file=sys.stderr)
         return wall, out
 
@@ -152,7 +153,7 @@ def wait_done(client: httpx.Client, sweep_id: int, timeout: float) -> dict:
     body = None
     while time.monotonic() < deadline:
         body = client.get(f"/sweeps/{sweep_id}").json()
-        if body["status"] in ("done", "failed", "cancelled"):
+        if body["status"] in FINISHED_SWEEP_STATUSES:
             return body
         # Not too often: every poll costs the service's process CPU that its Ray workers share.
         time.sleep(0.2)
@@ -198,7 +199,7 @@ def main() -> None:
                 wall, out = service.run_sweep(body)
                 service_s.append(out["post_to_finished"] or wall)
                 observed_s.append(wall)
-                ok &= out["status"] == "done" and out["result_rows"] == n \
+                ok &= out["status"] == SweepStatus.DONE and out["result_rows"] == n \
                     and out["counts"]["cached"] == 0
                 fin = out["post_to_finished"]
                 print(f"  service #{i + 1}: {fin:6.2f} s  ({n / fin:5.1f} points/s) POST -> finished_at; "

@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._service import free_port  # noqa: E402
+from bench._service import free_port, start_server  # noqa: E402
 from flowsweep.core.types import METRIC_FIELDS  # noqa: E402
 from flowsweep.service import db  # noqa: E402
 from flowsweep.service.models import Base  # noqa: E402
@@ -154,15 +153,10 @@ uvicorn.run(create_app(s, start_runner=False, start_ray=False), host="127.0.0.1"
 
 def time_queries(url: str, calls: int) -> list[tuple[str, float, int]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, url, str(port)], cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
+    server = start_server(url, Path(tempfile.mkdtemp(prefix="fs-bench-log-")), port=port, num_cpus=None,
+                          cmd=[sys.executable, "-c", SERVER, url, str(port)], timeout=30)
+    base = server.url
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         out = []
         with httpx.Client(base_url=base, timeout=60) as client:
             # The floor: an endpoint that only does `SELECT 1` (HTTP + app overhead on this machine now).
@@ -190,8 +184,7 @@ def time_queries(url: str, calls: int) -> list[tuple[str, float, int]]:
                 out.append((label, 1000 * statistics.median(times), body["count"]))
         return out
     finally:
-        proc.terminate()
-        proc.wait(20)
+        server.stop()
 
 
 def main() -> None:

@@ -5,6 +5,9 @@ import math
 
 import numpy as np
 
+from flowsweep.jsonsafe import finite_or_none as clean  # float/int or None; NaN and inf become None
+from flowsweep.status import PointStatus
+
 from .closed_forms import asymmetric_spectral, regularized_flow, riccati_symmetric_factor
 from .data import spectral_factors
 from .dynamics import Trajectory
@@ -12,16 +15,6 @@ from .fits import lambda0_fit, rate_fit, rate_pred
 from .types import METRIC_FIELDS, Curves, PointConfig
 
 NOISE_FLOOR = {"gd": 1e-11, "flow": 1e-8}
-
-
-def clean(v):
-    """float/int or None; NaN and inf become None."""
-    if v is None:
-        return None
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        return int(v)
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 def linear_error_curve(config: PointConfig, e0: float, t: np.ndarray) -> np.ndarray:
@@ -104,7 +97,7 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
         keep = np.rint(t / config.eta) < div
         curves = Curves(t=t[keep], error=tr.error[b][keep], error_linear=err_lin[keep],
                         singular_values=singular_values[keep])
-        return "diverged", met, curves
+        return PointStatus.DIVERGED, met, curves
 
     X = tr.X[b]
     err = tr.error[b]
@@ -141,4 +134,4 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
         met["closed_form_error"] = clean(np.max(np.linalg.norm(Xcf - X, axis=(1, 2))) / ynorm)
     curves = Curves(t=t, error=err, error_linear=err_lin, singular_values=singular_values,
                     error_regularized_fit=err_reg_fit)
-    return "done", met, curves
+    return PointStatus.DONE, met, curves

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from flowsweep.status import PointStatus
+
 from .closed_forms_stacked import regularized_flow_stacked
 from .data import make_initial_state
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
@@ -88,7 +90,7 @@ def _integrate(configs: list[PointConfig], prob: Problem) -> Trajectory:
 
 
 def _failed(config: PointConfig, message: str) -> PointResult:
-    return PointResult(config=config, status="failed", metrics=dict.fromkeys(METRIC_FIELDS), curves=None,
+    return PointResult(config=config, status=PointStatus.FAILED, metrics=dict.fromkeys(METRIC_FIELDS), curves=None,
                        error=message)
 
 

@@ -6,14 +6,11 @@ SPEC.md §3 (parameters) and §4 (result rows and curves).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Model = Literal["asymmetric", "symmetric", "sigmoid"]
-Init = Literal["gaussian", "spectral", "balanced"]
-Integrator = Literal["gd", "flow"]
-PointStatus = Literal["done", "failed", "diverged"]
+from flowsweep.status import PointStatus
 
 MODELS: tuple[str, ...] = ("asymmetric", "symmetric", "sigmoid")
 INITS: tuple[str, ...] = ("gaussian", "spectral", "balanced")
@@ -45,7 +42,7 @@ class PointConfig:
     fit_lambda0: bool = False
     n_samples: int = 1000
 
-    def shape_key(self) -> tuple:
+    def shape_key(self) -> tuple[Any, ...]:
         """Points with equal shape keys can run as one vectorised batch."""
         return (self.model, self.init, self.integrator, self.m, self.n, self.k,
                 self.eta, self.steps, self.record_every, self.n_samples)
@@ -57,6 +54,20 @@ class PointConfig:
     def from_dict(cls, d: dict[str, Any]) -> "PointConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# A point's parameters (SPEC §3) are PointConfig's fields, in its order: the service's columns,
+# filters and point identity read these names, never a copy of them.
+PARAM_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PointConfig))
+
+
+def _params_typed(name: str) -> tuple[str, ...]:
+    # field types are strings here (PEP 563): "int", "float", "int | None", ...
+    return tuple(f.name for f in fields(PointConfig) if str(f.type).split("|")[0].strip() == name)
+
+
+INT_PARAMS: tuple[str, ...] = _params_typed("int")        # m, n, k, steps, seed, record_every, ...
+FLOAT_PARAMS: tuple[str, ...] = _params_typed("float")    # eta, init_scale, lambda0, tol, ...
 
 
 # Result metrics, in SPEC §4 order; each is a float, an int (diverged_at) or None.
@@ -93,8 +104,8 @@ class PointResult:
     """What running one point produced. `metrics` has exactly the keys of METRIC_FIELDS."""
 
     config: PointConfig
-    status: str                        # "done" | "diverged" | "failed"
+    status: PointStatus                # DONE, DIVERGED or FAILED
     metrics: dict[str, float | int | None] = field(default_factory=dict)
     curves: Curves | None = None
-    error: str | None = None           # message when status == "failed"
+    error: str | None = None           # message when status is FAILED
     wall_seconds: float = 0.0

@@ -50,7 +50,7 @@ def validate_config(config: PointConfig) -> None:
     if not isinstance(c.fit_lambda0, bool):
         raise ValueError(f"fit_lambda0: must be a boolean, got {c.fit_lambda0!r}")
     if c.model == "asymmetric" and c.m > c.n:
-        raise ValueError(f"m: asymmetric model needs m <= n, got m={c.m}, n={c.n}")
+        raise ValueError(f"n: asymmetric model needs n >= m (Y is m×n with m <= n), got m={c.m}, n={c.n}")
     if c.model in ("symmetric", "sigmoid") and c.n != c.m:
         raise ValueError(f"n: {c.model} model needs n == m, got m={c.m}, n={c.n}")
     if c.model == "symmetric" and c.lambda0 != 0:

@@ -6,7 +6,8 @@ One import name for the whole distribution::
     from flowsweep.core import run_points     # the science, numpy + scipy only
 
 `flowsweep.core`, `flowsweep.workers` (Ray), `flowsweep.service` (FastAPI, database, runner, and the
-client-side `client`, `cli`, `plots`) and `flowsweep.migrations` (Alembic) are its subpackages.
+client-side `client`, `cli`, `plots`) and `flowsweep.migrations` (Alembic) are its subpackages;
+`flowsweep.status` (the point and sweep states) and `flowsweep.jsonsafe` (NaN -> null) are read by all.
 """
 from importlib import metadata as _metadata
 

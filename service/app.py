@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
+from flowsweep import __version__
+
 from . import db
 from .settings import Settings, get_settings
 
@@ -83,7 +85,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
                 shutdown_ray()
             engine.dispose()
 
-    app = FastAPI(title="flowsweep", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="flowsweep", version=__version__, lifespan=lifespan,
                   description="Sweeps of gradient-flow experiments on overparameterized linear models, "
                               "with every result in a database.")
     app.state.settings = settings

@@ -23,8 +23,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flowsweep.service.client import (DEFAULT_URL, EXPORT_FORMATS, SWEEP_FINAL_STATUSES, URL_ENV, Client,
-                            FlowsweepError, ServerUnavailable, finished_count, frame_json, load_sweeps, write_frame)
+from flowsweep import __version__
+from flowsweep.service.client import (
+    DEFAULT_URL,
+    EXPORT_FORMATS,
+    SWEEP_FINAL_STATUSES,
+    URL_ENV,
+    Client,
+    FlowsweepError,
+    ServerUnavailable,
+    finished_count,
+    frame_json,
+    load_sweeps,
+    write_frame,
+)
+from flowsweep.status import ACTIVE_SWEEP_STATUSES, SweepStatus
 
 PROG = "flowsweep"
 RECONNECT_SECONDS = 120.0   # `submit --wait` rides out a service restart this long
@@ -62,7 +75,7 @@ def parse_filters(pairs: Sequence[str]) -> dict[str, str]:
 def _fmt_seconds(s: float | None) -> str:
     if s is None or not math.isfinite(s):
         return "?"
-    s = int(round(s))
+    s = round(s)
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
@@ -82,9 +95,26 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 
 # ------------------------------------------------------------------------------------- server side
+# The server's own dependencies (pyproject's `server` extra): a client-only install lacks them.
+SERVER_DEPENDENCIES = frozenset({"ray", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg",
+                                 "pydantic", "pydantic_settings", "pydantic_core"})
+
+
+def _server_missing(command: str, exc: ModuleNotFoundError) -> FlowsweepError:
+    """The one-line answer of `serve`/`db` on a client-only install; any other missing module is a bug."""
+    if (exc.name or "").split(".")[0] not in SERVER_DEPENDENCIES:
+        raise exc
+    return FlowsweepError(f"`{PROG} {command}` runs the server, which needs the server extra: "
+                          f"pip install 'flowsweep[server]' (missing module {exc.name!r}); "
+                          "the client commands work without it")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from flowsweep.service.server import serve
-    from flowsweep.service.settings import get_settings
+    try:  # imported here: the client commands never load the server or its dependencies
+        from flowsweep.service.server import serve
+        from flowsweep.service.settings import get_settings
+    except ModuleNotFoundError as e:
+        raise _server_missing("serve", e) from None
 
     settings = get_settings()
     update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -95,8 +125,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from flowsweep.service.db import upgrade
-    from flowsweep.service.settings import get_settings
+    try:
+        from flowsweep.service.db import upgrade
+        from flowsweep.service.settings import get_settings
+    except ModuleNotFoundError as e:
+        raise _server_missing("db upgrade", e) from None
 
     url = args.database_url or get_settings().database_url
     try:
@@ -122,7 +155,7 @@ def _redact(url: str) -> str:
 def cmd_submit(args: argparse.Namespace) -> int:
     specs = load_sweeps(args.file)
     with _client(args) as c:
-        ids = []
+        ids: list[int] = []
         for spec in specs:
             if args.name:
                 spec["name"] = args.name if len(specs) == 1 else f"{args.name}-{len(ids) + 1}"
@@ -168,7 +201,7 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float, quiet: bool) -> int:
             if done > bar.n:
                 bar.update(done - bar.n)
             statuses = sorted({str(s.get("status")) for s in states})
-            etas = [s.get("eta_seconds") for s in states if s.get("status") in ("queued", "running")]
+            etas = [s.get("eta_seconds") for s in states if s.get("status") in ACTIVE_SWEEP_STATUSES]
             eta = max((e for e in etas if isinstance(e, (int, float))), default=None)
             bar.set_postfix_str(",".join(statuses) + (f", server ETA {_fmt_seconds(eta)}" if eta else ""),
                                 refresh=True)
@@ -185,7 +218,7 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float, quiet: bool) -> int:
         bar.close()
     for s in states:
         print(f"sweep {s.get('id')} {s.get('status')}: {_counts_text(s)}")
-    return 0 if all(s.get("status") == "done" for s in states) else 1
+    return 0 if all(s.get("status") == SweepStatus.DONE for s in states) else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -222,7 +255,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key in ("created_at", "started_at", "finished_at"):
         if s.get(key):
             print(f"  {key:<9} {s[key]}")
-    if s.get("eta_seconds") is not None and s.get("status") in ("queued", "running"):
+    if s.get("eta_seconds") is not None and s.get("status") in ACTIVE_SWEEP_STATUSES:
         print(f"  eta       {_fmt_seconds(s['eta_seconds'])}")
     return 0
 
@@ -324,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "overparameterized linear models (see README.md).")
     p.add_argument("--url", default=None, help=f"API base URL (default ${URL_ENV} or {DEFAULT_URL})")
     p.add_argument("--timeout", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("serve", help="run the REST API (uvicorn) with the runner and Ray")
@@ -349,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("list", parents=[common], help="list sweeps, newest first")
     s.add_argument("--limit", type=int, default=20)
     s.add_argument("--offset", type=int, default=0)
-    s.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"),
+    s.add_argument("--status", choices=[s.value for s in SweepStatus],
                    help="only sweeps with this status")
     s.add_argument("--json", action="store_true", help="print the API's JSON")
     s.set_defaults(func=cmd_list)

@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import numpy as np
 
+from flowsweep.jsonsafe import frame_records
+from flowsweep.status import FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES
+
 if TYPE_CHECKING:  # pandas is imported where DataFrames are made: `flowsweep status` starts faster
     import pandas as pd
 
@@ -31,9 +34,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "FLOWSWEEP_URL"
 TOKEN_ENV = "FLOWSWEEP_API_TOKEN"
 
-SWEEP_FINAL_STATUSES = frozenset({"done", "failed", "cancelled"})
+SWEEP_FINAL_STATUSES = frozenset(FINISHED_SWEEP_STATUSES)
 # A point is finished when it has a result row: SPEC §4 counts; a cached point counts only under `cached`.
-FINISHED_COUNTS = ("done", "failed", "diverged", "cached")
+FINISHED_COUNTS = FINISHED_COUNT_KEYS
 RESULT_PAGE = 1000
 
 
@@ -104,7 +107,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -265,7 +268,7 @@ class Client:
     def state(self, point_id: int) -> dict[str, np.ndarray]:
         """GET /points/{id}/state: the exact initial state {"Y", "U0", "V0"[, "A", "W0"]} as arrays."""
         body = self._get_json(f"/points/{int(point_id)}/state", what=f"state of point {point_id}")
-        return {k: _as_float_array(v) for k, v in body.items() if v is not None}
+        return {k: np.array(v, dtype=float) for k, v in body.items() if v is not None}
 
 
 def _param(v: Any) -> Any:
@@ -303,12 +306,6 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
 
 
 EXPORT_FORMATS = ("csv", "parquet", "json")
-
-
-def frame_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as plain Python values, exactly (pandas' to_json rounds floats to 10 digits); nan -> None."""
-    records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()} for r in records]
 
 
 def frame_json(df: pd.DataFrame) -> str:

@@ -11,7 +11,7 @@ import itertools
 import json
 
 from flowsweep import core
-from flowsweep.core.types import PointConfig
+from flowsweep.core.types import FLOAT_PARAMS, PointConfig
 
 from .models import PARAM_FIELDS
 from .schemas import AXIS_NAMES, SweepSpec
@@ -32,7 +32,7 @@ def core_version() -> str:
     return str(core.CORE_VERSION)
 
 
-_FLOAT_FIELDS = ("eta", "init_scale", "lambda0", "tol")
+_FLOAT_FIELDS = FLOAT_PARAMS
 
 
 def point_identity(config: PointConfig, version: str | None = None) -> str:

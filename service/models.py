@@ -17,17 +17,13 @@ from sqlalchemy import (JSON, Boolean, DateTime, Double, ForeignKey, Index, Inte
                         String, Text, TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from flowsweep.core.types import METRIC_FIELDS
+from flowsweep.core.types import METRIC_FIELDS, PARAM_FIELDS
+from flowsweep.status import (FINISHED_POINT_STATUSES, REUSABLE_POINT_STATUSES,  # noqa: F401 (re-exported)
+                              PointStatus, SweepStatus)
 
-SWEEP_STATUSES = ("queued", "running", "done", "failed", "cancelled")
-POINT_STATUSES = ("pending", "running", "done", "failed", "diverged")
-FINISHED_POINT_STATUSES = ("done", "failed", "diverged")
-# A point whose result can be reused by another sweep with the same identity (a failure is retried).
-REUSABLE_POINT_STATUSES = ("done", "diverged")
+SWEEP_STATUSES = tuple(s.value for s in SweepStatus)
+POINT_STATUSES = tuple(s.value for s in PointStatus)
 
-# Parameter columns of `points`, in PointConfig order.
-PARAM_FIELDS = ("model", "m", "n", "k", "eta", "steps", "init", "integrator", "init_scale", "lambda0",
-                "seed", "record_every", "tol", "data_seed", "fit_lambda0", "n_samples")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -73,7 +69,7 @@ class Sweep(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    status: Mapped[str] = mapped_column(String(16), index=True, default=SweepStatus.QUEUED.value)
     spec: Mapped[dict] = mapped_column(JSON)
     n_points: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -92,7 +88,7 @@ class Point(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))  # ix_points_sweep_id_cover
     identity: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # indexed below (covering)
+    status: Mapped[str] = mapped_column(String(16), default=PointStatus.PENDING.value)  # indexed below (covering)
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     source_point_id: Mapped[int | None] = mapped_column(ForeignKey("points.id"))  # partial index below
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -157,19 +153,25 @@ class Result(Base):
     point: Mapped[Point] = relationship(back_populates="result", foreign_keys=[point_id])
 
 
+# How `curves.blob` is encoded: np.savez bytes of t, error, error_linear, singular_values and (when
+# present) error_regularized_fit. The runner writes it, queries.decode_curves reads it.
+CURVES_FORMAT = "npz-v1"
+
+
 class Curve(Base):
     __tablename__ = "curves"
 
     point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), primary_key=True)
-    # How `blob` is encoded; "npz-v1" = np.savez bytes of t, error, error_linear, singular_values and
-    # (when present) error_regularized_fit.
-    format: Mapped[str] = mapped_column(String(16), default="npz-v1")
+    format: Mapped[str] = mapped_column(String(16), default=CURVES_FORMAT)  # see CURVES_FORMAT
     blob: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-# The metric columns must be exactly core's METRIC_FIELDS (SPEC §4).
+# The metric columns must be exactly core's METRIC_FIELDS (SPEC §4), and `points` has a column for
+# every PointConfig field (PARAM_FIELDS).
 _missing = [f for f in METRIC_FIELDS if f not in Result.__table__.c]
 assert not _missing, f"results lacks metric columns {_missing}"
+_missing = [f for f in PARAM_FIELDS if f not in Point.__table__.c]
+assert not _missing, f"points lacks parameter columns {_missing}"
 
 # Composite indexes. Revision 0002: per-sweep result pages ordered by point id.
 Index("ix_results_sweep_id_point_id", Result.sweep_id, Result.point_id)

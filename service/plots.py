@@ -1,4 +1,7 @@
-"""Figures of a sweep, as in the paper (matplotlib, Agg backend: no display needed).
+"""Figures of a sweep, as in the paper (matplotlib, no display needed).
+
+Figures are `matplotlib.figure.Figure` objects on their own Agg canvas, never pyplot's: importing
+this module leaves a notebook's or an application's matplotlib backend as it was.
 
 Each `*_figure` function takes plain data — result rows as a pandas DataFrame, curves as dicts of
 numpy arrays (what `service.client.Client` returns) — and returns a matplotlib `Figure`, so tests can
@@ -22,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: servers, CI, docker
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from flowsweep.status import PointStatus
 
 KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
 GROUP_AXES = ("init_scale", "k", "lambda0")     # sweep axes other than seed (SPEC §3)
@@ -77,10 +79,17 @@ def iterations(t: np.ndarray, eta: float | None) -> np.ndarray:
     return np.rint(t / eta) if eta else t
 
 
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A Figure with its own Agg canvas (PNG without pyplot or a backend switch)."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _panels(n: int, sharey: bool = True) -> tuple[Figure, list]:
     ncols = min(max(n, 1), MAX_COLS)
     nrows = math.ceil(max(n, 1) / ncols)
-    fig = Figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows), layout="constrained")
+    fig = _figure((PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows))
     axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -275,7 +284,7 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
     data = df.assign(**{metric: _numeric(df, metric), x: _numeric(df, x)}).dropna(subset=[metric, x])
     if data.empty:
         raise PlotError(f"no finished point has a value of {metric}")
-    fig = Figure(figsize=(1.5 * PANEL_SIZE[0], 1.25 * PANEL_SIZE[1]), layout="constrained")
+    fig = _figure((1.5 * PANEL_SIZE[0], 1.25 * PANEL_SIZE[1]))
     ax = fig.subplots()
     series = [("", data)] if not by else [
         (group_label(by, v if isinstance(v, tuple) else (v,)), rows)
@@ -286,7 +295,7 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
                 label="_nolegend_")
         agg = rows.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
         ax.errorbar(agg[x], agg["mean"], yerr=agg["std"].fillna(0.0), color=color, marker="o",
-                    capsize=3, label=(label or f"mean ± std over seeds"))
+                    capsize=3, label=(label or "mean ± std over seeds"))
     if reference is not None:
         ax.axhline(reference, color="0.3", linestyle="--", linewidth=1, label=reference_label)
     xs = _numeric(df, x).dropna()          # all swept values, also those without a metric value
@@ -339,7 +348,7 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         return lambda0_figure(df, x=x or "k", by=by)
     if kind == "speedup":
         return speedup_figure(df, x=x, by=by)
-    done = df[df["status"] == "done"] if "status" in df else df
+    done = df[df["status"] == PointStatus.DONE] if "status" in df else df
     if done.empty:
         raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
     groups = split_groups(done, by)

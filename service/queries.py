@@ -17,19 +17,21 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from flowsweep.core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS
+from flowsweep.core.types import FLOAT_PARAMS, INITS, INT_PARAMS, INTEGRATORS, METRIC_FIELDS, MODELS
+from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
+from flowsweep.status import FINISHED_POINT_STATUSES
 
-from .models import PARAM_FIELDS, Curve, Point, Result
+from .models import CURVES_FORMAT, PARAM_FIELDS, Curve, Point, Result
 from .schemas import RESULT_FIELDS
 
-RESULT_STATUSES = ("done", "failed", "diverged")
+RESULT_STATUSES = tuple(s.value for s in FINISHED_POINT_STATUSES)  # a result row's status
 FORMATS = ("json", "csv", "parquet")
 DEFAULT_JSON_LIMIT = 1000
 MAX_JSON_LIMIT = 100_000
 
 # Parameters a result row can be filtered on: every PointConfig field, plus the ids.
-_INT_PARAMS = ("m", "n", "k", "seed", "steps", "record_every", "data_seed", "n_samples")
-_FLOAT_PARAMS = ("init_scale", "lambda0", "eta", "tol")
+_INT_PARAMS = INT_PARAMS
+_FLOAT_PARAMS = FLOAT_PARAMS
 # Integer columns are 32-bit (SQLAlchemy binds them as INTEGER): larger values are a 422, not a DB error.
 Int32 = Annotated[int, Field(ge=-2**31, le=2**31 - 1)]
 _PARAM_TYPES: dict[str, Any] = {
@@ -229,12 +231,7 @@ def fetch_page(session: Session, q: ResultQuery, sweep_id: int | None = None,
 
 def clean_rows(keys: list[str], rows) -> list[dict]:  # noqa: ANN001
     """Rows as dicts, JSON-safe: non-finite floats (never stored, but never trusted) become None."""
-    out = [dict(zip(keys, r)) for r in rows]
-    for d in out:
-        for k, v in d.items():
-            if v.__class__ is float and not math.isfinite(v):
-                d[k] = None
-    return out
+    return [{k: finite_or_none(v) for k, v in zip(keys, r)} for r in rows]
 
 
 def clean_row(mapping) -> dict:  # noqa: ANN001
@@ -243,8 +240,7 @@ def clean_row(mapping) -> dict:  # noqa: ANN001
 
 # ----------------------------------------------------------------------------- frames and files
 
-_INT_FIELDS = {"point_id", "sweep_id", "m", "n", "k", "seed", "steps", "diverged_at", "record_every",
-               "data_seed", "n_samples"}
+_INT_FIELDS = {"point_id", "sweep_id", "diverged_at", *INT_PARAMS}
 _FLOAT_FIELDS = set(_FLOAT_PARAMS) | set(NUMERIC_METRICS) - {"diverged_at"}
 
 
@@ -302,21 +298,7 @@ def summary(session: Session, q: SummaryQuery, sweep_id: int | None = None) -> l
         out[f"{m}_min"] = mn[m]
         out[f"{m}_max"] = mx[m]
     out = out.reset_index()
-    records = out.astype(object).where(out.notna(), None).to_dict(orient="records")
-    return [_json_scalar_row(r) for r in records]
-
-
-def _json_scalar_row(r: dict) -> dict:
-    out = {}
-    for k, v in r.items():
-        if isinstance(v, (np.integer,)):
-            v = int(v)
-        elif isinstance(v, (np.floating, float)):
-            v = float(v) if math.isfinite(v) else None
-        elif isinstance(v, np.bool_):
-            v = bool(v)
-        out[k] = v
-    return out
+    return frame_records(out)
 
 
 # ----------------------------------------------------------------------------- points
@@ -347,22 +329,14 @@ def curves_of(session: Session, point: Point) -> Curve | None:
 
 def decode_curves(curve: Curve) -> dict:
     """The npz blob -> SPEC §4's curves object, non-finite values (a diverged run) as null."""
-    if curve.format != "npz-v1":
+    if curve.format != CURVES_FORMAT:
         raise ValueError(f"unknown curves format {curve.format!r}")
     with np.load(io.BytesIO(curve.blob), allow_pickle=False) as z:
-        out = {name: _json_array(z[name]) if name in z.files else None
+        out = {name: json_array(z[name]) if name in z.files else None
                for name in ("t", "error", "error_linear", "singular_values", "error_regularized_fit")}
     return out
 
 
-def _json_array(a: np.ndarray) -> list:
-    a = np.asarray(a, dtype=np.float64)
-    if np.all(np.isfinite(a)):
-        return a.tolist()
-    obj = a.astype(object)
-    obj[~np.isfinite(a)] = None
-    return obj.tolist()
-
-
 def json_array(a: Any) -> Any:
-    return _json_array(np.asarray(a))
+    """A float array as nested lists, non-finite values as null."""
+    return json_safe(np.asarray(a, dtype=np.float64))

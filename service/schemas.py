@@ -182,15 +182,12 @@ class SweepSpec(StrictModel):
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> "SweepSpec":
         # Errors raised here carry the field in the message; app.py maps "<field>: <reason>" to loc.
+        # The rules of a point (shapes per model, lambda0 of symmetric, spectral k >= m, ...) are
+        # core.validation's alone: expand.validate_points applies them to the grid.
         if self.n is None:
             if self.model == "asymmetric":
                 raise _err("n: field required for model asymmetric")
             self.n = self.m
-        if self.model in ("symmetric", "sigmoid") and self.n != self.m:
-            raise _err("n: must equal m for model {model} (got m={m}, n={n})", model=self.model, m=self.m, n=self.n)
-        if self.model == "asymmetric" and self.m > self.n:
-            raise _err("n: must be >= m for model asymmetric (Y is m×n with m <= n; got m={m}, n={n})",
-                       m=self.m, n=self.n)
         if self.n_samples is not None and self.model != "sigmoid":
             raise _err("n_samples: only applies to model sigmoid")
         if self.record_every is None:
@@ -200,13 +197,6 @@ class SweepSpec(StrictModel):
         if self.steps // self.record_every > MAX_RECORDS:
             raise _err("record_every: steps / record_every must be <= {max} records per curve "
                        "(got {n})", max=MAX_RECORDS, n=self.steps // self.record_every)
-        lam = self.axes.lambda0 or [0.0]
-        if self.model == "symmetric" and any(v != 0 for v in lam):
-            raise _err("axes.lambda0: has no meaning for model symmetric; must be 0 (got {v})",
-                       v=next(v for v in lam if v != 0))
-        ks = self.axes.k or [2 * max(self.m, self.n)]
-        if self.init == "spectral" and min(ks) < self.m:
-            raise _err("axes.k: init spectral needs k >= m (got k={k} < m={m})", k=min(ks), m=self.m)
         size = self.size
         max_points = _limit(info, "max_points", DEFAULT_MAX_POINTS)
         if size > max_points:

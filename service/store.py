@@ -16,13 +16,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from flowsweep.core.types import METRIC_FIELDS
+from flowsweep.jsonsafe import finite_or_none as _finite_or_none  # stored as NULL: no NaN in results
+from flowsweep.status import ACTIVE_SWEEP_STATUSES, CACHED, COUNT_KEYS, PointStatus, SweepStatus
 
 from .expand import expand, point_identity
 from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, utcnow
 from .schemas import SweepSpec
 
 _CHUNK = 500  # identities per IN (...) lookup
-_ACTIVE_SWEEP = ("queued", "running")
+_ACTIVE_SWEEP = ACTIVE_SWEEP_STATUSES
 
 
 def ping(session: Session) -> None:
@@ -34,14 +36,14 @@ def ping(session: Session) -> None:
 
 def counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
     """SPEC counts per sweep: a cached point counts only under `cached`."""
-    out = {sid: {"pending": 0, "running": 0, "done": 0, "failed": 0, "diverged": 0, "cached": 0}
+    out = {sid: dict.fromkeys(COUNT_KEYS, 0)
            for sid in sweep_ids}
     if not sweep_ids:
         return out
     stmt = (select(Point.sweep_id, Point.status, Point.cached, func.count())
             .where(Point.sweep_id.in_(sweep_ids)).group_by(Point.sweep_id, Point.status, Point.cached))
     for sid, st, cached, n in session.execute(stmt):
-        key = "cached" if cached else st
+        key = CACHED if cached else st
         out[sid][key] = out[sid].get(key, 0) + int(n)
     return out
 
@@ -90,15 +92,15 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
     sources = {} if spec.recompute else reusable_sources(session, identities)
     n_cached = len(sources)
     sweep = Sweep(name=stored_spec["name"], spec=stored_spec, n_points=len(points),
-                  status="done" if n_cached == len(points) else "queued", created_at=now,
+                  status=SweepStatus.DONE if n_cached == len(points) else SweepStatus.QUEUED, created_at=now,
                   cancel_requested=False)
-    if sweep.status == "done":  # everything was already computed: nothing for the runner to do
+    if sweep.status == SweepStatus.DONE:  # everything was already computed: nothing for the runner to do
         sweep.started_at = sweep.finished_at = now
     session.add(sweep)
     session.flush()
     rows = []
     for p, ident in zip(points, identities):
-        src, src_status = sources.get(ident, (None, "pending"))
+        src, src_status = sources.get(ident, (None, PointStatus.PENDING))
         row = {f: getattr(p, f) for f in PARAM_FIELDS}
         row.update(sweep_id=sweep.id, identity=ident, attempts=0, cached=src is not None,
                    source_point_id=src, status=src_status)
@@ -128,8 +130,8 @@ def request_cancel(sweep: Sweep) -> None:
     """Flag the (locked) sweep for cancellation; a queued one, not taken by the runner yet, is
     cancelled at once (the runner only takes queued/running)."""
     sweep.cancel_requested = True
-    if sweep.status == "queued":
-        sweep.status = "cancelled"
+    if sweep.status == SweepStatus.QUEUED:
+        sweep.status = SweepStatus.CANCELLED
         sweep.finished_at = utcnow()
 
 
@@ -164,18 +166,6 @@ def _dialect_insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def _finite_or_none(v: Any) -> Any:
-    """A metric that does not apply (or is non-finite after divergence) is stored as NULL."""
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker, now) -> dict[str, Any]:
     """A results-table row; non-finite metrics -> NULL."""
     row: dict[str, Any] = {"point_id": point_id, "sweep_id": sweep_id, "status": status,
@@ -196,16 +186,16 @@ def insert_results(session: Session, rows: list[dict]) -> set[int]:
 
 def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, now) -> None:
     """Record the (point_id, sweep_id) pairs as failed with `message` (result row + status)."""
-    rows = [result_row(pid, sid, "failed", {}, message, None, None, now) for pid, sid in pairs]
+    rows = [result_row(pid, sid, PointStatus.FAILED, {}, message, None, None, now) for pid, sid in pairs]
     insert_results(session, rows)
-    session.execute(update(Point).where(Point.id.in_([p for p, _ in pairs])).values(status="failed"))
+    session.execute(update(Point).where(Point.id.in_([p for p, _ in pairs])).values(status=PointStatus.FAILED))
 
 
 def exhausted_running_points(session: Session, max_attempts: int, sweep_id: int | None = None
                              ) -> list[tuple[int, int]]:
     """(point_id, sweep_id) of 'running' points already handed over `max_attempts` times
     (of one sweep, or of all sweeps when sweep_id is None)."""
-    conds = [Point.status == "running", Point.attempts >= max_attempts]
+    conds = [Point.status == PointStatus.RUNNING, Point.attempts >= max_attempts]
     if sweep_id is not None:
         conds.append(Point.sweep_id == sweep_id)
     return [(pid, sid) for pid, sid in session.execute(select(Point.id, Point.sweep_id).where(*conds)).all()]
@@ -213,10 +203,10 @@ def exhausted_running_points(session: Session, max_attempts: int, sweep_id: int 
 
 def requeue_running(session: Session, sweep_id: int | None = None) -> int:
     """'running' points (of one sweep, or all when sweep_id is None) back to 'pending'; how many."""
-    conds = [Point.status == "running"]
+    conds = [Point.status == PointStatus.RUNNING]
     if sweep_id is not None:
         conds.insert(0, Point.sweep_id == sweep_id)
-    return session.execute(update(Point).where(*conds).values(status="pending")).rowcount
+    return session.execute(update(Point).where(*conds).values(status=PointStatus.PENDING)).rowcount
 
 
 def active_sweeps(session: Session) -> list[tuple[int, bool]]:
@@ -233,8 +223,8 @@ def other_active_sweep_exists(session: Session, sweep_id: int) -> bool:
 
 def mark_running(sweep: Sweep) -> None:
     """queued -> running; started_at set the first time the runner takes the sweep."""
-    if sweep.status == "queued":
-        sweep.status = "running"
+    if sweep.status == SweepStatus.QUEUED:
+        sweep.status = SweepStatus.RUNNING
     if sweep.started_at is None:
         sweep.started_at = utcnow()
 
@@ -242,7 +232,7 @@ def mark_running(sweep: Sweep) -> None:
 def count_unfinished(session: Session, sweep_id: int) -> int:
     """Points of the sweep still pending or running."""
     return session.execute(select(func.count()).select_from(Point).where(
-        Point.sweep_id == sweep_id, Point.status.in_(("pending", "running")))).scalar_one()
+        Point.sweep_id == sweep_id, Point.status.in_((PointStatus.PENDING, PointStatus.RUNNING)))).scalar_one()
 
 
 def sweep_spec(session: Session, sweep_id: int) -> dict | None:
@@ -259,7 +249,7 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
         select(P.id, func.min(S.id)).join(S, and_(
             S.identity == P.identity, S.sweep_id != sweep_id, S.source_point_id.is_(None),
             S.status.in_(REUSABLE_POINT_STATUSES)))
-        .where(P.sweep_id == sweep_id, P.status == "pending")
+        .where(P.sweep_id == sweep_id, P.status == PointStatus.PENDING)
         .group_by(P.id).limit(page_size)).all()
     if not pairs:
         return 0
@@ -289,12 +279,12 @@ def claim_pending_page(session: Session, sweep_id: int, after_identity: str, lim
     Rows are (id, identity, *PARAM_FIELDS)."""
     cols = [Point.id, Point.identity] + [getattr(Point, name) for name in PARAM_FIELDS]
     rows = session.execute(select(*cols).where(
-        Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == "pending")
+        Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == PointStatus.PENDING)
         .order_by(Point.identity).limit(limit)).all()
     if rows:
         ids = [r[0] for r in rows]
-        session.execute(update(Point).where(Point.id.in_(ids), Point.status == "pending")
-                        .values(status="running", attempts=Point.attempts + 1))
+        session.execute(update(Point).where(Point.id.in_(ids), Point.status == PointStatus.PENDING)
+                        .values(status=PointStatus.RUNNING, attempts=Point.attempts + 1))
     return rows
 
 
@@ -319,8 +309,8 @@ def write_results_batch(session: Session, rows: list[dict], blobs: dict[int, byt
 
 def mark_cancelled(sweep: Sweep) -> None:
     """Terminal 'cancelled' (finished_at kept if already set)."""
-    if sweep.status != "cancelled":
-        sweep.status = "cancelled"
+    if sweep.status != SweepStatus.CANCELLED:
+        sweep.status = SweepStatus.CANCELLED
     if sweep.finished_at is None:
         sweep.finished_at = utcnow()
 
@@ -334,7 +324,7 @@ def point_status_counts(session: Session, sweep_id: int) -> dict[str, int]:
 def first_failure(session: Session, sweep_id: int) -> str | None:
     """The error message of the sweep's failed result with the lowest point id."""
     return session.execute(select(Result.error).where(
-        Result.sweep_id == sweep_id, Result.status == "failed")
+        Result.sweep_id == sweep_id, Result.status == PointStatus.FAILED)
         .order_by(Result.point_id).limit(1)).scalar()
 
 
@@ -353,5 +343,5 @@ def record_runner_error(session: Session, sweep_id: int, message: str, give_up: 
     if sweep is not None:
         sweep.error = message
         if give_up:
-            sweep.status = "failed"
+            sweep.status = SweepStatus.FAILED
             sweep.finished_at = utcnow()

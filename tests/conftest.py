@@ -5,31 +5,22 @@
   and dropped `WITH (FORCE)` at the end of the session.
 - `database_url` (function-scoped, parametrised sqlite/postgres): one fresh empty database per test.
 - `migrated_database_url`: the same, upgraded to the head revision.
-- `live_server(database_url, env=None, wait=True)` (session-scoped factory): starts
-  `python -m service.server` (real uvicorn, real Ray with FLOWSWEEP_NUM_CPUS=2) on a free port, waits
-  for /healthz and returns a LiveServer (`.url`, `.stop()`, `.kill()`, `.log()`); every server still
-  running is stopped at the end of the session. Use module-scoped fixtures on top of it to share one
-  server per database between tests (a server with Ray costs ~6 s to start).
+- `live_server(database_url, env=None, wait=True)` (session-scoped factory): servers.start_server
+  (`python -m flowsweep.service.server`: real uvicorn, real Ray with FLOWSWEEP_NUM_CPUS=2) on a free
+  port, waits for /healthz and returns a LiveServer (`.url`, `.stop()`, `.kill()`, `.log()`); every
+  server still running is stopped at the end of the session. Use module-scoped fixtures on top of
+  it to share one server per database between tests (a server with Ray costs ~6 s to start).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
+from servers import LiveServer, start_server
 
-REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("FLOWSWEEP_TEST_PG_ADMIN_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DB_KINDS = ("sqlite", "postgres")
@@ -74,97 +65,6 @@ def migrated_database_url(database_url) -> str:
 
     upgrade(database_url)
     return database_url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class LiveServer:
-    url: str
-    proc: subprocess.Popen
-    log_path: Path
-    ray_tmpdir: str
-    env: dict = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.url
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()[-5000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log()[-5000:]}")
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (clean lifespan shutdown), then SIGKILL of the server's own process group."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._reap_group()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL the server and every process of its group (its local Ray), as a crash would."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(30)
-
-    def _reap_group(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers of this server's own group only
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def start_server(database_url: str, log_dir: Path, env: dict | None = None, wait: bool = True,
-                 port: int | None = None, ray_tmpdir: str | None = None) -> LiveServer:
-    port = port or free_port()
-    ray_tmpdir = ray_tmpdir or tempfile.mkdtemp(prefix="fsray", dir="/tmp")
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWSWEEP_", "RAY_ADDRESS"))}
-    full_env.update({
-        "FLOWSWEEP_DATABASE_URL": database_url,
-        "FLOWSWEEP_HOST": "127.0.0.1",
-        "FLOWSWEEP_PORT": str(port),
-        "FLOWSWEEP_NUM_CPUS": "2",
-        "RAY_TMPDIR": ray_tmpdir,
-        "PYTHONUNBUFFERED": "1",
-    })
-    full_env.update(env or {})
-    log_path = log_dir / f"server-{port}.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "flowsweep.service.server"], cwd=REPO, env=full_env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LiveServer(url=f"http://127.0.0.1:{port}", proc=proc, log_path=log_path, ray_tmpdir=ray_tmpdir,
-                        env=full_env)
-    if wait:
-        try:
-            server.wait_ready()
-        except Exception:
-            server.stop()
-            raise
-    return server
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,14 @@
 """Helpers shared by the routers: id parameters, 404s, JSON-safe responses and result pages."""
 from __future__ import annotations
 
-import math
-from typing import Annotated, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import HTTPException, Path, status
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
+
+from flowsweep.jsonsafe import json_safe  # noqa: F401 (the routers' NaN -> null)
 
 from .. import queries
 
@@ -36,18 +38,7 @@ def found_or_404(what: str, ident: int, lookup: Callable[[int], T | None]) -> T:
     return found
 
 
-def json_safe(obj: Any) -> Any:
-    """Replace non-finite floats by None anywhere in a JSON-able structure (JSON has no NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def result_page(session: Session, q: "queries.ResultQuery", sweep_id: int | None, filename: str) -> Response:
+def result_page(session: Session, q: queries.ResultQuery, sweep_id: int | None, filename: str) -> Response:
     if q.format == "json":
         rows, count = queries.fetch_page(session, q, sweep_id)
         return JSONResponse({"data": rows, "count": count})

@@ -6,6 +6,8 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from flowsweep.status import PointStatus
+
 from .. import queries
 from ..deps import ReadAuth, SessionDep
 from ..models import Point
@@ -34,8 +36,8 @@ def get_curves(point_id: DbId, session: SessionDep) -> dict[str, Any]:
     point = _get_point(session, point_id)
     curve = queries.curves_of(session, point)
     if curve is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"point {point_id} has no curves "
-                            f"(status {point.status}{': its run failed' if point.status == 'failed' else ''})")
+        why = ": its run failed" if point.status == PointStatus.FAILED else ""
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"point {point_id} has no curves (status {point.status}{why})")
     return queries.decode_curves(curve)
 
 

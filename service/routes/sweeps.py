@@ -9,19 +9,20 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from flowsweep.status import ACTIVE_SWEEP_STATUSES, FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, SweepStatus
+
 from .. import queries, store
 from ..db import session_scope
+from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 from ..expand import PointSpecError
 from ..models import SWEEP_STATUSES, Sweep, utcnow
 from ..schemas import SweepCreated, SweepList, SweepOut, SweepSpec
 from .common import DbId, found_or_404, json_safe, result_page
 from .results import FILE_RESPONSES
-from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 MAX_BODY_BYTES = 10_000_000
-_TERMINAL = ("done", "failed", "cancelled")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -49,9 +50,9 @@ def _unprocessable(field: tuple[str, ...] | list[str], msg: str, typ: str = "val
 
 
 def _eta(sweep: Sweep, runner: Any) -> float | None:
-    if sweep.status == "done":
+    if sweep.status == SweepStatus.DONE:
         return 0.0
-    if sweep.status not in ("queued", "running") or runner is None:
+    if sweep.status not in ACTIVE_SWEEP_STATUSES or runner is None:
         return None
     try:
         eta = runner.eta_seconds(sweep.id)
@@ -61,7 +62,7 @@ def _eta(sweep: Sweep, runner: Any) -> float | None:
 
 
 def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any) -> dict:
-    finished = sum(counts[k] for k in ("done", "failed", "diverged", "cached"))
+    finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
     return json_safe({
         "id": sweep.id, "name": sweep.name, "status": sweep.status, "spec": sweep.spec,
         "n_points": sweep.n_points, "counts": counts,
@@ -134,7 +135,7 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
         sweep_id, st, n_points, n_cached = await run_in_threadpool(write)
     except PointSpecError as exc:
         raise _unprocessable(exc.field, exc.message) from None
-    if runner is not None and st == "queued":
+    if runner is not None and st == SweepStatus.QUEUED:
         runner.wake()
     return {"id": sweep_id, "status": st, "n_points": n_points, "n_cached": n_cached}
 
@@ -163,7 +164,7 @@ def cancel_sweep(sweep_id: DbId, request: Request, runner: RunnerDep):
     """Pending points are not run, running ones are cancelled; computed results are kept."""
     with session_scope(request.app.state.session_factory) as session:
         sweep = _get_sweep(session, sweep_id, for_update=True)
-        if sweep.status in ("done", "failed"):
+        if sweep.status in (SweepStatus.DONE, SweepStatus.FAILED):
             raise HTTPException(status.HTTP_409_CONFLICT, f"sweep {sweep_id} already finished ({sweep.status})")
         store.request_cancel(sweep)  # a queued sweep is cancelled at once
     if runner is not None:
@@ -181,7 +182,7 @@ def delete_sweep(sweep_id: DbId, request: Request):
     which becomes the source of the others."""
     with session_scope(request.app.state.session_factory) as session:
         sweep = _get_sweep(session, sweep_id, for_update=True)
-        if sweep.status not in _TERMINAL:
+        if sweep.status not in FINISHED_SWEEP_STATUSES:
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it")
         store.delete_sweep(session, sweep_id)

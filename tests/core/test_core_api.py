@@ -62,7 +62,7 @@ def test_order_and_failed_points_do_not_raise():
     (dict(tol=1.5), "tol"),
     (dict(eta=0.0), "eta"),
     (dict(model="nope"), "model"),
-    (dict(m=6, n=5), "m"),
+    (dict(m=6, n=5), "n"),
     (dict(steps=0), "steps"),
     (dict(init_scale=float("nan")), "init_scale"),
 ])

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from servers import dead_url, flowsweep_cmd
 
 from flowsweep.service import cli, plots
 from flowsweep.service.client import Client
@@ -23,18 +22,6 @@ REPO = Path(__file__).resolve().parents[2]
 SPEC = {"name": "cli-test", "model": "asymmetric", "init": "gaussian", "integrator": "gd",
         "m": 3, "n": 4, "eta": 0.01, "steps": 1000, "record_every": 20, "fit_lambda0": True,
         "axes": {"k": [6], "init_scale": [0.1, 1.0], "seed": {"range": [0, 3]}}}
-
-
-def flowsweep_cmd() -> list[str]:
-    """The installed console script (pyproject [project.scripts]); `python -m` if not installed."""
-    script = Path(sys.executable).with_name("flowsweep")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "flowsweep.service.cli"]
-
-
-def dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 TOKEN = "cli-test-token"
@@ -200,7 +187,7 @@ def test_cancel(server, capsys, tmp_path):
 def test_unknown_sweep_is_one_line(server, capsys):
     for argv in (["status", "987654"], ["cancel", "987654"], ["plot", "987654"], ["summary", "987654"],
                  ["results", "987654"]):
-        rc, out, err = run(capsys, "--url", server.url, *argv)
+        rc, _, err = run(capsys, "--url", server.url, *argv)
         assert rc == 1, argv
         assert err.strip() == f"flowsweep: error: sweep 987654 not found on {server.url}", (argv, err)
 
@@ -272,7 +259,6 @@ def test_wait_rides_out_a_short_outage_then_gives_up(monkeypatch):
 
     monkeypatch.setattr(cli, "RECONNECT_SECONDS", 1.5)
     start = time.monotonic()
-    with Client(dead_url()) as c:
-        with pytest.raises(cli.ServerUnavailable):
-            cli._wait(c, [1], poll=0.1, quiet=True)
+    with Client(dead_url()) as c, pytest.raises(cli.ServerUnavailable):
+        cli._wait(c, [1], poll=0.1, quiet=True)
     assert time.monotonic() - start >= 1.5          # it kept retrying for the whole window

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from servers import dead_url
 
 from flowsweep.service.client import APIError, Client, NotFound, ServerUnavailable, finished_count
 
@@ -119,14 +120,9 @@ def test_unknown_ids_and_bad_specs_are_clear_errors(server):
 
 
 def test_server_down_is_server_unavailable():
-    import socket
-
-    with socket.socket() as sock:          # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with Client(f"http://127.0.0.1:{port}") as c:
-        with pytest.raises(ServerUnavailable, match=f"cannot reach the flowsweep server at http://127.0.0.1:{port}"):
-            c.sweeps()
+    url = dead_url()
+    with Client(url) as c, pytest.raises(ServerUnavailable, match=f"cannot reach the flowsweep server at {url}"):
+        c.sweeps()
 
 
 def test_url_and_token_come_from_the_environment(monkeypatch):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,20 +16,14 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
+from servers import flowsweep_cmd, free_port, start_server
 
 from flowsweep.service.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 MARK = "FLOWSWEEP_TOPOLOGY_TEST_MARK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _marked_pids(mark: str) -> list[int]:
@@ -93,26 +86,6 @@ def ray_cluster():
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def flowsweep_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("flowsweep")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "flowsweep.service.cli"]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"flowsweep serve exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            r = httpx.get(f"{url}/healthz", timeout=2.0)
-            if r.status_code == 200:
-                return r.json()
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"flowsweep serve not healthy after {timeout} s:\n{log.read_text()[-4000:]}")
-
-
 def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_url, tmp_path):
     address, mark = ray_cluster["address"], ray_cluster["mark"]
     # compose's ray-head healthcheck command works against a real head
@@ -129,19 +102,14 @@ def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_u
 
     # compose's api service: `flowsweep serve` with RAY_ADDRESS at the head, no auto-migration,
     # Ray auth off as on the nodes; it carries the marker so teardown can always reap it
-    port = free_port()
-    env = {**base, MARK: mark, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled",
-           "RAY_TMPDIR": ray_cluster["tmpdir"], "FLOWSWEEP_DATABASE_URL": db_url,
-           "FLOWSWEEP_HOST": "127.0.0.1", "FLOWSWEEP_PORT": str(port), "FLOWSWEEP_AUTO_MIGRATE": "false"}
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([*flowsweep_cmd(), "serve"], cwd=tmp_path, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server = start_server(db_url, tmp_path, cmd=[*flowsweep_cmd(), "serve"], cwd=tmp_path, num_cpus=None,
+                          ray_tmpdir=ray_cluster["tmpdir"], strip=("FLOWSWEEP_", "RAY_"), wait=False,
+                          env={MARK: mark, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled",
+                               "FLOWSWEEP_AUTO_MIGRATE": "false"})
     try:
-        health = wait_healthy(url, proc, log)
+        health = server.wait_ready(timeout=180)
         assert health["ray"] == {"nodes": 2, "cpus": 2}, health      # the driver joined, not started a Ray
-        with Client(url) as c:
+        with Client(server.url) as c:
             created = c.submit({"name": "topology", "model": "asymmetric", "m": 3, "n": 4, "eta": 0.01,
                                 "steps": 200, "axes": {"k": [6], "init_scale": [0.1, 1.0],
                                                        "seed": {"range": [0, 4]}}})
@@ -155,9 +123,4 @@ def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_u
             assert df["final_error"].between(0, 10).all()
         assert not (tmp_path / "flowsweep.db").exists()              # Postgres, not the SQLite default
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        server.stop()

@@ -24,7 +24,7 @@ from flowsweep.workers.runtime import init_ray, ray_status
 
 def small_sweep() -> list[tuple[int, PointConfig]]:
     """Three shape groups of cheap points (k = 4 and 6; seeds x init scales), one diverging point
-    (huge init, eta 0.9) and one invalid point (asymmetric needs m <= n) that core marks failed."""
+    (huge init, eta 0.9) and one invalid point (asymmetric needs n >= m) that core marks failed."""
     cfgs = [PointConfig("asymmetric", 2, 3, k, 0.05, 60, record_every=5, seed=s, init_scale=sc)
             for k in (4, 6) for sc in (0.1, 0.5) for s in range(12)]
     cfgs += [PointConfig("asymmetric", 2, 3, 4, 0.05, 30, record_every=5, seed=s) for s in range(6)]
@@ -128,7 +128,7 @@ def test_sweep_points_come_back_once_equal_to_core(local_ray):
         assert len(got.worker) == 56 and int(got.worker, 16) >= 0  # a Ray node id in hex
     statuses = Counter(by_id[pid].result.status for pid, _ in points)
     assert statuses == {"done": len(points) - 2, "diverged": 1, "failed": 1}
-    assert by_id[points[-1][0]].result.error.startswith("m:")      # core names the field
+    assert by_id[points[-1][0]].result.error.startswith("n:")      # core names the field
     assert by_id[points[-2][0]].result.metrics["diverged_at"] is not None
 
     # one task = one shape group; the largest group was split over the two CPUs
