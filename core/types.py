@@ -9,8 +9,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from flowsweep.status import PointStatus
+
+# The array types of the core: float64 values, int64 counts/iterations, boolean masks.
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 MODELS: tuple[str, ...] = ("asymmetric", "symmetric", "sigmoid")
 INITS: tuple[str, ...] = ("gaussian", "spectral", "balanced")
@@ -51,7 +57,7 @@ class PointConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PointConfig":
+    def from_dict(cls, d: dict[str, Any]) -> PointConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -82,11 +88,11 @@ METRIC_FIELDS: tuple[str, ...] = (
 class Curves:
     """Trajectories on the record grid t = eta * i (i = 0, record_every, ...)."""
 
-    t: np.ndarray                      # (T,)
-    error: np.ndarray                  # (T,) e(t) of the two-layer model
-    error_linear: np.ndarray           # (T,) e(t) of the one-layer baseline
-    singular_values: np.ndarray        # (T, min(m, n)) singular values of X(t), descending
-    error_regularized_fit: np.ndarray | None = None  # (T,) e(t) of X_reg(t; lambda0_fit)
+    t: FloatArray                      # (T,)
+    error: FloatArray                  # (T,) e(t) of the two-layer model
+    error_linear: FloatArray           # (T,) e(t) of the one-layer baseline
+    singular_values: FloatArray        # (T, min(m, n)) singular values of X(t), descending
+    error_regularized_fit: FloatArray | None = None  # (T,) e(t) of X_reg(t; lambda0_fit)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -11,16 +11,16 @@ values are unchanged while the cost no longer depends on k.
 """
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
 
-from .base import (DIVERGENCE_ERROR, FlowDiverged, Problem, Trajectory,  # noqa: F401
-                   record_grid, reduce_factors)
+from ..types import FloatArray
+from .base import DIVERGENCE_ERROR, FlowDiverged, Problem, Trajectory, record_grid, reduce_factors  # noqa: F401
 from .flow import FLOW_ATOL, FLOW_RTOL, run_flow  # noqa: F401
 from .gd_linear import FREEZE_ERROR, FREEZE_STEPS, run_gd_linear  # noqa: F401
 from .gd_sigmoid import run_gd_sigmoid
 
 
-def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
+def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
     """Explicit Euler (the paper's gradient descent), all points of the batch at once.
 
     A point whose error becomes non-finite (or absurdly large) is frozen at zero and keeps the
@@ -33,11 +33,13 @@ def run_gd(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajec
     return run_gd_linear(p, eta, steps, record_every, tol)
 
 
-METHODS = {"gd": run_gd, "flow": run_flow}
+# (problem, eta, steps, record_every, tol) -> trajectory
+Method = Callable[[Problem, float, int, int, float | FloatArray], Trajectory]
+METHODS: dict[str, Method] = {"gd": run_gd, "flow": run_flow}
 
 
 def integrate(p: Problem, method: str, eta: float, steps: int, record_every: int,
-              tol: float | np.ndarray) -> Trajectory:
+              tol: float | FloatArray) -> Trajectory:
     """The trajectory of every point of `p` on the grid t = eta * i, i = 0, record_every, ... <= steps;
     `method` is a point's `integrator` ("gd" or "flow")."""
     try:
@@ -47,5 +49,17 @@ def integrate(p: Problem, method: str, eta: float, steps: int, record_every: int
     return runner(p, eta, steps, record_every, tol)
 
 
-__all__ = ["Problem", "Trajectory", "FlowDiverged", "integrate", "run_gd", "run_flow", "record_grid",
-           "reduce_factors", "METHODS", "DIVERGENCE_ERROR", "FREEZE_ERROR", "FLOW_RTOL"]
+__all__ = [
+    "DIVERGENCE_ERROR",
+    "FLOW_RTOL",
+    "FREEZE_ERROR",
+    "METHODS",
+    "FlowDiverged",
+    "Problem",
+    "Trajectory",
+    "integrate",
+    "record_grid",
+    "reduce_factors",
+    "run_flow",
+    "run_gd",
+]

@@ -7,49 +7,52 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import sigmoid
+from ..types import FloatArray, IntArray
 
 # A relative error above this is treated as divergence (it only ever grows to inf from there).
 DIVERGENCE_ERROR = 1e20
 
 
-@dataclass
+@dataclass(init=False)
 class Problem:
     """A batch of points of one shape: model, data and reduced initial factors."""
 
     model: str                      # "asymmetric" | "symmetric" | "sigmoid"
-    Y: np.ndarray                   # (B, m, n) or (B, N, d) for sigmoid
-    U0: np.ndarray                  # (B, m, r)
-    V0: np.ndarray | None           # (B, n, r); None for symmetric
-    A: np.ndarray | None = None     # (B, N, d) sigmoid inputs
-    y_norm: np.ndarray | None = None  # (B,) ||Y||
+    Y: FloatArray                   # (B, m, n) or (B, N, d) for sigmoid
+    U0: FloatArray                  # (B, m, r)
+    V0: FloatArray | None           # (B, n, r); None for symmetric
+    A: FloatArray | None            # (B, N, d) sigmoid inputs
+    y_norm: FloatArray              # (B,) ||Y||
 
-    def __post_init__(self):
-        if self.y_norm is None:
-            self.y_norm = np.sqrt(np.einsum("bij,bij->b", self.Y, self.Y))
+    # written out (not generated) so that y_norm, optional here, is always an array afterwards
+    def __init__(self, model: str, Y: FloatArray, U0: FloatArray, V0: FloatArray | None,
+                 A: FloatArray | None = None, y_norm: FloatArray | None = None) -> None:
+        self.model, self.Y, self.U0, self.V0, self.A = model, Y, U0, V0, A
+        self.y_norm = np.sqrt(np.einsum("bij,bij->b", Y, Y)) if y_norm is None else y_norm
 
     @property
     def batch(self) -> int:
-        return self.Y.shape[0]
+        return int(self.Y.shape[0])
 
 
 @dataclass
 class Trajectory:
     """What an integrator recorded on the grid t = eta * i, i = 0, record_every, ... <= steps."""
 
-    t: np.ndarray                   # (T,)
-    X: np.ndarray                   # (B, T, m, n) end-to-end map (U V^T, U U^T, or U V^T for sigmoid)
-    error: np.ndarray               # (B, T) relative error e(t)
-    q_drift: np.ndarray | None      # (B, T) ||Q(t) - Q0||_F (None for symmetric)
-    time_to_tol: np.ndarray         # (B,) first t with e <= tol, nan if not reached
-    final_error: np.ndarray         # (B,) e at t = eta * steps
-    diverged_at: np.ndarray         # (B,) iteration of divergence, -1 if none
-    error_linear: np.ndarray | None = None        # (B, T) simulated baseline (sigmoid only)
-    time_to_tol_linear: np.ndarray | None = None  # (B,) simulated baseline (sigmoid only)
-    final_error_linear: np.ndarray | None = None  # (B,)
-    iterations: np.ndarray | None = None          # (B,) gd steps computed (fewer once stopped)
+    t: FloatArray                   # (T,)
+    X: FloatArray                   # (B, T, m, n) end-to-end map (U V^T, U U^T, or U V^T for sigmoid)
+    error: FloatArray               # (B, T) relative error e(t)
+    q_drift: FloatArray | None      # (B, T) ||Q(t) - Q0||_F (None for symmetric)
+    time_to_tol: FloatArray         # (B,) first t with e <= tol, nan if not reached
+    final_error: FloatArray         # (B,) e at t = eta * steps
+    diverged_at: IntArray           # (B,) iteration of divergence, -1 if none
+    error_linear: FloatArray | None = None        # (B, T) simulated baseline (sigmoid only)
+    time_to_tol_linear: FloatArray | None = None  # (B,) simulated baseline (sigmoid only)
+    final_error_linear: FloatArray | None = None  # (B,)
+    iterations: IntArray | None = None            # (B,) gd steps computed (fewer once stopped)
 
 
-def reduce_factors(U0: np.ndarray, V0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+def reduce_factors(U0: FloatArray, V0: FloatArray | None) -> tuple[FloatArray, FloatArray | None]:
     """Coordinates of U0 (and V0) in an orthonormal basis of the row space of [U0; V0]; a stack of
     points (leading batch dimension) is reduced in one call."""
     R0 = U0 if V0 is None else np.concatenate([U0, V0], axis=-2)
@@ -59,36 +62,42 @@ def reduce_factors(U0: np.ndarray, V0: np.ndarray | None) -> tuple[np.ndarray, n
     return U0 @ B, (None if V0 is None else V0 @ B)
 
 
-def record_grid(eta: float, steps: int, record_every: int) -> np.ndarray:
+def record_grid(eta: float, steps: int, record_every: int) -> IntArray:
     return np.arange(0, steps + 1, record_every)
 
 
 # ---------------------------------------------------------------- gradients (batched) -----
 
-def residual_and_grads(p: Problem, U, V):
-    """Return (end-to-end X, squared residual norm, dU, dV) with dU = -dL/dU (descent direction)."""
-    if p.model == "asymmetric":
-        X = U @ V.transpose(0, 2, 1)
-        R = p.Y - X
-        return X, np.einsum("bij,bij->b", R, R), R @ V, R.transpose(0, 2, 1) @ U
+def residual_and_grads(p: Problem, U: FloatArray, V: FloatArray | None
+                       ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
+    """Return (end-to-end X, squared residual norm, dU, dV) with dU = -dL/dU (descent direction);
+    V and dV are None for the symmetric model."""
     if p.model == "symmetric":
         X = U @ U.transpose(0, 2, 1)
         R = p.Y - X
         return X, np.einsum("bij,bij->b", R, R), 2.0 * (R @ U), None
+    if V is None:
+        raise ValueError(f"V: the {p.model} model has two factors, got None")
+    if p.model == "asymmetric":
+        X = U @ V.transpose(0, 2, 1)
+        R = p.Y - X
+        return X, np.einsum("bij,bij->b", R, R), R @ V, R.transpose(0, 2, 1) @ U
     X = U @ V.transpose(0, 2, 1)                  # sigmoid: loss 1/2 ||Y - phi(A X)||^2
     G, r2 = sigmoid_grad(p, X)
     return X, r2, G @ V, G.transpose(0, 2, 1) @ U
 
 
-def sigmoid_grad(p: Problem, X):
-    """-dL/dX = A^T [(Y - phi) * phi * (1 - phi)] for L = 1/2 ||Y - phi(A X)||^2."""
+def sigmoid_grad(p: Problem, X: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """-dL/dX = A^T [(Y - phi) * phi * (1 - phi)] for L = 1/2 ||Y - phi(A X)||^2; (G, ||Y - phi||^2)."""
+    if p.A is None:
+        raise ValueError("A: the sigmoid model needs its inputs, got None")
     P = sigmoid(p.A @ X)
     Rr = p.Y - P
     G = p.A.transpose(0, 2, 1) @ (Rr * P * (1.0 - P))
     return G, np.einsum("bij,bij->b", Rr, Rr)
 
 
-def gram_diff(U, V):
+def gram_diff(U: FloatArray, V: FloatArray) -> FloatArray:
     return U.transpose(0, 2, 1) @ U - V.transpose(0, 2, 1) @ V
 
 
@@ -97,7 +106,7 @@ class FlowDiverged(FloatingPointError):
 
     `iteration`: the first grid iteration (t / eta) at or after which the solution is bad."""
 
-    def __init__(self, iteration: int, t: float):
+    def __init__(self, iteration: int, t: float) -> None:
         super().__init__(f"flow diverged at t={t:g} (iteration {iteration})")
         self.iteration = iteration
         self.t = t

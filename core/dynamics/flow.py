@@ -5,8 +5,17 @@ import numpy as np
 from scipy.integrate import DOP853
 from scipy.optimize import brentq
 
-from .base import (DIVERGENCE_ERROR, FlowDiverged, Problem, Trajectory, gram_diff, record_grid,
-                   residual_and_grads, sigmoid_grad)
+from ..types import FloatArray
+from .base import (
+    DIVERGENCE_ERROR,
+    FlowDiverged,
+    Problem,
+    Trajectory,
+    gram_diff,
+    record_grid,
+    residual_and_grads,
+    sigmoid_grad,
+)
 
 # rtol near solve_ivp's floor (100 eps): over long horizons DOP853's global error at 1e-13 reached
 # 3e-8 of ||Y|| (symmetric model, t = 100, a batch of 40; the closed form agrees with Radau to
@@ -20,7 +29,7 @@ class _FlowSystem:
 
     def __init__(self, p: Problem):
         self.p = p
-        self.shapes = [p.U0.shape]
+        self.shapes: list[tuple[int, ...]] = [p.U0.shape]
         if p.V0 is not None:
             self.shapes.append(p.V0.shape)
         self.sig = p.model == "sigmoid"
@@ -29,46 +38,49 @@ class _FlowSystem:
             self.shapes.append((Bn, d, d))
         self.sizes = [int(np.prod(s)) for s in self.shapes]
 
-    def pack(self, arrays) -> np.ndarray:
+    def pack(self, arrays: list[FloatArray]) -> FloatArray:
         return np.concatenate([a.ravel() for a in arrays])
 
-    def unpack(self, y: np.ndarray):
-        out, o = [], 0
+    def unpack(self, y: FloatArray) -> list[FloatArray]:
+        out: list[FloatArray] = []
+        o = 0
         for s, n in zip(self.shapes, self.sizes):
             out.append(y[o:o + n].reshape(s))
             o += n
         return out
 
-    def initial(self) -> np.ndarray:
-        arrs = [self.p.U0] + ([self.p.V0] if self.p.V0 is not None else [])
-        if self.sig:
-            arrs.append(self.p.U0 @ self.p.V0.transpose(0, 2, 1))
+    def initial(self) -> FloatArray:
+        V0 = self.p.V0
+        arrs = [self.p.U0] + ([V0] if V0 is not None else [])
+        if self.sig and V0 is not None:               # (the sigmoid model always has V0)
+            arrs.append(self.p.U0 @ V0.transpose(0, 2, 1))
         return self.pack(arrs)
 
-    def factors(self, y):
+    def factors(self, y: FloatArray) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
         parts = self.unpack(y)
         U = parts[0]
         V = parts[1] if self.p.V0 is not None else None
         W = parts[2] if self.sig else None
         return U, V, W
 
-    def rhs(self, t, y):
+    def rhs(self, t: float, y: FloatArray) -> FloatArray:
         U, V, W = self.factors(y)
         _, _, dU, dV = residual_and_grads(self.p, U, V)
         out = [dU] + ([dV] if dV is not None else [])
-        if self.sig:
+        if W is not None:                               # sigmoid: the baseline's W
             out.append(sigmoid_grad(self.p, W)[0])
         return self.pack(out)
 
-    def evaluate(self, y):
+    def evaluate(self, y: FloatArray
+                 ) -> tuple[FloatArray, FloatArray | None, FloatArray, FloatArray, FloatArray | None]:
         """(U, V, X, e, e_linear) at state y; e_linear None unless sigmoid."""
         U, V, W = self.factors(y)
         X, r2, _, _ = residual_and_grads(self.p, U, V)
-        e = np.sqrt(r2) / self.p.y_norm
-        eW = np.sqrt(sigmoid_grad(self.p, W)[1]) / self.p.y_norm if self.sig else None
+        e: FloatArray = np.sqrt(r2) / self.p.y_norm
+        eW: FloatArray | None = None if W is None else np.sqrt(sigmoid_grad(self.p, W)[1]) / self.p.y_norm
         return U, V, X, e, eW
 
-    def crossings(self, y, tol) -> np.ndarray:
+    def crossings(self, y: FloatArray, tol: FloatArray) -> FloatArray:
         """e - tol (and e_linear - tol for sigmoid) of every point at state y, (S, B)."""
         _, _, _, e, eW = self.evaluate(y)
         return np.stack([e - tol] if eW is None else [e - tol, eW - tol])
@@ -78,7 +90,8 @@ class _FlowSystem:
 _EVENT_XTOL = 4 * np.finfo(float).eps
 
 
-def _solve(sysm: _FlowSystem, y0: np.ndarray, t_end: float, t_eval: np.ndarray, tol: np.ndarray):
+def _solve(sysm: _FlowSystem, y0: FloatArray, t_end: float, t_eval: FloatArray, tol: FloatArray
+           ) -> tuple[int, FloatArray, FloatArray, FloatArray]:
     """DOP853 stepped as solve_ivp(method="DOP853", t_eval=t_eval, events=...) steps it, with the
     events "e_b(t) = tol_b, falling" of all points checked at once at each step end (one
     evaluation of the batch instead of one call per point) and the first crossing of each located
@@ -87,9 +100,10 @@ def _solve(sysm: _FlowSystem, y0: np.ndarray, t_end: float, t_eval: np.ndarray, 
     solver = DOP853(sysm.rhs, 0.0, y0, t_end, rtol=FLOW_RTOL, atol=FLOW_ATOL)
     g = sysm.crossings(y0, tol)
     first = np.full(g.shape, np.nan)
-    ts, ys = [], []
+    ts: list[FloatArray] = []
+    ys: list[FloatArray] = []
     t_eval_i = 0
-    status = None
+    status: int | None = None
     while status is None:
         solver.step()
         if solver.status == "finished":
@@ -104,7 +118,7 @@ def _solve(sysm: _FlowSystem, y0: np.ndarray, t_end: float, t_eval: np.ndarray, 
         if down.any():
             sol = solver.dense_output()
             for k, b in zip(*np.nonzero(down)):
-                first[k, b] = brentq(lambda tt, k=k, b=b: sysm.crossings(sol(tt), tol)[k, b],
+                first[k, b] = brentq(lambda tt, k=k, b=b, sol=sol: sysm.crossings(sol(tt), tol)[k, b],
                                      t_old, t, xtol=_EVENT_XTOL, rtol=_EVENT_XTOL)
         g = g_new
         t_eval_i_new = np.searchsorted(t_eval, t, side="right")
@@ -114,12 +128,13 @@ def _solve(sysm: _FlowSystem, y0: np.ndarray, t_end: float, t_eval: np.ndarray, 
             ts.append(t_eval[t_eval_i:t_eval_i_new])
             ys.append(sol(t_eval[t_eval_i:t_eval_i_new]))
             t_eval_i = t_eval_i_new
+    assert status is not None                           # the loop ends only once it is set
     if not ts:
         return status, np.empty(0), np.empty((len(y0), 0)), first
     return status, np.hstack(ts), np.hstack(ys), first
 
 
-def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float) -> Trajectory:
+def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
     """The exact gradient flow on [0, eta*steps] (DOP853, rtol FLOW_RTOL), the batch stacked in one
     state vector. time_to_tol is an event per point (the first crossing e(t) = tol, located on
     the dense output). If the stacked solve fails, points are re-run one by one to isolate the
@@ -129,7 +144,7 @@ def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float) 
         return _run_flow_stacked(p, eta, steps, record_every, tol)
     except FlowDiverged:
         pass
-    parts = []
+    parts: list[Trajectory] = []
     for b in range(p.batch):
         sub = Problem(model=p.model, Y=p.Y[b:b + 1], U0=p.U0[b:b + 1],
                       V0=None if p.V0 is None else p.V0[b:b + 1],
@@ -141,11 +156,12 @@ def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float) 
     return _concat(parts)
 
 
-def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
+def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int,
+                      tol: float | FloatArray) -> Trajectory:
     sysm = _FlowSystem(p)
     Bn = p.batch
     idx = record_grid(eta, steps, record_every)
-    t_rec = idx * eta
+    t_rec = (idx * eta).astype(np.float64, copy=False)
     t_end = eta * steps
     t_eval = t_rec if idx[-1] == steps else np.append(t_rec, t_end)
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
@@ -154,46 +170,57 @@ def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
         status, sol_t, sol_y, first = _solve(sysm, y0, t_end, t_eval, tol)
     ok = status == 0 and np.all(np.isfinite(sol_y))
     ys = sol_y.T                                          # (T', state)
-    errs = []
+    # per sampled time: X, e, e_linear (sigmoid only) and Q = U^T U - V^T V (two factors only)
+    Xs: list[FloatArray] = []
+    es: list[FloatArray] = []
+    eWs: list[FloatArray] = []
+    grams: list[FloatArray] = []
     with np.errstate(all="ignore"):
         for j in range(ys.shape[0]):
             U, V, X, e, eW = sysm.evaluate(ys[j])
-            errs.append((X, e, eW, None if V is None else gram_diff(U, V)))
-    bad = [j for j, x in enumerate(errs)
-           if not (np.all(x[1] < DIVERGENCE_ERROR)
-                   and (not sysm.sig or np.all(x[2] < DIVERGENCE_ERROR)))]
+            Xs.append(X)
+            es.append(e)
+            if eW is not None:
+                eWs.append(eW)
+            if V is not None:
+                grams.append(gram_diff(U, V))
+    bad = [j for j in range(len(es))
+           if not (np.all(es[j] < DIVERGENCE_ERROR)
+                   and (not sysm.sig or np.all(eWs[j] < DIVERGENCE_ERROR)))]
     if bad or not ok:
         # the first sampled time with a bad value, else where the solver stopped
         t_fail = sol_t[bad[0]] if bad else (sol_t[-1] if len(sol_t) else 0.0)
         raise FlowDiverged(int(np.floor(t_fail / eta + 1e-9)), float(t_fail))
     T = len(idx)
-    X_rec = np.stack([x[0] for x in errs[:T]], axis=1)
-    err_rec = np.stack([x[1] for x in errs[:T]], axis=1)
-    drift = None
+    X_rec = np.stack(Xs[:T], axis=1)
+    err_rec = np.stack(es[:T], axis=1)
+    drift: FloatArray | None = None
     if p.V0 is not None:
         Q0 = gram_diff(p.U0, p.V0)
-        D = np.stack([x[3] for x in errs[:T]], axis=1) - Q0[:, None]
+        D = np.stack(grams[:T], axis=1) - Q0[:, None]
         drift = np.sqrt(np.einsum("btij,btij->bt", D, D))
 
-    def first_event(k, e0):
-        return np.where(e0 <= tol, 0.0, first[k])
+    def first_event(k: int, e0: FloatArray) -> FloatArray:
+        ttt_k: FloatArray = np.where(e0 <= tol, 0.0, first[k])
+        return ttt_k
 
-    ttt = first_event(0, errs[0][1])
+    ttt = first_event(0, es[0])
     tr = Trajectory(t=t_rec, X=X_rec, error=err_rec, q_drift=drift, time_to_tol=ttt,
-                    final_error=errs[-1][1], diverged_at=np.full(Bn, -1, dtype=np.int64))
+                    final_error=es[-1], diverged_at=np.full(Bn, -1, dtype=np.int64))
     if sysm.sig:
-        tr.error_linear = np.stack([x[2] for x in errs[:T]], axis=1)
-        tr.time_to_tol_linear = first_event(1, errs[0][2])
-        tr.final_error_linear = errs[-1][2]
+        tr.error_linear = np.stack(eWs[:T], axis=1)
+        tr.time_to_tol_linear = first_event(1, eWs[0])
+        tr.final_error_linear = eWs[-1]
     return tr
 
 
-def _diverged_trajectory(p: Problem, eta, steps, record_every, at: int) -> Trajectory:
+def _diverged_trajectory(p: Problem, eta: float, steps: int, record_every: int, at: int) -> Trajectory:
     idx = record_grid(eta, steps, record_every)
     Bn, T = p.batch, len(idx)
     m = p.U0.shape[1]
     n = m if p.V0 is None else p.V0.shape[1]
-    tr = Trajectory(t=idx * eta, X=np.zeros((Bn, T, m, n)), error=np.full((Bn, T), np.nan),
+    tr = Trajectory(t=(idx * eta).astype(np.float64, copy=False), X=np.zeros((Bn, T, m, n)),
+                    error=np.full((Bn, T), np.nan),
                     q_drift=None if p.V0 is None else np.full((Bn, T), np.nan),
                     time_to_tol=np.full(Bn, np.nan), final_error=np.full(Bn, np.nan),
                     diverged_at=np.full(Bn, max(at, 0), dtype=np.int64))
@@ -205,11 +232,15 @@ def _diverged_trajectory(p: Problem, eta, steps, record_every, at: int) -> Traje
 
 
 def _concat(parts: list[Trajectory]) -> Trajectory:
-    def cat(name):
+    def cat(name: str) -> FloatArray | None:
         vals = [getattr(t, name) for t in parts]
         return None if vals[0] is None else np.concatenate(vals, axis=0)
-    return Trajectory(t=parts[0].t, X=cat("X"), error=cat("error"), q_drift=cat("q_drift"),
-                      time_to_tol=cat("time_to_tol"), final_error=cat("final_error"),
-                      diverged_at=cat("diverged_at"), error_linear=cat("error_linear"),
-                      time_to_tol_linear=cat("time_to_tol_linear"),
+
+    def cat_all(name: str) -> FloatArray:            # a field every trajectory has
+        return np.concatenate([getattr(t, name) for t in parts], axis=0)
+
+    return Trajectory(t=parts[0].t, X=cat_all("X"), error=cat_all("error"), q_drift=cat("q_drift"),
+                      time_to_tol=cat_all("time_to_tol"), final_error=cat_all("final_error"),
+                      diverged_at=np.concatenate([t.diverged_at for t in parts], axis=0),
+                      error_linear=cat("error_linear"), time_to_tol_linear=cat("time_to_tol_linear"),
                       final_error_linear=cat("final_error_linear"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..types import BoolArray, FloatArray
 from .base import DIVERGENCE_ERROR, Problem, Trajectory, record_grid
 
 # Steps between divergence/tolerance checks of the squared residuals kept in a small window.
@@ -22,7 +23,7 @@ FREEZE_STEPS = 64
 class _GdBuffers:
     """Work arrays of the gd loop for the points still being iterated (rows of W = [Uc | Vc])."""
 
-    def __init__(self, W: np.ndarray, sY: np.ndarray, m: int, sym: bool):
+    def __init__(self, W: FloatArray, sY: FloatArray, m: int, sym: bool) -> None:
         Bn = W.shape[0]
         n = sY.shape[2]
         self.W, self.sY, self.m, self.sym = W, sY, m, sym
@@ -38,7 +39,7 @@ class _GdBuffers:
         self.Rt = np.empty((Bn, n, m))
         self.R_flat = self.R.reshape(Bn, m * n)
 
-    def residual(self, r2_out: np.ndarray) -> None:
+    def residual(self, r2_out: FloatArray) -> None:
         np.matmul(self.UcT, self.Vc, out=self.X)
         np.subtract(self.sY, self.X, out=self.R)
         np.vecdot(self.R_flat, self.R_flat, out=r2_out)
@@ -54,7 +55,7 @@ class _GdBuffers:
             np.matmul(self.Uc, self.R, out=self.dVc)
             self.W += self.dW
 
-    def zero(self, rows: np.ndarray) -> None:
+    def zero(self, rows: BoolArray) -> None:
         """A diverged point: factors and end-to-end map set to zero (recorded as such)."""
         self.W[rows] = 0.0
         if self.sym:
@@ -62,7 +63,7 @@ class _GdBuffers:
         self.X[rows] = 0.0
         self.R[rows] = 0.0
 
-    def subset(self, keep: np.ndarray) -> "_GdBuffers":
+    def subset(self, keep: BoolArray) -> _GdBuffers:
         """The buffers of the rows `keep`, mid-step: X and R of this step come along."""
         out = _GdBuffers(self.W[keep], self.sY[keep], self.m, self.sym)
         out.X[...] = self.X[keep]
@@ -70,7 +71,7 @@ class _GdBuffers:
         return out
 
 
-def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
+def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
     """The hot loop for the linear models, bound by numpy's per-matrix cost of small stacked
     matmuls, so every step is three matmuls and four cheap calls into preallocated buffers:
 
@@ -95,17 +96,20 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) ->
     idx = record_grid(eta, steps, record_every)
     T = len(idx)
     m, r = p.U0.shape[1], p.U0.shape[2]
-    n = m if sym else p.V0.shape[1]
+    V0 = None if sym else p.V0
+    if not sym and V0 is None:
+        raise ValueError(f"V0: the {p.model} model has two factors, got None")
+    n = m if V0 is None else V0.shape[1]
     W = np.empty((Bn, r, m if sym else m + n))
     np.multiply(p.U0.transpose(0, 2, 1), np.sqrt(s), out=W[:, :, :m])
-    if not sym:
-        np.multiply(p.V0.transpose(0, 2, 1), np.sqrt(s), out=W[:, :, m:])
+    if V0 is not None:
+        np.multiply(V0.transpose(0, 2, 1), np.sqrt(s), out=W[:, :, m:])
     buf = _GdBuffers(W, s * p.Y, m, sym)
     drift = None if sym else _QDrift(W, m)
     # records are written time-major (one block per record) and transposed at the end
     X_rec = np.empty((T, Bn, m, n))
     r2_rec = np.empty((T, Bn))
-    drift2_rec = None if sym else np.empty((T, Bn))
+    drift2_rec = np.empty((T, Bn))                  # left unwritten for symmetric (no Q)
     r2_final = np.empty(Bn)
     ttt = np.full(Bn, np.nan)
     div = np.full(Bn, -1, dtype=np.int64)
@@ -126,7 +130,8 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) ->
             r2 = win[:w, :len(act)]
             it0 = i - w + 1
             bad = ~(r2 <= thr2)                     # catches nan and inf too
-            gone = bad.any(axis=0)
+            # numpy's stubs type any(axis=) as "scalar or array"; of a 2-D array it is an array
+            gone: BoolArray = bad.any(axis=0)  # type: ignore[assignment]
             if gone.any():
                 div[act[gone]] = it0 + np.argmax(bad, axis=0)[gone]
                 buf.zero(gone)
@@ -180,16 +185,16 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) ->
     final = np.where(div >= 0, np.nan, np.sqrt(r2_final) / (s * ynorm))
     X_out = np.empty((Bn, T, m, n))
     np.divide(X_rec.transpose(1, 0, 2, 3), s, out=X_out)
-    return Trajectory(t=idx * eta, X=X_out, error=err_rec, time_to_tol=ttt, final_error=final,
-                      diverged_at=div, q_drift=None if sym else np.sqrt(drift2_rec.T) / s,
-                      iterations=iterations)
+    return Trajectory(t=(idx * eta).astype(np.float64, copy=False), X=X_out, error=err_rec,
+                      time_to_tol=ttt, final_error=final, diverged_at=div,
+                      q_drift=None if sym else np.sqrt(drift2_rec.T) / s, iterations=iterations)
 
 
 class _QDrift:
     """||Q - Q0||_F of Q = U^T U - V^T V from W = [Uc | Vc] (Q = W J W^T, J = diag(I_m, -I_n)),
     into preallocated buffers (fresh temporaries of this size cost more than the product)."""
 
-    def __init__(self, W: np.ndarray, m: int, Q0: np.ndarray | None = None):
+    def __init__(self, W: FloatArray, m: int, Q0: FloatArray | None = None) -> None:
         Bn, r, mn = W.shape
         self.m = m
         self.J = np.where(np.arange(mn) < m, 1.0, -1.0)
@@ -199,18 +204,18 @@ class _QDrift:
         self.Q_flat = self.Q.reshape(Bn, r * r)
         self.Q0 = self.gram(W).copy() if Q0 is None else Q0
 
-    def gram(self, W: np.ndarray) -> np.ndarray:
+    def gram(self, W: FloatArray) -> FloatArray:
         np.multiply(W, self.J, out=self.WJ)
         np.copyto(self.Wt, W.transpose(0, 2, 1))
         np.matmul(self.WJ, self.Wt, out=self.Q)
         return self.Q
 
-    def squared_norm(self, W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def squared_norm(self, W: FloatArray, out: FloatArray | None = None) -> FloatArray:
         Q = self.gram(W)
         Q -= self.Q0
         return np.vecdot(self.Q_flat, self.Q_flat, out=out)
 
-    def subset(self, keep: np.ndarray, W: np.ndarray) -> "_QDrift":
+    def subset(self, keep: BoolArray, W: FloatArray) -> _QDrift:
         """For the rows `keep`, whose factors are now W (their Q0 stays the one they started from)."""
         return _QDrift(W, self.m, Q0=self.Q0[keep])
 

@@ -3,10 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (DIVERGENCE_ERROR, Problem, Trajectory, gram_diff, record_grid, residual_and_grads,
-                   sigmoid_grad)
+from ..types import FloatArray
+from .base import (
+    DIVERGENCE_ERROR,
+    Problem,
+    Trajectory,
+    gram_diff,
+    record_grid,
+    residual_and_grads,
+    sigmoid_grad,
+)
 
-def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -> Trajectory:
+
+def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
     """The sigmoid model through `residual_and_grads`, with its one-layer baseline W (started at
     U0 V0^T) simulated by the same steps. Once every point has diverged the loop stops
     (`iterations`); the records it would have added are written directly."""
@@ -14,6 +23,8 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
     idx = record_grid(eta, steps, record_every)
     T = len(idx)
+    if p.V0 is None:
+        raise ValueError("V0: the sigmoid model has two factors, got None")
     U = p.U0.copy()
     V = p.V0.copy()
     W = U @ V.transpose(0, 2, 1)
@@ -32,6 +43,7 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -
     with np.errstate(all="ignore"):
         for i in range(steps + 1):
             X, r2, dU, dV = residual_and_grads(p, U, V)
+            assert dV is not None                   # two factors: dV is an array
             e = np.sqrt(r2) / ynorm
             GW, rW2 = sigmoid_grad(p, W)
             eW = np.sqrt(rW2) / ynorm
@@ -66,7 +78,8 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol) -
             U = U + eta * dU
             V = V + eta * dV
             W = W + eta * GW
-    return Trajectory(t=idx * eta, X=X_rec, error=err_rec, q_drift=drift_rec, time_to_tol=ttt,
+    return Trajectory(t=(idx * eta).astype(np.float64, copy=False), X=X_rec, error=err_rec,
+                      q_drift=drift_rec, time_to_tol=ttt,
                       final_error=np.where(alive, e, np.nan), diverged_at=div,
                       error_linear=errL_rec, time_to_tol_linear=tttL,
                       final_error_linear=np.where(alive, eW, np.nan), iterations=iterations)
