@@ -16,9 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+
+from .types import FloatArray
 
 
-def _one_minus_exp_over(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _one_minus_exp_over(a: FloatArray, t: FloatArray) -> FloatArray:
     """(1 - e^{-2 t a}) / (2 a) for a >= 0, t >= 0, equal to t at a = 0; shape (T, N)."""
     z = 2.0 * np.multiply.outer(t, a)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -26,8 +29,8 @@ def _one_minus_exp_over(a: np.ndarray, t: np.ndarray) -> np.ndarray:
     return t[:, None] * h
 
 
-def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
-            factor: np.ndarray | None = None, block: tuple | None = None) -> np.ndarray:
+def riccati(A: FloatArray, P0: FloatArray, t: npt.ArrayLike, form: str = "stable",
+            factor: FloatArray | None = None, block: tuple[slice, slice] | None = None) -> FloatArray:
     """Solution of dP/dt = A P + P A - P^2, P(0) = P0 (A symmetric, P0 >= 0) at times t; (T, N, N).
 
     form="stable": the decaying form around the stabilising solution (eq. (41) generalised); when
@@ -40,18 +43,20 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
     """
     t = np.atleast_1d(np.asarray(t, dtype=float))
 
-    def factored() -> np.ndarray:
+    def factored() -> FloatArray:
         P = riccati_factored(A, _psd_factor(P0) if factor is None else factor, t)
         return P if block is None else P[:, block[0], block[1]]
 
     if form == "factored":
         return factored()
+    a: FloatArray
+    E: FloatArray
     a, E = np.linalg.eigh(A)
     P0e = E.T @ P0 @ E
     Nn = len(a)
     if form == "literal":
         with np.errstate(over="ignore", invalid="ignore"):
-            ex = np.exp(np.multiply.outer(t, a))                       # e^{t a}
+            ex: FloatArray = np.exp(np.multiply.outer(t, a))           # e^{t a}
             z = 2.0 * np.multiply.outer(t, a)                           # N = t expm1(2ta)/(2ta)
             Nd = np.where(np.abs(z) > 1e-12, np.expm1(z) / np.where(z != 0, z, 1.0), 1.0) * t[:, None]
             K = np.eye(Nn) + Nd[:, :, None] * P0e
@@ -64,9 +69,9 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
             if mu <= 1e-7 * max(float(np.linalg.eigvalsh(P0e)[-1]), 1e-300):
                 return factored()
         absa = np.abs(a)
-        pstar = np.where(pos, 2.0 * a, 0.0)
+        pstar: FloatArray = np.where(pos, 2.0 * a, 0.0)
         D0 = P0e - np.diag(pstar)
-        c = np.exp(-np.multiply.outer(t, absa))                        # e^{-t|a|}, (T, N)
+        c: FloatArray = np.exp(-np.multiply.outer(t, absa))            # e^{-t|a|}, (T, N)
         d = np.where(pos, c * c, 1.0)                                   # I - M P*
         M = _one_minus_exp_over(absa, t)                                # (T, N)
         # I + M D0 = diag(d) + M P0e, with d added on the diagonal in place (no (T, N, N) identity)
@@ -92,11 +97,12 @@ def riccati(A: np.ndarray, P0: np.ndarray, t, form: str = "stable",
     return P if block is None else P[:, block[0], block[1]]
 
 
-def _psd_factor(P0: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+def _psd_factor(P0: FloatArray, rtol: float = 1e-12) -> FloatArray:
     """F with F F^T = P0 and as many columns as P0's numerical rank."""
     w, V = np.linalg.eigh((P0 + P0.T) / 2.0)
     keep = w > rtol * max(w[-1], 1e-300)
-    return V[:, keep] * np.sqrt(w[keep])
+    F: FloatArray = V[:, keep] * np.sqrt(w[keep])
+    return F
 
 
 # Largest t * max|a| handled in one go by the factored form; beyond it the solution restarts from
@@ -105,7 +111,7 @@ def _psd_factor(P0: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
 _FACTOR_SPAN = 30.0
 
 
-def riccati_factored(A: np.ndarray, R0: np.ndarray, t) -> np.ndarray:
+def riccati_factored(A: FloatArray, R0: FloatArray, t: npt.ArrayLike) -> FloatArray:
     """dP/dt = A P + P A - P^2 with P0 = R0 R0^T, computed as P = G G^T with G of rank(R0) columns.
 
     With g = e^{tA}, w = (e^{2tA} - I)/(2A) and M = (I - e^{-2tA})/(2A) (eigenwise), the solution
@@ -114,6 +120,8 @@ def riccati_factored(A: np.ndarray, R0: np.ndarray, t) -> np.ndarray:
     rank-deficient start cannot drift to the stabilising solution through rounding (the flow itself
     keeps rank(P) <= rank(R0)); times beyond t |a| = 300 restart from an earlier factor."""
     t = np.atleast_1d(np.asarray(t, dtype=float))
+    a: FloatArray
+    E: FloatArray
     a, E = np.linalg.eigh(A)
     Nn = len(a)
     R = E.T @ R0
@@ -142,7 +150,7 @@ def riccati_factored(A: np.ndarray, R0: np.ndarray, t) -> np.ndarray:
     return (P + np.swapaxes(P, 1, 2)) / 2.0
 
 
-def _factor_at(a: np.ndarray, R: np.ndarray, tau: np.ndarray) -> np.ndarray:
+def _factor_at(a: FloatArray, R: FloatArray, tau: FloatArray) -> FloatArray:
     """G(tau) with G G^T = P(tau) when P(0) = R R^T (A diagonal = a); shape (T, N, r)."""
     Nn, r = R.shape
     z = 2.0 * np.multiply.outer(tau, a)
@@ -161,7 +169,7 @@ def _factor_at(a: np.ndarray, R: np.ndarray, tau: np.ndarray) -> np.ndarray:
     return G
 
 
-def riccati_symmetric(Y: np.ndarray, X0: np.ndarray, t, form: str = "stable") -> np.ndarray:
+def riccati_symmetric(Y: FloatArray, X0: FloatArray, t: npt.ArrayLike, form: str = "stable") -> FloatArray:
     """X(t) of the symmetric flow eq. (5), dX/dt = 2YX + 2XY - 4X^2, for any X0 >= 0; (T, m, m).
 
     Z = 4X obeys dZ/dt = (2Y) Z + Z (2Y) - Z^2, so X = riccati(2Y, 4X0)/4. form="literal" is eq.
@@ -169,18 +177,19 @@ def riccati_symmetric(Y: np.ndarray, X0: np.ndarray, t, form: str = "stable") ->
     return riccati(2.0 * Y, 4.0 * X0, t, form=form) / 4.0
 
 
-def riccati_symmetric_factor(Y: np.ndarray, U0: np.ndarray, t, form: str = "stable") -> np.ndarray:
+def riccati_symmetric_factor(Y: FloatArray, U0: FloatArray, t: npt.ArrayLike, form: str = "stable") -> FloatArray:
     """As `riccati_symmetric` with X0 = U0 U0^T given by its factor (P0 = (2 U0)(2 U0)^T)."""
     return riccati(2.0 * Y, 4.0 * (U0 @ U0.T), t, form=form, factor=2.0 * U0) / 4.0
 
 
-def linear_flow(Y: np.ndarray, X0: np.ndarray, t) -> np.ndarray:
+def linear_flow(Y: FloatArray, X0: FloatArray, t: npt.ArrayLike) -> FloatArray:
     """Eq. (4): X(t) = Y + (X0 - Y) e^{-t}; (T, m, n)."""
     t = np.atleast_1d(np.asarray(t, dtype=float))
-    return Y + np.exp(-t)[:, None, None] * (X0 - Y)
+    decay: FloatArray = np.exp(-t)
+    return Y + decay[:, None, None] * (X0 - Y)
 
 
-def symmetric_spectral(sigma: np.ndarray, sigma0: np.ndarray, t) -> np.ndarray:
+def symmetric_spectral(sigma: FloatArray, sigma0: FloatArray, t: npt.ArrayLike) -> FloatArray:
     """Eq. (7) per eigenvalue: sigma_i(t) = sigma0 sigma e^{4t sigma} / (sigma + sigma0 (e^{4t sigma} - 1)),
     rewritten with decaying exponentials (sigma > 0) and expm1 (sigma -> 0 gives sigma0/(1 + 4t sigma0));
     shape (T, m)."""
@@ -193,10 +202,11 @@ def symmetric_spectral(sigma: np.ndarray, sigma0: np.ndarray, t) -> np.ndarray:
         pos = s0 / (np.exp(-z) + s0 * 4.0 * t * h)                 # sigma > 0: divide by e^{4t sigma}
         # sigma <= 0: e^{4ts}/(1 + s0 (e^{4ts} - 1)/s) with (e^{-z} - 1)/s = 4t h
         neg = s0 * np.exp(-z) / (1.0 + s0 * 4.0 * t * h)
-    return np.where(s > 0, pos, neg)
+    x: FloatArray = np.where(s > 0, pos, neg)
+    return x
 
 
-def asymmetric_spectral(sigma: np.ndarray, x0: np.ndarray, lambda0, t) -> np.ndarray:
+def asymmetric_spectral(sigma: FloatArray, x0: FloatArray, lambda0: npt.ArrayLike, t: npt.ArrayLike) -> FloatArray:
     """Eq. (15) per singular value, the solution of eq. (50) dx/dt = 2(sigma - x) sqrt(x^2 + lambda0^2/4).
 
     With rho = sqrt(4 sigma^2 + lambda0^2) and nu(t) = nu0 e^{-rho t}:
@@ -215,30 +225,33 @@ def asymmetric_spectral(sigma: np.ndarray, x0: np.ndarray, lambda0, t) -> np.nda
     nu0 = 2.0 * (x0 - s) / (b + np.sqrt(b * b + 4.0 * l2 * (x0 - s) ** 2))
     nu = nu0 * np.exp(-rho * t)
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = (s * (1.0 - l2 * nu * nu) + l2 * nu) / (1.0 - 4.0 * s * nu - l2 * nu * nu)
+        x: FloatArray = (s * (1.0 - l2 * nu * nu) + l2 * nu) / (1.0 - 4.0 * s * nu - l2 * nu * nu)
         # rho = 0 (sigma = lambda0 = 0): dx/dt = -2 x |x|
         x = np.where(rho > 0, x, x0 / (1.0 + 2.0 * np.abs(x0) * t))
     return x
 
 
-def paper_constant_C(sigma, x0, lambda0):
+def paper_constant_C(sigma: npt.ArrayLike, x0: float | FloatArray, lambda0: npt.ArrayLike) -> FloatArray:
     """Eq. (51) as printed: C = (sqrt(4 s^2 l^2 + 16 s^2 x0^2 + l^4 + 4 x0^2 l^2) - 4 s x0 - l^2) / (4 l^2 (s - x0))."""
     s, l = np.asarray(sigma, float), np.asarray(lambda0, float)
-    root = np.sqrt(4 * s**2 * l**2 + 16 * s**2 * x0**2 + l**4 + 4 * x0**2 * l**2)
-    return (root - 4 * s * x0 - l**2) / (4 * l**2 * (s - x0))
+    root: FloatArray = np.sqrt(4 * s**2 * l**2 + 16 * s**2 * x0**2 + l**4 + 4 * x0**2 * l**2)
+    C: FloatArray = (root - 4 * s * x0 - l**2) / (4 * l**2 * (s - x0))
+    return C
 
 
-def asymmetric_spectral_paper(sigma, x0, lambda0, t):
+def asymmetric_spectral_paper(sigma: npt.ArrayLike, x0: float | FloatArray, lambda0: npt.ArrayLike,
+                              t: npt.ArrayLike) -> FloatArray:
     """Eq. (15) literally (growing exponentials), for cross-checking `asymmetric_spectral`."""
     t = np.atleast_1d(np.asarray(t, dtype=float))[:, None]
     s, l = np.asarray(sigma, float)[None], np.asarray(lambda0, float)
     C = paper_constant_C(sigma, x0, lambda0)[None]
     r = np.sqrt(4 * s**2 + l**2)
-    E = np.exp(t * r)
-    return (s * E**2 - 2 * C * l**2 * E - 4 * s * l**2 * C**2) / (E**2 + 8 * s * C * E - 4 * l**2 * C**2)
+    E: FloatArray = np.exp(t * r)
+    x: FloatArray = (s * E**2 - 2 * C * l**2 * E - 4 * s * l**2 * C**2) / (E**2 + 8 * s * C * E - 4 * l**2 * C**2)
+    return x
 
 
-def shifted_gram_A(Y: np.ndarray, lambda0: float) -> np.ndarray:
+def shifted_gram_A(Y: FloatArray, lambda0: float) -> FloatArray:
     """S~ = S_Y + (lambda0/2) J with S_Y = [[0, Y], [Y^T, 0]], J = diag(I_m, -I_n) (eq. (17), (21))."""
     m, n = Y.shape
     S = np.zeros((m + n, m + n))
@@ -253,12 +266,12 @@ def shifted_gram_A(Y: np.ndarray, lambda0: float) -> np.ndarray:
 class RegularizedFlow:
     """Closed form of the regularized flow eq. (19) with Lambda_Q0 = lambda0 I (eq. (21))."""
 
-    t: np.ndarray
-    X: np.ndarray                  # (T, m, n) top-right block of R R^T: X_reg(t; lambda0)
-    P: np.ndarray | None = None    # (T, m+n, m+n) R R^T when asked for (full=True)
+    t: FloatArray
+    X: FloatArray                  # (T, m, n) top-right block of R R^T: X_reg(t; lambda0)
+    P: FloatArray | None = None    # (T, m+n, m+n) R R^T when asked for (full=True)
 
 
-def regularized_flow(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, lambda0: float, t,
+def regularized_flow(Y: FloatArray, U0: FloatArray, V0: FloatArray, lambda0: float, t: npt.ArrayLike,
                      form: str = "stable", full: bool = False) -> RegularizedFlow:
     """R = [U; V] obeys dR/dt = S~ R - R R^T R / 2, so P = R R^T obeys dP/dt = S~P + PS~ - P^2,
     P0 = R0 R0^T (independent of k). Valid for any R0."""

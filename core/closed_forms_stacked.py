@@ -9,15 +9,17 @@ balanced starts) is computed by `regularized_flow` itself. Same numbers to round
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .closed_forms import regularized_flow
-
+from .types import FloatArray
 
 # Points per stacked call: about this many (N x N) systems at once keep the work arrays in cache.
 _SYSTEMS_PER_CALL = 1024
 
 
-def regularized_flow_stacked(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, lambda0, t) -> np.ndarray:
+def regularized_flow_stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lambda0: npt.ArrayLike,
+                             t: npt.ArrayLike) -> FloatArray:
     """X_reg(t; lambda0) of every point, (B, T, m, n): Y (B, m, n), U0 (B, m, r), V0 (B, n, r),
     lambda0 a scalar or (B,), t (T,)."""
     Bn = Y.shape[0]
@@ -30,7 +32,7 @@ def regularized_flow_stacked(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, lamb
                            for i in range(0, Bn, step)])
 
 
-def _stacked(Y, U0, V0, lam, t) -> np.ndarray:
+def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: FloatArray) -> FloatArray:
     Bn, m, n = Y.shape
     Nn = m + n
     T = len(t)
