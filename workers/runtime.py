@@ -33,7 +33,10 @@ import os
 import secrets
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import ray
 
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# what signal.getsignal returns (typeshed's signal._HANDLER, which exists only in the stubs)
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 def _token_available() -> bool:
@@ -71,29 +76,30 @@ def refresh_auth_config() -> None:
     Ray reads its config and token once per process (at import / first use), so changes made to
     os.environ afterwards (by `init_ray`, or by a test) need this, as Ray's own _enable_token_auth
     does it."""
-    from ray._raylet import AuthenticationTokenLoader, Config
+    # both exist in the compiled module; ray's _raylet.pyi does not list them
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
 
 
-def _embedded_system_config() -> dict:
+def _embedded_system_config() -> dict[str, int]:
     """Ray starts workers at niceness 15 by default: on a machine with any other load they then
     get a fraction of the CPUs the sweep was promised (measured here: 2x slower than a plain
     process). The embedded service exists to run sweeps, so its workers run at normal priority;
     RAY_worker_niceness in the environment still wins."""
-    if os.environ.get("RAY_worker_niceness") is not None:
+    if os.environ.get("RAY_worker_niceness") is not None:  # noqa: SIM112 (Ray's RAY_<config name>)
         return {}
     return {"worker_niceness": 0}
 
 
-def _save_signal_handlers() -> dict:
+def _save_signal_handlers() -> dict[signal.Signals, _Handler]:
     if threading.current_thread() is not threading.main_thread():
         return {}  # signal handlers can only be read/set from the main thread
     return {s: signal.getsignal(s) for s in _SIGNALS}
 
 
-def _restore_signal_handlers(saved: dict) -> None:
+def _restore_signal_handlers(saved: dict[signal.Signals, _Handler]) -> None:
     for sig, handler in saved.items():
         if handler is not None and signal.getsignal(sig) is not handler:
             signal.signal(sig, handler)
@@ -126,7 +132,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         warm_workers()
 
 
-def warm_workers() -> list[ray.ObjectRef]:
+def warm_workers() -> list[ray.ObjectRef[tuple[str, int]]]:
     """Submit one task per CPU of every node that imports core, so a sweep's first chunks run warm
     everywhere; returns their refs (init_ray does not wait for them). Each task is pinned (softly)
     to its node: left to the scheduler, the warm-ups can all queue on the node that answers first,
@@ -136,7 +142,7 @@ def warm_workers() -> list[ray.ObjectRef]:
 
     from flowsweep.workers.tasks import warm_up
 
-    refs = []
+    refs: list[ray.ObjectRef[tuple[str, int]]] = []
     for node_id, cpus in _node_cpus().items():
         pinned = warm_up.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=True))
@@ -147,10 +153,10 @@ def warm_workers() -> list[ray.ObjectRef]:
 def _node_cpus() -> dict[str, int]:
     """{node id: CPUs} of the cluster's alive nodes."""
     return {n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0))
-            for n in ray.nodes() if n.get("Alive")}
+            for n in ray.nodes() if n.get("Alive")}  # type: ignore[no-untyped-call]  # ray.nodes is unannotated
 
 
-def ray_status() -> dict:
+def ray_status() -> dict[str, int]:
     """{"nodes": alive node count, "cpus": total CPUs}; zeros when Ray is not up or unreachable."""
     if not ray.is_initialized():
         return {"nodes": 0, "cpus": 0}
@@ -174,4 +180,4 @@ def shutdown_ray() -> None:
 
 def cluster_cpus() -> int:
     """Total CPUs of the connected cluster (at least 1)."""
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]  # unannotated in ray
