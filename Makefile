@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/flowsweep: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[server,test]'
+	$(BIN)/pip install -q -e '.[server,test,dev]'
 	touch $(BIN)/flowsweep
 
 install: $(BIN)/flowsweep
@@ -19,19 +19,15 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-$(BIN)/ruff: $(BIN)/flowsweep
-	$(BIN)/pip install -q -e '.[server,test,dev]'
-	touch $(BIN)/ruff
-
 # ruff lint + format check over the repository, then mypy (strict on core and workers).
-lint: $(BIN)/ruff
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+lint: install
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 	$(MAKE) typecheck
 
 # mypy cannot read pyproject's package-dir: build/typecheck/flowsweep links the folders as the wheel
 # lays them out (flowsweep/core -> core, ...), and mypy checks the package `flowsweep` there.
-typecheck: $(BIN)/ruff
+typecheck: install
 	rm -rf build/typecheck/flowsweep && mkdir -p build/typecheck/flowsweep
 	for f in flowsweep/*.py; do ln -s "$(CURDIR)/$$f" build/typecheck/flowsweep/; done
 	for d in core workers service migrations; do ln -s "$(CURDIR)/$$d" build/typecheck/flowsweep/$$d; done
