@@ -8,26 +8,31 @@ BIN := $(VENV)/bin
 
 $(BIN)/flowsweep: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[server,test,dev]'
+	$(BIN)/pip install -q -e '.[server]'
 	touch $(BIN)/flowsweep
+
+# the test and lint tools on top (pytest, Playwright, schemathesis, ruff, mypy)
+$(VENV)/.dev-installed: $(BIN)/flowsweep
+	$(BIN)/pip install -q -e '.[server,test,dev]'
+	touch $@
 
 install: $(BIN)/flowsweep
 
 run: install
 	$(BIN)/flowsweep serve
 
-test: install
+test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # ruff lint + format check over the repository, then mypy (strict on core and workers).
-lint: install
+lint: $(VENV)/.dev-installed
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(MAKE) typecheck
 
 # mypy cannot read pyproject's package-dir: build/typecheck/flowsweep links the folders as the wheel
 # lays them out (flowsweep/core -> core, ...), and mypy checks the package `flowsweep` there.
-typecheck: install
+typecheck: $(VENV)/.dev-installed
 	rm -rf build/typecheck/flowsweep && mkdir -p build/typecheck/flowsweep
 	for f in flowsweep/*.py; do ln -s "$(CURDIR)/$$f" build/typecheck/flowsweep/; done
 	for d in core workers service migrations; do ln -s "$(CURDIR)/$$d" build/typecheck/flowsweep/$$d; done
