@@ -27,7 +27,7 @@ REUSABLE_POINT_STATUSES = ("done", "diverged")
 
 # Parameter columns of `points`, in PointConfig order.
 PARAM_FIELDS = ("model", "m", "n", "k", "eta", "steps", "init", "integrator", "init_scale", "lambda0",
-                "seed", "record_every", "tol", "data_seed", "fit_lambda0", "n_samples")
+                "seed", "record_every", "tol", "data_seed", "fit_lambda0", "n_samples", "depth")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -114,6 +114,7 @@ class Point(Base):
     data_seed: Mapped[int | None] = mapped_column(Integer, index=True)
     fit_lambda0: Mapped[bool] = mapped_column(Boolean, index=True)
     n_samples: Mapped[int] = mapped_column(Integer, index=True)
+    depth: Mapped[int | None] = mapped_column(Integer, index=True)  # model deep only (revision 0007)
 
     sweep: Mapped[Sweep] = relationship(back_populates="points")
     result: Mapped["Result | None"] = relationship(back_populates="point", foreign_keys="Result.point_id",

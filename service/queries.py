@@ -28,7 +28,7 @@ DEFAULT_JSON_LIMIT = 1000
 MAX_JSON_LIMIT = 100_000
 
 # Parameters a result row can be filtered on: every PointConfig field, plus the ids.
-_INT_PARAMS = ("m", "n", "k", "seed", "steps", "record_every", "data_seed", "n_samples")
+_INT_PARAMS = ("m", "n", "k", "seed", "steps", "record_every", "data_seed", "n_samples", "depth")
 _FLOAT_PARAMS = ("init_scale", "lambda0", "eta", "tol")
 # Integer columns are 32-bit (SQLAlchemy binds them as INTEGER): larger values are a 422, not a DB error.
 Int32 = Annotated[int, Field(ge=-2**31, le=2**31 - 1)]
@@ -244,7 +244,7 @@ def clean_row(mapping) -> dict:  # noqa: ANN001
 # ----------------------------------------------------------------------------- frames and files
 
 _INT_FIELDS = {"point_id", "sweep_id", "m", "n", "k", "seed", "steps", "diverged_at", "record_every",
-               "data_seed", "n_samples"}
+               "data_seed", "n_samples", "depth"}
 _FLOAT_FIELDS = set(_FLOAT_PARAMS) | set(NUMERIC_METRICS) - {"diverged_at"}
 
 
