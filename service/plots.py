@@ -13,6 +13,8 @@ kinds (the paper's figures):
                    with Λ = λ₀I at the fitted λ₀ (black solid).
   lambda0          `lambda0_fit` against k (or another parameter).
   speedup          `speedup` = time_to_tol_linear / time_to_tol against init_scale or λ₀.
+  depth            deep model: `time_to_tol` against depth (L = 1 is the one-layer model).
+  plateau          deep model: the plateau's length (first t with e(t) <= 0.9·e(0)) against depth.
 """
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
-GROUP_AXES = ("init_scale", "k", "lambda0")     # sweep axes other than seed (SPEC §3)
+KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "depth", "plateau")
+GROUP_AXES = ("init_scale", "k", "lambda0", "depth")     # sweep axes other than seed (SPEC §3)
+PLATEAU_DROP = 0.1      # the plateau ends when e(t) has fallen by this fraction of e(0)
 PANEL_SIZE = (4.0, 3.2)                          # inches per panel
 MAX_COLS = 4
 TWO_LAYER_COLOR = "C0"
@@ -326,6 +329,37 @@ def speedup_figure(df: pd.DataFrame, x: str | None = None, by: Sequence[str] | N
     return metric_figure(df, "speedup", x, by, reference=1.0, reference_label="one-layer (no acceleration)")
 
 
+def plateau_length(t: np.ndarray, error: np.ndarray, drop: float = PLATEAU_DROP) -> float:
+    """First recorded t with e(t) <= (1 − drop)·e(0): how long a small start stays near the saddle
+    at X = 0 before its first mode is learned; NaN if the error never fell that far."""
+    t, e = np.asarray(t, float), np.asarray(error, float)
+    below = np.flatnonzero(e <= (1.0 - drop) * e[0])
+    return float(t[below[0]]) if len(below) else math.nan
+
+
+def _depth_series(df: pd.DataFrame, by: Sequence[str] | None) -> list[str] | None:
+    if "depth" not in df.columns or _numeric(df, "depth").isna().all():
+        raise PlotError("these points have no depth: the depth plots are for model deep")
+    if by is None:
+        by = [a for a in varying_axes(df, ("init_scale", "lambda0", "k", "init")) if a != "depth"][:1] or None
+    return by
+
+
+def depth_figure(df: pd.DataFrame, by: Sequence[str] | None = None) -> Figure:
+    """`time_to_tol` against depth L, one series per value of the other varying axis."""
+    return metric_figure(df, "time_to_tol", "depth", _depth_series(df, by))
+
+
+def plateau_figure(df: pd.DataFrame, curves: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None) -> Figure:
+    """Plateau length (`plateau_length` of each point's curve) against depth L; `curves` is one dict
+    of arrays per row of df, in order."""
+    by = _depth_series(df, by)
+    df = df.assign(plateau=[plateau_length(c["t"], c["error"]) for c in curves])
+    fig = metric_figure(df, "plateau", "depth", by)
+    fig.axes[0].set_ylabel(f"plateau: first t with e(t) ≤ {1 - PLATEAU_DROP:g}·e(0)")
+    return fig
+
+
 # ---------------------------------------------------------------------------------- from a sweep
 def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = None,
                  x: str | None = None, max_seeds: int = 100) -> Figure:
@@ -339,9 +373,13 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         return lambda0_figure(df, x=x or "k", by=by)
     if kind == "speedup":
         return speedup_figure(df, x=x, by=by)
+    if kind == "depth":
+        return depth_figure(df, by=by)
     done = df[df["status"] == "done"] if "status" in df else df
     if done.empty:
         raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
+    if kind == "plateau":
+        return plateau_figure(done, [client.curves(int(pid)) for pid in done["point_id"]], by=by)
     groups = split_groups(done, by)
     per_group = 1 if kind == "singular_values" else max_seeds
     for g in groups:

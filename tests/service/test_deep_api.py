@@ -103,3 +103,17 @@ def test_state_returns_every_layer(run):
         assert np.abs(C).max() <= 1e-12
     curves = client.get(f"/points/{row['point_id']}/curves").json()
     assert len(curves["t"]) == 31 and curves["error"][-1] < curves["error"][0]
+
+
+@pytest.mark.parametrize("kind", ["depth", "plateau"])
+def test_cli_plots_against_depth(run, capsys, tmp_path, kind):
+    from matplotlib.image import imread
+
+    from flowsweep.service import cli
+
+    client, sid, _ = run
+    out = tmp_path / f"{kind}.png"
+    rc = cli.main(["--url", str(client.base_url), "plot", str(sid), "--kind", kind, "-o", str(out), "--dpi", "60"])
+    assert rc == 0, capsys.readouterr().err
+    img = imread(out)
+    assert img.shape[0] > 100 and img[..., :3].std() > 0.05
