@@ -288,7 +288,11 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
         ax.plot(rows[x], rows[metric], linestyle="none", marker=".", alpha=0.35, color=color,
                 label="_nolegend_")
         agg = rows.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
-        ax.errorbar(agg[x], agg["mean"], yerr=agg["std"].fillna(0.0), color=color, marker="o",
+        std = agg["std"].fillna(0.0).to_numpy()
+        lower = std
+        if (rows[metric] > 0).all():        # may be drawn on a log axis: keep the bar above 0
+            lower = np.minimum(std, agg["mean"].to_numpy() - 0.5 * rows[metric].min())
+        ax.errorbar(agg[x], agg["mean"], yerr=[lower, std], color=color, marker="o",
                     capsize=3, label=(label or f"mean ± std over seeds"))
     if reference is not None:
         ax.axhline(reference, color="0.3", linestyle="--", linewidth=1, label=reference_label)
