@@ -135,6 +135,14 @@ def _mean_of(rows: pd.DataFrame, col: str) -> float | None:
     return None
 
 
+def _model_label(rows: pd.DataFrame) -> str:
+    """"two-layer", or for model deep "L-layer" (one depth in the group) or "deep"."""
+    if "model" in rows and (rows["model"] == "deep").all() and "depth" in rows:
+        depths = pd.to_numeric(rows["depth"], errors="coerce").dropna().unique()
+        return f"{int(depths[0])}-layer" if len(depths) == 1 else "deep"
+    return "two-layer"
+
+
 def _panel_letter(i: int) -> str:
     return f"({chr(ord('a') + i)})" if i < 26 else f"({i + 1})"
 
@@ -159,7 +167,7 @@ def error_figure(groups: Sequence[Group]) -> Figure:
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
         n = len(g.curves)
-        for key, label, style, color in (("error", "two-layer", "-", TWO_LAYER_COLOR),
+        for key, label, style, color in (("error", _model_label(g.rows), "-", TWO_LAYER_COLOR),
                                          ("error_linear", "one-layer", "--", ONE_LAYER_COLOR)):
             series = [c[key] for c in g.curves if c.get(key) is not None]
             if not series:
@@ -213,7 +221,7 @@ def singular_values_figure(groups: Sequence[Group]) -> Figure:
             sv = sv.T
         for j in range(sv.shape[1]):
             ax.plot(x[: len(sv)], sv[:, j], color=f"C{j % 10}", linestyle="-",
-                    label="two-layer σᵢ(X(t))" if j == 0 else "_nolegend_")
+                    label=f"{_model_label(g.rows)} σᵢ(X(t))" if j == 0 else "_nolegend_")
         model = str(row.get("model", "asymmetric"))
         if g.state is not None and "Y" in g.state and model != "sigmoid":
             base = one_layer_singular_values(g.state, c["t"], eta, str(row.get("integrator", "gd")), model)

@@ -243,3 +243,11 @@ def test_depth_and_plateau_figures_plot_means_against_depth(tmp_path):
         plots.save_png(fig, tmp_path / "deep.png")
     with pytest.raises(PlotError, match="depth"):
         plots.depth_figure(df.drop(columns=["depth"]).assign(depth=None))
+
+
+def test_error_figure_names_the_deep_models_layers():
+    g = _group(0.1, 2.0)
+    deep = Group(label="depth=3", rows=g.rows.assign(model="deep", depth=3), curves=g.curves)
+    fig = plots.error_figure([deep, g])
+    assert fig.axes[0].get_lines()[0].get_label().startswith("3-layer")
+    assert fig.axes[1].get_lines()[0].get_label().startswith("two-layer")
