@@ -34,6 +34,8 @@ from .data import (haar_rows, make_data, make_weights, random_orthonormal_column
                    weight_rng)
 from .dynamics import (DIVERGENCE_ERROR, FLOW_ATOL, FLOW_RTOL, FREEZE_ERROR, FREEZE_STEPS, Trajectory,
                        record_grid)
+from .fits import rate_fit
+from .metrics import NOISE_FLOOR, clean, linear_error_curve, linear_time_to_tol, point_metrics
 from .types import METRIC_FIELDS, Curves, PointConfig, PointResult
 
 
@@ -496,9 +498,6 @@ def point_metrics_deep(config: PointConfig, state: DeepState, tr: DeepTrajectory
     """(status, metrics, curves) of point b. At L = 2 these are exactly the asymmetric model's
     (metrics.point_metrics on W_2 = U, W_1 = Vᵀ); conservation_drift is max_j max_t
     ‖C_j(t) − C_j(0)‖ / (‖W_j(0)‖² + ‖W_{j+1}(0)‖²) at every depth, q0_norm max_j ‖C_j(0)‖."""
-    from .metrics import (NOISE_FLOOR, clean, linear_error_curve, linear_time_to_tol, point_metrics)
-    from .fits import rate_fit
-
     Ws = state.layers
     L = config.depth
     norms2 = [float(_sq(W)) for W in Ws]
@@ -547,7 +546,7 @@ def point_metrics_deep(config: PointConfig, state: DeepState, tr: DeepTrajectory
 
 def run_group(configs: list[PointConfig]) -> list[PointResult]:
     """run.run_points' batch for deep configs sharing one shape key."""
-    from .run import trajectory_singular_values
+    from .run import trajectory_singular_values          # run imports this module
 
     t0 = time.perf_counter()
     c0 = configs[0]
