@@ -11,7 +11,8 @@ From a notebook::
 
 Modules: `data` (Y, initialisations, seeding), `dynamics` (batched gd and flow), `closed_forms`
 (eq. (4), (6)/(32), (41), (7), (15)/(51), (21)), `fits` (rate_fit, lambda0_fit, rate_pred),
-`metrics` (per-point metrics and curves), `run` (run_points, grouping and batching).
+`metrics` (per-point metrics and curves), `run` (run_points, grouping and batching), `deep` (the
+deep linear network X = W_L⋯W_1 of model `deep`: starts, batched gd and flow, metrics).
 """
 from .types import (INITS, INTEGRATORS, METRIC_FIELDS, MODELS, Curves, PointConfig,  # noqa: F401
                     PointResult)

@@ -9,6 +9,7 @@ import numpy as np
 
 from flowsweep.status import PointStatus
 
+from . import deep
 from .closed_forms_stacked import regularized_flow_stacked
 from .data import make_initial_state
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
@@ -27,6 +28,8 @@ def initial_state(config: PointConfig) -> dict[str, np.ndarray]:
 
     These are bit-identical to what `run_points` uses (V0 is U0 for the symmetric model)."""
     validate_config(config)
+    if config.model == "deep":                   # {"Y", "W1".."WL"} (+ "U0", "V0" for L >= 2)
+        return deep.initial_state(config)
     return make_initial_state(config).as_dict(config.model)
 
 
@@ -79,6 +82,8 @@ def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:
         validate_config(c)
     if len({c.shape_key() for c in configs}) != 1:
         raise ValueError("configs: simulate needs configs with one shape_key()")
+    if configs[0].model == "deep":
+        return deep.simulate(configs)
     return _integrate(configs, _problem(configs)[2])
 
 
@@ -99,12 +104,16 @@ def _chunk_size(c: PointConfig) -> int:
     per_point = T * c.m * c.n
     if c.model == "sigmoid":
         per_point += 6 * c.n_samples * c.m
+    if c.model == "deep":                        # layers, forward products and their gradients
+        per_point += 3 * deep.state_size(c)
     cap = _MAX_FLOW_BATCH if c.integrator == "flow" else _MAX_BATCH
     return int(max(1, min(cap, _RECORD_BUDGET // per_point)))
 
 
 def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     """One vectorised batch: every config shares `shape_key()`."""
+    if configs[0].model == "deep":               # core/deep.py: own layers, integrators, metrics
+        return deep.run_group(configs)
     t0 = time.perf_counter()
     states, reduced, prob = _problem(configs)
     tr = _integrate(configs, prob)

@@ -18,7 +18,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-MODELS: tuple[str, ...] = ("asymmetric", "symmetric", "sigmoid")
+
+MODELS: tuple[str, ...] = ("asymmetric", "symmetric", "sigmoid", "deep")
 INITS: tuple[str, ...] = ("gaussian", "spectral", "balanced")
 INTEGRATORS: tuple[str, ...] = ("gd", "flow")
 
@@ -29,6 +30,7 @@ class PointConfig:
 
     For `symmetric`, n == m. For `sigmoid`, m == n == d and `n_samples` is N.
     `data_seed` None draws Y from `seed`; an integer fixes Y independently of `seed`.
+    `depth` is the number of layers L of the `deep` model (core/deep.py); None for the other models.
     """
 
     model: str
@@ -47,11 +49,12 @@ class PointConfig:
     data_seed: int | None = None
     fit_lambda0: bool = False
     n_samples: int = 1000
+    depth: int | None = None
 
     def shape_key(self) -> tuple[Any, ...]:
         """Points with equal shape keys can run as one vectorised batch."""
         return (self.model, self.init, self.integrator, self.m, self.n, self.k,
-                self.eta, self.steps, self.record_every, self.n_samples)
+                self.eta, self.steps, self.record_every, self.n_samples, self.depth)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -38,6 +38,8 @@ _FLOAT_FIELDS = FLOAT_PARAMS
 def point_identity(config: PointConfig, version: str | None = None) -> str:
     """sha256 of the canonical JSON of every PointConfig field plus core's version."""
     d = {name: getattr(config, name) for name in PARAM_FIELDS}
+    if d["depth"] is None:          # not a parameter of this model: identities stored before it existed hold
+        del d["depth"]
     # Canonical types: 1 and 1.0 are the same init_scale; json renders floats as shortest repr.
     for name in _FLOAT_FIELDS:
         d[name] = float(d[name])
@@ -47,15 +49,19 @@ def point_identity(config: PointConfig, version: str | None = None) -> str:
 
 
 def expand(spec: SweepSpec) -> list[PointConfig]:
-    """Points in axis order init_scale, k, lambda0, seed (seed varies fastest)."""
+    """Points in axis order init_scale, k, lambda0, depth, seed (seed varies fastest)."""
     # n and record_every: their defaults were filled in by SweepSpec's validation.
     fixed = dict(model=spec.model, m=int(spec.m), n=int(spec.n), eta=float(spec.eta), steps=int(spec.steps),
                  init=spec.init, integrator=spec.integrator, record_every=int(spec.record_every),
                  tol=float(spec.tol), data_seed=spec.data_seed, fit_lambda0=bool(spec.fit_lambda0),
                  n_samples=int(spec.n_samples or DEFAULT_N_SAMPLES))
     axes = [spec.axis(a) for a in AXIS_NAMES]
-    points = [PointConfig(init_scale=float(s), k=int(k), lambda0=float(lam), seed=int(seed), **fixed)
-              for s, k, lam, seed in itertools.product(*axes)]
+    points = []
+    for values in itertools.product(*axes):
+        p = dict(zip(AXIS_NAMES, values))
+        points.append(PointConfig(init_scale=float(p["init_scale"]), k=int(p["k"]), lambda0=float(p["lambda0"]),
+                                  depth=None if p["depth"] is None else int(p["depth"]), seed=int(p["seed"]),
+                                  **fixed))
     validate_points(points)
     return points
 
@@ -65,7 +71,7 @@ def validate_points(points: list[PointConfig]) -> None:
     constraint); its ValueError("<field>: <reason>") becomes a PointSpecError at the body path."""
     seen: set = set()
     for p in points:
-        key = (p.init_scale, p.k, p.lambda0)
+        key = (p.init_scale, p.k, p.lambda0, p.depth)
         if key in seen:
             continue
         seen.add(key)
@@ -77,5 +83,6 @@ def validate_points(points: list[PointConfig]) -> None:
                 field, reason = "axes", str(exc)
             if field in AXIS_NAMES:
                 raise PointSpecError(("axes", field), f"{reason} (point init_scale={p.init_scale}, k={p.k}, "
-                                                      f"lambda0={p.lambda0})") from exc
+                                                      f"lambda0={p.lambda0}"
+                                                      f"{'' if p.depth is None else f', depth={p.depth}'})") from exc
             raise PointSpecError((field,), reason) from exc

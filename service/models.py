@@ -110,6 +110,7 @@ class Point(Base):
     data_seed: Mapped[int | None] = mapped_column(Integer, index=True)
     fit_lambda0: Mapped[bool] = mapped_column(Boolean, index=True)
     n_samples: Mapped[int] = mapped_column(Integer, index=True)
+    depth: Mapped[int | None] = mapped_column(Integer, index=True)  # model deep only (revision 0004)
 
     sweep: Mapped[Sweep] = relationship(back_populates="points")
     result: Mapped["Result | None"] = relationship(back_populates="point", foreign_keys="Result.point_id",

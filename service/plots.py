@@ -16,6 +16,8 @@ kinds (the paper's figures):
                    with Λ = λ₀I at the fitted λ₀ (black solid).
   lambda0          `lambda0_fit` against k (or another parameter).
   speedup          `speedup` = time_to_tol_linear / time_to_tol against init_scale or λ₀.
+  depth            deep model: `time_to_tol` against depth (L = 1 is the one-layer model).
+  plateau          deep model: the plateau's length (first t with e(t) <= 0.9·e(0)) against depth.
 """
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ from matplotlib.figure import Figure
 
 from flowsweep.status import PointStatus
 
-KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
-GROUP_AXES = ("init_scale", "k", "lambda0")     # sweep axes other than seed (SPEC §3)
+KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "depth", "plateau")
+GROUP_AXES = ("init_scale", "k", "lambda0", "depth")     # sweep axes other than seed (SPEC §3)
+PLATEAU_DROP = 0.1      # the plateau ends when e(t) has fallen by this fraction of e(0)
 PANEL_SIZE = (4.0, 3.2)                          # inches per panel
 MAX_COLS = 4
 TWO_LAYER_COLOR = "C0"
@@ -141,6 +144,14 @@ def _mean_of(rows: pd.DataFrame, col: str) -> float | None:
     return None
 
 
+def _model_label(rows: pd.DataFrame) -> str:
+    """"two-layer", or for model deep "L-layer" (one depth in the group) or "deep"."""
+    if "model" in rows and (rows["model"] == "deep").all() and "depth" in rows:
+        depths = pd.to_numeric(rows["depth"], errors="coerce").dropna().unique()
+        return f"{int(depths[0])}-layer" if len(depths) == 1 else "deep"
+    return "two-layer"
+
+
 def _panel_letter(i: int) -> str:
     return f"({chr(ord('a') + i)})" if i < 26 else f"({i + 1})"
 
@@ -165,7 +176,7 @@ def error_figure(groups: Sequence[Group]) -> Figure:
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
         n = len(g.curves)
-        for key, label, style, color in (("error", "two-layer", "-", TWO_LAYER_COLOR),
+        for key, label, style, color in (("error", _model_label(g.rows), "-", TWO_LAYER_COLOR),
                                          ("error_linear", "one-layer", "--", ONE_LAYER_COLOR)):
             series = [c[key] for c in g.curves if c.get(key) is not None]
             if not series:
@@ -219,7 +230,7 @@ def singular_values_figure(groups: Sequence[Group]) -> Figure:
             sv = sv.T
         for j in range(sv.shape[1]):
             ax.plot(x[: len(sv)], sv[:, j], color=f"C{j % 10}", linestyle="-",
-                    label="two-layer σᵢ(X(t))" if j == 0 else "_nolegend_")
+                    label=f"{_model_label(g.rows)} σᵢ(X(t))" if j == 0 else "_nolegend_")
         model = str(row.get("model", "asymmetric"))
         if g.state is not None and "Y" in g.state and model != "sigmoid":
             base = one_layer_singular_values(g.state, c["t"], eta, str(row.get("integrator", "gd")), model)
@@ -294,7 +305,11 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
         ax.plot(rows[x], rows[metric], linestyle="none", marker=".", alpha=0.35, color=color,
                 label="_nolegend_")
         agg = rows.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
-        ax.errorbar(agg[x], agg["mean"], yerr=agg["std"].fillna(0.0), color=color, marker="o",
+        std = agg["std"].fillna(0.0).to_numpy()
+        lower = std
+        if (rows[metric] > 0).all():        # may be drawn on a log axis: keep the bar above 0
+            lower = np.minimum(std, agg["mean"].to_numpy() - 0.5 * rows[metric].min())
+        ax.errorbar(agg[x], agg["mean"], yerr=[lower, std], color=color, marker="o",
                     capsize=3, label=(label or "mean ± std over seeds"))
     if reference is not None:
         ax.axhline(reference, color="0.3", linestyle="--", linewidth=1, label=reference_label)
@@ -335,6 +350,37 @@ def speedup_figure(df: pd.DataFrame, x: str | None = None, by: Sequence[str] | N
     return metric_figure(df, "speedup", x, by, reference=1.0, reference_label="one-layer (no acceleration)")
 
 
+def plateau_length(t: np.ndarray, error: np.ndarray, drop: float = PLATEAU_DROP) -> float:
+    """First recorded t with e(t) <= (1 − drop)·e(0): how long a small start stays near the saddle
+    at X = 0 before its first mode is learned; NaN if the error never fell that far."""
+    t, e = np.asarray(t, float), np.asarray(error, float)
+    below = np.flatnonzero(e <= (1.0 - drop) * e[0])
+    return float(t[below[0]]) if len(below) else math.nan
+
+
+def _depth_series(df: pd.DataFrame, by: Sequence[str] | None) -> list[str] | None:
+    if "depth" not in df.columns or _numeric(df, "depth").isna().all():
+        raise PlotError("these points have no depth: the depth plots are for model deep")
+    if by is None:
+        by = [a for a in varying_axes(df, ("init_scale", "lambda0", "k", "init")) if a != "depth"][:1] or None
+    return by
+
+
+def depth_figure(df: pd.DataFrame, by: Sequence[str] | None = None) -> Figure:
+    """`time_to_tol` against depth L, one series per value of the other varying axis."""
+    return metric_figure(df, "time_to_tol", "depth", _depth_series(df, by))
+
+
+def plateau_figure(df: pd.DataFrame, curves: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None) -> Figure:
+    """Plateau length (`plateau_length` of each point's curve) against depth L; `curves` is one dict
+    of arrays per row of df, in order."""
+    by = _depth_series(df, by)
+    df = df.assign(plateau=[plateau_length(c["t"], c["error"]) for c in curves])
+    fig = metric_figure(df, "plateau", "depth", by)
+    fig.axes[0].set_ylabel(f"plateau: first t with e(t) ≤ {1 - PLATEAU_DROP:g}·e(0)")
+    return fig
+
+
 # ---------------------------------------------------------------------------------- from a sweep
 def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = None,
                  x: str | None = None, max_seeds: int = 100) -> Figure:
@@ -348,9 +394,13 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         return lambda0_figure(df, x=x or "k", by=by)
     if kind == "speedup":
         return speedup_figure(df, x=x, by=by)
+    if kind == "depth":
+        return depth_figure(df, by=by)
     done = df[df["status"] == PointStatus.DONE] if "status" in df else df
     if done.empty:
         raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
+    if kind == "plateau":
+        return plateau_figure(done, [client.curves(int(pid)) for pid in done["point_id"]], by=by)
     groups = split_groups(done, by)
     per_group = 1 if kind == "singular_values" else max_seeds
     for g in groups:

@@ -24,11 +24,12 @@ MAX_K = 20_000             # width k
 MAX_N_SAMPLES = 100_000    # sigmoid N
 MAX_RECORDS = 100_000      # curve length steps / record_every
 MAX_SEED = 2**31 - 1       # seeds are stored as 32-bit integers
+MAX_DEPTH = 50             # layers of the deep model
 MAX_LOGSPACE_EXP = 300     # 10**a stays a finite double
 DEFAULT_MAX_POINTS = 100_000
 DEFAULT_MAX_STEPS = 10_000_000
-AXIS_NAMES = ("init_scale", "k", "lambda0", "seed")
-INT_AXES = ("k", "seed")
+AXIS_NAMES = ("init_scale", "k", "lambda0", "depth", "seed")
+INT_AXES = ("k", "seed", "depth")
 
 
 def _err(message: str, **ctx: Any) -> PydanticCustomError:
@@ -128,6 +129,9 @@ def _axis_values(name: str, raw: Any, max_points: int) -> list:
     if name == "k" and (min(values) < 1 or max(values) > MAX_K):
         raise _err("must lie in [1, {max}] (got {v})", max=MAX_K,
                    v=min(values) if min(values) < 1 else max(values))
+    if name == "depth" and (min(values) < 1 or max(values) > MAX_DEPTH):
+        raise _err("must lie in [1, {max}] (got {v})", max=MAX_DEPTH,
+                   v=min(values) if min(values) < 1 else max(values))
     if name == "seed" and (min(values) < 0 or max(values) > MAX_SEED):
         raise _err("must lie in [0, {max}] (got {v})", max=MAX_SEED,
                    v=min(values) if min(values) < 0 else max(values))
@@ -143,6 +147,7 @@ class Axes(StrictModel):
     k: Any = Field(None, description="list of widths >= 1, or a range", examples=[[50]])
     lambda0: Any = Field(None, description="list of imbalance levels λ₀ (finite)", examples=[[0.0]])
     seed: Any = Field(None, description="list of integer seeds >= 0, or a range", examples=[{"range": [0, 100]}])
+    depth: Any = Field(None, description="model deep: list of depths L >= 1, or a range", examples=[[1, 2, 3, 4]])
 
     @field_validator(*AXIS_NAMES, mode="before")
     @classmethod
@@ -169,6 +174,8 @@ class SweepSpec(StrictModel):
     fit_lambda0: StrictBool = False
     recompute: StrictBool = False
     n_samples: StrictInt | None = Field(None, ge=1, le=MAX_N_SAMPLES, description="sigmoid only; default 1000")
+    depth: StrictInt | None = Field(None, ge=1, le=MAX_DEPTH, description="model deep only (required there, "
+                                    "as a field or as axes.depth): the number of layers L")
     axes: Axes = Field(default_factory=Axes)
 
     @field_validator("steps")
@@ -185,11 +192,21 @@ class SweepSpec(StrictModel):
         # The rules of a point (shapes per model, lambda0 of symmetric, spectral k >= m, ...) are
         # core.validation's alone: expand.validate_points applies them to the grid.
         if self.n is None:
-            if self.model == "asymmetric":
-                raise _err("n: field required for model asymmetric")
+            if self.model in ("asymmetric", "deep"):
+                raise _err("n: field required for model {model}", model=self.model)
             self.n = self.m
         if self.n_samples is not None and self.model != "sigmoid":
             raise _err("n_samples: only applies to model sigmoid")
+        if self.model == "deep":
+            if self.depth is None and self.axes.depth is None:
+                raise _err("depth: field required for model deep (give depth or axes.depth)")
+            if self.depth is not None and self.axes.depth is not None:
+                raise _err("depth: given both as a field and as axes.depth; give one")
+            if self.m > self.n:
+                raise _err("n: must be >= m for model deep (Y is m×n with m <= n; got m={m}, n={n})",
+                           m=self.m, n=self.n)
+        elif self.depth is not None or self.axes.depth is not None:
+            raise _err("{f}: only applies to model deep", f="depth" if self.depth is not None else "axes.depth")
         if self.record_every is None:
             self.record_every = max(1, self.steps // 200)
         if self.record_every > self.steps:
@@ -210,7 +227,7 @@ class SweepSpec(StrictModel):
         if v is not None:
             return v
         return {"init_scale": [0.1], "k": [2 * max(self.m, self.n or self.m)], "lambda0": [0.0],
-                "seed": [0]}[name]
+                "seed": [0], "depth": [self.depth]}[name]
 
     @property
     def size(self) -> int:
@@ -263,4 +280,4 @@ class Health(BaseModel):
 
 RESULT_FIELDS: tuple[str, ...] = (
     "point_id", "sweep_id", "status", "model", "init", "integrator", "m", "n", "k", "init_scale", "lambda0",
-    "seed", "eta", "steps", *METRIC_FIELDS, "wall_seconds", "worker")
+    "seed", "eta", "steps", "depth", *METRIC_FIELDS, "wall_seconds", "worker")

@@ -142,6 +142,9 @@ def test_plot_writes_a_png_of_the_figure(server, submitted, capsys, tmp_path, ki
     out = tmp_path / f"{kind}.png"
     rc, stdout, err = run(capsys, "--url", server.url, "plot", str(sid), "--kind", kind, "-o", str(out),
                           "--dpi", "60")
+    if kind in ("depth", "plateau"):        # an asymmetric sweep: the deep model's kinds say why not
+        assert rc != 0 and "depth" in err and not out.exists()
+        return
     assert rc == 0, err
     assert stdout.strip() == f"wrote {out}"
     with Client(server.url) as c:

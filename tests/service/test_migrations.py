@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from flowsweep.service import db
 from flowsweep.service.models import Base, Point, Result, Sweep
 
-HEAD = "0003"
+HEAD = "0004"
 PREVIOUS = "0002"
 
 
@@ -56,13 +56,13 @@ def test_upgrade_from_previous_revision_keeps_data(database_url, start):
             sweep = Sweep(name="old", status="done", spec={"model": "asymmetric"}, n_points=1)
             s.add(sweep)
             s.flush()
-            point = Point(sweep_id=sweep.id, identity="a" * 64, status="done", cached=False, attempts=1,
-                          model="asymmetric", init="gaussian", integrator="gd", m=2, n=3, k=6,
-                          init_scale=0.1, lambda0=0.0, seed=0, eta=0.01, steps=10, record_every=1, tol=0.01,
-                          data_seed=None, fit_lambda0=False, n_samples=1000)
-            s.add(point)
-            s.flush()
-            s.add(Result(point_id=point.id, sweep_id=sweep.id, status="done", final_error=0.25))
+            # Core insert of the columns the old schema has (the model has newer ones, e.g. depth)
+            point_id = s.execute(sa.insert(Point.__table__).values(
+                sweep_id=sweep.id, identity="a" * 64, status="done", cached=False, attempts=1,
+                model="asymmetric", init="gaussian", integrator="gd", m=2, n=3, k=6,
+                init_scale=0.1, lambda0=0.0, seed=0, eta=0.01, steps=10, record_every=1, tol=0.01,
+                data_seed=None, fit_lambda0=False, n_samples=1000).returning(Point.id)).scalar_one()
+            s.add(Result(point_id=point_id, sweep_id=sweep.id, status="done", final_error=0.25))
         db.upgrade(database_url)
         assert db.check_schema(engine) == HEAD
         assert _diff(engine) == []
@@ -70,6 +70,7 @@ def test_upgrade_from_previous_revision_keeps_data(database_url, start):
             row = s.execute(sa.select(Result.final_error, Sweep.name, Sweep.created_at)
                             .join(Sweep, Sweep.id == Result.sweep_id)).one()
             assert row.final_error == 0.25 and row.name == "old"
+            assert s.execute(sa.select(Point.depth)).scalar_one() is None     # 0004: null for old points
             assert row.created_at.tzinfo is not None and row.created_at.utcoffset() == dt.timedelta(0)
         names = {ix["name"] for ix in sa.inspect(engine).get_indexes("points")}
         assert {"ix_points_k_cover", "ix_points_seed_cover"} <= names and "ix_points_k" not in names

@@ -199,3 +199,55 @@ def test_lambda0_figure_without_fits_says_how_to_get_them():
     df = _metric_rows().assign(lambda0_fit=None)
     with pytest.raises(PlotError, match="fit_lambda0"):
         plots.lambda0_figure(df)
+
+
+def _deep_rows():
+    """Two init scales x depths 1..4 x 3 seeds with known times and plateau lengths."""
+    rows, curves = [], []
+    pid = 0
+    for scale in (0.01, 0.1):
+        for L in (1, 2, 3, 4):
+            for seed in range(3):
+                pid += 1
+                plateau = 0.5 * L * (2 if scale == 0.01 else 1) + 0.1 * seed
+                t = np.linspace(0, 20, 401)
+                e = np.where(t < plateau, 1.0, np.exp(-(t - plateau)))     # flat, then falls
+                rows.append({"point_id": pid, "status": "done", "model": "deep", "depth": L, "init_scale": scale,
+                             "lambda0": 0.0, "k": 20, "seed": seed, "time_to_tol": plateau + np.log(100)})
+                curves.append({"t": t, "error": e})
+    return pd.DataFrame(rows), curves
+
+
+def test_plateau_length_is_the_first_fall_below_ninety_percent():
+    t = np.array([0.0, 1.0, 2.0, 3.0])
+    assert plots.plateau_length(t, np.array([2.0, 1.9, 1.7, 0.1])) == 2.0
+    assert np.isnan(plots.plateau_length(t, np.array([2.0, 1.95, 1.9, 1.85])))
+
+
+def test_depth_and_plateau_figures_plot_means_against_depth(tmp_path):
+    df, curves = _deep_rows()
+    for fig, col in ((plots.depth_figure(df), "time_to_tol"), (plots.plateau_figure(df, curves), None)):
+        ax = fig.axes[0]
+        assert ax.get_xlabel() == "depth"
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == ["init_scale=0.01", "init_scale=0.1"]
+        means = [c for c in ax.containers]                   # errorbar containers, one per series
+        for cont, scale in zip(means, (0.01, 0.1)):
+            x, y = cont.lines[0].get_data()
+            sub = df[df.init_scale == scale]
+            expect = (sub.groupby("depth")["time_to_tol"].mean() if col else
+                      sub.groupby("depth")["time_to_tol"].mean() - np.log(100) + np.log(1 / 0.9))
+            np.testing.assert_allclose(np.asarray(x, float), [1, 2, 3, 4])
+            # the plateau is read off the recorded curve: its grid (0.05) bounds the difference
+            np.testing.assert_allclose(np.asarray(y, float), expect.values, atol=1e-9 if col else 0.05)
+        plots.save_png(fig, tmp_path / "deep.png")
+    with pytest.raises(PlotError, match="depth"):
+        plots.depth_figure(df.drop(columns=["depth"]).assign(depth=None))
+
+
+def test_error_figure_names_the_deep_models_layers():
+    g = _group(0.1, 2.0)
+    deep = Group(label="depth=3", rows=g.rows.assign(model="deep", depth=3), curves=g.curves)
+    fig = plots.error_figure([deep, g])
+    assert fig.axes[0].get_lines()[0].get_label().startswith("3-layer")
+    assert fig.axes[1].get_lines()[0].get_label().startswith("two-layer")

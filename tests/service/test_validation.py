@@ -89,6 +89,15 @@ CASES = [
     ("spectral-k-below-m", body(init="spectral", axes={"k": [3, 20]}), "axes.k"),
     ("spectral-on-sigmoid", body(model="sigmoid", n=5, init="spectral", axes={"k": [10]}), "init"),
     ("balanced-on-symmetric", body(model="symmetric", n=5, init="balanced"), "init"),
+    ("deep-depth-missing", body(model="deep"), "depth"),
+    ("deep-depth-zero", body(model="deep", depth=0), "depth"),
+    ("deep-depth-field-and-axis", body(model="deep", depth=2, axes={"depth": [3]}), "depth"),
+    ("deep-depth-axis-too-deep", body(model="deep", axes={"depth": [2, 51]}), "axes.depth"),
+    ("deep-depth-axis-float", body(model="deep", axes={"depth": [2.5]}), "axes.depth"),
+    ("deep-m-greater-than-n", body(model="deep", depth=3, m=10, n=5), "n"),
+    ("deep-spectral-k-below-m", body(model="deep", depth=3, init="spectral", axes={"k": [3]}), "axes.k"),
+    ("depth-on-asymmetric", body(depth=3), "depth"),
+    ("depth-axis-on-asymmetric", body(axes={"depth": [2, 3]}), "axes.depth"),
 ]
 
 
