@@ -235,4 +235,4 @@ def test_depth_is_validated():
                                                                  steps=10, depth=3), cfg(m=6, n=5)])
     assert [r.status for r in bad] == ["failed"] * 4
     assert bad[0].error.startswith("depth:") and bad[1].error.startswith("depth:")
-    assert bad[2].error.startswith("depth:") and bad[3].error.startswith("m:")
+    assert bad[2].error.startswith("depth:") and bad[3].error.startswith("n:")
