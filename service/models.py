@@ -81,6 +81,7 @@ class Sweep(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)  # revision 0005
 
     points: Mapped[list["Point"]] = relationship(back_populates="sweep", passive_deletes=True)
 
@@ -155,6 +156,15 @@ class Result(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     point: Mapped[Point] = relationship(back_populates="result", foreign_keys=[point_id])
+
+
+class SweepTag(Base):
+    """A sweep's label (revision 0005): one row per (sweep, tag), so `tag=` filters are an indexed IN."""
+
+    __tablename__ = "sweep_tags"
+
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class Curve(Base):
