@@ -68,6 +68,7 @@ def event_stream(request: Request, key: Hashable, load_with_session: Callable[[A
                  terminal: Callable[[Any], bool]) -> StreamingResponse:
     cache = snapshot_cache(request)
     factory = request.app.state.read_session_factory
+    shutting_down = getattr(request.app.state, "shutting_down", lambda: False)
 
     def load() -> Any:
         with factory() as session:
@@ -91,8 +92,8 @@ def event_stream(request: Request, key: Hashable, load_with_session: Callable[[A
                 yield sse(snap if snap is not None else {"deleted": True}, event="end")
                 return
             # A closed connection ends the stream at its next write (Starlette cancels it).
-            if now - started >= MAX_STREAM_SECONDS:
-                return
+            if now - started >= MAX_STREAM_SECONDS or shutting_down():
+                return  # the client reconnects (`retry:`), to this server or its successor
             await asyncio.sleep(cache.interval)
 
     return StreamingResponse(stream(), media_type="text/event-stream",

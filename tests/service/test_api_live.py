@@ -164,3 +164,18 @@ def test_snapshot_cache_shares_one_read_between_streams():
 
     reads, got = asyncio.run(main())
     assert reads == 2 and all(g == {"n": 1} for g in got)
+
+
+def test_stop_ends_open_event_streams(live_server, new_database_url):
+    """SIGTERM with an event stream open: the stream ends by itself (uvicorn does not have to cancel
+    it after its graceful-shutdown timeout) and the server exits cleanly."""
+    server = live_server(new_database_url("sqlite"))
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        with client.stream("GET", "/sweeps/events") as r:
+            lines = r.iter_lines()
+            assert next(line for line in lines if line.startswith("data:"))
+            server.stop()                           # SIGTERM (uvicorn re-raises it after its shutdown)
+            rest = list(lines)                      # the server closed the stream: iteration ends
+    assert all(not line.startswith("event: end") for line in rest)
+    log = server.log()
+    assert "timeout graceful shutdown exceeded" not in log and "Application shutdown complete" in log

@@ -76,7 +76,7 @@ def shots(tmp_path_factory) -> Path:
 
 def shot(page: Page, shots: Path, name: str) -> None:
     page.wait_for_timeout(300)  # let Plotly finish its transitions before the picture
-    page.evaluate("document.getElementById('toast').replaceChildren()")
+    page.evaluate("document.getElementById('toast')?.replaceChildren()")
     page.screenshot(path=str(shots / f"dashboard-{name}.png"), full_page=True)
 
 
@@ -222,7 +222,7 @@ def test_point_page_curves_closed_form_and_state(page, submitted, api, shots):
     assert np.array(state["Y"]).shape == (SPEC["m"], SPEC["n"]) and np.array(state["U0"]).shape == (SPEC["m"], 20)
 
 
-def test_submit_shows_the_422_next_to_the_field(page):
+def test_submit_shows_the_422_next_to_the_field(page, shots):
     page.goto("/#/submit")
     expect(page.locator("#estimate")).to_contain_text("points")
     page.locator("#in-eta").fill("-1")
@@ -232,6 +232,7 @@ def test_submit_shows_the_422_next_to_the_field(page):
     expect(page.locator("[id='err-axes.k']")).to_contain_text("must lie in [1,")
     page.locator("#submit-button").click()              # the service answers 422: nothing stored
     expect(page.locator("#estimate")).to_contain_text("rejected")
+    shot(page, shots, "submit-error")
     assert page.url.endswith("#/submit")
     page.locator("#in-eta").fill("0.01")
     expect(page.locator("#err-eta")).to_have_text("")
@@ -249,7 +250,7 @@ def test_cancel_then_delete_a_running_sweep_from_the_list(page, api, shots):
            "record_every": 1000, "data_seed": 7002, "tags": ["browser"],
            "axes": {"init_scale": [0.3], "k": [16], "seed": {"range": [0, 3000]}}}
     sid = api.post("/sweeps", json=big).json()["id"]
-    page.goto(f"/#/?name=pw-cancel-{RUN}")
+    page.goto("/#/?tag=browser")
     row = page.locator(f"#sweeps tr[data-id='{sid}']")
     expect(row.locator(".badge")).to_have_text("running")    # the list follows the runner (SSE)
     page.evaluate("window.__noReload = true")
