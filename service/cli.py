@@ -268,7 +268,7 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     with _client(args) as c:
-        body = c.sweeps(limit=args.limit, offset=args.offset, status=args.status)
+        body = c.sweeps(limit=args.limit, offset=args.offset, status=args.status, tag=args.tag, name=args.name)
     rows = body.get("data", [])
     if _fmt(args) == "json":
         print(json.dumps(body, indent=1))
@@ -280,7 +280,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         p = r.get("progress")
         r["progress"] = f"{100 * p:.0f}%" if isinstance(p, (int, float)) else p
         r["created_at"] = str(r.get("created_at") or "")[:19]
-    _print_table(rows, ["id", "name", "status", "n_points", "progress", "created_at"])
+    for r in rows:
+        r["tags"] = ",".join(r.get("tags") or [])
+    _print_table(rows, ["id", "name", "status", "n_points", "progress", "created_at", "tags"])
     if body.get("count") is not None and body["count"] > len(rows) + args.offset:
         print(f"({body['count']} sweeps in all; --limit/--offset for more)")
     return 0
@@ -459,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--offset", type=int, default=0)
     s.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"),
                    help="only sweeps with this status")
+    s.add_argument("--tag", help="only sweeps with this tag (comma separated: any of them)")
+    s.add_argument("--name", help="only sweeps whose name contains this")
     s.add_argument("--format", choices=("table", "json"), help="table (default) or the API's JSON")
     s.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_list)

@@ -155,11 +155,14 @@ class Client:
             spec = load_spec(spec)
         return self._request("POST", "/sweeps", json=dict(spec)).json()
 
-    def sweeps(self, limit: int = 50, offset: int = 0, status: str | None = None) -> dict[str, Any]:
-        """GET /sweeps: {"data": [sweep...], "count"}, newest first; `status` e.g. "running"."""
+    def sweeps(self, limit: int = 50, offset: int = 0, status: str | None = None, tag: str | None = None,
+               name: str | None = None) -> dict[str, Any]:
+        """GET /sweeps: {"data": [sweep...], "count"}, newest first; `status` e.g. "running", `tag`
+        (any of, comma separated), `name` (contains, case-insensitive)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
+        for key, value in (("status", status), ("tag", tag), ("name", name)):
+            if value:
+                params[key] = value
         return self._get_json("/sweeps", params=params)
 
     def sweep(self, sweep_id: int) -> dict[str, Any]:

@@ -313,6 +313,11 @@ def test_yaml_and_toml_files_tagged_together_then_wait_by_name(server, capsys, t
         ["sweep", str(i), "done:"] for i in ids]
     rc, out, _ = run(capsys, "--url", server.url, "status", f"toml-1-{tmp_path.name}", "--format", "json")
     assert rc == 0 and json.loads(out)["id"] == ids[2]
+    rc, out, _ = run(capsys, "--url", server.url, "list", "--tag", "pair", "--format", "json")
+    assert rc == 0 and [s["id"] for s in json.loads(out)["data"]] == [ids[2], ids[1]]
+    rc, out, _ = run(capsys, "--url", server.url, "list", "--name", f"yaml-{tmp_path.name}")
+    assert rc == 0 and out.splitlines()[1].split()[:2] == [str(ids[0]), f"yaml-{tmp_path.name}"]
+    assert out.splitlines()[1].split()[-1] == "cli"
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [asymmetric\n")
     rc, _, err = run(capsys, "--url", server.url, "submit", str(bad))
