@@ -255,7 +255,7 @@ def test_submit_shows_the_422_next_to_the_field(page, shots):
 def test_cancel_then_delete_a_running_sweep_from_the_list(page, api, shots):
     big = {"name": f"pw-cancel-{RUN}", "model": "asymmetric", "m": 2, "n": 4, "eta": 0.01, "steps": 100_000,
            "record_every": 1000, "data_seed": 7002, "tags": ["browser"],
-           "axes": {"init_scale": [0.3], "k": [16], "seed": {"range": [0, 3000]}}}
+           "axes": {"init_scale": [0.3], "k": [16], "seed": {"range": [0, 10000]}}}
     sid = api.post("/sweeps", json=big).json()["id"]
     page.goto("/#/?tag=browser")
     row = page.locator(f"#sweeps tr[data-id='{sid}']")
