@@ -302,6 +302,17 @@ def test_compare_overlays_two_sweeps(page, submitted, api, shots):
     assert [len(t["x"]) for t in fig["data"]] == [3, 2] and fig["yaxis"]["title"] == "final_error"
     np.testing.assert_allclose(fig["data"][0]["y"][1:], fig["data"][1]["y"], rtol=1e-12)  # same points
     shot(page, shots, "compare")
+    # The error curves instead: chosen in the form, one mean line (and band) per sweep and group.
+    page.locator("#c-mode").select_option("curve")
+    page.get_by_role("button", name="Compare").click()
+    page.wait_for_url("**mode=curve**")
+    page.wait_for_function("document.getElementById('fig-compare') && document.getElementById('fig-compare').data"
+                           " && document.getElementById('fig-compare').data.some(t => t.name.includes('pw-twin'))")
+    curves = {t["name"]: t for t in plot(page, "fig-compare")["data"] if t["fill"] != "toself"}
+    assert sorted(curves) == sorted([f"{SPEC['name']}: init_scale={s:g}" for s in (0.01, 0.1, 1.0)] + [
+        f"pw-twin-{RUN}: init_scale={s:g}" for s in (0.1, 1.0)])
+    np.testing.assert_allclose(curves[f"{SPEC['name']}: init_scale=0.1"]["y"],      # the same points' mean
+                               curves[f"pw-twin-{RUN}: init_scale=0.1"]["y"], rtol=1e-12)
 
 
 def test_phone_width_and_local_api_docs(browser, server, submitted, shots):
