@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import httpx
 import numpy as np
@@ -12,8 +13,10 @@ import pytest
 
 from flowsweep.service.events import SnapshotCache
 
+RUN = uuid.uuid4().hex[:6]   # tags unique to this run: the shared server holds other modules' sweeps
+LIVE, PAPER, FIG1, OTHER = (f"{t}-{RUN}" for t in ("live", "paper", "fig1", "other"))
 SPEC = {"name": "live-a", "model": "asymmetric", "m": 2, "n": 3, "eta": 0.02, "steps": 200, "record_every": 10,
-        "tags": ["live", "paper"],
+        "tags": [LIVE, PAPER],
         "axes": {"init_scale": [0.1, 1.0], "k": [4], "seed": {"range": [0, 3]}}}
 
 
@@ -58,12 +61,12 @@ def test_events_stream_progress_until_terminal(run):
 
 def test_list_events_send_the_list_body(run):
     client, sid, _ = run
-    with client.stream("GET", "/sweeps/events", params={"tag": "live", "limit": 5}) as r:
+    with client.stream("GET", "/sweeps/events", params={"tag": LIVE, "limit": 5}) as r:
         for line in r.iter_lines():
             if line.startswith("data:"):
                 body = json.loads(line[5:])
                 break
-    assert body == client.get("/sweeps", params={"tag": "live", "limit": 5}).json()
+    assert body == client.get("/sweeps", params={"tag": LIVE, "limit": 5}).json()
     assert sid in [s["id"] for s in body["data"]]
 
 
@@ -97,28 +100,29 @@ def test_curves_aggregate_per_group_as_numpy_does(run):
 
 def test_tags_notes_patch_and_tag_filters(run):
     client, sid, _ = run
-    assert client.get(f"/sweeps/{sid}").json()["tags"] == ["live", "paper"]
-    other = client.post("/sweeps", json={**SPEC, "name": "live-b", "tags": ["other"]}).json()
+    assert client.get(f"/sweeps/{sid}").json()["tags"] == sorted([LIVE, PAPER])
+    other = client.post("/sweeps", json={**SPEC, "name": "live-b", "tags": [OTHER]}).json()
     assert other["n_cached"] == other["n_points"]          # same points: reused, done at once
-    r = client.patch(f"/sweeps/{sid}", json={"name": "renamed", "tags": ["live", "fig1"], "notes": "first try"})
+    r = client.patch(f"/sweeps/{sid}", json={"name": f"renamed-{RUN}", "tags": [LIVE, FIG1], "notes": "first try"})
     assert r.status_code == 200, r.text
-    assert (r.json()["name"], r.json()["tags"], r.json()["notes"]) == ("renamed", ["fig1", "live"], "first try")
+    assert (r.json()["name"], r.json()["tags"], r.json()["notes"]) == (f"renamed-{RUN}", sorted([FIG1, LIVE]),
+                                                                        "first try")
     assert client.get(f"/sweeps/{sid}").json()["notes"] == "first try"
     assert client.patch(f"/sweeps/{sid}", json={"tags": ["a,b"]}).status_code == 422
     assert client.patch(f"/sweeps/{sid}", json={"colour": "red"}).status_code == 422
     assert client.patch("/sweeps/987654", json={"notes": "x"}).status_code == 404
     ids = lambda body: {s["id"] for s in body["data"]}  # noqa: E731
-    assert sid in ids(client.get("/sweeps", params={"tag": "fig1"}).json())
-    assert other["id"] not in ids(client.get("/sweeps", params={"tag": "fig1"}).json())
-    assert {sid, other["id"]} <= ids(client.get("/sweeps", params={"tag": "fig1,other"}).json())
-    assert ids(client.get("/sweeps", params={"name": "RENAMED"}).json()) >= {sid}
-    assert other["id"] not in ids(client.get("/sweeps", params={"name": "renamed"}).json())
-    res = client.get("/results", params={"tag": "fig1"}).json()
+    assert sid in ids(client.get("/sweeps", params={"tag": FIG1}).json())
+    assert other["id"] not in ids(client.get("/sweeps", params={"tag": FIG1}).json())
+    assert {sid, other["id"]} <= ids(client.get("/sweeps", params={"tag": f"{FIG1},{OTHER}"}).json())
+    assert ids(client.get("/sweeps", params={"name": f"RENAMED-{RUN}"}).json()) >= {sid}
+    assert other["id"] not in ids(client.get("/sweeps", params={"name": f"renamed-{RUN}"}).json())
+    res = client.get("/results", params={"tag": FIG1}).json()
     assert {r["sweep_id"] for r in res["data"]} == {sid} and res["count"] == 6
-    both = client.get("/results", params={"tag": ["fig1", "other"], "format": "csv"})
+    both = client.get("/results", params={"tag": [FIG1, OTHER], "format": "csv"})
     assert both.status_code == 200 and len(both.text.strip().splitlines()) == 1 + 12
     # The summary across sweeps, grouped by sweep: each sweep's own summary, row for row.
-    s = client.get("/summary", params={"tag": "fig1,other", "by": "sweep_id,init_scale"}).json()
+    s = client.get("/summary", params={"tag": f"{FIG1},{OTHER}", "by": "sweep_id,init_scale"}).json()
     assert s["by"] == ["sweep_id", "init_scale"] and s["count"] == 4
     own = client.get(f"/sweeps/{sid}/summary", params={"by": "init_scale"}).json()["data"]
     mine = [{k: v for k, v in r.items() if k != "sweep_id"} for r in s["data"] if r["sweep_id"] == sid]
@@ -131,7 +135,7 @@ def test_tags_notes_patch_and_tag_filters(run):
     assert client.get("/summary", params={"by": "colour"}).status_code == 422
     # Deleting a sweep deletes its tags.
     assert client.delete(f"/sweeps/{other['id']}").status_code == 204
-    assert client.get("/sweeps", params={"tag": "other"}).json()["count"] == 0
+    assert client.get("/sweeps", params={"tag": OTHER}).json()["count"] == 0
 
 
 def test_dry_run_counts_and_estimates_without_storing(run):

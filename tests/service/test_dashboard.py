@@ -174,12 +174,12 @@ def test_sweep_figures_draw_the_api_aggregation(page, submitted, api):
     assert [s["y0"] for s in speed["shapes"]] == [1]      # the one-layer reference
     expect(page.locator("#figure-notes")).to_contain_text("fit_lambda0")
     # Labels: tags and notes saved with PATCH, read back through the API.
-    page.locator("#s-tags").fill("browser, fig1")
+    page.locator("#s-tags").fill("browser, edited")
     page.locator("#s-notes").fill("seen in a browser")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("form.card [role=status]")).to_have_text("saved")
     state = api.get(f"/sweeps/{submitted}").json()
-    assert (state["tags"], state["notes"]) == (["browser", "fig1"], "seen in a browser")
+    assert (state["tags"], state["notes"]) == (["browser", "edited"], "seen in a browser")
 
 
 def test_results_table_filters_sorts_and_downloads_csv(page, submitted, shots):
