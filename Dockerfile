@@ -14,6 +14,7 @@ COPY core ./core
 COPY workers ./workers
 COPY service ./service
 COPY migrations ./migrations
+COPY examples ./examples
 RUN pip install ".[server]" \
     && useradd --create-home --uid 1000 flowsweep
 

@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
                 shutdown_ray()
             engine.dispose()
 
-    app = FastAPI(title="flowsweep", version=__version__, lifespan=lifespan,
+    # /docs is served from local assets (routes/dashboard.py): FastAPI's own pages load them from a CDN.
+    app = FastAPI(title="flowsweep", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Sweeps of gradient-flow experiments on overparameterized linear models, "
                               "with every result in a database.")
     app.state.settings = settings
@@ -99,7 +100,8 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-    from .routes import router
+    from .routes import dashboard, router
 
     app.include_router(router)
+    dashboard.mount(app)
     return app

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +126,9 @@ class Client:
             raise ServerUnavailable(f"request to {self.url}{path} failed: {e}") from None
         if resp.is_success:
             return resp
+        self._raise(resp, path, what)
+
+    def _raise(self, resp: httpx.Response, path: str, what: str | None) -> None:
         try:
             detail = resp.json().get("detail", resp.text)
         except (ValueError, AttributeError):
@@ -155,11 +158,14 @@ class Client:
             spec = load_spec(spec)
         return self._request("POST", "/sweeps", json=dict(spec)).json()
 
-    def sweeps(self, limit: int = 50, offset: int = 0, status: str | None = None) -> dict[str, Any]:
-        """GET /sweeps: {"data": [sweep...], "count"}, newest first; `status` e.g. "running"."""
+    def sweeps(self, limit: int = 50, offset: int = 0, status: str | None = None, tag: str | None = None,
+               name: str | None = None) -> dict[str, Any]:
+        """GET /sweeps: {"data": [sweep...], "count"}, newest first; `status` e.g. "running", `tag`
+        (any of, comma separated), `name` (contains, case-insensitive)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
+        for key, value in (("status", status), ("tag", tag), ("name", name)):
+            if value:
+                params[key] = value
         return self._get_json("/sweeps", params=params)
 
     def sweep(self, sweep_id: int) -> dict[str, Any]:
@@ -255,6 +261,87 @@ class Client:
         df.attrs["by"] = list(body.get("by") or by or []) if isinstance(body, Mapping) else list(by or [])
         return df
 
+    def group_curves(self, sweep_id: int, by: Iterable[str] | str | None = None,
+                     max_seeds: int = 100) -> dict[str, Any]:
+        """GET /sweeps/{id}/curves: {"by", "groups": [...]}, each group's `t` and `singular_values` as
+        arrays and `error`, `error_linear`, `error_regularized_fit` as {"mean", "std", "n"} arrays (or
+        None); JSON nulls become nan."""
+        if isinstance(by, str):
+            by = [b for b in by.split(",") if b]
+        params: dict[str, Any] = {"max_seeds": max_seeds}
+        if by:
+            params["by"] = ",".join(by)
+        body = self._get_json(f"/sweeps/{int(sweep_id)}/curves", what=f"sweep {sweep_id}", params=params)
+        for g in body.get("groups", []):
+            g["t"] = _as_float_array(g["t"])
+            g["singular_values"] = _as_float_array(g.get("singular_values"))
+            for key in ("error", "error_linear", "error_regularized_fit"):
+                if g.get(key) is not None:
+                    g[key] = {k: _as_float_array(v) for k, v in g[key].items()}
+        return body
+
+    def events(self, sweep_id: int) -> Iterator[dict[str, Any]]:
+        """GET /sweeps/{id}/events: the sweep's progress snapshots as they change (Server-Sent
+        Events), ending with the terminal one. No polling: one open connection."""
+        last = None
+        try:
+            with self._http.stream("GET", f"/sweeps/{int(sweep_id)}/events", timeout=httpx.Timeout(
+                    self._http.timeout.connect, read=None)) as resp:
+                if not resp.is_success:
+                    resp.read()
+                    self._raise(resp, f"/sweeps/{int(sweep_id)}/events", f"sweep {sweep_id}")
+                event = "message"
+                for line in resp.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = json.loads(line[5:])
+                        if event == "end":
+                            if data.get("deleted"):
+                                raise NotFound(f"sweep {sweep_id} was deleted")
+                            if data != last:
+                                yield data
+                            return
+                        last = data
+                        yield data
+                        event = "message"
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as e:
+            raise ServerUnavailable(f"lost the event stream of sweep {sweep_id} at {self.url} "
+                                    f"({type(e).__name__})") from None
+
+    def patch(self, sweep_id: int, **fields: Any) -> dict[str, Any]:
+        """PATCH /sweeps/{id}: `name`, `tags` (a list, replaces them) and/or `notes`."""
+        return self._request("PATCH", f"/sweeps/{int(sweep_id)}", what=f"sweep {sweep_id}", json=fields).json()
+
+    def delete(self, sweep_id: int) -> None:
+        """DELETE /sweeps/{id}: a finished or cancelled sweep with its points, results and curves."""
+        self._request("DELETE", f"/sweeps/{int(sweep_id)}", what=f"sweep {sweep_id}")
+
+    def resolve(self, ref: int | str) -> int:
+        """A sweep id from an id or a sweep's exact name (the newest sweep of that name)."""
+        text = str(ref).strip()
+        if text.isdigit():
+            return int(text)
+        body = self._get_json("/sweeps", params={"name": text, "limit": 1000})
+        exact = [s for s in body.get("data", []) if s.get("name") == text]
+        if not exact:
+            raise NotFound(f"no sweep named {text!r} on {self.url}")
+        return int(exact[0]["id"])
+
+    def cross_summary(self, by: Iterable[str] | str | None = None, **filters: Any) -> pd.DataFrame:
+        """GET /summary: statistics per group across sweeps, e.g. cross_summary("sweep_id,lambda0", tag="table2")."""
+        import pandas as pd
+
+        if isinstance(by, (list, tuple)):
+            by = ",".join(by)
+        params = {k: _param(v) for k, v in filters.items() if v is not None}
+        if by:
+            params["by"] = by
+        body = self._get_json("/summary", params=params)
+        df = pd.DataFrame.from_records(body.get("data", []))
+        df.attrs["by"] = list(body.get("by") or [])
+        return df
+
     # -- points ---------------------------------------------------------------------------------
     def point(self, point_id: int) -> dict[str, Any]:
         return self._get_json(f"/points/{int(point_id)}", what=f"point {point_id}")
@@ -277,22 +364,60 @@ def _param(v: Any) -> Any:
     return v
 
 
+SWEEP_FILE_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
+
+
+def _parse_sweep_text(text: str, path: str) -> Any:
+    """JSON, YAML or TOML by the file's suffix; standard input (`-`) is JSON or YAML (YAML reads JSON too)."""
+    suffix = Path(path).suffix.lower() if path != "-" else ""
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise FlowsweepError(f"{path} is not valid TOML: {e}") from None
+    if suffix in (".yaml", ".yml") or (suffix == "" and not text.lstrip().startswith(("{", "["))):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise FlowsweepError(f"{path} is not valid YAML: {getattr(e, 'problem', None) or e}{where}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FlowsweepError(f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+
+
 def load_sweeps(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a sweep file: one JSON object (a sweep, SPEC §3) or a JSON list of them (e.g. the two
-    initialisations of the paper's Fig. 3, which a single sweep's axes cannot vary); `-` is stdin."""
+    """Read a sweep file (JSON, YAML or TOML by its suffix; `-` is standard input): one sweep (SPEC §3),
+    a list of sweeps (e.g. the two initialisations of the paper's Fig. 3, which a single sweep's axes
+    cannot vary), or {"tags": [...], "sweeps": [...]} — TOML's `[[sweeps]]` — whose tags label every
+    sweep of the file."""
     import sys
 
     try:
         text = sys.stdin.read() if str(path) == "-" else Path(path).read_text()
     except OSError as e:
         raise FlowsweepError(f"cannot read sweep file {path}: {e.strerror}") from None
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FlowsweepError(f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    spec = _parse_sweep_text(text, str(path))
+    common_tags: list = []
+    if isinstance(spec, dict) and "sweeps" in spec:
+        extra = set(spec) - {"sweeps", "tags"}
+        if extra:
+            raise FlowsweepError(f"{path}: a file of sweeps holds `sweeps` and optional `tags`, not "
+                                 f"{', '.join(sorted(extra))}")
+        common_tags = list(spec.get("tags") or [])
+        spec = spec["sweeps"]
     sweeps = spec if isinstance(spec, list) else [spec]
     if not sweeps or not all(isinstance(s, dict) for s in sweeps):
-        raise FlowsweepError(f"{path} must hold a JSON object (a sweep, SPEC §3) or a list of them")
+        raise FlowsweepError(f"{path} must hold a sweep (SPEC §3), a list of them, or `sweeps` (and `tags`)")
+    if common_tags:
+        for s in sweeps:
+            s["tags"] = list(dict.fromkeys([*(s.get("tags") or []), *common_tags]))
     return sweeps
 
 

@@ -77,6 +77,7 @@ class Sweep(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)  # revision 0005
 
     points: Mapped[list["Point"]] = relationship(back_populates="sweep", passive_deletes=True)
 
@@ -157,6 +158,15 @@ class Result(Base):
 # How `curves.blob` is encoded: np.savez bytes of t, error, error_linear, singular_values and (when
 # present) error_regularized_fit. The runner writes it, queries.decode_curves reads it.
 CURVES_FORMAT = "npz-v1"
+
+
+class SweepTag(Base):
+    """A sweep's label (revision 0005): one row per (sweep, tag), so `tag=` filters are an indexed IN."""
+
+    __tablename__ = "sweep_tags"
+
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class Curve(Base):

@@ -34,6 +34,9 @@ from matplotlib.figure import Figure
 
 from flowsweep.status import PointStatus
 
+from .aggregate import aggregate, band, mean_std  # (numpy only: the API's GET /sweeps/{id}/curves uses it too)
+from .aggregate import stack_padded  # noqa: F401  (re-exported)
+
 KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "depth", "plateau")
 GROUP_AXES = ("init_scale", "k", "lambda0", "depth")     # sweep axes other than seed (SPEC §3)
 PLATEAU_DROP = 0.1      # the plateau ends when e(t) has fallen by this fraction of e(0)
@@ -55,25 +58,22 @@ class Group:
     rows: pd.DataFrame                                    # their result rows
     curves: list[dict[str, Any]] = field(default_factory=list)  # one dict of arrays per point
     state: dict[str, np.ndarray] | None = None            # initial state of curves[0]'s point
+    # Curves aggregated over seeds as GET /sweeps/{id}/curves returns them ({"t", key: {"mean", "std",
+    # "n"}}); computed from `curves` by service.aggregate when not given.
+    stats: dict[str, Any] | None = None
+    n: int | None = None                                  # seeds in `stats`
+
+    def aggregated(self) -> dict[str, Any]:
+        if self.stats is None:
+            self.stats, self.n = aggregate(self.curves), len(self.curves)
+        return self.stats
 
 
 # ---------------------------------------------------------------------------------- helpers
-def stack_padded(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack 1-D arrays of possibly different lengths (a diverged point stops early) with nan."""
-    arrays = [np.asarray(a, dtype=float).ravel() for a in arrays]
-    out = np.full((len(arrays), max((len(a) for a in arrays), default=0)), np.nan)
-    for i, a in enumerate(arrays):
-        out[i, : len(a)] = a
-    return out
-
-
 def mean_band(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds and a ±1 std band (nan-aware), band clipped at 0 as errors are >= 0."""
-    stacked = stack_padded(arrays)
-    with np.errstate(invalid="ignore"):
-        mean = np.nanmean(stacked, axis=0) if len(stacked) else np.array([])
-        std = np.nanstd(stacked, axis=0) if len(stacked) > 1 else np.zeros_like(mean)
-    return mean, np.clip(mean - std, 0.0, None), mean + std
+    """Mean over seeds and a ±1 std band (service.aggregate's statistics), band clipped at 0."""
+    mean, std, _ = mean_std(arrays)
+    return band({"mean": mean, "std": std})
 
 
 def iterations(t: np.ndarray, eta: float | None) -> np.ndarray:
@@ -169,22 +169,22 @@ def _style_error_panel(ax, i: int, title: str, eta) -> None:
 
 def error_figure(groups: Sequence[Group]) -> Figure:
     """Reconstruction error ‖Y − X(t)‖/‖Y‖ against iterations, two-layer vs one-layer (Fig. 1 top)."""
-    groups = [g for g in groups if g.curves]
+    groups = [g for g in groups if g.curves or g.stats is not None]
     if not groups:
         raise PlotError("no finished points with curves to plot")
     fig, axes = _panels(len(groups), sharey=False)   # a large init starts far above 1 (Fig. 1c)
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
-        n = len(g.curves)
+        stats = g.aggregated()
+        n = g.n
         for key, label, style, color in (("error", _model_label(g.rows), "-", TWO_LAYER_COLOR),
                                          ("error_linear", "one-layer", "--", ONE_LAYER_COLOR)):
-            series = [c[key] for c in g.curves if c.get(key) is not None]
-            if not series:
+            if stats.get(key) is None:
                 continue
-            mean, lo, hi = mean_band(series)
-            x = iterations(g.curves[0]["t"], eta)[: len(mean)]
+            mean, lo, hi = band(stats[key])
+            x = iterations(stats["t"], eta)[: len(mean)]
             ax.plot(x, mean[: len(x)], linestyle=style, color=color,
-                    label=f"{label} (mean of {len(series)})" if n > 1 else label)
+                    label=f"{label} (mean of {n})" if n > 1 else label)
             if n > 1:
                 ax.fill_between(x, lo[: len(x)], hi[: len(x)], color=color, alpha=0.2, linewidth=0)
         q0 = _mean_of(g.rows, "q0_norm")
@@ -253,20 +253,20 @@ def singular_values_figure(groups: Sequence[Group]) -> Figure:
 # ---------------------------------------------------------------------------------- Fig. 2
 def regularized_figure(groups: Sequence[Group]) -> Figure:
     """e(t) of the general flow (13) vs the regularized flow (19) at λ₀ = lambda0_fit (Fig. 2 top)."""
-    groups = [g for g in groups
-              if any(c.get("error_regularized_fit") is not None for c in g.curves)]
+    groups = [g for g in groups if (g.curves or g.stats is not None)
+              and g.aggregated().get("error_regularized_fit") is not None]
     if not groups:
         raise PlotError("these points have no regularized fit: submit the sweep with \"fit_lambda0\": true")
     fig, axes = _panels(len(groups), sharey=False)
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
-        curves = [c for c in g.curves if c.get("error_regularized_fit") is not None]
-        n = len(curves)
-        x_all = iterations(curves[0]["t"], eta)
+        stats = g.aggregated()
+        n = g.n
+        x_all = iterations(stats["t"], eta)
         for key, label, style, color in (
                 ("error", "general Q₀, flow (13)", "--", "tab:red"),
                 ("error_regularized_fit", "regularized, Λ = λ₀I (19)", "-", "k")):
-            mean, lo, hi = mean_band([c[key] for c in curves])
+            mean, lo, hi = band(stats[key])
             x = x_all[: len(mean)]
             ax.plot(x, mean[: len(x)], linestyle=style, color=color, label=label)
             if n > 1:
@@ -401,19 +401,37 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
     if kind == "plateau":
         return plateau_figure(done, [client.curves(int(pid)) for pid in done["point_id"]], by=by)
+    if kind in ("error", "regularized"):
+        # Aggregated on the server (GET /sweeps/{id}/curves): the dashboard shows the same numbers.
+        body = client.group_curves(sweep_id, by=by or varying_axes(done) or None, max_seeds=max_seeds)
+        groups = []
+        for g in body["groups"]:
+            rows = done[done["point_id"].isin(g["point_ids"])]
+            groups.append(Group(label=group_label(body["by"], list(g["key"].values())) if body["by"]
+                                else split_groups(rows)[0].label, rows=rows, stats=g, n=int(g["n"])))
+        return (error_figure if kind == "error" else regularized_figure)(groups)
     groups = split_groups(done, by)
-    per_group = 1 if kind == "singular_values" else max_seeds
     for g in groups:
-        g.rows = g.rows.head(per_group)
+        g.rows = g.rows.head(1)
         g.curves = [client.curves(int(pid)) for pid in g.rows["point_id"]]
-        if kind == "singular_values":
-            g.state = client.state(int(g.rows["point_id"].iloc[0]))
-    return {"error": error_figure, "singular_values": singular_values_figure,
-            "regularized": regularized_figure}[kind](groups)
+        g.state = client.state(int(g.rows["point_id"].iloc[0]))
+    return singular_values_figure(groups)
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100, fmt: str | None = None) -> Path:
+    """Write the figure as PNG (width, height in inches × dpi pixels), PDF or SVG (vector), the format
+    from `fmt` or else the file's suffix."""
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".") or "png").lower()
+    if fmt not in FIGURE_FORMATS:
+        raise PlotError(f"cannot write a figure as {fmt!r}: choose one of {', '.join(FIGURE_FORMATS)}")
+    fig.savefig(path, format=fmt, dpi=dpi)
+    return path
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write the figure as PNG at its own size (width, height in inches × dpi pixels)."""
-    path = Path(path)
-    fig.savefig(path, format="png", dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi, "png")

@@ -21,7 +21,7 @@ from flowsweep.core.types import FLOAT_PARAMS, INITS, INT_PARAMS, INTEGRATORS, M
 from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
 from flowsweep.status import FINISHED_POINT_STATUSES
 
-from .models import CURVES_FORMAT, PARAM_FIELDS, Curve, Point, Result
+from .models import CURVES_FORMAT, PARAM_FIELDS, Curve, Point, Result, SweepTag
 from .schemas import RESULT_FIELDS
 
 RESULT_STATUSES = tuple(s.value for s in FINISHED_POINT_STATUSES)  # a result row's status
@@ -86,6 +86,10 @@ class _QueryBase(BaseModel):
                                                        f"max {MAX_JSON_LIMIT}; csv/parquet: all rows)")
     offset: int = Field(0, ge=0, le=2**31 - 1)
     format: Literal[FORMATS] = "json"  # type: ignore[valid-type]
+    tag: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        None, description="rows of sweeps carrying any of these tags (repeat or comma-separate)")
+
+    _split_tags = field_validator("tag", mode="before")(classmethod(lambda cls, v: _split_commas(v)))
 
     @field_validator("order_by")
     @classmethod
@@ -101,7 +105,7 @@ class _QueryBase(BaseModel):
 
     def filters(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump(exclude={"status", "order_by", "limit", "offset", "format",
-                                                          "by"}).items() if v is not None}
+                                                          "by", "tag"}).items() if v is not None}
 
 
 def _make_query_model() -> type[_QueryBase]:
@@ -151,6 +155,8 @@ def _where(q: ResultQuery, sweep_id: int | None) -> list:
         conds.append(Point.sweep_id == sweep_id)
     # Only finished points have a result row.
     conds.append(Point.status.in_(q.status or RESULT_STATUSES))
+    if q.tag:
+        conds.append(Point.sweep_id.in_(select(SweepTag.sweep_id).where(SweepTag.tag.in_(q.tag))))
     for key, value in q.filters().items():
         if key.endswith("_min") or key.endswith("_max"):
             col = _column(key[:-4])

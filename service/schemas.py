@@ -28,6 +28,9 @@ MAX_DEPTH = 50             # layers of the deep model
 MAX_LOGSPACE_EXP = 300     # 10**a stays a finite double
 DEFAULT_MAX_POINTS = 100_000
 DEFAULT_MAX_STEPS = 10_000_000
+MAX_TAGS = 20             # tags per sweep
+MAX_TAG_LENGTH = 64
+MAX_NOTES_LENGTH = 20_000
 AXIS_NAMES = ("init_scale", "k", "lambda0", "depth", "seed")
 INT_AXES = ("k", "seed", "depth")
 
@@ -157,10 +160,30 @@ class Axes(StrictModel):
         return _axis_values(info.field_name, raw, _limit(info, "max_points", DEFAULT_MAX_POINTS))
 
 
+def check_tags(tags: list[str] | None) -> list[str] | None:
+    """Tags are short labels: stripped, 1..64 characters, no commas (`tag=a,b` means a or b), each once."""
+    if tags is None:
+        return None
+    if len(tags) > MAX_TAGS:
+        raise _err("at most {max} tags (got {n})", max=MAX_TAGS, n=len(tags))
+    out: list[str] = []
+    for t in tags:
+        t = t.strip()
+        if not t or len(t) > MAX_TAG_LENGTH:
+            raise _err("a tag has 1 to {max} characters (got '{t}')", max=MAX_TAG_LENGTH, t=t)
+        if "," in t:
+            raise _err("a tag cannot contain a comma (got '{t}')", t=t)
+        if t not in out:
+            out.append(t)
+    return out
+
+
 class SweepSpec(StrictModel):
     """Body of POST /sweeps (SPEC §3)."""
 
     name: str | None = Field(None, min_length=1, max_length=200)
+    tags: list[str] | None = Field(None, description=f"short labels (at most {MAX_TAGS}, each "
+                                   f"1..{MAX_TAG_LENGTH} characters, no commas)", examples=[["fig1", "paper"]])
     model: Literal[MODELS]  # type: ignore[valid-type]
     init: Literal[INITS] = "gaussian"  # type: ignore[valid-type]
     integrator: Literal[INTEGRATORS] = "gd"  # type: ignore[valid-type]
@@ -177,6 +200,8 @@ class SweepSpec(StrictModel):
     depth: StrictInt | None = Field(None, ge=1, le=MAX_DEPTH, description="model deep only (required there, "
                                     "as a field or as axes.depth): the number of layers L")
     axes: Axes = Field(default_factory=Axes)
+
+    _tags = field_validator("tags")(classmethod(lambda cls, v: check_tags(v)))
 
     @field_validator("steps")
     @classmethod
@@ -265,6 +290,18 @@ class SweepOut(BaseModel):
     finished_at: datetime | None
     eta_seconds: float | None
     error: str | None = None
+    tags: list[str] = []
+    notes: str | None = None
+
+
+class SweepPatch(StrictModel):
+    """Body of PATCH /sweeps/{id}: the fields given are replaced (`tags` as a whole list)."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    tags: list[str] | None = Field(None, description="replaces the sweep's tags")
+    notes: str | None = Field(None, max_length=MAX_NOTES_LENGTH, description="free text; \"\" clears it")
+
+    _tags = field_validator("tags")(classmethod(lambda cls, v: check_tags(v)))
 
 
 class SweepList(BaseModel):

@@ -24,8 +24,13 @@ def serve(settings: Settings | None = None) -> None:
         raise SystemExit(2) from None
     finally:
         engine.dispose()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=10)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                           log_level=settings.log_level, timeout_graceful_shutdown=10))
+    # Open event streams (dashboards, `flowsweep wait`) end when this turns true, so that a stop does
+    # not wait out the graceful timeout for them (service/events.py).
+    app.state.shutting_down = lambda: server.should_exit
+    server.run()
 
 
 def main() -> None:

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     num_cpus: int | None = Field(None, ge=1)
     # Runner fairness: a sweep gets about this many seconds of dispatching while others wait.
     runner_slice_seconds: float = Field(30.0, gt=0)
+    # Server-Sent Events: seconds between progress snapshots (one database read per interval, shared).
+    events_interval_seconds: float = Field(1.0, gt=0, le=60)
     log_level: str = "info"
 
     @field_validator("api_token", "ray_address", mode="before")

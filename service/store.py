@@ -20,7 +20,7 @@ from flowsweep.jsonsafe import finite_or_none as _finite_or_none  # stored as NU
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, CACHED, COUNT_KEYS, PointStatus, SweepStatus
 
 from .expand import expand, point_identity
-from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, utcnow
+from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, SweepTag, utcnow
 from .schemas import SweepSpec
 
 _CHUNK = 500  # identities per IN (...) lookup
@@ -56,14 +56,42 @@ def get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Swee
     return session.execute(stmt).scalar_one_or_none()
 
 
-def list_sweeps(session: Session, statuses: list[str] | None, limit: int, offset: int
-                ) -> tuple[int, list[Sweep]]:
-    """(total matching, one page of sweeps newest first), optionally only those in `statuses`."""
+def list_sweeps(session: Session, statuses: list[str] | None, limit: int, offset: int, *,
+                tags: list[str] | None = None, name: str | None = None) -> tuple[int, list[Sweep]]:
+    """(total matching, one page of sweeps newest first), optionally only those in `statuses`,
+    carrying any of `tags`, or whose name contains `name` (case-insensitive)."""
     conds = [Sweep.status.in_(statuses)] if statuses else []
+    if tags:
+        conds.append(Sweep.id.in_(tagged_sweep_ids(tags)))
+    if name:
+        escaped = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conds.append(func.lower(Sweep.name).like(f"%{escaped}%", escape="\\"))
     total = session.execute(select(func.count()).select_from(Sweep).where(*conds)).scalar_one()
     sweeps = session.execute(select(Sweep).where(*conds).order_by(Sweep.created_at.desc(), Sweep.id.desc())
                              .limit(limit).offset(offset)).scalars().all()
     return total, list(sweeps)
+
+
+def tagged_sweep_ids(tags: list[str]):
+    """SELECT of the ids of sweeps that carry any of `tags` (for an IN condition)."""
+    return select(SweepTag.sweep_id).where(SweepTag.tag.in_(tags))
+
+
+def tags_of(session: Session, sweep_ids: list[int]) -> dict[int, list[str]]:
+    """sweep id -> its tags, sorted."""
+    out: dict[int, list[str]] = {sid: [] for sid in sweep_ids}
+    if sweep_ids:
+        for sid, tag in session.execute(select(SweepTag.sweep_id, SweepTag.tag)
+                                        .where(SweepTag.sweep_id.in_(sweep_ids)).order_by(SweepTag.tag)):
+            out[sid].append(tag)
+    return out
+
+
+def set_tags(session: Session, sweep_id: int, tags: list[str]) -> None:
+    """Replace the sweep's tags."""
+    session.execute(delete(SweepTag).where(SweepTag.sweep_id == sweep_id))
+    if tags:
+        session.execute(insert(SweepTag), [{"sweep_id": sweep_id, "tag": t} for t in tags])
 
 
 def reusable_sources(session: Session, identities: list[str]) -> dict[str, tuple[int, str]]:
@@ -98,6 +126,7 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
         sweep.started_at = sweep.finished_at = now
     session.add(sweep)
     session.flush()
+    set_tags(session, sweep.id, spec.tags or [])
     rows = []
     for p, ident in zip(points, identities):
         src, src_status = sources.get(ident, (None, PointStatus.PENDING))
@@ -156,6 +185,7 @@ def delete_sweep(session: Session, sweep_id: int) -> None:
     session.execute(delete(Result).where(Result.sweep_id == sweep_id))
     session.execute(update(Point).where(Point.sweep_id == sweep_id).values(source_point_id=None))
     session.execute(delete(Point).where(Point.sweep_id == sweep_id))
+    session.execute(delete(SweepTag).where(SweepTag.sweep_id == sweep_id))
     session.execute(delete(Sweep).where(Sweep.id == sweep_id))
 
 

@@ -6,17 +6,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, SweepStatus
 
-from .. import queries, store
+from .. import curves as curves_mod, estimate, queries, store
 from ..db import session_scope
 from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
-from ..expand import PointSpecError
+from ..events import event_stream
+from ..expand import PointSpecError, expand, point_identity
 from ..models import SWEEP_STATUSES, Sweep, utcnow
-from ..schemas import SweepCreated, SweepList, SweepOut, SweepSpec
+from ..schemas import SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
 from .common import DbId, found_or_404, json_safe, result_page
 from .results import FILE_RESPONSES
 
@@ -61,7 +63,7 @@ def _eta(sweep: Sweep, runner: Any) -> float | None:
     return None if eta is None else float(eta)
 
 
-def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any) -> dict:
+def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any, tags: list[str] | None = None) -> dict:
     finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
     return json_safe({
         "id": sweep.id, "name": sweep.name, "status": sweep.status, "spec": sweep.spec,
@@ -71,7 +73,26 @@ def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any) -> dict:
         "started_at": sweep.started_at.isoformat() if sweep.started_at else None,
         "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
         "eta_seconds": _eta(sweep, runner), "error": sweep.error,
+        "tags": tags or [], "notes": sweep.notes,
     })
+
+
+def sweep_state(session: Session, sweep_id: int, runner: Any) -> dict | None:
+    """A sweep's progress snapshot (GET /sweeps/{id}, and each event of its stream), or None."""
+    sweep = store.get_sweep(session, sweep_id)
+    if sweep is None:
+        return None
+    return sweep_out(sweep, store.counts(session, [sweep_id])[sweep_id], runner,
+                     store.tags_of(session, [sweep_id])[sweep_id])
+
+
+def sweeps_page(session: Session, runner: Any, statuses: list[str] | None, limit: int, offset: int,
+                tags: list[str] | None, name: str | None) -> dict:
+    """GET /sweeps's body (and each event of the list's stream)."""
+    total, sweeps = store.list_sweeps(session, statuses, limit, offset, tags=tags, name=name)
+    ids = [s.id for s in sweeps]
+    counts, tags_of = store.counts(session, ids), store.tags_of(session, ids)
+    return {"data": [sweep_out(s, counts[s.id], runner, tags_of[s.id]) for s in sweeps], "count": total}
 
 
 def _get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Sweep:
@@ -102,10 +123,16 @@ def _inline_schema(model) -> dict:  # noqa: ANN001
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepCreated, dependencies=[WriteAuth],
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": _inline_schema(SweepSpec)}}}},
-             responses={422: {"description": "invalid sweep: `detail` lists {loc, field, msg}"}})
-async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDep):
+             responses={422: {"description": "invalid sweep: `detail` lists {loc, field, msg}"},
+                        200: {"description": "dry_run: `{valid, n_points, n_cached, n_new, estimate}`, "
+                                             "nothing stored"}})
+async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDep,
+                       dry_run: Annotated[bool, Query(description="validate, count the points and estimate "
+                                                                  "the cost; store nothing (200)")] = False):
     """Validate a sweep (SPEC §3), expand its axes, and store the sweep with all its points in one
-    transaction; points already computed by any sweep are reused (`n_cached`) unless `recompute`."""
+    transaction; points already computed by any sweep are reused (`n_cached`) unless `recompute`.
+    With `dry_run=true` nothing is stored: the answer says how many points would run and a rough
+    CPU-time estimate."""
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body: larger than {MAX_BODY_BYTES} bytes")
@@ -125,6 +152,8 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
     stored = spec.model_dump(mode="json", exclude={"axes"})
     stored["axes"] = {k: v for k, v in (body.get("axes") or {}).items()}
     stored["name"] = spec.name or f"{spec.model}-{spec.init}-{spec.integrator}-{utcnow():%Y%m%dT%H%M%S}"
+    if dry_run:
+        return JSONResponse(await run_in_threadpool(_dry_run, request, spec, settings))
 
     def write() -> tuple[int, str, int, int]:
         with session_scope(request.app.state.session_factory) as session:
@@ -140,22 +169,107 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
     return {"id": sweep_id, "status": st, "n_points": n_points, "n_cached": n_cached}
 
 
+def _dry_run(request: Request, spec: SweepSpec, settings: Any) -> dict:
+    """What POST /sweeps would do, without storing anything: point counts and the cost estimate."""
+    try:
+        points = expand(spec)
+    except PointSpecError as exc:
+        raise _unprocessable(exc.field, exc.message) from None
+    n_cached = 0
+    if not spec.recompute:
+        with request.app.state.read_session_factory() as session:
+            n_cached = len(store.reusable_sources(session, [point_identity(p) for p in points]))
+    cpus = settings.num_cpus or _cluster_cpus()
+    return {"valid": True, "n_points": len(points), "n_cached": n_cached, "n_new": len(points) - n_cached,
+            "estimate": estimate.estimate(points, len(points) - n_cached, cpus)}
+
+
+def _cluster_cpus() -> int:
+    try:
+        from flowsweep.workers.runtime import ray_status
+
+        return int(ray_status().get("cpus") or 1)
+    except Exception:
+        return 1
+
+
+StatusFilter = Annotated[list[Literal[SWEEP_STATUSES]] | None, Query(alias="status")]  # type: ignore[valid-type]
+TagFilter = Annotated[list[str] | None, Query(alias="tag", description="sweeps carrying any of these tags "
+                                                                       "(repeat or comma-separate)")]
+NameFilter = Annotated[str | None, Query(max_length=200, description="name contains (case-insensitive)")]
+
+
+def _tags(tag: list[str] | None) -> list[str] | None:
+    return [t.strip() for v in tag for t in v.split(",") if t.strip()] if tag else None
+
+
 @router.get("", response_model=SweepList, dependencies=[ReadAuth])
 def list_sweeps(session: SessionDep, runner: RunnerDep,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                 offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-                status_: Annotated[list[Literal[SWEEP_STATUSES]] | None,  # type: ignore[valid-type]
-                                   Query(alias="status")] = None):
-    """Sweeps, newest first."""
-    total, sweeps = store.list_sweeps(session, status_, limit, offset)
-    counts = store.counts(session, [s.id for s in sweeps])
-    return {"data": [sweep_out(s, counts[s.id], runner) for s in sweeps], "count": total}
+                status_: StatusFilter = None, tag: TagFilter = None, name: NameFilter = None):
+    """Sweeps, newest first; filtered by `status`, `tag` (any of) and `name` (contains)."""
+    return sweeps_page(session, runner, status_, limit, offset, _tags(tag), name)
+
+
+@router.get("/events", dependencies=[ReadAuth], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "`data:` GET /sweeps bodies whenever they change"}})
+async def list_events(request: Request, runner: RunnerDep,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                      offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+                      status_: StatusFilter = None, tag: TagFilter = None, name: NameFilter = None):
+    """Server-Sent Events for the sweep list: the body of GET /sweeps (same filters) as a `data:` line
+    each time it changes; one database read per interval, shared by every stream with the same query.
+    The stream ends after a few minutes (`retry:` tells the browser to reconnect)."""
+    tags = _tags(tag)
+    key = ("list", limit, offset, tuple(status_ or ()), tuple(tags or ()), name)
+
+    def load(session: Session) -> dict:  # serialised as GET /sweeps answers
+        return SweepList.model_validate(sweeps_page(session, runner, status_, limit, offset, tags, name)
+                                        ).model_dump(mode="json")
+
+    return event_stream(request, key, load, terminal=lambda body: False)
 
 
 @router.get("/{sweep_id}", response_model=SweepOut, dependencies=[ReadAuth])
 def get_sweep(sweep_id: DbId, session: SessionDep, runner: RunnerDep):
-    sweep = _get_sweep(session, sweep_id)
-    return sweep_out(sweep, store.counts(session, [sweep.id])[sweep.id], runner)
+    return found_or_404("sweep", sweep_id, lambda i: sweep_state(session, i, runner))
+
+
+@router.patch("/{sweep_id}", response_model=SweepOut, dependencies=[WriteAuth],
+              responses={422: {"description": "invalid name, tags or notes"}})
+def patch_sweep(sweep_id: DbId, patch: SweepPatch, request: Request, runner: RunnerDep):
+    """Rename a sweep, replace its `tags`, or set its `notes` (only the fields given change)."""
+    with session_scope(request.app.state.session_factory) as session:
+        sweep = _get_sweep(session, sweep_id, for_update=True)
+        given = patch.model_fields_set
+        if "name" in given and patch.name is not None:
+            sweep.name = patch.name
+        if "notes" in given:
+            sweep.notes = patch.notes or None
+        if "tags" in given:
+            store.set_tags(session, sweep_id, patch.tags or [])
+    with request.app.state.read_session_factory() as session:
+        return sweep_state(session, sweep_id, runner)
+
+
+@router.get("/{sweep_id}/events", dependencies=[ReadAuth], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "`data:` GET /sweeps/{id} bodies, then `event: end`"}})
+async def sweep_events(sweep_id: DbId, request: Request, runner: RunnerDep):
+    """Server-Sent Events: the sweep's progress snapshot (the body of GET /sweeps/{id}) as a `data:`
+    line each time it changes, until the sweep is done, failed or cancelled; then `event: end`.
+    One database read per interval, shared by every stream on the sweep."""
+    with request.app.state.read_session_factory() as session:
+        _get_sweep(session, sweep_id)
+
+    def load(session: Session) -> dict | None:  # serialised as GET /sweeps/{id} answers
+        state = sweep_state(session, sweep_id, runner)
+        return None if state is None else SweepOut.model_validate(state).model_dump(mode="json")
+
+    return event_stream(request, ("sweep", sweep_id), load,
+                        terminal=lambda body: body is None or body["status"] in _TERMINAL)
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepOut, dependencies=[WriteAuth],
@@ -170,8 +284,7 @@ def cancel_sweep(sweep_id: DbId, request: Request, runner: RunnerDep):
     if runner is not None:
         runner.cancel(sweep_id)
     with request.app.state.read_session_factory() as session:
-        sweep = _get_sweep(session, sweep_id)
-        return sweep_out(sweep, store.counts(session, [sweep_id])[sweep_id], runner)
+        return sweep_state(session, sweep_id, runner)
 
 
 @router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAuth],
@@ -203,3 +316,22 @@ def sweep_summary(sweep_id: DbId, session: SessionDep, q: Annotated[queries.Summ
     _get_sweep(session, sweep_id)
     rows = queries.summary(session, q, sweep_id)
     return {"data": rows, "count": len(rows), "by": q.group_keys()}
+
+
+@router.get("/{sweep_id}/curves", dependencies=[ReadAuth])
+def sweep_curves(sweep_id: DbId, session: SessionDep,
+                 by: Annotated[str | None, Query(description="group keys, comma separated (default: the "
+                                                              "parameters that vary, seed excepted)")] = None,
+                 max_seeds: Annotated[int, Query(ge=1, le=1000, description="curves per group")] = 100):
+    """The done points' curves aggregated per group over seeds on a common t grid: for `error`,
+    `error_linear` and `error_regularized_fit`, `mean`, `std` (ddof 1) and `n` per record time; plus one
+    representative point's `singular_values` (the lowest seed) and the means of q0_norm, lambda0_fit,
+    speedup and final_error. The PNG plots and the dashboard draw these."""
+    _get_sweep(session, sweep_id)
+    keys = [k.strip() for k in by.split(",") if k.strip()] if by else None
+    for k in keys or ():
+        if k not in curves_mod.GROUPABLE:
+            raise RequestValidationError([{"loc": ["query", "by"], "field": "by", "type": "value_error",
+                                           "msg": f"unknown key '{k}'; group by any of: "
+                                                  f"{', '.join(curves_mod.GROUPABLE)}"}])
+    return curves_mod.group_curves(session, sweep_id, keys, max_seeds)

@@ -265,3 +265,98 @@ def test_wait_rides_out_a_short_outage_then_gives_up(monkeypatch):
     with Client(dead_url()) as c, pytest.raises(cli.ServerUnavailable):
         cli._wait(c, [1], poll=0.1, quiet=True)
     assert time.monotonic() - start >= 1.5          # it kept retrying for the whole window
+
+
+# ----------------------------------------------------------------------------------- wave 2: wait, open,
+# delete, --version, sweeps by name, YAML/TOML files, PDF/SVG figures, one --format spelling
+
+def test_version_prints_the_installed_version(capsys):
+    from flowsweep import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"flowsweep {__version__}"
+
+
+def test_yaml_and_toml_files_tagged_together_then_wait_by_name(server, capsys, tmp_path):
+    yaml_file = tmp_path / "one.yaml"
+    yaml_file.write_text(f"name: yaml-{tmp_path.name}\nmodel: asymmetric\nm: 2\nn: 3\neta: 0.01\nsteps: 300\n"
+                         "axes:\n  init_scale: [0.1, 1.0]\n  seed: {range: [0, 2]}\n")
+    toml_file = tmp_path / "two.toml"
+    toml_file.write_text('tags = ["pair"]\n' + "".join(
+        f'[[sweeps]]\nname = "toml-{i}-{tmp_path.name}"\nmodel = "asymmetric"\nm = 2\nn = {3 + i}\neta = 0.01\n'
+        'steps = 300\naxes = { seed = { range = [0, 2] } }\n\n' for i in range(2)))
+    rc, out, err = run(capsys, "--url", server.url, "submit", str(yaml_file), "--tag", "cli")
+    assert rc == 0, err
+    rc, out2, err = run(capsys, "--url", server.url, "submit", str(toml_file))
+    assert rc == 0, err
+    ids = [int(m) for m in re.findall(r"submitted sweep (\d+)", out + out2)]
+    with Client(server.url) as c:
+        specs = [c.sweep(i) for i in ids]
+    assert [s["tags"] for s in specs] == [["cli"], ["pair"], ["pair"]]
+    assert specs[0]["spec"]["axes"] == {"init_scale": [0.1, 1.0], "seed": {"range": [0, 2]}}
+    # `wait` takes names as well as ids and follows the event stream to the end.
+    rc, out, err = run(capsys, "--url", server.url, "wait", f"yaml-{tmp_path.name}", str(ids[1]), str(ids[2]))
+    assert rc == 0, err
+    assert [line.split()[:3] for line in out.strip().splitlines()] == [
+        ["sweep", str(i), "done:"] for i in ids]
+    rc, out, _ = run(capsys, "--url", server.url, "status", f"toml-1-{tmp_path.name}", "--format", "json")
+    assert rc == 0 and json.loads(out)["id"] == ids[2]
+    rc, out, _ = run(capsys, "--url", server.url, "list", "--tag", "pair", "--format", "json")
+    assert rc == 0 and [s["id"] for s in json.loads(out)["data"]] == [ids[2], ids[1]]
+    rc, out, _ = run(capsys, "--url", server.url, "list", "--name", f"yaml-{tmp_path.name}")
+    assert rc == 0 and out.splitlines()[1].split()[:2] == [str(ids[0]), f"yaml-{tmp_path.name}"]
+    assert out.splitlines()[1].split()[-1] == "cli"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [asymmetric\n")
+    rc, _, err = run(capsys, "--url", server.url, "submit", str(bad))
+    assert rc == 1 and "not valid YAML" in err and "line" in err
+
+
+def test_open_delete_and_unknown_names(server, submitted, capsys, monkeypatch):
+    sid, _ = submitted
+    rc, out, _ = run(capsys, "--url", server.url, "open", "cli-test", "--print-only")
+    assert rc == 0 and out.strip() == f"{server.url}/#/sweeps/{sid}"
+    rc, out, _ = run(capsys, "--url", server.url, "open", "--print-only")
+    assert rc == 0 and out.strip() == f"{server.url}/"
+    rc, _, err = run(capsys, "--url", server.url, "status", "no-such-sweep")
+    assert rc == 1 and "no sweep named 'no-such-sweep'" in err
+    with Client(server.url) as c:
+        victim = c.submit({**SPEC, "name": "to-delete", "fit_lambda0": False})["id"]
+        c.wait(victim, poll=0.3, timeout=120)
+    monkeypatch.setattr("sys.stdin", open(os.devnull))         # not a terminal: needs --yes
+    rc, _, err = run(capsys, "--url", server.url, "delete", "to-delete")
+    assert rc == 1 and "--yes" in err
+    rc, out, _ = run(capsys, "--url", server.url, "delete", "to-delete", "--yes")
+    assert rc == 0 and out.strip() == f"deleted sweep {victim} 'to-delete'"
+    with Client(server.url) as c, pytest.raises(Exception, match="not found"):
+        c.sweep(victim)
+
+
+@pytest.mark.parametrize("suffix,magic", [("pdf", b"%PDF"), ("svg", b"<?xml")])
+def test_plot_writes_pdf_and_svg_by_suffix(server, submitted, capsys, tmp_path, suffix, magic):
+    sid, _ = submitted
+    out = tmp_path / f"fig.{suffix}"
+    rc, stdout, err = run(capsys, "--url", server.url, "plot", "cli-test", "-o", str(out))
+    assert rc == 0, err
+    assert out.read_bytes()[:len(magic)] == magic
+    if suffix == "svg":
+        assert b"<svg" in out.read_bytes()[:2000] and b"two-layer" in out.read_bytes()
+    rc, _, err = run(capsys, "--url", server.url, "plot", str(sid), "-o", str(tmp_path / "fig.jpg"))
+    assert rc == 1 and "png, pdf, svg" in err
+
+
+def test_ctrl_c_hint_names_wait(server, capsys, monkeypatch):
+    """A KeyboardInterrupt while following: the hint says how to follow again."""
+    with Client(server.url) as c:
+        big = c.submit({**SPEC, "name": "ctrl-c", "steps": 2_000_000, "record_every": 20_000,
+                        "fit_lambda0": False, "axes": {"k": [6], "seed": {"range": [0, 40]}}})
+
+        def interrupted(self, sweep_id):  # noqa: ANN001
+            raise KeyboardInterrupt
+            yield  # noqa: unreachable (a generator, as Client.events is)
+
+        monkeypatch.setattr(Client, "events", interrupted)
+        rc, _, err = run(capsys, "--url", server.url, "wait", str(big["id"]))
+        c.cancel(big["id"])
+    assert rc == 130 and f"flowsweep wait {big['id']}" in err

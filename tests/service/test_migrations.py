@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from flowsweep.service import db
 from flowsweep.service.models import Base, Point, Result, Sweep
 
-HEAD = "0004"
+HEAD = "0005"
 PREVIOUS = "0002"
 
 
@@ -44,7 +44,7 @@ def test_upgrade_empty_database(database_url):
         engine.dispose()
 
 
-@pytest.mark.parametrize("start", [PREVIOUS, "0001"])
+@pytest.mark.parametrize("start", ["0003", PREVIOUS, "0001"])
 def test_upgrade_from_previous_revision_keeps_data(database_url, start):
     db.upgrade(database_url, start)
     engine = db.make_engine(database_url)
@@ -53,16 +53,16 @@ def test_upgrade_from_previous_revision_keeps_data(database_url, start):
             db.check_schema(engine)
         factory = db.make_session_factory(engine)
         with db.session_scope(factory) as s:
-            sweep = Sweep(name="old", status="done", spec={"model": "asymmetric"}, n_points=1)
-            s.add(sweep)
-            s.flush()
-            # Core insert of the columns the old schema has (the model has newer ones, e.g. depth)
+            # Core inserts of the columns the old revision has (the models have newer ones, e.g. depth)
+            sweep_id = s.execute(sa.insert(Sweep.__table__).values(
+                name="old", status="done", spec={"model": "asymmetric"}, n_points=1, cancel_requested=False,
+                created_at=dt.datetime.now(dt.timezone.utc)).returning(Sweep.__table__.c.id)).scalar_one()
             point_id = s.execute(sa.insert(Point.__table__).values(
-                sweep_id=sweep.id, identity="a" * 64, status="done", cached=False, attempts=1,
+                sweep_id=sweep_id, identity="a" * 64, status="done", cached=False, attempts=1,
                 model="asymmetric", init="gaussian", integrator="gd", m=2, n=3, k=6,
                 init_scale=0.1, lambda0=0.0, seed=0, eta=0.01, steps=10, record_every=1, tol=0.01,
                 data_seed=None, fit_lambda0=False, n_samples=1000).returning(Point.id)).scalar_one()
-            s.add(Result(point_id=point_id, sweep_id=sweep.id, status="done", final_error=0.25))
+            s.add(Result(point_id=point_id, sweep_id=sweep_id, status="done", final_error=0.25))
         db.upgrade(database_url)
         assert db.check_schema(engine) == HEAD
         assert _diff(engine) == []

@@ -88,7 +88,8 @@ def test_error_figure_single_seed_has_no_band_and_rejects_empty():
 def test_mean_band_pads_a_diverged_short_trajectory_with_nan():
     mean, lo, hi = plots.mean_band([np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0])])
     np.testing.assert_allclose(mean, [2.0, 3.0, 3.0])
-    np.testing.assert_allclose(hi - mean, [1.0, 1.0, 0.0])
+    # std over seeds with ddof 1 (as /summary's _std and GET /sweeps/{id}/curves); no band with one value
+    np.testing.assert_allclose(hi - mean, [np.sqrt(2.0), np.sqrt(2.0), 0.0])
     assert (lo >= 0).all()
 
 

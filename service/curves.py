@@ -1,0 +1,106 @@
+"""Curves of a sweep's points aggregated per group over seeds (`GET /sweeps/{id}/curves`).
+
+The statistics are `service.aggregate`'s (the PNG plots and the dashboard draw exactly these). Each
+group also carries one representative point's singular values (the lowest seed: Fig. 1 bottom shows
+one seed) and the means of the metrics that the figures print in their titles.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from flowsweep.status import PointStatus
+
+from .aggregate import aggregate
+from .models import PARAM_FIELDS, Curve, Point, Result
+
+# Parameters that can tell groups apart (seed is what the groups aggregate over).
+GROUPABLE = tuple(f for f in PARAM_FIELDS if f != "seed")
+DEFAULT_AXES = ("init_scale", "k", "lambda0")
+TITLE_METRICS = ("q0_norm", "lambda0_fit", "speedup", "final_error")
+_CHUNK = 500
+
+
+def _decode(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _list(a: Any) -> Any:
+    """A JSON list with null for non-finite values (a diverged run)."""
+    if a is None:
+        return None
+    a = np.asarray(a, dtype=float)
+    obj = a.astype(object)
+    obj[~np.isfinite(a)] = None
+    return obj.tolist()
+
+
+def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_group: int
+                 ) -> dict[str, Any]:
+    """{"by": keys, "groups": [{"key": {...}, "n_points", "point_ids", "eta", "t", "error": {"mean",
+    "std", "n"}, "error_linear", "error_regularized_fit", "singular_values", "representative":
+    {"point_id", "seed"}, "<metric>_mean"...}]} over the sweep's done points, at most
+    `max_per_group` (the lowest seeds) per group."""
+    cols = [Point.id, Point.source_point_id, *(getattr(Point, f) for f in PARAM_FIELDS),
+            *(getattr(Result, m) for m in TITLE_METRICS)]
+    rows = session.execute(select(*cols).join(Result, Result.point_id == Point.id)
+                           .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
+                           .order_by(Point.seed, Point.id)).all()
+    names = ["point_id", "source_point_id", *PARAM_FIELDS, *TITLE_METRICS]
+    records = [dict(zip(names, r)) for r in rows]
+    if by is None:
+        by = [f for f in DEFAULT_AXES if len({r[f] for r in records}) > 1]
+        by += [f for f in GROUPABLE if f not in by and f not in DEFAULT_AXES
+               and len({r[f] for r in records}) > 1]
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    keep = {key: members[:max_per_group] for key, members in sorted(groups.items(), key=_sort_key)}
+    # One read of the blobs needed (own or the source's for a cached point).
+    blob_of: dict[int, str] = {}
+    wanted = {r["source_point_id"] or r["point_id"] for members in keep.values() for r in members}
+    wanted_list = sorted(wanted)
+    for i in range(0, len(wanted_list), _CHUNK):
+        for pid, blob, fmt in session.execute(select(Curve.point_id, Curve.blob, Curve.format)
+                                              .where(Curve.point_id.in_(wanted_list[i:i + _CHUNK]))):
+            if fmt == "npz-v1":
+                blob_of[pid] = blob
+    out = []
+    for key, members in keep.items():
+        curves, used = [], []
+        for r in members:
+            blob = blob_of.get(r["source_point_id"] or r["point_id"])
+            if blob is not None:
+                curves.append(_decode(blob))
+                used.append(r)
+        if not curves:
+            continue
+        agg = aggregate(curves)
+        rep = curves[0]
+        g: dict[str, Any] = {
+            "key": dict(zip(by, key)), "n_points": len(groups[key]), "n": len(curves),
+            "point_ids": [r["point_id"] for r in used], "eta": used[0]["eta"],
+            "model": used[0]["model"], "integrator": used[0]["integrator"],
+            "t": _list(agg["t"]),
+            "representative": {"point_id": used[0]["point_id"], "seed": used[0]["seed"]},
+            "singular_values": _list(rep["singular_values"]) if "singular_values" in rep else None,
+        }
+        for name in ("error", "error_linear", "error_regularized_fit"):
+            s = agg[name]
+            g[name] = None if s is None else {"mean": _list(s["mean"]), "std": _list(s["std"]),
+                                              "n": [int(v) for v in s["n"]]}
+        for m in TITLE_METRICS:
+            vals = [r[m] for r in used if r[m] is not None and np.isfinite(r[m])]
+            g[f"{m}_mean"] = float(np.mean(vals)) if vals else None
+        out.append(g)
+    return {"by": list(by), "groups": out}
+
+
+def _sort_key(item: tuple[tuple, list]) -> tuple:
+    # None sorts first; values of one key share a type within a sweep.
+    return tuple((v is not None, v) for v in item[0])
