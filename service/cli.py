@@ -104,7 +104,7 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 # ------------------------------------------------------------------------------------- server side
 # The server's own dependencies (pyproject's `server` extra): a client-only install lacks them.
 SERVER_DEPENDENCIES = frozenset({"ray", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg",
-                                 "pydantic", "pydantic_settings", "pydantic_core"})
+                                 "pydantic", "pydantic_settings", "pydantic_core", "plotly", "swagger_ui"})
 
 
 def _server_missing(command: str, exc: ModuleNotFoundError) -> FlowsweepError:

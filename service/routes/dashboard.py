@@ -36,7 +36,9 @@ def examples() -> JSONResponse:
     out = []
     try:
         folder = resources.files("flowsweep.examples")
-        files = sorted((f for f in folder.iterdir() if f.name.endswith(".json")), key=lambda f: f.name)
+        # the paper's experiments first (fig1 prefills the editor), then the others by name
+        files = sorted((f for f in folder.iterdir() if f.name.endswith(".json")),
+                       key=lambda f: (not f.name.startswith(("fig", "table")), f.name))
     except (ModuleNotFoundError, FileNotFoundError):
         files = []
     for f in files:

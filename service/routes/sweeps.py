@@ -269,7 +269,7 @@ async def sweep_events(sweep_id: DbId, request: Request, runner: RunnerDep):
         return None if state is None else SweepOut.model_validate(state).model_dump(mode="json")
 
     return event_stream(request, ("sweep", sweep_id), load,
-                        terminal=lambda body: body is None or body["status"] in _TERMINAL)
+                        terminal=lambda body: body is None or body["status"] in FINISHED_SWEEP_STATUSES)
 
 
 @router.post("/{sweep_id}/cancel", response_model=SweepOut, dependencies=[WriteAuth],

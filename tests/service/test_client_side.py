@@ -122,9 +122,16 @@ def test_the_blocked_dependencies_are_the_server_extra():
     import tomllib
     from pathlib import Path
 
+    from importlib.metadata import packages_distributions
+
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
-    names = {
+    dists = {
         r.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().replace("-", "_").lower()
         for r in pyproject["project"]["optional-dependencies"]["server"]
     }
-    assert names <= SERVER_DEPENDENCIES
+    # the import names of those distributions (swagger-ui-py installs `swagger_ui`)
+    names = {module for module, ds in packages_distributions().items()
+             if any(d.replace("-", "_").lower() in dists for d in ds)
+             and not module.startswith("_") and module not in ("test", "tests")}  # stray test folders
+    assert dists <= {d.replace("-", "_").lower() for ds in packages_distributions().values() for d in ds}
+    assert names and names <= SERVER_DEPENDENCIES, names - SERVER_DEPENDENCIES
