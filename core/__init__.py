@@ -19,7 +19,7 @@ from .validation import validate_config  # noqa: F401
 from .run import initial_state, run_point, run_points, simulate  # noqa: F401
 
 # Part of a point's identity: bump whenever the numbers a config produces change.
-CORE_VERSION = "2"
+CORE_VERSION = "3"
 
 __all__ = ["PointConfig", "PointResult", "Curves", "METRIC_FIELDS", "MODELS", "INITS", "INTEGRATORS",
            "run_points", "run_point", "initial_state", "validate_config", "CORE_VERSION",

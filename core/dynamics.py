@@ -53,6 +53,10 @@ class Trajectory:
     time_to_tol_linear: np.ndarray | None = None  # (B,) simulated baseline (sigmoid only)
     final_error_linear: np.ndarray | None = None  # (B,)
     iterations: np.ndarray | None = None          # (B,) gd steps computed (fewer once frozen)
+    # factors (reduced coordinates) at the last state computed, for rate_lin and the gd stability
+    # limit; None where an integrator does not keep them (sigmoid), zeros for diverged points
+    U_final: np.ndarray | None = None             # (B, m, r)
+    V_final: np.ndarray | None = None             # (B, n, r); None for symmetric
 
 
 def reduce_factors(U0: np.ndarray, V0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -216,6 +220,7 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
     act = np.arange(Bn)                             # the point of each row of the batch
     below = np.zeros(Bn, dtype=np.int64)            # steps in a row with e <= FREEZE_ERROR
     iterations = np.full(Bn, steps, dtype=np.int64)
+    W_final = np.zeros_like(W)
     win = np.empty((_WINDOW, Bn))
     w = 0
     rec = 0
@@ -260,6 +265,7 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
                 rec += 1
             if i == steps:
                 r2_final[act] = r2[-1]
+                W_final[act] = buf.W
                 break
             w = 0
             if gone.any():                          # leave the batch; later records repeat the state
@@ -268,6 +274,7 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
                 X_rec[rec:, pts] = buf.X[gone]
                 r2_rec[rec:, pts] = r2[-1][gone]
                 r2_final[pts] = r2[-1][gone]
+                W_final[pts] = buf.W[gone]
                 if drift is not None:
                     drift2_rec[rec:, pts] = drift.squared_norm(buf.W)[gone]
                 keep = ~gone
@@ -284,9 +291,11 @@ def _run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol) -
     final = np.where(div >= 0, np.nan, np.sqrt(r2_final) / (s * ynorm))
     X_out = np.empty((Bn, T, m, n))
     np.divide(X_rec.transpose(1, 0, 2, 3), s, out=X_out)
+    W_final = W_final.transpose(0, 2, 1) / np.sqrt(s)
     return Trajectory(t=idx * eta, X=X_out, error=err_rec, time_to_tol=ttt, final_error=final,
                       diverged_at=div, q_drift=None if sym else np.sqrt(drift2_rec.T) / s,
-                      iterations=iterations)
+                      iterations=iterations, U_final=W_final[:, :m],
+                      V_final=None if sym else W_final[:, m:])
 
 
 class _QDrift:
@@ -527,8 +536,10 @@ def _run_flow_stacked(p: Problem, eta, steps, record_every, tol) -> Trajectory:
         return out
 
     ttt = first_event(0, errs[0][1])
+    U_T, V_T, _ = sysm.factors(ys[-1])
     tr = Trajectory(t=t_rec, X=X_rec, error=err_rec, q_drift=drift, time_to_tol=ttt,
-                    final_error=errs[-1][1], diverged_at=np.full(Bn, -1, dtype=np.int64))
+                    final_error=errs[-1][1], diverged_at=np.full(Bn, -1, dtype=np.int64),
+                    U_final=U_T.copy(), V_final=None if V_T is None else V_T.copy())
     if sysm.sig:
         tr.error_linear = np.stack([x[2] for x in errs[:T]], axis=1)
         tr.time_to_tol_linear = first_event(Bn, errs[0][2])
@@ -544,7 +555,8 @@ def _diverged_trajectory(p: Problem, eta, steps, record_every, at: int) -> Traje
     tr = Trajectory(t=idx * eta, X=np.zeros((Bn, T, m, n)), error=np.full((Bn, T), np.nan),
                     q_drift=None if p.V0 is None else np.full((Bn, T), np.nan),
                     time_to_tol=np.full(Bn, np.nan), final_error=np.full(Bn, np.nan),
-                    diverged_at=np.full(Bn, max(at, 0), dtype=np.int64))
+                    diverged_at=np.full(Bn, max(at, 0), dtype=np.int64),
+                    U_final=np.zeros_like(p.U0), V_final=None if p.V0 is None else np.zeros_like(p.V0))
     if p.model == "sigmoid":
         tr.error_linear = np.full((Bn, T), np.nan)
         tr.time_to_tol_linear = np.full(Bn, np.nan)
@@ -560,4 +572,6 @@ def _concat(parts: list[Trajectory]) -> Trajectory:
                       time_to_tol=cat("time_to_tol"), final_error=cat("final_error"),
                       diverged_at=cat("diverged_at"), error_linear=cat("error_linear"),
                       time_to_tol_linear=cat("time_to_tol_linear"),
-                      final_error_linear=cat("final_error_linear"))
+                      final_error_linear=cat("final_error_linear"),
+                      U_final=None if any(t.U_final is None for t in parts) else cat("U_final"),
+                      V_final=None if any(t.V_final is None for t in parts) else cat("V_final"))

@@ -27,7 +27,10 @@ REUSABLE_POINT_STATUSES = ("done", "diverged")
 
 # Parameter columns of `points`, in PointConfig order.
 PARAM_FIELDS = ("model", "m", "n", "k", "eta", "steps", "init", "integrator", "init_scale", "lambda0",
-                "seed", "record_every", "tol", "data_seed", "fit_lambda0", "n_samples")
+                "seed", "record_every", "tol", "data_seed", "fit_lambda0", "n_samples", "y_singular_values",
+                "data_scale")
+# Parameters stored as JSON lists: part of a point's identity, not filters, group keys or sort keys.
+LIST_PARAM_FIELDS = ("y_singular_values",)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -114,6 +117,8 @@ class Point(Base):
     data_seed: Mapped[int | None] = mapped_column(Integer, index=True)
     fit_lambda0: Mapped[bool] = mapped_column(Boolean, index=True)
     n_samples: Mapped[int] = mapped_column(Integer, index=True)
+    y_singular_values: Mapped[list | None] = mapped_column(JSON)
+    data_scale: Mapped[float] = mapped_column(Double, index=True, default=1.0, server_default="1.0")
 
     sweep: Mapped[Sweep] = relationship(back_populates="points")
     result: Mapped["Result | None"] = relationship(back_populates="point", foreign_keys="Result.point_id",
@@ -148,6 +153,12 @@ class Result(Base):
     regularized_error: Mapped[float | None] = mapped_column(Double)
     closed_form_error: Mapped[float | None] = mapped_column(Double)
     diverged_at: Mapped[int | None] = mapped_column(Integer)
+    rate_lin: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_pos: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_pos_error: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_neg: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_neg_error: Mapped[float | None] = mapped_column(Double)
+    eta_stability_limit: Mapped[float | None] = mapped_column(Double)
 
     error: Mapped[str | None] = mapped_column(Text)
     wall_seconds: Mapped[float | None] = mapped_column(Double)

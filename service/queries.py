@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from flowsweep.core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS
 
-from .models import PARAM_FIELDS, Curve, Point, Result
+from .models import LIST_PARAM_FIELDS, PARAM_FIELDS, Curve, Point, Result
 from .schemas import RESULT_FIELDS
 
 RESULT_STATUSES = ("done", "failed", "diverged")
@@ -29,7 +29,7 @@ MAX_JSON_LIMIT = 100_000
 
 # Parameters a result row can be filtered on: every PointConfig field, plus the ids.
 _INT_PARAMS = ("m", "n", "k", "seed", "steps", "record_every", "data_seed", "n_samples")
-_FLOAT_PARAMS = ("init_scale", "lambda0", "eta", "tol")
+_FLOAT_PARAMS = ("init_scale", "lambda0", "eta", "tol", "data_scale")
 # Integer columns are 32-bit (SQLAlchemy binds them as INTEGER): larger values are a 422, not a DB error.
 Int32 = Annotated[int, Field(ge=-2**31, le=2**31 - 1)]
 _PARAM_TYPES: dict[str, Any] = {
@@ -38,7 +38,8 @@ _PARAM_TYPES: dict[str, Any] = {
     **{p: Int32 for p in _INT_PARAMS}, **{p: float for p in _FLOAT_PARAMS}, "fit_lambda0": bool,
 }
 NUMERIC_PARAMS = ("sweep_id", "point_id") + _INT_PARAMS + _FLOAT_PARAMS
-GROUP_KEYS = tuple(PARAM_FIELDS) + ("status", "sweep_id")
+_SCALAR_PARAMS = tuple(f for f in PARAM_FIELDS if f not in LIST_PARAM_FIELDS)
+GROUP_KEYS = _SCALAR_PARAMS + ("status", "sweep_id")
 NUMERIC_METRICS = tuple(METRIC_FIELDS) + ("wall_seconds",)
 DEFAULT_SUMMARY_BY = ("init_scale", "k", "lambda0")
 
@@ -55,7 +56,7 @@ def _column(name: str):
 
 
 ROW_COLUMNS = [_column(f).label(f) for f in RESULT_FIELDS]
-ORDERABLE = tuple(dict.fromkeys(RESULT_FIELDS + tuple(PARAM_FIELDS)))
+ORDERABLE = tuple(dict.fromkeys(RESULT_FIELDS + _SCALAR_PARAMS))
 
 
 def _split_commas(v: Any) -> Any:
