@@ -29,7 +29,7 @@ from flowsweep.service.client import (DEFAULT_URL, EXPORT_FORMATS, SWEEP_FINAL_S
 PROG = "flowsweep"
 RECONNECT_SECONDS = 120.0   # `submit --wait` rides out a service restart this long
 # service.plots.KINDS (not imported here: matplotlib would slow every command's start)
-PLOT_KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
+PLOT_KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase")
 
 
 # ------------------------------------------------------------------------------------- helpers

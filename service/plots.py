@@ -13,6 +13,9 @@ kinds (the paper's figures):
                    with Λ = λ₀I at the fitted λ₀ (black solid).
   lambda0          `lambda0_fit` against k (or another parameter).
   speedup          `speedup` = time_to_tol_linear / time_to_tol against init_scale or λ₀.
+  phase            Table 2 as a phase diagram over (σ, λ₀): the median `rate_fit` over seeds of each
+                   cell against the one-layer rate 1, and the boundary 4σ² + λ₀² = 1 of eq. (16).
+                   σ is σ_min(Y) = data_scale · min(y_singular_values) (the sweep needs a spectrum).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup")
+KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase")
 GROUP_AXES = ("init_scale", "k", "lambda0")     # sweep axes other than seed (SPEC §3)
 PANEL_SIZE = (4.0, 3.2)                          # inches per panel
 MAX_COLS = 4
@@ -326,6 +329,48 @@ def speedup_figure(df: pd.DataFrame, x: str | None = None, by: Sequence[str] | N
     return metric_figure(df, "speedup", x, by, reference=1.0, reference_label="one-layer (no acceleration)")
 
 
+def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0", metric: str = "rate_fit",
+                 reference: float = 1.0) -> Figure:
+    """Table 2 as a phase diagram: one square per (σ, λ₀) cell coloured by log₂ of the median of
+    `metric` over seeds relative to `reference` (the one-layer rate 1: red faster, blue slower),
+    a ring where fewer than all seeds agree on the side, and the boundary 4σ² + λ₀² = 1 (eq. (16):
+    the two-layer rate √(4σ² + λ₀²) exceeds 1 outside it)."""
+    for col in (sigma, lam, metric):
+        if col not in df.columns:
+            raise PlotError(f"no result field named {col!r}")
+    data = df.assign(**{c: _numeric(df, c) for c in (sigma, lam, metric)}).dropna(subset=[sigma, lam])
+    if data.empty:
+        raise PlotError("no finished point has σ and λ₀")
+    cells = data.groupby([sigma, lam])[metric].agg(
+        median="median", n="count", above=lambda v: float((v > reference).mean()) if len(v) else np.nan,
+    ).reset_index()
+    fig = Figure(figsize=(1.6 * PANEL_SIZE[0], 1.4 * PANEL_SIZE[1]), layout="constrained")
+    ax = fig.subplots()
+    ratio = np.log2(cells["median"] / reference)
+    lim = max(float(np.nanmax(np.abs(ratio))) if ratio.notna().any() else 1.0, 0.5)
+    sc = ax.scatter(cells[sigma], cells[lam], c=ratio, cmap="coolwarm", vmin=-lim, vmax=lim, marker="s",
+                    s=260, edgecolors="none")
+    mixed = cells[(cells["above"] > 0) & (cells["above"] < 1)]
+    ax.scatter(mixed[sigma], mixed[lam], facecolors="none", edgecolors="k", marker="o", s=90,
+               linewidths=1.0, label="seeds on both sides of rate 1")
+    empty = cells[cells["n"] == 0]
+    ax.scatter(empty[sigma], empty[lam], color="0.5", marker="x", s=40, label=f"no {metric} (null)")
+    s_max = float(cells[sigma].max()) * 1.05
+    ss = np.linspace(0.0, min(0.5, s_max), 200)
+    bound = np.sqrt(np.maximum(1.0 - 4.0 * ss ** 2, 0.0))
+    ax.plot(ss, bound, "k--", linewidth=1.2, label="4σ² + λ₀² = 1")
+    if (cells[lam] < 0).any():
+        ax.plot(ss, -bound, "k--", linewidth=1.2)
+    cb = fig.colorbar(sc, ax=ax)
+    cb.set_label(f"log₂(median {metric} / {_fmt(reference)})")
+    ax.set_xlabel("σ = σ_min(Y)")
+    ax.set_ylabel("λ₀")
+    ax.set_title(f"median {metric} over seeds vs the one-layer rate {_fmt(reference)}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 # ---------------------------------------------------------------------------------- from a sweep
 def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = None,
                  x: str | None = None, max_seeds: int = 100) -> Figure:
@@ -339,6 +384,14 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         return lambda0_figure(df, x=x or "k", by=by)
     if kind == "speedup":
         return speedup_figure(df, x=x, by=by)
+    if kind == "phase":
+        spec = client.sweep(sweep_id).get("spec") or {}
+        sv = spec.get("y_singular_values")
+        if not sv:
+            raise PlotError("a phase diagram needs a data spectrum: submit the sweep with y_singular_values "
+                            "(σ is data_scale · min(y_singular_values))")
+        df = df.assign(sigma_min=_numeric(df, "data_scale") * min(sv))
+        return phase_figure(df[df["status"] == "done"] if "status" in df else df)
     done = df[df["status"] == "done"] if "status" in df else df
     if done.empty:
         raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
