@@ -254,10 +254,12 @@ def regularized_figure(groups: Sequence[Group]) -> Figure:
             ax.plot(x, mean[: len(x)], linestyle=style, color=color, label=label)
             if n > 1:
                 ax.fill_between(x, lo[: len(x)], hi[: len(x)], color=color, alpha=0.15, linewidth=0)
-        lam = _mean_of(g.rows, "lambda0_fit")
+        lam = _numeric(g.rows, "lambda0_fit").dropna() if "lambda0_fit" in g.rows else pd.Series(dtype=float)
         title = f"{_panel_letter(i)} {g.label}"
-        if lam is not None:
-            title += f"\nλ₀ fit = {lam:.5g}" + (f" (mean of {n})" if n > 1 else "")
+        if len(lam) == 1:
+            title += f"\nλ₀ fit = {lam.iloc[0]:.5g}"
+        elif len(lam) > 1:          # each point's better branch: its sign varies, so no mean of signed values
+            title += f"\n|λ₀ fit| median {lam.abs().median():.4g}, λ₀ > 0 in {int((lam > 0).sum())}/{len(lam)}"
         _style_error_panel(ax, i, title, eta)
     axes[0].legend(fontsize=8)
     return fig
@@ -348,13 +350,18 @@ def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0
     ax = fig.subplots()
     ratio = np.log2(cells["median"] / reference)
     lim = max(float(np.nanmax(np.abs(ratio))) if ratio.notna().any() else 1.0, 0.5)
+    # squares about as wide as the closest pair of swept σ allows (points², 72 per inch)
+    xs = np.sort(cells[sigma].unique())
+    frac_w = (np.min(np.diff(xs)) / (xs[-1] - xs[0])) if len(xs) > 1 else 0.1
+    side = float(np.clip(frac_w * 0.8 * fig.get_figwidth() * 72 * 0.75, 6, 18))
     sc = ax.scatter(cells[sigma], cells[lam], c=ratio, cmap="coolwarm", vmin=-lim, vmax=lim, marker="s",
-                    s=260, edgecolors="none")
+                    s=side ** 2, edgecolors="none")
     mixed = cells[(cells["above"] > 0) & (cells["above"] < 1)]
-    ax.scatter(mixed[sigma], mixed[lam], facecolors="none", edgecolors="k", marker="o", s=90,
-               linewidths=1.0, label="seeds on both sides of rate 1")
+    ax.scatter(mixed[sigma], mixed[lam], facecolors="none", edgecolors="k", marker="o", s=0.6 * side ** 2,
+               linewidths=1.0, label="seeds on both sides of rate 1" if len(mixed) else "_nolegend_")
     empty = cells[cells["n"] == 0]
-    ax.scatter(empty[sigma], empty[lam], color="0.5", marker="x", s=40, label=f"no {metric} (null)")
+    ax.scatter(empty[sigma], empty[lam], color="0.3", marker="x", s=0.4 * side ** 2,
+               label=f"no {metric} (null)" if len(empty) else "_nolegend_")
     s_max = float(cells[sigma].max()) * 1.05
     ss = np.linspace(0.0, min(0.5, s_max), 200)
     bound = np.sqrt(np.maximum(1.0 - 4.0 * ss ** 2, 0.0))
@@ -366,7 +373,7 @@ def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0
     ax.set_xlabel("σ = σ_min(Y)")
     ax.set_ylabel("λ₀")
     ax.set_title(f"median {metric} over seeds vs the one-layer rate {_fmt(reference)}", fontsize=9)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     ax.grid(alpha=0.3)
     return fig
 

@@ -130,13 +130,21 @@ def cut(curves: dict, t_max: float) -> dict:
     return {k: (None if v is None else np.asarray(v)[keep]) for k, v in curves.items()}
 
 
-def fetch_all(fn: Callable[[int], Any], ids, workers: int = 8) -> list[Any]:
+def fetch_all(fn: Callable[[int], Any], ids, workers: int = 4, attempts: int = 4) -> list[Any]:
+    """fn(id) for every id on a few threads; a dropped connection (a busy shared machine) is retried."""
+    def one(i: int):
+        for k in range(attempts):
+            try:
+                return fn(i)
+            except ServerUnavailable:
+                if k == attempts - 1:
+                    raise
+                time.sleep(0.5 * 2 ** k)
     ids = [int(i) for i in ids]
     with ThreadPoolExecutor(workers) as ex:
-        return list(ex.map(fn, ids))
+        return list(ex.map(one, ids))
 
 
-# ------------------------------------------------------------------------------------ report pieces
 @dataclass
 class Item:
     name: str
@@ -237,10 +245,12 @@ def write_report(path: Path, items: list[Item], meta: dict) -> None:
             L += [f"![{cap}]({fname})", "", f"*{cap}.*", ""]
     L += ["## Sweeps", "", "Seeds per group: " + ", ".join(f"{k} {v}" for k, v in meta["seeds"].items())
           + ".", "",
-          table(["sweep", "model", "init", "integrator", "m×n", "η", "steps", "axes"],
+          table(["sweep", "model", "init", "integrator", "m×n", "η", "steps", "axes and data"],
                 [[s["name"], s["model"], s.get("init", "gaussian"), s.get("integrator", "gd"),
-                  f"{s['m']}×{s.get('n', s['m'])}", g(s["eta"]), str(s["steps"]),
-                  ", ".join(f"{a}={v}" for a, v in s["axes"].items())] for s in meta["specs"].values()]),
+                  f"{s['m']}×{s.get('n', s['m'])}", g(s["eta"]) if "eta" in s else "axis", str(s["steps"]),
+                  ", ".join([f"{a}={v}" for a, v in s["axes"].items()]
+                            + [f"{f}={s[f]}" for f in ("y_singular_values", "data_seed", "fit_lambda0")
+                               if s.get(f) is not None])] for s in meta["specs"].values()]),
           ""]
     path.write_text("\n".join(L))
 
