@@ -15,7 +15,7 @@ kinds (the paper's figures):
   speedup          `speedup` = time_to_tol_linear / time_to_tol against init_scale or λ₀.
   phase            Table 2 as a phase diagram over (σ, λ₀): the median `rate_fit` over seeds of each
                    cell against the one-layer rate 1, and the boundary 4σ² + λ₀² = 1 of eq. (16).
-                   σ is σ_min(Y) = data_scale · min(y_singular_values) (the sweep needs a spectrum).
+                   σ is σ_min(Y): data_scale · min(y_singular_values), or each point's own Y's.
 """
 from __future__ import annotations
 
@@ -346,7 +346,7 @@ def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0
     cells = data.groupby([sigma, lam])[metric].agg(
         median="median", n="count", above=lambda v: float((v > reference).mean()) if len(v) else np.nan,
     ).reset_index()
-    fig = Figure(figsize=(1.6 * PANEL_SIZE[0], 1.4 * PANEL_SIZE[1]), layout="constrained")
+    fig = Figure(figsize=(1.6 * PANEL_SIZE[0], 4.5), layout="constrained")
     ax = fig.subplots()
     ratio = np.log2(cells["median"] / reference)
     lim = max(float(np.nanmax(np.abs(ratio))) if ratio.notna().any() else 1.0, 0.5)
@@ -392,13 +392,16 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
     if kind == "speedup":
         return speedup_figure(df, x=x, by=by)
     if kind == "phase":
-        spec = client.sweep(sweep_id).get("spec") or {}
-        sv = spec.get("y_singular_values")
-        if not sv:
-            raise PlotError("a phase diagram needs a data spectrum: submit the sweep with y_singular_values "
-                            "(σ is data_scale · min(y_singular_values))")
-        df = df.assign(sigma_min=_numeric(df, "data_scale") * min(sv))
-        return phase_figure(df[df["status"] == "done"] if "status" in df else df)
+        done = df[df["status"] == "done"] if "status" in df else df
+        if done.empty:
+            raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
+        sv = (client.sweep(sweep_id).get("spec") or {}).get("y_singular_values")
+        if sv:
+            sigma = _numeric(done, "data_scale") * min(sv)
+        else:                       # no spectrum in the spec: σ_min of each point's own Y
+            sigma = [float(np.linalg.svd(np.asarray(client.state(int(p))["Y"]), compute_uv=False).min())
+                     for p in done["point_id"]]
+        return phase_figure(done.assign(sigma_min=sigma))
     done = df[df["status"] == "done"] if "status" in df else df
     if done.empty:
         raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")

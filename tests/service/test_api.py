@@ -189,3 +189,10 @@ def test_eta_and_data_scale_axes_and_a_data_spectrum(run):
         np.testing.assert_allclose(sv, row["data_scale"] * np.array([2.0, 0.5]), rtol=1e-12)
     scaled = client.get(f"/sweeps/{sid}/results", params={"data_scale": 3.0, "eta_min": 0.015}).json()
     assert scaled["count"] == 2 and all(x["data_scale"] == 3.0 and x["eta"] == 0.02 for x in scaled["data"])
+    # the phase diagram of such a sweep through the Python client (σ = data_scale · min(y_singular_values))
+    from flowsweep.service import plots
+    from flowsweep.service.client import Client
+    with Client(str(client.base_url)) as c:
+        fig = plots.sweep_figure(c, sid, "phase")
+    squares = fig.axes[0].collections[0]
+    assert sorted(set(np.round(squares.get_offsets()[:, 0], 12))) == [0.5, 1.5]
