@@ -10,7 +10,8 @@ From a notebook::
     tr = simulate(c)                # raw trajectory: tr.t, tr.X (B, T, m, n), tr.error, ...
 
 Modules: `data` (Y, initialisations, seeding), `dynamics` (batched gd and flow), `closed_forms`
-(eq. (4), (6)/(32), (41), (7), (15)/(51), (21)), `fits` (rate_fit, lambda0_fit, rate_pred),
+(eq. (4), (6)/(32), (41), (7), (15)/(51), (21)), `lambda0_fit` (Fig. 2's fit, both branches),
+`fits` (rate_fit, rate_pred, rate_lin, eta_stability_limit; re-exports lambda0_fit),
 `metrics` (per-point metrics and curves), `run` (run_points, grouping and batching).
 """
 from .types import (INITS, INTEGRATORS, METRIC_FIELDS, MODELS, Curves, PointConfig,  # noqa: F401
