@@ -10,7 +10,8 @@ From a notebook::
     tr = simulate(c)                # raw trajectory: tr.t, tr.X (B, T, m, n), tr.error, ...
 
 Modules: `data` (Y, initialisations, seeding), `dynamics` (batched gd and flow), `closed_forms`
-(eq. (4), (6)/(32), (41), (7), (15)/(51), (21)), `fits` (rate_fit, lambda0_fit, rate_pred),
+(eq. (4), (6)/(32), (41), (7), (15)/(51), (21)), `lambda0_fit` (Fig. 2's fit, both branches),
+`fits` (rate_fit, rate_pred, rate_lin, eta_stability_limit; re-exports lambda0_fit),
 `metrics` (per-point metrics and curves), `run` (run_points, grouping and batching), `deep` (the
 deep linear network X = W_L⋯W_1 of model `deep`: starts, batched gd and flow, metrics).
 """
@@ -20,7 +21,7 @@ from .validation import validate_config  # noqa: F401
 from .run import initial_state, run_point, run_points, simulate  # noqa: F401
 
 # Part of a point's identity: bump whenever the numbers a config produces change.
-CORE_VERSION = "2"
+CORE_VERSION = "3"
 
 __all__ = ["PointConfig", "PointResult", "Curves", "METRIC_FIELDS", "MODELS", "INITS", "INTEGRATORS",
            "run_points", "run_point", "initial_state", "validate_config", "CORE_VERSION",

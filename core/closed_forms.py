@@ -222,10 +222,15 @@ def asymmetric_spectral(sigma: FloatArray, x0: FloatArray, lambda0: npt.ArrayLik
     l2 = lam * lam
     rho = np.sqrt(4.0 * s * s + l2)
     b = 4.0 * s * x0 + l2
-    nu0 = 2.0 * (x0 - s) / (b + np.sqrt(b * b + 4.0 * l2 * (x0 - s) ** 2))
-    nu = nu0 * np.exp(-rho * t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x: FloatArray = (s * (1.0 - l2 * nu * nu) + l2 * nu) / (1.0 - 4.0 * s * nu - l2 * nu * nu)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        nu0 = 2.0 * (x0 - s) / (b + np.sqrt(b * b + 4.0 * l2 * (x0 - s) ** 2))
+        nu = nu0 * np.exp(-rho * t)
+        x = (s * (1.0 - l2 * nu * nu) + l2 * nu) / (1.0 - 4.0 * s * nu - l2 * nu * nu)
+        # lambda0 = 0 and x0 <= 0 (the root above is 0/0): dx/dt = 2 (sigma - x) |x| keeps x <= 0 and
+        # y = -x solves dy/dt = -2 (sigma + y) y, so x = -sigma |x0| e^{-2 sigma t} / (sigma + |x0| (1 - e^{-2 sigma t}))
+        e2 = np.exp(-2.0 * s * t)
+        x_neg = -s * np.abs(x0) * e2 / (s + np.abs(x0) * (1.0 - e2))
+        x = np.where((l2 == 0) & (x0 <= 0) & (s > 0), x_neg, x)
         # rho = 0 (sigma = lambda0 = 0): dx/dt = -2 x |x|
         x = np.where(rho > 0, x, x0 / (1.0 + 2.0 * np.abs(x0) * t))
     return x

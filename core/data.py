@@ -51,10 +51,16 @@ def make_data(config: PointConfig) -> tuple[np.ndarray, np.ndarray | None]:
     rng = data_rng(config)
     m, n = config.m, config.n
     if config.model == "asymmetric":
-        return rng.standard_normal((m, n)), None
+        if config.y_singular_values is not None:          # Y = Phi diag(sigma) Psi^T, Phi, Psi Haar
+            Phi = random_orthonormal_columns(rng, m, m)
+            Psi = random_orthonormal_columns(rng, n, m)
+            Y = (Phi * np.asarray(config.y_singular_values, float)) @ Psi.T
+        else:
+            Y = rng.standard_normal((m, n))
+        return Y * config.data_scale, None
     if config.model == "symmetric":
         G = rng.standard_normal((m, m))
-        return (G + G.T) / 2.0, None
+        return (G + G.T) / 2.0 * config.data_scale, None
     # sigmoid (paper §5): Y = phi(A W*) + 1e-3 N(0, 1), A in R^{N x d}
     N, d = config.n_samples, m
     A = rng.standard_normal((N, d))

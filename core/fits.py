@@ -1,12 +1,13 @@
-"""Fits: the exponential rate of a decaying curve, the paper's lambda0 fit (Fig. 2), predicted rates."""
+"""Fits: the exponential rate of a decaying curve, predicted rates (rate_pred, rate_lin), the gd
+stability limit; the paper's lambda0 fit (Fig. 2) lives in `lambda0_fit` and is re-exported here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
-from .closed_forms import regularized_flow
+from .lambda0_fit import (Lambda0Branch, Lambda0Fit, lambda0_fit, lambda0_search_bound,  # noqa: F401
+                          regularized_loss)
 
 MIN_TAIL_POINTS = 5
 
@@ -46,98 +47,75 @@ def component_rates(t: np.ndarray, singular_values: np.ndarray, target: np.ndarr
     return [rate_fit(t, np.abs(sv[:, i] - target[i]), noise_floor).rate for i in range(sv.shape[1])]
 
 
-@dataclass
-class Lambda0Fit:
-    lambda0: float
-    error: float             # sqrt(mean_t ||X_reg(t; lambda0) - X(t)||^2) / ||Y||
-    loss: float              # sum_t ||X_reg(t; lambda0) - X(t)||^2
-    n_evaluations: int
+def regularized_rate(Y: np.ndarray, lambda0: float) -> float:
+    """Rate of ||Y - X_reg(t; lambda0)|| under the regularized flow eq. (19) from a generic R0.
+
+    From eq. (21)'s stable form, P(t) - P* = e^{-t|A|} D0 (I + M D0)^{-1} e^{-t|A|} decays entrywise
+    (in S~'s eigenbasis) at |a_i| + |a_j|, with eigenvalues +-r_i, r_i = sqrt(sigma_i^2 + lambda0^2/4),
+    and -lambda0/2 on the n - m directions of Psi that Y does not reach. X is the block rows Phi x
+    columns Psi of P: pairs of two such extra directions (rate |lambda0|, Prop. 5's rate of R R^T)
+    do not reach it, a block direction with an extra one does. So the slowest rate is 2 r_min =
+    sqrt(4 sigma_min^2 + lambda0^2) for square Y and r_min + |lambda0|/2 for m < n."""
+    m, n = Y.shape
+    sig = np.linalg.svd(Y, compute_uv=False)
+    r_min = float(np.sqrt(sig.min() ** 2 + lambda0 ** 2 / 4.0))
+    return 2.0 * r_min if m == n else r_min + abs(lambda0) / 2.0
 
 
-def regularized_loss(Y, U0, V0, t, X, lambda0: float) -> float:
-    Xr = regularized_flow(Y, U0, V0, lambda0, t).X
-    D = Xr - X
-    v = float(np.einsum("tij,tij->", D, D))
-    return v if np.isfinite(v) else np.inf
+def rate_pred(model: str, init: str, Y: np.ndarray, lambda0: float | None, k: int) -> float | None:
+    """The rate a result predicts (SPEC §2), None where none does.
 
-
-def lambda0_search_bound(Y, U0, V0) -> float:
-    """Well above the spectrum of Q0 and of S_Y: 4 (||U0^T U0||_2 + ||V0^T V0||_2 + sigma_max(Y))."""
-    return 4.0 * (np.linalg.norm(U0, 2) ** 2 + np.linalg.norm(V0, 2) ** 2 + np.linalg.norm(Y, 2)) + 1.0
-
-
-def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray,
-                n_grid: int = 30, n_refine: int = 3, coarse_points: int = 40,
-                search_points: int = 400) -> Lambda0Fit:
-    """argmin over lambda0 in R of sum_t ||X_reg(t; lambda0) - X(t)||^2 (the paper's Fig. 2).
-
-    A coarse grid over both signs (0 and +-logspace up to `lambda0_search_bound`, scored on at
-    most `coarse_points` grid times), then bounded Brent on the full grid between the neighbours
-    of the best few local minima (those within 4x of the best); the best of all is returned. Each
-    evaluation is one closed-form solve (eq. (21)) of size m+n, independent of k. Long record
-    grids (more than `search_points` times) are searched on an even subsample and the result is
-    polished on the full grid, which also defines the returned loss and error."""
-    t = np.asarray(t, float)
-    X = np.asarray(X, float)
-    T_full = len(t)
-    if T_full > search_points:
-        keep = np.unique(np.linspace(0, T_full - 1, search_points).round().astype(int))
-        sub_fit = lambda0_fit(Y, U0, V0, t[keep], X[keep], n_grid, n_refine, coarse_points,
-                              search_points)
-        f_full = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
-        x0 = sub_fit.lambda0
-        h = 0.02 * max(abs(x0), 1e-3)
-        res = minimize_scalar(f_full, bounds=(x0 - h, x0 + h), method="bounded",
-                              options={"xatol": 1e-6 * max(1.0, abs(x0)), "maxiter": 12})
-        v0 = f_full(x0)
-        best_x, best_v = (float(res.x), float(res.fun)) if res.fun < v0 else (x0, v0)
-        ynorm = float(np.linalg.norm(Y))
-        return Lambda0Fit(lambda0=best_x, error=float(np.sqrt(best_v / T_full) / ynorm),
-                          loss=best_v, n_evaluations=sub_fit.n_evaluations + int(res.nfev) + 1)
-    L = lambda0_search_bound(Y, U0, V0)
-    pos = np.logspace(np.log10(L) - 4.0, np.log10(L), n_grid)
-    grid = np.concatenate([-pos[::-1], [0.0], pos])
-    sub = np.unique(np.linspace(0, len(t) - 1, min(coarse_points, len(t))).round().astype(int))
-    coarse = np.array([regularized_loss(Y, U0, V0, t[sub], X[sub], g) for g in grid])
-    f = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
-    n_eval = len(grid)
-    # local minima of the coarse scores (ends included), best first
-    is_min = np.ones(len(grid), bool)
-    is_min[1:] &= coarse[1:] <= coarse[:-1]
-    is_min[:-1] &= coarse[:-1] <= coarse[1:]
-    best_c = np.min(coarse)
-    cand = [i for i in np.argsort(coarse) if is_min[i] and coarse[i] <= 4.0 * best_c + 1e-300]
-    cand = cand[:n_refine] or [int(np.argmin(coarse))]
-    best_x, best_v = None, np.inf
-    for i in cand:
-        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-        v = f(grid[i])
-        n_eval += 1
-        if v < best_v:
-            best_x, best_v = float(grid[i]), v
-        if hi <= lo:
-            continue
-        res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
-                              options={"xatol": 1e-8 * max(1.0, abs(grid[i])), "maxiter": 100})
-        n_eval += int(res.nfev)
-        if res.fun < best_v:
-            best_x, best_v = float(res.x), float(res.fun)
-    ynorm = float(np.linalg.norm(Y))
-    return Lambda0Fit(lambda0=best_x, error=float(np.sqrt(best_v / len(t)) / ynorm), loss=best_v,
-                      n_evaluations=n_eval)
-
-
-def rate_pred(model: str, init: str, Y: np.ndarray, lambda0: float) -> float | None:
-    """SPEC §2: symmetric 4 min|eig(Y)|; asymmetric spectral min sqrt(4 sigma^2 + lambda0^2); other
-    asymmetric Prop. 5: sqrt(4 sigma_min^2 + lambda^2) for square Y, |lambda| otherwise; sigmoid None."""
+    symmetric: 4 min|eig(Y)| (Prop. 2, k >= m); asymmetric spectral: min_i sqrt(4 sigma_i^2 + lambda0^2)
+    (eq. (16)); asymmetric otherwise: `regularized_rate` at `lambda0`, which the caller passes as 0 for
+    balanced starts (Q0 = 0 I exactly, Prop. 5) and as lambda0_fit for gaussian ones (None: no fit,
+    no prediction). Under-parameterised k < m keeps rank (eq. (5)): the error does not vanish, None."""
+    m = Y.shape[0]
+    if k < m:
+        return None
     if model == "symmetric":
         return float(4.0 * np.min(np.abs(np.linalg.eigvalsh(Y))))
-    if model == "asymmetric":
+    if model != "asymmetric" or lambda0 is None:
+        return None
+    if init == "spectral":
         sig = np.linalg.svd(Y, compute_uv=False)
-        if init == "spectral":
-            return float(np.min(np.sqrt(4.0 * sig ** 2 + lambda0 ** 2)))
-        m, n = Y.shape
-        if m == n:
-            return float(np.sqrt(4.0 * sig.min() ** 2 + lambda0 ** 2))
-        return float(abs(lambda0))
-    return None
+        return float(np.min(np.sqrt(4.0 * sig ** 2 + lambda0 ** 2)))
+    return regularized_rate(Y, lambda0)
+
+
+# a mode of the error counts as excited above this fraction of ||E|| (rounding leaves ~1e-16 ||Y||)
+EXCITED_MODE = 1e-5
+
+
+def rate_lin(U: np.ndarray, V: np.ndarray, E: np.ndarray) -> float | None:
+    """Slowest rate of the error's dynamics dE/dt = -(U U^T E + E V V^T) with U, V frozen, over the
+    modes E excites. The operator has eigenvalues alpha_i + beta_j (eigenpairs of U U^T and V V^T)
+    on the modes a_i b_j^T; E's coefficient on a mode is a_i^T E b_j. On a spectral point at its
+    equilibrium (u_i v_i = sigma_i, u_i^2 - v_i^2 = lambda0) E excites the modes i = j only and the
+    rate is u_i^2 + v_i^2 = sqrt(4 sigma_i^2 + lambda0^2), eq. (16)."""
+    alpha, A = np.linalg.eigh(U @ U.T)
+    beta, B = np.linalg.eigh(V @ V.T)
+    C = A.T @ E @ B
+    norm = float(np.linalg.norm(E))
+    if not np.isfinite(norm) or norm == 0.0:
+        return None
+    excited = np.abs(C) > EXCITED_MODE * norm
+    rates = alpha[:, None] + beta[None, :]
+    return float(np.min(rates[excited]))
+
+
+def eta_stability_limit(model: str, init: str, Y: np.ndarray, U0: np.ndarray, V0: np.ndarray | None,
+                        lambda0: float) -> float | None:
+    """Predicted largest gd step that converges (Appendix G), asymmetric model.
+
+    To first order gd moves the error by E <- E - eta L(E), L(E) = U U^T E + E V V^T, stable while
+    eta lambda_max(L) < 2 with lambda_max(L) = lambda_max(U U^T) + lambda_max(V V^T). At any global
+    minimum (U V^T = Y) that sum is >= 2 sigma_max(Y) (= 2 sigma_max at balanced ones), so no step
+    above 1/sigma_max(Y) converges; at the start it is the sum for U0, V0. The prediction is
+    2 / max(that sum at the start, 2 sigma_max(Y)). Measured (tests/core/test_rates.py): small and
+    moderate starts converge below it and never above 1/sigma_max; large starts (s = 1, k = 50)
+    survive steps up to ~2x the prediction (gd leaves the sharp start, the "catapult"), so there
+    it is a sufficient bound, not the boundary."""
+    if model != "asymmetric":
+        return None
+    s0 = np.linalg.eigvalsh(U0 @ U0.T)[-1] + np.linalg.eigvalsh(V0 @ V0.T)[-1]
+    return float(2.0 / max(s0, 2.0 * np.linalg.norm(Y, 2)))

@@ -11,7 +11,7 @@ from flowsweep.status import PointStatus
 from .closed_forms import asymmetric_spectral, regularized_flow, riccati_symmetric_factor
 from .data import spectral_factors
 from .dynamics import Trajectory
-from .fits import lambda0_fit, rate_fit, rate_pred
+from .fits import eta_stability_limit, lambda0_fit, rate_fit, rate_lin, rate_pred
 from .types import METRIC_FIELDS, Curves, PointConfig
 
 NOISE_FLOOR = {"gd": 1e-11, "flow": 1e-8}
@@ -79,6 +79,9 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
     if not sym:
         Q0 = U0.T @ U0 - V0.T @ V0
         met["q0_norm"] = float(np.linalg.norm(Q0))
+    if config.integrator == "gd":
+        met["eta_stability_limit"] = clean(eta_stability_limit(model, config.init, Y, U0, V0,
+                                                               config.lambda0))
     # one-layer baseline
     if model == "sigmoid":
         err_lin = tr.error_linear[b]
@@ -112,11 +115,14 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
     else:
         resid = err
     met["rate_fit"] = clean(rate_fit(t, resid, floor).rate)
-    if tr.q_drift is not None:
-        met["conservation_drift"] = clean(np.max(tr.q_drift[b]) / max(met["q0_norm"], 1e-12))
+    if tr.q_drift is not None:                   # relative to the size of the factors, not of Q0
+        scale = float(np.sum(U0 * U0) + np.sum(V0 * V0))
+        met["conservation_drift"] = clean(np.max(tr.q_drift[b]) / max(scale, 1e-300))
     err_reg_fit = Xr = None
-    lam_for_pred = config.lambda0
+    lam_pred = None                              # the lambda of a result that predicts the rate
     if model == "asymmetric":
+        lam_pred = config.lambda0 if config.init == "spectral" else (
+            0.0 if config.init == "balanced" else None)
         Xr = regularized_flow(Y, U0, V0, config.lambda0, t).X if X_reg is None else X_reg
         D = Xr - X
         met["regularized_error"] = clean(np.sqrt(np.mean(np.einsum("tij,tij->t", D, D))) / ynorm)
@@ -124,11 +130,18 @@ def point_metrics(config: PointConfig, Y: np.ndarray, U0: np.ndarray, V0, tr: Tr
             fit = lambda0_fit(Y, U0, V0, t, X)
             met["lambda0_fit"] = clean(fit.lambda0)
             met["lambda0_fit_error"] = clean(fit.error)
-            Xf = regularized_flow(Y, U0, V0, fit.lambda0, t).X
-            err_reg_fit = np.linalg.norm(Y - Xf, axis=(1, 2)) / ynorm
-            if config.init != "spectral":
-                lam_for_pred = fit.lambda0
-    met["rate_pred"] = clean(rate_pred(model, config.init, Y, lam_for_pred))
+            met["lambda0_fit_pos"], met["lambda0_fit_pos_error"] = clean(fit.pos.lambda0), clean(fit.pos.error)
+            met["lambda0_fit_neg"], met["lambda0_fit_neg_error"] = clean(fit.neg.lambda0), clean(fit.neg.error)
+            err_reg_fit = np.linalg.norm(Y - fit.X_reg, axis=(1, 2)) / ynorm
+            if config.init == "gaussian":
+                lam_pred = fit.lambda0
+        if tr.U_final is not None and tr.V_final is not None:
+            # the error's modes: judged on the last record still well above rounding
+            above = np.nonzero(err > 1e-8)[0]
+            j = int(above[-1]) if len(above) else len(t) - 1
+            met["rate_lin"] = clean(rate_lin(tr.U_final[b], tr.V_final[b], Y - X[j]))
+    met["rate_pred"] = clean(rate_pred(model, config.init, Y,
+                                       lam_pred if model == "asymmetric" else 0.0, config.k))
     Xcf = closed_form_trajectory(config, Y, U0, V0, t, X_reg=Xr)
     if Xcf is not None:
         met["closed_form_error"] = clean(np.max(np.linalg.norm(Xcf - X, axis=(1, 2))) / ynorm)

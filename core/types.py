@@ -50,6 +50,13 @@ class PointConfig:
     fit_lambda0: bool = False
     n_samples: int = 1000
     depth: int | None = None
+    # asymmetric data spectrum: Y = Phi diag(y_singular_values) Psi^T (m values); None draws Y ~ N(0, 1)
+    y_singular_values: tuple[float, ...] | None = None
+    data_scale: float = 1.0            # Y is multiplied by it (SPEC §2)
+
+    def __post_init__(self):
+        if isinstance(self.y_singular_values, list):          # from JSON: hashable, one canonical form
+            object.__setattr__(self, "y_singular_values", tuple(self.y_singular_values))
 
     def shape_key(self) -> tuple[Any, ...]:
         """Points with equal shape keys can run as one vectorised batch."""
@@ -82,8 +89,10 @@ FLOAT_PARAMS: tuple[str, ...] = _params_typed("float")    # eta, init_scale, lam
 # Result metrics, in SPEC §4 order; each is a float, an int (diverged_at) or None.
 METRIC_FIELDS: tuple[str, ...] = (
     "q0_norm", "final_error", "final_error_linear", "time_to_tol", "time_to_tol_linear",
-    "speedup", "rate_fit", "rate_pred", "conservation_drift", "lambda0_fit",
-    "lambda0_fit_error", "regularized_error", "closed_form_error", "diverged_at",
+    "speedup", "rate_fit", "rate_pred", "rate_lin", "conservation_drift", "lambda0_fit",
+    "lambda0_fit_error", "lambda0_fit_pos", "lambda0_fit_pos_error", "lambda0_fit_neg",
+    "lambda0_fit_neg_error", "regularized_error", "closed_form_error", "eta_stability_limit",
+    "diverged_at",
 )
 
 

@@ -28,7 +28,7 @@ def validate_config(config: PointConfig) -> None:
         v = getattr(c, name)
         if not _is_int(v) or v < 1:
             raise ValueError(f"{name}: must be an integer >= 1, got {v!r}")
-    for name in ("eta", "init_scale", "lambda0", "tol"):
+    for name in ("eta", "init_scale", "lambda0", "tol", "data_scale"):
         v = getattr(c, name)
         if not _is_real(v):
             raise ValueError(f"{name}: must be a finite number, got {v!r}")
@@ -45,6 +45,18 @@ def validate_config(config: PointConfig) -> None:
         raise ValueError(f"eta: gradient descent needs 0 < eta < 1, got {c.eta!r}")
     if c.init_scale <= 0:
         raise ValueError(f"init_scale: must be > 0, got {c.init_scale!r}")
+    if c.data_scale <= 0:
+        raise ValueError(f"data_scale: must be > 0, got {c.data_scale!r}")
+    if c.model == "sigmoid" and c.data_scale != 1:
+        raise ValueError("data_scale: the sigmoid model's targets lie in (0, 1); must be 1")
+    if c.y_singular_values is not None:
+        sv = c.y_singular_values
+        if c.model != "asymmetric":
+            raise ValueError(f"y_singular_values: only applies to model asymmetric, got {c.model!r}")
+        if not isinstance(sv, (tuple, list)) or len(sv) != c.m:
+            raise ValueError(f"y_singular_values: must be a list of m = {c.m} numbers, got {sv!r}")
+        if not all(_is_real(v) and v >= 0 for v in sv):
+            raise ValueError(f"y_singular_values: must be finite numbers >= 0, got {list(sv)!r}")
     if not 0 < c.tol < 1:
         raise ValueError(f"tol: must lie in (0, 1), got {c.tol!r}")
     if not isinstance(c.fit_lambda0, bool):

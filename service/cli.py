@@ -47,7 +47,7 @@ from flowsweep.status import ACTIVE_SWEEP_STATUSES, SweepStatus
 PROG = "flowsweep"
 RECONNECT_SECONDS = 120.0   # `submit --wait` rides out a service restart this long
 # service.plots.KINDS (not imported here: matplotlib would slow every command's start)
-PLOT_KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "depth", "plateau")
+PLOT_KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase", "depth", "plateau")
 # service.plots.FIGURE_FORMATS
 FIGURE_FORMATS = ("png", "pdf", "svg")
 

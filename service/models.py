@@ -24,6 +24,8 @@ from flowsweep.status import (FINISHED_POINT_STATUSES, REUSABLE_POINT_STATUSES, 
 SWEEP_STATUSES = tuple(s.value for s in SweepStatus)
 POINT_STATUSES = tuple(s.value for s in PointStatus)
 
+# Parameters stored as JSON lists: part of a point's identity, not filters, group keys or sort keys.
+LIST_PARAM_FIELDS = ("y_singular_values",)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -112,6 +114,8 @@ class Point(Base):
     fit_lambda0: Mapped[bool] = mapped_column(Boolean, index=True)
     n_samples: Mapped[int] = mapped_column(Integer, index=True)
     depth: Mapped[int | None] = mapped_column(Integer, index=True)  # model deep only (revision 0004)
+    y_singular_values: Mapped[list | None] = mapped_column(JSON)
+    data_scale: Mapped[float] = mapped_column(Double, index=True, default=1.0, server_default="1.0")
 
     sweep: Mapped[Sweep] = relationship(back_populates="points")
     result: Mapped["Result | None"] = relationship(back_populates="point", foreign_keys="Result.point_id",
@@ -146,6 +150,12 @@ class Result(Base):
     regularized_error: Mapped[float | None] = mapped_column(Double)
     closed_form_error: Mapped[float | None] = mapped_column(Double)
     diverged_at: Mapped[int | None] = mapped_column(Integer)
+    rate_lin: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_pos: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_pos_error: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_neg: Mapped[float | None] = mapped_column(Double)
+    lambda0_fit_neg_error: Mapped[float | None] = mapped_column(Double)
+    eta_stability_limit: Mapped[float | None] = mapped_column(Double)
 
     error: Mapped[str | None] = mapped_column(Text)
     wall_seconds: Mapped[float | None] = mapped_column(Double)

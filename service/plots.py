@@ -18,6 +18,9 @@ kinds (the paper's figures):
   speedup          `speedup` = time_to_tol_linear / time_to_tol against init_scale or λ₀.
   depth            deep model: `time_to_tol` against depth (L = 1 is the one-layer model).
   plateau          deep model: the plateau's length (first t with e(t) <= 0.9·e(0)) against depth.
+  phase            Table 2 as a phase diagram over (σ, λ₀): the median `rate_fit` over seeds of each
+                   cell against the one-layer rate 1, and the boundary 4σ² + λ₀² = 1 of eq. (16).
+                   σ is σ_min(Y): data_scale · min(y_singular_values), or each point's own Y's.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from flowsweep.status import PointStatus
 from .aggregate import aggregate, band, mean_std  # (numpy only: the API's GET /sweeps/{id}/curves uses it too)
 from .aggregate import stack_padded  # noqa: F401  (re-exported)
 
-KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "depth", "plateau")
+KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase", "depth", "plateau")
 GROUP_AXES = ("init_scale", "k", "lambda0", "depth")     # sweep axes other than seed (SPEC §3)
 PLATEAU_DROP = 0.1      # the plateau ends when e(t) has fallen by this fraction of e(0)
 PANEL_SIZE = (4.0, 3.2)                          # inches per panel
@@ -271,10 +274,12 @@ def regularized_figure(groups: Sequence[Group]) -> Figure:
             ax.plot(x, mean[: len(x)], linestyle=style, color=color, label=label)
             if n > 1:
                 ax.fill_between(x, lo[: len(x)], hi[: len(x)], color=color, alpha=0.15, linewidth=0)
-        lam = _mean_of(g.rows, "lambda0_fit")
+        lam = _numeric(g.rows, "lambda0_fit").dropna() if "lambda0_fit" in g.rows else pd.Series(dtype=float)
         title = f"{_panel_letter(i)} {g.label}"
-        if lam is not None:
-            title += f"\nλ₀ fit = {lam:.5g}" + (f" (mean of {n})" if n > 1 else "")
+        if len(lam) == 1:
+            title += f"\nλ₀ fit = {lam.iloc[0]:.5g}"
+        elif len(lam) > 1:          # each point's better branch: its sign varies, so no mean of signed values
+            title += f"\n|λ₀ fit| median {lam.abs().median():.4g}, λ₀ > 0 in {int((lam > 0).sum())}/{len(lam)}"
         _style_error_panel(ax, i, title, eta)
     axes[0].legend(fontsize=8)
     return fig
@@ -381,6 +386,53 @@ def plateau_figure(df: pd.DataFrame, curves: Sequence[Mapping[str, Any]], by: Se
     return fig
 
 
+def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0", metric: str = "rate_fit",
+                 reference: float = 1.0) -> Figure:
+    """Table 2 as a phase diagram: one square per (σ, λ₀) cell coloured by log₂ of the median of
+    `metric` over seeds relative to `reference` (the one-layer rate 1: red faster, blue slower),
+    a ring where fewer than all seeds agree on the side, and the boundary 4σ² + λ₀² = 1 (eq. (16):
+    the two-layer rate √(4σ² + λ₀²) exceeds 1 outside it)."""
+    for col in (sigma, lam, metric):
+        if col not in df.columns:
+            raise PlotError(f"no result field named {col!r}")
+    data = df.assign(**{c: _numeric(df, c) for c in (sigma, lam, metric)}).dropna(subset=[sigma, lam])
+    if data.empty:
+        raise PlotError("no finished point has σ and λ₀")
+    cells = data.groupby([sigma, lam])[metric].agg(
+        median="median", n="count", above=lambda v: float((v > reference).mean()) if len(v) else np.nan,
+    ).reset_index()
+    fig = Figure(figsize=(1.6 * PANEL_SIZE[0], 4.5), layout="constrained")
+    ax = fig.subplots()
+    ratio = np.log2(cells["median"] / reference)
+    lim = max(float(np.nanmax(np.abs(ratio))) if ratio.notna().any() else 1.0, 0.5)
+    # squares about as wide as the closest pair of swept σ allows (points², 72 per inch)
+    xs = np.sort(cells[sigma].unique())
+    frac_w = (np.min(np.diff(xs)) / (xs[-1] - xs[0])) if len(xs) > 1 else 0.1
+    side = float(np.clip(frac_w * 0.8 * fig.get_figwidth() * 72 * 0.75, 6, 18))
+    sc = ax.scatter(cells[sigma], cells[lam], c=ratio, cmap="coolwarm", vmin=-lim, vmax=lim, marker="s",
+                    s=side ** 2, edgecolors="none")
+    mixed = cells[(cells["above"] > 0) & (cells["above"] < 1)]
+    ax.scatter(mixed[sigma], mixed[lam], facecolors="none", edgecolors="k", marker="o", s=0.6 * side ** 2,
+               linewidths=1.0, label="seeds on both sides of rate 1" if len(mixed) else "_nolegend_")
+    empty = cells[cells["n"] == 0]
+    ax.scatter(empty[sigma], empty[lam], color="0.3", marker="x", s=0.4 * side ** 2,
+               label=f"no {metric} (null)" if len(empty) else "_nolegend_")
+    s_max = float(cells[sigma].max()) * 1.05
+    ss = np.linspace(0.0, min(0.5, s_max), 200)
+    bound = np.sqrt(np.maximum(1.0 - 4.0 * ss ** 2, 0.0))
+    ax.plot(ss, bound, "k--", linewidth=1.2, label="4σ² + λ₀² = 1")
+    if (cells[lam] < 0).any():
+        ax.plot(ss, -bound, "k--", linewidth=1.2)
+    cb = fig.colorbar(sc, ax=ax)
+    cb.set_label(f"log₂(median {metric} / {_fmt(reference)})")
+    ax.set_xlabel("σ = σ_min(Y)")
+    ax.set_ylabel("λ₀")
+    ax.set_title(f"median {metric} over seeds vs the one-layer rate {_fmt(reference)}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
+    ax.grid(alpha=0.3)
+    return fig
+
+
 # ---------------------------------------------------------------------------------- from a sweep
 def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = None,
                  x: str | None = None, max_seeds: int = 100) -> Figure:
@@ -394,6 +446,17 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         return lambda0_figure(df, x=x or "k", by=by)
     if kind == "speedup":
         return speedup_figure(df, x=x, by=by)
+    if kind == "phase":
+        done = df[df["status"] == PointStatus.DONE] if "status" in df else df
+        if done.empty:
+            raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
+        sv = (client.sweep(sweep_id).get("spec") or {}).get("y_singular_values")
+        if sv:
+            sigma = _numeric(done, "data_scale") * min(sv)
+        else:                       # no spectrum in the spec: σ_min of each point's own Y
+            sigma = [float(np.linalg.svd(np.asarray(client.state(int(p))["Y"]), compute_uv=False).min())
+                     for p in done["point_id"]]
+        return phase_figure(done.assign(sigma_min=sigma))
     if kind == "depth":
         return depth_figure(df, by=by)
     done = df[df["status"] == PointStatus.DONE] if "status" in df else df

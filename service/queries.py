@@ -21,7 +21,7 @@ from flowsweep.core.types import FLOAT_PARAMS, INITS, INT_PARAMS, INTEGRATORS, M
 from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
 from flowsweep.status import FINISHED_POINT_STATUSES
 
-from .models import CURVES_FORMAT, PARAM_FIELDS, Curve, Point, Result, SweepTag
+from .models import CURVES_FORMAT, LIST_PARAM_FIELDS, PARAM_FIELDS, Curve, Point, Result, SweepTag
 from .schemas import RESULT_FIELDS
 
 RESULT_STATUSES = tuple(s.value for s in FINISHED_POINT_STATUSES)  # a result row's status
@@ -40,7 +40,8 @@ _PARAM_TYPES: dict[str, Any] = {
     **{p: Int32 for p in _INT_PARAMS}, **{p: float for p in _FLOAT_PARAMS}, "fit_lambda0": bool,
 }
 NUMERIC_PARAMS = ("sweep_id", "point_id") + _INT_PARAMS + _FLOAT_PARAMS
-GROUP_KEYS = tuple(PARAM_FIELDS) + ("status", "sweep_id")
+_SCALAR_PARAMS = tuple(f for f in PARAM_FIELDS if f not in LIST_PARAM_FIELDS)
+GROUP_KEYS = _SCALAR_PARAMS + ("status", "sweep_id")
 NUMERIC_METRICS = tuple(METRIC_FIELDS) + ("wall_seconds",)
 DEFAULT_SUMMARY_BY = ("init_scale", "k", "lambda0")
 
@@ -57,7 +58,7 @@ def _column(name: str):
 
 
 ROW_COLUMNS = [_column(f).label(f) for f in RESULT_FIELDS]
-ORDERABLE = tuple(dict.fromkeys(RESULT_FIELDS + tuple(PARAM_FIELDS)))
+ORDERABLE = tuple(dict.fromkeys(RESULT_FIELDS + _SCALAR_PARAMS))
 
 
 def _split_commas(v: Any) -> Any:

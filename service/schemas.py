@@ -31,7 +31,10 @@ DEFAULT_MAX_STEPS = 10_000_000
 MAX_TAGS = 20             # tags per sweep
 MAX_TAG_LENGTH = 64
 MAX_NOTES_LENGTH = 20_000
-AXIS_NAMES = ("init_scale", "k", "lambda0", "depth", "seed")
+# expansion order, seed fastest
+AXIS_NAMES = ("init_scale", "k", "lambda0", "eta", "data_scale", "depth", "seed")
+POSITIVE_AXES = ("init_scale", "eta", "data_scale")
+FIELD_OR_AXIS = ("eta", "data_scale")         # given either as a field of the sweep or as an axis
 INT_AXES = ("k", "seed", "depth")
 
 
@@ -120,14 +123,14 @@ def _axis_values(name: str, raw: Any, max_points: int) -> list:
                 raise _err("values must be integers, got {v}", v=repr(v))
         elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise _err("values must be finite numbers, got {v}", v=repr(v))
-    if name in ("init_scale", "lambda0"):
+    if name not in INT_AXES:
         values = [float(v) for v in values]
     seen: set = set()
     for v in values:
         if v in seen:
             raise _err("duplicate value {v}: each value may appear once", v=v)
         seen.add(v)
-    if name == "init_scale" and min(values) <= 0:
+    if name in POSITIVE_AXES and min(values) <= 0:
         raise _err("must be > 0 (got {v})", v=min(values))
     if name == "k" and (min(values) < 1 or max(values) > MAX_K):
         raise _err("must lie in [1, {max}] (got {v})", max=MAX_K,
@@ -142,8 +145,9 @@ def _axis_values(name: str, raw: Any, max_points: int) -> list:
 
 
 class Axes(StrictModel):
-    """The four axes of a sweep; the sweep is their Cartesian product. Omitted axes take their default
-    (`init_scale` [0.1], `k` [2·max(m, n)], `lambda0` [0], `seed` [0])."""
+    """The axes of a sweep; the sweep is their Cartesian product. Omitted axes take their default
+    (`init_scale` [0.1], `k` [2·max(m, n)], `lambda0` [0], `seed` [0]; `eta` and `data_scale` the
+    sweep's field, data_scale 1). A parameter given as an axis is not given as a field."""
 
     init_scale: Any = Field(None, description="list of floats > 0, or range/linspace/logspace",
                             examples=[[0.01, 0.1, 1.0], {"logspace": [-2, 0, 3]}])
@@ -151,6 +155,9 @@ class Axes(StrictModel):
     lambda0: Any = Field(None, description="list of imbalance levels λ₀ (finite)", examples=[[0.0]])
     seed: Any = Field(None, description="list of integer seeds >= 0, or a range", examples=[{"range": [0, 100]}])
     depth: Any = Field(None, description="model deep: list of depths L >= 1, or a range", examples=[[1, 2, 3, 4]])
+    eta: Any = Field(None, description="list of step sizes > 0 (gd: < 1), or linspace/logspace",
+                     examples=[{"logspace": [-3, -1, 3]}])
+    data_scale: Any = Field(None, description="list of factors > 0 that multiply Y", examples=[[0.1, 1.0]])
 
     @field_validator(*AXIS_NAMES, mode="before")
     @classmethod
@@ -189,7 +196,7 @@ class SweepSpec(StrictModel):
     integrator: Literal[INTEGRATORS] = "gd"  # type: ignore[valid-type]
     m: StrictInt = Field(ge=1, le=MAX_DIM)
     n: StrictInt | None = Field(None, ge=1, le=MAX_DIM, description="required unless model is symmetric")
-    eta: float = Field(gt=0)
+    eta: float | None = Field(None, gt=0, description="required unless given as axes.eta")
     steps: StrictInt = Field(ge=1, description="bounded by FLOWSWEEP_MAX_STEPS")
     record_every: StrictInt | None = Field(None, ge=1, description="default max(1, steps // 200)")
     tol: float = Field(0.01, gt=0, lt=1)
@@ -199,6 +206,10 @@ class SweepSpec(StrictModel):
     n_samples: StrictInt | None = Field(None, ge=1, le=MAX_N_SAMPLES, description="sigmoid only; default 1000")
     depth: StrictInt | None = Field(None, ge=1, le=MAX_DEPTH, description="model deep only (required there, "
                                     "as a field or as axes.depth): the number of layers L")
+    y_singular_values: list[float] | None = Field(
+        None, description="asymmetric only: m singular values >= 0 of Y = Φ diag(σ) Ψᵀ (Φ, Ψ from the data seed)",
+        examples=[[3.0, 1.0, 0.3]])
+    data_scale: float | None = Field(None, gt=0, description="Y is multiplied by it (default 1); or axes.data_scale")
     axes: Axes = Field(default_factory=Axes)
 
     _tags = field_validator("tags")(classmethod(lambda cls, v: check_tags(v)))
@@ -232,6 +243,19 @@ class SweepSpec(StrictModel):
                            m=self.m, n=self.n)
         elif self.depth is not None or self.axes.depth is not None:
             raise _err("{f}: only applies to model deep", f="depth" if self.depth is not None else "axes.depth")
+        for name in FIELD_OR_AXIS:
+            if getattr(self, name) is not None and getattr(self.axes, name) is not None:
+                raise _err("{name}: given both as a field and as axes.{name}; give one", name=name)
+        if self.eta is None and self.axes.eta is None:
+            raise _err("eta: field required (or give axes.eta)")
+        if self.y_singular_values is not None:
+            if self.model != "asymmetric":
+                raise _err("y_singular_values: only applies to model asymmetric")
+            if len(self.y_singular_values) != self.m:
+                raise _err("y_singular_values: must have m = {m} values (got {n})", m=self.m,
+                           n=len(self.y_singular_values))
+            if min(self.y_singular_values) < 0:
+                raise _err("y_singular_values: must be >= 0 (got {v})", v=min(self.y_singular_values))
         if self.record_every is None:
             self.record_every = max(1, self.steps // 200)
         if self.record_every > self.steps:
@@ -252,7 +276,8 @@ class SweepSpec(StrictModel):
         if v is not None:
             return v
         return {"init_scale": [0.1], "k": [2 * max(self.m, self.n or self.m)], "lambda0": [0.0],
-                "seed": [0], "depth": [self.depth]}[name]
+                "seed": [0], "depth": [self.depth], "eta": [self.eta],
+                "data_scale": [1.0 if self.data_scale is None else self.data_scale]}[name]
 
     @property
     def size(self) -> int:
@@ -317,4 +342,4 @@ class Health(BaseModel):
 
 RESULT_FIELDS: tuple[str, ...] = (
     "point_id", "sweep_id", "status", "model", "init", "integrator", "m", "n", "k", "init_scale", "lambda0",
-    "seed", "eta", "steps", "depth", *METRIC_FIELDS, "wall_seconds", "worker")
+    "seed", "eta", "steps", "depth", "data_scale", *METRIC_FIELDS, "wall_seconds", "worker")

@@ -50,6 +50,10 @@ class Trajectory:
     time_to_tol_linear: FloatArray | None = None  # (B,) simulated baseline (sigmoid only)
     final_error_linear: FloatArray | None = None  # (B,)
     iterations: IntArray | None = None            # (B,) gd steps computed (fewer once stopped)
+    # factors (reduced coordinates) at the last state computed, for rate_lin and the gd stability
+    # limit; None where an integrator does not keep them (sigmoid), zeros for diverged points
+    U_final: FloatArray | None = None             # (B, m, r)
+    V_final: FloatArray | None = None             # (B, n, r); None for symmetric
 
 
 def reduce_factors(U0: FloatArray, V0: FloatArray | None) -> tuple[FloatArray, FloatArray | None]:

@@ -205,8 +205,10 @@ def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int,
         return ttt_k
 
     ttt = first_event(0, es[0])
+    U_T, V_T, _ = sysm.factors(ys[-1])
     tr = Trajectory(t=t_rec, X=X_rec, error=err_rec, q_drift=drift, time_to_tol=ttt,
-                    final_error=es[-1], diverged_at=np.full(Bn, -1, dtype=np.int64))
+                    final_error=es[-1], diverged_at=np.full(Bn, -1, dtype=np.int64),
+                    U_final=U_T.copy(), V_final=None if V_T is None else V_T.copy())
     if sysm.sig:
         tr.error_linear = np.stack(eWs[:T], axis=1)
         tr.time_to_tol_linear = first_event(1, eWs[0])
@@ -223,7 +225,8 @@ def _diverged_trajectory(p: Problem, eta: float, steps: int, record_every: int, 
                     error=np.full((Bn, T), np.nan),
                     q_drift=None if p.V0 is None else np.full((Bn, T), np.nan),
                     time_to_tol=np.full(Bn, np.nan), final_error=np.full(Bn, np.nan),
-                    diverged_at=np.full(Bn, max(at, 0), dtype=np.int64))
+                    diverged_at=np.full(Bn, max(at, 0), dtype=np.int64),
+                    U_final=np.zeros_like(p.U0), V_final=None if p.V0 is None else np.zeros_like(p.V0))
     if p.model == "sigmoid":
         tr.error_linear = np.full((Bn, T), np.nan)
         tr.time_to_tol_linear = np.full(Bn, np.nan)
@@ -243,4 +246,6 @@ def _concat(parts: list[Trajectory]) -> Trajectory:
                       time_to_tol=cat_all("time_to_tol"), final_error=cat_all("final_error"),
                       diverged_at=np.concatenate([t.diverged_at for t in parts], axis=0),
                       error_linear=cat("error_linear"), time_to_tol_linear=cat("time_to_tol_linear"),
-                      final_error_linear=cat("final_error_linear"))
+                      final_error_linear=cat("final_error_linear"),
+                      U_final=None if any(t.U_final is None for t in parts) else cat("U_final"),
+                      V_final=None if any(t.V_final is None for t in parts) else cat("V_final"))

@@ -116,6 +116,7 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     act = np.arange(Bn)                             # the point of each row of the batch
     below = np.zeros(Bn, dtype=np.int64)            # steps in a row with e <= FREEZE_ERROR
     iterations = np.full(Bn, steps, dtype=np.int64)
+    W_final = np.zeros_like(W)
     win = np.empty((_WINDOW, Bn))
     w = 0
     rec = 0
@@ -161,6 +162,7 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
                 rec += 1
             if i == steps:
                 r2_final[act] = r2[-1]
+                W_final[act] = buf.W
                 break
             w = 0
             if gone.any():                          # leave the batch; later records repeat the state
@@ -169,6 +171,7 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
                 X_rec[rec:, pts] = buf.X[gone]
                 r2_rec[rec:, pts] = r2[-1][gone]
                 r2_final[pts] = r2[-1][gone]
+                W_final[pts] = buf.W[gone]
                 if drift is not None:
                     drift2_rec[rec:, pts] = drift.squared_norm(buf.W)[gone]
                 keep = ~gone
@@ -185,9 +188,11 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     final = np.where(div >= 0, np.nan, np.sqrt(r2_final) / (s * ynorm))
     X_out = np.empty((Bn, T, m, n))
     np.divide(X_rec.transpose(1, 0, 2, 3), s, out=X_out)
+    W_out = W_final.transpose(0, 2, 1) / np.sqrt(s)     # back from the sqrt(eta)-scaled, transposed factors
     return Trajectory(t=(idx * eta).astype(np.float64, copy=False), X=X_out, error=err_rec,
                       time_to_tol=ttt, final_error=final, diverged_at=div,
-                      q_drift=None if sym else np.sqrt(drift2_rec.T) / s, iterations=iterations)
+                      q_drift=None if sym else np.sqrt(drift2_rec.T) / s, iterations=iterations,
+                      U_final=W_out[:, :m], V_final=None if sym else W_out[:, m:])
 
 
 class _QDrift:

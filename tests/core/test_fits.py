@@ -96,20 +96,24 @@ def test_lambda0_fit_is_global_on_a_fig2_point():
 
 def test_rate_pred_formulas():
     Y = np.diag([3.0, -0.5, 1.0])
-    assert rate_pred("symmetric", "gaussian", Y, 0.0) == pytest.approx(2.0)
+    assert rate_pred("symmetric", "gaussian", Y, 0.0, k=3) == pytest.approx(2.0)
+    assert rate_pred("symmetric", "gaussian", Y, 0.0, k=2) is None          # k < m keeps rank
     Ya = np.array([[3.0, 0, 0, 0], [0, 0.5, 0, 0]])
-    assert rate_pred("asymmetric", "spectral", Ya, 2.0) == pytest.approx(np.sqrt(1 + 4))
-    assert rate_pred("asymmetric", "gaussian", Ya, -2.5) == pytest.approx(2.5)     # m < n: |lambda|
+    assert rate_pred("asymmetric", "spectral", Ya, 2.0, k=4) == pytest.approx(np.sqrt(1 + 4))
+    # m < n, fitted lambda: r_min + |lambda|/2 with r_min = sqrt(0.25 + 2.5^2/4)
+    assert rate_pred("asymmetric", "gaussian", Ya, -2.5, k=4) == pytest.approx(np.sqrt(0.25 + 1.5625) + 1.25)
+    assert rate_pred("asymmetric", "gaussian", Ya, None, k=4) is None         # no fit, no theorem
     Ys = np.diag([3.0, 0.5])
-    assert rate_pred("asymmetric", "balanced", Ys, 2.0) == pytest.approx(np.sqrt(1 + 4))
-    assert rate_pred("sigmoid", "gaussian", Ys, 0.0) is None
+    assert rate_pred("asymmetric", "balanced", Ys, 2.0, k=2) == pytest.approx(np.sqrt(1 + 4))
+    assert rate_pred("sigmoid", "gaussian", Ys, 0.0, k=4) is None
 
 
-def test_lambda0_fit_long_grid_is_searched_on_a_subsample():
+def test_lambda0_fit_long_grid():
     s = initial_state(PointConfig(model="asymmetric", m=3, n=4, k=9, eta=0.01, steps=10,
                                   init_scale=0.6, seed=8))
     t = np.linspace(0, 3, 1201)
     X = regularized_flow(s["Y"], s["U0"], s["V0"], -6.5, t).X
-    fit = lambda0_fit(s["Y"], s["U0"], s["V0"], t, X, search_points=100)
+    fit = lambda0_fit(s["Y"], s["U0"], s["V0"], t, X)
     assert fit.lambda0 == pytest.approx(-6.5, rel=1e-6)
+    assert fit.neg.lambda0 == fit.lambda0 and fit.pos.lambda0 > 0
     assert fit.error < 1e-8

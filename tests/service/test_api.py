@@ -163,3 +163,36 @@ def test_healthz_reports_database_and_ray(run):
     h = client.get("/healthz").json()
     assert h["status"] == "ok" and h["database"] == "ok"
     assert h["ray"]["nodes"] >= 1 and h["ray"]["cpus"] == 2
+
+
+def test_eta_and_data_scale_axes_and_a_data_spectrum(run):
+    """SPEC §2-§4: eta and data_scale as axes, Y = Phi diag(y_singular_values) Psi^T times data_scale,
+    both lambda0 branches and rate_lin in the rows; a point's parameters filter its rows."""
+    client, _, _ = run
+    spec = {"name": "spectrum", "model": "asymmetric", "m": 2, "n": 4, "steps": 200, "record_every": 10,
+            "y_singular_values": [2.0, 0.5], "fit_lambda0": True,
+            "axes": {"eta": [0.01, 0.02], "data_scale": [1.0, 3.0], "k": [6], "seed": [0, 1]}}
+    r = client.post("/sweeps", json=spec)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    assert r.json()["n_points"] == 8
+    assert wait_done(client, sid)["status"] == "done"
+    rows = client.get(f"/sweeps/{sid}/results", params={"order_by": "point_id"}).json()["data"]
+    assert {(x["eta"], x["data_scale"], x["seed"]) for x in rows} == {
+        (e, d, s) for e in (0.01, 0.02) for d in (1.0, 3.0) for s in (0, 1)}
+    for row in rows:
+        assert row["lambda0_fit_pos"] > 0 > row["lambda0_fit_neg"]
+        assert row["lambda0_fit"] in (row["lambda0_fit_pos"], row["lambda0_fit_neg"])
+        assert row["rate_lin"] is not None and row["eta_stability_limit"] > 0
+        st = client.get(f"/points/{row['point_id']}/state").json()
+        sv = np.linalg.svd(np.array(st["Y"]), compute_uv=False)
+        np.testing.assert_allclose(sv, row["data_scale"] * np.array([2.0, 0.5]), rtol=1e-12)
+    scaled = client.get(f"/sweeps/{sid}/results", params={"data_scale": 3.0, "eta_min": 0.015}).json()
+    assert scaled["count"] == 2 and all(x["data_scale"] == 3.0 and x["eta"] == 0.02 for x in scaled["data"])
+    # the phase diagram of such a sweep through the Python client (σ = data_scale · min(y_singular_values))
+    from flowsweep.service import plots
+    from flowsweep.service.client import Client
+    with Client(str(client.base_url)) as c:
+        fig = plots.sweep_figure(c, sid, "phase")
+    squares = fig.axes[0].collections[0]
+    assert sorted(set(np.round(squares.get_offsets()[:, 0], 12))) == [0.5, 1.5]

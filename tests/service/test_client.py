@@ -15,10 +15,12 @@ SPEC = {"name": "client-test", "model": "asymmetric", "init": "gaussian", "integ
         "m": 3, "n": 4, "eta": 0.01, "steps": 300, "record_every": 10, "fit_lambda0": True,
         "axes": {"k": [6], "init_scale": [0.1, 1.0], "seed": {"range": [0, 3]}}}
 RESULT_FIELDS = ["point_id", "sweep_id", "status", "model", "init", "integrator", "m", "n", "k",
-                 "init_scale", "lambda0", "seed", "eta", "steps", "depth", "q0_norm", "final_error",
+                 "init_scale", "lambda0", "seed", "eta", "steps", "depth", "data_scale", "q0_norm", "final_error",
                  "final_error_linear", "time_to_tol", "time_to_tol_linear", "speedup", "rate_fit",
-                 "rate_pred", "conservation_drift", "lambda0_fit", "lambda0_fit_error",
-                 "regularized_error", "closed_form_error", "diverged_at", "wall_seconds", "worker"]
+                 "rate_pred", "rate_lin", "conservation_drift", "lambda0_fit", "lambda0_fit_error",
+                 "lambda0_fit_pos", "lambda0_fit_pos_error", "lambda0_fit_neg", "lambda0_fit_neg_error",
+                 "regularized_error", "closed_form_error", "eta_stability_limit", "diverged_at", "wall_seconds",
+                 "worker"]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from flowsweep.service import db
 from flowsweep.service.models import Base, Point, Result, Sweep
 
-HEAD = "0005"
+HEAD = "0006"
 PREVIOUS = "0002"
 
 
@@ -52,17 +52,25 @@ def test_upgrade_from_previous_revision_keeps_data(database_url, start):
         with pytest.raises(db.SchemaError, match=rf"schema is at {start}, code needs {HEAD}: run `flowsweep db upgrade`"):
             db.check_schema(engine)
         factory = db.make_session_factory(engine)
+        # rows written as an older release wrote them: only the columns of that schema (the current
+        # models' Python defaults would name columns a later revision adds)
+        old_points = sa.table("points", *[sa.column(c) for c in (
+            "sweep_id", "identity", "status", "cached", "attempts", "model", "init", "integrator", "m", "n", "k",
+            "init_scale", "lambda0", "seed", "eta", "steps", "record_every", "tol", "data_seed", "fit_lambda0",
+            "n_samples")])
+        old_results = sa.table("results", *[sa.column(c) for c in ("point_id", "sweep_id", "status", "final_error",
+                                                                  "created_at")])
         with db.session_scope(factory) as s:
-            # Core inserts of the columns the old revision has (the models have newer ones, e.g. depth)
-            sweep_id = s.execute(sa.insert(Sweep.__table__).values(
-                name="old", status="done", spec={"model": "asymmetric"}, n_points=1, cancel_requested=False,
-                created_at=dt.datetime.now(dt.timezone.utc)).returning(Sweep.__table__.c.id)).scalar_one()
-            point_id = s.execute(sa.insert(Point.__table__).values(
-                sweep_id=sweep_id, identity="a" * 64, status="done", cached=False, attempts=1,
+            sweep = Sweep(name="old", status="done", spec={"model": "asymmetric"}, n_points=1)
+            s.add(sweep)
+            s.flush()
+            pid = s.execute(sa.insert(old_points).values(
+                sweep_id=sweep.id, identity="a" * 64, status="done", cached=False, attempts=1,
                 model="asymmetric", init="gaussian", integrator="gd", m=2, n=3, k=6,
                 init_scale=0.1, lambda0=0.0, seed=0, eta=0.01, steps=10, record_every=1, tol=0.01,
-                data_seed=None, fit_lambda0=False, n_samples=1000).returning(Point.id)).scalar_one()
-            s.add(Result(point_id=point_id, sweep_id=sweep_id, status="done", final_error=0.25))
+                data_seed=None, fit_lambda0=False, n_samples=1000).returning(sa.column("id"))).scalar_one()
+            s.execute(sa.insert(old_results).values(point_id=pid, sweep_id=sweep.id, status="done",
+                                                    final_error=0.25, created_at=dt.datetime.now(dt.timezone.utc)))
         db.upgrade(database_url)
         assert db.check_schema(engine) == HEAD
         assert _diff(engine) == []
@@ -72,6 +80,8 @@ def test_upgrade_from_previous_revision_keeps_data(database_url, start):
             assert row.final_error == 0.25 and row.name == "old"
             assert s.execute(sa.select(Point.depth)).scalar_one() is None     # 0004: null for old points
             assert row.created_at.tzinfo is not None and row.created_at.utcoffset() == dt.timedelta(0)
+            # 0006: points computed before it had Y unscaled and no spectrum
+            assert s.execute(sa.select(Point.data_scale, Point.y_singular_values)).one() == (1.0, None)
         names = {ix["name"] for ix in sa.inspect(engine).get_indexes("points")}
         assert {"ix_points_k_cover", "ix_points_seed_cover"} <= names and "ix_points_k" not in names
         # ... and back down: every revision is a real, reversible step.

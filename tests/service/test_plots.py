@@ -252,3 +252,35 @@ def test_error_figure_names_the_deep_models_layers():
     fig = plots.error_figure([deep, g])
     assert fig.axes[0].get_lines()[0].get_label().startswith("3-layer")
     assert fig.axes[1].get_lines()[0].get_label().startswith("two-layer")
+
+
+def test_phase_figure_colours_cells_by_median_rate_and_draws_the_boundary(tmp_path):
+    """Table 2's phase diagram: one square per (σ, λ₀) cell, coloured by log2 of the median rate_fit
+    over seeds (positive = faster than the one-layer rate 1), a ring where seeds disagree, and the
+    boundary 4σ² + λ₀² = 1."""
+    rows = []
+    for s in (0.1, 0.3, 0.8):
+        for lam in (0.0, 2.0):
+            for seed, wobble in enumerate((0.9, 1.0, 1.1)):
+                rows.append({"sigma_min": s, "lambda0": lam, "seed": seed,
+                             "rate_fit": np.sqrt(4 * s * s + lam * lam) * wobble})
+    df = pd.DataFrame(rows)
+    fig = plots.phase_figure(df)
+    ax = fig.axes[0]
+    squares = ax.collections[0]
+    assert len(squares.get_offsets()) == 6
+    colours = dict(zip(map(tuple, np.round(squares.get_offsets(), 6)), squares.get_array()))
+    assert colours[(0.1, 0.0)] == pytest.approx(np.log2(0.2))          # median rate 0.2 < 1: slower
+    assert colours[(0.8, 2.0)] == pytest.approx(np.log2(np.sqrt(4 * 0.64 + 4)))
+    ring = ax.collections[1]                                         # 0.3, 0: rates 0.54..0.66, all < 1
+    assert len(ring.get_offsets()) == 0
+    (boundary,) = [ln for ln in ax.get_lines() if ln.get_label() == "4σ² + λ₀² = 1"]
+    x, y = boundary.get_data()
+    np.testing.assert_allclose(4 * x ** 2 + y ** 2, 1.0, atol=1e-12)
+    plots.save_png(fig, tmp_path / "phase.png")
+    # a cell whose seeds fall on both sides of 1 is ringed
+    df2 = pd.DataFrame({"sigma_min": [0.5] * 3, "lambda0": [0.1] * 3, "rate_fit": [0.9, 1.05, 1.2]})
+    ring2 = plots.phase_figure(df2).axes[0].collections[1]
+    assert len(ring2.get_offsets()) == 1
+    with pytest.raises(PlotError, match="rate_fit"):
+        plots.phase_figure(df.drop(columns=["rate_fit"]))

@@ -44,7 +44,7 @@ def synthetic_rows(rng: np.random.Generator) -> tuple[list[dict], list[dict], pd
                                attempts=1, model=model, init="gaussian", integrator="gd", m=5, n=10, k=k,
                                init_scale=s, lambda0=lam, seed=seed, eta=1e-3 * sweep_id, steps=4000,
                                record_every=20, tol=0.01, data_seed=None, fit_lambda0=False, n_samples=1000,
-                               depth=None))
+                               depth=None, data_scale=float(sweep_id)))
             results.append(dict(point_id=pid, sweep_id=sweep_id, status=status, error=None,
                                 wall_seconds=float(rng.uniform(0.01, 1)), worker=f"node{pid % 3}", **metrics))
     truth = pd.DataFrame(points).rename(columns={"id": "point_id"}).merge(

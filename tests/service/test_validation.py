@@ -98,6 +98,19 @@ CASES = [
     ("deep-spectral-k-below-m", body(model="deep", depth=3, init="spectral", axes={"k": [3]}), "axes.k"),
     ("depth-on-asymmetric", body(depth=3), "depth"),
     ("depth-axis-on-asymmetric", body(axes={"depth": [2, 3]}), "axes.depth"),
+    ("eta-field-and-axis", body(axes={"eta": [0.001, 0.01]}), "eta"),
+    ("eta-missing", body(eta=DROP), "eta"),
+    ("eta-axis-negative", body(eta=DROP, axes={"eta": [0.001, -0.01]}), "axes.eta"),
+    ("eta-axis-gd-unstable", body(eta=DROP, axes={"eta": [0.001, 1.5]}), "axes.eta"),
+    ("data-scale-zero", body(data_scale=0), "data_scale"),
+    ("data-scale-axis-negative", body(axes={"data_scale": [1.0, -2.0]}), "axes.data_scale"),
+    ("data-scale-field-and-axis", body(data_scale=2.0, axes={"data_scale": [1.0]}), "data_scale"),
+    ("data-scale-on-sigmoid", body(model="sigmoid", n=5, axes={"data_scale": [2.0]}), "axes.data_scale"),
+    ("y-singular-values-length", body(y_singular_values=[1.0, 2.0]), "y_singular_values"),
+    ("y-singular-values-negative", body(y_singular_values=[1.0, 2.0, 3.0, 4.0, -1.0]), "y_singular_values"),
+    ("y-singular-values-text", body(y_singular_values=["a", 1, 1, 1, 1]), "y_singular_values.0"),
+    ("y-singular-values-symmetric", body(model="symmetric", n=5, y_singular_values=[1, 1, 1, 1, 1]),
+     "y_singular_values"),
 ]
 
 

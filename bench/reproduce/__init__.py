@@ -1,0 +1,1 @@
+"""The paper's experiments through flowsweep (see __main__.py)."""
