@@ -60,16 +60,19 @@ def test_upgrade_from_previous_revision_keeps_data(database_url, start):
             "n_samples")])
         old_results = sa.table("results", *[sa.column(c) for c in ("point_id", "sweep_id", "status", "final_error",
                                                                   "created_at")])
+        old_sweeps = sa.table("sweeps", *[sa.column(c) for c in (
+            "name", "status", "spec", "n_points", "cancel_requested", "created_at")])
         with db.session_scope(factory) as s:
-            sweep = Sweep(name="old", status="done", spec={"model": "asymmetric"}, n_points=1)
-            s.add(sweep)
-            s.flush()
+            sweep_id = s.execute(sa.insert(old_sweeps).values(
+                name="old", status="done", spec=sa.literal({"model": "asymmetric"}, sa.JSON), n_points=1,
+                cancel_requested=False, created_at=dt.datetime.now(dt.timezone.utc)).returning(sa.column("id"))
+            ).scalar_one()
             pid = s.execute(sa.insert(old_points).values(
-                sweep_id=sweep.id, identity="a" * 64, status="done", cached=False, attempts=1,
+                sweep_id=sweep_id, identity="a" * 64, status="done", cached=False, attempts=1,
                 model="asymmetric", init="gaussian", integrator="gd", m=2, n=3, k=6,
                 init_scale=0.1, lambda0=0.0, seed=0, eta=0.01, steps=10, record_every=1, tol=0.01,
                 data_seed=None, fit_lambda0=False, n_samples=1000).returning(sa.column("id"))).scalar_one()
-            s.execute(sa.insert(old_results).values(point_id=pid, sweep_id=sweep.id, status="done",
+            s.execute(sa.insert(old_results).values(point_id=pid, sweep_id=sweep_id, status="done",
                                                     final_error=0.25, created_at=dt.datetime.now(dt.timezone.utc)))
         db.upgrade(database_url)
         assert db.check_schema(engine) == HEAD

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from sqlalchemy import Boolean, Double, Integer, String
+from sqlalchemy import JSON, Boolean, Double, Integer, String
 
 from flowsweep.core.types import FLOAT_PARAMS, INT_PARAMS, PARAM_FIELDS, PointConfig
 from flowsweep.service import models, queries, schemas
@@ -29,10 +29,12 @@ def test_points_columns_are_pointconfig_fields_with_their_types():
             assert kind is Integer, name
         elif name in FLOAT_PARAMS:
             assert kind is Double, name
+        elif name in models.LIST_PARAM_FIELDS:
+            assert kind is JSON, name
         else:
             assert kind in (String, Boolean), name
-    # every parameter is a result filter
-    assert set(PARAM_FIELDS) <= set(queries._PARAM_TYPES)
+    # every scalar parameter is a result filter (a list parameter is part of the identity only)
+    assert set(PARAM_FIELDS) - set(models.LIST_PARAM_FIELDS) <= set(queries._PARAM_TYPES)
 
 
 def test_the_version_is_pyprojects(tmp_path):
