@@ -311,7 +311,7 @@ def summary(session: Session, q: SummaryQuery, sweep_id: int | None = None) -> l
 # ----------------------------------------------------------------------------- points
 
 POINT_EXTRA_FIELDS = ("error", "cached", "source_point_id", "record_every", "tol", "data_seed", "fit_lambda0",
-                      "n_samples", "attempts")
+                      "n_samples", "y_singular_values", "attempts")
 
 
 def point_row(session: Session, point_id: int) -> dict | None:
