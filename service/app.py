@@ -39,6 +39,11 @@ def _error_items(errors) -> list[dict]:  # noqa: ANN001
     out = []
     for e in errors:
         loc = list(e.get("loc", ()))
+        msg = str(e.get("msg", ""))
+        # A cross-field check raises "<field>: <reason>" at the model's root: name that field.
+        head, sep, reason = msg.removeprefix("Value error, ").partition(": ")
+        if len(loc) == 1 and sep and head.isidentifier():
+            loc, e = [*loc, head], {**e, "msg": reason}
         # `field` is the dotted path without the location ("body", "query", "path") and list indices.
         field = e.get("field") or ".".join(str(x) for x in loc[1:] if not isinstance(x, int)) \
             or (str(loc[0]) if loc else "")

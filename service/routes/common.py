@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, Iterator, TypeVar
 
-from fastapi import HTTPException, Path, status
-from fastapi.responses import JSONResponse, Response
+from fastapi import HTTPException, Path, Request, status
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from .. import queries
@@ -47,12 +47,18 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def result_page(session: Session, q: "queries.ResultQuery", sweep_id: int | None, filename: str) -> Response:
+def result_page(request: Request, session: Session, q: "queries.ResultQuery", sweep_id: int | None,
+                filename: str) -> Response:
+    """A JSON page, or the whole CSV/Parquet file streamed from its own read session (bounded memory:
+    one chunk of rows at a time)."""
     if q.format == "json":
         rows, count = queries.fetch_page(session, q, sweep_id)
         return JSONResponse({"data": rows, "count": count})
-    rows = queries.fetch_rows(session, q, sweep_id)
-    df = queries.rows_frame(rows)
-    body = queries.to_csv(df) if q.format == "csv" else queries.to_parquet(df)
-    return Response(body, media_type=MEDIA_TYPES[q.format],
-                    headers={"Content-Disposition": f'attachment; filename="{filename}.{q.format}"'})
+    factory = request.app.state.read_session_factory
+
+    def body() -> Iterator[bytes]:
+        with factory() as s:
+            yield from queries.stream_file(queries.iter_row_chunks(s, q, sweep_id), q.format)
+
+    return StreamingResponse(body(), media_type=MEDIA_TYPES[q.format],
+                             headers={"Content-Disposition": f'attachment; filename="{filename}.{q.format}"'})

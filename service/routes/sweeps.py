@@ -189,16 +189,21 @@ def delete_sweep(sweep_id: DbId, request: Request):
 
 
 @router.get("/{sweep_id}/results", responses=FILE_RESPONSES, dependencies=[ReadAuth])
-def sweep_results(sweep_id: DbId, session: SessionDep, q: Annotated[queries.ResultQuery, Query()]):
+def sweep_results(sweep_id: DbId, request: Request, session: SessionDep,
+                  q: Annotated[queries.ResultQuery, Query()]):
     """The sweep's result rows (one per finished point); same filters as GET /results."""
     _get_sweep(session, sweep_id)
-    return result_page(session, q, sweep_id, f"sweep-{sweep_id}-results")
+    return result_page(request, session, q, sweep_id, f"sweep-{sweep_id}-results")
 
 
 @router.get("/{sweep_id}/summary", dependencies=[ReadAuth])
 def sweep_summary(sweep_id: DbId, session: SessionDep, q: Annotated[queries.SummaryQuery, Query()]):
-    """One row per group of `by` keys: the keys, `count`, and <metric>_mean/_std/_sem/_min/_max for
-    every numeric metric (over seeds, typically); the result filters apply before grouping."""
+    """One row per group of `by` keys: the keys, `count`, and <metric>_mean/_std/_sem/_min/_max/_count
+    for every numeric metric (over seeds, typically), computed in the database; the result filters
+    apply before grouping."""
     _get_sweep(session, sweep_id)
-    rows = queries.summary(session, q, sweep_id)
+    try:
+        rows = queries.summary(session, q, sweep_id)
+    except queries.TooManyGroups as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     return {"data": rows, "count": len(rows), "by": q.group_keys()}
