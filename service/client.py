@@ -197,12 +197,26 @@ class Client:
         if order_by:
             params["order_by"] = order_by
         rows: list[dict[str, Any]] = []
+        # Keyset pages (after=<last point_id>) when rows come in point_id order: an export taken while
+        # a sweep is running has no duplicates or gaps (offsets shift as rows are added).
+        keyset = offset == 0 and order_by in (None, "", "point_id")
         while limit is None or len(rows) < limit:
             want = page_size if limit is None else min(page_size, limit - len(rows))
-            body = self._get_json(path, what=what,
-                                  params={**params, "limit": want, "offset": offset + len(rows)})
+            page_params = {**params, "limit": want}
+            if keyset:
+                page_params["after"] = rows[-1]["point_id"] if rows else 0
+            else:
+                page_params["offset"] = offset + len(rows)
+            body = self._get_json(path, what=what, params=page_params)
             page = body.get("data", [])
             rows.extend(page)
+            if keyset:
+                # with `after`, `count` is the number of matching rows past it: this page was the last
+                remaining = body.get("count")
+                if not page or (remaining is not None and len(page) >= remaining) or (
+                        remaining is None and len(page) < want):
+                    break
+                continue
             count = body.get("count")
             # `count` is the number of matching rows; a server may cap the page size below `want`,
             # so a short page alone does not mean the end.
