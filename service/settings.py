@@ -23,6 +23,20 @@ class Settings(BaseSettings):
     # Bounds stated in the 422 of POST /sweeps.
     max_points: int = Field(100_000, ge=1)
     max_steps: int = Field(10_000_000, ge=1)
+    # Cost budget (core.cost's estimates), stated in the 422 of POST /sweeps.
+    max_point_cpu_seconds: float = Field(3_600.0, gt=0)
+    max_sweep_cpu_seconds: float = Field(86_400.0, gt=0)
+    max_point_bytes: float = Field(2e9, gt=0)
+    # Largest answer built in memory (GET /points/{id}/state), estimated before building it: 413 beyond.
+    max_answer_bytes: int = Field(100_000_000, ge=1)
+    # Largest request body read (streamed, counted as it arrives): 413 beyond.
+    max_body_bytes: int = Field(1_000_000, ge=1)
+    # Host names the service answers to (Host header; DNS rebinding), comma separated; "*": any.
+    # Default: loopback names plus FLOWSWEEP_HOST.
+    allowed_hosts: str | None = None
+    # Origins allowed to write (POST/PATCH/DELETE with an Origin header), comma separated; same-host
+    # origins always are.
+    allowed_origins: str = ""
     # Migrate an empty database (any backend) or an outdated SQLite file at start-up; an outdated
     # Postgres schema is always refused with a message naming `flowsweep db upgrade`.
     auto_migrate: bool = True

@@ -117,8 +117,10 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
     if not isinstance(body, dict):
         raise _unprocessable((), "a JSON object describing the sweep is required", "dict_type")
     try:
-        spec = SweepSpec.model_validate(body, context={"max_points": settings.max_points,
-                                                       "max_steps": settings.max_steps})
+        spec = SweepSpec.model_validate(body, context={
+            "max_points": settings.max_points, "max_steps": settings.max_steps,
+            "max_point_cpu_seconds": settings.max_point_cpu_seconds,
+            "max_sweep_cpu_seconds": settings.max_sweep_cpu_seconds, "max_point_bytes": settings.max_point_bytes})
     except ValidationError as exc:
         raise RequestValidationError(validation_errors(exc)) from None
     stored = spec.model_dump(mode="json", exclude={"axes"})
