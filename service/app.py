@@ -105,4 +105,115 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
     from .routes import router
 
     app.include_router(router)
+    app.add_middleware(HostAndOriginCheck, settings=settings)
+    app.openapi = lambda: openapi_document(app, settings)  # type: ignore[method-assign]
     return app
+
+
+# ----------------------------------------------------------------------------- request checks
+
+_WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class HostAndOriginCheck:
+    """Pure ASGI middleware (streaming responses pass through untouched):
+
+    - Host header: one of settings.trusted_hosts() (a DNS-rebinding page reaches a loopback server
+      under its own host name), else 400;
+    - Origin header on writes: same host as the request, or one of FLOWSWEEP_ALLOWED_ORIGINS, else
+      403 (a page of another site cannot post to the API even where no token is set)."""
+
+    def __init__(self, app, settings: Settings) -> None:  # noqa: ANN001
+        self.app = app
+        self.hosts = settings.trusted_hosts()
+        self.origins = settings.write_origins()
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        if self.hosts is not None and _host_name(host) not in self.hosts:
+            return await _reject(send, 400, f"host: {host[:100]!r} is not a host name this service answers to "
+                                            "(FLOWSWEEP_ALLOWED_HOSTS)")
+        origin = headers.get("origin")
+        if scope["method"] in _WRITE_METHODS and origin is not None:
+            o = origin.rstrip("/").lower()
+            same = o.split("://", 1)[-1] == host.lower()
+            if not same and o not in self.origins:
+                return await _reject(send, 403, f"origin: writes from {origin[:100]!r} are not allowed "
+                                                "(FLOWSWEEP_ALLOWED_ORIGINS)")
+        return await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+async def _reject(send, status_code: int, detail: str) -> None:  # noqa: ANN001
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status_code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# ----------------------------------------------------------------------------- OpenAPI
+
+_ERROR = {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}
+# Status codes beyond FastAPI's own (200/201/204, 422), by (method, path): what the routes raise.
+_EXTRA_STATUS = {
+    ("post", "/sweeps"): {413: "body larger than FLOWSWEEP_MAX_BODY_BYTES",
+                          415: "Content-Type is not application/json",
+                          409: "a concurrent change to the same points won repeatedly"},
+    ("delete", "/sweeps/{sweep_id}"): {404: "sweep not found", 409: "the sweep is still queued or running, "
+                                                                    "or a concurrent change won repeatedly"},
+    ("post", "/sweeps/{sweep_id}/cancel"): {404: "sweep not found", 409: "the sweep already finished"},
+    ("get", "/sweeps/{sweep_id}"): {404: "sweep not found"},
+    ("get", "/sweeps/{sweep_id}/results"): {404: "sweep not found"},
+    ("get", "/sweeps/{sweep_id}/summary"): {404: "sweep not found", 413: "more groups than the service builds"},
+    ("get", "/points/{point_id}"): {404: "point not found"},
+    ("get", "/points/{point_id}/curves"): {404: "point not found, or it has no curves"},
+    ("get", "/points/{point_id}/state"): {404: "point not found", 413: "the state is larger than "
+                                                                      "FLOWSWEEP_MAX_ANSWER_BYTES"},
+}
+
+
+def openapi_document(app: FastAPI, settings: Settings) -> dict:
+    """FastAPI's document, made exact: bearer auth only where this configuration asks for it, and
+    every status code each route can answer."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict):
+                continue
+            write = method.upper() in _WRITE_METHODS
+            guarded = bool(settings.api_token) and (write or (settings.read_token_required and path != "/healthz"))
+            if guarded:
+                op["security"] = [{"HTTPBearer": []}]
+            else:
+                op.pop("security", None)
+            responses = op.setdefault("responses", {})
+            extra = dict(_EXTRA_STATUS.get((method, path), {}))
+            extra[400] = "Host header not allowed (FLOWSWEEP_ALLOWED_HOSTS)"
+            if write:
+                extra[403] = "Origin not allowed (FLOWSWEEP_ALLOWED_ORIGINS)"
+            if guarded:
+                extra[401] = "missing or invalid bearer token"
+            if any(p.get("in") == "query" for p in op.get("parameters", [])) or write:
+                extra.setdefault(422, "invalid request: `detail` lists {loc, field, msg, type}")
+            for code, description in extra.items():
+                responses.setdefault(str(code), {"description": description, "content": _ERROR})
+    schemes = doc.get("components", {}).get("securitySchemes")
+    if schemes is not None and not settings.api_token:
+        del doc["components"]["securitySchemes"]
+    app.openapi_schema = doc
+    return doc

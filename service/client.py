@@ -14,6 +14,7 @@ Every failure is a `FlowsweepError` with a one-line message meant for people (th
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -278,8 +279,11 @@ class Client:
 
     def state(self, point_id: int) -> dict[str, np.ndarray]:
         """GET /points/{id}/state: the exact initial state {"Y", "U0", "V0"[, "A", "W0"]} as arrays."""
-        body = self._get_json(f"/points/{int(point_id)}/state", what=f"state of point {point_id}")
-        return {k: _as_float_array(v) for k, v in body.items() if v is not None}
+        # npz: exact, a third of the JSON's size, and within the server's answer limit for 3x larger states
+        r = self._request("GET", f"/points/{int(point_id)}/state", what=f"state of point {point_id}",
+                          params={"format": "npz"})
+        with np.load(io.BytesIO(r.content), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
 
 
 def _param(v: Any) -> Any:

@@ -176,6 +176,14 @@ class SweepSpec(StrictModel):
     n_samples: StrictInt | None = Field(None, ge=1, le=MAX_N_SAMPLES, description="sigmoid only; default 1000")
     axes: Axes = Field(default_factory=Axes)
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str | None) -> str | None:
+        # NUL is refused by Postgres text columns (a 500 before); control characters never belong
+        if v is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
+            raise _err("must not contain control characters (NUL, newline, tab, ...)")
+        return v
+
     @field_validator("steps")
     @classmethod
     def _steps_bound(cls, v: int, info: ValidationInfo) -> int:

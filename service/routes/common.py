@@ -1,10 +1,12 @@
 """Helpers shared by the routers: id parameters, 404s, JSON-safe responses and result pages."""
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any, Callable, Iterator, TypeVar
 
 from fastapi import HTTPException, Path, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -62,3 +64,54 @@ def result_page(request: Request, session: Session, q: "queries.ResultQuery", sw
 
     return StreamingResponse(body(), media_type=MEDIA_TYPES[q.format],
                              headers={"Content-Disposition": f'attachment; filename="{filename}.{q.format}"'})
+
+
+# ----------------------------------------------------------------------------- request bodies
+
+MAX_INT_DIGITS = 300  # longer JSON integers exceed any float: read as ±inf (a 422 naming the field)
+
+
+def _parse_int(text: str) -> int | float:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        # int() refuses > 4300 digits (ValueError) and math on a 400-digit int overflows floats
+        return float("-inf") if text.startswith("-") else float("inf")
+    return int(text)
+
+
+def _body_error(msg: str, typ: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ["body"], "field": "body", "msg": msg, "type": typ}])
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() == "application/json"
+
+
+async def read_json_body(request: Request, max_bytes: int) -> Any:
+    """The request's JSON body: 415 unless Content-Type is application/json (a cross-site form post
+    cannot send that without a CORS preflight), 413 as soon as more than `max_bytes` arrive (the body
+    is streamed and counted, never buffered whole first), 422 for anything that is not JSON."""
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            "body: Content-Type must be application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"body: {int(declared)} bytes; the limit is {max_bytes} (FLOWSWEEP_MAX_BODY_BYTES)")
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                f"body: more than {max_bytes} bytes (FLOWSWEEP_MAX_BODY_BYTES)")
+        parts.append(chunk)
+    raw = b"".join(parts)
+    if not raw.strip():
+        raise _body_error("a JSON body is required", "json_invalid")
+    try:
+        return json.loads(raw, parse_int=_parse_int)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _body_error(f"invalid JSON: {exc}", "json_invalid") from None
+    except (RecursionError, ValueError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise _body_error(f"invalid JSON: {reason}", "json_invalid") from None

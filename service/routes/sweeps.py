@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import queries, store
@@ -14,17 +15,34 @@ from ..db import session_scope
 from ..expand import PointSpecError
 from ..models import SWEEP_STATUSES, Sweep, utcnow
 from ..schemas import SweepCreated, SweepList, SweepOut, SweepSpec
-from .common import DbId, found_or_404, json_safe, result_page
+from .common import DbId, found_or_404, json_safe, read_json_body, result_page
 from .results import FILE_RESPONSES
 from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+T = TypeVar("T")
 
-MAX_BODY_BYTES = 10_000_000
 _TERMINAL = ("done", "failed", "cancelled")
 
 
 # ----------------------------------------------------------------------------- helpers
+
+CONFLICT_RETRIES = 3
+
+
+def retry_conflicts(write: Callable[[], T]) -> T:
+    """Run a write transaction, again when it lost a race (a POST reusing points that a concurrent
+    DELETE removed, or the DELETE of a sweep whose points a concurrent POST just reused: a foreign
+    key violation on commit); a fresh transaction sees the winner's rows. 409 if it keeps losing."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return write()
+        except IntegrityError:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise HTTPException(status.HTTP_409_CONFLICT, "a concurrent change to the same points won "
+                                                              "repeatedly: retry the request") from None
+    raise AssertionError("unreachable")
+
 
 def validation_errors(exc: ValidationError, prefix: str = "body") -> list[dict]:
     """pydantic errors -> [{"loc", "field", "msg", "type"}], the path named in `loc` and `field`.
@@ -105,15 +123,7 @@ def _inline_schema(model) -> dict:  # noqa: ANN001
 async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDep):
     """Validate a sweep (SPEC §3), expand its axes, and store the sweep with all its points in one
     transaction; points already computed by any sweep are reused (`n_cached`) unless `recompute`."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body: larger than {MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _unprocessable((), f"invalid JSON: {exc}", "json_invalid") from None
-    except RecursionError:
-        raise _unprocessable((), "invalid JSON: nested too deeply", "json_invalid") from None
+    body = await read_json_body(request, settings.max_body_bytes)
     if not isinstance(body, dict):
         raise _unprocessable((), "a JSON object describing the sweep is required", "dict_type")
     try:
@@ -133,7 +143,7 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
             return sweep.id, sweep.status, sweep.n_points, n_cached
 
     try:
-        sweep_id, st, n_points, n_cached = await run_in_threadpool(write)
+        sweep_id, st, n_points, n_cached = await run_in_threadpool(retry_conflicts, write)
     except PointSpecError as exc:
         raise _unprocessable(exc.field, exc.message) from None
     if runner is not None and st == "queued":
@@ -181,12 +191,15 @@ def delete_sweep(sweep_id: DbId, request: Request):
     """Delete a finished or cancelled sweep with its points, results and curves. Points of other
     sweeps that reused this sweep's results keep them: the curves move to one of those points,
     which becomes the source of the others."""
-    with session_scope(request.app.state.session_factory) as session:
-        sweep = _get_sweep(session, sweep_id, for_update=True)
-        if sweep.status not in _TERMINAL:
-            raise HTTPException(status.HTTP_409_CONFLICT,
-                                f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it")
-        store.delete_sweep(session, sweep_id)
+    def delete() -> None:
+        with session_scope(request.app.state.session_factory) as session:
+            sweep = _get_sweep(session, sweep_id, for_update=True)
+            if sweep.status not in _TERMINAL:
+                raise HTTPException(status.HTTP_409_CONFLICT,
+                                    f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it")
+            store.delete_sweep(session, sweep_id)
+
+    retry_conflicts(delete)
     return None
 
 

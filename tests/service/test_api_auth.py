@@ -81,6 +81,10 @@ def test_settings_read_the_environment(monkeypatch):
     s = Settings()
     assert (s.api_token, s.read_token_required, s.max_points, s.ray_address) == ("abc", True, 7, "10.0.0.1:6379")
     monkeypatch.setenv("FLOWSWEEP_API_TOKEN", "")
+    # reads required to carry a token, but no token: refused at start-up, never silently open
+    with pytest.raises(ValueError, match="FLOWSWEEP_READ_TOKEN_REQUIRED"):
+        Settings()
+    monkeypatch.delenv("FLOWSWEEP_READ_TOKEN_REQUIRED")
     assert Settings().api_token is None
 
 
