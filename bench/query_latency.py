@@ -204,7 +204,7 @@ def time_summary(url: str) -> list[tuple[str, float, float, int]]:
     out = []
     try:
         for by in ("init_scale,k,lambda0", "sweep_id"):
-            q = queries.SummaryQuery(by=by)
+            q = queries.SummaryQuery(by=by.split(","))
             with factory() as s:
                 t0 = time.perf_counter()
                 rows = queries.summary(s, q, None)

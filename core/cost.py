@@ -72,7 +72,8 @@ def point_cost(c: PointConfig) -> PointCost:
 
     terms = {
         "axes.k": STATE_COPIES * (m + n) * k,
-        "record_every": T * (3 * m * n + min(m, n)) + (T * (m + n) ** 2 if c.fit_lambda0 else 0),
+        # X(t), its singular values, the reduced factors' records and the per-record scalar curves
+        "record_every": T * (3 * m * n + min(m, n) + 2 * (m + n) * r + 10) + (T * (m + n) ** 2 if c.fit_lambda0 else 0),
         "m": 8 * m * n + 4 * (m + n) ** 2,
     }
     if c.model == "sigmoid":

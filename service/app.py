@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy import Engine
 
 from . import db
@@ -97,6 +98,17 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _error_items(exc.errors())}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette's Allow lists the first route matching the path; a path served by several
+            # routes (GET and DELETE /sweeps/{id}) allows all their methods.
+            methods = allowed_methods(app, request.url.path)
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -108,6 +120,23 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
     app.add_middleware(HostAndOriginCheck, settings=settings)
     app.openapi = lambda: openapi_document(app, settings)  # type: ignore[method-assign]
     return app
+
+
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """Every method the API serves on `path`, read from its OpenAPI paths (one definition of routes)."""
+    import re
+
+    table = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = [(re.compile("^" + re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(p)) + "$"),
+                  {m.upper() for m in item if m in ("get", "post", "put", "patch", "delete")})
+                 for p, item in app.openapi().get("paths", {}).items()]
+        app.state.path_methods = table
+    out: set[str] = set()
+    for rx, methods in table:
+        if rx.match(path):
+            out |= methods
+    return out
 
 
 # ----------------------------------------------------------------------------- request checks
@@ -212,6 +241,10 @@ def openapi_document(app: FastAPI, settings: Settings) -> dict:
                 extra.setdefault(422, "invalid request: `detail` lists {loc, field, msg, type}")
             for code, description in extra.items():
                 responses.setdefault(str(code), {"description": description, "content": _ERROR})
+    body = doc["paths"].get("/sweeps", {}).get("post", {}).get("requestBody", {})
+    steps = body.get("content", {}).get("application/json", {}).get("schema", {}).get("properties", {}).get("steps")
+    if steps is not None:
+        steps["maximum"] = settings.max_steps  # FLOWSWEEP_MAX_STEPS, as configured
     schemes = doc.get("components", {}).get("securitySchemes")
     if schemes is not None and not settings.api_token:
         del doc["components"]["securitySchemes"]

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Iterable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
@@ -98,21 +98,14 @@ class _QueryBase(_FilterBase):
                                                        f"max {MAX_JSON_LIMIT}; csv/parquet: all rows)")
     offset: int = Field(0, ge=0, le=2**31 - 1)
     after: int | None = Field(None, ge=0, le=2**31 - 1,
-                              description="keyset paging: only rows with point_id > after, in point_id order "
-                                          "(stable while rows are added; not with order_by)")
+                              description="only rows with point_id > after: keyset paging when the rows are in "
+                                          "point_id order (no order_by), stable while rows are added")
     format: Literal[FORMATS] = "json"  # type: ignore[valid-type]
 
     @field_validator("order_by", mode="before")
     @classmethod
     def _split_order(cls, v: Any) -> Any:
         return [x.strip() if isinstance(x, str) else x for x in _split_commas(v)] if v is not None else v
-
-    @model_validator(mode="after")
-    def _keyset_alone(self) -> "_QueryBase":
-        if self.after is not None and any(k != "point_id" for k in self.order_by or []):
-            raise PydanticCustomError("value_error", "after: keyset paging orders by point_id; "
-                                                     "drop order_by (or order by point_id)")
-        return self
 
     def order_keys(self) -> list[str]:
         return list(self.order_by or [])
@@ -140,25 +133,24 @@ ResultQuery = _make_query_model("ResultQuery", _QueryBase)
 
 class _SummaryBase(_FilterBase):
     # No order_by/limit/offset/format: a summary is ordered by its keys and is JSON (unknown -> 422).
-    by: str | None = Field(None, description="group keys, comma separated (default "
-                                             f"{','.join(DEFAULT_SUMMARY_BY)}); any of: {', '.join(GROUP_KEYS)}")
+    by: list[Literal[GROUP_KEYS]] | None = Field(  # type: ignore[valid-type]
+        None, json_schema_extra={"uniqueItems": True},
+        description=f"group keys (repeat or comma-separate; default {','.join(DEFAULT_SUMMARY_BY)})")
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _split_by(cls, v: Any) -> Any:
+        return [x.strip() if isinstance(x, str) else x for x in _split_commas(v)] if v is not None else v
 
     @field_validator("by")
     @classmethod
-    def _check_by(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        keys = [k.strip() for k in v.split(",")]
-        for k in keys:
-            if k not in GROUP_KEYS:
-                raise PydanticCustomError("value_error", "unknown key '{key}'; group by any of: {keys}",
-                                          {"key": k, "keys": ", ".join(GROUP_KEYS)})
-        if len(set(keys)) != len(keys):
+    def _unique_by(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
             raise PydanticCustomError("value_error", "a key appears twice")
-        return ",".join(keys)
+        return v
 
     def group_keys(self) -> list[str]:
-        return self.by.split(",") if self.by else list(DEFAULT_SUMMARY_BY)
+        return list(self.by) if self.by else list(DEFAULT_SUMMARY_BY)
 
 
 SummaryQuery = _make_query_model("SummaryQuery", _SummaryBase)

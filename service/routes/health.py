@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -12,9 +14,17 @@ router = APIRouter(tags=["health"])
 log = logging.getLogger("flowsweep.health")
 
 
+# Its own threads: a health probe never queues behind exports and queries in the shared pool.
+_probe = ThreadPoolExecutor(max_workers=2, thread_name_prefix="healthz")
+
+
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-def healthz(request: Request):
+async def healthz(request: Request):
     """Database reachable (`SELECT 1`) and the Ray cluster seen by the service (alive nodes, CPUs)."""
+    return await asyncio.get_running_loop().run_in_executor(_probe, _probe_health, request)
+
+
+def _probe_health(request: Request) -> JSONResponse:
     from flowsweep.workers.runtime import ray_status
 
     try:
