@@ -36,9 +36,11 @@ uvicorn.run(create_app(s, start_runner=False, start_ray=False), host="127.0.0.1"
 
 
 def _free_port() -> int:
-    from conftest import free_port
+    import socket
 
-    return free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=[("sqlite", None), ("postgres", None), ("sqlite", TOKEN), ("postgres", TOKEN)],
