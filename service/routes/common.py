@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from typing import Annotated, Any, Callable, Iterator, TypeVar
 
 from fastapi import HTTPException, Path, Request, status
@@ -49,6 +50,9 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+_SLOTS_LOCK = threading.Lock()
+
+
 def result_page(request: Request, session: Session, q: "queries.ResultQuery", sweep_id: int | None,
                 filename: str) -> Response:
     """A JSON page, or the whole CSV/Parquet file streamed from its own read session (bounded memory:
@@ -57,10 +61,25 @@ def result_page(request: Request, session: Session, q: "queries.ResultQuery", sw
         rows, count = queries.fetch_page(session, q, sweep_id)
         return JSONResponse({"data": rows, "count": count})
     factory = request.app.state.read_session_factory
+    # Each stream holds a database connection until its last byte: a bounded number at a time, so
+    # exports can never take every pooled connection from the other requests (503, retry shortly).
+    state = request.app.state
+    slots = getattr(state, "export_slots", None)
+    if slots is None:
+        with _SLOTS_LOCK:
+            slots = getattr(state, "export_slots", None)
+            if slots is None:
+                slots = state.export_slots = threading.BoundedSemaphore(state.settings.max_concurrent_exports)
+    if not slots.acquire(blocking=False):
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "too many exports in progress "
+                            "(FLOWSWEEP_MAX_CONCURRENT_EXPORTS): retry shortly", headers={"Retry-After": "1"})
 
     def body() -> Iterator[bytes]:
-        with factory() as s:
-            yield from queries.stream_file(queries.iter_row_chunks(s, q, sweep_id), q.format)
+        try:
+            with factory() as s:
+                yield from queries.stream_file(queries.iter_row_chunks(s, q, sweep_id), q.format)
+        finally:
+            slots.release()
 
     return StreamingResponse(body(), media_type=MEDIA_TYPES[q.format],
                              headers={"Content-Disposition": f'attachment; filename="{filename}.{q.format}"'})

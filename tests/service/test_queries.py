@@ -354,3 +354,23 @@ def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, 
     assert row["final_error_std"] == pytest.approx(np.std(tiny, ddof=1), rel=1e-9)
     assert row["q0_norm_sem"] == pytest.approx(np.std(vals, ddof=1) / np.sqrt(n), rel=1e-9)
     assert row["speedup_mean"] is None and row["speedup_std"] is None and row["speedup_min"] is None
+
+
+def test_exports_beyond_the_concurrent_limit_are_503_and_release_their_slot(api):
+    import threading
+
+    slots = threading.BoundedSemaphore(1)
+    api.app.state.export_slots = slots
+    try:
+        assert slots.acquire(blocking=False)           # an export in progress holds the only slot
+        r = api.get("/results", params={"format": "csv", "k": 20})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "FLOWSWEEP_MAX_CONCURRENT_EXPORTS" in r.json()["detail"]
+        assert api.get("/results", params={"k": 20}).status_code == 200   # JSON pages take no slot
+        slots.release()
+        for fmt in ("csv", "parquet"):
+            assert api.get("/results", params={"format": fmt, "k": 20}).status_code == 200
+            assert slots.acquire(blocking=False), "a finished export must give its slot back"
+            slots.release()
+    finally:
+        del api.app.state.export_slots
