@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     max_point_bytes: float = Field(2e9, gt=0)
     # Largest answer built in memory (GET /points/{id}/state), estimated before building it: 413 beyond.
     max_answer_bytes: int = Field(100_000_000, ge=1)
-    # CSV/Parquet exports streaming at once (each holds a database connection): 503 beyond.
+    # CSV/Parquet exports streaming at once (each holds a database connection); more wait their turn.
     max_concurrent_exports: int = Field(8, ge=1)
     # Largest request body read (streamed, counted as it arrives): 413 beyond.
     max_body_bytes: int = Field(10_000_000, ge=1)

@@ -1,12 +1,15 @@
 """Helpers shared by the routers: id parameters, 404s, JSON-safe responses and result pages."""
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-import threading
-from typing import Annotated, Any, Callable, Iterator, TypeVar
+from typing import Annotated, Any, AsyncIterator, Callable, Iterator, TypeVar
+
+import anyio
 
 from fastapi import HTTPException, Path, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
@@ -50,9 +53,6 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-_SLOTS_LOCK = threading.Lock()
-
-
 def result_page(request: Request, session: Session, q: "queries.ResultQuery", sweep_id: int | None,
                 filename: str) -> Response:
     """A JSON page, or the whole CSV/Parquet file streamed from its own read session (bounded memory:
@@ -60,29 +60,35 @@ def result_page(request: Request, session: Session, q: "queries.ResultQuery", sw
     if q.format == "json":
         rows, count = queries.fetch_page(session, q, sweep_id)
         return JSONResponse({"data": rows, "count": count})
-    factory = request.app.state.read_session_factory
-    # Each stream holds a database connection until its last byte: a bounded number at a time, so
-    # exports can never take every pooled connection from the other requests (503, retry shortly).
-    state = request.app.state
-    slots = getattr(state, "export_slots", None)
-    if slots is None:
-        with _SLOTS_LOCK:
-            slots = getattr(state, "export_slots", None)
-            if slots is None:
-                slots = state.export_slots = threading.BoundedSemaphore(state.settings.max_concurrent_exports)
-    if not slots.acquire(blocking=False):
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "too many exports in progress "
-                            "(FLOWSWEEP_MAX_CONCURRENT_EXPORTS): retry shortly", headers={"Retry-After": "1"})
-
-    def body() -> Iterator[bytes]:
-        try:
-            with factory() as s:
-                yield from queries.stream_file(queries.iter_row_chunks(s, q, sweep_id), q.format)
-        finally:
-            slots.release()
-
-    return StreamingResponse(body(), media_type=MEDIA_TYPES[q.format],
+    return StreamingResponse(_export(request.app, q, sweep_id), media_type=MEDIA_TYPES[q.format],
                              headers={"Content-Disposition": f'attachment; filename="{filename}.{q.format}"'})
+
+
+def export_slots(app: Any) -> asyncio.Semaphore:
+    """At most FLOWSWEEP_MAX_CONCURRENT_EXPORTS streams hold a database connection at once; the others
+    wait for a slot in the event loop (no thread, no connection held while waiting)."""
+    slots = getattr(app.state, "export_slots", None)
+    if slots is None:
+        slots = app.state.export_slots = asyncio.Semaphore(app.state.settings.max_concurrent_exports)
+    return slots
+
+
+async def _export(app: Any, q: "queries.ResultQuery", sweep_id: int | None) -> AsyncIterator[bytes]:
+    factory = app.state.read_session_factory
+
+    def chunks() -> Iterator[bytes]:
+        with factory() as s:
+            yield from queries.stream_file(queries.iter_row_chunks(s, q, sweep_id), q.format)
+
+    async with export_slots(app):
+        gen = chunks()
+        try:
+            while (chunk := await run_in_threadpool(next, gen, None)) is not None:
+                yield chunk
+        finally:
+            # also when the client went away mid-stream: close the session and free the connection
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(gen.close)
 
 
 # ----------------------------------------------------------------------------- request bodies
