@@ -187,6 +187,31 @@ def time_queries(url: str, calls: int) -> list[tuple[str, float, int]]:
         server.stop()
 
 
+def time_summary(url: str) -> list[tuple[str, float, float, int]]:
+    """queries.summary (SQL, the function behind GET /sweeps/{id}/summary and GET /summary) over every
+    row against the former pandas path on the same rows: (by, sql s, pandas s, groups)."""
+    from flowsweep.service import queries
+
+    engine = db.make_engine(url)
+    factory = db.make_session_factory(engine.execution_options(sqlite_deferred=True))
+    out = []
+    try:
+        for by in ("init_scale,k,lambda0", "sweep_id"):
+            q = queries.SummaryQuery(by=by.split(","))
+            with factory() as s:
+                t0 = time.perf_counter()
+                rows = queries.summary(s, q, None)
+                t_sql = time.perf_counter() - t0
+            with factory() as s:
+                t0 = time.perf_counter()
+                queries.summary_pandas(s, q, None)
+                t_pd = time.perf_counter() - t0
+            out.append((by, t_sql, t_pd, len(rows)))
+    finally:
+        engine.dispose()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -218,6 +243,9 @@ def main() -> None:
                 verdict = "OK" if median_ms <= TARGET_MS else "OVER"
                 print(f"{kind:8s} {label:32s} count={count:>7,}  median {median_ms:7.1f} ms  "
                       f"({median_ms / TARGET_MS:.2f} x target) {verdict}")
+            for by, t_sql, t_pd, groups in time_summary(url):
+                print(f"{kind:8s} summary of {args.rows:,} rows by {by:22s} ({groups:>5,} groups): SQL {t_sql:6.2f} s, "
+                      f"pandas {t_pd:6.2f} s ({t_pd / t_sql:.1f}x); target <= 1 s: {'OK' if t_sql <= 1 else 'OVER'}")
             print(f"{kind:8s} load average now {os.getloadavg()[0]:.1f}")
         finally:
             if admin is not None:

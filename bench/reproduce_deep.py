@@ -188,9 +188,9 @@ def balanced_items(client: Client, sweep: dict, out: Path, written: list[Path]) 
           "**Claim (Saxe et al. 2014; Arora et al. 2018):** from a small balanced start, a deeper network "
           "stays longer near the saddle at X = 0 before it learns the first mode; for L ≥ 3 the escape "
           "time grows like x₀^−(1−2/L) instead of log(1/x₀) at L = 2.", "",
-          f"**flowsweep:** balanced starts, exact flow, the same X0 = U0V0ᵀ at every depth (per seed), "
-          f"plateau = first recorded t with e(t) ≤ 0.9·e(0) (grid 0.05). Median plateau increases with "
-          f"depth 1 → 6 at " + "; ".join(f"s = {g(s)}: {'yes' if ok else 'no'} ({k}/{n} seeds strictly "
+          "**flowsweep:** balanced starts, exact flow, the same X0 = U0V0ᵀ at every depth (per seed), "
+          "plateau = first recorded t with e(t) ≤ 0.9·e(0) (grid 0.05). Median plateau increases with "
+          "depth 1 → 6 at " + "; ".join(f"s = {g(s)}: {'yes' if ok else 'no'} ({k}/{n} seeds strictly "
                                        f"increasing at every step)" for s, ok, k, n in verdicts) + ".", "",
           f"**Verdict: {'holds' if holds else 'does not hold'}**", "",
           table(["init_scale", "‖X0‖/‖Y‖ (median)"] + [f"L = {d}" for d in DEPTHS], rows), "",

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy import Engine
 
 from flowsweep import __version__
@@ -41,6 +42,11 @@ def _error_items(errors) -> list[dict]:  # noqa: ANN001
     out = []
     for e in errors:
         loc = list(e.get("loc", ()))
+        msg = str(e.get("msg", ""))
+        # A cross-field check raises "<field>: <reason>" at the model's root: name that field.
+        head, sep, reason = msg.removeprefix("Value error, ").partition(": ")
+        if len(loc) == 1 and sep and head.isidentifier():
+            loc, e = [*loc, head], {**e, "msg": reason}
         # `field` is the dotted path without the location ("body", "query", "path") and list indices.
         field = e.get("field") or ".".join(str(x) for x in loc[1:] if not isinstance(x, int)) \
             or (str(loc[0]) if loc else "")
@@ -95,6 +101,17 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _error_items(exc.errors())}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette's Allow lists the first route matching the path; a path served by several
+            # routes (GET and DELETE /sweeps/{id}) allows all their methods.
+            methods = allowed_methods(app, request.url.path)
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -103,5 +120,137 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
     from .routes import dashboard, router
 
     app.include_router(router)
+    app.add_middleware(HostAndOriginCheck, settings=settings)
+    app.openapi = lambda: openapi_document(app, settings)  # type: ignore[method-assign]
     dashboard.mount(app)
     return app
+
+
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """Every method the API serves on `path`, read from its OpenAPI paths (one definition of routes)."""
+    import re
+
+    table = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = [(re.compile("^" + re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(p)) + "$"),
+                  {m.upper() for m in item if m in ("get", "post", "put", "patch", "delete")})
+                 for p, item in app.openapi().get("paths", {}).items()]
+        app.state.path_methods = table
+    out: set[str] = set()
+    for rx, methods in table:
+        if rx.match(path):
+            out |= methods
+    return out
+
+
+# ----------------------------------------------------------------------------- request checks
+
+_WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class HostAndOriginCheck:
+    """Pure ASGI middleware (streaming responses pass through untouched):
+
+    - Host header: one of settings.trusted_hosts() (a DNS-rebinding page reaches a loopback server
+      under its own host name), else 400;
+    - Origin header on writes: same host as the request, or one of FLOWSWEEP_ALLOWED_ORIGINS, else
+      403 (a page of another site cannot post to the API even where no token is set)."""
+
+    def __init__(self, app, settings: Settings) -> None:  # noqa: ANN001
+        self.app = app
+        self.hosts = settings.trusted_hosts()
+        self.origins = settings.write_origins()
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        if self.hosts is not None and _host_name(host) not in self.hosts:
+            return await _reject(send, 400, f"host: {host[:100]!r} is not a host name this service answers to "
+                                            "(FLOWSWEEP_ALLOWED_HOSTS)")
+        origin = headers.get("origin")
+        if scope["method"] in _WRITE_METHODS and origin is not None:
+            o = origin.rstrip("/").lower()
+            same = o.split("://", 1)[-1] == host.lower()
+            if not same and o not in self.origins:
+                return await _reject(send, 403, f"origin: writes from {origin[:100]!r} are not allowed "
+                                                "(FLOWSWEEP_ALLOWED_ORIGINS)")
+        return await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+async def _reject(send, status_code: int, detail: str) -> None:  # noqa: ANN001
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status_code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# ----------------------------------------------------------------------------- OpenAPI
+
+_ERROR = {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}
+# Status codes beyond FastAPI's own (200/201/204, 422), by (method, path): what the routes raise.
+_EXTRA_STATUS = {
+    ("post", "/sweeps"): {413: "body larger than FLOWSWEEP_MAX_BODY_BYTES",
+                          415: "Content-Type is not application/json",
+                          409: "a concurrent change to the same points won repeatedly"},
+    ("delete", "/sweeps/{sweep_id}"): {404: "sweep not found", 409: "the sweep is still queued or running, "
+                                                                    "or a concurrent change won repeatedly"},
+    ("post", "/sweeps/{sweep_id}/cancel"): {404: "sweep not found", 409: "the sweep already finished"},
+    ("get", "/sweeps/{sweep_id}"): {404: "sweep not found"},
+    ("get", "/sweeps/{sweep_id}/results"): {404: "sweep not found"},
+    ("get", "/sweeps/{sweep_id}/summary"): {404: "sweep not found", 413: "more groups than the service builds"},
+    ("get", "/points/{point_id}"): {404: "point not found"},
+    ("get", "/points/{point_id}/curves"): {404: "point not found, or it has no curves"},
+    ("get", "/points/{point_id}/state"): {404: "point not found", 413: "the state is larger than "
+                                                                      "FLOWSWEEP_MAX_ANSWER_BYTES"},
+}
+
+
+def openapi_document(app: FastAPI, settings: Settings) -> dict:
+    """FastAPI's document, made exact: bearer auth only where this configuration asks for it, and
+    every status code each route can answer."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict):
+                continue
+            write = method.upper() in _WRITE_METHODS
+            guarded = bool(settings.api_token) and (write or (settings.read_token_required and path != "/healthz"))
+            if guarded:
+                op["security"] = [{"HTTPBearer": []}]
+            else:
+                op.pop("security", None)
+            responses = op.setdefault("responses", {})
+            extra = dict(_EXTRA_STATUS.get((method, path), {}))
+            extra[400] = "Host header not allowed (FLOWSWEEP_ALLOWED_HOSTS)"
+            if write:
+                extra[403] = "Origin not allowed (FLOWSWEEP_ALLOWED_ORIGINS)"
+            if guarded:
+                extra[401] = "missing or invalid bearer token"
+            if any(p.get("in") == "query" for p in op.get("parameters", [])) or write:
+                extra.setdefault(422, "invalid request: `detail` lists {loc, field, msg, type}")
+            for code, description in extra.items():
+                responses.setdefault(str(code), {"description": description, "content": _ERROR})
+    body = doc["paths"].get("/sweeps", {}).get("post", {}).get("requestBody", {})
+    steps = body.get("content", {}).get("application/json", {}).get("schema", {}).get("properties", {}).get("steps")
+    if steps is not None:
+        steps["maximum"] = settings.max_steps  # FLOWSWEEP_MAX_STEPS, as configured
+    schemes = doc.get("components", {}).get("securitySchemes")
+    if schemes is not None and not settings.api_token:
+        del doc["components"]["securitySchemes"]
+    app.openapi_schema = doc
+    return doc

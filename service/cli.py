@@ -35,7 +35,6 @@ from flowsweep.service.client import (
     URL_ENV,
     Client,
     FlowsweepError,
-    NotFound,
     ServerUnavailable,
     finished_count,
     frame_json,

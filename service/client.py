@@ -14,6 +14,7 @@ Every failure is a `FlowsweepError` with a one-line message meant for people (th
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -206,12 +207,26 @@ class Client:
         if order_by:
             params["order_by"] = order_by
         rows: list[dict[str, Any]] = []
+        # Keyset pages (after=<last point_id>) when rows come in point_id order: an export taken while
+        # a sweep is running has no duplicates or gaps (offsets shift as rows are added).
+        keyset = offset == 0 and order_by in (None, "", "point_id")
         while limit is None or len(rows) < limit:
             want = page_size if limit is None else min(page_size, limit - len(rows))
-            body = self._get_json(path, what=what,
-                                  params={**params, "limit": want, "offset": offset + len(rows)})
+            page_params = {**params, "limit": want}
+            if keyset:
+                page_params["after"] = rows[-1]["point_id"] if rows else 0
+            else:
+                page_params["offset"] = offset + len(rows)
+            body = self._get_json(path, what=what, params=page_params)
             page = body.get("data", [])
             rows.extend(page)
+            if keyset:
+                # with `after`, `count` is the number of matching rows past it: this page was the last
+                remaining = body.get("count")
+                if not page or (remaining is not None and len(page) >= remaining) or (
+                        remaining is None and len(page) < want):
+                    break
+                continue
             count = body.get("count")
             # `count` is the number of matching rows; a server may cap the page size below `want`,
             # so a short page alone does not mean the end.
@@ -354,8 +369,11 @@ class Client:
 
     def state(self, point_id: int) -> dict[str, np.ndarray]:
         """GET /points/{id}/state: the exact initial state {"Y", "U0", "V0"[, "A", "W0"]} as arrays."""
-        body = self._get_json(f"/points/{int(point_id)}/state", what=f"state of point {point_id}")
-        return {k: np.array(v, dtype=float) for k, v in body.items() if v is not None}
+        # npz: exact, a third of the JSON's size, and within the server's answer limit for 3x larger states
+        r = self._request("GET", f"/points/{int(point_id)}/state", what=f"state of point {point_id}",
+                          params={"format": "npz"})
+        with np.load(io.BytesIO(r.content), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
 
 
 def _param(v: Any) -> Any:

@@ -31,8 +31,16 @@ def normalize_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+# Enough pooled connections for every thread of the request pool (anyio's 40) plus the runner: a
+# request never waits on the pool behind others (the default 5 + 10 made 50 clients queue for them).
+POOL_SIZE, POOL_OVERFLOW = 10, 40
+
+
 def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engine:
     url = normalize_url(url)
+    if make_url(url).database not in (None, "", ":memory:") and "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", POOL_OVERFLOW)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         connect_args = {"check_same_thread": False, "timeout": 30}

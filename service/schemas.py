@@ -16,7 +16,8 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valid
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from flowsweep.core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS
+from flowsweep.core.cost import human_bytes, human_seconds, point_cost
+from flowsweep.core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS, PointConfig
 
 # Bounds the service states in its 422s (sizes beyond these would not fit in a worker's memory).
 MAX_DIM = 2_000            # m, n
@@ -28,6 +29,10 @@ MAX_DEPTH = 50             # layers of the deep model
 MAX_LOGSPACE_EXP = 300     # 10**a stays a finite double
 DEFAULT_MAX_POINTS = 100_000
 DEFAULT_MAX_STEPS = 10_000_000
+# Cost budget (core.cost estimates; FLOWSWEEP_MAX_POINT_CPU_SECONDS etc. override them).
+DEFAULT_MAX_POINT_CPU_SECONDS = 3_600.0
+DEFAULT_MAX_SWEEP_CPU_SECONDS = 86_400.0
+DEFAULT_MAX_POINT_BYTES = 2e9
 MAX_TAGS = 20             # tags per sweep
 MAX_TAG_LENGTH = 64
 MAX_NOTES_LENGTH = 20_000
@@ -214,6 +219,14 @@ class SweepSpec(StrictModel):
 
     _tags = field_validator("tags")(classmethod(lambda cls, v: check_tags(v)))
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str | None) -> str | None:
+        # NUL is refused by Postgres text columns (a 500 before); control characters never belong
+        if v is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
+            raise _err("must not contain control characters (NUL, newline, tab, ...)")
+        return v
+
     @field_validator("steps")
     @classmethod
     def _steps_bound(cls, v: int, info: ValidationInfo) -> int:
@@ -268,7 +281,45 @@ class SweepSpec(StrictModel):
         if size > max_points:
             raise _err("axes: the sweep has {size} points; the maximum is {max} (FLOWSWEEP_MAX_POINTS)",
                        size=size, max=max_points)
+        self._check_budget(info)
         return self
+
+    def _check_budget(self, info: ValidationInfo) -> None:
+        """core.cost's estimate of every distinct point (the seed changes no cost) against the
+        service's budget: CPU seconds and peak memory per point, CPU seconds per sweep."""
+        ctx = info.context or {}
+        max_point_s = float(ctx.get("max_point_cpu_seconds") or DEFAULT_MAX_POINT_CPU_SECONDS)
+        max_sweep_s = float(ctx.get("max_sweep_cpu_seconds") or DEFAULT_MAX_SWEEP_CPU_SECONDS)
+        max_bytes = float(ctx.get("max_point_bytes") or DEFAULT_MAX_POINT_BYTES)
+        n_seeds = len(self.axis("seed"))
+        # gd's cost depends on k alone among the axes; flow's on init_scale and lambda0 too
+        scales = self.axis("init_scale") if self.integrator == "flow" else [max(self.axis("init_scale"))]
+        lams = self.axis("lambda0") if self.integrator == "flow" else [0.0]
+        per_combo = n_seeds * (1 if self.integrator == "flow" else
+                               len(self.axis("init_scale")) * len(self.axis("lambda0")))
+        total = 0.0
+        for k in self.axis("k"):
+            for s0 in scales:
+                for lam in lams:
+                    c = PointConfig(model=self.model, m=self.m, n=self.n or self.m, k=int(k), eta=self.eta,
+                                    steps=self.steps, init=self.init, integrator=self.integrator,
+                                    init_scale=float(s0), lambda0=float(lam), record_every=self.record_every or 1,
+                                    tol=self.tol, fit_lambda0=self.fit_lambda0,
+                                    n_samples=self.n_samples or 1000)
+                    pc = point_cost(c)
+                    if pc.peak_bytes > max_bytes:
+                        raise _err("{field}: a point needs an estimated {need} of memory (k={k}); the budget is "
+                                   "{max} per point (FLOWSWEEP_MAX_POINT_BYTES)", field=pc.memory_field,
+                                   need=human_bytes(pc.peak_bytes), k=k, max=human_bytes(max_bytes))
+                    if pc.cpu_seconds > max_point_s:
+                        raise _err("{field}: a point needs an estimated {need} of CPU time (k={k}); the budget "
+                                   "is {max} per point (FLOWSWEEP_MAX_POINT_CPU_SECONDS)", field=pc.cpu_field,
+                                   need=human_seconds(pc.cpu_seconds), k=k, max=human_seconds(max_point_s))
+                    total += pc.cpu_seconds * per_combo
+        if total > max_sweep_s:
+            raise _err("axes: the sweep needs an estimated {need} of CPU time in all; the budget is {max} per "
+                       "sweep (FLOWSWEEP_MAX_SWEEP_CPU_SECONDS)", need=human_seconds(total),
+                       max=human_seconds(max_sweep_s))
 
     # Resolved axes (defaults filled in).
     def axis(self, name: str) -> list:

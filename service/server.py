@@ -12,7 +12,12 @@ from .settings import Settings, get_settings
 
 
 def serve(settings: Settings | None = None) -> None:
-    settings = settings or get_settings()
+    if settings is None:
+        try:
+            settings = get_settings()
+        except ValueError as exc:  # pydantic's ValidationError: a setting that cannot be served
+            print(f"flowsweep: invalid configuration: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # Check the schema before starting anything heavy (Ray): an outdated database is a one-line refusal.

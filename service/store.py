@@ -7,10 +7,8 @@ summaries, files) live in `service.queries`.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased

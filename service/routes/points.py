@@ -1,17 +1,20 @@
 from __future__ import annotations
 
-from typing import Any
+import io
+import json
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, status
-from fastapi.concurrency import run_in_threadpool
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from flowsweep.status import PointStatus
 
 from .. import queries
-from ..deps import ReadAuth, SessionDep
+from ..deps import ReadAuth, SessionDep, SettingsDep
 from ..models import Point
-from .common import DbId, found_or_404, json_safe
+from .common import DbId, found_or_404
 
 router = APIRouter(prefix="/points", tags=["points"], dependencies=[ReadAuth])
 
@@ -44,19 +47,48 @@ def get_curves(point_id: DbId, session: SessionDep) -> dict[str, Any]:
 def _state_arrays(state: Any) -> dict[str, Any]:
     if not isinstance(state, dict):
         state = {k: getattr(state, k) for k in ("Y", "U0", "V0", "A", "W0") if getattr(state, k, None) is not None}
-    return {k: queries.json_array(v) for k, v in state.items() if v is not None}
+    return {k: v for k, v in state.items() if v is not None}
 
 
-@router.get("/{point_id}/state")
-async def get_state(point_id: DbId, session: SessionDep) -> dict[str, Any]:
+# A float written as JSON (shortest repr, separator) takes up to ~24 bytes; in .npz, 8.
+JSON_BYTES_PER_FLOAT = 24
+STATE_FORMATS = ("json", "npz")
+
+
+def state_elements(config: Any) -> int:
+    """Floats in a point's initial state: Y (m×n), U0 (m×k), V0 (n×k; U0 again for symmetric), and for
+    sigmoid A (N×d) and W0 (d×d)."""
+    m, n, k = config.m, config.n, config.k
+    count = m * n + (m + n) * k
+    if config.model == "sigmoid":
+        count += config.n_samples * m + m * n
+    return count
+
+
+@router.get("/{point_id}/state", responses={200: {"content": {"application/x-npz": {}},
+                                                  "description": "json: nested lists; npz: a NumPy .npz archive"}})
+def get_state(point_id: DbId, session: SessionDep, settings: SettingsDep,
+              format: Annotated[Literal[STATE_FORMATS], Query(description="json (nested lists) or npz")] = "json"):  # type: ignore[valid-type]  # noqa: A002
     """The exact initial state of the point, recomputed by core from its parameters:
-    `Y`, `U0`, `V0` (and `A`, `W0` for sigmoid) as nested lists."""
+    `Y`, `U0`, `V0` (and `A`, `W0` for sigmoid) as nested lists, or as arrays of one `.npz` file
+    (`format=npz`, about a third of the JSON's size and exact). Answers larger than
+    FLOWSWEEP_MAX_ANSWER_BYTES are a 413 stating the size. Computed and encoded in a worker thread."""
     point = _get_point(session, point_id)
     config = point.config()
+    per_float = JSON_BYTES_PER_FLOAT if format == "json" else 8
+    size = state_elements(config) * per_float
+    if size > settings.max_answer_bytes:
+        hint = f"; format=npz would be about {state_elements(config) * 8:,} bytes" if format == "json" else ""
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"the state of point {point_id} is about {size:,} bytes as {format}; the limit is "
+                            f"{settings.max_answer_bytes:,} (FLOWSWEEP_MAX_ANSWER_BYTES){hint}")
+    from flowsweep import core
 
-    def compute() -> dict[str, Any]:
-        from flowsweep import core
-
-        return _state_arrays(core.initial_state(config))
-
-    return json_safe(await run_in_threadpool(compute))
+    arrays = _state_arrays(core.initial_state(config))
+    if format == "npz":
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
+        return Response(buf.getvalue(), media_type="application/x-npz",
+                        headers={"Content-Disposition": f'attachment; filename="point-{point_id}-state.npz"'})
+    body = json.dumps({k: queries.json_array(v) for k, v in arrays.items()}, allow_nan=False).encode()
+    return Response(body, media_type="application/json")

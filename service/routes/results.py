@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from .. import queries
 from ..deps import ReadAuth, SessionDep
@@ -15,8 +15,9 @@ FILE_RESPONSES = {200: {"content": {"text/csv": {}, "application/vnd.apache.parq
 
 
 @router.get("/results", responses=FILE_RESPONSES)
-def list_results(session: SessionDep, q: Annotated[queries.ResultQuery, Query()]):
+def list_results(request: Request, session: SessionDep, q: Annotated[queries.ResultQuery, Query()]):
     """Result rows across sweeps: equality filters on every parameter (repeat or comma-separate for
     several values), `<param>_min`/`<param>_max` ranges on numeric ones, `status`, `order_by`,
-    `limit`/`offset`, `format=json|csv|parquet`. `count` is the number of matching rows."""
-    return result_page(session, q, None, "results")
+    `limit`/`offset` or keyset `after=<point_id>`, `format=json|csv|parquet`
+    (files streamed). `count` is the number of matching rows."""
+    return result_page(request, session, q, None, "results")

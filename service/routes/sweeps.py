@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, SweepStatus
@@ -19,15 +19,32 @@ from ..events import event_stream
 from ..expand import PointSpecError, expand, point_identity
 from ..models import SWEEP_STATUSES, Sweep, utcnow
 from ..schemas import SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
-from .common import DbId, found_or_404, json_safe, result_page
+from .common import DbId, found_or_404, json_safe, read_json_body, result_page
 from .results import FILE_RESPONSES
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+T = TypeVar("T")
 
-MAX_BODY_BYTES = 10_000_000
 
 
 # ----------------------------------------------------------------------------- helpers
+
+CONFLICT_RETRIES = 3
+
+
+def retry_conflicts(write: Callable[[], T]) -> T:
+    """Run a write transaction, again when it lost a race (a POST reusing points that a concurrent
+    DELETE removed, or the DELETE of a sweep whose points a concurrent POST just reused: a foreign
+    key violation on commit); a fresh transaction sees the winner's rows. 409 if it keeps losing."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return write()
+        except IntegrityError:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise HTTPException(status.HTTP_409_CONFLICT, "a concurrent change to the same points won "
+                                                              "repeatedly: retry the request") from None
+    raise AssertionError("unreachable")
+
 
 def validation_errors(exc: ValidationError, prefix: str = "body") -> list[dict]:
     """pydantic errors -> [{"loc", "field", "msg", "type"}], the path named in `loc` and `field`.
@@ -133,20 +150,14 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
     transaction; points already computed by any sweep are reused (`n_cached`) unless `recompute`.
     With `dry_run=true` nothing is stored: the answer says how many points would run and a rough
     CPU-time estimate."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body: larger than {MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _unprocessable((), f"invalid JSON: {exc}", "json_invalid") from None
-    except RecursionError:
-        raise _unprocessable((), "invalid JSON: nested too deeply", "json_invalid") from None
+    body = await read_json_body(request, settings.max_body_bytes)
     if not isinstance(body, dict):
         raise _unprocessable((), "a JSON object describing the sweep is required", "dict_type")
     try:
-        spec = SweepSpec.model_validate(body, context={"max_points": settings.max_points,
-                                                       "max_steps": settings.max_steps})
+        spec = SweepSpec.model_validate(body, context={
+            "max_points": settings.max_points, "max_steps": settings.max_steps,
+            "max_point_cpu_seconds": settings.max_point_cpu_seconds,
+            "max_sweep_cpu_seconds": settings.max_sweep_cpu_seconds, "max_point_bytes": settings.max_point_bytes})
     except ValidationError as exc:
         raise RequestValidationError(validation_errors(exc)) from None
     stored = spec.model_dump(mode="json", exclude={"axes"})
@@ -161,7 +172,7 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
             return sweep.id, sweep.status, sweep.n_points, n_cached
 
     try:
-        sweep_id, st, n_points, n_cached = await run_in_threadpool(write)
+        sweep_id, st, n_points, n_cached = await run_in_threadpool(retry_conflicts, write)
     except PointSpecError as exc:
         raise _unprocessable(exc.field, exc.message) from None
     if runner is not None and st == SweepStatus.QUEUED:
@@ -293,28 +304,36 @@ def delete_sweep(sweep_id: DbId, request: Request):
     """Delete a finished or cancelled sweep with its points, results and curves. Points of other
     sweeps that reused this sweep's results keep them: the curves move to one of those points,
     which becomes the source of the others."""
-    with session_scope(request.app.state.session_factory) as session:
-        sweep = _get_sweep(session, sweep_id, for_update=True)
-        if sweep.status not in FINISHED_SWEEP_STATUSES:
-            raise HTTPException(status.HTTP_409_CONFLICT,
-                                f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it")
-        store.delete_sweep(session, sweep_id)
+    def delete() -> None:
+        with session_scope(request.app.state.session_factory) as session:
+            sweep = _get_sweep(session, sweep_id, for_update=True)
+            if sweep.status not in FINISHED_SWEEP_STATUSES:
+                raise HTTPException(status.HTTP_409_CONFLICT,
+                                    f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it")
+            store.delete_sweep(session, sweep_id)
+
+    retry_conflicts(delete)
     return None
 
 
 @router.get("/{sweep_id}/results", responses=FILE_RESPONSES, dependencies=[ReadAuth])
-def sweep_results(sweep_id: DbId, session: SessionDep, q: Annotated[queries.ResultQuery, Query()]):
+def sweep_results(sweep_id: DbId, request: Request, session: SessionDep,
+                  q: Annotated[queries.ResultQuery, Query()]):
     """The sweep's result rows (one per finished point); same filters as GET /results."""
     _get_sweep(session, sweep_id)
-    return result_page(session, q, sweep_id, f"sweep-{sweep_id}-results")
+    return result_page(request, session, q, sweep_id, f"sweep-{sweep_id}-results")
 
 
 @router.get("/{sweep_id}/summary", dependencies=[ReadAuth])
 def sweep_summary(sweep_id: DbId, session: SessionDep, q: Annotated[queries.SummaryQuery, Query()]):
-    """One row per group of `by` keys: the keys, `count`, and <metric>_mean/_std/_sem/_min/_max for
-    every numeric metric (over seeds, typically); the result filters apply before grouping."""
+    """One row per group of `by` keys: the keys, `count`, and <metric>_mean/_std/_sem/_min/_max/_count
+    for every numeric metric (over seeds, typically), computed in the database; the result filters
+    apply before grouping."""
     _get_sweep(session, sweep_id)
-    rows = queries.summary(session, q, sweep_id)
+    try:
+        rows = queries.summary(session, q, sweep_id)
+    except queries.TooManyGroups as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     return {"data": rows, "count": len(rows), "by": q.group_keys()}
 
 

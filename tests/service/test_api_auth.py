@@ -81,6 +81,10 @@ def test_settings_read_the_environment(monkeypatch):
     s = Settings()
     assert (s.api_token, s.read_token_required, s.max_points, s.ray_address) == ("abc", True, 7, "10.0.0.1:6379")
     monkeypatch.setenv("FLOWSWEEP_API_TOKEN", "")
+    # reads required to carry a token, but no token: refused at start-up, never silently open
+    with pytest.raises(ValueError, match="FLOWSWEEP_READ_TOKEN_REQUIRED"):
+        Settings()
+    monkeypatch.delenv("FLOWSWEEP_READ_TOKEN_REQUIRED")
     assert Settings().api_token is None
 
 
@@ -92,3 +96,22 @@ def test_max_points_setting_is_enforced(make_client):
     r = c.post("/sweeps", json={**SPEC, "axes": {"seed": {"range": [0, 3]}, "k": [4, 5]}})
     assert r.status_code == 422 and "6 points; the maximum is 5" in r.json()["detail"][0]["msg"]
     assert c.post("/sweeps", json={**SPEC, "axes": {"seed": {"range": [0, 5]}}}).status_code == 201
+
+
+def test_healthz_names_no_host_or_user_when_the_database_is_down(make_client):
+    """The exception text of a failed connection names the host and the user: it goes to the log,
+    never into the unauthenticated health answer."""
+    from flowsweep.service import db
+
+    c = make_client()
+    bad = db.make_engine("postgresql+psycopg://secretuser:pw@127.0.0.1:1/nodb", pool_pre_ping=False,
+                         connect_args={"connect_timeout": 2})
+    c.app.state.read_session_factory = db.make_session_factory(bad)
+    try:
+        r = c.get("/healthz")
+    finally:
+        bad.dispose()
+    assert r.status_code == 503
+    body = r.json()
+    assert body["status"] == "error" and body["database"].startswith("error: ")
+    assert "secretuser" not in r.text and "127.0.0.1" not in r.text and "nodb" not in r.text

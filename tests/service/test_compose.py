@@ -40,9 +40,20 @@ def interpolate(value: str, env: dict[str, str] | None = None) -> str:
             return env.get(name) or default
         if op == "-":
             return env.get(name, default)
+        if op == ":?":  # compose refuses to start: unset or empty
+            if not env.get(name):
+                raise MissingVariable(f"{name}: {default}")
+            return env[name]
         return env.get(name, "")
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}", sub, value)
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}", sub, value)
+
+
+class MissingVariable(ValueError):
+    """What `docker compose up` reports for ${VAR:?message} when VAR is unset or empty."""
+
+
+SECRETS = {"FLOWSWEEP_API_TOKEN": "t0ken", "POSTGRES_PASSWORD": "pw"}
 
 
 def environment(service: dict, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -94,9 +105,22 @@ def test_migrate_is_a_one_shot_flowsweep_db_upgrade(services):
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_compose_refuses_to_start_without_a_token_and_a_password(services):
+    for missing in SECRETS:
+        env = {k: v for k, v in SECRETS.items() if k != missing}
+        with pytest.raises(MissingVariable, match=missing):
+            environment(services["api"], env)
+    with pytest.raises(MissingVariable, match="POSTGRES_PASSWORD"):
+        environment(services["postgres"], {})
+    # published on loopback only unless told otherwise
+    (port,) = services["api"]["ports"]
+    assert interpolate(port).startswith("127.0.0.1:")
+    assert interpolate(port, {"FLOWSWEEP_PUBLISH_ADDRESS": "0.0.0.0"}).startswith("0.0.0.0:")
+
+
 def test_api_environment_is_what_settings_reads(services, monkeypatch):
     api = services["api"]
-    env = environment(api)
+    env = environment(api, SECRETS)
     fields = set(Settings.model_fields)
     prefix = Settings.model_config["env_prefix"]
     for name in env:
@@ -106,13 +130,13 @@ def test_api_environment_is_what_settings_reads(services, monkeypatch):
 
     s = settings_from(env, monkeypatch)
     url = make_url(s.database_url)
-    pg_env = environment(services["postgres"])
+    pg_env = environment(services["postgres"], SECRETS)
     assert url.drivername == "postgresql+psycopg"
     assert (url.host, url.port or 5432) == ("postgres", 5432)
     assert (url.username, url.password, url.database) == (
         pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"], pg_env["POSTGRES_DB"])
     assert s.auto_migrate is False                     # the migrate service owns the schema
-    assert s.api_token is None                         # empty FLOWSWEEP_API_TOKEN means no token
+    assert s.api_token == SECRETS["FLOWSWEEP_API_TOKEN"]
     assert s.host == "0.0.0.0"
     published = [str(p) for p in api["ports"]]
     assert any(interpolate(p).endswith(f":{s.port}") for p in published)
@@ -121,14 +145,15 @@ def test_api_environment_is_what_settings_reads(services, monkeypatch):
     head_port = next(c.split("=", 1)[1] for c in command(services["ray-head"]) if c.startswith("--port="))
     assert s.ray_address == f"ray-head:{head_port}"
     # a password in the compose shell environment reaches both sides
-    s2 = settings_from(environment(api, {"POSTGRES_PASSWORD": "s3cret"}), monkeypatch)
+    s2 = settings_from(environment(api, {**SECRETS, "POSTGRES_PASSWORD": "s3cret"}), monkeypatch)
     assert make_url(s2.database_url).password == environment(services["postgres"],
                                                              {"POSTGRES_PASSWORD": "s3cret"})["POSTGRES_PASSWORD"]
+    assert {"localhost", "127.0.0.1"} <= s.trusted_hosts()
 
 
 def test_migrate_gets_the_same_database_as_the_api(services, monkeypatch):
-    api_url = settings_from(environment(services["api"]), monkeypatch).database_url
-    assert settings_from(environment(services["migrate"]), monkeypatch).database_url == api_url
+    api_url = settings_from(environment(services["api"], SECRETS), monkeypatch).database_url
+    assert settings_from(environment(services["migrate"], SECRETS), monkeypatch).database_url == api_url
 
 
 def test_api_serves_after_joining_the_cluster(services):
@@ -157,7 +182,7 @@ def test_ray_nodes_scale_and_have_shared_memory(services):
 
 def test_ray_auth_is_set_on_every_ray_process(services):
     # Ray 2.60 token auth: one mode for the whole cluster (STACK-NOTES); a mismatch hangs ~20 s then fails
-    modes = {environment(services[s]).get("RAY_AUTH_MODE") for s in RAY_PROCESSES}
+    modes = {environment(services[s], SECRETS).get("RAY_AUTH_MODE") for s in RAY_PROCESSES}
     assert modes == {"disabled"}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import time
 
 import numpy as np
 import pandas as pd
@@ -253,3 +254,122 @@ def test_curves_decode_and_cached_points_read_the_source(api):
         "point_id").status[src]
     no_curves = api.truth.point_id.iloc[-1]
     assert api.get(f"/points/{no_curves}/curves").status_code == 404
+
+
+def _assert_rows_close(got: list[dict], want: list[dict], rtol: float = 1e-9) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert list(g) == list(w)
+        for k, wv in w.items():
+            gv = g[k]
+            if isinstance(wv, float) and gv is not None:
+                assert gv == pytest.approx(wv, rel=rtol, abs=1e-300), k
+            else:
+                assert gv == wv, k
+
+
+@pytest.mark.parametrize("by", ["init_scale,k,lambda0", "status", "sweep_id,seed", "k,data_seed"])
+def test_sql_summary_equals_the_pandas_path(api, by):
+    """The database's aggregation against the former pandas path on the same rows, every field."""
+    from flowsweep.service import queries
+
+    engine = db.make_engine(api.url)
+    try:
+        with db.make_session_factory(engine)() as s:
+            q = queries.SummaryQuery(by=by.split(","))
+            got, want = queries.summary(s, q, None), queries.summary_pandas(s, q, None)
+    finally:
+        engine.dispose()
+    assert got and all(f"{m}_count" in got[0] for m in NUMERIC)
+    _assert_rows_close(got, want)
+
+
+def test_summary_counts_non_null_values(api):
+    t = api.truth[api.truth.sweep_id == 2]
+    got = api.get("/sweeps/2/summary", params={"by": "k"}).json()["data"]
+    want = t.groupby("k")
+    for m in NUMERIC:
+        assert [g[f"{m}_count"] for g in got] == want[m].count().tolist(), m
+
+
+def test_summary_rejects_page_and_format_parameters(api):
+    for params in ({"limit": 5}, {"order_by": "k"}, {"format": "csv"}, {"offset": 1}, {"after": 3}):
+        r = api.get("/sweeps/1/summary", params=params)
+        assert r.status_code == 422, params
+        assert list(params)[0] in [d["field"] for d in r.json()["detail"]]
+
+
+def test_keyset_paging_covers_every_row_once(api):
+    t = api.truth
+    got, after = [], 0
+    while True:
+        r = api.get("/results", params={"after": after, "limit": 100})
+        page = ids(r)
+        if not page:
+            break
+        got += page
+        after = page[-1]
+    assert got == sorted(t.point_id.tolist())
+    # with another order, `after` is a filter on point_id
+    got = ids(api.get("/results", params={"after": 400, "order_by": "-k", "limit": 10_000}))
+    assert got == t[t.point_id > 400].sort_values(["k", "point_id"], ascending=[False, True]).point_id.tolist()
+
+
+def test_empty_exports_have_their_header(api):
+    r = api.get("/results", params={"k": 999, "format": "csv"})
+    assert r.status_code == 200 and r.text.strip() == ",".join(RESULT_FIELDS)
+    r = api.get("/results", params={"k": 999, "format": "parquet"})
+    pq = pd.read_parquet(io.BytesIO(r.content))
+    assert list(pq.columns) == list(RESULT_FIELDS) and len(pq) == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, kind):
+    """Values 1e8 + O(1e-3): sum-of-squares formulas lose every digit here (x^2 ~ 1e16, var ~ 1e-6);
+    the database's std must agree with numpy's two-pass std to 1e-9."""
+    from flowsweep.service import queries
+
+    url = new_database_url(kind)
+    db.upgrade(url)
+    rng = np.random.default_rng(3)
+    n = 500
+    vals = 1e8 + 1e-3 * rng.standard_normal(n)
+    tiny = 1e-15 * (1 + 0.1 * rng.standard_normal(n))
+    engine = db.make_engine(url)
+    try:
+        with db.session_scope(db.make_session_factory(engine)) as s:
+            s.execute(insert(Sweep), [dict(id=1, name="p", status="done", spec={}, n_points=n, cancel_requested=False)])
+            s.execute(insert(Point), [dict(id=i + 1, sweep_id=1, identity=f"{i:064x}", status="done", cached=False,
+                                           attempts=1, model="asymmetric", init="gaussian", integrator="gd", m=2, n=3,
+                                           k=4, init_scale=0.1, lambda0=0.0, seed=i, eta=0.01, steps=10,
+                                           record_every=1, tol=0.01, data_seed=None, fit_lambda0=False,
+                                           n_samples=1000) for i in range(n)])
+            s.execute(insert(Result), [dict(point_id=i + 1, sweep_id=1, status="done", q0_norm=float(vals[i]),
+                                            final_error=float(tiny[i])) for i in range(n)])
+        with db.make_session_factory(engine)() as s:
+            (row,) = queries.summary(s, queries.SummaryQuery(by="k"), 1)
+    finally:
+        engine.dispose()
+    assert row["q0_norm_count"] == n and row["final_error_count"] == n and row["speedup_count"] == 0
+    assert row["q0_norm_std"] == pytest.approx(np.std(vals, ddof=1), rel=1e-9)
+    assert row["q0_norm_mean"] == pytest.approx(np.mean(vals), rel=1e-15)
+    assert row["final_error_std"] == pytest.approx(np.std(tiny, ddof=1), rel=1e-9)
+    assert row["q0_norm_sem"] == pytest.approx(np.std(vals, ddof=1) / np.sqrt(n), rel=1e-9)
+    assert row["speedup_mean"] is None and row["speedup_std"] is None and row["speedup_min"] is None
+
+
+def test_exports_give_their_slot_back(api):
+    """Each streaming export holds one of FLOWSWEEP_MAX_CONCURRENT_EXPORTS slots (a connection) while
+    it streams; finished ones, complete or abandoned by the client, must give it back."""
+    for fmt in ("csv", "parquet"):
+        assert api.get("/results", params={"format": fmt, "k": 20}).status_code == 200
+    with api.stream("GET", "/results", params={"format": "csv"}) as r:   # left after the first bytes
+        next(r.iter_bytes())
+    assert api.get("/results", params={"format": "csv", "k": 20}).status_code == 200
+    slots = api.app.state.export_slots
+    limit = api.app.state.settings.max_concurrent_exports
+    for _ in range(50):
+        if slots._value == limit:
+            break
+        time.sleep(0.1)
+    assert slots._value == limit

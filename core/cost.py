@@ -1,0 +1,99 @@
+"""An a-priori cost model of a point: estimated CPU seconds and peak memory (pure arithmetic).
+
+The service refuses sweeps whose estimate exceeds its budget (a 422 that states it) before anything
+is stored or run. The estimates are deliberately on the high side of what `run_points` measures
+(bench/core_throughput.py: the Fig. 1 point costs ~3 ms batched; the model says ~20 ms):
+
+- work: both integrators run in reduced coordinates of rank r = min(k, m + n), so a gd step costs
+  ~6·m·n·r flops plus a fixed per-step overhead; sigmoid adds its data products (N·d² each, for
+  the two-layer model and the one-layer baseline). `flow` integrates t in [0, eta·steps] with an
+  explicit solver whose step is bounded by the stiffness L ~ 2(||Y||_2 + ||U0||_2² + ||V0||_2²),
+  so its cost grows with the horizon eta·steps times L (12 right-hand sides per step, DOP853).
+- memory: the initial state ((m + n)·k, a few copies), the recorded trajectory (T records of the
+  m×n X(t) and its singular values), the sigmoid data (N·d, a few copies), the λ₀ fit's records.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .types import PointConfig
+
+FLOPS_PER_SECOND = 2e9        # sustained on one core for these small products (measured 7 GFLOP/s)
+STEP_OVERHEAD_SECONDS = 3e-7  # per point per gd step (numpy call overhead shared by a batch)
+RHS_OVERHEAD_SECONDS = 2e-5   # per right-hand side of the flow solver (scipy's Python loop)
+FLOW_STEPS_PER_UNIT_STIFFNESS = 0.5   # DOP853 at rtol 3e-14: steps ≈ 0.5·L·t + 50 (fitted, Fig. 1 shape)
+LAMBDA0_FIT_EVALUATIONS = 96  # closed-form evaluations of eq. (21) per λ₀ fit
+BYTES_PER_FLOAT = 8
+STATE_COPIES = 4              # U0, V0, their reduction and the batch's stacked copy
+SIGMOID_COPIES = 6            # A, targets, A·W and its sigmoid for both models
+POINT_SECONDS = 0.02          # data, metrics and curves of one point
+TEMPORARIES = 2.5             # numpy temporaries over the arrays counted (measured with tracemalloc)
+BASE_BYTES = 2e6
+
+
+@dataclass(frozen=True)
+class PointCost:
+    cpu_seconds: float
+    peak_bytes: float
+    # which input dominates each estimate (a request field: the service names it in its 422)
+    cpu_field: str
+    memory_field: str
+
+
+def _records(c: PointConfig) -> int:
+    return c.steps // c.record_every + 1
+
+
+def point_cost(c: PointConfig) -> PointCost:
+    """Estimated CPU seconds and peak bytes of one point (for a batch: per point)."""
+    m, n, k = c.m, c.n, c.k
+    r = min(k, m + n)
+    T = _records(c)
+    setup = 4.0 * (m + n) * k * r / FLOPS_PER_SECOND           # reduction of U0, V0 (QR)
+    records = T * (m * n * r + 4 * min(m, n) ** 2 * max(m, n)) / FLOPS_PER_SECOND
+    step_flops = 6.0 * m * n * r
+    if c.model == "sigmoid":
+        step_flops += 2.0 * 3 * c.n_samples * m * n * 2      # A·(UVᵀ), its gradient, and the baseline's
+    if c.integrator == "gd":
+        work, cpu_field = c.steps * (STEP_OVERHEAD_SECONDS + step_flops / FLOPS_PER_SECOND), "steps"
+    else:
+        horizon = c.eta * c.steps
+        sigma_y = math.sqrt(m) + math.sqrt(n)
+        s2 = c.init_scale ** 2 * (math.sqrt(max(m, n)) + math.sqrt(k)) ** 2
+        stiffness = 2.0 * (sigma_y + 2.0 * s2 + abs(c.lambda0))
+        solver_steps = FLOW_STEPS_PER_UNIT_STIFFNESS * stiffness * horizon + 50.0
+        work = solver_steps * 12 * (RHS_OVERHEAD_SECONDS + step_flops / FLOPS_PER_SECOND)
+        cpu_field = "eta"
+    fit = 0.0
+    if c.fit_lambda0:
+        fit = LAMBDA0_FIT_EVALUATIONS * T * 10.0 * (m + n) ** 3 / FLOPS_PER_SECOND
+    cpu = POINT_SECONDS + setup + records + work + fit
+
+    terms = {
+        "axes.k": STATE_COPIES * (m + n) * k,
+        # X(t), its singular values, the reduced factors' records and the per-record scalar curves
+        "record_every": T * (3 * m * n + min(m, n) + 2 * (m + n) * r + 10) + (T * (m + n) ** 2 if c.fit_lambda0 else 0),
+        "m": 8 * m * n + 4 * (m + n) ** 2,
+    }
+    if c.model == "sigmoid":
+        terms["n_samples"] = SIGMOID_COPIES * c.n_samples * max(m, n)
+    memory_field = max(terms, key=terms.get)
+    peak = BASE_BYTES + TEMPORARIES * BYTES_PER_FLOAT * sum(terms.values())
+    return PointCost(cpu_seconds=cpu, peak_bytes=peak, cpu_field=cpu_field, memory_field=memory_field)
+
+
+def human_seconds(s: float) -> str:
+    if not math.isfinite(s) or s >= 1e15:
+        return f"{s:.3g} s"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if s >= size:
+            return f"{s / size:.3g} {unit}"
+    return f"{s:.3g} s"
+
+
+def human_bytes(b: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= size:
+            return f"{b / size:.3g} {unit}"
+    return f"{b:.0f} B"
