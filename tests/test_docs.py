@@ -97,7 +97,7 @@ def test_api_lists_exactly_the_apps_routes(app):
 def test_api_documents_the_result_query(app):
     text = section("api.md", "Querying result rows")
     listed = set(re.findall(r"^\| `([a-z_]+)` \|", text, re.M))
-    fields = set(queries.SummaryQuery.model_fields)
+    fields = set(queries.ResultQuery.model_fields) | set(queries.SummaryQuery.model_fields)
     filters = {f for f in fields if f.removesuffix("_min").removesuffix("_max") in queries._PARAM_TYPES}
     # the generic rows `<parameter>=v`, `<parameter>_min`/`_max` stand for every filter: each
     # parameter and id has its equality filter
