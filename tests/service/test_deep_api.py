@@ -83,8 +83,9 @@ def test_other_models_have_null_depth_and_unchanged_identity(run):
     from flowsweep import core
     d = {f: getattr(c, f) for f in ("model", "m", "n", "k", "eta", "steps", "init", "integrator", "init_scale",
                                     "lambda0", "seed", "record_every", "tol", "data_seed", "fit_lambda0",
-                                    "n_samples")}
+                                    "n_samples", "y_singular_values", "data_scale")}
     d.update(eta=float(d["eta"]), init_scale=float(d["init_scale"]), lambda0=float(d["lambda0"]),
+             data_scale=float(d["data_scale"]),
              tol=float(d["tol"]), core_version=str(core.CORE_VERSION))
     legacy = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert point_identity(c) == legacy
