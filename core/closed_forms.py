@@ -227,13 +227,15 @@ def asymmetric_spectral(sigma: FloatArray, x0: FloatArray, lambda0: npt.ArrayLik
         nu = nu0 * np.exp(-rho * t)
         x = (s * (1.0 - l2 * nu * nu) + l2 * nu) / (1.0 - 4.0 * s * nu - l2 * nu * nu)
         # lambda0 = 0 and x0 <= 0 (the root above is 0/0): dx/dt = 2 (sigma - x) |x| keeps x <= 0 and
-        # y = -x solves dy/dt = -2 (sigma + y) y, so x = -sigma |x0| e^{-2 sigma t} / (sigma + |x0| (1 - e^{-2 sigma t}))
+        # y = -x solves dy/dt = -2 (sigma + y) y,
+        # so x = -sigma |x0| e^{-2 sigma t} / (sigma + |x0| (1 - e^{-2 sigma t}))
         e2 = np.exp(-2.0 * s * t)
         x_neg = -s * np.abs(x0) * e2 / (s + np.abs(x0) * (1.0 - e2))
         x = np.where((l2 == 0) & (x0 <= 0) & (s > 0), x_neg, x)
         # rho = 0 (sigma = lambda0 = 0): dx/dt = -2 x |x|
         x = np.where(rho > 0, x, x0 / (1.0 + 2.0 * np.abs(x0) * t))
-    return x
+    out: FloatArray = x
+    return out
 
 
 def paper_constant_C(sigma: npt.ArrayLike, x0: float | FloatArray, lambda0: npt.ArrayLike) -> FloatArray:

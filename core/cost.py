@@ -78,7 +78,7 @@ def point_cost(c: PointConfig) -> PointCost:
     }
     if c.model == "sigmoid":
         terms["n_samples"] = SIGMOID_COPIES * c.n_samples * max(m, n)
-    memory_field = max(terms, key=terms.get)
+    memory_field = max(terms, key=lambda name: terms[name])
     peak = BASE_BYTES + TEMPORARIES * BYTES_PER_FLOAT * sum(terms.values())
     return PointCost(cpu_seconds=cpu, peak_bytes=peak, cpu_field=cpu_field, memory_field=memory_field)
 

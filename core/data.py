@@ -27,6 +27,8 @@ class InitialState:
         V0 = self.U0 if self.V0 is None else self.V0
         out = {"Y": self.Y, "U0": self.U0, "V0": V0}
         if model == "sigmoid":
+            if self.A is None or self.V0 is None:
+                raise ValueError("InitialState.as_dict: the sigmoid model's state needs A and V0, got None")
             out["A"] = self.A
             out["W0"] = self.U0 @ self.V0.T
         return out
@@ -43,7 +45,8 @@ def weight_rng(config: PointConfig) -> np.random.Generator:
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Logistic function without overflow warnings for large |z|."""
-    return expit(z)
+    out: np.ndarray = expit(z)
+    return out
 
 
 def make_data(config: PointConfig) -> tuple[np.ndarray, np.ndarray | None]:

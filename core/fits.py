@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .lambda0_fit import (Lambda0Branch, Lambda0Fit, lambda0_fit, lambda0_search_bound,  # noqa: F401
-                          regularized_loss)
+from .lambda0_fit import Lambda0Branch, Lambda0Fit, lambda0_fit, lambda0_search_bound, regularized_loss  # noqa: F401
 
 MIN_TAIL_POINTS = 5
 
@@ -117,5 +116,7 @@ def eta_stability_limit(model: str, init: str, Y: np.ndarray, U0: np.ndarray, V0
     it is a sufficient bound, not the boundary."""
     if model != "asymmetric":
         return None
+    if V0 is None:
+        raise ValueError("eta_stability_limit: the asymmetric model needs V0, got None")
     s0 = np.linalg.eigvalsh(U0 @ U0.T)[-1] + np.linalg.eigvalsh(V0 @ V0.T)[-1]
     return float(2.0 / max(s0, 2.0 * np.linalg.norm(Y, 2)))

@@ -19,12 +19,15 @@ fails (balanced starts, k < m + n), the branch is searched with `closed_forms.re
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import minimize_scalar
 
 from .closed_forms import regularized_flow
+from .types import FloatArray, IntArray
 
 N_COARSE = 10             # log-spaced |lambda| per branch (plus lambda = 0)
 SUB_TIMES = 17            # record times the coarse search scores
@@ -38,9 +41,9 @@ MID_RTOL = 1e-3           # the subsample's minimum is 1e-4..1e-3 from the full 
 
 @dataclass
 class Lambda0Branch:
-    lambda0: float | None
-    error: float | None      # sqrt(mean_t ||X_reg(t; lambda0) - X(t)||^2) / ||Y||
-    loss: float | None       # sum_t ||X_reg(t; lambda0) - X(t)||^2
+    lambda0: float
+    error: float             # sqrt(mean_t ||X_reg(t; lambda0) - X(t)||^2) / ||Y||
+    loss: float              # sum_t ||X_reg(t; lambda0) - X(t)||^2
 
 
 @dataclass
@@ -54,10 +57,11 @@ class Lambda0Fit:
     n_evaluations: int       # closed-form evaluations of eq. (21), any number of times each
     pos: Lambda0Branch
     neg: Lambda0Branch
-    X_reg: np.ndarray | None = None
+    X_reg: np.ndarray
 
 
-def regularized_loss(Y, U0, V0, t, X, lambda0: float) -> float:
+def regularized_loss(Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArray, X: FloatArray,
+                      lambda0: float) -> float:
     """sum_t ||X_reg(t; lambda0) - X(t)||^2 through `closed_forms.regularized_flow` (the reference)."""
     Xr = regularized_flow(Y, U0, V0, lambda0, t).X
     D = Xr - X
@@ -65,9 +69,9 @@ def regularized_loss(Y, U0, V0, t, X, lambda0: float) -> float:
     return v if np.isfinite(v) else np.inf
 
 
-def lambda0_search_bound(Y, U0, V0) -> float:
+def lambda0_search_bound(Y: FloatArray, U0: FloatArray, V0: FloatArray) -> float:
     """Well above the spectrum of Q0 and of S_Y: 4 (||U0^T U0||_2 + ||V0^T V0||_2 + sigma_max(Y))."""
-    return 4.0 * (np.linalg.norm(U0, 2) ** 2 + np.linalg.norm(V0, 2) ** 2 + np.linalg.norm(Y, 2)) + 1.0
+    return float(4.0 * (np.linalg.norm(U0, 2) ** 2 + np.linalg.norm(V0, 2) ** 2 + np.linalg.norm(Y, 2)) + 1.0)
 
 
 class _NotStable(Exception):
@@ -77,18 +81,24 @@ class _NotStable(Exception):
 def _exp(z: np.ndarray) -> np.ndarray:
     """exp, and expm1 below, through real functions for complex z (numpy's complex exp/expm1 are
     ~100x slower than the real ones and dominated the complex-step evaluation)."""
+    out: np.ndarray
     if not np.iscomplexobj(z):
-        return np.exp(z)
+        out = np.exp(z)
+        return out
     ex = np.exp(z.real)
-    return ex * np.cos(z.imag) + 1j * (ex * np.sin(z.imag))
+    out = ex * np.cos(z.imag) + 1j * (ex * np.sin(z.imag))
+    return out
 
 
 def _expm1(z: np.ndarray) -> np.ndarray:
+    out: np.ndarray
     if not np.iscomplexobj(z):
-        return np.expm1(z)
+        out = np.expm1(z)
+        return out
     x, y = z.real, z.imag
     ex = np.exp(x)
-    return (np.expm1(x) - 2.0 * ex * np.sin(y / 2.0) ** 2) + 1j * (ex * np.sin(y))
+    out = (np.expm1(x) - 2.0 * ex * np.sin(y / 2.0) ** 2) + 1j * (ex * np.sin(y))
+    return out
 
 
 def _trapezoid_weights(idx: np.ndarray) -> np.ndarray:
@@ -128,7 +138,7 @@ class RegularizedObjective:
         self.n_evaluations = 0
 
     # -- eigendecomposition of S~ in the basis B, closed form in lambda (complex allowed) --------
-    def _eig(self, lam: np.ndarray):
+    def _eig(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues a (L, N) and eigenvectors E (L, N, N) of S~(lambda) in the basis B, for a
         vector of lambdas of one sign: +r_i, -r_i (i < m), then -lambda/2 (n - m times)."""
         m, n, s = self.m, self.n, self.sigma[None, :]
@@ -149,24 +159,26 @@ class RegularizedObjective:
         a = np.concatenate([r, -r, np.broadcast_to(-lam / 2.0, (L, n - m))], axis=1)
         return a, E
 
-    def _at(self, idx):
+    def _at(self, idx: IntArray | None) -> tuple[FloatArray, FloatArray, FloatArray | None]:
         """(times, X in the basis B, weights) of the record subset `idx` (all if None)."""
         if idx is None:
             return self.t, self.Xb, None
         return self.t[idx], self.Xb[idx], _trapezoid_weights(idx)
 
-    def values(self, lams, idx=None):
+    def values(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> np.ndarray:
         """f at each lambda of `lams` (real or complex, one sign) on the record times `idx` (all if
         None), as one batched solve over (lambda, t)."""
         lams = np.atleast_1d(np.asarray(lams))
         t, Xb, w = self._at(idx)
         D = self._x_reg(lams, t) - Xb[None]
-        per_t = np.einsum("ltij,ltij->lt", D, D)                     # no conjugate: analytic in lambda
-        return per_t.sum(axis=1) if w is None else per_t @ w
+        per_t: np.ndarray = np.einsum("ltij,ltij->lt", D, D)        # no conjugate: analytic in lambda
+        out: np.ndarray = per_t.sum(axis=1) if w is None else per_t @ w
+        return out
 
     def x_reg(self, lam: float) -> np.ndarray:
         """X_reg(t; lam) on the record grid in the original coordinates, (T, m, n)."""
-        return self.Phi @ self._x_reg(np.array([float(lam)]), self.t)[0] @ self.PsiT
+        out: np.ndarray = self.Phi @ self._x_reg(np.array([float(lam)]), self.t)[0] @ self.PsiT
+        return out
 
     def _x_reg(self, lams: np.ndarray, t: np.ndarray) -> np.ndarray:
         """X_reg(t; lambda) in the basis B, (L, T, m, n): eq. (21)'s stable form."""
@@ -202,9 +214,10 @@ class RegularizedObjective:
         ErcD0 = ((Er[:, None] * c[:, :, None, :]).reshape(L, T * m, N) @ D0).reshape(L, T, m, N)
         W = np.linalg.solve(np.swapaxes(K, 2, 3), np.swapaxes(ErcD0, 2, 3))
         WTc = (np.swapaxes(W, 2, 3) * c[:, :, None, :]).reshape(L, T * m, N)
-        return ((Er * pstar[:, None, :]) @ EcT)[:, None] + (WTc @ EcT).reshape(L, T, m, -1)
+        out: np.ndarray = ((Er * pstar[:, None, :]) @ EcT)[:, None] + (WTc @ EcT).reshape(L, T, m, -1)
+        return out
 
-    def value_and_slope(self, lam: float, idx=None) -> tuple[float, float]:
+    def value_and_slope(self, lam: float, idx: IntArray | None = None) -> tuple[float, float]:
         """f(lambda) and f'(lambda) from one complex-step evaluation of eq. (21)'s closed form,
         f' = Im f(lambda + i h) / h: exact to rounding (no difference is taken). Measured against a
         forward-mode derivative written out by hand, it was both as accurate and cheaper."""
@@ -213,8 +226,9 @@ class RegularizedObjective:
         return float(v.real), float(v.imag / h)
 
 
-def _secant_min(fd, lo: float, hi: float, x0: float, x1: float, rtol: float, maxiter: int,
-                at_x0: tuple[float, float] | None = None):
+def _secant_min(fd: Callable[[float], tuple[float, float]], lo: float, hi: float, x0: float, x1: float,
+                rtol: float, maxiter: int,
+                at_x0: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """Minimum of f in [lo, hi] by a secant on f' (fd(x) -> (f, f')), kept inside the bracket,
     which shrinks by the sign of f'. Stops when the next step is below rtol |x|, and returns that
     step's end with f there from the quadratic model (its error is third order in a step that
@@ -292,7 +306,8 @@ def _branch_fast(obj: RegularizedObjective, sign: float, L: float) -> tuple[floa
     return x, f
 
 
-def _branch_reference(Y, U0, V0, t, X, sign: float, L: float) -> tuple[float, float, int]:
+def _branch_reference(Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArray, X: FloatArray,
+                      sign: float, L: float) -> tuple[float, float, int]:
     """The branch searched with the factored closed form and bounded Brent (no derivative)."""
     pos = np.logspace(np.log10(L) - 4.0, np.log10(L), 30)
     grid = sign * np.concatenate([[0.0], pos])
@@ -300,7 +315,9 @@ def _branch_reference(Y, U0, V0, t, X, sign: float, L: float) -> tuple[float, fl
     coarse = np.array([regularized_loss(Y, U0, V0, t[sub], X[sub], g) for g in grid])
     i = int(np.argmin(coarse))
     lo, hi = sorted((grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]))
-    f = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
+    def f(lam: float) -> float:
+        return regularized_loss(Y, U0, V0, t, X, lam)
+
     res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
                           options={"xatol": 1e-9 * max(1.0, abs(grid[i])), "maxiter": 100})
     x, v = float(res.x), float(res.fun)
@@ -317,7 +334,9 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     ynorm = float(np.linalg.norm(Y))
     L = lambda0_search_bound(Y, U0, V0)
     obj = RegularizedObjective(Y, U0, V0, t, X)
-    branches, fast, n_ref = {}, {}, 0
+    branches: dict[float, Lambda0Branch] = {}
+    fast: dict[float, bool] = {}
+    n_ref = 0
     for sign in (1.0, -1.0):
         try:
             x, v = _branch_fast(obj, sign, L)

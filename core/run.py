@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -11,10 +12,10 @@ from flowsweep.status import PointStatus
 
 from . import deep
 from .closed_forms_stacked import regularized_flow_stacked
-from .data import make_initial_state
+from .data import InitialState, make_initial_state
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
 from .metrics import point_metrics
-from .types import METRIC_FIELDS, PointConfig, PointResult
+from .types import METRIC_FIELDS, FloatArray, PointConfig, PointResult
 from .validation import validate_config
 
 # Memory budget of one vectorised batch (float64 elements of the recorded X and sigmoid arrays).
@@ -61,16 +62,24 @@ def trajectory_singular_values(tr: Trajectory, record_iterations: np.ndarray) ->
     return np.take_along_axis(sv, np.minimum(np.arange(T)[None, :], first[:, None])[..., None], axis=1)
 
 
-def _problem(configs: list[PointConfig]):
+def _present(a: FloatArray | None, what: str, model: str) -> FloatArray:
+    """An initial state's array that the model needs (V0 for two factors, A for sigmoid)."""
+    if a is None:
+        raise ValueError(f"initial state: the {model} model needs {what}, got None")
+    return a
+
+
+def _problem(configs: list[PointConfig]
+             ) -> tuple[list[InitialState], list[tuple[FloatArray, FloatArray | None]], Problem]:
     """States, reduced factors and the stacked Problem of configs sharing one shape key."""
     c0 = configs[0]
     states = [make_initial_state(c) for c in configs]
     sym = c0.model == "symmetric"
     U0, V0 = reduce_factors(np.stack([s.U0 for s in states]),       # one batched QR
-                            None if sym else np.stack([s.V0 for s in states]))
-    reduced = [(U0[b], None if sym else V0[b]) for b in range(len(configs))]
+                            None if sym else np.stack([_present(s.V0, "V0", c0.model) for s in states]))
+    reduced = [(U0[b], None if V0 is None else V0[b]) for b in range(len(configs))]
     prob = Problem(model=c0.model, Y=np.stack([s.Y for s in states]), U0=U0, V0=V0,
-                   A=None if c0.model != "sigmoid" else np.stack([s.A for s in states]))
+                   A=None if c0.model != "sigmoid" else np.stack([_present(s.A, "A", c0.model) for s in states]))
     return states, reduced, prob
 
 
@@ -131,15 +140,16 @@ def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     return out
 
 
-def _regularized_flows(configs: list[PointConfig], prob: Problem, tr: Trajectory) -> list:
+def _regularized_flows(configs: list[PointConfig], prob: Problem, tr: Trajectory) -> list[FloatArray | None]:
     """X_reg(t; lambda0) of the batch's asymmetric points that did not diverge, in stacked calls
     (the `regularized_error` metric; None where point_metrics does not use it)."""
-    out: list = [None] * len(configs)
+    out: list[FloatArray | None] = [None] * len(configs)
     live = np.flatnonzero(tr.diverged_at < 0)
     if configs[0].model != "asymmetric" or not len(live):
         return out
     lam = np.array([configs[b].lambda0 for b in live])
-    X = regularized_flow_stacked(prob.Y[live], prob.U0[live], prob.V0[live], lam, tr.t)
+    V0 = _present(prob.V0, "V0", prob.model)
+    X = regularized_flow_stacked(prob.Y[live], prob.U0[live], V0[live], lam, tr.t)
     for j, b in enumerate(live):
         out[b] = X[j]
     return out
@@ -159,7 +169,7 @@ def run_points(configs: Sequence[PointConfig]) -> list[PointResult]:
     vectorised batch. Never raises for a per-point problem: an invalid config gives status
     "failed" with an error text, non-finite values status "diverged" with metrics["diverged_at"]."""
     results: list[PointResult | None] = [None] * len(configs)
-    groups: OrderedDict[tuple, list[int]] = OrderedDict()
+    groups: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
     for i, c in enumerate(configs):
         try:
             validate_config(c)
@@ -176,7 +186,12 @@ def run_points(configs: Sequence[PointConfig]) -> list[PointResult]:
             part = idx[s:s + size]
             for i, r in zip(part, _run_group_safely([configs[i] for i in part])):
                 results[i] = r
-    return results  # type: ignore[return-value]
+    out: list[PointResult] = []
+    for i, res in enumerate(results):
+        if res is None:                          # every point is validated, failed or run above
+            raise RuntimeError(f"run_points: point {i} has no result")
+        out.append(res)
+    return out
 
 
 def run_point(config: PointConfig) -> PointResult:

@@ -54,7 +54,7 @@ class PointConfig:
     y_singular_values: tuple[float, ...] | None = None
     data_scale: float = 1.0            # Y is multiplied by it (SPEC §2)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.y_singular_values, list):          # from JSON: hashable, one canonical form
             object.__setattr__(self, "y_singular_values", tuple(self.y_singular_values))
 

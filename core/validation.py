@@ -63,7 +63,7 @@ def validate_config(config: PointConfig) -> None:
         raise ValueError(f"fit_lambda0: must be a boolean, got {c.fit_lambda0!r}")
     if c.model in ("asymmetric", "deep") and c.m > c.n:
         raise ValueError(f"n: {c.model} model needs n >= m (Y is m×n with m <= n), got m={c.m}, n={c.n}")
-    if c.model == "deep" and (not _is_int(c.depth) or c.depth < 1):
+    if c.model == "deep" and (c.depth is None or not _is_int(c.depth) or c.depth < 1):
         raise ValueError(f"depth: the deep model needs an integer depth >= 1, got {c.depth!r}")
     if c.model != "deep" and c.depth is not None:
         raise ValueError(f"depth: only applies to model deep, got {c.depth!r} for model {c.model}")
