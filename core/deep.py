@@ -24,20 +24,25 @@ rank k: nothing to reduce there (the dynamics reach all of R^k).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
-from .data import (haar_rows, make_data, make_weights, random_orthonormal_columns, spectral_factors,
-                   weight_rng)
-from .dynamics import (DIVERGENCE_ERROR, FLOW_ATOL, FLOW_RTOL, FREEZE_ERROR, FREEZE_STEPS, Trajectory,
-                       record_grid)
-from .fits import rate_fit
-from .metrics import NOISE_FLOOR, clean, linear_error_curve, linear_time_to_tol, point_metrics
-from .types import METRIC_FIELDS, Curves, PointConfig, PointResult
+from flowsweep.jsonsafe import finite_or_none as clean  # float/int or None; NaN and inf become None
+from flowsweep.status import PointStatus
 
+from .data import haar_rows, make_data, make_weights, random_orthonormal_columns, spectral_factors, weight_rng
+from .dynamics import DIVERGENCE_ERROR, FLOW_RTOL, FREEZE_ERROR, Trajectory, record_grid
+from .dynamics.flow import FLOW_ATOL
+from .dynamics.gd_linear import FREEZE_STEPS
+from .fits import rate_fit
+from .metrics import NOISE_FLOOR, linear_error_curve, linear_time_to_tol, point_metrics
+from .types import METRIC_FIELDS, Curves, IntArray, PointConfig, PointResult
 
 # ---------------------------------------------------------------- initial state -----------
 
@@ -50,11 +55,11 @@ class DeepState:
 
     Y: np.ndarray
     layers: list[np.ndarray]
-    bases: list[np.ndarray | None]
+    bases: Sequence[np.ndarray | None]
 
     def full_layers(self) -> list[np.ndarray]:
         L = len(self.layers)
-        out = []
+        out: list[np.ndarray] = []
         for j, W in enumerate(self.layers):            # j = 0 is W_1
             Bo = self.bases[j] if j < L - 1 else None
             Bi = self.bases[j - 1] if j > 0 else None
@@ -77,6 +82,13 @@ def _asymmetric(config: PointConfig) -> PointConfig:
     return replace(config, model="asymmetric", depth=None)
 
 
+def _depth(config: PointConfig) -> int:
+    """The deep model's number of layers L (validation makes it an integer >= 1)."""
+    if config.depth is None:
+        raise ValueError("depth: the deep model needs an integer depth >= 1, got None")
+    return config.depth
+
+
 def frame_rng(config: PointConfig) -> np.random.Generator:
     """Third weight stream (after data and U0/V0): middle layers and hidden frames of depth >= 3."""
     return np.random.default_rng(np.random.SeedSequence([int(config.seed), 2]))
@@ -92,13 +104,19 @@ def layer_squares(product: float, lambda0: float, L: int) -> np.ndarray:
     j = np.arange(L)
     base = j * lambda0 if lambda0 >= 0 else (L - 1 - j) * (-lambda0)
     target = 2.0 * np.log(product)
-    g = lambda w: float(np.sum(np.log(base + w)) - target)          # noqa: E731
+
+    def g(w: float) -> float:
+        return float(np.sum(np.log(base + w)) - target)
+
     hi = 2.0 * product ** (2.0 / L) + (L - 1) * abs(lambda0)        # every base_j + hi > product^(2/L)
     lo = 1e-300
+    out: np.ndarray
     if g(lo) >= 0:
-        return base + lo
+        out = base + lo
+        return out
     w = brentq(g, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
-    return base + w
+    out = base + w
+    return out
 
 
 def spectral_layer_scales(s: float, lambda0: float, L: int) -> np.ndarray:
@@ -108,13 +126,14 @@ def spectral_layer_scales(s: float, lambda0: float, L: int) -> np.ndarray:
     if L == 2:
         u, v = spectral_factors(s, lambda0)
         return np.array([v, u])
-    return np.sqrt(layer_squares(s * s, lambda0, L))
+    out: np.ndarray = np.sqrt(layer_squares(s * s, lambda0, L))
+    return out
 
 
 def make_deep_state(config: PointConfig) -> DeepState:
     a = _asymmetric(config)
     Y, _ = make_data(a)
-    L, k, m, n, s = config.depth, config.k, config.m, config.n, config.init_scale
+    L, k, m, s = _depth(config), config.k, config.m, config.init_scale
     if config.init == "spectral":
         Phi, _, PsiT = np.linalg.svd(Y)
         Psi_m = PsiT[:m].T
@@ -127,6 +146,8 @@ def make_deep_state(config: PointConfig) -> DeepState:
         layers = [sc[0] * Psi_m.T] + [sc[j] * np.eye(m) for j in range(1, L - 1)] + [Phi * sc[-1]]
         return DeepState(Y, layers, frames)
     U0, V0 = make_weights(a, Y)
+    if V0 is None:
+        raise ValueError("make_deep_state: the asymmetric start needs V0, got None")
     if L == 1:
         return DeepState(Y, [U0 @ V0.T], [])
     if config.init == "balanced":
@@ -167,7 +188,7 @@ def initial_state(config: PointConfig) -> dict[str, np.ndarray]:
 
 def state_size(config: PointConfig) -> int:
     """float64 elements of one point's layers in reduced coordinates (a bound; memory planning)."""
-    L, k, m, n = config.depth, config.k, config.m, config.n
+    L, k, m, n = _depth(config), config.k, config.m, config.n
     if L == 1:
         return m * n
     if config.init == "gaussian" and L >= 3:
@@ -189,13 +210,13 @@ def _forward(Ws: list[np.ndarray]) -> list[np.ndarray]:
 def _descent(Ws: list[np.ndarray], P: list[np.ndarray], R: np.ndarray) -> list[np.ndarray]:
     """−∂ℓ/∂W_j = (W_L⋯W_{j+1})ᵀ R (W_{j−1}⋯W_1)ᵀ for every layer, from the forward products P."""
     L = len(Ws)
-    out = [None] * L
+    out: list[np.ndarray] = []                     # W_L's first, reversed at the end
     D = R                                          # (W_L⋯W_{j+1})ᵀ R, starting at j = L
     for j in range(L - 1, -1, -1):
-        out[j] = D if j == 0 else D @ P[j - 1].mT
+        out.append(D if j == 0 else D @ P[j - 1].mT)
         if j > 0:
             D = Ws[j].mT @ D
-    return out
+    return out[::-1]
 
 
 def _pair_grams(Ws: list[np.ndarray]) -> list[np.ndarray]:
@@ -205,7 +226,8 @@ def _pair_grams(Ws: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _sq(A: np.ndarray) -> np.ndarray:
-    return np.einsum("...ij,...ij->...", A, A)
+    out: np.ndarray = np.einsum("...ij,...ij->...", A, A)
+    return out
 
 
 @dataclass
@@ -215,16 +237,17 @@ class DeepTrajectory(Trajectory):
     pair_drift: np.ndarray | None = None
 
 
-def _pair_drift(Ws, C0) -> np.ndarray:
+def _pair_drift(Ws: list[np.ndarray], C0: list[np.ndarray]) -> np.ndarray:
     """(B, L−1) current ‖C_j − C_j(0)‖."""
     C = _pair_grams(Ws)
     if not C:
         return np.zeros((Ws[0].shape[0], 0))
-    return np.sqrt(np.stack([_sq(c - c0) for c, c0 in zip(C, C0)], axis=1))
+    drift: np.ndarray = np.sqrt(np.stack([_sq(c - c0) for c, c0 in zip(C, C0)], axis=1))
+    return drift
 
 
 def run_deep_gd(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int,
-                tol) -> DeepTrajectory:
+                tol: npt.ArrayLike) -> DeepTrajectory:
     """Gradient descent W_j += η (−∂ℓ/∂W_j), all layers from the old values, all points at once.
 
     As dynamics.run_gd: time_to_tol is checked at every step, a point whose error becomes non-finite
@@ -300,7 +323,8 @@ def run_deep_gd(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int,
     return _trajectory(idx * eta, X_rec, e_rec, d_rec, ttt, final, div, iterations)
 
 
-def _trajectory(t, X, e, d, ttt, final, div, iterations=None) -> DeepTrajectory:
+def _trajectory(t: np.ndarray, X: np.ndarray, e: np.ndarray, d: np.ndarray, ttt: np.ndarray, final: np.ndarray,
+                div: IntArray, iterations: IntArray | None = None) -> DeepTrajectory:
     q = np.max(d, axis=1) if d.shape[1] else None
     return DeepTrajectory(t=t, X=X, error=e, q_drift=q, time_to_tol=ttt, final_error=final,
                           diverged_at=div, iterations=iterations, pair_drift=d)
@@ -314,36 +338,53 @@ class _DeepFlow:
         self.ynorm = np.sqrt(_sq(Y))
         self.shapes = [W.shape for W in layers]
         self.sizes = [W.size for W in layers]
-        self._key = self._val = None
+        self._key: tuple[float, int, float, float] | None = None
+        self._val: np.ndarray | None = None
 
-    def pack(self, arrays) -> np.ndarray:
+    def pack(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([a.ravel() for a in arrays])
 
     def unpack(self, y: np.ndarray) -> list[np.ndarray]:
-        out, o = [], 0
+        out: list[np.ndarray] = []
+        o = 0
         for s, n in zip(self.shapes, self.sizes):
             out.append(y[o:o + n].reshape(s))
             o += n
         return out
 
-    def rhs(self, t, y):
+    def rhs(self, t: float, y: np.ndarray) -> np.ndarray:
         Ws = self.unpack(y)
         P = _forward(Ws)
         return self.pack(_descent(Ws, P, self.Y - P[-1]))
 
-    def evaluate(self, y):
+    def evaluate(self, y: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         Ws = self.unpack(y)
         X = _forward(Ws)[-1]
         return Ws, X, np.sqrt(_sq(self.Y - X)) / self.ynorm
 
-    def errors(self, t, y):
-        key = (t, y.ctypes.data, y[0], y[-1])
-        if key != self._key:
-            self._key, self._val = key, self.evaluate(y)[2]
-        return self._val
+    def errors(self, t: float, y: np.ndarray) -> np.ndarray:
+        key = (t, int(y.ctypes.data), float(y[0]), float(y[-1]))
+        val = self._val
+        if key != self._key or val is None:
+            val = self.evaluate(y)[2]
+            self._key, self._val = key, val
+        return val
 
 
-def run_deep_flow(Y, layers, eta, steps, record_every, tol) -> DeepTrajectory:
+class _ReachesTol:
+    """solve_ivp event of point b: its error crosses tol[b] downwards (`direction` as scipy reads it)."""
+
+    direction = -1
+
+    def __init__(self, sysm: _DeepFlow, b: int, tol_b: float):
+        self.sysm, self.b, self.tol_b = sysm, b, tol_b
+
+    def __call__(self, t: float, y: np.ndarray) -> float:
+        return float(self.sysm.errors(t, y)[self.b] - self.tol_b)
+
+
+def run_deep_flow(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int,
+                  tol: npt.ArrayLike) -> DeepTrajectory:
     """The exact gradient flow on [0, eta·steps] (DOP853 at dynamics.FLOW_RTOL), the batch stacked;
     time_to_tol is a solver event per point. If the stacked solve fails, points are re-run one by
     one and the failing ones are reported as diverged (as dynamics.run_flow)."""
@@ -351,41 +392,39 @@ def run_deep_flow(Y, layers, eta, steps, record_every, tol) -> DeepTrajectory:
         return _flow_stacked(Y, layers, eta, steps, record_every, tol)
     except FloatingPointError:
         pass
-    tol = np.broadcast_to(np.asarray(tol, dtype=float), (Y.shape[0],))
-    parts = []
+    tols = np.broadcast_to(np.asarray(tol, dtype=float), (Y.shape[0],))
+    parts: list[DeepTrajectory] = []
     for b in range(Y.shape[0]):
         sub = [W[b:b + 1] for W in layers]
         try:
-            parts.append(_flow_stacked(Y[b:b + 1], sub, eta, steps, record_every, tol[b:b + 1]))
+            parts.append(_flow_stacked(Y[b:b + 1], sub, eta, steps, record_every, tols[b:b + 1]))
         except FloatingPointError as exc:
             idx = record_grid(eta, steps, record_every)
             T, (m, n), L = len(idx), Y.shape[1:], len(layers)
             parts.append(_trajectory(idx * eta, np.zeros((1, T, m, n)), np.full((1, T), np.nan),
                                      np.full((1, L - 1, T), np.nan), np.full(1, np.nan),
                                      np.full(1, np.nan), np.array([max(int(exc.args[1]), 0)])))
-    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])      # noqa: E731
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
     return _trajectory(parts[0].t, cat("X"), cat("error"), cat("pair_drift"), cat("time_to_tol"),
                        cat("final_error"), cat("diverged_at"))
 
 
-def _flow_stacked(Y, layers, eta, steps, record_every, tol) -> DeepTrajectory:
+def _flow_stacked(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int,
+                  tol: npt.ArrayLike) -> DeepTrajectory:
     sysm = _DeepFlow(Y, layers)
     Bn = Y.shape[0]
     idx = record_grid(eta, steps, record_every)
     t_rec = idx * eta
     t_end = eta * steps
     t_eval = t_rec if idx[-1] == steps else np.append(t_rec, t_end)
-    tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
-
-    def event(b):
-        def f(t, y):
-            return sysm.errors(t, y)[b] - tol[b]
-        f.direction = -1
-        return f
+    tols = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
 
     with np.errstate(all="ignore"):
         sol = solve_ivp(sysm.rhs, (0.0, t_end), sysm.pack(layers), method="DOP853", t_eval=t_eval,
-                        rtol=FLOW_RTOL, atol=FLOW_ATOL, events=[event(b) for b in range(Bn)])
+                        rtol=FLOW_RTOL, atol=FLOW_ATOL, events=[_ReachesTol(sysm, b, tols[b]) for b in range(Bn)])
         ok = sol.status == 0 and np.all(np.isfinite(sol.y))
         C0 = _pair_grams(layers)
         evals = [sysm.evaluate(y) for y in sol.y.T]
@@ -399,7 +438,7 @@ def _flow_stacked(Y, layers, eta, steps, record_every, tol) -> DeepTrajectory:
     d = np.stack([_pair_drift(ev[0], C0) for ev in evals[:T]], axis=2)
     ttt = np.full(Bn, np.nan)
     for b in range(Bn):
-        if evals[0][2][b] <= tol[b]:
+        if evals[0][2][b] <= tols[b]:
             ttt[b] = 0.0
         elif len(sol.t_events[b]):
             ttt[b] = float(sol.t_events[b][0])
@@ -411,16 +450,16 @@ def _flow_stacked(Y, layers, eta, steps, record_every, tol) -> DeepTrajectory:
 def _integrate(configs: list[PointConfig], states: list[DeepState]) -> DeepTrajectory:
     c0 = configs[0]
     Y = np.stack([s.Y for s in states])
-    layers = [np.stack([s.layers[j] for s in states]) for j in range(c0.depth)]
+    layers = [np.stack([s.layers[j] for s in states]) for j in range(_depth(c0))]
     runner = run_deep_gd if c0.integrator == "gd" else run_deep_flow
     return runner(Y, layers, c0.eta, c0.steps, c0.record_every, np.array([c.tol for c in configs]))
 
 
-def _groups_by_reduced_shape(configs: list[PointConfig]):
+def _groups_by_reduced_shape(configs: list[PointConfig]) -> tuple[list[DeepState], list[list[int]]]:
     """Indices of configs whose reduced layers have equal shapes (the reduced rank of a gaussian
     L = 2 point or a rank-deficient balanced one may differ within one shape key)."""
     states = [make_deep_state(c) for c in configs]
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[tuple[int, ...], ...], list[int]] = {}
     for i, s in enumerate(states):
         groups.setdefault(tuple(W.shape for W in s.layers), []).append(i)
     return states, list(groups.values())
@@ -433,16 +472,21 @@ def simulate(configs: list[PointConfig]) -> DeepTrajectory:
     return _reorder(parts, len(configs))
 
 
-def _reorder(parts, B: int) -> DeepTrajectory:
+def _reorder(parts: list[tuple[list[int], DeepTrajectory]], B: int) -> DeepTrajectory:
     if len(parts) == 1:
         return parts[0][1]
     order = np.argsort(np.concatenate([np.asarray(g) for g, _ in parts]))
-    cat = lambda name: np.concatenate([getattr(tr, name) for _, tr in parts])[order]  # noqa: E731
-    its = [tr.iterations for _, tr in parts]
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(tr, name) for _, tr in parts])[order]
+
+    its = [tr.iterations for _, tr in parts if tr.iterations is not None]
+    if len(its) not in (0, len(parts)):         # one shape key: one integrator, gd counts iterations
+        raise ValueError("deep batch: parts with and without iteration counts (gd and flow mixed)")
     t0 = parts[0][1]
     return _trajectory(t0.t, cat("X"), cat("error"), cat("pair_drift"), cat("time_to_tol"),
                        cat("final_error"), cat("diverged_at"),
-                       None if its[0] is None else np.concatenate(its)[order])
+                       np.concatenate(its)[order] if its else None)
 
 
 def mode_trajectory(sig: np.ndarray, scales: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -453,20 +497,22 @@ def mode_trajectory(sig: np.ndarray, scales: np.ndarray, t: np.ndarray) -> np.nd
 
     ones = np.ones((1, m))
 
-    def rhs(_, a):
+    def rhs(_: float, a: np.ndarray) -> np.ndarray:
         A = a.reshape(L, m)
         # Π_{l≠j} a_l from prefix and suffix products (no division: a_j may be tiny)
         before = np.cumprod(np.vstack([ones, A[:-1]]), axis=0)
         after = np.cumprod(np.vstack([ones, A[:0:-1]]), axis=0)[::-1]
         x = before[-1] * A[-1]
-        return ((sig - x) * before * after).ravel()
+        out: np.ndarray = ((sig - x) * before * after).ravel()
+        return out
 
     a0 = np.repeat(np.asarray(scales, float)[:, None], m, axis=1).ravel()
     # a small explicit system (L·m scalars): DOP853 at a tolerance below the matrix flow's error
     sol = solve_ivp(rhs, (0.0, float(t[-1])), a0, method="DOP853", t_eval=t, rtol=1e-13, atol=1e-300)
     if sol.status != 0:
         return np.full((len(t), m), np.nan)
-    return np.prod(sol.y.reshape(L, m, -1), axis=0).T
+    x: np.ndarray = np.prod(sol.y.reshape(L, m, -1), axis=0).T
+    return x
 
 
 def rate_pred_deep(config: PointConfig, Y: np.ndarray) -> float | None:
@@ -478,41 +524,49 @@ def rate_pred_deep(config: PointConfig, Y: np.ndarray) -> float | None:
     if config.init != "spectral":
         return None
     sig = np.linalg.svd(Y, compute_uv=False)
-    rates = [s * s * np.sum(1.0 / layer_squares(s, config.lambda0, config.depth)) for s in sig]
+    L = _depth(config)
+    rates = [s * s * np.sum(1.0 / layer_squares(s, config.lambda0, L)) for s in sig]
     return float(min(rates))
 
 
-def _closed_form(config: PointConfig, Y: np.ndarray, X0: np.ndarray, t: np.ndarray):
+def _closed_form(config: PointConfig, Y: np.ndarray, X0: np.ndarray, t: np.ndarray) -> np.ndarray | None:
     """X_cf(t) where one applies (depth != 2): eq. (4) at L = 1; the spectral modes at L >= 3."""
-    if config.depth == 1:
-        return Y[None] + (X0 - Y)[None] * np.exp(-t)[:, None, None]
+    L = _depth(config)
+    X_cf: np.ndarray
+    if L == 1:
+        X_cf = Y[None] + (X0 - Y)[None] * np.exp(-t)[:, None, None]
+        return X_cf
     if config.init == "spectral":
         Phi, sig, PsiT = np.linalg.svd(Y, full_matrices=False)
-        x = mode_trajectory(sig, spectral_layer_scales(config.init_scale, config.lambda0, config.depth), t)
-        return np.einsum("im,tm,mj->tij", Phi, x, PsiT)
+        x = mode_trajectory(sig, spectral_layer_scales(config.init_scale, config.lambda0, L), t)
+        X_cf = np.einsum("im,tm,mj->tij", Phi, x, PsiT)
+        return X_cf
     return None
 
 
 def point_metrics_deep(config: PointConfig, state: DeepState, tr: DeepTrajectory, b: int,
-                       sv: np.ndarray) -> tuple[str, dict, Curves]:
+                       sv: np.ndarray) -> tuple[PointStatus, dict[str, Any], Curves]:
     """(status, metrics, curves) of point b. At L = 2 these are exactly the asymmetric model's
     (metrics.point_metrics on W_2 = U, W_1 = Vᵀ); conservation_drift is max_j max_t
     ‖C_j(t) − C_j(0)‖ / (‖W_j(0)‖² + ‖W_{j+1}(0)‖²) at every depth, q0_norm max_j ‖C_j(0)‖."""
     Ws = state.layers
-    L = config.depth
+    L = _depth(config)
+    if tr.pair_drift is None:
+        raise ValueError("point_metrics_deep: the deep trajectory has no pair_drift")
+    pair_drift = tr.pair_drift
     norms2 = [float(_sq(W)) for W in Ws]
     pair_scale = [norms2[j] + norms2[j + 1] for j in range(L - 1)]
     drift = None
     if L >= 2:
-        drift = max(float(np.max(tr.pair_drift[b, j])) / max(pair_scale[j], 1e-300) for j in range(L - 1))
+        drift = max(float(np.max(pair_drift[b, j])) / max(pair_scale[j], 1e-300) for j in range(L - 1))
     if L == 2:
-        asym = Trajectory(t=tr.t, X=tr.X, error=tr.error, q_drift=tr.pair_drift[:, 0], time_to_tol=tr.time_to_tol,
+        asym = Trajectory(t=tr.t, X=tr.X, error=tr.error, q_drift=pair_drift[:, 0], time_to_tol=tr.time_to_tol,
                           final_error=tr.final_error, diverged_at=tr.diverged_at, iterations=tr.iterations)
-        status, met, curves = point_metrics(_asymmetric(config), state.Y, Ws[1], Ws[0].T, asym, b, sv)
-        if status == "done":
-            met["conservation_drift"] = clean(drift)
-        return status, met, curves
-    met: dict = dict.fromkeys(METRIC_FIELDS)
+        status, asym_met, curves = point_metrics(_asymmetric(config), state.Y, Ws[1], Ws[0].T, asym, b, sv)
+        if status == PointStatus.DONE:
+            asym_met["conservation_drift"] = clean(drift)
+        return status, asym_met, curves
+    met: dict[str, Any] = dict.fromkeys(METRIC_FIELDS)
     t = tr.t
     Y = state.Y
     ynorm = float(np.sqrt(_sq(Y)))
@@ -528,7 +582,7 @@ def point_metrics_deep(config: PointConfig, state: DeepState, tr: DeepTrajectory
         met["diverged_at"] = div
         met["time_to_tol"] = clean(tr.time_to_tol[b])
         keep = np.rint(t / config.eta) < div
-        return "diverged", met, Curves(t=t[keep], error=tr.error[b][keep], error_linear=err_lin[keep],
+        return PointStatus.DIVERGED, met, Curves(t=t[keep], error=tr.error[b][keep], error_linear=err_lin[keep],
                                        singular_values=sv[keep])
     err = tr.error[b]
     met["final_error"] = clean(tr.final_error[b])
@@ -541,12 +595,12 @@ def point_metrics_deep(config: PointConfig, state: DeepState, tr: DeepTrajectory
     Xcf = _closed_form(config, Y, X0, t)
     if Xcf is not None:
         met["closed_form_error"] = clean(np.max(np.sqrt(_sq(Xcf - tr.X[b]))) / ynorm)
-    return "done", met, Curves(t=t, error=err, error_linear=err_lin, singular_values=sv)
+    return PointStatus.DONE, met, Curves(t=t, error=err, error_linear=err_lin, singular_values=sv)
 
 
 def run_group(configs: list[PointConfig]) -> list[PointResult]:
     """run.run_points' batch for deep configs sharing one shape key."""
-    from .run import trajectory_singular_values          # run imports this module
+    from .run import trajectory_singular_values  # run imports this module
 
     t0 = time.perf_counter()
     c0 = configs[0]
@@ -560,6 +614,10 @@ def run_group(configs: list[PointConfig]) -> list[PointResult]:
             status, met, curves = point_metrics_deep(configs[i], ss[b], tr, b, sv[b])
             out[i] = PointResult(config=configs[i], status=status, metrics=met, curves=curves)
     wall = (time.perf_counter() - t0) / len(configs)
-    for r in out:
+    results: list[PointResult] = []
+    for i, r in enumerate(out):
+        if r is None:                            # every index is in exactly one group
+            raise RuntimeError(f"deep.run_group: point {i} has no result")
         r.wall_seconds = wall
-    return out  # type: ignore[return-value]
+        results.append(r)
+    return results
