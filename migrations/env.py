@@ -27,7 +27,10 @@ def run_migrations_online() -> None:
         return
     # Foreign keys off on SQLite: batch mode recreates tables (copy, DROP, rename) and a DROP TABLE
     # with enforced foreign keys would cascade into or reject the referencing rows.
-    engine = make_engine(config.get_main_option("sqlalchemy.url"), sqlite_foreign_keys=False)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: no sqlalchemy.url (configure it with service.db.alembic_config(url))")
+    engine = make_engine(url, sqlite_foreign_keys=False)
     try:
         with engine.connect() as conn:
             _run(conn)

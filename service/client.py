@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 import numpy as np
@@ -129,7 +129,7 @@ class Client:
             return resp
         self._raise(resp, path, what)
 
-    def _raise(self, resp: httpx.Response, path: str, what: str | None) -> None:
+    def _raise(self, resp: httpx.Response, path: str, what: str | None) -> NoReturn:
         try:
             detail = resp.json().get("detail", resp.text)
         except (ValueError, AttributeError):

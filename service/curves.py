@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from flowsweep.status import PointStatus
 
 from .aggregate import aggregate
-from .models import PARAM_FIELDS, Curve, Point, Result
+from .models import CURVES_FORMAT, PARAM_FIELDS, Curve, Point, Result
 
 # Parameters that can tell groups apart (seed is what the groups aggregate over).
 GROUPABLE = tuple(f for f in PARAM_FIELDS if f != "seed")
@@ -62,14 +62,14 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
         groups.setdefault(tuple(r[k] for k in by), []).append(r)
     keep = {key: members[:max_per_group] for key, members in sorted(groups.items(), key=_sort_key)}
     # One read of the blobs needed (own or the source's for a cached point).
-    blob_of: dict[int, str] = {}
+    blob_of: dict[int, bytes] = {}
     wanted = {r["source_point_id"] or r["point_id"] for members in keep.values() for r in members}
     wanted_list = sorted(wanted)
     for i in range(0, len(wanted_list), _CHUNK):
-        for pid, blob, fmt in session.execute(select(Curve.point_id, Curve.blob, Curve.format)
-                                              .where(Curve.point_id.in_(wanted_list[i:i + _CHUNK]))):
-            if fmt == "npz-v1":
-                blob_of[pid] = blob
+        for pid, stored, fmt in session.execute(select(Curve.point_id, Curve.blob, Curve.format)
+                                                .where(Curve.point_id.in_(wanted_list[i:i + _CHUNK]))):
+            if fmt == CURVES_FORMAT:
+                blob_of[pid] = stored
     out = []
     for key, members in keep.items():
         curves, used = [], []

@@ -53,6 +53,8 @@ def point_identity(config: PointConfig, version: str | None = None) -> str:
 def expand(spec: SweepSpec) -> list[PointConfig]:
     """Points in AXIS_NAMES order (init_scale, k, lambda0, eta, data_scale, depth, seed; seed varies fastest)."""
     # n and record_every: their defaults were filled in by SweepSpec's validation.
+    if spec.n is None or spec.record_every is None:
+        raise ValueError("expand: the sweep spec has no n or record_every; validate it with SweepSpec first")
     sv = None if spec.y_singular_values is None else tuple(float(v) for v in spec.y_singular_values)
     fixed = dict(model=spec.model, m=int(spec.m), n=int(spec.n), steps=int(spec.steps), y_singular_values=sv,
                  init=spec.init, integrator=spec.integrator, record_every=int(spec.record_every),

@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from flowsweep.status import PointStatus
 
 from .aggregate import aggregate, band, mean_std  # (numpy only: the API's GET /sweeps/{id}/curves uses it too)
-from .aggregate import stack_padded  # noqa: F401  (re-exported)
+from .aggregate import stack_padded as stack_padded  # re-exported
 
 KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase", "depth", "plateau")
 GROUP_AXES = ("init_scale", "k", "lambda0", "depth")     # sweep axes other than seed (SPEC §3)
@@ -70,6 +70,13 @@ class Group:
         if self.stats is None:
             self.stats, self.n = aggregate(self.curves), len(self.curves)
         return self.stats
+
+    def seeds(self) -> int:
+        """Seeds in `stats` (aggregated from `curves` first if needed)."""
+        self.aggregated()
+        if self.n is None:
+            raise PlotError(f"group {self.label}: its aggregated curves do not give their number of seeds n")
+        return self.n
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -179,7 +186,7 @@ def error_figure(groups: Sequence[Group]) -> Figure:
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
         stats = g.aggregated()
-        n = g.n
+        n = g.seeds()
         for key, label, style, color in (("error", _model_label(g.rows), "-", TWO_LAYER_COLOR),
                                          ("error_linear", "one-layer", "--", ONE_LAYER_COLOR)):
             if stats.get(key) is None:
@@ -264,7 +271,7 @@ def regularized_figure(groups: Sequence[Group]) -> Figure:
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
         stats = g.aggregated()
-        n = g.n
+        n = g.seeds()
         x_all = iterations(stats["t"], eta)
         for key, label, style, color in (
                 ("error", "general Q₀, flow (13)", "--", "tab:red"),
@@ -367,8 +374,8 @@ def _depth_series(df: pd.DataFrame, by: Sequence[str] | None) -> list[str] | Non
     if "depth" not in df.columns or _numeric(df, "depth").isna().all():
         raise PlotError("these points have no depth: the depth plots are for model deep")
     if by is None:
-        by = [a for a in varying_axes(df, ("init_scale", "lambda0", "k", "init")) if a != "depth"][:1] or None
-    return by
+        return [a for a in varying_axes(df, ("init_scale", "lambda0", "k", "init")) if a != "depth"][:1] or None
+    return list(by)
 
 
 def depth_figure(df: pd.DataFrame, by: Sequence[str] | None = None) -> Figure:

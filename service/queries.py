@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Annotated, Any, Iterable, Iterator, Literal
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import Label
 
 from flowsweep.core.types import FLOAT_PARAMS, INITS, INT_PARAMS, INTEGRATORS, METRIC_FIELDS, MODELS
 from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
@@ -36,7 +38,7 @@ _FLOAT_PARAMS = FLOAT_PARAMS
 Int32 = Annotated[int, Field(ge=-2**31, le=2**31 - 1)]
 _PARAM_TYPES: dict[str, Any] = {
     "sweep_id": Int32, "point_id": Int32,
-    "model": Literal[MODELS], "init": Literal[INITS], "integrator": Literal[INTEGRATORS],  # type: ignore
+    "model": Literal[MODELS], "init": Literal[INITS], "integrator": Literal[INTEGRATORS],
     **{p: Int32 for p in _INT_PARAMS}, **{p: float for p in _FLOAT_PARAMS}, "fit_lambda0": bool,
 }
 NUMERIC_PARAMS = ("sweep_id", "point_id") + _INT_PARAMS + _FLOAT_PARAMS
@@ -121,8 +123,9 @@ class _QueryBase(_FilterBase):
 def _filter_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, typ in _PARAM_TYPES.items():
-        fields[name] = (list[typ] | None, Field(None, description=f"{name} equals (repeat or comma-separate "  # type: ignore
-                                                                   "for several values)"))
+        # a field type built at run time for pydantic's create_model: no static type to check
+        fields[name] = (list[typ] | None,  # type: ignore[valid-type]
+                        Field(None, description=f"{name} equals (repeat or comma-separate for several values)"))
         if name in NUMERIC_PARAMS:
             fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} >= this"))
             fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} <= this"))
@@ -135,7 +138,13 @@ def _make_query_model(name: str, base: type[BaseModel]) -> Any:
     return create_model(name, __base__=base, __validators__=validators, **_filter_fields())
 
 
-ResultQuery = _make_query_model("ResultQuery", _QueryBase)
+if TYPE_CHECKING:
+    # What the type checker sees of the generated models: their base (the generated per-parameter
+    # filter fields are read through `filters()`).
+    class ResultQuery(_QueryBase):
+        pass
+else:
+    ResultQuery = _make_query_model("ResultQuery", _QueryBase)
 
 
 class _SummaryBase(_FilterBase):
@@ -160,12 +169,16 @@ class _SummaryBase(_FilterBase):
         return list(self.by) if self.by else list(DEFAULT_SUMMARY_BY)
 
 
-SummaryQuery = _make_query_model("SummaryQuery", _SummaryBase)
+if TYPE_CHECKING:
+    class SummaryQuery(_SummaryBase):
+        pass
+else:
+    SummaryQuery = _make_query_model("SummaryQuery", _SummaryBase)
 
 
 # ----------------------------------------------------------------------------- building queries
 
-def _where(q: ResultQuery, sweep_id: int | None) -> list:
+def _where(q: _FilterBase, sweep_id: int | None) -> list:
     """SQL conditions of a query, all on `points`."""
     conds: list = []
     if sweep_id is not None:
@@ -471,7 +484,8 @@ POINT_EXTRA_FIELDS = ("error", "cached", "source_point_id", "record_every", "tol
 def point_row(session: Session, point_id: int) -> dict | None:
     """A point as a result row (status from the point, metrics null until it has a result), plus the
     remaining PointConfig fields, `error`, `cached`, `source_point_id` and `attempts`."""
-    cols = [Point.id.label("point_id"), Point.sweep_id.label("sweep_id"), Point.status.label("status")]
+    cols: list[Label[Any]] = [Point.id.label("point_id"), Point.sweep_id.label("sweep_id"),
+                              Point.status.label("status")]
     cols += [_column(f).label(f) for f in RESULT_FIELDS if f not in ("point_id", "sweep_id", "status")]
     cols += [Result.error.label("error")] + [getattr(Point, f).label(f) for f in POINT_EXTRA_FIELDS[1:]]
     stmt = select(*cols).select_from(Point).outerjoin(Result, Result.point_id == Point.id).where(

@@ -7,13 +7,22 @@ Errors name the field: pydantic's `loc` is the path (e.g. ("axes", "init_scale")
 """
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from flowsweep.core.cost import human_bytes, human_seconds, point_cost
@@ -110,7 +119,7 @@ def _axis_values(name: str, raw: Any, max_points: int) -> list:
             if name in INT_AXES:
                 if any(v != round(v) for v in values):
                     raise _err("{form} gives non-integer values; {name} must be integers", form=form, name=name)
-                values = [int(round(v)) for v in values]
+                values = [round(v) for v in values]
     elif isinstance(raw, list):
         if len(raw) > max_points:
             raise _err("has {n} values; a sweep has at most {max} points (FLOWSWEEP_MAX_POINTS)",
@@ -169,7 +178,10 @@ class Axes(StrictModel):
     def _check_axis(cls, raw: Any, info: ValidationInfo) -> Any:
         if raw is None:
             return None
-        return _axis_values(info.field_name, raw, _limit(info, "max_points", DEFAULT_MAX_POINTS))
+        name = info.field_name
+        if name is None:                        # pydantic sets it for a field validator
+            raise TypeError("Axes._check_axis: called without a field name")
+        return _axis_values(name, raw, _limit(info, "max_points", DEFAULT_MAX_POINTS))
 
 
 def check_tags(tags: list[str] | None) -> list[str] | None:
@@ -236,7 +248,7 @@ class SweepSpec(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self, info: ValidationInfo) -> "SweepSpec":
+    def _consistent(self, info: ValidationInfo) -> SweepSpec:
         # Errors raised here carry the field in the message; app.py maps "<field>: <reason>" to loc.
         # The rules of a point (shapes per model, lambda0 of symmetric, spectral k >= m, ...) are
         # core.validation's alone: expand.validate_points applies them to the grid.
@@ -295,27 +307,27 @@ class SweepSpec(StrictModel):
         # gd's cost depends on k alone among the axes; flow's on init_scale and lambda0 too
         scales = self.axis("init_scale") if self.integrator == "flow" else [max(self.axis("init_scale"))]
         lams = self.axis("lambda0") if self.integrator == "flow" else [0.0]
+        # eta is a field or an axis; flow's horizon eta·steps depends on it, gd's cost does not
+        etas = self.axis("eta") if self.integrator == "flow" else [max(self.axis("eta"))]
         per_combo = n_seeds * (1 if self.integrator == "flow" else
                                len(self.axis("init_scale")) * len(self.axis("lambda0")))
         total = 0.0
-        for k in self.axis("k"):
-            for s0 in scales:
-                for lam in lams:
-                    c = PointConfig(model=self.model, m=self.m, n=self.n or self.m, k=int(k), eta=self.eta,
-                                    steps=self.steps, init=self.init, integrator=self.integrator,
-                                    init_scale=float(s0), lambda0=float(lam), record_every=self.record_every or 1,
-                                    tol=self.tol, fit_lambda0=self.fit_lambda0,
-                                    n_samples=self.n_samples or 1000)
-                    pc = point_cost(c)
-                    if pc.peak_bytes > max_bytes:
-                        raise _err("{field}: a point needs an estimated {need} of memory (k={k}); the budget is "
-                                   "{max} per point (FLOWSWEEP_MAX_POINT_BYTES)", field=pc.memory_field,
-                                   need=human_bytes(pc.peak_bytes), k=k, max=human_bytes(max_bytes))
-                    if pc.cpu_seconds > max_point_s:
-                        raise _err("{field}: a point needs an estimated {need} of CPU time (k={k}); the budget "
-                                   "is {max} per point (FLOWSWEEP_MAX_POINT_CPU_SECONDS)", field=pc.cpu_field,
-                                   need=human_seconds(pc.cpu_seconds), k=k, max=human_seconds(max_point_s))
-                    total += pc.cpu_seconds * per_combo
+        for k, s0, lam, eta in itertools.product(self.axis("k"), scales, lams, etas):
+            c = PointConfig(model=self.model, m=self.m, n=self.n or self.m, k=int(k), eta=float(eta),
+                            steps=self.steps, init=self.init, integrator=self.integrator,
+                            init_scale=float(s0), lambda0=float(lam), record_every=self.record_every or 1,
+                            tol=self.tol, fit_lambda0=self.fit_lambda0,
+                            n_samples=self.n_samples or 1000)
+            pc = point_cost(c)
+            if pc.peak_bytes > max_bytes:
+                raise _err("{field}: a point needs an estimated {need} of memory (k={k}); the budget is "
+                           "{max} per point (FLOWSWEEP_MAX_POINT_BYTES)", field=pc.memory_field,
+                           need=human_bytes(pc.peak_bytes), k=k, max=human_bytes(max_bytes))
+            if pc.cpu_seconds > max_point_s:
+                raise _err("{field}: a point needs an estimated {need} of CPU time (k={k}); the budget "
+                           "is {max} per point (FLOWSWEEP_MAX_POINT_CPU_SECONDS)", field=pc.cpu_field,
+                           need=human_seconds(pc.cpu_seconds), k=k, max=human_seconds(max_point_s))
+            total += pc.cpu_seconds * per_combo
         if total > max_sweep_s:
             raise _err("axes: the sweep needs an estimated {need} of CPU time in all; the budget is {max} per "
                        "sweep (FLOWSWEEP_MAX_SWEEP_CPU_SECONDS)", need=human_seconds(total),
@@ -326,9 +338,11 @@ class SweepSpec(StrictModel):
         v = getattr(self.axes, name)
         if v is not None:
             return v
-        return {"init_scale": [0.1], "k": [2 * max(self.m, self.n or self.m)], "lambda0": [0.0],
-                "seed": [0], "depth": [self.depth], "eta": [self.eta],
-                "data_scale": [1.0 if self.data_scale is None else self.data_scale]}[name]
+        defaults: dict[str, list[Any]] = {
+            "init_scale": [0.1], "k": [2 * max(self.m, self.n or self.m)], "lambda0": [0.0],
+            "seed": [0], "depth": [self.depth], "eta": [self.eta],
+            "data_scale": [1.0 if self.data_scale is None else self.data_scale]}
+        return defaults[name]
 
     @property
     def size(self) -> int:

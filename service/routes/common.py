@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Annotated, Any, TypeVar
 
 import anyio
-
 from fastapi import HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +43,7 @@ def found_or_404(what: str, ident: int, lookup: Callable[[int], T | None]) -> T:
     return found
 
 
-def result_page(request: Request, session: Session, q: "queries.ResultQuery", sweep_id: int | None,
+def result_page(request: Request, session: Session, q: queries.ResultQuery, sweep_id: int | None,
                 filename: str) -> Response:
     """A JSON page, or the whole CSV/Parquet file streamed from its own read session (bounded memory:
     one chunk of rows at a time)."""
@@ -64,10 +63,10 @@ def export_slots(app: Any) -> asyncio.Semaphore:
     return slots
 
 
-async def _export(app: Any, q: "queries.ResultQuery", sweep_id: int | None) -> AsyncIterator[bytes]:
+async def _export(app: Any, q: queries.ResultQuery, sweep_id: int | None) -> AsyncIterator[bytes]:
     factory = app.state.read_session_factory
 
-    def chunks() -> Iterator[bytes]:
+    def chunks() -> Generator[bytes, None, None]:
         with factory() as s:
             yield from queries.stream_file(queries.iter_row_chunks(s, q, sweep_id), q.format)
 

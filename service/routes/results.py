@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -10,8 +10,9 @@ from .common import result_page
 
 router = APIRouter(tags=["results"], dependencies=[ReadAuth])
 
-FILE_RESPONSES = {200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
-                        "description": "`{data: [row...], count}` for json; a file for csv/parquet"}}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
+          "description": "`{data: [row...], count}` for json; a file for csv/parquet"}}
 
 
 @router.get("/results", responses=FILE_RESPONSES)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -12,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, SweepStatus
 
-from .. import curves as curves_mod, estimate, queries, store
+from .. import curves as curves_mod
+from .. import estimate, queries, store
 from ..db import session_scope
 from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 from ..events import event_stream
@@ -57,7 +59,8 @@ def validation_errors(exc: ValidationError, prefix: str = "body") -> list[dict]:
         msg = e["msg"]
         head, sep, reason = msg.partition(": ")
         if not loc and sep and all(p.isidentifier() for p in head.split(".")):
-            loc, msg = head.split("."), reason
+            path: list[str | int] = list(head.split("."))
+            loc, msg = path, reason
         out.append({"loc": [prefix, *loc], "field": ".".join(str(x) for x in loc) or prefix,
                     "msg": msg, "type": e["type"]})
     return out

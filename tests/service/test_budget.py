@@ -76,3 +76,15 @@ def test_largest_accepted_sweep_is_refused_by_its_budget_or_fits_it(client, axis
             tracemalloc.stop()
         assert res.status in ("done", "diverged"), res.error
         assert peak <= s.max_point_bytes and peak <= est.peak_bytes, (peak, est)
+
+
+def test_a_flow_sweep_with_eta_as_an_axis_is_costed_at_each_eta(client):
+    """flow's cost grows with the horizon eta·steps: with eta given as axes.eta (no eta field) every
+    value is costed (it was a 500: the estimate read the absent field)."""
+    body = {k: v for k, v in S.items() if k != "eta"} | {"integrator": "flow"}
+    r = client.post("/sweeps", json={**body, "axes": {"eta": [0.01, 0.02]}})
+    assert r.status_code == 201, r.text
+    r = client.post("/sweeps", json={**body, "axes": {"eta": [0.01, 1e300]}})
+    assert r.status_code == 422, r.text
+    (d,) = r.json()["detail"]
+    assert "FLOWSWEEP_MAX_POINT_CPU_SECONDS" in d["msg"] and d["field"].split(".")[0] == "eta", d
