@@ -53,6 +53,12 @@ def point_cost(c: PointConfig) -> PointCost:
     setup = 4.0 * (m + n) * k * r / FLOPS_PER_SECOND           # reduction of U0, V0 (QR)
     records = T * (m * n * r + 4 * min(m, n) ** 2 * max(m, n)) / FLOPS_PER_SECOND
     step_flops = 6.0 * m * n * r
+    depth = c.depth if c.model == "deep" and c.depth is not None else 2
+    # deep (L >= 3): hidden k×k layers keep rank k for gaussian starts, min(k, m + n) otherwise, and a
+    # step runs the forward and backward products through every layer
+    d = k if c.init == "gaussian" else r
+    if depth >= 3:
+        step_flops += 6.0 * (depth - 2) * d * d * max(m, n)
     if c.model == "sigmoid":
         step_flops += 2.0 * 3 * c.n_samples * m * n * 2      # A·(UVᵀ), its gradient, and the baseline's
     if c.integrator == "gd":
@@ -76,6 +82,8 @@ def point_cost(c: PointConfig) -> PointCost:
         "record_every": T * (3 * m * n + min(m, n) + 2 * (m + n) * r + 10) + (T * (m + n) ** 2 if c.fit_lambda0 else 0),
         "m": 8 * m * n + 4 * (m + n) ** 2,
     }
+    if depth >= 3:
+        terms["depth"] = STATE_COPIES * (depth - 2) * d * d
     if c.model == "sigmoid":
         terms["n_samples"] = SIGMOID_COPIES * c.n_samples * max(m, n)
     memory_field = max(terms, key=lambda name: terms[name])

@@ -304,20 +304,23 @@ class SweepSpec(StrictModel):
         max_sweep_s = float(ctx.get("max_sweep_cpu_seconds") or DEFAULT_MAX_SWEEP_CPU_SECONDS)
         max_bytes = float(ctx.get("max_point_bytes") or DEFAULT_MAX_POINT_BYTES)
         n_seeds = len(self.axis("seed"))
-        # gd's cost depends on k alone among the axes; flow's on init_scale and lambda0 too
-        scales = self.axis("init_scale") if self.integrator == "flow" else [max(self.axis("init_scale"))]
-        lams = self.axis("lambda0") if self.integrator == "flow" else [0.0]
-        # eta is a field or an axis; flow's horizon eta·steps depends on it, gd's cost does not
-        etas = self.axis("eta") if self.integrator == "flow" else [max(self.axis("eta"))]
-        per_combo = n_seeds * (1 if self.integrator == "flow" else
-                               len(self.axis("init_scale")) * len(self.axis("lambda0")))
+        # gd's cost depends on k and depth alone among the axes; flow's on init_scale, lambda0 and eta too
+        flow = self.integrator == "flow"
+        scales = self.axis("init_scale") if flow else [max(self.axis("init_scale"))]
+        lams = self.axis("lambda0") if flow else [0.0]
+        etas = self.axis("eta") if flow else [max(self.axis("eta"))]
+        depths = self.axis("depth")
+        # points that cost the same as one that is estimated: the seeds, data_scale, and for gd the
+        # axes it does not depend on
+        per_combo = n_seeds * len(self.axis("data_scale")) * (
+            1 if flow else len(self.axis("init_scale")) * len(self.axis("lambda0")) * len(self.axis("eta")))
         total = 0.0
-        for k, s0, lam, eta in itertools.product(self.axis("k"), scales, lams, etas):
+        for k, s0, lam, eta, depth in itertools.product(self.axis("k"), scales, lams, etas, depths):
             c = PointConfig(model=self.model, m=self.m, n=self.n or self.m, k=int(k), eta=float(eta),
                             steps=self.steps, init=self.init, integrator=self.integrator,
                             init_scale=float(s0), lambda0=float(lam), record_every=self.record_every or 1,
                             tol=self.tol, fit_lambda0=self.fit_lambda0,
-                            n_samples=self.n_samples or 1000)
+                            n_samples=self.n_samples or 1000, depth=None if depth is None else int(depth))
             pc = point_cost(c)
             if pc.peak_bytes > max_bytes:
                 raise _err("{field}: a point needs an estimated {need} of memory (k={k}); the budget is "

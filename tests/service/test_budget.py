@@ -37,6 +37,13 @@ LARGEST = [
                             "axes": {"seed": {"range": [0, 100_000]}}}, "FLOWSWEEP_MAX_SWEEP_CPU_SECONDS"),
     ("lambda0-fit", {**S, "m": 20, "n": 40, "steps": 100_000, "record_every": 1, "fit_lambda0": True},
      "FLOWSWEEP_MAX_POINT_BYTES"),
+    ("deep-depth-width", {**S, "model": "deep", "depth": 50, "steps": 100_000, "record_every": 1000,
+                          "axes": {"k": [20000]}}, "FLOWSWEEP_MAX_POINT_BYTES"),
+    ("deep-depth-steps", {**S, "model": "deep", "steps": 10_000_000, "record_every": 100_000,
+                          "axes": {"k": [500], "depth": [50]}}, "FLOWSWEEP_MAX_POINT_CPU_SECONDS"),
+    ("eta-axis-times-steps", {**S, "eta": None, "steps": 10_000_000, "record_every": 100_000,
+                              "axes": {"eta": {"linspace": [0.001, 0.01, 100]}, "seed": {"range": [0, 1000]}}},
+     "FLOWSWEEP_MAX_SWEEP_CPU_SECONDS"),
     ("the-issue's-example", {**S, "m": 2000, "n": 2000, "steps": 10_000_000, "record_every": 100,
                              "axes": {"k": [20000], "seed": {"range": [0, 100_000]}}}, "FLOWSWEEP_MAX_POINT_BYTES"),
 ]
