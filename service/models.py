@@ -96,6 +96,8 @@ class Point(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     source_point_id: Mapped[int | None] = mapped_column(ForeignKey("points.id"))  # partial index below
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The runner (service.leadership.Leadership.owner) that flipped it to running (revision 0004).
+    owner: Mapped[str | None] = mapped_column(String(64))
 
     # PointConfig fields (core/types.py), each typed and indexed for the result filters.
     model: Mapped[str] = mapped_column(String(16), index=True)
@@ -165,6 +167,16 @@ class Curve(Base):
     # (when present) error_regularized_fit.
     format: Mapped[str] = mapped_column(String(16), default="npz-v1")
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RunnerLease(Base):
+    """The 'runner' lease (revision 0004): its owner runs the database's sweeps until expires_at."""
+
+    __tablename__ = "runner_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 # The metric columns must be exactly core's METRIC_FIELDS (SPEC §4).

@@ -13,6 +13,7 @@ from .. import queries, store
 from ..db import session_scope
 from ..expand import PointSpecError
 from ..models import SWEEP_STATUSES, Sweep, utcnow
+from ..progress import display_status, eta_of
 from ..schemas import SweepCreated, SweepList, SweepOut, SweepSpec
 from .common import DbId, found_or_404, json_safe, result_page
 from .results import FILE_RESPONSES
@@ -48,28 +49,17 @@ def _unprocessable(field: tuple[str, ...] | list[str], msg: str, typ: str = "val
                                     "type": typ}])
 
 
-def _eta(sweep: Sweep, runner: Any) -> float | None:
-    if sweep.status == "done":
-        return 0.0
-    if sweep.status not in ("queued", "running") or runner is None:
-        return None
-    try:
-        eta = runner.eta_seconds(sweep.id)
-    except Exception:
-        return None
-    return None if eta is None else float(eta)
-
-
 def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any) -> dict:
     finished = sum(counts[k] for k in ("done", "failed", "diverged", "cached"))
     return json_safe({
-        "id": sweep.id, "name": sweep.name, "status": sweep.status, "spec": sweep.spec,
+        "id": sweep.id, "name": sweep.name, "spec": sweep.spec,
+        "status": display_status(sweep.status, sweep.cancel_requested),
         "n_points": sweep.n_points, "counts": counts,
         "progress": (finished / sweep.n_points) if sweep.n_points else 1.0,
         "created_at": sweep.created_at.isoformat(),
         "started_at": sweep.started_at.isoformat() if sweep.started_at else None,
         "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
-        "eta_seconds": _eta(sweep, runner), "error": sweep.error,
+        "eta_seconds": eta_of(sweep, runner), "error": sweep.error,
     })
 
 

@@ -19,7 +19,7 @@ from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.service import db
 from flowsweep.service.app import create_app
 from flowsweep.service.models import Curve, Point, Result, Sweep
-from flowsweep.service.runner import encode_curves
+from flowsweep.service.curves import encode_curves
 from flowsweep.service.schemas import RESULT_FIELDS
 from flowsweep.service.settings import Settings
 from flowsweep.core.types import Curves
