@@ -101,7 +101,7 @@ class Dispatcher:
     """Runs points on Ray; see the module docstring. One `run` at a time per instance."""
 
     def __init__(self, *, max_in_flight: int | None = None, target_task_seconds: float = 0.5,
-                 max_retries: int = 3):
+                 max_retries: int = 3, remote=None):
         if target_task_seconds <= 0:
             raise ValueError("target_task_seconds must be > 0")
         if max_retries < 0:
@@ -109,6 +109,7 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.target_task_seconds = float(target_task_seconds)
         self.max_retries = int(max_retries)
+        self._remote = remote or run_chunk   # the Ray remote function run per chunk (tests gate it)
         self._costs: OrderedDict[tuple, Cost] = OrderedDict()  # shape key -> cost model
 
     def run(self, points: Iterable[tuple[int, PointConfig]],
@@ -121,7 +122,7 @@ class Dispatcher:
         init_ray()
         stats = DispatchStats()
         ncpu = cluster_cpus()
-        remote = run_chunk.options(max_retries=self.max_retries)
+        remote = self._remote.options(max_retries=self.max_retries)
 
         # Group by shape (building chunks is the only per-point Python loop).
         groups: dict[tuple, tuple[list[int], list[PointConfig]]] = {}
