@@ -163,8 +163,8 @@ class Curve(Base):
     __tablename__ = "curves"
 
     point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), primary_key=True)
-    # How `blob` is encoded; "npz-v1" = np.savez bytes of t, error, error_linear, singular_values and
-    # (when present) error_regularized_fit.
+    # How `blob` is encoded (workers.codec): "f8-v2" = a small header + the float64 arrays t, error,
+    # error_linear, singular_values and (when present) error_regularized_fit; "npz-v1" = np.savez.
     format: Mapped[str] = mapped_column(String(16), default="npz-v1")
     blob: Mapped[bytes] = mapped_column(LargeBinary)
 

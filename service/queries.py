@@ -346,13 +346,10 @@ def curves_of(session: Session, point: Point) -> Curve | None:
 
 
 def decode_curves(curve: Curve) -> dict:
-    """The npz blob -> SPEC §4's curves object, non-finite values (a diverged run) as null."""
-    if curve.format != "npz-v1":
-        raise ValueError(f"unknown curves format {curve.format!r}")
-    with np.load(io.BytesIO(curve.blob), allow_pickle=False) as z:
-        out = {name: _json_array(z[name]) if name in z.files else None
-               for name in ("t", "error", "error_linear", "singular_values", "error_regularized_fit")}
-    return out
+    """The blob (workers.codec) -> SPEC §4's curves object, non-finite values (a diverged run) as null."""
+    from flowsweep.workers.codec import decode_curves as decode
+
+    return {name: None if a is None else _json_array(a) for name, a in decode(curve.blob, curve.format).items()}
 
 
 def _json_array(a: np.ndarray) -> list:

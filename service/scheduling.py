@@ -99,7 +99,7 @@ class Scheduler:
         self._cancel_requests: set[int] = set()
         self._lock = threading.Lock()
         self._synced_at = -math.inf
-        self.submissions: list[tuple[int, int]] = []  # (sweep id, points) in order (tests, logs)
+        self.submissions: deque[tuple[int, int]] = deque(maxlen=100_000)  # (sweep id, points), in order
 
     # ------------------------------------------------------------------ interface
     def request_cancel(self, sweep_id: int) -> None:
@@ -369,7 +369,9 @@ class Scheduler:
                 store.finish_sweep(sweep, "failed", f"all {total} points failed; first error: {first}")
             else:
                 store.finish_sweep(sweep, "done", None)
-        log.info("sweep %s finished: %s", st.id, counts)
+        sizes = [n for sid, n in self.submissions if sid == st.id]
+        log.info("sweep %s finished: %s; %d chunks of %s points", st.id, counts, len(sizes),
+                 sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}")
         self._forget(st.id)
 
     def _forget(self, sweep_id: int) -> None:

@@ -7,15 +7,14 @@ summaries, files) live in `service.queries`.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from flowsweep.core.types import METRIC_FIELDS
+from flowsweep.workers.codec import finite_or_none as _finite_or_none  # a NULL for what does not apply
 
 from .expand import expand, point_identity
 from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, utcnow
@@ -162,18 +161,6 @@ def delete_sweep(session: Session, sweep_id: int) -> None:
 def _dialect_insert(session: Session):
     """The dialect's INSERT construct (both have on_conflict_do_nothing)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
-def _finite_or_none(v: Any) -> Any:
-    """A metric that does not apply (or is non-finite after divergence) is stored as NULL."""
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker, now) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Callable
 
+from flowsweep.workers.dispatch import ChunkOutcome
+
 from . import store
 from .curves import CURVES_FORMAT, encode_curves
 from .db import session_scope
@@ -26,10 +28,26 @@ _STOP = object()
 
 
 def build_rows(sweep_id: int, outcomes) -> tuple[list[dict], dict[int, bytes]]:
-    """Result rows and curves blobs of a batch (encoded before the transaction opens: SQLite's
-    write lock is held for SQL only). A point reported twice in a batch: the first wins."""
+    """Result rows and curves blobs of a batch (built before the transaction opens: SQLite's
+    write lock is held for SQL only). A point reported twice in a batch: the first wins.
+    `outcomes`: a ChunkOutcome (columns, curves encoded by the worker) or PointOutcomes."""
     now = utcnow()
     rows, blobs, seen = [], {}, set()
+    if isinstance(outcomes, ChunkOutcome):
+        cols = outcomes.rows
+        names = list(cols.metrics)
+        base = {"sweep_id": sweep_id, "worker": outcomes.worker, "created_at": now}
+        for pid, status, error, wall, blob, *values in zip(outcomes.point_ids, cols.statuses, cols.errors,
+                                                           cols.wall_seconds, cols.blobs, *cols.metrics.values()):
+            if pid in seen:
+                continue
+            seen.add(pid)
+            row = dict(zip(names, values))
+            row.update(base, point_id=pid, status=status, error=error, wall_seconds=wall)
+            rows.append(row)
+            if blob is not None:
+                blobs[pid] = blob
+        return rows, blobs
     for o in outcomes:
         pid = int(o.point_id)
         if pid in seen:
@@ -72,7 +90,7 @@ class ResultWriter:
             return
         with self._cond:
             self._queued += 1
-        self._q.put((sweep_id, list(outcomes)))
+        self._q.put((sweep_id, outcomes))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout."""
@@ -88,7 +106,7 @@ class ResultWriter:
 
     def write_now(self, sweep_id: int, outcomes) -> set[int]:
         """Write one sweep's outcomes in this thread, in one transaction; the inserted point ids."""
-        return self._write([(sweep_id, list(outcomes))]).get(sweep_id, set())
+        return self._write([(sweep_id, outcomes)]).get(sweep_id, set())
 
     # ---------------------------------------------------------------- thread
     def _loop(self) -> None:

@@ -29,7 +29,7 @@ from flowsweep.core import PointConfig, PointResult
 from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.workers.planner import Chunk, Cost, Planner, Task
 from flowsweep.workers.runtime import cluster_cpus, init_ray
-from flowsweep.workers.tasks import ChunkError, run_chunk
+from flowsweep.workers.tasks import ChunkError, ChunkRows, run_chunk, run_chunk_rows
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +235,25 @@ class Dispatcher:
 # ============================================================================ streaming
 
 @dataclass
+class ChunkOutcome:
+    """A finished chunk's results as columns (workers.tasks.ChunkRows) with the caller's point ids:
+    the streaming path's outcomes (cheaper to ship and to store than one PointOutcome per point)."""
+
+    point_ids: list[int]
+    rows: ChunkRows
+    worker: str            # the Ray node id (hex) that ran it
+
+    def __len__(self) -> int:
+        return len(self.point_ids)
+
+
+@dataclass
 class Done:
     """A chunk of `tag` (the caller's label, e.g. a sweep id) that left the cluster."""
 
     tag: Any
     chunk: Chunk
-    outcomes: list[PointOutcome]   # empty when it was split or resubmitted (reported later)
+    outcomes: list[PointOutcome] | ChunkOutcome  # empty when split or resubmitted (reported later)
     seconds: float                 # CPU seconds the task held a worker (core time; elapsed if failed)
     sample: tuple[int, float] | None  # (points, core seconds) for the shape's cost model
 
@@ -269,7 +282,7 @@ class TaskStream:
     def __init__(self, *, max_retries: int = 3, task_timeout: float | None = None, remote=None,
                  clock: Callable[[], float] = time.monotonic):
         init_ray()
-        self._remote = (remote or run_chunk).options(max_retries=max_retries)
+        self._remote = (remote or run_chunk_rows).options(max_retries=max_retries)
         self.task_timeout = task_timeout
         self._clock = clock
         self._inflight: dict[ray.ObjectRef, _Flight] = {}
@@ -398,9 +411,11 @@ class TaskStream:
                 return Done(f.tag, chunk, [], elapsed, None)
             return Done(f.tag, chunk, _failed(chunk, failure.message, failure.node), elapsed, None)
         # (also when f.cancelled: computed before the cancel reached the worker, so kept)
-        return Done(f.tag, f.chunk, [PointOutcome(pid, res, node, f.serial)
-                                     for pid, res in zip(f.chunk.ids, results)],
-                    seconds, (len(f.chunk.ids), seconds))
+        if isinstance(results, ChunkRows):
+            outcomes = ChunkOutcome(list(f.chunk.ids), results, node)
+        else:
+            outcomes = [PointOutcome(pid, res, node, f.serial) for pid, res in zip(f.chunk.ids, results)]
+        return Done(f.tag, f.chunk, outcomes, seconds, (len(f.chunk.ids), seconds))
 
 
 def _failed(chunk: Chunk, message: str, node: str) -> list[PointOutcome]:

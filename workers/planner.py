@@ -279,6 +279,7 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
         w = min(STREAM_MAX_TASK_SECONDS, max(target_task_seconds, OVERHEAD_FACTOR * a))
         w = min(w, max(final, share / 2))
         n = math.ceil(max(w - a, b) / b)
+    n = min(n, max(1, math.ceil((STREAM_MAX_TASK_SECONDS - a) / b)))  # tasks of <= ~2 s
     if remaining - n < max(1, n // 4):
-        n = remaining
+        n = remaining  # a crumb is taken along (<= 1.25 x the cap)
     return max(1, min(n, remaining))

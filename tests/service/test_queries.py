@@ -19,7 +19,7 @@ from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.service import db
 from flowsweep.service.app import create_app
 from flowsweep.service.models import Curve, Point, Result, Sweep
-from flowsweep.service.curves import encode_curves
+from flowsweep.service.curves import CURVES_FORMAT, encode_curves
 from flowsweep.service.schemas import RESULT_FIELDS
 from flowsweep.service.settings import Settings
 from flowsweep.core.types import Curves
@@ -228,7 +228,7 @@ def test_curves_decode_and_cached_points_read_the_source(api):
     engine = db.make_engine(api.url)
     with db.session_scope(db.make_session_factory(engine)) as s:
         src = s.scalar(select(Point.id).where(Point.sweep_id == 1).order_by(Point.id).limit(1))
-        s.add(Curve(point_id=src, format="npz-v1", blob=blob))
+        s.add(Curve(point_id=src, format=CURVES_FORMAT, blob=blob))
         sweep = Sweep(name="copy", status="done", spec={}, n_points=1)
         s.add(sweep)
         s.flush()
