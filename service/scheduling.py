@@ -8,8 +8,10 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   fewest CPU seconds (a chunk is charged its estimated cost when submitted, corrected by the
   measured one when it returns). A sweep joins at the smallest usage among the active sweeps
   (as CFS does with min_vruntime), so a small sweep submitted behind a huge one gets every other
-  slot at once and finishes in about the time it takes alone on half the cluster, and two big
-  ones alternate.
+  slot and finishes in about the time it takes alone on half the cluster, and two big ones
+  alternate. So that a newcomer does not wait behind the chunks queued on Ray for busy CPUs,
+  those are taken back (cancelled before they start) and submitted again after its first chunk:
+  it starts on the first CPU that frees up.
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
   then tasks of ~0.5-2 s); cost models are shared across sweeps of the same shape.
 - **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
@@ -68,9 +70,13 @@ class SweepState:
     scanned_all: bool = False
     cancelling: bool = False
     charged: dict = field(default_factory=dict)   # id(chunk) -> estimated seconds charged
+    redo: deque = field(default_factory=deque)    # preempted chunks (points already claimed)
 
     def buffered(self) -> int:
-        return sum(len(q) for q in self.buffer.values())
+        return sum(len(q) for q in self.buffer.values()) + sum(len(c.ids) for c in self.redo)
+
+    def has_work(self) -> bool:
+        return not self.cancelling and (self.buffered() > 0 or not self.scanned_all)
 
 
 class Scheduler:
@@ -232,6 +238,7 @@ class Scheduler:
     def _start_cancel(self, st: SweepState) -> None:
         st.cancelling = True
         st.buffer.clear()
+        st.redo.clear()  # claimed points: put back to pending when the sweep settles
         n = self.stream.in_flight(st.id) if self._stream is not None else 0
         if n:
             self.stream.cancel(st.id)
@@ -249,9 +256,9 @@ class Scheduler:
         return cost
 
     def _next_chunk(self, st: SweepState, ncpu: int) -> Chunk | None:
-        if not st.buffered() and not st.scanned_all:
+        if not st.buffer and not st.scanned_all:
             self._read_page(st)
-        if not st.buffered():
+        if not st.buffer:
             return None
         key = max(st.buffer, key=lambda k: len(st.buffer[k]))
         q = st.buffer[key]
@@ -279,28 +286,51 @@ class Scheduler:
         keep = [(pid, cfg) for pid, cfg in zip(chunk.ids, chunk.cfgs) if pid in claimed]
         return Chunk(chunk.key, [p for p, _ in keep], [c for _, c in keep])
 
+    def _preempt_for_waiting(self, slots: int) -> None:
+        """A sweep with work and nothing in flight (one just submitted) must not wait behind the
+        chunks queued on Ray for busy CPUs: those of sweeps that used more CPU seconds are taken
+        back (cancelled before they start) and submitted again after its first chunks."""
+        stream = self.stream
+        if stream.in_flight() < slots:
+            return
+        waiting = [st for st in self.sweeps.values() if st.has_work() and not stream.in_flight(st.id)]
+        if not waiting:
+            return
+        floor = min(st.used for st in waiting)
+        ids = {st.id for st in waiting}
+        for tag, chunk in stream.preempt(
+                lambda t: t not in ids and t in self.sweeps and self.sweeps[t].used >= floor):
+            st = self.sweeps[tag]
+            if not st.cancelling:
+                st.redo.append(chunk)  # stays charged: not charged again when resubmitted
+
     def _fill(self) -> None:
         stream = self.stream
         ncpu = stream.cpus()
         slots = self.slots_per_cpu * ncpu
+        self._preempt_for_waiting(slots)
         blocked: set[int] = set()
         while stream.in_flight() < slots:
             runnable = [st for st in self.sweeps.values() if not st.cancelling and st.id not in blocked]
             if not runnable:
                 break
             st = min(runnable, key=lambda x: (x.used, -x.id))  # ties: the newer (it just joined)
-            chunk = self._next_chunk(st, ncpu)
-            if chunk is None:
-                blocked.add(st.id)
-                continue
-            chunk = self._claim(st, chunk)
-            st.unsubmitted = max(0, st.unsubmitted - len(chunk.ids))
-            if not chunk.ids:
-                continue
-            cost = self.costs[chunk.key]
-            est = cost.seconds(len(chunk.ids)) if cost.known else 0.0
-            st.used += est
-            st.charged[id(chunk)] = est
+            if st.redo:
+                chunk = st.redo.popleft()  # claimed already
+            else:
+                chunk = self._next_chunk(st, ncpu)
+                if chunk is None:
+                    blocked.add(st.id)
+                    continue
+                chunk = self._claim(st, chunk)
+                st.unsubmitted = max(0, st.unsubmitted - len(chunk.ids))
+                if not chunk.ids:
+                    continue
+            if id(chunk) not in st.charged:
+                cost = self.costs[chunk.key]
+                est = cost.seconds(len(chunk.ids)) if cost.known else 0.0
+                st.used += est
+                st.charged[id(chunk)] = est
             stream.submit(chunk, st.id)
             self.submissions.append((st.id, len(chunk.ids)))
         self._record_started()

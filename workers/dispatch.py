@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 _MAX_COST_MODELS = 256     # shapes whose cost model a Dispatcher remembers across runs
 _WAIT_SECONDS = 0.1        # ray.wait timeout: how often cancelled() is polled
 _ALL = object()            # TaskStream.in_flight(): every tag
+CANCEL_GRACE_SECONDS = 5.0  # a cancelled task still running after this: its worker is killed
 
 
 @dataclass
@@ -266,6 +267,7 @@ class _Flight:
     submitted: float
     started: float | None = None   # estimated: tasks start FIFO as CPUs free up
     cancelled: bool = False
+    cancelled_at: float | None = None
 
 
 class TaskStream:
@@ -302,8 +304,8 @@ class TaskStream:
     def in_flight(self, tag: Any = _ALL) -> int:
         """Tasks in flight (of `tag`); cancelled ones count in the total until they are gone,
         since their workers may still be busy."""
-        if tag is _ALL:
-            return len(self._inflight)
+        if tag is _ALL:  # a cancelled task that never started holds no CPU
+            return sum(1 for f in self._inflight.values() if not f.cancelled or f.started is not None)
         return sum(1 for f in self._inflight.values() if f.tag == tag and not f.cancelled)
 
     def submit(self, chunk: Chunk, tag: Any) -> None:
@@ -327,10 +329,22 @@ class TaskStream:
         n = 0
         for ref, f in self._inflight.items():
             if f.tag == tag and not f.cancelled:
-                f.cancelled = True
+                f.cancelled, f.cancelled_at = True, self._clock()
                 ray.cancel(ref, force=False)
                 n += 1
         return n
+
+    def preempt(self, which: Callable[[Any], bool]) -> list[tuple[Any, Chunk]]:
+        """Cancel the tasks queued behind busy CPUs (not started, by the FIFO estimate) whose tag
+        satisfies `which`, so that work submitted next starts first; returns their (tag, chunk)
+        for the caller to submit again later. Their points are never reported by these tasks."""
+        out = []
+        for ref, f in self._inflight.items():
+            if f.started is None and not f.cancelled and which(f.tag):
+                f.cancelled, f.cancelled_at = True, self._clock()
+                ray.cancel(ref, force=False)
+                out.append((f.tag, f.chunk))
+        return out
 
     def close(self) -> None:
         for ref in self._inflight:
@@ -363,9 +377,17 @@ class TaskStream:
                 break
 
     def _check_timeouts(self) -> None:
+        now = self._clock()
+        for ref, f in list(self._inflight.items()):
+            if f.cancelled and f.cancelled_at is not None and now - f.cancelled_at > CANCEL_GRACE_SECONDS:
+                # Ray can lose a polite cancel that races with the task's start: the worker is
+                # killed instead (its CPU must not stay taken by a chunk nobody waits for).
+                log.warning("a cancelled chunk of %d points still runs after %.0f s; killing its worker",
+                            len(f.chunk.ids), CANCEL_GRACE_SECONDS)
+                ray.cancel(ref, force=True)
+                f.cancelled_at = None
         if not self.task_timeout:
             return
-        now = self._clock()
         for ref, f in list(self._inflight.items()):
             if f.started is not None and not f.cancelled and now - f.started > self.task_timeout:
                 log.warning("chunk of %d points ran over the %.0f s task timeout; cancelled",

@@ -29,7 +29,7 @@ class GatedStream:
         self.tasks: list[GatedTask] = []          # in flight, submission order
         self._ready: deque[Done] = deque()
         self._started: list = []
-        self.log: list[tuple[str, object, int]] = []  # ("submit"|"done"|"cancel", tag, points)
+        self.log: list[tuple[str, object, int]] = []  # ("submit"|"done"|"cancel"|"preempt", tag, points)
         self.closed = False
 
     # ---- the TaskStream interface
@@ -58,6 +58,13 @@ class GatedStream:
                 n += 1
         self.log.append(("cancel", tag, n))
         return n
+
+    def preempt(self, which):
+        out = [(t.tag, t.chunk) for t in self.tasks if not t.started and not t.cancelled and which(t.tag)]
+        self.tasks = [t for t in self.tasks if t.started or t.cancelled or not which(t.tag)]
+        for tag, chunk in out:
+            self.log.append(("preempt", tag, len(chunk.ids)))
+        return out
 
     def wait(self, timeout: float):
         # cancelled tasks leave at once (their CPU is free for the next one)
@@ -100,6 +107,10 @@ class GatedStream:
             out.append(done)
             self._start_free()
         return out
+
+    def running(self, tag) -> list[int]:
+        """Sizes of the tag's chunks running on a CPU now."""
+        return [len(t.chunk.ids) for t in self.tasks if t.tag == tag and t.started and not t.cancelled]
 
     def submitted(self, tag=None) -> list[int]:
         return [n for kind, t, n in self.log if kind == "submit" and (tag is None or t == tag)]

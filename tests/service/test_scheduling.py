@@ -102,12 +102,17 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
         step(sched, advance=0.0)
     assert g.in_flight(huge) == 4
     small = add_sweep(factory, "small", 20, seed0=10_000)
-    step(sched)           # the database is read: the small sweep joins (no slot free yet)
-    assert g.submitted(small) == []
+    queued = [len(t.chunk.ids) for t in g.tasks if not t.started]
+    assert len(queued) == 2   # the huge sweep's chunks queued behind the 2 busy CPUs
+    step(sched)           # the database is read: the small sweep joins
+    # the queued chunks are taken back; the small sweep's first chunk (its cost is known: same
+    # shape; half of it, an even split) goes first, the huge one's after it
+    assert [e for e in g.log if e[0] == "preempt"] == [("preempt", huge, n) for n in queued]
+    assert g.submitted(small) == [10]
+    assert [t.tag for t in g.tasks if not t.started][0] == small
     g.release(1)
     step(sched, advance=0.0)
-    # the first freed slot went to the small sweep (its cost is known: same shape), half of it
-    assert g.submitted(small) == [10], g.log[-4:]
+    assert g.running(small) == [10]   # started on the first CPU that freed up
     # then the slots alternate (equal CPU seconds)
     g.release(2)
     step(sched, advance=0.0)
@@ -117,8 +122,9 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
         g.release(1)
         step(sched, advance=0.0)
         releases += 1
-        assert releases < 8, g.log
-    # done after the chunks queued ahead of it on a FIFO cluster, while the huge one has most to do
+        assert releases < 10, [e for e in g.log if e[1] == small or e[0] == 'preempt']
+    # done after a few of the huge one's chunks (one per slot it did not get), while the huge one has
+    # most of its work to do
     c = counts(factory, huge)
     assert c["pending"] > 2000, c
     assert counts(factory, small)["done"] == 20
@@ -147,14 +153,12 @@ def test_two_big_sweeps_share_the_cpu_seconds(factory, sched):
     for _ in range(40):
         g.release(1)
         step(sched, advance=0.0)
-    # CPU seconds of the chunks given out since b joined: equal to within one chunk (the 4 chunks
-    # of a already in flight when b joined are not counted: they were given out before)
-    secs = {a: 0.0, b: 0.0}
-    for kind, tag, n in g.log[start:]:
-        if kind == "submit":
-            secs[tag] += g.a + g.b * n
+    # CPU seconds of the chunks that ran since b joined (the 2 running on the CPUs when it joined
+    # are a's and not counted): equal to within one chunk at each end of the window
+    dones = [(tag, g.a + g.b * n) for kind, tag, n in g.log[start:] if kind == "done"][2:]
+    secs = {a: sum(t for tag, t in dones if tag == a), b: sum(t for tag, t in dones if tag == b)}
     chunk = g.a + g.b * max(g.submitted())
-    assert secs[b] > 10 * chunk and abs(secs[a] - secs[b]) <= chunk, (secs, chunk)
+    assert secs[b] > 10 * chunk and abs(secs[a] - secs[b]) <= 2 * chunk, (secs, chunk)
 
 
 def test_cancel_stops_submissions_cancels_in_flight_and_keeps_results(factory, sched):

@@ -48,11 +48,12 @@ def open_gate(gate: Path, seed: int) -> None:
     (gate / str(seed)).touch()
 
 
-def collect_until(stream, predicate, dones, what, timeout=120.0):
+def collect_until(stream, predicate, dones, what, timeout=60.0):
     """Call stream.wait until predicate(dones) holds (a deadline only against hanging forever)."""
     deadline = time.monotonic() + timeout
     while not predicate(dones):
-        assert time.monotonic() < deadline, f"never got {what}: {dones}"
+        assert time.monotonic() < deadline, (f"never got {what}: {[(d.tag, d.chunk.ids) for d in dones]}; "
+                                             f"in flight {[(f.tag, f.chunk.ids, f.cancelled) for f in stream._inflight.values()]}")
         dones.extend(stream.wait(0.05))
     return dones
 
@@ -73,8 +74,7 @@ def test_cancel_drops_a_tag_in_flight_keeps_what_was_computed_and_others_go_on(l
     ray.wait([ref], timeout=60)
     assert stream.cancel("A") == 2
     assert stream.in_flight("A") == 0       # at once: nothing of A is waited for any more
-    open_gate(tmp_path, 3)
-    open_gate(tmp_path, 5)
+    open_gate(tmp_path, 5)                  # (A's second chunk is never released: only the cancel ends it)
     dones = collect_until(stream, lambda d: stream.in_flight() == 0, [], "every task gone")
     got = {(d.tag, tuple(o.point_id for o in d.outcomes)) for d in dones}
     # computed before the cancel: kept; the other chunk of A: never reported; B: reported
@@ -100,4 +100,20 @@ def test_a_task_over_the_timeout_is_bisected_and_its_points_failed_with_a_messag
     assert o.point_id == 1010 and o.result.status == "failed"
     assert o.result.error == "TaskTimeout: no result within the task timeout of 100 s"
     assert stream.in_flight() == 0
+    stream.close()
+
+
+def test_preempt_takes_back_only_the_chunks_queued_behind_busy_cpus(local_ray, tmp_path):
+    stream = TaskStream(remote=gated_remote(tmp_path))
+    for seeds in ([20, 21], [22, 23], [24, 25]):
+        stream.submit(chunk(seeds), "A")
+    taken = stream.preempt(lambda tag: tag == "A")
+    assert [(tag, c.ids) for tag, c in taken] == [("A", [1024, 1025])]  # the third: queued, never started
+    assert stream.in_flight() == 2 and stream.in_flight("A") == 2
+    stream.submit(chunk([26]), "B")
+    for seed in (20, 22, 24, 26):
+        open_gate(tmp_path, seed)
+    dones = collect_until(stream, lambda d: stream.in_flight() == 0, [], "every task gone")
+    reported = sorted(o.point_id for d in dones for o in d.outcomes)
+    assert reported == [1020, 1021, 1022, 1023, 1026]
     stream.close()
