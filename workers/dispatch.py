@@ -1,5 +1,9 @@
 """Feeding sweep points to Ray in shape-grouped chunks and streaming the results back.
 
+Two entry points: `TaskStream` (the service's streaming scheduler submits chunks one at a time, as
+CPUs free up, and collects them as they finish; no barrier) and `Dispatcher.run` (a whole list of
+points in one call, planned by workers.planner.Planner; for batch use and benchmarks).
+
 `Dispatcher.run` groups the points by `PointConfig.shape_key()`; each Ray task runs one chunk of a
 group as one vectorised core batch. How big each chunk is, and when it is submitted, is decided by
 `workers.planner.Planner` (an even first split, a per-shape cost model t = a + b·n, steady

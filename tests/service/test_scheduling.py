@@ -91,6 +91,15 @@ def test_slots_stay_full_and_refill_on_every_return(factory, sched):
         assert g.in_flight() == 4 and len(g.submitted(big)) == n + 1  # each return refilled at once
     sizes = g.submitted(big)
     assert max(sizes) > 16  # chunks grow from the probes to the cost model's size (~0.5 s of work)
+    # attempts count runs that started on a CPU: the chunks queued behind the busy CPUs hold
+    # claimed (running) points that were not counted
+    queued = sum(len(t.chunk.ids) for t in g.tasks if not t.started)
+    started = sum(len(t.chunk.ids) for t in g.tasks if t.started)
+    sched.writer.flush()  # the released chunks' results are written (their points no longer running)
+    with session_scope(factory) as s:
+        by_attempts = dict(s.execute(sa.select(Point.attempts, sa.func.count()).where(
+            Point.sweep_id == big, Point.status == "running").group_by(Point.attempts)).all())
+    assert queued > 0 and by_attempts == {0: queued, 1: started}, by_attempts
 
 
 def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory, sched):
