@@ -271,15 +271,19 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
     share = b * remaining / ncpu                     # a CPU's share of the work left (seconds)
     final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
     if share <= final:
-        # the last round: an even split of the rest over the CPUs this sweep does not occupy
-        n = math.ceil(remaining / max(1, ncpu - own_in_flight))
+        # the last round: an even split of the rest over the CPUs this sweep does not occupy (over
+        # all of them when it occupies them all: they take the pieces as they free up)
+        free = ncpu - own_in_flight
+        n = math.ceil(remaining / (free if free > 0 else ncpu))
     elif not cost.fitted:
         n = min(2 * cost.max_n, math.ceil(STREAM_MAX_TASK_SECONDS / b))
     else:
         w = min(STREAM_MAX_TASK_SECONDS, max(target_task_seconds, OVERHEAD_FACTOR * a))
         w = min(w, max(final, share / 2))
         n = math.ceil(max(w - a, b) / b)
-    n = min(n, max(1, math.ceil((STREAM_MAX_TASK_SECONDS - a) / b)))  # tasks of <= ~2 s
+    # tasks of <= ~2 s, by the mean seconds per point (>= b: robust to a fit that splits a noisy
+    # load into a large a and a small b)
+    n = min(n, max(1, math.ceil(STREAM_MAX_TASK_SECONDS / max(b, cost.st / max(cost.sn, 1e-12)))))
     if remaining - n < max(1, n // 4):
         n = remaining  # a crumb is taken along (<= 1.25 x the cap)
     return max(1, min(n, remaining))
