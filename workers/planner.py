@@ -257,8 +257,8 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
       probes. Nothing beyond one task per CPU while the cost is unknown.
     - one chunk size measured: double it (the a + b·n fit needs two sizes).
     - fitted: chunks of max(target, 20 a) seconds, at most STREAM_MAX_TASK_SECONDS, and at most
-      half a CPU's share of the work left; once that share is short, the rest is split evenly
-      over the CPUs the sweep does not occupy yet (a crumb left over is taken along)."""
+      half a CPU's share of the work left; once that share is short, nothing more is queued and
+      the rest is split evenly over the CPUs the sweep does not occupy (a crumb is taken along)."""
     if remaining <= 0:
         return 0
     if not cost.known:
@@ -271,10 +271,11 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
     share = b * remaining / ncpu                     # a CPU's share of the work left (seconds)
     final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
     if share <= final:
-        # the last round: an even split of the rest over the CPUs this sweep does not occupy (over
-        # all of them when it occupies them all: they take the pieces as they free up)
-        free = ncpu - own_in_flight
-        n = math.ceil(remaining / (free if free > 0 else ncpu))
+        # The last round: nothing is queued (a piece is sized when a CPU frees up, with the latest
+        # costs), and the rest is split evenly over the CPUs this sweep does not occupy.
+        if own_in_flight >= ncpu:
+            return 0
+        n = math.ceil(remaining / (ncpu - own_in_flight))
     elif not cost.fitted:
         n = min(2 * cost.max_n, math.ceil(STREAM_MAX_TASK_SECONDS / b))
     else:

@@ -176,9 +176,11 @@ def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
     # the tail: what is left split over the CPUs, a crumb taken along, never more than what is left
     assert stream_chunk_size(cheap, 300, 2, 0, 0.5) == 150
     assert stream_chunk_size(cheap, 3, 2, 0, 0.5) == 2
-    assert stream_chunk_size(cheap, 1, 2, 5, 0.5) == 1
-    # a tail while the sweep occupies every CPU: still split over the CPUs, not taken whole
-    assert stream_chunk_size(cheap, 300, 2, 2, 0.5) == 150
+    assert stream_chunk_size(cheap, 1, 2, 1, 0.5) == 1
+    # a tail while the sweep occupies every CPU: not queued (sized when a CPU frees up), and
+    # never taken whole by one CPU while another could share it
+    assert stream_chunk_size(cheap, 300, 2, 2, 0.5) == 0
+    assert stream_chunk_size(cheap, 300, 2, 1, 0.5) == 300 and stream_chunk_size(cheap, 300, 4, 2, 0.5) == 150
     # a noisy fit (large a, tiny b) cannot make a chunk much longer than 2 s of mean per-point time
     noisy = Cost()
     for n, t in ((16, 0.5), (32, 0.52), (16, 0.49), (32, 0.53)):
