@@ -35,12 +35,14 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from flowsweep.core.types import PointConfig
 from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size
 
 from . import store
 from .db import session_scope
-from .models import PARAM_FIELDS, utcnow
+from .models import PARAM_FIELDS
 from .progress import ProgressBook
 from .writer import ResultWriter
 
@@ -185,6 +187,8 @@ class Scheduler:
             self.reuse_finished(sweep_id)
             with self._session() as s:
                 remaining = store.count_unfinished(s, sweep_id)
+        except (OperationalError, InterfaceError):
+            raise  # the database is unavailable for a moment: retried, not held against the sweep
         except Exception as exc:
             raise SweepSetupError(sweep_id, exc) from exc
         used = min((o.used for o in self.sweeps.values()), default=0.0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 import ray
 
 from flowsweep.core import PointConfig
