@@ -72,6 +72,8 @@ class SweepState:
     scanned_all: bool = False
     cancelling: bool = False
     charged: dict = field(default_factory=dict)   # id(chunk) -> estimated seconds charged
+    task_seconds: float = 0.0                     # seconds its tasks reported (logs, benchmarks)
+    taken_at: float = 0.0                         # clock when taken up
     redo: deque = field(default_factory=deque)    # preempted chunks (points already claimed)
 
     def buffered(self) -> int:
@@ -192,7 +194,7 @@ class Scheduler:
         except Exception as exc:
             raise SweepSetupError(sweep_id, exc) from exc
         used = min((o.used for o in self.sweeps.values()), default=0.0)
-        st = SweepState(sweep_id, used, remaining)
+        st = SweepState(sweep_id, used, remaining, taken_at=self._clock())
         self.sweeps[sweep_id] = st
         self.progress.track(sweep_id, remaining)
         log.info("sweep %s: taken up, %d points to run", sweep_id, remaining)
@@ -354,6 +356,7 @@ class Scheduler:
                 self._cost(d.chunk.key).add(*d.sample)
             if st is not None:
                 st.used += d.seconds - st.charged.pop(id(d.chunk), 0.0)
+                st.task_seconds += d.seconds
             if d.outcomes:
                 self.writer.put(d.tag, d.outcomes)
 
@@ -404,8 +407,9 @@ class Scheduler:
             else:
                 store.finish_sweep(sweep, "done", None)
         sizes = [n for sid, n in self.submissions if sid == st.id]
-        log.info("sweep %s finished: %s; %d chunks of %s points", st.id, counts, len(sizes),
-                 sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}")
+        log.info("sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s",
+                 st.id, counts, len(sizes), sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}",
+                 st.task_seconds, self._clock() - st.taken_at)
         self._forget(st.id)
 
     def _forget(self, sweep_id: int) -> None:

@@ -258,7 +258,7 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
     - one chunk size measured: double it (the a + b·n fit needs two sizes).
     - fitted: chunks of max(target, 20 a) seconds, at most STREAM_MAX_TASK_SECONDS, and at most
       half a CPU's share of the work left; once that share is short, nothing more is queued and
-      the rest is split evenly over the CPUs the sweep does not occupy (a crumb is taken along)."""
+      each CPU that frees up takes its even share of the rest (a crumb is taken along)."""
     if remaining <= 0:
         return 0
     if not cost.known:
@@ -272,10 +272,14 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
     final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
     if share <= final:
         # The last round: nothing is queued (a piece is sized when a CPU frees up, with the latest
-        # costs), and the rest is split evenly over the CPUs this sweep does not occupy.
+        # costs); a free CPU takes its even share of the rest (no less than ~0.1 s of work), so the
+        # CPUs finish together rather than one taking it all while the others run out.
         if own_in_flight >= ncpu:
             return 0
-        n = math.ceil(remaining / (ncpu - own_in_flight))
+        if own_in_flight:  # this CPU's share; the busy ones take theirs as they free up
+            n = max(math.ceil(remaining / ncpu), math.ceil(max(0.1, 2 * a) / b))
+        else:
+            n = math.ceil(remaining / ncpu)
     elif not cost.fitted:
         n = min(2 * cost.max_n, math.ceil(STREAM_MAX_TASK_SECONDS / b))
     else:
