@@ -180,15 +180,21 @@ class Scheduler:
 
     def _take_up(self, sweep_id: int) -> SweepState | None:
         try:
+            # One transaction in the common case (a small sweep starts sooner): the sweep marked
+            # running, a first page of run-time dedupe, the count of points to run.
             with self._session() as s:
                 sweep = store.get_sweep(s, sweep_id, for_update=True)
                 if sweep is None or sweep.status not in ("queued", "running"):
                     return None
                 if not sweep.cancel_requested:
                     store.mark_running(sweep)
-            self.reuse_finished(sweep_id)
-            with self._session() as s:
+                recompute = bool((sweep.spec or {}).get("recompute"))
+                reused = 0 if recompute else store.reuse_finished_page(s, sweep_id, self.page_size)
                 remaining = store.count_unfinished(s, sweep_id)
+            if reused == self.page_size:  # more to reuse: the rest page by page
+                self.reuse_finished(sweep_id)
+                with self._session() as s:
+                    remaining = store.count_unfinished(s, sweep_id)
         except (OperationalError, InterfaceError):
             raise  # the database is unavailable for a moment: retried, not held against the sweep
         except Exception as exc:
@@ -270,7 +276,7 @@ class Scheduler:
         q = st.buffer[key]
         remaining = len(q) if st.scanned_all else max(len(q), st.unsubmitted)
         n = stream_chunk_size(self._cost(key), remaining, ncpu, self.stream.in_flight(st.id),
-                              self.target_task_seconds)
+                              self.target_task_seconds, sum(st.charged.values()))
         while n > len(q) and not st.scanned_all:
             self._read_page(st)
             q = st.buffer[key]

@@ -248,7 +248,7 @@ STREAM_MAX_TASK_SECONDS = 2.0   # streaming scheduler: tasks of ~0.2-2 s (issue 
 
 
 def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
-                      target_task_seconds: float = 0.5) -> int:
+                      target_task_seconds: float = 0.5, in_flight_seconds: float = 0.0) -> int:
     """Points for the next chunk of one shape of one sweep under the streaming scheduler
     (service.scheduling), which refills every freed slot with some sweep's next chunk; 0 = wait.
 
@@ -258,7 +258,8 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
     - one chunk size measured: double it (the a + b·n fit needs two sizes).
     - fitted: chunks of max(target, 20 a) seconds, at most STREAM_MAX_TASK_SECONDS, and at most
       half a CPU's share of the work left; once that share is short, nothing more is queued and
-      each CPU that frees up takes its even share of the rest (a crumb is taken along)."""
+      each CPU that frees up takes its water-filled share of the rest (counting the sweep's chunks
+      in flight, `in_flight_seconds`), so the CPUs end together (a crumb is taken along)."""
     if remaining <= 0:
         return 0
     if not cost.known:
@@ -272,14 +273,12 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
     final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
     if share <= final:
         # The last round: nothing is queued (a piece is sized when a CPU frees up, with the latest
-        # costs); a free CPU takes its even share of the rest (no less than ~0.1 s of work), so the
-        # CPUs finish together rather than one taking it all while the others run out.
+        # costs), so the CPUs finish together.
         if own_in_flight >= ncpu:
             return 0
-        if own_in_flight:  # this CPU's share; the busy ones take theirs as they free up
-            n = max(math.ceil(remaining / ncpu), math.ceil(max(0.1, 2 * a) / b))
-        else:
-            n = math.ceil(remaining / ncpu)
+        # water-filling: the rest and the sweep's chunks in flight (`in_flight_seconds`, their
+        # estimated cost) end together over the CPUs; this free CPU takes its share
+        n = math.ceil((b * remaining + in_flight_seconds) / ncpu / b)
     elif not cost.fitted:
         n = min(2 * cost.max_n, math.ceil(STREAM_MAX_TASK_SECONDS / b))
     else:

@@ -180,8 +180,13 @@ def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
     # a tail while the sweep occupies every CPU: not queued (sized when a CPU frees up), and
     # never taken whole by one CPU while another could share it
     assert stream_chunk_size(cheap, 300, 2, 2, 0.5) == 0
-    assert stream_chunk_size(cheap, 300, 2, 1, 0.5) == 150 and stream_chunk_size(cheap, 300, 4, 2, 0.5) == 100
-    assert stream_chunk_size(cheap, 60, 2, 1, 0.5) == 60  # no piece under ~0.1 s of work: the rest
+    # water-filled with the sweep's chunks in flight: a 201-point sweep of known cost is split
+    # 101 + 100 over 2 free CPUs (the second piece counts the first, just submitted)
+    first = stream_chunk_size(cheap, 201, 2, 0, 0.5)
+    assert first == 101
+    assert stream_chunk_size(cheap, 100, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first)) == 100
+    # a CPU freed while another still has 0.06 s to go takes a bit more than half of the rest
+    assert stream_chunk_size(cheap, 120, 2, 1, 0.5, in_flight_seconds=0.06) == 90
     # a noisy fit (large a, tiny b) cannot make a chunk much longer than 2 s of mean per-point time
     noisy = Cost()
     for n, t in ((16, 0.5), (32, 0.52), (16, 0.49), (32, 0.53)):
