@@ -35,12 +35,6 @@ def small_sweep() -> list[tuple[int, PointConfig]]:
     return [(1000 + 7 * i, c) for i, c in enumerate(cfgs)]
 
 
-def slow_sweep(n_points: int, steps: int = 1500) -> list[tuple[int, PointConfig]]:
-    """Points of the Fig. 1 shape (m=5, n=10, k=50): tens of ms each, so tasks last a while."""
-    return [(i, PointConfig("asymmetric", 5, 10, 50, 1e-3, steps, record_every=50, seed=i))
-            for i in range(n_points)]
-
-
 def raylet_children(title: str) -> list[int]:
     """PIDs of this driver's Ray worker processes whose title starts with `title` (found via /proc,
     children of our own raylet only: other Rays on the machine are never touched)."""
@@ -181,32 +175,36 @@ def test_empty_input_reports_nothing(local_ray):
 
 
 @pytest.mark.parametrize("max_retries", [0, 3])
-def test_worker_killed_mid_run_every_point_once(local_ray, max_retries):
-    """kill -9 a worker while it runs a chunk. With Ray's own retries off (max_retries=0) the
-    dispatcher must resubmit the lost chunk itself; with them on, Ray retries it."""
-    points = slow_sweep(160)   # two chunks of 80 points (~1 s each), one per CPU
+def test_worker_killed_mid_run_every_point_once(local_ray, tmp_path, max_retries):
+    """kill -9 a worker while it runs a chunk (chunks block until the test releases them, so the
+    kill lands mid-chunk whatever this machine's speed). With Ray's own retries off
+    (max_retries=0) the dispatcher must resubmit the lost chunk itself; with them on, Ray retries it."""
+    from test_stream import gated_remote, open_gate
+
+    points = [(i, PointConfig("asymmetric", 2, 3, 4, 0.05, 20, record_every=5, seed=i)) for i in range(160)]
     sink = Collector()
     result = {}
-    runner = threading.Thread(target=lambda: result.update(
-        stats=sink.run(Dispatcher(max_retries=max_retries), points)))
-    killed = None
+    runner = threading.Thread(target=lambda: result.update(stats=sink.run(
+        Dispatcher(max_retries=max_retries, remote=gated_remote(tmp_path)), points)))
     runner.start()
+    killed = None
     try:
-        deadline = time.monotonic() + 60
-        while killed is None and runner.is_alive() and time.monotonic() < deadline:
-            if raylet_children("ray::run_chunk"):
-                time.sleep(0.1)   # well inside the chunk (~1 s of work)
-                busy = raylet_children("ray::run_chunk")
-                if busy:
-                    os.kill(busy[0], signal.SIGKILL)
-                    killed = busy[0]
+        deadline = time.monotonic() + 120   # only against hanging forever
+        while killed is None and time.monotonic() < deadline:
+            busy = raylet_children("ray::gated_chunk")
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)   # blocked on its gate: mid-chunk for sure
+                killed = busy[0]
             else:
                 time.sleep(0.01)
     finally:
+        for seed in (0, 80):   # the two chunks (an even split of 160 points of unknown cost)
+            open_gate(tmp_path, seed)
         runner.join(120)
     assert killed is not None, "never caught a worker running a chunk"
     assert not runner.is_alive()
     stats = result["stats"]
+    assert stats.task_sizes[:2] == [80, 80]
     by_id = assert_exactly_once(sink.outcomes, points)
     assert all(o.result.status == "done" for o in by_id.values())
     if max_retries == 0:
