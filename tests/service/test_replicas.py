@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from flowsweep.service.models import RunnerLease
 
-from test_runner_helpers import (engine_for, get_sweep, point_rows, post_sweep, result_rows, sweep_body,
+from test_runner_helpers import (engine_for, fig1_body, get_sweep, point_rows, post_sweep, result_rows,
                                  wait_sweep, wait_until)
 
 LEASE = {"FLOWSWEEP_RUNNER_LEASE_SECONDS": "3"}
@@ -48,7 +48,7 @@ def roles(a, b, engine):
 def test_a_cancel_sent_to_the_standby_reaches_the_runner(replicas):
     a, b, engine = replicas
     leader, standby = roles(a, b, engine)
-    body = sweep_body("cancel-via-standby", scales=(0.1, 0.2), seeds=(0, 400), steps=3000, record_every=100)
+    body = fig1_body("cancel-via-standby", 1500)
     sid = post_sweep(standby.url, body)["id"]
     wait_until(lambda: get_sweep(standby.url, sid)["counts"]["done"] > 0, timeout=120, what="first results")
     r = httpx.post(f"{standby.url}/sweeps/{sid}/cancel", timeout=30)
@@ -63,8 +63,7 @@ def test_a_cancel_sent_to_the_standby_reaches_the_runner(replicas):
 def test_runner_killed_the_standby_takes_over_and_completes_the_sweep(replicas):
     a, b, engine = replicas
     leader, standby = roles(a, b, engine)
-    body = sweep_body("survives-leader-kill", scales=(0.05, 0.1, 0.2, 0.4), seeds=(1000, 1250), steps=2000,
-                      record_every=50)
+    body = fig1_body("survives-leader-kill", 1000, seed0=5000)
     created = post_sweep(standby.url, body)
     sid, n = created["id"], created["n_points"]
     wait_until(lambda: get_sweep(standby.url, sid)["counts"]["done"] >= 10, timeout=120, interval=0.05,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from test_runner_helpers import (all_results, engine_for, get_sweep, point_rows, post_sweep,
+from test_runner_helpers import (all_results, engine_for, fig1_body, get_sweep, point_rows, post_sweep,
                                  result_rows, sweep_body, wait_sweep, wait_until)
 
 DB_KINDS = ("sqlite", "postgres")
@@ -156,8 +156,8 @@ def test_failing_point_is_recorded_with_its_message(server, engine):
 
 
 def test_cancel_mid_sweep(server, engine):
-    # Long enough that it is far from done when the first results are in.
-    body = sweep_body(scales=(0.1, 0.2), seeds=(0, 400), steps=4000, record_every=100)
+    # Long enough that it is far from done when the first results are in (3000 Fig. 1 points).
+    body = fig1_body("to-cancel", 1500)
     created = post_sweep(server.url, body)
     sid, n = created["id"], created["n_points"]
 
