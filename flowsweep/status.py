@@ -44,6 +44,9 @@ FINISHED_POINT_STATUSES: tuple[PointStatus, ...] = (PointStatus.DONE, PointStatu
 REUSABLE_POINT_STATUSES: tuple[PointStatus, ...] = (PointStatus.DONE, PointStatus.DIVERGED)
 ACTIVE_SWEEP_STATUSES: tuple[SweepStatus, ...] = (SweepStatus.QUEUED, SweepStatus.RUNNING)
 FINISHED_SWEEP_STATUSES: tuple[SweepStatus, ...] = (SweepStatus.DONE, SweepStatus.FAILED, SweepStatus.CANCELLED)
+# Shown (never stored) for a queued or running sweep whose cancel was requested, until the runner has
+# stopped its chunks and stores `cancelled` (issue 9: the answer to a cancel says so at once).
+CANCELLING = "cancelling"
 
 # GET /sweeps/{id} "counts" (SPEC §4): one key per point status, and `cached` for points whose result
 # was reused from an earlier sweep (counted there only, whatever the source's status).

@@ -6,7 +6,6 @@ one seed) and the means of the metrics that the figures print in their titles.
 """
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -14,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flowsweep.status import PointStatus
+from flowsweep.workers.codec import decode_curves
 
 from .aggregate import aggregate
-from .models import CURVES_FORMAT, PARAM_FIELDS, Curve, Point, Result
+from .models import PARAM_FIELDS, Curve, Point, Result
 
 # Parameters that can tell groups apart (seed is what the groups aggregate over).
 GROUPABLE = tuple(f for f in PARAM_FIELDS if f != "seed")
@@ -25,9 +25,9 @@ TITLE_METRICS = ("q0_norm", "lambda0_fit", "speedup", "final_error")
 _CHUNK = 500
 
 
-def _decode(blob: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+def _decode(blob: bytes, fmt: str) -> dict[str, np.ndarray]:
+    """The arrays a blob holds (workers.codec, either format); absent curves are left out."""
+    return {k: v for k, v in decode_curves(blob, fmt).items() if v is not None}
 
 
 def _list(a: Any) -> Any:
@@ -62,21 +62,20 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
         groups.setdefault(tuple(r[k] for k in by), []).append(r)
     keep = {key: members[:max_per_group] for key, members in sorted(groups.items(), key=_sort_key)}
     # One read of the blobs needed (own or the source's for a cached point).
-    blob_of: dict[int, bytes] = {}
+    blob_of: dict[int, tuple[bytes, str]] = {}
     wanted = {r["source_point_id"] or r["point_id"] for members in keep.values() for r in members}
     wanted_list = sorted(wanted)
     for i in range(0, len(wanted_list), _CHUNK):
         for pid, stored, fmt in session.execute(select(Curve.point_id, Curve.blob, Curve.format)
                                                 .where(Curve.point_id.in_(wanted_list[i:i + _CHUNK]))):
-            if fmt == CURVES_FORMAT:
-                blob_of[pid] = stored
+            blob_of[pid] = (stored, fmt)
     out = []
     for key, members in keep.items():
         curves, used = [], []
         for r in members:
             blob = blob_of.get(r["source_point_id"] or r["point_id"])
             if blob is not None:
-                curves.append(_decode(blob))
+                curves.append(_decode(*blob))
                 used.append(r)
         if not curves:
             continue

@@ -18,6 +18,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, Double, ForeignKey, Index, Inte
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flowsweep.core.types import METRIC_FIELDS, PARAM_FIELDS
+from flowsweep.workers.codec import CURVES_FORMAT  # noqa: F401 (the curves' format column; re-exported)
 from flowsweep.status import (FINISHED_POINT_STATUSES, REUSABLE_POINT_STATUSES,  # noqa: F401 (re-exported)
                               PointStatus, SweepStatus)
 
@@ -95,6 +96,8 @@ class Point(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     source_point_id: Mapped[int | None] = mapped_column(ForeignKey("points.id"))  # partial index below
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The runner (service.leadership.Leadership.owner) that flipped it to running (revision 0004).
+    owner: Mapped[str | None] = mapped_column(String(64))
 
     # PointConfig fields (core/types.py), each typed and indexed for the result filters.
     model: Mapped[str] = mapped_column(String(16), index=True)
@@ -165,11 +168,6 @@ class Result(Base):
     point: Mapped[Point] = relationship(back_populates="result", foreign_keys=[point_id])
 
 
-# How `curves.blob` is encoded: np.savez bytes of t, error, error_linear, singular_values and (when
-# present) error_regularized_fit. The runner writes it, queries.decode_curves reads it.
-CURVES_FORMAT = "npz-v1"
-
-
 class SweepTag(Base):
     """A sweep's label (revision 0005): one row per (sweep, tag), so `tag=` filters are an indexed IN."""
 
@@ -183,8 +181,20 @@ class Curve(Base):
     __tablename__ = "curves"
 
     point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), primary_key=True)
-    format: Mapped[str] = mapped_column(String(16), default=CURVES_FORMAT)  # see CURVES_FORMAT
+    # How `blob` is encoded (workers.codec): "f8-v2" = a small header + the float64 arrays t, error,
+    # error_linear, singular_values and (when present) error_regularized_fit; "npz-v1" = np.savez.
+    format: Mapped[str] = mapped_column(String(16), default=CURVES_FORMAT)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RunnerLease(Base):
+    """The 'runner' lease (revision 0004): its owner runs the database's sweeps until expires_at."""
+
+    __tablename__ = "runner_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 # The metric columns must be exactly core's METRIC_FIELDS (SPEC §4), and `points` has a column for

@@ -23,7 +23,7 @@ from flowsweep.core.types import FLOAT_PARAMS, INITS, INT_PARAMS, INTEGRATORS, M
 from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
 from flowsweep.status import FINISHED_POINT_STATUSES
 
-from .models import CURVES_FORMAT, LIST_PARAM_FIELDS, PARAM_FIELDS, Curve, Point, Result, SweepTag
+from .models import LIST_PARAM_FIELDS, PARAM_FIELDS, Curve, Point, Result, SweepTag
 from .schemas import RESULT_FIELDS
 
 RESULT_STATUSES = tuple(s.value for s in FINISHED_POINT_STATUSES)  # a result row's status
@@ -503,13 +503,10 @@ def curves_of(session: Session, point: Point) -> Curve | None:
 
 
 def decode_curves(curve: Curve) -> dict:
-    """The npz blob -> SPEC §4's curves object, non-finite values (a diverged run) as null."""
-    if curve.format != CURVES_FORMAT:
-        raise ValueError(f"unknown curves format {curve.format!r}")
-    with np.load(io.BytesIO(curve.blob), allow_pickle=False) as z:
-        out = {name: json_array(z[name]) if name in z.files else None
-               for name in ("t", "error", "error_linear", "singular_values", "error_regularized_fit")}
-    return out
+    """The blob (workers.codec) -> SPEC §4's curves object, non-finite values (a diverged run) as null."""
+    from flowsweep.workers.codec import decode_curves as decode
+
+    return {name: None if a is None else json_array(a) for name, a in decode(curve.blob, curve.format).items()}
 
 
 def json_array(a: Any) -> Any:

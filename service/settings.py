@@ -45,10 +45,12 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "FLOWSWEEP_RAY_ADDRESS",
                                                                          "ray_address"))
     num_cpus: int | None = Field(None, ge=1)
-    # Runner fairness: a sweep gets about this many seconds of dispatching while others wait.
-    runner_slice_seconds: float = Field(30.0, gt=0)
     # Server-Sent Events: seconds between progress snapshots (one database read per interval, shared).
     events_interval_seconds: float = Field(1.0, gt=0, le=60)
+    # A chunk running longer than this is cancelled and its points failed with a message saying so.
+    task_timeout_seconds: float = Field(3600.0, gt=0)
+    # The runner lease (several service processes on one database): a standby takes over within this.
+    runner_lease_seconds: float = Field(6.0, gt=0)
     log_level: str = "info"
 
     @field_validator("api_token", "ray_address", "allowed_hosts", mode="before")

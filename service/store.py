@@ -216,7 +216,7 @@ def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, n
     """Record the (point_id, sweep_id) pairs as failed with `message` (result row + status)."""
     rows = [result_row(pid, sid, PointStatus.FAILED, {}, message, None, None, now) for pid, sid in pairs]
     insert_results(session, rows)
-    session.execute(update(Point).where(Point.id.in_([p for p, _ in pairs])).values(status=PointStatus.FAILED))
+    session.execute(update(Point).where(Point.id.in_([p for p, _ in pairs])).values(status=PointStatus.FAILED, owner=None))
 
 
 def exhausted_running_points(session: Session, max_attempts: int, sweep_id: int | None = None
@@ -229,12 +229,15 @@ def exhausted_running_points(session: Session, max_attempts: int, sweep_id: int 
     return [(pid, sid) for pid, sid in session.execute(select(Point.id, Point.sweep_id).where(*conds)).all()]
 
 
-def requeue_running(session: Session, sweep_id: int | None = None) -> int:
-    """'running' points (of one sweep, or all when sweep_id is None) back to 'pending'; how many."""
+def requeue_running(session: Session, sweep_id: int | None = None, owner: str | None = None) -> int:
+    """'running' points (of one sweep, or all when sweep_id is None; only `owner`'s when given)
+    back to 'pending' without an owner; how many."""
     conds = [Point.status == PointStatus.RUNNING]
     if sweep_id is not None:
         conds.insert(0, Point.sweep_id == sweep_id)
-    return session.execute(update(Point).where(*conds).values(status=PointStatus.PENDING)).rowcount
+    if owner is not None:
+        conds.append(Point.owner == owner)
+    return session.execute(update(Point).where(*conds).values(status=PointStatus.PENDING, owner=None)).rowcount
 
 
 def active_sweeps(session: Session) -> list[tuple[int, bool]]:
@@ -301,25 +304,60 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
     return len(rows)
 
 
-def claim_pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> list[tuple]:
+def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> list[tuple]:
     """Up to `limit` pending points of the sweep with identity > after_identity, in identity order
-    (keyset on the (sweep_id, identity) index), flipped to 'running' (attempts + 1).
-    Rows are (id, identity, *PARAM_FIELDS)."""
+    (keyset on the (sweep_id, identity) index): a fixed pseudo-random permutation of the grid, so
+    chunks are balanced and a partial sweep is a representative sample of it.
+    Rows are (id, identity, *PARAM_FIELDS); nothing is changed (see claim_points)."""
     cols = [Point.id, Point.identity] + [getattr(Point, name) for name in PARAM_FIELDS]
-    rows = session.execute(select(*cols).where(
+    return session.execute(select(*cols).where(
         Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == PointStatus.PENDING)
         .order_by(Point.identity).limit(limit)).all()
-    if rows:
-        ids = [r[0] for r in rows]
-        session.execute(update(Point).where(Point.id.in_(ids), Point.status == PointStatus.PENDING)
-                        .values(status=PointStatus.RUNNING, attempts=Point.attempts + 1))
-    return rows
 
 
-def write_results_batch(session: Session, rows: list[dict], blobs: dict[int, bytes], curves_format: str
-                        ) -> set[int]:
+def claim_points(session: Session, ids: list[int], owner: str | None) -> set[int]:
+    """pending -> running with `owner`, for the points of `ids` still pending; the ids claimed."""
+    if not ids:
+        return set()
+    stmt = (update(Point).where(Point.id.in_(ids), Point.status == "pending")
+            .values(status="running", owner=owner).returning(Point.id))
+    return set(session.execute(stmt).scalars().all())
+
+
+def count_started(session: Session, ids: list[int], owner: str | None) -> None:
+    """attempts + 1 for the running points of `ids` held by `owner`: their chunk started on a CPU
+    (so `attempts` counts runs that actually started, and recovery's poison check never fails a
+    point that never ran)."""
+    if ids:
+        conds = [Point.id.in_(ids), Point.status == "running"]
+        if owner is not None:
+            conds.append(Point.owner == owner)
+        session.execute(update(Point).where(*conds).values(attempts=Point.attempts + 1))
+
+
+def owned_running(session: Session, ids: list[int], owner: str) -> set[int]:
+    """Of `ids`, the points still running under `owner` (locked on Postgres for the transaction)."""
+    found: set[int] = set()
+    for i in range(0, len(ids), _CHUNK):
+        stmt = select(Point.id).where(Point.id.in_(ids[i:i + _CHUNK]), Point.status == "running",
+                                      Point.owner == owner)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        found.update(session.execute(stmt).scalars().all())
+    return found
+
+
+def write_results_batch(session: Session, rows: list[dict], blobs: dict[int, bytes], curves_format: str,
+                        owner: str | None = None) -> set[int]:
     """Idempotent write of a batch of result rows: only the rows really inserted get their curves
-    row and their point status (one executemany each). Returns the inserted point ids."""
+    row and their point status (one executemany each). With `owner`, only points still running
+    under that owner are written (a runner that lost its lease changes nothing). Returns the
+    inserted point ids."""
+    if owner is not None:
+        mine = owned_running(session, [r["point_id"] for r in rows], owner)
+        rows = [r for r in rows if r["point_id"] in mine]
+    if not rows:
+        return set()
     status_of = {r["point_id"]: r["status"] for r in rows}
     points = Point.__table__
     inserted = insert_results(session, rows)
@@ -330,7 +368,7 @@ def write_results_batch(session: Session, rows: list[dict], blobs: dict[int, byt
                         .on_conflict_do_nothing(index_elements=["point_id"]), curve_rows)
     if inserted:
         session.execute(update(points).where(points.c.id == bindparam("pid"))
-                        .values(status=bindparam("new_status")),
+                        .values(status=bindparam("new_status"), owner=None),
                         [{"pid": pid, "new_status": status_of[pid]} for pid in inserted])
     return inserted
 

@@ -1,5 +1,9 @@
 """Feeding sweep points to Ray in shape-grouped chunks and streaming the results back.
 
+Two entry points: `TaskStream` (the service's streaming scheduler submits chunks one at a time, as
+CPUs free up, and collects them as they finish; no barrier) and `Dispatcher.run` (a whole list of
+points in one call, planned by workers.planner.Planner; for batch use and benchmarks).
+
 `Dispatcher.run` groups the points by `PointConfig.shape_key()`; each Ray task runs one chunk of a
 group as one vectorised core batch. How big each chunk is, and when it is submitted, is decided by
 `workers.planner.Planner` (an even first split, a per-shape cost model t = a + b·n, steady
@@ -20,7 +24,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import ray
 from ray.exceptions import RayTaskError, TaskCancelledError
@@ -29,12 +33,14 @@ from flowsweep.core import PointConfig, PointResult
 from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.workers.planner import Chunk, Cost, Planner, Task
 from flowsweep.workers.runtime import cluster_cpus, init_ray
-from flowsweep.workers.tasks import ChunkError, run_chunk
+from flowsweep.workers.tasks import ChunkError, ChunkRows, run_chunk, run_chunk_rows
 
 log = logging.getLogger(__name__)
 
 _MAX_COST_MODELS = 256     # shapes whose cost model a Dispatcher remembers across runs
 _WAIT_SECONDS = 0.1        # ray.wait timeout: how often cancelled() is polled
+_ALL = object()            # TaskStream.in_flight(): every tag
+CANCEL_GRACE_SECONDS = 5.0  # a cancelled task still running after this: its worker is killed
 
 
 @dataclass
@@ -62,6 +68,28 @@ class DispatchStats:
     workers: dict[str, int] = field(default_factory=dict)  # node id -> points it ran
 
 
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why a chunk's task ended without results (see classify_failure)."""
+
+    message: str              # one line, for the failed points' error
+    core_raised: bool         # core raised on the chunk: bisect to the point(s) that make it raise
+    node: str = ""            # the node that ran it, when known
+    cause: BaseException | None = None  # the task's own exception (None: a system error of Ray)
+
+
+def classify_failure(e: BaseException) -> TaskFailure | None:
+    """The failure of a chunk's `ray.get`; None when the task was cancelled (nothing to report)."""
+    if isinstance(e, TaskCancelledError):
+        return None
+    cause = e.cause if isinstance(e, RayTaskError) else None
+    if isinstance(cause, ChunkError):
+        return TaskFailure(cause.message, True, cause.node_id, cause)
+    message = (f"{type(cause).__name__}: {cause}" if cause is not None
+               else f"{type(e).__name__}: {e}").splitlines()[0]
+    return TaskFailure(message, False, "", cause)
+
+
 def _make_room(costs: OrderedDict, keys, limit: int) -> None:
     """Mark `keys` (a run's shapes) most recently used and evict the least recently used other
     shapes until the cache holds at most `limit` models once the run has added its new ones. The
@@ -78,7 +106,7 @@ class Dispatcher:
     """Runs points on Ray; see the module docstring. One `run` at a time per instance."""
 
     def __init__(self, *, max_in_flight: int | None = None, target_task_seconds: float = 0.5,
-                 max_retries: int = 3):
+                 max_retries: int = 3, remote=None):
         if target_task_seconds <= 0:
             raise ValueError("target_task_seconds must be > 0")
         if max_retries < 0:
@@ -86,6 +114,7 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.target_task_seconds = float(target_task_seconds)
         self.max_retries = int(max_retries)
+        self._remote = remote or run_chunk   # the Ray remote function run per chunk (tests gate it)
         self._costs: OrderedDict[tuple, Cost] = OrderedDict()  # shape key -> cost model
 
     def run(self, points: Iterable[tuple[int, PointConfig]],
@@ -98,7 +127,7 @@ class Dispatcher:
         init_ray()
         stats = DispatchStats()
         ncpu = cluster_cpus()
-        remote = run_chunk.options(max_retries=self.max_retries)
+        remote = self._remote.options(max_retries=self.max_retries)
 
         # Group by shape (building chunks is the only per-point Python loop).
         groups: dict[tuple, tuple[list[int], list[PointConfig]]] = {}
@@ -150,18 +179,18 @@ class Dispatcher:
                 results, node, seconds = ray.get(ref)
             except Exception as e:
                 plan.finished(task, time.perf_counter(), None)
-                if isinstance(e, TaskCancelledError):
+                failure = classify_failure(e)
+                if failure is None:
                     return []
                 stats.n_failed_tasks += 1
-                cause = e.cause if isinstance(e, RayTaskError) else None
-                if isinstance(cause, ChunkError):
+                if failure.core_raised:
                     # core raised on this chunk: bisect down to the point(s) that make it raise
-                    log.warning("chunk of %d points raised: %s", len(chunk.ids), cause.message)
-                    return split_or_fail(chunk, cause.message, cause.node_id, task.serial)
+                    log.warning("chunk of %d points raised: %s", len(chunk.ids), failure.message)
+                    return split_or_fail(chunk, failure.message, failure.node, task.serial)
                 # A dead worker or node, a lost object (system errors), or the task failing outside
                 # core (e.g. core not importable on a node): resubmit a bounded number of times.
-                message = (f"{type(cause).__name__}: {cause}" if cause is not None
-                           else f"{type(e).__name__}: {e}").splitlines()[0]
+                message = failure.message
+                cause = failure.cause
                 log.warning("chunk of %d points lost (%s); %d resubmissions left",
                             len(chunk.ids), message, chunk.tries_left)
                 if chunk.tries_left > 0:
@@ -206,3 +235,216 @@ class Dispatcher:
             inflight.clear()
             stats.wall_seconds = time.perf_counter() - t_start
         return stats
+
+
+# ============================================================================ streaming
+
+@dataclass
+class ChunkOutcome:
+    """A finished chunk's results as columns (workers.tasks.ChunkRows) with the caller's point ids:
+    the streaming path's outcomes (cheaper to ship and to store than one PointOutcome per point)."""
+
+    point_ids: list[int]
+    rows: ChunkRows
+    worker: str            # the Ray node id (hex) that ran it
+
+    def __len__(self) -> int:
+        return len(self.point_ids)
+
+
+@dataclass
+class Done:
+    """A chunk of `tag` (the caller's label, e.g. a sweep id) that left the cluster."""
+
+    tag: Any
+    chunk: Chunk
+    outcomes: list[PointOutcome] | ChunkOutcome  # empty when split or resubmitted (reported later)
+    seconds: float                 # CPU seconds the task held a worker (core time; elapsed if failed)
+    sample: tuple[int, float] | None  # (points, core seconds) for the shape's cost model
+
+
+@dataclass
+class _Flight:
+    tag: Any
+    chunk: Chunk
+    serial: int
+    submitted: float
+    started: float | None = None   # estimated: tasks start FIFO as CPUs free up
+    cancelled: bool = False
+    cancelled_at: float | None = None
+
+
+class TaskStream:
+    """Chunks in flight on Ray for a streaming scheduler (service.scheduling): the caller submits
+    chunks one at a time, labelled with a tag, and collects them with `wait` as they finish; no
+    barrier anywhere. Failures are handled here as in `Dispatcher.run` (resubmission, bisection down
+    to the bad point, which is reported failed), and a task running longer than `task_timeout`
+    seconds is cancelled (its worker killed) and bisected: a single point that times out is
+    reported failed with a message saying so.
+
+    `remote` is the Ray remote function run per chunk (tests pass one that blocks until released).
+    `clock` gives the times used for the timeout (tests pass a logical one)."""
+
+    def __init__(self, *, max_retries: int = 3, task_timeout: float | None = None, remote=None,
+                 clock: Callable[[], float] = time.monotonic):
+        init_ray()
+        self._remote = (remote or run_chunk_rows).options(max_retries=max_retries)
+        self.task_timeout = task_timeout
+        self._clock = clock
+        self._inflight: dict[ray.ObjectRef, _Flight] = {}
+        self._serial = 0
+        self._cpus = cluster_cpus()
+        self._cpus_checked = clock()
+        self._timed_out: list[Done] = []   # single points failed by the timeout, not reported yet
+        self._started: list[tuple[Any, Chunk]] = []  # (tag, chunk) started since take_started()
+
+    def cpus(self) -> int:
+        """CPUs of the cluster (re-read every 10 s: nodes may join or leave)."""
+        now = self._clock()
+        if now - self._cpus_checked > 10.0:
+            self._cpus, self._cpus_checked = cluster_cpus(), now
+        return self._cpus
+
+    def in_flight(self, tag: Any = _ALL) -> int:
+        """Tasks in flight (of `tag`); cancelled ones count in the total until they are gone,
+        since their workers may still be busy."""
+        if tag is _ALL:  # a cancelled task that never started holds no CPU
+            return sum(1 for f in self._inflight.values() if not f.cancelled or f.started is not None)
+        return sum(1 for f in self._inflight.values() if f.tag == tag and not f.cancelled)
+
+    def submit(self, chunk: Chunk, tag: Any) -> None:
+        now = self._clock()
+        ref = self._remote.remote(chunk.cfgs)
+        flight = _Flight(tag, chunk, self._serial, now)
+        self._serial += 1
+        if sum(f.started is not None for f in self._inflight.values()) < self._cpus:
+            flight.started = now
+            self._started.append((tag, chunk))
+        self._inflight[ref] = flight
+
+    def take_started(self) -> list[tuple[Any, Chunk]]:
+        """(tag, chunk) of the tasks that started on a CPU since the last call (estimated: Ray
+        starts a task when a CPU frees up, in submission order)."""
+        out, self._started = self._started, []
+        return out
+
+    def cancel(self, tag: Any) -> int:
+        """Cancel the tag's tasks in flight; their points are never reported. Returns how many."""
+        n = 0
+        for ref, f in self._inflight.items():
+            if f.tag == tag and not f.cancelled:
+                f.cancelled, f.cancelled_at = True, self._clock()
+                ray.cancel(ref, force=False)
+                n += 1
+        return n
+
+    def preempt(self, which: Callable[[Any], bool]) -> list[tuple[Any, Chunk]]:
+        """Cancel the tasks queued behind busy CPUs (not started, by the FIFO estimate) whose tag
+        satisfies `which`, so that work submitted next starts first; returns their (tag, chunk)
+        for the caller to submit again later. Their points are never reported by these tasks."""
+        out = []
+        for ref, f in self._inflight.items():
+            if f.started is None and not f.cancelled and which(f.tag):
+                f.cancelled, f.cancelled_at = True, self._clock()
+                ray.cancel(ref, force=False)
+                out.append((f.tag, f.chunk))
+        return out
+
+    def close(self) -> None:
+        for ref in self._inflight:
+            ray.cancel(ref, force=False)
+        self._inflight.clear()
+
+    def wait(self, timeout: float) -> list[Done]:
+        """Chunks finished within `timeout` seconds (all that are ready once one is)."""
+        self._check_timeouts()
+        out, self._timed_out = self._timed_out, []
+        if not self._inflight:
+            return out
+        refs = list(self._inflight)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=0 if out else timeout)
+        if not ready:
+            return out
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            done = self._collect(ref)
+            if done is not None:
+                out.append(done)
+        return out
+
+    def _freed(self, now: float) -> None:
+        for f in self._inflight.values():  # the oldest queued task takes the CPU that just freed
+            if f.started is None:
+                f.started = now
+                if not f.cancelled:
+                    self._started.append((f.tag, f.chunk))
+                break
+
+    def _check_timeouts(self) -> None:
+        now = self._clock()
+        for ref, f in list(self._inflight.items()):
+            if f.cancelled and f.cancelled_at is not None and now - f.cancelled_at > CANCEL_GRACE_SECONDS:
+                # Ray can lose a polite cancel that races with the task's start: the worker is
+                # killed instead (its CPU must not stay taken by a chunk nobody waits for).
+                log.warning("a cancelled chunk of %d points still runs after %.0f s; killing its worker",
+                            len(f.chunk.ids), CANCEL_GRACE_SECONDS)
+                ray.cancel(ref, force=True)
+                f.cancelled_at = None
+        if not self.task_timeout:
+            return
+        for ref, f in list(self._inflight.items()):
+            if f.started is not None and not f.cancelled and now - f.started > self.task_timeout:
+                log.warning("chunk of %d points ran over the %.0f s task timeout; cancelled",
+                            len(f.chunk.ids), self.task_timeout)
+                ray.cancel(ref, force=True)  # kills the worker: core may be stuck in C
+                del self._inflight[ref]
+                self._freed(now)
+                message = (f"TaskTimeout: no result within the task timeout of "
+                           f"{self.task_timeout:g} s")
+                if len(f.chunk.ids) == 1:
+                    self._timed_out.append(Done(f.tag, f.chunk, _failed(f.chunk, message, ""),
+                                                now - f.started, None))
+                else:
+                    self._split(f.tag, f.chunk)
+
+    def _split(self, tag: Any, chunk: Chunk) -> None:
+        h = len(chunk.ids) // 2
+        for part in (Chunk(chunk.key, chunk.ids[:h], chunk.cfgs[:h], tries_left=0),
+                     Chunk(chunk.key, chunk.ids[h:], chunk.cfgs[h:], tries_left=0)):
+            self.submit(part, tag)
+
+    def _collect(self, ref: ray.ObjectRef) -> Done | None:
+        f = self._inflight.pop(ref)
+        now = self._clock()
+        self._freed(now)
+        elapsed = now - (f.started if f.started is not None else f.submitted)
+        try:
+            results, node, seconds = ray.get(ref)
+        except Exception as e:
+            failure = classify_failure(e)
+            if failure is None or f.cancelled:
+                return None
+            chunk = f.chunk
+            if not failure.core_raised and chunk.tries_left > 0:
+                log.warning("chunk of %d points lost (%s); %d resubmissions left",
+                            len(chunk.ids), failure.message, chunk.tries_left)
+                chunk.tries_left -= 1
+                self.submit(chunk, f.tag)
+                return Done(f.tag, chunk, [], elapsed, None)
+            if len(chunk.ids) > 1 and (failure.core_raised or failure.cause is None):
+                log.warning("chunk of %d points failed (%s); split", len(chunk.ids), failure.message)
+                self._split(f.tag, chunk)
+                return Done(f.tag, chunk, [], elapsed, None)
+            return Done(f.tag, chunk, _failed(chunk, failure.message, failure.node), elapsed, None)
+        # (also when f.cancelled: computed before the cancel reached the worker, so kept)
+        if isinstance(results, ChunkRows):
+            outcomes = ChunkOutcome(list(f.chunk.ids), results, node)
+        else:
+            outcomes = [PointOutcome(pid, res, node, f.serial) for pid, res in zip(f.chunk.ids, results)]
+        return Done(f.tag, f.chunk, outcomes, seconds, (len(f.chunk.ids), seconds))
+
+
+def _failed(chunk: Chunk, message: str, node: str) -> list[PointOutcome]:
+    return [PointOutcome(pid, PointResult(config=cfg, status="failed",
+                                          metrics=dict.fromkeys(METRIC_FIELDS), error=message), node)
+            for pid, cfg in zip(chunk.ids, chunk.cfgs)]

@@ -240,3 +240,54 @@ class Planner:
             w = min(w, max(final, (end - slot) / 2))
             n = math.ceil(max(w - a, b) / b)
         return self._take(key, max(1, min(n, r)))
+
+
+# ============================================================================ streaming
+STREAM_MAX_TASK_SECONDS = 2.0   # streaming scheduler: tasks of ~0.2-2 s (issue 9), so a cancel or
+                                # a newly submitted sweep never waits long for a free CPU
+
+
+def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
+                      target_task_seconds: float = 0.5, in_flight_seconds: float = 0.0) -> int:
+    """Points for the next chunk of one shape of one sweep under the streaming scheduler
+    (service.scheduling), which refills every freed slot with some sweep's next chunk; 0 = wait.
+
+    - cost unknown: a short rest (<= ncpu x FIRST_CHUNK_CAP points) is split evenly over the CPUs
+      (one batch overhead per CPU, as a direct run); a longer one starts with PROBE_POINTS-point
+      probes. Nothing beyond one task per CPU while the cost is unknown.
+    - one chunk size measured: double it (the a + b·n fit needs two sizes).
+    - fitted: chunks of max(target, 20 a) seconds, at most STREAM_MAX_TASK_SECONDS, and at most
+      half a CPU's share of the work left; once that share is short, nothing more is queued and
+      each CPU that frees up takes its water-filled share of the rest (counting the sweep's chunks
+      in flight, `in_flight_seconds`), so the CPUs end together (a crumb is taken along)."""
+    if remaining <= 0:
+        return 0
+    if not cost.known:
+        if own_in_flight >= ncpu:
+            return 0
+        if remaining <= ncpu * FIRST_CHUNK_CAP:
+            return math.ceil(remaining / (ncpu - own_in_flight))
+        return min(PROBE_POINTS, remaining)
+    a, b = cost.fit()
+    share = b * remaining / ncpu                     # a CPU's share of the work left (seconds)
+    final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
+    if share <= final:
+        # The last round: nothing is queued (a piece is sized when a CPU frees up, with the latest
+        # costs), so the CPUs finish together.
+        if own_in_flight >= ncpu:
+            return 0
+        # water-filling: the rest and the sweep's chunks in flight (`in_flight_seconds`, their
+        # estimated cost) end together over the CPUs; this free CPU takes its share
+        n = math.ceil((b * remaining + in_flight_seconds) / ncpu / b)
+    elif not cost.fitted:
+        n = min(2 * cost.max_n, math.ceil(STREAM_MAX_TASK_SECONDS / b))
+    else:
+        w = min(STREAM_MAX_TASK_SECONDS, max(target_task_seconds, OVERHEAD_FACTOR * a))
+        w = min(w, max(final, share / 2))
+        n = math.ceil(max(w - a, b) / b)
+    # tasks of <= ~2 s, by the mean seconds per point (>= b: robust to a fit that splits a noisy
+    # load into a large a and a small b)
+    n = min(n, max(1, math.ceil(STREAM_MAX_TASK_SECONDS / max(b, cost.st / max(cost.sn, 1e-12)))))
+    if remaining - n < max(1, n // 4):
+        n = remaining  # a crumb is taken along (<= 1.25 x the cap)
+    return max(1, min(n, remaining))

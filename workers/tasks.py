@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import ray
 
@@ -38,6 +39,56 @@ def run_chunk(configs: list) -> tuple[list, str, float]:
         raise ChunkError(f"core.run_points returned {len(results)} results for {len(configs)} points",
                          node_id)
     return results, node_id, seconds
+
+
+@dataclass
+class ChunkRows:
+    """A chunk's results as columns, in input order, ready to become database rows: what the
+    streaming scheduler's tasks return (cheap to ship and to turn into rows; the configs stay with
+    the caller, which knows them). Metrics that do not apply or are non-finite are None."""
+
+    statuses: list[str]                  # "done" | "diverged" | "failed"
+    errors: list[str | None]
+    wall_seconds: list[float]
+    metrics: dict[str, list]             # METRIC_FIELDS name -> one value per point
+    blobs: list[bytes | None]            # curves, encoded by workers.codec
+    curves_format: str
+
+    def __len__(self) -> int:
+        return len(self.statuses)
+
+
+def to_rows(results: list) -> ChunkRows:
+    """core PointResults -> ChunkRows (curves encoded here, on the worker)."""
+    from flowsweep.core.types import METRIC_FIELDS
+    from flowsweep.workers.codec import CURVES_FORMAT, encode_curves, finite_or_none
+
+    finished = ("done", "diverged", "failed")
+    return ChunkRows(
+        statuses=[r.status if r.status in finished else "failed" for r in results],
+        errors=[r.error for r in results],
+        wall_seconds=[float(r.wall_seconds) for r in results],
+        metrics={f: [finite_or_none((r.metrics or {}).get(f)) for r in results] for f in METRIC_FIELDS},
+        blobs=[None if r.curves is None else encode_curves(r.curves) for r in results],
+        curves_format=CURVES_FORMAT)
+
+
+@ray.remote(num_cpus=1)
+def run_chunk_rows(configs: list) -> tuple[ChunkRows, str, float]:
+    """As run_chunk, but the results come back as ChunkRows (columns, curves encoded here)."""
+    from flowsweep.core import run_points
+
+    node_id = ray.get_runtime_context().get_node_id()
+    t0 = time.perf_counter()
+    try:
+        results = run_points(configs)
+    except Exception as e:
+        raise ChunkError(f"{type(e).__name__}: {e}", node_id) from None
+    if len(results) != len(configs):
+        raise ChunkError(f"core.run_points returned {len(results)} results for {len(configs)} points",
+                         node_id)
+    rows = to_rows(results)
+    return rows, node_id, time.perf_counter() - t0
 
 
 @ray.remote(num_cpus=1)

@@ -11,11 +11,12 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flowsweep.status import ACTIVE_SWEEP_STATUSES, FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, SweepStatus
+from flowsweep.status import FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, SweepStatus
 
 from .. import curves as curves_mod
 from .. import estimate, queries, store
 from ..db import session_scope
+from ..progress import display_status, eta_of
 from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 from ..events import event_stream
 from ..expand import PointSpecError, expand, point_identity
@@ -71,28 +72,17 @@ def _unprocessable(field: tuple[str, ...] | list[str], msg: str, typ: str = "val
                                     "type": typ}])
 
 
-def _eta(sweep: Sweep, runner: Any) -> float | None:
-    if sweep.status == SweepStatus.DONE:
-        return 0.0
-    if sweep.status not in ACTIVE_SWEEP_STATUSES or runner is None:
-        return None
-    try:
-        eta = runner.eta_seconds(sweep.id)
-    except Exception:
-        return None
-    return None if eta is None else float(eta)
-
-
 def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any, tags: list[str] | None = None) -> dict:
     finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
     return json_safe({
-        "id": sweep.id, "name": sweep.name, "status": sweep.status, "spec": sweep.spec,
+        "id": sweep.id, "name": sweep.name, "spec": sweep.spec,
+        "status": display_status(sweep.status, sweep.cancel_requested),
         "n_points": sweep.n_points, "counts": counts,
         "progress": (finished / sweep.n_points) if sweep.n_points else 1.0,
         "created_at": sweep.created_at.isoformat(),
         "started_at": sweep.started_at.isoformat() if sweep.started_at else None,
         "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
-        "eta_seconds": _eta(sweep, runner), "error": sweep.error,
+        "eta_seconds": eta_of(sweep, runner), "error": sweep.error,
         "tags": tags or [], "notes": sweep.notes,
     })
 

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from flowsweep.service import db
 from flowsweep.service.models import Base, Point, Result, Sweep
 
-HEAD = "0006"
+HEAD = "0007"
 PREVIOUS = "0002"
 
 
@@ -90,6 +90,10 @@ def test_upgrade_from_previous_revision_keeps_data(database_url, start):
         # ... and back down: every revision is a real, reversible step.
         db.downgrade(database_url, PREVIOUS)
         assert db.current_revision(engine) == PREVIOUS
+        insp = sa.inspect(engine)
+        assert "owner" not in {c["name"] for c in insp.get_columns("points")}
+        assert "runner_lease" not in insp.get_table_names()
+        db.downgrade(database_url, "0002")
         names = {ix["name"] for ix in sa.inspect(engine).get_indexes("points")}
         assert "ix_points_k_cover" not in names and {"ix_points_k", "ix_points_sweep_id_status"} <= names
         db.downgrade(database_url, "0001")

@@ -19,8 +19,8 @@ from sqlalchemy import insert, select, text
 from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.service import db
 from flowsweep.service.app import create_app
-from flowsweep.service.models import CURVES_FORMAT, Curve, Point, Result, Sweep
-from flowsweep.service.runner import encode_curves
+from flowsweep.service.models import Curve, Point, Result, Sweep
+from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from flowsweep.service.schemas import RESULT_FIELDS
 from flowsweep.service.settings import Settings
 from flowsweep.core.types import Curves

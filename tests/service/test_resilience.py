@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from test_runner_helpers import (all_results, engine_for, get_sweep, point_rows, post_sweep,
-                                 result_rows, sweep_body, wait_sweep, wait_until)
+from test_runner_helpers import (all_results, engine_for, fig1_body, get_sweep, point_rows, post_sweep,
+                                 result_rows, wait_sweep, wait_until)
 
 
 def test_sigkill_mid_sweep_then_restart_completes_without_recomputing(database_url, live_server):
     first = live_server(database_url)
-    # Small points but many of them: the dispatcher's first chunks (16-point probes) come back long
+    # 2000 Fig. 1 points (seconds of work): the first chunks (16-point probes) come back long
     # before the rest, so the kill lands mid-sweep.
-    body = sweep_body("survives-kill", scales=(0.05, 0.1, 0.2, 0.4), seeds=(0, 250), steps=2000,
-                      record_every=50)
+    body = fig1_body("survives-kill", 1000)
     created = post_sweep(first.url, body)
     sid, n = created["id"], created["n_points"]
-    assert n == 1000
+    assert n == 2000
 
     def partly_done():
         c = get_sweep(first.url, sid)["counts"]

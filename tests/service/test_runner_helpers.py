@@ -26,6 +26,14 @@ def sweep_body(name: str | None = None, *, steps: int = 40, seeds=(0, 3), scales
     return body
 
 
+def fig1_body(name: str, n_seeds: int, seed0: int = 0, scales=(0.05, 0.1)) -> dict:
+    """A sweep of Fig. 1 points (m=5, n=10, k=50, 4000 gd steps: ms each, the paper's own cost), for
+    tests that must act while a sweep runs: with thousands of them the sweep lasts seconds on any
+    machine, >= 10x the time the test needs to see its first results and act."""
+    return sweep_body(name, steps=4000, seeds=(seed0, seed0 + n_seeds), scales=scales, k=50, m=5, n=10,
+                      eta=1e-3, record_every=100)
+
+
 def post_sweep(url: str, body: dict) -> dict:
     r = httpx.post(f"{url}/sweeps", json=body, timeout=60)
     assert r.status_code == 201, r.text

@@ -6,6 +6,7 @@ results were already written) must not add rows nor change the first ones.
 """
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -14,8 +15,10 @@ from sqlalchemy.orm import Session
 
 from flowsweep import core
 from flowsweep.core.types import PointConfig
+from flowsweep.service import store
 from flowsweep.service.db import make_engine, make_session_factory
-from flowsweep.service.models import Curve, Point, Result, Sweep
+from flowsweep.service.leadership import Leadership
+from flowsweep.service.models import Curve, Point, Result, RunnerLease, Sweep, utcnow
 from flowsweep.service.runner import Runner
 from flowsweep.workers.dispatch import PointOutcome
 
@@ -27,13 +30,13 @@ def engine(migrated_database_url):
     eng.dispose()
 
 
-def _sweep_with_points(engine, configs, status="running") -> tuple[int, list[int]]:
+def _sweep_with_points(engine, configs, status="running", owner=None) -> tuple[int, list[int]]:
     with Session(engine) as s, s.begin():
         sweep = Sweep(name="w", status="running", spec={}, n_points=len(configs))
         s.add(sweep)
         s.flush()
         pts = [Point(sweep_id=sweep.id, identity=uuid.uuid4().hex, status=status, cached=False, attempts=1,
-                     **c.to_dict()) for c in configs]
+                     owner=owner if status == "running" else None, **c.to_dict()) for c in configs]
         s.add_all(pts)
         s.flush()
         return sweep.id, [p.id for p in pts]
@@ -46,9 +49,9 @@ def _configs(n=3):
 
 def test_a_batch_delivered_twice_leaves_one_untouched_row_per_point(engine):
     cfgs = _configs()
-    sweep_id, ids = _sweep_with_points(engine, cfgs)
-    results = core.run_points(cfgs)
     runner = Runner(make_session_factory(engine), None)
+    sweep_id, ids = _sweep_with_points(engine, cfgs, owner=runner.owner)
+    results = core.run_points(cfgs)
     runner._write_batch(sweep_id, [PointOutcome(pid, r, "node-a") for pid, r in zip(ids, results)])
     with engine.connect() as c:
         first = c.execute(sa.select(Result.point_id, Result.id, Result.created_at, Result.worker,
@@ -75,11 +78,12 @@ def test_a_batch_delivered_twice_leaves_one_untouched_row_per_point(engine):
 
 def test_metrics_that_do_not_apply_are_stored_as_null_never_nan(engine):
     cfgs = _configs(1)
-    sweep_id, ids = _sweep_with_points(engine, cfgs)
+    runner = Runner(make_session_factory(engine), None)
+    sweep_id, ids = _sweep_with_points(engine, cfgs, owner=runner.owner)
     (res,) = core.run_points(cfgs)
     res.metrics["rate_fit"] = float("nan")
     res.metrics["speedup"] = float("inf")
-    Runner(make_session_factory(engine), None)._write_batch(sweep_id, [PointOutcome(ids[0], res, "n")])
+    runner._write_batch(sweep_id, [PointOutcome(ids[0], res, "n")])
     with engine.connect() as c:
         rate_fit, speedup, q0 = c.execute(sa.select(Result.rate_fit, Result.speedup, Result.q0_norm)
                                           .where(Result.point_id == ids[0])).one()
@@ -105,29 +109,55 @@ def test_start_requeues_running_points_and_gives_up_on_a_poison_point(engine):
     assert n_rows == 1
 
 
-def test_one_active_runner_per_postgres_database(engine):
-    a = Runner(make_session_factory(engine), None)
-    b = Runner(make_session_factory(engine), None)
-    try:
-        assert a._ensure_leader()
-        if engine.dialect.name == "postgresql":
-            assert not b._ensure_leader()  # a second service process stands by
-            assert a._ensure_leader()      # the holder keeps it
-            a._release_leader()            # (Postgres also releases it when the holder dies)
-            assert b._ensure_leader()
-            assert not a._ensure_leader()
-        else:
-            assert b._ensure_leader()      # SQLite: embedded, one process, no election
-    finally:
-        a._release_leader()
-        b._release_leader()
+def test_a_runner_changes_only_points_it_owns(engine):
+    """Every state change is guarded by the point's owner: a runner that lost its lease (another
+    took over and claimed the points) writes nothing, and its requeue leaves them alone."""
+    cfgs = _configs(2)
+    old = Runner(make_session_factory(engine), None)
+    new = Runner(make_session_factory(engine), None)
+    sweep_id, ids = _sweep_with_points(engine, cfgs, owner=new.owner)
+    results = core.run_points(cfgs)
+    assert old._write_batch(sweep_id, [PointOutcome(p, r, "old") for p, r in zip(ids, results)]) == set()
+    with Session(engine) as s, s.begin():
+        assert store.requeue_running(s, sweep_id, owner=old.owner) == 0
+    with engine.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(Result)
+                         .where(Result.sweep_id == sweep_id)).scalar_one() == 0
+        assert set(c.execute(sa.select(Point.status, Point.owner).where(Point.sweep_id == sweep_id)).all()) \
+            == {("running", new.owner)}
+    assert new._write_batch(sweep_id, [PointOutcome(p, r, "new") for p, r in zip(ids, results)]) == set(ids)
+    with engine.connect() as c:
+        assert set(c.execute(sa.select(Point.status, Point.owner).where(Point.sweep_id == sweep_id)).all()) \
+            == {("done", None)}
+
+
+def test_one_runner_lease_per_database_expires_when_not_renewed(engine):
+    """Both backends: the lease is held by one runner; the other stands by; a lease not renewed
+    (its process died) expires after its ttl, by the database's rows, and the standby takes it."""
+    t = [0.0]
+    factory = make_session_factory(engine)
+    a = Leadership(factory, "runner-a", ttl=60.0, clock=lambda: t[0])
+    b = Leadership(factory, "runner-b", ttl=60.0, clock=lambda: t[0])
+    assert a.ensure() and a.held()
+    assert not b.ensure() and not b.held()   # held elsewhere: stands by
+    assert a.ensure()                        # renewal by the holder
+    # a dies: no more renewals. Its lease expires 60 s after the last one (its expiry is moved to
+    # the past here rather than waited for).
+    with Session(engine) as s, s.begin():
+        s.execute(sa.update(RunnerLease).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+    assert b.ensure() and b.held()
+    assert not a.ensure()                    # a came back: the lease is b's now
+    t[0] += 46.0                             # a's own clock: 0.75 ttl without renewal
+    assert not a.held()
+    b.release()                              # a clean stop hands it over at once
+    assert a.ensure()
 
 
 @pytest.mark.parametrize("recompute", [False, True])
 def test_points_finished_by_another_sweep_meanwhile_are_reused_unless_recompute(engine, recompute):
     cfgs = _configs(2)
-    src_sweep, src_ids = _sweep_with_points(engine, cfgs)
     runner = Runner(make_session_factory(engine), None)
+    src_sweep, src_ids = _sweep_with_points(engine, cfgs, owner=runner.owner)
     runner._write_batch(src_sweep, [PointOutcome(pid, r, "node-a")
                                     for pid, r in zip(src_ids, core.run_points(cfgs))])
     # A second sweep with the same points, submitted while the first was still running (so POST
@@ -143,7 +173,7 @@ def test_points_finished_by_another_sweep_meanwhile_are_reused_unless_recompute(
         s.flush()
         later_sweep, later_ids = sweep.id, [p.id for p in later]
 
-    n = runner._reuse_finished(later_sweep)
+    n = runner.scheduler.reuse_finished(later_sweep)
     with engine.connect() as c:
         pts = c.execute(sa.select(Point.id, Point.status, Point.cached, Point.source_point_id)
                         .where(Point.sweep_id == later_sweep).order_by(Point.id)).all()

@@ -1,5 +1,6 @@
 """Dispatcher on a real local Ray (2 CPUs): exactly-once delivery, statuses, equality with core run
-directly, shape-grouped chunks, a worker killed mid-run, cancel, and init_ray's signal handling."""
+directly, shape-grouped chunks, a worker killed mid-run, cancel (with chunks that block until the test
+releases them), and init_ray's signal handling."""
 from __future__ import annotations
 
 import math
@@ -32,12 +33,6 @@ def small_sweep() -> list[tuple[int, PointConfig]]:
     cfgs.append(PointConfig("asymmetric", 4, 3, 4, 0.05, 60, record_every=5))
     # point ids deliberately not 0..N-1: the dispatcher must carry the caller's ids through
     return [(1000 + 7 * i, c) for i, c in enumerate(cfgs)]
-
-
-def slow_sweep(n_points: int, steps: int = 1500) -> list[tuple[int, PointConfig]]:
-    """Points of the Fig. 1 shape (m=5, n=10, k=50): tens of ms each, so tasks last a while."""
-    return [(i, PointConfig("asymmetric", 5, 10, 50, 1e-3, steps, record_every=50, seed=i))
-            for i in range(n_points)]
 
 
 def raylet_children(title: str) -> list[int]:
@@ -180,32 +175,36 @@ def test_empty_input_reports_nothing(local_ray):
 
 
 @pytest.mark.parametrize("max_retries", [0, 3])
-def test_worker_killed_mid_run_every_point_once(local_ray, max_retries):
-    """kill -9 a worker while it runs a chunk. With Ray's own retries off (max_retries=0) the
-    dispatcher must resubmit the lost chunk itself; with them on, Ray retries it."""
-    points = slow_sweep(160)   # two chunks of 80 points (~1 s each), one per CPU
+def test_worker_killed_mid_run_every_point_once(local_ray, tmp_path, max_retries):
+    """kill -9 a worker while it runs a chunk (chunks block until the test releases them, so the
+    kill lands mid-chunk whatever this machine's speed). With Ray's own retries off
+    (max_retries=0) the dispatcher must resubmit the lost chunk itself; with them on, Ray retries it."""
+    from test_stream import gated_remote, open_gate
+
+    points = [(i, PointConfig("asymmetric", 2, 3, 4, 0.05, 20, record_every=5, seed=i)) for i in range(160)]
     sink = Collector()
     result = {}
-    runner = threading.Thread(target=lambda: result.update(
-        stats=sink.run(Dispatcher(max_retries=max_retries), points)))
-    killed = None
+    runner = threading.Thread(target=lambda: result.update(stats=sink.run(
+        Dispatcher(max_retries=max_retries, remote=gated_remote(tmp_path)), points)))
     runner.start()
+    killed = None
     try:
-        deadline = time.monotonic() + 60
-        while killed is None and runner.is_alive() and time.monotonic() < deadline:
-            if raylet_children("ray::run_chunk"):
-                time.sleep(0.1)   # well inside the chunk (~1 s of work)
-                busy = raylet_children("ray::run_chunk")
-                if busy:
-                    os.kill(busy[0], signal.SIGKILL)
-                    killed = busy[0]
+        deadline = time.monotonic() + 120   # only against hanging forever
+        while killed is None and time.monotonic() < deadline:
+            busy = raylet_children("ray::gated_chunk")
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)   # blocked on its gate: mid-chunk for sure
+                killed = busy[0]
             else:
                 time.sleep(0.01)
     finally:
+        for seed in (0, 80):   # the two chunks (an even split of 160 points of unknown cost)
+            open_gate(tmp_path, seed)
         runner.join(120)
     assert killed is not None, "never caught a worker running a chunk"
     assert not runner.is_alive()
     stats = result["stats"]
+    assert stats.task_sizes[:2] == [80, 80]
     by_id = assert_exactly_once(sink.outcomes, points)
     assert all(o.result.status == "done" for o in by_id.values())
     if max_retries == 0:
@@ -213,33 +212,24 @@ def test_worker_killed_mid_run_every_point_once(local_ray, max_retries):
     assert stats.n_failed_points == 0
 
 
-def test_cancel_stops_promptly(local_ray):
-    # 800 points: 16-point probes, then doubling chunks, then larger ones; ~15 s of work on 2 CPUs
-    points = slow_sweep(800, steps=3000)
+def test_cancel_returns_without_waiting_for_chunks_in_flight(local_ray, tmp_path):
+    """Chunks block until the test releases them (test_stream.gated_remote): 200 points of unknown
+    cost are split evenly, one chunk per CPU; only the first is released. The cancel comes with its
+    results, and run returns with the second chunk still blocked: it was cancelled, not awaited,
+    and none of its points is reported."""
+    from test_stream import gated_remote, open_gate
+
+    points = [(i, PointConfig("asymmetric", 2, 3, 4, 0.05, 20, record_every=5, seed=i)) for i in range(200)]
     sink = Collector()
-    flag_at = []
+    flag = threading.Event()
 
     def on_results(outcomes):
         sink(outcomes)
-        # cancel as soon as a chunk of >= 64 points is in: the durations below are compared with
-        # a chunk's, and a probe's (~0.1 s) leaves no room for a scheduling hiccup
-        if not flag_at and max(Counter(o.task for o in outcomes).values()) >= 64:
-            flag_at.append(time.monotonic())
+        flag.set()
 
     sink.thread = threading.current_thread()
-    stats = Dispatcher().run(points, on_results, lambda: bool(flag_at))
-    after_cancel = time.monotonic() - flag_at[0]
-    assert stats.cancelled
-    assert 0 < stats.n_reported == len(sink.outcomes) < len(points)
-    assert max(Counter(o.point_id for o in sink.outcomes).values()) == 1
-    # Durations relative to a full-sized chunk's, so a loaded machine does not make this flaky.
-    chunk_seconds = max(t for _, t in stats.task_seconds)
-    assert after_cancel < 0.5 * chunk_seconds, (after_cancel, stats.task_seconds)
-    # The in-flight chunks (the other first-wave chunk and the one submitted when the first
-    # finished) were cancelled: the workers go idle at once, where finishing them would keep a
-    # worker busy for a chunk or more.
-    t0 = time.monotonic()
-    while raylet_children("ray::run_chunk") and time.monotonic() - t0 < 4 * chunk_seconds:
-        time.sleep(0.02)
-    to_idle = time.monotonic() - t0
-    assert to_idle < 0.5 * chunk_seconds, (to_idle, stats.task_seconds)
+    open_gate(tmp_path, 0)       # the chunk starting at seed 0 may run; the one at seed 100 never
+    stats = Dispatcher(remote=gated_remote(tmp_path)).run(points, on_results, flag.is_set)
+    assert stats.cancelled and stats.task_sizes == [100, 100]
+    # (run returned although the other chunk is blocked for good: had it waited, it never would)
+    assert sorted(o.point_id for o in sink.outcomes) == list(range(100))

@@ -142,3 +142,54 @@ def test_cost_cache_keeps_a_runs_own_shapes_and_evicts_the_least_recent_others()
     costs = OrderedDict((i, f"model {i}") for i in range(10))
     _make_room(costs, dict.fromkeys(range(10)), limit=5)
     assert list(costs) == list(range(10))
+
+
+# --- the streaming scheduler's chunk sizes -------------------------------------------------------
+
+def _cost(a: float, b: float) -> Cost:
+    cost = Cost()
+    for n in (10, 40, 10, 40):
+        cost.add(n, a + b * n)
+    assert cost.fitted
+    return cost
+
+
+def test_stream_chunks_probe_first_then_split_evenly_when_short():
+    from flowsweep.workers.planner import PROBE_POINTS, stream_chunk_size
+
+    unknown = Cost()
+    assert stream_chunk_size(unknown, 100_000, 2, 0) == PROBE_POINTS       # a long sweep: probes
+    assert stream_chunk_size(unknown, 100_000, 2, 2) == 0                   # none queued while unknown
+    assert stream_chunk_size(unknown, 201, 2, 0) == 101                      # short: even split, as direct
+    assert stream_chunk_size(unknown, 100, 2, 1) == 100                      # ... over the free CPUs
+
+
+def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
+    from flowsweep.workers.planner import STREAM_MAX_TASK_SECONDS, stream_chunk_size
+
+    cheap = _cost(0.001, 0.001)            # 1 ms per point, tiny overhead: ~0.5 s chunks
+    n = stream_chunk_size(cheap, 1_000_000, 2, 0, 0.5)
+    assert 0.4 <= cheap.seconds(n) <= 0.6
+    heavy_overhead = _cost(0.5, 0.001)     # 20 a = 10 s would keep overhead at 5 %: capped at 2 s
+    n = stream_chunk_size(heavy_overhead, 1_000_000, 2, 0, 0.5)
+    assert heavy_overhead.seconds(n) <= STREAM_MAX_TASK_SECONDS + 0.01
+    # the tail: what is left split over the CPUs, a crumb taken along, never more than what is left
+    assert stream_chunk_size(cheap, 300, 2, 0, 0.5) == 150
+    assert stream_chunk_size(cheap, 3, 2, 0, 0.5) == 2
+    assert stream_chunk_size(cheap, 1, 2, 1, 0.5) == 1
+    # a tail while the sweep occupies every CPU: not queued (sized when a CPU frees up), and
+    # never taken whole by one CPU while another could share it
+    assert stream_chunk_size(cheap, 300, 2, 2, 0.5) == 0
+    # water-filled with the sweep's chunks in flight: a 201-point sweep of known cost is split
+    # 101 + 100 over 2 free CPUs (the second piece counts the first, just submitted)
+    first = stream_chunk_size(cheap, 201, 2, 0, 0.5)
+    assert first == 101
+    assert stream_chunk_size(cheap, 100, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first)) == 100
+    # a CPU freed while another still has 0.06 s to go takes a bit more than half of the rest
+    assert stream_chunk_size(cheap, 120, 2, 1, 0.5, in_flight_seconds=0.06) == 90
+    # a noisy fit (large a, tiny b) cannot make a chunk much longer than 2 s of mean per-point time
+    noisy = Cost()
+    for n, t in ((16, 0.5), (32, 0.52), (16, 0.49), (32, 0.53)):
+        noisy.add(n, t)
+    n = stream_chunk_size(noisy, 10_000, 2, 2, 0.5)
+    assert n * noisy.st / noisy.sn <= 1.25 * STREAM_MAX_TASK_SECONDS

@@ -1,0 +1,146 @@
+"""Tiny points end to end: a 20,000-point sweep of 10-step points through the service, against the
+plain per-point numpy loop a researcher would write for the same points, in the same run.
+
+Points: asymmetric model, m=5, n=10, k=50, gaussian init (scale 0.1), gd with eta=1e-3 for 10
+steps, recorded every step (issue 9). The loop draws Y, U0, V0, runs the 10 steps and computes the
+relative error, the singular values of X = U V^T and ||Q0||, one point after another on ONE core.
+The service (`python -m flowsweep.service.server`, SQLite in a temporary directory, local Ray on 2
+CPUs) is timed from the POST to the sweep's finished_at, start-up and Ray's worker start excluded
+(a warm-up sweep runs first); its process's RSS is sampled during the run (max printed) to show it
+is bounded rather than growing with the sweep.
+
+Also printed: core.run_points alone on one core (the floor the service cannot go below, per CPU).
+Target (issue 9): service throughput >= 5x the loop's.
+
+    .venv/bin/python bench/tiny_points.py [--points 20000] [--cpus 2]
+"""
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"  # one core for the loop (and single-threaded BLAS in the service's workers)
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.e2e_throughput import Service, wait_done  # noqa: E402
+
+M, N, K, ETA, STEPS, SCALE = 5, 10, 50, 1e-3, 10, 0.1
+TARGET = 5.0
+
+
+def sweep_body(points: int, name: str) -> dict:
+    return {"name": name, "model": "asymmetric", "init": "gaussian", "integrator": "gd", "m": M, "n": N,
+            "eta": ETA, "steps": STEPS, "record_every": 1,
+            "axes": {"init_scale": [SCALE], "k": [K], "lambda0": [0.0], "seed": {"range": [0, points]}}}
+
+
+def plain_loop(points: int) -> float:
+    """The per-point numpy loop on one core; returns seconds."""
+    t0 = time.perf_counter()
+    for seed in range(points):
+        rng = np.random.default_rng(seed)
+        Y = rng.standard_normal((M, N))
+        U = SCALE * rng.standard_normal((M, K))
+        V = SCALE * rng.standard_normal((N, K))
+        q0_norm = np.linalg.norm(U.T @ U - V.T @ V)
+        errors = np.empty(STEPS + 1)
+        svs = np.empty((STEPS + 1, M))
+        ynorm = np.linalg.norm(Y)
+        for i in range(STEPS + 1):
+            X = U @ V.T
+            R = Y - X
+            errors[i] = np.linalg.norm(R) / ynorm
+            svs[i] = np.linalg.svd(X, compute_uv=False)
+            if i < STEPS:
+                U, V = U + ETA * (R @ V), V + ETA * (R.T @ U)
+        assert np.isfinite(errors[-1]) and q0_norm > 0
+    return time.perf_counter() - t0
+
+
+def core_alone(points: int) -> float:
+    from flowsweep.core import PointConfig, run_points
+
+    cfgs = [PointConfig(model="asymmetric", m=M, n=N, k=K, eta=ETA, steps=STEPS, record_every=1,
+                        init_scale=SCALE, seed=s) for s in range(points)]
+    run_points(cfgs[:10])
+    t0 = time.perf_counter()
+    run_points(cfgs)
+    return time.perf_counter() - t0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--points", type=int, default=20_000)
+    ap.add_argument("--cpus", type=int, default=2)
+    args = ap.parse_args()
+    n = args.points
+    print(f"tiny points: {n} points of {STEPS} gd steps (m={M}, n={N}, k={K}); service on {args.cpus} CPUs")
+    with tempfile.TemporaryDirectory(prefix="fstiny") as tmp:
+        service = Service(args.cpus, Path(tmp))
+        try:
+            print(f"  service ready in {service.wait_ready():.1f} s (start-up excluded)")
+            service.run_sweep(sweep_body(20, "warm-up"))  # Ray's workers exist, core imported
+            loop_s = plain_loop(n)
+            print(f"  plain per-point loop, one core: {loop_s:6.2f} s ({loop_s / n * 1e3:.3f} ms/point)")
+            core_n = min(n, 4000)
+            core_s = core_alone(core_n) * n / core_n
+            print(f"  core.run_points alone, one core: {core_s:6.2f} s ({core_s / n * 1e3:.3f} ms/point; "
+                  f"measured on {core_n} points)")
+            rss = [rss_mb(service.proc.pid)]
+            stop = threading.Event()
+
+            def sample():
+                while not stop.wait(0.2):
+                    try:
+                        rss.append(rss_mb(service.proc.pid))
+                    except OSError:
+                        return
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            posted_at = datetime.now(timezone.utc)
+            r = service.client.post("/sweeps", json=sweep_body(n, "tiny"))
+            r.raise_for_status()
+            out = wait_done(service.client, r.json()["id"], 1800)
+            stop.set()
+            sampler.join()
+            svc_s = (datetime.fromisoformat(out["finished_at"]) - posted_at).total_seconds()
+            rows = service.client.get(f"/sweeps/{out['id']}/results", params={"limit": 1}).json()["count"]
+            print(f"  service: {svc_s:6.2f} s POST -> finished_at ({svc_s / n * 1e3:.3f} ms/point), "
+                  f"status {out['status']}, {rows} result rows")
+            for line in service.runner_lines(out["id"]):
+                print("      runner:", line[:300])
+            print(f"  service process RSS: {rss[0]:.0f} MB before the sweep, max {max(rss):.0f} MB during it")
+        finally:
+            service.stop()
+    ratio = loop_s / svc_s
+    print()
+    print(f"service throughput / plain loop's = {ratio:.2f}x  (target >= {TARGET:.0f}x: "
+          f"{'MET' if ratio >= TARGET else 'NOT MET'})")
+    print(f"service time / (core alone on {args.cpus} CPUs) = {svc_s / (core_s / args.cpus):.2f} "
+          f"(1.0 = no service overhead beyond core)")
+    if out["status"] != "done" or rows != n:
+        sys.exit("the sweep did not complete with one result row per point")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""The streaming scheduling loop: every CPU of the cluster busy, sweeps sharing it fairly, prompt
+cancels. Runs in the runner's thread (service.runner) while this process is the active runner.
+
+- **Streaming.** About `slots_per_cpu` (2) chunks per cluster CPU are kept in flight; each time
+  `ray.wait` returns, the freed slots are refilled at once (no barrier anywhere), and the finished
+  outcomes go to the result writer (service.writer), whose batched transactions overlap compute.
+- **Fair share by CPU seconds.** Each freed slot goes to the runnable sweep that has used the
+  fewest CPU seconds (a chunk is charged its estimated cost when submitted, corrected by the
+  measured one when it returns). A sweep joins at the smallest usage among the active sweeps
+  (as CFS does with min_vruntime), so a small sweep submitted behind a huge one gets every other
+  slot and finishes in about the time it takes alone on half the cluster, and two big ones
+  alternate. So that a newcomer does not wait behind the chunks queued on Ray for busy CPUs,
+  those are taken back (cancelled before they start) and submitted again after its first chunk:
+  it starts on the first CPU that frees up.
+- **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
+  then tasks of ~0.5-2 s); cost models are shared across sweeps of the same shape.
+- **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
+  pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a
+  small per-sweep buffer; a chunk's points are flipped pending -> running (attempts + 1) when it
+  is submitted, guarded by their status (and owner), so `attempts` counts runs handed to a CPU.
+- **Cancel.** A cancel request (this process's `cancel()`, or `cancel_requested` set by any
+  replica, read from the database every `poll_seconds`) stops the sweep's submissions at once,
+  cancels its in-flight chunks, waits for the writer to commit what was already computed (kept),
+  puts its unfinished points back to pending and settles it `cancelled`.
+- **Settling.** A sweep with nothing left to read, buffered or in flight is settled once the
+  writer has committed its results: `done`, or `failed` when every point failed.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from flowsweep.core.types import PointConfig
+from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size
+
+from . import store
+from .db import session_scope
+from .models import PARAM_FIELDS
+from .progress import ProgressBook
+from .writer import ResultWriter
+
+log = logging.getLogger("flowsweep.runner")
+
+_MAX_COST_MODELS = 256
+
+
+class SweepSetupError(Exception):
+    """A sweep could not be taken up (its rows could not be read or updated)."""
+
+    def __init__(self, sweep_id: int, cause: BaseException):
+        super().__init__(f"sweep {sweep_id}: {type(cause).__name__}: {cause}")
+        self.sweep_id = sweep_id
+        self.cause = cause
+
+
+@dataclass
+class SweepState:
+    """What the scheduler keeps in memory about one sweep it runs."""
+
+    id: int
+    used: float                                   # CPU seconds charged (fair share)
+    unsubmitted: int                              # pending points not yet submitted (sizing)
+    buffer: dict = field(default_factory=dict)    # shape key -> deque[(point id, PointConfig)]
+    cursor: str = ""                              # keyset position (identity) of the page scan
+    scanned_all: bool = False
+    cancelling: bool = False
+    charged: dict = field(default_factory=dict)   # id(chunk) -> estimated seconds charged
+    task_seconds: float = 0.0                     # seconds its tasks reported (logs, benchmarks)
+    taken_at: float = 0.0                         # clock when taken up
+    redo: deque = field(default_factory=deque)    # preempted chunks (points already claimed)
+
+    def buffered(self) -> int:
+        return sum(len(q) for q in self.buffer.values()) + sum(len(c.ids) for c in self.redo)
+
+    def has_work(self) -> bool:
+        return not self.cancelling and (self.buffered() > 0 or not self.scanned_all)
+
+
+class Scheduler:
+    """See the module docstring. `stream` is a workers.dispatch.TaskStream (or a test's stand-in
+    with the same methods: cpus, in_flight, submit, cancel, wait, close)."""
+
+    def __init__(self, session_factory, stream_factory: Callable[[], Any], writer: ResultWriter,
+                 progress: ProgressBook, *, slots_per_cpu: int = 2, page_size: int = 1000,
+                 poll_seconds: float = 0.25, target_task_seconds: float = 0.5,
+                 wait_seconds: float = 0.05, owner: str | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self._session_factory = session_factory
+        self._stream_factory = stream_factory
+        self._stream = None
+        self.writer = writer
+        self.progress = progress
+        self.slots_per_cpu = slots_per_cpu
+        self.page_size = page_size
+        self.poll_seconds = poll_seconds
+        self.target_task_seconds = target_task_seconds
+        self.wait_seconds = wait_seconds
+        self.owner = owner
+        self._clock = clock
+        self.sweeps: dict[int, SweepState] = {}
+        self.costs: OrderedDict[tuple, Cost] = OrderedDict()
+        self._cancel_requests: set[int] = set()
+        self._lock = threading.Lock()
+        self._synced_at = -math.inf
+        self.submissions: deque[tuple[int, int]] = deque(maxlen=100_000)  # (sweep id, points), in order
+
+    # ------------------------------------------------------------------ interface
+    def request_cancel(self, sweep_id: int) -> None:
+        """Called from any thread (the cancel route of this process): acted on at the next step."""
+        with self._lock:
+            self._cancel_requests.add(int(sweep_id))
+
+    def poke(self) -> None:
+        """Look at the database at the next step (a sweep was submitted or cancelled)."""
+        self._synced_at = -math.inf
+
+    @property
+    def stream(self):
+        if self._stream is None:
+            self._stream = self._stream_factory()
+        return self._stream
+
+    def busy(self) -> bool:
+        return bool(self.sweeps)
+
+    def step(self) -> None:
+        """One turn: look for sweeps and cancels (every poll_seconds), fill the free slots, collect
+        what finished (waiting up to wait_seconds), settle sweeps that are through."""
+        now = self._clock()
+        if now - self._synced_at >= self.poll_seconds:
+            self._synced_at = now
+            self._sync()
+        self._apply_cancels()
+        if not self.sweeps:
+            return
+        self._fill()
+        dones = self.stream.wait(self.wait_seconds)
+        self._collect(dones)
+        self._fill()
+        self._settle()
+
+    def shutdown(self) -> None:
+        """Stop: cancel what is in flight, commit what came back, unfinished points to pending.
+        The sweeps stay queued/running and are resumed by the next runner."""
+        if self._stream is not None:
+            self._stream.close()
+        self.writer.flush(30.0)
+        ids = list(self.sweeps)
+        if ids:
+            with self._session() as s:
+                for sid in ids:
+                    store.requeue_running(s, sid, owner=self.owner)
+        for sid in ids:
+            self.progress.forget(sid)
+        self.sweeps.clear()
+
+    # ------------------------------------------------------------------ database
+    def _session(self):
+        return session_scope(self._session_factory)
+
+    def _sync(self) -> None:
+        """New sweeps are taken up; cancel requests made through any replica are seen."""
+        with self._session() as s:
+            rows = store.active_sweeps(s)
+        for sid, cancel_requested in rows:
+            st = self.sweeps.get(sid)
+            if st is None:
+                st = self._take_up(sid)
+                if st is None:
+                    continue
+            if cancel_requested and not st.cancelling:
+                self._start_cancel(st)
+
+    def _take_up(self, sweep_id: int) -> SweepState | None:
+        try:
+            # One transaction in the common case (a small sweep starts sooner): the sweep marked
+            # running, a first page of run-time dedupe, the count of points to run.
+            with self._session() as s:
+                sweep = store.get_sweep(s, sweep_id, for_update=True)
+                if sweep is None or sweep.status not in ("queued", "running"):
+                    return None
+                if not sweep.cancel_requested:
+                    store.mark_running(sweep)
+                recompute = bool((sweep.spec or {}).get("recompute"))
+                reused = 0 if recompute else store.reuse_finished_page(s, sweep_id, self.page_size)
+                remaining = store.count_unfinished(s, sweep_id)
+            if reused == self.page_size:  # more to reuse: the rest page by page
+                self.reuse_finished(sweep_id)
+                with self._session() as s:
+                    remaining = store.count_unfinished(s, sweep_id)
+        except (OperationalError, InterfaceError):
+            raise  # the database is unavailable for a moment: retried, not held against the sweep
+        except Exception as exc:
+            raise SweepSetupError(sweep_id, exc) from exc
+        used = min((o.used for o in self.sweeps.values()), default=0.0)
+        st = SweepState(sweep_id, used, remaining, taken_at=self._clock())
+        self.sweeps[sweep_id] = st
+        self.progress.track(sweep_id, remaining)
+        log.info("sweep %s: taken up, %d points to run", sweep_id, remaining)
+        return st
+
+    def reuse_finished(self, sweep_id: int) -> int:
+        """Dedupe at run time too: a pending point whose identity another sweep has finished since
+        this one was submitted (two identical sweeps posted back to back) becomes cached with a
+        copy of the source's result row, unless the sweep asked to `recompute` (SPEC §3).
+        Returns how many were reused."""
+        with self._session() as s:
+            if (store.sweep_spec(s, sweep_id) or {}).get("recompute"):
+                return 0
+        reused = 0
+        while True:
+            with self._session() as s:
+                n = store.reuse_finished_page(s, sweep_id, self.page_size)
+            if not n:
+                break
+            reused += n
+        if reused:
+            log.info("sweep %s: %d points reused from other sweeps' finished points", sweep_id, reused)
+        return reused
+
+    def _read_page(self, st: SweepState) -> None:
+        with self._session() as s:
+            rows = store.pending_page(s, st.id, st.cursor, self.page_size)
+        if len(rows) < self.page_size:
+            st.scanned_all = True
+        if rows:
+            st.cursor = rows[-1][1]
+        for r in rows:
+            cfg = PointConfig(**dict(zip(PARAM_FIELDS, r[2:])))
+            st.buffer.setdefault(cfg.shape_key(), deque()).append((r[0], cfg))
+
+    # ------------------------------------------------------------------ cancel
+    def _apply_cancels(self) -> None:
+        with self._lock:
+            requests, self._cancel_requests = self._cancel_requests, set()
+        for sid in requests:
+            st = self.sweeps.get(sid)
+            if st is not None and not st.cancelling:
+                self._start_cancel(st)
+            elif st is None:
+                self.poke()  # not taken up yet: the database says what to do
+
+    def _start_cancel(self, st: SweepState) -> None:
+        st.cancelling = True
+        st.buffer.clear()
+        st.redo.clear()  # claimed points: put back to pending when the sweep settles
+        n = self.stream.in_flight(st.id) if self._stream is not None else 0
+        if n:
+            self.stream.cancel(st.id)
+        log.info("sweep %s: cancel requested; %d chunks in flight cancelled", st.id, n)
+
+    # ------------------------------------------------------------------ submitting
+    def _cost(self, key) -> Cost:
+        cost = self.costs.get(key)
+        if cost is None:
+            cost = self.costs[key] = Cost()
+            while len(self.costs) > _MAX_COST_MODELS:
+                self.costs.popitem(last=False)
+        else:
+            self.costs.move_to_end(key)
+        return cost
+
+    def _next_chunk(self, st: SweepState, ncpu: int) -> Chunk | None:
+        if not st.buffer and not st.scanned_all:
+            self._read_page(st)
+        if not st.buffer:
+            return None
+        key = max(st.buffer, key=lambda k: len(st.buffer[k]))
+        q = st.buffer[key]
+        remaining = len(q) if st.scanned_all else max(len(q), st.unsubmitted)
+        n = stream_chunk_size(self._cost(key), remaining, ncpu, self.stream.in_flight(st.id),
+                              self.target_task_seconds, sum(st.charged.values()))
+        while n > len(q) and not st.scanned_all:
+            self._read_page(st)
+            q = st.buffer[key]
+        n = min(n, len(q))
+        if n <= 0:
+            return None
+        taken = [q.popleft() for _ in range(n)]
+        if not q:
+            del st.buffer[key]
+        return Chunk(key, [pid for pid, _ in taken], [cfg for _, cfg in taken])
+
+    def _claim(self, st: SweepState, chunk: Chunk) -> Chunk:
+        """pending -> running (attempts + 1) for the chunk's points; only those really flipped
+        are run (another replica's runner or a cancel may have taken the others)."""
+        with self._session() as s:
+            claimed = store.claim_points(s, chunk.ids, owner=self.owner)
+        if len(claimed) == len(chunk.ids):
+            return chunk
+        keep = [(pid, cfg) for pid, cfg in zip(chunk.ids, chunk.cfgs) if pid in claimed]
+        return Chunk(chunk.key, [p for p, _ in keep], [c for _, c in keep])
+
+    def _preempt_for_waiting(self, slots: int) -> None:
+        """A sweep with work and nothing in flight (one just submitted) must not wait behind the
+        chunks queued on Ray for busy CPUs: those of sweeps that used more CPU seconds are taken
+        back (cancelled before they start) and submitted again after its first chunks."""
+        stream = self.stream
+        if stream.in_flight() < slots:
+            return
+        waiting = [st for st in self.sweeps.values() if st.has_work() and not stream.in_flight(st.id)]
+        if not waiting:
+            return
+        floor = min(st.used for st in waiting)
+        ids = {st.id for st in waiting}
+        for tag, chunk in stream.preempt(
+                lambda t: t not in ids and t in self.sweeps and self.sweeps[t].used >= floor):
+            st = self.sweeps[tag]
+            if not st.cancelling:
+                st.redo.append(chunk)  # stays charged: not charged again when resubmitted
+
+    def _fill(self) -> None:
+        stream = self.stream
+        ncpu = stream.cpus()
+        slots = self.slots_per_cpu * ncpu
+        self._preempt_for_waiting(slots)
+        blocked: set[int] = set()
+        while stream.in_flight() < slots:
+            runnable = [st for st in self.sweeps.values() if not st.cancelling and st.id not in blocked]
+            if not runnable:
+                break
+            st = min(runnable, key=lambda x: (x.used, -x.id))  # ties: the newer (it just joined)
+            if st.redo:
+                chunk = st.redo.popleft()  # claimed already
+            else:
+                chunk = self._next_chunk(st, ncpu)
+                if chunk is None:
+                    blocked.add(st.id)
+                    continue
+                chunk = self._claim(st, chunk)
+                st.unsubmitted = max(0, st.unsubmitted - len(chunk.ids))
+                if not chunk.ids:
+                    continue
+            if id(chunk) not in st.charged:
+                cost = self.costs[chunk.key]
+                est = cost.seconds(len(chunk.ids)) if cost.known else 0.0
+                st.used += est
+                st.charged[id(chunk)] = est
+            stream.submit(chunk, st.id)
+            self.submissions.append((st.id, len(chunk.ids)))
+        self._record_started()
+
+    # ------------------------------------------------------------------ results
+    def _record_started(self) -> None:
+        ids = [pid for _, chunk in self.stream.take_started() for pid in chunk.ids]
+        if ids:
+            with self._session() as s:
+                store.count_started(s, ids, self.owner)
+
+    def _collect(self, dones) -> None:
+        self._record_started()  # before their results are written (which clears their owner)
+        for d in dones:
+            st = self.sweeps.get(d.tag)
+            if d.sample is not None:
+                self._cost(d.chunk.key).add(*d.sample)
+            if st is not None:
+                st.used += d.seconds - st.charged.pop(id(d.chunk), 0.0)
+                st.task_seconds += d.seconds
+            if d.outcomes:
+                self.writer.put(d.tag, d.outcomes)
+
+    def _settle(self) -> None:
+        stream = self.stream
+        for st in list(self.sweeps.values()):
+            if stream.in_flight(st.id):
+                continue
+            if not st.cancelling and (st.buffered() or not st.scanned_all):
+                continue
+            self.writer.flush()
+            if st.cancelling:
+                self._finish_cancelled(st)
+            else:
+                self._finish(st)
+
+    def _finish_cancelled(self, st: SweepState) -> None:
+        with self._session() as s:
+            store.requeue_running(s, st.id, owner=self.owner)
+            sweep = store.get_sweep(s, st.id, for_update=True)
+            if sweep is not None:
+                store.mark_cancelled(sweep)
+        log.info("sweep %s: cancelled", st.id)
+        self._forget(st.id)
+
+    def _finish(self, st: SweepState) -> None:
+        with self._session() as s:
+            store.requeue_running(s, st.id, owner=self.owner)
+            sweep = store.get_sweep(s, st.id, for_update=True)
+            if sweep is None:
+                self._forget(st.id)
+                return
+            if sweep.cancel_requested:
+                store.mark_cancelled(sweep)
+                self._forget(st.id)
+                return
+            counts = store.point_status_counts(s, st.id)
+            left = counts.get("pending", 0) + counts.get("running", 0)
+            if left:
+                # Points put back to pending (a chunk lost for good, a restart): scan again.
+                st.cursor, st.scanned_all, st.unsubmitted = "", False, left
+                return
+            total = sum(counts.values())
+            n_failed = counts.get("failed", 0)
+            if total and n_failed == total:
+                first = store.first_failure(s, st.id)
+                store.finish_sweep(sweep, "failed", f"all {total} points failed; first error: {first}")
+            else:
+                store.finish_sweep(sweep, "done", None)
+        sizes = [n for sid, n in self.submissions if sid == st.id]
+        log.info("sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s",
+                 st.id, counts, len(sizes), sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}",
+                 st.task_seconds, self._clock() - st.taken_at)
+        self._forget(st.id)
+
+    def _forget(self, sweep_id: int) -> None:
+        self.sweeps.pop(sweep_id, None)
+        self.progress.forget(sweep_id)
+
+    def fail_sweep(self, sweep_id: int, message: str, give_up: bool) -> None:
+        """A sweep that cannot be taken up: the error on sweeps.error; failed when `give_up`."""
+        self.sweeps.pop(sweep_id, None)
+        with self._session() as s:
+            store.record_runner_error(s, sweep_id, message, give_up=give_up)
+        if give_up:
+            self.progress.forget(sweep_id)

@@ -1,0 +1,165 @@
+"""The result writer: a thread that writes the dispatcher's outcomes in batched transactions, so
+the database never stalls the CPUs (the scheduler hands outcomes over and goes on submitting).
+
+Exactly one result row per point: each batch is one transaction of ``INSERT .. ON CONFLICT
+(point_id) DO NOTHING RETURNING point_id`` (store.write_results_batch); only the rows really
+inserted get their curves row and their point status, so a point's result and its status commit
+together or not at all, and a point reported twice keeps its first row.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+from flowsweep.workers.dispatch import ChunkOutcome
+
+from . import store
+from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
+from .db import session_scope
+from .models import FINISHED_POINT_STATUSES, utcnow
+
+log = logging.getLogger("flowsweep.runner")
+
+MAX_BATCH = 2000        # outcomes per transaction, at most
+_STOP = object()
+
+
+def build_rows(sweep_id: int, outcomes) -> tuple[list[dict], dict[int, bytes]]:
+    """Result rows and curves blobs of a batch (built before the transaction opens: SQLite's
+    write lock is held for SQL only). A point reported twice in a batch: the first wins.
+    `outcomes`: a ChunkOutcome (columns, curves encoded by the worker) or PointOutcomes."""
+    now = utcnow()
+    rows, blobs, seen = [], {}, set()
+    if isinstance(outcomes, ChunkOutcome):
+        cols = outcomes.rows
+        names = list(cols.metrics)
+        base = {"sweep_id": sweep_id, "worker": outcomes.worker, "created_at": now}
+        for pid, status, error, wall, blob, *values in zip(outcomes.point_ids, cols.statuses, cols.errors,
+                                                           cols.wall_seconds, cols.blobs, *cols.metrics.values()):
+            if pid in seen:
+                continue
+            seen.add(pid)
+            row = dict(zip(names, values))
+            row.update(base, point_id=pid, status=status, error=error, wall_seconds=wall)
+            rows.append(row)
+            if blob is not None:
+                blobs[pid] = blob
+        return rows, blobs
+    for o in outcomes:
+        pid = int(o.point_id)
+        if pid in seen:
+            continue
+        seen.add(pid)
+        r = o.result
+        status = r.status if r.status in FINISHED_POINT_STATUSES else "failed"
+        rows.append(store.result_row(pid, sweep_id, status, r.metrics or {}, r.error,
+                                     r.wall_seconds, o.worker, now))
+        if r.curves is not None:
+            blobs[pid] = encode_curves(r.curves)
+    return rows, blobs
+
+
+class ResultWriter:
+    """`put(sweep_id, outcomes)` queues; a thread commits; `flush()` waits for what was queued.
+    `on_written(sweep_id, n_inserted)` is called after each commit (progress bookkeeping)."""
+
+    def __init__(self, session_factory, on_written: Callable[[int, int], None] = lambda s, n: None,
+                 max_batch: int = MAX_BATCH, owner: str | None = None):
+        self._session_factory = session_factory
+        self._on_written = on_written
+        self.max_batch = max_batch
+        self.owner = owner
+        self._q: queue.Queue = queue.Queue()
+        self._cond = threading.Condition()
+        self._queued = 0
+        self._written = 0
+        self._thread: threading.Thread | None = None
+        self.stats = {"inserted": 0, "duplicates": 0, "batches": 0, "write_seconds": 0.0}
+
+    # ---------------------------------------------------------------- interface
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="flowsweep-writer", daemon=True)
+            self._thread.start()
+
+    def put(self, sweep_id: int, outcomes) -> None:
+        if not outcomes:
+            return
+        with self._cond:
+            self._queued += 1
+        self._q.put((sweep_id, outcomes))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is committed; False on timeout."""
+        with self._cond:
+            target = self._queued
+            return self._cond.wait_for(lambda: self._written >= target, timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread is not None:
+            self._q.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def write_now(self, sweep_id: int, outcomes) -> set[int]:
+        """Write one sweep's outcomes in this thread, in one transaction; the inserted point ids."""
+        return self._write([(sweep_id, outcomes)]).get(sweep_id, set())
+
+    # ---------------------------------------------------------------- thread
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _STOP:
+                return
+            batch, n = [item], len(item[1])
+            stop_after = False
+            while n < self.max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                batch.append(nxt)
+                n += len(nxt[1])
+            pause = 0.5
+            while True:
+                try:
+                    self._write(batch)
+                    break
+                except Exception as exc:  # database unavailable for a moment: keep the batch, retry
+                    log.warning("result writer: batch of %d outcomes not written (%s); retrying in %.1f s",
+                                n, str(exc).splitlines()[0], pause)
+                    time.sleep(pause)
+                    pause = min(10.0, 2 * pause)
+            with self._cond:
+                self._written += len(batch)
+                self._cond.notify_all()
+            if stop_after:
+                return
+
+    def _write(self, batch) -> dict[int, set[int]]:
+        t0 = time.perf_counter()
+        rows, blobs, per_sweep = [], {}, {}
+        for sweep_id, outcomes in batch:
+            r, b = build_rows(sweep_id, outcomes)
+            rows += r
+            blobs.update(b)
+            per_sweep.setdefault(sweep_id, set()).update(row["point_id"] for row in r)
+        with session_scope(self._session_factory) as s:
+            inserted = store.write_results_batch(s, rows, blobs, CURVES_FORMAT, owner=self.owner)
+        dup = len(rows) - len(inserted)
+        self.stats["inserted"] += len(inserted)
+        self.stats["duplicates"] += dup
+        self.stats["batches"] += 1
+        self.stats["write_seconds"] += time.perf_counter() - t0
+        if dup:
+            log.warning("%d outcomes already had a result row; kept the first", dup)
+        out = {sid: ids & inserted for sid, ids in per_sweep.items()}
+        for sid, ids in out.items():
+            self._on_written(sid, len(ids))
+        return out

@@ -1,0 +1,116 @@
+"""A controllable stand-in for workers.dispatch.TaskStream (the brief's "controllable dispatcher"):
+chunks finish only when the test releases them, in the order a FIFO cluster of `cpus` CPUs would
+run them; their points are computed by the real core at release, and each task costs a + b·n
+LOGICAL seconds (its CPU seconds for fair share and the cost model), so scheduling decisions do not
+depend on this machine's speed."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from flowsweep.core import run_points
+from flowsweep.workers.dispatch import Done, PointOutcome
+
+_ALL = object()
+
+
+@dataclass
+class GatedTask:
+    tag: object
+    chunk: object
+    started: bool = False
+    cancelled: bool = False
+
+
+class GatedStream:
+    def __init__(self, cpus: int = 2, a: float = 0.01, b: float = 0.01):
+        self._cpus = cpus
+        self.a, self.b = a, b
+        self.tasks: list[GatedTask] = []          # in flight, submission order
+        self._ready: deque[Done] = deque()
+        self._started: list = []
+        self.log: list[tuple[str, object, int]] = []  # ("submit"|"done"|"cancel"|"preempt", tag, points)
+        self.closed = False
+
+    # ---- the TaskStream interface
+    def cpus(self) -> int:
+        return self._cpus
+
+    def in_flight(self, tag=_ALL) -> int:
+        if tag is _ALL:
+            return len(self.tasks)
+        return sum(1 for t in self.tasks if t.tag == tag and not t.cancelled)
+
+    def submit(self, chunk, tag) -> None:
+        self.tasks.append(GatedTask(tag, chunk))
+        self.log.append(("submit", tag, len(chunk.ids)))
+        self._start_free()
+
+    def take_started(self):
+        out, self._started = self._started, []
+        return out
+
+    def cancel(self, tag) -> int:
+        n = 0
+        for t in self.tasks:
+            if t.tag == tag and not t.cancelled:
+                t.cancelled = True
+                n += 1
+        self.log.append(("cancel", tag, n))
+        return n
+
+    def preempt(self, which):
+        out = [(t.tag, t.chunk) for t in self.tasks if not t.started and not t.cancelled and which(t.tag)]
+        self.tasks = [t for t in self.tasks if t.started or t.cancelled or not which(t.tag)]
+        for tag, chunk in out:
+            self.log.append(("preempt", tag, len(chunk.ids)))
+        return out
+
+    def wait(self, timeout: float):
+        # cancelled tasks leave at once (their CPU is free for the next one)
+        self.tasks = [t for t in self.tasks if not t.cancelled]
+        self._start_free()
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        self.tasks.clear()
+
+    # ---- the test's controls
+    def _start_free(self) -> None:
+        running = sum(t.started for t in self.tasks)
+        for t in self.tasks:
+            if running >= self._cpus:
+                break
+            if not t.started and not t.cancelled:
+                t.started = True
+                running += 1
+                self._started.append((t.tag, t.chunk))
+
+    def release(self, n: int = 1) -> list[Done]:
+        """The n oldest running tasks finish (computed by core now); returns their Done."""
+        out = []
+        for _ in range(n):
+            running = [t for t in self.tasks if t.started and not t.cancelled]
+            if not running:
+                break
+            t = running[0]
+            self.tasks.remove(t)
+            results = run_points(t.chunk.cfgs)
+            seconds = self.a + self.b * len(t.chunk.ids)
+            done = Done(t.tag, t.chunk, [PointOutcome(pid, r, "gated") for pid, r in zip(t.chunk.ids, results)],
+                        seconds, (len(t.chunk.ids), seconds))
+            self._ready.append(done)
+            self.log.append(("done", t.tag, len(t.chunk.ids)))
+            out.append(done)
+            self._start_free()
+        return out
+
+    def running(self, tag) -> list[int]:
+        """Sizes of the tag's chunks running on a CPU now."""
+        return [len(t.chunk.ids) for t in self.tasks if t.tag == tag and t.started and not t.cancelled]
+
+    def submitted(self, tag=None) -> list[int]:
+        return [n for kind, t, n in self.log if kind == "submit" and (tag is None or t == tag)]

@@ -1,0 +1,218 @@
+"""The streaming scheduler, deterministically: a real database (SQLite file and Postgres), the real
+result writer and real core results, but a GatedStream in place of Ray - chunks finish only when
+the test releases them, in FIFO order on 2 logical CPUs, each costing a + b·n logical seconds. The
+scheduler is stepped by the test, so nothing here depends on how fast this machine is.
+
+Covers issue 9: streaming refill (~2 chunks per CPU), fair share by CPU seconds (a small sweep
+behind a huge one; two big ones), cancel (no new chunk after the request, in-flight chunks
+cancelled, computed results kept, `cancelling` shown at once), attempts counting started runs.
+"""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from flowsweep.service import store
+from flowsweep.service.db import make_engine, make_session_factory, session_scope
+from flowsweep.service.models import Point, Result
+from flowsweep.service.progress import ProgressBook, sweep_progress
+from flowsweep.service.scheduling import Scheduler
+from flowsweep.service.schemas import SweepSpec
+from flowsweep.service.writer import ResultWriter
+
+from gated_stream import GatedStream
+
+OWNER = "test-runner"
+
+
+@pytest.fixture
+def factory(migrated_database_url):
+    engine = make_engine(migrated_database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def sched(factory):
+    stream = GatedStream(cpus=2)
+    book = ProgressBook()
+    writer = ResultWriter(factory, book.add, owner=OWNER)
+    writer.start()
+    clock = [0.0]
+    s = Scheduler(factory, lambda: stream, writer, book, poll_seconds=1.0, wait_seconds=0.0,
+                  owner=OWNER, clock=lambda: clock[0])
+    s.gated, s.clock = stream, clock
+    yield s
+    writer.stop()
+
+
+def add_sweep(factory, name: str, n_seeds: int, seed0: int = 0) -> int:
+    """A sweep of cheap points (10 gd steps), stored as POST /sweeps stores it."""
+    body = {"name": name, "model": "asymmetric", "init": "gaussian", "integrator": "gd", "m": 3, "n": 4,
+            "eta": 0.01, "steps": 10, "record_every": 1,
+            "axes": {"init_scale": [0.1], "k": [6], "lambda0": [0.0], "seed": {"range": [seed0, seed0 + n_seeds]}}}
+    spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
+    stored = spec.model_dump(mode="json", exclude={"axes"})
+    stored["axes"] = body["axes"]
+    with session_scope(factory) as s:
+        sweep, _ = store.insert_sweep(s, spec, stored)
+        return sweep.id
+
+
+def step(sched, n: int = 1, advance: float = 1.0) -> None:
+    """n scheduler turns, each after `advance` logical seconds (>= poll_seconds: the database is read)."""
+    for _ in range(n):
+        sched.clock[0] += advance
+        sched.step()
+
+
+def counts(factory, sweep_id):
+    with session_scope(factory) as s:
+        return store.counts(s, [sweep_id])[sweep_id]
+
+
+def status(factory, sweep_id):
+    with session_scope(factory) as s:
+        return store.get_sweep(s, sweep_id).status
+
+
+def test_slots_stay_full_and_refill_on_every_return(factory, sched):
+    big = add_sweep(factory, "big", 2000)
+    step(sched)
+    g = sched.gated
+    assert g.submitted(big) == [16, 16]  # cost unknown: one probe per CPU, nothing queued beyond
+    g.release(1)
+    step(sched, advance=0.0)  # a turn without a database read: refill is driven by returns
+    assert g.in_flight() == 4      # cost known: two chunks per CPU
+    for _ in range(6):
+        n = len(g.submitted(big))
+        g.release(1)
+        step(sched, advance=0.0)
+        assert g.in_flight() == 4 and len(g.submitted(big)) == n + 1  # each return refilled at once
+    sizes = g.submitted(big)
+    assert max(sizes) > 16  # chunks grow from the probes to the cost model's size (~0.5 s of work)
+    # attempts count runs that started on a CPU: the chunks queued behind the busy CPUs hold
+    # claimed (running) points that were not counted
+    queued = sum(len(t.chunk.ids) for t in g.tasks if not t.started)
+    started = sum(len(t.chunk.ids) for t in g.tasks if t.started)
+    sched.writer.flush()  # the released chunks' results are written (their points no longer running)
+    with session_scope(factory) as s:
+        by_attempts = dict(s.execute(sa.select(Point.attempts, sa.func.count()).where(
+            Point.sweep_id == big, Point.status == "running").group_by(Point.attempts)).all())
+    assert queued > 0 and by_attempts == {0: queued, 1: started}, by_attempts
+
+
+def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory, sched):
+    g = sched.gated
+    huge = add_sweep(factory, "huge", 3000)
+    step(sched)
+    for _ in range(8):   # the huge sweep under way, costs known, 4 chunks in flight
+        g.release(1)
+        step(sched, advance=0.0)
+    assert g.in_flight(huge) == 4
+    small = add_sweep(factory, "small", 20, seed0=10_000)
+    queued = [len(t.chunk.ids) for t in g.tasks if not t.started]
+    assert len(queued) == 2   # the huge sweep's chunks queued behind the 2 busy CPUs
+    step(sched)           # the database is read: the small sweep joins
+    # the queued chunks are taken back; the small sweep's first chunk (its cost is known: same
+    # shape; half of it, an even split) goes first, the huge one's after it
+    assert [e for e in g.log if e[0] == "preempt"] == [("preempt", huge, n) for n in queued]
+    assert g.submitted(small) == [10]
+    assert [t.tag for t in g.tasks if not t.started][0] == small
+    g.release(1)
+    step(sched, advance=0.0)
+    assert g.running(small) == [10]   # started on the first CPU that freed up
+    # then the slots alternate (equal CPU seconds)
+    g.release(2)
+    step(sched, advance=0.0)
+    assert len(g.submitted(small)) == 2
+    releases = 3
+    while status(factory, small) != "done":
+        g.release(1)
+        step(sched, advance=0.0)
+        releases += 1
+        assert releases < 10, [e for e in g.log if e[1] == small or e[0] == 'preempt']
+    # done after a few of the huge one's chunks (one per slot it did not get), while the huge one has
+    # most of its work to do
+    c = counts(factory, huge)
+    assert c["pending"] > 2000, c
+    assert counts(factory, small)["done"] == 20
+    # the huge one then runs on alone and completes, exactly one result per point
+    while status(factory, huge) != "done":
+        g.release(4)
+        step(sched, advance=0.0)
+    with session_scope(factory) as s:
+        n_rows, n_distinct = s.execute(sa.select(sa.func.count(), sa.func.count(sa.distinct(Result.point_id)))
+                                       .where(Result.sweep_id == huge)).one()
+        attempts = set(s.execute(sa.select(Point.attempts).where(Point.sweep_id == huge)).scalars())
+    assert n_rows == n_distinct == 3000
+    assert attempts == {1}  # each point's chunk started once
+
+
+def test_two_big_sweeps_share_the_cpu_seconds(factory, sched):
+    g = sched.gated
+    a = add_sweep(factory, "a", 3000)
+    step(sched)
+    for _ in range(10):
+        g.release(1)
+        step(sched, advance=0.0)
+    b = add_sweep(factory, "b", 3000, seed0=50_000)
+    step(sched)
+    start = len(g.log)
+    for _ in range(40):
+        g.release(1)
+        step(sched, advance=0.0)
+    # CPU seconds of the chunks that ran since b joined (the 2 running on the CPUs when it joined
+    # are a's and not counted): equal to within one chunk at each end of the window
+    dones = [(tag, g.a + g.b * n) for kind, tag, n in g.log[start:] if kind == "done"][2:]
+    secs = {a: sum(t for tag, t in dones if tag == a), b: sum(t for tag, t in dones if tag == b)}
+    chunk = g.a + g.b * max(g.submitted())
+    assert secs[b] > 10 * chunk and abs(secs[a] - secs[b]) <= 2 * chunk, (secs, chunk)
+
+
+def test_cancel_stops_submissions_cancels_in_flight_and_keeps_results(factory, sched):
+    g = sched.gated
+    sid = add_sweep(factory, "to-cancel", 2000)
+    other = add_sweep(factory, "other", 2000, seed0=90_000)
+    step(sched)
+    for _ in range(6):
+        g.release(1)
+        step(sched, advance=0.0)
+    g.release(2)
+    step(sched, advance=0.0)  # results of the released chunks handed to the writer
+    sched.writer.flush()
+    done_before = counts(factory, sid)["done"]
+    assert done_before > 0 and g.in_flight(sid) > 0
+    n_submitted = len(g.submitted(sid))
+
+    # Cancel through the database, as a request to another replica does.
+    with session_scope(factory) as s:
+        store.request_cancel(store.get_sweep(s, sid, for_update=True))
+    with session_scope(factory) as s:
+        assert sweep_progress(s, sid).status == "cancelling"   # shown at once
+    step(sched)   # the runner reads the database
+    assert [e for e in g.log if e[0] == "cancel"] == [("cancel", sid, 2)]  # its 2 in-flight chunks
+    assert g.in_flight(sid) == 0
+    assert status(factory, sid) == "cancelled"
+    for _ in range(5):
+        g.release(1)
+        step(sched, advance=0.0)
+    assert len(g.submitted(sid)) == n_submitted     # no chunk of it after the request
+    c = counts(factory, sid)
+    assert c["running"] == 0 and c["done"] == done_before and c["pending"] == 2000 - done_before
+    with session_scope(factory) as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(Result)
+                         .where(Result.sweep_id == sid)).scalar_one() == done_before  # kept
+        assert sweep_progress(s, sid).status == "cancelled"
+    assert status(factory, other) == "running" and g.in_flight(other) == 4  # the other one goes on
+
+
+def test_cancel_made_in_this_process_needs_no_database_read(factory, sched):
+    g = sched.gated
+    sid = add_sweep(factory, "local-cancel", 500)
+    step(sched)
+    g.release(1)
+    step(sched, advance=0.0)
+    sched.request_cancel(sid)
+    step(sched, advance=0.0)   # no poll of the database in this turn
+    assert g.in_flight(sid) == 0 and status(factory, sid) == "cancelled"

@@ -1,0 +1,118 @@
+"""workers.dispatch.TaskStream on a real local Ray (2 CPUs), with chunks that block until the test
+releases them (each waits for its own file to exist) and a logical clock for the task timeout:
+what is asserted never depends on how fast this machine is.
+
+Covers issue 9: a cancel takes a tag's chunks out of flight at once and never reports them, while
+results computed before the cancel are kept; other tags go on; a task over the timeout is cancelled
+and bisected, a single point that times out is failed with a clear message.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import ray
+
+from flowsweep.core import PointConfig
+from flowsweep.workers.dispatch import TaskStream
+from flowsweep.workers.planner import Chunk
+
+
+def gated_remote(gate: Path):
+    """A chunk task that runs core only once the file gate/<first seed> exists."""
+
+    @ray.remote(num_cpus=1)
+    def gated_chunk(configs):
+        import os
+        import time as _time
+
+        from flowsweep.core import run_points
+
+        path = os.path.join(str(gate), str(configs[0].seed))
+        while not os.path.exists(path):
+            _time.sleep(0.01)
+        t0 = _time.perf_counter()
+        results = run_points(configs)
+        return results, ray.get_runtime_context().get_node_id(), _time.perf_counter() - t0
+
+    return gated_chunk
+
+
+def chunk(seeds) -> Chunk:
+    cfgs = [PointConfig("asymmetric", 2, 3, 4, 0.05, 20, record_every=5, seed=s) for s in seeds]
+    return Chunk(cfgs[0].shape_key(), [1000 + s for s in seeds], cfgs)
+
+
+def open_gate(gate: Path, seed: int) -> None:
+    (gate / str(seed)).touch()
+
+
+def collect_until(stream, predicate, dones, what, timeout=60.0):
+    """Call stream.wait until predicate(dones) holds (a deadline only against hanging forever)."""
+    deadline = time.monotonic() + timeout
+    while not predicate(dones):
+        assert time.monotonic() < deadline, (f"never got {what}: {[(d.tag, d.chunk.ids) for d in dones]}; "
+                                             f"in flight {[(f.tag, f.chunk.ids, f.cancelled) for f in stream._inflight.values()]}")
+        dones.extend(stream.wait(0.05))
+    return dones
+
+
+def test_cancel_drops_a_tag_in_flight_keeps_what_was_computed_and_others_go_on(local_ray, tmp_path):
+    stream = TaskStream(remote=gated_remote(tmp_path))
+    assert stream.cpus() == 2
+    stream.submit(chunk([1, 2]), "A")
+    stream.submit(chunk([3, 4]), "A")
+    stream.submit(chunk([5, 6]), "B")
+    assert stream.in_flight() == 3 and stream.in_flight("A") == 2
+    started = stream.take_started()
+    assert [(tag, c.ids) for tag, c in started] == [("A", [1001, 1002]), ("A", [1003, 1004])]
+
+    # A's first chunk finishes, but is not collected yet when the cancel comes
+    open_gate(tmp_path, 1)
+    ref = next(r for r, f in stream._inflight.items() if f.chunk.ids == [1001, 1002])
+    ray.wait([ref], timeout=60)
+    assert stream.cancel("A") == 2
+    assert stream.in_flight("A") == 0       # at once: nothing of A is waited for any more
+    open_gate(tmp_path, 5)                  # (A's second chunk is never released: only the cancel ends it)
+    dones = collect_until(stream, lambda d: stream.in_flight() == 0, [], "every task gone")
+    got = {(d.tag, tuple(o.point_id for o in d.outcomes)) for d in dones}
+    # computed before the cancel: kept; the other chunk of A: never reported; B: reported
+    assert got == {("A", (1001, 1002)), ("B", (1005, 1006))}, got
+    assert all(o.result.status == "done" for d in dones for o in d.outcomes)
+    stream.close()
+
+
+def test_a_task_over_the_timeout_is_bisected_and_its_points_failed_with_a_message(local_ray, tmp_path):
+    t = [0.0]
+    stream = TaskStream(remote=gated_remote(tmp_path), task_timeout=100.0, clock=lambda: t[0])
+    stream.submit(chunk([10, 11]), "T")     # never released
+    assert stream.wait(0.01) == []
+    t[0] = 150.0                              # past the timeout on the logical clock
+    assert stream.wait(0.01) == []            # cancelled (worker killed) and split in two halves
+    assert stream.in_flight("T") == 2
+    open_gate(tmp_path, 11)                   # the second half runs; the first hangs again
+    dones = collect_until(stream, lambda d: any(x.outcomes for x in d), [], "the released half")
+    assert [(o.point_id, o.result.status) for d in dones for o in d.outcomes] == [(1011, "done")]
+    t[0] = 300.0
+    dones = collect_until(stream, lambda d: any(x.outcomes for x in d), [], "the timed-out point")
+    (o,) = [o for d in dones for o in d.outcomes]
+    assert o.point_id == 1010 and o.result.status == "failed"
+    assert o.result.error == "TaskTimeout: no result within the task timeout of 100 s"
+    assert stream.in_flight() == 0
+    stream.close()
+
+
+def test_preempt_takes_back_only_the_chunks_queued_behind_busy_cpus(local_ray, tmp_path):
+    stream = TaskStream(remote=gated_remote(tmp_path))
+    for seeds in ([20, 21], [22, 23], [24, 25]):
+        stream.submit(chunk(seeds), "A")
+    taken = stream.preempt(lambda tag: tag == "A")
+    assert [(tag, c.ids) for tag, c in taken] == [("A", [1024, 1025])]  # the third: queued, never started
+    assert stream.in_flight() == 2 and stream.in_flight("A") == 2
+    stream.submit(chunk([26]), "B")
+    for seed in (20, 22, 24, 26):
+        open_gate(tmp_path, seed)
+    dones = collect_until(stream, lambda d: stream.in_flight() == 0, [], "every task gone")
+    reported = sorted(o.point_id for d in dones for o in d.outcomes)
+    assert reported == [1020, 1021, 1022, 1023, 1026]
+    stream.close()
