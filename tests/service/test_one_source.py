@@ -11,7 +11,7 @@ from flowsweep.core.types import FLOAT_PARAMS, INT_PARAMS, PARAM_FIELDS, PointCo
 from flowsweep.service import models, queries, schemas
 from flowsweep.status import COUNT_KEYS, FINISHED_POINT_STATUSES, PointStatus, SweepStatus
 
-BOOKKEEPING = {"id", "sweep_id", "identity", "status", "cached", "source_point_id", "attempts"}
+BOOKKEEPING = {"id", "sweep_id", "identity", "status", "cached", "source_point_id", "attempts", "owner"}
 
 
 def test_counts_schema_is_the_point_states_and_cached():
