@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,7 @@ from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 from ..events import event_stream
 from ..expand import PointSpecError, expand, point_identity
 from ..models import SWEEP_STATUSES, Sweep, utcnow
-from ..schemas import SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
+from ..schemas import NAME_PATTERN, SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
 from .common import DbId, found_or_404, json_safe, read_json_body, result_page
 from .results import FILE_RESPONSES
 
@@ -205,9 +205,11 @@ def _cluster_cpus() -> int:
 
 
 StatusFilter = Annotated[list[Literal[SWEEP_STATUSES]] | None, Query(alias="status")]  # type: ignore[valid-type]
-TagFilter = Annotated[list[str] | None, Query(alias="tag", description="sweeps carrying any of these tags "
-                                                                       "(repeat or comma-separate)")]
-NameFilter = Annotated[str | None, Query(max_length=200, description="name contains (case-insensitive)")]
+# No control characters in filters either (no name or tag holds one; NUL was a Postgres 500).
+TagFilter = Annotated[list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None,
+                      Query(alias="tag", description="sweeps carrying any of these tags (repeat or comma-separate)")]
+NameFilter = Annotated[str | None, Query(max_length=200, pattern=NAME_PATTERN,
+                                         description="name contains (case-insensitive)")]
 
 
 def _tags(tag: list[str] | None) -> list[str] | None:
