@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
 
     from .routes import dashboard, router
 
-    app.include_router(router)
+    app.include_router(router, dependencies=[Depends(single_query_values)])
     app.add_middleware(HostAndOriginCheck, settings=settings)
     app.openapi = lambda: openapi_document(app, settings)  # type: ignore[method-assign]
     dashboard.mount(app)
@@ -127,20 +127,40 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
 
 
 def allowed_methods(app: FastAPI, path: str) -> set[str]:
-    """Every method the API serves on `path`, read from its OpenAPI paths (one definition of routes)."""
-    import re
+    """Every method the app's routes serve on `path`, matched as the router matches them (the literal
+    /sweeps/events is not also /sweeps/{sweep_id:int})."""
+    import fastapi.routing
 
-    table = getattr(app.state, "path_methods", None)
-    if table is None:
-        table = [(re.compile("^" + re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(p)) + "$"),
-                  {m.upper() for m in item if m in ("get", "post", "put", "patch", "delete")})
-                 for p, item in app.openapi().get("paths", {}).items()]
-        app.state.path_methods = table
+    # FastAPI >= 0.16x keeps included routers as branches; iter_route_contexts flattens them
+    routes = getattr(fastapi.routing, "iter_route_contexts", lambda routes: routes)(app.routes)
     out: set[str] = set()
-    for rx, methods in table:
-        if rx.match(path):
+    for route in routes:
+        methods, regex = getattr(route, "methods", None), getattr(route, "path_regex", None)
+        if methods and regex is not None and regex.match(path):
             out |= methods
     return out
+
+
+def single_query_values(request: Request) -> None:
+    """A query parameter that takes one value (not an array in the OpenAPI document) given more than
+    once is a 422 naming it: FastAPI would silently keep the last one (`name=a&name=b` means "b")."""
+    route = request.scope.get("route")
+    key = (request.method.lower(), getattr(route, "path_format", ""))
+    table = getattr(request.app.state, "scalar_query_params", None)
+    if table is None:
+        table = request.app.state.scalar_query_params = {
+            (method, path): [p["name"] for p in op.get("parameters", [])
+                             if p.get("in") == "query" and not _takes_list(p.get("schema", {}))]
+            for path, item in request.app.openapi().get("paths", {}).items()
+            for method, op in item.items() if isinstance(op, dict)}
+    repeated = [n for n in table.get(key, ()) if len(request.query_params.getlist(n)) > 1]
+    if repeated:
+        raise RequestValidationError([{"loc": ["query", n], "field": n, "type": "value_error",
+                                       "msg": "given more than once; it takes one value"} for n in repeated])
+
+
+def _takes_list(schema: dict) -> bool:
+    return schema.get("type") == "array" or any(_takes_list(s) for s in schema.get("anyOf", ()))
 
 
 # ----------------------------------------------------------------------------- request checks
@@ -207,6 +227,10 @@ _EXTRA_STATUS = {
                                                                     "or a concurrent change won repeatedly"},
     ("post", "/sweeps/{sweep_id}/cancel"): {404: "sweep not found", 409: "the sweep already finished"},
     ("get", "/sweeps/{sweep_id}"): {404: "sweep not found"},
+    ("patch", "/sweeps/{sweep_id}"): {404: "sweep not found", 413: "body larger than FLOWSWEEP_MAX_BODY_BYTES",
+                                      415: "Content-Type is not application/json"},
+    ("get", "/sweeps/{sweep_id}/events"): {404: "sweep not found"},
+    ("get", "/sweeps/{sweep_id}/curves"): {404: "sweep not found"},
     ("get", "/sweeps/{sweep_id}/results"): {404: "sweep not found"},
     ("get", "/sweeps/{sweep_id}/summary"): {404: "sweep not found", 413: "more groups than the service builds"},
     ("get", "/points/{point_id}"): {404: "point not found"},

@@ -24,7 +24,7 @@ from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
 from flowsweep.status import FINISHED_POINT_STATUSES
 
 from .models import LIST_PARAM_FIELDS, PARAM_FIELDS, Curve, Point, Result, SweepTag
-from .schemas import RESULT_FIELDS
+from .schemas import NAME_PATTERN, RESULT_FIELDS
 
 RESULT_STATUSES = tuple(s.value for s in FINISHED_POINT_STATUSES)  # a result row's status
 FORMATS = ("json", "csv", "parquet")
@@ -87,7 +87,7 @@ class _FilterBase(BaseModel):
 
     status: list[Literal[RESULT_STATUSES]] | None = Field(  # type: ignore[valid-type]
         None, description="result status: done, failed, diverged")
-    tag: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+    tag: list[Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN)]] | None = Field(
         None, description="rows of sweeps carrying any of these tags (repeat or comma-separate)")
 
     _split_tags = field_validator("tag", mode="before")(classmethod(lambda cls, v: _split_commas(v)))

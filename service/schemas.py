@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -20,6 +21,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -50,6 +52,13 @@ AXIS_NAMES = ("init_scale", "k", "lambda0", "eta", "data_scale", "depth", "seed"
 POSITIVE_AXES = ("init_scale", "eta", "data_scale")
 FIELD_OR_AXIS = ("eta", "data_scale")         # given either as a field of the sweep or as an axis
 INT_AXES = ("k", "seed", "depth")
+# What a sweep's name, a tag and notes may hold: the OpenAPI document states these patterns and the
+# validators below check the same ones (matched whole). Control characters never belong in a label,
+# and NUL is refused by Postgres text columns (a 500 before); notes keep tab and line breaks; a tag
+# has no comma (`tag=a,b` means a or b) and no space or control character at either end.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+NOTES_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+TAG_PATTERN = r"^[^,\x00-\x20\x7f](?:[^,\x00-\x1f\x7f]*[^,\x00-\x20\x7f])?$"
 
 
 def _err(message: str, **ctx: Any) -> PydanticCustomError:
@@ -184,30 +193,55 @@ class Axes(StrictModel):
         return _axis_values(name, raw, _limit(info, "max_points", DEFAULT_MAX_POINTS))
 
 
+def _matches(pattern: str, value: str) -> bool:
+    return re.fullmatch(pattern, value) is not None
+
+
+def check_printable(v: str | None) -> str | None:
+    if v is not None and not _matches(NAME_PATTERN, v):
+        raise _err("must not contain control characters (NUL, newline, tab, ...)")
+    return v
+
+
+def check_notes(v: str | None) -> str | None:
+    if v is not None and not _matches(NOTES_PATTERN, v):
+        raise _err("must not contain control characters other than tab and line breaks")
+    return v
+
+
 def check_tags(tags: list[str] | None) -> list[str] | None:
-    """Tags are short labels: stripped, 1..64 characters, no commas (`tag=a,b` means a or b), each once."""
+    """Tags are short labels: 1..64 characters, no commas, no control characters, no space at either
+    end (TAG_PATTERN); given twice, kept once."""
     if tags is None:
         return None
     if len(tags) > MAX_TAGS:
         raise _err("at most {max} tags (got {n})", max=MAX_TAGS, n=len(tags))
     out: list[str] = []
     for t in tags:
-        t = t.strip()
-        if not t or len(t) > MAX_TAG_LENGTH:
-            raise _err("a tag has 1 to {max} characters (got '{t}')", max=MAX_TAG_LENGTH, t=t)
-        if "," in t:
-            raise _err("a tag cannot contain a comma (got '{t}')", t=t)
+        if not 1 <= len(t) <= MAX_TAG_LENGTH:
+            raise _err("a tag has 1 to {max} characters (got {t})", max=MAX_TAG_LENGTH, t=repr(t[:100]))
+        if not _matches(TAG_PATTERN, t):
+            raise _err("a tag has no comma, no control character and no space at either end (got {t})", t=repr(t))
         if t not in out:
             out.append(t)
     return out
 
 
+# JSON Schemas of the same rules, for the OpenAPI document (the validators above give the 422's words).
+Name = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NAME_PATTERN})]
+Notes = Annotated[str, WithJsonSchema({"type": "string", "maxLength": MAX_NOTES_LENGTH, "pattern": NOTES_PATTERN})]
+Tag = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH,
+                                     "pattern": TAG_PATTERN})]
+Tags = Annotated[list[Tag], WithJsonSchema({"type": "array", "maxItems": MAX_TAGS, "items": {
+    "type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH, "pattern": TAG_PATTERN}})]
+
+
 class SweepSpec(StrictModel):
     """Body of POST /sweeps (SPEC §3)."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    tags: list[str] | None = Field(None, description=f"short labels (at most {MAX_TAGS}, each "
-                                   f"1..{MAX_TAG_LENGTH} characters, no commas)", examples=[["fig1", "paper"]])
+    name: Name | None = Field(None, min_length=1, max_length=200)
+    tags: Tags | None = Field(None, description=f"short labels (at most {MAX_TAGS}, each "
+                              f"1..{MAX_TAG_LENGTH} characters, no commas)", examples=[["fig1", "paper"]])
     model: Literal[MODELS]  # type: ignore[valid-type]
     init: Literal[INITS] = "gaussian"  # type: ignore[valid-type]
     integrator: Literal[INTEGRATORS] = "gd"  # type: ignore[valid-type]
@@ -234,10 +268,7 @@ class SweepSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _printable_name(cls, v: str | None) -> str | None:
-        # NUL is refused by Postgres text columns (a 500 before); control characters never belong
-        if v is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
-            raise _err("must not contain control characters (NUL, newline, tab, ...)")
-        return v
+        return check_printable(v)
 
     @field_validator("steps")
     @classmethod
@@ -390,10 +421,12 @@ class SweepOut(BaseModel):
 class SweepPatch(StrictModel):
     """Body of PATCH /sweeps/{id}: the fields given are replaced (`tags` as a whole list)."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    tags: list[str] | None = Field(None, description="replaces the sweep's tags")
-    notes: str | None = Field(None, max_length=MAX_NOTES_LENGTH, description="free text; \"\" clears it")
+    name: Name | None = Field(None, min_length=1, max_length=200, description="null: unchanged")
+    tags: Tags | None = Field(None, description="replaces the sweep's tags")
+    notes: Notes | None = Field(None, max_length=MAX_NOTES_LENGTH, description="free text; \"\" clears it")
 
+    _name = field_validator("name")(classmethod(lambda cls, v: check_printable(v)))
+    _notes = field_validator("notes")(classmethod(lambda cls, v: check_notes(v)))
     _tags = field_validator("tags")(classmethod(lambda cls, v: check_tags(v)))
 
 

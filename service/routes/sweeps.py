@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 from ..events import event_stream
 from ..expand import PointSpecError, expand, point_identity
 from ..models import SWEEP_STATUSES, Sweep, utcnow
-from ..schemas import SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
+from ..schemas import NAME_PATTERN, SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
 from .common import DbId, found_or_404, json_safe, read_json_body, result_page
 from .results import FILE_RESPONSES
 
@@ -198,9 +198,11 @@ def _cluster_cpus() -> int:
 
 
 StatusFilter = Annotated[list[Literal[SWEEP_STATUSES]] | None, Query(alias="status")]  # type: ignore[valid-type]
-TagFilter = Annotated[list[str] | None, Query(alias="tag", description="sweeps carrying any of these tags "
-                                                                       "(repeat or comma-separate)")]
-NameFilter = Annotated[str | None, Query(max_length=200, description="name contains (case-insensitive)")]
+# No control characters in filters either (no name or tag holds one; NUL was a Postgres 500).
+TagFilter = Annotated[list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None,
+                      Query(alias="tag", description="sweeps carrying any of these tags (repeat or comma-separate)")]
+NameFilter = Annotated[str | None, Query(max_length=200, pattern=NAME_PATTERN,
+                                         description="name contains (case-insensitive)")]
 
 
 def _tags(tag: list[str] | None) -> list[str] | None:
@@ -216,9 +218,21 @@ def list_sweeps(session: SessionDep, runner: RunnerDep,
     return sweeps_page(session, runner, status_, limit, offset, _tags(tag), name)
 
 
+def _event_stream_response(data_schema: dict, description: str) -> dict:
+    """An SSE answer in OpenAPI 3.1 terms: `schema` describes each event (`event`, and `data` holding
+    one JSON document); comments, `retry:` and keep-alives are not events."""
+    return {200: {"description": description, "content": {"text/event-stream": {"schema": {
+        "type": "object", "required": ["data", "event"],
+        "properties": {"event": {"type": "string", "enum": ["message", "end"]},
+                       "data": {"type": "string", "contentMediaType": "application/json",
+                                "contentSchema": data_schema}}}}}}}
+
+
+# `/{sweep_id:int}` below: only digits reach the sweep routes, so /sweeps/events is the stream's path for
+# every method (PATCH /sweeps/events is a 405, not a 422 about sweep_id); a non-numeric id is a 404.
 @router.get("/events", dependencies=[ReadAuth], response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "`data:` GET /sweeps bodies whenever they change"}})
+            responses=_event_stream_response({"$ref": "#/components/schemas/SweepList"},
+                                             "`data:` GET /sweeps bodies whenever they change"))
 async def list_events(request: Request, runner: RunnerDep,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                       offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
@@ -236,15 +250,27 @@ async def list_events(request: Request, runner: RunnerDep,
     return event_stream(request, key, load, terminal=lambda body: False)
 
 
-@router.get("/{sweep_id}", response_model=SweepOut, dependencies=[ReadAuth])
+@router.get("/{sweep_id:int}", response_model=SweepOut, dependencies=[ReadAuth])
 def get_sweep(sweep_id: DbId, session: SessionDep, runner: RunnerDep):
     return found_or_404("sweep", sweep_id, lambda i: sweep_state(session, i, runner))
 
 
-@router.patch("/{sweep_id}", response_model=SweepOut, dependencies=[WriteAuth],
+@router.patch("/{sweep_id:int}", response_model=SweepOut, dependencies=[WriteAuth],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": _inline_schema(SweepPatch)}}}},
               responses={422: {"description": "invalid name, tags or notes"}})
-def patch_sweep(sweep_id: DbId, patch: SweepPatch, request: Request, runner: RunnerDep):
+async def patch_sweep(sweep_id: DbId, request: Request, settings: SettingsDep, runner: RunnerDep):
     """Rename a sweep, replace its `tags`, or set its `notes` (only the fields given change)."""
+    # read like POST /sweeps's body: 415 unless JSON, 413 beyond the cap, huge integers a 422
+    body = await read_json_body(request, settings.max_body_bytes)
+    try:
+        patch = SweepPatch.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(validation_errors(exc)) from None
+    return await run_in_threadpool(_patch, request, sweep_id, patch, runner)
+
+
+def _patch(request: Request, sweep_id: int, patch: SweepPatch, runner: Any) -> dict:
     with session_scope(request.app.state.session_factory) as session:
         sweep = _get_sweep(session, sweep_id, for_update=True)
         given = patch.model_fields_set
@@ -258,9 +284,11 @@ def patch_sweep(sweep_id: DbId, patch: SweepPatch, request: Request, runner: Run
         return sweep_state(session, sweep_id, runner)
 
 
-@router.get("/{sweep_id}/events", dependencies=[ReadAuth], response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "`data:` GET /sweeps/{id} bodies, then `event: end`"}})
+@router.get("/{sweep_id:int}/events", dependencies=[ReadAuth], response_class=StreamingResponse,
+            responses=_event_stream_response(
+                {"anyOf": [{"$ref": "#/components/schemas/SweepOut"},
+                           {"type": "object", "properties": {"deleted": {"const": True}}, "required": ["deleted"]}]},
+                "`data:` GET /sweeps/{id} bodies, then `event: end` (with `{\"deleted\": true}` if it was deleted)"))
 async def sweep_events(sweep_id: DbId, request: Request, runner: RunnerDep):
     """Server-Sent Events: the sweep's progress snapshot (the body of GET /sweeps/{id}) as a `data:`
     line each time it changes, until the sweep is done, failed or cancelled; then `event: end`.
@@ -276,7 +304,7 @@ async def sweep_events(sweep_id: DbId, request: Request, runner: RunnerDep):
                         terminal=lambda body: body is None or body["status"] in FINISHED_SWEEP_STATUSES)
 
 
-@router.post("/{sweep_id}/cancel", response_model=SweepOut, dependencies=[WriteAuth],
+@router.post("/{sweep_id:int}/cancel", response_model=SweepOut, dependencies=[WriteAuth],
              responses={409: {"description": "the sweep already finished"}})
 def cancel_sweep(sweep_id: DbId, request: Request, runner: RunnerDep):
     """Pending points are not run, running ones are cancelled; computed results are kept."""
@@ -291,7 +319,7 @@ def cancel_sweep(sweep_id: DbId, request: Request, runner: RunnerDep):
         return sweep_state(session, sweep_id, runner)
 
 
-@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAuth],
+@router.delete("/{sweep_id:int}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAuth],
                responses={409: {"description": "the sweep is still queued or running"}})
 def delete_sweep(sweep_id: DbId, request: Request):
     """Delete a finished or cancelled sweep with its points, results and curves. Points of other
@@ -309,7 +337,7 @@ def delete_sweep(sweep_id: DbId, request: Request):
     return None
 
 
-@router.get("/{sweep_id}/results", responses=FILE_RESPONSES, dependencies=[ReadAuth])
+@router.get("/{sweep_id:int}/results", responses=FILE_RESPONSES, dependencies=[ReadAuth])
 def sweep_results(sweep_id: DbId, request: Request, session: SessionDep,
                   q: Annotated[queries.ResultQuery, Query()]):
     """The sweep's result rows (one per finished point); same filters as GET /results."""
@@ -317,7 +345,7 @@ def sweep_results(sweep_id: DbId, request: Request, session: SessionDep,
     return result_page(request, session, q, sweep_id, f"sweep-{sweep_id}-results")
 
 
-@router.get("/{sweep_id}/summary", dependencies=[ReadAuth])
+@router.get("/{sweep_id:int}/summary", dependencies=[ReadAuth])
 def sweep_summary(sweep_id: DbId, session: SessionDep, q: Annotated[queries.SummaryQuery, Query()]):
     """One row per group of `by` keys: the keys, `count`, and <metric>_mean/_std/_sem/_min/_max/_count
     for every numeric metric (over seeds, typically), computed in the database; the result filters
@@ -330,7 +358,7 @@ def sweep_summary(sweep_id: DbId, session: SessionDep, q: Annotated[queries.Summ
     return {"data": rows, "count": len(rows), "by": q.group_keys()}
 
 
-@router.get("/{sweep_id}/curves", dependencies=[ReadAuth])
+@router.get("/{sweep_id:int}/curves", dependencies=[ReadAuth])
 def sweep_curves(sweep_id: DbId, session: SessionDep,
                  by: Annotated[str | None, Query(description="group keys, comma separated (default: the "
                                                               "parameters that vary, seed excepted)")] = None,

@@ -3,7 +3,8 @@
 schemathesis 4.32.5 (`--checks all`, fixed seed, bounded examples) runs against a real uvicorn server
 on SQLite and on Postgres, without and with FLOWSWEEP_API_TOKEN: no failure of any kind, and no sweep
 left half-written. The server runs without Ray and the runner (the HTTP layer, validation and the
-database are the real ones; a posted sweep stays queued), so each run takes seconds, not minutes.
+database are the real ones; a posted sweep stays queued). The four runs go at once, one process
+each against its own server; with the token only the writes run again (the reads do not change).
 Then hand-written cases: huge integers, NUL and control characters, other content types,
 oversized and streamed bodies, cross-site Origin and foreign Host headers.
 """
@@ -43,37 +44,105 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module", params=[("sqlite", None), ("postgres", None), ("sqlite", TOKEN), ("postgres", TOKEN)],
-                ids=["sqlite", "postgres", "sqlite-token", "postgres-token"])
-def server(request, new_database_url, tmp_path_factory):
-    kind, token = request.param
-    url = new_database_url(kind)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSWEEP_")}
-    env.update(FLOWSWEEP_DATABASE_URL=url, FLOWSWEEP_PORT=str(port), FLOWSWEEP_MAX_BODY_BYTES="200000")
-    if token:
-        env["FLOWSWEEP_API_TOKEN"] = token
-    log = tmp_path_factory.mktemp("fuzz") / "server.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-c", SERVER], env=env, stdout=fh, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(log.read_text())
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-            client.db_url, client.token, client.log = url, token, log
-            yield client
-    finally:
-        proc.terminate()
-        proc.wait(20)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+PARAMS = [("sqlite", None), ("postgres", None), ("sqlite", TOKEN), ("postgres", TOKEN)]
+IDS = ["sqlite", "postgres", "sqlite-token", "postgres-token"]
+
+
+class Servers:
+    """One live server per (database, token), started on first use and stopped at the module's end."""
+
+    def __init__(self, new_database_url, tmp_path_factory):  # noqa: ANN001
+        self.new_database_url, self.tmp = new_database_url, tmp_path_factory
+        self.started: dict = {}
+
+    def start(self, params: list) -> None:
+        """Start the servers of `params` at once (each takes seconds to import), then wait for all."""
+        waiting = [p for p in params if p not in self.started]
+        for kind, token in waiting:
+            url, port = self.new_database_url(kind), _free_port()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSWEEP_")}
+            env.update(FLOWSWEEP_DATABASE_URL=url, FLOWSWEEP_PORT=str(port), FLOWSWEEP_MAX_BODY_BYTES="200000")
+            if token:
+                env["FLOWSWEEP_API_TOKEN"] = token
+            log = self.tmp.mktemp("fuzz") / "server.log"
+            with open(log, "wb") as fh:
+                proc = subprocess.Popen([sys.executable, "-c", SERVER], env=env, stdout=fh, stderr=subprocess.STDOUT)
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60)
+            client.db_url, client.token, client.log, client.proc = url, token, log, proc
+            client.param = (kind, token)
+            self.started[(kind, token)] = client
+        for p in waiting:
+            client = self.started[p]
+            for _ in range(300):
+                try:
+                    if client.get("/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError(client.log.read_text())
+
+    def get(self, param: tuple) -> httpx.Client:
+        self.start([param])
+        return self.started[param]
+
+    def stop(self) -> list[str]:
+        logs = []
+        for client in self.started.values():
+            client.proc.terminate()
+            client.proc.wait(20)
+            client.close()
+            logs.append(client.log.read_text())
+        return logs
+
+
+@pytest.fixture(scope="module")
+def servers(new_database_url, tmp_path_factory):
+    pool = Servers(new_database_url, tmp_path_factory)
+    yield pool
+    for log in pool.stop():
+        assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="module", params=PARAMS, ids=IDS)
+def server(request, servers):
+    return servers.get(request.param)
+
+
+def schemathesis_command(server) -> list[str]:  # noqa: ANN001
+    cmd = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(HERE / "fuzz" / "schemathesis.toml"),
+           "run", f"{server.base_url}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
+           "--seed", "1", "--no-color"]
+    if server.token:
+        # The token changes the writes only (their security and 401s; reads stay open unless
+        # FLOWSWEEP_READ_TOKEN_REQUIRED): the reads were fuzzed on the same database without it.
+        cmd += ["-H", f"Authorization: Bearer {server.token}"]
+        cmd += [arg for m in ("POST", "PATCH", "DELETE") for arg in ("--include-method", m)]
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def fuzz_runs(request, servers, tmp_path_factory):
+    """One schemathesis process per selected parametrization, all started at once (they wait on HTTP
+    and on their servers far more than they compute); each test collects its own."""
+    selected = [item.callspec.params["server"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_schemathesis_finds_nothing"
+                and hasattr(item, "callspec")]
+    servers.start(selected)
+    runs = {}
+    for param in selected:
+        # its cache (.schemathesis/) goes to a temporary directory, not the repository
+        cwd = tmp_path_factory.mktemp("schemathesis")
+        out = open(cwd / "out.txt", "w+")
+        runs[param] = (subprocess.Popen(schemathesis_command(servers.get(param)), stdout=out,
+                                        stderr=subprocess.STDOUT, text=True, cwd=cwd), out)
+    yield runs
+    for proc, out in runs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        out.close()
 
 
 def half_written(url: str) -> list:
@@ -88,17 +157,14 @@ def half_written(url: str) -> list:
         engine.dispose()
 
 
-def test_schemathesis_finds_nothing(server, tmp_path):
-    cmd = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(HERE / "fuzz" / "schemathesis.toml"),
-           "run", f"{server.base_url}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
-           "--seed", "1", "--no-color"]
-    if server.token:
-        cmd += ["-H", f"Authorization: Bearer {server.token}"]
-    # its cache (.schemathesis/) goes to a temporary directory, not the repository
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    summary = [line for line in out.stdout.splitlines() if "generated" in line]
+def test_schemathesis_finds_nothing(server, fuzz_runs):
+    proc, out = fuzz_runs[server.param]
+    returncode = proc.wait(timeout=600)
+    out.seek(0)
+    stdout = out.read()
+    summary = [line for line in stdout.splitlines() if "generated" in line]
     print(f"schemathesis ({'token' if server.token else 'no token'}):", *summary)
-    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+    assert returncode == 0, stdout[-8000:]
     assert summary and " passed" in summary[-1]
     assert half_written(server.db_url) == []
 
@@ -206,3 +272,24 @@ def test_cross_site_writes_and_foreign_hosts_are_refused(server):
     assert server.get("/sweeps").json()["count"] == before + 1
 
 
+
+
+def test_labels_and_filters_with_control_characters_are_422s(server):
+    """PATCH's name, tags and notes, and the name/tag filters: no control character reaches the database
+    (Postgres refuses NUL in text: a 500 before)."""
+    sid = server.post("/sweeps", json=OK).json()["id"]
+    for body, field in (({"name": "a\u0000b"}, "name"), ({"notes": "x\u0000"}, "notes"), ({"tags": ["a\u0000"]}, "tags"),
+                        ({"tags": [" padded"]}, "tags"), ({"tags": ["a,b"]}, "tags"), ({"tags": [""]}, "tags")):
+        r = server.patch(f"/sweeps/{sid}", json=body)
+        assert r.status_code == 422 and field in [d["field"] for d in r.json()["detail"]], (body, r.text)
+    r = server.patch(f"/sweeps/{sid}", json={"notes": "two\nlines\tand a tab", "tags": ["a b", "a b"]})
+    assert r.status_code == 200 and r.json()["tags"] == ["a b"], r.text
+    assert server.patch(f"/sweeps/{sid}", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+    for path, field in (("/sweeps?tag=a%00", "tag"), ("/sweeps?name=%00", "name"), ("/results?tag=%01", "tag"),
+                        ("/summary?tag=x%00", "tag"), ("/sweeps/events?name=%00", "name")):
+        r = server.get(path)
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, (path, r.text)
+    r = server.get("/sweeps?name=a&name=b")
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "name", r.text
+    r = server.patch("/sweeps/events", json={})
+    assert r.status_code == 405 and r.headers["allow"] == "GET", r.text
