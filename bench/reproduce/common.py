@@ -109,14 +109,18 @@ def mean_std(x, digits: int = 3) -> str:
     return f"{g(a.mean(), digits)} ± {g(a.std(ddof=1) if len(a) > 1 else 0.0, 2)} (n = {len(a)})"
 
 
-def median_iqr(x, digits: int = 3, fixed: bool = False) -> str:
-    """median [Q1, Q3] (n); `fixed` prints `digits` decimals (ratios near 1: 1.0012, not 1)."""
+def median_iqr(x, digits: int = 3, fixed: bool = False, censored: bool = False) -> str:
+    """median [Q1, Q3] (n); `fixed` prints `digits` decimals (ratios near 1: 1.0012, not 1);
+    `censored`: a missing value is a run that never got there (time_to_tol, speedup), and the count
+    says how many of all did, `k/N reached` (the quartiles are of those that did)."""
     a = finite(x)
+    n_all = len(pd.Series(x))
+    count = f"{len(a)}/{n_all} reached" if censored and len(a) < n_all else f"n = {len(a)}"
     if not len(a):
-        return "— (n = 0)"
+        return f"— ({count})"
     q1, med, q3 = np.percentile(a, [25, 50, 75])
     f = (lambda v: f"{v:.{digits}f}") if fixed else (lambda v: g(v, digits))
-    return f"{f(med)} [{f(q1)}, {f(q3)}] (n = {len(a)})"
+    return f"{f(med)} [{f(q1)}, {f(q3)}] ({count})"
 
 
 def frac(mask) -> str:
@@ -231,6 +235,9 @@ def write_report(path: Path, items: list[Item], meta: dict) -> None:
          "**partly** = part of the claim holds; **does not** = it fails. Spread is mean ± std or "
          "median [IQR] over n seeds; every seed draws its own data Y and initial weights unless a sweep "
          "fixes `data_seed`. Timings were taken on a shared, loaded machine.", "",
+         "The items named *Deep networks* go beyond the paper (model `deep`, X = W_L ⋯ W_1): their claim "
+         "is the cited literature's, or the paper's two-layer claim asked again at depth L ≥ 3, and the "
+         "verdict says whether flowsweep's numbers bear it out.", "",
          "## Summary", "",
          table(["item", "paper", "flowsweep (n seeds)", "verdict"],
                [[it.name, it.claim, it.measured, f"**{it.verdict}**"] for it in items]), ""]
