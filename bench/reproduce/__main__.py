@@ -1,6 +1,6 @@
 """Reproduce the paper's experiments through flowsweep itself and write docs/reproduction.md.
 
-    .venv/bin/python bench/reproduce                 # embedded service, fresh SQLite, ~10 min on 2 cores
+    .venv/bin/python bench/reproduce                 # embedded service, fresh SQLite, ~3 min on 2 cores
     .venv/bin/python bench/reproduce --quick         # a few seeds per item: a smoke run
     .venv/bin/python bench/reproduce --url http://127.0.0.1:8000   # use a running service
     .venv/bin/python bench/reproduce --only deep     # one section's sweeps: a partial report in out/reproduce/

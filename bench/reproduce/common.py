@@ -157,6 +157,7 @@ class Item:
     verdict: str
     notes: list[str] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)   # (file name, caption)
+    claim_by: str = "Paper"      # whose claim: the paper's, or (beyond the paper) the cited literature's
     details: list[str] = field(default_factory=list)               # markdown blocks
 
 
@@ -166,7 +167,14 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def save(fig, out_dir: Path, name: str, written: list[Path]) -> str:
+def save(fig, out_dir: Path, name: str, written: list[Path], ylabel: str | None = None,
+         xlabel: str | None = None) -> str:
+    """Write fig as out_dir/name; `ylabel`/`xlabel` name in words a column this report computed
+    (metric_figure labels an axis with the column's name)."""
+    if ylabel:
+        fig.axes[0].set_ylabel(ylabel)
+    if xlabel:
+        fig.axes[0].set_xlabel(xlabel)
     path = plots.save_png(fig, out_dir / name, dpi=80)
     written.append(path)
     return name
@@ -239,10 +247,10 @@ def write_report(path: Path, items: list[Item], meta: dict) -> None:
          "is the cited literature's, or the paper's two-layer claim asked again at depth L ≥ 3, and the "
          "verdict says whether flowsweep's numbers bear it out.", "",
          "## Summary", "",
-         table(["item", "paper", "flowsweep (n seeds)", "verdict"],
+         table(["item", "claim", "flowsweep (n seeds)", "verdict"],
                [[it.name, it.claim, it.measured, f"**{it.verdict}**"] for it in items]), ""]
     for it in items:
-        L += [f"## {it.name}", "", f"**Paper:** {it.claim}", "", f"**flowsweep:** {it.measured}", "",
+        L += [f"## {it.name}", "", f"**{it.claim_by}:** {it.claim}", "", f"**flowsweep:** {it.measured}", "",
               f"**Verdict: {it.verdict}**", ""]
         for d in it.details:
             L += [d, ""]

@@ -7,7 +7,7 @@ import numpy as np
 
 from .common import PAPER_ITERATIONS
 
-# Seeds per item (per group of parameters). Chosen so the whole run stays around ten minutes on a
+# Seeds per item (per group of parameters). Chosen so the whole run stays within a few minutes on a
 # shared 2-core machine; --quick divides them for a smoke run.
 SEEDS = {"fig1": 100, "fig1_balanced": 30, "fig1_flow": 30, "phase": 4, "fig2": 20, "fig3": 15,
          "symmetric": 40, "step": 8, "deep": 10}
