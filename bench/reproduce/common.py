@@ -109,14 +109,18 @@ def mean_std(x, digits: int = 3) -> str:
     return f"{g(a.mean(), digits)} ± {g(a.std(ddof=1) if len(a) > 1 else 0.0, 2)} (n = {len(a)})"
 
 
-def median_iqr(x, digits: int = 3, fixed: bool = False) -> str:
-    """median [Q1, Q3] (n); `fixed` prints `digits` decimals (ratios near 1: 1.0012, not 1)."""
+def median_iqr(x, digits: int = 3, fixed: bool = False, censored: bool = False) -> str:
+    """median [Q1, Q3] (n); `fixed` prints `digits` decimals (ratios near 1: 1.0012, not 1);
+    `censored`: a missing value is a run that never got there (time_to_tol, speedup), and the count
+    says how many of all did, `k/N reached` (the quartiles are of those that did)."""
     a = finite(x)
+    n_all = len(pd.Series(x))
+    count = f"{len(a)}/{n_all} reached" if censored and len(a) < n_all else f"n = {len(a)}"
     if not len(a):
-        return "— (n = 0)"
+        return f"— ({count})"
     q1, med, q3 = np.percentile(a, [25, 50, 75])
     f = (lambda v: f"{v:.{digits}f}") if fixed else (lambda v: g(v, digits))
-    return f"{f(med)} [{f(q1)}, {f(q3)}] (n = {len(a)})"
+    return f"{f(med)} [{f(q1)}, {f(q3)}] ({count})"
 
 
 def frac(mask) -> str:
@@ -153,6 +157,7 @@ class Item:
     verdict: str
     notes: list[str] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)   # (file name, caption)
+    claim_by: str = "Paper"      # whose claim: the paper's, or (beyond the paper) the cited literature's
     details: list[str] = field(default_factory=list)               # markdown blocks
 
 
@@ -162,7 +167,14 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def save(fig, out_dir: Path, name: str, written: list[Path]) -> str:
+def save(fig, out_dir: Path, name: str, written: list[Path], ylabel: str | None = None,
+         xlabel: str | None = None) -> str:
+    """Write fig as out_dir/name; `ylabel`/`xlabel` name in words a column this report computed
+    (metric_figure labels an axis with the column's name)."""
+    if ylabel:
+        fig.axes[0].set_ylabel(ylabel)
+    if xlabel:
+        fig.axes[0].set_xlabel(xlabel)
     path = plots.save_png(fig, out_dir / name, dpi=80)
     written.append(path)
     return name
@@ -231,11 +243,14 @@ def write_report(path: Path, items: list[Item], meta: dict) -> None:
          "**partly** = part of the claim holds; **does not** = it fails. Spread is mean ± std or "
          "median [IQR] over n seeds; every seed draws its own data Y and initial weights unless a sweep "
          "fixes `data_seed`. Timings were taken on a shared, loaded machine.", "",
+         "The items named *Deep networks* go beyond the paper (model `deep`, X = W_L ⋯ W_1): their claim "
+         "is the cited literature's, or the paper's two-layer claim asked again at depth L ≥ 3, and the "
+         "verdict says whether flowsweep's numbers bear it out.", "",
          "## Summary", "",
-         table(["item", "paper", "flowsweep (n seeds)", "verdict"],
+         table(["item", "claim", "flowsweep (n seeds)", "verdict"],
                [[it.name, it.claim, it.measured, f"**{it.verdict}**"] for it in items]), ""]
     for it in items:
-        L += [f"## {it.name}", "", f"**Paper:** {it.claim}", "", f"**flowsweep:** {it.measured}", "",
+        L += [f"## {it.name}", "", f"**{it.claim_by}:** {it.claim}", "", f"**flowsweep:** {it.measured}", "",
               f"**Verdict: {it.verdict}**", ""]
         for d in it.details:
             L += [d, ""]

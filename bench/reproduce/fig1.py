@@ -174,9 +174,11 @@ def fig1_items(client: Client, sw: dict, out: Path, written: list[Path]) -> tupl
                         median_iqr(fin["settle_spread_rel"], 2, True), median_iqr(fin["order_tau"], 2, True),
                         frac(fin["order_tau"] > 0.99), frac(x["censored"])])
     f_spread = save(plots.metric_figure(sp[~sp["censored"]], "settle_spread_rel", "init_scale"), out,
-                    "repro-fig1-settling-spread.png", written)
+                    "repro-fig1-settling-spread.png", written,
+                    ylabel="settling spread (t_last − t_first) / t_last")
     f_tau = save(plots.metric_figure(sp[~sp["censored"]], "order_tau", "init_scale"), out,
-                 "repro-fig1-settling-order.png", written)
+                 "repro-fig1-settling-order.png", written,
+                 ylabel="Kendall τ: settling order against σ_i(Y) order")
     seq_small = tau_med[0] > 0.9 and spread_med[0] > 0.5
     # "together": the relative spread at the largest σ at most half that of the smallest
     together_large = spread_med[-1] < 0.5 * spread_med[0]

@@ -53,10 +53,11 @@ def fig2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
                       done.assign(branch="λ0 < 0 (|λ0| shown)",
                                   abs_lambda0_fit=-pd.to_numeric(done["lambda0_fit_neg"]))])
     f_lam = save(plots.metric_figure(long, "abs_lambda0_fit", "k", by=["branch"]), out,
-                 "repro-fig2-lambda0.png", written)
+                 "repro-fig2-lambda0.png", written, ylabel="|λ₀| fitted (each branch)")
     f_log = save(plots.metric_figure(done, "gap_log_pos", "k", reference=np.log(2),
                                      reference_label="factor 2 in e(t)"),
-                 out, "repro-fig2-log-mismatch.png", written)
+                 out, "repro-fig2-log-mismatch.png", written,
+                 ylabel="max_t |log e_reg(t) − log e(t)| (λ₀ > 0 branch)")
     rows, verdicts, close = [], [], []
     for kk in sorted(done["k"].unique()):
         x = done[done["k"] == kk]

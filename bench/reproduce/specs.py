@@ -7,16 +7,24 @@ import numpy as np
 
 from .common import PAPER_ITERATIONS
 
-# Seeds per item (per group of parameters). Chosen so the whole run stays around ten minutes on a
+# Seeds per item (per group of parameters). Chosen so the whole run stays within a few minutes on a
 # shared 2-core machine; --quick divides them for a smoke run.
 SEEDS = {"fig1": 100, "fig1_balanced": 30, "fig1_flow": 30, "phase": 4, "fig2": 20, "fig3": 15,
-         "symmetric": 40, "step": 8}
+         "symmetric": 40, "step": 8, "deep": 10}
 # Table 2's phase diagram: sigma = data_scale with Y's singular values all 1 (m = 2, n = 3).
 PHASE_SIGMA = [0.05, 0.15, 0.3, 0.4, 0.45, 0.55, 0.6, 0.8, 1.2]
 PHASE_LAMBDA0 = [0.0, 0.3, 0.6, 0.8, 0.9, 1.1, 1.5, 2.0, 3.0]
 # Appendix G: step sizes as multiples of 1/sigma_max(Y) (Y fixed by data_seed = STEP_DATA_SEED)
 STEP_MULTIPLES = [0.05, 0.2, 0.5, 0.8, 0.95, 1.05, 1.3, 2.0]
 STEP_DATA_SEED = 0
+# Deep linear networks (issue 15): depths, and the init scales of each start
+DEEP_DEPTHS = [1, 2, 3, 4, 5, 6]
+DEEP_BALANCED_SCALES = [0.01, 0.03, 0.1, 0.3, 1.0]
+DEEP_PLATEAU_SCALES = [0.01, 0.03]          # the small balanced starts, which plateau
+DEEP_SPECTRAL_SCALES = [0.1, 1.0]
+DEEP_LAMBDAS = [0.0, 0.5, 1.0, 2.0]
+DEEP_IMBALANCED_DEPTHS = [2, 3, 4]          # spectral and gaussian starts
+DEEP_GAUSSIAN_SCALES = [0.05, 0.1, 0.2, 0.3, 0.5]
 
 
 def step_sigma_max() -> float:
@@ -77,4 +85,29 @@ def sweep_specs(seeds: dict[str, int]) -> dict[str, dict[str, Any]]:
         "step": {"name": "repro-step-size", "model": "asymmetric", "init": "gaussian", "integrator": "gd",
                  "m": 5, "n": 10, "steps": 3000, "record_every": 10, "tol": 0.01, "data_seed": STEP_DATA_SEED,
                  "axes": {"init_scale": [0.1], "k": [50], "eta": etas, "seed": rng("step")}},
+        **deep_specs(rng("deep")),
+    }
+
+
+def deep_specs(seeds: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Model `deep`, exact gradient flow on Y ~ N(0, 1) 5×10, every seed its own Y, hidden width 20.
+    Balanced starts share one X0 = U0V0ᵀ across depths (core/deep.py), so a depth axis compares at
+    fixed X0; spectral starts have X0 = s²ΦΨᵀ at every depth and imbalance λ₀ on every adjacent pair."""
+    common = {"model": "deep", "integrator": "flow", "m": 5, "n": 10, "tol": 0.01}
+    return {
+        # t = 100 on a grid of 0.05: the plateaus of the smallest starts at depth 6 last tens of time units
+        "deep_balanced": {"name": "repro-deep-balanced", **common, "init": "balanced", "eta": 0.01,
+                          "steps": 10_000, "record_every": 5,
+                          "axes": {"init_scale": DEEP_BALANCED_SCALES, "k": [20], "depth": DEEP_DEPTHS,
+                                   "seed": seeds}},
+        # t = 10: imbalanced deep starts converge at rates up to ~50
+        "deep_spectral": {"name": "repro-deep-imbalance", **common, "init": "spectral", "eta": 0.005,
+                          "steps": 2000, "record_every": 5,
+                          "axes": {"init_scale": DEEP_SPECTRAL_SCALES, "k": [20], "lambda0": DEEP_LAMBDAS,
+                                   "depth": DEEP_IMBALANCED_DEPTHS, "seed": seeds}},
+        # Fig. 1 at depth: every layer N(0, s²); the imbalance ‖C_j‖ grows like s²k
+        "deep_gaussian": {"name": "repro-deep-gaussian", **common, "init": "gaussian", "eta": 0.005,
+                          "steps": 4000, "record_every": 10,
+                          "axes": {"init_scale": DEEP_GAUSSIAN_SCALES, "k": [20],
+                                   "depth": DEEP_IMBALANCED_DEPTHS, "seed": seeds}},
     }

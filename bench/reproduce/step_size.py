@@ -36,7 +36,8 @@ def step_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
     df["eta_over_limit"] = df["eta"] / pd.to_numeric(df["eta_stability_limit"])
     df["reached_tol"] = (pd.to_numeric(df["time_to_tol"]).notna() & (df["status"] == "done")).astype(float)
     f = save(plots.metric_figure(df, "reached_tol", "eta_over_limit", reference=None), out,
-             "repro-step-size.png", written)
+             "repro-step-size.png", written, ylabel="fraction of seeds that reach tol 0.01",
+             xlabel="η / eta_stability_limit")
     verdict = "matches" if agree and all(agree) else ("partly" if any(agree) else "does not")
     return Item(
         name="Appendix G — the step size: discrete rate and gd's stability limit",

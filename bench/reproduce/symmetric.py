@@ -23,7 +23,7 @@ def symmetric_item(client: Client, sw: dict, out: Path, written: list[Path]) -> 
     df["psd_limit_dev"] = (pd.to_numeric(df["final_error"]) - df["final_error_expected"]).abs()
     f = save(plots.metric_figure(df, "rate_ratio", "init_scale", by=["init"], reference=1.0,
                                  reference_label="rate_fit = 4 σ_min"),
-             out, "repro-symmetric-rate.png", written)
+             out, "repro-symmetric-rate.png", written, ylabel="rate_fit / rate_pred (rate_pred = 4 σ_min)")
     rows = []
     within = []
     for init in ("spectral", "gaussian"):
