@@ -35,8 +35,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from . import store
 from flowsweep.workers.codec import CURVES_FORMAT, encode_curves  # noqa: F401  (their home before the split)
+
+from . import store
 from .db import make_engine, make_session_factory, session_scope
 from .leadership import Leadership
 from .models import utcnow
@@ -59,7 +60,7 @@ class Runner:
         url = getattr(settings, "database_url", None)
         if url:
             # Its own pool: API requests under load cannot take the connections its writes need.
-            self._engine = make_engine(url, **({} if url.startswith("sqlite") else {"pool_size": 4}))
+            self._engine = make_engine(url) if url.startswith("sqlite") else make_engine(url, pool_size=4)
             session_factory = make_session_factory(self._engine)
         self._session_factory = session_factory
         self.max_attempts = max_attempts
@@ -70,7 +71,7 @@ class Runner:
                 from flowsweep.workers.dispatch import TaskStream
                 return TaskStream(task_timeout=timeout)
         ttl = lease_ttl if lease_ttl is not None else getattr(settings, "runner_lease_seconds", None)
-        self.leadership = Leadership(session_factory, **({"ttl": ttl} if ttl else {}))
+        self.leadership = Leadership(session_factory, ttl=ttl) if ttl else Leadership(session_factory)
         self.progress = ProgressBook()
         self.writer = ResultWriter(session_factory, self.progress.add, owner=self.leadership.owner)
         self.scheduler = Scheduler(session_factory, stream_factory, self.writer, self.progress,

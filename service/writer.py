@@ -12,12 +12,13 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
+from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from flowsweep.workers.dispatch import ChunkOutcome
 
 from . import store
-from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from .db import session_scope
 from .models import FINISHED_POINT_STATUSES, utcnow
 
@@ -144,7 +145,9 @@ class ResultWriter:
 
     def _write(self, batch) -> dict[int, set[int]]:
         t0 = time.perf_counter()
-        rows, blobs, per_sweep = [], {}, {}
+        rows: list[dict[str, Any]] = []
+        blobs: dict[int, bytes] = {}
+        per_sweep: dict[int, set[int]] = {}
         for sweep_id, outcomes in batch:
             r, b = build_rows(sweep_id, outcomes)
             rows += r
