@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flowsweep.status import ACTIVE_SWEEP_STATUSES, CANCELLING
+from flowsweep.status import ACTIVE_SWEEP_STATUSES, CANCELLING, FINISHED_COUNT_KEYS, SweepStatus
 
 WINDOW_SECONDS = 60.0  # the completion rate is measured over the last minute
 
@@ -97,9 +97,9 @@ def display_status(status: str, cancel_requested: bool) -> str:
 def eta_of(sweep: Any, runner: Any) -> float | None:
     """ETA in seconds of a sweep row: 0 when done, None when unknown here (not running, not run by
     this process, or no point finished yet)."""
-    if sweep.status == "done":
+    if sweep.status == SweepStatus.DONE:
         return 0.0
-    if sweep.status not in ("queued", "running") or sweep.cancel_requested or runner is None:
+    if sweep.status not in ACTIVE_SWEEP_STATUSES or sweep.cancel_requested or runner is None:
         return None
     try:
         eta = runner.eta_seconds(sweep.id)
@@ -126,7 +126,7 @@ def sweep_progress(session: Session, sweep_id: int, runner: Any = None) -> Sweep
     if sweep is None:
         return None
     counts = store.counts(session, [sweep_id])[sweep_id]
-    finished = sum(counts[k] for k in ("done", "failed", "diverged", "cached"))
+    finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
     return SweepProgress(display_status(sweep.status, sweep.cancel_requested), counts,
                          finished / sweep.n_points if sweep.n_points else 1.0,
                          eta_of(sweep, runner), sweep.n_points)

@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flowsweep.core.types import PointConfig
+from flowsweep.status import ACTIVE_SWEEP_STATUSES, PointStatus, SweepStatus
 from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size
 
 from . import store
@@ -185,7 +186,7 @@ class Scheduler:
             # running, a first page of run-time dedupe, the count of points to run.
             with self._session() as s:
                 sweep = store.get_sweep(s, sweep_id, for_update=True)
-                if sweep is None or sweep.status not in ("queued", "running"):
+                if sweep is None or sweep.status not in ACTIVE_SWEEP_STATUSES:
                     return None
                 if not sweep.cancel_requested:
                     store.mark_running(sweep)
@@ -401,18 +402,18 @@ class Scheduler:
                 self._forget(st.id)
                 return
             counts = store.point_status_counts(s, st.id)
-            left = counts.get("pending", 0) + counts.get("running", 0)
+            left = counts.get(PointStatus.PENDING, 0) + counts.get(PointStatus.RUNNING, 0)
             if left:
                 # Points put back to pending (a chunk lost for good, a restart): scan again.
                 st.cursor, st.scanned_all, st.unsubmitted = "", False, left
                 return
             total = sum(counts.values())
-            n_failed = counts.get("failed", 0)
+            n_failed = counts.get(PointStatus.FAILED, 0)
             if total and n_failed == total:
                 first = store.first_failure(s, st.id)
-                store.finish_sweep(sweep, "failed", f"all {total} points failed; first error: {first}")
+                store.finish_sweep(sweep, SweepStatus.FAILED, f"all {total} points failed; first error: {first}")
             else:
-                store.finish_sweep(sweep, "done", None)
+                store.finish_sweep(sweep, SweepStatus.DONE, None)
         sizes = [n for sid, n in self.submissions if sid == st.id]
         log.info("sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s",
                  st.id, counts, len(sizes), sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}",

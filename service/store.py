@@ -330,8 +330,8 @@ def claim_points(session: Session, ids: list[int], owner: str | None) -> set[int
     """pending -> running with `owner`, for the points of `ids` still pending; the ids claimed."""
     if not ids:
         return set()
-    stmt = (update(Point).where(Point.id.in_(ids), Point.status == "pending")
-            .values(status="running", owner=owner).returning(Point.id))
+    stmt = (update(Point).where(Point.id.in_(ids), Point.status == PointStatus.PENDING)
+            .values(status=PointStatus.RUNNING, owner=owner).returning(Point.id))
     return set(session.execute(stmt).scalars().all())
 
 
@@ -340,7 +340,7 @@ def count_started(session: Session, ids: list[int], owner: str | None) -> None:
     (so `attempts` counts runs that actually started, and recovery's poison check never fails a
     point that never ran)."""
     if ids:
-        conds = [Point.id.in_(ids), Point.status == "running"]
+        conds = [Point.id.in_(ids), Point.status == PointStatus.RUNNING]
         if owner is not None:
             conds.append(Point.owner == owner)
         session.execute(update(Point).where(*conds).values(attempts=Point.attempts + 1))
@@ -350,7 +350,7 @@ def owned_running(session: Session, ids: list[int], owner: str) -> set[int]:
     """Of `ids`, the points still running under `owner` (locked on Postgres for the transaction)."""
     found: set[int] = set()
     for i in range(0, len(ids), _CHUNK):
-        stmt = select(Point.id).where(Point.id.in_(ids[i:i + _CHUNK]), Point.status == "running",
+        stmt = select(Point.id).where(Point.id.in_(ids[i:i + _CHUNK]), Point.status == PointStatus.RUNNING,
                                       Point.owner == owner)
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update()
@@ -405,7 +405,7 @@ def first_failure(session: Session, sweep_id: int) -> str | None:
         .order_by(Result.point_id).limit(1)).scalar()
 
 
-def finish_sweep(sweep: Sweep, status: str, error: str | None) -> None:
+def finish_sweep(sweep: Sweep, status: SweepStatus, error: str | None) -> None:
     """Terminal status (done/failed) with its error (None clears an old one) and finished_at."""
     sweep.status = status
     sweep.error = error

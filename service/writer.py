@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from flowsweep.status import FINISHED_POINT_STATUSES, PointStatus
 from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from flowsweep.workers.dispatch import ChunkOutcome
 
 from . import store
 from .db import session_scope
-from .models import FINISHED_POINT_STATUSES, utcnow
+from .models import utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
@@ -55,7 +56,7 @@ def build_rows(sweep_id: int, outcomes) -> tuple[list[dict], dict[int, bytes]]:
             continue
         seen.add(pid)
         r = o.result
-        status = r.status if r.status in FINISHED_POINT_STATUSES else "failed"
+        status = r.status if r.status in FINISHED_POINT_STATUSES else PointStatus.FAILED
         rows.append(store.result_row(pid, sweep_id, status, r.metrics or {}, r.error,
                                      r.wall_seconds, o.worker, now))
         if r.curves is not None:
