@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from bench._service import ServiceProcess  # noqa: E402
 from flowsweep.service import plots  # noqa: E402
 from flowsweep.service.client import Client, FlowsweepError, ServerUnavailable  # noqa: E402
+from flowsweep.status import FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, PointStatus  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/reproduce_deep.py"
 SEEDS = 10
@@ -89,7 +90,7 @@ class EmbeddedService(ServiceProcess):
                 return client.health()
             except FlowsweepError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"flowsweep serve not ready after {timeout:.0f} s")
+                    raise TimeoutError(f"flowsweep serve not ready after {timeout:.0f} s") from None
                 time.sleep(0.3)
 
 
@@ -101,13 +102,13 @@ def run_sweeps(client: Client, specs: dict[str, dict], timeout: float) -> dict[s
     last = ""
     while True:
         states = {key: client.sweep(s["id"]) for key, s in submitted.items()}
-        done = sum(sum((st.get("counts") or {}).get(c) or 0 for c in ("done", "failed", "diverged", "cached"))
+        done = sum(sum((st.get("counts") or {}).get(c) or 0 for c in FINISHED_COUNT_KEYS)
                    for st in states.values())
         line = f"  {done}/{total} points finished"
         if line != last:
             print(line, flush=True)
             last = line
-        if all(st["status"] in ("done", "failed", "cancelled") for st in states.values()):
+        if all(st["status"] in FINISHED_SWEEP_STATUSES for st in states.values()):
             return {key: {**submitted[key], **states[key]} for key in submitted}
         if time.monotonic() > deadline:
             raise TimeoutError(f"sweeps not finished after {timeout:.0f} s: {line}")
@@ -154,7 +155,7 @@ def save(fig, out: Path, name: str, written: list[Path]) -> str:
 # ------------------------------------------------------------------------------------ analysis
 def balanced_items(client: Client, sweep: dict, out: Path, written: list[Path]) -> list[str]:
     df = client.results(sweep["id"])
-    df = df[df["status"] == "done"].sort_values(["init_scale", "depth", "seed"]).reset_index(drop=True)
+    df = df[df["status"] == PointStatus.DONE].sort_values(["init_scale", "depth", "seed"]).reset_index(drop=True)
     curves = fetch_all(client.curves, df["point_id"])
     df["plateau"] = [plots.plateau_length(c["t"], c["error"]) for c in curves]
     # ‖X0‖/‖Y‖ of every (scale, seed): X0 = W1 of the depth-1 point (the same X0 at every depth)
@@ -279,7 +280,7 @@ def _time_verdict(best) -> str:
 
 def imbalance_items(client: Client, sweep: dict, out: Path, written: list[Path]) -> list[str]:
     df = client.results(sweep["id"])
-    df = df[df["status"] == "done"]
+    df = df[df["status"] == PointStatus.DONE]
     L: list[str] = []
     rows = []
     checks = []
@@ -338,13 +339,14 @@ def imbalance_items(client: Client, sweep: dict, out: Path, written: list[Path])
 
 def gaussian_items(client: Client, sweep: dict, out: Path, written: list[Path]) -> list[str]:
     df = client.results(sweep["id"])
-    df = df[df["status"] == "done"]
+    df = df[df["status"] == PointStatus.DONE]
     rows, mono = [], []
     for d in SPECTRAL_DEPTHS:
         sub = df[df.depth == d]
         med = sub.groupby("init_scale")["speedup"].median()
         mono.append((d, bool(np.all(np.diff(med.values) > 0))))
-        rows.append([str(d)] + [f"{med_iqr(sub[sub.init_scale == s]['speedup'])}; ‖C‖ {g(sub[sub.init_scale == s]['q0_norm'].median())}"
+        rows.append([str(d)] + [f"{med_iqr(sub[sub.init_scale == s]['speedup'])}; "
+                                f"‖C‖ {g(sub[sub.init_scale == s]['q0_norm'].median())}"
                                 for s in GAUSSIAN_SCALES])
     ok = all(m for d, m in mono if d >= 3)
     fig = plots.speedup_figure(df, x="init_scale", by=["depth"])
