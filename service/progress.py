@@ -24,7 +24,7 @@ WINDOW_SECONDS = 60.0  # the completion rate is measured over the last minute
 class Progress:
     """Completion-rate bookkeeping of one sweep, for eta_seconds."""
 
-    def __init__(self, remaining: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, remaining: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.remaining = remaining
         self._clock = clock
         self.started = clock()
@@ -57,7 +57,7 @@ class Progress:
 class ProgressBook:
     """Thread-safe Progress per sweep run by this process."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._by_sweep: dict[int, Progress] = {}
@@ -115,7 +115,7 @@ class SweepProgress:
     progress: float               # finished fraction
     eta_seconds: float | None
     n_points: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def sweep_progress(session: Session, sweep_id: int, runner: Any = None) -> SweepProgress | None:

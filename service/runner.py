@@ -34,6 +34,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from flowsweep.workers.codec import CURVES_FORMAT, encode_curves  # noqa: F401  (their home before the split)
 
@@ -43,7 +47,12 @@ from .leadership import Leadership
 from .models import utcnow
 from .progress import ProgressBook
 from .scheduling import Scheduler, SweepSetupError
-from .writer import ResultWriter
+from .writer import Outcomes, ResultWriter
+
+if TYPE_CHECKING:
+    from flowsweep.workers.dispatch import TaskStream
+
+    from .settings import Settings
 
 log = logging.getLogger("flowsweep.runner")
 
@@ -53,9 +62,10 @@ IDLE_POLL_SECONDS = 0.5   # idle: look for sweeps submitted through another repl
 class Runner:
     """Background sweep runner. Interface used by the app's lifespan and the routes."""
 
-    def __init__(self, session_factory, settings=None, stream_factory=None, *,
+    def __init__(self, session_factory: sessionmaker[Session], settings: Settings | None = None,
+                 stream_factory: Callable[[], TaskStream] | None = None, *,
                  page_size: int = 1000, poll_seconds: float = 0.25, max_attempts: int = 5,
-                 max_crashes: int = 5, lease_ttl: float | None = None, task_timeout: float | None = None):
+                 max_crashes: int = 5, lease_ttl: float | None = None, task_timeout: float | None = None) -> None:
         self._engine = None
         url = getattr(settings, "database_url", None)
         if url:
@@ -88,7 +98,7 @@ class Runner:
         return self.leadership.owner
 
     @property
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, float]:
         """Counters of the result writer (this process only)."""
         return self.writer.stats
 
@@ -130,7 +140,7 @@ class Runner:
         return self.progress.eta(int(sweep_id))
 
     # ------------------------------------------------------------------ internals
-    def _write_batch(self, sweep_id: int, outcomes) -> set[int]:
+    def _write_batch(self, sweep_id: int, outcomes: Outcomes) -> set[int]:
         """Write outcomes at once in this thread (one transaction); the inserted point ids."""
         return self.writer.write_now(sweep_id, outcomes)
 
