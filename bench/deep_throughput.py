@@ -22,6 +22,7 @@ from dataclasses import replace  # noqa: E402
 import numpy as np  # noqa: E402
 
 from flowsweep.core import PointConfig, initial_state, run_points  # noqa: E402
+from flowsweep.status import PointStatus  # noqa: E402
 
 
 def configs(n: int, steps: int, depth: int, k: int = 50, model: str = "deep") -> list[PointConfig]:
@@ -73,13 +74,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     a = ap.parse_args()
     cs = configs(a.points, a.steps, 3)
-    assert all(r.status == "done" for r in run_points(cs))
+    assert all(r.status == PointStatus.DONE for r in run_points(cs))
     t_batch = best_of(lambda: run_points(cs))
     n_naive = max(4, a.points // 8)
     t_naive = best_of(lambda: [naive_point(c) for c in cs[:n_naive]], 1) * a.points / n_naive
     print(f"(a) balanced L=3, k=50, {a.steps} gd steps: batched {a.points / t_batch:.1f} points/s, "
           f"per-point loop {a.points / t_naive:.1f} points/s, ratio {t_naive / t_batch:.1f}x")
-    assert all(r.status == "done" for r in run_points(configs(2, a.steps, 4, k=1000)))
+    assert all(r.status == PointStatus.DONE for r in run_points(configs(2, a.steps, 4, k=1000)))
     one_small = best_of(lambda: run_points(configs(8, a.steps, 4, k=20))) / 8
     one_wide = best_of(lambda: run_points(configs(8, a.steps, 4, k=1000))) / 8
     t_wide_naive = best_of(lambda: naive_point(configs(1, a.steps // 10, 4, k=1000)[0]), 1) * 10

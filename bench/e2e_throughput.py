@@ -31,7 +31,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._service import ServiceProcess  # noqa: E402
 from flowsweep.core.types import PointConfig  # noqa: E402
-from flowsweep.status import FINISHED_SWEEP_STATUSES, PointStatus, SweepStatus  # noqa: E402
+from flowsweep.status import CACHED, FINISHED_SWEEP_STATUSES, PointStatus, SweepStatus  # noqa: E402
 
 TARGET = 0.90
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -126,7 +126,7 @@ class Service(ServiceProcess):
 
     def run_sweep(self, body: dict) -> tuple[float, dict]:
         """Seconds from the POST until GET /sweeps/{id} says the sweep finished."""
-        posted_at = datetime.now(timezone.utc)
+        posted_at = datetime.now(UTC)
         t0 = time.perf_counter()
         r = self.client.post("/sweeps", json=body)
         r.raise_for_status()
@@ -200,7 +200,7 @@ def main() -> None:
                 service_s.append(out["post_to_finished"] or wall)
                 observed_s.append(wall)
                 ok &= out["status"] == SweepStatus.DONE and out["result_rows"] == n \
-                    and out["counts"]["cached"] == 0
+                    and out["counts"][CACHED] == 0
                 fin = out["post_to_finished"]
                 print(f"  service #{i + 1}: {fin:6.2f} s  ({n / fin:5.1f} points/s) POST -> finished_at; "
                       f"{wall:.2f} s until a poll saw it; runner started -> finished {_seconds(out):.2f} s; "

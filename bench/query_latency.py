@@ -37,13 +37,14 @@ from bench._service import free_port, start_server  # noqa: E402
 from flowsweep.core.types import METRIC_FIELDS  # noqa: E402
 from flowsweep.service import db  # noqa: E402
 from flowsweep.service.models import Base  # noqa: E402
+from flowsweep.status import PointStatus, SweepStatus  # noqa: E402
 
 PG_ADMIN = os.environ.get("FLOWSWEEP_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TARGET_MS = 100.0
 QUERIES = [
     ("k=50&init_scale=0.1", {"k": 50, "init_scale": 0.1, "limit": 100}),
     ("sweep 1: seed=7&lambda0=0.5", {"seed": 7, "lambda0": 0.5, "limit": 100, "_sweep": 1}),
-    ("status=done&k_min=80", {"status": "done", "k_min": 80, "limit": 100}),
+    ("status=done&k_min=80", {"status": PointStatus.DONE, "k_min": 80, "limit": 100}),
 ]
 
 POINT_COLS = ["id", "sweep_id", "identity", "status", "cached", "source_point_id", "attempts", "model", "init",
@@ -58,7 +59,8 @@ def synthetic(n_rows: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.D
     per_sweep = 100_000
     i = np.arange(n_rows)
     w = i % per_sweep
-    status = rng.choice(np.array(["done", "done", "done", "diverged", "failed"]), n_rows)
+    status = rng.choice(np.array([PointStatus.DONE] * 3 + [PointStatus.DIVERGED, PointStatus.FAILED], dtype=str),
+                        n_rows)
     points = pd.DataFrame({
         "id": i + 1, "sweep_id": i // per_sweep + 1,
         "identity": [f"{j:064x}" for j in range(n_rows)], "status": status, "cached": False,
@@ -69,15 +71,15 @@ def synthetic(n_rows: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.D
         "eta": 0.001, "steps": 4000, "record_every": 20, "tol": 0.01, "data_seed": None, "fit_lambda0": False,
         "n_samples": 1000})[POINT_COLS]
     metrics = rng.lognormal(size=(n_rows, len(METRIC_FIELDS)))
-    metrics[status == "failed"] = np.nan
+    metrics[status == PointStatus.FAILED] = np.nan
     results = pd.DataFrame(metrics, columns=list(METRIC_FIELDS))
     results["diverged_at"] = pd.array(rng.integers(1, 4000, n_rows), dtype="Int64")
-    results.loc[status != "diverged", "diverged_at"] = pd.NA
+    results.loc[status != PointStatus.DIVERGED, "diverged_at"] = pd.NA
     results["id"] = i + 1
     results["point_id"] = i + 1
     results["sweep_id"] = points["sweep_id"]
     results["status"] = status
-    results["error"] = np.where(status == "failed", "boom", None)
+    results["error"] = np.where(status == PointStatus.FAILED, "boom", None)
     results["wall_seconds"] = 0.1
     results["worker"] = "node-a"
     results["created_at"] = "2026-01-01 00:00:00"
@@ -103,9 +105,10 @@ def fill(url: str, n_rows: int) -> float:
     engine = db.make_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO sweeps (id, name, status, spec, n_points, created_at, cancel_requested) "
-                             "VALUES (:id, :name, 'done', '{}', :n, :t, false)"),
-                     [{"id": s, "name": f"bench-{s}", "n": int((points.sweep_id == s).sum()),
-                       "t": "2026-01-01 00:00:00"} for s in range(1, n_sweeps + 1)])
+                             "VALUES (:id, :name, :status, '{}', :n, :t, false)"),
+                     [{"id": s, "name": f"bench-{s}", "status": SweepStatus.DONE,
+                       "n": int((points.sweep_id == s).sum()), "t": "2026-01-01 00:00:00"}
+                      for s in range(1, n_sweeps + 1)])
     # Secondary indexes are dropped for the bulk load and built afterwards (one sort each, much faster
     # than maintaining 20 b-trees row by row); the schema is the migrated one again at the end.
     indexes = [ix for t in ("points", "results") for ix in Base.metadata.tables[t].indexes]

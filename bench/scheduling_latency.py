@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.e2e_throughput import Service, sweep_body  # noqa: E402
+from flowsweep.status import PointStatus, SweepStatus  # noqa: E402
 
 POLL = 0.02
 
@@ -60,37 +61,39 @@ def main() -> None:
             cancel_s, shown = [], []
             for i in range(args.tries):
                 sid = c.post("/sweeps", json=fig1(f"to-cancel-{i}", 1000, seed0=100_000 * (i + 1))).json()["id"]
-                poll_until(c, sid, lambda b: b["counts"]["done"] > 0)
+                poll_until(c, sid, lambda b: b["counts"][PointStatus.DONE] > 0)
                 time.sleep(0.5)  # well under way: chunks in flight
                 t0 = time.perf_counter()
                 r = c.post(f"/sweeps/{sid}/cancel").json()
                 shown.append(r["status"])
-                t1, body = poll_until(c, sid, lambda b: b["status"] == "cancelled")
+                t1, body = poll_until(c, sid, lambda b: b["status"] == SweepStatus.CANCELLED)
                 cancel_s.append(t1 - t0)
                 print(f"  cancel #{i + 1}: response said {r['status']!r}; cancelled after {t1 - t0:.3f} s "
-                      f"({body['counts']['done']} points done, {body['counts']['pending']} never run)")
+                      f"({body['counts'][PointStatus.DONE]} points done, "
+                      f"{body['counts'][PointStatus.PENDING]} never run)")
 
             huge = c.post("/sweeps", json=fig1("huge", 20_000, seed0=10_000_000)).json()
-            poll_until(c, huge["id"], lambda b: b["counts"]["done"] > 0)
+            poll_until(c, huge["id"], lambda b: b["counts"][PointStatus.DONE] > 0)
             first_s, done_s = [], []
             for i in range(args.tries):
                 t0 = time.perf_counter()
                 sid = c.post("/sweeps", json=fig1(f"small-{i}", 10, seed0=1000 * (i + 1))).json()["id"]
-                t1, _ = poll_until(c, sid, lambda b: b["counts"]["done"] > 0)
-                t2, _ = poll_until(c, sid, lambda b: b["status"] == "done")
+                t1, _ = poll_until(c, sid, lambda b: b["counts"][PointStatus.DONE] > 0)
+                t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
                 first_s.append(t1 - t0)
                 done_s.append(t2 - t0)
                 print(f"  small behind huge #{i + 1}: first result {t1 - t0:.3f} s, done {t2 - t0:.3f} s")
             hb = c.get(f"/sweeps/{huge['id']}").json()
-            print(f"  (huge sweep: {huge['n_points']} points, {hb['counts']['done']} done, status {hb['status']})")
+            print(f"  (huge sweep: {huge['n_points']} points, {hb['counts'][PointStatus.DONE]} done, "
+                  f"status {hb['status']})")
             c.post(f"/sweeps/{huge['id']}/cancel")
-            poll_until(c, huge["id"], lambda b: b["status"] == "cancelled")
+            poll_until(c, huge["id"], lambda b: b["status"] == SweepStatus.CANCELLED)
             alone_s = []
             for i in range(args.tries):
                 t0 = time.perf_counter()
                 sid = c.post("/sweeps", json=fig1(f"small-{i}-alone", 10, seed0=1000 * (i + 1),
                                                   recompute=True)).json()["id"]
-                t2, _ = poll_until(c, sid, lambda b: b["status"] == "done")
+                t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
                 alone_s.append(t2 - t0)
                 print(f"  small alone #{i + 1}: done {t2 - t0:.3f} s")
         finally:

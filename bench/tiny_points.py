@@ -26,7 +26,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.e2e_throughput import Service, wait_done  # noqa: E402
+from flowsweep.status import SweepStatus  # noqa: E402
 
 M, N, K, ETA, STEPS, SCALE = 5, 10, 50, 1e-3, 10, 0.1
 TARGET = 5.0
@@ -117,7 +118,7 @@ def main() -> None:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            posted_at = datetime.now(timezone.utc)
+            posted_at = datetime.now(UTC)
             r = service.client.post("/sweeps", json=sweep_body(n, "tiny"))
             r.raise_for_status()
             out = wait_done(service.client, r.json()["id"], 1800)
@@ -138,7 +139,7 @@ def main() -> None:
           f"{'MET' if ratio >= TARGET else 'NOT MET'})")
     print(f"service time / (core alone on {args.cpus} CPUs) = {svc_s / (core_s / args.cpus):.2f} "
           f"(1.0 = no service overhead beyond core)")
-    if out["status"] != "done" or rows != n:
+    if out["status"] != SweepStatus.DONE or rows != n:
         sys.exit("the sweep did not complete with one result row per point")
 
 

@@ -17,6 +17,8 @@ from flowsweep.status import PointStatus
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+# PointConfig.shape_key(): points with equal keys run as one vectorised batch (workers group by it).
+ShapeKey = tuple[Any, ...]
 
 
 MODELS: tuple[str, ...] = ("asymmetric", "symmetric", "sigmoid", "deep")
@@ -58,7 +60,7 @@ class PointConfig:
         if isinstance(self.y_singular_values, list):          # from JSON: hashable, one canonical form
             object.__setattr__(self, "y_singular_values", tuple(self.y_singular_values))
 
-    def shape_key(self) -> tuple[Any, ...]:
+    def shape_key(self) -> ShapeKey:
         """Points with equal shape keys can run as one vectorised batch."""
         return (self.model, self.init, self.integrator, self.m, self.n, self.k,
                 self.eta, self.steps, self.record_every, self.n_samples, self.depth)

@@ -19,9 +19,11 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from .db import session_scope
 from .models import RunnerLease, utcnow
@@ -41,8 +43,8 @@ class Leadership:
     """`ensure()` -> whether this process holds (took, or renewed) the runner lease now;
     `held()` -> whether it still holds it by its own clock (renewed within ttl, minus a margin)."""
 
-    def __init__(self, session_factory, owner: str | None = None, ttl: float = LEASE_TTL_SECONDS,
-                 clock=time.monotonic):
+    def __init__(self, session_factory: sessionmaker[Session], owner: str | None = None,
+                 ttl: float = LEASE_TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self._session_factory = session_factory
         self.owner = owner or new_owner_id()
         self.ttl = float(ttl)

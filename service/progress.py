@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flowsweep.status import ACTIVE_SWEEP_STATUSES, CANCELLING
+from flowsweep.status import ACTIVE_SWEEP_STATUSES, CANCELLING, FINISHED_COUNT_KEYS, SweepStatus
 
 WINDOW_SECONDS = 60.0  # the completion rate is measured over the last minute
 
@@ -23,7 +24,7 @@ WINDOW_SECONDS = 60.0  # the completion rate is measured over the last minute
 class Progress:
     """Completion-rate bookkeeping of one sweep, for eta_seconds."""
 
-    def __init__(self, remaining: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, remaining: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.remaining = remaining
         self._clock = clock
         self.started = clock()
@@ -56,7 +57,7 @@ class Progress:
 class ProgressBook:
     """Thread-safe Progress per sweep run by this process."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._by_sweep: dict[int, Progress] = {}
@@ -96,9 +97,9 @@ def display_status(status: str, cancel_requested: bool) -> str:
 def eta_of(sweep: Any, runner: Any) -> float | None:
     """ETA in seconds of a sweep row: 0 when done, None when unknown here (not running, not run by
     this process, or no point finished yet)."""
-    if sweep.status == "done":
+    if sweep.status == SweepStatus.DONE:
         return 0.0
-    if sweep.status not in ("queued", "running") or sweep.cancel_requested or runner is None:
+    if sweep.status not in ACTIVE_SWEEP_STATUSES or sweep.cancel_requested or runner is None:
         return None
     try:
         eta = runner.eta_seconds(sweep.id)
@@ -114,7 +115,7 @@ class SweepProgress:
     progress: float               # finished fraction
     eta_seconds: float | None
     n_points: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def sweep_progress(session: Session, sweep_id: int, runner: Any = None) -> SweepProgress | None:
@@ -125,7 +126,7 @@ def sweep_progress(session: Session, sweep_id: int, runner: Any = None) -> Sweep
     if sweep is None:
         return None
     counts = store.counts(session, [sweep_id])[sweep_id]
-    finished = sum(counts[k] for k in ("done", "failed", "diverged", "cached"))
+    finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
     return SweepProgress(display_status(sweep.status, sweep.cancel_requested), counts,
                          finished / sweep.n_points if sweep.n_points else 1.0,
                          eta_of(sweep, runner), sweep.n_points)

@@ -34,15 +34,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from flowsweep.workers.codec import CURVES_FORMAT, encode_curves  # noqa: F401  (their home before the split)
 
 from . import store
-from flowsweep.workers.codec import CURVES_FORMAT, encode_curves  # noqa: F401  (their home before the split)
 from .db import make_engine, make_session_factory, session_scope
 from .leadership import Leadership
 from .models import utcnow
 from .progress import ProgressBook
 from .scheduling import Scheduler, SweepSetupError
-from .writer import ResultWriter
+from .writer import Outcomes, ResultWriter
+
+if TYPE_CHECKING:
+    from flowsweep.workers.dispatch import TaskStream
+
+    from .settings import Settings
 
 log = logging.getLogger("flowsweep.runner")
 
@@ -52,14 +62,15 @@ IDLE_POLL_SECONDS = 0.5   # idle: look for sweeps submitted through another repl
 class Runner:
     """Background sweep runner. Interface used by the app's lifespan and the routes."""
 
-    def __init__(self, session_factory, settings=None, stream_factory=None, *,
+    def __init__(self, session_factory: sessionmaker[Session], settings: Settings | None = None,
+                 stream_factory: Callable[[], TaskStream] | None = None, *,
                  page_size: int = 1000, poll_seconds: float = 0.25, max_attempts: int = 5,
-                 max_crashes: int = 5, lease_ttl: float | None = None, task_timeout: float | None = None):
+                 max_crashes: int = 5, lease_ttl: float | None = None, task_timeout: float | None = None) -> None:
         self._engine = None
         url = getattr(settings, "database_url", None)
         if url:
             # Its own pool: API requests under load cannot take the connections its writes need.
-            self._engine = make_engine(url, **({} if url.startswith("sqlite") else {"pool_size": 4}))
+            self._engine = make_engine(url) if url.startswith("sqlite") else make_engine(url, pool_size=4)
             session_factory = make_session_factory(self._engine)
         self._session_factory = session_factory
         self.max_attempts = max_attempts
@@ -70,7 +81,7 @@ class Runner:
                 from flowsweep.workers.dispatch import TaskStream
                 return TaskStream(task_timeout=timeout)
         ttl = lease_ttl if lease_ttl is not None else getattr(settings, "runner_lease_seconds", None)
-        self.leadership = Leadership(session_factory, **({"ttl": ttl} if ttl else {}))
+        self.leadership = Leadership(session_factory, ttl=ttl) if ttl else Leadership(session_factory)
         self.progress = ProgressBook()
         self.writer = ResultWriter(session_factory, self.progress.add, owner=self.leadership.owner)
         self.scheduler = Scheduler(session_factory, stream_factory, self.writer, self.progress,
@@ -87,7 +98,7 @@ class Runner:
         return self.leadership.owner
 
     @property
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, float]:
         """Counters of the result writer (this process only)."""
         return self.writer.stats
 
@@ -129,7 +140,7 @@ class Runner:
         return self.progress.eta(int(sweep_id))
 
     # ------------------------------------------------------------------ internals
-    def _write_batch(self, sweep_id: int, outcomes) -> set[int]:
+    def _write_batch(self, sweep_id: int, outcomes: Outcomes) -> set[int]:
         """Write outcomes at once in this thread (one transaction); the inserted point ids."""
         return self.writer.write_now(sweep_id, outcomes)
 

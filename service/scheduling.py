@@ -32,12 +32,16 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
-from flowsweep.core.types import PointConfig
+from flowsweep.core.types import PointConfig, ShapeKey
+from flowsweep.status import ACTIVE_SWEEP_STATUSES, PointStatus, SweepStatus
 from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size
 
 from . import store
@@ -45,6 +49,9 @@ from .db import session_scope
 from .models import PARAM_FIELDS
 from .progress import ProgressBook
 from .writer import ResultWriter
+
+if TYPE_CHECKING:
+    from flowsweep.workers.dispatch import TaskStream
 
 log = logging.getLogger("flowsweep.runner")
 
@@ -54,7 +61,7 @@ _MAX_COST_MODELS = 256
 class SweepSetupError(Exception):
     """A sweep could not be taken up (its rows could not be read or updated)."""
 
-    def __init__(self, sweep_id: int, cause: BaseException):
+    def __init__(self, sweep_id: int, cause: BaseException) -> None:
         super().__init__(f"sweep {sweep_id}: {type(cause).__name__}: {cause}")
         self.sweep_id = sweep_id
         self.cause = cause
@@ -67,14 +74,14 @@ class SweepState:
     id: int
     used: float                                   # CPU seconds charged (fair share)
     unsubmitted: int                              # pending points not yet submitted (sizing)
-    buffer: dict = field(default_factory=dict)    # shape key -> deque[(point id, PointConfig)]
+    buffer: dict[ShapeKey, deque[tuple[int, PointConfig]]] = field(default_factory=dict)  # (point id, config)
     cursor: str = ""                              # keyset position (identity) of the page scan
     scanned_all: bool = False
     cancelling: bool = False
-    charged: dict = field(default_factory=dict)   # id(chunk) -> estimated seconds charged
+    charged: dict[int, float] = field(default_factory=dict)  # id(chunk) -> estimated seconds charged
     task_seconds: float = 0.0                     # seconds its tasks reported (logs, benchmarks)
     taken_at: float = 0.0                         # clock when taken up
-    redo: deque = field(default_factory=deque)    # preempted chunks (points already claimed)
+    redo: deque[Chunk] = field(default_factory=deque)  # preempted chunks (points already claimed)
 
     def buffered(self) -> int:
         return sum(len(q) for q in self.buffer.values()) + sum(len(c.ids) for c in self.redo)
@@ -87,14 +94,15 @@ class Scheduler:
     """See the module docstring. `stream` is a workers.dispatch.TaskStream (or a test's stand-in
     with the same methods: cpus, in_flight, submit, cancel, wait, close)."""
 
-    def __init__(self, session_factory, stream_factory: Callable[[], Any], writer: ResultWriter,
+    def __init__(self, session_factory: sessionmaker[Session], stream_factory: Callable[[], TaskStream],
+                 writer: ResultWriter,
                  progress: ProgressBook, *, slots_per_cpu: int = 2, page_size: int = 1000,
                  poll_seconds: float = 0.25, target_task_seconds: float = 0.5,
                  wait_seconds: float = 0.05, owner: str | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._session_factory = session_factory
         self._stream_factory = stream_factory
-        self._stream = None
+        self._stream: TaskStream | None = None
         self.writer = writer
         self.progress = progress
         self.slots_per_cpu = slots_per_cpu
@@ -105,7 +113,7 @@ class Scheduler:
         self.owner = owner
         self._clock = clock
         self.sweeps: dict[int, SweepState] = {}
-        self.costs: OrderedDict[tuple, Cost] = OrderedDict()
+        self.costs: OrderedDict[ShapeKey, Cost] = OrderedDict()
         self._cancel_requests: set[int] = set()
         self._lock = threading.Lock()
         self._synced_at = -math.inf
@@ -122,7 +130,7 @@ class Scheduler:
         self._synced_at = -math.inf
 
     @property
-    def stream(self):
+    def stream(self) -> TaskStream:
         if self._stream is None:
             self._stream = self._stream_factory()
         return self._stream
@@ -162,7 +170,7 @@ class Scheduler:
         self.sweeps.clear()
 
     # ------------------------------------------------------------------ database
-    def _session(self):
+    def _session(self) -> AbstractContextManager[Session]:
         return session_scope(self._session_factory)
 
     def _sync(self) -> None:
@@ -184,7 +192,7 @@ class Scheduler:
             # running, a first page of run-time dedupe, the count of points to run.
             with self._session() as s:
                 sweep = store.get_sweep(s, sweep_id, for_update=True)
-                if sweep is None or sweep.status not in ("queued", "running"):
+                if sweep is None or sweep.status not in ACTIVE_SWEEP_STATUSES:
                     return None
                 if not sweep.cancel_requested:
                     store.mark_running(sweep)
@@ -330,11 +338,11 @@ class Scheduler:
             if st.redo:
                 chunk = st.redo.popleft()  # claimed already
             else:
-                chunk = self._next_chunk(st, ncpu)
-                if chunk is None:
+                proposed = self._next_chunk(st, ncpu)
+                if proposed is None:
                     blocked.add(st.id)
                     continue
-                chunk = self._claim(st, chunk)
+                chunk = self._claim(st, proposed)
                 st.unsubmitted = max(0, st.unsubmitted - len(chunk.ids))
                 if not chunk.ids:
                     continue
@@ -400,18 +408,18 @@ class Scheduler:
                 self._forget(st.id)
                 return
             counts = store.point_status_counts(s, st.id)
-            left = counts.get("pending", 0) + counts.get("running", 0)
+            left = counts.get(PointStatus.PENDING, 0) + counts.get(PointStatus.RUNNING, 0)
             if left:
                 # Points put back to pending (a chunk lost for good, a restart): scan again.
                 st.cursor, st.scanned_all, st.unsubmitted = "", False, left
                 return
             total = sum(counts.values())
-            n_failed = counts.get("failed", 0)
+            n_failed = counts.get(PointStatus.FAILED, 0)
             if total and n_failed == total:
                 first = store.first_failure(s, st.id)
-                store.finish_sweep(sweep, "failed", f"all {total} points failed; first error: {first}")
+                store.finish_sweep(sweep, SweepStatus.FAILED, f"all {total} points failed; first error: {first}")
             else:
-                store.finish_sweep(sweep, "done", None)
+                store.finish_sweep(sweep, SweepStatus.DONE, None)
         sizes = [n for sid, n in self.submissions if sid == st.id]
         log.info("sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s",
                  st.id, counts, len(sizes), sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}",

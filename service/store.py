@@ -7,9 +7,10 @@ summaries, files) live in `service.queries`.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import CursorResult, Row, Table, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -20,6 +21,11 @@ from flowsweep.status import ACTIVE_SWEEP_STATUSES, CACHED, COUNT_KEYS, PointSta
 from .expand import expand, point_identity
 from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, SweepTag, utcnow
 from .schemas import SweepSpec
+
+# Declarative classes map a Table; SQLAlchemy types `__table__` as the wider FromClause.
+_POINTS = cast(Table, Point.__table__)
+_RESULTS = cast(Table, Result.__table__)
+_CURVES = cast(Table, Curve.__table__)
 
 _CHUNK = 500  # identities per IN (...) lookup
 _ACTIVE_SWEEP = ACTIVE_SWEEP_STATUSES
@@ -133,23 +139,23 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
                    source_point_id=src, status=src_status)
         rows.append(row)
     # Core executemany (no ORM unit of work): 1e5 points in one statement, one transaction.
-    session.connection().execute(insert(Point.__table__), rows)
+    session.connection().execute(insert(_POINTS), rows)
     if n_cached:
         # A copy of the source's result row for every cached point (one result row per point).
         new_ids = dict(session.execute(select(Point.source_point_id, Point.id)
                                        .where(Point.sweep_id == sweep.id, Point.cached.is_(True))).all())
-        cols = [c for c in Result.__table__.columns.keys() if c not in ("id", "point_id", "sweep_id")]
+        cols = [c.key for c in _RESULTS.columns if c.key not in ("id", "point_id", "sweep_id")]
         copies = []
         src_ids = list(new_ids)
         for i in range(0, len(src_ids), _CHUNK):
-            stmt = select(Result.point_id, *[Result.__table__.c[c] for c in cols]).where(
+            stmt = select(Result.point_id, *[_RESULTS.c[c] for c in cols]).where(
                 Result.point_id.in_(src_ids[i:i + _CHUNK]))
             for r in session.execute(stmt):
                 m = r._mapping
                 copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id,
                                **{c: m[c] for c in cols}})
         if copies:
-            session.connection().execute(insert(Result.__table__), copies)
+            session.connection().execute(insert(_RESULTS), copies)
     return sweep, n_cached
 
 
@@ -173,7 +179,8 @@ def delete_sweep(session: Session, sweep_id: int) -> None:
         .order_by(Point.source_point_id, Point.id)).all()
     heirs: dict[int, int] = {}
     for src, pid in dependents:
-        heirs.setdefault(src, pid)
+        if src is not None:  # always (the query selects dependents of this sweep's points)
+            heirs.setdefault(src, pid)
     for src, heir in heirs.items():
         session.execute(update(Point).where(Point.source_point_id == src, Point.id != heir)
                         .values(source_point_id=heir))
@@ -206,7 +213,7 @@ def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker,
 def insert_results(session: Session, rows: list[dict]) -> set[int]:
     """INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id: the ids really inserted
     (a point that already has its row keeps it: exactly one result row per point)."""
-    table = Result.__table__
+    table = _RESULTS
     return set(session.execute(
         _dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["point_id"])
         .returning(table.c.point_id), rows).scalars().all())
@@ -216,7 +223,8 @@ def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, n
     """Record the (point_id, sweep_id) pairs as failed with `message` (result row + status)."""
     rows = [result_row(pid, sid, PointStatus.FAILED, {}, message, None, None, now) for pid, sid in pairs]
     insert_results(session, rows)
-    session.execute(update(Point).where(Point.id.in_([p for p, _ in pairs])).values(status=PointStatus.FAILED, owner=None))
+    session.execute(update(Point).where(Point.id.in_([p for p, _ in pairs]))
+                    .values(status=PointStatus.FAILED, owner=None))
 
 
 def exhausted_running_points(session: Session, max_attempts: int, sweep_id: int | None = None
@@ -237,12 +245,15 @@ def requeue_running(session: Session, sweep_id: int | None = None, owner: str | 
         conds.insert(0, Point.sweep_id == sweep_id)
     if owner is not None:
         conds.append(Point.owner == owner)
-    return session.execute(update(Point).where(*conds).values(status=PointStatus.PENDING, owner=None)).rowcount
+    # DML executes to a CursorResult (SQLAlchemy's Session.execute is typed as the wider Result)
+    done = cast(CursorResult[Any], session.execute(
+        update(Point).where(*conds).values(status=PointStatus.PENDING, owner=None)))
+    return done.rowcount
 
 
 def active_sweeps(session: Session) -> list[tuple[int, bool]]:
     """(id, cancel_requested) of queued/running sweeps, oldest first."""
-    return [tuple(r) for r in session.execute(select(Sweep.id, Sweep.cancel_requested)
+    return [(sid, cancel) for sid, cancel in session.execute(select(Sweep.id, Sweep.cancel_requested)
                                               .where(Sweep.status.in_(_ACTIVE_SWEEP)).order_by(Sweep.id)).all()]
 
 
@@ -304,7 +315,7 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
     return len(rows)
 
 
-def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> list[tuple]:
+def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> Sequence[Row[*tuple[Any, ...]]]:
     """Up to `limit` pending points of the sweep with identity > after_identity, in identity order
     (keyset on the (sweep_id, identity) index): a fixed pseudo-random permutation of the grid, so
     chunks are balanced and a partial sweep is a representative sample of it.
@@ -319,8 +330,8 @@ def claim_points(session: Session, ids: list[int], owner: str | None) -> set[int
     """pending -> running with `owner`, for the points of `ids` still pending; the ids claimed."""
     if not ids:
         return set()
-    stmt = (update(Point).where(Point.id.in_(ids), Point.status == "pending")
-            .values(status="running", owner=owner).returning(Point.id))
+    stmt = (update(Point).where(Point.id.in_(ids), Point.status == PointStatus.PENDING)
+            .values(status=PointStatus.RUNNING, owner=owner).returning(Point.id))
     return set(session.execute(stmt).scalars().all())
 
 
@@ -329,7 +340,7 @@ def count_started(session: Session, ids: list[int], owner: str | None) -> None:
     (so `attempts` counts runs that actually started, and recovery's poison check never fails a
     point that never ran)."""
     if ids:
-        conds = [Point.id.in_(ids), Point.status == "running"]
+        conds = [Point.id.in_(ids), Point.status == PointStatus.RUNNING]
         if owner is not None:
             conds.append(Point.owner == owner)
         session.execute(update(Point).where(*conds).values(attempts=Point.attempts + 1))
@@ -339,7 +350,7 @@ def owned_running(session: Session, ids: list[int], owner: str) -> set[int]:
     """Of `ids`, the points still running under `owner` (locked on Postgres for the transaction)."""
     found: set[int] = set()
     for i in range(0, len(ids), _CHUNK):
-        stmt = select(Point.id).where(Point.id.in_(ids[i:i + _CHUNK]), Point.status == "running",
+        stmt = select(Point.id).where(Point.id.in_(ids[i:i + _CHUNK]), Point.status == PointStatus.RUNNING,
                                       Point.owner == owner)
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update()
@@ -359,12 +370,12 @@ def write_results_batch(session: Session, rows: list[dict], blobs: dict[int, byt
     if not rows:
         return set()
     status_of = {r["point_id"]: r["status"] for r in rows}
-    points = Point.__table__
+    points = _POINTS
     inserted = insert_results(session, rows)
     curve_rows = [{"point_id": pid, "blob": blobs[pid], "format": curves_format}
                   for pid in inserted if pid in blobs]
     if curve_rows:
-        session.execute(_dialect_insert(session)(Curve.__table__)
+        session.execute(_dialect_insert(session)(_CURVES)
                         .on_conflict_do_nothing(index_elements=["point_id"]), curve_rows)
     if inserted:
         session.execute(update(points).where(points.c.id == bindparam("pid"))
@@ -394,7 +405,7 @@ def first_failure(session: Session, sweep_id: int) -> str | None:
         .order_by(Result.point_id).limit(1)).scalar()
 
 
-def finish_sweep(sweep: Sweep, status: str, error: str | None) -> None:
+def finish_sweep(sweep: Sweep, status: SweepStatus, error: str | None) -> None:
     """Terminal status (done/failed) with its error (None clears an old one) and finished_at."""
     sweep.status = status
     sweep.error = error

@@ -12,22 +12,27 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
-from flowsweep.workers.dispatch import ChunkOutcome
+from sqlalchemy.orm import Session, sessionmaker
+
+from flowsweep.status import FINISHED_POINT_STATUSES, PointStatus
+from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
+from flowsweep.workers.dispatch import ChunkOutcome, PointOutcome
 
 from . import store
-from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from .db import session_scope
-from .models import FINISHED_POINT_STATUSES, utcnow
+from .models import utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
 MAX_BATCH = 2000        # outcomes per transaction, at most
-_STOP = object()
+# A sweep's finished points as reported by workers.dispatch.TaskStream: columns, or one per point.
+Outcomes = ChunkOutcome | list[PointOutcome]
 
 
-def build_rows(sweep_id: int, outcomes) -> tuple[list[dict], dict[int, bytes]]:
+def build_rows(sweep_id: int, outcomes: Outcomes) -> tuple[list[dict[str, Any]], dict[int, bytes]]:
     """Result rows and curves blobs of a batch (built before the transaction opens: SQLite's
     write lock is held for SQL only). A point reported twice in a batch: the first wins.
     `outcomes`: a ChunkOutcome (columns, curves encoded by the worker) or PointOutcomes."""
@@ -54,7 +59,7 @@ def build_rows(sweep_id: int, outcomes) -> tuple[list[dict], dict[int, bytes]]:
             continue
         seen.add(pid)
         r = o.result
-        status = r.status if r.status in FINISHED_POINT_STATUSES else "failed"
+        status = r.status if r.status in FINISHED_POINT_STATUSES else PointStatus.FAILED
         rows.append(store.result_row(pid, sweep_id, status, r.metrics or {}, r.error,
                                      r.wall_seconds, o.worker, now))
         if r.curves is not None:
@@ -66,13 +71,14 @@ class ResultWriter:
     """`put(sweep_id, outcomes)` queues; a thread commits; `flush()` waits for what was queued.
     `on_written(sweep_id, n_inserted)` is called after each commit (progress bookkeeping)."""
 
-    def __init__(self, session_factory, on_written: Callable[[int, int], None] = lambda s, n: None,
-                 max_batch: int = MAX_BATCH, owner: str | None = None):
+    def __init__(self, session_factory: sessionmaker[Session],
+                 on_written: Callable[[int, int], None] = lambda s, n: None,
+                 max_batch: int = MAX_BATCH, owner: str | None = None) -> None:
         self._session_factory = session_factory
         self._on_written = on_written
         self.max_batch = max_batch
         self.owner = owner
-        self._q: queue.Queue = queue.Queue()
+        self._q: queue.Queue[tuple[int, Outcomes] | None] = queue.Queue()  # None: stop the thread
         self._cond = threading.Condition()
         self._queued = 0
         self._written = 0
@@ -85,7 +91,7 @@ class ResultWriter:
             self._thread = threading.Thread(target=self._loop, name="flowsweep-writer", daemon=True)
             self._thread.start()
 
-    def put(self, sweep_id: int, outcomes) -> None:
+    def put(self, sweep_id: int, outcomes: Outcomes) -> None:
         if not outcomes:
             return
         with self._cond:
@@ -100,11 +106,11 @@ class ResultWriter:
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._thread is not None:
-            self._q.put(_STOP)
+            self._q.put(None)
             self._thread.join(timeout)
             self._thread = None
 
-    def write_now(self, sweep_id: int, outcomes) -> set[int]:
+    def write_now(self, sweep_id: int, outcomes: Outcomes) -> set[int]:
         """Write one sweep's outcomes in this thread, in one transaction; the inserted point ids."""
         return self._write([(sweep_id, outcomes)]).get(sweep_id, set())
 
@@ -112,7 +118,7 @@ class ResultWriter:
     def _loop(self) -> None:
         while True:
             item = self._q.get()
-            if item is _STOP:
+            if item is None:
                 return
             batch, n = [item], len(item[1])
             stop_after = False
@@ -121,7 +127,7 @@ class ResultWriter:
                     nxt = self._q.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP:
+                if nxt is None:
                     stop_after = True
                     break
                 batch.append(nxt)
@@ -142,9 +148,11 @@ class ResultWriter:
             if stop_after:
                 return
 
-    def _write(self, batch) -> dict[int, set[int]]:
+    def _write(self, batch: list[tuple[int, Outcomes]]) -> dict[int, set[int]]:
         t0 = time.perf_counter()
-        rows, blobs, per_sweep = [], {}, {}
+        rows: list[dict[str, Any]] = []
+        blobs: dict[int, bytes] = {}
+        per_sweep: dict[int, set[int]] = {}
         for sweep_id, outcomes in batch:
             r, b = build_rows(sweep_id, outcomes)
             rows += r

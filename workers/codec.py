@@ -11,10 +11,12 @@ the computation rather than in the service process; read back by service.queries
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flowsweep.jsonsafe import finite_or_none  # noqa: F401 (metrics as stored: non-finite -> None)
+if TYPE_CHECKING:
+    from flowsweep.core.types import Curves
 
 CURVES_FORMAT = "f8-v2"
 NPZ_FORMAT = "npz-v1"
@@ -23,7 +25,7 @@ _HEADER = np.dtype("<u4")
 _F8 = np.dtype("<f8")
 
 
-def encode_curves(curves) -> bytes:
+def encode_curves(curves: Curves) -> bytes:
     """A Curves (core.types) as an ``f8-v2`` blob."""
     sv = np.asarray(curves.singular_values, dtype=_F8)
     T = len(curves.t)
@@ -37,13 +39,18 @@ def encode_curves(curves) -> bytes:
     return b"".join(parts)
 
 
-def encode_curves_npz(curves) -> bytes:
+def encode_curves_npz(curves: Curves) -> bytes:
     """The older ``npz-v1`` encoding (kept for reading and for tests of old rows)."""
     buf = io.BytesIO()
-    arrays = {name: np.asarray(getattr(curves, name), dtype=np.float64) for name in CURVE_NAMES[:4]}
-    if curves.error_regularized_fit is not None:
-        arrays["error_regularized_fit"] = np.asarray(curves.error_regularized_fit, dtype=np.float64)
-    np.savez(buf, **arrays)
+    t, error, error_linear, sv = (np.asarray(getattr(curves, name), dtype=np.float64)
+                                  for name in CURVE_NAMES[:4])
+    fit = curves.error_regularized_fit
+    # keywords spelled out: a **dict could bind savez's own `allow_pickle` (mypy rejects it)
+    if fit is None:
+        np.savez(buf, t=t, error=error, error_linear=error_linear, singular_values=sv)
+    else:
+        np.savez(buf, t=t, error=error, error_linear=error_linear, singular_values=sv,
+                 error_regularized_fit=np.asarray(fit, dtype=np.float64))
     return buf.getvalue()
 
 

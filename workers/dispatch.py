@@ -7,8 +7,9 @@ points in one call, planned by workers.planner.Planner; for batch use and benchm
 `Dispatcher.run` groups the points by `PointConfig.shape_key()`; each Ray task runs one chunk of a
 group as one vectorised core batch. How big each chunk is, and when it is submitted, is decided by
 `workers.planner.Planner` (an even first split, a per-shape cost model t = a + b·n, steady
-chunks, a water-filled final round so all CPUs finish together); the per-shape cost models live on the Dispatcher, so later runs
-(the service feeds long sweeps in several runs) start with known costs. Finished tasks are collected with
+chunks, a water-filled final round so all CPUs finish together); the per-shape cost models live on
+the Dispatcher, so later runs (the service feeds long sweeps in several runs) start with known
+costs. Finished tasks are collected with
 `ray.wait` and handed to `on_results` in batches, in the caller's thread, after the freed CPUs have
 been given new work.
 
@@ -23,17 +24,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import ray
+from ray import ObjectRef
 from ray.exceptions import RayTaskError, TaskCancelledError
 
 from flowsweep.core import PointConfig, PointResult
-from flowsweep.core.types import METRIC_FIELDS
+from flowsweep.core.types import METRIC_FIELDS, ShapeKey
+from flowsweep.status import PointStatus
 from flowsweep.workers.planner import Chunk, Cost, Planner, Task
 from flowsweep.workers.runtime import cluster_cpus, init_ray
-from flowsweep.workers.tasks import ChunkError, ChunkRows, run_chunk, run_chunk_rows
+from flowsweep.workers.tasks import ChunkError, ChunkResults, ChunkRows, ChunkRowsResults, run_chunk, run_chunk_rows
+
+if TYPE_CHECKING:
+    from ray._private.worker import RemoteFunction0  # the type of a one-argument @ray.remote function
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +97,7 @@ def classify_failure(e: BaseException) -> TaskFailure | None:
     return TaskFailure(message, False, "", cause)
 
 
-def _make_room(costs: OrderedDict, keys, limit: int) -> None:
+def _make_room(costs: OrderedDict[ShapeKey, Cost], keys: Iterable[ShapeKey], limit: int) -> None:
     """Mark `keys` (a run's shapes) most recently used and evict the least recently used other
     shapes until the cache holds at most `limit` models once the run has added its new ones. The
     run's own models are never evicted (they size its chunks), even if they alone exceed `limit`."""
@@ -106,7 +113,8 @@ class Dispatcher:
     """Runs points on Ray; see the module docstring. One `run` at a time per instance."""
 
     def __init__(self, *, max_in_flight: int | None = None, target_task_seconds: float = 0.5,
-                 max_retries: int = 3, remote=None):
+                 max_retries: int = 3,
+                 remote: RemoteFunction0[ChunkResults, list[PointConfig]] | None = None) -> None:
         if target_task_seconds <= 0:
             raise ValueError("target_task_seconds must be > 0")
         if max_retries < 0:
@@ -115,7 +123,7 @@ class Dispatcher:
         self.target_task_seconds = float(target_task_seconds)
         self.max_retries = int(max_retries)
         self._remote = remote or run_chunk   # the Ray remote function run per chunk (tests gate it)
-        self._costs: OrderedDict[tuple, Cost] = OrderedDict()  # shape key -> cost model
+        self._costs: OrderedDict[ShapeKey, Cost] = OrderedDict()  # shape key -> cost model
 
     def run(self, points: Iterable[tuple[int, PointConfig]],
             on_results: Callable[[list[PointOutcome]], None],
@@ -130,7 +138,7 @@ class Dispatcher:
         remote = self._remote.options(max_retries=self.max_retries)
 
         # Group by shape (building chunks is the only per-point Python loop).
-        groups: dict[tuple, tuple[list[int], list[PointConfig]]] = {}
+        groups: dict[ShapeKey, tuple[list[int], list[PointConfig]]] = {}
         for pid, cfg in points:
             ids, cfgs = groups.setdefault(cfg.shape_key(), ([], []))
             ids.append(pid)
@@ -140,7 +148,7 @@ class Dispatcher:
         _make_room(self._costs, groups, _MAX_COST_MODELS)
         plan = Planner(groups, ncpu, self.max_in_flight or 2 * ncpu, self.target_task_seconds,
                        self._costs)
-        inflight: dict[ray.ObjectRef, Task] = {}
+        inflight: dict[ObjectRef[ChunkResults], Task] = {}
 
         def fill() -> None:
             while True:
@@ -157,7 +165,7 @@ class Dispatcher:
 
         def failed_outcomes(chunk: Chunk, message: str, node: str, serial: int) -> list[PointOutcome]:
             stats.n_failed_points += len(chunk.ids)
-            return [PointOutcome(pid, PointResult(config=cfg, status="failed",
+            return [PointOutcome(pid, PointResult(config=cfg, status=PointStatus.FAILED,
                                                   metrics=dict.fromkeys(METRIC_FIELDS),
                                                   error=message), node, serial)
                     for pid, cfg in zip(chunk.ids, chunk.cfgs)]
@@ -172,7 +180,7 @@ class Dispatcher:
             plan.redo.appendleft(Chunk(chunk.key, chunk.ids[:h], chunk.cfgs[:h], tries_left=0))
             return []
 
-        def collect(ref: ray.ObjectRef) -> list[PointOutcome]:
+        def collect(ref: ObjectRef[ChunkResults]) -> list[PointOutcome]:
             task = inflight.pop(ref)
             chunk = task.chunk
             try:
@@ -285,13 +293,16 @@ class TaskStream:
     `remote` is the Ray remote function run per chunk (tests pass one that blocks until released).
     `clock` gives the times used for the timeout (tests pass a logical one)."""
 
-    def __init__(self, *, max_retries: int = 3, task_timeout: float | None = None, remote=None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, *, max_retries: int = 3, task_timeout: float | None = None,
+                 remote: RemoteFunction0[Any, list[PointConfig]] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         init_ray()
-        self._remote = (remote or run_chunk_rows).options(max_retries=max_retries)
+        # returns ChunkRowsResults (run_chunk_rows) or ChunkResults (run_chunk)
+        self._remote: RemoteFunction0[Any, list[PointConfig]] = (
+            (remote or run_chunk_rows).options(max_retries=max_retries))
         self.task_timeout = task_timeout
         self._clock = clock
-        self._inflight: dict[ray.ObjectRef, _Flight] = {}
+        self._inflight: dict[ObjectRef[ChunkResults | ChunkRowsResults], _Flight] = {}
         self._serial = 0
         self._cpus = cluster_cpus()
         self._cpus_checked = clock()
@@ -342,7 +353,7 @@ class TaskStream:
         """Cancel the tasks queued behind busy CPUs (not started, by the FIFO estimate) whose tag
         satisfies `which`, so that work submitted next starts first; returns their (tag, chunk)
         for the caller to submit again later. Their points are never reported by these tasks."""
-        out = []
+        out: list[tuple[Any, Chunk]] = []
         for ref, f in self._inflight.items():
             if f.started is None and not f.cancelled and which(f.tag):
                 f.cancelled, f.cancelled_at = True, self._clock()
@@ -413,7 +424,7 @@ class TaskStream:
                      Chunk(chunk.key, chunk.ids[h:], chunk.cfgs[h:], tries_left=0)):
             self.submit(part, tag)
 
-    def _collect(self, ref: ray.ObjectRef) -> Done | None:
+    def _collect(self, ref: ObjectRef[ChunkResults | ChunkRowsResults]) -> Done | None:
         f = self._inflight.pop(ref)
         now = self._clock()
         self._freed(now)
@@ -437,6 +448,7 @@ class TaskStream:
                 return Done(f.tag, chunk, [], elapsed, None)
             return Done(f.tag, chunk, _failed(chunk, failure.message, failure.node), elapsed, None)
         # (also when f.cancelled: computed before the cancel reached the worker, so kept)
+        outcomes: list[PointOutcome] | ChunkOutcome
         if isinstance(results, ChunkRows):
             outcomes = ChunkOutcome(list(f.chunk.ids), results, node)
         else:
@@ -445,6 +457,6 @@ class TaskStream:
 
 
 def _failed(chunk: Chunk, message: str, node: str) -> list[PointOutcome]:
-    return [PointOutcome(pid, PointResult(config=cfg, status="failed",
+    return [PointOutcome(pid, PointResult(config=cfg, status=PointStatus.FAILED,
                                           metrics=dict.fromkeys(METRIC_FIELDS), error=message), node)
             for pid, cfg in zip(chunk.ids, chunk.cfgs)]

@@ -32,6 +32,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from flowsweep.core.types import PointConfig, ShapeKey
+
 MAX_TASK_SECONDS = 30.0   # streaming granularity: results reach the database at least this often
 OVERHEAD_FACTOR = 20.0    # middle-phase chunks carry >= 20 a of work: <= 5 % batch overhead
 FINAL_ROUND_TASKS = 4     # the final round starts when each CPU has <= 4 target tasks of work
@@ -45,9 +47,9 @@ RAY_TASK_SECONDS = 0.002  # Ray's own cost per task, added to a
 
 @dataclass
 class Chunk:
-    key: tuple
-    ids: list
-    cfgs: list
+    key: ShapeKey
+    ids: list[int]
+    cfgs: list[PointConfig]
     tries_left: int = RESUBMITS    # driver-side resubmissions left after a system error
 
 
@@ -62,7 +64,7 @@ class Task:
 class Cost:
     """Samples (n points, seconds) of one shape, exponentially weighted, fitted as t = a + b·n."""
 
-    __slots__ = ("w", "sn", "snn", "st", "snt", "min_n", "max_n", "_fit", "_good")
+    __slots__ = ("_fit", "_good", "max_n", "min_n", "sn", "snn", "snt", "st", "w")
 
     def __init__(self) -> None:
         self.w = self.sn = self.snn = self.st = self.snt = 0.0
@@ -127,14 +129,14 @@ def waterfill(lanes: list[float], work: float, a: float) -> float:
 class Planner:
     """Decides the next chunk; the dispatcher reports submissions and completions to it."""
 
-    groups: dict            # shape key -> (ids, cfgs)
+    groups: dict[ShapeKey, tuple[list[int], list[PointConfig]]]
     ncpu: int
     max_in_flight: int
     target_task_seconds: float
-    costs: dict             # shape key -> Cost (kept by the Dispatcher across runs)
-    cursor: dict = field(init=False)
-    redo: deque = field(default_factory=deque)
-    inflight: list = field(default_factory=list)        # Task, in submission order
+    costs: dict[ShapeKey, Cost]   # kept by the Dispatcher across runs
+    cursor: dict[ShapeKey, int] = field(init=False)
+    redo: deque[Chunk] = field(default_factory=deque)
+    inflight: list[Task] = field(default_factory=list)   # in submission order
 
     def __post_init__(self) -> None:
         self.cursor = {k: 0 for k in self.groups}
@@ -142,7 +144,7 @@ class Planner:
             self.costs.setdefault(k, Cost())
 
     # ---- bookkeeping ----------------------------------------------------------------------
-    def remaining(self, key) -> int:
+    def remaining(self, key: ShapeKey) -> int:
         return len(self.groups[key][0]) - self.cursor[key]
 
     def submitted(self, task: Task, now: float) -> None:
@@ -153,20 +155,20 @@ class Planner:
     def finished(self, task: Task, now: float, samples: list[tuple[int, float]] | None) -> None:
         """A task left the cluster (done, failed or lost); samples are its timed batches."""
         self.inflight.remove(task)
-        for n, t in samples or ():
-            self.costs[task.chunk.key].add(n, t)
+        for n, seconds in samples or ():
+            self.costs[task.chunk.key].add(n, seconds)
         for t in self.inflight:  # the oldest queued task takes the CPU that just freed
             if t.started is None:
                 t.started = now
                 break
 
-    def _take(self, key, n: int) -> Chunk:
+    def _take(self, key: ShapeKey, n: int) -> Chunk:
         i = self.cursor[key]
         self.cursor[key] = i + n
         ids, cfgs = self.groups[key]
         return Chunk(key, ids[i:i + n], cfgs[i:i + n])
 
-    def _even_split(self, key) -> Chunk:
+    def _even_split(self, key: ShapeKey) -> Chunk:
         """This free CPU's share of an even split of the shape's rest over the free CPUs."""
         return self._take(key, math.ceil(self.remaining(key) / (self.ncpu - len(self.inflight))))
 

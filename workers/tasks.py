@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ray
+
+from flowsweep.status import FINISHED_POINT_STATUSES, PointStatus
+
+if TYPE_CHECKING:
+    from flowsweep.core.types import PointConfig, PointResult
 
 
 class ChunkError(Exception):
@@ -15,12 +21,17 @@ class ChunkError(Exception):
         self.message = message
         self.node_id = node_id
 
-    def __reduce__(self):  # keep both fields through pickling
+    def __reduce__(self) -> tuple[type[ChunkError], tuple[str, str]]:  # keep both fields through pickling
         return (ChunkError, (self.message, self.node_id))
 
 
+# What the chunk tasks return: (results in input order, Ray node id, seconds in core.run_points).
+ChunkResults = tuple["list[PointResult]", str, float]
+ChunkRowsResults = tuple["ChunkRows", str, float]
+
+
 @ray.remote(num_cpus=1)
-def run_chunk(configs: list) -> tuple[list, str, float]:
+def run_chunk(configs: list[PointConfig]) -> ChunkResults:
     """Run `configs` (one shape group) as one core batch.
 
     Returns (results in input order, id of the Ray node that ran them, seconds spent in
@@ -47,10 +58,10 @@ class ChunkRows:
     streaming scheduler's tasks return (cheap to ship and to turn into rows; the configs stay with
     the caller, which knows them). Metrics that do not apply or are non-finite are None."""
 
-    statuses: list[str]                  # "done" | "diverged" | "failed"
+    statuses: list[PointStatus]          # one of FINISHED_POINT_STATUSES
     errors: list[str | None]
     wall_seconds: list[float]
-    metrics: dict[str, list]             # METRIC_FIELDS name -> one value per point
+    metrics: dict[str, list[float | int | None]]  # METRIC_FIELDS name -> one value per point
     blobs: list[bytes | None]            # curves, encoded by workers.codec
     curves_format: str
 
@@ -58,14 +69,15 @@ class ChunkRows:
         return len(self.statuses)
 
 
-def to_rows(results: list) -> ChunkRows:
+def to_rows(results: list[PointResult]) -> ChunkRows:
     """core PointResults -> ChunkRows (curves encoded here, on the worker)."""
     from flowsweep.core.types import METRIC_FIELDS
-    from flowsweep.workers.codec import CURVES_FORMAT, encode_curves, finite_or_none
+    from flowsweep.jsonsafe import finite_or_none
+    from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 
-    finished = ("done", "diverged", "failed")
     return ChunkRows(
-        statuses=[r.status if r.status in finished else "failed" for r in results],
+        statuses=[PointStatus(r.status) if r.status in FINISHED_POINT_STATUSES else PointStatus.FAILED
+                  for r in results],
         errors=[r.error for r in results],
         wall_seconds=[float(r.wall_seconds) for r in results],
         metrics={f: [finite_or_none((r.metrics or {}).get(f)) for r in results] for f in METRIC_FIELDS},
@@ -74,7 +86,7 @@ def to_rows(results: list) -> ChunkRows:
 
 
 @ray.remote(num_cpus=1)
-def run_chunk_rows(configs: list) -> tuple[ChunkRows, str, float]:
+def run_chunk_rows(configs: list[PointConfig]) -> ChunkRowsResults:
     """As run_chunk, but the results come back as ChunkRows (columns, curves encoded here)."""
     from flowsweep.core import run_points
 

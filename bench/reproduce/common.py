@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ if str(REPO) not in sys.path:
 from bench._service import ServiceProcess  # noqa: E402
 from flowsweep.service import plots  # noqa: E402
 from flowsweep.service.client import Client, FlowsweepError, ServerUnavailable  # noqa: E402
+from flowsweep.status import FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, PointStatus, SweepStatus  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/reproduce"
 PAPER_ITERATIONS = 4000          # the paper plots Figs. 1 and 2 over 4000 iterations
@@ -50,7 +52,8 @@ class EmbeddedService(ServiceProcess):
                 health = client.health()
             except FlowsweepError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"flowsweep serve not ready after {timeout:.0f} s:\n{self.log_tail()}")
+                    raise TimeoutError(
+                        f"flowsweep serve not ready after {timeout:.0f} s:\n{self.log_tail()}") from None
                 time.sleep(0.3)
                 continue
             if client.sweeps(limit=1).get("count"):
@@ -70,17 +73,17 @@ def run_sweeps(client: Client, specs: dict[str, dict], timeout: float) -> dict[s
     while True:
         states = {key: client.sweep(s["id"]) for key, s in submitted.items()}
         finished = sum(sum((st.get("counts") or {}).get(c) or 0
-                           for c in ("done", "failed", "diverged", "cached")) for st in states.values())
+                           for c in FINISHED_COUNT_KEYS) for st in states.values())
         line = f"  {finished}/{total} points finished"
         if line != last:
             print(line, flush=True)
             last = line
-        if all(st["status"] in ("done", "failed", "cancelled") for st in states.values()):
+        if all(st["status"] in FINISHED_SWEEP_STATUSES for st in states.values()):
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"sweeps not finished after {timeout:.0f} s: {line}")
         time.sleep(2.0)
-    bad = {k: st["status"] for k, st in states.items() if st["status"] != "done"}
+    bad = {k: st["status"] for k, st in states.items() if st["status"] != SweepStatus.DONE}
     if bad:
         print(f"warning: sweeps not done: {bad}", file=sys.stderr)
     return {key: {**submitted[key], **states[key]} for key in submitted}
@@ -183,7 +186,7 @@ def save(fig, out_dir: Path, name: str, written: list[Path], ylabel: str | None 
 def done_results(client: Client, *sweeps: dict) -> pd.DataFrame:
     """The result rows of status done of one or more sweeps, as one frame."""
     parts = [client.results(sw["id"]) for sw in sweeps]
-    return pd.concat([d[d["status"] == "done"] for d in parts], ignore_index=True)
+    return pd.concat([d[d["status"] == PointStatus.DONE] for d in parts], ignore_index=True)
 
 
 def summary_check(client: Client, sweep_id: int, df: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
@@ -195,7 +198,7 @@ def summary_check(client: Client, sweep_id: int, df: pd.DataFrame, by: list[str]
             sel = np.ones(len(df), bool)
             for b in by:
                 sel &= np.isclose(pd.to_numeric(df[b]), float(row[b]))
-            own = finite(df.loc[sel & (df["status"] == "done"), metric])
+            own = finite(df.loc[sel & (df["status"] == PointStatus.DONE), metric])
             if len(own) and row[col] is not None and np.isfinite(row[col]) and \
                     not np.isclose(own.mean(), float(row[col]), rtol=1e-9, atol=1e-12):
                 print(f"warning: /summary {col} = {row[col]} but the rows' mean is {own.mean()} "

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
+from flowsweep.status import PointStatus
+
 from .common import (PAPER_ITERATIONS, Client, Item, _combine, censored, cut, done_results, fetch_all, finite,
                      frac, g, median_iqr, plots, save, summary_check, table)
 
@@ -35,7 +37,7 @@ def settling_times(t: np.ndarray, sv: np.ndarray, target: np.ndarray, rel: float
 def q0_item(client: Client, sw: dict) -> Item:
     sid = sw["fig1_gd"]["id"]
     df = client.results(sid)
-    done = df[df["status"] == "done"].copy()
+    done = df[df["status"] == PointStatus.DONE].copy()
     summ = summary_check(client, sid, df, ["init_scale"], "q0_norm")
     scales = sorted(done["init_scale"].unique())
     m, n, k = 5, 10, 50
@@ -76,7 +78,7 @@ def q0_item(client: Client, sw: dict) -> Item:
 def fig1_items(client: Client, sw: dict, out: Path, written: list[Path]) -> tuple[list[Item], dict]:
     sid, bid = sw["fig1_gd"]["id"], sw["fig1_balanced"]["id"]
     df = client.results(sid)
-    done = df[df["status"] == "done"].copy()
+    done = df[df["status"] == PointStatus.DONE].copy()
     bal = done_results(client, sw["fig1_balanced"])
     scales = sorted(done["init_scale"].unique())
     q_item = q0_item(client, sw)

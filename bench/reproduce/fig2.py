@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from flowsweep.core.closed_forms import regularized_flow
+from flowsweep.status import PointStatus
 
 from .common import (Client, Item, _combine, fetch_all, finite, frac, g, mean_std, median_iqr, plots, save,
                      summary_check, table)
@@ -26,7 +27,7 @@ def _mismatch(e: np.ndarray, e_reg: np.ndarray) -> tuple[float, float, float]:
 def fig2_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
     sid = sw["fig2"]["id"]
     df = client.results(sid)
-    done = df[df["status"] == "done"].copy()
+    done = df[df["status"] == PointStatus.DONE].copy()
     summary_check(client, sid, df, ["k"], "lambda0_fit_pos")
     pids = done["point_id"].tolist()
     cur = dict(zip(pids, fetch_all(client.curves, pids)))

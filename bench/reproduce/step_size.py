@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flowsweep.status import PointStatus
+
 from .common import Client, Item, finite, frac, g, median_iqr, plots, save, table
 
 
@@ -17,13 +19,13 @@ def step_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
     for eta, x in df.groupby("eta"):
         lim = finite(x["eta_stability_limit"])
         limit = float(np.median(lim)) if len(lim) else np.nan
-        div = (x["status"] == "diverged").to_numpy()
+        div = (x["status"] == PointStatus.DIVERGED).to_numpy()
         reached = pd.to_numeric(x["time_to_tol"]).notna().to_numpy()
         converged = reached & ~div
         pred_ok = eta < limit if np.isfinite(limit) else None
         if pred_ok is not None:
             agree.append(bool(converged.all()) if pred_ok else not converged.any())
-        done = x[x["status"] == "done"]
+        done = x[x["status"] == PointStatus.DONE]
         r_lin = pd.to_numeric(done["rate_lin"])
         # gd on the linearised error contracts by |1 − η r| per iteration: per unit time −log|1 − η r|/η
         # (η r > 1: the mode oscillates in sign while it decays)
@@ -34,7 +36,7 @@ def step_item(client: Client, sw: dict, out: Path, written: list[Path]) -> Item:
                      median_iqr(pd.to_numeric(done["rate_fit"]) / discrete, 3, True),
                      median_iqr(done["speedup"])])
     df["eta_over_limit"] = df["eta"] / pd.to_numeric(df["eta_stability_limit"])
-    df["reached_tol"] = (pd.to_numeric(df["time_to_tol"]).notna() & (df["status"] == "done")).astype(float)
+    df["reached_tol"] = (pd.to_numeric(df["time_to_tol"]).notna() & (df["status"] == PointStatus.DONE)).astype(float)
     f = save(plots.metric_figure(df, "reached_tol", "eta_over_limit", reference=None), out,
              "repro-step-size.png", written, ylabel="fraction of seeds that reach tol 0.01",
              xlabel="η / eta_stability_limit")
