@@ -281,7 +281,10 @@ def _patch(request: Request, sweep_id: int, patch: SweepPatch, runner: Any) -> d
         if "tags" in given:
             store.set_tags(session, sweep_id, patch.tags or [])
     with request.app.state.read_session_factory() as session:
-        return sweep_state(session, sweep_id, runner)
+        state = sweep_state(session, sweep_id, runner)
+    if state is None:       # deleted by a concurrent request since the change above
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"sweep {sweep_id} not found")
+    return state
 
 
 @router.get("/{sweep_id:int}/events", dependencies=[ReadAuth], response_class=StreamingResponse,
