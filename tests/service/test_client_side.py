@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+from servers import dead_url
+
 from flowsweep.service.cli import SERVER_DEPENDENCIES
 
 # Modules of the server side: none may be imported by a client command.
@@ -31,7 +33,7 @@ SERVER_MODULES = (
 )
 
 PROBE = textwrap.dedent("""
-    import contextlib, io, json, socket, sys
+    import contextlib, io, json, sys
     from importlib.abc import MetaPathFinder
 
     BLOCKED = set(json.loads(sys.argv[1]))
@@ -62,9 +64,7 @@ PROBE = textwrap.dedent("""
     png = plots.save_png(fig, sys.argv[2])
 
     # a client command: one line and exit 1 when nothing listens
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    dead = sys.argv[4]
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         rc_list = cli.main(["--url", dead, "list"])
@@ -97,6 +97,7 @@ def test_client_side_runs_without_the_server_and_its_dependencies(tmp_path):
             json.dumps(sorted(SERVER_DEPENDENCIES)),
             str(tmp_path / "fig.png"),
             json.dumps(SERVER_MODULES),
+            dead_url(),
         ],
         capture_output=True,
         text=True,

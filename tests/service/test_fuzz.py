@@ -11,15 +11,15 @@ oversized and streamed bodies, cross-site Origin and foreign Host headers.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
+
+from servers import start_server
 
 from flowsweep.service import db
 
@@ -34,14 +34,6 @@ from flowsweep.service.settings import Settings
 s = Settings()
 uvicorn.run(create_app(s, start_runner=False, start_ray=False), host="127.0.0.1", port=s.port, log_level="warning")
 """
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 PARAMS = [("sqlite", None), ("postgres", None), ("sqlite", TOKEN), ("postgres", TOKEN)]
@@ -59,29 +51,17 @@ class Servers:
         """Start the servers of `params` at once (each takes seconds to import), then wait for all."""
         waiting = [p for p in params if p not in self.started]
         for kind, token in waiting:
-            url, port = self.new_database_url(kind), _free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSWEEP_")}
-            env.update(FLOWSWEEP_DATABASE_URL=url, FLOWSWEEP_PORT=str(port), FLOWSWEEP_MAX_BODY_BYTES="200000")
-            if token:
-                env["FLOWSWEEP_API_TOKEN"] = token
-            log = self.tmp.mktemp("fuzz") / "server.log"
-            with open(log, "wb") as fh:
-                proc = subprocess.Popen([sys.executable, "-c", SERVER], env=env, stdout=fh, stderr=subprocess.STDOUT)
+            url = self.new_database_url(kind)
+            env = {"FLOWSWEEP_MAX_BODY_BYTES": "200000", **({"FLOWSWEEP_API_TOKEN": token} if token else {})}
+            live = start_server(url, self.tmp.mktemp("fuzz"), env=env, wait=False, num_cpus=None,
+                                cmd=[sys.executable, "-c", SERVER])
             headers = {"Authorization": f"Bearer {token}"} if token else {}
-            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60)
-            client.db_url, client.token, client.log, client.proc = url, token, log, proc
+            client = httpx.Client(base_url=live.url, headers=headers, timeout=60)
+            client.db_url, client.token, client.live = url, token, live
             client.param = (kind, token)
             self.started[(kind, token)] = client
         for p in waiting:
-            client = self.started[p]
-            for _ in range(300):
-                try:
-                    if client.get("/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            else:
-                raise RuntimeError(client.log.read_text())
+            self.started[p].live.wait_ready()
 
     def get(self, param: tuple) -> httpx.Client:
         self.start([param])
@@ -90,10 +70,9 @@ class Servers:
     def stop(self) -> list[str]:
         logs = []
         for client in self.started.values():
-            client.proc.terminate()
-            client.proc.wait(20)
+            client.live.stop()
             client.close()
-            logs.append(client.log.read_text())
+            logs.append(client.live.log())
         return logs
 
 
