@@ -38,11 +38,12 @@ from matplotlib.figure import Figure
 from flowsweep.status import PointStatus
 
 from .aggregate import aggregate, band, mean_std  # (numpy only: the API's GET /sweeps/{id}/curves uses it too)
+from .aggregate import PLATEAU_DROP as PLATEAU_DROP, phase_boundary, phase_cells  # (and GET /sweeps/{id}/phase)
+from .aggregate import plateau_length as plateau_length  # re-exported
 from .aggregate import stack_padded as stack_padded  # re-exported
 
 KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase", "depth", "plateau")
 GROUP_AXES = ("init_scale", "k", "lambda0", "depth")     # sweep axes other than seed (SPEC §3)
-PLATEAU_DROP = 0.1      # the plateau ends when e(t) has fallen by this fraction of e(0)
 PANEL_SIZE = (4.0, 3.2)                          # inches per panel
 MAX_COLS = 4
 TWO_LAYER_COLOR = "C0"
@@ -362,14 +363,6 @@ def speedup_figure(df: pd.DataFrame, x: str | None = None, by: Sequence[str] | N
     return metric_figure(df, "speedup", x, by, reference=1.0, reference_label="one-layer (no acceleration)")
 
 
-def plateau_length(t: np.ndarray, error: np.ndarray, drop: float = PLATEAU_DROP) -> float:
-    """First recorded t with e(t) <= (1 − drop)·e(0): how long a small start stays near the saddle
-    at X = 0 before its first mode is learned; NaN if the error never fell that far."""
-    t, e = np.asarray(t, float), np.asarray(error, float)
-    below = np.flatnonzero(e <= (1.0 - drop) * e[0])
-    return float(t[below[0]]) if len(below) else math.nan
-
-
 def _depth_series(df: pd.DataFrame, by: Sequence[str] | None) -> list[str] | None:
     if "depth" not in df.columns or _numeric(df, "depth").isna().all():
         raise PlotError("these points have no depth: the depth plots are for model deep")
@@ -405,9 +398,8 @@ def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0
     data = df.assign(**{c: _numeric(df, c) for c in (sigma, lam, metric)}).dropna(subset=[sigma, lam])
     if data.empty:
         raise PlotError("no finished point has σ and λ₀")
-    cells = data.groupby([sigma, lam])[metric].agg(
-        median="median", n="count", above=lambda v: float((v > reference).mean()) if len(v) else np.nan,
-    ).reset_index()
+    cells = pd.DataFrame(phase_cells(data[sigma], data[lam], data[metric], reference)).rename(
+        columns={"sigma_min": sigma, "lambda0": lam})
     fig = Figure(figsize=(1.6 * PANEL_SIZE[0], 4.5), layout="constrained")
     ax = fig.subplots()
     ratio = np.log2(cells["median"] / reference)
@@ -425,8 +417,7 @@ def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0
     ax.scatter(empty[sigma], empty[lam], color="0.3", marker="x", s=0.4 * side ** 2,
                label=f"no {metric} (null)" if len(empty) else "_nolegend_")
     s_max = float(cells[sigma].max()) * 1.05
-    ss = np.linspace(0.0, min(0.5, s_max), 200)
-    bound = np.sqrt(np.maximum(1.0 - 4.0 * ss ** 2, 0.0))
+    ss, bound = phase_boundary(s_max)
     ax.plot(ss, bound, "k--", linewidth=1.2, label="4σ² + λ₀² = 1")
     if (cells[lam] < 0).any():
         ax.plot(ss, -bound, "k--", linewidth=1.2)
