@@ -110,7 +110,8 @@ def plot(page: Page, plot_id: str) -> dict:
         return {{data: el.data.map(t => ({{name: t.name, x: t.x, y: t.y, dash: t.line && t.line.dash,
                                            fill: t.fill || null, visible: t.visible === undefined ? true : t.visible,
                                            legendgroup: t.legendgroup || null,
-                                           marker_color: t.marker && Array.isArray(t.marker.color) ? t.marker.color : null}})),
+                                           marker_color: t.marker && Array.isArray(t.marker.color)
+                                                         ? t.marker.color : null}})),
                  xaxis: {{title: el.layout.xaxis.title.text, type: el._fullLayout.xaxis.type}},
                  yaxis: {{title: el.layout.yaxis.title.text, type: el._fullLayout.yaxis.type}},
                  shapes: el.layout.shapes || []}};
