@@ -82,3 +82,43 @@ def band(stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = np.asarray(stats["mean"], dtype=float)
     std = np.nan_to_num(np.asarray(stats["std"], dtype=float), nan=0.0)
     return mean, np.clip(mean - std, 0.0, None), mean + std
+
+
+# ---------------------------------------------------------------------------------- deep model, Table 2
+PLATEAU_DROP = 0.1      # the plateau ends when e(t) has fallen by this fraction of e(0)
+
+
+def plateau_length(t: Any, error: Any, drop: float = PLATEAU_DROP) -> float:
+    """First recorded t with e(t) <= (1 − drop)·e(0): how long a small start stays near the saddle
+    at X = 0 before its first mode is learned; NaN if the error never fell that far."""
+    t, e = np.asarray(t, float).ravel(), np.asarray(error, float).ravel()
+    below = np.flatnonzero(e <= (1.0 - drop) * e[0])
+    return float(t[below[0]]) if len(below) else float("nan")
+
+
+def phase_cells(sigma: Sequence[float], lambda0: Sequence[float], metric: Sequence[Any],
+                reference: float = 1.0) -> list[dict[str, Any]]:
+    """Table 2's phase diagram: one cell per (σ, λ₀) in sorted order, with `median` of the finite
+    `metric` values (nan when none), `n` (how many), `points` (all points of the cell) and `above`
+    (the fraction of those values > `reference`; nan when none). Points without σ or λ₀ drop out."""
+    s = np.asarray(sigma, dtype=float)
+    lam = np.asarray(lambda0, dtype=float)
+    v = np.array([np.nan if m is None else m for m in metric], dtype=float)
+    keep = np.isfinite(s) & np.isfinite(lam)
+    cells: dict[tuple[float, float], list[float]] = {}
+    for si, li, vi in zip(s[keep], lam[keep], v[keep]):
+        cells.setdefault((float(si), float(li)), []).append(float(vi))
+    out = []
+    for (si, li), vals in sorted(cells.items()):
+        finite = np.array([x for x in vals if np.isfinite(x)])
+        out.append({"sigma_min": si, "lambda0": li, "points": len(vals), "n": len(finite),
+                    "median": float(np.median(finite)) if len(finite) else float("nan"),
+                    "above": float((finite > reference).mean()) if len(finite) else float("nan")})
+    return out
+
+
+def phase_boundary(sigma_max: float, num: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(σ, λ₀ ≥ 0) on the boundary 4σ² + λ₀² = 1 of eq. (16), for 0 <= σ <= min(1/2, sigma_max): the
+    two-layer rate √(4σ² + λ₀²) exceeds the one-layer rate 1 outside it."""
+    ss = np.linspace(0.0, min(0.5, sigma_max), num)
+    return ss, np.sqrt(np.maximum(1.0 - 4.0 * ss ** 2, 0.0))

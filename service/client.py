@@ -276,6 +276,11 @@ class Client:
         df.attrs["by"] = list(body.get("by") or by or []) if isinstance(body, Mapping) else list(by or [])
         return df
 
+    def phase(self, sweep_id: int) -> dict[str, Any]:
+        """GET /sweeps/{id}/phase: Table 2's cells over (σ, λ₀) ({"metric", "reference", "sigma_source",
+        "cells", "boundary"})."""
+        return self._get_json(f"/sweeps/{int(sweep_id)}/phase", what=f"sweep {sweep_id}")
+
     def group_curves(self, sweep_id: int, by: Iterable[str] | str | None = None,
                      max_seeds: int = 100) -> dict[str, Any]:
         """GET /sweeps/{id}/curves: {"by", "groups": [...]}, each group's `t` and `singular_values` as

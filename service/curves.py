@@ -2,7 +2,8 @@
 
 The statistics are `service.aggregate`'s (the PNG plots and the dashboard draw exactly these). Each
 group also carries one representative point's singular values (the lowest seed: Fig. 1 bottom shows
-one seed) and the means of the metrics that the figures print in their titles.
+one seed), the means of the metrics that the figures print in their titles, and each point's plateau
+length (`service.aggregate.plateau_length`, the deep model's figure) with its mean and std.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from flowsweep.status import PointStatus
 from flowsweep.workers.codec import decode_curves
 
-from .aggregate import aggregate
+from .aggregate import aggregate, mean_std, plateau_length
 from .models import PARAM_FIELDS, Curve, Point, Result
 
 # Parameters that can tell groups apart (seed is what the groups aggregate over).
@@ -44,7 +45,8 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
                  ) -> dict[str, Any]:
     """{"by": keys, "groups": [{"key": {...}, "n_points", "point_ids", "eta", "t", "error": {"mean",
     "std", "n"}, "error_linear", "error_regularized_fit", "singular_values", "representative":
-    {"point_id", "seed"}, "<metric>_mean"...}]} over the sweep's done points, at most
+    {"point_id", "seed"}, "<metric>_mean"..., "plateau" (per point), "plateau_mean", "plateau_std",
+    "plateau_n"}]} over the sweep's done points, at most
     `max_per_group` (the lowest seeds) per group."""
     cols = [Point.id, Point.source_point_id, *(getattr(Point, f) for f in PARAM_FIELDS),
             *(getattr(Result, m) for m in TITLE_METRICS)]
@@ -56,10 +58,10 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
     if by is None:
         by = [f for f in DEFAULT_AXES if len({r[f] for r in records}) > 1]
         by += [f for f in GROUPABLE if f not in by and f not in DEFAULT_AXES
-               and len({r[f] for r in records}) > 1]
+               and len({_hashable(r[f]) for r in records}) > 1]
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault(tuple(r[k] for k in by), []).append(r)
+        groups.setdefault(tuple(_hashable(r[k]) for k in by), []).append(r)
     keep = {key: members[:max_per_group] for key, members in sorted(groups.items(), key=_sort_key)}
     # One read of the blobs needed (own or the source's for a cached point).
     blob_of: dict[int, tuple[bytes, str]] = {}
@@ -93,11 +95,22 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
             s = agg[name]
             g[name] = None if s is None else {"mean": _list(s["mean"]), "std": _list(s["std"]),
                                               "n": [int(v) for v in s["n"]]}
+        plateau = [plateau_length(c["t"], c["error"]) for c in curves]
+        p_mean, p_std, p_n = mean_std([[v] for v in plateau])
+        g["plateau"] = _list(plateau)
+        g["plateau_mean"], g["plateau_std"] = _list(p_mean)[0], _list(p_std)[0]
+        g["plateau_n"] = int(p_n[0])
         for m in TITLE_METRICS:
             vals = [r[m] for r in used if r[m] is not None and np.isfinite(r[m])]
             g[f"{m}_mean"] = float(np.mean(vals)) if vals else None
         out.append(g)
     return {"by": list(by), "groups": out}
+
+
+def _hashable(v: Any) -> Any:
+    """A parameter's value as a dict key: y_singular_values is a JSON list (was a 500 for any sweep
+    that set it)."""
+    return tuple(v) if isinstance(v, list) else v
 
 
 def _sort_key(item: tuple[tuple, list]) -> tuple:

@@ -37,12 +37,14 @@ from matplotlib.figure import Figure
 
 from flowsweep.status import PointStatus
 
-from .aggregate import aggregate, band, mean_std  # (numpy only: the API's GET /sweeps/{id}/curves uses it too)
+# numpy only: the API's GET /sweeps/{id}/curves and /phase compute with these too
+from .aggregate import PLATEAU_DROP as PLATEAU_DROP  # re-exported
+from .aggregate import aggregate, band, mean_std, phase_boundary, phase_cells
+from .aggregate import plateau_length as plateau_length  # re-exported
 from .aggregate import stack_padded as stack_padded  # re-exported
 
 KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase", "depth", "plateau")
 GROUP_AXES = ("init_scale", "k", "lambda0", "depth")     # sweep axes other than seed (SPEC §3)
-PLATEAU_DROP = 0.1      # the plateau ends when e(t) has fallen by this fraction of e(0)
 PANEL_SIZE = (4.0, 3.2)                          # inches per panel
 MAX_COLS = 4
 TWO_LAYER_COLOR = "C0"
@@ -362,14 +364,6 @@ def speedup_figure(df: pd.DataFrame, x: str | None = None, by: Sequence[str] | N
     return metric_figure(df, "speedup", x, by, reference=1.0, reference_label="one-layer (no acceleration)")
 
 
-def plateau_length(t: np.ndarray, error: np.ndarray, drop: float = PLATEAU_DROP) -> float:
-    """First recorded t with e(t) <= (1 − drop)·e(0): how long a small start stays near the saddle
-    at X = 0 before its first mode is learned; NaN if the error never fell that far."""
-    t, e = np.asarray(t, float), np.asarray(error, float)
-    below = np.flatnonzero(e <= (1.0 - drop) * e[0])
-    return float(t[below[0]]) if len(below) else math.nan
-
-
 def _depth_series(df: pd.DataFrame, by: Sequence[str] | None) -> list[str] | None:
     if "depth" not in df.columns or _numeric(df, "depth").isna().all():
         raise PlotError("these points have no depth: the depth plots are for model deep")
@@ -383,11 +377,16 @@ def depth_figure(df: pd.DataFrame, by: Sequence[str] | None = None) -> Figure:
     return metric_figure(df, "time_to_tol", "depth", _depth_series(df, by))
 
 
-def plateau_figure(df: pd.DataFrame, curves: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None) -> Figure:
+def plateau_figure(df: pd.DataFrame, curves: Sequence[Mapping[str, Any]] | None = None,
+                   by: Sequence[str] | None = None, plateau: Sequence[float] | None = None) -> Figure:
     """Plateau length (`plateau_length` of each point's curve) against depth L; `curves` is one dict
-    of arrays per row of df, in order."""
+    of arrays per row of df, in order, or `plateau` the lengths already computed (by the server)."""
     by = _depth_series(df, by)
-    df = df.assign(plateau=[plateau_length(c["t"], c["error"]) for c in curves])
+    if plateau is None:
+        if curves is None:
+            raise PlotError("plateau_figure needs each point's curves or its plateau length")
+        plateau = [plateau_length(c["t"], c["error"]) for c in curves]
+    df = df.assign(plateau=list(plateau))
     fig = metric_figure(df, "plateau", "depth", by)
     fig.axes[0].set_ylabel(f"plateau: first t with e(t) ≤ {1 - PLATEAU_DROP:g}·e(0)")
     return fig
@@ -405,9 +404,16 @@ def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0
     data = df.assign(**{c: _numeric(df, c) for c in (sigma, lam, metric)}).dropna(subset=[sigma, lam])
     if data.empty:
         raise PlotError("no finished point has σ and λ₀")
-    cells = data.groupby([sigma, lam])[metric].agg(
-        median="median", n="count", above=lambda v: float((v > reference).mean()) if len(v) else np.nan,
-    ).reset_index()
+    return phase_cells_figure(pd.DataFrame(phase_cells(data[sigma], data[lam], data[metric], reference)),
+                              metric, reference)
+
+
+def phase_cells_figure(cells: pd.DataFrame, metric: str = "rate_fit", reference: float = 1.0) -> Figure:
+    """`phase_figure` from its cells (`service.aggregate.phase_cells`, as GET /sweeps/{id}/phase
+    returns them: sigma_min, lambda0, median, n, points, above)."""
+    sigma, lam = "sigma_min", "lambda0"
+    cells = cells.assign(**{c: pd.to_numeric(cells[c], errors="coerce")
+                            for c in (sigma, lam, "median", "n", "above")})
     fig = Figure(figsize=(1.6 * PANEL_SIZE[0], 4.5), layout="constrained")
     ax = fig.subplots()
     ratio = np.log2(cells["median"] / reference)
@@ -425,8 +431,7 @@ def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0
     ax.scatter(empty[sigma], empty[lam], color="0.3", marker="x", s=0.4 * side ** 2,
                label=f"no {metric} (null)" if len(empty) else "_nolegend_")
     s_max = float(cells[sigma].max()) * 1.05
-    ss = np.linspace(0.0, min(0.5, s_max), 200)
-    bound = np.sqrt(np.maximum(1.0 - 4.0 * ss ** 2, 0.0))
+    ss, bound = phase_boundary(s_max)
     ax.plot(ss, bound, "k--", linewidth=1.2, label="4σ² + λ₀² = 1")
     if (cells[lam] < 0).any():
         ax.plot(ss, -bound, "k--", linewidth=1.2)
@@ -457,20 +462,22 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         done = df[df["status"] == PointStatus.DONE] if "status" in df else df
         if done.empty:
             raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
-        sv = (client.sweep(sweep_id).get("spec") or {}).get("y_singular_values")
-        if sv:
-            sigma = _numeric(done, "data_scale") * min(sv)
-        else:                       # no spectrum in the spec: σ_min of each point's own Y
-            sigma = [float(np.linalg.svd(np.asarray(client.state(int(p))["Y"]), compute_uv=False).min())
-                     for p in done["point_id"]]
-        return phase_figure(done.assign(sigma_min=sigma))
+        # The cells computed on the server (GET /sweeps/{id}/phase): the dashboard draws the same.
+        body = client.phase(sweep_id)
+        if not body["cells"]:
+            raise PlotError(f"sweep {sweep_id}: no finished point has σ and λ₀")
+        return phase_cells_figure(pd.DataFrame(body["cells"]), body["metric"], body["reference"])
     if kind == "depth":
         return depth_figure(df, by=by)
     done = df[df["status"] == PointStatus.DONE] if "status" in df else df
     if done.empty:
         raise PlotError(f"sweep {sweep_id} has no finished (done) points yet")
     if kind == "plateau":
-        return plateau_figure(done, [client.curves(int(pid)) for pid in done["point_id"]], by=by)
+        # Each point's plateau as GET /sweeps/{id}/curves computes it (the dashboard draws the same).
+        body = client.group_curves(sweep_id, max_seeds=1000)
+        length = {pid: (math.nan if v is None else float(v)) for g in body["groups"]
+                  for pid, v in zip(g["point_ids"], g["plateau"])}
+        return plateau_figure(done, by=by, plateau=[length.get(int(p), math.nan) for p in done["point_id"]])
     if kind in ("error", "regularized"):
         # Aggregated on the server (GET /sweeps/{id}/curves): the dashboard shows the same numbers.
         body = client.group_curves(sweep_id, by=by or varying_axes(done) or None, max_seeds=max_seeds)

@@ -2,7 +2,7 @@
  *   #/                 sweeps (live over Server-Sent Events)     #/sweeps/ID   one sweep and its figures
  *   #/results?…        result rows (the API's filters)           #/points/ID   one point
  *   #/submit           sweep editor (JSON/YAML, dry run)         #/compare?…   several sweeps overlaid
- * Figures draw what GET /sweeps/{id}/curves and /summary compute on the server (the PNG plots too). */
+ * Figures draw what GET /sweeps/{id}/curves, /summary and /phase compute on the server (the PNG plots too). */
 "use strict";
 
 // ------------------------------------------------------------------------------------------ helpers
@@ -241,7 +241,7 @@ function regularizedFigure(id, groups) {
   draw(id, traces, {xaxis: {title: {text: "iterations"}}, yaxis: {title: {text: "‖Y − X(t)‖ / ‖Y‖"}, type: "log"}});
 }
 
-function metricFigure(id, rows, metric, x, seriesKey, reference) {
+function metricFigure(id, rows, metric, x, seriesKey, reference, ytitle) {
   // rows: /summary rows; one trace per value of seriesKey, mean ± std over seeds against x.
   const series = new Map();
   for (const r of rows) {
@@ -262,8 +262,44 @@ function metricFigure(id, rows, metric, x, seriesKey, reference) {
   const logx = xs.length && xs.every(v => v > 0) && Math.max(...xs) / Math.min(...xs) >= 20;
   const shapes = reference === undefined ? [] : [{type: "line", xref: "paper", x0: 0, x1: 1, y0: reference, y1: reference,
     line: {dash: "dash", color: "#555", width: 1}}];
-  draw(id, traces, {xaxis: {title: {text: x}, type: logx ? "log" : "linear"}, yaxis: {title: {text: metric}},
+  draw(id, traces, {xaxis: {title: {text: x}, type: logx ? "log" : "linear"}, yaxis: {title: {text: ytitle || metric}},
     shapes});
+}
+
+function plateauFigure(id, groups, seriesKey) {
+  // The plateau of each point's curve, mean ± std per group, computed by the server (GET /sweeps/{id}/curves).
+  const rows = groups.map(g => ({...g.key, depth: g.key.depth, plateau_mean: g.plateau_mean,
+    plateau_std: g.plateau_std, count: g.plateau_n}));
+  metricFigure(id, rows, "plateau", "depth", seriesKey, undefined, "plateau: first t with e(t) ≤ 0.9·e(0)");
+}
+
+function phaseFigure(id, ph) {
+  // Table 2 as a phase diagram: GET /sweeps/{id}/phase's cells, coloured by log2(median rate_fit / 1).
+  const cells = ph.cells, ref = ph.reference;
+  const ratio = cells.map(c => (c.median === null || c.median <= 0 ? null : Math.log2(c.median / ref)));
+  const lim = Math.max(0.5, ...ratio.filter(v => v !== null).map(Math.abs));
+  const hover = cells.map(c => [num(c.median), c.n, c.points, c.above === null ? "—" : `${Math.round(100 * c.above)}%`]);
+  const traces = [{x: cells.map(c => c.sigma_min), y: cells.map(c => c.lambda0), type: "scatter", mode: "markers",
+    name: `median ${ph.metric} per cell`, customdata: hover,
+    marker: {symbol: "square", size: 22, color: ratio, cmin: -lim, cmax: lim, colorscale: "RdBu",  // Plotly's RdBu: blue low (slower), red high (faster)
+     
+      colorbar: {title: {text: `log₂(median ${ph.metric} / ${ref})`, side: "right"}, thickness: 14}},
+    hovertemplate: `σ %{x:.4g}, λ₀ %{y:.4g}<br>median ${ph.metric} %{customdata[0]} (n %{customdata[1]} of %{customdata[2]})` +
+      `<br>faster than ${ref}: %{customdata[3]}<extra></extra>`}];
+  const mixed = cells.filter(c => c.above !== null && c.above > 0 && c.above < 1);
+  if (mixed.length) traces.push({x: mixed.map(c => c.sigma_min), y: mixed.map(c => c.lambda0), type: "scatter",
+    mode: "markers", name: "seeds on both sides of rate 1", hoverinfo: "skip",
+    marker: {symbol: "circle-open", size: 16, color: "#000", line: {width: 1.5}}});
+  const empty = cells.filter(c => c.n === 0);
+  if (empty.length) traces.push({x: empty.map(c => c.sigma_min), y: empty.map(c => c.lambda0), type: "scatter",
+    mode: "markers", name: `no ${ph.metric} (null)`, marker: {symbol: "x", size: 10, color: "#444"}});
+  const b = ph.boundary;
+  traces.push({x: b.sigma_min, y: b.lambda0, type: "scatter", mode: "lines", name: "4σ² + λ₀² = 1",
+    legendgroup: "boundary", line: {color: "#000", dash: "dash", width: 1.5}, hoverinfo: "skip"});
+  if (cells.some(c => c.lambda0 < 0)) traces.push({x: b.sigma_min, y: b.lambda0.map(v => -v), type: "scatter",
+    mode: "lines", name: "4σ² + λ₀² = 1 (λ₀ < 0)", legendgroup: "boundary", showlegend: false,
+    line: {color: "#000", dash: "dash", width: 1.5}, hoverinfo: "skip"});
+  draw(id, traces, {xaxis: {title: {text: "σ = σ_min(Y)"}}, yaxis: {title: {text: "λ₀"}}});
 }
 
 // ------------------------------------------------------------------------------------------ sweeps
@@ -435,6 +471,15 @@ async function drawSweepFigures(figs, s) {
   const speed = await get(`/sweeps/${s.id}/summary?` + qs({by: [x, other].filter(Boolean).join(",")}));
   const hasReg = curves.groups.some(g => g.error_regularized_fit);
   const hasSpeed = speed.data.some(r => r.speedup_mean !== null);
+  // The deep model: time to tolerance and plateau against depth, one series per other varying axis.
+  const deep = s.spec.model === "deep";
+  const depthOther = vary.filter(a => a !== "depth")[0];
+  const depthRows = deep ? (await get(`/sweeps/${s.id}/summary?` + qs({by: ["depth", depthOther].filter(Boolean).join(",")}))).data : [];
+  const byDepth = !deep ? null : curves.by.includes("depth") ? curves
+    : await get(`/sweeps/${s.id}/curves?` + qs({by: ["depth", ...curves.by].join(",")}));
+  // Table 2: λ₀ varies and σ_min(Y) is known (a fixed spectrum, or data_scale as an axis).
+  const phase = vary.includes("lambda0") && (s.spec.y_singular_values || vary.includes("data_scale"))
+    ? await get(`/sweeps/${s.id}/phase`) : null;
   const missing = [];
   figs.replaceChildren();
   if (curves.groups.length) {
@@ -446,6 +491,11 @@ async function drawSweepFigures(figs, s) {
   if (fit) figs.append(figure("fig-lambda0", "λ₀ fit against k", "mean ± std over seeds", ["x"]));
   if (hasSpeed) figs.append(figure("fig-speedup", "Speedup over the one-layer model", "time_to_tol_linear / time_to_tol; 1 (dashed) = no acceleration", ["x", "y"]));
   else missing.push("speedup is null: no point reached tol within the horizon");
+  if (phase && phase.cells.length) figs.append(figure("fig-phase", "Table 2 · phase diagram over (σ, λ₀)",
+    `median ${phase.metric} over seeds per cell against the one-layer rate ${phase.reference} (red faster, blue slower); ` +
+    "dashed: 4σ² + λ₀² = 1, eq. (16)", ["x"]));
+  if (deep) figs.append(figure("fig-depth", "Time to tolerance against depth", "time_to_tol, mean ± std over seeds (L = 1 is the one-layer model)", ["y"]),
+                        figure("fig-plateau", "Plateau against depth", "first t with e(t) ≤ 0.9·e(0) of each point's curve, mean ± std over seeds", ["y"]));
   notes.textContent = missing.length ? "Not shown: " + missing.join("; ") + "." : "";
   figs.after(notes);
   onLeave(() => notes.remove());
@@ -455,6 +505,11 @@ async function drawSweepFigures(figs, s) {
   }
   if (hasReg) regularizedFigure("fig-regularized", curves.groups);
   if (hasSpeed) metricFigure("fig-speedup", speed.data, "speedup", x, other, 1);
+  if (phase && phase.cells.length) phaseFigure("fig-phase", phase);
+  if (deep) {
+    metricFigure("fig-depth", depthRows, "time_to_tol", "depth", depthOther);
+    plateauFigure("fig-plateau", byDepth.groups, depthOther);
+  }
   if (fit) {
     const others = vary.filter(a => a !== "k");
     const lam = await get(`/sweeps/${s.id}/summary?` + qs({by: ["k", ...others.slice(0, 1)].join(",")}));

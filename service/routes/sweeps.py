@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from flowsweep.status import FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, SweepStatus
 
 from .. import curves as curves_mod
-from .. import estimate, queries, store
+from .. import estimate, phase, queries, store
 from ..db import session_scope
 from ..progress import display_status, eta_of
 from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
@@ -378,3 +378,14 @@ def sweep_curves(sweep_id: DbId, session: SessionDep,
                                            "msg": f"unknown key '{k}'; group by any of: "
                                                   f"{', '.join(curves_mod.GROUPABLE)}"}])
     return curves_mod.group_curves(session, sweep_id, keys, max_seeds)
+
+
+@router.get("/{sweep_id}/phase", dependencies=[ReadAuth])
+def sweep_phase(sweep_id: DbId, session: SessionDep):
+    """Table 2 as a phase diagram over the done points: one cell per (σ, λ₀) with the `median`
+    rate_fit over its points, `n` (points with a rate_fit), `points` and `above` (the fraction faster
+    than the one-layer rate 1), and the boundary 4σ² + λ₀² = 1 of eq. (16). σ = σ_min(Y):
+    data_scale · min(y_singular_values), else each point's own Y. The PNG plot and the dashboard draw
+    these."""
+    _get_sweep(session, sweep_id)
+    return phase.sweep_phase(session, sweep_id)

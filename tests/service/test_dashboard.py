@@ -33,6 +33,28 @@ SPEC = {"name": f"pw-fig1-{RUN}", "model": "asymmetric", "m": 3, "n": 5, "eta": 
         "axes": {"init_scale": [0.01, 0.1, 1.0], "k": [20], "seed": {"range": [0, 3]}}}
 
 
+# The deep model: 2 init scales x depths 1..3 x 2 seeds of balanced starts (plateau and time to tol).
+DEEP = {"name": f"pw-deep-{RUN}", "model": "deep", "init": "balanced", "integrator": "flow", "m": 3, "n": 4,
+        "eta": 0.02, "steps": 600, "record_every": 5, "data_seed": 7003, "tags": ["browser"],
+        "axes": {"init_scale": [0.1, 0.3], "k": [6], "depth": [1, 2, 3], "seed": {"range": [0, 2]}}}
+# Table 2: σ_min(Y) = data_scale (a flat spectrum of 1) x λ₀, 2 seeds.
+PHASE = {"name": f"pw-phase-{RUN}", "model": "asymmetric", "init": "spectral", "integrator": "flow", "m": 2, "n": 3,
+         "y_singular_values": [1.0, 1.0], "eta": 0.05, "steps": 300, "record_every": 4, "data_seed": 7004,
+         "tags": ["browser"], "axes": {"init_scale": [0.1], "k": [4], "data_scale": [0.3, 0.8],
+                                       "lambda0": [0.5, 2.0], "seed": {"range": [0, 2]}}}
+
+
+def run_sweep(api, spec: dict) -> int:
+    """Submit through the API and wait for the end of its event stream."""
+    sid = api.post("/sweeps", json=spec).raise_for_status().json()["id"]
+    with api.stream("GET", f"/sweeps/{sid}/events", timeout=300) as events:
+        for line in events.iter_lines():
+            if line.startswith("event: end"):
+                break
+    assert api.get(f"/sweeps/{sid}").json()["status"] == "done"
+    return sid
+
+
 @pytest.fixture(scope="module")
 def server(shared_server):
     srv, _ = shared_server("sqlite")
@@ -87,7 +109,9 @@ def plot(page: Page, plot_id: str) -> dict:
         const el = document.getElementById('{plot_id}');
         return {{data: el.data.map(t => ({{name: t.name, x: t.x, y: t.y, dash: t.line && t.line.dash,
                                            fill: t.fill || null, visible: t.visible === undefined ? true : t.visible,
-                                           legendgroup: t.legendgroup || null}})),
+                                           legendgroup: t.legendgroup || null,
+                                           marker_color: t.marker && Array.isArray(t.marker.color)
+                                                         ? t.marker.color : null}})),
                  xaxis: {{title: el.layout.xaxis.title.text, type: el._fullLayout.xaxis.type}},
                  yaxis: {{title: el.layout.yaxis.title.text, type: el._fullLayout.yaxis.type}},
                  shapes: el.layout.shapes || []}};
@@ -334,3 +358,65 @@ def test_phone_width_and_local_api_docs(browser, server, submitted, shots):
     assert hosts == {server.url.split("/")[2]}
     shot(pg, shots, "api-docs")
     context.close()
+
+
+def test_deep_sweep_draws_time_to_tol_and_plateau_against_depth(page, api, shots):
+    sid = run_sweep(api, DEEP)
+    page.goto(f"/#/sweeps/{sid}")
+    depth = plot(page, "fig-depth")
+    summary = api.get(f"/sweeps/{sid}/summary", params={"by": "depth,init_scale"}).json()["data"]
+    assert [t["name"] for t in depth["data"]] == ["init_scale=0.1", "init_scale=0.3"]
+    assert depth["xaxis"] == {"title": "depth", "type": "linear"} and depth["yaxis"]["title"] == "time_to_tol"
+    for trace, scale in zip(depth["data"], (0.1, 0.3)):
+        rows = sorted((r for r in summary if r["init_scale"] == scale), key=lambda r: r["depth"])
+        assert trace["x"] == [1, 2, 3]
+        np.testing.assert_allclose(np.array(trace["y"], dtype=float),
+                                   np.array([r["time_to_tol_mean"] for r in rows], dtype=float), rtol=1e-12)
+    # The plateau: recomputed here from each point's own curve (first t with e(t) <= 0.9 e(0)).
+    plateau = plot(page, "fig-plateau")
+    assert plateau["xaxis"] == {"title": "depth", "type": "linear"} and "0.9·e(0)" in plateau["yaxis"]["title"]
+    results = api.get(f"/sweeps/{sid}/results", params={"limit": 100}).json()["data"]
+    own = {}
+    for r in results:
+        c = api.get(f"/points/{r['point_id']}/curves").json()
+        t, e = np.array(c["t"]), np.array(c["error"], dtype=float)
+        own.setdefault((r["init_scale"], r["depth"]), []).append(t[np.flatnonzero(e <= 0.9 * e[0])[0]])
+    assert [t["name"] for t in plateau["data"]] == ["init_scale=0.1", "init_scale=0.3"]
+    for trace, scale in zip(plateau["data"], (0.1, 0.3)):
+        assert trace["x"] == [1, 2, 3]
+        np.testing.assert_allclose(trace["y"], [np.mean(own[(scale, L)]) for L in (1, 2, 3)], rtol=1e-12)
+    # L >= 2: a smaller start stays longer on the plateau, and a deeper one too (Saxe et al.); L = 1 has none
+    small, large = (np.array(t["y"]) for t in plateau["data"])
+    assert (small[1:] > large[1:]).all() and small[0] < small[1] < small[2]
+    shot(page, shots, "sweep-deep")
+
+
+def test_phase_sweep_draws_table2_cells_and_the_boundary(page, api, shots):
+    sid = run_sweep(api, PHASE)
+    page.goto(f"/#/sweeps/{sid}")
+    fig = plot(page, "fig-phase")
+    assert fig["xaxis"]["title"] == "σ = σ_min(Y)" and fig["yaxis"]["title"] == "λ₀"
+    cells = fig["data"][0]
+    # σ_min(Y) = data_scale · min(y_singular_values) = data_scale; medians from the result rows.
+    rows = api.get(f"/sweeps/{sid}/results", params={"limit": 100}).json()["data"]
+    want = {}
+    for r in rows:
+        want.setdefault((r["data_scale"], r["lambda0"]), []).append(r["rate_fit"])
+    assert sorted(zip(cells["x"], cells["y"])) == sorted(want) and len(cells["x"]) == 4
+    for x, y, colour in zip(cells["x"], cells["y"], cells["marker_color"]):
+        assert colour == pytest.approx(np.log2(np.median(want[(x, y)])), rel=1e-12)
+    (boundary,) = [t for t in fig["data"] if t["name"] == "4σ² + λ₀² = 1"]
+    np.testing.assert_allclose(4 * np.array(boundary["x"]) ** 2 + np.array(boundary["y"]) ** 2, 1.0, atol=1e-12)
+    assert boundary["dash"] == "dash"
+    # red = faster than the one-layer rate (log2 > 0), blue = slower
+    low, high = page.evaluate("""() => { const cs = document.getElementById('fig-phase')._fullData[0].marker.colorscale;
+        return [cs[0][1], cs[cs.length - 1][1]]; }""")
+    rgb = lambda c: [int(v) for v in c[c.index("(") + 1:-1].split(",")]  # noqa: E731
+    assert rgb(high)[0] > rgb(high)[2] and rgb(low)[2] > rgb(low)[0]
+    shot(page, shots, "sweep-phase")
+    # the log-σ toggle and a legend click that hides the boundary
+    page.locator("section[aria-label^='Table 2'] button[data-axis=x]").click()
+    assert plot(page, "fig-phase")["xaxis"]["type"] == "log"
+    page.locator("section[aria-label^='Table 2'] button[data-axis=x]").click()
+    page.locator("#fig-phase .legend .traces", has_text="4σ²").click()
+    page.wait_for_function("document.getElementById('fig-phase').data.some(t => t.visible === 'legendonly')")
