@@ -2,6 +2,7 @@
 
 The port and the subprocess come from the tests' helper (tests/servers.py): one way to start a
 server, for the tests and the benchmarks alike."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,15 @@ class ServiceProcess:
     def __init__(self, workdir: Path, cpus: int | None, db_name: str, cmd: list[str]):
         self.workdir = workdir
         (workdir / "ray").mkdir(exist_ok=True)
-        self.server = start_server(f"sqlite:///{workdir / db_name}", workdir, cmd=cmd, num_cpus=cpus,
-                                   ray_tmpdir=str(workdir / "ray"), wait=False, log_name="server.log")
+        self.server = start_server(
+            f"sqlite:///{workdir / db_name}",
+            workdir,
+            cmd=cmd,
+            num_cpus=cpus,
+            ray_tmpdir=str(workdir / "ray"),
+            wait=False,
+            log_name="server.log",
+        )
         self.proc = self.server.proc
         self.port = self.server.port
         self.url = self.server.url

@@ -9,13 +9,20 @@ gd's on the same points, and core's cost per cheap point (10 steps) against the 
 
     python bench/core_throughput.py [--points 96] [--steps 4000]
 """
+
 from __future__ import annotations
 
 import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-           "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ[_v] = "1"                       # one core, set before numpy is imported
+for _v in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+):
+    os.environ[_v] = "1"  # one core, set before numpy is imported
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
@@ -23,10 +30,12 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-
 from flowsweep.core import PointConfig, initial_state, run_points, simulate  # noqa: E402
-from flowsweep.core.dynamics import gd_linear  # noqa: E402
-from flowsweep.core.dynamics import Trajectory, record_grid  # noqa: E402
+from flowsweep.core.dynamics import (  # noqa: E402
+    Trajectory,
+    gd_linear,  # noqa: E402
+    record_grid,
+)
 from flowsweep.core.fits import lambda0_fit  # noqa: E402
 from flowsweep.core.metrics import point_metrics  # noqa: E402
 from flowsweep.status import PointStatus  # noqa: E402
@@ -34,9 +43,21 @@ from flowsweep.status import PointStatus  # noqa: E402
 
 def fig1_configs(n_points: int, steps: int) -> list[PointConfig]:
     scales = (0.01, 0.1, 1.0)
-    return [PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=steps,
-                        record_every=20, init_scale=scales[i % 3], seed=i // 3, tol=0.01)
-            for i in range(n_points)]
+    return [
+        PointConfig(
+            model="asymmetric",
+            m=5,
+            n=10,
+            k=50,
+            eta=1e-3,
+            steps=steps,
+            record_every=20,
+            init_scale=scales[i % 3],
+            seed=i // 3,
+            tol=0.01,
+        )
+        for i in range(n_points)
+    ]
 
 
 def naive_point(c: PointConfig):
@@ -61,17 +82,25 @@ def naive_point(c: PointConfig):
         if i == c.steps:
             break
         U, V = U + c.eta * (R @ V), V + c.eta * (R.T @ U)
-    tr = Trajectory(t=idx * c.eta, X=np.array(Xs)[None], error=np.array(errs)[None],
-                    q_drift=np.array(drift)[None], time_to_tol=np.array([ttt]),
-                    final_error=np.array([e]), diverged_at=np.array([-1]))
+    tr = Trajectory(
+        t=idx * c.eta,
+        X=np.array(Xs)[None],
+        error=np.array(errs)[None],
+        q_drift=np.array(drift)[None],
+        time_to_tol=np.array([ttt]),
+        final_error=np.array([e]),
+        diverged_at=np.array([-1]),
+    )
     sv = np.linalg.svd(tr.X[0], compute_uv=False)
     return point_metrics(c, Y, st["U0"], st["V0"], tr, 0, sv)
 
 
 def tiny_configs(n_points: int) -> list[PointConfig]:
     """Issue 9's cheap points: 10 gd steps each, every step recorded."""
-    return [PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-2, steps=10, record_every=1,
-                        init_scale=0.1, seed=i) for i in range(n_points)]
+    return [
+        PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-2, steps=10, record_every=1, init_scale=0.1, seed=i)
+        for i in range(n_points)
+    ]
 
 
 def tiny_loop_point(c: PointConfig):
@@ -112,7 +141,7 @@ def matmul_gflops(n: int = 1500, reps: int = 3) -> float:
         t = time.process_time()
         A @ B
         best = min(best, time.process_time() - t)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def main() -> None:
@@ -127,18 +156,21 @@ def main() -> None:
 
     try:
         from threadpoolctl import threadpool_info
+
         print("BLAS threads:", [d.get("num_threads") for d in threadpool_info()])
     except ImportError:
         pass
     configs = fig1_configs(args.points, args.steps)
     m, n, k = 5, 10, 50
-    print(f"Fig. 1 configuration: m={m} n={n} k={k} gd eta=1e-3 steps={args.steps} record_every=20,"
-          f" baseline + metrics (fit_lambda0 off); scales 0.01/0.1/1")
+    print(
+        f"Fig. 1 configuration: m={m} n={n} k={k} gd eta=1e-3 steps={args.steps} record_every=20,"
+        f" baseline + metrics (fit_lambda0 off); scales 0.01/0.1/1"
+    )
 
     # (a) and (b) alternate over a few rounds, timed in CPU seconds of this process (one BLAS
     # thread). The machine is shared: its speed drifts by up to ~1.5x over minutes, so the ratio
     # is taken within each round ((a) and (b) measured back to back) and the median is reported
-    naive = configs[:args.naive_points]
+    naive = configs[: args.naive_points]
     t_naive, t_batch, t_nostop, ratios, ratios_nostop = [], [], [], [], []
     for _ in range(args.rounds):
         t = time.process_time()
@@ -156,16 +188,26 @@ def main() -> None:
             run_points(configs)
         t_nostop.append((time.process_time() - t) / len(configs))
         ratios_nostop.append(t_naive[-1] / t_nostop[-1])
-    print(f"(a) per-point numpy loop : {1 / min(t_naive):8.2f} points/s  ({min(t_naive) * 1e3:.1f} ms/point,"
-          f" {len(naive)} points, best of {args.rounds})")
-    print(f"(b) core batched         : {1 / min(t_batch):8.2f} points/s  ({min(t_batch) * 1e3:.2f} ms/point,"
-          f" {len(configs)} points in one call, best of {args.rounds})")
-    print(f"    ratio (b)/(a)        : {np.median(ratios):8.1f}x  (median of {args.rounds} back-to-back"
-          f" rounds; range {min(ratios):.1f}-{max(ratios):.1f}x; best/best {min(t_naive) / min(t_batch):.1f}x)")
-    print(f"(b') without the stop    : {1 / min(t_nostop):8.2f} points/s  ({min(t_nostop) * 1e3:.2f} ms/point;"
-          f" gd iterates converged points to the end)")
-    print(f"    ratio (b')/(a)       : {np.median(ratios_nostop):8.1f}x  (median; range"
-          f" {min(ratios_nostop):.1f}-{max(ratios_nostop):.1f}x)")
+    print(
+        f"(a) per-point numpy loop : {1 / min(t_naive):8.2f} points/s  ({min(t_naive) * 1e3:.1f} ms/point,"
+        f" {len(naive)} points, best of {args.rounds})"
+    )
+    print(
+        f"(b) core batched         : {1 / min(t_batch):8.2f} points/s  ({min(t_batch) * 1e3:.2f} ms/point,"
+        f" {len(configs)} points in one call, best of {args.rounds})"
+    )
+    print(
+        f"    ratio (b)/(a)        : {np.median(ratios):8.1f}x  (median of {args.rounds} back-to-back"
+        f" rounds; range {min(ratios):.1f}-{max(ratios):.1f}x; best/best {min(t_naive) / min(t_batch):.1f}x)"
+    )
+    print(
+        f"(b') without the stop    : {1 / min(t_nostop):8.2f} points/s  ({min(t_nostop) * 1e3:.2f} ms/point;"
+        f" gd iterates converged points to the end)"
+    )
+    print(
+        f"    ratio (b')/(a)       : {np.median(ratios_nostop):8.1f}x  (median; range"
+        f" {min(ratios_nostop):.1f}-{max(ratios_nostop):.1f}x)"
+    )
 
     # arithmetic: only the gd loop (simulate), in the reduced coordinates actually computed
     t_sim = np.inf
@@ -173,33 +215,41 @@ def main() -> None:
         t = time.process_time()
         tr = simulate(configs)
         t_sim = min(t_sim, time.process_time() - t)
-    r = m + n                                   # reduced width (k = 50 > m + n)
-    point_steps = int(tr.iterations.sum())      # converged points leave the batch early
+    r = m + n  # reduced width (k = 50 > m + n)
+    point_steps = int(tr.iterations.sum())  # converged points leave the batch early
     flops = point_steps * 6 * m * n * r
     nominal = len(configs) * args.steps * 6 * m * n * k
-    print(f"    gd steps computed    : {point_steps} of {len(configs) * args.steps}"
-          f" ({100 * point_steps / (len(configs) * args.steps):.0f}%; the rest after convergence to"
-          f" machine precision)")
+    print(
+        f"    gd steps computed    : {point_steps} of {len(configs) * args.steps}"
+        f" ({100 * point_steps / (len(configs) * args.steps):.0f}%; the rest after convergence to"
+        f" machine precision)"
+    )
     peak = matmul_gflops()
-    print(f"    gd loop alone        : {t_sim / len(configs) * 1e3:.2f} ms/point; "
-          f"{flops / t_sim / 1e9:.2f} GFLOP/s performed (r={r}), "
-          f"{nominal / t_sim / 1e9:.2f} GFLOP/s k={k}- and all-steps-equivalent")
-    print(f"    large matmul         : {peak:8.2f} GFLOP/s  -> gd loop at "
-          f"{100 * flops / t_sim / 1e9 / peak:.1f}% of it")
+    print(
+        f"    gd loop alone        : {t_sim / len(configs) * 1e3:.2f} ms/point; "
+        f"{flops / t_sim / 1e9:.2f} GFLOP/s performed (r={r}), "
+        f"{nominal / t_sim / 1e9:.2f} GFLOP/s k={k}- and all-steps-equivalent"
+    )
+    print(
+        f"    large matmul         : {peak:8.2f} GFLOP/s  -> gd loop at {100 * flops / t_sim / 1e9 / peak:.1f}% of it"
+    )
 
-    c200 = PointConfig(model="asymmetric", m=5, n=10, k=200, eta=1e-3, steps=args.steps,
-                       record_every=20, init_scale=1.0, seed=0)
+    c200 = PointConfig(
+        model="asymmetric", m=5, n=10, k=200, eta=1e-3, steps=args.steps, record_every=20, init_scale=1.0, seed=0
+    )
     tr = simulate(c200)
     st = initial_state(c200)
     t = time.process_time()
     fit = lambda0_fit(st["Y"], st["U0"], st["V0"], tr.t, tr.X[0])
     t_fit = time.process_time() - t
-    print(f"lambda0_fit at k=200     : {t_fit:.3f} CPU s  (lambda0_fit={fit.lambda0:.2f}, "
-          f"lambda0_fit_error={fit.error:.2e}, {fit.n_evaluations} closed-form evaluations,"
-          f" T={len(tr.t)})")
+    print(
+        f"lambda0_fit at k=200     : {t_fit:.3f} CPU s  (lambda0_fit={fit.lambda0:.2f}, "
+        f"lambda0_fit_error={fit.error:.2e}, {fit.n_evaluations} closed-form evaluations,"
+        f" T={len(tr.t)})"
+    )
 
     # the exact flow against gd on the same points and horizon (simulate only), back to back
-    gd_cfgs = configs[:args.flow_points]
+    gd_cfgs = configs[: args.flow_points]
     flow_cfgs = [PointConfig(**{**c.to_dict(), "integrator": "flow"}) for c in gd_cfgs]
     simulate(flow_cfgs[:2])
     r_flow, t_gd, t_flow = [], [], []
@@ -211,11 +261,15 @@ def main() -> None:
         simulate(flow_cfgs)
         t_flow.append((time.process_time() - t) / len(flow_cfgs))
         r_flow.append(t_flow[-1] / t_gd[-1])
-    print(f"exact flow vs gd         : flow {min(t_flow) * 1e3:.2f} ms/point, gd {min(t_gd) * 1e3:.2f} ms/point"
-          f" ({len(gd_cfgs)} points, horizon {gd_cfgs[0].eta * gd_cfgs[0].steps:g}, rtol 3e-14; best of"
-          f" {args.rounds})")
-    print(f"    cost ratio flow/gd   : {np.median(r_flow):8.2f}x  (median of {args.rounds} back-to-back"
-          f" rounds; range {min(r_flow):.2f}-{max(r_flow):.2f}x)")
+    print(
+        f"exact flow vs gd         : flow {min(t_flow) * 1e3:.2f} ms/point, gd {min(t_gd) * 1e3:.2f} ms/point"
+        f" ({len(gd_cfgs)} points, horizon {gd_cfgs[0].eta * gd_cfgs[0].steps:g}, rtol 3e-14; best of"
+        f" {args.rounds})"
+    )
+    print(
+        f"    cost ratio flow/gd   : {np.median(r_flow):8.2f}x  (median of {args.rounds} back-to-back"
+        f" rounds; range {min(r_flow):.2f}-{max(r_flow):.2f}x)"
+    )
 
     # issue 9's cheap points: core's fixed cost per point against the plain loop, back to back
     tiny = tiny_configs(args.tiny_points)
@@ -230,12 +284,16 @@ def main() -> None:
         run_points(tiny)
         t_core.append((time.process_time() - t) / len(tiny))
         r_tiny.append(t_core[-1] / t_loop[-1])
-    print(f"tiny points (steps=10, m=5, n=10, k=50, {len(tiny)} points): plain loop"
-          f" {min(t_loop) * 1e3:.3f} ms/point, core.run_points {min(t_core) * 1e3:.3f} ms/point (best of"
-          f" {args.rounds})")
-    print(f"    cost ratio core/loop : {np.median(r_tiny):8.2f}x  (median of {args.rounds} back-to-back"
-          f" rounds; range {min(r_tiny):.2f}-{max(r_tiny):.2f}x; core also computes the baseline,"
-          f" rate and regularized-flow metrics)")
+    print(
+        f"tiny points (steps=10, m=5, n=10, k=50, {len(tiny)} points): plain loop"
+        f" {min(t_loop) * 1e3:.3f} ms/point, core.run_points {min(t_core) * 1e3:.3f} ms/point (best of"
+        f" {args.rounds})"
+    )
+    print(
+        f"    cost ratio core/loop : {np.median(r_tiny):8.2f}x  (median of {args.rounds} back-to-back"
+        f" rounds; range {min(r_tiny):.2f}-{max(r_tiny):.2f}x; core also computes the baseline,"
+        f" rate and regularized-flow metrics)"
+    )
 
     fit_cfgs = [PointConfig(**{**c.to_dict(), "fit_lambda0": True}) for c in configs[:24]]
     t = time.process_time()

@@ -8,12 +8,13 @@
 
     python bench/deep_throughput.py [--points 64] [--steps 2000]
 """
+
 from __future__ import annotations
 
 import os
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
-    os.environ[_v] = "1"                       # one core, set before numpy is imported
+    os.environ[_v] = "1"  # one core, set before numpy is imported
 
 import argparse  # noqa: E402
 import time  # noqa: E402
@@ -27,9 +28,22 @@ from flowsweep.status import PointStatus  # noqa: E402
 
 def configs(n: int, steps: int, depth: int, k: int = 50, model: str = "deep") -> list[PointConfig]:
     # balanced X0 = U0 V0^T has norm ~ s^2 k: s ∝ 1/sqrt(k) keeps it comparable across widths
-    return [PointConfig(model=model, init="balanced", m=5, n=10, k=k, eta=0.01, steps=steps, record_every=20,
-                        init_scale=0.3 * np.sqrt(50 / k), seed=i, depth=depth if model == "deep" else None)
-            for i in range(n)]
+    return [
+        PointConfig(
+            model=model,
+            init="balanced",
+            m=5,
+            n=10,
+            k=k,
+            eta=0.01,
+            steps=steps,
+            record_every=20,
+            init_scale=0.3 * np.sqrt(50 / k),
+            seed=i,
+            depth=depth if model == "deep" else None,
+        )
+        for i in range(n)
+    ]
 
 
 def naive_point(c: PointConfig) -> float:
@@ -78,21 +92,27 @@ def main() -> None:
     t_batch = best_of(lambda: run_points(cs))
     n_naive = max(4, a.points // 8)
     t_naive = best_of(lambda: [naive_point(c) for c in cs[:n_naive]], 1) * a.points / n_naive
-    print(f"(a) balanced L=3, k=50, {a.steps} gd steps: batched {a.points / t_batch:.1f} points/s, "
-          f"per-point loop {a.points / t_naive:.1f} points/s, ratio {t_naive / t_batch:.1f}x")
+    print(
+        f"(a) balanced L=3, k=50, {a.steps} gd steps: batched {a.points / t_batch:.1f} points/s, "
+        f"per-point loop {a.points / t_naive:.1f} points/s, ratio {t_naive / t_batch:.1f}x"
+    )
     assert all(r.status == PointStatus.DONE for r in run_points(configs(2, a.steps, 4, k=1000)))
     one_small = best_of(lambda: run_points(configs(8, a.steps, 4, k=20))) / 8
     one_wide = best_of(lambda: run_points(configs(8, a.steps, 4, k=1000))) / 8
     t_wide_naive = best_of(lambda: naive_point(configs(1, a.steps // 10, 4, k=1000)[0]), 1) * 10
-    print(f"(b) balanced L=4, per point: k=20 {one_small * 1e3:.1f} ms, k=1000 {one_wide * 1e3:.1f} ms "
-          f"(ratio {one_wide / one_small:.2f}); full-width loop at k=1000 {t_wide_naive * 1e3:.0f} ms "
-          f"({t_wide_naive / one_wide:.0f}x)")
+    print(
+        f"(b) balanced L=4, per point: k=20 {one_small * 1e3:.1f} ms, k=1000 {one_wide * 1e3:.1f} ms "
+        f"(ratio {one_wide / one_small:.2f}); full-width loop at k=1000 {t_wide_naive * 1e3:.0f} ms "
+        f"({t_wide_naive / one_wide:.0f}x)"
+    )
     d2 = configs(a.points, a.steps, 2)
     asym = [replace(c, model="asymmetric", depth=None) for c in d2]
     t_d2 = best_of(lambda: run_points(d2))
     t_as = best_of(lambda: run_points(asym))
-    print(f"(c) L=2: deep loop {a.points / t_d2:.1f} points/s, asymmetric loop {a.points / t_as:.1f} "
-          f"points/s (deep/asymmetric time {t_d2 / t_as:.2f})")
+    print(
+        f"(c) L=2: deep loop {a.points / t_d2:.1f} points/s, asymmetric loop {a.points / t_as:.1f} "
+        f"points/s (deep/asymmetric time {t_d2 / t_as:.2f})"
+    )
     print("CPU seconds of this process, one BLAS thread; the machine is shared: compare ratios, not rates.")
 
 

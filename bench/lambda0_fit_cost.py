@@ -8,12 +8,13 @@ ratio before/after.
 
     python bench/lambda0_fit_cost.py [--points 8] [--rounds 3] [--reference]
 """
+
 from __future__ import annotations
 
 import os
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
-    os.environ[_v] = "1"                       # one core, set before numpy is imported
+    os.environ[_v] = "1"  # one core, set before numpy is imported
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
@@ -39,8 +40,21 @@ def main() -> None:
         from reference_lambda0 import lambda0_fit_reference
     print("k     sim ms/pt   fit ms/pt   fit/sim   evaluations/fit" + ("   core-2 fit/sim" if a.reference else ""))
     for k in a.k:
-        cs = [PointConfig(model="asymmetric", m=5, n=10, k=k, eta=1e-5, steps=4000, record_every=20,
-                          init_scale=1.0, seed=s, fit_lambda0=True) for s in range(a.points)]
+        cs = [
+            PointConfig(
+                model="asymmetric",
+                m=5,
+                n=10,
+                k=k,
+                eta=1e-5,
+                steps=4000,
+                record_every=20,
+                init_scale=1.0,
+                seed=s,
+                fit_lambda0=True,
+            )
+            for s in range(a.points)
+        ]
         sims, fits, refs, nev = [], [], [], []
         for _ in range(a.rounds):
             t0 = time.process_time()

@@ -13,6 +13,7 @@ For each database (a fresh SQLite file and a fresh Postgres database on 127.0.0.
 
     .venv/bin/python bench/query_latency.py [--rows 1000000] [--calls 50] [--db sqlite,postgres]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,32 @@ QUERIES = [
     ("status=done&k_min=80", {"status": PointStatus.DONE, "k_min": 80, "limit": 100}),
 ]
 
-POINT_COLS = ["id", "sweep_id", "identity", "status", "cached", "source_point_id", "attempts", "model", "init",
-              "integrator", "m", "n", "k", "init_scale", "lambda0", "seed", "eta", "steps", "record_every", "tol",
-              "data_seed", "fit_lambda0", "n_samples"]
-RESULT_COLS = ["id", "point_id", "sweep_id", "status", *METRIC_FIELDS, "error", "wall_seconds", "worker",
-               "created_at"]
+POINT_COLS = [
+    "id",
+    "sweep_id",
+    "identity",
+    "status",
+    "cached",
+    "source_point_id",
+    "attempts",
+    "model",
+    "init",
+    "integrator",
+    "m",
+    "n",
+    "k",
+    "init_scale",
+    "lambda0",
+    "seed",
+    "eta",
+    "steps",
+    "record_every",
+    "tol",
+    "data_seed",
+    "fit_lambda0",
+    "n_samples",
+]
+RESULT_COLS = ["id", "point_id", "sweep_id", "status", *METRIC_FIELDS, "error", "wall_seconds", "worker", "created_at"]
 
 
 def synthetic(n_rows: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,17 +81,36 @@ def synthetic(n_rows: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.D
     per_sweep = 100_000
     i = np.arange(n_rows)
     w = i % per_sweep
-    status = rng.choice(np.array([PointStatus.DONE] * 3 + [PointStatus.DIVERGED, PointStatus.FAILED], dtype=str),
-                        n_rows)
-    points = pd.DataFrame({
-        "id": i + 1, "sweep_id": i // per_sweep + 1,
-        "identity": [f"{j:064x}" for j in range(n_rows)], "status": status, "cached": False,
-        "source_point_id": None, "attempts": 1, "model": "asymmetric", "init": "gaussian", "integrator": "gd",
-        "m": 5, "n": 10, "k": (np.arange(10) * 10 + 10)[(w // 1000) % 10],
-        "init_scale": np.round(np.logspace(-2, 0.25, 10), 12)[w // 10_000],
-        "lambda0": (np.arange(10) * 0.5)[(w // 100) % 10], "seed": w % 100,
-        "eta": 0.001, "steps": 4000, "record_every": 20, "tol": 0.01, "data_seed": None, "fit_lambda0": False,
-        "n_samples": 1000})[POINT_COLS]
+    status = rng.choice(
+        np.array([PointStatus.DONE] * 3 + [PointStatus.DIVERGED, PointStatus.FAILED], dtype=str), n_rows
+    )
+    points = pd.DataFrame(
+        {
+            "id": i + 1,
+            "sweep_id": i // per_sweep + 1,
+            "identity": [f"{j:064x}" for j in range(n_rows)],
+            "status": status,
+            "cached": False,
+            "source_point_id": None,
+            "attempts": 1,
+            "model": "asymmetric",
+            "init": "gaussian",
+            "integrator": "gd",
+            "m": 5,
+            "n": 10,
+            "k": (np.arange(10) * 10 + 10)[(w // 1000) % 10],
+            "init_scale": np.round(np.logspace(-2, 0.25, 10), 12)[w // 10_000],
+            "lambda0": (np.arange(10) * 0.5)[(w // 100) % 10],
+            "seed": w % 100,
+            "eta": 0.001,
+            "steps": 4000,
+            "record_every": 20,
+            "tol": 0.01,
+            "data_seed": None,
+            "fit_lambda0": False,
+            "n_samples": 1000,
+        }
+    )[POINT_COLS]
     metrics = rng.lognormal(size=(n_rows, len(METRIC_FIELDS)))
     metrics[status == PointStatus.FAILED] = np.nan
     results = pd.DataFrame(metrics, columns=list(METRIC_FIELDS))
@@ -88,8 +129,13 @@ def synthetic(n_rows: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.D
 
 def _records(df: pd.DataFrame):
     """Rows as tuples of Python scalars with None for missing values (for sqlite3.executemany)."""
-    cols = [[None if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else v
-             for v in df[c].astype(object).tolist()] for c in df.columns]
+    cols = [
+        [
+            None if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else v
+            for v in df[c].astype(object).tolist()
+        ]
+        for c in df.columns
+    ]
     return zip(*cols)
 
 
@@ -104,11 +150,22 @@ def fill(url: str, n_rows: int) -> float:
     n_sweeps = int(points["sweep_id"].max())
     engine = db.make_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO sweeps (id, name, status, spec, n_points, created_at, cancel_requested) "
-                             "VALUES (:id, :name, :status, '{}', :n, :t, false)"),
-                     [{"id": s, "name": f"bench-{s}", "status": SweepStatus.DONE,
-                       "n": int((points.sweep_id == s).sum()), "t": "2026-01-01 00:00:00"}
-                      for s in range(1, n_sweeps + 1)])
+        conn.execute(
+            sa.text(
+                "INSERT INTO sweeps (id, name, status, spec, n_points, created_at, cancel_requested) "
+                "VALUES (:id, :name, :status, '{}', :n, :t, false)"
+            ),
+            [
+                {
+                    "id": s,
+                    "name": f"bench-{s}",
+                    "status": SweepStatus.DONE,
+                    "n": int((points.sweep_id == s).sum()),
+                    "t": "2026-01-01 00:00:00",
+                }
+                for s in range(1, n_sweeps + 1)
+            ],
+        )
     # Secondary indexes are dropped for the bulk load and built afterwards (one sort each, much faster
     # than maintaining 20 b-trees row by row); the schema is the migrated one again at the end.
     indexes = [ix for t in ("points", "results") for ix in Base.metadata.tables[t].indexes]
@@ -121,8 +178,10 @@ def fill(url: str, n_rows: int) -> float:
         if engine.dialect.name == "sqlite":
             cur.execute("BEGIN IMMEDIATE")
             for table, df in (("points", points), ("results", results)):
-                cur.executemany(f"INSERT INTO {table} ({','.join(df.columns)}) VALUES "
-                                f"({','.join('?' * len(df.columns))})", _records(df))
+                cur.executemany(
+                    f"INSERT INTO {table} ({','.join(df.columns)}) VALUES ({','.join('?' * len(df.columns))})",
+                    _records(df),
+                )
             cur.execute("COMMIT")
         else:
             for table, df in (("points", points), ("results", results)):
@@ -156,8 +215,14 @@ uvicorn.run(create_app(s, start_runner=False, start_ray=False), host="127.0.0.1"
 
 def time_queries(url: str, calls: int) -> list[tuple[str, float, int]]:
     port = free_port()
-    server = start_server(url, Path(tempfile.mkdtemp(prefix="fs-bench-log-")), port=port, num_cpus=None,
-                          cmd=[sys.executable, "-c", SERVER, url, str(port)], timeout=30)
+    server = start_server(
+        url,
+        Path(tempfile.mkdtemp(prefix="fs-bench-log-")),
+        port=port,
+        num_cpus=None,
+        cmd=[sys.executable, "-c", SERVER, url, str(port)],
+        timeout=30,
+    )
     base = server.url
     try:
         out = []
@@ -221,10 +286,14 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--db", default="sqlite,postgres")
     args = ap.parse_args()
-    print(f"GET /results, two filters, limit=100, over {args.rows:,} result rows; median of {args.calls} calls "
-          f"(target <= {TARGET_MS:.0f} ms)")
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work on the machine "
-          "inflates every latency)")
+    print(
+        f"GET /results, two filters, limit=100, over {args.rows:,} result rows; median of {args.calls} calls "
+        f"(target <= {TARGET_MS:.0f} ms)"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work on the machine "
+        "inflates every latency)"
+    )
     tmp = tempfile.mkdtemp(prefix="fs-bench-")
     for kind in args.db.split(","):
         admin = None
@@ -244,11 +313,15 @@ def main() -> None:
                     print(f"{kind:8s} {label:32s} {'':15s}  median {median_ms:7.1f} ms")
                     continue
                 verdict = "OK" if median_ms <= TARGET_MS else "OVER"
-                print(f"{kind:8s} {label:32s} count={count:>7,}  median {median_ms:7.1f} ms  "
-                      f"({median_ms / TARGET_MS:.2f} x target) {verdict}")
+                print(
+                    f"{kind:8s} {label:32s} count={count:>7,}  median {median_ms:7.1f} ms  "
+                    f"({median_ms / TARGET_MS:.2f} x target) {verdict}"
+                )
             for by, t_sql, t_pd, groups in time_summary(url):
-                print(f"{kind:8s} summary of {args.rows:,} rows by {by:22s} ({groups:>5,} groups): SQL {t_sql:6.2f} s, "
-                      f"pandas {t_pd:6.2f} s ({t_pd / t_sql:.1f}x); target <= 1 s: {'OK' if t_sql <= 1 else 'OVER'}")
+                print(
+                    f"{kind:8s} summary of {args.rows:,} rows by {by:22s} ({groups:>5,} groups): SQL {t_sql:6.2f} s, "
+                    f"pandas {t_pd:6.2f} s ({t_pd / t_sql:.1f}x); target <= 1 s: {'OK' if t_sql <= 1 else 'OVER'}"
+                )
             print(f"{kind:8s} load average now {os.getloadavg()[0]:.1f}")
         finally:
             if admin is not None:

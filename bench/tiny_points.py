@@ -14,6 +14,7 @@ Target (issue 9): service throughput >= 5x the loop's.
 
     .venv/bin/python bench/tiny_points.py [--points 20000] [--cpus 2]
 """
+
 from __future__ import annotations
 
 import os
@@ -42,9 +43,18 @@ TARGET = 5.0
 
 
 def sweep_body(points: int, name: str) -> dict:
-    return {"name": name, "model": "asymmetric", "init": "gaussian", "integrator": "gd", "m": M, "n": N,
-            "eta": ETA, "steps": STEPS, "record_every": 1,
-            "axes": {"init_scale": [SCALE], "k": [K], "lambda0": [0.0], "seed": {"range": [0, points]}}}
+    return {
+        "name": name,
+        "model": "asymmetric",
+        "init": "gaussian",
+        "integrator": "gd",
+        "m": M,
+        "n": N,
+        "eta": ETA,
+        "steps": STEPS,
+        "record_every": 1,
+        "axes": {"init_scale": [SCALE], "k": [K], "lambda0": [0.0], "seed": {"range": [0, points]}},
+    }
 
 
 def plain_loop(points: int) -> float:
@@ -73,8 +83,10 @@ def plain_loop(points: int) -> float:
 def core_alone(points: int) -> float:
     from flowsweep.core import PointConfig, run_points
 
-    cfgs = [PointConfig(model="asymmetric", m=M, n=N, k=K, eta=ETA, steps=STEPS, record_every=1,
-                        init_scale=SCALE, seed=s) for s in range(points)]
+    cfgs = [
+        PointConfig(model="asymmetric", m=M, n=N, k=K, eta=ETA, steps=STEPS, record_every=1, init_scale=SCALE, seed=s)
+        for s in range(points)
+    ]
     run_points(cfgs[:10])
     t0 = time.perf_counter()
     run_points(cfgs)
@@ -104,8 +116,10 @@ def main() -> None:
             print(f"  plain per-point loop, one core: {loop_s:6.2f} s ({loop_s / n * 1e3:.3f} ms/point)")
             core_n = min(n, 4000)
             core_s = core_alone(core_n) * n / core_n
-            print(f"  core.run_points alone, one core: {core_s:6.2f} s ({core_s / n * 1e3:.3f} ms/point; "
-                  f"measured on {core_n} points)")
+            print(
+                f"  core.run_points alone, one core: {core_s:6.2f} s ({core_s / n * 1e3:.3f} ms/point; "
+                f"measured on {core_n} points)"
+            )
             rss = [rss_mb(service.proc.pid)]
             stop = threading.Event()
 
@@ -126,8 +140,10 @@ def main() -> None:
             sampler.join()
             svc_s = (datetime.fromisoformat(out["finished_at"]) - posted_at).total_seconds()
             rows = service.client.get(f"/sweeps/{out['id']}/results", params={"limit": 1}).json()["count"]
-            print(f"  service: {svc_s:6.2f} s POST -> finished_at ({svc_s / n * 1e3:.3f} ms/point), "
-                  f"status {out['status']}, {rows} result rows")
+            print(
+                f"  service: {svc_s:6.2f} s POST -> finished_at ({svc_s / n * 1e3:.3f} ms/point), "
+                f"status {out['status']}, {rows} result rows"
+            )
             for line in service.runner_lines(out["id"]):
                 print("      runner:", line[:300])
             print(f"  service process RSS: {rss[0]:.0f} MB before the sweep, max {max(rss):.0f} MB during it")
@@ -135,10 +151,14 @@ def main() -> None:
             service.stop()
     ratio = loop_s / svc_s
     print()
-    print(f"service throughput / plain loop's = {ratio:.2f}x  (target >= {TARGET:.0f}x: "
-          f"{'MET' if ratio >= TARGET else 'NOT MET'})")
-    print(f"service time / (core alone on {args.cpus} CPUs) = {svc_s / (core_s / args.cpus):.2f} "
-          f"(1.0 = no service overhead beyond core)")
+    print(
+        f"service throughput / plain loop's = {ratio:.2f}x  (target >= {TARGET:.0f}x: "
+        f"{'MET' if ratio >= TARGET else 'NOT MET'})"
+    )
+    print(
+        f"service time / (core alone on {args.cpus} CPUs) = {svc_s / (core_s / args.cpus):.2f} "
+        f"(1.0 = no service overhead beyond core)"
+    )
     if out["status"] != SweepStatus.DONE or rows != n:
         sys.exit("the sweep did not complete with one result row per point")
 

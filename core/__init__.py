@@ -15,14 +15,26 @@ Modules: `data` (Y, initialisations, seeding), `dynamics` (batched gd and flow),
 `metrics` (per-point metrics and curves), `run` (run_points, grouping and batching), `deep` (the
 deep linear network X = W_L⋯W_1 of model `deep`: starts, batched gd and flow, metrics).
 """
-from .types import (INITS, INTEGRATORS, METRIC_FIELDS, MODELS, Curves, PointConfig,  # noqa: F401
-                    PointResult)
-from .validation import validate_config  # noqa: F401
+
 from .run import initial_state, run_point, run_points, simulate  # noqa: F401
+from .types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS, Curves, PointConfig, PointResult  # noqa: F401
+from .validation import validate_config  # noqa: F401
 
 # Part of a point's identity: bump whenever the numbers a config produces change.
 CORE_VERSION = "3"
 
-__all__ = ["PointConfig", "PointResult", "Curves", "METRIC_FIELDS", "MODELS", "INITS", "INTEGRATORS",
-           "run_points", "run_point", "initial_state", "validate_config", "CORE_VERSION",
-           "simulate"]
+__all__ = [
+    "CORE_VERSION",
+    "INITS",
+    "INTEGRATORS",
+    "METRIC_FIELDS",
+    "MODELS",
+    "Curves",
+    "PointConfig",
+    "PointResult",
+    "initial_state",
+    "run_point",
+    "run_points",
+    "simulate",
+    "validate_config",
+]

@@ -11,6 +11,7 @@ the unstable eigenspace of A; otherwise (e.g. balanced starts, or k below that d
 exact solution keeps rank(P) = rank(P0) and is computed from a rank-preserving factor
 (`riccati_factored`), because rounding would otherwise seed the missing unstable directions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,14 @@ def _one_minus_exp_over(a: FloatArray, t: FloatArray) -> FloatArray:
     return t[:, None] * h
 
 
-def riccati(A: FloatArray, P0: FloatArray, t: npt.ArrayLike, form: str = "stable",
-            factor: FloatArray | None = None, block: tuple[slice, slice] | None = None) -> FloatArray:
+def riccati(
+    A: FloatArray,
+    P0: FloatArray,
+    t: npt.ArrayLike,
+    form: str = "stable",
+    factor: FloatArray | None = None,
+    block: tuple[slice, slice] | None = None,
+) -> FloatArray:
     """Solution of dP/dt = A P + P A - P^2, P(0) = P0 (A symmetric, P0 >= 0) at times t; (T, N, N).
 
     form="stable": the decaying form around the stabilising solution (eq. (41) generalised); when
@@ -56,13 +63,13 @@ def riccati(A: FloatArray, P0: FloatArray, t: npt.ArrayLike, form: str = "stable
     Nn = len(a)
     if form == "literal":
         with np.errstate(over="ignore", invalid="ignore"):
-            ex: FloatArray = np.exp(np.multiply.outer(t, a))           # e^{t a}
-            z = 2.0 * np.multiply.outer(t, a)                           # N = t expm1(2ta)/(2ta)
+            ex: FloatArray = np.exp(np.multiply.outer(t, a))  # e^{t a}
+            z = 2.0 * np.multiply.outer(t, a)  # N = t expm1(2ta)/(2ta)
             Nd = np.where(np.abs(z) > 1e-12, np.expm1(z) / np.where(z != 0, z, 1.0), 1.0) * t[:, None]
             K = np.eye(Nn) + Nd[:, :, None] * P0e
             Pe = ex[:, :, None] * (P0e @ np.linalg.solve(K, ex[:, :, None] * np.eye(Nn)))
     elif form == "stable":
-        pos = a > 1e-12 * max(float(np.max(np.abs(a))), 1e-300)      # numerically zero a acts as 0
+        pos = a > 1e-12 * max(float(np.max(np.abs(a))), 1e-300)  # numerically zero a acts as 0
         if pos.any():
             mu = np.linalg.eigvalsh(P0e[pos][:, pos])[0]
             # ||P0e||_2 is P0e's largest eigenvalue (P0e >= 0): cheaper than the SVD of norm(., 2)
@@ -71,18 +78,18 @@ def riccati(A: FloatArray, P0: FloatArray, t: npt.ArrayLike, form: str = "stable
         absa = np.abs(a)
         pstar: FloatArray = np.where(pos, 2.0 * a, 0.0)
         D0 = P0e - np.diag(pstar)
-        c: FloatArray = np.exp(-np.multiply.outer(t, absa))            # e^{-t|a|}, (T, N)
-        d = np.where(pos, c * c, 1.0)                                   # I - M P*
-        M = _one_minus_exp_over(absa, t)                                # (T, N)
+        c: FloatArray = np.exp(-np.multiply.outer(t, absa))  # e^{-t|a|}, (T, N)
+        d = np.where(pos, c * c, 1.0)  # I - M P*
+        M = _one_minus_exp_over(absa, t)  # (T, N)
         # I + M D0 = diag(d) + M P0e, with d added on the diagonal in place (no (T, N, N) identity)
         K = M[:, :, None] * P0e
-        K.reshape(len(t), -1)[:, ::Nn + 1] += d
+        K.reshape(len(t), -1)[:, :: Nn + 1] += d
         # D = c D0 K^{-1} c; K is well conditioned because P0 > 0 on the unstable eigenspace
-        if block is not None:                  # E_r Pe E_c^T without forming all of P
+        if block is not None:  # E_r Pe E_c^T without forming all of P
             Er, Ec = E[block[0]], E[block[1]]
             nr, nc = Er.shape[0], Ec.shape[0]
             ErcD0 = ((Er[None] * c[:, None, :]).reshape(-1, Nn) @ D0).reshape(len(t), nr, Nn)
-            if nr < nc:                        # solve from the side with fewer right-hand sides
+            if nr < nc:  # solve from the side with fewer right-hand sides
                 W = np.linalg.solve(np.swapaxes(K, 1, 2), np.swapaxes(ErcD0, 1, 2))
                 # W^T c E_c^T as one product over all times instead of T small ones
                 WTc = np.swapaxes(W, 1, 2) * c[:, None, :]
@@ -125,7 +132,7 @@ def riccati_factored(A: FloatArray, R0: FloatArray, t: npt.ArrayLike) -> FloatAr
     a, E = np.linalg.eigh(A)
     Nn = len(a)
     R = E.T @ R0
-    U_, s_, _ = np.linalg.svd(R, full_matrices=False)             # thin factor of numerical rank
+    U_, s_, _ = np.linalg.svd(R, full_matrices=False)  # thin factor of numerical rank
     keep = s_ > 1e-12 * max(s_[0] if len(s_) else 0.0, 1e-300)
     R = U_[:, keep] * s_[keep]
     out = np.zeros((len(t), Nn, Nn))
@@ -143,7 +150,7 @@ def riccati_factored(A: FloatArray, R0: FloatArray, t: npt.ArrayLike) -> FloatAr
         if sel:
             G = _factor_at(a, Rb, t[sel] - t_base)
             out[sel] = G @ np.swapaxes(G, 1, 2)
-        if j < len(order):                                            # restart further on
+        if j < len(order):  # restart further on
             Rb = _factor_at(a, Rb, np.array([span]))[0]
             t_base += span
     P = E @ out @ E.T
@@ -157,8 +164,8 @@ def _factor_at(a: FloatArray, R: FloatArray, tau: FloatArray) -> FloatArray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         nz = np.abs(z) > 1e-12
         safe = np.where(nz, z, 1.0)
-        w = tau[:, None] * np.where(nz, np.expm1(z) / safe, 1.0)        # (e^{2ta} - 1)/(2a)
-        M = tau[:, None] * np.where(nz, -np.expm1(-z) / safe, 1.0)      # (1 - e^{-2ta})/(2a)
+        w = tau[:, None] * np.where(nz, np.expm1(z) / safe, 1.0)  # (e^{2ta} - 1)/(2a)
+        M = tau[:, None] * np.where(nz, -np.expm1(-z) / safe, 1.0)  # (1 - e^{-2ta})/(2a)
     C = np.zeros((len(tau), r + Nn, r))
     C[:, :r, :] = np.eye(r)
     C[:, r:, :] = np.sqrt(w)[:, :, None] * R
@@ -198,8 +205,8 @@ def symmetric_spectral(sigma: FloatArray, sigma0: FloatArray, t: npt.ArrayLike) 
     s0 = np.asarray(sigma0, dtype=float)[None, :] * np.ones_like(s)
     z = 4.0 * t * np.abs(s)
     with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 0, z, 1.0), 1.0)   # (1 - e^{-z})/z
-        pos = s0 / (np.exp(-z) + s0 * 4.0 * t * h)                 # sigma > 0: divide by e^{4t sigma}
+        h = np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 0, z, 1.0), 1.0)  # (1 - e^{-z})/z
+        pos = s0 / (np.exp(-z) + s0 * 4.0 * t * h)  # sigma > 0: divide by e^{4t sigma}
         # sigma <= 0: e^{4ts}/(1 + s0 (e^{4ts} - 1)/s) with (e^{-z} - 1)/s = 4t h
         neg = s0 * np.exp(-z) / (1.0 + s0 * 4.0 * t * h)
     x: FloatArray = np.where(s > 0, pos, neg)
@@ -246,8 +253,9 @@ def paper_constant_C(sigma: npt.ArrayLike, x0: float | FloatArray, lambda0: npt.
     return C
 
 
-def asymmetric_spectral_paper(sigma: npt.ArrayLike, x0: float | FloatArray, lambda0: npt.ArrayLike,
-                              t: npt.ArrayLike) -> FloatArray:
+def asymmetric_spectral_paper(
+    sigma: npt.ArrayLike, x0: float | FloatArray, lambda0: npt.ArrayLike, t: npt.ArrayLike
+) -> FloatArray:
     """Eq. (15) literally (growing exponentials), for cross-checking `asymmetric_spectral`."""
     t = np.atleast_1d(np.asarray(t, dtype=float))[:, None]
     s, l = np.asarray(sigma, float)[None], np.asarray(lambda0, float)
@@ -274,12 +282,19 @@ class RegularizedFlow:
     """Closed form of the regularized flow eq. (19) with Lambda_Q0 = lambda0 I (eq. (21))."""
 
     t: FloatArray
-    X: FloatArray                  # (T, m, n) top-right block of R R^T: X_reg(t; lambda0)
-    P: FloatArray | None = None    # (T, m+n, m+n) R R^T when asked for (full=True)
+    X: FloatArray  # (T, m, n) top-right block of R R^T: X_reg(t; lambda0)
+    P: FloatArray | None = None  # (T, m+n, m+n) R R^T when asked for (full=True)
 
 
-def regularized_flow(Y: FloatArray, U0: FloatArray, V0: FloatArray, lambda0: float, t: npt.ArrayLike,
-                     form: str = "stable", full: bool = False) -> RegularizedFlow:
+def regularized_flow(
+    Y: FloatArray,
+    U0: FloatArray,
+    V0: FloatArray,
+    lambda0: float,
+    t: npt.ArrayLike,
+    form: str = "stable",
+    full: bool = False,
+) -> RegularizedFlow:
     """R = [U; V] obeys dR/dt = S~ R - R R^T R / 2, so P = R R^T obeys dP/dt = S~P + PS~ - P^2,
     P0 = R0 R0^T (independent of k). Valid for any R0."""
     m = Y.shape[0]

@@ -6,6 +6,7 @@ form (closed_forms.riccati, block X = P[:m, m:]) runs on the whole batch, each s
 a point that needs the rank-preserving factored form (P0 singular on A's unstable eigenspace, e.g.
 balanced starts) is computed by `regularized_flow` itself. Same numbers to rounding.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,9 @@ from .types import FloatArray
 _SYSTEMS_PER_CALL = 1024
 
 
-def regularized_flow_stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lambda0: npt.ArrayLike,
-                             t: npt.ArrayLike) -> FloatArray:
+def regularized_flow_stacked(
+    Y: FloatArray, U0: FloatArray, V0: FloatArray, lambda0: npt.ArrayLike, t: npt.ArrayLike
+) -> FloatArray:
     """X_reg(t; lambda0) of every point, (B, T, m, n): Y (B, m, n), U0 (B, m, r), V0 (B, n, r),
     lambda0 a scalar or (B,), t (T,)."""
     Bn = Y.shape[0]
@@ -28,8 +30,12 @@ def regularized_flow_stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lamb
     step = max(1, _SYSTEMS_PER_CALL // len(t))
     if Bn <= step:
         return _stacked(Y, U0, V0, lam, t)
-    return np.concatenate([_stacked(Y[i:i + step], U0[i:i + step], V0[i:i + step], lam[i:i + step], t)
-                           for i in range(0, Bn, step)])
+    return np.concatenate(
+        [
+            _stacked(Y[i : i + step], U0[i : i + step], V0[i : i + step], lam[i : i + step], t)
+            for i in range(0, Bn, step)
+        ]
+    )
 
 
 def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: FloatArray) -> FloatArray:
@@ -40,7 +46,7 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     A = np.zeros((Bn, Nn, Nn))
     A[:, :m, m:] = Y
     A[:, m:, :m] = np.swapaxes(Y, 1, 2)
-    diag = A.reshape(Bn, -1)[:, ::Nn + 1]
+    diag = A.reshape(Bn, -1)[:, :: Nn + 1]
     diag[:, :m] += 0.5 * lam[:, None]
     diag[:, m:] -= 0.5 * lam[:, None]
     R0 = np.concatenate([U0, V0], axis=1)
@@ -49,16 +55,16 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     Et = np.swapaxes(E, 1, 2)
     P0e = Et @ P0 @ E
     amax = np.maximum(np.max(np.abs(a), axis=1), 1e-300)
-    pos = a > 1e-12 * amax[:, None]                     # eigh sorts ascending: pos is a tail
+    pos = a > 1e-12 * amax[:, None]  # eigh sorts ascending: pos is a tail
     out = np.empty((Bn, T, m, n))
     stable = np.ones(Bn, dtype=bool)
     n_pos = pos.sum(axis=1)
     top = np.linalg.eigvalsh(P0e)[:, -1]
-    for p in np.unique(n_pos[n_pos > 0]):               # P0 > 0 on the unstable eigenspace?
+    for p in np.unique(n_pos[n_pos > 0]):  # P0 > 0 on the unstable eigenspace?
         rows = np.flatnonzero(n_pos == p)
         mu = np.linalg.eigvalsh(P0e[rows][:, -p:, -p:])[:, 0]
         stable[rows] = mu > 1e-7 * np.maximum(top[rows], 1e-300)
-    for b in np.flatnonzero(~stable):                   # the factored form, point by point
+    for b in np.flatnonzero(~stable):  # the factored form, point by point
         out[b] = regularized_flow(Y[b], U0[b], V0[b], float(lam[b]), t).X
     s = np.flatnonzero(stable)
     if not len(s):
@@ -67,21 +73,21 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     absa = np.abs(a)
     pstar = np.where(pos, 2.0 * a, 0.0)
     D0 = P0e.copy()
-    D0.reshape(len(s), -1)[:, ::Nn + 1] -= pstar
-    c = np.exp(-t[None, :, None] * absa[:, None, :])   # e^{-t|a|}, (B, T, N)
+    D0.reshape(len(s), -1)[:, :: Nn + 1] -= pstar
+    c = np.exp(-t[None, :, None] * absa[:, None, :])  # e^{-t|a|}, (B, T, N)
     d = np.where(pos[:, None, :], c * c, 1.0)
     # (1 - e^{-2 t a}) / (2 a) as closed_forms._one_minus_exp_over, (B, T, N)
     z = 2.0 * (t[None, :, None] * absa[:, None, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         h = np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 0, z, 1.0), 1.0 - z / 2.0)
     M = t[None, :, None] * h
-    K = M[..., None] * P0e[:, None]                     # I + M D0 = diag(d) + M P0e
-    K.reshape(len(s), T, -1)[:, :, ::Nn + 1] += d
+    K = M[..., None] * P0e[:, None]  # I + M D0 = diag(d) + M P0e
+    K.reshape(len(s), T, -1)[:, :, :: Nn + 1] += d
     Er, Ec = E[:, :m], E[:, m:]
     EcT = np.swapaxes(Ec, 1, 2)[:, None]
     base = ((Er * pstar[:, None, :]) @ np.swapaxes(Ec, 1, 2))[:, None]
-    ErcD0 = (Er[:, None] * c[:, :, None, :]) @ D0[:, None]          # (B, T, m, N)
-    if m < n:                                            # solve from the side with fewer columns
+    ErcD0 = (Er[:, None] * c[:, :, None, :]) @ D0[:, None]  # (B, T, m, N)
+    if m < n:  # solve from the side with fewer columns
         W = np.linalg.solve(np.swapaxes(K, 2, 3), np.swapaxes(ErcD0, 2, 3))
         out[s] = base + (np.swapaxes(W, 2, 3) * c[:, :, None, :]) @ EcT
     else:

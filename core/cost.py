@@ -12,6 +12,7 @@ is stored or run. The estimates are deliberately on the high side of what `run_p
 - memory: the initial state ((m + n)·k, a few copies), the recorded trajectory (T records of the
   m×n X(t) and its singular values), the sigmoid data (N·d, a few copies), the λ₀ fit's records.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,16 +20,16 @@ from dataclasses import dataclass
 
 from .types import PointConfig
 
-FLOPS_PER_SECOND = 2e9        # sustained on one core for these small products (measured 7 GFLOP/s)
+FLOPS_PER_SECOND = 2e9  # sustained on one core for these small products (measured 7 GFLOP/s)
 STEP_OVERHEAD_SECONDS = 3e-7  # per point per gd step (numpy call overhead shared by a batch)
-RHS_OVERHEAD_SECONDS = 2e-5   # per right-hand side of the flow solver (scipy's Python loop)
-FLOW_STEPS_PER_UNIT_STIFFNESS = 0.5   # DOP853 at rtol 3e-14: steps ≈ 0.5·L·t + 50 (fitted, Fig. 1 shape)
+RHS_OVERHEAD_SECONDS = 2e-5  # per right-hand side of the flow solver (scipy's Python loop)
+FLOW_STEPS_PER_UNIT_STIFFNESS = 0.5  # DOP853 at rtol 3e-14: steps ≈ 0.5·L·t + 50 (fitted, Fig. 1 shape)
 LAMBDA0_FIT_EVALUATIONS = 96  # closed-form evaluations of eq. (21) per λ₀ fit
 BYTES_PER_FLOAT = 8
-STATE_COPIES = 4              # U0, V0, their reduction and the batch's stacked copy
-SIGMOID_COPIES = 6            # A, targets, A·W and its sigmoid for both models
-POINT_SECONDS = 0.02          # data, metrics and curves of one point
-TEMPORARIES = 2.5             # numpy temporaries over the arrays counted (measured with tracemalloc)
+STATE_COPIES = 4  # U0, V0, their reduction and the batch's stacked copy
+SIGMOID_COPIES = 6  # A, targets, A·W and its sigmoid for both models
+POINT_SECONDS = 0.02  # data, metrics and curves of one point
+TEMPORARIES = 2.5  # numpy temporaries over the arrays counted (measured with tracemalloc)
 BASE_BYTES = 2e6
 
 
@@ -50,7 +51,7 @@ def point_cost(c: PointConfig) -> PointCost:
     m, n, k = c.m, c.n, c.k
     r = min(k, m + n)
     T = _records(c)
-    setup = 4.0 * (m + n) * k * r / FLOPS_PER_SECOND           # reduction of U0, V0 (QR)
+    setup = 4.0 * (m + n) * k * r / FLOPS_PER_SECOND  # reduction of U0, V0 (QR)
     records = T * (m * n * r + 4 * min(m, n) ** 2 * max(m, n)) / FLOPS_PER_SECOND
     step_flops = 6.0 * m * n * r
     depth = c.depth if c.model == "deep" and c.depth is not None else 2
@@ -60,13 +61,13 @@ def point_cost(c: PointConfig) -> PointCost:
     if depth >= 3:
         step_flops += 6.0 * (depth - 2) * d * d * max(m, n)
     if c.model == "sigmoid":
-        step_flops += 2.0 * 3 * c.n_samples * m * n * 2      # A·(UVᵀ), its gradient, and the baseline's
+        step_flops += 2.0 * 3 * c.n_samples * m * n * 2  # A·(UVᵀ), its gradient, and the baseline's
     if c.integrator == "gd":
         work, cpu_field = c.steps * (STEP_OVERHEAD_SECONDS + step_flops / FLOPS_PER_SECOND), "steps"
     else:
         horizon = c.eta * c.steps
         sigma_y = math.sqrt(m) + math.sqrt(n)
-        s2 = c.init_scale ** 2 * (math.sqrt(max(m, n)) + math.sqrt(k)) ** 2
+        s2 = c.init_scale**2 * (math.sqrt(max(m, n)) + math.sqrt(k)) ** 2
         stiffness = 2.0 * (sigma_y + 2.0 * s2 + abs(c.lambda0))
         solver_steps = FLOW_STEPS_PER_UNIT_STIFFNESS * stiffness * horizon + 50.0
         work = solver_steps * 12 * (RHS_OVERHEAD_SECONDS + step_flops / FLOPS_PER_SECOND)

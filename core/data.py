@@ -4,6 +4,7 @@ Two independent random streams: the data stream (Y, and A for `sigmoid`) is keye
 (or `seed` when it is None), the weight stream (U0, V0, the spectral rotation G, the balanced
 embedding W) by `seed`. Same config -> bit-identical arrays on the same machine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ class InitialState:
 
     Y: np.ndarray
     U0: np.ndarray
-    V0: np.ndarray | None          # None for the symmetric model (X = U U^T)
+    V0: np.ndarray | None  # None for the symmetric model (X = U U^T)
     A: np.ndarray | None = None
 
     def as_dict(self, model: str) -> dict[str, np.ndarray]:
@@ -54,7 +55,7 @@ def make_data(config: PointConfig) -> tuple[np.ndarray, np.ndarray | None]:
     rng = data_rng(config)
     m, n = config.m, config.n
     if config.model == "asymmetric":
-        if config.y_singular_values is not None:          # Y = Phi diag(sigma) Psi^T, Phi, Psi Haar
+        if config.y_singular_values is not None:  # Y = Phi diag(sigma) Psi^T, Phi, Psi Haar
             Phi = random_orthonormal_columns(rng, m, m)
             Psi = random_orthonormal_columns(rng, n, m)
             Y = (Phi * np.asarray(config.y_singular_values, float)) @ Psi.T
@@ -89,12 +90,12 @@ def random_orthonormal_columns(rng: np.random.Generator, n: int, m: int) -> np.n
 def spectral_factors(s: float, lambda0: float) -> tuple[float, float]:
     """Definition 3 per component: u v = s^2 and u^2 - v^2 = lambda0 (stable for either sign)."""
     s2 = s * s
-    root = np.hypot(lambda0, 2.0 * s2)          # sqrt(lambda0^2 + 4 s^4)
+    root = np.hypot(lambda0, 2.0 * s2)  # sqrt(lambda0^2 + 4 s^4)
     if lambda0 >= 0:
         u2 = (lambda0 + root) / 2.0
         u = np.sqrt(u2)
         v = s2 / u if u > 0 else 0.0
-    else:                                        # avoid cancellation: v^2 = (-lambda0 + root)/2
+    else:  # avoid cancellation: v^2 = (-lambda0 + root)/2
         v = np.sqrt((-lambda0 + root) / 2.0)
         u = s2 / v if v > 0 else 0.0
     return float(u), float(v)
@@ -106,20 +107,20 @@ def make_weights(config: PointConfig, Y: np.ndarray) -> tuple[np.ndarray, np.nda
     m, n, k, s = config.m, config.n, config.k, config.init_scale
     model, init = config.model, config.init
     if model == "symmetric":
-        if init == "spectral":               # Definition 1: U0 = Phi [s I 0] G, X0 = s^2 I
+        if init == "spectral":  # Definition 1: U0 = Phi [s I 0] G, X0 = s^2 I
             Gm = haar_rows(rng, m, k)
             _, Phi = np.linalg.eigh(Y)
             return s * (Phi @ Gm), None
         return s * rng.standard_normal((m, k)), None
-    if init == "spectral":                   # Definition 3 (asymmetric only)
-        Gm = haar_rows(rng, m, k)            # V_bar's entries beyond the m-th are 0
-        Phi, _, PsiT = np.linalg.svd(Y)      # full SVD: Phi m x m, Psi n x n
+    if init == "spectral":  # Definition 3 (asymmetric only)
+        Gm = haar_rows(rng, m, k)  # V_bar's entries beyond the m-th are 0
+        Phi, _, PsiT = np.linalg.svd(Y)  # full SVD: Phi m x m, Psi n x n
         u, v = spectral_factors(s, config.lambda0)
         U0 = u * (Phi @ Gm)
         V0 = v * (PsiT.T[:, :m] @ Gm)
         return U0, V0
     U0 = s * rng.standard_normal((m, k))
-    if init == "balanced":                   # V0 = W U0 with W^T W = I  ->  Q0 = 0
+    if init == "balanced":  # V0 = W U0 with W^T W = I  ->  Q0 = 0
         W = random_orthonormal_columns(rng, n, m)
         return U0, W @ U0
     return U0, s * rng.standard_normal((n, k))

@@ -21,6 +21,7 @@ layers are simulated as W̃_j = B_jᵀ W_j B_{j−1} with orthonormal bases B_j 
 balanced and spectral inits and ≤ m + n at L = 2, independent of k. Gaussian k×k middle layers have
 rank k: nothing to reduce there (the dynamics reach all of R^k).
 """
+
 from __future__ import annotations
 
 import time
@@ -46,6 +47,7 @@ from .types import METRIC_FIELDS, Curves, IntArray, PointConfig, PointResult
 
 # ---------------------------------------------------------------- initial state -----------
 
+
 @dataclass
 class DeepState:
     """Y and the layers in reduced coordinates: W_j = B_j W̃_j B_{j−1}ᵀ (B_0 = I_n, B_L = I_m).
@@ -60,7 +62,7 @@ class DeepState:
     def full_layers(self) -> list[np.ndarray]:
         L = len(self.layers)
         out: list[np.ndarray] = []
-        for j, W in enumerate(self.layers):            # j = 0 is W_1
+        for j, W in enumerate(self.layers):  # j = 0 is W_1
             Bo = self.bases[j] if j < L - 1 else None
             Bi = self.bases[j - 1] if j > 0 else None
             F = W if Bo is None else Bo @ W
@@ -99,7 +101,7 @@ def layer_squares(product: float, lambda0: float, L: int) -> np.ndarray:
 
     Written a_j² = base_j + w with base_j >= 0 (no cancellation for either sign of λ₀) and w > 0 the
     root of Σ_j log(base_j + w) = 2 log(product), increasing in w."""
-    if lambda0 == 0:                                                # balanced: all equal
+    if lambda0 == 0:  # balanced: all equal
         return np.full(L, product ** (2.0 / L))
     j = np.arange(L)
     base = j * lambda0 if lambda0 >= 0 else (L - 1 - j) * (-lambda0)
@@ -108,7 +110,7 @@ def layer_squares(product: float, lambda0: float, L: int) -> np.ndarray:
     def g(w: float) -> float:
         return float(np.sum(np.log(base + w)) - target)
 
-    hi = 2.0 * product ** (2.0 / L) + (L - 1) * abs(lambda0)        # every base_j + hi > product^(2/L)
+    hi = 2.0 * product ** (2.0 / L) + (L - 1) * abs(lambda0)  # every base_j + hi > product^(2/L)
     lo = 1e-300
     out: np.ndarray
     if g(lo) >= 0:
@@ -139,7 +141,7 @@ def make_deep_state(config: PointConfig) -> DeepState:
         Psi_m = PsiT[:m].T
         if L == 1:
             return DeepState(Y, [(Phi * (s * s)) @ Psi_m.T], [])
-        Gm = haar_rows(weight_rng(a), m, k)              # Definition 3's G (make_weights' first draw)
+        Gm = haar_rows(weight_rng(a), m, k)  # Definition 3's G (make_weights' first draw)
         sc = spectral_layer_scales(s, config.lambda0, L)
         rng = frame_rng(config)
         frames = [random_orthonormal_columns(rng, k, m) for _ in range(L - 2)] + [Gm.T]
@@ -151,9 +153,9 @@ def make_deep_state(config: PointConfig) -> DeepState:
     if L == 1:
         return DeepState(Y, [U0 @ V0.T], [])
     if config.init == "balanced":
-        P, S, Rt = np.linalg.svd(U0, full_matrices=False)          # U0 = P S Rᵀ, r = min(m, k)
+        P, S, Rt = np.linalg.svd(U0, full_matrices=False)  # U0 = P S Rᵀ, r = min(m, k)
         R = Rt.T
-        if L == 2:                                                  # W̃_2 = U0 R, W̃_1 = Rᵀ V0ᵀ
+        if L == 2:  # W̃_2 = U0 R, W̃_1 = Rᵀ V0ᵀ
             return DeepState(Y, [(V0 @ R).T, U0 @ R], [R])
         r = len(S)
         c = S ** (2.0 / L)
@@ -199,6 +201,7 @@ def state_size(config: PointConfig) -> int:
 
 # ---------------------------------------------------------------- batched dynamics --------
 
+
 def _forward(Ws: list[np.ndarray]) -> list[np.ndarray]:
     """P_j = W_j ⋯ W_1 for j = 1..L (batched); P_L = X."""
     P = [Ws[0]]
@@ -210,8 +213,8 @@ def _forward(Ws: list[np.ndarray]) -> list[np.ndarray]:
 def _descent(Ws: list[np.ndarray], P: list[np.ndarray], R: np.ndarray) -> list[np.ndarray]:
     """−∂ℓ/∂W_j = (W_L⋯W_{j+1})ᵀ R (W_{j−1}⋯W_1)ᵀ for every layer, from the forward products P."""
     L = len(Ws)
-    out: list[np.ndarray] = []                     # W_L's first, reversed at the end
-    D = R                                          # (W_L⋯W_{j+1})ᵀ R, starting at j = L
+    out: list[np.ndarray] = []  # W_L's first, reversed at the end
+    D = R  # (W_L⋯W_{j+1})ᵀ R, starting at j = L
     for j in range(L - 1, -1, -1):
         out.append(D if j == 0 else D @ P[j - 1].mT)
         if j > 0:
@@ -221,8 +224,7 @@ def _descent(Ws: list[np.ndarray], P: list[np.ndarray], R: np.ndarray) -> list[n
 
 def _pair_grams(Ws: list[np.ndarray]) -> list[np.ndarray]:
     """C_j = W_{j+1}ᵀW_{j+1} − W_jW_jᵀ for j = 1..L−1 (batched)."""
-    return [Ws[j + 1].mT @ Ws[j + 1] - Ws[j] @ Ws[j].mT
-            for j in range(len(Ws) - 1)]
+    return [Ws[j + 1].mT @ Ws[j + 1] - Ws[j] @ Ws[j].mT for j in range(len(Ws) - 1)]
 
 
 def _sq(A: np.ndarray) -> np.ndarray:
@@ -246,8 +248,9 @@ def _pair_drift(Ws: list[np.ndarray], C0: list[np.ndarray]) -> np.ndarray:
     return drift
 
 
-def run_deep_gd(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int,
-                tol: npt.ArrayLike) -> DeepTrajectory:
+def run_deep_gd(
+    Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int, tol: npt.ArrayLike
+) -> DeepTrajectory:
     """Gradient descent W_j += η (−∂ℓ/∂W_j), all layers from the old values, all points at once.
 
     As dynamics.run_gd: time_to_tol is checked at every step, a point whose error becomes non-finite
@@ -323,11 +326,28 @@ def run_deep_gd(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int,
     return _trajectory(idx * eta, X_rec, e_rec, d_rec, ttt, final, div, iterations)
 
 
-def _trajectory(t: np.ndarray, X: np.ndarray, e: np.ndarray, d: np.ndarray, ttt: np.ndarray, final: np.ndarray,
-                div: IntArray, iterations: IntArray | None = None) -> DeepTrajectory:
+def _trajectory(
+    t: np.ndarray,
+    X: np.ndarray,
+    e: np.ndarray,
+    d: np.ndarray,
+    ttt: np.ndarray,
+    final: np.ndarray,
+    div: IntArray,
+    iterations: IntArray | None = None,
+) -> DeepTrajectory:
     q = np.max(d, axis=1) if d.shape[1] else None
-    return DeepTrajectory(t=t, X=X, error=e, q_drift=q, time_to_tol=ttt, final_error=final,
-                          diverged_at=div, iterations=iterations, pair_drift=d)
+    return DeepTrajectory(
+        t=t,
+        X=X,
+        error=e,
+        q_drift=q,
+        time_to_tol=ttt,
+        final_error=final,
+        diverged_at=div,
+        iterations=iterations,
+        pair_drift=d,
+    )
 
 
 class _DeepFlow:
@@ -348,7 +368,7 @@ class _DeepFlow:
         out: list[np.ndarray] = []
         o = 0
         for s, n in zip(self.shapes, self.sizes):
-            out.append(y[o:o + n].reshape(s))
+            out.append(y[o : o + n].reshape(s))
             o += n
         return out
 
@@ -383,8 +403,9 @@ class _ReachesTol:
         return float(self.sysm.errors(t, y)[self.b] - self.tol_b)
 
 
-def run_deep_flow(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int,
-                  tol: npt.ArrayLike) -> DeepTrajectory:
+def run_deep_flow(
+    Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int, tol: npt.ArrayLike
+) -> DeepTrajectory:
     """The exact gradient flow on [0, eta·steps] (DOP853 at dynamics.FLOW_RTOL), the batch stacked;
     time_to_tol is a solver event per point. If the stacked solve fails, points are re-run one by
     one and the failing ones are reported as diverged (as dynamics.run_flow)."""
@@ -395,25 +416,41 @@ def run_deep_flow(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: in
     tols = np.broadcast_to(np.asarray(tol, dtype=float), (Y.shape[0],))
     parts: list[DeepTrajectory] = []
     for b in range(Y.shape[0]):
-        sub = [W[b:b + 1] for W in layers]
+        sub = [W[b : b + 1] for W in layers]
         try:
-            parts.append(_flow_stacked(Y[b:b + 1], sub, eta, steps, record_every, tols[b:b + 1]))
+            parts.append(_flow_stacked(Y[b : b + 1], sub, eta, steps, record_every, tols[b : b + 1]))
         except FloatingPointError as exc:
             idx = record_grid(eta, steps, record_every)
             T, (m, n), L = len(idx), Y.shape[1:], len(layers)
-            parts.append(_trajectory(idx * eta, np.zeros((1, T, m, n)), np.full((1, T), np.nan),
-                                     np.full((1, L - 1, T), np.nan), np.full(1, np.nan),
-                                     np.full(1, np.nan), np.array([max(int(exc.args[1]), 0)])))
+            parts.append(
+                _trajectory(
+                    idx * eta,
+                    np.zeros((1, T, m, n)),
+                    np.full((1, T), np.nan),
+                    np.full((1, L - 1, T), np.nan),
+                    np.full(1, np.nan),
+                    np.full(1, np.nan),
+                    np.array([max(int(exc.args[1]), 0)]),
+                )
+            )
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(p, name) for p in parts])
 
-    return _trajectory(parts[0].t, cat("X"), cat("error"), cat("pair_drift"), cat("time_to_tol"),
-                       cat("final_error"), cat("diverged_at"))
+    return _trajectory(
+        parts[0].t,
+        cat("X"),
+        cat("error"),
+        cat("pair_drift"),
+        cat("time_to_tol"),
+        cat("final_error"),
+        cat("diverged_at"),
+    )
 
 
-def _flow_stacked(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int,
-                  tol: npt.ArrayLike) -> DeepTrajectory:
+def _flow_stacked(
+    Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: int, record_every: int, tol: npt.ArrayLike
+) -> DeepTrajectory:
     sysm = _DeepFlow(Y, layers)
     Bn = Y.shape[0]
     idx = record_grid(eta, steps, record_every)
@@ -423,8 +460,16 @@ def _flow_stacked(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: in
     tols = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
 
     with np.errstate(all="ignore"):
-        sol = solve_ivp(sysm.rhs, (0.0, t_end), sysm.pack(layers), method="DOP853", t_eval=t_eval,
-                        rtol=FLOW_RTOL, atol=FLOW_ATOL, events=[_ReachesTol(sysm, b, tols[b]) for b in range(Bn)])
+        sol = solve_ivp(
+            sysm.rhs,
+            (0.0, t_end),
+            sysm.pack(layers),
+            method="DOP853",
+            t_eval=t_eval,
+            rtol=FLOW_RTOL,
+            atol=FLOW_ATOL,
+            events=[_ReachesTol(sysm, b, tols[b]) for b in range(Bn)],
+        )
         ok = sol.status == 0 and np.all(np.isfinite(sol.y))
         C0 = _pair_grams(layers)
         evals = [sysm.evaluate(y) for y in sol.y.T]
@@ -446,6 +491,7 @@ def _flow_stacked(Y: np.ndarray, layers: list[np.ndarray], eta: float, steps: in
 
 
 # ---------------------------------------------------------------- batches and metrics -----
+
 
 def _integrate(configs: list[PointConfig], states: list[DeepState]) -> DeepTrajectory:
     c0 = configs[0]
@@ -481,12 +527,19 @@ def _reorder(parts: list[tuple[list[int], DeepTrajectory]], B: int) -> DeepTraje
         return np.concatenate([getattr(tr, name) for _, tr in parts])[order]
 
     its = [tr.iterations for _, tr in parts if tr.iterations is not None]
-    if len(its) not in (0, len(parts)):         # one shape key: one integrator, gd counts iterations
+    if len(its) not in (0, len(parts)):  # one shape key: one integrator, gd counts iterations
         raise ValueError("deep batch: parts with and without iteration counts (gd and flow mixed)")
     t0 = parts[0][1]
-    return _trajectory(t0.t, cat("X"), cat("error"), cat("pair_drift"), cat("time_to_tol"),
-                       cat("final_error"), cat("diverged_at"),
-                       np.concatenate(its)[order] if its else None)
+    return _trajectory(
+        t0.t,
+        cat("X"),
+        cat("error"),
+        cat("pair_drift"),
+        cat("time_to_tol"),
+        cat("final_error"),
+        cat("diverged_at"),
+        np.concatenate(its)[order] if its else None,
+    )
 
 
 def mode_trajectory(sig: np.ndarray, scales: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -544,8 +597,9 @@ def _closed_form(config: PointConfig, Y: np.ndarray, X0: np.ndarray, t: np.ndarr
     return None
 
 
-def point_metrics_deep(config: PointConfig, state: DeepState, tr: DeepTrajectory, b: int,
-                       sv: np.ndarray) -> tuple[PointStatus, dict[str, Any], Curves]:
+def point_metrics_deep(
+    config: PointConfig, state: DeepState, tr: DeepTrajectory, b: int, sv: np.ndarray
+) -> tuple[PointStatus, dict[str, Any], Curves]:
     """(status, metrics, curves) of point b. At L = 2 these are exactly the asymmetric model's
     (metrics.point_metrics on W_2 = U, W_1 = Vᵀ); conservation_drift is max_j max_t
     ‖C_j(t) − C_j(0)‖ / (‖W_j(0)‖² + ‖W_{j+1}(0)‖²) at every depth, q0_norm max_j ‖C_j(0)‖."""
@@ -560,8 +614,16 @@ def point_metrics_deep(config: PointConfig, state: DeepState, tr: DeepTrajectory
     if L >= 2:
         drift = max(float(np.max(pair_drift[b, j])) / max(pair_scale[j], 1e-300) for j in range(L - 1))
     if L == 2:
-        asym = Trajectory(t=tr.t, X=tr.X, error=tr.error, q_drift=pair_drift[:, 0], time_to_tol=tr.time_to_tol,
-                          final_error=tr.final_error, diverged_at=tr.diverged_at, iterations=tr.iterations)
+        asym = Trajectory(
+            t=tr.t,
+            X=tr.X,
+            error=tr.error,
+            q_drift=pair_drift[:, 0],
+            time_to_tol=tr.time_to_tol,
+            final_error=tr.final_error,
+            diverged_at=tr.diverged_at,
+            iterations=tr.iterations,
+        )
         status, asym_met, curves = point_metrics(_asymmetric(config), state.Y, Ws[1], Ws[0].T, asym, b, sv)
         if status == PointStatus.DONE:
             asym_met["conservation_drift"] = clean(drift)
@@ -582,8 +644,11 @@ def point_metrics_deep(config: PointConfig, state: DeepState, tr: DeepTrajectory
         met["diverged_at"] = div
         met["time_to_tol"] = clean(tr.time_to_tol[b])
         keep = np.rint(t / config.eta) < div
-        return PointStatus.DIVERGED, met, Curves(t=t[keep], error=tr.error[b][keep], error_linear=err_lin[keep],
-                                       singular_values=sv[keep])
+        return (
+            PointStatus.DIVERGED,
+            met,
+            Curves(t=t[keep], error=tr.error[b][keep], error_linear=err_lin[keep], singular_values=sv[keep]),
+        )
     err = tr.error[b]
     met["final_error"] = clean(tr.final_error[b])
     met["time_to_tol"] = clean(tr.time_to_tol[b])
@@ -616,7 +681,7 @@ def run_group(configs: list[PointConfig]) -> list[PointResult]:
     wall = (time.perf_counter() - t0) / len(configs)
     results: list[PointResult] = []
     for i, r in enumerate(out):
-        if r is None:                            # every index is in exactly one group
+        if r is None:  # every index is in exactly one group
             raise RuntimeError(f"deep.run_group: point {i} has no result")
         r.wall_seconds = wall
         results.append(r)

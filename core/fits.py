@@ -1,5 +1,6 @@
 """Fits: the exponential rate of a decaying curve, predicted rates (rate_pred, rate_lin), the gd
 stability limit; the paper's lambda0 fit (Fig. 2) lives in `lambda0_fit` and is re-exported here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,8 @@ MIN_TAIL_POINTS = 5
 
 @dataclass
 class RateFit:
-    rate: float | None       # fitted exponential rate (None when the tail is too short)
-    t_start: float | None    # the tail that was fitted
+    rate: float | None  # fitted exponential rate (None when the tail is too short)
+    t_start: float | None  # the tail that was fitted
     t_stop: float | None
     n_points: int
 
@@ -35,12 +36,13 @@ def rate_fit(t: np.ndarray, r: np.ndarray, noise_floor: float = 1e-11) -> RateFi
     if len(sel) < MIN_TAIL_POINTS:
         return RateFit(None, None, None, len(sel))
     ts, ys = t[sel] - t[sel].mean(), np.log(r[sel])
-    slope = float(ts @ (ys - ys.mean())) / float(ts @ ts)            # least-squares line
+    slope = float(ts @ (ys - ys.mean())) / float(ts @ ts)  # least-squares line
     return RateFit(float(-slope), float(t[sel[0]]), float(t[sel[-1]]), len(sel))
 
 
-def component_rates(t: np.ndarray, singular_values: np.ndarray, target: np.ndarray,
-                    noise_floor: float = 1e-11) -> list[float | None]:
+def component_rates(
+    t: np.ndarray, singular_values: np.ndarray, target: np.ndarray, noise_floor: float = 1e-11
+) -> list[float | None]:
     """Fitted rate of |sigma_i(t) - target_i| for every singular component i (cf. eq. (16))."""
     sv = np.asarray(singular_values, float)
     return [rate_fit(t, np.abs(sv[:, i] - target[i]), noise_floor).rate for i in range(sv.shape[1])]
@@ -57,7 +59,7 @@ def regularized_rate(Y: np.ndarray, lambda0: float) -> float:
     sqrt(4 sigma_min^2 + lambda0^2) for square Y and r_min + |lambda0|/2 for m < n."""
     m, n = Y.shape
     sig = np.linalg.svd(Y, compute_uv=False)
-    r_min = float(np.sqrt(sig.min() ** 2 + lambda0 ** 2 / 4.0))
+    r_min = float(np.sqrt(sig.min() ** 2 + lambda0**2 / 4.0))
     return 2.0 * r_min if m == n else r_min + abs(lambda0) / 2.0
 
 
@@ -77,7 +79,7 @@ def rate_pred(model: str, init: str, Y: np.ndarray, lambda0: float | None, k: in
         return None
     if init == "spectral":
         sig = np.linalg.svd(Y, compute_uv=False)
-        return float(np.min(np.sqrt(4.0 * sig ** 2 + lambda0 ** 2)))
+        return float(np.min(np.sqrt(4.0 * sig**2 + lambda0**2)))
     return regularized_rate(Y, lambda0)
 
 
@@ -102,8 +104,9 @@ def rate_lin(U: np.ndarray, V: np.ndarray, E: np.ndarray) -> float | None:
     return float(np.min(rates[excited]))
 
 
-def eta_stability_limit(model: str, init: str, Y: np.ndarray, U0: np.ndarray, V0: np.ndarray | None,
-                        lambda0: float) -> float | None:
+def eta_stability_limit(
+    model: str, init: str, Y: np.ndarray, U0: np.ndarray, V0: np.ndarray | None, lambda0: float
+) -> float | None:
     """Predicted largest gd step that converges (Appendix G), asymmetric model.
 
     To first order gd moves the error by E <- E - eta L(E), L(E) = U U^T E + E V V^T, stable while

@@ -17,6 +17,7 @@ around the stabilising solution), which needs P0 > 0 on the unstable eigenspace 
 fails (balanced starts, k < m + n), the branch is searched with `closed_forms.regularized_flow`
 (rank-preserving factored form) and bounded Brent instead.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,21 +30,21 @@ from scipy.optimize import minimize_scalar
 from .closed_forms import regularized_flow
 from .types import FloatArray, IntArray
 
-N_COARSE = 10             # log-spaced |lambda| per branch (plus lambda = 0)
-SUB_TIMES = 17            # record times the coarse search scores
-STEP_H = 1e-20            # complex step (relative to max(1, |lambda|))
+N_COARSE = 10  # log-spaced |lambda| per branch (plus lambda = 0)
+SUB_TIMES = 17  # record times the coarse search scores
+STEP_H = 1e-20  # complex step (relative to max(1, |lambda|))
 # The full-grid secant stops when its next step is below FULL_RTOL |lambda| and returns that step's
 # end: the secant converges superlinearly, so the error left is far below the step (measured:
 # <= 5e-8 relative against a converged search; tests/core/test_lambda0_branches.py holds it to 1e-6).
 FULL_RTOL = 1e-5
-MID_RTOL = 1e-3           # the subsample's minimum is 1e-4..1e-3 from the full grid's anyway
+MID_RTOL = 1e-3  # the subsample's minimum is 1e-4..1e-3 from the full grid's anyway
 
 
 @dataclass
 class Lambda0Branch:
     lambda0: float
-    error: float             # sqrt(mean_t ||X_reg(t; lambda0) - X(t)||^2) / ||Y||
-    loss: float              # sum_t ||X_reg(t; lambda0) - X(t)||^2
+    error: float  # sqrt(mean_t ||X_reg(t; lambda0) - X(t)||^2) / ||Y||
+    loss: float  # sum_t ||X_reg(t; lambda0) - X(t)||^2
 
 
 @dataclass
@@ -54,14 +55,15 @@ class Lambda0Fit:
     lambda0: float
     error: float
     loss: float
-    n_evaluations: int       # closed-form evaluations of eq. (21), any number of times each
+    n_evaluations: int  # closed-form evaluations of eq. (21), any number of times each
     pos: Lambda0Branch
     neg: Lambda0Branch
     X_reg: np.ndarray
 
 
-def regularized_loss(Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArray, X: FloatArray,
-                      lambda0: float) -> float:
+def regularized_loss(
+    Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArray, X: FloatArray, lambda0: float
+) -> float:
     """sum_t ||X_reg(t; lambda0) - X(t)||^2 through `closed_forms.regularized_flow` (the reference)."""
     Xr = regularized_flow(Y, U0, V0, lambda0, t).X
     D = Xr - X
@@ -128,13 +130,13 @@ class RegularizedObjective:
     def __init__(self, Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray):
         m, n = Y.shape
         self.m, self.n = m, n
-        Phi, sig, PsiT = np.linalg.svd(Y)                      # Psi full: n x n
+        Phi, sig, PsiT = np.linalg.svd(Y)  # Psi full: n x n
         self.sigma, self.Phi, self.PsiT = sig, Phi, PsiT
-        R0 = np.vstack([Phi.T @ U0, PsiT @ V0])                  # R0 in the basis B
+        R0 = np.vstack([Phi.T @ U0, PsiT @ V0])  # R0 in the basis B
         self.F0 = R0
         self.P0b = R0 @ R0.T
         self.t = np.asarray(t, float)
-        self.Xb = Phi.T @ np.asarray(X, float) @ PsiT.T          # X(t) in the basis B, (T, m, n)
+        self.Xb = Phi.T @ np.asarray(X, float) @ PsiT.T  # X(t) in the basis B, (T, m, n)
         self.n_evaluations = 0
 
     # -- eigendecomposition of S~ in the basis B, closed form in lambda (complex allowed) --------
@@ -144,7 +146,7 @@ class RegularizedObjective:
         m, n, s = self.m, self.n, self.sigma[None, :]
         lam = lam[:, None]
         r = np.sqrt(s * s + lam * lam / 4.0)
-        if np.all(lam.real >= 0):   # cos^2 = (2r + lam)/(4r), sin^2 = sigma^2/(r (2r + lam)): no cancellation
+        if np.all(lam.real >= 0):  # cos^2 = (2r + lam)/(4r), sin^2 = sigma^2/(r (2r + lam)): no cancellation
             c2, s2 = (2 * r + lam) / (4 * r), s * s / (r * (2 * r + lam))
         else:
             c2, s2 = s * s / (r * (2 * r - lam)), (2 * r - lam) / (4 * r)
@@ -152,10 +154,10 @@ class RegularizedObjective:
         N, L = m + n, lam.shape[0]
         E = np.zeros((L, N, N), dtype=np.result_type(lam, float))
         i = np.arange(m)
-        E[:, i, i], E[:, m + i, i] = cs, sn                         # eigenvalue +r_i
-        E[:, i, m + i], E[:, m + i, m + i] = -sn, cs                # eigenvalue -r_i
+        E[:, i, i], E[:, m + i, i] = cs, sn  # eigenvalue +r_i
+        E[:, i, m + i], E[:, m + i, m + i] = -sn, cs  # eigenvalue -r_i
         j = 2 * m + np.arange(n - m)
-        E[:, j, j] = 1.0                                            # -lambda/2
+        E[:, j, j] = 1.0  # -lambda/2
         a = np.concatenate([r, -r, np.broadcast_to(-lam / 2.0, (L, n - m))], axis=1)
         return a, E
 
@@ -171,7 +173,7 @@ class RegularizedObjective:
         lams = np.atleast_1d(np.asarray(lams))
         t, Xb, w = self._at(idx)
         D = self._x_reg(lams, t) - Xb[None]
-        per_t: np.ndarray = np.einsum("ltij,ltij->lt", D, D)        # no conjugate: analytic in lambda
+        per_t: np.ndarray = np.einsum("ltij,ltij->lt", D, D)  # no conjugate: analytic in lambda
         out: np.ndarray = per_t.sum(axis=1) if w is None else per_t @ w
         return out
 
@@ -188,7 +190,7 @@ class RegularizedObjective:
         ar = a.real
         pos = ar > 1e-12 * np.maximum(np.max(np.abs(ar), axis=1, keepdims=True), 1e-300)
         F = np.swapaxes(E, 1, 2) @ self.F0
-        P0e = F @ np.swapaxes(F, 1, 2)                               # (L, N, N)
+        P0e = F @ np.swapaxes(F, 1, 2)  # (L, N, N)
         for q in range(len(lams)):
             if pos[q].any():
                 Pr = P0e[q].real
@@ -197,17 +199,17 @@ class RegularizedObjective:
                     raise _NotStable
         absa = np.where(pos, a, -a)
         pstar = np.where(pos, 2.0 * a, 0.0)
-        z = 2.0 * t[None, :, None] * absa[:, None, :]                 # (L, T, N)
+        z = 2.0 * t[None, :, None] * absa[:, None, :]  # (L, T, N)
         small = np.abs(z) <= 1e-12
         h = np.where(small, 1.0 - z / 2.0, -_expm1(-z) / np.where(small, 1.0, z))
-        M = t[None, :, None] * h                                     # (1 - e^{-2t|a|}) / (2|a|)
-        c = _exp(-0.5 * z)                                            # e^{-t|a|}
+        M = t[None, :, None] * h  # (1 - e^{-2t|a|}) / (2|a|)
+        c = _exp(-0.5 * z)  # e^{-t|a|}
         d = np.where(pos[:, None, :], c * c, 1.0)
         N = a.shape[1]
-        K = M[..., None] * P0e[:, None]                              # (L, T, N, N)
-        K.reshape(K.shape[0], K.shape[1], -1)[:, :, ::N + 1] += d
+        K = M[..., None] * P0e[:, None]  # (L, T, N, N)
+        K.reshape(K.shape[0], K.shape[1], -1)[:, :, :: N + 1] += d
         D0 = P0e.copy()
-        D0.reshape(len(lams), -1)[:, ::N + 1] -= pstar
+        D0.reshape(len(lams), -1)[:, :: N + 1] -= pstar
         Er, EcT = E[:, :m], np.swapaxes(E[:, m:], 1, 2)
         L, T = c.shape[:2]
         # (L, T*m, N) @ (L, N, N): one matrix product per lambda, not T small ones (complex too)
@@ -226,9 +228,16 @@ class RegularizedObjective:
         return float(v.real), float(v.imag / h)
 
 
-def _secant_min(fd: Callable[[float], tuple[float, float]], lo: float, hi: float, x0: float, x1: float,
-                rtol: float, maxiter: int,
-                at_x0: tuple[float, float] | None = None) -> tuple[float, float, float]:
+def _secant_min(
+    fd: Callable[[float], tuple[float, float]],
+    lo: float,
+    hi: float,
+    x0: float,
+    x1: float,
+    rtol: float,
+    maxiter: int,
+    at_x0: tuple[float, float] | None = None,
+) -> tuple[float, float, float]:
     """Minimum of f in [lo, hi] by a secant on f' (fd(x) -> (f, f')), kept inside the bracket,
     which shrinks by the sign of f'. Stops when the next step is below rtol |x|, and returns that
     step's end with f there from the quadratic model (its error is third order in a step that
@@ -258,7 +267,7 @@ def _secant_min(fd: Callable[[float], tuple[float, float]], lo: float, hi: float
         x0, d0 = x, d1
         tol = rtol * max(abs(x), 1e-12)
         if abs(xn - x) <= tol and kappa > 0:
-            fn = max(f1 + d1 * (xn - x) + 0.5 * kappa * (xn - x) ** 2, 0.0)      # f >= 0
+            fn = max(f1 + d1 * (xn - x) + 0.5 * kappa * (xn - x) ** 2, 0.0)  # f >= 0
             return (xn, fn, kappa) if fn <= best[1] else (best[0], best[1], kappa)
         if hi - lo <= tol:
             break
@@ -280,9 +289,9 @@ def _branch_fast(obj: RegularizedObjective, sign: float, L: float) -> tuple[floa
     lo, hi = sorted((grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]))
     # parabola through the best cell, in log|lambda| (the grid's own spacing) away from lambda = 0
     j = min(max(i, 2), len(grid) - 2)
-    xs, ys = np.log(np.abs(grid[j - 1:j + 2])), coarse[j - 1:j + 2]
+    xs, ys = np.log(np.abs(grid[j - 1 : j + 2])), coarse[j - 1 : j + 2]
     try:
-        p2, p1, _ = np.linalg.solve(np.vstack([xs ** 2, xs, np.ones(3)]).T, ys)
+        p2, p1, _ = np.linalg.solve(np.vstack([xs**2, xs, np.ones(3)]).T, ys)
         x1 = sign * np.exp(-p1 / (2 * p2)) if p2 > 0 else grid[i]
     except np.linalg.LinAlgError:
         x1 = grid[i]
@@ -306,8 +315,9 @@ def _branch_fast(obj: RegularizedObjective, sign: float, L: float) -> tuple[floa
     return x, f
 
 
-def _branch_reference(Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArray, X: FloatArray,
-                      sign: float, L: float) -> tuple[float, float, int]:
+def _branch_reference(
+    Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArray, X: FloatArray, sign: float, L: float
+) -> tuple[float, float, int]:
     """The branch searched with the factored closed form and bounded Brent (no derivative)."""
     pos = np.logspace(np.log10(L) - 4.0, np.log10(L), 30)
     grid = sign * np.concatenate([[0.0], pos])
@@ -315,11 +325,13 @@ def _branch_reference(Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArr
     coarse = np.array([regularized_loss(Y, U0, V0, t[sub], X[sub], g) for g in grid])
     i = int(np.argmin(coarse))
     lo, hi = sorted((grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]))
+
     def f(lam: float) -> float:
         return regularized_loss(Y, U0, V0, t, X, lam)
 
-    res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
-                          options={"xatol": 1e-9 * max(1.0, abs(grid[i])), "maxiter": 100})
+    res = minimize_scalar(
+        f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-9 * max(1.0, abs(grid[i])), "maxiter": 100}
+    )
     x, v = float(res.x), float(res.fun)
     vi = f(grid[i])
     if vi < v:
@@ -350,12 +362,18 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     pos, neg = branches[1.0], branches[-1.0]
     best_sign = 1.0 if pos.loss <= neg.loss else -1.0
     best = branches[best_sign]
-    X_reg = (obj.x_reg(best.lambda0) if fast[best_sign]
-             else regularized_flow(Y, U0, V0, best.lambda0, t).X)
-    D = X_reg - X                     # the better branch's loss evaluated, not modelled
+    X_reg = obj.x_reg(best.lambda0) if fast[best_sign] else regularized_flow(Y, U0, V0, best.lambda0, t).X
+    D = X_reg - X  # the better branch's loss evaluated, not modelled
     loss = float(np.einsum("tij,tij->", D, D))
     if np.isfinite(loss):
         best = branches[best_sign] = Lambda0Branch(best.lambda0, float(np.sqrt(loss / len(t)) / ynorm), loss)
         pos, neg = branches[1.0], branches[-1.0]
-    return Lambda0Fit(lambda0=best.lambda0, error=best.error, loss=best.loss,
-                      n_evaluations=obj.n_evaluations + n_ref + 1, pos=pos, neg=neg, X_reg=X_reg)
+    return Lambda0Fit(
+        lambda0=best.lambda0,
+        error=best.error,
+        loss=best.loss,
+        n_evaluations=obj.n_evaluations + n_ref + 1,
+        pos=pos,
+        neg=neg,
+        X_reg=X_reg,
+    )

@@ -1,4 +1,5 @@
 """Per-point metrics and curves (SPEC §4) from a batch trajectory. Never NaN/inf: None instead."""
+
 from __future__ import annotations
 
 import math
@@ -36,9 +37,9 @@ def linear_time_to_tol(config: PointConfig, e0: float) -> float | None:
         return 0.0
     if config.integrator == "flow":
         return math.log(e0 / tol)
-    q = math.log1p(-eta)                        # log(1 - eta) < 0
+    q = math.log1p(-eta)  # log(1 - eta) < 0
     i = max(0, math.ceil(math.log(tol / e0) / q))
-    while i > 0 and e0 * math.exp((i - 1) * q) <= tol:    # guard the rounding of the log ratio
+    while i > 0 and e0 * math.exp((i - 1) * q) <= tol:  # guard the rounding of the log ratio
         i -= 1
     while e0 * math.exp(i * q) > tol:
         i += 1
@@ -51,8 +52,14 @@ def psd_projection(Y: np.ndarray) -> np.ndarray:
     return out
 
 
-def closed_form_trajectory(config: PointConfig, Y: FloatArray, U0: FloatArray, V0: FloatArray | None,
-                           t: FloatArray, X_reg: np.ndarray | None = None) -> np.ndarray | None:
+def closed_form_trajectory(
+    config: PointConfig,
+    Y: FloatArray,
+    U0: FloatArray,
+    V0: FloatArray | None,
+    t: FloatArray,
+    X_reg: np.ndarray | None = None,
+) -> np.ndarray | None:
     """X_cf(t) where one applies: symmetric (eq. (41)), asymmetric spectral (eq. (15)),
     asymmetric balanced with lambda0 = 0 (eq. (21), Q0 = 0 = lambda0 I). `X_reg`: X_reg(t; lambda0)
     of the config when the caller already has it (it is that closed form)."""
@@ -63,7 +70,7 @@ def closed_form_trajectory(config: PointConfig, Y: FloatArray, U0: FloatArray, V
     if config.init == "spectral":
         Phi, sig, PsiT = np.linalg.svd(Y, full_matrices=False)
         u, v = spectral_factors(config.init_scale, config.lambda0)
-        x = asymmetric_spectral(sig, np.full_like(sig, u * v), config.lambda0, t)    # (T, m)
+        x = asymmetric_spectral(sig, np.full_like(sig, u * v), config.lambda0, t)  # (T, m)
         X_cf: np.ndarray = np.einsum("im,tm,mj->tij", Phi, x, PsiT)
         return X_cf
     if config.init == "balanced" and config.lambda0 == 0:
@@ -73,9 +80,16 @@ def closed_form_trajectory(config: PointConfig, Y: FloatArray, U0: FloatArray, V
     return None
 
 
-def point_metrics(config: PointConfig, Y: FloatArray, U0: FloatArray, V0: FloatArray | None, tr: Trajectory,
-                  b: int, singular_values: FloatArray,
-                  X_reg: np.ndarray | None = None) -> tuple[PointStatus, dict[str, Any], Curves]:
+def point_metrics(
+    config: PointConfig,
+    Y: FloatArray,
+    U0: FloatArray,
+    V0: FloatArray | None,
+    tr: Trajectory,
+    b: int,
+    singular_values: FloatArray,
+    X_reg: np.ndarray | None = None,
+) -> tuple[PointStatus, dict[str, Any], Curves]:
     """(status, metrics, curves) of point b of a batch trajectory. U0, V0 may be reduced factors.
     `X_reg`: X_reg(t; lambda0) of an asymmetric point when the caller computed it for its batch."""
     met: dict[str, Any] = {k: None for k in METRIC_FIELDS}
@@ -85,14 +99,13 @@ def point_metrics(config: PointConfig, Y: FloatArray, U0: FloatArray, V0: FloatA
     sym = model == "symmetric"
     if V0 is None and not sym:
         raise ValueError(f"point_metrics: model {model} needs V0, got None")
-    V: FloatArray = U0 if V0 is None else V0          # symmetric: X = U U^T
+    V: FloatArray = U0 if V0 is None else V0  # symmetric: X = U U^T
     X0 = U0 @ V.T
     if not sym:
         Q0 = U0.T @ U0 - V.T @ V
         met["q0_norm"] = float(np.linalg.norm(Q0))
     if config.integrator == "gd":
-        met["eta_stability_limit"] = clean(eta_stability_limit(model, config.init, Y, U0, V0,
-                                                               config.lambda0))
+        met["eta_stability_limit"] = clean(eta_stability_limit(model, config.init, Y, U0, V0, config.lambda0))
     # one-layer baseline
     if model == "sigmoid":
         if tr.error_linear is None or tr.time_to_tol_linear is None or tr.final_error_linear is None:
@@ -104,15 +117,15 @@ def point_metrics(config: PointConfig, Y: FloatArray, U0: FloatArray, V0: FloatA
         e0 = float(np.linalg.norm(Y - X0)) / ynorm
         err_lin = linear_error_curve(config, e0, t)
         met["time_to_tol_linear"] = clean(linear_time_to_tol(config, e0))
-        met["final_error_linear"] = clean(
-            linear_error_curve(config, e0, np.array([config.eta * config.steps]))[0])
+        met["final_error_linear"] = clean(linear_error_curve(config, e0, np.array([config.eta * config.steps]))[0])
     div = int(tr.diverged_at[b])
-    if div >= 0:                                  # a result, not a crash: keep what is known
+    if div >= 0:  # a result, not a crash: keep what is known
         met["diverged_at"] = div
         met["time_to_tol"] = clean(tr.time_to_tol[b])
         keep = np.rint(t / config.eta) < div
-        curves = Curves(t=t[keep], error=tr.error[b][keep], error_linear=err_lin[keep],
-                        singular_values=singular_values[keep])
+        curves = Curves(
+            t=t[keep], error=tr.error[b][keep], error_linear=err_lin[keep], singular_values=singular_values[keep]
+        )
         return PointStatus.DIVERGED, met, curves
 
     X = tr.X[b]
@@ -128,18 +141,17 @@ def point_metrics(config: PointConfig, Y: FloatArray, U0: FloatArray, V0: FloatA
     else:
         resid = err
     met["rate_fit"] = clean(rate_fit(t, resid, floor).rate)
-    if tr.q_drift is not None:                   # relative to the size of the factors, not of Q0
+    if tr.q_drift is not None:  # relative to the size of the factors, not of Q0
         scale = float(np.sum(U0 * U0) + np.sum(V * V))
         met["conservation_drift"] = clean(np.max(tr.q_drift[b]) / max(scale, 1e-300))
     err_reg_fit = Xr = None
-    lam_pred = None                              # the lambda of a result that predicts the rate
+    lam_pred = None  # the lambda of a result that predicts the rate
     if model == "asymmetric":
-        lam_pred = config.lambda0 if config.init == "spectral" else (
-            0.0 if config.init == "balanced" else None)
+        lam_pred = config.lambda0 if config.init == "spectral" else (0.0 if config.init == "balanced" else None)
         Xr = regularized_flow(Y, U0, V, config.lambda0, t).X if X_reg is None else X_reg
         D = Xr - X
         met["regularized_error"] = clean(np.sqrt(np.mean(np.einsum("tij,tij->t", D, D))) / ynorm)
-        if config.fit_lambda0 and len(t) >= 2:         # X(0) alone fits every lambda0
+        if config.fit_lambda0 and len(t) >= 2:  # X(0) alone fits every lambda0
             fit = lambda0_fit(Y, U0, V, t, X)
             met["lambda0_fit"] = clean(fit.lambda0)
             met["lambda0_fit_error"] = clean(fit.error)
@@ -153,11 +165,11 @@ def point_metrics(config: PointConfig, Y: FloatArray, U0: FloatArray, V0: FloatA
             above = np.nonzero(err > 1e-8)[0]
             j = int(above[-1]) if len(above) else len(t) - 1
             met["rate_lin"] = clean(rate_lin(tr.U_final[b], tr.V_final[b], Y - X[j]))
-    met["rate_pred"] = clean(rate_pred(model, config.init, Y,
-                                       lam_pred if model == "asymmetric" else 0.0, config.k))
+    met["rate_pred"] = clean(rate_pred(model, config.init, Y, lam_pred if model == "asymmetric" else 0.0, config.k))
     Xcf = closed_form_trajectory(config, Y, U0, V0, t, X_reg=Xr)
     if Xcf is not None:
         met["closed_form_error"] = clean(np.max(np.linalg.norm(Xcf - X, axis=(1, 2))) / ynorm)
-    curves = Curves(t=t, error=err, error_linear=err_lin, singular_values=singular_values,
-                    error_regularized_fit=err_reg_fit)
+    curves = Curves(
+        t=t, error=err, error_linear=err_lin, singular_values=singular_values, error_regularized_fit=err_reg_fit
+    )
     return PointStatus.DONE, met, curves

@@ -1,4 +1,5 @@
 """run_points: validate, group by shape, run each group as one vectorised batch, build results."""
+
 from __future__ import annotations
 
 import time
@@ -20,7 +21,7 @@ from .validation import validate_config
 
 # Memory budget of one vectorised batch (float64 elements of the recorded X and sigmoid arrays).
 _MAX_BATCH = 512
-_MAX_FLOW_BATCH = 64            # a stacked flow solve steps at the pace of its stiffest point
+_MAX_FLOW_BATCH = 64  # a stacked flow solve steps at the pace of its stiffest point
 _RECORD_BUDGET = 2e7
 
 
@@ -29,7 +30,7 @@ def initial_state(config: PointConfig) -> dict[str, np.ndarray]:
 
     These are bit-identical to what `run_points` uses (V0 is U0 for the symmetric model)."""
     validate_config(config)
-    if config.model == "deep":                   # {"Y", "W1".."WL"} (+ "U0", "V0" for L >= 2)
+    if config.model == "deep":  # {"Y", "W1".."WL"} (+ "U0", "V0" for L >= 2)
         return deep.initial_state(config)
     return make_initial_state(config).as_dict(config.model)
 
@@ -39,7 +40,7 @@ def singular_values(X: np.ndarray) -> np.ndarray:
     the smaller Gram matrix (several times cheaper than batched SVDs of these small matrices;
     absolute accuracy ~ eps * sigma_max^2 / sigma, ample for curves)."""
     with np.errstate(all="ignore"):
-        if not np.isfinite(X).all():             # diverged points: their curves are cut anyway
+        if not np.isfinite(X).all():  # diverged points: their curves are cut anyway
             X = np.nan_to_num(X)
         G = X @ np.swapaxes(X, -1, -2) if X.shape[-2] <= X.shape[-1] else np.swapaxes(X, -1, -2) @ X
         w = np.linalg.eigvalsh(G)
@@ -69,17 +70,25 @@ def _present(a: FloatArray | None, what: str, model: str) -> FloatArray:
     return a
 
 
-def _problem(configs: list[PointConfig]
-             ) -> tuple[list[InitialState], list[tuple[FloatArray, FloatArray | None]], Problem]:
+def _problem(
+    configs: list[PointConfig],
+) -> tuple[list[InitialState], list[tuple[FloatArray, FloatArray | None]], Problem]:
     """States, reduced factors and the stacked Problem of configs sharing one shape key."""
     c0 = configs[0]
     states = [make_initial_state(c) for c in configs]
     sym = c0.model == "symmetric"
-    U0, V0 = reduce_factors(np.stack([s.U0 for s in states]),       # one batched QR
-                            None if sym else np.stack([_present(s.V0, "V0", c0.model) for s in states]))
+    U0, V0 = reduce_factors(
+        np.stack([s.U0 for s in states]),  # one batched QR
+        None if sym else np.stack([_present(s.V0, "V0", c0.model) for s in states]),
+    )
     reduced = [(U0[b], None if V0 is None else V0[b]) for b in range(len(configs))]
-    prob = Problem(model=c0.model, Y=np.stack([s.Y for s in states]), U0=U0, V0=V0,
-                   A=None if c0.model != "sigmoid" else np.stack([_present(s.A, "A", c0.model) for s in states]))
+    prob = Problem(
+        model=c0.model,
+        Y=np.stack([s.Y for s in states]),
+        U0=U0,
+        V0=V0,
+        A=None if c0.model != "sigmoid" else np.stack([_present(s.A, "A", c0.model) for s in states]),
+    )
     return states, reduced, prob
 
 
@@ -99,13 +108,13 @@ def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:
 def _integrate(configs: list[PointConfig], prob: Problem) -> Trajectory:
     """gd or flow on the stacked problem of configs sharing one shape key."""
     c0 = configs[0]
-    return integrate(prob, c0.integrator, c0.eta, c0.steps, c0.record_every,
-                     np.array([c.tol for c in configs]))
+    return integrate(prob, c0.integrator, c0.eta, c0.steps, c0.record_every, np.array([c.tol for c in configs]))
 
 
 def _failed(config: PointConfig, message: str) -> PointResult:
-    return PointResult(config=config, status=PointStatus.FAILED, metrics=dict.fromkeys(METRIC_FIELDS), curves=None,
-                       error=message)
+    return PointResult(
+        config=config, status=PointStatus.FAILED, metrics=dict.fromkeys(METRIC_FIELDS), curves=None, error=message
+    )
 
 
 def _chunk_size(c: PointConfig) -> int:
@@ -113,7 +122,7 @@ def _chunk_size(c: PointConfig) -> int:
     per_point = T * c.m * c.n
     if c.model == "sigmoid":
         per_point += 6 * c.n_samples * c.m
-    if c.model == "deep":                        # layers, forward products and their gradients
+    if c.model == "deep":  # layers, forward products and their gradients
         per_point += 3 * deep.state_size(c)
     cap = _MAX_FLOW_BATCH if c.integrator == "flow" else _MAX_BATCH
     return int(max(1, min(cap, _RECORD_BUDGET // per_point)))
@@ -121,7 +130,7 @@ def _chunk_size(c: PointConfig) -> int:
 
 def _run_group(configs: list[PointConfig]) -> list[PointResult]:
     """One vectorised batch: every config shares `shape_key()`."""
-    if configs[0].model == "deep":               # core/deep.py: own layers, integrators, metrics
+    if configs[0].model == "deep":  # core/deep.py: own layers, integrators, metrics
         return deep.run_group(configs)
     t0 = time.perf_counter()
     states, reduced, prob = _problem(configs)
@@ -158,7 +167,7 @@ def _regularized_flows(configs: list[PointConfig], prob: Problem, tr: Trajectory
 def _run_group_safely(configs: list[PointConfig]) -> list[PointResult]:
     try:
         return _run_group(configs)
-    except Exception as exc:                     # isolate the point that breaks the batch
+    except Exception as exc:  # isolate the point that breaks the batch
         if len(configs) == 1:
             return [_failed(configs[0], f"{type(exc).__name__}: {exc}")]
         return [r for c in configs for r in _run_group_safely([c])]
@@ -176,19 +185,19 @@ def run_points(configs: Sequence[PointConfig]) -> list[PointResult]:
         except ValueError as exc:
             results[i] = _failed(c, str(exc))
             continue
-        except Exception as exc:                 # e.g. a value of a wrong type
+        except Exception as exc:  # e.g. a value of a wrong type
             results[i] = _failed(c, f"{type(exc).__name__}: {exc}")
             continue
         groups.setdefault(c.shape_key(), []).append(i)
     for idx in groups.values():
         size = _chunk_size(configs[idx[0]])
         for s in range(0, len(idx), size):
-            part = idx[s:s + size]
+            part = idx[s : s + size]
             for i, r in zip(part, _run_group_safely([configs[i] for i in part])):
                 results[i] = r
     out: list[PointResult] = []
     for i, res in enumerate(results):
-        if res is None:                          # every point is validated, failed or run above
+        if res is None:  # every point is validated, failed or run above
             raise RuntimeError(f"run_points: point {i} has no result")
         out.append(res)
     return out

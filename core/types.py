@@ -3,6 +3,7 @@
 These are the contract between `core`, `workers` and `service`: keep field names in step with
 SPEC.md §3 (parameters) and §4 (result rows and curves).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -54,16 +55,27 @@ class PointConfig:
     depth: int | None = None
     # asymmetric data spectrum: Y = Phi diag(y_singular_values) Psi^T (m values); None draws Y ~ N(0, 1)
     y_singular_values: tuple[float, ...] | None = None
-    data_scale: float = 1.0            # Y is multiplied by it (SPEC §2)
+    data_scale: float = 1.0  # Y is multiplied by it (SPEC §2)
 
     def __post_init__(self) -> None:
-        if isinstance(self.y_singular_values, list):          # from JSON: hashable, one canonical form
+        if isinstance(self.y_singular_values, list):  # from JSON: hashable, one canonical form
             object.__setattr__(self, "y_singular_values", tuple(self.y_singular_values))
 
     def shape_key(self) -> ShapeKey:
         """Points with equal shape keys can run as one vectorised batch."""
-        return (self.model, self.init, self.integrator, self.m, self.n, self.k,
-                self.eta, self.steps, self.record_every, self.n_samples, self.depth)
+        return (
+            self.model,
+            self.init,
+            self.integrator,
+            self.m,
+            self.n,
+            self.k,
+            self.eta,
+            self.steps,
+            self.record_every,
+            self.n_samples,
+            self.depth,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,16 +96,31 @@ def _params_typed(name: str) -> tuple[str, ...]:
     return tuple(f.name for f in fields(PointConfig) if str(f.type).split("|")[0].strip() == name)
 
 
-INT_PARAMS: tuple[str, ...] = _params_typed("int")        # m, n, k, steps, seed, record_every, ...
-FLOAT_PARAMS: tuple[str, ...] = _params_typed("float")    # eta, init_scale, lambda0, tol, ...
+INT_PARAMS: tuple[str, ...] = _params_typed("int")  # m, n, k, steps, seed, record_every, ...
+FLOAT_PARAMS: tuple[str, ...] = _params_typed("float")  # eta, init_scale, lambda0, tol, ...
 
 
 # Result metrics, in SPEC §4 order; each is a float, an int (diverged_at) or None.
 METRIC_FIELDS: tuple[str, ...] = (
-    "q0_norm", "final_error", "final_error_linear", "time_to_tol", "time_to_tol_linear",
-    "speedup", "rate_fit", "rate_pred", "rate_lin", "conservation_drift", "lambda0_fit",
-    "lambda0_fit_error", "lambda0_fit_pos", "lambda0_fit_pos_error", "lambda0_fit_neg",
-    "lambda0_fit_neg_error", "regularized_error", "closed_form_error", "eta_stability_limit",
+    "q0_norm",
+    "final_error",
+    "final_error_linear",
+    "time_to_tol",
+    "time_to_tol_linear",
+    "speedup",
+    "rate_fit",
+    "rate_pred",
+    "rate_lin",
+    "conservation_drift",
+    "lambda0_fit",
+    "lambda0_fit_error",
+    "lambda0_fit_pos",
+    "lambda0_fit_pos_error",
+    "lambda0_fit_neg",
+    "lambda0_fit_neg_error",
+    "regularized_error",
+    "closed_form_error",
+    "eta_stability_limit",
     "diverged_at",
 )
 
@@ -102,10 +129,10 @@ METRIC_FIELDS: tuple[str, ...] = (
 class Curves:
     """Trajectories on the record grid t = eta * i (i = 0, record_every, ...)."""
 
-    t: FloatArray                      # (T,)
-    error: FloatArray                  # (T,) e(t) of the two-layer model
-    error_linear: FloatArray           # (T,) e(t) of the one-layer baseline
-    singular_values: FloatArray        # (T, min(m, n)) singular values of X(t), descending
+    t: FloatArray  # (T,)
+    error: FloatArray  # (T,) e(t) of the two-layer model
+    error_linear: FloatArray  # (T,) e(t) of the one-layer baseline
+    singular_values: FloatArray  # (T, min(m, n)) singular values of X(t), descending
     error_regularized_fit: FloatArray | None = None  # (T,) e(t) of X_reg(t; lambda0_fit)
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,8 +141,9 @@ class Curves:
             "error": self.error.tolist(),
             "error_linear": self.error_linear.tolist(),
             "singular_values": self.singular_values.tolist(),
-            "error_regularized_fit": (None if self.error_regularized_fit is None
-                                      else self.error_regularized_fit.tolist()),
+            "error_regularized_fit": (
+                None if self.error_regularized_fit is None else self.error_regularized_fit.tolist()
+            ),
         }
 
 
@@ -124,8 +152,8 @@ class PointResult:
     """What running one point produced. `metrics` has exactly the keys of METRIC_FIELDS."""
 
     config: PointConfig
-    status: PointStatus                # DONE, DIVERGED or FAILED
+    status: PointStatus  # DONE, DIVERGED or FAILED
     metrics: dict[str, float | int | None] = field(default_factory=dict)
     curves: Curves | None = None
-    error: str | None = None           # message when status is FAILED
+    error: str | None = None  # message when status is FAILED
     wall_seconds: float = 0.0

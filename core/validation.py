@@ -1,4 +1,5 @@
 """Checks of a PointConfig; each failure names the field: ValueError("<field>: <reason>")."""
+
 from __future__ import annotations
 
 import math

@@ -9,6 +9,7 @@ One import name for the whole distribution::
 client-side `client`, `cli`, `plots`) and `flowsweep.migrations` (Alembic) are its subpackages;
 `flowsweep.status` (the point and sweep states) and `flowsweep.jsonsafe` (NaN -> null) are read by all.
 """
+
 from importlib import metadata as _metadata
 
 try:

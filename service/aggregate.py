@@ -7,6 +7,7 @@ Statistics per record time over the seeds that have a finite value there (a dive
 trajectory drops out where it has none): `mean`, `std` (ddof 1, as `/summary`'s `_std`; null with one
 value) and `n`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -55,7 +56,7 @@ def mean_std(arrays: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = vals.sum(axis=0) / n
         dev = np.where(finite, stacked - mean, 0.0)
-        std = np.sqrt((dev ** 2).sum(axis=0) / (n - 1))
+        std = np.sqrt((dev**2).sum(axis=0) / (n - 1))
     mean = np.where(n > 0, mean, np.nan)
     std = np.where(n > 1, std, np.nan)
     return mean, std, n
@@ -85,7 +86,7 @@ def band(stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------- deep model, Table 2
-PLATEAU_DROP = 0.1      # the plateau ends when e(t) has fallen by this fraction of e(0)
+PLATEAU_DROP = 0.1  # the plateau ends when e(t) has fallen by this fraction of e(0)
 
 
 def plateau_length(t: Any, error: Any, drop: float = PLATEAU_DROP) -> float:
@@ -96,8 +97,9 @@ def plateau_length(t: Any, error: Any, drop: float = PLATEAU_DROP) -> float:
     return float(t[below[0]]) if len(below) else float("nan")
 
 
-def phase_cells(sigma: Sequence[float], lambda0: Sequence[float], metric: Sequence[Any],
-                reference: float = 1.0) -> list[dict[str, Any]]:
+def phase_cells(
+    sigma: Sequence[float], lambda0: Sequence[float], metric: Sequence[Any], reference: float = 1.0
+) -> list[dict[str, Any]]:
     """Table 2's phase diagram: one cell per (σ, λ₀) in sorted order, with `median` of the finite
     `metric` values (nan when none), `n` (how many), `points` (all points of the cell) and `above`
     (the fraction of those values > `reference`; nan when none). Points without σ or λ₀ drop out."""
@@ -111,9 +113,16 @@ def phase_cells(sigma: Sequence[float], lambda0: Sequence[float], metric: Sequen
     out = []
     for (si, li), vals in sorted(cells.items()):
         finite = np.array([x for x in vals if np.isfinite(x)])
-        out.append({"sigma_min": si, "lambda0": li, "points": len(vals), "n": len(finite),
-                    "median": float(np.median(finite)) if len(finite) else float("nan"),
-                    "above": float((finite > reference).mean()) if len(finite) else float("nan")})
+        out.append(
+            {
+                "sigma_min": si,
+                "lambda0": li,
+                "points": len(vals),
+                "n": len(finite),
+                "median": float(np.median(finite)) if len(finite) else float("nan"),
+                "above": float((finite > reference).mean()) if len(finite) else float("nan"),
+            }
+        )
     return out
 
 
@@ -121,4 +130,4 @@ def phase_boundary(sigma_max: float, num: int = 200) -> tuple[np.ndarray, np.nda
     """(σ, λ₀ ≥ 0) on the boundary 4σ² + λ₀² = 1 of eq. (16), for 0 <= σ <= min(1/2, sigma_max): the
     two-layer rate √(4σ² + λ₀²) exceeds the one-layer rate 1 outside it."""
     ss = np.linspace(0.0, min(0.5, sigma_max), num)
-    return ss, np.sqrt(np.maximum(1.0 - 4.0 * ss ** 2, 0.0))
+    return ss, np.sqrt(np.maximum(1.0 - 4.0 * ss**2, 0.0))

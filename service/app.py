@@ -4,6 +4,7 @@
 background Runner into a lifespan, and the routers of service/routes. Every error is JSON with a
 `detail`; request validation errors are 422s whose `detail` items name the field (`loc`, `field`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,8 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowsweep import __version__
 
@@ -48,8 +49,11 @@ def _error_items(errors) -> list[dict]:  # noqa: ANN001
         if len(loc) == 1 and sep and head.isidentifier():
             loc, e = [*loc, head], {**e, "msg": reason}
         # `field` is the dotted path without the location ("body", "query", "path") and list indices.
-        field = e.get("field") or ".".join(str(x) for x in loc[1:] if not isinstance(x, int)) \
+        field = (
+            e.get("field")
+            or ".".join(str(x) for x in loc[1:] if not isinstance(x, int))
             or (str(loc[0]) if loc else "")
+        )
         out.append({"loc": loc, "field": str(field), "msg": str(e.get("msg", "")), "type": e.get("type", "")})
     return out
 
@@ -68,8 +72,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
             raise
         app.state.engine = engine
         app.state.session_factory = db.make_session_factory(engine)
-        app.state.read_session_factory = db.make_session_factory(
-            engine.execution_options(sqlite_deferred=True))
+        app.state.read_session_factory = db.make_session_factory(engine.execution_options(sqlite_deferred=True))
         app.state.runner = None
         if start_ray:
             from flowsweep.workers.runtime import init_ray
@@ -92,9 +95,15 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
             engine.dispose()
 
     # /docs is served from local assets (routes/dashboard.py): FastAPI's own pages load them from a CDN.
-    app = FastAPI(title="flowsweep", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Sweeps of gradient-flow experiments on overparameterized linear models, "
-                              "with every result in a database.")
+    app = FastAPI(
+        title="flowsweep",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Sweeps of gradient-flow experiments on overparameterized linear models, "
+        "with every result in a database.",
+    )
     app.state.settings = settings
 
     @app.exception_handler(RequestValidationError)
@@ -149,14 +158,28 @@ def single_query_values(request: Request) -> None:
     table = getattr(request.app.state, "scalar_query_params", None)
     if table is None:
         table = request.app.state.scalar_query_params = {
-            (method, path): [p["name"] for p in op.get("parameters", [])
-                             if p.get("in") == "query" and not _takes_list(p.get("schema", {}))]
+            (method, path): [
+                p["name"]
+                for p in op.get("parameters", [])
+                if p.get("in") == "query" and not _takes_list(p.get("schema", {}))
+            ]
             for path, item in request.app.openapi().get("paths", {}).items()
-            for method, op in item.items() if isinstance(op, dict)}
+            for method, op in item.items()
+            if isinstance(op, dict)
+        }
     repeated = [n for n in table.get(key, ()) if len(request.query_params.getlist(n)) > 1]
     if repeated:
-        raise RequestValidationError([{"loc": ["query", n], "field": n, "type": "value_error",
-                                       "msg": "given more than once; it takes one value"} for n in repeated])
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["query", n],
+                    "field": n,
+                    "type": "value_error",
+                    "msg": "given more than once; it takes one value",
+                }
+                for n in repeated
+            ]
+        )
 
 
 def _takes_list(schema: dict) -> bool:
@@ -187,22 +210,24 @@ class HostAndOriginCheck:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         if self.hosts is not None and _host_name(host) not in self.hosts:
-            return await _reject(send, 400, f"host: {host[:100]!r} is not a host name this service answers to "
-                                            "(FLOWSWEEP_ALLOWED_HOSTS)")
+            return await _reject(
+                send, 400, f"host: {host[:100]!r} is not a host name this service answers to (FLOWSWEEP_ALLOWED_HOSTS)"
+            )
         origin = headers.get("origin")
         if scope["method"] in _WRITE_METHODS and origin is not None:
             o = origin.rstrip("/").lower()
             same = o.split("://", 1)[-1] == host.lower()
             if not same and o not in self.origins:
-                return await _reject(send, 403, f"origin: writes from {origin[:100]!r} are not allowed "
-                                                "(FLOWSWEEP_ALLOWED_ORIGINS)")
+                return await _reject(
+                    send, 403, f"origin: writes from {origin[:100]!r} are not allowed (FLOWSWEEP_ALLOWED_ORIGINS)"
+                )
         return await self.app(scope, receive, send)
 
 
 def _host_name(host: str) -> str:
     host = host.strip().lower()
     if host.startswith("["):  # [::1]:8000
-        return host[1:host.find("]")] if "]" in host else host
+        return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
@@ -210,8 +235,13 @@ async def _reject(send, status_code: int, detail: str) -> None:  # noqa: ANN001
     import json
 
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status_code,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status_code,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -220,25 +250,33 @@ async def _reject(send, status_code: int, detail: str) -> None:  # noqa: ANN001
 _ERROR = {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}
 # Status codes beyond FastAPI's own (200/201/204, 422), by (method, path): what the routes raise.
 _EXTRA_STATUS = {
-    ("post", "/sweeps"): {413: "body larger than FLOWSWEEP_MAX_BODY_BYTES",
-                          415: "Content-Type is not application/json",
-                          409: "a concurrent change to the same points won repeatedly"},
-    ("delete", "/sweeps/{sweep_id}"): {404: "sweep not found", 409: "the sweep is still queued or running, "
-                                                                    "or a concurrent change won repeatedly"},
+    ("post", "/sweeps"): {
+        413: "body larger than FLOWSWEEP_MAX_BODY_BYTES",
+        415: "Content-Type is not application/json",
+        409: "a concurrent change to the same points won repeatedly",
+    },
+    ("delete", "/sweeps/{sweep_id}"): {
+        404: "sweep not found",
+        409: "the sweep is still queued or running, or a concurrent change won repeatedly",
+    },
     ("post", "/sweeps/{sweep_id}/cancel"): {404: "sweep not found", 409: "the sweep already finished"},
     ("get", "/sweeps/{sweep_id}"): {404: "sweep not found"},
-    ("patch", "/sweeps/{sweep_id}"): {404: "sweep not found", 413: "body larger than FLOWSWEEP_MAX_BODY_BYTES",
-                                      415: "Content-Type is not application/json"},
+    ("patch", "/sweeps/{sweep_id}"): {
+        404: "sweep not found",
+        413: "body larger than FLOWSWEEP_MAX_BODY_BYTES",
+        415: "Content-Type is not application/json",
+    },
     ("get", "/sweeps/{sweep_id}/events"): {404: "sweep not found"},
     ("get", "/sweeps/{sweep_id}/curves"): {404: "sweep not found"},
     ("get", "/sweeps/{sweep_id}/results"): {404: "sweep not found"},
     ("get", "/sweeps/{sweep_id}/summary"): {404: "sweep not found", 413: "more groups than the service builds"},
-    ("get", "/sweeps/{sweep_id}/curves"): {404: "sweep not found"},
     ("get", "/sweeps/{sweep_id}/phase"): {404: "sweep not found"},
     ("get", "/points/{point_id}"): {404: "point not found"},
     ("get", "/points/{point_id}/curves"): {404: "point not found, or it has no curves"},
-    ("get", "/points/{point_id}/state"): {404: "point not found", 413: "the state is larger than "
-                                                                      "FLOWSWEEP_MAX_ANSWER_BYTES"},
+    ("get", "/points/{point_id}/state"): {
+        404: "point not found",
+        413: "the state is larger than FLOWSWEEP_MAX_ANSWER_BYTES",
+    },
 }
 
 

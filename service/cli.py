@@ -15,6 +15,7 @@ Every command that writes data takes `--format` and `-o/--output` (the format de
 Client commands talk to the REST API at --url (default $FLOWSWEEP_URL or http://127.0.0.1:8000) and
 send $FLOWSWEEP_API_TOKEN as a bearer token when it is set. Failures print one line and exit 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ from flowsweep.service.client import (
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, SweepStatus
 
 PROG = "flowsweep"
-RECONNECT_SECONDS = 120.0   # `submit --wait` rides out a service restart this long
+RECONNECT_SECONDS = 120.0  # `submit --wait` rides out a service restart this long
 # service.plots.KINDS (not imported here: matplotlib would slow every command's start)
 PLOT_KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase", "depth", "plateau")
 # service.plots.FIGURE_FORMATS
@@ -102,17 +103,33 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
 
 # ------------------------------------------------------------------------------------- server side
 # The server's own dependencies (pyproject's `server` extra): a client-only install lacks them.
-SERVER_DEPENDENCIES = frozenset({"ray", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg",
-                                 "pydantic", "pydantic_settings", "pydantic_core", "plotly", "swagger_ui"})
+SERVER_DEPENDENCIES = frozenset(
+    {
+        "ray",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "sqlalchemy",
+        "alembic",
+        "psycopg",
+        "pydantic",
+        "pydantic_settings",
+        "pydantic_core",
+        "plotly",
+        "swagger_ui",
+    }
+)
 
 
 def _server_missing(command: str, exc: ModuleNotFoundError) -> FlowsweepError:
     """The one-line answer of `serve`/`db` on a client-only install; any other missing module is a bug."""
     if (exc.name or "").split(".")[0] not in SERVER_DEPENDENCIES:
         raise exc
-    return FlowsweepError(f"`{PROG} {command}` runs the server, which needs the server extra: "
-                          f"pip install 'flowsweep[server]' (missing module {exc.name!r}); "
-                          "the client commands work without it")
+    return FlowsweepError(
+        f"`{PROG} {command}` runs the server, which needs the server extra: "
+        f"pip install 'flowsweep[server]' (missing module {exc.name!r}); "
+        "the client commands work without it"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -141,8 +158,10 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     try:
         upgrade(url)
     except Exception as e:  # an unreachable database or a failed migration: one line, no traceback
-        raise FlowsweepError(f"database upgrade failed for {_redact(url)}: {type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise FlowsweepError(
+            f"database upgrade failed for {_redact(url)}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     print(f"database {_redact(url)} is at the latest schema")
     return 0
 
@@ -172,8 +191,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
             created = c.submit(spec)
             ids.append(created["id"])
             cached = created.get("n_cached") or 0
-            print(f"submitted sweep {created['id']}: {created.get('n_points')} points"
-                  + (f" ({cached} reused from earlier sweeps)" if cached else ""), flush=True)
+            print(
+                f"submitted sweep {created['id']}: {created.get('n_points')} points"
+                + (f" ({cached} reused from earlier sweeps)" if cached else ""),
+                flush=True,
+            )
         if not args.wait:
             return 0
         return _wait(c, ids, poll=args.poll, quiet=args.quiet)
@@ -205,7 +227,7 @@ def _follow(c: Client, sweep_id: int, on_state) -> dict:  # noqa: ANN001
                 on_state(state)
             if state.get("status") in SWEEP_FINAL_STATUSES:
                 return state
-            state = c.sweep(sweep_id)          # the stream closed early: look, then reconnect
+            state = c.sweep(sweep_id)  # the stream closed early: look, then reconnect
             on_state(state)
             if state.get("status") in SWEEP_FINAL_STATUSES:
                 return state
@@ -226,8 +248,16 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float = 1.0, quiet: bool) -> i
     states = {i: _retrying(lambda i=i: c.sweep(i)) for i in ids}
     total = sum(int(s.get("n_points") or 0) for s in states.values())
     # initial= points already finished (e.g. reused from cache): the rate counts new work only
-    bar = tqdm(total=total, initial=sum(finished_count(s) for s in states.values()), unit="pt", desc=desc,
-               dynamic_ncols=True, file=sys.stderr, disable=quiet, mininterval=0.2)
+    bar = tqdm(
+        total=total,
+        initial=sum(finished_count(s) for s in states.values()),
+        unit="pt",
+        desc=desc,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=quiet,
+        mininterval=0.2,
+    )
 
     def show(state: dict | None) -> None:
         if state is None:
@@ -240,8 +270,7 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float = 1.0, quiet: bool) -> i
         statuses = sorted({str(s.get("status")) for s in states.values()})
         etas = [s.get("eta_seconds") for s in states.values() if s.get("status") in ACTIVE_SWEEP_STATUSES]
         eta = max((e for e in etas if isinstance(e, (int, float))), default=None)
-        bar.set_postfix_str(",".join(statuses) + (f", server ETA {_fmt_seconds(eta)}" if eta else ""),
-                            refresh=True)
+        bar.set_postfix_str(",".join(statuses) + (f", server ETA {_fmt_seconds(eta)}" if eta else ""), refresh=True)
 
     try:
         for i in ids:
@@ -250,8 +279,11 @@ def _wait(c: Client, ids: Sequence[int], *, poll: float = 1.0, quiet: bool) -> i
     except KeyboardInterrupt:
         bar.close()
         follow = " ".join(str(i) for i in ids)
-        print(f"{PROG}: stopped waiting; the sweeps go on on the server: `{PROG} wait {follow}` follows them "
-              f"again, `{PROG} cancel ID` stops one", file=sys.stderr)
+        print(
+            f"{PROG}: stopped waiting; the sweeps go on on the server: `{PROG} wait {follow}` follows them "
+            f"again, `{PROG} cancel ID` stops one",
+            file=sys.stderr,
+        )
         return 130
     bar.close()
     for s in states.values():
@@ -272,8 +304,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError(f"delete sweep {sid} {s.get('name')!r} and its results? add --yes to confirm")
-            answer = input(f"delete sweep {sid} {s.get('name')!r} ({s.get('n_points')} points, "
-                           f"{s.get('status')}) and its results? [y/N] ")
+            answer = input(
+                f"delete sweep {sid} {s.get('name')!r} ({s.get('n_points')} points, "
+                f"{s.get('status')}) and its results? [y/N] "
+            )
             if answer.strip().lower() not in ("y", "yes"):
                 print("not deleted")
                 return 1
@@ -290,8 +324,9 @@ def cmd_open(args: argparse.Namespace) -> int:
     with _client(args) as c:
         url = dashboard_url(c.url, c.resolve(args.sweep) if args.sweep else None)
     print(url)
-    if not args.print_only and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                                or sys.platform in ("darwin", "win32")):
+    if not args.print_only and (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")
+    ):
         import webbrowser
 
         webbrowser.open(url)
@@ -328,8 +363,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     p = s.get("progress")
     print(f"sweep {s.get('id')} {s.get('name')!r}: {s.get('status')}")
-    print(f"  points    {finished_count(s)}/{s.get('n_points')} finished"
-          + (f" ({100 * p:.1f}%)" if isinstance(p, (int, float)) else ""))
+    print(
+        f"  points    {finished_count(s)}/{s.get('n_points')} finished"
+        + (f" ({100 * p:.1f}%)" if isinstance(p, (int, float)) else "")
+    )
     print(f"  counts    {_counts_text(s) or '-'}")
     for key in ("created_at", "started_at", "finished_at"):
         if s.get(key):
@@ -362,7 +399,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         elif args.id.isdigit():
             sweep_id = int(args.id)
         else:
-            name = args.id   # a sweep's name
+            name = args.id  # a sweep's name
     filters = parse_filters([*(args.filter or []), *words])
     fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else None) or "csv"
     if fmt not in EXPORT_FORMATS:
@@ -410,8 +447,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     cols = keys + [c for c in ["count"] if c in df.columns]
     for m in metrics:
         cols += [c for c in (f"{m}_mean", f"{m}_std") if c in df.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 50,
-                           "display.float_format", "{:.4g}".format):
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4g}".format):
         print(df[cols].to_string(index=False) if cols else df.to_string(index=False))
     return 0
 
@@ -419,16 +455,16 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     fmt = args.format or (Path(args.output).suffix.lstrip(".").lower() if args.output else "") or "png"
     if fmt not in FIGURE_FORMATS:
-        raise UsageError(f"cannot draw a figure as {fmt!r}: choose one of {', '.join(FIGURE_FORMATS)} "
-                         "(--format or the -o suffix)")
+        raise UsageError(
+            f"cannot draw a figure as {fmt!r}: choose one of {', '.join(FIGURE_FORMATS)} (--format or the -o suffix)"
+        )
     from flowsweep.service.plots import PlotError, save_figure, sweep_figure
 
     with _client(args) as c:
         sid = c.resolve(args.id)
         c.sweep(sid)  # a clear "sweep N not found" before anything else
         try:
-            fig = sweep_figure(c, sid, args.kind, by=_split_csv(args.by), x=args.x,
-                               max_seeds=args.max_seeds)
+            fig = sweep_figure(c, sid, args.kind, by=_split_csv(args.by), x=args.x, max_seeds=args.max_seeds)
         except PlotError as e:
             raise FlowsweepError(str(e)) from None
     out = Path(args.output or f"sweep{sid}-{args.kind}.{fmt}")
@@ -447,14 +483,17 @@ def build_parser() -> argparse.ArgumentParser:
     # --url/--timeout are accepted before or after the sub-command; SUPPRESS keeps a sub-command's
     # absent option from overwriting a value given before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=argparse.SUPPRESS,
-                        help=f"API base URL (default ${URL_ENV} or {DEFAULT_URL})")
-    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
-                        help="seconds to wait for one HTTP answer (default 60)")
+    common.add_argument("--url", default=argparse.SUPPRESS, help=f"API base URL (default ${URL_ENV} or {DEFAULT_URL})")
+    common.add_argument(
+        "--timeout", type=float, default=argparse.SUPPRESS, help="seconds to wait for one HTTP answer (default 60)"
+    )
 
-    p = argparse.ArgumentParser(prog=PROG, description="Sweeps of gradient-flow experiments on "
-                                "overparameterized linear models (see README.md). SWEEP is a sweep's id or "
-                                "name.")
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Sweeps of gradient-flow experiments on "
+        "overparameterized linear models (see README.md). SWEEP is a sweep's id or "
+        "name.",
+    )
     p.add_argument("--url", default=None, help=f"API base URL (default ${URL_ENV} or {DEFAULT_URL})")
     p.add_argument("--timeout", type=float, default=60.0, help=argparse.SUPPRESS)
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -471,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--database-url", help="default $FLOWSWEEP_DATABASE_URL or sqlite:///./flowsweep.db")
     up.set_defaults(func=cmd_db_upgrade)
 
-    s = sub.add_parser("submit", parents=[common], help="submit a sweep file (JSON, YAML or TOML; one sweep or several)")
+    s = sub.add_parser(
+        "submit", parents=[common], help="submit a sweep file (JSON, YAML or TOML; one sweep or several)"
+    )
     s.add_argument("file", help="sweep file (.json, .yaml/.yml, .toml), or - for standard input (JSON or YAML)")
     s.add_argument("--tag", action="append", metavar="TAG", help="tag every sweep of the file (repeatable)")
     s.add_argument("--wait", action="store_true", help="follow the sweep with a progress bar until it ends")
@@ -489,8 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("list", parents=[common], help="list sweeps, newest first")
     s.add_argument("--limit", type=int, default=20)
     s.add_argument("--offset", type=int, default=0)
-    s.add_argument("--status", choices=[s.value for s in SweepStatus],
-                   help="only sweeps with this status")
+    s.add_argument("--status", choices=[s.value for s in SweepStatus], help="only sweeps with this status")
     s.add_argument("--tag", help="only sweeps with this tag (comma separated: any of them)")
     s.add_argument("--name", help="only sweeps whose name contains this")
     s.add_argument("--format", choices=("table", "json"), help="table (default) or the API's JSON")
@@ -517,16 +557,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--print-only", action="store_true", help="print the URL, do not start a browser")
     s.set_defaults(func=cmd_open)
 
-    s = sub.add_parser("results", parents=[common], help="export result rows",
-                       description="Export result rows of one sweep (ID) or of all sweeps. Filters are "
-                       "the API's query parameters as key=value: equality on any parameter (k=50, "
-                       "init=spectral), ranges on numeric ones (k_min=50, init_scale_max=0.1), status=done.",
-                       epilog="example: flowsweep results 3 k=50 init_scale_min=0.01 -o fig1.csv")
+    s = sub.add_parser(
+        "results",
+        parents=[common],
+        help="export result rows",
+        description="Export result rows of one sweep (ID) or of all sweeps. Filters are "
+        "the API's query parameters as key=value: equality on any parameter (k=50, "
+        "init=spectral), ranges on numeric ones (k_min=50, init_scale_max=0.1), status=done.",
+        epilog="example: flowsweep results 3 k=50 init_scale_min=0.01 -o fig1.csv",
+    )
     s.add_argument("id", nargs="?", metavar="SWEEP", help="sweep id or name (omit: rows of every sweep)")
     s.add_argument("filters", nargs="*", metavar="KEY=VALUE", help="API filters, e.g. k=50 seed_max=9")
     s.add_argument("--filter", action="append", metavar="KEY=VALUE", help="same as a KEY=VALUE word")
-    s.add_argument("--format", choices=EXPORT_FORMATS, help="csv (default), parquet or json; "
-                   "default from the -o suffix")
+    s.add_argument(
+        "--format", choices=EXPORT_FORMATS, help="csv (default), parquet or json; default from the -o suffix"
+    )
     s.add_argument("-o", "--output", help="file to write (default: standard output; parquet needs a file)")
     s.add_argument("--order-by", help="a result field, - in front for descending (e.g. -speedup)")
     s.add_argument("--limit", type=int, help="at most this many rows")
@@ -534,19 +579,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", parents=[common], help="aggregate metrics over seeds per group")
     s.add_argument("id", metavar="SWEEP")
-    s.add_argument("--by", help="comma-separated group keys, e.g. init_scale,k (default: the server's, "
-                   "init_scale,k,lambda0)")
-    s.add_argument("--metrics", help="metrics to show on screen (default final_error,speedup,q0_norm,"
-                   "lambda0_fit); files get every column")
-    s.add_argument("--format", choices=("table", *EXPORT_FORMATS), help="table (default on screen), csv, json "
-                   "or parquet; default from the -o suffix")
+    s.add_argument(
+        "--by", help="comma-separated group keys, e.g. init_scale,k (default: the server's, init_scale,k,lambda0)"
+    )
+    s.add_argument(
+        "--metrics",
+        help="metrics to show on screen (default final_error,speedup,q0_norm,lambda0_fit); files get every column",
+    )
+    s.add_argument(
+        "--format",
+        choices=("table", *EXPORT_FORMATS),
+        help="table (default on screen), csv, json or parquet; default from the -o suffix",
+    )
     s.add_argument("-o", "--output", help="write the summary to a file")
     s.set_defaults(func=cmd_summary)
 
-    s = sub.add_parser("plot", parents=[common], help="draw one of the paper's figures (PNG, PDF or SVG)",
-                       description="error: Fig. 1 top (error vs iterations, mean and band over seeds, "
-                       "one-layer dashed); singular_values: Fig. 1 bottom; regularized: Fig. 2 (needs "
-                       "fit_lambda0); lambda0: lambda0_fit vs k; speedup: speedup vs init_scale or lambda0.")
+    s = sub.add_parser(
+        "plot",
+        parents=[common],
+        help="draw one of the paper's figures (PNG, PDF or SVG)",
+        description="error: Fig. 1 top (error vs iterations, mean and band over seeds, "
+        "one-layer dashed); singular_values: Fig. 1 bottom; regularized: Fig. 2 (needs "
+        "fit_lambda0); lambda0: lambda0_fit vs k; speedup: speedup vs init_scale or lambda0.",
+    )
     s.add_argument("id", metavar="SWEEP")
     s.add_argument("--kind", choices=PLOT_KINDS, default="error")
     s.add_argument("--format", choices=FIGURE_FORMATS, help="png (default), pdf or svg; default from the -o suffix")
@@ -566,12 +621,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     for i in range(len(argv) - 1):
         if argv[i] == "--order-by" and argv[i + 1].startswith("-"):
-            argv[i:i + 2] = [f"--order-by={argv[i + 1]}", ""]
+            argv[i : i + 2] = [f"--order-by={argv[i + 1]}", ""]
     argv = [a for a in argv if a != ""]
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if getattr(args, "command", None) == "results" and all(
-                "=" in e and not e.startswith("-") for e in extra):
+        if getattr(args, "command", None) == "results" and all("=" in e and not e.startswith("-") for e in extra):
             args.filters = [*(args.filters or []), *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

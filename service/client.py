@@ -12,6 +12,7 @@ Every failure is a `FlowsweepError` with a one-line message meant for people (th
 `ServerUnavailable` when nothing answers at the URL, `NotFound` for an unknown sweep or point,
 `APIError` for any other 4xx/5xx (its message is the server's `detail`).
 """
+
 from __future__ import annotations
 
 import io
@@ -96,13 +97,17 @@ def _as_float_array(value: Any) -> np.ndarray | None:
 class Client:
     """A thin, typed wrapper over the REST API. Use as a context manager or call `close()`."""
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.url = (url or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
-                                  transport=transport)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
     # -- plumbing -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -120,7 +125,8 @@ class Client:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as e:
             raise ServerUnavailable(
                 f"cannot reach the flowsweep server at {self.url} ({type(e).__name__}); "
-                f"start it with `flowsweep serve` or pass --url / set {URL_ENV}") from None
+                f"start it with `flowsweep serve` or pass --url / set {URL_ENV}"
+            ) from None
         except httpx.TimeoutException:
             raise ServerUnavailable(f"the flowsweep server at {self.url} did not answer in time") from None
         except httpx.HTTPError as e:
@@ -159,8 +165,14 @@ class Client:
             spec = load_spec(spec)
         return self._request("POST", "/sweeps", json=dict(spec)).json()
 
-    def sweeps(self, limit: int = 50, offset: int = 0, status: str | None = None, tag: str | None = None,
-               name: str | None = None) -> dict[str, Any]:
+    def sweeps(
+        self,
+        limit: int = 50,
+        offset: int = 0,
+        status: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
         """GET /sweeps: {"data": [sweep...], "count"}, newest first; `status` e.g. "running", `tag`
         (any of, comma separated), `name` (contains, case-insensitive)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
@@ -179,8 +191,14 @@ class Client:
         resp = self._request("POST", f"/sweeps/{int(sweep_id)}/cancel", what=f"sweep {sweep_id}")
         return resp.json() if resp.content else {}
 
-    def wait(self, sweep_id: int, *, poll: float = 1.0, timeout: float | None = None,
-             progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        sweep_id: int,
+        *,
+        poll: float = 1.0,
+        timeout: float | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         """Poll until the sweep is done, failed or cancelled; call `progress(state)` after each poll.
 
         Returns the final state. Raises TimeoutError after `timeout` seconds (the sweep keeps running).
@@ -197,9 +215,16 @@ class Client:
             time.sleep(poll)
 
     # -- results --------------------------------------------------------------------------------
-    def result_rows(self, sweep_id: int | None = None, filters: Mapping[str, Any] | None = None,
-                    *, limit: int | None = None, offset: int = 0, order_by: str | None = None,
-                    page_size: int = RESULT_PAGE) -> list[dict[str, Any]]:
+    def result_rows(
+        self,
+        sweep_id: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: str | None = None,
+        page_size: int = RESULT_PAGE,
+    ) -> list[dict[str, Any]]:
         """Result rows as dicts, following `limit`/`offset` pages until `limit` rows (None: all)."""
         path = "/results" if sweep_id is None else f"/sweeps/{int(sweep_id)}/results"
         what = None if sweep_id is None else f"sweep {sweep_id}"
@@ -223,32 +248,49 @@ class Client:
             if keyset:
                 # with `after`, `count` is the number of matching rows past it: this page was the last
                 remaining = body.get("count")
-                if not page or (remaining is not None and len(page) >= remaining) or (
-                        remaining is None and len(page) < want):
+                if (
+                    not page
+                    or (remaining is not None and len(page) >= remaining)
+                    or (remaining is None and len(page) < want)
+                ):
                     break
                 continue
             count = body.get("count")
             # `count` is the number of matching rows; a server may cap the page size below `want`,
             # so a short page alone does not mean the end.
-            if not page or (count is not None and offset + len(rows) >= count) or (
-                    count is None and len(page) < want):
+            if not page or (count is not None and offset + len(rows) >= count) or (count is None and len(page) < want):
                 break
         return rows
 
-    def results(self, sweep_id: int | None = None, filters: Mapping[str, Any] | None = None,
-                *, limit: int | None = None, offset: int = 0, order_by: str | None = None,
-                **more_filters: Any) -> pd.DataFrame:
+    def results(
+        self,
+        sweep_id: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: str | None = None,
+        **more_filters: Any,
+    ) -> pd.DataFrame:
         """Result rows as a DataFrame (one row per point; SPEC §4 columns). Filters as the API takes
         them, e.g. `results(3, k=50, init_scale_min=0.1, status="done")`."""
         import pandas as pd
 
-        rows = self.result_rows(sweep_id, {**(filters or {}), **more_filters},
-                                limit=limit, offset=offset, order_by=order_by)
+        rows = self.result_rows(
+            sweep_id, {**(filters or {}), **more_filters}, limit=limit, offset=offset, order_by=order_by
+        )
         return pd.DataFrame.from_records(rows)
 
-    def export(self, path: str | os.PathLike, fmt: str | None = None, sweep_id: int | None = None,
-               filters: Mapping[str, Any] | None = None, *, order_by: str | None = None,
-               limit: int | None = None) -> tuple[Path, int]:
+    def export(
+        self,
+        path: str | os.PathLike,
+        fmt: str | None = None,
+        sweep_id: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[Path, int]:
         """Write result rows to `path` as csv, parquet or json (from the suffix when `fmt` is None).
 
         Rows are fetched page by page as JSON and written by pandas, so the file has every matching
@@ -281,8 +323,9 @@ class Client:
         "cells", "boundary"})."""
         return self._get_json(f"/sweeps/{int(sweep_id)}/phase", what=f"sweep {sweep_id}")
 
-    def group_curves(self, sweep_id: int, by: Iterable[str] | str | None = None,
-                     max_seeds: int = 100) -> dict[str, Any]:
+    def group_curves(
+        self, sweep_id: int, by: Iterable[str] | str | None = None, max_seeds: int = 100
+    ) -> dict[str, Any]:
         """GET /sweeps/{id}/curves: {"by", "groups": [...]}, each group's `t` and `singular_values` as
         arrays and `error`, `error_linear`, `error_regularized_fit` as {"mean", "std", "n"} arrays (or
         None); JSON nulls become nan."""
@@ -305,8 +348,9 @@ class Client:
         Events), ending with the terminal one. No polling: one open connection."""
         last = None
         try:
-            with self._http.stream("GET", f"/sweeps/{int(sweep_id)}/events", timeout=httpx.Timeout(
-                    self._http.timeout.connect, read=None)) as resp:
+            with self._http.stream(
+                "GET", f"/sweeps/{int(sweep_id)}/events", timeout=httpx.Timeout(self._http.timeout.connect, read=None)
+            ) as resp:
                 if not resp.is_success:
                     resp.read()
                     self._raise(resp, f"/sweeps/{int(sweep_id)}/events", f"sweep {sweep_id}")
@@ -326,8 +370,9 @@ class Client:
                         yield data
                         event = "message"
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as e:
-            raise ServerUnavailable(f"lost the event stream of sweep {sweep_id} at {self.url} "
-                                    f"({type(e).__name__})") from None
+            raise ServerUnavailable(
+                f"lost the event stream of sweep {sweep_id} at {self.url} ({type(e).__name__})"
+            ) from None
 
     def patch(self, sweep_id: int, **fields: Any) -> dict[str, Any]:
         """PATCH /sweeps/{id}: `name`, `tags` (a list, replaces them) and/or `notes`."""
@@ -375,8 +420,9 @@ class Client:
     def state(self, point_id: int) -> dict[str, np.ndarray]:
         """GET /points/{id}/state: the exact initial state {"Y", "U0", "V0"[, "A", "W0"]} as arrays."""
         # npz: exact, a third of the JSON's size, and within the server's answer limit for 3x larger states
-        r = self._request("GET", f"/points/{int(point_id)}/state", what=f"state of point {point_id}",
-                          params={"format": "npz"})
+        r = self._request(
+            "GET", f"/points/{int(point_id)}/state", what=f"state of point {point_id}", params={"format": "npz"}
+        )
         with np.load(io.BytesIO(r.content), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
@@ -431,8 +477,9 @@ def load_sweeps(path: str | os.PathLike) -> list[dict[str, Any]]:
     if isinstance(spec, dict) and "sweeps" in spec:
         extra = set(spec) - {"sweeps", "tags"}
         if extra:
-            raise FlowsweepError(f"{path}: a file of sweeps holds `sweeps` and optional `tags`, not "
-                                 f"{', '.join(sorted(extra))}")
+            raise FlowsweepError(
+                f"{path}: a file of sweeps holds `sweeps` and optional `tags`, not {', '.join(sorted(extra))}"
+            )
         common_tags = list(spec.get("tags") or [])
         spec = spec["sweeps"]
     sweeps = spec if isinstance(spec, list) else [spec]
@@ -448,8 +495,9 @@ def load_spec(path: str | os.PathLike) -> dict[str, Any]:
     """Read a file that holds exactly one sweep."""
     sweeps = load_sweeps(path)
     if len(sweeps) != 1:
-        raise FlowsweepError(f"{path} holds {len(sweeps)} sweeps: submit them one by one "
-                             "(the CLI's `flowsweep submit` does)")
+        raise FlowsweepError(
+            f"{path} holds {len(sweeps)} sweeps: submit them one by one (the CLI's `flowsweep submit` does)"
+        )
     return sweeps[0]
 
 

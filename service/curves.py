@@ -5,6 +5,7 @@ group also carries one representative point's singular values (the lowest seed: 
 one seed), the means of the metrics that the figures print in their titles, and each point's plateau
 length (`service.aggregate.plateau_length`, the deep model's figure) with its mean and std.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -41,24 +42,33 @@ def _list(a: Any) -> Any:
     return obj.tolist()
 
 
-def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_group: int
-                 ) -> dict[str, Any]:
+def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_group: int) -> dict[str, Any]:
     """{"by": keys, "groups": [{"key": {...}, "n_points", "point_ids", "eta", "t", "error": {"mean",
     "std", "n"}, "error_linear", "error_regularized_fit", "singular_values", "representative":
     {"point_id", "seed"}, "<metric>_mean"..., "plateau" (per point), "plateau_mean", "plateau_std",
     "plateau_n"}]} over the sweep's done points, at most
     `max_per_group` (the lowest seeds) per group."""
-    cols = [Point.id, Point.source_point_id, *(getattr(Point, f) for f in PARAM_FIELDS),
-            *(getattr(Result, m) for m in TITLE_METRICS)]
-    rows = session.execute(select(*cols).join(Result, Result.point_id == Point.id)
-                           .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
-                           .order_by(Point.seed, Point.id)).all()
+    cols = [
+        Point.id,
+        Point.source_point_id,
+        *(getattr(Point, f) for f in PARAM_FIELDS),
+        *(getattr(Result, m) for m in TITLE_METRICS),
+    ]
+    rows = session.execute(
+        select(*cols)
+        .join(Result, Result.point_id == Point.id)
+        .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
+        .order_by(Point.seed, Point.id)
+    ).all()
     names = ["point_id", "source_point_id", *PARAM_FIELDS, *TITLE_METRICS]
     records = [dict(zip(names, r)) for r in rows]
     if by is None:
         by = [f for f in DEFAULT_AXES if len({r[f] for r in records}) > 1]
-        by += [f for f in GROUPABLE if f not in by and f not in DEFAULT_AXES
-               and len({_hashable(r[f]) for r in records}) > 1]
+        by += [
+            f
+            for f in GROUPABLE
+            if f not in by and f not in DEFAULT_AXES and len({_hashable(r[f]) for r in records}) > 1
+        ]
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault(tuple(_hashable(r[k]) for k in by), []).append(r)
@@ -68,8 +78,9 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
     wanted = {r["source_point_id"] or r["point_id"] for members in keep.values() for r in members}
     wanted_list = sorted(wanted)
     for i in range(0, len(wanted_list), _CHUNK):
-        for pid, stored, fmt in session.execute(select(Curve.point_id, Curve.blob, Curve.format)
-                                                .where(Curve.point_id.in_(wanted_list[i:i + _CHUNK]))):
+        for pid, stored, fmt in session.execute(
+            select(Curve.point_id, Curve.blob, Curve.format).where(Curve.point_id.in_(wanted_list[i : i + _CHUNK]))
+        ):
             blob_of[pid] = (stored, fmt)
     out = []
     for key, members in keep.items():
@@ -84,17 +95,22 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
         agg = aggregate(curves)
         rep = curves[0]
         g: dict[str, Any] = {
-            "key": dict(zip(by, key)), "n_points": len(groups[key]), "n": len(curves),
-            "point_ids": [r["point_id"] for r in used], "eta": used[0]["eta"],
-            "model": used[0]["model"], "integrator": used[0]["integrator"],
+            "key": dict(zip(by, key)),
+            "n_points": len(groups[key]),
+            "n": len(curves),
+            "point_ids": [r["point_id"] for r in used],
+            "eta": used[0]["eta"],
+            "model": used[0]["model"],
+            "integrator": used[0]["integrator"],
             "t": _list(agg["t"]),
             "representative": {"point_id": used[0]["point_id"], "seed": used[0]["seed"]},
             "singular_values": _list(rep["singular_values"]) if "singular_values" in rep else None,
         }
         for name in ("error", "error_linear", "error_regularized_fit"):
             s = agg[name]
-            g[name] = None if s is None else {"mean": _list(s["mean"]), "std": _list(s["std"]),
-                                              "n": [int(v) for v in s["n"]]}
+            g[name] = (
+                None if s is None else {"mean": _list(s["mean"]), "std": _list(s["std"]), "n": [int(v) for v in s["n"]]}
+            )
         plateau = [plateau_length(c["t"], c["error"]) for c in curves]
         p_mean, p_std, p_n = mean_std([[v] for v in plateau])
         g["plateau"] = _list(plateau)

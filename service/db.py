@@ -5,6 +5,7 @@ SQLite (STACK-NOTES): WAL + busy_timeout set first on every connection, and writ
 work can use `engine.execution_options(sqlite_deferred=True)` to open a plain deferred `BEGIN`, so
 readers never wait for the runner's write lock (WAL readers see the last committed snapshot).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -92,6 +93,7 @@ def session_scope(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 # ---------------------------------------------------------------- Alembic
+
 
 def migrations_dir() -> Path:
     from flowsweep import migrations

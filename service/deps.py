@@ -1,8 +1,10 @@
 """Typed FastAPI dependencies: settings, database sessions, the runner, and bearer-token auth."""
+
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Annotated, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,7 +31,7 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_runner(request: Request) -> "Runner | None":
+def get_runner(request: Request) -> Runner | None:
     return getattr(request.app.state, "runner", None)
 
 
@@ -38,11 +40,17 @@ def _check_token(settings: Settings, creds: HTTPAuthorizationCredentials | None)
     if not token:
         return
     if creds is None or creds.scheme.lower() != "bearer":
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token: send "
-                            "'Authorization: Bearer <FLOWSWEEP_API_TOKEN>'", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token: send 'Authorization: Bearer <FLOWSWEEP_API_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not secrets.compare_digest(creds.credentials.encode(), token.encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid bearer token",
-                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid bearer token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

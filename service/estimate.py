@@ -5,6 +5,7 @@ Per gd step a point does about 6·m·n·k flops (X = UVᵀ, E·V, Eᵀ·U; for s
 ~6 ms of CPU in the service). `flow` takes adaptive steps: counted as 3 gd steps per record step.
 It is an order of magnitude, stated as such in the dashboard, not a budget.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,8 +13,8 @@ from typing import Any
 from flowsweep.core.types import PointConfig
 
 FLOPS_PER_SECOND = 5e9
-SECONDS_PER_POINT = 2e-4      # per-point set-up: data, fits, metrics, writing the row
-BYTES_PER_RECORD = 8 * 3      # t, error, error_linear (+ singular values, counted below)
+SECONDS_PER_POINT = 2e-4  # per-point set-up: data, fits, metrics, writing the row
+BYTES_PER_RECORD = 8 * 3  # t, error, error_linear (+ singular values, counted below)
 
 
 def point_seconds(p: PointConfig) -> float:
@@ -33,5 +34,9 @@ def estimate(points: list[PointConfig], n_new: int, cpus: int) -> dict[str, Any]
     cpu = per_point * n_new
     records = sum(p.steps // p.record_every + 1 for p in points) / len(points)
     per_record = BYTES_PER_RECORD + 8 * min(points[0].m, points[0].n)
-    return {"cpu_seconds": cpu, "wall_seconds": cpu / max(cpus, 1), "cpus": cpus,
-            "curve_bytes": int(n_new * records * per_record)}
+    return {
+        "cpu_seconds": cpu,
+        "wall_seconds": cpu / max(cpus, 1),
+        "cpus": cpus,
+        "curve_bytes": int(n_new * records * per_record),
+    }

@@ -8,6 +8,7 @@ every KEEPALIVE_SECONDS (proxies close silent connections), and `event: end` onc
 holds. Streams that never end (the list) close after MAX_STREAM_SECONDS with a `retry:` hint; the
 browser's EventSource reconnects by itself.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +33,7 @@ class SnapshotCache:
         self.interval = interval
         self._entries: dict[Hashable, tuple[float, Any]] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
-        self.reads = 0   # database reads done (tests check the sharing)
+        self.reads = 0  # database reads done (tests check the sharing)
 
     async def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -64,8 +65,9 @@ def sse(data: Any, event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def event_stream(request: Request, key: Hashable, load_with_session: Callable[[Any], Any],
-                 terminal: Callable[[Any], bool]) -> StreamingResponse:
+def event_stream(
+    request: Request, key: Hashable, load_with_session: Callable[[Any], Any], terminal: Callable[[Any], bool]
+) -> StreamingResponse:
     cache = snapshot_cache(request)
     factory = request.app.state.read_session_factory
     shutting_down = getattr(request.app.state, "shutting_down", lambda: False)
@@ -96,5 +98,6 @@ def event_stream(request: Request, key: Hashable, load_with_session: Callable[[A
                 return  # the client reconnects (`retry:`), to this server or its successor
             await asyncio.sleep(cache.interval)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

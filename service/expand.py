@@ -4,6 +4,7 @@ Each point is a core.types.PointConfig; its `identity` is the sha256 of the cano
 PointConfig field plus core's version, so a finished point with the same identity from any sweep can
 be reused (`cached`) unless the sweep asks to `recompute`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,7 @@ _FLOAT_FIELDS = FLOAT_PARAMS
 def point_identity(config: PointConfig, version: str | None = None) -> str:
     """sha256 of the canonical JSON of every PointConfig field plus core's version."""
     d = {name: getattr(config, name) for name in PARAM_FIELDS}
-    if d["depth"] is None:          # not a parameter of this model: identities stored before it existed hold
+    if d["depth"] is None:  # not a parameter of this model: identities stored before it existed hold
         del d["depth"]
     # Canonical types: 1 and 1.0 are the same init_scale; json renders floats as shortest repr.
     for name in _FLOAT_FIELDS:
@@ -56,18 +57,36 @@ def expand(spec: SweepSpec) -> list[PointConfig]:
     if spec.n is None or spec.record_every is None:
         raise ValueError("expand: the sweep spec has no n or record_every; validate it with SweepSpec first")
     sv = None if spec.y_singular_values is None else tuple(float(v) for v in spec.y_singular_values)
-    fixed = dict(model=spec.model, m=int(spec.m), n=int(spec.n), steps=int(spec.steps), y_singular_values=sv,
-                 init=spec.init, integrator=spec.integrator, record_every=int(spec.record_every),
-                 tol=float(spec.tol), data_seed=spec.data_seed, fit_lambda0=bool(spec.fit_lambda0),
-                 n_samples=int(spec.n_samples or DEFAULT_N_SAMPLES))
+    fixed = dict(
+        model=spec.model,
+        m=int(spec.m),
+        n=int(spec.n),
+        steps=int(spec.steps),
+        y_singular_values=sv,
+        init=spec.init,
+        integrator=spec.integrator,
+        record_every=int(spec.record_every),
+        tol=float(spec.tol),
+        data_seed=spec.data_seed,
+        fit_lambda0=bool(spec.fit_lambda0),
+        n_samples=int(spec.n_samples or DEFAULT_N_SAMPLES),
+    )
     axes = [spec.axis(a) for a in AXIS_NAMES]
     points = []
     for values in itertools.product(*axes):
         p = dict(zip(AXIS_NAMES, values))
-        points.append(PointConfig(init_scale=float(p["init_scale"]), k=int(p["k"]), lambda0=float(p["lambda0"]),
-                                  eta=float(p["eta"]), data_scale=float(p["data_scale"]),
-                                  depth=None if p["depth"] is None else int(p["depth"]), seed=int(p["seed"]),
-                                  **fixed))
+        points.append(
+            PointConfig(
+                init_scale=float(p["init_scale"]),
+                k=int(p["k"]),
+                lambda0=float(p["lambda0"]),
+                eta=float(p["eta"]),
+                data_scale=float(p["data_scale"]),
+                depth=None if p["depth"] is None else int(p["depth"]),
+                seed=int(p["seed"]),
+                **fixed,
+            )
+        )
     validate_points(points, tuple(a for a in AXIS_NAMES if getattr(spec.axes, a) is not None))
     return points
 
@@ -88,7 +107,10 @@ def validate_points(points: list[PointConfig], axes_given: tuple[str, ...] = AXI
             if not sep or not field.isidentifier():
                 field, reason = "axes", str(exc)
             if field in AXIS_NAMES and (field not in FIELD_OR_AXIS or field in axes_given):
-                raise PointSpecError(("axes", field), f"{reason} (point init_scale={p.init_scale}, k={p.k}, "
-                                                      f"lambda0={p.lambda0}, eta={p.eta}, data_scale={p.data_scale}"
-                                                      f"{'' if p.depth is None else f', depth={p.depth}'})") from exc
+                raise PointSpecError(
+                    ("axes", field),
+                    f"{reason} (point init_scale={p.init_scale}, k={p.k}, "
+                    f"lambda0={p.lambda0}, eta={p.eta}, data_scale={p.data_scale}"
+                    f"{'' if p.depth is None else f', depth={p.depth}'})",
+                ) from exc
             raise PointSpecError((field,), reason) from exc

@@ -11,6 +11,7 @@ elsewhere while the lease is held.
 Expiry is judged with the clocks of the processes (UTC): replicas on different machines need
 their clocks synchronised to well within `ttl`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,8 +44,13 @@ class Leadership:
     """`ensure()` -> whether this process holds (took, or renewed) the runner lease now;
     `held()` -> whether it still holds it by its own clock (renewed within ttl, minus a margin)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], owner: str | None = None,
-                 ttl: float = LEASE_TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        owner: str | None = None,
+        ttl: float = LEASE_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session_factory = session_factory
         self.owner = owner or new_owner_id()
         self.ttl = float(ttl)
@@ -66,15 +72,17 @@ class Leadership:
         expires = now + dt.timedelta(seconds=self.ttl)
         try:
             with session_scope(self._session_factory) as s:
-                lease = s.execute(select(RunnerLease).where(RunnerLease.name == LEASE_NAME)
-                                  .with_for_update()).scalar_one_or_none()
+                lease = s.execute(
+                    select(RunnerLease).where(RunnerLease.name == LEASE_NAME).with_for_update()
+                ).scalar_one_or_none()
                 if lease is None:
                     s.add(RunnerLease(name=LEASE_NAME, owner=self.owner, expires_at=expires))
                     s.flush()
                 elif lease.owner == self.owner or lease.expires_at <= now:
                     if lease.owner != self.owner:
-                        log.info("runner: lease of %s expired at %s; taking over", lease.owner,
-                                 lease.expires_at.isoformat())
+                        log.info(
+                            "runner: lease of %s expired at %s; taking over", lease.owner, lease.expires_at.isoformat()
+                        )
                     lease.owner, lease.expires_at = self.owner, expires
                 else:
                     self._valid_until = -1.0

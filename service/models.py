@@ -9,18 +9,31 @@
 
 Keep this file in step with migrations/versions (tests/service/test_migrations.py compares them).
 """
+
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (JSON, Boolean, DateTime, Double, ForeignKey, Index, Integer, LargeBinary, MetaData,
-                        String, Text, TypeDecorator, UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flowsweep.core.types import METRIC_FIELDS, PARAM_FIELDS
+from flowsweep.status import FINISHED_POINT_STATUSES, REUSABLE_POINT_STATUSES, PointStatus, SweepStatus  # noqa: F401 (re-exported)
 from flowsweep.workers.codec import CURVES_FORMAT  # noqa: F401 (the curves' format column; re-exported)
-from flowsweep.status import (FINISHED_POINT_STATUSES, REUSABLE_POINT_STATUSES,  # noqa: F401 (re-exported)
-                              PointStatus, SweepStatus)
 
 SWEEP_STATUSES = tuple(s.value for s in SweepStatus)
 POINT_STATUSES = tuple(s.value for s in PointStatus)
@@ -38,7 +51,7 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -50,16 +63,15 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):  # noqa: ANN001
         if value is not None:
             if value.tzinfo is None:
-                value = value.replace(tzinfo=dt.timezone.utc)
-            value = value.astimezone(dt.timezone.utc)
+                value = value.replace(tzinfo=dt.UTC)
+            value = value.astimezone(dt.UTC)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value, dialect):  # noqa: ANN001
         if value is not None:
-            value = value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None \
-                else value.astimezone(dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
         return value
 
 
@@ -82,7 +94,7 @@ class Sweep(Base):
     error: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)  # revision 0005
 
-    points: Mapped[list["Point"]] = relationship(back_populates="sweep", passive_deletes=True)
+    points: Mapped[list[Point]] = relationship(back_populates="sweep", passive_deletes=True)
 
 
 class Point(Base):
@@ -121,8 +133,9 @@ class Point(Base):
     data_scale: Mapped[float] = mapped_column(Double, index=True, default=1.0, server_default="1.0")
 
     sweep: Mapped[Sweep] = relationship(back_populates="points")
-    result: Mapped["Result | None"] = relationship(back_populates="point", foreign_keys="Result.point_id",
-                                                   uselist=False, passive_deletes=True)
+    result: Mapped[Result | None] = relationship(
+        back_populates="point", foreign_keys="Result.point_id", uselist=False, passive_deletes=True
+    )
 
     def config(self):
         """This point's core.types.PointConfig."""
@@ -227,5 +240,9 @@ for _name, _cols in COVERING_INDEXES.items():
 
 # Partial (only cached points reference a source): with a full index, SQLite's planner picks it for
 # `source_point_id IS NULL` (true of nearly every row) over the selective identity index.
-Index("ix_points_source_point_id", Point.source_point_id,
-      sqlite_where=Point.source_point_id.isnot(None), postgresql_where=Point.source_point_id.isnot(None))
+Index(
+    "ix_points_source_point_id",
+    Point.source_point_id,
+    sqlite_where=Point.source_point_id.isnot(None),
+    postgresql_where=Point.source_point_id.isnot(None),
+)

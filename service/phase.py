@@ -4,6 +4,7 @@
 σ = σ_min(Y): data_scale · min(y_singular_values) where the point fixes Y's spectrum, else the smallest
 singular value of the point's own Y (recomputed by core from its parameters, as GET /points/{id}/state).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +19,7 @@ from .aggregate import phase_boundary, phase_cells
 from .models import Point, Result
 
 METRIC = "rate_fit"
-REFERENCE = 1.0      # the one-layer model's rate (eq. (4): e(t) ∝ e^{−t})
+REFERENCE = 1.0  # the one-layer model's rate (eq. (4): e(t) ∝ e^{−t})
 
 
 def sigma_min(point: Point) -> tuple[float, str]:
@@ -34,9 +35,12 @@ def sigma_min(point: Point) -> tuple[float, str]:
 def sweep_phase(session: Session, sweep_id: int) -> dict[str, Any]:
     """{"metric", "reference", "sigma_source", "cells": [{"sigma_min", "lambda0", "median", "n",
     "points", "above"}], "boundary": {"sigma_min", "lambda0"}} over the sweep's done points."""
-    rows = session.execute(select(Point, getattr(Result, METRIC)).join(Result, Result.point_id == Point.id)
-                           .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
-                           .order_by(Point.id)).all()
+    rows = session.execute(
+        select(Point, getattr(Result, METRIC))
+        .join(Result, Result.point_id == Point.id)
+        .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
+        .order_by(Point.id)
+    ).all()
     sigmas, sources = [], set()
     for point, _ in rows:
         s, src = sigma_min(point)
@@ -44,8 +48,12 @@ def sweep_phase(session: Session, sweep_id: int) -> dict[str, Any]:
         sources.add(src)
     cells = phase_cells(sigmas, [p.lambda0 for p, _ in rows], [v for _, v in rows], REFERENCE)
     ss, bound = phase_boundary(max((c["sigma_min"] for c in cells), default=0.5) * 1.05)
-    return {"metric": METRIC, "reference": REFERENCE,
-            "sigma_source": "+".join(sorted(sources)) or None,
-            "cells": [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in c.items()}
-                      for c in cells],
-            "boundary": {"sigma_min": ss.tolist(), "lambda0": bound.tolist()}}
+    return {
+        "metric": METRIC,
+        "reference": REFERENCE,
+        "sigma_source": "+".join(sorted(sources)) or None,
+        "cells": [
+            {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in c.items()} for c in cells
+        ],
+        "boundary": {"sigma_min": ss.tolist(), "lambda0": bound.tolist()},
+    }

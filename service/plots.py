@@ -22,6 +22,7 @@ kinds (the paper's figures):
                    cell against the one-layer rate 1, and the boundary 4σ² + λ₀² = 1 of eq. (16).
                    σ is σ_min(Y): data_scale · min(y_singular_values), or each point's own Y's.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,8 @@ from .aggregate import plateau_length as plateau_length  # re-exported
 from .aggregate import stack_padded as stack_padded  # re-exported
 
 KINDS = ("error", "singular_values", "regularized", "lambda0", "speedup", "phase", "depth", "plateau")
-GROUP_AXES = ("init_scale", "k", "lambda0", "depth")     # sweep axes other than seed (SPEC §3)
-PANEL_SIZE = (4.0, 3.2)                          # inches per panel
+GROUP_AXES = ("init_scale", "k", "lambda0", "depth")  # sweep axes other than seed (SPEC §3)
+PANEL_SIZE = (4.0, 3.2)  # inches per panel
 MAX_COLS = 4
 TWO_LAYER_COLOR = "C0"
 ONE_LAYER_COLOR = "k"
@@ -60,13 +61,13 @@ class Group:
     """Points that share a value of the grouping keys (they differ by seed)."""
 
     label: str
-    rows: pd.DataFrame                                    # their result rows
+    rows: pd.DataFrame  # their result rows
     curves: list[dict[str, Any]] = field(default_factory=list)  # one dict of arrays per point
-    state: dict[str, np.ndarray] | None = None            # initial state of curves[0]'s point
+    state: dict[str, np.ndarray] | None = None  # initial state of curves[0]'s point
     # Curves aggregated over seeds as GET /sweeps/{id}/curves returns them ({"t", key: {"mean", "std",
     # "n"}}); computed from `curves` by service.aggregate when not given.
     stats: dict[str, Any] | None = None
-    n: int | None = None                                  # seeds in `stats`
+    n: int | None = None  # seeds in `stats`
 
     def aggregated(self) -> dict[str, Any]:
         if self.stats is None:
@@ -139,8 +140,7 @@ def split_groups(df: pd.DataFrame, by: Sequence[str] | None = None) -> list[Grou
     groups = []
     for values, rows in df.groupby(keys, sort=True, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
-        groups.append(Group(label=group_label(keys, values),
-                            rows=rows.sort_values("seed") if "seed" in rows else rows))
+        groups.append(Group(label=group_label(keys, values), rows=rows.sort_values("seed") if "seed" in rows else rows))
     return groups
 
 
@@ -157,7 +157,7 @@ def _mean_of(rows: pd.DataFrame, col: str) -> float | None:
 
 
 def _model_label(rows: pd.DataFrame) -> str:
-    """"two-layer", or for model deep "L-layer" (one depth in the group) or "deep"."""
+    """ "two-layer", or for model deep "L-layer" (one depth in the group) or "deep"."""
     if "model" in rows and (rows["model"] == "deep").all() and "depth" in rows:
         depths = pd.to_numeric(rows["depth"], errors="coerce").dropna().unique()
         return f"{int(depths[0])}-layer" if len(depths) == 1 else "deep"
@@ -169,6 +169,7 @@ def _panel_letter(i: int) -> str:
 
 
 # ---------------------------------------------------------------------------------- Fig. 1 top
+
 
 def _style_error_panel(ax, i: int, title: str, eta) -> None:
     """Title, axes and grid of panel i of an error-against-iterations figure (Fig. 1 top, Fig. 2 top)."""
@@ -184,19 +185,20 @@ def error_figure(groups: Sequence[Group]) -> Figure:
     groups = [g for g in groups if g.curves or g.stats is not None]
     if not groups:
         raise PlotError("no finished points with curves to plot")
-    fig, axes = _panels(len(groups), sharey=False)   # a large init starts far above 1 (Fig. 1c)
+    fig, axes = _panels(len(groups), sharey=False)  # a large init starts far above 1 (Fig. 1c)
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
         stats = g.aggregated()
         n = g.seeds()
-        for key, label, style, color in (("error", _model_label(g.rows), "-", TWO_LAYER_COLOR),
-                                         ("error_linear", "one-layer", "--", ONE_LAYER_COLOR)):
+        for key, label, style, color in (
+            ("error", _model_label(g.rows), "-", TWO_LAYER_COLOR),
+            ("error_linear", "one-layer", "--", ONE_LAYER_COLOR),
+        ):
             if stats.get(key) is None:
                 continue
             mean, lo, hi = band(stats[key])
             x = iterations(stats["t"], eta)[: len(mean)]
-            ax.plot(x, mean[: len(x)], linestyle=style, color=color,
-                    label=f"{label} (mean of {n})" if n > 1 else label)
+            ax.plot(x, mean[: len(x)], linestyle=style, color=color, label=f"{label} (mean of {n})" if n > 1 else label)
             if n > 1:
                 ax.fill_between(x, lo[: len(x)], hi[: len(x)], color=color, alpha=0.2, linewidth=0)
         q0 = _mean_of(g.rows, "q0_norm")
@@ -209,8 +211,9 @@ def error_figure(groups: Sequence[Group]) -> Figure:
 
 
 # ---------------------------------------------------------------------------------- Fig. 1 bottom
-def one_layer_singular_values(state: Mapping[str, np.ndarray], t: np.ndarray, eta: float | None,
-                              integrator: str = "gd", model: str = "asymmetric") -> np.ndarray:
+def one_layer_singular_values(
+    state: Mapping[str, np.ndarray], t: np.ndarray, eta: float | None, integrator: str = "gd", model: str = "asymmetric"
+) -> np.ndarray:
     """Singular values of the one-layer baseline from the same X(0), eq. (4):
     X(t) = Y + (X0 − Y) e^{−t} for the flow; (1 − η)^i instead of e^{−t} for gradient descent."""
     Y = np.asarray(state["Y"], dtype=float)
@@ -231,7 +234,7 @@ def singular_values_figure(groups: Sequence[Group]) -> Figure:
     groups = [g for g in groups if g.curves and g.curves[0].get("singular_values") is not None]
     if not groups:
         raise PlotError("no finished points with singular-value curves to plot")
-    fig, axes = _panels(len(groups), sharey=False)   # panels differ by orders of magnitude (Fig. 1)
+    fig, axes = _panels(len(groups), sharey=False)  # panels differ by orders of magnitude (Fig. 1)
     for i, (ax, g) in enumerate(zip(axes, groups)):
         c = g.curves[0]
         row = g.rows.iloc[0]
@@ -241,20 +244,29 @@ def singular_values_figure(groups: Sequence[Group]) -> Figure:
         if sv.shape[0] != len(x) and sv.shape[1] == len(x):
             sv = sv.T
         for j in range(sv.shape[1]):
-            ax.plot(x[: len(sv)], sv[:, j], color=f"C{j % 10}", linestyle="-",
-                    label=f"{_model_label(g.rows)} σᵢ(X(t))" if j == 0 else "_nolegend_")
+            ax.plot(
+                x[: len(sv)],
+                sv[:, j],
+                color=f"C{j % 10}",
+                linestyle="-",
+                label=f"{_model_label(g.rows)} σᵢ(X(t))" if j == 0 else "_nolegend_",
+            )
         model = str(row.get("model", "asymmetric"))
         if g.state is not None and "Y" in g.state and model != "sigmoid":
             base = one_layer_singular_values(g.state, c["t"], eta, str(row.get("integrator", "gd")), model)
             for j in range(base.shape[1]):
-                ax.plot(x, base[:, j], color=f"C{j % 10}", linestyle="--", alpha=0.7,
-                        label="one-layer" if j == 0 else "_nolegend_")
+                ax.plot(
+                    x,
+                    base[:, j],
+                    color=f"C{j % 10}",
+                    linestyle="--",
+                    alpha=0.7,
+                    label="one-layer" if j == 0 else "_nolegend_",
+                )
             for j, s in enumerate(np.linalg.svd(np.asarray(g.state["Y"], dtype=float), compute_uv=False)):
-                ax.axhline(s, color="0.5", linestyle=":", linewidth=0.8,
-                           label="σᵢ(Y)" if j == 0 else "_nolegend_")
+                ax.axhline(s, color="0.5", linestyle=":", linewidth=0.8, label="σᵢ(Y)" if j == 0 else "_nolegend_")
         seed = row.get("seed")
-        ax.set_title(f"{_panel_letter(i)} {g.label}" + (f", seed {seed}" if seed is not None else ""),
-                     fontsize=10)
+        ax.set_title(f"{_panel_letter(i)} {g.label}" + (f", seed {seed}" if seed is not None else ""), fontsize=10)
         ax.set_xlabel("iterations" if eta else "t")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("singular values of X(t)")
@@ -265,10 +277,13 @@ def singular_values_figure(groups: Sequence[Group]) -> Figure:
 # ---------------------------------------------------------------------------------- Fig. 2
 def regularized_figure(groups: Sequence[Group]) -> Figure:
     """e(t) of the general flow (13) vs the regularized flow (19) at λ₀ = lambda0_fit (Fig. 2 top)."""
-    groups = [g for g in groups if (g.curves or g.stats is not None)
-              and g.aggregated().get("error_regularized_fit") is not None]
+    groups = [
+        g
+        for g in groups
+        if (g.curves or g.stats is not None) and g.aggregated().get("error_regularized_fit") is not None
+    ]
     if not groups:
-        raise PlotError("these points have no regularized fit: submit the sweep with \"fit_lambda0\": true")
+        raise PlotError('these points have no regularized fit: submit the sweep with "fit_lambda0": true')
     fig, axes = _panels(len(groups), sharey=False)
     for i, (ax, g) in enumerate(zip(axes, groups)):
         eta = _eta(g.rows)
@@ -276,8 +291,9 @@ def regularized_figure(groups: Sequence[Group]) -> Figure:
         n = g.seeds()
         x_all = iterations(stats["t"], eta)
         for key, label, style, color in (
-                ("error", "general Q₀, flow (13)", "--", "tab:red"),
-                ("error_regularized_fit", "regularized, Λ = λ₀I (19)", "-", "k")):
+            ("error", "general Q₀, flow (13)", "--", "tab:red"),
+            ("error_regularized_fit", "regularized, Λ = λ₀I (19)", "-", "k"),
+        ):
             mean, lo, hi = band(stats[key])
             x = x_all[: len(mean)]
             ax.plot(x, mean[: len(x)], linestyle=style, color=color, label=label)
@@ -287,7 +303,7 @@ def regularized_figure(groups: Sequence[Group]) -> Figure:
         title = f"{_panel_letter(i)} {g.label}"
         if len(lam) == 1:
             title += f"\nλ₀ fit = {lam.iloc[0]:.5g}"
-        elif len(lam) > 1:          # each point's better branch: its sign varies, so no mean of signed values
+        elif len(lam) > 1:  # each point's better branch: its sign varies, so no mean of signed values
             title += f"\n|λ₀ fit| median {lam.abs().median():.4g}, λ₀ > 0 in {int((lam > 0).sum())}/{len(lam)}"
         _style_error_panel(ax, i, title, eta)
     axes[0].legend(fontsize=8)
@@ -299,8 +315,14 @@ def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
     return pd.to_numeric(df[col], errors="coerce")
 
 
-def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | None = None,
-                  reference: float | None = None, reference_label: str | None = None) -> Figure:
+def metric_figure(
+    df: pd.DataFrame,
+    metric: str,
+    x: str,
+    by: Sequence[str] | None = None,
+    reference: float | None = None,
+    reference_label: str | None = None,
+) -> Figure:
     """`metric` against `x`: every point (dots) and the mean ± std over seeds (line), one series per
     value of `by`; an optional dashed horizontal reference line."""
     for col in (metric, x, *(by or ())):
@@ -311,23 +333,34 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
         raise PlotError(f"no finished point has a value of {metric}")
     fig = _figure((1.5 * PANEL_SIZE[0], 1.25 * PANEL_SIZE[1]))
     ax = fig.subplots()
-    series = [("", data)] if not by else [
-        (group_label(by, v if isinstance(v, tuple) else (v,)), rows)
-        for v, rows in data.groupby(list(by), sort=True)]
+    series = (
+        [("", data)]
+        if not by
+        else [
+            (group_label(by, v if isinstance(v, tuple) else (v,)), rows)
+            for v, rows in data.groupby(list(by), sort=True)
+        ]
+    )
     for j, (label, rows) in enumerate(series):
         color = f"C{j % 10}"
-        ax.plot(rows[x], rows[metric], linestyle="none", marker=".", alpha=0.35, color=color,
-                label="_nolegend_")
+        ax.plot(rows[x], rows[metric], linestyle="none", marker=".", alpha=0.35, color=color, label="_nolegend_")
         agg = rows.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
         std = agg["std"].fillna(0.0).to_numpy()
         lower = std
-        if (rows[metric] > 0).all():        # may be drawn on a log axis: keep the bar above 0
+        if (rows[metric] > 0).all():  # may be drawn on a log axis: keep the bar above 0
             lower = np.minimum(std, agg["mean"].to_numpy() - 0.5 * rows[metric].min())
-        ax.errorbar(agg[x], agg["mean"], yerr=[lower, std], color=color, marker="o",
-                    capsize=3, label=(label or "mean ± std over seeds"))
+        ax.errorbar(
+            agg[x],
+            agg["mean"],
+            yerr=[lower, std],
+            color=color,
+            marker="o",
+            capsize=3,
+            label=(label or "mean ± std over seeds"),
+        )
     if reference is not None:
         ax.axhline(reference, color="0.3", linestyle="--", linewidth=1, label=reference_label)
-    xs = _numeric(df, x).dropna()          # all swept values, also those without a metric value
+    xs = _numeric(df, x).dropna()  # all swept values, also those without a metric value
     if (xs > 0).all() and xs.max() / xs.min() >= 20:
         ax.set_xscale("log")
     ys = data[metric]
@@ -337,9 +370,11 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
     if missing:
         # e.g. speedup is null when e(t) never reached tol within the horizon
         where = sorted(set(_numeric(df, x)[_numeric(df, metric).isna()].dropna()))
-        ax.set_title(f"{missing} of {len(df)} points have no {metric} (null)"
-                     + (f" at {x} = {', '.join(_fmt(float(v)) for v in where[:6])}" if where else ""),
-                     fontsize=9)
+        ax.set_title(
+            f"{missing} of {len(df)} points have no {metric} (null)"
+            + (f" at {x} = {', '.join(_fmt(float(v)) for v in where[:6])}" if where else ""),
+            fontsize=9,
+        )
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
@@ -350,7 +385,7 @@ def metric_figure(df: pd.DataFrame, metric: str, x: str, by: Sequence[str] | Non
 def lambda0_figure(df: pd.DataFrame, x: str = "k", by: Sequence[str] | None = None) -> Figure:
     """The fitted imbalance `lambda0_fit` (Fig. 2's λ₀) against width k."""
     if "lambda0_fit" in df and pd.to_numeric(df["lambda0_fit"], errors="coerce").isna().all():
-        raise PlotError("these points have no lambda0_fit: submit the sweep with \"fit_lambda0\": true")
+        raise PlotError('these points have no lambda0_fit: submit the sweep with "fit_lambda0": true')
     return metric_figure(df, "lambda0_fit", x, by)
 
 
@@ -377,8 +412,12 @@ def depth_figure(df: pd.DataFrame, by: Sequence[str] | None = None) -> Figure:
     return metric_figure(df, "time_to_tol", "depth", _depth_series(df, by))
 
 
-def plateau_figure(df: pd.DataFrame, curves: Sequence[Mapping[str, Any]] | None = None,
-                   by: Sequence[str] | None = None, plateau: Sequence[float] | None = None) -> Figure:
+def plateau_figure(
+    df: pd.DataFrame,
+    curves: Sequence[Mapping[str, Any]] | None = None,
+    by: Sequence[str] | None = None,
+    plateau: Sequence[float] | None = None,
+) -> Figure:
     """Plateau length (`plateau_length` of each point's curve) against depth L; `curves` is one dict
     of arrays per row of df, in order, or `plateau` the lengths already computed (by the server)."""
     by = _depth_series(df, by)
@@ -392,8 +431,9 @@ def plateau_figure(df: pd.DataFrame, curves: Sequence[Mapping[str, Any]] | None 
     return fig
 
 
-def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0", metric: str = "rate_fit",
-                 reference: float = 1.0) -> Figure:
+def phase_figure(
+    df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0", metric: str = "rate_fit", reference: float = 1.0
+) -> Figure:
     """Table 2 as a phase diagram: one square per (σ, λ₀) cell coloured by log₂ of the median of
     `metric` over seeds relative to `reference` (the one-layer rate 1: red faster, blue slower),
     a ring where fewer than all seeds agree on the side, and the boundary 4σ² + λ₀² = 1 (eq. (16):
@@ -404,16 +444,16 @@ def phase_figure(df: pd.DataFrame, sigma: str = "sigma_min", lam: str = "lambda0
     data = df.assign(**{c: _numeric(df, c) for c in (sigma, lam, metric)}).dropna(subset=[sigma, lam])
     if data.empty:
         raise PlotError("no finished point has σ and λ₀")
-    return phase_cells_figure(pd.DataFrame(phase_cells(data[sigma], data[lam], data[metric], reference)),
-                              metric, reference)
+    return phase_cells_figure(
+        pd.DataFrame(phase_cells(data[sigma], data[lam], data[metric], reference)), metric, reference
+    )
 
 
 def phase_cells_figure(cells: pd.DataFrame, metric: str = "rate_fit", reference: float = 1.0) -> Figure:
     """`phase_figure` from its cells (`service.aggregate.phase_cells`, as GET /sweeps/{id}/phase
     returns them: sigma_min, lambda0, median, n, points, above)."""
     sigma, lam = "sigma_min", "lambda0"
-    cells = cells.assign(**{c: pd.to_numeric(cells[c], errors="coerce")
-                            for c in (sigma, lam, "median", "n", "above")})
+    cells = cells.assign(**{c: pd.to_numeric(cells[c], errors="coerce") for c in (sigma, lam, "median", "n", "above")})
     fig = Figure(figsize=(1.6 * PANEL_SIZE[0], 4.5), layout="constrained")
     ax = fig.subplots()
     ratio = np.log2(cells["median"] / reference)
@@ -422,14 +462,37 @@ def phase_cells_figure(cells: pd.DataFrame, metric: str = "rate_fit", reference:
     xs = np.sort(cells[sigma].unique())
     frac_w = (np.min(np.diff(xs)) / (xs[-1] - xs[0])) if len(xs) > 1 else 0.1
     side = float(np.clip(frac_w * 0.8 * fig.get_figwidth() * 72 * 0.75, 6, 18))
-    sc = ax.scatter(cells[sigma], cells[lam], c=ratio, cmap="coolwarm", vmin=-lim, vmax=lim, marker="s",
-                    s=side ** 2, edgecolors="none")
+    sc = ax.scatter(
+        cells[sigma],
+        cells[lam],
+        c=ratio,
+        cmap="coolwarm",
+        vmin=-lim,
+        vmax=lim,
+        marker="s",
+        s=side**2,
+        edgecolors="none",
+    )
     mixed = cells[(cells["above"] > 0) & (cells["above"] < 1)]
-    ax.scatter(mixed[sigma], mixed[lam], facecolors="none", edgecolors="k", marker="o", s=0.6 * side ** 2,
-               linewidths=1.0, label="seeds on both sides of rate 1" if len(mixed) else "_nolegend_")
+    ax.scatter(
+        mixed[sigma],
+        mixed[lam],
+        facecolors="none",
+        edgecolors="k",
+        marker="o",
+        s=0.6 * side**2,
+        linewidths=1.0,
+        label="seeds on both sides of rate 1" if len(mixed) else "_nolegend_",
+    )
     empty = cells[cells["n"] == 0]
-    ax.scatter(empty[sigma], empty[lam], color="0.3", marker="x", s=0.4 * side ** 2,
-               label=f"no {metric} (null)" if len(empty) else "_nolegend_")
+    ax.scatter(
+        empty[sigma],
+        empty[lam],
+        color="0.3",
+        marker="x",
+        s=0.4 * side**2,
+        label=f"no {metric} (null)" if len(empty) else "_nolegend_",
+    )
     s_max = float(cells[sigma].max()) * 1.05
     ss, bound = phase_boundary(s_max)
     ax.plot(ss, bound, "k--", linewidth=1.2, label="4σ² + λ₀² = 1")
@@ -446,8 +509,9 @@ def phase_cells_figure(cells: pd.DataFrame, metric: str = "rate_fit", reference:
 
 
 # ---------------------------------------------------------------------------------- from a sweep
-def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = None,
-                 x: str | None = None, max_seeds: int = 100) -> Figure:
+def sweep_figure(
+    client, sweep_id: int, kind: str, by: Sequence[str] | None = None, x: str | None = None, max_seeds: int = 100
+) -> Figure:
     """Fetch a sweep's rows (and curves) through `client` and draw the figure `kind`."""
     if kind not in KINDS:
         raise PlotError(f"unknown plot kind {kind!r}: choose one of {', '.join(KINDS)}")
@@ -475,8 +539,11 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
     if kind == "plateau":
         # Each point's plateau as GET /sweeps/{id}/curves computes it (the dashboard draws the same).
         body = client.group_curves(sweep_id, max_seeds=1000)
-        length = {pid: (math.nan if v is None else float(v)) for g in body["groups"]
-                  for pid, v in zip(g["point_ids"], g["plateau"])}
+        length = {
+            pid: (math.nan if v is None else float(v))
+            for g in body["groups"]
+            for pid, v in zip(g["point_ids"], g["plateau"])
+        }
         return plateau_figure(done, by=by, plateau=[length.get(int(p), math.nan) for p in done["point_id"]])
     if kind in ("error", "regularized"):
         # Aggregated on the server (GET /sweeps/{id}/curves): the dashboard shows the same numbers.
@@ -484,8 +551,16 @@ def sweep_figure(client, sweep_id: int, kind: str, by: Sequence[str] | None = No
         groups = []
         for g in body["groups"]:
             rows = done[done["point_id"].isin(g["point_ids"])]
-            groups.append(Group(label=group_label(body["by"], list(g["key"].values())) if body["by"]
-                                else split_groups(rows)[0].label, rows=rows, stats=g, n=int(g["n"])))
+            groups.append(
+                Group(
+                    label=group_label(body["by"], list(g["key"].values()))
+                    if body["by"]
+                    else split_groups(rows)[0].label,
+                    rows=rows,
+                    stats=g,
+                    n=int(g["n"]),
+                )
+            )
         return (error_figure if kind == "error" else regularized_figure)(groups)
     groups = split_groups(done, by)
     for g in groups:

@@ -5,6 +5,7 @@ snapshot (status, counts, fraction done, ETA) for the routes, the CLI and the da
 The rate is kept in memory by the process that runs the sweep (`ProgressBook`, fed by the result
 writer); another replica reports eta None.
 """
+
 from __future__ import annotations
 
 import threading
@@ -110,9 +111,9 @@ def eta_of(sweep: Any, runner: Any) -> float | None:
 
 @dataclass
 class SweepProgress:
-    status: str                   # display status (see display_status)
-    counts: dict[str, int]        # SPEC counts: pending, running, done, failed, diverged, cached
-    progress: float               # finished fraction
+    status: str  # display status (see display_status)
+    counts: dict[str, int]  # SPEC counts: pending, running, done, failed, diverged, cached
+    progress: float  # finished fraction
     eta_seconds: float | None
     n_points: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +128,10 @@ def sweep_progress(session: Session, sweep_id: int, runner: Any = None) -> Sweep
         return None
     counts = store.counts(session, [sweep_id])[sweep_id]
     finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
-    return SweepProgress(display_status(sweep.status, sweep.cancel_requested), counts,
-                         finished / sweep.n_points if sweep.n_points else 1.0,
-                         eta_of(sweep, runner), sweep.n_points)
+    return SweepProgress(
+        display_status(sweep.status, sweep.cancel_requested),
+        counts,
+        finished / sweep.n_points if sweep.n_points else 1.0,
+        eta_of(sweep, runner),
+        sweep.n_points,
+    )

@@ -4,6 +4,7 @@ A result row is a point's parameters joined with its `results` row (one per fini
 fields are exactly `schemas.RESULT_FIELDS`. Every query parameter is validated by `ResultQuery`
 (unknown parameters, unknown `order_by` fields and non-finite numbers are 422s naming the parameter).
 """
+
 from __future__ import annotations
 
 import io
@@ -35,11 +36,16 @@ MAX_JSON_LIMIT = 100_000
 _INT_PARAMS = INT_PARAMS
 _FLOAT_PARAMS = FLOAT_PARAMS
 # Integer columns are 32-bit (SQLAlchemy binds them as INTEGER): larger values are a 422, not a DB error.
-Int32 = Annotated[int, Field(ge=-2**31, le=2**31 - 1)]
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 _PARAM_TYPES: dict[str, Any] = {
-    "sweep_id": Int32, "point_id": Int32,
-    "model": Literal[MODELS], "init": Literal[INITS], "integrator": Literal[INTEGRATORS],
-    **{p: Int32 for p in _INT_PARAMS}, **{p: float for p in _FLOAT_PARAMS}, "fit_lambda0": bool,
+    "sweep_id": Int32,
+    "point_id": Int32,
+    "model": Literal[MODELS],
+    "init": Literal[INITS],
+    "integrator": Literal[INTEGRATORS],
+    **{p: Int32 for p in _INT_PARAMS},
+    **{p: float for p in _FLOAT_PARAMS},
+    "fit_lambda0": bool,
 }
 NUMERIC_PARAMS = ("sweep_id", "point_id") + _INT_PARAMS + _FLOAT_PARAMS
 _SCALAR_PARAMS = tuple(f for f in PARAM_FIELDS if f not in LIST_PARAM_FIELDS)
@@ -83,32 +89,48 @@ ORDER_KEYS = tuple(f"{sign}{f}" for f in ORDERABLE for sign in ("", "-"))
 
 class _FilterBase(BaseModel):
     """Filters shared by result pages and summaries: `status` and the parameter filters."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     status: list[Literal[RESULT_STATUSES]] | None = Field(  # type: ignore[valid-type]
-        None, description="result status: done, failed, diverged")
+        None, description="result status: done, failed, diverged"
+    )
     tag: list[Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN)]] | None = Field(
-        None, description="rows of sweeps carrying any of these tags (repeat or comma-separate)")
+        None, description="rows of sweeps carrying any of these tags (repeat or comma-separate)"
+    )
 
     _split_tags = field_validator("tag", mode="before")(classmethod(lambda cls, v: _split_commas(v)))
 
     def filters(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump(exclude={"status", "order_by", "limit", "offset", "format",
-                                                          "by", "after", "tag"}).items() if v is not None}
+        return {
+            k: v
+            for k, v in self.model_dump(
+                exclude={"status", "order_by", "limit", "offset", "format", "by", "after", "tag"}
+            ).items()
+            if v is not None
+        }
 
 
 class _QueryBase(_FilterBase):
     # A list of result fields ('-' in front: descending): an enum in the OpenAPI document, so
     # anything the document allows is accepted and anything else is a 422.
     order_by: list[Literal[ORDER_KEYS]] | None = Field(  # type: ignore[valid-type]
-        None, description="result fields (repeat or comma-separate); '-' in front for descending "
-                          "(e.g. '-speedup,seed')")
-    limit: int | None = Field(None, ge=1, le=2**31 - 1, description=f"page size (json: default {DEFAULT_JSON_LIMIT}, "
-                                                       f"max {MAX_JSON_LIMIT}; csv/parquet: all rows)")
+        None, description="result fields (repeat or comma-separate); '-' in front for descending (e.g. '-speedup,seed')"
+    )
+    limit: int | None = Field(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description=f"page size (json: default {DEFAULT_JSON_LIMIT}, max {MAX_JSON_LIMIT}; csv/parquet: all rows)",
+    )
     offset: int = Field(0, ge=0, le=2**31 - 1)
-    after: int | None = Field(None, ge=0, le=2**31 - 1,
-                              description="only rows with point_id > after: keyset paging when the rows are in "
-                                          "point_id order (no order_by), stable while rows are added")
+    after: int | None = Field(
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="only rows with point_id > after: keyset paging when the rows are in "
+        "point_id order (no order_by), stable while rows are added",
+    )
     format: Literal[FORMATS] = "json"  # type: ignore[valid-type]
 
     @field_validator("order_by", mode="before")
@@ -124,8 +146,10 @@ def _filter_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, typ in _PARAM_TYPES.items():
         # a field type built at run time for pydantic's create_model: no static type to check
-        fields[name] = (list[typ] | None,  # type: ignore[valid-type]
-                        Field(None, description=f"{name} equals (repeat or comma-separate for several values)"))
+        fields[name] = (
+            list[typ] | None,  # type: ignore[valid-type]
+            Field(None, description=f"{name} equals (repeat or comma-separate for several values)"),
+        )
         if name in NUMERIC_PARAMS:
             fields[f"{name}_min"] = (typ | None, Field(None, description=f"{name} >= this"))
             fields[f"{name}_max"] = (typ | None, Field(None, description=f"{name} <= this"))
@@ -133,8 +157,9 @@ def _filter_fields() -> dict[str, Any]:
 
 
 def _make_query_model(name: str, base: type[BaseModel]) -> Any:
-    validators = {"split_commas": field_validator(*_PARAM_TYPES, "status", mode="before")(
-        lambda cls, v: _split_commas(v))}
+    validators = {
+        "split_commas": field_validator(*_PARAM_TYPES, "status", mode="before")(lambda cls, v: _split_commas(v))
+    }
     return create_model(name, __base__=base, __validators__=validators, **_filter_fields())
 
 
@@ -150,8 +175,10 @@ else:
 class _SummaryBase(_FilterBase):
     # No order_by/limit/offset/format: a summary is ordered by its keys and is JSON (unknown -> 422).
     by: list[Literal[GROUP_KEYS]] | None = Field(  # type: ignore[valid-type]
-        None, json_schema_extra={"uniqueItems": True},
-        description=f"group keys (repeat or comma-separate; default {','.join(DEFAULT_SUMMARY_BY)})")
+        None,
+        json_schema_extra={"uniqueItems": True},
+        description=f"group keys (repeat or comma-separate; default {','.join(DEFAULT_SUMMARY_BY)})",
+    )
 
     @field_validator("by", mode="before")
     @classmethod
@@ -170,6 +197,7 @@ class _SummaryBase(_FilterBase):
 
 
 if TYPE_CHECKING:
+
     class SummaryQuery(_SummaryBase):
         pass
 else:
@@ -177,6 +205,7 @@ else:
 
 
 # ----------------------------------------------------------------------------- building queries
+
 
 def _where(q: _FilterBase, sweep_id: int | None) -> list:
     """SQL conditions of a query, all on `points`."""
@@ -251,8 +280,9 @@ def _statement(q: ResultQuery, sweep_id: int | None, limit: int | None) -> Selec
     return stmt if limit is None else stmt.limit(limit)
 
 
-def fetch_page(session: Session, q: ResultQuery, sweep_id: int | None = None,
-               with_count: bool = True) -> tuple[list[dict], int | None]:
+def fetch_page(
+    session: Session, q: ResultQuery, sweep_id: int | None = None, with_count: bool = True
+) -> tuple[list[dict], int | None]:
     """One page of result rows and, with_count, the number of all matching rows.
 
     Two statements: the page (a top-N of point ids from `points`, then the join to `results` for
@@ -263,16 +293,18 @@ def fetch_page(session: Session, q: ResultQuery, sweep_id: int | None = None,
     rows = clean_rows(list(result.keys()), result.fetchall())
     count = None
     if with_count:
-        count = len(rows) if q.offset == 0 and (limit is None or len(rows) < limit) \
-            else count_rows(session, q, sweep_id)
+        count = (
+            len(rows) if q.offset == 0 and (limit is None or len(rows) < limit) else count_rows(session, q, sweep_id)
+        )
     return rows, count
 
 
 EXPORT_CHUNK_ROWS = 5_000
 
 
-def iter_row_chunks(session: Session, q: ResultQuery, sweep_id: int | None = None,
-                    chunk_rows: int = EXPORT_CHUNK_ROWS) -> Iterator[list[dict]]:
+def iter_row_chunks(
+    session: Session, q: ResultQuery, sweep_id: int | None = None, chunk_rows: int = EXPORT_CHUNK_ROWS
+) -> Iterator[list[dict]]:
     """Every matching row in the query's order, `chunk_rows` at a time, from one statement in one
     transaction (a consistent snapshot); a server-side cursor on Postgres, so memory stays bounded
     by the chunk whatever the number of rows."""
@@ -384,8 +416,14 @@ class TooManyGroups(ValueError):
     """A summary would have more than MAX_SUMMARY_GROUPS rows (the route answers 413)."""
 
 
-def summary(session: Session, q: SummaryQuery, sweep_id: int | None = None, *, where: Iterable = (),
-            max_groups: int = MAX_SUMMARY_GROUPS) -> list[dict]:
+def summary(
+    session: Session,
+    q: SummaryQuery,
+    sweep_id: int | None = None,
+    *,
+    where: Iterable = (),
+    max_groups: int = MAX_SUMMARY_GROUPS,
+) -> list[dict]:
     """One row per group of `q.group_keys()`, in key order (nulls last): the keys, `count` (rows in
     the group) and, for every numeric metric, <metric>_mean, _std (ddof 1), _sem (std / sqrt of the
     non-null count), _min, _max and _count (non-null values); null where a statistic is undefined
@@ -403,8 +441,13 @@ def summary(session: Session, q: SummaryQuery, sweep_id: int | None = None, *, w
     metrics = list(NUMERIC_METRICS)
     # Driven from `results` (a scan) with one primary-key lookup into `points` per row: measured
     # ~6x faster on SQLite than the planner's default of index lookups from `points`.
-    base = (select(*[_column(k).label(k) for k in keys], *[_column(m).label(f"m{i}") for i, m in enumerate(metrics)])
-            .select_from(Result).join(Point, Point.id == Result.point_id).where(*conds).subquery("r"))
+    base = (
+        select(*[_column(k).label(k) for k in keys], *[_column(m).label(f"m{i}") for i, m in enumerate(metrics)])
+        .select_from(Result)
+        .join(Point, Point.id == Result.point_id)
+        .where(*conds)
+        .subquery("r")
+    )
     kc = [base.c[k] for k in keys]
     mc = [base.c[f"m{i}"] for i in range(len(metrics))]
     cols: list = [*kc, func.count().label("n")]
@@ -415,8 +458,10 @@ def summary(session: Session, q: SummaryQuery, sweep_id: int | None = None, *, w
         cols += [func.count(x), func.max(c), func.sum(d), func.sum(d * d), func.min(x), func.max(x)]
     # Plain equalities (a hash join on Postgres; IS NOT DISTINCT FROM made it a nested loop, 60 s);
     # the one nullable key, data_seed (>= 0), compares through a -1 sentinel.
-    on = [func.coalesce(base.c[k], -1) == func.coalesce(g.c[k], -1) if _column(k).nullable
-          else base.c[k] == g.c[k] for k in keys]
+    on = [
+        func.coalesce(base.c[k], -1) == func.coalesce(g.c[k], -1) if _column(k).nullable else base.c[k] == g.c[k]
+        for k in keys
+    ]
     stmt = select(*cols).select_from(base.join(g, and_(*on))).group_by(*kc)
     stmt = stmt.order_by(*[k.asc().nulls_last() for k in kc]).limit(max_groups + 1)
     data = session.connection().execute(stmt).all()
@@ -425,11 +470,11 @@ def summary(session: Session, q: SummaryQuery, sweep_id: int | None = None, *, w
     width = 6
     out = []
     for r in data:
-        row: dict[str, Any] = dict(zip(keys, r[:len(keys)]))
+        row: dict[str, Any] = dict(zip(keys, r[: len(keys)]))
         row["count"] = int(r[len(keys)])
-        vals = r[len(keys) + 1:]
+        vals = r[len(keys) + 1 :]
         for i, m in enumerate(metrics):
-            v = vals[i * width:(i + 1) * width]
+            v = vals[i * width : (i + 1) * width]
             n = int(v[0])
             c, s1, s2, lo, hi = v[1:]
             mean = None if n == 0 else float(c) + float(s1) / n
@@ -459,8 +504,13 @@ def summary_pandas(session: Session, q: SummaryQuery, sweep_id: int | None = Non
     df[metrics] = df[metrics].astype("float64")
     g = df.groupby(keys, sort=True, dropna=False)
     size = g.size()
-    mean, std, mn, mx, n = (g[metrics].mean(), g[metrics].std(ddof=1), g[metrics].min(), g[metrics].max(),
-                            g[metrics].count())
+    mean, std, mn, mx, n = (
+        g[metrics].mean(),
+        g[metrics].std(ddof=1),
+        g[metrics].min(),
+        g[metrics].max(),
+        g[metrics].count(),
+    )
     sem = std / np.sqrt(n.where(n > 0))
     out = pd.DataFrame(index=size.index)
     out["count"] = size
@@ -477,19 +527,31 @@ def summary_pandas(session: Session, q: SummaryQuery, sweep_id: int | None = Non
 
 # ----------------------------------------------------------------------------- points
 
-POINT_EXTRA_FIELDS = ("error", "cached", "source_point_id", "record_every", "tol", "data_seed", "fit_lambda0",
-                      "n_samples", "y_singular_values", "attempts")
+POINT_EXTRA_FIELDS = (
+    "error",
+    "cached",
+    "source_point_id",
+    "record_every",
+    "tol",
+    "data_seed",
+    "fit_lambda0",
+    "n_samples",
+    "y_singular_values",
+    "attempts",
+)
 
 
 def point_row(session: Session, point_id: int) -> dict | None:
     """A point as a result row (status from the point, metrics null until it has a result), plus the
     remaining PointConfig fields, `error`, `cached`, `source_point_id` and `attempts`."""
-    cols: list[Label[Any]] = [Point.id.label("point_id"), Point.sweep_id.label("sweep_id"),
-                              Point.status.label("status")]
+    cols: list[Label[Any]] = [
+        Point.id.label("point_id"),
+        Point.sweep_id.label("sweep_id"),
+        Point.status.label("status"),
+    ]
     cols += [_column(f).label(f) for f in RESULT_FIELDS if f not in ("point_id", "sweep_id", "status")]
     cols += [Result.error.label("error")] + [getattr(Point, f).label(f) for f in POINT_EXTRA_FIELDS[1:]]
-    stmt = select(*cols).select_from(Point).outerjoin(Result, Result.point_id == Point.id).where(
-        Point.id == point_id)
+    stmt = select(*cols).select_from(Point).outerjoin(Result, Result.point_id == Point.id).where(Point.id == point_id)
     r = session.execute(stmt).first()
     return None if r is None else clean_row(r._mapping)
 

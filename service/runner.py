@@ -30,6 +30,7 @@ Guarantees (SPEC §3-§5):
 - **Its own connection pool**: the runner and its writer use their own engine (when settings
   give a database URL), so API reads under load cannot starve their writes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,16 +57,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowsweep.runner")
 
-IDLE_POLL_SECONDS = 0.5   # idle: look for sweeps submitted through another replica this often
+IDLE_POLL_SECONDS = 0.5  # idle: look for sweeps submitted through another replica this often
 
 
 class Runner:
     """Background sweep runner. Interface used by the app's lifespan and the routes."""
 
-    def __init__(self, session_factory: sessionmaker[Session], settings: Settings | None = None,
-                 stream_factory: Callable[[], TaskStream] | None = None, *,
-                 page_size: int = 1000, poll_seconds: float = 0.25, max_attempts: int = 5,
-                 max_crashes: int = 5, lease_ttl: float | None = None, task_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings | None = None,
+        stream_factory: Callable[[], TaskStream] | None = None,
+        *,
+        page_size: int = 1000,
+        poll_seconds: float = 0.25,
+        max_attempts: int = 5,
+        max_crashes: int = 5,
+        lease_ttl: float | None = None,
+        task_timeout: float | None = None,
+    ) -> None:
         self._engine = None
         url = getattr(settings, "database_url", None)
         if url:
@@ -77,16 +87,25 @@ class Runner:
         self.max_crashes = max_crashes
         timeout = task_timeout if task_timeout is not None else getattr(settings, "task_timeout_seconds", None)
         if stream_factory is None:
+
             def stream_factory():
                 from flowsweep.workers.dispatch import TaskStream
+
                 return TaskStream(task_timeout=timeout)
+
         ttl = lease_ttl if lease_ttl is not None else getattr(settings, "runner_lease_seconds", None)
         self.leadership = Leadership(session_factory, ttl=ttl) if ttl else Leadership(session_factory)
         self.progress = ProgressBook()
         self.writer = ResultWriter(session_factory, self.progress.add, owner=self.leadership.owner)
-        self.scheduler = Scheduler(session_factory, stream_factory, self.writer, self.progress,
-                                   page_size=page_size, poll_seconds=poll_seconds,
-                                   owner=self.leadership.owner)
+        self.scheduler = Scheduler(
+            session_factory,
+            stream_factory,
+            self.writer,
+            self.progress,
+            page_size=page_size,
+            poll_seconds=poll_seconds,
+            owner=self.leadership.owner,
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -150,9 +169,12 @@ class Runner:
         with session_scope(self._session_factory) as s:
             poisoned = store.exhausted_running_points(s, self.max_attempts)
             if poisoned:
-                store.write_failed(s, poisoned,
-                                   f"interrupted {self.max_attempts} times (the service stopped "
-                                   "while this point ran); given up", utcnow())
+                store.write_failed(
+                    s,
+                    poisoned,
+                    f"interrupted {self.max_attempts} times (the service stopped while this point ran); given up",
+                    utcnow(),
+                )
             n = store.requeue_running(s)
         if n:
             log.info("recovery: %d running points queued again", n)
@@ -209,11 +231,12 @@ class Runner:
         self._failures[sweep_id] = n
         log.error("runner: sweep %s could not be taken up (attempt %d): %s", sweep_id, n, exc)
         try:
-            self.scheduler.fail_sweep(sweep_id, f"runner error (attempt {n}): {type(exc).__name__}: {exc}",
-                                      give_up=n >= self.max_crashes)
+            self.scheduler.fail_sweep(
+                sweep_id, f"runner error (attempt {n}): {type(exc).__name__}: {exc}", give_up=n >= self.max_crashes
+            )
         except Exception:
             log.exception("runner: could not record the failure of sweep %s", sweep_id)
         if n >= self.max_crashes:
             self._failures.pop(sweep_id, None)
         else:
-            self._stop.wait(min(60.0, 2.0 ** n))
+            self._stop.wait(min(60.0, 2.0**n))

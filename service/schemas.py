@@ -5,6 +5,7 @@ service's settings (`FLOWSWEEP_MAX_POINTS`, `FLOWSWEEP_MAX_STEPS`) come through 
 context: `SweepSpec.model_validate(body, context={"max_points": ..., "max_steps": ...})`.
 Errors name the field: pydantic's `loc` is the path (e.g. ("axes", "init_scale")) and `msg` the reason.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -31,26 +32,26 @@ from flowsweep.core.cost import human_bytes, human_seconds, point_cost
 from flowsweep.core.types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS, PointConfig
 
 # Bounds the service states in its 422s (sizes beyond these would not fit in a worker's memory).
-MAX_DIM = 2_000            # m, n
-MAX_K = 20_000             # width k
-MAX_N_SAMPLES = 100_000    # sigmoid N
-MAX_RECORDS = 100_000      # curve length steps / record_every
-MAX_SEED = 2**31 - 1       # seeds are stored as 32-bit integers
-MAX_DEPTH = 50             # layers of the deep model
-MAX_LOGSPACE_EXP = 300     # 10**a stays a finite double
+MAX_DIM = 2_000  # m, n
+MAX_K = 20_000  # width k
+MAX_N_SAMPLES = 100_000  # sigmoid N
+MAX_RECORDS = 100_000  # curve length steps / record_every
+MAX_SEED = 2**31 - 1  # seeds are stored as 32-bit integers
+MAX_DEPTH = 50  # layers of the deep model
+MAX_LOGSPACE_EXP = 300  # 10**a stays a finite double
 DEFAULT_MAX_POINTS = 100_000
 DEFAULT_MAX_STEPS = 10_000_000
 # Cost budget (core.cost estimates; FLOWSWEEP_MAX_POINT_CPU_SECONDS etc. override them).
 DEFAULT_MAX_POINT_CPU_SECONDS = 3_600.0
 DEFAULT_MAX_SWEEP_CPU_SECONDS = 86_400.0
 DEFAULT_MAX_POINT_BYTES = 2e9
-MAX_TAGS = 20             # tags per sweep
+MAX_TAGS = 20  # tags per sweep
 MAX_TAG_LENGTH = 64
 MAX_NOTES_LENGTH = 20_000
 # expansion order, seed fastest
 AXIS_NAMES = ("init_scale", "k", "lambda0", "eta", "data_scale", "depth", "seed")
 POSITIVE_AXES = ("init_scale", "eta", "data_scale")
-FIELD_OR_AXIS = ("eta", "data_scale")         # given either as a field of the sweep or as an axis
+FIELD_OR_AXIS = ("eta", "data_scale")  # given either as a field of the sweep or as an axis
 INT_AXES = ("k", "seed", "depth")
 # What a sweep's name, a tag and notes may hold: the OpenAPI document states these patterns and the
 # validators below check the same ones (matched whole). Control characters never belong in a label,
@@ -75,6 +76,7 @@ class StrictModel(BaseModel):
 
 
 # ----------------------------------------------------------------------------- axes
+
 
 def _round12(x: float) -> float:
     """linspace/logspace values rounded to 12 significant digits, so that linspace(0.1, 1, 10) gives
@@ -108,15 +110,21 @@ def _axis_values(name: str, raw: Any, max_points: int) -> list:
     {"logspace": [a, b, num]}; returns its values as a list (checked, not yet bounded per axis kind)."""
     if isinstance(raw, dict):
         if len(raw) != 1 or next(iter(raw)) not in ("range", "linspace", "logspace"):
-            raise _err("an axis is a list or one of {{\"range\": [start, stop]}}, "
-                       "{{\"linspace\": [a, b, num]}}, {{\"logspace\": [a, b, num]}}")
+            raise _err(
+                'an axis is a list or one of {{"range": [start, stop]}}, '
+                '{{"linspace": [a, b, num]}}, {{"logspace": [a, b, num]}}'
+            )
         form, args = next(iter(raw.items()))
         if not isinstance(args, list):
             raise _err("{form} must be a list", form=form)
         n = _axis_length(form, args)
         if n > max_points:
-            raise _err("{form} has {n} values; a sweep has at most {max} points (FLOWSWEEP_MAX_POINTS)",
-                       form=form, n=n, max=max_points)
+            raise _err(
+                "{form} has {n} values; a sweep has at most {max} points (FLOWSWEEP_MAX_POINTS)",
+                form=form,
+                n=n,
+                max=max_points,
+            )
         if form == "range":
             values: list = list(range(args[0], args[1]))
         else:
@@ -131,13 +139,16 @@ def _axis_values(name: str, raw: Any, max_points: int) -> list:
                 values = [round(v) for v in values]
     elif isinstance(raw, list):
         if len(raw) > max_points:
-            raise _err("has {n} values; a sweep has at most {max} points (FLOWSWEEP_MAX_POINTS)",
-                       n=len(raw), max=max_points)
+            raise _err(
+                "has {n} values; a sweep has at most {max} points (FLOWSWEEP_MAX_POINTS)", n=len(raw), max=max_points
+            )
         values = list(raw)
     else:
         # A bare number is the commonest slip: say what to write instead.
-        raise _err("must be a list (e.g. [{v}]) or a range/linspace/logspace object",
-                   v=raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else "...")
+        raise _err(
+            "must be a list (e.g. [{v}]) or a range/linspace/logspace object",
+            v=raw if isinstance(raw, (int, float)) and not isinstance(raw, bool) else "...",
+        )
     if not values:
         raise _err("must not be empty")
     for v in values:
@@ -156,14 +167,11 @@ def _axis_values(name: str, raw: Any, max_points: int) -> list:
     if name in POSITIVE_AXES and min(values) <= 0:
         raise _err("must be > 0 (got {v})", v=min(values))
     if name == "k" and (min(values) < 1 or max(values) > MAX_K):
-        raise _err("must lie in [1, {max}] (got {v})", max=MAX_K,
-                   v=min(values) if min(values) < 1 else max(values))
+        raise _err("must lie in [1, {max}] (got {v})", max=MAX_K, v=min(values) if min(values) < 1 else max(values))
     if name == "depth" and (min(values) < 1 or max(values) > MAX_DEPTH):
-        raise _err("must lie in [1, {max}] (got {v})", max=MAX_DEPTH,
-                   v=min(values) if min(values) < 1 else max(values))
+        raise _err("must lie in [1, {max}] (got {v})", max=MAX_DEPTH, v=min(values) if min(values) < 1 else max(values))
     if name == "seed" and (min(values) < 0 or max(values) > MAX_SEED):
-        raise _err("must lie in [0, {max}] (got {v})", max=MAX_SEED,
-                   v=min(values) if min(values) < 0 else max(values))
+        raise _err("must lie in [0, {max}] (got {v})", max=MAX_SEED, v=min(values) if min(values) < 0 else max(values))
     return values
 
 
@@ -172,14 +180,18 @@ class Axes(StrictModel):
     (`init_scale` [0.1], `k` [2·max(m, n)], `lambda0` [0], `seed` [0]; `eta` and `data_scale` the
     sweep's field, data_scale 1). A parameter given as an axis is not given as a field."""
 
-    init_scale: Any = Field(None, description="list of floats > 0, or range/linspace/logspace",
-                            examples=[[0.01, 0.1, 1.0], {"logspace": [-2, 0, 3]}])
+    init_scale: Any = Field(
+        None,
+        description="list of floats > 0, or range/linspace/logspace",
+        examples=[[0.01, 0.1, 1.0], {"logspace": [-2, 0, 3]}],
+    )
     k: Any = Field(None, description="list of widths >= 1, or a range", examples=[[50]])
     lambda0: Any = Field(None, description="list of imbalance levels λ₀ (finite)", examples=[[0.0]])
     seed: Any = Field(None, description="list of integer seeds >= 0, or a range", examples=[{"range": [0, 100]}])
     depth: Any = Field(None, description="model deep: list of depths L >= 1, or a range", examples=[[1, 2, 3, 4]])
-    eta: Any = Field(None, description="list of step sizes > 0 (gd: < 1), or linspace/logspace",
-                     examples=[{"logspace": [-3, -1, 3]}])
+    eta: Any = Field(
+        None, description="list of step sizes > 0 (gd: < 1), or linspace/logspace", examples=[{"logspace": [-3, -1, 3]}]
+    )
     data_scale: Any = Field(None, description="list of factors > 0 that multiply Y", examples=[[0.1, 1.0]])
 
     @field_validator(*AXIS_NAMES, mode="before")
@@ -188,7 +200,7 @@ class Axes(StrictModel):
         if raw is None:
             return None
         name = info.field_name
-        if name is None:                        # pydantic sets it for a field validator
+        if name is None:  # pydantic sets it for a field validator
             raise TypeError("Axes._check_axis: called without a field name")
         return _axis_values(name, raw, _limit(info, "max_points", DEFAULT_MAX_POINTS))
 
@@ -230,18 +242,30 @@ def check_tags(tags: list[str] | None) -> list[str] | None:
 # JSON Schemas of the same rules, for the OpenAPI document (the validators above give the 422's words).
 Name = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "pattern": NAME_PATTERN})]
 Notes = Annotated[str, WithJsonSchema({"type": "string", "maxLength": MAX_NOTES_LENGTH, "pattern": NOTES_PATTERN})]
-Tag = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH,
-                                     "pattern": TAG_PATTERN})]
-Tags = Annotated[list[Tag], WithJsonSchema({"type": "array", "maxItems": MAX_TAGS, "items": {
-    "type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH, "pattern": TAG_PATTERN}})]
+Tag = Annotated[
+    str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH, "pattern": TAG_PATTERN})
+]
+Tags = Annotated[
+    list[Tag],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "maxItems": MAX_TAGS,
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH, "pattern": TAG_PATTERN},
+        }
+    ),
+]
 
 
 class SweepSpec(StrictModel):
     """Body of POST /sweeps (SPEC §3)."""
 
     name: Name | None = Field(None, min_length=1, max_length=200)
-    tags: Tags | None = Field(None, description=f"short labels (at most {MAX_TAGS}, each "
-                              f"1..{MAX_TAG_LENGTH} characters, no commas)", examples=[["fig1", "paper"]])
+    tags: Tags | None = Field(
+        None,
+        description=f"short labels (at most {MAX_TAGS}, each 1..{MAX_TAG_LENGTH} characters, no commas)",
+        examples=[["fig1", "paper"]],
+    )
     model: Literal[MODELS]  # type: ignore[valid-type]
     init: Literal[INITS] = "gaussian"  # type: ignore[valid-type]
     integrator: Literal[INTEGRATORS] = "gd"  # type: ignore[valid-type]
@@ -255,11 +279,17 @@ class SweepSpec(StrictModel):
     fit_lambda0: StrictBool = False
     recompute: StrictBool = False
     n_samples: StrictInt | None = Field(None, ge=1, le=MAX_N_SAMPLES, description="sigmoid only; default 1000")
-    depth: StrictInt | None = Field(None, ge=1, le=MAX_DEPTH, description="model deep only (required there, "
-                                    "as a field or as axes.depth): the number of layers L")
+    depth: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=MAX_DEPTH,
+        description="model deep only (required there, as a field or as axes.depth): the number of layers L",
+    )
     y_singular_values: list[float] | None = Field(
-        None, description="asymmetric only: m singular values >= 0 of Y = Φ diag(σ) Ψᵀ (Φ, Ψ from the data seed)",
-        examples=[[3.0, 1.0, 0.3]])
+        None,
+        description="asymmetric only: m singular values >= 0 of Y = Φ diag(σ) Ψᵀ (Φ, Ψ from the data seed)",
+        examples=[[3.0, 1.0, 0.3]],
+    )
     data_scale: float | None = Field(None, gt=0, description="Y is multiplied by it (default 1); or axes.data_scale")
     axes: Axes = Field(default_factory=Axes)
 
@@ -295,8 +325,9 @@ class SweepSpec(StrictModel):
             if self.depth is not None and self.axes.depth is not None:
                 raise _err("depth: given both as a field and as axes.depth; give one")
             if self.m > self.n:
-                raise _err("n: must be >= m for model deep (Y is m×n with m <= n; got m={m}, n={n})",
-                           m=self.m, n=self.n)
+                raise _err(
+                    "n: must be >= m for model deep (Y is m×n with m <= n; got m={m}, n={n})", m=self.m, n=self.n
+                )
         elif self.depth is not None or self.axes.depth is not None:
             raise _err("{f}: only applies to model deep", f="depth" if self.depth is not None else "axes.depth")
         for name in FIELD_OR_AXIS:
@@ -308,8 +339,9 @@ class SweepSpec(StrictModel):
             if self.model != "asymmetric":
                 raise _err("y_singular_values: only applies to model asymmetric")
             if len(self.y_singular_values) != self.m:
-                raise _err("y_singular_values: must have m = {m} values (got {n})", m=self.m,
-                           n=len(self.y_singular_values))
+                raise _err(
+                    "y_singular_values: must have m = {m} values (got {n})", m=self.m, n=len(self.y_singular_values)
+                )
             if min(self.y_singular_values) < 0:
                 raise _err("y_singular_values: must be >= 0 (got {v})", v=min(self.y_singular_values))
         if self.record_every is None:
@@ -317,13 +349,19 @@ class SweepSpec(StrictModel):
         if self.record_every > self.steps:
             raise _err("record_every: must be <= steps ({steps})", steps=self.steps)
         if self.steps // self.record_every > MAX_RECORDS:
-            raise _err("record_every: steps / record_every must be <= {max} records per curve "
-                       "(got {n})", max=MAX_RECORDS, n=self.steps // self.record_every)
+            raise _err(
+                "record_every: steps / record_every must be <= {max} records per curve (got {n})",
+                max=MAX_RECORDS,
+                n=self.steps // self.record_every,
+            )
         size = self.size
         max_points = _limit(info, "max_points", DEFAULT_MAX_POINTS)
         if size > max_points:
-            raise _err("axes: the sweep has {size} points; the maximum is {max} (FLOWSWEEP_MAX_POINTS)",
-                       size=size, max=max_points)
+            raise _err(
+                "axes: the sweep has {size} points; the maximum is {max} (FLOWSWEEP_MAX_POINTS)",
+                size=size,
+                max=max_points,
+            )
         self._check_budget(info)
         return self
 
@@ -343,29 +381,57 @@ class SweepSpec(StrictModel):
         depths = self.axis("depth")
         # points that cost the same as one that is estimated: the seeds, data_scale, and for gd the
         # axes it does not depend on
-        per_combo = n_seeds * len(self.axis("data_scale")) * (
-            1 if flow else len(self.axis("init_scale")) * len(self.axis("lambda0")) * len(self.axis("eta")))
+        per_combo = (
+            n_seeds
+            * len(self.axis("data_scale"))
+            * (1 if flow else len(self.axis("init_scale")) * len(self.axis("lambda0")) * len(self.axis("eta")))
+        )
         total = 0.0
         for k, s0, lam, eta, depth in itertools.product(self.axis("k"), scales, lams, etas, depths):
-            c = PointConfig(model=self.model, m=self.m, n=self.n or self.m, k=int(k), eta=float(eta),
-                            steps=self.steps, init=self.init, integrator=self.integrator,
-                            init_scale=float(s0), lambda0=float(lam), record_every=self.record_every or 1,
-                            tol=self.tol, fit_lambda0=self.fit_lambda0,
-                            n_samples=self.n_samples or 1000, depth=None if depth is None else int(depth))
+            c = PointConfig(
+                model=self.model,
+                m=self.m,
+                n=self.n or self.m,
+                k=int(k),
+                eta=float(eta),
+                steps=self.steps,
+                init=self.init,
+                integrator=self.integrator,
+                init_scale=float(s0),
+                lambda0=float(lam),
+                record_every=self.record_every or 1,
+                tol=self.tol,
+                fit_lambda0=self.fit_lambda0,
+                n_samples=self.n_samples or 1000,
+                depth=None if depth is None else int(depth),
+            )
             pc = point_cost(c)
             if pc.peak_bytes > max_bytes:
-                raise _err("{field}: a point needs an estimated {need} of memory (k={k}); the budget is "
-                           "{max} per point (FLOWSWEEP_MAX_POINT_BYTES)", field=pc.memory_field,
-                           need=human_bytes(pc.peak_bytes), k=k, max=human_bytes(max_bytes))
+                raise _err(
+                    "{field}: a point needs an estimated {need} of memory (k={k}); the budget is "
+                    "{max} per point (FLOWSWEEP_MAX_POINT_BYTES)",
+                    field=pc.memory_field,
+                    need=human_bytes(pc.peak_bytes),
+                    k=k,
+                    max=human_bytes(max_bytes),
+                )
             if pc.cpu_seconds > max_point_s:
-                raise _err("{field}: a point needs an estimated {need} of CPU time (k={k}); the budget "
-                           "is {max} per point (FLOWSWEEP_MAX_POINT_CPU_SECONDS)", field=pc.cpu_field,
-                           need=human_seconds(pc.cpu_seconds), k=k, max=human_seconds(max_point_s))
+                raise _err(
+                    "{field}: a point needs an estimated {need} of CPU time (k={k}); the budget "
+                    "is {max} per point (FLOWSWEEP_MAX_POINT_CPU_SECONDS)",
+                    field=pc.cpu_field,
+                    need=human_seconds(pc.cpu_seconds),
+                    k=k,
+                    max=human_seconds(max_point_s),
+                )
             total += pc.cpu_seconds * per_combo
         if total > max_sweep_s:
-            raise _err("axes: the sweep needs an estimated {need} of CPU time in all; the budget is {max} per "
-                       "sweep (FLOWSWEEP_MAX_SWEEP_CPU_SECONDS)", need=human_seconds(total),
-                       max=human_seconds(max_sweep_s))
+            raise _err(
+                "axes: the sweep needs an estimated {need} of CPU time in all; the budget is {max} per "
+                "sweep (FLOWSWEEP_MAX_SWEEP_CPU_SECONDS)",
+                need=human_seconds(total),
+                max=human_seconds(max_sweep_s),
+            )
 
     # Resolved axes (defaults filled in).
     def axis(self, name: str) -> list:
@@ -373,9 +439,14 @@ class SweepSpec(StrictModel):
         if v is not None:
             return v
         defaults: dict[str, list[Any]] = {
-            "init_scale": [0.1], "k": [2 * max(self.m, self.n or self.m)], "lambda0": [0.0],
-            "seed": [0], "depth": [self.depth], "eta": [self.eta],
-            "data_scale": [1.0 if self.data_scale is None else self.data_scale]}
+            "init_scale": [0.1],
+            "k": [2 * max(self.m, self.n or self.m)],
+            "lambda0": [0.0],
+            "seed": [0],
+            "depth": [self.depth],
+            "eta": [self.eta],
+            "data_scale": [1.0 if self.data_scale is None else self.data_scale],
+        }
         return defaults[name]
 
     @property
@@ -384,6 +455,7 @@ class SweepSpec(StrictModel):
 
 
 # ----------------------------------------------------------------------------- responses
+
 
 class SweepCreated(BaseModel):
     id: int
@@ -423,7 +495,7 @@ class SweepPatch(StrictModel):
 
     name: Name | None = Field(None, min_length=1, max_length=200, description="null: unchanged")
     tags: Tags | None = Field(None, description="replaces the sweep's tags")
-    notes: Notes | None = Field(None, max_length=MAX_NOTES_LENGTH, description="free text; \"\" clears it")
+    notes: Notes | None = Field(None, max_length=MAX_NOTES_LENGTH, description='free text; "" clears it')
 
     _name = field_validator("name")(classmethod(lambda cls, v: check_printable(v)))
     _notes = field_validator("notes")(classmethod(lambda cls, v: check_notes(v)))
@@ -442,5 +514,23 @@ class Health(BaseModel):
 
 
 RESULT_FIELDS: tuple[str, ...] = (
-    "point_id", "sweep_id", "status", "model", "init", "integrator", "m", "n", "k", "init_scale", "lambda0",
-    "seed", "eta", "steps", "depth", "data_scale", *METRIC_FIELDS, "wall_seconds", "worker")
+    "point_id",
+    "sweep_id",
+    "status",
+    "model",
+    "init",
+    "integrator",
+    "m",
+    "n",
+    "k",
+    "init_scale",
+    "lambda0",
+    "seed",
+    "eta",
+    "steps",
+    "depth",
+    "data_scale",
+    *METRIC_FIELDS,
+    "wall_seconds",
+    "worker",
+)

@@ -1,4 +1,5 @@
 """`python -m service.server` / `flowsweep serve`: the API on uvicorn at settings.host:settings.port."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,11 @@ def serve(settings: Settings | None = None) -> None:
     finally:
         engine.dispose()
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                           log_level=settings.log_level, timeout_graceful_shutdown=10))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=10
+        )
+    )
     # Open event streams (dashboards, `flowsweep wait`) end when this turns true, so that a stop does
     # not wait out the graceful timeout for them (service/events.py).
     app.state.shutting_down = lambda: server.should_exit

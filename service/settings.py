@@ -3,6 +3,7 @@
 `RAY_ADDRESS` is read under its plain name (Ray's own convention) so `RAY_ADDRESS=... flowsweep serve`
 joins a cluster exactly as `ray` tools do.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -42,8 +43,9 @@ class Settings(BaseSettings):
     # Migrate an empty database (any backend) or an outdated SQLite file at start-up; an outdated
     # Postgres schema is always refused with a message naming `flowsweep db upgrade`.
     auto_migrate: bool = True
-    ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "FLOWSWEEP_RAY_ADDRESS",
-                                                                         "ray_address"))
+    ray_address: str | None = Field(
+        None, validation_alias=AliasChoices("RAY_ADDRESS", "FLOWSWEEP_RAY_ADDRESS", "ray_address")
+    )
     num_cpus: int | None = Field(None, ge=1)
     # Server-Sent Events: seconds between progress snapshots (one database read per interval, shared).
     events_interval_seconds: float = Field(1.0, gt=0, le=60)
@@ -60,11 +62,13 @@ class Settings(BaseSettings):
         return None if isinstance(v, str) and not v.strip() else v
 
     @model_validator(mode="after")
-    def _read_token_needs_a_token(self) -> "Settings":
+    def _read_token_needs_a_token(self) -> Settings:
         # Silently serving reads openly when the operator asked for them to be closed is the bug.
         if self.read_token_required and not self.api_token:
-            raise ValueError("FLOWSWEEP_READ_TOKEN_REQUIRED is set but FLOWSWEEP_API_TOKEN is empty: set a token "
-                             "(reads and writes then need it) or unset FLOWSWEEP_READ_TOKEN_REQUIRED")
+            raise ValueError(
+                "FLOWSWEEP_READ_TOKEN_REQUIRED is set but FLOWSWEEP_API_TOKEN is empty: set a token "
+                "(reads and writes then need it) or unset FLOWSWEEP_READ_TOKEN_REQUIRED"
+            )
         return self
 
     def trusted_hosts(self) -> set[str] | None:

@@ -5,6 +5,7 @@ caller owns commit/rollback via `session_scope`). Nothing here knows about HTTP:
 returned as None and the routes map it to 404/409. Read queries over results (filters, pages,
 summaries, files) live in `service.queries`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,14 +39,17 @@ def ping(session: Session) -> None:
 
 # ============================================================================= sweeps (routes)
 
+
 def counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
     """SPEC counts per sweep: a cached point counts only under `cached`."""
-    out = {sid: dict.fromkeys(COUNT_KEYS, 0)
-           for sid in sweep_ids}
+    out = {sid: dict.fromkeys(COUNT_KEYS, 0) for sid in sweep_ids}
     if not sweep_ids:
         return out
-    stmt = (select(Point.sweep_id, Point.status, Point.cached, func.count())
-            .where(Point.sweep_id.in_(sweep_ids)).group_by(Point.sweep_id, Point.status, Point.cached))
+    stmt = (
+        select(Point.sweep_id, Point.status, Point.cached, func.count())
+        .where(Point.sweep_id.in_(sweep_ids))
+        .group_by(Point.sweep_id, Point.status, Point.cached)
+    )
     for sid, st, cached, n in session.execute(stmt):
         key = CACHED if cached else st
         out[sid][key] = out[sid].get(key, 0) + int(n)
@@ -60,8 +64,15 @@ def get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Swee
     return session.execute(stmt).scalar_one_or_none()
 
 
-def list_sweeps(session: Session, statuses: list[str] | None, limit: int, offset: int, *,
-                tags: list[str] | None = None, name: str | None = None) -> tuple[int, list[Sweep]]:
+def list_sweeps(
+    session: Session,
+    statuses: list[str] | None,
+    limit: int,
+    offset: int,
+    *,
+    tags: list[str] | None = None,
+    name: str | None = None,
+) -> tuple[int, list[Sweep]]:
     """(total matching, one page of sweeps newest first), optionally only those in `statuses`,
     carrying any of `tags`, or whose name contains `name` (case-insensitive)."""
     conds = [Sweep.status.in_(statuses)] if statuses else []
@@ -71,8 +82,13 @@ def list_sweeps(session: Session, statuses: list[str] | None, limit: int, offset
         escaped = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conds.append(func.lower(Sweep.name).like(f"%{escaped}%", escape="\\"))
     total = session.execute(select(func.count()).select_from(Sweep).where(*conds)).scalar_one()
-    sweeps = session.execute(select(Sweep).where(*conds).order_by(Sweep.created_at.desc(), Sweep.id.desc())
-                             .limit(limit).offset(offset)).scalars().all()
+    sweeps = (
+        session.execute(
+            select(Sweep).where(*conds).order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset)
+        )
+        .scalars()
+        .all()
+    )
     return total, list(sweeps)
 
 
@@ -85,8 +101,9 @@ def tags_of(session: Session, sweep_ids: list[int]) -> dict[int, list[str]]:
     """sweep id -> its tags, sorted."""
     out: dict[int, list[str]] = {sid: [] for sid in sweep_ids}
     if sweep_ids:
-        for sid, tag in session.execute(select(SweepTag.sweep_id, SweepTag.tag)
-                                        .where(SweepTag.sweep_id.in_(sweep_ids)).order_by(SweepTag.tag)):
+        for sid, tag in session.execute(
+            select(SweepTag.sweep_id, SweepTag.tag).where(SweepTag.sweep_id.in_(sweep_ids)).order_by(SweepTag.tag)
+        ):
             out[sid].append(tag)
     return out
 
@@ -107,7 +124,8 @@ def reusable_sources(session: Session, identities: list[str]) -> dict[str, tuple
     conn = session.connection()
     for i in range(0, len(identities), _CHUNK):
         stmt = select(Point.identity, Point.id, Point.status, Point.source_point_id).where(
-            Point.identity.in_(identities[i:i + _CHUNK]))
+            Point.identity.in_(identities[i : i + _CHUNK])
+        )
         for ident, pid, st, src in conn.execute(stmt):
             if st in REUSABLE_POINT_STATUSES and src is None and (ident not in found or pid < found[ident][0]):
                 found[ident] = (pid, st)
@@ -123,9 +141,14 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
     now = utcnow()
     sources = {} if spec.recompute else reusable_sources(session, identities)
     n_cached = len(sources)
-    sweep = Sweep(name=stored_spec["name"], spec=stored_spec, n_points=len(points),
-                  status=SweepStatus.DONE if n_cached == len(points) else SweepStatus.QUEUED, created_at=now,
-                  cancel_requested=False)
+    sweep = Sweep(
+        name=stored_spec["name"],
+        spec=stored_spec,
+        n_points=len(points),
+        status=SweepStatus.DONE if n_cached == len(points) else SweepStatus.QUEUED,
+        created_at=now,
+        cancel_requested=False,
+    )
     if sweep.status == SweepStatus.DONE:  # everything was already computed: nothing for the runner to do
         sweep.started_at = sweep.finished_at = now
     session.add(sweep)
@@ -135,25 +158,34 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
     for p, ident in zip(points, identities):
         src, src_status = sources.get(ident, (None, PointStatus.PENDING))
         row = {f: getattr(p, f) for f in PARAM_FIELDS}
-        row.update(sweep_id=sweep.id, identity=ident, attempts=0, cached=src is not None,
-                   source_point_id=src, status=src_status)
+        row.update(
+            sweep_id=sweep.id,
+            identity=ident,
+            attempts=0,
+            cached=src is not None,
+            source_point_id=src,
+            status=src_status,
+        )
         rows.append(row)
     # Core executemany (no ORM unit of work): 1e5 points in one statement, one transaction.
     session.connection().execute(insert(_POINTS), rows)
     if n_cached:
         # A copy of the source's result row for every cached point (one result row per point).
-        new_ids = dict(session.execute(select(Point.source_point_id, Point.id)
-                                       .where(Point.sweep_id == sweep.id, Point.cached.is_(True))).all())
+        new_ids = dict(
+            session.execute(
+                select(Point.source_point_id, Point.id).where(Point.sweep_id == sweep.id, Point.cached.is_(True))
+            ).all()
+        )
         cols = [c.key for c in _RESULTS.columns if c.key not in ("id", "point_id", "sweep_id")]
         copies = []
         src_ids = list(new_ids)
         for i in range(0, len(src_ids), _CHUNK):
             stmt = select(Result.point_id, *[_RESULTS.c[c] for c in cols]).where(
-                Result.point_id.in_(src_ids[i:i + _CHUNK]))
+                Result.point_id.in_(src_ids[i : i + _CHUNK])
+            )
             for r in session.execute(stmt):
                 m = r._mapping
-                copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id,
-                               **{c: m[c] for c in cols}})
+                copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id, **{c: m[c] for c in cols}})
         if copies:
             session.connection().execute(insert(_RESULTS), copies)
     return sweep, n_cached
@@ -176,14 +208,16 @@ def delete_sweep(session: Session, sweep_id: int) -> None:
     dependents = session.execute(
         select(Point.source_point_id, Point.id)
         .where(Point.source_point_id.in_(own), Point.sweep_id != sweep_id)
-        .order_by(Point.source_point_id, Point.id)).all()
+        .order_by(Point.source_point_id, Point.id)
+    ).all()
     heirs: dict[int, int] = {}
     for src, pid in dependents:
         if src is not None:  # always (the query selects dependents of this sweep's points)
             heirs.setdefault(src, pid)
     for src, heir in heirs.items():
-        session.execute(update(Point).where(Point.source_point_id == src, Point.id != heir)
-                        .values(source_point_id=heir))
+        session.execute(
+            update(Point).where(Point.source_point_id == src, Point.id != heir).values(source_point_id=heir)
+        )
         session.execute(update(Point).where(Point.id == heir).values(source_point_id=None))
         session.execute(update(Curve).where(Curve.point_id == src).values(point_id=heir))
     session.execute(delete(Curve).where(Curve.point_id.in_(own)))
@@ -196,6 +230,7 @@ def delete_sweep(session: Session, sweep_id: int) -> None:
 
 # ============================================================================= runner
 
+
 def _dialect_insert(session: Session):
     """The dialect's INSERT construct (both have on_conflict_do_nothing)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -203,8 +238,15 @@ def _dialect_insert(session: Session):
 
 def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker, now) -> dict[str, Any]:
     """A results-table row; non-finite metrics -> NULL."""
-    row: dict[str, Any] = {"point_id": point_id, "sweep_id": sweep_id, "status": status,
-                           "error": error, "wall_seconds": wall_seconds, "worker": worker, "created_at": now}
+    row: dict[str, Any] = {
+        "point_id": point_id,
+        "sweep_id": sweep_id,
+        "status": status,
+        "error": error,
+        "wall_seconds": wall_seconds,
+        "worker": worker,
+        "created_at": now,
+    }
     for name in METRIC_FIELDS:
         row[name] = _finite_or_none(metrics.get(name))
     return row
@@ -214,21 +256,28 @@ def insert_results(session: Session, rows: list[dict]) -> set[int]:
     """INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id: the ids really inserted
     (a point that already has its row keeps it: exactly one result row per point)."""
     table = _RESULTS
-    return set(session.execute(
-        _dialect_insert(session)(table).on_conflict_do_nothing(index_elements=["point_id"])
-        .returning(table.c.point_id), rows).scalars().all())
+    return set(
+        session.execute(
+            _dialect_insert(session)(table)
+            .on_conflict_do_nothing(index_elements=["point_id"])
+            .returning(table.c.point_id),
+            rows,
+        )
+        .scalars()
+        .all()
+    )
 
 
 def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, now) -> None:
     """Record the (point_id, sweep_id) pairs as failed with `message` (result row + status)."""
     rows = [result_row(pid, sid, PointStatus.FAILED, {}, message, None, None, now) for pid, sid in pairs]
     insert_results(session, rows)
-    session.execute(update(Point).where(Point.id.in_([p for p, _ in pairs]))
-                    .values(status=PointStatus.FAILED, owner=None))
+    session.execute(
+        update(Point).where(Point.id.in_([p for p, _ in pairs])).values(status=PointStatus.FAILED, owner=None)
+    )
 
 
-def exhausted_running_points(session: Session, max_attempts: int, sweep_id: int | None = None
-                             ) -> list[tuple[int, int]]:
+def exhausted_running_points(session: Session, max_attempts: int, sweep_id: int | None = None) -> list[tuple[int, int]]:
     """(point_id, sweep_id) of 'running' points already handed over `max_attempts` times
     (of one sweep, or of all sweeps when sweep_id is None)."""
     conds = [Point.status == PointStatus.RUNNING, Point.attempts >= max_attempts]
@@ -246,21 +295,28 @@ def requeue_running(session: Session, sweep_id: int | None = None, owner: str | 
     if owner is not None:
         conds.append(Point.owner == owner)
     # DML executes to a CursorResult (SQLAlchemy's Session.execute is typed as the wider Result)
-    done = cast(CursorResult[Any], session.execute(
-        update(Point).where(*conds).values(status=PointStatus.PENDING, owner=None)))
+    done = cast(
+        CursorResult[Any], session.execute(update(Point).where(*conds).values(status=PointStatus.PENDING, owner=None))
+    )
     return done.rowcount
 
 
 def active_sweeps(session: Session) -> list[tuple[int, bool]]:
     """(id, cancel_requested) of queued/running sweeps, oldest first."""
-    return [(sid, cancel) for sid, cancel in session.execute(select(Sweep.id, Sweep.cancel_requested)
-                                              .where(Sweep.status.in_(_ACTIVE_SWEEP)).order_by(Sweep.id)).all()]
+    return [
+        (sid, cancel)
+        for sid, cancel in session.execute(
+            select(Sweep.id, Sweep.cancel_requested).where(Sweep.status.in_(_ACTIVE_SWEEP)).order_by(Sweep.id)
+        ).all()
+    ]
 
 
 def other_active_sweep_exists(session: Session, sweep_id: int) -> bool:
     """Whether a queued/running sweep other than `sweep_id` exists."""
-    return session.execute(select(Sweep.id).where(
-        Sweep.status.in_(_ACTIVE_SWEEP), Sweep.id != sweep_id).limit(1)).first() is not None
+    return (
+        session.execute(select(Sweep.id).where(Sweep.status.in_(_ACTIVE_SWEEP), Sweep.id != sweep_id).limit(1)).first()
+        is not None
+    )
 
 
 def mark_running(sweep: Sweep) -> None:
@@ -273,8 +329,11 @@ def mark_running(sweep: Sweep) -> None:
 
 def count_unfinished(session: Session, sweep_id: int) -> int:
     """Points of the sweep still pending or running."""
-    return session.execute(select(func.count()).select_from(Point).where(
-        Point.sweep_id == sweep_id, Point.status.in_((PointStatus.PENDING, PointStatus.RUNNING)))).scalar_one()
+    return session.execute(
+        select(func.count())
+        .select_from(Point)
+        .where(Point.sweep_id == sweep_id, Point.status.in_((PointStatus.PENDING, PointStatus.RUNNING)))
+    ).scalar_one()
 
 
 def sweep_spec(session: Session, sweep_id: int) -> dict | None:
@@ -288,16 +347,27 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
     row (as POST /sweeps makes). Returns how many were reused (0: nothing left to reuse)."""
     P, S = Point, aliased(Point)
     pairs = session.execute(
-        select(P.id, func.min(S.id)).join(S, and_(
-            S.identity == P.identity, S.sweep_id != sweep_id, S.source_point_id.is_(None),
-            S.status.in_(REUSABLE_POINT_STATUSES)))
+        select(P.id, func.min(S.id))
+        .join(
+            S,
+            and_(
+                S.identity == P.identity,
+                S.sweep_id != sweep_id,
+                S.source_point_id.is_(None),
+                S.status.in_(REUSABLE_POINT_STATUSES),
+            ),
+        )
         .where(P.sweep_id == sweep_id, P.status == PointStatus.PENDING)
-        .group_by(P.id).limit(page_size)).all()
+        .group_by(P.id)
+        .limit(page_size)
+    ).all()
     if not pairs:
         return 0
     src_of = dict(pairs)
-    src_rows = {r.point_id: r for r in session.execute(select(Result).where(
-        Result.point_id.in_(set(src_of.values())))).scalars()}
+    src_rows = {
+        r.point_id: r
+        for r in session.execute(select(Result).where(Result.point_id.in_(set(src_of.values())))).scalars()
+    }
     now = utcnow()
     rows, statuses = [], []
     for pid, src in src_of.items():
@@ -305,8 +375,18 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
         if r is None:
             continue
         # A copy of the source's row, as POST /sweeps makes for its cached points.
-        rows.append(result_row(pid, sweep_id, r.status, {f: getattr(r, f) for f in METRIC_FIELDS},
-                               r.error, r.wall_seconds, r.worker, r.created_at or now))
+        rows.append(
+            result_row(
+                pid,
+                sweep_id,
+                r.status,
+                {f: getattr(r, f) for f in METRIC_FIELDS},
+                r.error,
+                r.wall_seconds,
+                r.worker,
+                r.created_at or now,
+            )
+        )
         statuses.append({"id": pid, "status": r.status, "cached": True, "source_point_id": src})
     if not rows:
         return 0
@@ -321,17 +401,24 @@ def pending_page(session: Session, sweep_id: int, after_identity: str, limit: in
     chunks are balanced and a partial sweep is a representative sample of it.
     Rows are (id, identity, *PARAM_FIELDS); nothing is changed (see claim_points)."""
     cols = [Point.id, Point.identity] + [getattr(Point, name) for name in PARAM_FIELDS]
-    return session.execute(select(*cols).where(
-        Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == PointStatus.PENDING)
-        .order_by(Point.identity).limit(limit)).all()
+    return session.execute(
+        select(*cols)
+        .where(Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == PointStatus.PENDING)
+        .order_by(Point.identity)
+        .limit(limit)
+    ).all()
 
 
 def claim_points(session: Session, ids: list[int], owner: str | None) -> set[int]:
     """pending -> running with `owner`, for the points of `ids` still pending; the ids claimed."""
     if not ids:
         return set()
-    stmt = (update(Point).where(Point.id.in_(ids), Point.status == PointStatus.PENDING)
-            .values(status=PointStatus.RUNNING, owner=owner).returning(Point.id))
+    stmt = (
+        update(Point)
+        .where(Point.id.in_(ids), Point.status == PointStatus.PENDING)
+        .values(status=PointStatus.RUNNING, owner=owner)
+        .returning(Point.id)
+    )
     return set(session.execute(stmt).scalars().all())
 
 
@@ -350,16 +437,18 @@ def owned_running(session: Session, ids: list[int], owner: str) -> set[int]:
     """Of `ids`, the points still running under `owner` (locked on Postgres for the transaction)."""
     found: set[int] = set()
     for i in range(0, len(ids), _CHUNK):
-        stmt = select(Point.id).where(Point.id.in_(ids[i:i + _CHUNK]), Point.status == PointStatus.RUNNING,
-                                      Point.owner == owner)
+        stmt = select(Point.id).where(
+            Point.id.in_(ids[i : i + _CHUNK]), Point.status == PointStatus.RUNNING, Point.owner == owner
+        )
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         found.update(session.execute(stmt).scalars().all())
     return found
 
 
-def write_results_batch(session: Session, rows: list[dict], blobs: dict[int, bytes], curves_format: str,
-                        owner: str | None = None) -> set[int]:
+def write_results_batch(
+    session: Session, rows: list[dict], blobs: dict[int, bytes], curves_format: str, owner: str | None = None
+) -> set[int]:
     """Idempotent write of a batch of result rows: only the rows really inserted get their curves
     row and their point status (one executemany each). With `owner`, only points still running
     under that owner are written (a runner that lost its lease changes nothing). Returns the
@@ -372,15 +461,16 @@ def write_results_batch(session: Session, rows: list[dict], blobs: dict[int, byt
     status_of = {r["point_id"]: r["status"] for r in rows}
     points = _POINTS
     inserted = insert_results(session, rows)
-    curve_rows = [{"point_id": pid, "blob": blobs[pid], "format": curves_format}
-                  for pid in inserted if pid in blobs]
+    curve_rows = [{"point_id": pid, "blob": blobs[pid], "format": curves_format} for pid in inserted if pid in blobs]
     if curve_rows:
-        session.execute(_dialect_insert(session)(_CURVES)
-                        .on_conflict_do_nothing(index_elements=["point_id"]), curve_rows)
+        session.execute(
+            _dialect_insert(session)(_CURVES).on_conflict_do_nothing(index_elements=["point_id"]), curve_rows
+        )
     if inserted:
-        session.execute(update(points).where(points.c.id == bindparam("pid"))
-                        .values(status=bindparam("new_status"), owner=None),
-                        [{"pid": pid, "new_status": status_of[pid]} for pid in inserted])
+        session.execute(
+            update(points).where(points.c.id == bindparam("pid")).values(status=bindparam("new_status"), owner=None),
+            [{"pid": pid, "new_status": status_of[pid]} for pid in inserted],
+        )
     return inserted
 
 
@@ -394,15 +484,21 @@ def mark_cancelled(sweep: Sweep) -> None:
 
 def point_status_counts(session: Session, sweep_id: int) -> dict[str, int]:
     """status -> number of points of the sweep (cached points under their copied status)."""
-    return dict(session.execute(select(Point.status, func.count()).where(
-        Point.sweep_id == sweep_id).group_by(Point.status)).all())
+    return dict(
+        session.execute(
+            select(Point.status, func.count()).where(Point.sweep_id == sweep_id).group_by(Point.status)
+        ).all()
+    )
 
 
 def first_failure(session: Session, sweep_id: int) -> str | None:
     """The error message of the sweep's failed result with the lowest point id."""
-    return session.execute(select(Result.error).where(
-        Result.sweep_id == sweep_id, Result.status == PointStatus.FAILED)
-        .order_by(Result.point_id).limit(1)).scalar()
+    return session.execute(
+        select(Result.error)
+        .where(Result.sweep_id == sweep_id, Result.status == PointStatus.FAILED)
+        .order_by(Result.point_id)
+        .limit(1)
+    ).scalar()
 
 
 def finish_sweep(sweep: Sweep, status: SweepStatus, error: str | None) -> None:

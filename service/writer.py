@@ -6,6 +6,7 @@ Exactly one result row per point: each batch is one transaction of ``INSERT .. O
 inserted get their curves row and their point status, so a point's result and its status commit
 together or not at all, and a point reported twice keeps its first row.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,7 @@ from .models import utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
-MAX_BATCH = 2000        # outcomes per transaction, at most
+MAX_BATCH = 2000  # outcomes per transaction, at most
 # A sweep's finished points as reported by workers.dispatch.TaskStream: columns, or one per point.
 Outcomes = ChunkOutcome | list[PointOutcome]
 
@@ -42,8 +43,9 @@ def build_rows(sweep_id: int, outcomes: Outcomes) -> tuple[list[dict[str, Any]],
         cols = outcomes.rows
         names = list(cols.metrics)
         base = {"sweep_id": sweep_id, "worker": outcomes.worker, "created_at": now}
-        for pid, status, error, wall, blob, *values in zip(outcomes.point_ids, cols.statuses, cols.errors,
-                                                           cols.wall_seconds, cols.blobs, *cols.metrics.values()):
+        for pid, status, error, wall, blob, *values in zip(
+            outcomes.point_ids, cols.statuses, cols.errors, cols.wall_seconds, cols.blobs, *cols.metrics.values()
+        ):
             if pid in seen:
                 continue
             seen.add(pid)
@@ -60,8 +62,7 @@ def build_rows(sweep_id: int, outcomes: Outcomes) -> tuple[list[dict[str, Any]],
         seen.add(pid)
         r = o.result
         status = r.status if r.status in FINISHED_POINT_STATUSES else PointStatus.FAILED
-        rows.append(store.result_row(pid, sweep_id, status, r.metrics or {}, r.error,
-                                     r.wall_seconds, o.worker, now))
+        rows.append(store.result_row(pid, sweep_id, status, r.metrics or {}, r.error, r.wall_seconds, o.worker, now))
         if r.curves is not None:
             blobs[pid] = encode_curves(r.curves)
     return rows, blobs
@@ -71,9 +72,13 @@ class ResultWriter:
     """`put(sweep_id, outcomes)` queues; a thread commits; `flush()` waits for what was queued.
     `on_written(sweep_id, n_inserted)` is called after each commit (progress bookkeeping)."""
 
-    def __init__(self, session_factory: sessionmaker[Session],
-                 on_written: Callable[[int, int], None] = lambda s, n: None,
-                 max_batch: int = MAX_BATCH, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        on_written: Callable[[int, int], None] = lambda s, n: None,
+        max_batch: int = MAX_BATCH,
+        owner: str | None = None,
+    ) -> None:
         self._session_factory = session_factory
         self._on_written = on_written
         self.max_batch = max_batch
@@ -138,8 +143,12 @@ class ResultWriter:
                     self._write(batch)
                     break
                 except Exception as exc:  # database unavailable for a moment: keep the batch, retry
-                    log.warning("result writer: batch of %d outcomes not written (%s); retrying in %.1f s",
-                                n, str(exc).splitlines()[0], pause)
+                    log.warning(
+                        "result writer: batch of %d outcomes not written (%s); retrying in %.1f s",
+                        n,
+                        str(exc).splitlines()[0],
+                        pause,
+                    )
                     time.sleep(pause)
                     pause = min(10.0, 2 * pause)
             with self._cond:

@@ -11,6 +11,7 @@
   server still running is stopped at the end of the session. Use module-scoped fixtures on top of
   it to share one server per database between tests (a server with Ray costs ~6 s to start).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,7 @@ import pytest
 import sqlalchemy as sa
 from servers import LiveServer, start_server
 
-PG_ADMIN_URL = os.environ.get("FLOWSWEEP_TEST_PG_ADMIN_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("FLOWSWEEP_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DB_KINDS = ("sqlite", "postgres")
 
 

@@ -19,8 +19,12 @@ from servers import dead_url
 
 REPO = Path(__file__).resolve().parents[1]
 # What the Dockerfile copies into the image (its COPY lines): the wheel must build from exactly these.
-SOURCES = tuple(src for line in (REPO / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")
-                for src in line.split()[1:-1])
+SOURCES = tuple(
+    src
+    for line in (REPO / "Dockerfile").read_text().splitlines()
+    if line.startswith("COPY ")
+    for src in line.split()[1:-1]
+)
 SERVER_ONLY = ("ray", "fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg", "pydantic", "pydantic_settings")
 
 pytestmark = pytest.mark.slow

@@ -13,21 +13,22 @@ REPO = Path(__file__).resolve().parents[1]
 NAMES = {*PointStatus, *SweepStatus, *COUNT_KEYS, CANCELLING}
 # (module, literal) pairs whose string is not one of our states
 NOT_A_STATE = {
-    ("core/dynamics/flow.py", "failed"),        # scipy's OdeSolver.status
-    ("service/queries.py", "cached"),           # the points table's boolean `cached` column
-    ("service/store.py", "cached"),             # ... the same column
-    ("bench/query_latency.py", "cached"),       # ... the same column (synthetic rows)
+    ("core/dynamics/flow.py", "failed"),  # scipy's OdeSolver.status
+    ("service/queries.py", "cached"),  # the points table's boolean `cached` column
+    ("service/store.py", "cached"),  # ... the same column
+    ("bench/query_latency.py", "cached"),  # ... the same column (synthetic rows)
     ("bench/reproduce/step_size.py", "diverged"),  # a report table's column header
 }
 
 
 def state_literals(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    docstrings = {id(n.value) for n in ast.walk(tree)
-                  if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
-    return [(n.lineno, n.value) for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in NAMES
-            and id(n) not in docstrings]
+    docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in NAMES and id(n) not in docstrings
+    ]
 
 
 def test_state_literals_finds_a_spelled_state(tmp_path):
@@ -43,6 +44,7 @@ def test_no_module_spells_a_state():
             rel = path.relative_to(REPO).as_posix()
             if rel == "flowsweep/status.py":
                 continue
-            found += [f"{rel}:{line}: {value!r}" for line, value in state_literals(path)
-                      if (rel, value) not in NOT_A_STATE]
+            found += [
+                f"{rel}:{line}: {value!r}" for line, value in state_literals(path) if (rel, value) not in NOT_A_STATE
+            ]
     assert not found, "import the state from flowsweep.status:\n" + "\n".join(found)

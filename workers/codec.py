@@ -8,6 +8,7 @@ the computation rather than in the service process; read back by service.queries
   singular_values (T x r, row-major) and error_regularized_fit. Encoding costs microseconds.
 - ``npz-v1`` (older rows): an ``np.savez`` archive of the same arrays (~0.3 ms per point to write).
 """
+
 from __future__ import annotations
 
 import io
@@ -31,9 +32,13 @@ def encode_curves(curves: Curves) -> bytes:
     T = len(curves.t)
     r = sv.shape[1] if sv.ndim == 2 else 0
     fit = curves.error_regularized_fit
-    parts = [np.array([T, r, fit is not None], dtype=_HEADER).tobytes(),
-             np.asarray(curves.t, dtype=_F8).tobytes(), np.asarray(curves.error, dtype=_F8).tobytes(),
-             np.asarray(curves.error_linear, dtype=_F8).tobytes(), sv.tobytes()]
+    parts = [
+        np.array([T, r, fit is not None], dtype=_HEADER).tobytes(),
+        np.asarray(curves.t, dtype=_F8).tobytes(),
+        np.asarray(curves.error, dtype=_F8).tobytes(),
+        np.asarray(curves.error_linear, dtype=_F8).tobytes(),
+        sv.tobytes(),
+    ]
     if fit is not None:
         parts.append(np.asarray(fit, dtype=_F8).tobytes())
     return b"".join(parts)
@@ -42,15 +47,20 @@ def encode_curves(curves: Curves) -> bytes:
 def encode_curves_npz(curves: Curves) -> bytes:
     """The older ``npz-v1`` encoding (kept for reading and for tests of old rows)."""
     buf = io.BytesIO()
-    t, error, error_linear, sv = (np.asarray(getattr(curves, name), dtype=np.float64)
-                                  for name in CURVE_NAMES[:4])
+    t, error, error_linear, sv = (np.asarray(getattr(curves, name), dtype=np.float64) for name in CURVE_NAMES[:4])
     fit = curves.error_regularized_fit
     # keywords spelled out: a **dict could bind savez's own `allow_pickle` (mypy rejects it)
     if fit is None:
         np.savez(buf, t=t, error=error, error_linear=error_linear, singular_values=sv)
     else:
-        np.savez(buf, t=t, error=error, error_linear=error_linear, singular_values=sv,
-                 error_regularized_fit=np.asarray(fit, dtype=np.float64))
+        np.savez(
+            buf,
+            t=t,
+            error=error,
+            error_linear=error_linear,
+            singular_values=sv,
+            error_regularized_fit=np.asarray(fit, dtype=np.float64),
+        )
     return buf.getvalue()
 
 
@@ -65,10 +75,13 @@ def decode_curves(blob: bytes, format: str) -> dict[str, np.ndarray | None]:
     data = np.frombuffer(blob, dtype=_F8, offset=3 * _HEADER.itemsize)
     if data.size != T * (3 + r + has_fit):
         raise ValueError(f"corrupt {CURVES_FORMAT} curves blob: {data.size} values for T={T}, r={r}")
-    out = {"t": data[:T], "error": data[T:2 * T], "error_linear": data[2 * T:3 * T],
-           "singular_values": data[3 * T:(3 + r) * T].reshape(T, r), "error_regularized_fit": None}
+    out = {
+        "t": data[:T],
+        "error": data[T : 2 * T],
+        "error_linear": data[2 * T : 3 * T],
+        "singular_values": data[3 * T : (3 + r) * T].reshape(T, r),
+        "error_regularized_fit": None,
+    }
     if has_fit:
-        out["error_regularized_fit"] = data[(3 + r) * T:]
+        out["error_regularized_fit"] = data[(3 + r) * T :]
     return out
-
-

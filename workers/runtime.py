@@ -26,6 +26,7 @@ Token authentication (Ray 2.60 turns it on by default for new clusters):
 ``ray.init`` replaces the SIGTERM handler (under uvicorn the lifespan shutdown would never run), so
 SIGTERM and SIGINT handlers are saved before it and restored after it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -123,9 +124,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             if joining:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
             else:
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.WARNING,
-                         _system_config=_embedded_system_config())
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                    _system_config=_embedded_system_config(),
+                )
         finally:
             _restore_signal_handlers(saved)
         log.info("ray %s: %s", "joined" if joining else "started", ray_status())
@@ -144,16 +150,14 @@ def warm_workers() -> list[ray.ObjectRef[tuple[str, int]]]:
 
     refs: list[ray.ObjectRef[tuple[str, int]]] = []
     for node_id, cpus in _node_cpus().items():
-        pinned = warm_up.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=True))
+        pinned = warm_up.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=True))
         refs.extend(pinned.remote() for _ in range(cpus))
     return refs
 
 
 def _node_cpus() -> dict[str, int]:
     """{node id: CPUs} of the cluster's alive nodes."""
-    return {n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0))
-            for n in ray.nodes() if n.get("Alive")}  # type: ignore[no-untyped-call]  # ray.nodes is unannotated
+    return {n["NodeID"]: int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")}  # type: ignore[no-untyped-call]  # ray.nodes is unannotated
 
 
 def ray_status() -> dict[str, int]:

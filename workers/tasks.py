@@ -1,4 +1,5 @@
 """The Ray remote task: one chunk of same-shape points through core's vectorised batch path."""
+
 from __future__ import annotations
 
 import time
@@ -47,8 +48,7 @@ def run_chunk(configs: list[PointConfig]) -> ChunkResults:
         raise ChunkError(f"{type(e).__name__}: {e}", node_id) from None
     seconds = time.perf_counter() - t0
     if len(results) != len(configs):
-        raise ChunkError(f"core.run_points returned {len(results)} results for {len(configs)} points",
-                         node_id)
+        raise ChunkError(f"core.run_points returned {len(results)} results for {len(configs)} points", node_id)
     return results, node_id, seconds
 
 
@@ -58,11 +58,11 @@ class ChunkRows:
     streaming scheduler's tasks return (cheap to ship and to turn into rows; the configs stay with
     the caller, which knows them). Metrics that do not apply or are non-finite are None."""
 
-    statuses: list[PointStatus]          # one of FINISHED_POINT_STATUSES
+    statuses: list[PointStatus]  # one of FINISHED_POINT_STATUSES
     errors: list[str | None]
     wall_seconds: list[float]
     metrics: dict[str, list[float | int | None]]  # METRIC_FIELDS name -> one value per point
-    blobs: list[bytes | None]            # curves, encoded by workers.codec
+    blobs: list[bytes | None]  # curves, encoded by workers.codec
     curves_format: str
 
     def __len__(self) -> int:
@@ -76,13 +76,15 @@ def to_rows(results: list[PointResult]) -> ChunkRows:
     from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 
     return ChunkRows(
-        statuses=[PointStatus(r.status) if r.status in FINISHED_POINT_STATUSES else PointStatus.FAILED
-                  for r in results],
+        statuses=[
+            PointStatus(r.status) if r.status in FINISHED_POINT_STATUSES else PointStatus.FAILED for r in results
+        ],
         errors=[r.error for r in results],
         wall_seconds=[float(r.wall_seconds) for r in results],
         metrics={f: [finite_or_none((r.metrics or {}).get(f)) for r in results] for f in METRIC_FIELDS},
         blobs=[None if r.curves is None else encode_curves(r.curves) for r in results],
-        curves_format=CURVES_FORMAT)
+        curves_format=CURVES_FORMAT,
+    )
 
 
 @ray.remote(num_cpus=1)
@@ -97,8 +99,7 @@ def run_chunk_rows(configs: list[PointConfig]) -> ChunkRowsResults:
     except Exception as e:
         raise ChunkError(f"{type(e).__name__}: {e}", node_id) from None
     if len(results) != len(configs):
-        raise ChunkError(f"core.run_points returned {len(results)} results for {len(configs)} points",
-                         node_id)
+        raise ChunkError(f"core.run_points returned {len(results)} results for {len(configs)} points", node_id)
     rows = to_rows(results)
     return rows, node_id, time.perf_counter() - t0
 

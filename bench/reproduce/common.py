@@ -1,5 +1,6 @@
 """Shared pieces of the reproduction: the embedded service, submitting and waiting, statistics,
 report items and the Markdown writer."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,7 +25,8 @@ from flowsweep.service.client import Client, FlowsweepError, ServerUnavailable  
 from flowsweep.status import FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, PointStatus, SweepStatus  # noqa: E402
 
 COMMAND = ".venv/bin/python bench/reproduce"
-PAPER_ITERATIONS = 4000          # the paper plots Figs. 1 and 2 over 4000 iterations
+PAPER_ITERATIONS = 4000  # the paper plots Figs. 1 and 2 over 4000 iterations
+
 
 # ------------------------------------------------------------------------------------ the service
 class EmbeddedService(ServiceProcess):
@@ -52,13 +54,13 @@ class EmbeddedService(ServiceProcess):
                 health = client.health()
             except FlowsweepError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"flowsweep serve not ready after {timeout:.0f} s:\n{self.log_tail()}") from None
+                    raise TimeoutError(f"flowsweep serve not ready after {timeout:.0f} s:\n{self.log_tail()}") from None
                 time.sleep(0.3)
                 continue
             if client.sweeps(limit=1).get("count"):
-                raise RuntimeError(f"the service on port {self.port} already has sweeps: it is not the "
-                                   "fresh embedded one")
+                raise RuntimeError(
+                    f"the service on port {self.port} already has sweeps: it is not the fresh embedded one"
+                )
             return health
 
 
@@ -72,8 +74,7 @@ def run_sweeps(client: Client, specs: dict[str, dict], timeout: float) -> dict[s
     last = ""
     while True:
         states = {key: client.sweep(s["id"]) for key, s in submitted.items()}
-        finished = sum(sum((st.get("counts") or {}).get(c) or 0
-                           for c in FINISHED_COUNT_KEYS) for st in states.values())
+        finished = sum(sum((st.get("counts") or {}).get(c) or 0 for c in FINISHED_COUNT_KEYS) for st in states.values())
         line = f"  {finished}/{total} points finished"
         if line != last:
             print(line, flush=True)
@@ -139,6 +140,7 @@ def cut(curves: dict, t_max: float) -> dict:
 
 def fetch_all(fn: Callable[[int], Any], ids, workers: int = 4, attempts: int = 4) -> list[Any]:
     """fn(id) for every id on a few threads; a dropped connection (a busy shared machine) is retried."""
+
     def one(i: int):
         for k in range(attempts):
             try:
@@ -146,7 +148,8 @@ def fetch_all(fn: Callable[[int], Any], ids, workers: int = 4, attempts: int = 4
             except ServerUnavailable:
                 if k == attempts - 1:
                     raise
-                time.sleep(0.5 * 2 ** k)
+                time.sleep(0.5 * 2**k)
+
     ids = [int(i) for i in ids]
     with ThreadPoolExecutor(workers) as ex:
         return list(ex.map(one, ids))
@@ -159,9 +162,9 @@ class Item:
     measured: str
     verdict: str
     notes: list[str] = field(default_factory=list)
-    figures: list[tuple[str, str]] = field(default_factory=list)   # (file name, caption)
-    claim_by: str = "Paper"      # whose claim: the paper's, or (beyond the paper) the cited literature's
-    details: list[str] = field(default_factory=list)               # markdown blocks
+    figures: list[tuple[str, str]] = field(default_factory=list)  # (file name, caption)
+    claim_by: str = "Paper"  # whose claim: the paper's, or (beyond the paper) the cited literature's
+    details: list[str] = field(default_factory=list)  # markdown blocks
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -170,8 +173,9 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def save(fig, out_dir: Path, name: str, written: list[Path], ylabel: str | None = None,
-         xlabel: str | None = None) -> str:
+def save(
+    fig, out_dir: Path, name: str, written: list[Path], ylabel: str | None = None, xlabel: str | None = None
+) -> str:
     """Write fig as out_dir/name; `ylabel`/`xlabel` name in words a column this report computed
     (metric_figure labels an axis with the column's name)."""
     if ylabel:
@@ -199,10 +203,17 @@ def summary_check(client: Client, sweep_id: int, df: pd.DataFrame, by: list[str]
             for b in by:
                 sel &= np.isclose(pd.to_numeric(df[b]), float(row[b]))
             own = finite(df.loc[sel & (df["status"] == PointStatus.DONE), metric])
-            if len(own) and row[col] is not None and np.isfinite(row[col]) and \
-                    not np.isclose(own.mean(), float(row[col]), rtol=1e-9, atol=1e-12):
-                print(f"warning: /summary {col} = {row[col]} but the rows' mean is {own.mean()} "
-                      f"(sweep {sweep_id}, {dict((b, row[b]) for b in by)})", file=sys.stderr)
+            if (
+                len(own)
+                and row[col] is not None
+                and np.isfinite(row[col])
+                and not np.isclose(own.mean(), float(row[col]), rtol=1e-9, atol=1e-12)
+            ):
+                print(
+                    f"warning: /summary {col} = {row[col]} but the rows' mean is {own.mean()} "
+                    f"(sweep {sweep_id}, {dict((b, row[b]) for b in by)})",
+                    file=sys.stderr,
+                )
     return s
 
 
@@ -216,9 +227,14 @@ def _combine(verdicts: list[str]) -> str:
 
 def failed_item(label: str, exc: BaseException) -> Item:
     import traceback
+
     traceback.print_exception(exc, file=sys.stderr)
-    return Item(name=label, claim="(see the paper)", measured=f"not measured: {type(exc).__name__}: {exc}",
-                verdict="not measured")
+    return Item(
+        name=label,
+        claim="(see the paper)",
+        measured=f"not measured: {type(exc).__name__}: {exc}",
+        verdict="not measured",
+    )
 
 
 # ------------------------------------------------------------------------------------ the report
@@ -232,52 +248,97 @@ def censored(summary: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def write_report(path: Path, items: list[Item], meta: dict) -> None:
-    L = ["# Reproducing the paper with flowsweep", "",
-         "Generated by one command from the repository root (about "
-         f"{meta['minutes']:.0f} min on this 2-core machine):", "", "```sh", COMMAND, "```", "",
-         "It starts an embedded service (`flowsweep serve` on a fresh SQLite file), POSTs the paper's "
-         "experiments as sweeps, waits, and reads every number back through the REST API (result rows, "
-         "`/summary`, `/points/{id}/curves`, `/points/{id}/state`); figures are drawn by `service.plots`. "
-         f"`--url` uses a running service instead. This run: {meta['points']} points in "
-         f"{meta['n_sweeps']} sweeps, {meta['sweep_seconds']:.0f} s from submission to the last result "
-         f"({meta['cpus']} Ray CPUs), flowsweep {meta['commit']}.", "",
-         "Verdicts: **matches** = flowsweep's value agrees with the paper's within the seed spread "
-         "(|paper − mean| ≤ 2 std over seeds) or the qualitative claim holds for the median seed; "
-         "**partly** = part of the claim holds; **does not** = it fails. Spread is mean ± std or "
-         "median [IQR] over n seeds; every seed draws its own data Y and initial weights unless a sweep "
-         "fixes `data_seed`. Timings were taken on a shared, loaded machine.", "",
-         "The items named *Deep networks* go beyond the paper (model `deep`, X = W_L ⋯ W_1): their claim "
-         "is the cited literature's, or the paper's two-layer claim asked again at depth L ≥ 3, and the "
-         "verdict says whether flowsweep's numbers bear it out.", "",
-         "## Summary", "",
-         table(["item", "claim", "flowsweep (n seeds)", "verdict"],
-               [[it.name, it.claim, it.measured, f"**{it.verdict}**"] for it in items]), ""]
+    L = [
+        "# Reproducing the paper with flowsweep",
+        "",
+        f"Generated by one command from the repository root (about {meta['minutes']:.0f} min on this 2-core machine):",
+        "",
+        "```sh",
+        COMMAND,
+        "```",
+        "",
+        "It starts an embedded service (`flowsweep serve` on a fresh SQLite file), POSTs the paper's "
+        "experiments as sweeps, waits, and reads every number back through the REST API (result rows, "
+        "`/summary`, `/points/{id}/curves`, `/points/{id}/state`); figures are drawn by `service.plots`. "
+        f"`--url` uses a running service instead. This run: {meta['points']} points in "
+        f"{meta['n_sweeps']} sweeps, {meta['sweep_seconds']:.0f} s from submission to the last result "
+        f"({meta['cpus']} Ray CPUs), flowsweep {meta['commit']}.",
+        "",
+        "Verdicts: **matches** = flowsweep's value agrees with the paper's within the seed spread "
+        "(|paper − mean| ≤ 2 std over seeds) or the qualitative claim holds for the median seed; "
+        "**partly** = part of the claim holds; **does not** = it fails. Spread is mean ± std or "
+        "median [IQR] over n seeds; every seed draws its own data Y and initial weights unless a sweep "
+        "fixes `data_seed`. Timings were taken on a shared, loaded machine.",
+        "",
+        "The items named *Deep networks* go beyond the paper (model `deep`, X = W_L ⋯ W_1): their claim "
+        "is the cited literature's, or the paper's two-layer claim asked again at depth L ≥ 3, and the "
+        "verdict says whether flowsweep's numbers bear it out.",
+        "",
+        "## Summary",
+        "",
+        table(
+            ["item", "claim", "flowsweep (n seeds)", "verdict"],
+            [[it.name, it.claim, it.measured, f"**{it.verdict}**"] for it in items],
+        ),
+        "",
+    ]
     for it in items:
-        L += [f"## {it.name}", "", f"**{it.claim_by}:** {it.claim}", "", f"**flowsweep:** {it.measured}", "",
-              f"**Verdict: {it.verdict}**", ""]
+        L += [
+            f"## {it.name}",
+            "",
+            f"**{it.claim_by}:** {it.claim}",
+            "",
+            f"**flowsweep:** {it.measured}",
+            "",
+            f"**Verdict: {it.verdict}**",
+            "",
+        ]
         for d in it.details:
             L += [d, ""]
         for n in it.notes:
             L += [n, ""]
         for fname, cap in it.figures:
             L += [f"![{cap}]({fname})", "", f"*{cap}.*", ""]
-    L += ["## Sweeps", "", "Seeds per group: " + ", ".join(f"{k} {v}" for k, v in meta["seeds"].items())
-          + ".", "",
-          table(["sweep", "model", "init", "integrator", "m×n", "η", "steps", "axes and data"],
-                [[s["name"], s["model"], s.get("init", "gaussian"), s.get("integrator", "gd"),
-                  f"{s['m']}×{s.get('n', s['m'])}", g(s["eta"]) if "eta" in s else "axis", str(s["steps"]),
-                  ", ".join([f"{a}={v}" for a, v in s["axes"].items()]
-                            + [f"{f}={s[f]}" for f in ("y_singular_values", "data_seed", "fit_lambda0")
-                               if s.get(f) is not None])] for s in meta["specs"].values()]),
-          ""]
+    L += [
+        "## Sweeps",
+        "",
+        "Seeds per group: " + ", ".join(f"{k} {v}" for k, v in meta["seeds"].items()) + ".",
+        "",
+        table(
+            ["sweep", "model", "init", "integrator", "m×n", "η", "steps", "axes and data"],
+            [
+                [
+                    s["name"],
+                    s["model"],
+                    s.get("init", "gaussian"),
+                    s.get("integrator", "gd"),
+                    f"{s['m']}×{s.get('n', s['m'])}",
+                    g(s["eta"]) if "eta" in s else "axis",
+                    str(s["steps"]),
+                    ", ".join(
+                        [f"{a}={v}" for a, v in s["axes"].items()]
+                        + [
+                            f"{f}={s[f]}"
+                            for f in ("y_singular_values", "data_seed", "fit_lambda0")
+                            if s.get(f) is not None
+                        ]
+                    ),
+                ]
+                for s in meta["specs"].values()
+            ],
+        ),
+        "",
+    ]
     path.write_text("\n".join(L))
 
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-

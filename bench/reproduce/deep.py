@@ -4,6 +4,7 @@ field (Saxe et al. 2014; Arora, Cohen, Hazan 2018; Du, Hu, Lee 2018), measured, 
 2. time to tolerance against depth at a fixed end-to-end start X0;
 3. does imbalance still accelerate at depth L >= 3 (spectral starts; Gaussian starts as Fig. 1)?
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,7 @@ from .specs import (
     DEEP_SPECTRAL_SCALES,
 )
 
-SCALING_TOLERANCE = 0.15    # plateau ratios against 9^(1−2/L): an asymptotic law (x0 → 0), s = 0.03 is not tiny
+SCALING_TOLERANCE = 0.15  # plateau ratios against 9^(1−2/L): an asymptotic law (x0 → 0), s = 0.03 is not tiny
 
 
 def censored_median(x, fill: float = np.inf) -> float:
@@ -42,9 +43,12 @@ def _increasing(v) -> bool:
 
 def deep_items(client: Client, sw: dict, out: Path, written: list[Path]) -> list[Item]:
     df, curves = _balanced(client, sw["deep_balanced"])
-    return [plateau_item(df, curves, out, written), time_item(df, out, written),
-            imbalance_item(client, sw["deep_spectral"], out, written),
-            gaussian_item(client, sw["deep_gaussian"], out, written)]
+    return [
+        plateau_item(df, curves, out, written),
+        time_item(df, out, written),
+        imbalance_item(client, sw["deep_spectral"], out, written),
+        gaussian_item(client, sw["deep_gaussian"], out, written),
+    ]
 
 
 def _balanced(client: Client, sweep: dict) -> tuple[pd.DataFrame, list[dict]]:
@@ -54,8 +58,10 @@ def _balanced(client: Client, sweep: dict) -> tuple[pd.DataFrame, list[dict]]:
     df["plateau"] = [plots.plateau_length(c["t"], c["error"]) for c in curves]
     # X0 = W1 of the depth-1 point: the same X0 at every depth of a (scale, seed)
     one = df[df["depth"] == 1]
-    x0_rel = {(r.init_scale, r.seed): float(np.linalg.norm(st["W1"]) / np.linalg.norm(st["Y"]))
-              for r, st in zip(one.itertuples(), fetch_all(client.state, one["point_id"]))}
+    x0_rel = {
+        (r.init_scale, r.seed): float(np.linalg.norm(st["W1"]) / np.linalg.norm(st["Y"]))
+        for r, st in zip(one.itertuples(), fetch_all(client.state, one["point_id"]))
+    }
     df["x0_rel"] = [x0_rel.get((r.init_scale, r.seed), np.nan) for r in df.itertuples()]
     return df, curves
 
@@ -64,8 +70,10 @@ def plateau_item(df: pd.DataFrame, curves: list[dict], out: Path, written: list[
     rows, checks = [], []
     for s in DEEP_BALANCED_SCALES:
         sub = df[df["init_scale"] == s]
-        rows.append([g(s), g(sub["x0_rel"].median())]
-                    + [median_iqr(sub.loc[sub["depth"] == d, "plateau"], censored=True) for d in DEEP_DEPTHS])
+        rows.append(
+            [g(s), g(sub["x0_rel"].median())]
+            + [median_iqr(sub.loc[sub["depth"] == d, "plateau"], censored=True) for d in DEEP_DEPTHS]
+        )
         if s in DEEP_PLATEAU_SCALES:
             med = _by_depth(sub, "plateau", DEEP_DEPTHS)
             piv = sub.pivot(index="seed", columns="depth", values="plateau")
@@ -79,39 +87,65 @@ def plateau_item(df: pd.DataFrame, curves: list[dict], out: Path, written: list[
     scaling = {d: (float(ratio.get(d, np.nan)), x0_ratio ** (1 - 2 / d)) for d in DEEP_DEPTHS if d >= 3}
     scaling_ok = all(abs(r / p - 1) <= SCALING_TOLERANCE for r, p in scaling.values())
     grows = all(ok for _, _, ok, _, _ in checks)
-    ratio_rows = [[str(d), g(ratio.get(d, np.nan)),
-                   "≈ 1 (no plateau)" if d == 1 else
-                   ("log(9)/(2σ₁) longer: not a ratio" if d == 2 else g(scaling[d][1]))] for d in DEEP_DEPTHS]
-    keep = (df["init_scale"] <= 0.1).to_numpy()            # the larger starts have no plateau
-    f_plateau = save(plots.plateau_figure(df[keep], [c for c, k in zip(curves, keep) if k], by=["init_scale"]),
-                     out, "repro-deep-plateau.png", written)
+    ratio_rows = [
+        [
+            str(d),
+            g(ratio.get(d, np.nan)),
+            "≈ 1 (no plateau)" if d == 1 else ("log(9)/(2σ₁) longer: not a ratio" if d == 2 else g(scaling[d][1])),
+        ]
+        for d in DEEP_DEPTHS
+    ]
+    keep = (df["init_scale"] <= 0.1).to_numpy()  # the larger starts have no plateau
+    f_plateau = save(
+        plots.plateau_figure(df[keep], [c for c, k in zip(curves, keep) if k], by=["init_scale"]),
+        out,
+        "repro-deep-plateau.png",
+        written,
+    )
     f_error = save(_error_by_depth(df, curves, large), out, "repro-deep-error.png", written)
     return Item(
         name="Deep networks — the plateau of small balanced starts grows with depth",
         claim_by="Claim",
         claim="(Saxe et al. 2014; Arora et al. 2018) from a small balanced start a deeper "
-              "network stays longer near the saddle X = 0; for L ≥ 3 the escape time grows like "
-              "x₀^−(1−2/L), against log(1/x₀) at L = 2",
+        "network stays longer near the saddle X = 0; for L ≥ 3 the escape time grows like "
+        "x₀^−(1−2/L), against log(1/x₀) at L = 2",
         measured="median plateau at L = 1…6: "
-                 + "; ".join(f"s={g(s)}: " + ", ".join(g(v) for v in med.values)
-                             + f" (increasing at every step in {k}/{n} seeds)" for s, med, _, k, n in checks)
-                 + f"; a {x0_ratio:g}× smaller X0 lengthens it "
-                 + ", ".join(g(r) for r, _ in scaling.values()) + "× at L = 3…6 against "
-                 + f"{x0_ratio:g}^(1−2/L) = " + ", ".join(g(p) for _, p in scaling.values()),
+        + "; ".join(
+            f"s={g(s)}: " + ", ".join(g(v) for v in med.values) + f" (increasing at every step in {k}/{n} seeds)"
+            for s, med, _, k, n in checks
+        )
+        + f"; a {x0_ratio:g}× smaller X0 lengthens it "
+        + ", ".join(g(r) for r, _ in scaling.values())
+        + "× at L = 3…6 against "
+        + f"{x0_ratio:g}^(1−2/L) = "
+        + ", ".join(g(p) for _, p in scaling.values()),
         verdict=_combine(["matches" if grows else "does not", "matches" if scaling_ok else "partly"]),
-        figures=[(f_plateau, "Plateau length against depth (dots: seeds; line: mean ± std), one series per "
-                             "init scale (the larger starts, without a plateau, left out); "
-                             "`flowsweep plot ID --kind plateau`"),
-                 (f_error, f"Error of the exact flow from the same small balanced start (init_scale {g(large)}) "
-                           "at depths 1–6, geometric mean over seeds; L = 1 is the one-layer model")],
-        details=[table(["init_scale", "‖X0‖/‖Y‖ (median)"] + [f"L = {d}" for d in DEEP_DEPTHS], rows),
-                 f"Plateau of s = {g(small)} over s = {g(large)} (X0 {x0_ratio:g}× smaller), median over seeds, "
-                 f"against the small-x₀ scaling {x0_ratio:g}^(1−2/L) of the balanced mode dynamics "
-                 f"ẋ = L x^(2−2/L)(σ − x) (the verdict asks for agreement within {SCALING_TOLERANCE:.0%}):",
-                 table(["depth", "measured ratio", "predicted"], ratio_rows)],
-        notes=["Balanced starts, exact flow, Y ~ N(0, 1) 5×10 per seed, hidden width 20, the same X0 = U0V0ᵀ "
-               "at every depth (per seed). Plateau = first recorded t with e(t) ≤ 0.9·e(0) (grid 0.05); "
-               "a median counts a run whose error never fell that far as longer than every other."])
+        figures=[
+            (
+                f_plateau,
+                "Plateau length against depth (dots: seeds; line: mean ± std), one series per "
+                "init scale (the larger starts, without a plateau, left out); "
+                "`flowsweep plot ID --kind plateau`",
+            ),
+            (
+                f_error,
+                f"Error of the exact flow from the same small balanced start (init_scale {g(large)}) "
+                "at depths 1–6, geometric mean over seeds; L = 1 is the one-layer model",
+            ),
+        ],
+        details=[
+            table(["init_scale", "‖X0‖/‖Y‖ (median)"] + [f"L = {d}" for d in DEEP_DEPTHS], rows),
+            f"Plateau of s = {g(small)} over s = {g(large)} (X0 {x0_ratio:g}× smaller), median over seeds, "
+            f"against the small-x₀ scaling {x0_ratio:g}^(1−2/L) of the balanced mode dynamics "
+            f"ẋ = L x^(2−2/L)(σ − x) (the verdict asks for agreement within {SCALING_TOLERANCE:.0%}):",
+            table(["depth", "measured ratio", "predicted"], ratio_rows),
+        ],
+        notes=[
+            "Balanced starts, exact flow, Y ~ N(0, 1) 5×10 per seed, hidden width 20, the same X0 = U0V0ᵀ "
+            "at every depth (per seed). Plateau = first recorded t with e(t) ≤ 0.9·e(0) (grid 0.05); "
+            "a median counts a run whose error never fell that far as longer than every other."
+        ],
+    )
 
 
 def _error_by_depth(df: pd.DataFrame, curves: list[dict], s: float) -> mf.Figure:
@@ -129,7 +163,7 @@ def _error_by_depth(df: pd.DataFrame, curves: list[dict], s: float) -> mf.Figure
         below = np.flatnonzero(e <= floor)
         t_end = max(t_end, t[below[0]] if len(below) else t[-1])
     ax.set_yscale("log")
-    ax.set_xlim(0, 1.1 * t_end)          # until the slowest depth's mean reaches the floor
+    ax.set_xlim(0, 1.1 * t_end)  # until the slowest depth's mean reaches the floor
     ax.set_ylim(floor, 1.5)
     ax.set_xlabel("t")
     ax.set_ylabel("e(t) = ‖Y − X(t)‖/‖Y‖ (geometric mean)")
@@ -144,8 +178,10 @@ def time_item(df: pd.DataFrame, out: Path, written: list[Path]) -> Item:
     for s in DEEP_BALANCED_SCALES:
         sub = df[df["init_scale"] == s]
         meds[s] = _by_depth(sub, "time_to_tol", DEEP_DEPTHS)
-        rows.append([g(s), g(sub["x0_rel"].median())]
-                    + [median_iqr(sub.loc[sub["depth"] == d, "time_to_tol"], censored=True) for d in DEEP_DEPTHS])
+        rows.append(
+            [g(s), g(sub["x0_rel"].median())]
+            + [median_iqr(sub.loc[sub["depth"] == d, "time_to_tol"], censored=True) for d in DEEP_DEPTHS]
+        )
     fastest = {s: int(m.idxmin()) for s, m in meds.items()}
     smallest = DEEP_BALANCED_SCALES[0]
     # Saxe et al.: small starts slow down with depth
@@ -160,30 +196,44 @@ def time_item(df: pd.DataFrame, out: Path, written: list[Path]) -> Item:
         name="Deep networks — time to tolerance against depth at fixed X0",
         claim_by="Claim",
         claim="depth acts as a preconditioner that can accelerate (Arora et al. 2018); small starts slow "
-              "down with depth (Saxe et al. 2014). Which wins at a fixed balanced X0?",
+        "down with depth (Saxe et al. 2014). Which wins at a fixed balanced X0?",
         measured="the fastest depth (median time to e ≤ 0.01) per init scale: "
-                 + "; ".join(f"s={g(s)} → L = {b} ({g(meds[s].loc[b])}; "
-                             + (f"L = 2: {g(meds[s].loc[2])})" if b == 1 else f"L = 1: {g(meds[s].loc[1])})")
-                             for s, b in fastest.items())
-                 + f"; time increases at every step from L = 2 to 6 at {len(beyond_two_slower)}/{len(meds)} "
-                   f"scales; L = 2 beats L = 1 at {len(two_beats_one)}/{len(meds)} scales, a depth ≥ 3 is "
-                   f"fastest at {len(deeper_fastest)}/{len(meds)}",
+        + "; ".join(
+            f"s={g(s)} → L = {b} ({g(meds[s].loc[b])}; "
+            + (f"L = 2: {g(meds[s].loc[2])})" if b == 1 else f"L = 1: {g(meds[s].loc[1])})")
+            for s, b in fastest.items()
+        )
+        + f"; time increases at every step from L = 2 to 6 at {len(beyond_two_slower)}/{len(meds)} "
+        f"scales; L = 2 beats L = 1 at {len(two_beats_one)}/{len(meds)} scales, a depth ≥ 3 is "
+        f"fastest at {len(deeper_fastest)}/{len(meds)}",
         verdict=_combine(["matches" if slow_small else "does not", accel]),
-        figures=[(f, "Time to e ≤ 0.01 against depth at fixed X0 (one series per init scale; mean ± std of the "
-                     "runs that reached it, the title counts those that did not); "
-                     "`flowsweep plot ID --kind depth`")],
+        figures=[
+            (
+                f,
+                "Time to e ≤ 0.01 against depth at fixed X0 (one series per init scale; mean ± std of the "
+                "runs that reached it, the title counts those that did not); "
+                "`flowsweep plot ID --kind depth`",
+            )
+        ],
         details=[table(["init_scale", "‖X0‖/‖Y‖"] + [f"L = {d}" for d in DEEP_DEPTHS], rows)],
-        notes=["Balanced starts, so every depth starts from the same X0 and Arora et al.'s end-to-end dynamics "
-               "apply; exact flow to t = 100; L = 1 is the one-layer model (time log(e0/0.01)). Medians "
-               "count a run that never reached e ≤ 0.01 as slower than every run that did (the table's "
-               "quartiles are of those that did, `k/N reached`). The two claims split the verdict: "
-               f"small starts slow down with depth ({'holds' if slow_small else 'does not hold'} at "
-               f"s = {g(smallest)}); depth accelerates only from L = 1 to L = 2 "
-               + ("and never beyond" if not deeper_fastest else
-                  "and beyond at s = " + ", ".join(g(s) for s in deeper_fastest)) + ".",
-               f"Conservation under the flow in these {len(df)} points: the largest `conservation_drift` "
-               f"(max over adjacent pairs and t of ‖C_j(t) − C_j(0)‖/(‖W_j(0)‖² + ‖W_(j+1)(0)‖²)) is "
-               f"{g(drift)}."])
+        notes=[
+            "Balanced starts, so every depth starts from the same X0 and Arora et al.'s end-to-end dynamics "
+            "apply; exact flow to t = 100; L = 1 is the one-layer model (time log(e0/0.01)). Medians "
+            "count a run that never reached e ≤ 0.01 as slower than every run that did (the table's "
+            "quartiles are of those that did, `k/N reached`). The two claims split the verdict: "
+            f"small starts slow down with depth ({'holds' if slow_small else 'does not hold'} at "
+            f"s = {g(smallest)}); depth accelerates only from L = 1 to L = 2 "
+            + (
+                "and never beyond"
+                if not deeper_fastest
+                else "and beyond at s = " + ", ".join(g(s) for s in deeper_fastest)
+            )
+            + ".",
+            f"Conservation under the flow in these {len(df)} points: the largest `conservation_drift` "
+            f"(max over adjacent pairs and t of ‖C_j(t) − C_j(0)‖/(‖W_j(0)‖² + ‖W_(j+1)(0)‖²)) is "
+            f"{g(drift)}.",
+        ],
+    )
 
 
 def imbalance_item(client: Client, sweep: dict, out: Path, written: list[Path]) -> Item:
@@ -196,14 +246,22 @@ def imbalance_item(client: Client, sweep: dict, out: Path, written: list[Path]) 
             piv = sub.pivot(index="seed", columns="lambda0", values="time_to_tol").fillna(np.inf)
             per_seed = int((piv.diff(axis=1).iloc[:, 1:] < 0).all(axis=1).sum())
             checks.append((s, d, _increasing(-np.asarray(med)), per_seed, len(piv)))
-            rows.append([g(s), str(d)]
-                        + [median_iqr(sub.loc[sub["lambda0"] == lam, "speedup"], censored=True) for lam in DEEP_LAMBDAS]
-                        + [f"{per_seed}/{len(piv)}"])
+            rows.append(
+                [g(s), str(d)]
+                + [median_iqr(sub.loc[sub["lambda0"] == lam, "speedup"], censored=True) for lam in DEEP_LAMBDAS]
+                + [f"{per_seed}/{len(piv)}"]
+            )
     deep_ok = [ok for _, d, ok, _, _ in checks if d >= 3]
-    med_sp = {(s, lam, d): censored_median(x, 0.0)
-              for (s, lam, d), x in df.groupby(["init_scale", "lambda0", "depth"])["speedup"]}
-    deeper_more = all(_increasing([med_sp[(s, lam, d)] for d in DEEP_IMBALANCED_DEPTHS])
-                      for s in DEEP_SPECTRAL_SCALES for lam in DEEP_LAMBDAS if lam > 0)
+    med_sp = {
+        (s, lam, d): censored_median(x, 0.0)
+        for (s, lam, d), x in df.groupby(["init_scale", "lambda0", "depth"])["speedup"]
+    }
+    deeper_more = all(
+        _increasing([med_sp[(s, lam, d)] for d in DEEP_IMBALANCED_DEPTHS])
+        for s in DEEP_SPECTRAL_SCALES
+        for lam in DEEP_LAMBDAS
+        if lam > 0
+    )
     rp = pd.to_numeric(df["rate_pred"], errors="coerce")
     rf = pd.to_numeric(df["rate_fit"], errors="coerce")
     rel = ((rf - rp).abs() / rp).dropna()
@@ -215,36 +273,52 @@ def imbalance_item(client: Client, sweep: dict, out: Path, written: list[Path]) 
         name="Deep networks — imbalance accelerates at L ≥ 3 (spectral starts)",
         claim_by="Claim",
         claim="(the paper's eq. 16 at L = 2; a question at L ≥ 3) the conserved imbalance λ₀ sets the rate "
-              "√(4σ² + λ₀²) and accelerates convergence; deeper networks conserve W_(j+1)ᵀW_(j+1) − W_jW_jᵀ "
-              "for every adjacent pair (Du, Hu, Lee 2018): does λ₀ still speed them up?",
+        "√(4σ² + λ₀²) and accelerates convergence; deeper networks conserve W_(j+1)ᵀW_(j+1) − W_jW_jᵀ "
+        "for every adjacent pair (Du, Hu, Lee 2018): does λ₀ still speed them up?",
         measured="median time to e ≤ 0.01 decreases strictly with λ₀ ∈ {"
-                 + ", ".join(g(lam) for lam in DEEP_LAMBDAS) + "} at "
-                 + "; ".join(f"s={g(s)}, L={d}: {'yes' if ok else 'no'} ({k}/{n} seeds)" for s, d, ok, k, n in checks)
-                 + "; median speedup at λ₀ = " + g(DEEP_LAMBDAS[-1]) + f", s = {g(DEEP_SPECTRAL_SCALES[0])}: "
-                 + ", ".join(f"L={d}: {g(med_sp[(DEEP_SPECTRAL_SCALES[0], DEEP_LAMBDAS[-1], d)])}"
-                             for d in DEEP_IMBALANCED_DEPTHS),
+        + ", ".join(g(lam) for lam in DEEP_LAMBDAS)
+        + "} at "
+        + "; ".join(f"s={g(s)}, L={d}: {'yes' if ok else 'no'} ({k}/{n} seeds)" for s, d, ok, k, n in checks)
+        + "; median speedup at λ₀ = "
+        + g(DEEP_LAMBDAS[-1])
+        + f", s = {g(DEEP_SPECTRAL_SCALES[0])}: "
+        + ", ".join(
+            f"L={d}: {g(med_sp[(DEEP_SPECTRAL_SCALES[0], DEEP_LAMBDAS[-1], d)])}" for d in DEEP_IMBALANCED_DEPTHS
+        ),
         verdict="matches" if all(deep_ok) else ("partly" if any(deep_ok) else "does not"),
-        figures=[(f, f"Speedup over the one-layer model against the imbalance λ₀ of every adjacent pair, "
-                     f"spectral start init_scale {g(DEEP_SPECTRAL_SCALES[0])}, one series per depth; "
-                     "`flowsweep plot ID --kind speedup --x lambda0 --by depth`")],
-        details=["Speedup over the one-layer model from the same X0 (time_to_tol_linear / time_to_tol), "
-                 "median [IQR]; last column: seeds whose time decreases at every step of λ₀:",
-                 table(["init_scale", "depth"] + [f"λ₀ = {g(lam)}" for lam in DEEP_LAMBDAS] + ["monotone seeds"],
-                       rows)],
-        notes=["Spectral starts X0 = s²ΦΨᵀ (the same at every depth and λ₀) with W_(j+1)ᵀW_(j+1) − W_jW_jᵀ = λ₀ "
-               "on the m modes of every pair, exact flow to t = 10. "
-               + ("The median speedup grows with depth at every λ₀ > 0 and init scale: imbalance accelerates "
-                  "more at depth than at L = 2." if deeper_more else
-                  "The median speedup does not grow with depth at every λ₀ > 0 and init scale."),
-               "Why: per mode the layers' scales a_j satisfy a_(j+1)² − a_j² = λ₀ and Π a_j = x; at convergence "
-               "(x = σ) the linearised rate is σ² Σ_j 1/a_j² (`rate_pred`; L σ^(2−2/L) when balanced, eq. 16 at "
-               "L = 2). Imbalance makes one layer small (a_1² ≈ σ²/((L−1)!·λ₀^(L−1))) and the others large, "
-               "so at large λ₀ the rate tends to (L−1)!·λ₀^(L−1), whatever σ: λ₀ at L = 2, 2λ₀² at L = 3, "
-               "6λ₀³ at L = 4. flowsweep's fitted tail rate `rate_fit` agrees with `rate_pred` to a median "
-               f"relative difference of {g(rel.median())} (max {g(rel.max())}, {len(rel)} points with a "
-               "fittable tail).",
-               f"Exactness in these {len(df)} points: each spectral mode follows the scalar deep network "
-               f"(Saxe et al.), `closed_form_error` max {g(cf.max())}; `conservation_drift` max {g(drift.max())}."])
+        figures=[
+            (
+                f,
+                f"Speedup over the one-layer model against the imbalance λ₀ of every adjacent pair, "
+                f"spectral start init_scale {g(DEEP_SPECTRAL_SCALES[0])}, one series per depth; "
+                "`flowsweep plot ID --kind speedup --x lambda0 --by depth`",
+            )
+        ],
+        details=[
+            "Speedup over the one-layer model from the same X0 (time_to_tol_linear / time_to_tol), "
+            "median [IQR]; last column: seeds whose time decreases at every step of λ₀:",
+            table(["init_scale", "depth"] + [f"λ₀ = {g(lam)}" for lam in DEEP_LAMBDAS] + ["monotone seeds"], rows),
+        ],
+        notes=[
+            "Spectral starts X0 = s²ΦΨᵀ (the same at every depth and λ₀) with W_(j+1)ᵀW_(j+1) − W_jW_jᵀ = λ₀ "
+            "on the m modes of every pair, exact flow to t = 10. "
+            + (
+                "The median speedup grows with depth at every λ₀ > 0 and init scale: imbalance accelerates "
+                "more at depth than at L = 2."
+                if deeper_more
+                else "The median speedup does not grow with depth at every λ₀ > 0 and init scale."
+            ),
+            "Why: per mode the layers' scales a_j satisfy a_(j+1)² − a_j² = λ₀ and Π a_j = x; at convergence "
+            "(x = σ) the linearised rate is σ² Σ_j 1/a_j² (`rate_pred`; L σ^(2−2/L) when balanced, eq. 16 at "
+            "L = 2). Imbalance makes one layer small (a_1² ≈ σ²/((L−1)!·λ₀^(L−1))) and the others large, "
+            "so at large λ₀ the rate tends to (L−1)!·λ₀^(L−1), whatever σ: λ₀ at L = 2, 2λ₀² at L = 3, "
+            "6λ₀³ at L = 4. flowsweep's fitted tail rate `rate_fit` agrees with `rate_pred` to a median "
+            f"relative difference of {g(rel.median())} (max {g(rel.max())}, {len(rel)} points with a "
+            "fittable tail).",
+            f"Exactness in these {len(df)} points: each spectral mode follows the scalar deep network "
+            f"(Saxe et al.), `closed_form_error` max {g(cf.max())}; `conservation_drift` max {g(drift.max())}.",
+        ],
+    )
 
 
 def gaussian_item(client: Client, sweep: dict, out: Path, written: list[Path]) -> Item:
@@ -254,27 +328,47 @@ def gaussian_item(client: Client, sweep: dict, out: Path, written: list[Path]) -
         sub = df[df["depth"] == d]
         meds[d] = [censored_median(sub.loc[sub["init_scale"] == s, "speedup"], 0.0) for s in DEEP_GAUSSIAN_SCALES]
         mono[d] = _increasing(meds[d])
-        rows.append([str(d)] + [f"{median_iqr(x['speedup'], censored=True)}; ‖C‖ {g(x['q0_norm'].median())}"
-                                for x in (sub[sub["init_scale"] == s] for s in DEEP_GAUSSIAN_SCALES)])
+        rows.append(
+            [str(d)]
+            + [
+                f"{median_iqr(x['speedup'], censored=True)}; ‖C‖ {g(x['q0_norm'].median())}"
+                for x in (sub[sub["init_scale"] == s] for s in DEEP_GAUSSIAN_SCALES)
+            ]
+        )
     below_one = {d: frac(np.asarray(m) < 1) for d, m in meds.items()}
     f = save(plots.speedup_figure(df, x="init_scale", by=["depth"]), out, "repro-deep-gaussian.png", written)
     return Item(
         name="Deep networks — Fig. 1 at depth: Gaussian starts",
         claim_by="Claim",
         claim="(the paper's Fig. 1 at L = 2; a question at L ≥ 3) the larger the Gaussian scale s (the more "
-              "imbalanced the start, ‖C_j‖ ∝ s²k), the faster the network against the one-layer model",
-        measured="median speedup at s = " + ", ".join(g(s) for s in DEEP_GAUSSIAN_SCALES) + ": "
-                 + "; ".join(f"L={d}: " + ", ".join(g(v) for v in meds[d])
-                             + f" ({'increasing' if mono[d] else 'not increasing'})" for d in DEEP_IMBALANCED_DEPTHS),
+        "imbalanced the start, ‖C_j‖ ∝ s²k), the faster the network against the one-layer model",
+        measured="median speedup at s = "
+        + ", ".join(g(s) for s in DEEP_GAUSSIAN_SCALES)
+        + ": "
+        + "; ".join(
+            f"L={d}: " + ", ".join(g(v) for v in meds[d]) + f" ({'increasing' if mono[d] else 'not increasing'})"
+            for d in DEEP_IMBALANCED_DEPTHS
+        ),
         verdict=_combine(["matches" if mono[d] else "does not" for d in DEEP_IMBALANCED_DEPTHS]),
-        figures=[(f, "Speedup over the one-layer model against the Gaussian init scale, one series per depth; "
-                     "`flowsweep plot ID --kind speedup --by depth`")],
-        details=["Speedup median [IQR]; ‖C‖ = `q0_norm` (largest pair) median:",
-                 table(["depth"] + [f"s = {g(s)}" for s in DEEP_GAUSSIAN_SCALES], rows)],
-        notes=["Without a spectral start the imbalance cannot be set alone: every layer N(0, s²), exact flow to "
-               "t = 20, speedup over the one-layer model from the same X0. ‖X0‖ grows with s as well, so this is "
-               "the paper's Fig. 1 claim at depth, not a controlled one (the spectral item is). The medians above "
-               "count a run that never reached e ≤ 0.01 as speedup 0 (the table's quartiles are of those "
-               "that did, `k/N reached`). Scales with a "
-               "median speedup below 1 (slower than one layer): "
-               + ", ".join(f"L={d}: {v}" for d, v in below_one.items()) + "."])
+        figures=[
+            (
+                f,
+                "Speedup over the one-layer model against the Gaussian init scale, one series per depth; "
+                "`flowsweep plot ID --kind speedup --by depth`",
+            )
+        ],
+        details=[
+            "Speedup median [IQR]; ‖C‖ = `q0_norm` (largest pair) median:",
+            table(["depth"] + [f"s = {g(s)}" for s in DEEP_GAUSSIAN_SCALES], rows),
+        ],
+        notes=[
+            "Without a spectral start the imbalance cannot be set alone: every layer N(0, s²), exact flow to "
+            "t = 20, speedup over the one-layer model from the same X0. ‖X0‖ grows with s as well, so this is "
+            "the paper's Fig. 1 claim at depth, not a controlled one (the spectral item is). The medians above "
+            "count a run that never reached e ≤ 0.01 as speedup 0 (the table's quartiles are of those "
+            "that did, `k/N reached`). Scales with a "
+            "median speedup below 1 (slower than one layer): "
+            + ", ".join(f"L={d}: {v}" for d, v in below_one.items())
+            + "."
+        ],
+    )

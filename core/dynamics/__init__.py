@@ -9,6 +9,7 @@ coordinates (U~ = U B, V~ = V B with B an orthonormal basis of the row space of 
 of U(t), V(t) never leave that space under gd or the flow, so U V^T, ||Q(t) - Q0|| and the singular
 values are unchanged while the cost no longer depends on k.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,8 +39,9 @@ Method = Callable[[Problem, float, int, int, float | FloatArray], Trajectory]
 METHODS: dict[str, Method] = {"gd": run_gd, "flow": run_flow}
 
 
-def integrate(p: Problem, method: str, eta: float, steps: int, record_every: int,
-              tol: float | FloatArray) -> Trajectory:
+def integrate(
+    p: Problem, method: str, eta: float, steps: int, record_every: int, tol: float | FloatArray
+) -> Trajectory:
     """The trajectory of every point of `p` on the grid t = eta * i, i = 0, record_every, ... <= steps;
     `method` is a point's `integrator` ("gd" or "flow")."""
     try:

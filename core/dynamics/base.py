@@ -1,5 +1,6 @@
 """What every integrator shares: the batch (`Problem`), what is recorded (`Trajectory`), the reduced
 coordinates, the record grid, the batched gradients and the named divergence error."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,16 +18,23 @@ DIVERGENCE_ERROR = 1e20
 class Problem:
     """A batch of points of one shape: model, data and reduced initial factors."""
 
-    model: str                      # "asymmetric" | "symmetric" | "sigmoid"
-    Y: FloatArray                   # (B, m, n) or (B, N, d) for sigmoid
-    U0: FloatArray                  # (B, m, r)
-    V0: FloatArray | None           # (B, n, r); None for symmetric
-    A: FloatArray | None            # (B, N, d) sigmoid inputs
-    y_norm: FloatArray              # (B,) ||Y||
+    model: str  # "asymmetric" | "symmetric" | "sigmoid"
+    Y: FloatArray  # (B, m, n) or (B, N, d) for sigmoid
+    U0: FloatArray  # (B, m, r)
+    V0: FloatArray | None  # (B, n, r); None for symmetric
+    A: FloatArray | None  # (B, N, d) sigmoid inputs
+    y_norm: FloatArray  # (B,) ||Y||
 
     # written out (not generated) so that y_norm, optional here, is always an array afterwards
-    def __init__(self, model: str, Y: FloatArray, U0: FloatArray, V0: FloatArray | None,
-                 A: FloatArray | None = None, y_norm: FloatArray | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        Y: FloatArray,
+        U0: FloatArray,
+        V0: FloatArray | None,
+        A: FloatArray | None = None,
+        y_norm: FloatArray | None = None,
+    ) -> None:
         self.model, self.Y, self.U0, self.V0, self.A = model, Y, U0, V0, A
         self.y_norm = np.sqrt(np.einsum("bij,bij->b", Y, Y)) if y_norm is None else y_norm
 
@@ -39,30 +47,30 @@ class Problem:
 class Trajectory:
     """What an integrator recorded on the grid t = eta * i, i = 0, record_every, ... <= steps."""
 
-    t: FloatArray                   # (T,)
-    X: FloatArray                   # (B, T, m, n) end-to-end map (U V^T, U U^T, or U V^T for sigmoid)
-    error: FloatArray               # (B, T) relative error e(t)
-    q_drift: FloatArray | None      # (B, T) ||Q(t) - Q0||_F (None for symmetric)
-    time_to_tol: FloatArray         # (B,) first t with e <= tol, nan if not reached
-    final_error: FloatArray         # (B,) e at t = eta * steps
-    diverged_at: IntArray           # (B,) iteration of divergence, -1 if none
-    error_linear: FloatArray | None = None        # (B, T) simulated baseline (sigmoid only)
+    t: FloatArray  # (T,)
+    X: FloatArray  # (B, T, m, n) end-to-end map (U V^T, U U^T, or U V^T for sigmoid)
+    error: FloatArray  # (B, T) relative error e(t)
+    q_drift: FloatArray | None  # (B, T) ||Q(t) - Q0||_F (None for symmetric)
+    time_to_tol: FloatArray  # (B,) first t with e <= tol, nan if not reached
+    final_error: FloatArray  # (B,) e at t = eta * steps
+    diverged_at: IntArray  # (B,) iteration of divergence, -1 if none
+    error_linear: FloatArray | None = None  # (B, T) simulated baseline (sigmoid only)
     time_to_tol_linear: FloatArray | None = None  # (B,) simulated baseline (sigmoid only)
     final_error_linear: FloatArray | None = None  # (B,)
-    iterations: IntArray | None = None            # (B,) gd steps computed (fewer once stopped)
+    iterations: IntArray | None = None  # (B,) gd steps computed (fewer once stopped)
     # factors (reduced coordinates) at the last state computed, for rate_lin and the gd stability
     # limit; None where an integrator does not keep them (sigmoid), zeros for diverged points
-    U_final: FloatArray | None = None             # (B, m, r)
-    V_final: FloatArray | None = None             # (B, n, r); None for symmetric
+    U_final: FloatArray | None = None  # (B, m, r)
+    V_final: FloatArray | None = None  # (B, n, r); None for symmetric
 
 
 def reduce_factors(U0: FloatArray, V0: FloatArray | None) -> tuple[FloatArray, FloatArray | None]:
     """Coordinates of U0 (and V0) in an orthonormal basis of the row space of [U0; V0]; a stack of
     points (leading batch dimension) is reduced in one call."""
     R0 = U0 if V0 is None else np.concatenate([U0, V0], axis=-2)
-    if R0.shape[-1] <= R0.shape[-2]:        # nothing to gain: k <= m (+ n)
+    if R0.shape[-1] <= R0.shape[-2]:  # nothing to gain: k <= m (+ n)
         return U0, V0
-    B, _ = np.linalg.qr(np.swapaxes(R0, -1, -2))   # (k, m+n), orthonormal columns spanning R0's rows
+    B, _ = np.linalg.qr(np.swapaxes(R0, -1, -2))  # (k, m+n), orthonormal columns spanning R0's rows
     return U0 @ B, (None if V0 is None else V0 @ B)
 
 
@@ -72,8 +80,10 @@ def record_grid(eta: float, steps: int, record_every: int) -> IntArray:
 
 # ---------------------------------------------------------------- gradients (batched) -----
 
-def residual_and_grads(p: Problem, U: FloatArray, V: FloatArray | None
-                       ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
+
+def residual_and_grads(
+    p: Problem, U: FloatArray, V: FloatArray | None
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
     """Return (end-to-end X, squared residual norm, dU, dV) with dU = -dL/dU (descent direction);
     V and dV are None for the symmetric model."""
     if p.model == "symmetric":
@@ -86,7 +96,7 @@ def residual_and_grads(p: Problem, U: FloatArray, V: FloatArray | None
         X = U @ V.transpose(0, 2, 1)
         R = p.Y - X
         return X, np.einsum("bij,bij->b", R, R), R @ V, R.transpose(0, 2, 1) @ U
-    X = U @ V.transpose(0, 2, 1)                  # sigmoid: loss 1/2 ||Y - phi(A X)||^2
+    X = U @ V.transpose(0, 2, 1)  # sigmoid: loss 1/2 ||Y - phi(A X)||^2
     G, r2 = sigmoid_grad(p, X)
     return X, r2, G @ V, G.transpose(0, 2, 1) @ U
 

@@ -1,4 +1,5 @@
 """The exact gradient flow: the batch stacked in one state vector, solved by DOP853 (scipy)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,14 +46,14 @@ class _FlowSystem:
         out: list[FloatArray] = []
         o = 0
         for s, n in zip(self.shapes, self.sizes):
-            out.append(y[o:o + n].reshape(s))
+            out.append(y[o : o + n].reshape(s))
             o += n
         return out
 
     def initial(self) -> FloatArray:
         V0 = self.p.V0
         arrs = [self.p.U0] + ([V0] if V0 is not None else [])
-        if self.sig and V0 is not None:               # (the sigmoid model always has V0)
+        if self.sig and V0 is not None:  # (the sigmoid model always has V0)
             arrs.append(self.p.U0 @ V0.transpose(0, 2, 1))
         return self.pack(arrs)
 
@@ -67,12 +68,13 @@ class _FlowSystem:
         U, V, W = self.factors(y)
         _, _, dU, dV = residual_and_grads(self.p, U, V)
         out = [dU] + ([dV] if dV is not None else [])
-        if W is not None:                               # sigmoid: the baseline's W
+        if W is not None:  # sigmoid: the baseline's W
             out.append(sigmoid_grad(self.p, W)[0])
         return self.pack(out)
 
-    def evaluate(self, y: FloatArray
-                 ) -> tuple[FloatArray, FloatArray | None, FloatArray, FloatArray, FloatArray | None]:
+    def evaluate(
+        self, y: FloatArray
+    ) -> tuple[FloatArray, FloatArray | None, FloatArray, FloatArray, FloatArray | None]:
         """(U, V, X, e, e_linear) at state y; e_linear None unless sigmoid."""
         U, V, W = self.factors(y)
         X, r2, _, _ = residual_and_grads(self.p, U, V)
@@ -90,8 +92,9 @@ class _FlowSystem:
 _EVENT_XTOL = 4 * np.finfo(float).eps
 
 
-def _solve(sysm: _FlowSystem, y0: FloatArray, t_end: float, t_eval: FloatArray, tol: FloatArray
-           ) -> tuple[int, FloatArray, FloatArray, FloatArray]:
+def _solve(
+    sysm: _FlowSystem, y0: FloatArray, t_end: float, t_eval: FloatArray, tol: FloatArray
+) -> tuple[int, FloatArray, FloatArray, FloatArray]:
     """DOP853 stepped as solve_ivp(method="DOP853", t_eval=t_eval, events=...) steps it, with the
     events "e_b(t) = tol_b, falling" of all points checked at once at each step end (one
     evaluation of the batch instead of one call per point) and the first crossing of each located
@@ -118,8 +121,13 @@ def _solve(sysm: _FlowSystem, y0: FloatArray, t_end: float, t_eval: FloatArray, 
         if down.any():
             sol = solver.dense_output()
             for k, b in zip(*np.nonzero(down)):
-                first[k, b] = brentq(lambda tt, k=k, b=b, sol=sol: sysm.crossings(sol(tt), tol)[k, b],
-                                     t_old, t, xtol=_EVENT_XTOL, rtol=_EVENT_XTOL)
+                first[k, b] = brentq(
+                    lambda tt, k=k, b=b, sol=sol: sysm.crossings(sol(tt), tol)[k, b],
+                    t_old,
+                    t,
+                    xtol=_EVENT_XTOL,
+                    rtol=_EVENT_XTOL,
+                )
         g = g_new
         t_eval_i_new = np.searchsorted(t_eval, t, side="right")
         if t_eval_i_new > t_eval_i:
@@ -128,7 +136,7 @@ def _solve(sysm: _FlowSystem, y0: FloatArray, t_end: float, t_eval: FloatArray, 
             ts.append(t_eval[t_eval_i:t_eval_i_new])
             ys.append(sol(t_eval[t_eval_i:t_eval_i_new]))
             t_eval_i = t_eval_i_new
-    assert status is not None                           # the loop ends only once it is set
+    assert status is not None  # the loop ends only once it is set
     if not ts:
         return status, np.empty(0), np.empty((len(y0), 0)), first
     return status, np.hstack(ts), np.hstack(ys), first
@@ -146,18 +154,22 @@ def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float |
         pass
     parts: list[Trajectory] = []
     for b in range(p.batch):
-        sub = Problem(model=p.model, Y=p.Y[b:b + 1], U0=p.U0[b:b + 1],
-                      V0=None if p.V0 is None else p.V0[b:b + 1],
-                      A=None if p.A is None else p.A[b:b + 1], y_norm=p.y_norm[b:b + 1])
+        sub = Problem(
+            model=p.model,
+            Y=p.Y[b : b + 1],
+            U0=p.U0[b : b + 1],
+            V0=None if p.V0 is None else p.V0[b : b + 1],
+            A=None if p.A is None else p.A[b : b + 1],
+            y_norm=p.y_norm[b : b + 1],
+        )
         try:
-            parts.append(_run_flow_stacked(sub, eta, steps, record_every, tol[b:b + 1]))
+            parts.append(_run_flow_stacked(sub, eta, steps, record_every, tol[b : b + 1]))
         except FlowDiverged as exc:
             parts.append(_diverged_trajectory(sub, eta, steps, record_every, exc.iteration))
     return _concat(parts)
 
 
-def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int,
-                      tol: float | FloatArray) -> Trajectory:
+def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
     sysm = _FlowSystem(p)
     Bn = p.batch
     idx = record_grid(eta, steps, record_every)
@@ -169,7 +181,7 @@ def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int,
     with np.errstate(all="ignore"):
         status, sol_t, sol_y, first = _solve(sysm, y0, t_end, t_eval, tol)
     ok = status == 0 and np.all(np.isfinite(sol_y))
-    ys = sol_y.T                                          # (T', state)
+    ys = sol_y.T  # (T', state)
     # per sampled time: X, e, e_linear (sigmoid only) and Q = U^T U - V^T V (two factors only)
     Xs: list[FloatArray] = []
     es: list[FloatArray] = []
@@ -184,9 +196,11 @@ def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int,
                 eWs.append(eW)
             if V is not None:
                 grams.append(gram_diff(U, V))
-    bad = [j for j in range(len(es))
-           if not (np.all(es[j] < DIVERGENCE_ERROR)
-                   and (not sysm.sig or np.all(eWs[j] < DIVERGENCE_ERROR)))]
+    bad = [
+        j
+        for j in range(len(es))
+        if not (np.all(es[j] < DIVERGENCE_ERROR) and (not sysm.sig or np.all(eWs[j] < DIVERGENCE_ERROR)))
+    ]
     if bad or not ok:
         # the first sampled time with a bad value, else where the solver stopped
         t_fail = sol_t[bad[0]] if bad else (sol_t[-1] if len(sol_t) else 0.0)
@@ -206,9 +220,17 @@ def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int,
 
     ttt = first_event(0, es[0])
     U_T, V_T, _ = sysm.factors(ys[-1])
-    tr = Trajectory(t=t_rec, X=X_rec, error=err_rec, q_drift=drift, time_to_tol=ttt,
-                    final_error=es[-1], diverged_at=np.full(Bn, -1, dtype=np.int64),
-                    U_final=U_T.copy(), V_final=None if V_T is None else V_T.copy())
+    tr = Trajectory(
+        t=t_rec,
+        X=X_rec,
+        error=err_rec,
+        q_drift=drift,
+        time_to_tol=ttt,
+        final_error=es[-1],
+        diverged_at=np.full(Bn, -1, dtype=np.int64),
+        U_final=U_T.copy(),
+        V_final=None if V_T is None else V_T.copy(),
+    )
     if sysm.sig:
         tr.error_linear = np.stack(eWs[:T], axis=1)
         tr.time_to_tol_linear = first_event(1, eWs[0])
@@ -221,12 +243,17 @@ def _diverged_trajectory(p: Problem, eta: float, steps: int, record_every: int, 
     Bn, T = p.batch, len(idx)
     m = p.U0.shape[1]
     n = m if p.V0 is None else p.V0.shape[1]
-    tr = Trajectory(t=(idx * eta).astype(np.float64, copy=False), X=np.zeros((Bn, T, m, n)),
-                    error=np.full((Bn, T), np.nan),
-                    q_drift=None if p.V0 is None else np.full((Bn, T), np.nan),
-                    time_to_tol=np.full(Bn, np.nan), final_error=np.full(Bn, np.nan),
-                    diverged_at=np.full(Bn, max(at, 0), dtype=np.int64),
-                    U_final=np.zeros_like(p.U0), V_final=None if p.V0 is None else np.zeros_like(p.V0))
+    tr = Trajectory(
+        t=(idx * eta).astype(np.float64, copy=False),
+        X=np.zeros((Bn, T, m, n)),
+        error=np.full((Bn, T), np.nan),
+        q_drift=None if p.V0 is None else np.full((Bn, T), np.nan),
+        time_to_tol=np.full(Bn, np.nan),
+        final_error=np.full(Bn, np.nan),
+        diverged_at=np.full(Bn, max(at, 0), dtype=np.int64),
+        U_final=np.zeros_like(p.U0),
+        V_final=None if p.V0 is None else np.zeros_like(p.V0),
+    )
     if p.model == "sigmoid":
         tr.error_linear = np.full((Bn, T), np.nan)
         tr.time_to_tol_linear = np.full(Bn, np.nan)
@@ -239,13 +266,20 @@ def _concat(parts: list[Trajectory]) -> Trajectory:
         vals = [getattr(t, name) for t in parts]
         return None if vals[0] is None else np.concatenate(vals, axis=0)
 
-    def cat_all(name: str) -> FloatArray:            # a field every trajectory has
+    def cat_all(name: str) -> FloatArray:  # a field every trajectory has
         return np.concatenate([getattr(t, name) for t in parts], axis=0)
 
-    return Trajectory(t=parts[0].t, X=cat_all("X"), error=cat_all("error"), q_drift=cat("q_drift"),
-                      time_to_tol=cat_all("time_to_tol"), final_error=cat_all("final_error"),
-                      diverged_at=np.concatenate([t.diverged_at for t in parts], axis=0),
-                      error_linear=cat("error_linear"), time_to_tol_linear=cat("time_to_tol_linear"),
-                      final_error_linear=cat("final_error_linear"),
-                      U_final=None if any(t.U_final is None for t in parts) else cat("U_final"),
-                      V_final=None if any(t.V_final is None for t in parts) else cat("V_final"))
+    return Trajectory(
+        t=parts[0].t,
+        X=cat_all("X"),
+        error=cat_all("error"),
+        q_drift=cat("q_drift"),
+        time_to_tol=cat_all("time_to_tol"),
+        final_error=cat_all("final_error"),
+        diverged_at=np.concatenate([t.diverged_at for t in parts], axis=0),
+        error_linear=cat("error_linear"),
+        time_to_tol_linear=cat("time_to_tol_linear"),
+        final_error_linear=cat("final_error_linear"),
+        U_final=None if any(t.U_final is None for t in parts) else cat("U_final"),
+        V_final=None if any(t.V_final is None for t in parts) else cat("V_final"),
+    )

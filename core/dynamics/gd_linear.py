@@ -2,6 +2,7 @@
 
 The hot loop: explicit Euler on the stacked batch, with divergence, time to tol and the stop at
 machine precision decided on a window of squared residuals."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,8 +35,8 @@ class _GdBuffers:
         self.dW = np.empty_like(W)
         self.dUc = self.dW[:, :, :m]
         self.dVc = None if sym else self.dW[:, :, m:]
-        self.X = np.empty((Bn, m, n))                   # s X
-        self.R = np.empty((Bn, m, n))                   # s R = s (Y - X)
+        self.X = np.empty((Bn, m, n))  # s X
+        self.R = np.empty((Bn, m, n))  # s R = s (Y - X)
         self.Rt = np.empty((Bn, n, m))
         self.R_flat = self.R.reshape(Bn, m * n)
 
@@ -45,11 +46,11 @@ class _GdBuffers:
         np.vecdot(self.R_flat, self.R_flat, out=r2_out)
 
     def update(self) -> None:
-        if self.sym:                                    # U += 2 eta R U <=> Uc += Uc (sR), R = R^T
+        if self.sym:  # U += 2 eta R U <=> Uc += Uc (sR), R = R^T
             np.matmul(self.Vc, self.R, out=self.dUc)
             self.W += self.dW
             np.copyto(self.Vc, self.W)
-        else:                                           # both factors use the old values
+        else:  # both factors use the old values
             np.copyto(self.Rt, self.R.transpose(0, 2, 1))
             np.matmul(self.Vc, self.Rt, out=self.dUc)
             np.matmul(self.Uc, self.R, out=self.dVc)
@@ -90,7 +91,7 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     s = 2.0 * eta if sym else eta
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
     ynorm = p.y_norm
-    tol2 = (tol * ynorm * s) ** 2                   # thresholds on ||sR||^2, per row of the batch
+    tol2 = (tol * ynorm * s) ** 2  # thresholds on ||sR||^2, per row of the batch
     thr2 = (DIVERGENCE_ERROR * ynorm * s) ** 2
     frz2 = (FREEZE_ERROR * ynorm * s) ** 2
     idx = record_grid(eta, steps, record_every)
@@ -109,12 +110,12 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     # records are written time-major (one block per record) and transposed at the end
     X_rec = np.empty((T, Bn, m, n))
     r2_rec = np.empty((T, Bn))
-    drift2_rec = np.empty((T, Bn))                  # left unwritten for symmetric (no Q)
+    drift2_rec = np.empty((T, Bn))  # left unwritten for symmetric (no Q)
     r2_final = np.empty(Bn)
     ttt = np.full(Bn, np.nan)
     div = np.full(Bn, -1, dtype=np.int64)
-    act = np.arange(Bn)                             # the point of each row of the batch
-    below = np.zeros(Bn, dtype=np.int64)            # steps in a row with e <= FREEZE_ERROR
+    act = np.arange(Bn)  # the point of each row of the batch
+    below = np.zeros(Bn, dtype=np.int64)  # steps in a row with e <= FREEZE_ERROR
     iterations = np.full(Bn, steps, dtype=np.int64)
     W_final = np.zeros_like(W)
     win = np.empty((_WINDOW, Bn))
@@ -122,15 +123,15 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     rec = 0
     with np.errstate(all="ignore"):
         for i in range(steps + 1):
-            buf.residual(win[w, :len(act)])
+            buf.residual(win[w, : len(act)])
             w += 1
             is_rec = rec < T and idx[rec] == i
             if not (w == _WINDOW or is_rec or i == steps):
                 buf.update()
                 continue
-            r2 = win[:w, :len(act)]
+            r2 = win[:w, : len(act)]
             it0 = i - w + 1
-            bad = ~(r2 <= thr2)                     # catches nan and inf too
+            bad = ~(r2 <= thr2)  # catches nan and inf too
             # numpy's stubs type any(axis=) as "scalar or array"; of a 2-D array it is an array
             gone: BoolArray = bad.any(axis=0)  # type: ignore[assignment]
             if gone.any():
@@ -139,8 +140,7 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
             hit = r2 <= tol2
             if hit.any():
                 first_hit = np.argmax(hit, axis=0)
-                take = np.isnan(ttt[act]) & hit.any(axis=0) & \
-                    ((div[act] < 0) | (it0 + first_hit < div[act]))
+                take = np.isnan(ttt[act]) & hit.any(axis=0) & ((div[act] < 0) | (it0 + first_hit < div[act]))
                 ttt[act[take]] = (it0 + first_hit[take]) * eta
             if (r2[-1] <= frz2).any():
                 below = np.where((r2 <= frz2).all(axis=0), below + w, 0)
@@ -165,7 +165,7 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
                 W_final[act] = buf.W
                 break
             w = 0
-            if gone.any():                          # leave the batch; later records repeat the state
+            if gone.any():  # leave the batch; later records repeat the state
                 pts = act[gone]
                 iterations[pts] = i
                 X_rec[rec:, pts] = buf.X[gone]
@@ -188,11 +188,19 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     final = np.where(div >= 0, np.nan, np.sqrt(r2_final) / (s * ynorm))
     X_out = np.empty((Bn, T, m, n))
     np.divide(X_rec.transpose(1, 0, 2, 3), s, out=X_out)
-    W_out = W_final.transpose(0, 2, 1) / np.sqrt(s)     # back from the sqrt(eta)-scaled, transposed factors
-    return Trajectory(t=(idx * eta).astype(np.float64, copy=False), X=X_out, error=err_rec,
-                      time_to_tol=ttt, final_error=final, diverged_at=div,
-                      q_drift=None if sym else np.sqrt(drift2_rec.T) / s, iterations=iterations,
-                      U_final=W_out[:, :m], V_final=None if sym else W_out[:, m:])
+    W_out = W_final.transpose(0, 2, 1) / np.sqrt(s)  # back from the sqrt(eta)-scaled, transposed factors
+    return Trajectory(
+        t=(idx * eta).astype(np.float64, copy=False),
+        X=X_out,
+        error=err_rec,
+        time_to_tol=ttt,
+        final_error=final,
+        diverged_at=div,
+        q_drift=None if sym else np.sqrt(drift2_rec.T) / s,
+        iterations=iterations,
+        U_final=W_out[:, :m],
+        V_final=None if sym else W_out[:, m:],
+    )
 
 
 class _QDrift:
@@ -223,5 +231,3 @@ class _QDrift:
     def subset(self, keep: BoolArray, W: FloatArray) -> _QDrift:
         """For the rows `keep`, whose factors are now W (their Q0 stays the one they started from)."""
         return _QDrift(W, self.m, Q0=self.Q0[keep])
-
-

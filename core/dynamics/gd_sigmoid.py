@@ -1,4 +1,5 @@
 """Gradient descent of the sigmoid model, with its one-layer baseline W simulated by the same steps."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,7 +44,7 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol: f
     with np.errstate(all="ignore"):
         for i in range(steps + 1):
             X, r2, dU, dV = residual_and_grads(p, U, V)
-            assert dV is not None                   # two factors: dV is an array
+            assert dV is not None  # two factors: dV is an array
             e = np.sqrt(r2) / ynorm
             GW, rW2 = sigmoid_grad(p, W)
             eW = np.sqrt(rW2) / ynorm
@@ -69,7 +70,7 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol: f
                 rec += 1
             if i == steps:
                 break
-            if not alive.any():                 # every point diverged: what is left is fixed
+            if not alive.any():  # every point diverged: what is left is fixed
                 # (factors zero: X = 0, errors NaN, Q - Q0 = -Q0 as the loop would record)
                 drift_rec[:, rec:] = np.sqrt(np.einsum("bij,bij->b", Q0, Q0))[:, None]
                 iterations[:] = i
@@ -78,10 +79,16 @@ def run_gd_sigmoid(p: Problem, eta: float, steps: int, record_every: int, tol: f
             U = U + eta * dU
             V = V + eta * dV
             W = W + eta * GW
-    return Trajectory(t=(idx * eta).astype(np.float64, copy=False), X=X_rec, error=err_rec,
-                      q_drift=drift_rec, time_to_tol=ttt,
-                      final_error=np.where(alive, e, np.nan), diverged_at=div,
-                      error_linear=errL_rec, time_to_tol_linear=tttL,
-                      final_error_linear=np.where(alive, eW, np.nan), iterations=iterations)
-
-
+    return Trajectory(
+        t=(idx * eta).astype(np.float64, copy=False),
+        X=X_rec,
+        error=err_rec,
+        q_drift=drift_rec,
+        time_to_tol=ttt,
+        final_error=np.where(alive, e, np.nan),
+        diverged_at=div,
+        error_linear=errL_rec,
+        time_to_tol_linear=tttL,
+        final_error_linear=np.where(alive, eW, np.nan),
+        iterations=iterations,
+    )

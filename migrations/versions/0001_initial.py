@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -16,11 +17,39 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-PARAM_INDEXED = ("model", "init", "integrator", "m", "n", "k", "init_scale", "lambda0", "seed", "eta",
-                 "steps", "record_every", "tol", "data_seed", "fit_lambda0", "n_samples")
-METRICS_FLOAT = ("q0_norm", "final_error", "final_error_linear", "time_to_tol", "time_to_tol_linear",
-                 "speedup", "rate_fit", "rate_pred", "conservation_drift", "lambda0_fit",
-                 "lambda0_fit_error", "regularized_error", "closed_form_error")
+PARAM_INDEXED = (
+    "model",
+    "init",
+    "integrator",
+    "m",
+    "n",
+    "k",
+    "init_scale",
+    "lambda0",
+    "seed",
+    "eta",
+    "steps",
+    "record_every",
+    "tol",
+    "data_seed",
+    "fit_lambda0",
+    "n_samples",
+)
+METRICS_FLOAT = (
+    "q0_norm",
+    "final_error",
+    "final_error_linear",
+    "time_to_tol",
+    "time_to_tol_linear",
+    "speedup",
+    "rate_fit",
+    "rate_pred",
+    "conservation_drift",
+    "lambda0_fit",
+    "lambda0_fit_error",
+    "regularized_error",
+    "closed_form_error",
+)
 
 
 def upgrade() -> None:
@@ -66,8 +95,7 @@ def upgrade() -> None:
         sa.Column("data_seed", sa.Integer(), nullable=True),
         sa.Column("fit_lambda0", sa.Boolean(), nullable=False),
         sa.Column("n_samples", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["sweep_id"], ["sweeps.id"], name="fk_points_sweep_id_sweeps",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["sweep_id"], ["sweeps.id"], name="fk_points_sweep_id_sweeps", ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["source_point_id"], ["points.id"], name="fk_points_source_point_id_points"),
         sa.PrimaryKeyConstraint("id", name="pk_points"),
         sa.UniqueConstraint("sweep_id", "identity", name="uq_points_sweep_id_identity"),
@@ -87,10 +115,8 @@ def upgrade() -> None:
         sa.Column("wall_seconds", sa.Double(), nullable=True),
         sa.Column("worker", sa.String(128), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["point_id"], ["points.id"], name="fk_results_point_id_points",
-                                ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["sweep_id"], ["sweeps.id"], name="fk_results_sweep_id_sweeps",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["point_id"], ["points.id"], name="fk_results_point_id_points", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["sweep_id"], ["sweeps.id"], name="fk_results_sweep_id_sweeps", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name="pk_results"),
         sa.UniqueConstraint("point_id", name="uq_results_point_id"),
     )
@@ -102,8 +128,7 @@ def upgrade() -> None:
         sa.Column("point_id", sa.Integer(), nullable=False),
         sa.Column("format", sa.String(16), nullable=False),
         sa.Column("blob", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(["point_id"], ["points.id"], name="fk_curves_point_id_points",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["point_id"], ["points.id"], name="fk_curves_point_id_points", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("point_id", name="pk_curves"),
     )
 

@@ -4,6 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-28
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -26,9 +27,15 @@ COVERING = {
     "ix_points_lambda0_cover": ("lambda0", "seed", "init_scale", "k", "sweep_id", "status"),
     "ix_points_seed_cover": ("seed", "init_scale", "k", "lambda0", "sweep_id", "status"),
 }
-REPLACED = {"ix_points_sweep_id": ["sweep_id"], "ix_points_status": ["status"], "ix_points_init_scale": ["init_scale"], "ix_points_k": ["k"],
-            "ix_points_lambda0": ["lambda0"], "ix_points_seed": ["seed"],
-            "ix_points_sweep_id_status": ["sweep_id", "status"]}
+REPLACED = {
+    "ix_points_sweep_id": ["sweep_id"],
+    "ix_points_status": ["status"],
+    "ix_points_init_scale": ["init_scale"],
+    "ix_points_k": ["k"],
+    "ix_points_lambda0": ["lambda0"],
+    "ix_points_seed": ["seed"],
+    "ix_points_sweep_id_status": ["sweep_id", "status"],
+}
 
 
 def upgrade() -> None:
@@ -39,9 +46,13 @@ def upgrade() -> None:
     # Partial: only cached points reference a source. A full index on a column that is NULL in nearly
     # every row makes SQLite's planner use it for `source_point_id IS NULL` instead of `identity`.
     op.drop_index("ix_points_source_point_id", table_name="points")
-    op.create_index("ix_points_source_point_id", "points", ["source_point_id"],
-                    sqlite_where=sa.text("source_point_id IS NOT NULL"),
-                    postgresql_where=sa.text("source_point_id IS NOT NULL"))
+    op.create_index(
+        "ix_points_source_point_id",
+        "points",
+        ["source_point_id"],
+        sqlite_where=sa.text("source_point_id IS NOT NULL"),
+        postgresql_where=sa.text("source_point_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:

@@ -4,6 +4,7 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -23,8 +24,7 @@ def upgrade() -> None:
         "sweep_tags",
         sa.Column("sweep_id", sa.Integer(), nullable=False),
         sa.Column("tag", sa.String(length=64), nullable=False),
-        sa.ForeignKeyConstraint(["sweep_id"], ["sweeps.id"], name="fk_sweep_tags_sweep_id_sweeps",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["sweep_id"], ["sweeps.id"], name="fk_sweep_tags_sweep_id_sweeps", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("sweep_id", "tag", name="pk_sweep_tags"),
     )
     op.create_index("ix_sweep_tags_tag", "sweep_tags", ["tag"])

@@ -5,6 +5,7 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -15,8 +16,14 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-RESULT_COLUMNS = ("rate_lin", "lambda0_fit_pos", "lambda0_fit_pos_error", "lambda0_fit_neg",
-                  "lambda0_fit_neg_error", "eta_stability_limit")
+RESULT_COLUMNS = (
+    "rate_lin",
+    "lambda0_fit_pos",
+    "lambda0_fit_pos_error",
+    "lambda0_fit_neg",
+    "lambda0_fit_neg_error",
+    "eta_stability_limit",
+)
 
 
 def upgrade() -> None:

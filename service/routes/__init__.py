@@ -1,4 +1,5 @@
 """The REST API's routers, one module per resource (SPEC §4)."""
+
 from fastapi import APIRouter
 
 from . import health, points, results, summary, sweeps

@@ -1,4 +1,5 @@
 """Helpers shared by the routers: id parameters, 404s, JSON-safe responses and result pages."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,7 @@ DbId = Annotated[int, Path(description="id (an integer)")]
 def valid_id(ident: int) -> bool:
     return 1 <= ident <= MAX_ID
 
+
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
@@ -43,15 +45,19 @@ def found_or_404(what: str, ident: int, lookup: Callable[[int], T | None]) -> T:
     return found
 
 
-def result_page(request: Request, session: Session, q: queries.ResultQuery, sweep_id: int | None,
-                filename: str) -> Response:
+def result_page(
+    request: Request, session: Session, q: queries.ResultQuery, sweep_id: int | None, filename: str
+) -> Response:
     """A JSON page, or the whole CSV/Parquet file streamed from its own read session (bounded memory:
     one chunk of rows at a time)."""
     if q.format == "json":
         rows, count = queries.fetch_page(session, q, sweep_id)
         return JSONResponse({"data": rows, "count": count})
-    return StreamingResponse(_export(request.app, q, sweep_id), media_type=MEDIA_TYPES[q.format],
-                             headers={"Content-Disposition": f'attachment; filename="{filename}.{q.format}"'})
+    return StreamingResponse(
+        _export(request.app, q, sweep_id),
+        media_type=MEDIA_TYPES[q.format],
+        headers={"Content-Disposition": f'attachment; filename="{filename}.{q.format}"'},
+    )
 
 
 def export_slots(app: Any) -> asyncio.Semaphore:
@@ -107,18 +113,20 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
     cannot send that without a CORS preflight), 413 as soon as more than `max_bytes` arrive (the body
     is streamed and counted, never buffered whole first), 422 for anything that is not JSON."""
     if not is_json_media_type(request.headers.get("content-type")):
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            "body: Content-Type must be application/json")
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "body: Content-Type must be application/json")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"body: {int(declared)} bytes; the limit is {max_bytes} (FLOWSWEEP_MAX_BODY_BYTES)")
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"body: {int(declared)} bytes; the limit is {max_bytes} (FLOWSWEEP_MAX_BODY_BYTES)",
+        )
     parts, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                f"body: more than {max_bytes} bytes (FLOWSWEEP_MAX_BODY_BYTES)")
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"body: more than {max_bytes} bytes (FLOWSWEEP_MAX_BODY_BYTES)"
+            )
         parts.append(chunk)
     raw = b"".join(parts)
     if not raw.strip():

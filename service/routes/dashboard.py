@@ -4,6 +4,7 @@ Everything the browser loads comes from installed packages, nothing from the int
 files (service/dashboard), Plotly.js from the `plotly` wheel's package_data, Swagger UI's assets from
 the `swagger-ui-py` wheel. The dashboard is a static page that talks to the REST API like any client.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,7 @@ def _package_dir(package: str, sub: str = "") -> Path:
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard() -> FileResponse:
-    return FileResponse(DASHBOARD_DIR / "index.html", media_type="text/html",
-                        headers={"Cache-Control": "no-cache"})
+    return FileResponse(DASHBOARD_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/dashboard/examples.json")
@@ -37,8 +37,10 @@ def examples() -> JSONResponse:
     try:
         folder = resources.files("flowsweep.examples")
         # the paper's experiments first (fig1 prefills the editor), then the others by name
-        files = sorted((f for f in folder.iterdir() if f.name.endswith(".json")),
-                       key=lambda f: (not f.name.startswith(("fig", "table")), f.name))
+        files = sorted(
+            (f for f in folder.iterdir() if f.name.endswith(".json")),
+            key=lambda f: (not f.name.startswith(("fig", "table")), f.name),
+        )
     except (ModuleNotFoundError, FileNotFoundError):
         files = []
     for f in files:
@@ -55,10 +57,13 @@ def examples() -> JSONResponse:
 
 @router.get("/docs", response_class=HTMLResponse)
 def swagger_docs() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="flowsweep API",
-                               swagger_js_url="/docs/static/swagger-ui-bundle.js",
-                               swagger_css_url="/docs/static/swagger-ui.css",
-                               swagger_favicon_url="/docs/static/favicon-32x32.png")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="flowsweep API",
+        swagger_js_url="/docs/static/swagger-ui-bundle.js",
+        swagger_css_url="/docs/static/swagger-ui.css",
+        swagger_favicon_url="/docs/static/favicon-32x32.png",
+    )
 
 
 def mount(app: FastAPI) -> None:

@@ -65,10 +65,18 @@ def state_elements(config: Any) -> int:
     return count
 
 
-@router.get("/{point_id}/state", responses={200: {"content": {"application/x-npz": {}},
-                                                  "description": "json: nested lists; npz: a NumPy .npz archive"}})
-def get_state(point_id: DbId, session: SessionDep, settings: SettingsDep,
-              format: Annotated[Literal[STATE_FORMATS], Query(description="json (nested lists) or npz")] = "json"):  # type: ignore[valid-type]  # noqa: A002
+@router.get(
+    "/{point_id}/state",
+    responses={
+        200: {"content": {"application/x-npz": {}}, "description": "json: nested lists; npz: a NumPy .npz archive"}
+    },
+)
+def get_state(
+    point_id: DbId,
+    session: SessionDep,
+    settings: SettingsDep,
+    format: Annotated[Literal[STATE_FORMATS], Query(description="json (nested lists) or npz")] = "json",
+):  # type: ignore[valid-type]  # noqa: A002
     """The exact initial state of the point, recomputed by core from its parameters:
     `Y`, `U0`, `V0` (and `A`, `W0` for sigmoid) as nested lists, or as arrays of one `.npz` file
     (`format=npz`, about a third of the JSON's size and exact). Answers larger than
@@ -79,9 +87,11 @@ def get_state(point_id: DbId, session: SessionDep, settings: SettingsDep,
     size = state_elements(config) * per_float
     if size > settings.max_answer_bytes:
         hint = f"; format=npz would be about {state_elements(config) * 8:,} bytes" if format == "json" else ""
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"the state of point {point_id} is about {size:,} bytes as {format}; the limit is "
-                            f"{settings.max_answer_bytes:,} (FLOWSWEEP_MAX_ANSWER_BYTES){hint}")
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"the state of point {point_id} is about {size:,} bytes as {format}; the limit is "
+            f"{settings.max_answer_bytes:,} (FLOWSWEEP_MAX_ANSWER_BYTES){hint}",
+        )
     from flowsweep import core
 
     arrays = _state_arrays(core.initial_state(config))
@@ -89,7 +99,10 @@ def get_state(point_id: DbId, session: SessionDep, settings: SettingsDep,
         buf = io.BytesIO()
         # numpy's stub lets **kwds fill savez's allow_pickle: bool, so mypy rejects a dict of arrays
         np.savez(buf, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})  # type: ignore[arg-type]
-        return Response(buf.getvalue(), media_type="application/x-npz",
-                        headers={"Content-Disposition": f'attachment; filename="point-{point_id}-state.npz"'})
+        return Response(
+            buf.getvalue(),
+            media_type="application/x-npz",
+            headers={"Content-Disposition": f'attachment; filename="point-{point_id}-state.npz"'},
+        )
     body = json.dumps({k: queries.json_array(v) for k, v in arrays.items()}, allow_nan=False).encode()
     return Response(body, media_type="application/json")

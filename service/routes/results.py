@@ -11,8 +11,11 @@ from .common import result_page
 router = APIRouter(tags=["results"], dependencies=[ReadAuth])
 
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
-          "description": "`{data: [row...], count}` for json; a file for csv/parquet"}}
+    200: {
+        "content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
+        "description": "`{data: [row...], count}` for json; a file for csv/parquet",
+    }
+}
 
 
 @router.get("/results", responses=FILE_RESPONSES)

@@ -16,18 +16,17 @@ from flowsweep.status import FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, Sweep
 from .. import curves as curves_mod
 from .. import estimate, phase, queries, store
 from ..db import session_scope
-from ..progress import display_status, eta_of
 from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 from ..events import event_stream
 from ..expand import PointSpecError, expand, point_identity
 from ..models import SWEEP_STATUSES, Sweep, utcnow
+from ..progress import display_status, eta_of
 from ..schemas import NAME_PATTERN, SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
 from .common import DbId, found_or_404, json_safe, read_json_body, result_page
 from .results import FILE_RESPONSES
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 T = TypeVar("T")
-
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -44,8 +43,9 @@ def retry_conflicts(write: Callable[[], T]) -> T:
             return write()
         except IntegrityError:
             if attempt == CONFLICT_RETRIES - 1:
-                raise HTTPException(status.HTTP_409_CONFLICT, "a concurrent change to the same points won "
-                                                              "repeatedly: retry the request") from None
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT, "a concurrent change to the same points won repeatedly: retry the request"
+                ) from None
     raise AssertionError("unreachable")
 
 
@@ -62,29 +62,38 @@ def validation_errors(exc: ValidationError, prefix: str = "body") -> list[dict]:
         if not loc and sep and all(p.isidentifier() for p in head.split(".")):
             path: list[str | int] = list(head.split("."))
             loc, msg = path, reason
-        out.append({"loc": [prefix, *loc], "field": ".".join(str(x) for x in loc) or prefix,
-                    "msg": msg, "type": e["type"]})
+        out.append(
+            {"loc": [prefix, *loc], "field": ".".join(str(x) for x in loc) or prefix, "msg": msg, "type": e["type"]}
+        )
     return out
 
 
 def _unprocessable(field: tuple[str, ...] | list[str], msg: str, typ: str = "value_error") -> RequestValidationError:
-    return RequestValidationError([{"loc": ["body", *field], "field": ".".join(field) or "body", "msg": msg,
-                                    "type": typ}])
+    return RequestValidationError(
+        [{"loc": ["body", *field], "field": ".".join(field) or "body", "msg": msg, "type": typ}]
+    )
 
 
 def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any, tags: list[str] | None = None) -> dict:
     finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
-    return json_safe({
-        "id": sweep.id, "name": sweep.name, "spec": sweep.spec,
-        "status": display_status(sweep.status, sweep.cancel_requested),
-        "n_points": sweep.n_points, "counts": counts,
-        "progress": (finished / sweep.n_points) if sweep.n_points else 1.0,
-        "created_at": sweep.created_at.isoformat(),
-        "started_at": sweep.started_at.isoformat() if sweep.started_at else None,
-        "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
-        "eta_seconds": eta_of(sweep, runner), "error": sweep.error,
-        "tags": tags or [], "notes": sweep.notes,
-    })
+    return json_safe(
+        {
+            "id": sweep.id,
+            "name": sweep.name,
+            "spec": sweep.spec,
+            "status": display_status(sweep.status, sweep.cancel_requested),
+            "n_points": sweep.n_points,
+            "counts": counts,
+            "progress": (finished / sweep.n_points) if sweep.n_points else 1.0,
+            "created_at": sweep.created_at.isoformat(),
+            "started_at": sweep.started_at.isoformat() if sweep.started_at else None,
+            "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
+            "eta_seconds": eta_of(sweep, runner),
+            "error": sweep.error,
+            "tags": tags or [],
+            "notes": sweep.notes,
+        }
+    )
 
 
 def sweep_state(session: Session, sweep_id: int, runner: Any) -> dict | None:
@@ -92,12 +101,20 @@ def sweep_state(session: Session, sweep_id: int, runner: Any) -> dict | None:
     sweep = store.get_sweep(session, sweep_id)
     if sweep is None:
         return None
-    return sweep_out(sweep, store.counts(session, [sweep_id])[sweep_id], runner,
-                     store.tags_of(session, [sweep_id])[sweep_id])
+    return sweep_out(
+        sweep, store.counts(session, [sweep_id])[sweep_id], runner, store.tags_of(session, [sweep_id])[sweep_id]
+    )
 
 
-def sweeps_page(session: Session, runner: Any, statuses: list[str] | None, limit: int, offset: int,
-                tags: list[str] | None, name: str | None) -> dict:
+def sweeps_page(
+    session: Session,
+    runner: Any,
+    statuses: list[str] | None,
+    limit: int,
+    offset: int,
+    tags: list[str] | None,
+    name: str | None,
+) -> dict:
     """GET /sweeps's body (and each event of the list's stream)."""
     total, sweeps = store.list_sweeps(session, statuses, limit, offset, tags=tags, name=name)
     ids = [s.id for s in sweeps]
@@ -111,6 +128,7 @@ def _get_sweep(session: Session, sweep_id: int, for_update: bool = False) -> Swe
 
 
 # ----------------------------------------------------------------------------- routes
+
 
 def _inline_schema(model) -> dict:  # noqa: ANN001
     """The model's JSON schema with its $defs inlined (an OpenAPI requestBody schema has no $defs)."""
@@ -130,15 +148,27 @@ def _inline_schema(model) -> dict:  # noqa: ANN001
     return resolve(schema)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepCreated, dependencies=[WriteAuth],
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": _inline_schema(SweepSpec)}}}},
-             responses={422: {"description": "invalid sweep: `detail` lists {loc, field, msg}"},
-                        200: {"description": "dry_run: `{valid, n_points, n_cached, n_new, estimate}`, "
-                                             "nothing stored"}})
-async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDep,
-                       dry_run: Annotated[bool, Query(description="validate, count the points and estimate "
-                                                                  "the cost; store nothing (200)")] = False):
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepCreated,
+    dependencies=[WriteAuth],
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _inline_schema(SweepSpec)}}}
+    },
+    responses={
+        422: {"description": "invalid sweep: `detail` lists {loc, field, msg}"},
+        200: {"description": "dry_run: `{valid, n_points, n_cached, n_new, estimate}`, nothing stored"},
+    },
+)
+async def create_sweep(
+    request: Request,
+    settings: SettingsDep,
+    runner: RunnerDep,
+    dry_run: Annotated[
+        bool, Query(description="validate, count the points and estimate the cost; store nothing (200)")
+    ] = False,
+):
     """Validate a sweep (SPEC §3), expand its axes, and store the sweep with all its points in one
     transaction; points already computed by any sweep are reused (`n_cached`) unless `recompute`.
     With `dry_run=true` nothing is stored: the answer says how many points would run and a rough
@@ -147,10 +177,16 @@ async def create_sweep(request: Request, settings: SettingsDep, runner: RunnerDe
     if not isinstance(body, dict):
         raise _unprocessable((), "a JSON object describing the sweep is required", "dict_type")
     try:
-        spec = SweepSpec.model_validate(body, context={
-            "max_points": settings.max_points, "max_steps": settings.max_steps,
-            "max_point_cpu_seconds": settings.max_point_cpu_seconds,
-            "max_sweep_cpu_seconds": settings.max_sweep_cpu_seconds, "max_point_bytes": settings.max_point_bytes})
+        spec = SweepSpec.model_validate(
+            body,
+            context={
+                "max_points": settings.max_points,
+                "max_steps": settings.max_steps,
+                "max_point_cpu_seconds": settings.max_point_cpu_seconds,
+                "max_sweep_cpu_seconds": settings.max_sweep_cpu_seconds,
+                "max_point_bytes": settings.max_point_bytes,
+            },
+        )
     except ValidationError as exc:
         raise RequestValidationError(validation_errors(exc)) from None
     stored = spec.model_dump(mode="json", exclude={"axes"})
@@ -184,8 +220,13 @@ def _dry_run(request: Request, spec: SweepSpec, settings: Any) -> dict:
         with request.app.state.read_session_factory() as session:
             n_cached = len(store.reusable_sources(session, [point_identity(p) for p in points]))
     cpus = settings.num_cpus or _cluster_cpus()
-    return {"valid": True, "n_points": len(points), "n_cached": n_cached, "n_new": len(points) - n_cached,
-            "estimate": estimate.estimate(points, len(points) - n_cached, cpus)}
+    return {
+        "valid": True,
+        "n_points": len(points),
+        "n_cached": n_cached,
+        "n_new": len(points) - n_cached,
+        "estimate": estimate.estimate(points, len(points) - n_cached, cpus),
+    }
 
 
 def _cluster_cpus() -> int:
@@ -199,10 +240,13 @@ def _cluster_cpus() -> int:
 
 StatusFilter = Annotated[list[Literal[SWEEP_STATUSES]] | None, Query(alias="status")]  # type: ignore[valid-type]
 # No control characters in filters either (no name or tag holds one; NUL was a Postgres 500).
-TagFilter = Annotated[list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None,
-                      Query(alias="tag", description="sweeps carrying any of these tags (repeat or comma-separate)")]
-NameFilter = Annotated[str | None, Query(max_length=200, pattern=NAME_PATTERN,
-                                         description="name contains (case-insensitive)")]
+TagFilter = Annotated[
+    list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None,
+    Query(alias="tag", description="sweeps carrying any of these tags (repeat or comma-separate)"),
+]
+NameFilter = Annotated[
+    str | None, Query(max_length=200, pattern=NAME_PATTERN, description="name contains (case-insensitive)")
+]
 
 
 def _tags(tag: list[str] | None) -> list[str] | None:
@@ -210,10 +254,15 @@ def _tags(tag: list[str] | None) -> list[str] | None:
 
 
 @router.get("", response_model=SweepList, dependencies=[ReadAuth])
-def list_sweeps(session: SessionDep, runner: RunnerDep,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-                status_: StatusFilter = None, tag: TagFilter = None, name: NameFilter = None):
+def list_sweeps(
+    session: SessionDep,
+    runner: RunnerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    status_: StatusFilter = None,
+    tag: TagFilter = None,
+    name: NameFilter = None,
+):
     """Sweeps, newest first; filtered by `status`, `tag` (any of) and `name` (contains)."""
     return sweeps_page(session, runner, status_, limit, offset, _tags(tag), name)
 
@@ -221,22 +270,48 @@ def list_sweeps(session: SessionDep, runner: RunnerDep,
 def _event_stream_response(data_schema: dict, description: str) -> dict:
     """An SSE answer in OpenAPI 3.1 terms: `schema` describes each event (`event`, and `data` holding
     one JSON document); comments, `retry:` and keep-alives are not events."""
-    return {200: {"description": description, "content": {"text/event-stream": {"schema": {
-        "type": "object", "required": ["data", "event"],
-        "properties": {"event": {"type": "string", "enum": ["message", "end"]},
-                       "data": {"type": "string", "contentMediaType": "application/json",
-                                "contentSchema": data_schema}}}}}}}
+    return {
+        200: {
+            "description": description,
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["data", "event"],
+                        "properties": {
+                            "event": {"type": "string", "enum": ["message", "end"]},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": data_schema,
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    }
 
 
 # `/{sweep_id:int}` below: only digits reach the sweep routes, so /sweeps/events is the stream's path for
 # every method (PATCH /sweeps/events is a 405, not a 422 about sweep_id); a non-numeric id is a 404.
-@router.get("/events", dependencies=[ReadAuth], response_class=StreamingResponse,
-            responses=_event_stream_response({"$ref": "#/components/schemas/SweepList"},
-                                             "`data:` GET /sweeps bodies whenever they change"))
-async def list_events(request: Request, runner: RunnerDep,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                      offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-                      status_: StatusFilter = None, tag: TagFilter = None, name: NameFilter = None):
+@router.get(
+    "/events",
+    dependencies=[ReadAuth],
+    response_class=StreamingResponse,
+    responses=_event_stream_response(
+        {"$ref": "#/components/schemas/SweepList"}, "`data:` GET /sweeps bodies whenever they change"
+    ),
+)
+async def list_events(
+    request: Request,
+    runner: RunnerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    status_: StatusFilter = None,
+    tag: TagFilter = None,
+    name: NameFilter = None,
+):
     """Server-Sent Events for the sweep list: the body of GET /sweeps (same filters) as a `data:` line
     each time it changes; one database read per interval, shared by every stream with the same query.
     The stream ends after a few minutes (`retry:` tells the browser to reconnect)."""
@@ -244,8 +319,9 @@ async def list_events(request: Request, runner: RunnerDep,
     key = ("list", limit, offset, tuple(status_ or ()), tuple(tags or ()), name)
 
     def load(session: Session) -> dict:  # serialised as GET /sweeps answers
-        return SweepList.model_validate(sweeps_page(session, runner, status_, limit, offset, tags, name)
-                                        ).model_dump(mode="json")
+        return SweepList.model_validate(sweeps_page(session, runner, status_, limit, offset, tags, name)).model_dump(
+            mode="json"
+        )
 
     return event_stream(request, key, load, terminal=lambda body: False)
 
@@ -255,10 +331,15 @@ def get_sweep(sweep_id: DbId, session: SessionDep, runner: RunnerDep):
     return found_or_404("sweep", sweep_id, lambda i: sweep_state(session, i, runner))
 
 
-@router.patch("/{sweep_id:int}", response_model=SweepOut, dependencies=[WriteAuth],
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": _inline_schema(SweepPatch)}}}},
-              responses={422: {"description": "invalid name, tags or notes"}})
+@router.patch(
+    "/{sweep_id:int}",
+    response_model=SweepOut,
+    dependencies=[WriteAuth],
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _inline_schema(SweepPatch)}}}
+    },
+    responses={422: {"description": "invalid name, tags or notes"}},
+)
 async def patch_sweep(sweep_id: DbId, request: Request, settings: SettingsDep, runner: RunnerDep):
     """Rename a sweep, replace its `tags`, or set its `notes` (only the fields given change)."""
     # read like POST /sweeps's body: 415 unless JSON, 413 beyond the cap, huge integers a 422
@@ -282,16 +363,25 @@ def _patch(request: Request, sweep_id: int, patch: SweepPatch, runner: Any) -> d
             store.set_tags(session, sweep_id, patch.tags or [])
     with request.app.state.read_session_factory() as session:
         state = sweep_state(session, sweep_id, runner)
-    if state is None:       # deleted by a concurrent request since the change above
+    if state is None:  # deleted by a concurrent request since the change above
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"sweep {sweep_id} not found")
     return state
 
 
-@router.get("/{sweep_id:int}/events", dependencies=[ReadAuth], response_class=StreamingResponse,
-            responses=_event_stream_response(
-                {"anyOf": [{"$ref": "#/components/schemas/SweepOut"},
-                           {"type": "object", "properties": {"deleted": {"const": True}}, "required": ["deleted"]}]},
-                "`data:` GET /sweeps/{id} bodies, then `event: end` (with `{\"deleted\": true}` if it was deleted)"))
+@router.get(
+    "/{sweep_id:int}/events",
+    dependencies=[ReadAuth],
+    response_class=StreamingResponse,
+    responses=_event_stream_response(
+        {
+            "anyOf": [
+                {"$ref": "#/components/schemas/SweepOut"},
+                {"type": "object", "properties": {"deleted": {"const": True}}, "required": ["deleted"]},
+            ]
+        },
+        '`data:` GET /sweeps/{id} bodies, then `event: end` (with `{"deleted": true}` if it was deleted)',
+    ),
+)
 async def sweep_events(sweep_id: DbId, request: Request, runner: RunnerDep):
     """Server-Sent Events: the sweep's progress snapshot (the body of GET /sweeps/{id}) as a `data:`
     line each time it changes, until the sweep is done, failed or cancelled; then `event: end`.
@@ -303,12 +393,20 @@ async def sweep_events(sweep_id: DbId, request: Request, runner: RunnerDep):
         state = sweep_state(session, sweep_id, runner)
         return None if state is None else SweepOut.model_validate(state).model_dump(mode="json")
 
-    return event_stream(request, ("sweep", sweep_id), load,
-                        terminal=lambda body: body is None or body["status"] in FINISHED_SWEEP_STATUSES)
+    return event_stream(
+        request,
+        ("sweep", sweep_id),
+        load,
+        terminal=lambda body: body is None or body["status"] in FINISHED_SWEEP_STATUSES,
+    )
 
 
-@router.post("/{sweep_id:int}/cancel", response_model=SweepOut, dependencies=[WriteAuth],
-             responses={409: {"description": "the sweep already finished"}})
+@router.post(
+    "/{sweep_id:int}/cancel",
+    response_model=SweepOut,
+    dependencies=[WriteAuth],
+    responses={409: {"description": "the sweep already finished"}},
+)
 def cancel_sweep(sweep_id: DbId, request: Request, runner: RunnerDep):
     """Pending points are not run, running ones are cancelled; computed results are kept."""
     with session_scope(request.app.state.session_factory) as session:
@@ -322,18 +420,24 @@ def cancel_sweep(sweep_id: DbId, request: Request, runner: RunnerDep):
         return sweep_state(session, sweep_id, runner)
 
 
-@router.delete("/{sweep_id:int}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAuth],
-               responses={409: {"description": "the sweep is still queued or running"}})
+@router.delete(
+    "/{sweep_id:int}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[WriteAuth],
+    responses={409: {"description": "the sweep is still queued or running"}},
+)
 def delete_sweep(sweep_id: DbId, request: Request):
     """Delete a finished or cancelled sweep with its points, results and curves. Points of other
     sweeps that reused this sweep's results keep them: the curves move to one of those points,
     which becomes the source of the others."""
+
     def delete() -> None:
         with session_scope(request.app.state.session_factory) as session:
             sweep = _get_sweep(session, sweep_id, for_update=True)
             if sweep.status not in FINISHED_SWEEP_STATUSES:
-                raise HTTPException(status.HTTP_409_CONFLICT,
-                                    f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it")
+                raise HTTPException(
+                    status.HTTP_409_CONFLICT, f"sweep {sweep_id} is {sweep.status}: cancel it first, then delete it"
+                )
             store.delete_sweep(session, sweep_id)
 
     retry_conflicts(delete)
@@ -341,8 +445,7 @@ def delete_sweep(sweep_id: DbId, request: Request):
 
 
 @router.get("/{sweep_id:int}/results", responses=FILE_RESPONSES, dependencies=[ReadAuth])
-def sweep_results(sweep_id: DbId, request: Request, session: SessionDep,
-                  q: Annotated[queries.ResultQuery, Query()]):
+def sweep_results(sweep_id: DbId, request: Request, session: SessionDep, q: Annotated[queries.ResultQuery, Query()]):
     """The sweep's result rows (one per finished point); same filters as GET /results."""
     _get_sweep(session, sweep_id)
     return result_page(request, session, q, sweep_id, f"sweep-{sweep_id}-results")
@@ -362,10 +465,14 @@ def sweep_summary(sweep_id: DbId, session: SessionDep, q: Annotated[queries.Summ
 
 
 @router.get("/{sweep_id:int}/curves", dependencies=[ReadAuth])
-def sweep_curves(sweep_id: DbId, session: SessionDep,
-                 by: Annotated[str | None, Query(description="group keys, comma separated (default: the "
-                                                              "parameters that vary, seed excepted)")] = None,
-                 max_seeds: Annotated[int, Query(ge=1, le=1000, description="curves per group")] = 100):
+def sweep_curves(
+    sweep_id: DbId,
+    session: SessionDep,
+    by: Annotated[
+        str | None, Query(description="group keys, comma separated (default: the parameters that vary, seed excepted)")
+    ] = None,
+    max_seeds: Annotated[int, Query(ge=1, le=1000, description="curves per group")] = 100,
+):
     """The done points' curves aggregated per group over seeds on a common t grid: for `error`,
     `error_linear` and `error_regularized_fit`, `mean`, `std` (ddof 1) and `n` per record time; plus one
     representative point's `singular_values` (the lowest seed) and the means of q0_norm, lambda0_fit,
@@ -374,9 +481,16 @@ def sweep_curves(sweep_id: DbId, session: SessionDep,
     keys = [k.strip() for k in by.split(",") if k.strip()] if by else None
     for k in keys or ():
         if k not in curves_mod.GROUPABLE:
-            raise RequestValidationError([{"loc": ["query", "by"], "field": "by", "type": "value_error",
-                                           "msg": f"unknown key '{k}'; group by any of: "
-                                                  f"{', '.join(curves_mod.GROUPABLE)}"}])
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ["query", "by"],
+                        "field": "by",
+                        "type": "value_error",
+                        "msg": f"unknown key '{k}'; group by any of: {', '.join(curves_mod.GROUPABLE)}",
+                    }
+                ]
+            )
     return curves_mod.group_curves(session, sweep_id, keys, max_seeds)
 
 

@@ -1,4 +1,5 @@
 """Fixtures of the core tests."""
+
 import zlib
 
 import numpy as np

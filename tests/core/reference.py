@@ -1,4 +1,5 @@
 """Independent reference solutions for the core tests (plain solve_ivp, not core's integrator)."""
+
 import numpy as np
 from scipy.integrate import solve_ivp
 
@@ -17,15 +18,15 @@ def regularized_reference(Y, U0, V0, lam, t):
     n = V0.shape[0]
 
     def f(_, y):
-        U = y[:m * k].reshape(m, k)
-        V = y[m * k:].reshape(n, k)
+        U = y[: m * k].reshape(m, k)
+        V = y[m * k :].reshape(n, k)
         R = Y - U @ V.T
         Qd = U.T @ U - V.T @ V - lam * np.eye(k)
         return np.concatenate([(R @ V - 0.5 * U @ Qd).ravel(), (R.T @ U + 0.5 * V @ Qd).ravel()])
 
     ys = ode_reference(f, np.concatenate([U0.ravel(), V0.ravel()]), t)
-    U = ys[:, :m * k].reshape(len(t), m, k)
-    V = ys[:, m * k:].reshape(len(t), n, k)
+    U = ys[:, : m * k].reshape(len(t), m, k)
+    V = ys[:, m * k :].reshape(len(t), n, k)
     return U @ V.transpose(0, 2, 1), U.transpose(0, 2, 1) @ U - V.transpose(0, 2, 1) @ V
 
 

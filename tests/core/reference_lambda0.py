@@ -1,5 +1,6 @@
 """The lambda0 fit as it was before the two-branch search (core 2), kept verbatim as the reference
 the fast fit is tested against, with one addition: `sign` restricts the search to one branch."""
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 
@@ -14,8 +15,9 @@ def regularized_loss(Y, U0, V0, t, X, lambda0: float) -> float:
     return v if np.isfinite(v) else np.inf
 
 
-def lambda0_fit_reference(Y, U0, V0, t, X, sign: float | None = None, n_grid: int = 30,
-                          n_refine: int = 3, coarse_points: int = 40) -> Lambda0Branch:
+def lambda0_fit_reference(
+    Y, U0, V0, t, X, sign: float | None = None, n_grid: int = 30, n_refine: int = 3, coarse_points: int = 40
+) -> Lambda0Branch:
     """Core 2's search (coarse grid over both signs, bounded Brent around the best local minima on
     the full grid) with its grid restricted to sign * [0, L] when `sign` is given."""
     t = np.asarray(t, float)
@@ -27,7 +29,7 @@ def lambda0_fit_reference(Y, U0, V0, t, X, sign: float | None = None, n_grid: in
         grid = grid[sign * grid >= 0]
     sub = np.unique(np.linspace(0, len(t) - 1, min(coarse_points, len(t))).round().astype(int))
     coarse = np.array([regularized_loss(Y, U0, V0, t[sub], X[sub], g) for g in grid])
-    f = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)      # noqa: E731
+    f = lambda lam: regularized_loss(Y, U0, V0, t, X, lam)  # noqa: E731
     is_min = np.ones(len(grid), bool)
     is_min[1:] &= coarse[1:] <= coarse[:-1]
     is_min[:-1] &= coarse[:-1] <= coarse[1:]
@@ -42,8 +44,9 @@ def lambda0_fit_reference(Y, U0, V0, t, X, sign: float | None = None, n_grid: in
             best_x, best_v = float(grid[i]), v
         if hi <= lo:
             continue
-        res = minimize_scalar(f, bounds=(lo, hi), method="bounded",
-                              options={"xatol": 1e-8 * max(1.0, abs(grid[i])), "maxiter": 100})
+        res = minimize_scalar(
+            f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-8 * max(1.0, abs(grid[i])), "maxiter": 100}
+        )
         if res.fun < best_v:
             best_x, best_v = float(res.x), float(res.fun)
     ynorm = float(np.linalg.norm(Y))

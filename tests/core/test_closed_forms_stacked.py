@@ -1,4 +1,5 @@
 """The regularized flow of a stack of points equals the closed form of each point (eq. (21))."""
+
 import numpy as np
 import pytest
 
@@ -8,13 +9,28 @@ from flowsweep.core.closed_forms_stacked import regularized_flow_stacked
 from flowsweep.core.run import _problem
 
 
-@pytest.mark.parametrize("shape", [dict(m=5, n=10, k=50),          # m < n, stable form
-                                   dict(m=6, n=4, k=8),            # m > n, the other solve side
-                                   dict(m=5, n=10, k=3)])          # rank(P0) < 5: factored form
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(m=5, n=10, k=50),  # m < n, stable form
+        dict(m=6, n=4, k=8),  # m > n, the other solve side
+        dict(m=5, n=10, k=3),
+    ],
+)  # rank(P0) < 5: factored form
 def test_stacked_equals_per_point(shape):
     lams = [0.0, 1.5, -2.0, 0.3]
-    configs = [PointConfig(model="asymmetric", eta=1e-3, steps=10, init_scale=(0.01, 0.1, 1.0)[i % 3],
-                           seed=i, lambda0=lams[i % 4], **shape) for i in range(12)]
+    configs = [
+        PointConfig(
+            model="asymmetric",
+            eta=1e-3,
+            steps=10,
+            init_scale=(0.01, 0.1, 1.0)[i % 3],
+            seed=i,
+            lambda0=lams[i % 4],
+            **shape,
+        )
+        for i in range(12)
+    ]
     prob = _problem(configs)[2]
     t = np.linspace(0.0, 3.0, 17)
     got = regularized_flow_stacked(prob.Y, prob.U0, prob.V0, [c.lambda0 for c in configs], t)
@@ -26,12 +42,12 @@ def test_stacked_equals_per_point(shape):
 
 def test_stacked_in_chunks_equals_one_call(monkeypatch):
     import flowsweep.core.closed_forms_stacked as cfs
-    configs = [PointConfig(model="asymmetric", m=3, n=4, k=9, eta=1e-3, steps=10, seed=i)
-               for i in range(7)]
+
+    configs = [PointConfig(model="asymmetric", m=3, n=4, k=9, eta=1e-3, steps=10, seed=i) for i in range(7)]
     prob = _problem(configs)[2]
     t = np.linspace(0.0, 2.0, 5)
     whole = cfs.regularized_flow_stacked(prob.Y, prob.U0, prob.V0, 0.0, t)
-    monkeypatch.setattr(cfs, "_SYSTEMS_PER_CALL", 10)             # 2 points per call
+    monkeypatch.setattr(cfs, "_SYSTEMS_PER_CALL", 10)  # 2 points per call
     np.testing.assert_array_equal(cfs.regularized_flow_stacked(prob.Y, prob.U0, prob.V0, 0.0, t), whole)
 
 
@@ -39,8 +55,22 @@ def test_run_points_regularized_error_matches_its_definition():
     # run_points takes X_reg from the stacked call; the metric is still RMS_t ||X_reg - X|| / ||Y||
     from flowsweep.core import initial_state, simulate
     from flowsweep.core.dynamics import reduce_factors
-    configs = [PointConfig(model="asymmetric", m=3, n=5, k=10, eta=0.01, steps=300, record_every=30,
-                           init_scale=0.4, seed=s, lambda0=lam) for s, lam in ((0, 0.0), (1, 1.0))]
+
+    configs = [
+        PointConfig(
+            model="asymmetric",
+            m=3,
+            n=5,
+            k=10,
+            eta=0.01,
+            steps=300,
+            record_every=30,
+            init_scale=0.4,
+            seed=s,
+            lambda0=lam,
+        )
+        for s, lam in ((0, 0.0), (1, 1.0))
+    ]
     for c, r in zip(configs, run_points(configs)):
         st = initial_state(c)
         tr = simulate(c)

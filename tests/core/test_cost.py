@@ -1,4 +1,5 @@
 """core.cost: the a-priori estimates the service's budget relies on, against what run_points uses."""
+
 from __future__ import annotations
 
 import tracemalloc
@@ -36,8 +37,12 @@ def test_peak_memory_estimate_bounds_the_measured_peak(shape):
 def test_cost_grows_with_each_axis_of_work():
     base = PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=4000, record_every=20)
     c0 = point_cost(base)
-    bigger = [dict(steps=40_000, record_every=200), dict(m=50, n=100), dict(fit_lambda0=True),
-              dict(integrator="flow", eta=1.0)]
+    bigger = [
+        dict(steps=40_000, record_every=200),
+        dict(m=50, n=100),
+        dict(fit_lambda0=True),
+        dict(integrator="flow", eta=1.0),
+    ]
     for change in bigger:
         c1 = point_cost(PointConfig(**{**base.to_dict(), **change}))
         assert c1.cpu_seconds > c0.cpu_seconds, change

@@ -1,4 +1,5 @@
 """Data and initialisations: seeding, data_seed, Definitions 1 and 3, balanced Q0 = 0."""
+
 import numpy as np
 import pytest
 
@@ -11,9 +12,16 @@ def cfg(**kw):
     return PointConfig(**base)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(init="spectral", lambda0=-2.0), dict(init="balanced"),
-                                dict(model="symmetric", n=3, init="spectral"),
-                                dict(model="sigmoid", n=3, n_samples=30)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(init="spectral", lambda0=-2.0),
+        dict(init="balanced"),
+        dict(model="symmetric", n=3, init="spectral"),
+        dict(model="sigmoid", n=3, n_samples=30),
+    ],
+)
 def test_bit_identical_and_seeded(kw):
     a, b = initial_state(cfg(**kw)), initial_state(cfg(**kw))
     assert a.keys() == b.keys()
@@ -46,14 +54,14 @@ def test_asymmetric_spectral_definition_3(lam):
     Y, U0, V0 = st["Y"], st["U0"], st["V0"]
     Phi, sig, PsiT = np.linalg.svd(Y, full_matrices=False)
     # X0 = Phi diag(s^2) Psi^T on the m components
-    assert np.allclose(U0 @ V0.T, s_ ** 2 * Phi @ PsiT, atol=1e-13)
+    assert np.allclose(U0 @ V0.T, s_**2 * Phi @ PsiT, atol=1e-13)
     # u v = s^2 and u^2 - v^2 = lambda0 for every component, with an orthogonal G
     u2 = np.linalg.eigvalsh(U0 @ U0.T)
     v2 = np.linalg.eigvalsh(V0.T @ V0)[-3:]
     assert np.allclose(u2, u2[0]) and np.allclose(v2, v2[0])
-    assert np.sqrt(u2[0] * v2[0]) == pytest.approx(s_ ** 2, rel=1e-12)
+    assert np.sqrt(u2[0] * v2[0]) == pytest.approx(s_**2, rel=1e-12)
     assert u2[0] - v2[0] == pytest.approx(lam, abs=1e-12 * max(1, abs(lam)))
-    q = np.linalg.eigvalsh(U0.T @ U0 - V0.T @ V0)                  # lambda0 (m times), 0 (k - m)
+    q = np.linalg.eigvalsh(U0.T @ U0 - V0.T @ V0)  # lambda0 (m times), 0 (k - m)
     expect = np.sort(np.r_[np.full(3, lam), np.zeros(6)])
     assert np.allclose(q, expect, atol=1e-12 * max(1, abs(lam)))
 
@@ -75,4 +83,4 @@ def test_sigmoid_data():
     st = initial_state(cfg(model="sigmoid", m=4, n=4, n_samples=200))
     Y, A = st["Y"], st["A"]
     assert Y.shape == (200, 4) and A.shape == (200, 4)
-    assert Y.min() > -0.01 and Y.max() < 1.01                         # phi(A W*) + 1e-3 noise
+    assert Y.min() > -0.01 and Y.max() < 1.01  # phi(A W*) + 1e-3 noise

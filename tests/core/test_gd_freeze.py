@@ -1,5 +1,6 @@
 """gd stops iterating a point once it has converged to machine precision; what it records is still
 the gradient descent of the textbook loop, and points that have not converged are never stopped."""
+
 import numpy as np
 
 from flowsweep.core import PointConfig, initial_state, simulate
@@ -23,8 +24,18 @@ def plain_gd(Y, U0, V0, eta, steps, record_every, symmetric=False):
 
 
 def _fig1(scale, seed, **kw):
-    base = dict(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=1500, record_every=20,
-                init_scale=scale, seed=seed, tol=0.01)
+    base = dict(
+        model="asymmetric",
+        m=5,
+        n=10,
+        k=50,
+        eta=1e-3,
+        steps=1500,
+        record_every=20,
+        init_scale=scale,
+        seed=seed,
+        tol=0.01,
+    )
     base.update(kw)
     return PointConfig(**base)
 
@@ -42,7 +53,7 @@ def test_converged_points_stop_and_still_match_plain_gd():
         ynorm = np.linalg.norm(st["Y"])
         gap = np.linalg.norm(tr.X[b] - ref, axis=(1, 2)) / ynorm
         assert gap.max() <= 1e-12, (b, gap.max())
-        if tr.iterations[b] < c.steps:                      # records after the stop repeat it
+        if tr.iterations[b] < c.steps:  # records after the stop repeat it
             after = tr.t >= tr.iterations[b] * c.eta
             assert np.all(tr.X[b][after] == tr.X[b][after][0])
             assert tr.error[b][after][0] <= FREEZE_ERROR
@@ -62,8 +73,9 @@ def test_stopping_does_not_depend_on_the_batch():
 def test_no_stop_above_the_floor_or_before_tol():
     # symmetric model with an indefinite Y: X tends to its PSD projection, the error stays at
     # ||Y_-|| / ||Y|| > FREEZE_ERROR, and the point is iterated to the end
-    c = PointConfig(model="symmetric", m=4, n=4, k=8, eta=1e-2, steps=1500, record_every=50,
-                    init_scale=1.0, seed=3, tol=0.9)
+    c = PointConfig(
+        model="symmetric", m=4, n=4, k=8, eta=1e-2, steps=1500, record_every=50, init_scale=1.0, seed=3, tol=0.9
+    )
     st = initial_state(c)
     assert np.linalg.eigvalsh(st["Y"])[0] < 0
     tr = simulate(c)
@@ -80,11 +92,10 @@ def test_singular_values_of_repeated_records_are_computed_once_and_equal():
     from flowsweep.core.run import singular_values, trajectory_singular_values
 
     # two points stop at machine precision, one diverges (eta too large for its scale), one runs on
-    configs = [_fig1(1.0, 0, eta=2e-3), _fig1(0.1, 0, eta=2e-3), _fig1(1.0, 1, eta=2e-3),
-               _fig1(6.0, 2, eta=2e-3)]
+    configs = [_fig1(1.0, 0, eta=2e-3), _fig1(0.1, 0, eta=2e-3), _fig1(1.0, 1, eta=2e-3), _fig1(6.0, 2, eta=2e-3)]
     tr = simulate(configs)
     assert (tr.iterations < 1500).sum() == 3 and tr.diverged_at[3] >= 0, (tr.iterations, tr.diverged_at)
     c = configs[0]
     np.testing.assert_array_equal(
-        trajectory_singular_values(tr, record_grid(c.eta, c.steps, c.record_every)),
-        singular_values(tr.X))
+        trajectory_singular_values(tr, record_grid(c.eta, c.steps, c.record_every)), singular_values(tr.X)
+    )

@@ -1,17 +1,18 @@
 """The two-branch lambda0 fit (SPEC §2, Fig. 2) against core 2's search kept as a reference
 (tests/core/reference_lambda0.py, restricted to one sign), brute-force grids and finite differences."""
+
 import numpy as np
 import pytest
+from reference_lambda0 import lambda0_fit_reference
 
 from flowsweep.core import PointConfig, initial_state, run_points, simulate
 from flowsweep.core.lambda0_fit import RegularizedObjective, lambda0_fit, lambda0_search_bound, regularized_loss
 
-from reference_lambda0 import lambda0_fit_reference
-
 
 def _trajectory(k, eta, seed, s=1.0, steps=4000, init="gaussian", m=5, n=10):
-    c = PointConfig(model="asymmetric", m=m, n=n, k=k, eta=eta, steps=steps, record_every=20,
-                    init_scale=s, seed=seed, init=init)
+    c = PointConfig(
+        model="asymmetric", m=m, n=n, k=k, eta=eta, steps=steps, record_every=20, init_scale=s, seed=seed, init=init
+    )
     st, tr = initial_state(c), simulate(c)
     return st["Y"], st["U0"], st["V0"], tr.t, tr.X[0]
 
@@ -70,13 +71,24 @@ def test_objective_and_its_derivative(lam):
     assert d == pytest.approx(fd, rel=1e-5, abs=1e-9 * f / max(1.0, abs(lam)))
     # X_reg in the original coordinates
     from flowsweep.core.closed_forms import regularized_flow
+
     Xr = regularized_flow(Y, U0, V0, lam, t).X
     assert np.max(np.abs(obj.x_reg(lam) - Xr)) <= 1e-10 * np.max(np.abs(Xr))
 
 
 def test_run_points_reports_both_branches():
-    c = PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-5, steps=4000, record_every=20,
-                    init_scale=1.0, seed=4, fit_lambda0=True)
+    c = PointConfig(
+        model="asymmetric",
+        m=5,
+        n=10,
+        k=50,
+        eta=1e-5,
+        steps=4000,
+        record_every=20,
+        init_scale=1.0,
+        seed=4,
+        fit_lambda0=True,
+    )
     (r,) = run_points([c])
     m = r.metrics
     assert m["lambda0_fit_pos"] > 0 > m["lambda0_fit_neg"]

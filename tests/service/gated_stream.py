@@ -3,6 +3,7 @@ chunks finish only when the test releases them, in the order a FIFO cluster of `
 run them; their points are computed by the real core at release, and each task costs a + b·n
 LOGICAL seconds (its CPU seconds for fair share and the cost model), so scheduling decisions do not
 depend on this machine's speed."""
+
 from __future__ import annotations
 
 from collections import deque
@@ -26,7 +27,7 @@ class GatedStream:
     def __init__(self, cpus: int = 2, a: float = 0.01, b: float = 0.01):
         self._cpus = cpus
         self.a, self.b = a, b
-        self.tasks: list[GatedTask] = []          # in flight, submission order
+        self.tasks: list[GatedTask] = []  # in flight, submission order
         self._ready: deque[Done] = deque()
         self._started: list = []
         self.log: list[tuple[str, object, int]] = []  # ("submit"|"done"|"cancel"|"preempt", tag, points)
@@ -100,8 +101,13 @@ class GatedStream:
             self.tasks.remove(t)
             results = run_points(t.chunk.cfgs)
             seconds = self.a + self.b * len(t.chunk.ids)
-            done = Done(t.tag, t.chunk, [PointOutcome(pid, r, "gated") for pid, r in zip(t.chunk.ids, results)],
-                        seconds, (len(t.chunk.ids), seconds))
+            done = Done(
+                t.tag,
+                t.chunk,
+                [PointOutcome(pid, r, "gated") for pid, r in zip(t.chunk.ids, results)],
+                seconds,
+                (len(t.chunk.ids), seconds),
+            )
             self._ready.append(done)
             self.log.append(("done", t.tag, len(t.chunk.ids)))
             out.append(done)

@@ -1,6 +1,7 @@
 """End to end through a real uvicorn server with real Ray (2 CPUs), on SQLite and on Postgres:
 submit -> done, results/curves/state checked against independent numpy, caching across sweeps,
 recompute, cancel, delete (other sweeps' cached points keep their results and curves)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,8 +11,16 @@ import httpx
 import numpy as np
 import pytest
 
-SPEC = {"name": "e2e", "model": "asymmetric", "m": 2, "n": 4, "eta": 0.01, "steps": 300, "record_every": 10,
-        "axes": {"init_scale": [0.1, 1.0], "k": [4, 8], "seed": {"range": [0, 3]}}}
+SPEC = {
+    "name": "e2e",
+    "model": "asymmetric",
+    "m": 2,
+    "n": 4,
+    "eta": 0.01,
+    "steps": 300,
+    "record_every": 10,
+    "axes": {"init_scale": [0.1, 1.0], "k": [4, 8], "seed": {"range": [0, 3]}},
+}
 N_POINTS = 12
 
 
@@ -40,11 +49,11 @@ def test_submit_runs_to_done(run):
     client, created, state = run
     assert created["n_points"] == N_POINTS and created["n_cached"] == 0 and created["status"] == "queued"
     assert state["status"] == "done", state
-    assert state["counts"] == {"pending": 0, "running": 0, "done": N_POINTS, "failed": 0, "diverged": 0,
-                               "cached": 0}
+    assert state["counts"] == {"pending": 0, "running": 0, "done": N_POINTS, "failed": 0, "diverged": 0, "cached": 0}
     assert state["progress"] == 1.0 and state["eta_seconds"] == 0.0
-    created_at, started_at, finished_at = (dt.datetime.fromisoformat(state[k])
-                                           for k in ("created_at", "started_at", "finished_at"))
+    created_at, started_at, finished_at = (
+        dt.datetime.fromisoformat(state[k]) for k in ("created_at", "started_at", "finished_at")
+    )
     assert created_at <= started_at <= finished_at and created_at.utcoffset() == dt.timedelta(0)
     assert state["spec"]["axes"] == SPEC["axes"] and state["spec"]["record_every"] == 10
     listed = client.get("/sweeps", params={"limit": 5}).json()
@@ -58,13 +67,13 @@ def test_results_curves_and_state_agree_with_numpy(run):
     rows = body["data"]
     assert body["count"] == N_POINTS == len(rows)
     assert {(r["init_scale"], r["k"], r["seed"]) for r in rows} == {
-        (s, k, seed) for s in (0.1, 1.0) for k in (4, 8) for seed in range(3)}
+        (s, k, seed) for s in (0.1, 1.0) for k in (4, 8) for seed in range(3)
+    }
     for row in rows:
         assert row["status"] == "done" and row["worker"] and row["sweep_id"] == sid
         assert 0 <= row["final_error"] < 1.5 and row["wall_seconds"] is not None
         # The one-layer gd baseline contracts exactly: e_i = (1 - eta)^i e_0.
-        assert row["final_error_linear"] == pytest.approx((1 - 0.01) ** 300 * _e0(client, row["point_id"]),
-                                                          rel=1e-9)
+        assert row["final_error_linear"] == pytest.approx((1 - 0.01) ** 300 * _e0(client, row["point_id"]), rel=1e-9)
     # One point in depth: ‖Q₀‖ and e(0) recomputed from the exact initial state.
     row = rows[-1]
     st = {k: np.array(v) for k, v in client.get(f"/points/{row['point_id']}/state").json().items()}
@@ -99,8 +108,10 @@ def test_identical_sweep_is_cached_and_recompute_agrees(run):
     copies = client.get(f"/sweeps/{again['id']}/results").json()["data"]
     metric_keys = [k for k in orig[0] if k not in ("point_id", "sweep_id")]
     assert [{k: r[k] for k in metric_keys} for r in copies] == [{k: r[k] for k in metric_keys} for r in orig]
-    assert client.get(f"/points/{copies[0]['point_id']}/curves").json() == \
-        client.get(f"/points/{orig[0]['point_id']}/curves").json()
+    assert (
+        client.get(f"/points/{copies[0]['point_id']}/curves").json()
+        == client.get(f"/points/{orig[0]['point_id']}/curves").json()
+    )
 
     r = client.post("/sweeps", json={**SPEC, "name": "recomputed", "recompute": True})
     assert r.status_code == 201 and r.json()["n_cached"] == 0
@@ -114,8 +125,13 @@ def test_identical_sweep_is_cached_and_recompute_agrees(run):
 
 def test_cancel(run):
     client, created, _ = run
-    big = {**SPEC, "name": "to-cancel", "steps": 100_000, "record_every": 1000,
-           "axes": {"init_scale": [0.3], "k": [16], "seed": {"range": [100, 3100]}}}
+    big = {
+        **SPEC,
+        "name": "to-cancel",
+        "steps": 100_000,
+        "record_every": 1000,
+        "axes": {"init_scale": [0.3], "k": [16], "seed": {"range": [100, 3100]}},
+    }
     # Cancelled while queued (or just taken by the runner): it ends cancelled either way.
     sid = client.post("/sweeps", json=big).json()["id"]
     assert client.post(f"/sweeps/{sid}/cancel").status_code == 200
@@ -169,9 +185,17 @@ def test_eta_and_data_scale_axes_and_a_data_spectrum(run):
     """SPEC §2-§4: eta and data_scale as axes, Y = Phi diag(y_singular_values) Psi^T times data_scale,
     both lambda0 branches and rate_lin in the rows; a point's parameters filter its rows."""
     client, _, _ = run
-    spec = {"name": "spectrum", "model": "asymmetric", "m": 2, "n": 4, "steps": 200, "record_every": 10,
-            "y_singular_values": [2.0, 0.5], "fit_lambda0": True,
-            "axes": {"eta": [0.01, 0.02], "data_scale": [1.0, 3.0], "k": [6], "seed": [0, 1]}}
+    spec = {
+        "name": "spectrum",
+        "model": "asymmetric",
+        "m": 2,
+        "n": 4,
+        "steps": 200,
+        "record_every": 10,
+        "y_singular_values": [2.0, 0.5],
+        "fit_lambda0": True,
+        "axes": {"eta": [0.01, 0.02], "data_scale": [1.0, 3.0], "k": [6], "seed": [0, 1]},
+    }
     r = client.post("/sweeps", json=spec)
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
@@ -179,7 +203,8 @@ def test_eta_and_data_scale_axes_and_a_data_spectrum(run):
     assert wait_done(client, sid)["status"] == "done"
     rows = client.get(f"/sweeps/{sid}/results", params={"order_by": "point_id"}).json()["data"]
     assert {(x["eta"], x["data_scale"], x["seed"]) for x in rows} == {
-        (e, d, s) for e in (0.01, 0.02) for d in (1.0, 3.0) for s in (0, 1)}
+        (e, d, s) for e in (0.01, 0.02) for d in (1.0, 3.0) for s in (0, 1)
+    }
     for row in rows:
         assert row["lambda0_fit_pos"] > 0 > row["lambda0_fit_neg"]
         assert row["lambda0_fit"] in (row["lambda0_fit_pos"], row["lambda0_fit_neg"])
@@ -192,6 +217,7 @@ def test_eta_and_data_scale_axes_and_a_data_spectrum(run):
     # the phase diagram of such a sweep through the Python client (σ = data_scale · min(y_singular_values))
     from flowsweep.service import plots
     from flowsweep.service.client import Client
+
     with Client(str(client.base_url)) as c:
         fig = plots.sweep_figure(c, sid, "phase")
     squares = fig.axes[0].collections[0]

@@ -1,5 +1,6 @@
 """Bearer-token auth (SPEC §4): FLOWSWEEP_API_TOKEN guards POST/DELETE; reads stay open unless
 FLOWSWEEP_READ_TOKEN_REQUIRED=1. Real app and SQLite database (in-process; no Ray needed)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,9 @@ def make_client(new_database_url):
     clients = []
 
     def make(**settings) -> TestClient:
-        app = create_app(Settings(database_url=new_database_url("sqlite"), **settings),
-                         start_runner=False, start_ray=False)
+        app = create_app(
+            Settings(database_url=new_database_url("sqlite"), **settings), start_runner=False, start_ray=False
+        )
         client = TestClient(app)
         client.__enter__()
         clients.append(client)
@@ -56,8 +58,15 @@ def test_token_guards_writes_only(make_client):
     assert c.post(f"/sweeps/{sid}/cancel").status_code == 401
     assert c.delete(f"/sweeps/{sid}").status_code == 401
     assert c.post(f"/sweeps/{sid}/cancel", headers=bearer("s3cret")).status_code == 200
-    for path in ("/sweeps", f"/sweeps/{sid}", f"/sweeps/{sid}/results", "/results", f"/sweeps/{sid}/summary",
-                 "/points/1", "/healthz"):
+    for path in (
+        "/sweeps",
+        f"/sweeps/{sid}",
+        f"/sweeps/{sid}/results",
+        "/results",
+        f"/sweeps/{sid}/summary",
+        "/points/1",
+        "/healthz",
+    ):
         assert c.get(path).status_code == 200, path
     assert c.delete(f"/sweeps/{sid}", headers=bearer("s3cret")).status_code == 204
 
@@ -104,8 +113,9 @@ def test_healthz_names_no_host_or_user_when_the_database_is_down(make_client):
     from flowsweep.service import db
 
     c = make_client()
-    bad = db.make_engine("postgresql+psycopg://secretuser:pw@127.0.0.1:1/nodb", pool_pre_ping=False,
-                         connect_args={"connect_timeout": 2})
+    bad = db.make_engine(
+        "postgresql+psycopg://secretuser:pw@127.0.0.1:1/nodb", pool_pre_ping=False, connect_args={"connect_timeout": 2}
+    )
     c.app.state.read_session_factory = db.make_session_factory(bad)
     try:
         r = c.get("/healthz")

@@ -1,6 +1,7 @@
 """The API the dashboard, CLI and client use, through a real uvicorn server with real Ray, on SQLite
 and Postgres: Server-Sent Events of progress, curves aggregated per group (against numpy on each
 point's own curves), tags/notes with PATCH and `tag=` filters, the summary across sweeps, dry runs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,11 +14,19 @@ import pytest
 
 from flowsweep.service.events import SnapshotCache
 
-RUN = uuid.uuid4().hex[:6]   # tags unique to this run: the shared server holds other modules' sweeps
+RUN = uuid.uuid4().hex[:6]  # tags unique to this run: the shared server holds other modules' sweeps
 LIVE, PAPER, FIG1, OTHER = (f"{t}-{RUN}" for t in ("live", "paper", "fig1", "other"))
-SPEC = {"name": "live-a", "model": "asymmetric", "m": 2, "n": 3, "eta": 0.02, "steps": 200, "record_every": 10,
-        "tags": [LIVE, PAPER],
-        "axes": {"init_scale": [0.1, 1.0], "k": [4], "seed": {"range": [0, 3]}}}
+SPEC = {
+    "name": "live-a",
+    "model": "asymmetric",
+    "m": 2,
+    "n": 3,
+    "eta": 0.02,
+    "steps": 200,
+    "record_every": 10,
+    "tags": [LIVE, PAPER],
+    "axes": {"init_scale": [0.1, 1.0], "k": [4], "seed": {"range": [0, 3]}},
+}
 
 
 def read_events(client: httpx.Client, path: str, timeout: float = 180.0) -> list[tuple[str, dict]]:
@@ -86,14 +95,13 @@ def test_curves_aggregate_per_group_as_numpy_does(run):
             np.testing.assert_allclose(g[key]["mean"], stacked.mean(axis=0), rtol=1e-12)
             np.testing.assert_allclose(g[key]["std"], stacked.std(axis=0, ddof=1), rtol=1e-9, atol=1e-15)
             assert g[key]["n"] == [3] * len(g["t"])
-        assert g["error_regularized_fit"] is None        # fit_lambda0 is false
+        assert g["error_regularized_fit"] is None  # fit_lambda0 is false
         rep = client.get(f"/points/{g['representative']['point_id']}/curves").json()
         assert g["singular_values"] == rep["singular_values"] and g["representative"]["seed"] == 0
         q0 = [r["q0_norm"] for r in rows if r["point_id"] in ids]
         assert g["q0_norm_mean"] == pytest.approx(float(np.mean(q0)), rel=1e-12)
     one = client.get(f"/sweeps/{sid}/curves", params={"by": "init_scale,k", "max_seeds": 1}).json()
-    assert one["by"] == ["init_scale", "k"] and all(g["n"] == 1 and g["error"]["std"][0] is None
-                                                    for g in one["groups"])
+    assert one["by"] == ["init_scale", "k"] and all(g["n"] == 1 and g["error"]["std"][0] is None for g in one["groups"])
     bad = client.get(f"/sweeps/{sid}/curves", params={"by": "speedup"})
     assert bad.status_code == 422 and "speedup" in bad.text
 
@@ -102,11 +110,14 @@ def test_tags_notes_patch_and_tag_filters(run):
     client, sid, _ = run
     assert client.get(f"/sweeps/{sid}").json()["tags"] == sorted([LIVE, PAPER])
     other = client.post("/sweeps", json={**SPEC, "name": "live-b", "tags": [OTHER]}).json()
-    assert other["n_cached"] == other["n_points"]          # same points: reused, done at once
+    assert other["n_cached"] == other["n_points"]  # same points: reused, done at once
     r = client.patch(f"/sweeps/{sid}", json={"name": f"renamed-{RUN}", "tags": [LIVE, FIG1], "notes": "first try"})
     assert r.status_code == 200, r.text
-    assert (r.json()["name"], r.json()["tags"], r.json()["notes"]) == (f"renamed-{RUN}", sorted([FIG1, LIVE]),
-                                                                        "first try")
+    assert (r.json()["name"], r.json()["tags"], r.json()["notes"]) == (
+        f"renamed-{RUN}",
+        sorted([FIG1, LIVE]),
+        "first try",
+    )
     assert client.get(f"/sweeps/{sid}").json()["notes"] == "first try"
     assert client.patch(f"/sweeps/{sid}", json={"tags": ["a,b"]}).status_code == 422
     assert client.patch(f"/sweeps/{sid}", json={"colour": "red"}).status_code == 422
@@ -129,8 +140,9 @@ def test_tags_notes_patch_and_tag_filters(run):
     assert len(mine) == len(own)
     for a, b in zip(mine, own):
         assert a.keys() == b.keys()
-        assert all(a[k] == b[k] if b[k] is None or isinstance(b[k], str) else a[k] == pytest.approx(b[k], rel=1e-12)
-                   for k in b)
+        assert all(
+            a[k] == b[k] if b[k] is None or isinstance(b[k], str) else a[k] == pytest.approx(b[k], rel=1e-12) for k in b
+        )
     assert client.get("/summary", params={"tag": "no-such-tag"}).json()["count"] == 0
     assert client.get("/summary", params={"by": "colour"}).status_code == 422
     # Deleting a sweep deletes its tags.
@@ -141,8 +153,9 @@ def test_tags_notes_patch_and_tag_filters(run):
 def test_dry_run_counts_and_estimates_without_storing(run):
     client, sid, _ = run
     before = client.get("/sweeps").json()["count"]
-    r = client.post("/sweeps", params={"dry_run": "true"},
-                    json={**SPEC, "axes": {**SPEC["axes"], "seed": {"range": [0, 5]}}})
+    r = client.post(
+        "/sweeps", params={"dry_run": "true"}, json={**SPEC, "axes": {**SPEC["axes"], "seed": {"range": [0, 5]}}}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["valid"], body["n_points"], body["n_cached"], body["n_new"]) == (True, 10, 6, 4)
@@ -154,6 +167,7 @@ def test_dry_run_counts_and_estimates_without_storing(run):
 
 def test_snapshot_cache_shares_one_read_between_streams():
     """Concurrent askers of one key in one interval cause one read; another key its own read."""
+
     async def main() -> tuple[int, list]:
         cache = SnapshotCache(interval=3600.0)
         calls = []
@@ -174,12 +188,11 @@ def test_stop_ends_open_event_streams(live_server, new_database_url):
     """SIGTERM with an event stream open: the stream ends by itself (uvicorn does not have to cancel
     it after its graceful-shutdown timeout) and the server exits cleanly."""
     server = live_server(new_database_url("sqlite"))
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        with client.stream("GET", "/sweeps/events") as r:
-            lines = r.iter_lines()
-            assert next(line for line in lines if line.startswith("data:"))
-            server.stop()                           # SIGTERM (uvicorn re-raises it after its shutdown)
-            rest = list(lines)                      # the server closed the stream: iteration ends
+    with httpx.Client(base_url=server.url, timeout=60) as client, client.stream("GET", "/sweeps/events") as r:
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+        server.stop()  # SIGTERM (uvicorn re-raises it after its shutdown)
+        rest = list(lines)  # the server closed the stream: iteration ends
     assert all(not line.startswith("event: end") for line in rest)
     log = server.log()
     assert "timeout graceful shutdown exceeded" not in log and "Application shutdown complete" in log

@@ -3,6 +3,7 @@
 within the per-point memory budget the README states (measured with tracemalloc; points whose
 estimated CPU time is more than a few seconds are held to core.cost's estimate instead, which
 tests/core/test_cost.py checks against measured peaks). Real app and SQLite database, no runner."""
+
 from __future__ import annotations
 
 import tracemalloc
@@ -24,28 +25,63 @@ LARGEST = [
     ("width", {**S, "axes": {"k": [20000]}}, None),
     ("steps", {**S, "steps": 10_000_000, "record_every": 100}, None),
     ("records", {**S, "steps": 100_000, "record_every": 1}, None),
-    ("records-dimensions", {**S, "m": 200, "n": 400, "steps": 100_000, "record_every": 1},
-     "FLOWSWEEP_MAX_POINT_BYTES"),
+    ("records-dimensions", {**S, "m": 200, "n": 400, "steps": 100_000, "record_every": 1}, "FLOWSWEEP_MAX_POINT_BYTES"),
     ("sigmoid-samples", {**S, "model": "sigmoid", "m": 10, "n": 10, "n_samples": 100_000}, None),
-    ("sigmoid-samples-width", {**S, "model": "sigmoid", "m": 2000, "n": 2000, "n_samples": 100_000},
-     "FLOWSWEEP_MAX_POINT_BYTES"),
+    (
+        "sigmoid-samples-width",
+        {**S, "model": "sigmoid", "m": 2000, "n": 2000, "n_samples": 100_000},
+        "FLOWSWEEP_MAX_POINT_BYTES",
+    ),
     ("flow-horizon", {**S, "integrator": "flow", "eta": 1e300}, "FLOWSWEEP_MAX_POINT_CPU_SECONDS"),
-    ("flow-steps", {**S, "integrator": "flow", "eta": 0.9, "steps": 10_000_000, "record_every": 1000},
-     "FLOWSWEEP_MAX_POINT_CPU_SECONDS"),
+    (
+        "flow-steps",
+        {**S, "integrator": "flow", "eta": 0.9, "steps": 10_000_000, "record_every": 1000},
+        "FLOWSWEEP_MAX_POINT_CPU_SECONDS",
+    ),
     ("points", {**S, "axes": {"seed": {"range": [0, 100_000]}}}, None),
-    ("points-times-steps", {**S, "steps": 10_000_000, "record_every": 100_000,
-                            "axes": {"seed": {"range": [0, 100_000]}}}, "FLOWSWEEP_MAX_SWEEP_CPU_SECONDS"),
-    ("lambda0-fit", {**S, "m": 20, "n": 40, "steps": 100_000, "record_every": 1, "fit_lambda0": True},
-     "FLOWSWEEP_MAX_POINT_BYTES"),
-    ("deep-depth-width", {**S, "model": "deep", "depth": 50, "steps": 100_000, "record_every": 1000,
-                          "axes": {"k": [20000]}}, "FLOWSWEEP_MAX_POINT_BYTES"),
-    ("deep-depth-steps", {**S, "model": "deep", "steps": 10_000_000, "record_every": 100_000,
-                          "axes": {"k": [500], "depth": [50]}}, "FLOWSWEEP_MAX_POINT_CPU_SECONDS"),
-    ("eta-axis-times-steps", {**S, "eta": None, "steps": 10_000_000, "record_every": 100_000,
-                              "axes": {"eta": {"linspace": [0.001, 0.01, 100]}, "seed": {"range": [0, 1000]}}},
-     "FLOWSWEEP_MAX_SWEEP_CPU_SECONDS"),
-    ("the-issue's-example", {**S, "m": 2000, "n": 2000, "steps": 10_000_000, "record_every": 100,
-                             "axes": {"k": [20000], "seed": {"range": [0, 100_000]}}}, "FLOWSWEEP_MAX_POINT_BYTES"),
+    (
+        "points-times-steps",
+        {**S, "steps": 10_000_000, "record_every": 100_000, "axes": {"seed": {"range": [0, 100_000]}}},
+        "FLOWSWEEP_MAX_SWEEP_CPU_SECONDS",
+    ),
+    (
+        "lambda0-fit",
+        {**S, "m": 20, "n": 40, "steps": 100_000, "record_every": 1, "fit_lambda0": True},
+        "FLOWSWEEP_MAX_POINT_BYTES",
+    ),
+    (
+        "deep-depth-width",
+        {**S, "model": "deep", "depth": 50, "steps": 100_000, "record_every": 1000, "axes": {"k": [20000]}},
+        "FLOWSWEEP_MAX_POINT_BYTES",
+    ),
+    (
+        "deep-depth-steps",
+        {**S, "model": "deep", "steps": 10_000_000, "record_every": 100_000, "axes": {"k": [500], "depth": [50]}},
+        "FLOWSWEEP_MAX_POINT_CPU_SECONDS",
+    ),
+    (
+        "eta-axis-times-steps",
+        {
+            **S,
+            "eta": None,
+            "steps": 10_000_000,
+            "record_every": 100_000,
+            "axes": {"eta": {"linspace": [0.001, 0.01, 100]}, "seed": {"range": [0, 1000]}},
+        },
+        "FLOWSWEEP_MAX_SWEEP_CPU_SECONDS",
+    ),
+    (
+        "the-issue's-example",
+        {
+            **S,
+            "m": 2000,
+            "n": 2000,
+            "steps": 10_000_000,
+            "record_every": 100,
+            "axes": {"k": [20000], "seed": {"range": [0, 100_000]}},
+        },
+        "FLOWSWEEP_MAX_POINT_BYTES",
+    ),
 ]
 RUN_IF_ESTIMATED_SECONDS_BELOW = 5.0
 
@@ -70,8 +106,13 @@ def test_largest_accepted_sweep_is_refused_by_its_budget_or_fits_it(client, axis
     assert r.status_code == 201, r.text
     s = client.settings
     spec = SweepSpec.model_validate(body)
-    config = expand(spec)[0] if spec.size <= 10 else PointConfig(**{**expand(
-        SweepSpec.model_validate({**body, "axes": {**body.get("axes", {}), "seed": [0]}}))[0].to_dict()})
+    config = (
+        expand(spec)[0]
+        if spec.size <= 10
+        else PointConfig(
+            **{**expand(SweepSpec.model_validate({**body, "axes": {**body.get("axes", {}), "seed": [0]}}))[0].to_dict()}
+        )
+    )
     est = point_cost(config)
     assert est.peak_bytes <= s.max_point_bytes
     if est.cpu_seconds < RUN_IF_ESTIMATED_SECONDS_BELOW:

@@ -1,6 +1,7 @@
 """The `flowsweep` CLI against a real server (uvicorn + Ray + SQLite): submit --wait with its progress
 bar, status/list, results export (csv, parquet, json) with filters, summary, cancel, every plot kind,
 and one-line errors (exit 1, no traceback) when the server is down or a sweep is unknown."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,19 @@ from flowsweep.service import cli, plots
 from flowsweep.service.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = {"name": "cli-test", "model": "asymmetric", "init": "gaussian", "integrator": "gd",
-        "m": 3, "n": 4, "eta": 0.01, "steps": 1000, "record_every": 20, "fit_lambda0": True,
-        "axes": {"k": [6], "init_scale": [0.1, 1.0], "seed": {"range": [0, 3]}}}
+SPEC = {
+    "name": "cli-test",
+    "model": "asymmetric",
+    "init": "gaussian",
+    "integrator": "gd",
+    "m": 3,
+    "n": 4,
+    "eta": 0.01,
+    "steps": 1000,
+    "record_every": 20,
+    "fit_lambda0": True,
+    "axes": {"k": [6], "init_scale": [0.1, 1.0], "seed": {"range": [0, 3]}},
+}
 
 
 TOKEN = "cli-test-token"
@@ -48,8 +59,14 @@ def submitted(server, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSWEEP_")}
     env["FLOWSWEEP_URL"] = server.url
     env["FLOWSWEEP_API_TOKEN"] = TOKEN
-    proc = subprocess.run([*flowsweep_cmd(), "submit", str(spec_file), "--wait", "--poll", "0.3"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [*flowsweep_cmd(), "submit", str(spec_file), "--wait", "--poll", "0.3"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     m = re.search(r"submitted sweep (\d+): 6 points", proc.stdout)
     assert m, proc.stdout + proc.stderr
     return int(m.group(1)), proc
@@ -74,7 +91,7 @@ def test_status_and_list(server, submitted, capsys):
     rc, out, _ = run(capsys, "--url", server.url, "status", str(sid))
     assert rc == 0
     assert f"sweep {sid} 'cli-test': done" in out and "6/6 finished (100.0%)" in out
-    rc, out, _ = run(capsys, "status", str(sid), "--url", server.url, "--json")   # --url after the command too
+    rc, out, _ = run(capsys, "status", str(sid), "--url", server.url, "--json")  # --url after the command too
     assert rc == 0 and json.loads(out)["counts"]["done"] == 6
     rc, out, _ = run(capsys, "--url", server.url, "list")
     assert rc == 0
@@ -90,28 +107,55 @@ def test_results_export_csv_parquet_json_with_filters(server, submitted, capsys,
     with Client(server.url) as c:
         ref = c.results(sid).set_index("point_id").sort_index()
     csv = tmp_path / "r.csv"
-    rc, _, err = run(capsys, "--url", server.url, "results", str(sid), "--format", "csv", "-o", str(csv),
-                     "init_scale=0.1", "--filter", "seed_max=1")
+    rc, _, err = run(
+        capsys,
+        "--url",
+        server.url,
+        "results",
+        str(sid),
+        "--format",
+        "csv",
+        "-o",
+        str(csv),
+        "init_scale=0.1",
+        "--filter",
+        "seed_max=1",
+    )
     assert rc == 0 and "wrote 2 rows" in err
     df = pd.read_csv(csv)
-    assert list(df.columns) == list(ref.reset_index().columns)       # header row, SPEC field order
+    assert list(df.columns) == list(ref.reset_index().columns)  # header row, SPEC field order
     assert sorted(df["seed"]) == [0, 1] and set(df["init_scale"]) == {0.1}
-    np.testing.assert_allclose(df.set_index("point_id").sort_index()["final_error"],
-                               ref.loc[sorted(df["point_id"]), "final_error"], rtol=1e-12)
+    np.testing.assert_allclose(
+        df.set_index("point_id").sort_index()["final_error"], ref.loc[sorted(df["point_id"]), "final_error"], rtol=1e-12
+    )
 
     pq = tmp_path / "r.parquet"
-    assert run(capsys, "--url", server.url, "results", str(sid), "-o", str(pq))[0] == 0   # format from suffix
+    assert run(capsys, "--url", server.url, "results", str(sid), "-o", str(pq))[0] == 0  # format from suffix
     df = pd.read_parquet(pq)
     assert len(df) == 6 and sorted(df["point_id"]) == list(ref.index)
 
     js = tmp_path / "r.json"
-    assert run(capsys, "--url", server.url, "results", str(sid), "--format", "json", "-o", str(js),
-               "--order-by", "-final_error")[0] == 0
+    assert (
+        run(
+            capsys,
+            "--url",
+            server.url,
+            "results",
+            str(sid),
+            "--format",
+            "json",
+            "-o",
+            str(js),
+            "--order-by",
+            "-final_error",
+        )[0]
+        == 0
+    )
     rows = json.loads(js.read_text())
     assert [r["final_error"] for r in rows] == sorted(ref["final_error"], reverse=True)
 
     rc, out, _ = run(capsys, "--url", server.url, "results", str(sid), "k=6", "--limit", "3")
-    assert rc == 0 and len(out.strip().splitlines()) == 1 + 3                    # csv on stdout
+    assert rc == 0 and len(out.strip().splitlines()) == 1 + 3  # csv on stdout
 
     rc, _, err = run(capsys, "--url", server.url, "results", str(sid), "nonsense_field=1")
     assert rc == 1 and "nonsense_field" in err and "Traceback" not in err
@@ -140,9 +184,8 @@ def test_summary_by_groups(server, submitted, capsys):
 def test_plot_writes_a_png_of_the_figure(server, submitted, capsys, tmp_path, kind):
     sid, _ = submitted
     out = tmp_path / f"{kind}.png"
-    rc, stdout, err = run(capsys, "--url", server.url, "plot", str(sid), "--kind", kind, "-o", str(out),
-                          "--dpi", "60")
-    if kind in ("depth", "plateau"):        # an asymmetric sweep: the deep model's kinds say why not
+    rc, stdout, err = run(capsys, "--url", server.url, "plot", str(sid), "--kind", kind, "-o", str(out), "--dpi", "60")
+    if kind in ("depth", "plateau"):  # an asymmetric sweep: the deep model's kinds say why not
         assert rc != 0 and "depth" in err and not out.exists()
         return
     assert rc == 0, err
@@ -160,8 +203,7 @@ def test_plot_error_has_one_panel_per_init_scale_with_seed_means(server, submitt
     with Client(server.url) as c:
         fig = plots.sweep_figure(c, sid, "error")
         df = c.results(sid)
-        curves = {s: [c.curves(p) for p in df[df.init_scale == s].sort_values("seed").point_id]
-                  for s in (0.1, 1.0)}
+        curves = {s: [c.curves(p) for p in df[df.init_scale == s].sort_values("seed").point_id] for s in (0.1, 1.0)}
     axes = [a for a in fig.axes if a.get_visible()]
     assert [a.get_title().splitlines()[0] for a in axes] == ["(a) init_scale=0.1", "(b) init_scale=1"]
     for ax, s in zip(axes, (0.1, 1.0)):
@@ -174,8 +216,16 @@ def test_plot_error_has_one_panel_per_init_scale_with_seed_means(server, submitt
 
 def test_cancel(server, capsys, tmp_path):
     with Client(server.url) as c:
-        big = c.submit({**SPEC, "name": "to-cancel", "steps": 2_000_000, "record_every": 20_000,
-                        "fit_lambda0": False, "axes": {"k": [6], "seed": {"range": [0, 40]}}})
+        big = c.submit(
+            {
+                **SPEC,
+                "name": "to-cancel",
+                "steps": 2_000_000,
+                "record_every": 20_000,
+                "fit_lambda0": False,
+                "axes": {"k": [6], "seed": {"range": [0, 40]}},
+            }
+        )
         rc, out, err = run(capsys, "--url", server.url, "cancel", str(big["id"]))
         assert rc == 0, err
         assert f"sweep {big['id']}: cancel requested" in out
@@ -188,8 +238,13 @@ def test_cancel(server, capsys, tmp_path):
 
 
 def test_unknown_sweep_is_one_line(server, capsys):
-    for argv in (["status", "987654"], ["cancel", "987654"], ["plot", "987654"], ["summary", "987654"],
-                 ["results", "987654"]):
+    for argv in (
+        ["status", "987654"],
+        ["cancel", "987654"],
+        ["plot", "987654"],
+        ["summary", "987654"],
+        ["results", "987654"],
+    ):
         rc, _, err = run(capsys, "--url", server.url, *argv)
         assert rc == 1, argv
         assert err.strip() == f"flowsweep: error: sweep 987654 not found on {server.url}", (argv, err)
@@ -212,7 +267,8 @@ def test_server_down_is_one_line_without_traceback(capsys):
         assert rc == 1 and out == ""
         assert err.strip().splitlines() == [
             f"flowsweep: error: cannot reach the flowsweep server at {url} (ConnectError); "
-            "start it with `flowsweep serve` or pass --url / set FLOWSWEEP_URL"]
+            "start it with `flowsweep serve` or pass --url / set FLOWSWEEP_URL"
+        ]
     # the same through the installed script, URL from the environment
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLOWSWEEP_")}, "FLOWSWEEP_URL": url}
     proc = subprocess.run([*flowsweep_cmd(), "status", "3"], env=env, capture_output=True, text=True, timeout=60)
@@ -249,7 +305,7 @@ def test_db_upgrade(capsys, tmp_path):
     finally:
         engine.dispose()
     assert {"sweeps", "points", "results", "curves", "alembic_version"} <= tables
-    assert run(capsys, "db", "upgrade", "--database-url", url)[0] == 0          # idempotent
+    assert run(capsys, "db", "upgrade", "--database-url", url)[0] == 0  # idempotent
     # an unreachable database: one line, password hidden, exit 1
     bad = "postgresql+psycopg://postgres:hunter2@127.0.0.1:1/nope"
     rc, out, err = run(capsys, "db", "upgrade", "--database-url", bad)
@@ -264,11 +320,12 @@ def test_wait_rides_out_a_short_outage_then_gives_up(monkeypatch):
     start = time.monotonic()
     with Client(dead_url()) as c, pytest.raises(cli.ServerUnavailable):
         cli._wait(c, [1], poll=0.1, quiet=True)
-    assert time.monotonic() - start >= 1.5          # it kept retrying for the whole window
+    assert time.monotonic() - start >= 1.5  # it kept retrying for the whole window
 
 
 # ----------------------------------------------------------------------------------- wave 2: wait, open,
 # delete, --version, sweeps by name, YAML/TOML files, PDF/SVG figures, one --format spelling
+
 
 def test_version_prints_the_installed_version(capsys):
     from flowsweep import __version__
@@ -280,12 +337,19 @@ def test_version_prints_the_installed_version(capsys):
 
 def test_yaml_and_toml_files_tagged_together_then_wait_by_name(server, capsys, tmp_path):
     yaml_file = tmp_path / "one.yaml"
-    yaml_file.write_text(f"name: yaml-{tmp_path.name}\nmodel: asymmetric\nm: 2\nn: 3\neta: 0.01\nsteps: 300\n"
-                         "axes:\n  init_scale: [0.1, 1.0]\n  seed: {range: [0, 2]}\n")
+    yaml_file.write_text(
+        f"name: yaml-{tmp_path.name}\nmodel: asymmetric\nm: 2\nn: 3\neta: 0.01\nsteps: 300\n"
+        "axes:\n  init_scale: [0.1, 1.0]\n  seed: {range: [0, 2]}\n"
+    )
     toml_file = tmp_path / "two.toml"
-    toml_file.write_text('tags = ["pair"]\n' + "".join(
-        f'[[sweeps]]\nname = "toml-{i}-{tmp_path.name}"\nmodel = "asymmetric"\nm = 2\nn = {3 + i}\neta = 0.01\n'
-        'steps = 300\naxes = { seed = { range = [0, 2] } }\n\n' for i in range(2)))
+    toml_file.write_text(
+        'tags = ["pair"]\n'
+        + "".join(
+            f'[[sweeps]]\nname = "toml-{i}-{tmp_path.name}"\nmodel = "asymmetric"\nm = 2\nn = {3 + i}\neta = 0.01\n'
+            "steps = 300\naxes = { seed = { range = [0, 2] } }\n\n"
+            for i in range(2)
+        )
+    )
     rc, out, err = run(capsys, "--url", server.url, "submit", str(yaml_file), "--tag", "cli")
     assert rc == 0, err
     rc, out2, err = run(capsys, "--url", server.url, "submit", str(toml_file))
@@ -298,8 +362,7 @@ def test_yaml_and_toml_files_tagged_together_then_wait_by_name(server, capsys, t
     # `wait` takes names as well as ids and follows the event stream to the end.
     rc, out, err = run(capsys, "--url", server.url, "wait", f"yaml-{tmp_path.name}", str(ids[1]), str(ids[2]))
     assert rc == 0, err
-    assert [line.split()[:3] for line in out.strip().splitlines()] == [
-        ["sweep", str(i), "done:"] for i in ids]
+    assert [line.split()[:3] for line in out.strip().splitlines()] == [["sweep", str(i), "done:"] for i in ids]
     rc, out, _ = run(capsys, "--url", server.url, "status", f"toml-1-{tmp_path.name}", "--format", "json")
     assert rc == 0 and json.loads(out)["id"] == ids[2]
     rc, out, _ = run(capsys, "--url", server.url, "list", "--tag", "pair", "--format", "json")
@@ -324,7 +387,7 @@ def test_open_delete_and_unknown_names(server, submitted, capsys, monkeypatch):
     with Client(server.url) as c:
         victim = c.submit({**SPEC, "name": "to-delete", "fit_lambda0": False})["id"]
         c.wait(victim, poll=0.3, timeout=120)
-    monkeypatch.setattr("sys.stdin", open(os.devnull))         # not a terminal: needs --yes
+    monkeypatch.setattr("sys.stdin", open(os.devnull))  # noqa: SIM115 (not a terminal: needs --yes)
     rc, _, err = run(capsys, "--url", server.url, "delete", "to-delete")
     assert rc == 1 and "--yes" in err
     rc, out, _ = run(capsys, "--url", server.url, "delete", "to-delete", "--yes")
@@ -339,7 +402,7 @@ def test_plot_writes_pdf_and_svg_by_suffix(server, submitted, capsys, tmp_path, 
     out = tmp_path / f"fig.{suffix}"
     rc, stdout, err = run(capsys, "--url", server.url, "plot", "cli-test", "-o", str(out))
     assert rc == 0, err
-    assert out.read_bytes()[:len(magic)] == magic
+    assert out.read_bytes()[: len(magic)] == magic
     if suffix == "svg":
         assert b"<svg" in out.read_bytes()[:2000] and b"two-layer" in out.read_bytes()
     rc, _, err = run(capsys, "--url", server.url, "plot", str(sid), "-o", str(tmp_path / "fig.jpg"))
@@ -349,8 +412,16 @@ def test_plot_writes_pdf_and_svg_by_suffix(server, submitted, capsys, tmp_path, 
 def test_ctrl_c_hint_names_wait(server, capsys, monkeypatch):
     """A KeyboardInterrupt while following: the hint says how to follow again."""
     with Client(server.url) as c:
-        big = c.submit({**SPEC, "name": "ctrl-c", "steps": 2_000_000, "record_every": 20_000,
-                        "fit_lambda0": False, "axes": {"k": [6], "seed": {"range": [0, 40]}}})
+        big = c.submit(
+            {
+                **SPEC,
+                "name": "ctrl-c",
+                "steps": 2_000_000,
+                "record_every": 20_000,
+                "fit_lambda0": False,
+                "axes": {"k": [6], "seed": {"range": [0, 40]}},
+            }
+        )
 
         def interrupted(self, sweep_id):  # noqa: ANN001
             raise KeyboardInterrupt

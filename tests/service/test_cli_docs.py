@@ -2,6 +2,7 @@
 setting the service reads is in the configuration table, every `flowsweep ...` line the README shows
 is accepted by the real CLI parser, and every example file is a valid sweep (SPEC §3) whose points
 pass core's validation — with the parameters issue 4 lists for the paper's experiments."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,7 @@ def test_configuration_table_lists_every_setting():
     prefix = Settings.model_config["env_prefix"]
     for name, field in Settings.model_fields.items():
         alias = field.validation_alias
-        env = (alias.choices[0] if alias is not None and hasattr(alias, "choices") else prefix + name.upper())
+        env = alias.choices[0] if alias is not None and hasattr(alias, "choices") else prefix + name.upper()
         assert env in documented, f"README's configuration table misses {env}"
     assert {"FLOWSWEEP_URL", "FLOWSWEEP_API_TOKEN", "RAY_ADDRESS", "RAY_AUTH_MODE"} <= documented
 
@@ -60,7 +61,7 @@ def _readme_flowsweep_commands() -> list[list[str]]:
             for part in line.split("&&"):
                 words = shlex.split(part.strip()) if part.strip() else []
                 while words and "=" in words[0] and not words[0].startswith("-"):
-                    words = words[1:]                 # leading VAR=value assignments
+                    words = words[1:]  # leading VAR=value assignments
                 if words and words[0] == "flowsweep":
                     out.append(words[1:])
     return out
@@ -72,7 +73,7 @@ def test_every_cli_command_in_the_readme_parses():
     # every sub-command of the CLI is shown at least once
     assert seen >= {"serve", "db", "submit", "list", "status", "cancel", "results", "summary", "plot"}
     for argv in commands:
-        args = cli.parse_args(argv)          # exits (fails the test) on anything it does not accept
+        args = cli.parse_args(argv)  # exits (fails the test) on anything it does not accept
         assert callable(args.func), argv
         if args.command == "plot":
             assert args.kind in cli.PLOT_KINDS
@@ -105,7 +106,13 @@ def _single(name: str) -> list[dict]:
 
 def test_examples_match_the_papers_experiments():
     (fig1,) = _single("fig1.json")
-    assert (fig1["model"], fig1["init"], fig1["integrator"], fig1["m"], fig1["n"]) == ("asymmetric", "gaussian", "gd", 5, 10)
+    assert (fig1["model"], fig1["init"], fig1["integrator"], fig1["m"], fig1["n"]) == (
+        "asymmetric",
+        "gaussian",
+        "gd",
+        5,
+        10,
+    )
     assert (fig1["eta"], fig1["steps"]) == (1e-3, 4000)
     assert fig1["axes"]["init_scale"] == [0.01, 0.1, 1.0] and fig1["axes"]["k"] == [50]
 

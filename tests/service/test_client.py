@@ -2,6 +2,7 @@
 results and summaries as DataFrames, curves and states as arrays, friendly errors. Values are checked
 against references computed here from the point's initial state (the one-layer gd baseline has the
 closed form X_i − Y = (1 − η)^i (X_0 − Y), eq. (4) discretised)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,16 +12,59 @@ from servers import dead_url
 
 from flowsweep.service.client import APIError, Client, NotFound, ServerUnavailable, finished_count
 
-SPEC = {"name": "client-test", "model": "asymmetric", "init": "gaussian", "integrator": "gd",
-        "m": 3, "n": 4, "eta": 0.01, "steps": 300, "record_every": 10, "fit_lambda0": True,
-        "axes": {"k": [6], "init_scale": [0.1, 1.0], "seed": {"range": [0, 3]}}}
-RESULT_FIELDS = ["point_id", "sweep_id", "status", "model", "init", "integrator", "m", "n", "k",
-                 "init_scale", "lambda0", "seed", "eta", "steps", "depth", "data_scale", "q0_norm", "final_error",
-                 "final_error_linear", "time_to_tol", "time_to_tol_linear", "speedup", "rate_fit",
-                 "rate_pred", "rate_lin", "conservation_drift", "lambda0_fit", "lambda0_fit_error",
-                 "lambda0_fit_pos", "lambda0_fit_pos_error", "lambda0_fit_neg", "lambda0_fit_neg_error",
-                 "regularized_error", "closed_form_error", "eta_stability_limit", "diverged_at", "wall_seconds",
-                 "worker"]
+SPEC = {
+    "name": "client-test",
+    "model": "asymmetric",
+    "init": "gaussian",
+    "integrator": "gd",
+    "m": 3,
+    "n": 4,
+    "eta": 0.01,
+    "steps": 300,
+    "record_every": 10,
+    "fit_lambda0": True,
+    "axes": {"k": [6], "init_scale": [0.1, 1.0], "seed": {"range": [0, 3]}},
+}
+RESULT_FIELDS = [
+    "point_id",
+    "sweep_id",
+    "status",
+    "model",
+    "init",
+    "integrator",
+    "m",
+    "n",
+    "k",
+    "init_scale",
+    "lambda0",
+    "seed",
+    "eta",
+    "steps",
+    "depth",
+    "data_scale",
+    "q0_norm",
+    "final_error",
+    "final_error_linear",
+    "time_to_tol",
+    "time_to_tol_linear",
+    "speedup",
+    "rate_fit",
+    "rate_pred",
+    "rate_lin",
+    "conservation_drift",
+    "lambda0_fit",
+    "lambda0_fit_error",
+    "lambda0_fit_pos",
+    "lambda0_fit_pos_error",
+    "lambda0_fit_neg",
+    "lambda0_fit_neg_error",
+    "regularized_error",
+    "closed_form_error",
+    "eta_stability_limit",
+    "diverged_at",
+    "wall_seconds",
+    "worker",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +91,7 @@ def test_submit_and_wait_report_progress(finished):
     assert final["status"] == "done" and final["counts"]["done"] == 6
     assert seen and seen[-1] is final
     done = [finished_count(s) for s in seen]
-    assert done == sorted(done) and done[-1] == 6         # progress only moves forward
+    assert done == sorted(done) and done[-1] == 6  # progress only moves forward
     assert final["progress"] == pytest.approx(1.0)
 
 
@@ -98,7 +142,7 @@ def test_curves_and_state_are_arrays_consistent_with_each_other(server, finished
     T = len(i)
     assert curves["error"].shape == curves["error_linear"].shape == (T,)
     assert curves["singular_values"].shape == (T, 3)
-    assert curves["error_regularized_fit"].shape == (T,)            # fit_lambda0: true
+    assert curves["error_regularized_fit"].shape == (T,)  # fit_lambda0: true
     Y, U0, V0 = state["Y"], state["U0"], state["V0"]
     assert Y.shape == (3, 4) and U0.shape == (3, 6) and V0.shape == (4, 6)
     X0 = U0 @ V0.T

@@ -121,9 +121,8 @@ def test_client_side_runs_without_the_server_and_its_dependencies(tmp_path):
 def test_the_blocked_dependencies_are_the_server_extra():
     """SERVER_DEPENDENCIES (what `serve` reports missing) covers every requirement of the extra."""
     import tomllib
-    from pathlib import Path
-
     from importlib.metadata import packages_distributions
+    from pathlib import Path
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     dists = {
@@ -131,8 +130,12 @@ def test_the_blocked_dependencies_are_the_server_extra():
         for r in pyproject["project"]["optional-dependencies"]["server"]
     }
     # the import names of those distributions (swagger-ui-py installs `swagger_ui`)
-    names = {module for module, ds in packages_distributions().items()
-             if any(d.replace("-", "_").lower() in dists for d in ds)
-             and not module.startswith("_") and module not in ("test", "tests")}  # stray test folders
+    names = {
+        module
+        for module, ds in packages_distributions().items()
+        if any(d.replace("-", "_").lower() in dists for d in ds)
+        and not module.startswith("_")
+        and module not in ("test", "tests")
+    }  # stray test folders
     assert dists <= {d.replace("-", "_").lower() for ds in packages_distributions().values() for d in ds}
     assert names and names <= SERVER_DEPENDENCIES, names - SERVER_DEPENDENCIES

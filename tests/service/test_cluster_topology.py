@@ -4,6 +4,7 @@ RAY_ADDRESS joining that cluster. A small sweep must complete and /healthz must 
 
 Every process this test starts carries a private marker in its environment; teardown kills exactly
 those (never `ray stop`, which would kill every Ray on the machine)."""
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,7 @@ def ray_cluster():
     mark = uuid.uuid4().hex
     tmpdir = tempfile.mkdtemp(prefix="fstopo", dir="/tmp")  # short: Ray's unix socket paths are capped
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "FLOWSWEEP_"))}
-    env.update({MARK: mark, "RAY_TMPDIR": tmpdir, "RAY_AUTH_MODE": "disabled",
-                "RAY_USAGE_STATS_ENABLED": "0"})
+    env.update({MARK: mark, "RAY_TMPDIR": tmpdir, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
     port = free_port()
     address = f"127.0.0.1:{port}"
 
@@ -75,8 +75,9 @@ def ray_cluster():
         return subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
     try:
-        head = ray("start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                   "--disable-usage-stats")
+        head = ray(
+            "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"
+        )
         assert head.returncode == 0, head.stdout + head.stderr
         node = ray("start", f"--address={address}", "--num-cpus=1", "--disable-usage-stats")
         assert node.returncode == 0, node.stdout + node.stderr
@@ -95,24 +96,44 @@ def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_u
     # compose's migrate service: `flowsweep db upgrade` on a fresh Postgres database
     db_url = new_database_url("postgres")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWSWEEP_", "RAY_"))}
-    mig = subprocess.run([*flowsweep_cmd(), "db", "upgrade"], cwd=REPO,
-                         env={**base, "FLOWSWEEP_DATABASE_URL": db_url}, capture_output=True, text=True,
-                         timeout=120)
+    mig = subprocess.run(
+        [*flowsweep_cmd(), "db", "upgrade"],
+        cwd=REPO,
+        env={**base, "FLOWSWEEP_DATABASE_URL": db_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert mig.returncode == 0, mig.stdout + mig.stderr
 
     # compose's api service: `flowsweep serve` with RAY_ADDRESS at the head, no auto-migration,
     # Ray auth off as on the nodes; it carries the marker so teardown can always reap it
-    server = start_server(db_url, tmp_path, cmd=[*flowsweep_cmd(), "serve"], cwd=tmp_path, num_cpus=None,
-                          ray_tmpdir=ray_cluster["tmpdir"], strip=("FLOWSWEEP_", "RAY_"), wait=False,
-                          env={MARK: mark, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled",
-                               "FLOWSWEEP_AUTO_MIGRATE": "false"})
+    server = start_server(
+        db_url,
+        tmp_path,
+        cmd=[*flowsweep_cmd(), "serve"],
+        cwd=tmp_path,
+        num_cpus=None,
+        ray_tmpdir=ray_cluster["tmpdir"],
+        strip=("FLOWSWEEP_", "RAY_"),
+        wait=False,
+        env={MARK: mark, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled", "FLOWSWEEP_AUTO_MIGRATE": "false"},
+    )
     try:
         health = server.wait_ready(timeout=180)
-        assert health["ray"] == {"nodes": 2, "cpus": 2}, health      # the driver joined, not started a Ray
+        assert health["ray"] == {"nodes": 2, "cpus": 2}, health  # the driver joined, not started a Ray
         with Client(server.url) as c:
-            created = c.submit({"name": "topology", "model": "asymmetric", "m": 3, "n": 4, "eta": 0.01,
-                                "steps": 200, "axes": {"k": [6], "init_scale": [0.1, 1.0],
-                                                       "seed": {"range": [0, 4]}}})
+            created = c.submit(
+                {
+                    "name": "topology",
+                    "model": "asymmetric",
+                    "m": 3,
+                    "n": 4,
+                    "eta": 0.01,
+                    "steps": 200,
+                    "axes": {"k": [6], "init_scale": [0.1, 1.0], "seed": {"range": [0, 4]}},
+                }
+            )
             assert created["n_points"] == 8
             final = c.wait(created["id"], poll=0.5, timeout=150)
             assert final["status"] == "done", final
@@ -121,6 +142,6 @@ def test_compose_topology_on_postgres_without_docker(ray_cluster, new_database_u
             assert len(df) == 8 and set(df["status"]) == {"done"}
             assert df["worker"].notna().all()
             assert df["final_error"].between(0, 10).all()
-        assert not (tmp_path / "flowsweep.db").exists()              # Postgres, not the SQLite default
+        assert not (tmp_path / "flowsweep.db").exists()  # Postgres, not the SQLite default
     finally:
         server.stop()

@@ -1,6 +1,7 @@
 """docker-compose.yml and the Dockerfile, checked against the code (no Docker engine runs here):
 the environment the containers get must be what service.settings reads, the commands must be ones
 the flowsweep CLI accepts, and the topology issue 4 asks for must be there."""
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,7 @@ from flowsweep.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 FLOWSWEEP_SERVICES = ("migrate", "ray-head", "ray-worker", "api")
-RAY_PROCESSES = ("ray-head", "ray-worker", "api")     # every container that runs a Ray process
+RAY_PROCESSES = ("ray-head", "ray-worker", "api")  # every container that runs a Ray process
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_migrate_is_a_one_shot_flowsweep_db_upgrade(services):
     mig = services["migrate"]
     cmd = command(mig)
     assert cmd == ["flowsweep", "db", "upgrade"]
-    args = cli.build_parser().parse_args(cmd[1:])      # the real CLI accepts it
+    args = cli.build_parser().parse_args(cmd[1:])  # the real CLI accepts it
     assert args.func is cli.cmd_db_upgrade
     assert mig.get("restart", "no") == "no"
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -125,7 +126,7 @@ def test_api_environment_is_what_settings_reads(services, monkeypatch):
     prefix = Settings.model_config["env_prefix"]
     for name in env:
         if name.startswith(prefix):
-            assert name[len(prefix):].lower() in fields, f"{name} is not a flowsweep setting"
+            assert name[len(prefix) :].lower() in fields, f"{name} is not a flowsweep setting"
     assert "RAY_ADDRESS" in env
 
     s = settings_from(env, monkeypatch)
@@ -134,8 +135,11 @@ def test_api_environment_is_what_settings_reads(services, monkeypatch):
     assert url.drivername == "postgresql+psycopg"
     assert (url.host, url.port or 5432) == ("postgres", 5432)
     assert (url.username, url.password, url.database) == (
-        pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"], pg_env["POSTGRES_DB"])
-    assert s.auto_migrate is False                     # the migrate service owns the schema
+        pg_env["POSTGRES_USER"],
+        pg_env["POSTGRES_PASSWORD"],
+        pg_env["POSTGRES_DB"],
+    )
+    assert s.auto_migrate is False  # the migrate service owns the schema
     assert s.api_token == SECRETS["FLOWSWEEP_API_TOKEN"]
     assert s.host == "0.0.0.0"
     published = [str(p) for p in api["ports"]]
@@ -146,8 +150,10 @@ def test_api_environment_is_what_settings_reads(services, monkeypatch):
     assert s.ray_address == f"ray-head:{head_port}"
     # a password in the compose shell environment reaches both sides
     s2 = settings_from(environment(api, {**SECRETS, "POSTGRES_PASSWORD": "s3cret"}), monkeypatch)
-    assert make_url(s2.database_url).password == environment(services["postgres"],
-                                                             {"POSTGRES_PASSWORD": "s3cret"})["POSTGRES_PASSWORD"]
+    assert (
+        make_url(s2.database_url).password
+        == environment(services["postgres"], {"POSTGRES_PASSWORD": "s3cret"})["POSTGRES_PASSWORD"]
+    )
     assert {"localhost", "127.0.0.1"} <= s.trusted_hosts()
 
 
@@ -198,7 +204,7 @@ def test_dockerfile_installs_the_package_and_its_entry_point():
     for pkg in packages:
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"Dockerfile does not copy {pkg}/"
     assert re.search(r"^COPY pyproject.toml README.md ", text, re.M)  # README is the package's readme
-    assert re.search(r"pip install \"?\.\[server\]", text)          # the image runs the server
+    assert re.search(r"pip install \"?\.\[server\]", text)  # the image runs the server
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
     assert not set(packages) & set(ignored)

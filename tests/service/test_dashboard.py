@@ -6,6 +6,7 @@ holds: the Plotly figures' traces and axes are compared with the API's own numbe
 every page is saved: under docs/ with FLOWSWEEP_UPDATE_SCREENSHOTS=1 (the README shows them), in the
 test's temporary folder otherwise.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,29 +20,59 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from playwright.sync_api import Page, expect, sync_playwright
 
 REPO = Path(__file__).resolve().parents[2]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_MS = 60_000
-RUN = uuid.uuid4().hex[:6]          # names unique to this run: the shared server may hold other sweeps
+RUN = uuid.uuid4().hex[:6]  # names unique to this run: the shared server may hold other sweeps
 # 3 init scales x 3 seeds; a data_seed of its own so no point is reused from another test's sweep.
-SPEC = {"name": f"pw-fig1-{RUN}", "model": "asymmetric", "m": 3, "n": 5, "eta": 0.005, "steps": 1500,
-        "record_every": 15, "data_seed": 7001, "tags": ["browser"],
-        "axes": {"init_scale": [0.01, 0.1, 1.0], "k": [20], "seed": {"range": [0, 3]}}}
+SPEC = {
+    "name": f"pw-fig1-{RUN}",
+    "model": "asymmetric",
+    "m": 3,
+    "n": 5,
+    "eta": 0.005,
+    "steps": 1500,
+    "record_every": 15,
+    "data_seed": 7001,
+    "tags": ["browser"],
+    "axes": {"init_scale": [0.01, 0.1, 1.0], "k": [20], "seed": {"range": [0, 3]}},
+}
 
 
 # The deep model: 2 init scales x depths 1..3 x 2 seeds of balanced starts (plateau and time to tol).
-DEEP = {"name": f"pw-deep-{RUN}", "model": "deep", "init": "balanced", "integrator": "flow", "m": 3, "n": 4,
-        "eta": 0.02, "steps": 600, "record_every": 5, "data_seed": 7003, "tags": ["browser"],
-        "axes": {"init_scale": [0.1, 0.3], "k": [6], "depth": [1, 2, 3], "seed": {"range": [0, 2]}}}
+DEEP = {
+    "name": f"pw-deep-{RUN}",
+    "model": "deep",
+    "init": "balanced",
+    "integrator": "flow",
+    "m": 3,
+    "n": 4,
+    "eta": 0.02,
+    "steps": 600,
+    "record_every": 5,
+    "data_seed": 7003,
+    "tags": ["browser"],
+    "axes": {"init_scale": [0.1, 0.3], "k": [6], "depth": [1, 2, 3], "seed": {"range": [0, 2]}},
+}
 # Table 2: σ_min(Y) = data_scale (a flat spectrum of 1) x λ₀, 2 seeds.
-PHASE = {"name": f"pw-phase-{RUN}", "model": "asymmetric", "init": "spectral", "integrator": "flow", "m": 2, "n": 3,
-         "y_singular_values": [1.0, 1.0], "eta": 0.05, "steps": 300, "record_every": 4, "data_seed": 7004,
-         "tags": ["browser"], "axes": {"init_scale": [0.1], "k": [4], "data_scale": [0.3, 0.8],
-                                       "lambda0": [0.5, 2.0], "seed": {"range": [0, 2]}}}
+PHASE = {
+    "name": f"pw-phase-{RUN}",
+    "model": "asymmetric",
+    "init": "spectral",
+    "integrator": "flow",
+    "m": 2,
+    "n": 3,
+    "y_singular_values": [1.0, 1.0],
+    "eta": 0.05,
+    "steps": 300,
+    "record_every": 4,
+    "data_seed": 7004,
+    "tags": ["browser"],
+    "axes": {"init_scale": [0.1], "k": [4], "data_scale": [0.3, 0.8], "lambda0": [0.5, 2.0], "seed": {"range": [0, 2]}},
+}
 
 
 def run_sweep(api, spec: dict) -> int:
@@ -78,8 +109,7 @@ def browser():
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=server.url,
-                                  accept_downloads=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=server.url, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
@@ -129,7 +159,7 @@ def submitted(browser, server, api, shots):
     pg.locator("#tab-text").click()
     pg.locator("#spec-text").fill(json.dumps(SPEC, indent=2))
     expect(pg.locator("#n-points")).to_have_text("9 points")
-    pg.locator("#tab-form").click()                     # the form shows what the text said
+    pg.locator("#tab-form").click()  # the form shows what the text said
     expect(pg.locator("#in-name")).to_have_value(SPEC["name"])
     expect(pg.locator("#in-axes-init_scale")).to_have_value("[0.01,0.1,1]")
     shot(pg, shots, "submit")
@@ -139,7 +169,7 @@ def submitted(browser, server, api, shots):
     pg.evaluate("window.__noReload = true")
     expect(pg.locator("h1 .badge")).to_have_text("done")
     expect(pg.locator(".pct").first).to_have_text("100%")
-    assert pg.evaluate("window.__noReload") is True     # the page was updated in place (SSE)
+    assert pg.evaluate("window.__noReload") is True  # the page was updated in place (SSE)
     expect(pg.locator("[data-count=done]")).to_have_text("9")
     plot(pg, "fig-speedup")
     shot(pg, shots, "sweep")
@@ -195,7 +225,7 @@ def test_sweep_figures_draw_the_api_aggregation(page, submitted, api):
     got = np.array([np.nan if v is None else v for v in speed["data"][0]["y"]], dtype=float)
     want = np.array([np.nan if r["speedup_mean"] is None else r["speedup_mean"] for r in summary], dtype=float)
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    assert [s["y0"] for s in speed["shapes"]] == [1]      # the one-layer reference
+    assert [s["y0"] for s in speed["shapes"]] == [1]  # the one-layer reference
     expect(page.locator("#figure-notes")).to_contain_text("fit_lambda0")
     # Labels: tags and notes saved with PATCH, read back through the API.
     page.locator("#s-tags").fill("browser, edited")
@@ -261,7 +291,7 @@ def test_submit_shows_the_422_next_to_the_field(page, shots):
     expect(page.locator("#in-eta")).to_have_attribute("aria-invalid", "true")
     page.locator("#in-axes-k").fill("[0]")
     expect(page.locator("[id='err-axes.k']")).to_contain_text("must lie in [1,")
-    page.locator("#submit-button").click()              # the service answers 422: nothing stored
+    page.locator("#submit-button").click()  # the service answers 422: nothing stored
     expect(page.locator("#estimate")).to_contain_text("rejected")
     shot(page, shots, "submit-error")
     assert page.url.endswith("#/submit")
@@ -277,13 +307,22 @@ def test_submit_shows_the_422_next_to_the_field(page, shots):
 
 
 def test_cancel_then_delete_a_running_sweep_from_the_list(page, api, shots):
-    big = {"name": f"pw-cancel-{RUN}", "model": "asymmetric", "m": 2, "n": 4, "eta": 0.01, "steps": 100_000,
-           "record_every": 1000, "data_seed": 7002, "tags": ["browser"],
-           "axes": {"init_scale": [0.3], "k": [16], "seed": {"range": [0, 10000]}}}
+    big = {
+        "name": f"pw-cancel-{RUN}",
+        "model": "asymmetric",
+        "m": 2,
+        "n": 4,
+        "eta": 0.01,
+        "steps": 100_000,
+        "record_every": 1000,
+        "data_seed": 7002,
+        "tags": ["browser"],
+        "axes": {"init_scale": [0.3], "k": [16], "seed": {"range": [0, 10000]}},
+    }
     sid = api.post("/sweeps", json=big).json()["id"]
     page.goto("/#/?tag=browser")
     row = page.locator(f"#sweeps tr[data-id='{sid}']")
-    expect(row.locator(".badge")).to_have_text("running")    # the list follows the runner (SSE)
+    expect(row.locator(".badge")).to_have_text("running")  # the list follows the runner (SSE)
     page.evaluate("window.__noReload = true")
     shot(page, shots, "sweeps")
     row.get_by_role("button", name="Cancel").click()
@@ -317,9 +356,10 @@ def test_list_filters_by_tag_and_is_keyboard_usable(page, submitted, shots):
 
 
 def test_compare_overlays_two_sweeps(page, submitted, api, shots):
-    twin = api.post("/sweeps", json={**SPEC, "name": f"pw-twin-{RUN}",
-                                     "axes": {**SPEC["axes"], "init_scale": [0.1, 1.0]}}).json()
-    assert twin["n_cached"] == twin["n_points"] == 6       # all reused: done at once
+    twin = api.post(
+        "/sweeps", json={**SPEC, "name": f"pw-twin-{RUN}", "axes": {**SPEC["axes"], "init_scale": [0.1, 1.0]}}
+    ).json()
+    assert twin["n_cached"] == twin["n_points"] == 6  # all reused: done at once
     page.goto(f"/#/compare?ids={submitted},{twin['id']}&metric=final_error&x=init_scale")
     fig = plot(page, "fig-compare")
     assert [t["name"] for t in fig["data"]] == [f"{submitted} · {SPEC['name']}", f"{twin['id']} · pw-twin-{RUN}"]
@@ -330,13 +370,20 @@ def test_compare_overlays_two_sweeps(page, submitted, api, shots):
     page.locator("#c-mode").select_option("curve")
     page.get_by_role("button", name="Compare").click()
     page.wait_for_url("**mode=curve**")
-    page.wait_for_function("document.getElementById('fig-compare') && document.getElementById('fig-compare').data"
-                           " && document.getElementById('fig-compare').data.some(t => t.name.includes('pw-twin'))")
+    page.wait_for_function(
+        "document.getElementById('fig-compare') && document.getElementById('fig-compare').data"
+        " && document.getElementById('fig-compare').data.some(t => t.name.includes('pw-twin'))"
+    )
     curves = {t["name"]: t for t in plot(page, "fig-compare")["data"] if t["fill"] != "toself"}
-    assert sorted(curves) == sorted([f"{SPEC['name']}: init_scale={s:g}" for s in (0.01, 0.1, 1.0)] + [
-        f"pw-twin-{RUN}: init_scale={s:g}" for s in (0.1, 1.0)])
-    np.testing.assert_allclose(curves[f"{SPEC['name']}: init_scale=0.1"]["y"],      # the same points' mean
-                               curves[f"pw-twin-{RUN}: init_scale=0.1"]["y"], rtol=1e-12)
+    assert sorted(curves) == sorted(
+        [f"{SPEC['name']}: init_scale={s:g}" for s in (0.01, 0.1, 1.0)]
+        + [f"pw-twin-{RUN}: init_scale={s:g}" for s in (0.1, 1.0)]
+    )
+    np.testing.assert_allclose(
+        curves[f"{SPEC['name']}: init_scale=0.1"]["y"],  # the same points' mean
+        curves[f"pw-twin-{RUN}: init_scale=0.1"]["y"],
+        rtol=1e-12,
+    )
 
 
 def test_phone_width_and_local_api_docs(browser, server, submitted, shots):
@@ -370,8 +417,9 @@ def test_deep_sweep_draws_time_to_tol_and_plateau_against_depth(page, api, shots
     for trace, scale in zip(depth["data"], (0.1, 0.3)):
         rows = sorted((r for r in summary if r["init_scale"] == scale), key=lambda r: r["depth"])
         assert trace["x"] == [1, 2, 3]
-        np.testing.assert_allclose(np.array(trace["y"], dtype=float),
-                                   np.array([r["time_to_tol_mean"] for r in rows], dtype=float), rtol=1e-12)
+        np.testing.assert_allclose(
+            np.array(trace["y"], dtype=float), np.array([r["time_to_tol_mean"] for r in rows], dtype=float), rtol=1e-12
+        )
     # The plateau: recomputed here from each point's own curve (first t with e(t) <= 0.9 e(0)).
     plateau = plot(page, "fig-plateau")
     assert plateau["xaxis"] == {"title": "depth", "type": "linear"} and "0.9·e(0)" in plateau["yaxis"]["title"]
@@ -411,7 +459,7 @@ def test_phase_sweep_draws_table2_cells_and_the_boundary(page, api, shots):
     # red = faster than the one-layer rate (log2 > 0), blue = slower
     low, high = page.evaluate("""() => { const cs = document.getElementById('fig-phase')._fullData[0].marker.colorscale;
         return [cs[0][1], cs[cs.length - 1][1]]; }""")
-    rgb = lambda c: [int(v) for v in c[c.index("(") + 1:-1].split(",")]  # noqa: E731
+    rgb = lambda c: [int(v) for v in c[c.index("(") + 1 : -1].split(",")]  # noqa: E731
     assert rgb(high)[0] > rgb(high)[2] and rgb(low)[2] > rgb(low)[0]
     shot(page, shots, "sweep-phase")
     # the log-σ toggle and a legend click that hides the boundary

@@ -1,6 +1,7 @@
 """The deep model through a real uvicorn server with real Ray (SQLite and Postgres): a sweep over the
 `depth` axis, the `depth` column of result rows (filters, ranges, order, summaries, CSV), the state
 endpoint's layers, rows equal to core's, and depth null on the other models' rows."""
+
 from __future__ import annotations
 
 import io
@@ -9,15 +10,23 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from test_api import wait_done
 
 from flowsweep.core import PointConfig, run_points
 from flowsweep.service.expand import point_identity
 
-from test_api import wait_done
-
-SPEC = {"name": "deep-e2e", "model": "deep", "init": "balanced", "integrator": "gd", "m": 2, "n": 4,
-        "eta": 0.02, "steps": 300, "record_every": 10,
-        "axes": {"depth": [1, 2, 3], "init_scale": [0.3], "k": [6], "seed": {"range": [0, 2]}}}
+SPEC = {
+    "name": "deep-e2e",
+    "model": "deep",
+    "init": "balanced",
+    "integrator": "gd",
+    "m": 2,
+    "n": 4,
+    "eta": 0.02,
+    "steps": 300,
+    "record_every": 10,
+    "axes": {"depth": [1, 2, 3], "init_scale": [0.3], "k": [6], "seed": {"range": [0, 2]}},
+}
 OTHER = {"name": "asym-e2e", "model": "asymmetric", "m": 2, "n": 4, "eta": 0.02, "steps": 50}
 
 
@@ -41,8 +50,22 @@ def test_rows_carry_depth_and_equal_core(run):
     rows = client.get(f"/sweeps/{sid}/results", params={"order_by": "depth,seed"}).json()["data"]
     assert [(r["depth"], r["seed"]) for r in rows] == [(L, s) for L in (1, 2, 3) for s in (0, 1)]
     assert all(r["status"] == "done" and r["model"] == "deep" for r in rows)
-    cfgs = [PointConfig(model="deep", init="balanced", m=2, n=4, k=6, eta=0.02, steps=300, record_every=10,
-                        init_scale=0.3, depth=r["depth"], seed=r["seed"]) for r in rows]
+    cfgs = [
+        PointConfig(
+            model="deep",
+            init="balanced",
+            m=2,
+            n=4,
+            k=6,
+            eta=0.02,
+            steps=300,
+            record_every=10,
+            init_scale=0.3,
+            depth=r["depth"],
+            seed=r["seed"],
+        )
+        for r in rows
+    ]
     for r, ref in zip(rows, run_points(cfgs)):
         for name in ("final_error", "q0_norm", "time_to_tol", "conservation_drift", "closed_form_error"):
             a, b = r[name], ref.metrics[name]
@@ -61,7 +84,7 @@ def test_depth_filters_ranges_summary_and_csv(run):
     ranged = client.get(f"/sweeps/{sid}/results", params={"depth_min": 2, "order_by": "-depth"}).json()
     assert ranged["count"] == 4 and ranged["data"][0]["depth"] == 3
     both = client.get("/results", params={"sweep_id": f"{sid},{other_id}", "depth": "1,2"}).json()
-    assert {r["depth"] for r in both["data"]} == {1, 2}      # asymmetric rows (depth null) excluded
+    assert {r["depth"] for r in both["data"]} == {1, 2}  # asymmetric rows (depth null) excluded
     summary = client.get(f"/sweeps/{sid}/summary", params={"by": "depth"}).json()["data"]
     assert [g["depth"] for g in summary] == [1, 2, 3] and all(g["count"] == 2 for g in summary)
     bad = client.get(f"/sweeps/{sid}/results", params={"depth": "deep"})
@@ -81,12 +104,38 @@ def test_other_models_have_null_depth_and_unchanged_identity(run):
     import json
 
     from flowsweep import core
-    d = {f: getattr(c, f) for f in ("model", "m", "n", "k", "eta", "steps", "init", "integrator", "init_scale",
-                                    "lambda0", "seed", "record_every", "tol", "data_seed", "fit_lambda0",
-                                    "n_samples", "y_singular_values", "data_scale")}
-    d.update(eta=float(d["eta"]), init_scale=float(d["init_scale"]), lambda0=float(d["lambda0"]),
-             data_scale=float(d["data_scale"]),
-             tol=float(d["tol"]), core_version=str(core.CORE_VERSION))
+
+    d = {
+        f: getattr(c, f)
+        for f in (
+            "model",
+            "m",
+            "n",
+            "k",
+            "eta",
+            "steps",
+            "init",
+            "integrator",
+            "init_scale",
+            "lambda0",
+            "seed",
+            "record_every",
+            "tol",
+            "data_seed",
+            "fit_lambda0",
+            "n_samples",
+            "y_singular_values",
+            "data_scale",
+        )
+    }
+    d.update(
+        eta=float(d["eta"]),
+        init_scale=float(d["init_scale"]),
+        lambda0=float(d["lambda0"]),
+        data_scale=float(d["data_scale"]),
+        tol=float(d["tol"]),
+        core_version=str(core.CORE_VERSION),
+    )
     legacy = hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert point_identity(c) == legacy
     assert point_identity(PointConfig(model="deep", m=2, n=4, k=8, eta=0.02, steps=50, depth=2)) != legacy
@@ -99,7 +148,7 @@ def test_state_returns_every_layer(run):
     W = [np.array(st[f"W{j}"]) for j in (1, 2, 3)]
     assert [w.shape for w in W] == [(6, 4), (6, 6), (2, 6)]
     np.testing.assert_array_equal(np.array(st["U0"]), W[2])
-    for j in range(2):                        # a balanced start
+    for j in range(2):  # a balanced start
         C = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
         assert np.abs(C).max() <= 1e-12
     curves = client.get(f"/points/{row['point_id']}/curves").json()

@@ -8,6 +8,7 @@ each against its own server; with the token only the writes run again (the reads
 Then hand-written cases: huge integers, NUL and control characters, other content types,
 oversized and streamed bodies, cross-site Origin and foreign Host headers.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-
 from servers import start_server
 
 from flowsweep.service import db
@@ -53,8 +53,9 @@ class Servers:
         for kind, token in waiting:
             url = self.new_database_url(kind)
             env = {"FLOWSWEEP_MAX_BODY_BYTES": "200000", **({"FLOWSWEEP_API_TOKEN": token} if token else {})}
-            live = start_server(url, self.tmp.mktemp("fuzz"), env=env, wait=False, num_cpus=None,
-                                cmd=[sys.executable, "-c", SERVER])
+            live = start_server(
+                url, self.tmp.mktemp("fuzz"), env=env, wait=False, num_cpus=None, cmd=[sys.executable, "-c", SERVER]
+            )
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             client = httpx.Client(base_url=live.url, headers=headers, timeout=60)
             client.db_url, client.token, client.live = url, token, live
@@ -90,9 +91,20 @@ def server(request, servers):
 
 
 def schemathesis_command(server) -> list[str]:  # noqa: ANN001
-    cmd = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(HERE / "fuzz" / "schemathesis.toml"),
-           "run", f"{server.base_url}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
-           "--seed", "1", "--no-color"]
+    cmd = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(HERE / "fuzz" / "schemathesis.toml"),
+        "run",
+        f"{server.base_url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        "1",
+        "--no-color",
+    ]
     if server.token:
         # The token changes the writes only (their security and 401s; reads stay open unless
         # FLOWSWEEP_READ_TOKEN_REQUIRED): the reads were fuzzed on the same database without it.
@@ -105,17 +117,23 @@ def schemathesis_command(server) -> list[str]:  # noqa: ANN001
 def fuzz_runs(request, servers, tmp_path_factory):
     """One schemathesis process per selected parametrization, all started at once (they wait on HTTP
     and on their servers far more than they compute); each test collects its own."""
-    selected = [item.callspec.params["server"] for item in request.session.items
-                if getattr(item, "originalname", "") == "test_schemathesis_finds_nothing"
-                and hasattr(item, "callspec")]
+    selected = [
+        item.callspec.params["server"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_schemathesis_finds_nothing" and hasattr(item, "callspec")
+    ]
     servers.start(selected)
     runs = {}
     for param in selected:
         # its cache (.schemathesis/) goes to a temporary directory, not the repository
         cwd = tmp_path_factory.mktemp("schemathesis")
-        out = open(cwd / "out.txt", "w+")
-        runs[param] = (subprocess.Popen(schemathesis_command(servers.get(param)), stdout=out,
-                                        stderr=subprocess.STDOUT, text=True, cwd=cwd), out)
+        out = open(cwd / "out.txt", "w+")  # noqa: SIM115 (the run writes to it after this block; closed below)
+        runs[param] = (
+            subprocess.Popen(
+                schemathesis_command(servers.get(param)), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=cwd
+            ),
+            out,
+        )
     yield runs
     for proc, out in runs.values():
         if proc.poll() is None:
@@ -129,9 +147,12 @@ def half_written(url: str) -> list:
     engine = db.make_engine(url)
     try:
         with engine.connect() as conn:
-            return conn.execute(sa.text(
-                "SELECT s.id, s.n_points, count(p.id) FROM sweeps s LEFT JOIN points p ON p.sweep_id = s.id "
-                "GROUP BY s.id, s.n_points HAVING count(p.id) != s.n_points")).all()
+            return conn.execute(
+                sa.text(
+                    "SELECT s.id, s.n_points, count(p.id) FROM sweeps s LEFT JOIN points p ON p.sweep_id = s.id "
+                    "GROUP BY s.id, s.n_points HAVING count(p.id) != s.n_points"
+                )
+            ).all()
     finally:
         engine.dispose()
 
@@ -175,19 +196,32 @@ RAW_CASES = [
     ("eta-400-digit-int", '{"model":"asymmetric","m":2,"n":3,"eta":%s,"steps":10}' % _digits(400), "eta"),
     ("m-400-digit-int", '{"model":"asymmetric","m":%s,"n":3,"eta":0.01,"steps":10}' % _digits(400), "m"),
     ("steps-5000-digit-int", '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":%s}' % _digits(5000), "steps"),
-    ("steps-negative-5000-digits", '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":-%s}' % _digits(5000),
-     "steps"),
-    ("init-scale-400-digit-int",
-     '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":10,"axes":{"init_scale":[%s]}}' % _digits(400),
-     "axes.init_scale"),
-    ("seed-400-digit-int", '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":10,"axes":{"seed":[%s]}}'
-     % _digits(400), "axes.seed"),
-    ("linspace-400-digit-bound",
-     '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":10,"axes":{"lambda0":{"linspace":[0,%s,3]}}}'
-     % _digits(400), "axes.lambda0"),
-    ("range-5000-digit-stop",
-     '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":10,"axes":{"seed":{"range":[0,%s]}}}' % _digits(5000),
-     "axes.seed"),
+    (
+        "steps-negative-5000-digits",
+        '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":-%s}' % _digits(5000),
+        "steps",
+    ),
+    (
+        "init-scale-400-digit-int",
+        '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":10,"axes":{"init_scale":[%s]}}' % _digits(400),
+        "axes.init_scale",
+    ),
+    (
+        "seed-400-digit-int",
+        '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":10,"axes":{"seed":[%s]}}' % _digits(400),
+        "axes.seed",
+    ),
+    (
+        "linspace-400-digit-bound",
+        '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":10,"axes":{"lambda0":{"linspace":[0,%s,3]}}}'
+        % _digits(400),
+        "axes.lambda0",
+    ),
+    (
+        "range-5000-digit-stop",
+        '{"model":"asymmetric","m":2,"n":3,"eta":0.01,"steps":10,"axes":{"seed":{"range":[0,%s]}}}' % _digits(5000),
+        "axes.seed",
+    ),
     ("eta-float-overflow", '{"model":"asymmetric","m":2,"n":3,"eta":1e400,"steps":10}', "eta"),
     ("name-nul", json.dumps({**OK, "name": "a\u0000b"}), "name"),
     ("name-newline", json.dumps({**OK, "name": "a\nb"}), "name"),
@@ -213,8 +247,14 @@ def test_inputs_the_generator_misses_are_422s_naming_the_field(server):
 
 def test_other_content_types_are_415(server):
     body = json.dumps(OK).encode()
-    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                  "application/xml", "application/jsonx", None):
+    for ctype in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "application/jsonx",
+        None,
+    ):
         headers = {"Content-Type": ctype} if ctype else {}
         r = server.post("/sweeps", content=body, headers=headers)
         assert r.status_code == 415, (ctype, r.text)
@@ -231,7 +271,7 @@ def test_oversized_bodies_are_413_declared_or_streamed(server):
 
     def chunks():  # no Content-Length: chunked transfer, counted as it arrives
         for i in range(0, len(big), 16_384):
-            yield big[i:i + 16_384]
+            yield big[i : i + 16_384]
 
     r = server.post("/sweeps", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413, r.text
@@ -251,21 +291,30 @@ def test_cross_site_writes_and_foreign_hosts_are_refused(server):
     assert server.get("/sweeps").json()["count"] == before + 1
 
 
-
-
 def test_labels_and_filters_with_control_characters_are_422s(server):
     """PATCH's name, tags and notes, and the name/tag filters: no control character reaches the database
     (Postgres refuses NUL in text: a 500 before)."""
     sid = server.post("/sweeps", json=OK).json()["id"]
-    for body, field in (({"name": "a\u0000b"}, "name"), ({"notes": "x\u0000"}, "notes"), ({"tags": ["a\u0000"]}, "tags"),
-                        ({"tags": [" padded"]}, "tags"), ({"tags": ["a,b"]}, "tags"), ({"tags": [""]}, "tags")):
+    for body, field in (
+        ({"name": "a\u0000b"}, "name"),
+        ({"notes": "x\u0000"}, "notes"),
+        ({"tags": ["a\u0000"]}, "tags"),
+        ({"tags": [" padded"]}, "tags"),
+        ({"tags": ["a,b"]}, "tags"),
+        ({"tags": [""]}, "tags"),
+    ):
         r = server.patch(f"/sweeps/{sid}", json=body)
         assert r.status_code == 422 and field in [d["field"] for d in r.json()["detail"]], (body, r.text)
     r = server.patch(f"/sweeps/{sid}", json={"notes": "two\nlines\tand a tab", "tags": ["a b", "a b"]})
     assert r.status_code == 200 and r.json()["tags"] == ["a b"], r.text
     assert server.patch(f"/sweeps/{sid}", content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
-    for path, field in (("/sweeps?tag=a%00", "tag"), ("/sweeps?name=%00", "name"), ("/results?tag=%01", "tag"),
-                        ("/summary?tag=x%00", "tag"), ("/sweeps/events?name=%00", "name")):
+    for path, field in (
+        ("/sweeps?tag=a%00", "tag"),
+        ("/sweeps?name=%00", "name"),
+        ("/results?tag=%01", "tag"),
+        ("/summary?tag=x%00", "tag"),
+        ("/sweeps/events?name=%00", "name"),
+    ):
         r = server.get(path)
         assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, (path, r.text)
     r = server.get("/sweeps?name=a&name=b")

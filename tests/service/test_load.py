@@ -6,6 +6,7 @@ timeout in the server's log, and the running sweep finishes with every row prese
 Latency percentiles per kind of request are printed (`pytest -s`), the /healthz p99 against the
 issue's 1 s target. FLOWSWEEP_LOAD_SECONDS sets the duration: the issue's 60 s by default.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,20 +19,32 @@ from collections import defaultdict
 import httpx
 import numpy as np
 import pandas as pd
-
 from test_runner_helpers import sweep_body, wait_sweep
 
 CLIENTS = 50
 SECONDS = float(os.environ.get("FLOWSWEEP_LOAD_SECONDS", "60"))
 
 
-async def _client(i: int, base: str, main_id: int, stop: float, lat: dict, codes: dict, errors: list,
-                  cancelled: list) -> None:
+async def _client(
+    i: int, base: str, main_id: int, stop: float, lat: dict, codes: dict, errors: list, cancelled: list
+) -> None:
     rng = random.Random(i)
     async with httpx.AsyncClient(base_url=base, timeout=60) as c:
         while time.monotonic() < stop:
-            kind = rng.choices(["healthz", "list", "sweep", "page", "export_csv", "export_parquet", "summary",
-                                "point", "submit_cancel"], weights=[3, 2, 3, 3, 1, 1, 1, 2, 1])[0]
+            kind = rng.choices(
+                [
+                    "healthz",
+                    "list",
+                    "sweep",
+                    "page",
+                    "export_csv",
+                    "export_parquet",
+                    "summary",
+                    "point",
+                    "submit_cancel",
+                ],
+                weights=[3, 2, 3, 3, 1, 1, 1, 2, 1],
+            )[0]
             t0 = time.perf_counter()
             try:
                 if kind == "healthz":
@@ -54,8 +67,12 @@ async def _client(i: int, base: str, main_id: int, stop: float, lat: dict, codes
                         codes[404] += 1
                         continue
                 else:
-                    body = sweep_body(f"load-{i}", steps=400, seeds=(1000 + i * 100, 1000 + i * 100 + 20),
-                                      scales=(rng.choice([0.05, 0.2, 0.7]),))
+                    body = sweep_body(
+                        f"load-{i}",
+                        steps=400,
+                        seeds=(1000 + i * 100, 1000 + i * 100 + 20),
+                        scales=(rng.choice([0.05, 0.2, 0.7]),),
+                    )
                     r = await c.post("/sweeps", json=body)
                     if r.status_code == 201:
                         r2 = await c.post(f"/sweeps/{r.json()['id']}/cancel")
@@ -85,16 +102,19 @@ def test_fifty_clients_while_a_sweep_runs(shared_server):
 
     async def run() -> None:
         stop = time.monotonic() + SECONDS
-        await asyncio.gather(*[_client(i, server.url, main_id, stop, lat, codes, errors, cancelled)
-                               for i in range(CLIENTS)])
+        await asyncio.gather(
+            *[_client(i, server.url, main_id, stop, lat, codes, errors, cancelled) for i in range(CLIENTS)]
+        )
 
     asyncio.run(run())
     total = sum(len(v) for v in lat.values())
     print(f"\nload: {CLIENTS} clients x {SECONDS:.0f} s, {total} requests, status codes {dict(codes)}")
     for kind, xs in sorted(lat.items()):
         p = np.percentile(np.array(xs) * 1000, [50, 90, 99])
-        print(f"  {kind:15s} n={len(xs):5d}  p50 {p[0]:8.1f} ms  p90 {p[1]:8.1f} ms  p99 {p[2]:8.1f} ms  "
-              f"max {max(xs) * 1000:8.1f} ms")
+        print(
+            f"  {kind:15s} n={len(xs):5d}  p50 {p[0]:8.1f} ms  p90 {p[1]:8.1f} ms  p99 {p[2]:8.1f} ms  "
+            f"max {max(xs) * 1000:8.1f} ms"
+        )
     hp99 = np.percentile(lat["healthz"], 99)
     print(f"  healthz p99 {hp99 * 1000:.0f} ms (issue's target: under 1000 ms)")
     assert not errors, "\n".join(errors[:20])

@@ -1,5 +1,6 @@
 """The figures draw what they claim: inspect the matplotlib Figure (lines, styles, labels, the plotted
 values against numpy references) and decode the PNG. No server needed: plots take plain data."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,13 +34,23 @@ def _curves(rate: float, seed: int, m: int = 3, fit: bool = False) -> dict[str, 
 
 
 def _group(scale: float, rate: float, n_seeds: int = 4, fit: bool = False) -> Group:
-    rows = pd.DataFrame({
-        "point_id": np.arange(n_seeds) + int(scale * 1000), "status": "done", "model": "asymmetric",
-        "integrator": "gd", "init_scale": scale, "k": 50, "lambda0": 0.0, "seed": np.arange(n_seeds),
-        "eta": ETA, "steps": STEPS, "q0_norm": scale * 10.0, "lambda0_fit": rate,
-    })
-    return Group(label=f"init_scale={scale:g}", rows=rows,
-                 curves=[_curves(rate, s, fit=fit) for s in range(n_seeds)])
+    rows = pd.DataFrame(
+        {
+            "point_id": np.arange(n_seeds) + int(scale * 1000),
+            "status": "done",
+            "model": "asymmetric",
+            "integrator": "gd",
+            "init_scale": scale,
+            "k": 50,
+            "lambda0": 0.0,
+            "seed": np.arange(n_seeds),
+            "eta": ETA,
+            "steps": STEPS,
+            "q0_norm": scale * 10.0,
+            "lambda0_fit": rate,
+        }
+    )
+    return Group(label=f"init_scale={scale:g}", rows=rows, curves=[_curves(rate, s, fit=fit) for s in range(n_seeds)])
 
 
 def _linestyle(line) -> str:
@@ -62,7 +73,7 @@ def test_error_figure_has_mean_band_and_dashed_baseline_per_group(tmp_path):
         np.testing.assert_allclose(two.get_ydata(), np.mean([c["error"] for c in g.curves], axis=0))
         np.testing.assert_allclose(one.get_ydata(), np.mean([c["error_linear"] for c in g.curves], axis=0))
         bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
-        assert len(bands) == 2                      # a band over seeds for each model
+        assert len(bands) == 2  # a band over seeds for each model
         assert g.label in ax.get_title() and "Q₀" in ax.get_title()
         assert ax.get_xlabel() == "iterations"
     # the faster the two-layer rate, the lower its final error (the panels differ)
@@ -73,7 +84,7 @@ def test_error_figure_has_mean_band_and_dashed_baseline_per_group(tmp_path):
     img = imread(out)
     w, h = fig.get_size_inches() * 50
     assert img.shape[:2] == (round(h), round(w))
-    assert img.std() > 0.05                          # not a blank canvas
+    assert img.std() > 0.05  # not a blank canvas
 
 
 def test_error_figure_single_seed_has_no_band_and_rejects_empty():
@@ -96,7 +107,7 @@ def test_mean_band_pads_a_diverged_short_trajectory_with_nan():
 def test_one_layer_singular_values_match_eq4_for_gd_and_flow():
     rng = np.random.default_rng(0)
     Y = rng.standard_normal((3, 5))
-    state = {"Y": Y, "U0": np.zeros((3, 4)), "V0": np.zeros((5, 4))}   # X0 = 0
+    state = {"Y": Y, "U0": np.zeros((3, 4)), "V0": np.zeros((5, 4))}  # X0 = 0
     t = ETA * np.arange(0, 101, 10)
     sigma = np.linalg.svd(Y, compute_uv=False)
     # X0 = 0: X(t) = Y (1 - decay), so sigma_i(X(t)) = sigma_i(Y) (1 - decay)
@@ -109,8 +120,11 @@ def test_one_layer_singular_values_match_eq4_for_gd_and_flow():
 def test_singular_values_figure_draws_two_layer_one_layer_and_targets():
     g = _group(0.1, 3.0, n_seeds=2)
     rng = np.random.default_rng(1)
-    g.state = {"Y": rng.standard_normal((3, 6)), "U0": 0.1 * rng.standard_normal((3, 8)),
-               "V0": 0.1 * rng.standard_normal((6, 8))}
+    g.state = {
+        "Y": rng.standard_normal((3, 6)),
+        "U0": 0.1 * rng.standard_normal((3, 8)),
+        "V0": 0.1 * rng.standard_normal((6, 8)),
+    }
     fig = plots.singular_values_figure([g])
     ax = fig.axes[0]
     styles = [_linestyle(ln) for ln in ax.get_lines()]
@@ -133,8 +147,7 @@ def test_regularized_figure_is_red_dashed_vs_black_solid_and_needs_a_fit():
         general, reg = ax.get_lines()
         assert _linestyle(general) == "dashed" and general.get_color() == "tab:red"
         assert _linestyle(reg) == "solid" and reg.get_color() == "k"
-        np.testing.assert_allclose(reg.get_ydata(),
-                                   np.mean([c["error_regularized_fit"] for c in g.curves], axis=0))
+        np.testing.assert_allclose(reg.get_ydata(), np.mean([c["error_regularized_fit"] for c in g.curves], axis=0))
         assert "λ₀ fit" in ax.get_title()
     with pytest.raises(PlotError, match="fit_lambda0"):
         plots.regularized_figure([_group(1.0, 2.0)])
@@ -146,8 +159,17 @@ def _metric_rows() -> pd.DataFrame:
     for scale in (0.01, 0.1, 1.0):
         for k in (50, 100, 200):
             for seed in range(4):
-                rows.append({"init_scale": scale, "k": k, "lambda0": 0.0, "seed": seed, "status": "done",
-                             "speedup": 1 + 10 * scale + rng.random(), "lambda0_fit": 2.2 * k + rng.random()})
+                rows.append(
+                    {
+                        "init_scale": scale,
+                        "k": k,
+                        "lambda0": 0.0,
+                        "seed": seed,
+                        "status": "done",
+                        "speedup": 1 + 10 * scale + rng.random(),
+                        "lambda0_fit": 2.2 * k + rng.random(),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -168,7 +190,7 @@ def test_speedup_figure_one_series_per_group_and_reference_at_one(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "init_scale"
     means = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
-    assert len(means) == 3                                   # k = 50, 100, 200
+    assert len(means) == 3  # k = 50, 100, 200
     ref = [ln for ln in ax.get_lines() if _linestyle(ln) == "dashed"]
     assert len(ref) == 1 and np.allclose(ref[0].get_ydata(), 1.0)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -212,9 +234,20 @@ def _deep_rows():
                 pid += 1
                 plateau = 0.5 * L * (2 if scale == 0.01 else 1) + 0.1 * seed
                 t = np.linspace(0, 20, 401)
-                e = np.where(t < plateau, 1.0, np.exp(-(t - plateau)))     # flat, then falls
-                rows.append({"point_id": pid, "status": "done", "model": "deep", "depth": L, "init_scale": scale,
-                             "lambda0": 0.0, "k": 20, "seed": seed, "time_to_tol": plateau + np.log(100)})
+                e = np.where(t < plateau, 1.0, np.exp(-(t - plateau)))  # flat, then falls
+                rows.append(
+                    {
+                        "point_id": pid,
+                        "status": "done",
+                        "model": "deep",
+                        "depth": L,
+                        "init_scale": scale,
+                        "lambda0": 0.0,
+                        "k": 20,
+                        "seed": seed,
+                        "time_to_tol": plateau + np.log(100),
+                    }
+                )
                 curves.append({"t": t, "error": e})
     return pd.DataFrame(rows), curves
 
@@ -232,12 +265,15 @@ def test_depth_and_plateau_figures_plot_means_against_depth(tmp_path):
         assert ax.get_xlabel() == "depth"
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
         assert labels == ["init_scale=0.01", "init_scale=0.1"]
-        means = [c for c in ax.containers]                   # errorbar containers, one per series
+        means = [c for c in ax.containers]  # errorbar containers, one per series
         for cont, scale in zip(means, (0.01, 0.1)):
             x, y = cont.lines[0].get_data()
             sub = df[df.init_scale == scale]
-            expect = (sub.groupby("depth")["time_to_tol"].mean() if col else
-                      sub.groupby("depth")["time_to_tol"].mean() - np.log(100) + np.log(1 / 0.9))
+            expect = (
+                sub.groupby("depth")["time_to_tol"].mean()
+                if col
+                else sub.groupby("depth")["time_to_tol"].mean() - np.log(100) + np.log(1 / 0.9)
+            )
             np.testing.assert_allclose(np.asarray(x, float), [1, 2, 3, 4])
             # the plateau is read off the recorded curve: its grid (0.05) bounds the difference
             np.testing.assert_allclose(np.asarray(y, float), expect.values, atol=1e-9 if col else 0.05)
@@ -262,21 +298,22 @@ def test_phase_figure_colours_cells_by_median_rate_and_draws_the_boundary(tmp_pa
     for s in (0.1, 0.3, 0.8):
         for lam in (0.0, 2.0):
             for seed, wobble in enumerate((0.9, 1.0, 1.1)):
-                rows.append({"sigma_min": s, "lambda0": lam, "seed": seed,
-                             "rate_fit": np.sqrt(4 * s * s + lam * lam) * wobble})
+                rows.append(
+                    {"sigma_min": s, "lambda0": lam, "seed": seed, "rate_fit": np.sqrt(4 * s * s + lam * lam) * wobble}
+                )
     df = pd.DataFrame(rows)
     fig = plots.phase_figure(df)
     ax = fig.axes[0]
     squares = ax.collections[0]
     assert len(squares.get_offsets()) == 6
     colours = dict(zip(map(tuple, np.round(squares.get_offsets(), 6)), squares.get_array()))
-    assert colours[(0.1, 0.0)] == pytest.approx(np.log2(0.2))          # median rate 0.2 < 1: slower
+    assert colours[(0.1, 0.0)] == pytest.approx(np.log2(0.2))  # median rate 0.2 < 1: slower
     assert colours[(0.8, 2.0)] == pytest.approx(np.log2(np.sqrt(4 * 0.64 + 4)))
-    ring = ax.collections[1]                                         # 0.3, 0: rates 0.54..0.66, all < 1
+    ring = ax.collections[1]  # 0.3, 0: rates 0.54..0.66, all < 1
     assert len(ring.get_offsets()) == 0
     (boundary,) = [ln for ln in ax.get_lines() if ln.get_label() == "4σ² + λ₀² = 1"]
     x, y = boundary.get_data()
-    np.testing.assert_allclose(4 * x ** 2 + y ** 2, 1.0, atol=1e-12)
+    np.testing.assert_allclose(4 * x**2 + y**2, 1.0, atol=1e-12)
     plots.save_png(fig, tmp_path / "phase.png")
     # a cell whose seeds fall on both sides of 1 is ringed
     df2 = pd.DataFrame({"sigma_min": [0.5] * 3, "lambda0": [0.1] * 3, "rate_fit": [0.9, 1.05, 1.2]})

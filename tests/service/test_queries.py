@@ -4,6 +4,7 @@ The rows are inserted directly through the models; the expected answers are comp
 the generated data (never read back from the database), on SQLite and on Postgres, through the real
 FastAPI app (in-process; no Ray or runner needed for queries).
 """
+
 from __future__ import annotations
 
 import io
@@ -16,14 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, text
 
-from flowsweep.core.types import METRIC_FIELDS
+from flowsweep.core.types import METRIC_FIELDS, Curves
 from flowsweep.service import db
 from flowsweep.service.app import create_app
 from flowsweep.service.models import Curve, Point, Result, Sweep
-from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from flowsweep.service.schemas import RESULT_FIELDS
 from flowsweep.service.settings import Settings
-from flowsweep.core.types import Curves
+from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 
 NUMERIC = list(METRIC_FIELDS) + ["wall_seconds"]
 
@@ -41,15 +41,50 @@ def synthetic_rows(rng: np.random.Generator) -> tuple[list[dict], list[dict], pd
             for m in METRIC_FIELDS:
                 if m != "diverged_at" and (status == "failed" or rng.random() < 0.1):
                     metrics[m] = None  # a metric that does not apply
-            points.append(dict(id=pid, sweep_id=sweep_id, identity=f"{pid:064x}", status=status, cached=False,
-                               attempts=1, model=model, init="gaussian", integrator="gd", m=5, n=10, k=k,
-                               init_scale=s, lambda0=lam, seed=seed, eta=1e-3 * sweep_id, steps=4000,
-                               record_every=20, tol=0.01, data_seed=None, fit_lambda0=False, n_samples=1000,
-                               depth=None, data_scale=float(sweep_id)))
-            results.append(dict(point_id=pid, sweep_id=sweep_id, status=status, error=None,
-                                wall_seconds=float(rng.uniform(0.01, 1)), worker=f"node{pid % 3}", **metrics))
-    truth = pd.DataFrame(points).rename(columns={"id": "point_id"}).merge(
-        pd.DataFrame(results).drop(columns=["sweep_id", "status"]), on="point_id")
+            points.append(
+                dict(
+                    id=pid,
+                    sweep_id=sweep_id,
+                    identity=f"{pid:064x}",
+                    status=status,
+                    cached=False,
+                    attempts=1,
+                    model=model,
+                    init="gaussian",
+                    integrator="gd",
+                    m=5,
+                    n=10,
+                    k=k,
+                    init_scale=s,
+                    lambda0=lam,
+                    seed=seed,
+                    eta=1e-3 * sweep_id,
+                    steps=4000,
+                    record_every=20,
+                    tol=0.01,
+                    data_seed=None,
+                    fit_lambda0=False,
+                    n_samples=1000,
+                    depth=None,
+                    data_scale=float(sweep_id),
+                )
+            )
+            results.append(
+                dict(
+                    point_id=pid,
+                    sweep_id=sweep_id,
+                    status=status,
+                    error=None,
+                    wall_seconds=float(rng.uniform(0.01, 1)),
+                    worker=f"node{pid % 3}",
+                    **metrics,
+                )
+            )
+    truth = (
+        pd.DataFrame(points)
+        .rename(columns={"id": "point_id"})
+        .merge(pd.DataFrame(results).drop(columns=["sweep_id", "status"]), on="point_id")
+    )
     truth = truth[list(RESULT_FIELDS)].astype({m: "float64" for m in NUMERIC})
     return points, results, truth
 
@@ -61,14 +96,15 @@ def api(request, new_database_url):
     points, results, truth = synthetic_rows(np.random.default_rng(7))
     engine = db.make_engine(url)
     with db.session_scope(db.make_session_factory(engine)) as s:
-        s.execute(insert(Sweep), [dict(id=i, name=f"s{i}", status="done", spec={}, n_points=432,
-                                       cancel_requested=False) for i in (1, 2)])
+        s.execute(
+            insert(Sweep),
+            [dict(id=i, name=f"s{i}", status="done", spec={}, n_points=432, cancel_requested=False) for i in (1, 2)],
+        )
         s.execute(insert(Point), points)
         s.execute(insert(Result), results)
         if request.param == "postgres":  # explicit ids were inserted: move the sequences past them
             for t in ("sweeps", "points", "results"):
-                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), "
-                                     f"(SELECT max(id) FROM {t}))"))
+                s.execute(text(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT max(id) FROM {t}))"))
     engine.dispose()
     app = create_app(Settings(database_url=url), start_runner=False, start_ray=False)
     with TestClient(app) as client:
@@ -95,16 +131,19 @@ def test_rows_have_exactly_the_spec_fields(api):
         assert (row[f] is None) if pd.isna(want) else row[f] == want, f
 
 
-@pytest.mark.parametrize("params, select_", [
-    ({"k": 20, "init_scale": 0.1}, lambda t: (t.k == 20) & (t.init_scale == 0.1)),
-    ({"k": "10,50"}, lambda t: t.k.isin([10, 50])),
-    ({"k": [10, 50], "lambda0": 0.5}, lambda t: t.k.isin([10, 50]) & (t.lambda0 == 0.5)),
-    ({"init_scale_min": 0.05, "k_max": 20}, lambda t: (t.init_scale >= 0.05) & (t.k <= 20)),
-    ({"seed_min": 3, "seed_max": 5, "status": "done"}, lambda t: t.seed.between(3, 5) & (t.status == "done")),
-    ({"status": "failed,diverged"}, lambda t: t.status.isin(["failed", "diverged"])),
-    ({"eta": 0.002, "model": "asymmetric"}, lambda t: t.eta == 0.002),
-    ({"sweep_id": 1, "k": 50, "seed": 0}, lambda t: (t.sweep_id == 1) & (t.k == 50) & (t.seed == 0)),
-])
+@pytest.mark.parametrize(
+    "params, select_",
+    [
+        ({"k": 20, "init_scale": 0.1}, lambda t: (t.k == 20) & (t.init_scale == 0.1)),
+        ({"k": "10,50"}, lambda t: t.k.isin([10, 50])),
+        ({"k": [10, 50], "lambda0": 0.5}, lambda t: t.k.isin([10, 50]) & (t.lambda0 == 0.5)),
+        ({"init_scale_min": 0.05, "k_max": 20}, lambda t: (t.init_scale >= 0.05) & (t.k <= 20)),
+        ({"seed_min": 3, "seed_max": 5, "status": "done"}, lambda t: t.seed.between(3, 5) & (t.status == "done")),
+        ({"status": "failed,diverged"}, lambda t: t.status.isin(["failed", "diverged"])),
+        ({"eta": 0.002, "model": "asymmetric"}, lambda t: t.eta == 0.002),
+        ({"sweep_id": 1, "k": 50, "seed": 0}, lambda t: (t.sweep_id == 1) & (t.k == 50) & (t.seed == 0)),
+    ],
+)
 def test_filters_match_pandas(api, params, select_):
     t = api.truth
     want = sorted(t[select_(t)].point_id.tolist())
@@ -176,10 +215,20 @@ def test_summary_matches_pandas(api, by):
     assert got["count"].tolist() == g.size().tolist()
     for m in NUMERIC:
         vals = g[m]
-        for stat, want in (("mean", vals.mean()), ("std", vals.std()), ("min", vals.min()), ("max", vals.max()),
-                           ("sem", vals.std() / np.sqrt(vals.count()))):
-            np.testing.assert_allclose(got[f"{m}_{stat}"].astype(float).to_numpy(), want.to_numpy(dtype=float),
-                                       rtol=1e-12, equal_nan=True, err_msg=f"{m}_{stat}")
+        for stat, want in (
+            ("mean", vals.mean()),
+            ("std", vals.std()),
+            ("min", vals.min()),
+            ("max", vals.max()),
+            ("sem", vals.std() / np.sqrt(vals.count())),
+        ):
+            np.testing.assert_allclose(
+                got[f"{m}_{stat}"].astype(float).to_numpy(),
+                want.to_numpy(dtype=float),
+                rtol=1e-12,
+                equal_nan=True,
+                err_msg=f"{m}_{stat}",
+            )
 
 
 def test_summary_with_filter(api):
@@ -187,27 +236,31 @@ def test_summary_with_filter(api):
     sel = t[(t.sweep_id == 1) & (t.status == "done") & (t.k == 50)]
     got = api.get("/sweeps/1/summary", params={"by": "init_scale", "status": "done", "k": 50}).json()["data"]
     assert [g["count"] for g in got] == sel.groupby("init_scale").size().tolist()
-    np.testing.assert_allclose([g["final_error_mean"] for g in got],
-                               sel.groupby("init_scale").final_error.mean().to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        [g["final_error_mean"] for g in got], sel.groupby("init_scale").final_error.mean().to_numpy(), rtol=1e-12
+    )
 
 
-@pytest.mark.parametrize("query, field", [
-    ("/results?order_by=nonsense", "order_by"),
-    ("/results?order_by=-k,bogus", "order_by"),
-    ("/results?kk=3", "kk"),
-    ("/results?k=abc", "k"),
-    ("/results?init_scale=nan", "init_scale"),
-    ("/results?init_scale_min=inf", "init_scale_min"),
-    ("/results?k=99999999999", "k"),
-    ("/results?status=running", "status"),
-    ("/results?limit=0", "limit"),
-    ("/results?offset=-1", "offset"),
-    ("/results?format=xlsx", "format"),
-    ("/results?model=linear", "model"),
-    ("/results?model_min=1", "model_min"),
-    ("/sweeps/1/summary?by=final_error", "by"),
-    ("/sweeps/1/summary?by=k,k", "by"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("/results?order_by=nonsense", "order_by"),
+        ("/results?order_by=-k,bogus", "order_by"),
+        ("/results?kk=3", "kk"),
+        ("/results?k=abc", "k"),
+        ("/results?init_scale=nan", "init_scale"),
+        ("/results?init_scale_min=inf", "init_scale_min"),
+        ("/results?k=99999999999", "k"),
+        ("/results?status=running", "status"),
+        ("/results?limit=0", "limit"),
+        ("/results?offset=-1", "offset"),
+        ("/results?format=xlsx", "format"),
+        ("/results?model=linear", "model"),
+        ("/results?model_min=1", "model_min"),
+        ("/sweeps/1/summary?by=final_error", "by"),
+        ("/sweeps/1/summary?by=k,k", "by"),
+    ],
+)
 def test_bad_queries_are_422_naming_the_parameter(api, query, field):
     r = api.get(query)
     assert r.status_code == 422, r.text
@@ -215,8 +268,15 @@ def test_bad_queries_are_422_naming_the_parameter(api, query, field):
 
 
 def test_unknown_ids_are_404(api):
-    for path in ("/sweeps/12345", "/sweeps/0", "/points/99999", "/points/99999/curves", "/points/99999/state",
-                 "/sweeps/99999999999999/results", "/sweeps/77/summary"):
+    for path in (
+        "/sweeps/12345",
+        "/sweeps/0",
+        "/points/99999",
+        "/points/99999/curves",
+        "/points/99999/state",
+        "/sweeps/99999999999999/results",
+        "/sweeps/77/summary",
+    ):
         r = api.get(path)
         assert r.status_code == 404, path
         assert "not found" in r.json()["detail"]
@@ -234,7 +294,7 @@ def test_curves_decode_and_cached_points_read_the_source(api):
         sweep = Sweep(name="copy", status="done", spec={}, n_points=1)
         s.add(sweep)
         s.flush()
-        cols = {c: getattr(s.get(Point, src), c) for c in Point.__table__.columns.keys() if c not in ("id",)}
+        cols = {c: getattr(s.get(Point, src), c) for c in Point.__table__.columns.keys() if c not in ("id",)}  # noqa: SIM118 (a ColumnCollection)
         copy = Point(**{**cols, "sweep_id": sweep.id, "cached": True, "source_point_id": src})
         s.add(copy)
         s.flush()
@@ -250,8 +310,11 @@ def test_curves_decode_and_cached_points_read_the_source(api):
         assert c["error_regularized_fit"] is None
         np.testing.assert_allclose(c["error_linear"], np.exp(-t), rtol=0, atol=0)
     p = api.get(f"/points/{copy_id}").json()
-    assert p["cached"] is True and p["source_point_id"] == src and p["status"] == api.truth.set_index(
-        "point_id").status[src]
+    assert (
+        p["cached"] is True
+        and p["source_point_id"] == src
+        and p["status"] == api.truth.set_index("point_id").status[src]
+    )
     no_curves = api.truth.point_id.iloc[-1]
     assert api.get(f"/points/{no_curves}/curves").status_code == 404
 
@@ -339,13 +402,43 @@ def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, 
     try:
         with db.session_scope(db.make_session_factory(engine)) as s:
             s.execute(insert(Sweep), [dict(id=1, name="p", status="done", spec={}, n_points=n, cancel_requested=False)])
-            s.execute(insert(Point), [dict(id=i + 1, sweep_id=1, identity=f"{i:064x}", status="done", cached=False,
-                                           attempts=1, model="asymmetric", init="gaussian", integrator="gd", m=2, n=3,
-                                           k=4, init_scale=0.1, lambda0=0.0, seed=i, eta=0.01, steps=10,
-                                           record_every=1, tol=0.01, data_seed=None, fit_lambda0=False,
-                                           n_samples=1000) for i in range(n)])
-            s.execute(insert(Result), [dict(point_id=i + 1, sweep_id=1, status="done", q0_norm=float(vals[i]),
-                                            final_error=float(tiny[i])) for i in range(n)])
+            s.execute(
+                insert(Point),
+                [
+                    dict(
+                        id=i + 1,
+                        sweep_id=1,
+                        identity=f"{i:064x}",
+                        status="done",
+                        cached=False,
+                        attempts=1,
+                        model="asymmetric",
+                        init="gaussian",
+                        integrator="gd",
+                        m=2,
+                        n=3,
+                        k=4,
+                        init_scale=0.1,
+                        lambda0=0.0,
+                        seed=i,
+                        eta=0.01,
+                        steps=10,
+                        record_every=1,
+                        tol=0.01,
+                        data_seed=None,
+                        fit_lambda0=False,
+                        n_samples=1000,
+                    )
+                    for i in range(n)
+                ],
+            )
+            s.execute(
+                insert(Result),
+                [
+                    dict(point_id=i + 1, sweep_id=1, status="done", q0_norm=float(vals[i]), final_error=float(tiny[i]))
+                    for i in range(n)
+                ],
+            )
         with db.make_session_factory(engine)() as s:
             (row,) = queries.summary(s, queries.SummaryQuery(by="k"), 1)
     finally:
@@ -363,7 +456,7 @@ def test_exports_give_their_slot_back(api):
     it streams; finished ones, complete or abandoned by the client, must give it back."""
     for fmt in ("csv", "parquet"):
         assert api.get("/results", params={"format": fmt, "k": 20}).status_code == 200
-    with api.stream("GET", "/results", params={"format": "csv"}) as r:   # left after the first bytes
+    with api.stream("GET", "/results", params={"format": "csv"}) as r:  # left after the first bytes
         next(r.iter_bytes())
     assert api.get("/results", params={"format": "csv", "k": 20}).status_code == 200
     slots = api.app.state.export_slots

@@ -4,6 +4,7 @@ runs again in a fresh transaction, which no longer finds those points and comput
 
 Deterministic: the DELETE holds its transaction open until the POST is seen waiting on its row lock
 (pg_stat_activity), then commits."""
+
 from __future__ import annotations
 
 import threading
@@ -39,7 +40,7 @@ def test_post_reusing_points_of_a_concurrently_deleted_sweep_retries(new_databas
     try:
         first = _finished_sweep(factory)
         deleting = factory()
-        store.delete_sweep(deleting, first)           # uncommitted: the points are still visible to others
+        store.delete_sweep(deleting, first)  # uncommitted: the points are still visible to others
         attempts: list[int] = []
         out: dict = {}
 
@@ -49,6 +50,7 @@ def test_post_reusing_points_of_a_concurrently_deleted_sweep_retries(new_databas
                 with db.session_scope(factory) as s:
                     sweep, n_cached = store.insert_sweep(s, SweepSpec.model_validate(BODY), {"name": "second"})
                     return sweep.id, n_cached
+
             try:
                 out["result"] = retry_conflicts(write)
             except Exception as exc:  # noqa: BLE001
@@ -56,10 +58,14 @@ def test_post_reusing_points_of_a_concurrently_deleted_sweep_retries(new_databas
 
         t = threading.Thread(target=post)
         t.start()
-        with engine.connect() as conn:              # wait until the POST waits on the DELETE's row locks
+        with engine.connect() as conn:  # wait until the POST waits on the DELETE's row locks
             for _ in range(600):
-                waiting = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                            "AND wait_event_type = 'Lock'")).scalar_one()
+                waiting = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
                 if waiting:
                     break
                 time.sleep(0.05)
@@ -70,7 +76,7 @@ def test_post_reusing_points_of_a_concurrently_deleted_sweep_retries(new_databas
         t.join(60)
         assert "error" not in out, repr(out.get("error"))
         sweep_id, n_cached = out["result"]
-        assert len(attempts) == 2 and n_cached == 0   # the first attempt lost; the retry computes afresh
+        assert len(attempts) == 2 and n_cached == 0  # the first attempt lost; the retry computes afresh
         with factory() as s:
             pts = s.execute(select(Point.status, Point.source_point_id).where(Point.sweep_id == sweep_id)).all()
         assert pts and all(st == "pending" and src is None for st, src in pts)

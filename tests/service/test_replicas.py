@@ -7,16 +7,24 @@ through the database (results computed before it are kept); the runner SIGKILLed
 standby takes the lease over once it expires, and the sweep completes with exactly one result per
 point, none lost, none failed.
 """
+
 from __future__ import annotations
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from test_runner_helpers import (
+    engine_for,
+    fig1_body,
+    get_sweep,
+    point_rows,
+    post_sweep,
+    result_rows,
+    wait_sweep,
+    wait_until,
+)
 
 from flowsweep.service.models import RunnerLease
-
-from test_runner_helpers import (engine_for, fig1_body, get_sweep, point_rows, post_sweep, result_rows,
-                                 wait_sweep, wait_until)
 
 LEASE = {"FLOWSWEEP_RUNNER_LEASE_SECONDS": "3"}
 
@@ -66,18 +74,23 @@ def test_runner_killed_the_standby_takes_over_and_completes_the_sweep(replicas):
     body = fig1_body("survives-leader-kill", 1000, seed0=5000)
     created = post_sweep(standby.url, body)
     sid, n = created["id"], created["n_points"]
-    wait_until(lambda: get_sweep(standby.url, sid)["counts"]["done"] >= 10, timeout=120, interval=0.05,
-               what="first results before the kill")
-    leader.kill()   # SIGKILL of its process group (its Ray too): the lease is no longer renewed
+    wait_until(
+        lambda: get_sweep(standby.url, sid)["counts"]["done"] >= 10,
+        timeout=120,
+        interval=0.05,
+        what="first results before the kill",
+    )
+    leader.kill()  # SIGKILL of its process group (its Ray too): the lease is no longer renewed
     before = result_rows(engine, sid)
     assert 0 < len(before) < n, f"kill did not land mid-sweep: {len(before)}/{n}"
     wait_until(lambda: leader_pid(engine) == standby.proc.pid, timeout=60, what="the standby taking the lease")
     s = wait_sweep(standby.url, sid, timeout=240, log=standby.log)
     assert s["status"] == "done" and s["counts"]["done"] == n, s
     with engine.connect() as c:
-        n_rows, n_distinct = c.execute(sa.text(
-            "SELECT count(*), count(DISTINCT point_id) FROM results WHERE sweep_id = :s"), {"s": sid}).one()
-    assert n_rows == n_distinct == n            # no point has two results, none is lost
+        n_rows, n_distinct = c.execute(
+            sa.text("SELECT count(*), count(DISTINCT point_id) FROM results WHERE sweep_id = :s"), {"s": sid}
+        ).one()
+    assert n_rows == n_distinct == n  # no point has two results, none is lost
     after = result_rows(engine, sid)
     assert all(after[p] == row for p, row in before.items())  # results written before the kill kept as they were
     points = point_rows(engine, sid)

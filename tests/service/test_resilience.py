@@ -4,12 +4,21 @@ completes, no point has two result rows, and points finished before the kill are
 Real uvicorn + real local Ray (the kill takes the server's whole process group, Ray included, as a
 crash of the machine's service would), on a SQLite file and on Postgres.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
-
-from test_runner_helpers import (all_results, engine_for, fig1_body, get_sweep, point_rows, post_sweep,
-                                 result_rows, wait_sweep, wait_until)
+from test_runner_helpers import (
+    all_results,
+    engine_for,
+    fig1_body,
+    get_sweep,
+    point_rows,
+    post_sweep,
+    result_rows,
+    wait_sweep,
+    wait_until,
+)
 
 
 def test_sigkill_mid_sweep_then_restart_completes_without_recomputing(database_url, live_server):
@@ -31,8 +40,8 @@ def test_sigkill_mid_sweep_then_restart_completes_without_recomputing(database_u
 
     engine = engine_for(first)
     try:
-        before = result_rows(engine, sid)          # point_id -> (id, created_at, wall_seconds, worker)
-        points_before = point_rows(engine, sid)    # point id -> (status, attempts)
+        before = result_rows(engine, sid)  # point_id -> (id, created_at, wall_seconds, worker)
+        points_before = point_rows(engine, sid)  # point id -> (status, attempts)
         assert 0 < len(before) < n, f"kill did not land mid-sweep: {len(before)}/{n} rows"
         finished_before = {p for p, (st, _) in points_before.items() if st in ("done", "diverged", "failed")}
         assert finished_before == set(before), "a point's status and its result row must commit together"
@@ -45,9 +54,9 @@ def test_sigkill_mid_sweep_then_restart_completes_without_recomputing(database_u
 
         after = result_rows(engine, sid)
         with engine.connect() as conn:
-            n_rows, n_distinct = conn.execute(sa.text(
-                "SELECT count(*), count(DISTINCT point_id) FROM results WHERE sweep_id = :s"),
-                {"s": sid}).one()
+            n_rows, n_distinct = conn.execute(
+                sa.text("SELECT count(*), count(DISTINCT point_id) FROM results WHERE sweep_id = :s"), {"s": sid}
+            ).one()
         assert n_rows == n_distinct == n  # exactly one result row per point
         # Points finished before the kill kept their rows untouched: not recomputed, not rewritten.
         for pid, row in before.items():

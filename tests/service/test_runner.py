@@ -5,6 +5,7 @@ Covers issue 3 "Runner": many concurrent sweeps, cancel, dedupe across sweeps (`
 `recompute`), diverged and failed points, status transitions with started_at/finished_at, ETA.
 Scheduling decisions (fair share, refill, cancel) are tested deterministically in test_scheduling.py.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,9 +16,18 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import sqlalchemy as sa
-
-from test_runner_helpers import (all_results, engine_for, fig1_body, get_sweep, point_rows, post_sweep,
-                                 result_rows, sweep_body, wait_sweep, wait_until)
+from test_runner_helpers import (
+    all_results,
+    engine_for,
+    fig1_body,
+    get_sweep,
+    point_rows,
+    post_sweep,
+    result_rows,
+    sweep_body,
+    wait_sweep,
+    wait_until,
+)
 
 DB_KINDS = ("sqlite", "postgres")
 
@@ -38,13 +48,15 @@ def engine(server):
 
 def _ts(v) -> dt.datetime:
     t = dt.datetime.fromisoformat(v)
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def test_twenty_concurrent_sweeps_all_land_and_complete(server, engine):
     # 20 distinct sweeps (different seed ranges: no dedupe between them), POSTed at once.
-    bodies = [sweep_body(f"conc-{i}-{uuid.uuid4().hex[:6]}", seeds=(100 + 3 * i, 103 + 3 * i),
-                         scales=(0.05,)) for i in range(20)]
+    bodies = [
+        sweep_body(f"conc-{i}-{uuid.uuid4().hex[:6]}", seeds=(100 + 3 * i, 103 + 3 * i), scales=(0.05,))
+        for i in range(20)
+    ]
     with ThreadPoolExecutor(20) as pool:
         created = list(pool.map(lambda b: post_sweep(server.url, b), bodies))
     ids = [c["id"] for c in created]
@@ -115,9 +127,10 @@ def test_diverging_point_is_recorded_as_diverged(server):
 def _insert_sweep(engine, name: str, configs: list[dict]) -> int:
     """A sweep written straight into the database, bypassing the API's validation, so that a point
     core rejects at run time reaches the runner (the runner polls the database for queued sweeps)."""
+    from sqlalchemy.orm import Session
+
     from flowsweep.core.types import PointConfig
     from flowsweep.service.models import Point, Sweep
-    from sqlalchemy.orm import Session
 
     with Session(engine) as s, s.begin():
         sweep = Sweep(name=name, status="queued", spec={"name": name}, n_points=len(configs))
@@ -125,15 +138,22 @@ def _insert_sweep(engine, name: str, configs: list[dict]) -> int:
         s.flush()
         for c in configs:
             cfg = PointConfig(**c).to_dict()
-            s.add(Point(sweep_id=sweep.id, identity=uuid.uuid4().hex + uuid.uuid4().hex, status="pending",
-                        cached=False, attempts=0, **cfg))
+            s.add(
+                Point(
+                    sweep_id=sweep.id,
+                    identity=uuid.uuid4().hex + uuid.uuid4().hex,
+                    status="pending",
+                    cached=False,
+                    attempts=0,
+                    **cfg,
+                )
+            )
         s.flush()
         return sweep.id
 
 
 def test_failing_point_is_recorded_with_its_message(server, engine):
-    good = dict(model="asymmetric", m=3, n=4, k=6, eta=0.01, steps=30, record_every=3, seed=7,
-                init_scale=0.21)
+    good = dict(model="asymmetric", m=3, n=4, k=6, eta=0.01, steps=30, record_every=3, seed=7, init_scale=0.21)
     # `spectral` needs k >= m (SPEC §2): core refuses this point when it runs.
     bad = dict(good, init="spectral", k=2, seed=8)
     mixed = _insert_sweep(engine, "mixed", [good, bad])
@@ -145,8 +165,9 @@ def test_failing_point_is_recorded_with_its_message(server, engine):
     rows = {r["status"]: r for r in all_results(server.url, mixed)}
     assert set(rows) == {"done", "failed"}
     with engine.connect() as conn:
-        err = conn.execute(sa.text("SELECT error FROM results WHERE sweep_id = :s AND status = 'failed'"),
-                           {"s": mixed}).scalar_one()
+        err = conn.execute(
+            sa.text("SELECT error FROM results WHERE sweep_id = :s AND status = 'failed'"), {"s": mixed}
+        ).scalar_one()
     assert err and "k" in err, err
 
     s2 = wait_sweep(server.url, only_bad, timeout=60, log=server.log)
@@ -169,15 +190,13 @@ def test_cancel_mid_sweep(server, engine):
     assert s["status"] == "running" and s["started_at"] is not None
     # ETA from the observed completion rate, while it runs (the runner's bookkeeping follows the
     # commit of a batch by a hair, hence the short wait).
-    eta = wait_until(lambda: get_sweep(server.url, sid)["eta_seconds"], timeout=10, interval=0.02,
-                     what="an ETA")
+    eta = wait_until(lambda: get_sweep(server.url, sid)["eta_seconds"], timeout=10, interval=0.02, what="an ETA")
     assert 0 < eta < 3600
     r = httpx.post(f"{server.url}/sweeps/{sid}/cancel", timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["status"] in ("cancelling", "cancelled"), r.json()  # never "running" again
     s = wait_sweep(server.url, sid, until=("cancelled",), timeout=60, log=server.log)
-    wait_until(lambda: get_sweep(server.url, sid)["counts"]["running"] == 0, timeout=30,
-               what="no point left running")
+    wait_until(lambda: get_sweep(server.url, sid)["counts"]["running"] == 0, timeout=30, what="no point left running")
     s = get_sweep(server.url, sid)
     c = s["counts"]
     assert s["status"] == "cancelled" and s["finished_at"] is not None
@@ -187,6 +206,7 @@ def test_cancel_mid_sweep(server, engine):
     assert len(result_rows(engine, sid)) == finished
     # Nothing keeps running in the background after the cancel.
     import time
+
     time.sleep(2.0)
     assert len(result_rows(engine, sid)) == finished
     assert get_sweep(server.url, sid)["status"] == "cancelled"

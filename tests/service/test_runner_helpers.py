@@ -1,4 +1,5 @@
 """Helpers shared by the runner and resilience tests (real uvicorn + real Ray via conftest)."""
+
 from __future__ import annotations
 
 import time
@@ -12,15 +13,21 @@ from flowsweep.service.db import make_engine
 TERMINAL = ("done", "failed", "cancelled")
 
 
-def sweep_body(name: str | None = None, *, steps: int = 40, seeds=(0, 3), scales=(0.1,), k: int = 6,
-               **overrides) -> dict:
+def sweep_body(
+    name: str | None = None, *, steps: int = 40, seeds=(0, 3), scales=(0.1,), k: int = 6, **overrides
+) -> dict:
     """A small Fig. 1-shaped sweep (asymmetric, gaussian, gd); `overrides` replace top-level keys."""
     body = {
         "name": name or f"t-{uuid.uuid4().hex[:8]}",
-        "model": "asymmetric", "init": "gaussian", "integrator": "gd",
-        "m": 3, "n": 4, "eta": 0.01, "steps": steps, "record_every": max(1, steps // 20),
-        "axes": {"init_scale": list(scales), "k": [k], "lambda0": [0.0],
-                 "seed": {"range": list(seeds)}},
+        "model": "asymmetric",
+        "init": "gaussian",
+        "integrator": "gd",
+        "m": 3,
+        "n": 4,
+        "eta": 0.01,
+        "steps": steps,
+        "record_every": max(1, steps // 20),
+        "axes": {"init_scale": list(scales), "k": [k], "lambda0": [0.0], "seed": {"range": list(seeds)}},
     }
     body.update(overrides)
     return body
@@ -30,8 +37,9 @@ def fig1_body(name: str, n_seeds: int, seed0: int = 0, scales=(0.05, 0.1)) -> di
     """A sweep of Fig. 1 points (m=5, n=10, k=50, 4000 gd steps: ms each, the paper's own cost), for
     tests that must act while a sweep runs: with thousands of them the sweep lasts seconds on any
     machine, >= 10x the time the test needs to see its first results and act."""
-    return sweep_body(name, steps=4000, seeds=(seed0, seed0 + n_seeds), scales=scales, k=50, m=5, n=10,
-                      eta=1e-3, record_every=100)
+    return sweep_body(
+        name, steps=4000, seeds=(seed0, seed0 + n_seeds), scales=scales, k=50, m=5, n=10, eta=1e-3, record_every=100
+    )
 
 
 def post_sweep(url: str, body: dict) -> dict:
@@ -71,8 +79,11 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1, what: st
 def all_results(url: str, sweep_id: int) -> list[dict]:
     rows, offset = [], 0
     while True:
-        r = httpx.get(f"{url}/sweeps/{sweep_id}/results",
-                      params={"limit": 1000, "offset": offset, "order_by": "point_id"}, timeout=60)
+        r = httpx.get(
+            f"{url}/sweeps/{sweep_id}/results",
+            params={"limit": 1000, "offset": offset, "order_by": "point_id"},
+            timeout=60,
+        )
         assert r.status_code == 200, r.text
         page = r.json()["data"]
         rows += page
@@ -90,8 +101,11 @@ def result_rows(engine: sa.Engine, sweep_id: int) -> dict[int, tuple]:
     from flowsweep.service.models import Result
 
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(Result.point_id, Result.id, Result.created_at, Result.wall_seconds,
-                                      Result.worker).where(Result.sweep_id == sweep_id)).all()
+        rows = conn.execute(
+            sa.select(Result.point_id, Result.id, Result.created_at, Result.wall_seconds, Result.worker).where(
+                Result.sweep_id == sweep_id
+            )
+        ).all()
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
@@ -100,6 +114,5 @@ def point_rows(engine: sa.Engine, sweep_id: int) -> dict[int, tuple]:
     from flowsweep.service.models import Point
 
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(Point.id, Point.status, Point.attempts)
-                            .where(Point.sweep_id == sweep_id)).all()
+        rows = conn.execute(sa.select(Point.id, Point.status, Point.attempts).where(Point.sweep_id == sweep_id)).all()
     return {r[0]: (r[1], r[2]) for r in rows}

@@ -4,6 +4,7 @@ Ray or HTTP: real core results, written the way the dispatcher's on_results hand
 "Exactly one result row per point whatever happens": a batch delivered twice (a task re-run after its
 results were already written) must not add rows nor change the first ones.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -35,16 +36,28 @@ def _sweep_with_points(engine, configs, status="running", owner=None) -> tuple[i
         sweep = Sweep(name="w", status="running", spec={}, n_points=len(configs))
         s.add(sweep)
         s.flush()
-        pts = [Point(sweep_id=sweep.id, identity=uuid.uuid4().hex, status=status, cached=False, attempts=1,
-                     owner=owner if status == "running" else None, **c.to_dict()) for c in configs]
+        pts = [
+            Point(
+                sweep_id=sweep.id,
+                identity=uuid.uuid4().hex,
+                status=status,
+                cached=False,
+                attempts=1,
+                owner=owner if status == "running" else None,
+                **c.to_dict(),
+            )
+            for c in configs
+        ]
         s.add_all(pts)
         s.flush()
         return sweep.id, [p.id for p in pts]
 
 
 def _configs(n=3):
-    return [PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.05, steps=50, record_every=5,
-                        init_scale=0.3, seed=s) for s in range(n)]
+    return [
+        PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.05, steps=50, record_every=5, init_scale=0.3, seed=s)
+        for s in range(n)
+    ]
 
 
 def test_a_batch_delivered_twice_leaves_one_untouched_row_per_point(engine):
@@ -54,21 +67,28 @@ def test_a_batch_delivered_twice_leaves_one_untouched_row_per_point(engine):
     results = core.run_points(cfgs)
     runner._write_batch(sweep_id, [PointOutcome(pid, r, "node-a") for pid, r in zip(ids, results)])
     with engine.connect() as c:
-        first = c.execute(sa.select(Result.point_id, Result.id, Result.created_at, Result.worker,
-                                    Result.final_error).where(Result.sweep_id == sweep_id)).all()
+        first = c.execute(
+            sa.select(Result.point_id, Result.id, Result.created_at, Result.worker, Result.final_error).where(
+                Result.sweep_id == sweep_id
+            )
+        ).all()
     assert len(first) == 3 and all(r.worker == "node-a" for r in first)
 
     # The same points reported again (by another worker, with other numbers): ignored.
     again = core.run_points(cfgs)
     for r in again:
         r.metrics["final_error"] = 123.0
-    runner._write_batch(sweep_id, [PointOutcome(pid, r, "node-b") for pid, r in zip(ids, again)]
-                        + [PointOutcome(ids[0], again[0], "node-c")])
+    runner._write_batch(
+        sweep_id,
+        [PointOutcome(pid, r, "node-b") for pid, r in zip(ids, again)] + [PointOutcome(ids[0], again[0], "node-c")],
+    )
     with engine.connect() as c:
-        rows = c.execute(sa.select(Result.point_id, Result.id, Result.created_at, Result.worker,
-                                   Result.final_error).where(Result.sweep_id == sweep_id)).all()
-        n_curves = c.execute(sa.select(sa.func.count()).select_from(Curve)
-                             .where(Curve.point_id.in_(ids))).scalar_one()
+        rows = c.execute(
+            sa.select(Result.point_id, Result.id, Result.created_at, Result.worker, Result.final_error).where(
+                Result.sweep_id == sweep_id
+            )
+        ).all()
+        n_curves = c.execute(sa.select(sa.func.count()).select_from(Curve).where(Curve.point_id.in_(ids))).scalar_one()
         statuses = c.execute(sa.select(Point.status).where(Point.sweep_id == sweep_id)).scalars().all()
     assert sorted(rows) == sorted(first)
     assert n_curves == 3
@@ -85,8 +105,9 @@ def test_metrics_that_do_not_apply_are_stored_as_null_never_nan(engine):
     res.metrics["speedup"] = float("inf")
     runner._write_batch(sweep_id, [PointOutcome(ids[0], res, "n")])
     with engine.connect() as c:
-        rate_fit, speedup, q0 = c.execute(sa.select(Result.rate_fit, Result.speedup, Result.q0_norm)
-                                          .where(Result.point_id == ids[0])).one()
+        rate_fit, speedup, q0 = c.execute(
+            sa.select(Result.rate_fit, Result.speedup, Result.q0_norm).where(Result.point_id == ids[0])
+        ).one()
     assert rate_fit is None and speedup is None
     assert q0 == pytest.approx(res.metrics["q0_norm"])
 
@@ -102,8 +123,9 @@ def test_start_requeues_running_points_and_gives_up_on_a_poison_point(engine):
     with engine.connect() as c:
         st = dict(c.execute(sa.select(Point.id, Point.status).where(Point.sweep_id == sweep_id)).all())
         err = c.execute(sa.select(Result.error).where(Result.point_id == ids[2])).scalar_one()
-        n_rows = c.execute(sa.select(sa.func.count()).select_from(Result)
-                           .where(Result.sweep_id == sweep_id)).scalar_one()
+        n_rows = c.execute(
+            sa.select(sa.func.count()).select_from(Result).where(Result.sweep_id == sweep_id)
+        ).scalar_one()
     assert st == {ids[0]: "pending", ids[1]: "pending", ids[2]: "failed"}
     assert "interrupted 5 times" in err
     assert n_rows == 1
@@ -121,14 +143,18 @@ def test_a_runner_changes_only_points_it_owns(engine):
     with Session(engine) as s, s.begin():
         assert store.requeue_running(s, sweep_id, owner=old.owner) == 0
     with engine.connect() as c:
-        assert c.execute(sa.select(sa.func.count()).select_from(Result)
-                         .where(Result.sweep_id == sweep_id)).scalar_one() == 0
-        assert set(c.execute(sa.select(Point.status, Point.owner).where(Point.sweep_id == sweep_id)).all()) \
-            == {("running", new.owner)}
+        assert (
+            c.execute(sa.select(sa.func.count()).select_from(Result).where(Result.sweep_id == sweep_id)).scalar_one()
+            == 0
+        )
+        assert set(c.execute(sa.select(Point.status, Point.owner).where(Point.sweep_id == sweep_id)).all()) == {
+            ("running", new.owner)
+        }
     assert new._write_batch(sweep_id, [PointOutcome(p, r, "new") for p, r in zip(ids, results)]) == set(ids)
     with engine.connect() as c:
-        assert set(c.execute(sa.select(Point.status, Point.owner).where(Point.sweep_id == sweep_id)).all()) \
-            == {("done", None)}
+        assert set(c.execute(sa.select(Point.status, Point.owner).where(Point.sweep_id == sweep_id)).all()) == {
+            ("done", None)
+        }
 
 
 def test_one_runner_lease_per_database_expires_when_not_renewed(engine):
@@ -139,17 +165,17 @@ def test_one_runner_lease_per_database_expires_when_not_renewed(engine):
     a = Leadership(factory, "runner-a", ttl=60.0, clock=lambda: t[0])
     b = Leadership(factory, "runner-b", ttl=60.0, clock=lambda: t[0])
     assert a.ensure() and a.held()
-    assert not b.ensure() and not b.held()   # held elsewhere: stands by
-    assert a.ensure()                        # renewal by the holder
+    assert not b.ensure() and not b.held()  # held elsewhere: stands by
+    assert a.ensure()  # renewal by the holder
     # a dies: no more renewals. Its lease expires 60 s after the last one (its expiry is moved to
     # the past here rather than waited for).
     with Session(engine) as s, s.begin():
         s.execute(sa.update(RunnerLease).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
     assert b.ensure() and b.held()
-    assert not a.ensure()                    # a came back: the lease is b's now
-    t[0] += 46.0                             # a's own clock: 0.75 ttl without renewal
+    assert not a.ensure()  # a came back: the lease is b's now
+    t[0] += 46.0  # a's own clock: 0.75 ttl without renewal
     assert not a.held()
-    b.release()                              # a clean stop hands it over at once
+    b.release()  # a clean stop hands it over at once
     assert a.ensure()
 
 
@@ -158,8 +184,7 @@ def test_points_finished_by_another_sweep_meanwhile_are_reused_unless_recompute(
     cfgs = _configs(2)
     runner = Runner(make_session_factory(engine), None)
     src_sweep, src_ids = _sweep_with_points(engine, cfgs, owner=runner.owner)
-    runner._write_batch(src_sweep, [PointOutcome(pid, r, "node-a")
-                                    for pid, r in zip(src_ids, core.run_points(cfgs))])
+    runner._write_batch(src_sweep, [PointOutcome(pid, r, "node-a") for pid, r in zip(src_ids, core.run_points(cfgs))])
     # A second sweep with the same points, submitted while the first was still running (so POST
     # found nothing to reuse): its points are pending, with the same identities.
     with Session(engine) as s, s.begin():
@@ -167,20 +192,29 @@ def test_points_finished_by_another_sweep_meanwhile_are_reused_unless_recompute(
         sweep = Sweep(name="later", status="queued", spec={"recompute": recompute}, n_points=2)
         s.add(sweep)
         s.flush()
-        later = [Point(sweep_id=sweep.id, identity=identities[pid], status="pending", cached=False, attempts=0,
-                       **c.to_dict()) for pid, c in zip(src_ids, cfgs)]
+        later = [
+            Point(
+                sweep_id=sweep.id, identity=identities[pid], status="pending", cached=False, attempts=0, **c.to_dict()
+            )
+            for pid, c in zip(src_ids, cfgs)
+        ]
         s.add_all(later)
         s.flush()
         later_sweep, later_ids = sweep.id, [p.id for p in later]
 
     n = runner.scheduler.reuse_finished(later_sweep)
     with engine.connect() as c:
-        pts = c.execute(sa.select(Point.id, Point.status, Point.cached, Point.source_point_id)
-                        .where(Point.sweep_id == later_sweep).order_by(Point.id)).all()
-        rows = dict(c.execute(sa.select(Result.point_id, Result.final_error)
-                              .where(Result.sweep_id == later_sweep)).all())
-        src_rows = dict(c.execute(sa.select(Result.point_id, Result.final_error)
-                                  .where(Result.sweep_id == src_sweep)).all())
+        pts = c.execute(
+            sa.select(Point.id, Point.status, Point.cached, Point.source_point_id)
+            .where(Point.sweep_id == later_sweep)
+            .order_by(Point.id)
+        ).all()
+        rows = dict(
+            c.execute(sa.select(Result.point_id, Result.final_error).where(Result.sweep_id == later_sweep)).all()
+        )
+        src_rows = dict(
+            c.execute(sa.select(Result.point_id, Result.final_error).where(Result.sweep_id == src_sweep)).all()
+        )
     if recompute:
         assert n == 0 and rows == {} and all(p.status == "pending" and not p.cached for p in pts)
     else:

@@ -1,5 +1,6 @@
 """A table of malformed POST /sweeps bodies against a real uvicorn server on SQLite and Postgres:
 each is a 4xx whose detail names the field, and the database is unchanged (rows counted before/after)."""
+
 from __future__ import annotations
 
 import json
@@ -67,9 +68,11 @@ CASES = [
     ("init-scale-empty", body(axes={"init_scale": []}), "axes.init_scale"),
     ("init-scale-bare-number", body(axes={"init_scale": 0.1}), "axes.init_scale"),
     ("init-scale-text", body(axes={"init_scale": ["a"]}), "axes.init_scale"),
-    ("init-scale-nan",
-     b'{"model": "asymmetric", "m": 5, "n": 10, "eta": 0.001, "steps": 400, "axes": {"init_scale": [0.1, NaN]}}',
-     "axes.init_scale"),
+    (
+        "init-scale-nan",
+        b'{"model": "asymmetric", "m": 5, "n": 10, "eta": 0.001, "steps": 400, "axes": {"init_scale": [0.1, NaN]}}',
+        "axes.init_scale",
+    ),
     ("linspace-two-args", body(axes={"init_scale": {"linspace": [0.1, 1]}}), "axes.init_scale"),
     ("logspace-overflow", body(axes={"init_scale": {"logspace": [-2, 400, 3]}}), "axes.init_scale"),
     ("unknown-axis-form", body(axes={"init_scale": {"geomspace": [1, 2, 3]}}), "axes.init_scale"),
@@ -83,8 +86,7 @@ CASES = [
     ("seed-range-float", body(axes={"seed": {"range": [0, 2.5]}}), "axes.seed"),
     ("seed-negative", body(axes={"seed": [-1, 0]}), "axes.seed"),
     ("seed-huge-range", body(axes={"seed": {"range": [0, 10**12]}}), "axes.seed"),
-    ("sweep-too-large", body(axes={"init_scale": {"logspace": [-3, 0, 1000]}, "seed": {"range": [0, 1000]}}),
-     "axes"),
+    ("sweep-too-large", body(axes={"init_scale": {"logspace": [-3, 0, 1000]}, "seed": {"range": [0, 1000]}}), "axes"),
     ("lambda0-on-symmetric", body(model="symmetric", n=5, axes={"lambda0": [0.0, 0.5]}), "axes.lambda0"),
     ("spectral-k-below-m", body(init="spectral", axes={"k": [3, 20]}), "axes.k"),
     ("spectral-on-sigmoid", body(model="sigmoid", n=5, init="spectral", axes={"k": [10]}), "init"),
@@ -109,8 +111,11 @@ CASES = [
     ("y-singular-values-length", body(y_singular_values=[1.0, 2.0]), "y_singular_values"),
     ("y-singular-values-negative", body(y_singular_values=[1.0, 2.0, 3.0, 4.0, -1.0]), "y_singular_values"),
     ("y-singular-values-text", body(y_singular_values=["a", 1, 1, 1, 1]), "y_singular_values.0"),
-    ("y-singular-values-symmetric", body(model="symmetric", n=5, y_singular_values=[1, 1, 1, 1, 1]),
-     "y_singular_values"),
+    (
+        "y-singular-values-symmetric",
+        body(model="symmetric", n=5, y_singular_values=[1, 1, 1, 1, 1]),
+        "y_singular_values",
+    ),
 ]
 
 
@@ -118,8 +123,10 @@ def count_rows(url: str) -> dict[str, int]:
     engine = db.make_engine(url)
     try:
         with engine.connect() as conn:
-            return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
-                    for t in ("sweeps", "points", "results", "curves")}
+            return {
+                t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()
+                for t in ("sweeps", "points", "results", "curves")
+            }
     finally:
         engine.dispose()
 

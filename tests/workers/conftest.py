@@ -1,4 +1,5 @@
 """Shared Ray fixtures for tests/workers: one real local Ray (2 CPUs) per module that asks for it."""
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,11 @@ def local_ray(ray_tmpdir):
     old = signal.signal(signal.SIGTERM, _sentinel_sigterm)
     try:
         init_ray(num_cpus=2)
-        info = {"sigterm_after_init": signal.getsignal(signal.SIGTERM),
-                "sentinel": _sentinel_sigterm, "status": ray_status()}
+        info = {
+            "sigterm_after_init": signal.getsignal(signal.SIGTERM),
+            "sentinel": _sentinel_sigterm,
+            "status": ray_status(),
+        }
         yield info
     finally:
         shutdown_ray()

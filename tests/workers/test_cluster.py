@@ -1,5 +1,6 @@
 """A real two-node Ray cluster (ray.cluster_utils.Cluster) with token auth on: the dispatcher joins
 it through init_ray() with RAY_ADDRESS set, and the `worker` of the outcomes shows both nodes."""
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,15 @@ def two_node_cluster(ray_tmpdir, token_auth_env):
     # The head gets no CPUs, so every task runs on one of the two 1-CPU worker nodes.
     # Workers at normal priority as in the embedded mode (Ray's niceness 15 starves them on this
     # shared machine).
-    cluster = Cluster(initialize_head=True,
-                      head_node_args={"num_cpus": 0, "include_dashboard": False,
-                                      "_system_config": {"worker_niceness": 0}})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": {"worker_niceness": 0}},
+    )
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
     old_address = os.environ.get("RAY_ADDRESS")
     try:
         cluster.wait_for_nodes()
-        os.environ["RAY_ADDRESS"] = cluster.address   # what `RAY_ADDRESS=... flowsweep serve` does
+        os.environ["RAY_ADDRESS"] = cluster.address  # what `RAY_ADDRESS=... flowsweep serve` does
         init_ray()
         # init_ray's warm-ups, pinned one per CPU of each node: awaited here so that the test of
         # the dispatcher below does not depend on how fast a loaded machine starts Ray workers.
@@ -52,8 +54,7 @@ def test_two_nodes_both_run_points(two_node_cluster):
     assert ray_status() == {"nodes": 3, "cpus": 2}
     # Several waves of tasks (600 > 2 x 128 points starts with 16-point probes), and seconds of
     # work per CPU, so one node cannot finish it all before the other takes a task.
-    points = [(i, PointConfig("asymmetric", 5, 10, 50, 1e-3, 4000, record_every=20, seed=i))
-              for i in range(600)]
+    points = [(i, PointConfig("asymmetric", 5, 10, 50, 1e-3, 4000, record_every=20, seed=i)) for i in range(600)]
     outcomes = []
     stats = Dispatcher().run(points, outcomes.extend)
     assert stats.n_tasks >= 4

@@ -1,6 +1,7 @@
 """Dispatcher on a real local Ray (2 CPUs): exactly-once delivery, statuses, equality with core run
 directly, shape-grouped chunks, a worker killed mid-run, cancel (with chunks that block until the test
 releases them), and init_ray's signal handling."""
+
 from __future__ import annotations
 
 import math
@@ -20,14 +21,18 @@ from flowsweep.core import METRIC_FIELDS, PointConfig, run_points
 from flowsweep.workers.dispatch import Dispatcher, PointOutcome
 from flowsweep.workers.runtime import init_ray, ray_status
 
-
 # --- helpers -------------------------------------------------------------------------------------
+
 
 def small_sweep() -> list[tuple[int, PointConfig]]:
     """Three shape groups of cheap points (k = 4 and 6; seeds x init scales), one diverging point
     (huge init, eta 0.9) and one invalid point (asymmetric needs n >= m) that core marks failed."""
-    cfgs = [PointConfig("asymmetric", 2, 3, k, 0.05, 60, record_every=5, seed=s, init_scale=sc)
-            for k in (4, 6) for sc in (0.1, 0.5) for s in range(12)]
+    cfgs = [
+        PointConfig("asymmetric", 2, 3, k, 0.05, 60, record_every=5, seed=s, init_scale=sc)
+        for k in (4, 6)
+        for sc in (0.1, 0.5)
+        for s in range(12)
+    ]
     cfgs += [PointConfig("asymmetric", 2, 3, 4, 0.05, 30, record_every=5, seed=s) for s in range(6)]
     cfgs.append(PointConfig("asymmetric", 2, 3, 4, 0.9, 60, record_every=5, init_scale=10.0))
     cfgs.append(PointConfig("asymmetric", 4, 3, 4, 0.05, 60, record_every=5))
@@ -87,12 +92,13 @@ def assert_exactly_once(outcomes: list[PointOutcome], points) -> dict[int, Point
 def same_metrics(a: dict, b: dict) -> bool:
     """Bit-identical metrics (None == None, floats compared exactly)."""
     return a.keys() == b.keys() and all(
-        (x is None and y is None) or (x is not None and y is not None and
-                                      (x == y or (math.isnan(x) and math.isnan(y))))
-        for x, y in ((a[k], b[k]) for k in a))
+        (x is None and y is None) or (x is not None and y is not None and (x == y or (math.isnan(x) and math.isnan(y))))
+        for x, y in ((a[k], b[k]) for k in a)
+    )
 
 
 # --- tests ---------------------------------------------------------------------------------------
+
 
 def test_init_ray_restores_sigterm_handler_and_reports_status(local_ray):
     assert local_ray["sigterm_after_init"] is local_ray["sentinel"]
@@ -123,7 +129,7 @@ def test_sweep_points_come_back_once_equal_to_core(local_ray):
         assert len(got.worker) == 56 and int(got.worker, 16) >= 0  # a Ray node id in hex
     statuses = Counter(by_id[pid].result.status for pid, _ in points)
     assert statuses == {"done": len(points) - 2, "diverged": 1, "failed": 1}
-    assert by_id[points[-1][0]].result.error.startswith("n:")      # core names the field
+    assert by_id[points[-1][0]].result.error.startswith("n:")  # core names the field
     assert by_id[points[-2][0]].result.metrics["diverged_at"] is not None
 
     # one task = one shape group; the largest group was split over the two CPUs
@@ -153,8 +159,7 @@ def test_chunk_that_raises_is_bisected_down_to_the_bad_point(local_ray):
     # the class travels to the workers by value (they cannot import this test module)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
-        points = [(i, PointConfig("asymmetric", 2, 3, 4, 0.05, 40, record_every=5, seed=i))
-                  for i in range(12)]
+        points = [(i, PointConfig("asymmetric", 2, 3, 4, 0.05, 40, record_every=5, seed=i)) for i in range(12)]
         points[7] = (7, PoisonConfig("asymmetric", 2, 3, 4, 0.05, 40, record_every=5, seed=7))
         sink = Collector()
         stats = sink.run(Dispatcher(), points)
@@ -184,21 +189,24 @@ def test_worker_killed_mid_run_every_point_once(local_ray, tmp_path, max_retries
     points = [(i, PointConfig("asymmetric", 2, 3, 4, 0.05, 20, record_every=5, seed=i)) for i in range(160)]
     sink = Collector()
     result = {}
-    runner = threading.Thread(target=lambda: result.update(stats=sink.run(
-        Dispatcher(max_retries=max_retries, remote=gated_remote(tmp_path)), points)))
+    runner = threading.Thread(
+        target=lambda: result.update(
+            stats=sink.run(Dispatcher(max_retries=max_retries, remote=gated_remote(tmp_path)), points)
+        )
+    )
     runner.start()
     killed = None
     try:
-        deadline = time.monotonic() + 120   # only against hanging forever
+        deadline = time.monotonic() + 120  # only against hanging forever
         while killed is None and time.monotonic() < deadline:
             busy = raylet_children("ray::gated_chunk")
             if busy:
-                os.kill(busy[0], signal.SIGKILL)   # blocked on its gate: mid-chunk for sure
+                os.kill(busy[0], signal.SIGKILL)  # blocked on its gate: mid-chunk for sure
                 killed = busy[0]
             else:
                 time.sleep(0.01)
     finally:
-        for seed in (0, 80):   # the two chunks (an even split of 160 points of unknown cost)
+        for seed in (0, 80):  # the two chunks (an even split of 160 points of unknown cost)
             open_gate(tmp_path, seed)
         runner.join(120)
     assert killed is not None, "never caught a worker running a chunk"
@@ -228,7 +236,7 @@ def test_cancel_returns_without_waiting_for_chunks_in_flight(local_ray, tmp_path
         flag.set()
 
     sink.thread = threading.current_thread()
-    open_gate(tmp_path, 0)       # the chunk starting at seed 0 may run; the one at seed 100 never
+    open_gate(tmp_path, 0)  # the chunk starting at seed 0 may run; the one at seed 100 never
     stats = Dispatcher(remote=gated_remote(tmp_path)).run(points, on_results, flag.is_set)
     assert stats.cancelled and stats.task_sizes == [100, 100]
     # (run returned although the other chunk is blocked for good: had it waited, it never would)
