@@ -75,8 +75,8 @@ def get_state(
     point_id: DbId,
     session: SessionDep,
     settings: SettingsDep,
-    format: Annotated[Literal[STATE_FORMATS], Query(description="json (nested lists) or npz")] = "json",
-):  # type: ignore[valid-type]  # noqa: A002
+    format: Annotated[Literal[STATE_FORMATS], Query(description="json (nested lists) or npz")] = "json",  # type: ignore[valid-type]  # noqa: A002
+):
     """The exact initial state of the point, recomputed by core from its parameters:
     `Y`, `U0`, `V0` (and `A`, `W0` for sigmoid) as nested lists, or as arrays of one `.npz` file
     (`format=npz`, about a third of the JSON's size and exact). Answers larger than
