@@ -13,7 +13,9 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   those are taken back (cancelled before they start) and submitted again after its first chunk:
   it starts on the first CPU that frees up.
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
-  then tasks of ~0.5-2 s); cost models are shared across sweeps of the same shape.
+  then tasks of ~0.5-2 s for a sweep alone; of ~0.25 s while several sweeps have points to submit,
+  each sweep's last round spread over its fair share of the CPUs, and chunks preempted for a
+  newcomer resubmitted in such short pieces); cost models are shared across sweeps of the same shape.
 - **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
   pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a
   small per-sweep buffer; a chunk's points are flipped pending -> running (attempts + 1) when it
