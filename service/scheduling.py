@@ -13,7 +13,9 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   those are taken back (cancelled before they start) and submitted again after its first chunk:
   it starts on the first CPU that frees up.
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
-  then tasks of ~0.5-2 s); cost models are shared across sweeps of the same shape.
+  then tasks of ~0.5-2 s for a sweep alone; of ~0.25 s while several sweeps have points to submit,
+  each sweep's last round spread over its fair share of the CPUs, and chunks preempted for a
+  newcomer resubmitted in such short pieces); cost models are shared across sweeps of the same shape.
 - **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
   pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a
   small per-sweep buffer; a chunk's points are flipped pending -> running (attempts + 1) when it
@@ -42,7 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flowsweep.core.types import PointConfig, ShapeKey
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, PointStatus, SweepStatus
-from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size
+from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size, stream_max_points
 
 from . import store
 from .db import session_scope
@@ -275,7 +277,12 @@ class Scheduler:
             self.costs.move_to_end(key)
         return cost
 
-    def _next_chunk(self, st: SweepState, ncpu: int) -> Chunk | None:
+    def _sharing(self) -> int:
+        """Sweeps with points to submit: while several share the CPUs, chunks are short and each
+        sweep's last round is spread over its share of them (planner.stream_chunk_size)."""
+        return sum(1 for st in self.sweeps.values() if st.has_work())
+
+    def _next_chunk(self, st: SweepState, ncpu: int, sharing: int = 1) -> Chunk | None:
         if not st.buffer and not st.scanned_all:
             self._read_page(st)
         if not st.buffer:
@@ -284,7 +291,7 @@ class Scheduler:
         q = st.buffer[key]
         remaining = len(q) if st.scanned_all else max(len(q), st.unsubmitted)
         n = stream_chunk_size(self._cost(key), remaining, ncpu, self.stream.in_flight(st.id),
-                              self.target_task_seconds, sum(st.charged.values()))
+                              self.target_task_seconds, sum(st.charged.values()), sharing)
         while n > len(q) and not st.scanned_all:
             self._read_page(st)
             q = st.buffer[key]
@@ -318,11 +325,20 @@ class Scheduler:
             return
         floor = min(st.used for st in waiting)
         ids = {st.id for st in waiting}
+        sharing = self._sharing()
         for tag, chunk in stream.preempt(
                 lambda t: t not in ids and t in self.sweeps and self.sweeps[t].used >= floor):
             st = self.sweeps[tag]
             if not st.cancelling:
-                st.redo.append(chunk)  # stays charged: not charged again when resubmitted
+                # sized when it ran alone: resubmitted in short pieces (the newcomer's next chunks
+                # wait behind one of them at most), which stay charged (not charged again)
+                est = st.charged.pop(id(chunk), 0.0)
+                n = stream_max_points(self._cost(chunk.key), sharing) if self._cost(chunk.key).known \
+                    else len(chunk.ids)
+                for i in range(0, len(chunk.ids), n):
+                    piece = Chunk(chunk.key, chunk.ids[i:i + n], chunk.cfgs[i:i + n], chunk.tries_left)
+                    st.charged[id(piece)] = est * len(piece.ids) / len(chunk.ids)
+                    st.redo.append(piece)
 
     def _fill(self) -> None:
         stream = self.stream
@@ -331,6 +347,7 @@ class Scheduler:
         self._preempt_for_waiting(slots)
         blocked: set[int] = set()
         while stream.in_flight() < slots:
+            sharing = self._sharing()
             runnable = [st for st in self.sweeps.values() if not st.cancelling and st.id not in blocked]
             if not runnable:
                 break
@@ -338,7 +355,7 @@ class Scheduler:
             if st.redo:
                 chunk = st.redo.popleft()  # claimed already
             else:
-                proposed = self._next_chunk(st, ncpu)
+                proposed = self._next_chunk(st, ncpu, sharing)
                 if proposed is None:
                     blocked.add(st.id)
                     continue

@@ -247,10 +247,30 @@ class Planner:
 # ============================================================================ streaming
 STREAM_MAX_TASK_SECONDS = 2.0   # streaming scheduler: tasks of ~0.2-2 s (issue 9), so a cancel or
                                 # a newly submitted sweep never waits long for a free CPU
+STREAM_SHARED_TASK_SECONDS = 0.25  # ... and of ~0.25 s while several sweeps share the CPUs, so a
+                                   # sweep's chunk never waits long behind another sweep's
+SHARED_OVERHEAD_FACTOR = 5.0    # ... but of >= 5 a (batch overhead <= 20 %)
+
+
+def stream_task_seconds(cost: Cost, sharing: int = 1) -> float:
+    """The longest task the streaming scheduler submits: STREAM_MAX_TASK_SECONDS for a sweep alone,
+    short while `sharing` > 1 sweeps have points to submit."""
+    if sharing <= 1:
+        return STREAM_MAX_TASK_SECONDS
+    a = cost.fit()[0] if cost.known else 0.0
+    return min(STREAM_MAX_TASK_SECONDS, max(STREAM_SHARED_TASK_SECONDS, SHARED_OVERHEAD_FACTOR * a))
+
+
+def stream_max_points(cost: Cost, sharing: int = 1) -> int:
+    """Points in a task of stream_task_seconds, by the mean seconds per point (>= b: robust to a
+    fit that splits a noisy load into a large a and a small b); cost known."""
+    b = cost.fit()[1]
+    return max(1, math.ceil(stream_task_seconds(cost, sharing) / max(b, cost.st / max(cost.sn, 1e-12))))
 
 
 def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
-                      target_task_seconds: float = 0.5, in_flight_seconds: float = 0.0) -> int:
+                      target_task_seconds: float = 0.5, in_flight_seconds: float = 0.0,
+                      sharing: int = 1) -> int:
     """Points for the next chunk of one shape of one sweep under the streaming scheduler
     (service.scheduling), which refills every freed slot with some sweep's next chunk; 0 = wait.
 
@@ -261,7 +281,11 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
     - fitted: chunks of max(target, 20 a) seconds, at most STREAM_MAX_TASK_SECONDS, and at most
       half a CPU's share of the work left; once that share is short, nothing more is queued and
       each CPU that frees up takes its water-filled share of the rest (counting the sweep's chunks
-      in flight, `in_flight_seconds`), so the CPUs end together (a crumb is taken along)."""
+      in flight, `in_flight_seconds`), so the CPUs end together (a crumb is taken along).
+    - `sharing` sweeps with points to submit: the sweep's fair share is ceil(ncpu / sharing) CPUs
+      (its lanes: the final round is water-filled over them, so a small sweep behind a big one runs
+      as it would alone on its share of the cluster) and tasks are short
+      (stream_task_seconds), so no sweep waits long for a CPU another one holds."""
     if remaining <= 0:
         return 0
     if not cost.known:
@@ -271,25 +295,25 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
             return math.ceil(remaining / (ncpu - own_in_flight))
         return min(PROBE_POINTS, remaining)
     a, b = cost.fit()
-    share = b * remaining / ncpu                     # a CPU's share of the work left (seconds)
+    lanes = max(1, math.ceil(ncpu / max(sharing, 1)))  # CPUs of the sweep's fair share
+    cap = stream_task_seconds(cost, sharing)
+    share = b * remaining / lanes                    # a CPU's share of the work left (seconds)
     final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
     if share <= final:
         # The last round: nothing is queued (a piece is sized when a CPU frees up, with the latest
         # costs), so the CPUs finish together.
-        if own_in_flight >= ncpu:
+        if own_in_flight >= lanes:
             return 0
         # water-filling: the rest and the sweep's chunks in flight (`in_flight_seconds`, their
-        # estimated cost) end together over the CPUs; this free CPU takes its share
-        n = math.ceil((b * remaining + in_flight_seconds) / ncpu / b)
+        # estimated cost) end together over its lanes; this free CPU takes its share
+        n = math.ceil((b * remaining + in_flight_seconds) / lanes / b)
     elif not cost.fitted:
-        n = min(2 * cost.max_n, math.ceil(STREAM_MAX_TASK_SECONDS / b))
+        n = min(2 * cost.max_n, math.ceil(cap / b))
     else:
-        w = min(STREAM_MAX_TASK_SECONDS, max(target_task_seconds, OVERHEAD_FACTOR * a))
+        w = min(cap, max(target_task_seconds, OVERHEAD_FACTOR * a))
         w = min(w, max(final, share / 2))
         n = math.ceil(max(w - a, b) / b)
-    # tasks of <= ~2 s, by the mean seconds per point (>= b: robust to a fit that splits a noisy
-    # load into a large a and a small b)
-    n = min(n, max(1, math.ceil(STREAM_MAX_TASK_SECONDS / max(b, cost.st / max(cost.sn, 1e-12)))))
+    n = min(n, stream_max_points(cost, sharing))  # tasks of <= stream_task_seconds
     if remaining - n < max(1, n // 4):
         n = remaining  # a crumb is taken along (<= 1.25 x the cap)
     return max(1, min(n, remaining))

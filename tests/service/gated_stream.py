@@ -21,6 +21,8 @@ class GatedTask:
     chunk: object
     started: bool = False
     cancelled: bool = False
+    started_at: float = 0.0      # logical seconds (release_next's clock)
+    ends_at: float = 0.0
 
 
 class GatedStream:
@@ -32,6 +34,7 @@ class GatedStream:
         self._started: list = []
         self.log: list[tuple[str, object, int]] = []  # ("submit"|"done"|"cancel"|"preempt", tag, points)
         self.closed = False
+        self.now = 0.0   # logical clock advanced by release_next (release leaves it alone)
 
     # ---- the TaskStream interface
     def cpus(self) -> int:
@@ -87,6 +90,7 @@ class GatedStream:
                 break
             if not t.started and not t.cancelled:
                 t.started = True
+                t.started_at, t.ends_at = self.now, self.now + self.a + self.b * len(t.chunk.ids)
                 running += 1
                 self._started.append((t.tag, t.chunk))
 
@@ -113,6 +117,23 @@ class GatedStream:
             out.append(done)
             self._start_free()
         return out
+
+    def release_next(self) -> GatedTask | None:
+        """The running task that ends first in logical time finishes (the CPUs run in parallel,
+        each task for a + b·n logical seconds); the clock moves to its end. Returns the task."""
+        running = [t for t in self.tasks if t.started and not t.cancelled]
+        if not running:
+            return None
+        t = min(running, key=lambda x: x.ends_at)
+        self.now = t.ends_at
+        self.tasks.remove(t)
+        results = run_points(t.chunk.cfgs)
+        seconds = self.a + self.b * len(t.chunk.ids)
+        self._ready.append(Done(t.tag, t.chunk, [PointOutcome(pid, r, "gated") for pid, r in zip(t.chunk.ids, results)],
+                                seconds, (len(t.chunk.ids), seconds)))
+        self.log.append(("done", t.tag, len(t.chunk.ids)))
+        self._start_free()
+        return t
 
     def running(self, tag) -> list[int]:
         """Sizes of the tag's chunks running on a CPU now."""

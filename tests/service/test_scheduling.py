@@ -114,19 +114,15 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
     queued = [len(t.chunk.ids) for t in g.tasks if not t.started]
     assert len(queued) == 2   # the huge sweep's chunks queued behind the 2 busy CPUs
     step(sched)           # the database is read: the small sweep joins
-    # the queued chunks are taken back; the small sweep's first chunk (its cost is known: same
-    # shape; half of it, an even split) goes first, the huge one's after it
+    # the queued chunks are taken back; the small sweep's chunk (its cost is known: same shape;
+    # all of it: its fair share is one of the two CPUs) goes first, the huge one's after it
     assert [e for e in g.log if e[0] == "preempt"] == [("preempt", huge, n) for n in queued]
-    assert g.submitted(small) == [10]
+    assert g.submitted(small) == [20]
     assert [t.tag for t in g.tasks if not t.started][0] == small
     g.release(1)
     step(sched, advance=0.0)
-    assert g.running(small) == [10]   # started on the first CPU that freed up
-    # then the slots alternate (equal CPU seconds)
-    g.release(2)
-    step(sched, advance=0.0)
-    assert len(g.submitted(small)) == 2
-    releases = 3
+    assert g.running(small) == [20]   # started on the first CPU that freed up
+    releases = 1
     while status(factory, small) != "done":
         g.release(1)
         step(sched, advance=0.0)
@@ -149,6 +145,45 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
     assert attempts == {1}  # each point's chunk started once
 
 
+def test_a_newcomer_waits_one_chunk_and_runs_as_alone_on_half_the_cluster(factory, sched):
+    """Logical time (release_next: the CPUs run in parallel, a task of n points takes a + b·n): a
+    sweep joining one that has both CPUs starts when the first of them frees up and is done within
+    2x its time alone on one CPU; the other sweep's chunks are short while they share the CPUs,
+    long again once it is alone."""
+    from flowsweep.workers.planner import STREAM_SHARED_TASK_SECONDS
+    g = sched.gated
+    sched.target_task_seconds = 1.0   # a sweep alone: tasks of ~1 s (as Fig. 1 points' 20 a)
+    huge = add_sweep(factory, "huge", 3000)
+    step(sched)
+    for _ in range(12):   # the huge sweep alone: its cost fitted, chunks of ~target seconds
+        g.release_next()
+        step(sched, advance=0.0)
+    long_chunk = g.a + g.b * g.submitted(huge)[-1]
+    assert long_chunk > 2 * STREAM_SHARED_TASK_SECONDS
+    joined = g.now
+    wait_bound = max(t.ends_at for t in g.tasks if t.started) - joined  # the CPUs' busy horizons
+    small = add_sweep(factory, "small", 20, seed0=10_000)
+    step(sched)
+    n_log = len(g.log)
+    first_start = done_at = None
+    while status(factory, small) != "done":
+        t = g.release_next()
+        step(sched, advance=0.0)
+        if first_start is None and any(x.tag == small and x.started for x in g.tasks):
+            first_start = min(x.started_at for x in g.tasks if x.tag == small and x.started)
+        if t.tag == small:
+            done_at = t.ends_at
+    alone_on_one_cpu = g.a + g.b * 20
+    assert first_start - joined <= min(wait_bound, long_chunk)       # the first CPU that frees up
+    assert done_at - first_start <= 2 * alone_on_one_cpu, (first_start, done_at)
+    shared = [n for kind, tag, n in g.log[n_log:] if kind == "submit" and tag == huge]
+    assert shared and max(g.a + g.b * n for n in shared) <= STREAM_SHARED_TASK_SECONDS + g.b, shared
+    for _ in range(8):   # alone again: long chunks
+        g.release_next()
+        step(sched, advance=0.0)
+    assert g.a + g.b * g.submitted(huge)[-1] > 2 * STREAM_SHARED_TASK_SECONDS
+
+
 def test_two_big_sweeps_share_the_cpu_seconds(factory, sched):
     g = sched.gated
     a = add_sweep(factory, "a", 3000)
@@ -163,11 +198,14 @@ def test_two_big_sweeps_share_the_cpu_seconds(factory, sched):
         g.release(1)
         step(sched, advance=0.0)
     # CPU seconds of the chunks that ran since b joined (the 2 running on the CPUs when it joined
-    # are a's and not counted): equal to within one chunk at each end of the window
+    # are a's and not counted): equal to within a's 2 chunks queued when b joined (charged to a
+    # before, run in short pieces after) and one short chunk at the end of the window
     dones = [(tag, g.a + g.b * n) for kind, tag, n in g.log[start:] if kind == "done"][2:]
     secs = {a: sum(t for tag, t in dones if tag == a), b: sum(t for tag, t in dones if tag == b)}
-    chunk = g.a + g.b * max(g.submitted())
-    assert secs[b] > 10 * chunk and abs(secs[a] - secs[b]) <= 2 * chunk, (secs, chunk)
+    alone = g.a + g.b * max(n for kind, tag, n in g.log[:start] if kind == "submit")
+    shared = g.a + g.b * max(n for kind, tag, n in g.log[start:] if kind == "submit")
+    assert shared < alone  # short chunks while they share the CPUs
+    assert secs[b] > 10 * shared and abs(secs[a] - secs[b]) <= 2 * alone + shared, (secs, alone, shared)
 
 
 def test_cancel_stops_submissions_cancels_in_flight_and_keeps_results(factory, sched):

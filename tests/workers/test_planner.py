@@ -193,3 +193,36 @@ def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
         noisy.add(n, t)
     n = stream_chunk_size(noisy, 10_000, 2, 2, 0.5)
     assert n * noisy.st / noisy.sn <= 1.25 * STREAM_MAX_TASK_SECONDS
+
+
+def test_stream_chunks_are_short_and_spread_over_a_fair_share_while_sweeps_share_the_cpus():
+    from flowsweep.workers.planner import (
+        SHARED_OVERHEAD_FACTOR,
+        STREAM_MAX_TASK_SECONDS,
+        STREAM_SHARED_TASK_SECONDS,
+        stream_chunk_size,
+        stream_task_seconds,
+    )
+
+    fig1_like = _cost(0.05, 0.003)         # 20 a = 1 s chunks alone
+    alone = stream_chunk_size(fig1_like, 100_000, 2, 0, 0.5)
+    shared = stream_chunk_size(fig1_like, 100_000, 2, 0, 0.5, sharing=2)
+    assert 0.9 <= fig1_like.seconds(alone) <= 1.1
+    assert 0.2 <= fig1_like.seconds(shared) <= STREAM_SHARED_TASK_SECONDS + 0.003
+    # with a large batch overhead a, shared tasks are aimed at SHARED_OVERHEAD_FACTOR a (overhead
+    # <= 20 %), longer than STREAM_SHARED_TASK_SECONDS (the mean seconds per point of its small
+    # samples, overhead included, errs short)
+    heavy = _cost(0.2, 0.001)
+    assert stream_task_seconds(heavy, 2) == pytest.approx(SHARED_OVERHEAD_FACTOR * heavy.fit()[0])  # a: + Ray's cost
+    assert stream_task_seconds(heavy, 1) == STREAM_MAX_TASK_SECONDS
+    n = stream_chunk_size(heavy, 100_000, 2, 0, 0.5, sharing=2)
+    assert STREAM_SHARED_TASK_SECONDS < heavy.seconds(n) <= SHARED_OVERHEAD_FACTOR * 0.2
+    # the last round of a small sweep sharing 2 CPUs with another: its fair share is one CPU, so it
+    # is one task (a second one would wait behind the other sweep's chunks); alone: an even split
+    assert stream_chunk_size(fig1_like, 30, 2, 0, 0.5) == 15
+    assert stream_chunk_size(fig1_like, 30, 2, 0, 0.5, sharing=2) == 30
+    assert stream_chunk_size(fig1_like, 30, 2, 1, 0.5, sharing=2) == 0   # nothing queued beyond it
+    # 2 sweeps on 3 CPUs: 2 lanes each (the lanes of all sweeps cover every CPU): with one task in
+    # flight, a second one, half of the rest
+    assert stream_chunk_size(fig1_like, 30, 3, 1, 0.5, sharing=2) == 15
+    assert stream_chunk_size(fig1_like, 30, 3, 2, 0.5, sharing=2) == 0
