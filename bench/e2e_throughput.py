@@ -23,6 +23,7 @@ Target (issue 9): service throughput >= 90 % of the direct one, at 201 and at 20
 
     .venv/bin/python bench/e2e_throughput.py [--seeds 67] [--steps 4000] [--cpus N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,20 +51,45 @@ SCALES = (0.01, 0.1, 1.0)  # sigma of Fig. 1 (a), (b), (c)
 
 def sweep_body(seeds: int, steps: int, name: str) -> dict:
     return {
-        "name": name, "model": "asymmetric", "init": "gaussian", "integrator": "gd",
-        "m": 5, "n": 10, "eta": 1e-3, "steps": steps, "record_every": 20, "tol": 0.01,
+        "name": name,
+        "model": "asymmetric",
+        "init": "gaussian",
+        "integrator": "gd",
+        "m": 5,
+        "n": 10,
+        "eta": 1e-3,
+        "steps": steps,
+        "record_every": 20,
+        "tol": 0.01,
         "axes": {"init_scale": list(SCALES), "k": [50], "lambda0": [0.0], "seed": {"range": [0, seeds]}},
     }
 
 
 def configs(seeds: int, steps: int) -> list[PointConfig]:
-    return [PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=steps, init="gaussian",
-                        integrator="gd", init_scale=s, lambda0=0.0, seed=seed, record_every=20, tol=0.01)
-            for s in SCALES for seed in range(seeds)]
+    return [
+        PointConfig(
+            model="asymmetric",
+            m=5,
+            n=10,
+            k=50,
+            eta=1e-3,
+            steps=steps,
+            init="gaussian",
+            integrator="gd",
+            init_scale=s,
+            lambda0=0.0,
+            seed=seed,
+            record_every=20,
+            tol=0.01,
+        )
+        for s in SCALES
+        for seed in range(seeds)
+    ]
 
 
 def _run_chunk(chunk: list[PointConfig]) -> int:
     from flowsweep import core
+
     results = core.run_points(chunk)
     return sum(r.status != PointStatus.FAILED for r in results)
 
@@ -91,7 +117,7 @@ class Direct:
         self.pool.map(_run_chunk, [[cfg]] * self.nproc)  # imports done in every process
 
     def time(self, cfgs: list[PointConfig]) -> float:
-        chunks = [cfgs[i::self.nproc] for i in range(self.nproc)]
+        chunks = [cfgs[i :: self.nproc] for i in range(self.nproc)]
         t0 = time.perf_counter()
         ok = sum(self.pool.map(_run_chunk, chunks, chunksize=1))
         dt = time.perf_counter() - t0
@@ -134,18 +160,21 @@ class Service(ServiceProcess):
         wall = time.perf_counter() - t0
         # The sweep was done at its finished_at (server clock, same machine); polling only sees it
         # up to one poll interval later.
-        out["post_to_finished"] = ((datetime.fromisoformat(out["finished_at"]) - posted_at).total_seconds()
-                                   if out.get("finished_at") else None)
-        out["result_rows"] = self.client.get(f"/sweeps/{out['id']}/results",
-                                             params={"limit": 1}).json()["count"]
+        out["post_to_finished"] = (
+            (datetime.fromisoformat(out["finished_at"]) - posted_at).total_seconds() if out.get("finished_at") else None
+        )
+        out["result_rows"] = self.client.get(f"/sweeps/{out['id']}/results", params={"limit": 1}).json()["count"]
         if out["status"] != SweepStatus.DONE:
             print(self.log()[-6000:], file=sys.stderr)
         return wall, out
 
     def runner_lines(self, sweep_id: int) -> list[str]:
         """How the runner fed Ray (chunk sizes), from the server log."""
-        return [line.split("flowsweep.runner: ", 1)[-1] for line in self.log().splitlines()
-                if f"sweep {sweep_id} finished" in line]
+        return [
+            line.split("flowsweep.runner: ", 1)[-1]
+            for line in self.log().splitlines()
+            if f"sweep {sweep_id} finished" in line
+        ]
 
 
 def wait_done(client: httpx.Client, sweep_id: int, timeout: float) -> dict:
@@ -162,8 +191,9 @@ def wait_done(client: httpx.Client, sweep_id: int, timeout: float) -> dict:
 
 def _seconds(body: dict) -> float | None:
     if body.get("started_at") and body.get("finished_at"):
-        return (datetime.fromisoformat(body["finished_at"])
-                - datetime.fromisoformat(body["started_at"])).total_seconds()
+        return (
+            datetime.fromisoformat(body["finished_at"]) - datetime.fromisoformat(body["started_at"])
+        ).total_seconds()
     return None
 
 
@@ -172,8 +202,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=67, help="seeds per init scale (3 scales)")
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--cpus", type=int, default=None, help="CPUs for both sides (default: all)")
-    ap.add_argument("--rounds", type=int, default=2,
-                    help="alternating direct/service measurements (the machine may be shared)")
+    ap.add_argument(
+        "--rounds", type=int, default=2, help="alternating direct/service measurements (the machine may be shared)"
+    )
     args = ap.parse_args()
     nproc = args.cpus or os.cpu_count() or 1
     cfgs = configs(args.seeds, args.steps)
@@ -199,13 +230,14 @@ def main() -> None:
                 wall, out = service.run_sweep(body)
                 service_s.append(out["post_to_finished"] or wall)
                 observed_s.append(wall)
-                ok &= out["status"] == SweepStatus.DONE and out["result_rows"] == n \
-                    and out["counts"][CACHED] == 0
+                ok &= out["status"] == SweepStatus.DONE and out["result_rows"] == n and out["counts"][CACHED] == 0
                 fin = out["post_to_finished"]
-                print(f"  service #{i + 1}: {fin:6.2f} s  ({n / fin:5.1f} points/s) POST -> finished_at; "
-                      f"{wall:.2f} s until a poll saw it; runner started -> finished {_seconds(out):.2f} s; "
-                      f"status {out['status']}, {out['result_rows']} rows"
-                      + (f"; error: {out['error']}" if out.get("error") else ""))
+                print(
+                    f"  service #{i + 1}: {fin:6.2f} s  ({n / fin:5.1f} points/s) POST -> finished_at; "
+                    f"{wall:.2f} s until a poll saw it; runner started -> finished {_seconds(out):.2f} s; "
+                    f"status {out['status']}, {out['result_rows']} rows"
+                    + (f"; error: {out['error']}" if out.get("error") else "")
+                )
                 for line in service.runner_lines(out["id"]):
                     print("      runner:", line)
             d = direct.time(cfgs)
@@ -222,13 +254,13 @@ def main() -> None:
     print()
     print(f"direct  (core.run_points, Pool({nproc}), mean of {len(direct_s)})        {direct_rate:8.2f} points/s")
     print(f"service (POST -> finished_at, SQLite, mean of {len(service_s)})   {service_rate:8.2f} points/s")
-    print(f"service (POST -> seen done by a 0.2 s poll)           {observed_rate:8.2f} points/s "
-          f"(ratio {observed_rate / direct_rate:.1%})")
-    print(f"ratio service/direct = {ratio:.1%}  (target >= {TARGET:.0%}: "
-          f"{'MET' if ratio >= TARGET else 'NOT MET'})")
+    print(
+        f"service (POST -> seen done by a 0.2 s poll)           {observed_rate:8.2f} points/s "
+        f"(ratio {observed_rate / direct_rate:.1%})"
+    )
+    print(f"ratio service/direct = {ratio:.1%}  (target >= {TARGET:.0%}: {'MET' if ratio >= TARGET else 'NOT MET'})")
     best = min(direct_s) / min(service_s)
-    print(f"best-of ratio (fastest service run vs fastest direct run; the least disturbed by "
-          f"other load) = {best:.1%}")
+    print(f"best-of ratio (fastest service run vs fastest direct run; the least disturbed by other load) = {best:.1%}")
     if not ok:
         sys.exit("a service sweep did not complete with one computed result row per point")
 

@@ -11,6 +11,7 @@ within about a second and finishing in about the time it takes alone on half the
 
     .venv/bin/python bench/scheduling_latency.py [--tries 5] [--cpus 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,9 +69,11 @@ def main() -> None:
                 shown.append(r["status"])
                 t1, body = poll_until(c, sid, lambda b: b["status"] == SweepStatus.CANCELLED)
                 cancel_s.append(t1 - t0)
-                print(f"  cancel #{i + 1}: response said {r['status']!r}; cancelled after {t1 - t0:.3f} s "
-                      f"({body['counts'][PointStatus.DONE]} points done, "
-                      f"{body['counts'][PointStatus.PENDING]} never run)")
+                print(
+                    f"  cancel #{i + 1}: response said {r['status']!r}; cancelled after {t1 - t0:.3f} s "
+                    f"({body['counts'][PointStatus.DONE]} points done, "
+                    f"{body['counts'][PointStatus.PENDING]} never run)"
+                )
 
             huge = c.post("/sweeps", json=fig1("huge", 20_000, seed0=10_000_000)).json()
             poll_until(c, huge["id"], lambda b: b["counts"][PointStatus.DONE] > 0)
@@ -84,15 +87,18 @@ def main() -> None:
                 done_s.append(t2 - t0)
                 print(f"  small behind huge #{i + 1}: first result {t1 - t0:.3f} s, done {t2 - t0:.3f} s")
             hb = c.get(f"/sweeps/{huge['id']}").json()
-            print(f"  (huge sweep: {huge['n_points']} points, {hb['counts'][PointStatus.DONE]} done, "
-                  f"status {hb['status']})")
+            print(
+                f"  (huge sweep: {huge['n_points']} points, {hb['counts'][PointStatus.DONE]} done, "
+                f"status {hb['status']})"
+            )
             c.post(f"/sweeps/{huge['id']}/cancel")
             poll_until(c, huge["id"], lambda b: b["status"] == SweepStatus.CANCELLED)
             alone_s = []
             for i in range(args.tries):
                 t0 = time.perf_counter()
-                sid = c.post("/sweeps", json=fig1(f"small-{i}-alone", 10, seed0=1000 * (i + 1),
-                                                  recompute=True)).json()["id"]
+                sid = c.post("/sweeps", json=fig1(f"small-{i}-alone", 10, seed0=1000 * (i + 1), recompute=True)).json()[
+                    "id"
+                ]
                 t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
                 alone_s.append(t2 - t0)
                 print(f"  small alone #{i + 1}: done {t2 - t0:.3f} s")
@@ -100,12 +106,18 @@ def main() -> None:
             svc.stop()
     med = statistics.median
     print()
-    print(f"cancel latency (POST cancel -> status cancelled), median of {len(cancel_s)}: {med(cancel_s):.3f} s "
-          f"(max {max(cancel_s):.3f} s; target <= 2 s); cancel response status: {sorted(set(shown))}")
-    print(f"small (30 points) behind a 60,000-point sweep, median of {len(first_s)}: "
-          f"submit -> first result {med(first_s):.3f} s, submit -> done {med(done_s):.3f} s")
-    print(f"the same small sweep alone, median of {len(alone_s)}: submit -> done {med(alone_s):.3f} s; "
-          f"behind huge / alone = {med(done_s) / med(alone_s):.2f} (~2 = half the cluster)")
+    print(
+        f"cancel latency (POST cancel -> status cancelled), median of {len(cancel_s)}: {med(cancel_s):.3f} s "
+        f"(max {max(cancel_s):.3f} s; target <= 2 s); cancel response status: {sorted(set(shown))}"
+    )
+    print(
+        f"small (30 points) behind a 60,000-point sweep, median of {len(first_s)}: "
+        f"submit -> first result {med(first_s):.3f} s, submit -> done {med(done_s):.3f} s"
+    )
+    print(
+        f"the same small sweep alone, median of {len(alone_s)}: submit -> done {med(alone_s):.3f} s; "
+        f"behind huge / alone = {med(done_s) / med(alone_s):.2f} (~2 = half the cluster)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
 - **Settling.** A sweep with nothing left to read, buffered or in flight is settled once the
   writer has committed its results: `done`, or `failed` when every point failed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,15 +75,15 @@ class SweepState:
     """What the scheduler keeps in memory about one sweep it runs."""
 
     id: int
-    used: float                                   # CPU seconds charged (fair share)
-    unsubmitted: int                              # pending points not yet submitted (sizing)
+    used: float  # CPU seconds charged (fair share)
+    unsubmitted: int  # pending points not yet submitted (sizing)
     buffer: dict[ShapeKey, deque[tuple[int, PointConfig]]] = field(default_factory=dict)  # (point id, config)
-    cursor: str = ""                              # keyset position (identity) of the page scan
+    cursor: str = ""  # keyset position (identity) of the page scan
     scanned_all: bool = False
     cancelling: bool = False
     charged: dict[int, float] = field(default_factory=dict)  # id(chunk) -> estimated seconds charged
-    task_seconds: float = 0.0                     # seconds its tasks reported (logs, benchmarks)
-    taken_at: float = 0.0                         # clock when taken up
+    task_seconds: float = 0.0  # seconds its tasks reported (logs, benchmarks)
+    taken_at: float = 0.0  # clock when taken up
     redo: deque[Chunk] = field(default_factory=deque)  # preempted chunks (points already claimed)
 
     def buffered(self) -> int:
@@ -96,12 +97,21 @@ class Scheduler:
     """See the module docstring. `stream` is a workers.dispatch.TaskStream (or a test's stand-in
     with the same methods: cpus, in_flight, submit, cancel, wait, close)."""
 
-    def __init__(self, session_factory: sessionmaker[Session], stream_factory: Callable[[], TaskStream],
-                 writer: ResultWriter,
-                 progress: ProgressBook, *, slots_per_cpu: int = 2, page_size: int = 1000,
-                 poll_seconds: float = 0.25, target_task_seconds: float = 0.5,
-                 wait_seconds: float = 0.05, owner: str | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        stream_factory: Callable[[], TaskStream],
+        writer: ResultWriter,
+        progress: ProgressBook,
+        *,
+        slots_per_cpu: int = 2,
+        page_size: int = 1000,
+        poll_seconds: float = 0.25,
+        target_task_seconds: float = 0.5,
+        wait_seconds: float = 0.05,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session_factory = session_factory
         self._stream_factory = stream_factory
         self._stream: TaskStream | None = None
@@ -290,8 +300,15 @@ class Scheduler:
         key = max(st.buffer, key=lambda k: len(st.buffer[k]))
         q = st.buffer[key]
         remaining = len(q) if st.scanned_all else max(len(q), st.unsubmitted)
-        n = stream_chunk_size(self._cost(key), remaining, ncpu, self.stream.in_flight(st.id),
-                              self.target_task_seconds, sum(st.charged.values()), sharing)
+        n = stream_chunk_size(
+            self._cost(key),
+            remaining,
+            ncpu,
+            self.stream.in_flight(st.id),
+            self.target_task_seconds,
+            sum(st.charged.values()),
+            sharing,
+        )
         while n > len(q) and not st.scanned_all:
             self._read_page(st)
             q = st.buffer[key]
@@ -326,17 +343,15 @@ class Scheduler:
         floor = min(st.used for st in waiting)
         ids = {st.id for st in waiting}
         sharing = self._sharing()
-        for tag, chunk in stream.preempt(
-                lambda t: t not in ids and t in self.sweeps and self.sweeps[t].used >= floor):
+        for tag, chunk in stream.preempt(lambda t: t not in ids and t in self.sweeps and self.sweeps[t].used >= floor):
             st = self.sweeps[tag]
             if not st.cancelling:
                 # sized when it ran alone: resubmitted in short pieces (the newcomer's next chunks
                 # wait behind one of them at most), which stay charged (not charged again)
                 est = st.charged.pop(id(chunk), 0.0)
-                n = stream_max_points(self._cost(chunk.key), sharing) if self._cost(chunk.key).known \
-                    else len(chunk.ids)
+                n = stream_max_points(self._cost(chunk.key), sharing) if self._cost(chunk.key).known else len(chunk.ids)
                 for i in range(0, len(chunk.ids), n):
-                    piece = Chunk(chunk.key, chunk.ids[i:i + n], chunk.cfgs[i:i + n], chunk.tries_left)
+                    piece = Chunk(chunk.key, chunk.ids[i : i + n], chunk.cfgs[i : i + n], chunk.tries_left)
                     st.charged[id(piece)] = est * len(piece.ids) / len(chunk.ids)
                     st.redo.append(piece)
 
@@ -438,9 +453,15 @@ class Scheduler:
             else:
                 store.finish_sweep(sweep, SweepStatus.DONE, None)
         sizes = [n for sid, n in self.submissions if sid == st.id]
-        log.info("sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s",
-                 st.id, counts, len(sizes), sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}",
-                 st.task_seconds, self._clock() - st.taken_at)
+        log.info(
+            "sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s",
+            st.id,
+            counts,
+            len(sizes),
+            sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}",
+            st.task_seconds,
+            self._clock() - st.taken_at,
+        )
         self._forget(st.id)
 
     def _forget(self, sweep_id: int) -> None:

@@ -19,6 +19,7 @@ in halves (a point that kills its worker is isolated); a chunk whose core call r
 halves at once, down to the single point, which is reported as status "failed" with the message;
 a task failing outside core (e.g. core not importable) is resubmitted, then its points are failed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,30 +45,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MAX_COST_MODELS = 256     # shapes whose cost model a Dispatcher remembers across runs
-_WAIT_SECONDS = 0.1        # ray.wait timeout: how often cancelled() is polled
-_ALL = object()            # TaskStream.in_flight(): every tag
+_MAX_COST_MODELS = 256  # shapes whose cost model a Dispatcher remembers across runs
+_WAIT_SECONDS = 0.1  # ray.wait timeout: how often cancelled() is polled
+_ALL = object()  # TaskStream.in_flight(): every tag
 CANCEL_GRACE_SECONDS = 5.0  # a cancelled task still running after this: its worker is killed
 
 
 @dataclass
 class PointOutcome:
     point_id: int
-    result: PointResult    # from core; arrays in result.curves are read-only (object store)
-    worker: str            # the Ray node id (hex) that ran it ("" if unknown)
-    task: int = -1         # serial number of the Ray task (chunk) that produced it, within one run
+    result: PointResult  # from core; arrays in result.curves are read-only (object store)
+    worker: str  # the Ray node id (hex) that ran it ("" if unknown)
+    task: int = -1  # serial number of the Ray task (chunk) that produced it, within one run
 
 
 @dataclass
 class DispatchStats:
-    n_points: int = 0          # points given
-    n_reported: int = 0        # points passed to on_results
-    n_shapes: int = 0          # distinct shape keys
-    n_tasks: int = 0           # Ray tasks submitted, resubmissions included
-    n_retried: int = 0         # chunks resubmitted after a system error (dead worker, lost object)
-    n_split: int = 0           # chunks split in two after errors, to isolate a bad point
-    n_failed_tasks: int = 0    # task attempts that ended in an error
-    n_failed_points: int = 0   # points reported "failed" by the dispatcher (core raised on them)
+    n_points: int = 0  # points given
+    n_reported: int = 0  # points passed to on_results
+    n_shapes: int = 0  # distinct shape keys
+    n_tasks: int = 0  # Ray tasks submitted, resubmissions included
+    n_retried: int = 0  # chunks resubmitted after a system error (dead worker, lost object)
+    n_split: int = 0  # chunks split in two after errors, to isolate a bad point
+    n_failed_tasks: int = 0  # task attempts that ended in an error
+    n_failed_points: int = 0  # points reported "failed" by the dispatcher (core raised on them)
     cancelled: bool = False
     wall_seconds: float = 0.0
     task_sizes: list[int] = field(default_factory=list)  # points per submitted task, in order
@@ -79,9 +80,9 @@ class DispatchStats:
 class TaskFailure:
     """Why a chunk's task ended without results (see classify_failure)."""
 
-    message: str              # one line, for the failed points' error
-    core_raised: bool         # core raised on the chunk: bisect to the point(s) that make it raise
-    node: str = ""            # the node that ran it, when known
+    message: str  # one line, for the failed points' error
+    core_raised: bool  # core raised on the chunk: bisect to the point(s) that make it raise
+    node: str = ""  # the node that ran it, when known
     cause: BaseException | None = None  # the task's own exception (None: a system error of Ray)
 
 
@@ -92,8 +93,7 @@ def classify_failure(e: BaseException) -> TaskFailure | None:
     cause = e.cause if isinstance(e, RayTaskError) else None
     if isinstance(cause, ChunkError):
         return TaskFailure(cause.message, True, cause.node_id, cause)
-    message = (f"{type(cause).__name__}: {cause}" if cause is not None
-               else f"{type(e).__name__}: {e}").splitlines()[0]
+    message = (f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(e).__name__}: {e}").splitlines()[0]
     return TaskFailure(message, False, "", cause)
 
 
@@ -105,16 +105,21 @@ def _make_room(costs: OrderedDict[ShapeKey, Cost], keys: Iterable[ShapeKey], lim
         if key in costs:
             costs.move_to_end(key)
     excess = len(costs) + sum(1 for k in keys if k not in costs) - limit
-    for key in [k for k in costs if k not in keys][:max(0, excess)]:
+    for key in [k for k in costs if k not in keys][: max(0, excess)]:
         del costs[key]
 
 
 class Dispatcher:
     """Runs points on Ray; see the module docstring. One `run` at a time per instance."""
 
-    def __init__(self, *, max_in_flight: int | None = None, target_task_seconds: float = 0.5,
-                 max_retries: int = 3,
-                 remote: RemoteFunction0[ChunkResults, list[PointConfig]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_in_flight: int | None = None,
+        target_task_seconds: float = 0.5,
+        max_retries: int = 3,
+        remote: RemoteFunction0[ChunkResults, list[PointConfig]] | None = None,
+    ) -> None:
         if target_task_seconds <= 0:
             raise ValueError("target_task_seconds must be > 0")
         if max_retries < 0:
@@ -122,12 +127,15 @@ class Dispatcher:
         self.max_in_flight = max_in_flight
         self.target_task_seconds = float(target_task_seconds)
         self.max_retries = int(max_retries)
-        self._remote = remote or run_chunk   # the Ray remote function run per chunk (tests gate it)
+        self._remote = remote or run_chunk  # the Ray remote function run per chunk (tests gate it)
         self._costs: OrderedDict[ShapeKey, Cost] = OrderedDict()  # shape key -> cost model
 
-    def run(self, points: Iterable[tuple[int, PointConfig]],
-            on_results: Callable[[list[PointOutcome]], None],
-            cancelled: Callable[[], bool] = lambda: False) -> DispatchStats:
+    def run(
+        self,
+        points: Iterable[tuple[int, PointConfig]],
+        on_results: Callable[[list[PointOutcome]], None],
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> DispatchStats:
         """Run every point; report each exactly once through `on_results` (called in this thread,
         one call per batch of finished tasks). If `cancelled()` turns true, in-flight tasks are
         cancelled and this returns promptly; unreported points stay unreported."""
@@ -146,8 +154,7 @@ class Dispatcher:
         stats.n_points = sum(len(ids) for ids, _ in groups.values())
         stats.n_shapes = len(groups)
         _make_room(self._costs, groups, _MAX_COST_MODELS)
-        plan = Planner(groups, ncpu, self.max_in_flight or 2 * ncpu, self.target_task_seconds,
-                       self._costs)
+        plan = Planner(groups, ncpu, self.max_in_flight or 2 * ncpu, self.target_task_seconds, self._costs)
         inflight: dict[ObjectRef[ChunkResults], Task] = {}
 
         def fill() -> None:
@@ -165,10 +172,17 @@ class Dispatcher:
 
         def failed_outcomes(chunk: Chunk, message: str, node: str, serial: int) -> list[PointOutcome]:
             stats.n_failed_points += len(chunk.ids)
-            return [PointOutcome(pid, PointResult(config=cfg, status=PointStatus.FAILED,
-                                                  metrics=dict.fromkeys(METRIC_FIELDS),
-                                                  error=message), node, serial)
-                    for pid, cfg in zip(chunk.ids, chunk.cfgs)]
+            return [
+                PointOutcome(
+                    pid,
+                    PointResult(
+                        config=cfg, status=PointStatus.FAILED, metrics=dict.fromkeys(METRIC_FIELDS), error=message
+                    ),
+                    node,
+                    serial,
+                )
+                for pid, cfg in zip(chunk.ids, chunk.cfgs)
+            ]
 
         def split_or_fail(chunk: Chunk, message: str, node: str, serial: int) -> list[PointOutcome]:
             if len(chunk.ids) == 1:
@@ -199,8 +213,9 @@ class Dispatcher:
                 # core (e.g. core not importable on a node): resubmit a bounded number of times.
                 message = failure.message
                 cause = failure.cause
-                log.warning("chunk of %d points lost (%s); %d resubmissions left",
-                            len(chunk.ids), message, chunk.tries_left)
+                log.warning(
+                    "chunk of %d points lost (%s); %d resubmissions left", len(chunk.ids), message, chunk.tries_left
+                )
                 if chunk.tries_left > 0:
                     stats.n_retried += 1
                     chunk.tries_left -= 1
@@ -247,6 +262,7 @@ class Dispatcher:
 
 # ============================================================================ streaming
 
+
 @dataclass
 class ChunkOutcome:
     """A finished chunk's results as columns (workers.tasks.ChunkRows) with the caller's point ids:
@@ -254,7 +270,7 @@ class ChunkOutcome:
 
     point_ids: list[int]
     rows: ChunkRows
-    worker: str            # the Ray node id (hex) that ran it
+    worker: str  # the Ray node id (hex) that ran it
 
     def __len__(self) -> int:
         return len(self.point_ids)
@@ -267,7 +283,7 @@ class Done:
     tag: Any
     chunk: Chunk
     outcomes: list[PointOutcome] | ChunkOutcome  # empty when split or resubmitted (reported later)
-    seconds: float                 # CPU seconds the task held a worker (core time; elapsed if failed)
+    seconds: float  # CPU seconds the task held a worker (core time; elapsed if failed)
     sample: tuple[int, float] | None  # (points, core seconds) for the shape's cost model
 
 
@@ -277,7 +293,7 @@ class _Flight:
     chunk: Chunk
     serial: int
     submitted: float
-    started: float | None = None   # estimated: tasks start FIFO as CPUs free up
+    started: float | None = None  # estimated: tasks start FIFO as CPUs free up
     cancelled: bool = False
     cancelled_at: float | None = None
 
@@ -293,20 +309,26 @@ class TaskStream:
     `remote` is the Ray remote function run per chunk (tests pass one that blocks until released).
     `clock` gives the times used for the timeout (tests pass a logical one)."""
 
-    def __init__(self, *, max_retries: int = 3, task_timeout: float | None = None,
-                 remote: RemoteFunction0[Any, list[PointConfig]] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        max_retries: int = 3,
+        task_timeout: float | None = None,
+        remote: RemoteFunction0[Any, list[PointConfig]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         init_ray()
         # returns ChunkRowsResults (run_chunk_rows) or ChunkResults (run_chunk)
-        self._remote: RemoteFunction0[Any, list[PointConfig]] = (
-            (remote or run_chunk_rows).options(max_retries=max_retries))
+        self._remote: RemoteFunction0[Any, list[PointConfig]] = (remote or run_chunk_rows).options(
+            max_retries=max_retries
+        )
         self.task_timeout = task_timeout
         self._clock = clock
         self._inflight: dict[ObjectRef[ChunkResults | ChunkRowsResults], _Flight] = {}
         self._serial = 0
         self._cpus = cluster_cpus()
         self._cpus_checked = clock()
-        self._timed_out: list[Done] = []   # single points failed by the timeout, not reported yet
+        self._timed_out: list[Done] = []  # single points failed by the timeout, not reported yet
         self._started: list[tuple[Any, Chunk]] = []  # (tag, chunk) started since take_started()
 
     def cpus(self) -> int:
@@ -397,31 +419,37 @@ class TaskStream:
             if f.cancelled and f.cancelled_at is not None and now - f.cancelled_at > CANCEL_GRACE_SECONDS:
                 # Ray can lose a polite cancel that races with the task's start: the worker is
                 # killed instead (its CPU must not stay taken by a chunk nobody waits for).
-                log.warning("a cancelled chunk of %d points still runs after %.0f s; killing its worker",
-                            len(f.chunk.ids), CANCEL_GRACE_SECONDS)
+                log.warning(
+                    "a cancelled chunk of %d points still runs after %.0f s; killing its worker",
+                    len(f.chunk.ids),
+                    CANCEL_GRACE_SECONDS,
+                )
                 ray.cancel(ref, force=True)
                 f.cancelled_at = None
         if not self.task_timeout:
             return
         for ref, f in list(self._inflight.items()):
             if f.started is not None and not f.cancelled and now - f.started > self.task_timeout:
-                log.warning("chunk of %d points ran over the %.0f s task timeout; cancelled",
-                            len(f.chunk.ids), self.task_timeout)
+                log.warning(
+                    "chunk of %d points ran over the %.0f s task timeout; cancelled",
+                    len(f.chunk.ids),
+                    self.task_timeout,
+                )
                 ray.cancel(ref, force=True)  # kills the worker: core may be stuck in C
                 del self._inflight[ref]
                 self._freed(now)
-                message = (f"TaskTimeout: no result within the task timeout of "
-                           f"{self.task_timeout:g} s")
+                message = f"TaskTimeout: no result within the task timeout of {self.task_timeout:g} s"
                 if len(f.chunk.ids) == 1:
-                    self._timed_out.append(Done(f.tag, f.chunk, _failed(f.chunk, message, ""),
-                                                now - f.started, None))
+                    self._timed_out.append(Done(f.tag, f.chunk, _failed(f.chunk, message, ""), now - f.started, None))
                 else:
                     self._split(f.tag, f.chunk)
 
     def _split(self, tag: Any, chunk: Chunk) -> None:
         h = len(chunk.ids) // 2
-        for part in (Chunk(chunk.key, chunk.ids[:h], chunk.cfgs[:h], tries_left=0),
-                     Chunk(chunk.key, chunk.ids[h:], chunk.cfgs[h:], tries_left=0)):
+        for part in (
+            Chunk(chunk.key, chunk.ids[:h], chunk.cfgs[:h], tries_left=0),
+            Chunk(chunk.key, chunk.ids[h:], chunk.cfgs[h:], tries_left=0),
+        ):
             self.submit(part, tag)
 
     def _collect(self, ref: ObjectRef[ChunkResults | ChunkRowsResults]) -> Done | None:
@@ -437,8 +465,12 @@ class TaskStream:
                 return None
             chunk = f.chunk
             if not failure.core_raised and chunk.tries_left > 0:
-                log.warning("chunk of %d points lost (%s); %d resubmissions left",
-                            len(chunk.ids), failure.message, chunk.tries_left)
+                log.warning(
+                    "chunk of %d points lost (%s); %d resubmissions left",
+                    len(chunk.ids),
+                    failure.message,
+                    chunk.tries_left,
+                )
                 chunk.tries_left -= 1
                 self.submit(chunk, f.tag)
                 return Done(f.tag, chunk, [], elapsed, None)
@@ -457,6 +489,11 @@ class TaskStream:
 
 
 def _failed(chunk: Chunk, message: str, node: str) -> list[PointOutcome]:
-    return [PointOutcome(pid, PointResult(config=cfg, status=PointStatus.FAILED,
-                                          metrics=dict.fromkeys(METRIC_FIELDS), error=message), node)
-            for pid, cfg in zip(chunk.ids, chunk.cfgs)]
+    return [
+        PointOutcome(
+            pid,
+            PointResult(config=cfg, status=PointStatus.FAILED, metrics=dict.fromkeys(METRIC_FIELDS), error=message),
+            node,
+        )
+        for pid, cfg in zip(chunk.ids, chunk.cfgs)
+    ]

@@ -25,6 +25,7 @@ Phases, per decision (a Ray slot is free):
    estimates and errors self-correct; a lane takes everything left when that ends no later than
    sharing it (which would cost another batch overhead).
 """
+
 from __future__ import annotations
 
 import heapq
@@ -34,14 +35,14 @@ from dataclasses import dataclass, field
 
 from flowsweep.core.types import PointConfig, ShapeKey
 
-MAX_TASK_SECONDS = 30.0   # streaming granularity: results reach the database at least this often
-OVERHEAD_FACTOR = 20.0    # middle-phase chunks carry >= 20 a of work: <= 5 % batch overhead
-FINAL_ROUND_TASKS = 4     # the final round starts when each CPU has <= 4 target tasks of work
+MAX_TASK_SECONDS = 30.0  # streaming granularity: results reach the database at least this often
+OVERHEAD_FACTOR = 20.0  # middle-phase chunks carry >= 20 a of work: <= 5 % batch overhead
+FINAL_ROUND_TASKS = 4  # the final round starts when each CPU has <= 4 target tasks of work
 FINAL_ROUND_OVERHEADS = 10  # ... or <= 10 a (its chunks are small enough that noise evens out)
-FIRST_CHUNK_CAP = 128     # shapes of <= ncpu x 128 points with unknown cost: split evenly at once
-PROBE_POINTS = 16         # larger ones: first chunks of 16 points, then doubling until fitted
-RESUBMITS = 2             # driver-side resubmissions of a chunk lost to a system error
-DECAY = 0.9               # weight of older samples per new one: the cost model follows load drift
+FIRST_CHUNK_CAP = 128  # shapes of <= ncpu x 128 points with unknown cost: split evenly at once
+PROBE_POINTS = 16  # larger ones: first chunks of 16 points, then doubling until fitted
+RESUBMITS = 2  # driver-side resubmissions of a chunk lost to a system error
+DECAY = 0.9  # weight of older samples per new one: the cost model follows load drift
 RAY_TASK_SECONDS = 0.002  # Ray's own cost per task, added to a
 
 
@@ -50,7 +51,7 @@ class Chunk:
     key: ShapeKey
     ids: list[int]
     cfgs: list[PointConfig]
-    tries_left: int = RESUBMITS    # driver-side resubmissions left after a system error
+    tries_left: int = RESUBMITS  # driver-side resubmissions left after a system error
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Task:
     chunk: Chunk
     serial: int
     submitted: float
-    started: float | None = None   # estimated: a task starts when a CPU frees up (FIFO)
+    started: float | None = None  # estimated: a task starts when a CPU frees up (FIFO)
 
 
 class Cost:
@@ -70,7 +71,7 @@ class Cost:
         self.w = self.sn = self.snn = self.st = self.snt = 0.0
         self.min_n = self.max_n = 0
         self._fit = (RAY_TASK_SECONDS, 0.0)
-        self._good: tuple[float, float] | None = None   # the last well-conditioned fit
+        self._good: tuple[float, float] | None = None  # the last well-conditioned fit
 
     def add(self, n: int, t: float) -> None:
         for name in ("w", "sn", "snn", "st", "snt"):
@@ -133,10 +134,10 @@ class Planner:
     ncpu: int
     max_in_flight: int
     target_task_seconds: float
-    costs: dict[ShapeKey, Cost]   # kept by the Dispatcher across runs
+    costs: dict[ShapeKey, Cost]  # kept by the Dispatcher across runs
     cursor: dict[ShapeKey, int] = field(init=False)
     redo: deque[Chunk] = field(default_factory=deque)
-    inflight: list[Task] = field(default_factory=list)   # in submission order
+    inflight: list[Task] = field(default_factory=list)  # in submission order
 
     def __post_init__(self) -> None:
         self.cursor = {k: 0 for k in self.groups}
@@ -166,7 +167,7 @@ class Planner:
         i = self.cursor[key]
         self.cursor[key] = i + n
         ids, cfgs = self.groups[key]
-        return Chunk(key, ids[i:i + n], cfgs[i:i + n])
+        return Chunk(key, ids[i : i + n], cfgs[i : i + n])
 
     def _even_split(self, key: ShapeKey) -> Chunk:
         """This free CPU's share of an even split of the shape's rest over the free CPUs."""
@@ -219,8 +220,7 @@ class Planner:
         lanes = self.lanes(now)
         slot = min(lanes)
         end = waterfill(lanes, work, max(f[0] for f in fits.values()))
-        final = min(MAX_TASK_SECONDS, max(FINAL_ROUND_TASKS * self.target_task_seconds,
-                                          FINAL_ROUND_OVERHEADS * a))
+        final = min(MAX_TASK_SECONDS, max(FINAL_ROUND_TASKS * self.target_task_seconds, FINAL_ROUND_OVERHEADS * a))
         if end - slot <= final:
             # Final round: this lane's share of the water-filled remaining work.
             if busy:
@@ -233,8 +233,7 @@ class Planner:
         elif not self.costs[key].fitted:
             # No a/b split yet (one chunk size measured): double the size, which also gives the
             # fit a second size; a = 0 makes b an overestimate, so the cap errs short.
-            n = min(2 * self.costs[key].max_n, math.ceil(MAX_TASK_SECONDS / b),
-                    math.ceil((end - slot) / 2 / b))
+            n = min(2 * self.costs[key].max_n, math.ceil(MAX_TASK_SECONDS / b), math.ceil((end - slot) / 2 / b))
         else:
             w = min(MAX_TASK_SECONDS, max(self.target_task_seconds, OVERHEAD_FACTOR * a))
             # never more than half this CPU's share of what is left (factoring: the last chunks
@@ -245,11 +244,11 @@ class Planner:
 
 
 # ============================================================================ streaming
-STREAM_MAX_TASK_SECONDS = 2.0   # streaming scheduler: tasks of ~0.2-2 s (issue 9), so a cancel or
-                                # a newly submitted sweep never waits long for a free CPU
+STREAM_MAX_TASK_SECONDS = 2.0  # streaming scheduler: tasks of ~0.2-2 s (issue 9), so a cancel or
+# a newly submitted sweep never waits long for a free CPU
 STREAM_SHARED_TASK_SECONDS = 0.25  # ... and of ~0.25 s while several sweeps share the CPUs, so a
-                                   # sweep's chunk never waits long behind another sweep's
-SHARED_OVERHEAD_FACTOR = 5.0    # ... but of >= 5 a (batch overhead <= 20 %)
+# sweep's chunk never waits long behind another sweep's
+SHARED_OVERHEAD_FACTOR = 5.0  # ... but of >= 5 a (batch overhead <= 20 %)
 
 
 def stream_task_seconds(cost: Cost, sharing: int = 1) -> float:
@@ -268,9 +267,15 @@ def stream_max_points(cost: Cost, sharing: int = 1) -> int:
     return max(1, math.ceil(stream_task_seconds(cost, sharing) / max(b, cost.st / max(cost.sn, 1e-12))))
 
 
-def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
-                      target_task_seconds: float = 0.5, in_flight_seconds: float = 0.0,
-                      sharing: int = 1) -> int:
+def stream_chunk_size(
+    cost: Cost,
+    remaining: int,
+    ncpu: int,
+    own_in_flight: int,
+    target_task_seconds: float = 0.5,
+    in_flight_seconds: float = 0.0,
+    sharing: int = 1,
+) -> int:
     """Points for the next chunk of one shape of one sweep under the streaming scheduler
     (service.scheduling), which refills every freed slot with some sweep's next chunk; 0 = wait.
 
@@ -297,7 +302,7 @@ def stream_chunk_size(cost: Cost, remaining: int, ncpu: int, own_in_flight: int,
     a, b = cost.fit()
     lanes = max(1, math.ceil(ncpu / max(sharing, 1)))  # CPUs of the sweep's fair share
     cap = stream_task_seconds(cost, sharing)
-    share = b * remaining / lanes                    # a CPU's share of the work left (seconds)
+    share = b * remaining / lanes  # a CPU's share of the work left (seconds)
     final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
     if share <= final:
         # The last round: nothing is queued (a piece is sized when a CPU frees up, with the latest

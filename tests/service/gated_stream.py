@@ -21,7 +21,7 @@ class GatedTask:
     chunk: object
     started: bool = False
     cancelled: bool = False
-    started_at: float = 0.0      # logical seconds (release_next's clock)
+    started_at: float = 0.0  # logical seconds (release_next's clock)
     ends_at: float = 0.0
 
 
@@ -34,7 +34,7 @@ class GatedStream:
         self._started: list = []
         self.log: list[tuple[str, object, int]] = []  # ("submit"|"done"|"cancel"|"preempt", tag, points)
         self.closed = False
-        self.now = 0.0   # logical clock advanced by release_next (release leaves it alone)
+        self.now = 0.0  # logical clock advanced by release_next (release leaves it alone)
 
     # ---- the TaskStream interface
     def cpus(self) -> int:
@@ -129,8 +129,15 @@ class GatedStream:
         self.tasks.remove(t)
         results = run_points(t.chunk.cfgs)
         seconds = self.a + self.b * len(t.chunk.ids)
-        self._ready.append(Done(t.tag, t.chunk, [PointOutcome(pid, r, "gated") for pid, r in zip(t.chunk.ids, results)],
-                                seconds, (len(t.chunk.ids), seconds)))
+        self._ready.append(
+            Done(
+                t.tag,
+                t.chunk,
+                [PointOutcome(pid, r, "gated") for pid, r in zip(t.chunk.ids, results)],
+                seconds,
+                (len(t.chunk.ids), seconds),
+            )
+        )
         self.log.append(("done", t.tag, len(t.chunk.ids)))
         self._start_free()
         return t

@@ -7,10 +7,12 @@ Covers issue 9: streaming refill (~2 chunks per CPU), fair share by CPU seconds 
 behind a huge one; two big ones), cancel (no new chunk after the request, in-flight chunks
 cancelled, computed results kept, `cancelling` shown at once), attempts counting started runs.
 """
+
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from gated_stream import GatedStream
 
 from flowsweep.service import store
 from flowsweep.service.db import make_engine, make_session_factory, session_scope
@@ -19,8 +21,6 @@ from flowsweep.service.progress import ProgressBook, sweep_progress
 from flowsweep.service.scheduling import Scheduler
 from flowsweep.service.schemas import SweepSpec
 from flowsweep.service.writer import ResultWriter
-
-from gated_stream import GatedStream
 
 OWNER = "test-runner"
 
@@ -39,8 +39,9 @@ def sched(factory):
     writer = ResultWriter(factory, book.add, owner=OWNER)
     writer.start()
     clock = [0.0]
-    s = Scheduler(factory, lambda: stream, writer, book, poll_seconds=1.0, wait_seconds=0.0,
-                  owner=OWNER, clock=lambda: clock[0])
+    s = Scheduler(
+        factory, lambda: stream, writer, book, poll_seconds=1.0, wait_seconds=0.0, owner=OWNER, clock=lambda: clock[0]
+    )
     s.gated, s.clock = stream, clock
     yield s
     writer.stop()
@@ -48,9 +49,18 @@ def sched(factory):
 
 def add_sweep(factory, name: str, n_seeds: int, seed0: int = 0) -> int:
     """A sweep of cheap points (10 gd steps), stored as POST /sweeps stores it."""
-    body = {"name": name, "model": "asymmetric", "init": "gaussian", "integrator": "gd", "m": 3, "n": 4,
-            "eta": 0.01, "steps": 10, "record_every": 1,
-            "axes": {"init_scale": [0.1], "k": [6], "lambda0": [0.0], "seed": {"range": [seed0, seed0 + n_seeds]}}}
+    body = {
+        "name": name,
+        "model": "asymmetric",
+        "init": "gaussian",
+        "integrator": "gd",
+        "m": 3,
+        "n": 4,
+        "eta": 0.01,
+        "steps": 10,
+        "record_every": 1,
+        "axes": {"init_scale": [0.1], "k": [6], "lambda0": [0.0], "seed": {"range": [seed0, seed0 + n_seeds]}},
+    }
     spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
     stored = spec.model_dump(mode="json", exclude={"axes"})
     stored["axes"] = body["axes"]
@@ -83,7 +93,7 @@ def test_slots_stay_full_and_refill_on_every_return(factory, sched):
     assert g.submitted(big) == [16, 16]  # cost unknown: one probe per CPU, nothing queued beyond
     g.release(1)
     step(sched, advance=0.0)  # a turn without a database read: refill is driven by returns
-    assert g.in_flight() == 4      # cost known: two chunks per CPU
+    assert g.in_flight() == 4  # cost known: two chunks per CPU
     for _ in range(6):
         n = len(g.submitted(big))
         g.release(1)
@@ -97,8 +107,13 @@ def test_slots_stay_full_and_refill_on_every_return(factory, sched):
     started = sum(len(t.chunk.ids) for t in g.tasks if t.started)
     sched.writer.flush()  # the released chunks' results are written (their points no longer running)
     with session_scope(factory) as s:
-        by_attempts = dict(s.execute(sa.select(Point.attempts, sa.func.count()).where(
-            Point.sweep_id == big, Point.status == "running").group_by(Point.attempts)).all())
+        by_attempts = dict(
+            s.execute(
+                sa.select(Point.attempts, sa.func.count())
+                .where(Point.sweep_id == big, Point.status == "running")
+                .group_by(Point.attempts)
+            ).all()
+        )
     assert queued > 0 and by_attempts == {0: queued, 1: started}, by_attempts
 
 
@@ -106,14 +121,14 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
     g = sched.gated
     huge = add_sweep(factory, "huge", 3000)
     step(sched)
-    for _ in range(8):   # the huge sweep under way, costs known, 4 chunks in flight
+    for _ in range(8):  # the huge sweep under way, costs known, 4 chunks in flight
         g.release(1)
         step(sched, advance=0.0)
     assert g.in_flight(huge) == 4
     small = add_sweep(factory, "small", 20, seed0=10_000)
     queued = [len(t.chunk.ids) for t in g.tasks if not t.started]
-    assert len(queued) == 2   # the huge sweep's chunks queued behind the 2 busy CPUs
-    step(sched)           # the database is read: the small sweep joins
+    assert len(queued) == 2  # the huge sweep's chunks queued behind the 2 busy CPUs
+    step(sched)  # the database is read: the small sweep joins
     # the queued chunks are taken back; the small sweep's chunk (its cost is known: same shape;
     # all of it: its fair share is one of the two CPUs) goes first, the huge one's after it
     assert [e for e in g.log if e[0] == "preempt"] == [("preempt", huge, n) for n in queued]
@@ -121,13 +136,13 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
     assert [t.tag for t in g.tasks if not t.started][0] == small
     g.release(1)
     step(sched, advance=0.0)
-    assert g.running(small) == [20]   # started on the first CPU that freed up
+    assert g.running(small) == [20]  # started on the first CPU that freed up
     releases = 1
     while status(factory, small) != "done":
         g.release(1)
         step(sched, advance=0.0)
         releases += 1
-        assert releases < 10, [e for e in g.log if e[1] == small or e[0] == 'preempt']
+        assert releases < 10, [e for e in g.log if e[1] == small or e[0] == "preempt"]
     # done after a few of the huge one's chunks (one per slot it did not get), while the huge one has
     # most of its work to do
     c = counts(factory, huge)
@@ -138,8 +153,9 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
         g.release(4)
         step(sched, advance=0.0)
     with session_scope(factory) as s:
-        n_rows, n_distinct = s.execute(sa.select(sa.func.count(), sa.func.count(sa.distinct(Result.point_id)))
-                                       .where(Result.sweep_id == huge)).one()
+        n_rows, n_distinct = s.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(Result.point_id))).where(Result.sweep_id == huge)
+        ).one()
         attempts = set(s.execute(sa.select(Point.attempts).where(Point.sweep_id == huge)).scalars())
     assert n_rows == n_distinct == 3000
     assert attempts == {1}  # each point's chunk started once
@@ -151,11 +167,12 @@ def test_a_newcomer_waits_one_chunk_and_runs_as_alone_on_half_the_cluster(factor
     2x its time alone on one CPU; the other sweep's chunks are short while they share the CPUs,
     long again once it is alone."""
     from flowsweep.workers.planner import STREAM_SHARED_TASK_SECONDS
+
     g = sched.gated
-    sched.target_task_seconds = 1.0   # a sweep alone: tasks of ~1 s (as Fig. 1 points' 20 a)
+    sched.target_task_seconds = 1.0  # a sweep alone: tasks of ~1 s (as Fig. 1 points' 20 a)
     huge = add_sweep(factory, "huge", 3000)
     step(sched)
-    for _ in range(12):   # the huge sweep alone: its cost fitted, chunks of ~target seconds
+    for _ in range(12):  # the huge sweep alone: its cost fitted, chunks of ~target seconds
         g.release_next()
         step(sched, advance=0.0)
     long_chunk = g.a + g.b * g.submitted(huge)[-1]
@@ -174,11 +191,11 @@ def test_a_newcomer_waits_one_chunk_and_runs_as_alone_on_half_the_cluster(factor
         if t.tag == small:
             done_at = t.ends_at
     alone_on_one_cpu = g.a + g.b * 20
-    assert first_start - joined <= min(wait_bound, long_chunk)       # the first CPU that frees up
+    assert first_start - joined <= min(wait_bound, long_chunk)  # the first CPU that frees up
     assert done_at - first_start <= 2 * alone_on_one_cpu, (first_start, done_at)
     shared = [n for kind, tag, n in g.log[n_log:] if kind == "submit" and tag == huge]
     assert shared and max(g.a + g.b * n for n in shared) <= STREAM_SHARED_TASK_SECONDS + g.b, shared
-    for _ in range(8):   # alone again: long chunks
+    for _ in range(8):  # alone again: long chunks
         g.release_next()
         step(sched, advance=0.0)
     assert g.a + g.b * g.submitted(huge)[-1] > 2 * STREAM_SHARED_TASK_SECONDS
@@ -227,20 +244,22 @@ def test_cancel_stops_submissions_cancels_in_flight_and_keeps_results(factory, s
     with session_scope(factory) as s:
         store.request_cancel(store.get_sweep(s, sid, for_update=True))
     with session_scope(factory) as s:
-        assert sweep_progress(s, sid).status == "cancelling"   # shown at once
-    step(sched)   # the runner reads the database
+        assert sweep_progress(s, sid).status == "cancelling"  # shown at once
+    step(sched)  # the runner reads the database
     assert [e for e in g.log if e[0] == "cancel"] == [("cancel", sid, 2)]  # its 2 in-flight chunks
     assert g.in_flight(sid) == 0
     assert status(factory, sid) == "cancelled"
     for _ in range(5):
         g.release(1)
         step(sched, advance=0.0)
-    assert len(g.submitted(sid)) == n_submitted     # no chunk of it after the request
+    assert len(g.submitted(sid)) == n_submitted  # no chunk of it after the request
     c = counts(factory, sid)
     assert c["running"] == 0 and c["done"] == done_before and c["pending"] == 2000 - done_before
     with session_scope(factory) as s:
-        assert s.execute(sa.select(sa.func.count()).select_from(Result)
-                         .where(Result.sweep_id == sid)).scalar_one() == done_before  # kept
+        assert (
+            s.execute(sa.select(sa.func.count()).select_from(Result).where(Result.sweep_id == sid)).scalar_one()
+            == done_before
+        )  # kept
         assert sweep_progress(s, sid).status == "cancelled"
     assert status(factory, other) == "running" and g.in_flight(other) == 4  # the other one goes on
 
@@ -252,5 +271,5 @@ def test_cancel_made_in_this_process_needs_no_database_read(factory, sched):
     g.release(1)
     step(sched, advance=0.0)
     sched.request_cancel(sid)
-    step(sched, advance=0.0)   # no poll of the database in this turn
+    step(sched, advance=0.0)  # no poll of the database in this turn
     assert g.in_flight(sid) == 0 and status(factory, sid) == "cancelled"

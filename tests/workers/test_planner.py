@@ -1,5 +1,6 @@
 """The chunk planner against a simulated cluster (discrete events, no Ray): tasks cost a + b·n
 seconds, P CPUs take queued tasks FIFO. Checks the schedules' shape, not timings of this machine."""
+
 from __future__ import annotations
 
 import heapq
@@ -7,7 +8,7 @@ import random
 
 import pytest
 
-from flowsweep.workers.planner import (FIRST_CHUNK_CAP, MAX_TASK_SECONDS, Cost, Planner, Task, waterfill)
+from flowsweep.workers.planner import FIRST_CHUNK_CAP, MAX_TASK_SECONDS, Cost, Planner, Task, waterfill
 
 
 def simulate(n_points, ncpu, a, b, shapes=1, noise=0.0, max_in_flight=None, costs=None, seed=0):
@@ -146,6 +147,7 @@ def test_cost_cache_keeps_a_runs_own_shapes_and_evicts_the_least_recent_others()
 
 # --- the streaming scheduler's chunk sizes -------------------------------------------------------
 
+
 def _cost(a: float, b: float) -> Cost:
     cost = Cost()
     for n in (10, 40, 10, 40):
@@ -158,19 +160,19 @@ def test_stream_chunks_probe_first_then_split_evenly_when_short():
     from flowsweep.workers.planner import PROBE_POINTS, stream_chunk_size
 
     unknown = Cost()
-    assert stream_chunk_size(unknown, 100_000, 2, 0) == PROBE_POINTS       # a long sweep: probes
-    assert stream_chunk_size(unknown, 100_000, 2, 2) == 0                   # none queued while unknown
-    assert stream_chunk_size(unknown, 201, 2, 0) == 101                      # short: even split, as direct
-    assert stream_chunk_size(unknown, 100, 2, 1) == 100                      # ... over the free CPUs
+    assert stream_chunk_size(unknown, 100_000, 2, 0) == PROBE_POINTS  # a long sweep: probes
+    assert stream_chunk_size(unknown, 100_000, 2, 2) == 0  # none queued while unknown
+    assert stream_chunk_size(unknown, 201, 2, 0) == 101  # short: even split, as direct
+    assert stream_chunk_size(unknown, 100, 2, 1) == 100  # ... over the free CPUs
 
 
 def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
     from flowsweep.workers.planner import STREAM_MAX_TASK_SECONDS, stream_chunk_size
 
-    cheap = _cost(0.001, 0.001)            # 1 ms per point, tiny overhead: ~0.5 s chunks
+    cheap = _cost(0.001, 0.001)  # 1 ms per point, tiny overhead: ~0.5 s chunks
     n = stream_chunk_size(cheap, 1_000_000, 2, 0, 0.5)
     assert 0.4 <= cheap.seconds(n) <= 0.6
-    heavy_overhead = _cost(0.5, 0.001)     # 20 a = 10 s would keep overhead at 5 %: capped at 2 s
+    heavy_overhead = _cost(0.5, 0.001)  # 20 a = 10 s would keep overhead at 5 %: capped at 2 s
     n = stream_chunk_size(heavy_overhead, 1_000_000, 2, 0, 0.5)
     assert heavy_overhead.seconds(n) <= STREAM_MAX_TASK_SECONDS + 0.01
     # the tail: what is left split over the CPUs, a crumb taken along, never more than what is left
@@ -204,7 +206,7 @@ def test_stream_chunks_are_short_and_spread_over_a_fair_share_while_sweeps_share
         stream_task_seconds,
     )
 
-    fig1_like = _cost(0.05, 0.003)         # 20 a = 1 s chunks alone
+    fig1_like = _cost(0.05, 0.003)  # 20 a = 1 s chunks alone
     alone = stream_chunk_size(fig1_like, 100_000, 2, 0, 0.5)
     shared = stream_chunk_size(fig1_like, 100_000, 2, 0, 0.5, sharing=2)
     assert 0.9 <= fig1_like.seconds(alone) <= 1.1
@@ -221,7 +223,7 @@ def test_stream_chunks_are_short_and_spread_over_a_fair_share_while_sweeps_share
     # is one task (a second one would wait behind the other sweep's chunks); alone: an even split
     assert stream_chunk_size(fig1_like, 30, 2, 0, 0.5) == 15
     assert stream_chunk_size(fig1_like, 30, 2, 0, 0.5, sharing=2) == 30
-    assert stream_chunk_size(fig1_like, 30, 2, 1, 0.5, sharing=2) == 0   # nothing queued beyond it
+    assert stream_chunk_size(fig1_like, 30, 2, 1, 0.5, sharing=2) == 0  # nothing queued beyond it
     # 2 sweeps on 3 CPUs: 2 lanes each (the lanes of all sweeps cover every CPU): with one task in
     # flight, a second one, half of the rest
     assert stream_chunk_size(fig1_like, 30, 3, 1, 0.5, sharing=2) == 15

@@ -6,6 +6,7 @@ Covers issue 9: a cancel takes a tag's chunks out of flight at once and never re
 results computed before the cancel are kept; other tags go on; a task over the timeout is cancelled
 and bisected, a single point that times out is failed with a clear message.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,8 +52,10 @@ def collect_until(stream, predicate, dones, what, timeout=60.0):
     """Call stream.wait until predicate(dones) holds (a deadline only against hanging forever)."""
     deadline = time.monotonic() + timeout
     while not predicate(dones):
-        assert time.monotonic() < deadline, (f"never got {what}: {[(d.tag, d.chunk.ids) for d in dones]}; "
-                                             f"in flight {[(f.tag, f.chunk.ids, f.cancelled) for f in stream._inflight.values()]}")
+        assert time.monotonic() < deadline, (
+            f"never got {what}: {[(d.tag, d.chunk.ids) for d in dones]}; "
+            f"in flight {[(f.tag, f.chunk.ids, f.cancelled) for f in stream._inflight.values()]}"
+        )
         dones.extend(stream.wait(0.05))
     return dones
 
@@ -72,8 +75,8 @@ def test_cancel_drops_a_tag_in_flight_keeps_what_was_computed_and_others_go_on(l
     ref = next(r for r, f in stream._inflight.items() if f.chunk.ids == [1001, 1002])
     ray.wait([ref], timeout=60)
     assert stream.cancel("A") == 2
-    assert stream.in_flight("A") == 0       # at once: nothing of A is waited for any more
-    open_gate(tmp_path, 5)                  # (A's second chunk is never released: only the cancel ends it)
+    assert stream.in_flight("A") == 0  # at once: nothing of A is waited for any more
+    open_gate(tmp_path, 5)  # (A's second chunk is never released: only the cancel ends it)
     dones = collect_until(stream, lambda d: stream.in_flight() == 0, [], "every task gone")
     got = {(d.tag, tuple(o.point_id for o in d.outcomes)) for d in dones}
     # computed before the cancel: kept; the other chunk of A: never reported; B: reported
@@ -85,12 +88,12 @@ def test_cancel_drops_a_tag_in_flight_keeps_what_was_computed_and_others_go_on(l
 def test_a_task_over_the_timeout_is_bisected_and_its_points_failed_with_a_message(local_ray, tmp_path):
     t = [0.0]
     stream = TaskStream(remote=gated_remote(tmp_path), task_timeout=100.0, clock=lambda: t[0])
-    stream.submit(chunk([10, 11]), "T")     # never released
+    stream.submit(chunk([10, 11]), "T")  # never released
     assert stream.wait(0.01) == []
-    t[0] = 150.0                              # past the timeout on the logical clock
-    assert stream.wait(0.01) == []            # cancelled (worker killed) and split in two halves
+    t[0] = 150.0  # past the timeout on the logical clock
+    assert stream.wait(0.01) == []  # cancelled (worker killed) and split in two halves
     assert stream.in_flight("T") == 2
-    open_gate(tmp_path, 11)                   # the second half runs; the first hangs again
+    open_gate(tmp_path, 11)  # the second half runs; the first hangs again
     dones = collect_until(stream, lambda d: any(x.outcomes for x in d), [], "the released half")
     assert [(o.point_id, o.result.status) for d in dones for o in d.outcomes] == [(1011, "done")]
     t[0] = 300.0
