@@ -512,16 +512,19 @@ def summary_pandas(session: Session, q: SummaryQuery, sweep_id: int | None = Non
         g[metrics].count(),
     )
     sem = std / np.sqrt(n.where(n > 0))
-    out = pd.DataFrame(index=size.index)
-    out["count"] = size
+    columns: dict[str, pd.Series] = {"count": size}
     for m in metrics:
-        out[f"{m}_mean"] = mean[m]
-        out[f"{m}_std"] = std[m]
-        out[f"{m}_sem"] = sem[m]
-        out[f"{m}_min"] = mn[m]
-        out[f"{m}_max"] = mx[m]
-        out[f"{m}_count"] = n[m]
-    out = out.reset_index()
+        columns.update(
+            {
+                f"{m}_mean": mean[m],
+                f"{m}_std": std[m],
+                f"{m}_sem": sem[m],
+                f"{m}_min": mn[m],
+                f"{m}_max": mx[m],
+                f"{m}_count": n[m],
+            }
+        )
+    out = pd.DataFrame(columns, index=size.index).reset_index()  # one frame at once (not column by column)
     return frame_records(out)
 
 
