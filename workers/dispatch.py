@@ -51,6 +51,17 @@ _ALL = object()  # TaskStream.in_flight(): every tag
 CANCEL_GRACE_SECONDS = 5.0  # a cancelled task still running after this: its worker is killed
 
 
+def _cancel(refs: list[ray.ObjectRef[Any]], force: bool = False) -> None:
+    """ray.cancel of the tasks that have not finished. Ray 2.60's driver aborts ("Tried to complete
+    task that was not pending") when a task is cancelled while its finished reply is being
+    processed, so a task whose result is already there is never cancelled."""
+    if not refs:
+        return
+    _, pending = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+    for ref in pending:
+        ray.cancel(ref, force=force)
+
+
 @dataclass
 class PointOutcome:
     point_id: int
@@ -253,8 +264,7 @@ class Dispatcher:
                     stats.n_reported += len(outcomes)
                     on_results(outcomes)
         finally:
-            for ref in inflight:
-                ray.cancel(ref, force=False)
+            _cancel(list(inflight))
             inflight.clear()
             stats.wall_seconds = time.perf_counter() - t_start
         return stats
@@ -363,29 +373,29 @@ class TaskStream:
 
     def cancel(self, tag: Any) -> int:
         """Cancel the tag's tasks in flight; their points are never reported. Returns how many."""
-        n = 0
-        for ref, f in self._inflight.items():
-            if f.tag == tag and not f.cancelled:
-                f.cancelled, f.cancelled_at = True, self._clock()
-                ray.cancel(ref, force=False)
-                n += 1
-        return n
+        refs = [ref for ref, f in self._inflight.items() if f.tag == tag and not f.cancelled]
+        for ref in refs:
+            f = self._inflight[ref]
+            f.cancelled, f.cancelled_at = True, self._clock()
+        _cancel(refs)
+        return len(refs)
 
     def preempt(self, which: Callable[[Any], bool]) -> list[tuple[Any, Chunk]]:
         """Cancel the tasks queued behind busy CPUs (not started, by the FIFO estimate) whose tag
         satisfies `which`, so that work submitted next starts first; returns their (tag, chunk)
         for the caller to submit again later. Their points are never reported by these tasks."""
         out: list[tuple[Any, Chunk]] = []
+        refs = []
         for ref, f in self._inflight.items():
             if f.started is None and not f.cancelled and which(f.tag):
                 f.cancelled, f.cancelled_at = True, self._clock()
-                ray.cancel(ref, force=False)
+                refs.append(ref)
                 out.append((f.tag, f.chunk))
+        _cancel(refs)
         return out
 
     def close(self) -> None:
-        for ref in self._inflight:
-            ray.cancel(ref, force=False)
+        _cancel(list(self._inflight))
         self._inflight.clear()
 
     def wait(self, timeout: float) -> list[Done]:
@@ -424,7 +434,7 @@ class TaskStream:
                     len(f.chunk.ids),
                     CANCEL_GRACE_SECONDS,
                 )
-                ray.cancel(ref, force=True)
+                _cancel([ref], force=True)
                 f.cancelled_at = None
         if not self.task_timeout:
             return
@@ -435,7 +445,7 @@ class TaskStream:
                     len(f.chunk.ids),
                     self.task_timeout,
                 )
-                ray.cancel(ref, force=True)  # kills the worker: core may be stuck in C
+                _cancel([ref], force=True)  # kills the worker: core may be stuck in C
                 del self._inflight[ref]
                 self._freed(now)
                 message = f"TaskTimeout: no result within the task timeout of {self.task_timeout:g} s"
