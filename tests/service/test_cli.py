@@ -425,7 +425,7 @@ def test_ctrl_c_hint_names_wait(server, capsys, monkeypatch):
 
         def interrupted(self, sweep_id):  # noqa: ANN001
             raise KeyboardInterrupt
-            yield  # noqa: unreachable (a generator, as Client.events is)
+            yield  # unreachable: makes this a generator, as Client.events is
 
         monkeypatch.setattr(Client, "events", interrupted)
         rc, _, err = run(capsys, "--url", server.url, "wait", str(big["id"]))
