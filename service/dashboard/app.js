@@ -782,8 +782,9 @@ async function pageSubmit(main) {
       estimate.className = "estimate";
       estimate.replaceChildren(h("strong", {id: "n-points"}, `${r.n_points} points`),
         r.n_cached ? ` (${r.n_cached} reused from earlier sweeps, ${r.n_new} to run)` : " to run",
-        ` · about ${secs(est.cpu_seconds)} of CPU, ${secs(est.wall_seconds)} on ${est.cpus} CPU${est.cpus > 1 ? "s" : ""}`,
-        h("span", {class: "muted"}, " (rough estimate)"));
+        ` · about ${secs(est.cpu_seconds)} of CPU, ${secs(est.wall_seconds)} on ${est.cpus} CPU${est.cpus > 1 ? "s" : ""}` +
+        (est.peak_bytes_per_point ? `, up to ${(est.peak_bytes_per_point / 1e6).toPrecision(2)} MB per point` : ""),
+        h("span", {class: "muted"}, " (the budget's estimate, on the high side)"));
     } catch (e) {
       estimate.className = "estimate invalid";
       estimate.textContent = e.status === 422 ? "Not valid yet: see the messages next to the fields." : e.message;

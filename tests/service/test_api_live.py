@@ -5,6 +5,7 @@ point's own curves), tags/notes with PATCH and `tag=` filters, the summary acros
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 
@@ -12,7 +13,10 @@ import httpx
 import numpy as np
 import pytest
 
+from flowsweep.core.cost import point_cost
 from flowsweep.service.events import SnapshotCache
+from flowsweep.service.expand import expand
+from flowsweep.service.schemas import SweepSpec
 
 RUN = uuid.uuid4().hex[:6]  # tags unique to this run: the shared server holds other modules' sweeps
 LIVE, PAPER, FIG1, OTHER = (f"{t}-{RUN}" for t in ("live", "paper", "fig1", "other"))
@@ -159,7 +163,14 @@ def test_dry_run_counts_and_estimates_without_storing(run):
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["valid"], body["n_points"], body["n_cached"], body["n_new"]) == (True, 10, 6, 4)
-    assert body["estimate"]["cpu_seconds"] > 0 and body["estimate"]["cpus"] >= 1
+    assert body["estimate"]["cpus"] >= 1
+    # the budget's model (core.cost) for the 4 points to run: every point of this sweep costs the same
+    spec = SweepSpec.model_validate({**SPEC, "axes": {**SPEC["axes"], "seed": {"range": [0, 5]}}})
+    costs = {point_cost(dataclasses.replace(p, seed=0)) for p in expand(spec)}
+    assert len(costs) == 1
+    (cost,) = costs
+    assert body["estimate"]["cpu_seconds"] == pytest.approx(4 * cost.cpu_seconds)
+    assert body["estimate"]["peak_bytes_per_point"] == int(cost.peak_bytes)
     assert client.get("/sweeps").json()["count"] == before
     bad = client.post("/sweeps", params={"dry_run": "true"}, json={**SPEC, "eta": -1})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "eta"
