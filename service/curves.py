@@ -11,20 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from flowsweep.status import PointStatus
 from flowsweep.workers.codec import decode_curves
 
+from . import queries
 from .aggregate import aggregate, mean_std, plateau_length
-from .models import PARAM_FIELDS, Curve, Point, Result
+from .models import PARAM_FIELDS
 
 # Parameters that can tell groups apart (seed is what the groups aggregate over).
 GROUPABLE = tuple(f for f in PARAM_FIELDS if f != "seed")
 DEFAULT_AXES = ("init_scale", "k", "lambda0")
 TITLE_METRICS = ("q0_norm", "lambda0_fit", "speedup", "final_error")
-_CHUNK = 500
 
 
 def _decode(blob: bytes, fmt: str) -> dict[str, np.ndarray]:
@@ -48,20 +46,7 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
     {"point_id", "seed"}, "<metric>_mean"..., "plateau" (per point), "plateau_mean", "plateau_std",
     "plateau_n"}]} over the sweep's done points, at most
     `max_per_group` (the lowest seeds) per group."""
-    cols = [
-        Point.id,
-        Point.source_point_id,
-        *(getattr(Point, f) for f in PARAM_FIELDS),
-        *(getattr(Result, m) for m in TITLE_METRICS),
-    ]
-    rows = session.execute(
-        select(*cols)
-        .join(Result, Result.point_id == Point.id)
-        .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
-        .order_by(Point.seed, Point.id)
-    ).all()
-    names = ["point_id", "source_point_id", *PARAM_FIELDS, *TITLE_METRICS]
-    records = [dict(zip(names, r)) for r in rows]
+    records = queries.done_point_rows(session, sweep_id, TITLE_METRICS)
     if by is None:
         by = [f for f in DEFAULT_AXES if len({r[f] for r in records}) > 1]
         by += [
@@ -74,14 +59,9 @@ def group_curves(session: Session, sweep_id: int, by: list[str] | None, max_per_
         groups.setdefault(tuple(_hashable(r[k]) for k in by), []).append(r)
     keep = {key: members[:max_per_group] for key, members in sorted(groups.items(), key=_sort_key)}
     # One read of the blobs needed (own or the source's for a cached point).
-    blob_of: dict[int, tuple[bytes, str]] = {}
-    wanted = {r["source_point_id"] or r["point_id"] for members in keep.values() for r in members}
-    wanted_list = sorted(wanted)
-    for i in range(0, len(wanted_list), _CHUNK):
-        for pid, stored, fmt in session.execute(
-            select(Curve.point_id, Curve.blob, Curve.format).where(Curve.point_id.in_(wanted_list[i : i + _CHUNK]))
-        ):
-            blob_of[pid] = (stored, fmt)
+    blob_of = queries.curve_blobs(
+        session, (r["source_point_id"] or r["point_id"] for members in keep.values() for r in members)
+    )
     out = []
     for key, members in keep.items():
         curves, used = [], []

@@ -22,12 +22,12 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import store
 from .db import session_scope
-from .models import RunnerLease, utcnow
+from .models import utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
@@ -72,21 +72,12 @@ class Leadership:
         expires = now + dt.timedelta(seconds=self.ttl)
         try:
             with session_scope(self._session_factory) as s:
-                lease = s.execute(
-                    select(RunnerLease).where(RunnerLease.name == LEASE_NAME).with_for_update()
-                ).scalar_one_or_none()
-                if lease is None:
-                    s.add(RunnerLease(name=LEASE_NAME, owner=self.owner, expires_at=expires))
-                    s.flush()
-                elif lease.owner == self.owner or lease.expires_at <= now:
-                    if lease.owner != self.owner:
-                        log.info(
-                            "runner: lease of %s expired at %s; taking over", lease.owner, lease.expires_at.isoformat()
-                        )
-                    lease.owner, lease.expires_at = self.owner, expires
-                else:
-                    self._valid_until = -1.0
-                    return False
+                previous = store.take_lease(s, LEASE_NAME, self.owner, now, expires)
+            if previous is False:
+                self._valid_until = -1.0
+                return False
+            if previous is not None:
+                log.info("runner: lease of %s expired at %s; taking over", previous[0], previous[1].isoformat())
         except IntegrityError:  # another process created it at the same moment
             self._valid_until = -1.0
             return False
@@ -104,8 +95,6 @@ class Leadership:
         self._valid_until = -1.0
         try:
             with session_scope(self._session_factory) as s:
-                lease = s.get(RunnerLease, LEASE_NAME, with_for_update=True)
-                if lease is not None and lease.owner == self.owner:
-                    lease.expires_at = utcnow() - dt.timedelta(seconds=1)
+                store.release_lease(s, LEASE_NAME, self.owner, utcnow() - dt.timedelta(seconds=1))
         except Exception:
             log.warning("runner: could not release the lease (it expires by itself)")

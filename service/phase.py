@@ -10,13 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from flowsweep.status import PointStatus
-
+from . import queries
 from .aggregate import phase_boundary, phase_cells
-from .models import Point, Result
+from .models import Point
 
 METRIC = "rate_fit"
 REFERENCE = 1.0  # the one-layer model's rate (eq. (4): e(t) ∝ e^{−t})
@@ -32,18 +30,24 @@ def sigma_min(point: Point) -> tuple[float, str]:
     return float(np.linalg.svd(Y, compute_uv=False).min()), "Y"
 
 
+def _data_key(point: Point) -> tuple[Any, ...]:
+    """What determines a point's Y (SPEC §2): its shape, data draw, spectrum and scale."""
+    draw = point.seed if point.data_seed is None else ("data", point.data_seed)
+    sv = None if point.y_singular_values is None else tuple(point.y_singular_values)
+    return (point.model, point.m, point.n, point.n_samples, draw, sv, point.data_scale)
+
+
 def sweep_phase(session: Session, sweep_id: int) -> dict[str, Any]:
     """{"metric", "reference", "sigma_source", "cells": [{"sigma_min", "lambda0", "median", "n",
     "points", "above"}], "boundary": {"sigma_min", "lambda0"}} over the sweep's done points."""
-    rows = session.execute(
-        select(Point, getattr(Result, METRIC))
-        .join(Result, Result.point_id == Point.id)
-        .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
-        .order_by(Point.id)
-    ).all()
+    rows = queries.done_points_with_metric(session, sweep_id, METRIC)
     sigmas, sources = [], set()
+    seen: dict[tuple[Any, ...], tuple[float, str]] = {}  # points that draw the same Y (e.g. a data_seed)
     for point, _ in rows:
-        s, src = sigma_min(point)
+        key = _data_key(point)
+        if key not in seen:
+            seen[key] = sigma_min(point)
+        s, src = seen[key]
         sigmas.append(s)
         sources.add(src)
     cells = phase_cells(sigmas, [p.lambda0 for p, _ in rows], [v for _, v in rows], REFERENCE)

@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import Label
 
 from flowsweep.core.types import FLOAT_PARAMS, INITS, INT_PARAMS, INTEGRATORS, METRIC_FIELDS, MODELS
 from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
-from flowsweep.status import FINISHED_POINT_STATUSES
+from flowsweep.status import FINISHED_POINT_STATUSES, PointStatus
 
 from .models import LIST_PARAM_FIELDS, PARAM_FIELDS, Curve, Point, Result, SweepTag
 from .schemas import NAME_PATTERN, RESULT_FIELDS
@@ -577,3 +577,51 @@ def decode_curves(curve: Curve) -> dict:
 def json_array(a: Any) -> Any:
     """A float array as nested lists, non-finite values as null."""
     return json_safe(np.asarray(a, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- aggregated curves and phase
+
+_BLOB_CHUNK = 500  # point ids per IN (...) of a blob read
+
+
+def done_point_rows(session: Session, sweep_id: int, metrics: Iterable[str]) -> list[dict[str, Any]]:
+    """The sweep's done points as dicts: point_id, source_point_id, every parameter and `metrics`,
+    in seed order (GET /sweeps/{id}/curves groups them)."""
+    metrics = list(metrics)
+    cols = [
+        Point.id,
+        Point.source_point_id,
+        *(getattr(Point, f) for f in PARAM_FIELDS),
+        *(getattr(Result, m) for m in metrics),
+    ]
+    rows = session.execute(
+        select(*cols)
+        .join(Result, Result.point_id == Point.id)
+        .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
+        .order_by(Point.seed, Point.id)
+    ).all()
+    names = ["point_id", "source_point_id", *PARAM_FIELDS, *metrics]
+    return [dict(zip(names, r)) for r in rows]
+
+
+def curve_blobs(session: Session, point_ids: Iterable[int]) -> dict[int, tuple[bytes, str]]:
+    """point id -> (stored curves blob, its format), for the ids that have one (one read per chunk)."""
+    wanted = sorted(set(point_ids))
+    out: dict[int, tuple[bytes, str]] = {}
+    for i in range(0, len(wanted), _BLOB_CHUNK):
+        for pid, blob, fmt in session.execute(
+            select(Curve.point_id, Curve.blob, Curve.format).where(Curve.point_id.in_(wanted[i : i + _BLOB_CHUNK]))
+        ):
+            out[pid] = (blob, fmt)
+    return out
+
+
+def done_points_with_metric(session: Session, sweep_id: int, metric: str) -> list[tuple[Point, Any]]:
+    """(Point, its result's `metric`) of the sweep's done points, in id order (GET /sweeps/{id}/phase)."""
+    rows = session.execute(
+        select(Point, getattr(Result, metric))
+        .join(Result, Result.point_id == Point.id)
+        .where(Point.sweep_id == sweep_id, Point.status == PointStatus.DONE)
+        .order_by(Point.id)
+    ).all()
+    return [(p, v) for p, v in rows]

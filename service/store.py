@@ -8,8 +8,9 @@ summaries, files) live in `service.queries`.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, Row, Table, and_, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,7 +21,17 @@ from flowsweep.jsonsafe import finite_or_none as _finite_or_none  # stored as NU
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, CACHED, COUNT_KEYS, PointStatus, SweepStatus
 
 from .expand import expand, point_identity
-from .models import PARAM_FIELDS, REUSABLE_POINT_STATUSES, Curve, Point, Result, Sweep, SweepTag, utcnow
+from .models import (
+    PARAM_FIELDS,
+    REUSABLE_POINT_STATUSES,
+    Curve,
+    Point,
+    Result,
+    RunnerLease,
+    Sweep,
+    SweepTag,
+    utcnow,
+)
 from .schemas import SweepSpec
 
 # Declarative classes map a Table; SQLAlchemy types `__table__` as the wider FromClause.
@@ -518,3 +529,30 @@ def record_runner_error(session: Session, sweep_id: int, message: str, give_up: 
         if give_up:
             sweep.status = SweepStatus.FAILED
             sweep.finished_at = utcnow()
+
+
+# ----------------------------------------------------------------------------- runner lease
+
+
+def take_lease(
+    session: Session, name: str, owner: str, now: dt.datetime, expires: dt.datetime
+) -> Literal[False] | tuple[str, dt.datetime] | None:
+    """Create, renew or take over the lease `name` for `owner` until `expires` (row locked).
+    False: another owner holds it; (previous owner, its expiry): taken over; None: created or renewed."""
+    lease = session.execute(select(RunnerLease).where(RunnerLease.name == name).with_for_update()).scalar_one_or_none()
+    if lease is None:
+        session.add(RunnerLease(name=name, owner=owner, expires_at=expires))
+        session.flush()
+        return None
+    if lease.owner != owner and lease.expires_at > now:
+        return False
+    previous = None if lease.owner == owner else (lease.owner, lease.expires_at)
+    lease.owner, lease.expires_at = owner, expires
+    return previous
+
+
+def release_lease(session: Session, name: str, owner: str, expired_at: dt.datetime) -> None:
+    """Expire `owner`'s lease at once (a clean stop: a standby takes over without waiting)."""
+    lease = session.get(RunnerLease, name, with_for_update=True)
+    if lease is not None and lease.owner == owner:
+        lease.expires_at = expired_at
