@@ -119,6 +119,11 @@ class SweepProgress:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def progress_fraction(counts: dict[str, int], n_points: int) -> float:
+    """The finished share of a sweep's points (a point reused from cache counts as finished)."""
+    return sum(counts[k] for k in FINISHED_COUNT_KEYS) / n_points if n_points else 1.0
+
+
 def sweep_progress(session: Session, sweep_id: int, runner: Any = None) -> SweepProgress | None:
     """A sweep's progress snapshot, or None when it does not exist."""
     from . import store
@@ -127,11 +132,10 @@ def sweep_progress(session: Session, sweep_id: int, runner: Any = None) -> Sweep
     if sweep is None:
         return None
     counts = store.counts(session, [sweep_id])[sweep_id]
-    finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
     return SweepProgress(
         display_status(sweep.status, sweep.cancel_requested),
         counts,
-        finished / sweep.n_points if sweep.n_points else 1.0,
+        progress_fraction(counts, sweep.n_points),
         eta_of(sweep, runner),
         sweep.n_points,
     )

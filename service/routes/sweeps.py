@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flowsweep.status import FINISHED_COUNT_KEYS, FINISHED_SWEEP_STATUSES, SweepStatus
+from flowsweep.status import FINISHED_SWEEP_STATUSES, SweepStatus
 
 from .. import curves as curves_mod
 from .. import estimate, phase, queries, store
@@ -20,7 +20,7 @@ from ..deps import ReadAuth, RunnerDep, SessionDep, SettingsDep, WriteAuth
 from ..events import event_stream
 from ..expand import PointSpecError, expand, point_identity
 from ..models import SWEEP_STATUSES, Sweep, utcnow
-from ..progress import display_status, eta_of
+from ..progress import display_status, eta_of, progress_fraction
 from ..schemas import NAME_PATTERN, SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
 from .common import DbId, found_or_404, json_safe, read_json_body, result_page
 from .results import FILE_RESPONSES
@@ -75,7 +75,6 @@ def _unprocessable(field: tuple[str, ...] | list[str], msg: str, typ: str = "val
 
 
 def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any, tags: list[str] | None = None) -> dict:
-    finished = sum(counts[k] for k in FINISHED_COUNT_KEYS)
     return json_safe(
         {
             "id": sweep.id,
@@ -84,7 +83,7 @@ def sweep_out(sweep: Sweep, counts: dict[str, int], runner: Any, tags: list[str]
             "status": display_status(sweep.status, sweep.cancel_requested),
             "n_points": sweep.n_points,
             "counts": counts,
-            "progress": (finished / sweep.n_points) if sweep.n_points else 1.0,
+            "progress": progress_fraction(counts, sweep.n_points),
             "created_at": sweep.created_at.isoformat(),
             "started_at": sweep.started_at.isoformat() if sweep.started_at else None,
             "finished_at": sweep.finished_at.isoformat() if sweep.finished_at else None,
