@@ -270,7 +270,8 @@ def singular_values_figure(groups: Sequence[Group]) -> Figure:
         ax.set_xlabel("iterations" if eta else "t")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("singular values of X(t)")
-    axes[0].legend(fontsize=8)
+    # below the panels: inside, it hides the early curves of small inits (Fig. 1 bottom)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig
 
 

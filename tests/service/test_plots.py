@@ -131,6 +131,8 @@ def test_singular_values_figure_draws_two_layer_one_layer_and_targets():
     assert styles.count("solid") == 3 and styles.count("dashed") == 3 and styles.count("dotted") == 3
     labels = [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
     assert labels == ["two-layer σᵢ(X(t))", "one-layer", "σᵢ(Y)"]
+    # the legend sits below the panels, not over the early curves
+    assert ax.get_legend() is None and [t.get_text() for t in fig.legends[0].get_texts()] == labels
     dotted = [ln.get_ydata()[0] for ln in ax.get_lines() if _linestyle(ln) == "dotted"]
     np.testing.assert_allclose(dotted, np.linalg.svd(g.state["Y"], compute_uv=False))
     solid = [ln for ln in ax.get_lines() if _linestyle(ln) == "solid"]
