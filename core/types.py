@@ -157,3 +157,90 @@ class PointResult:
     curves: Curves | None = None
     error: str | None = None  # message when status is FAILED
     wall_seconds: float = 0.0
+
+
+@dataclass
+class CurveBlock:
+    """The curves of several points on one record grid, as arrays (a batch's, as computed): row j's
+    curves are its first n_records[j] records (a diverged point's stop where it diverged);
+    `curves(j)` is that row as a `Curves`."""
+
+    t: FloatArray  # (T,)
+    error: FloatArray  # (P, T)
+    error_linear: FloatArray  # (P, T)
+    singular_values: FloatArray  # (P, T, r)
+    n_records: IntArray  # (P,) records of each row, <= T
+    error_regularized_fit: FloatArray | None = None  # (P, T); row j only where has_fit[j]
+    has_fit: BoolArray | None = None  # (P,)
+
+    def __len__(self) -> int:
+        return len(self.n_records)
+
+    def curves(self, j: int) -> Curves:
+        n = int(self.n_records[j])
+        fit = self.error_regularized_fit
+        return Curves(
+            t=self.t[:n],
+            error=self.error[j, :n],
+            error_linear=self.error_linear[j, :n],
+            singular_values=self.singular_values[j, :n],
+            error_regularized_fit=None if fit is None or self.has_fit is None or not self.has_fit[j] else fit[j, :n],
+        )
+
+    @classmethod
+    def of(cls, curves: Curves) -> CurveBlock:
+        """A block of one point."""
+        fit = curves.error_regularized_fit
+        return cls(
+            t=curves.t,
+            error=curves.error[None],
+            error_linear=curves.error_linear[None],
+            singular_values=curves.singular_values[None],
+            n_records=np.array([len(curves.t)], dtype=np.int64),
+            error_regularized_fit=None if fit is None else fit[None],
+            has_fit=None if fit is None else np.ones(1, dtype=bool),
+        )
+
+
+@dataclass
+class ResultColumns:
+    """What `run_points` computed, as columns in input order (point i is entry i of each list):
+    no per-point objects, for callers that turn results into rows (`results()` gives the
+    PointResults). `metrics` holds every METRIC_FIELDS name, each value a finite float, an int
+    (diverged_at) or None. Curves come in blocks: row j of blocks[k] belongs to point
+    block_points[k][j]; failed points have none."""
+
+    configs: list[PointConfig]
+    status: list[PointStatus]
+    error: list[str | None]
+    wall_seconds: list[float]
+    metrics: dict[str, list[float | int | None]]
+    blocks: list[CurveBlock] = field(default_factory=list)
+    block_points: list[IntArray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def curve_rows(self) -> list[tuple[int, int] | None]:
+        """(block, row) of each point's curves, None for a point without."""
+        out: list[tuple[int, int] | None] = [None] * len(self)
+        for k, pts in enumerate(self.block_points):
+            for j, i in enumerate(pts.tolist()):
+                out[i] = (k, j)
+        return out
+
+    def results(self) -> list[PointResult]:
+        rows = self.curve_rows()
+        names = list(self.metrics)
+        cols = [self.metrics[f] for f in names]
+        return [
+            PointResult(
+                config=c,
+                status=self.status[i],
+                metrics=dict(zip(names, [col[i] for col in cols])),
+                curves=None if rows[i] is None else self.blocks[rows[i][0]].curves(rows[i][1]),
+                error=self.error[i],
+                wall_seconds=self.wall_seconds[i],
+            )
+            for i, c in enumerate(self.configs)
+        ]
