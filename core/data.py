@@ -88,8 +88,9 @@ def _seed_sequence_state(entropy: np.ndarray) -> np.ndarray:
         return value ^ (value >> np.uint32(_XSHIFT))
 
     def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        r = np.uint32(_MIX_MULT_L) * x - np.uint32(_MIX_MULT_R) * y
-        return r ^ (r >> np.uint32(_XSHIFT))
+        r: np.ndarray = x * np.uint32(_MIX_MULT_L) - y * np.uint32(_MIX_MULT_R)
+        out: np.ndarray = r ^ (r >> np.uint32(_XSHIFT))
+        return out
 
     zero = np.zeros(B, dtype=np.uint32)
     pool = [hashmix(entropy[:, i] if i < L else zero) for i in range(_POOL_SIZE)]
@@ -118,7 +119,11 @@ def pcg64_states(seeds: list[int], stream: int) -> list[tuple[int, int]]:
     tail = _words(stream)
     if max(seeds, default=0) <= _MASK32:  # one word each (the usual case): no Python-level grouping
         by_len[1 + len(tail)] = list(range(len(seeds)))
-        entropy = {1 + len(tail): np.column_stack([np.array(seeds, dtype=np.uint32)] + [np.full(len(seeds), w, np.uint32) for w in tail])}
+        entropy = {
+            1 + len(tail): np.column_stack(
+                [np.array(seeds, dtype=np.uint32)] + [np.full(len(seeds), w, np.uint32) for w in tail]
+            )
+        }
     else:
         words = [_words(int(s)) + tail for s in seeds]
         for i, w in enumerate(words):

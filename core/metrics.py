@@ -196,13 +196,13 @@ def _norms(A: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rate_fits(t: np.ndarray, R: np.ndarray, noise_floor: float) -> np.ndarray:
-    """`fits.rate_fit(t, R[b], noise_floor).rate` of every row (NaN for None): rows with the same
+def _rate_fits(t: np.ndarray, r: np.ndarray, noise_floor: float) -> np.ndarray:
+    """`fits.rate_fit(t, r[b], noise_floor).rate` of every row (NaN for None): rows with the same
     usable prefix share the tail, fitted in one stacked least-squares line."""
-    B, T = R.shape
+    B, T = r.shape
     out = np.full(B, np.nan)
     with np.errstate(invalid="ignore"):
-        good = np.isfinite(R) & (R > noise_floor)
+        good = np.isfinite(r) & (r > noise_floor)
     stop = np.where(good.all(axis=1), T, np.argmin(good, axis=1))
     for s in np.unique(stop[stop >= 2]).tolist():
         rows = np.flatnonzero(stop == s)
@@ -212,7 +212,7 @@ def _rate_fits(t: np.ndarray, R: np.ndarray, noise_floor: float) -> np.ndarray:
             continue
         ts = t[sel] - t[sel].mean()
         # contiguous rows: ddot's result depends on the stride, and rate_fit's rows are contiguous
-        ys = np.log(np.ascontiguousarray(R[rows][:, sel]))
+        ys = np.log(np.ascontiguousarray(r[rows][:, sel]))
         out[rows] = -(np.vecdot(ys - ys.mean(axis=1, keepdims=True), ts) / float(ts @ ts))
     return out
 
@@ -327,8 +327,14 @@ def batch_metrics(
                 fit = lambda0_fit(Y[b], U0[b], V[b], t, X[j])
                 col["lambda0_fit"][b] = clean(fit.lambda0)
                 col["lambda0_fit_error"][b] = clean(fit.error)
-                col["lambda0_fit_pos"][b], col["lambda0_fit_pos_error"][b] = clean(fit.pos.lambda0), clean(fit.pos.error)
-                col["lambda0_fit_neg"][b], col["lambda0_fit_neg_error"][b] = clean(fit.neg.lambda0), clean(fit.neg.error)
+                col["lambda0_fit_pos"][b], col["lambda0_fit_pos_error"][b] = (
+                    clean(fit.pos.lambda0),
+                    clean(fit.pos.error),
+                )
+                col["lambda0_fit_neg"][b], col["lambda0_fit_neg_error"][b] = (
+                    clean(fit.neg.lambda0),
+                    clean(fit.neg.error),
+                )
                 if err_reg_fit is not None:
                     err_reg_fit[b] = np.linalg.norm(Y[b] - fit.X_reg, axis=(1, 2)) / ynorm[b]
                     rows_fit.append(b)
@@ -342,7 +348,8 @@ def batch_metrics(
                 _scatter(col["rate_lin"], idx, _col(_rate_lins(tr.U_final[L], tr.V_final[L], E_j)))
         _scatter(col["rate_pred"], idx, _rate_preds(c0, YL, sig_Y if sig_Y is None else sig_Y[L], lam_pred))
         # closed forms: the balanced start's is X_reg itself (eq. (21) at lambda0 = 0)
-        for j, b in enumerate(idx):
+        has_closed_form = sym or (model == "asymmetric" and c0.init in ("spectral", "balanced"))
+        for j, b in enumerate(idx if has_closed_form else []):
             c = configs[b]
             if model == "asymmetric" and c.init == "balanced" and c.lambda0 == 0 and D is not None:
                 dist = np.linalg.norm(D[j], axis=(1, 2))

@@ -136,7 +136,7 @@ class _Group:
 
     @classmethod
     def failed(cls, message: str) -> _Group:
-        return cls([PointStatus.FAILED], dict.fromkeys(METRIC_FIELDS, [None]), None, 0.0, message)
+        return cls([PointStatus.FAILED], {f: [None] for f in METRIC_FIELDS}, None, 0.0, message)
 
     @classmethod
     def of_results(cls, results: list[PointResult]) -> list[_Group]:

@@ -229,8 +229,17 @@ class ResultColumns:
                 out[i] = (k, j)
         return out
 
+    def curves(self, i: int) -> Curves | None:
+        """Point i's curves (None for a failed point)."""
+        row = self.curve_rows()[i]
+        return None if row is None else self.blocks[row[0]].curves(row[1])
+
     def results(self) -> list[PointResult]:
-        rows = self.curve_rows()
+        """One PointResult per point, in input order (what `run_points` returns)."""
+        curves: list[Curves | None] = [None] * len(self)
+        for block, pts in zip(self.blocks, self.block_points):
+            for j, i in enumerate(pts.tolist()):
+                curves[i] = block.curves(j)
         names = list(self.metrics)
         cols = [self.metrics[f] for f in names]
         return [
@@ -238,7 +247,7 @@ class ResultColumns:
                 config=c,
                 status=self.status[i],
                 metrics=dict(zip(names, [col[i] for col in cols])),
-                curves=None if rows[i] is None else self.blocks[rows[i][0]].curves(rows[i][1]),
+                curves=curves[i],
                 error=self.error[i],
                 wall_seconds=self.wall_seconds[i],
             )
