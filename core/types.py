@@ -176,6 +176,16 @@ class CurveBlock:
     def __len__(self) -> int:
         return len(self.n_records)
 
+    def all_curves(self) -> list[Curves]:
+        """`curves(j)` of every row (rows of arrays taken at once: cheaper per row)."""
+        if self.error_regularized_fit is not None or not (self.n_records == len(self.t)).all():
+            return [self.curves(j) for j in range(len(self))]
+        t = self.t
+        return [
+            Curves(t=t, error=e, error_linear=el, singular_values=sv)
+            for e, el, sv in zip(list(self.error), list(self.error_linear), list(self.singular_values))
+        ]
+
     def curves(self, j: int) -> Curves:
         n = int(self.n_records[j])
         fit = self.error_regularized_fit
@@ -238,18 +248,18 @@ class ResultColumns:
         """One PointResult per point, in input order (what `run_points` returns)."""
         curves: list[Curves | None] = [None] * len(self)
         for block, pts in zip(self.blocks, self.block_points):
-            for j, i in enumerate(pts.tolist()):
-                curves[i] = block.curves(j)
+            for i, cv in zip(pts.tolist(), block.all_curves()):
+                curves[i] = cv
         names = list(self.metrics)
-        cols = [self.metrics[f] for f in names]
+        rows = zip(*(self.metrics[f] for f in names))  # one tuple of metric values per point
         return [
             PointResult(
                 config=c,
-                status=self.status[i],
-                metrics=dict(zip(names, [col[i] for col in cols])),
-                curves=curves[i],
-                error=self.error[i],
-                wall_seconds=self.wall_seconds[i],
+                status=st,
+                metrics=dict(zip(names, row)),
+                curves=cv,
+                error=err,
+                wall_seconds=w,
             )
-            for i, c in enumerate(self.configs)
+            for c, st, row, cv, err, w in zip(self.configs, self.status, rows, curves, self.error, self.wall_seconds)
         ]
