@@ -8,6 +8,7 @@ embedding W) by `seed`. Same config -> bit-identical arrays on the same machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
@@ -147,15 +148,12 @@ class SeededStreams:
         self._states = pcg64_states(seeds, stream)
         self._bitgen = np.random.PCG64()
         self._gen = np.random.Generator(self._bitgen)
+        self._pcg: dict[str, int] = {"state": 0, "inc": 0}
+        self._full: dict[str, Any] = {"bit_generator": "PCG64", "state": self._pcg, "has_uint32": 0, "uinteger": 0}
 
     def rng(self, b: int) -> np.random.Generator:
-        state, inc = self._states[b]
-        self._bitgen.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": state, "inc": inc},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
+        self._pcg["state"], self._pcg["inc"] = self._states[b]
+        self._bitgen.state = self._full  # type: ignore[assignment]  # read, not kept: one dict for all
         return self._gen
 
 
