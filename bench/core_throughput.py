@@ -272,9 +272,11 @@ def main() -> None:
     )
 
     # issue 9's cheap points: core's fixed cost per point against the plain loop, back to back
+    from flowsweep.core.run import run_points_columns
+
     tiny = tiny_configs(args.tiny_points)
     run_points(tiny[:8])
-    t_loop, t_core, r_tiny = [], [], []
+    t_loop, t_core, t_cols, r_tiny, r_cols = [], [], [], [], []
     for _ in range(args.rounds):
         t = time.process_time()
         for c in tiny:
@@ -283,16 +285,20 @@ def main() -> None:
         t = time.process_time()
         run_points(tiny)
         t_core.append((time.process_time() - t) / len(tiny))
+        t = time.process_time()
+        run_points_columns(tiny)  # the same results as columns: no PointResult per point
+        t_cols.append((time.process_time() - t) / len(tiny))
         r_tiny.append(t_core[-1] / t_loop[-1])
+        r_cols.append(t_cols[-1] / t_loop[-1])
     print(
         f"tiny points (steps=10, m=5, n=10, k=50, {len(tiny)} points): plain loop"
-        f" {min(t_loop) * 1e3:.3f} ms/point, core.run_points {min(t_core) * 1e3:.3f} ms/point (best of"
-        f" {args.rounds})"
+        f" {min(t_loop) * 1e3:.3f} ms/point, core.run_points {min(t_core) * 1e3:.3f} ms/point,"
+        f" run_points_columns {min(t_cols) * 1e3:.3f} ms/point (best of {args.rounds})"
     )
     print(
         f"    cost ratio core/loop : {np.median(r_tiny):8.2f}x  (median of {args.rounds} back-to-back"
-        f" rounds; range {min(r_tiny):.2f}-{max(r_tiny):.2f}x; core also computes the baseline,"
-        f" rate and regularized-flow metrics)"
+        f" rounds; range {min(r_tiny):.2f}-{max(r_tiny):.2f}x; columns {np.median(r_cols):.2f}x; core also"
+        f" computes the baseline, rate and regularized-flow metrics)"
     )
 
     fit_cfgs = [PointConfig(**{**c.to_dict(), "fit_lambda0": True}) for c in configs[:24]]

@@ -9,10 +9,12 @@ CPUs) is timed from the POST to the sweep's finished_at, start-up and Ray's work
 (a warm-up sweep runs first); its process's RSS is sampled during the run (max printed) to show it
 is bounded rather than growing with the sweep.
 
-Also printed: core.run_points alone on one core (the floor the service cannot go below, per CPU).
+Also printed: core alone on one core (the floor the service cannot go below, per CPU), as
+`run_points` and as `run_points_columns`, in rounds alternating with the loop (CPU time, medians);
+`--stages` adds where core's time goes, `--core-only` skips the service.
 Target (issue 9): service throughput >= 5x the loop's.
 
-    .venv/bin/python bench/tiny_points.py [--points 20000] [--cpus 2]
+    .venv/bin/python bench/tiny_points.py [--points 20000] [--cpus 2] [--core-only] [--stages]
 """
 
 from __future__ import annotations
@@ -80,17 +82,98 @@ def plain_loop(points: int) -> float:
     return time.perf_counter() - t0
 
 
-def core_alone(points: int) -> float:
-    from flowsweep.core import PointConfig, run_points
+def tiny_configs(points: int) -> list:
+    from flowsweep.core import PointConfig
 
-    cfgs = [
+    return [
         PointConfig(model="asymmetric", m=M, n=N, k=K, eta=ETA, steps=STEPS, record_every=1, init_scale=SCALE, seed=s)
         for s in range(points)
     ]
+
+
+def core_alone(points: int, rounds: int = 5) -> dict[str, float]:
+    """core on one core against the loop, in CPU seconds of this process, alternating within each
+    round (the machine is shared): medians in ms/point of the loop, `run_points` (PointResult
+    objects) and `run_points_columns` (columns, what a service turning results into rows needs),
+    and the median per-round cost ratios core/loop."""
+    from flowsweep.core.run import run_points, run_points_columns
+
+    cfgs = tiny_configs(points)
     run_points(cfgs[:10])
-    t0 = time.perf_counter()
-    run_points(cfgs)
-    return time.perf_counter() - t0
+    t: dict[str, list[float]] = {"loop": [], "run_points": [], "run_points_columns": []}
+    wall: list[float] = []  # run_points in wall-clock time, for the service's ratio to it
+    for _ in range(rounds):
+        for name, fn in (
+            ("loop", lambda: plain_loop(points)),
+            ("run_points", lambda: run_points(cfgs)),
+            ("run_points_columns", lambda: run_points_columns(cfgs)),
+        ):
+            t0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            t[name].append((time.process_time() - t0) / points * 1e3)
+            if name == "run_points":
+                wall.append((time.perf_counter() - w0) / points * 1e3)
+    out = {name: float(np.median(v)) for name, v in t.items()}
+    out["run_points wall"] = float(np.median(wall))
+    for name in ("run_points", "run_points_columns"):
+        out[name + "/loop"] = float(np.median(np.array(t[name]) / np.array(t["loop"])))
+    return out
+
+
+def core_stages(points: int = 512, rounds: int = 5) -> dict[str, float]:
+    """Where core's time goes on one batch of tiny points (ms/point, CPU, median of rounds)."""
+    from flowsweep.core import data, metrics, run
+    from flowsweep.core.dynamics import record_grid, reduce_factors
+    from flowsweep.core.validation import validate_config
+
+    cfgs = tiny_configs(points)
+    run.run_points(cfgs[:10])
+    acc: dict[str, list[float]] = {}
+    clock = [0.0]
+
+    def tick(name: str) -> None:
+        now = time.process_time()
+        acc.setdefault(name, []).append((now - clock[0]) / points * 1e3)
+        clock[0] = now
+
+    for _ in range(rounds):
+        clock[0] = time.process_time()
+        for c in cfgs:
+            validate_config(c)
+        tick("validate_config")
+        s = data.make_initial_states(cfgs)
+        tick("data (Y, U0, V0)")
+        reduce_factors(s.U0, s.V0)
+        tick("reduce_factors (QR)")
+        prob = run._stacked_problem(cfgs)
+        clock[0] = time.process_time()
+        tr = run._integrate(cfgs, prob)
+        tick("gd")
+        sv = run.trajectory_singular_values(tr, record_grid(ETA, STEPS, 1))
+        tick("singular values")
+        X_reg = run._regularized_flows(cfgs, prob, tr)
+        tick("regularized flow (closed form)")
+        metrics.batch_metrics(cfgs, prob.Y, prob.U0, prob.V0, tr, sv, X_reg=X_reg)
+        tick("metrics")
+        cols = run.run_points_columns(cfgs)
+        tick("run_points_columns (all of the above)")
+        cols.results()
+        tick("PointResult objects")
+    return {name: float(np.median(v)) for name, v in acc.items()}
+
+
+def print_core_alone(n: int, core_points: int) -> float:
+    """Print core alone against the loop (rounds on min(n, core_points) points); returns core's
+    run_points seconds per point in wall-clock time (as the service is timed)."""
+    core_n = min(n, core_points)
+    c = core_alone(core_n)
+    print(
+        f"  core alone, one core ({core_n} points, CPU time, median of 5 rounds alternating with the loop): "
+        f"loop {c['loop']:.3f} ms/point, run_points {c['run_points']:.3f} ms/point "
+        f"(cost {c['run_points/loop']:.2f}x the loop's), run_points_columns {c['run_points_columns']:.3f} ms/point "
+        f"({c['run_points_columns/loop']:.2f}x); run_points wall-clock {c['run_points wall']:.3f} ms/point"
+    )
+    return c["run_points wall"] / 1e3
 
 
 def rss_mb(pid: int) -> float:
@@ -104,8 +187,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=20_000)
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--core-points", type=int, default=2000, help="points of the core-alone rounds")
+    ap.add_argument("--core-only", action="store_true", help="core alone against the loop; no service")
+    ap.add_argument("--stages", action="store_true", help="also print where core's time goes, per stage")
     args = ap.parse_args()
     n = args.points
+    if args.stages:
+        print("core per stage, one batch of 512 tiny points (ms/point, CPU, median of 5 rounds):")
+        for name, ms in core_stages().items():
+            print(f"  {name:40s} {ms:.4f}")
+    if args.core_only:
+        print_core_alone(n, args.core_points)
+        return
     print(f"tiny points: {n} points of {STEPS} gd steps (m={M}, n={N}, k={K}); service on {args.cpus} CPUs")
     with tempfile.TemporaryDirectory(prefix="fstiny") as tmp:
         service = Service(args.cpus, Path(tmp))
@@ -114,12 +207,7 @@ def main() -> None:
             service.run_sweep(sweep_body(20, "warm-up"))  # Ray's workers exist, core imported
             loop_s = plain_loop(n)
             print(f"  plain per-point loop, one core: {loop_s:6.2f} s ({loop_s / n * 1e3:.3f} ms/point)")
-            core_n = min(n, 4000)
-            core_s = core_alone(core_n) * n / core_n
-            print(
-                f"  core.run_points alone, one core: {core_s:6.2f} s ({core_s / n * 1e3:.3f} ms/point; "
-                f"measured on {core_n} points)"
-            )
+            core_s = print_core_alone(n, args.core_points) * n
             rss = [rss_mb(service.proc.pid)]
             stop = threading.Event()
 
@@ -157,7 +245,7 @@ def main() -> None:
     )
     print(
         f"service time / (core alone on {args.cpus} CPUs) = {svc_s / (core_s / args.cpus):.2f} "
-        f"(1.0 = no service overhead beyond core)"
+        f"(wall-clock times; 1.0 = no service overhead beyond core)"
     )
     if out["status"] != SweepStatus.DONE or rows != n:
         sys.exit("the sweep did not complete with one result row per point")

@@ -8,6 +8,7 @@ embedding W) by `seed`. Same config -> bit-identical arrays on the same machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
@@ -35,13 +36,125 @@ class InitialState:
         return out
 
 
+# The two streams' SeedSequence entropy [seed, STREAM]: the seeds are the contract, so are these.
+DATA_STREAM, WEIGHT_STREAM = 0, 1
+
+
+def data_seed_of(config: PointConfig) -> int:
+    return int(config.seed if config.data_seed is None else config.data_seed)
+
+
 def data_rng(config: PointConfig) -> np.random.Generator:
-    seed = config.seed if config.data_seed is None else config.data_seed
-    return np.random.default_rng(np.random.SeedSequence([int(seed), 0]))
+    return np.random.default_rng(np.random.SeedSequence([data_seed_of(config), DATA_STREAM]))
 
 
 def weight_rng(config: PointConfig) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(config.seed), 1]))
+    return np.random.default_rng(np.random.SeedSequence([int(config.seed), WEIGHT_STREAM]))
+
+
+# ------------------------------------------------ the same streams, cheaply, for a batch -----
+# Building a Generator costs ~12 us (SeedSequence's hashing and PCG64's seeding, in Python-level
+# calls), about as much as a cheap point's whole simulation. `SeededStreams` computes the PCG64
+# states of a batch's seeds at once (numpy's SeedSequence and PCG64 seeding, vectorised) and
+# hands out ONE reused Generator set to each state in turn: the same draws, bit for bit
+# (tests/core/test_data.py checks it against `data_rng`/`weight_rng`).
+
+# numpy/random/bit_generator.pyx (SeedSequence) and pcg64.h (PCG64's 128-bit LCG)
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_MIX_MULT_L, _MIX_MULT_R, _XSHIFT, _POOL_SIZE = 0xCA01F9DD, 0x4973F715, 16, 4
+_MASK32, _MASK128 = 0xFFFFFFFF, (1 << 128) - 1
+_PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341
+
+
+def _words(n: int) -> list[int]:
+    """SeedSequence's uint32 words of a non-negative integer (little-endian; 0 is one word)."""
+    out = [n & _MASK32]
+    n >>= 32
+    while n:
+        out.append(n & _MASK32)
+        n >>= 32
+    return out
+
+
+def _seed_sequence_state(entropy: np.ndarray) -> np.ndarray:
+    """SeedSequence(e).generate_state(4, np.uint64) for every row e of `entropy` ((B, L) uint32,
+    the assembled entropy words), as a (B, 4) uint64 array; numpy's algorithm, on columns."""
+    B, L = entropy.shape
+    h = [_INIT_A]  # the hash multiplier walks the same sequence for every row
+
+    def hashmix(value: np.ndarray) -> np.ndarray:
+        value = value ^ np.uint32(h[0])
+        h[0] = (h[0] * _MULT_A) & _MASK32
+        value = value * np.uint32(h[0])
+        return value ^ (value >> np.uint32(_XSHIFT))
+
+    def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        r: np.ndarray = x * np.uint32(_MIX_MULT_L) - y * np.uint32(_MIX_MULT_R)
+        out: np.ndarray = r ^ (r >> np.uint32(_XSHIFT))
+        return out
+
+    zero = np.zeros(B, dtype=np.uint32)
+    pool = [hashmix(entropy[:, i] if i < L else zero) for i in range(_POOL_SIZE)]
+    for src in range(_POOL_SIZE):
+        for dst in range(_POOL_SIZE):
+            if src != dst:
+                pool[dst] = mix(pool[dst], hashmix(pool[src]))
+    for src in range(_POOL_SIZE, L):
+        for dst in range(_POOL_SIZE):
+            pool[dst] = mix(pool[dst], hashmix(entropy[:, src]))
+    out = np.empty((B, 8), dtype=np.uint32)
+    hb = _INIT_B
+    for dst in range(8):
+        value = pool[dst % _POOL_SIZE] ^ np.uint32(hb)
+        hb = (hb * _MULT_B) & _MASK32
+        value = value * np.uint32(hb)
+        out[:, dst] = value ^ (value >> np.uint32(_XSHIFT))
+    return out.astype("<u4", copy=False).view("<u8").astype(np.uint64)
+
+
+def pcg64_states(seeds: list[int], stream: int) -> list[tuple[int, int]]:
+    """(state, inc) of PCG64(SeedSequence([seed, stream])) for every seed: what
+    `np.random.default_rng(np.random.SeedSequence([seed, stream]))` starts from."""
+    out: list[tuple[int, int]] = [(0, 0)] * len(seeds)
+    by_len: dict[int, list[int]] = {}
+    tail = _words(stream)
+    if max(seeds, default=0) <= _MASK32:  # one word each (the usual case): no Python-level grouping
+        by_len[1 + len(tail)] = list(range(len(seeds)))
+        entropy = {
+            1 + len(tail): np.column_stack(
+                [np.array(seeds, dtype=np.uint32)] + [np.full(len(seeds), w, np.uint32) for w in tail]
+            )
+        }
+    else:
+        words = [_words(int(s)) + tail for s in seeds]
+        for i, w in enumerate(words):
+            by_len.setdefault(len(w), []).append(i)
+        entropy = {L: np.array([words[i] for i in idx], dtype=np.uint32) for L, idx in by_len.items()}
+    for L, idx in by_len.items():
+        for i, (s_hi, s_lo, i_hi, i_lo) in zip(idx, _seed_sequence_state(entropy[L]).tolist()):
+            # pcg64_set_seed: state = 0, inc = 2 initseq + 1; step; state += initstate; step
+            inc = ((((i_hi << 64) | i_lo) << 1) | 1) & _MASK128
+            out[i] = (((inc + ((s_hi << 64) | s_lo)) * _PCG_MULT + inc) & _MASK128, inc)
+    return out
+
+
+class SeededStreams:
+    """The data or weight stream of each config of a batch, one after another: `rng(b)` is the
+    b-th config's Generator positioned at its start (`data_rng` / `weight_rng`), valid until the
+    next call (one Generator is reused)."""
+
+    def __init__(self, configs: list[PointConfig], stream: int) -> None:
+        seeds = [data_seed_of(c) if stream == DATA_STREAM else int(c.seed) for c in configs]
+        self._states = pcg64_states(seeds, stream)
+        self._bitgen = np.random.PCG64()
+        self._gen = np.random.Generator(self._bitgen)
+        self._pcg: dict[str, int] = {"state": 0, "inc": 0}
+        self._full: dict[str, Any] = {"bit_generator": "PCG64", "state": self._pcg, "has_uint32": 0, "uinteger": 0}
+
+    def rng(self, b: int) -> np.random.Generator:
+        self._pcg["state"], self._pcg["inc"] = self._states[b]
+        self._bitgen.state = self._full  # type: ignore[assignment]  # read, not kept: one dict for all
+        return self._gen
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -50,9 +163,9 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def make_data(config: PointConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """Y (and A for sigmoid) from the data stream."""
-    rng = data_rng(config)
+def make_data(config: PointConfig, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Y (and A for sigmoid) from the data stream (`rng`: that stream, positioned at its start)."""
+    rng = data_rng(config) if rng is None else rng
     m, n = config.m, config.n
     if config.model == "asymmetric":
         if config.y_singular_values is not None:  # Y = Phi diag(sigma) Psi^T, Phi, Psi Haar
@@ -101,9 +214,11 @@ def spectral_factors(s: float, lambda0: float) -> tuple[float, float]:
     return float(u), float(v)
 
 
-def make_weights(config: PointConfig, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """U0, V0 (V0 None for symmetric) from the weight stream."""
-    rng = weight_rng(config)
+def make_weights(
+    config: PointConfig, Y: np.ndarray, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """U0, V0 (V0 None for symmetric) from the weight stream (`rng`: that stream, at its start)."""
+    rng = weight_rng(config) if rng is None else rng
     m, n, k, s = config.m, config.n, config.k, config.init_scale
     model, init = config.model, config.init
     if model == "symmetric":
@@ -130,3 +245,49 @@ def make_initial_state(config: PointConfig) -> InitialState:
     Y, A = make_data(config)
     U0, V0 = make_weights(config, Y)
     return InitialState(Y=Y, U0=U0, V0=V0, A=A)
+
+
+@dataclass
+class InitialStates:
+    """`make_initial_state` of a batch of configs sharing one shape key, stacked: Y (B, m, n)
+    (B, N, d for sigmoid), U0 (B, m, k), V0 (B, n, k) or None (symmetric), A (B, N, d) or None."""
+
+    Y: np.ndarray
+    U0: np.ndarray
+    V0: np.ndarray | None
+    A: np.ndarray | None = None
+
+
+def make_initial_states(configs: list[PointConfig]) -> InitialStates:
+    """The initial states of configs sharing one shape key, bit-identical to `make_initial_state`
+    of each: the same streams (`SeededStreams`), Gaussian starts drawn straight into the stacks."""
+    c0 = configs[0]
+    B, m, n, k = len(configs), c0.m, c0.n, c0.k
+    data, weights = SeededStreams(configs, DATA_STREAM), SeededStreams(configs, WEIGHT_STREAM)
+    plain = c0.model in ("asymmetric", "symmetric") and c0.init == "gaussian"
+    if not plain or any(c.y_singular_values is not None for c in configs):
+        states = []
+        for b, c in enumerate(configs):
+            Y, A = make_data(c, data.rng(b))
+            U0, V0 = make_weights(c, Y, weights.rng(b))
+            states.append(InitialState(Y=Y, U0=U0, V0=V0, A=A))
+        return InitialStates(
+            Y=np.stack([s.Y for s in states]),
+            U0=np.stack([s.U0 for s in states]),
+            V0=None if states[0].V0 is None else np.stack([s.V0 for s in states if s.V0 is not None]),
+            A=None if states[0].A is None else np.stack([s.A for s in states if s.A is not None]),
+        )
+    # make_data / make_weights' Gaussian branches: Y (symmetrised for symmetric), U0, V0 drawn
+    # one after the other from their streams (one draw of m k + n k values is the same sequence)
+    sym = c0.model == "symmetric"
+    G = np.empty((B, m, m if sym else n))
+    W = np.empty((B, (m if sym else m + n) * k))
+    for b in range(B):
+        data.rng(b).standard_normal(out=G[b])
+        weights.rng(b).standard_normal(out=W[b])
+    data_scale = np.array([float(c.data_scale) for c in configs])[:, None, None]
+    scale = np.array([float(c.init_scale) for c in configs])[:, None, None]
+    Y = (G + np.swapaxes(G, 1, 2)) / 2.0 * data_scale if sym else G * data_scale
+    U0 = scale * W[:, : m * k].reshape(B, m, k)
+    V0 = None if sym else scale * W[:, m * k :].reshape(B, n, k)
+    return InitialStates(Y=Y, U0=U0, V0=V0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,9 @@ from flowsweep.status import PointStatus
 from .closed_forms import asymmetric_spectral, regularized_flow, riccati_symmetric_factor
 from .data import spectral_factors
 from .dynamics import Trajectory
-from .fits import eta_stability_limit, rate_fit, rate_lin, rate_pred
+from .fits import EXCITED_MODE, MIN_TAIL_POINTS, eta_stability_limit, rate_fit, rate_lin, rate_pred
 from .lambda0_fit import lambda0_fit
-from .types import METRIC_FIELDS, Curves, FloatArray, PointConfig
+from .types import METRIC_FIELDS, CurveBlock, Curves, FloatArray, PointConfig
 
 NOISE_FLOOR = {"gd": 1e-11, "flow": 1e-8}
 
@@ -173,3 +174,231 @@ def point_metrics(
         t=t, error=err, error_linear=err_lin, singular_values=singular_values, error_regularized_fit=err_reg_fit
     )
     return PointStatus.DONE, met, curves
+
+
+# ------------------------------------------------------------- a whole batch at once -----
+# `point_metrics` above is the definition (and the reference of tests/core/test_batch_metrics.py);
+# `batch_metrics` computes the same numbers for every point of a batch with stacked numpy calls
+# (per-point Python costs more than a cheap point's simulation). Each stacked call does, matrix
+# by matrix, what the per-point call does (same LAPACK/BLAS routine on the same operands, dot
+# products through the same ddot): the values are the same, bit for bit where tested.
+
+
+def _col(values: np.ndarray) -> list[float | None]:
+    """A column of float metrics: NaN and +-inf become None (`clean` on every entry)."""
+    return [v if math.isfinite(v) else None for v in values.tolist()]
+
+
+def _norms(A: np.ndarray) -> np.ndarray:
+    """||A[b]||_F of each matrix of a stack, as np.linalg.norm does it (sqrt of one ddot)."""
+    flat = A.reshape(A.shape[0], -1)
+    out: np.ndarray = np.sqrt(np.vecdot(flat, flat))
+    return out
+
+
+def _rate_fits(t: np.ndarray, r: np.ndarray, noise_floor: float) -> np.ndarray:
+    """`fits.rate_fit(t, r[b], noise_floor).rate` of every row (NaN for None): rows with the same
+    usable prefix share the tail, fitted in one stacked least-squares line."""
+    B, T = r.shape
+    out = np.full(B, np.nan)
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(r) & (r > noise_floor)
+    stop = np.where(good.all(axis=1), T, np.argmin(good, axis=1))
+    for s in np.unique(stop[stop >= 2]).tolist():
+        rows = np.flatnonzero(stop == s)
+        t_mid = 0.5 * (t[0] + t[s - 1])
+        sel = np.arange(s)[t[:s] >= t_mid]
+        if len(sel) < MIN_TAIL_POINTS:
+            continue
+        ts = t[sel] - t[sel].mean()
+        # contiguous rows: ddot's result depends on the stride, and rate_fit's rows are contiguous
+        ys = np.log(np.ascontiguousarray(r[rows][:, sel]))
+        out[rows] = -(np.vecdot(ys - ys.mean(axis=1, keepdims=True), ts) / float(ts @ ts))
+    return out
+
+
+def _rate_lins(U: np.ndarray, V: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """`fits.rate_lin(U[b], V[b], E[b])` of every point (NaN for None)."""
+    alpha, A = np.linalg.eigh(U @ np.swapaxes(U, 1, 2))
+    beta, Bm = np.linalg.eigh(V @ np.swapaxes(V, 1, 2))
+    C = np.swapaxes(A, 1, 2) @ E @ Bm
+    norm = _norms(E)
+    ok = np.isfinite(norm) & (norm != 0.0)
+    excited = np.abs(C) > EXCITED_MODE * norm[:, None, None]
+    rates = np.where(excited, alpha[:, :, None] + beta[:, None, :], np.inf).min(axis=(1, 2))
+    out: np.ndarray = np.where(ok & np.isfinite(rates), rates, np.nan)
+    return out
+
+
+def batch_metrics(
+    configs: Sequence[PointConfig],
+    Y: FloatArray,
+    U0: FloatArray,
+    V0: FloatArray | None,
+    tr: Trajectory,
+    singular_values: FloatArray,
+    X_reg: FloatArray | None = None,
+) -> tuple[list[PointStatus], dict[str, list[Any]], CurveBlock]:
+    """`point_metrics` of every point of a batch (configs sharing one shape key, stacked Y and
+    reduced U0, V0 as simulated, `singular_values` (B, T, r)): (statuses, metric columns with
+    every METRIC_FIELDS name, the curves as one CurveBlock). `X_reg`: X_reg(t; lambda0) (B, T, m, n)
+    of an asymmetric batch (rows of diverged points unused); None computes it point by point."""
+    c0 = configs[0]
+    B, model, t = len(configs), c0.model, tr.t
+    T = len(t)
+    sym = model == "symmetric"
+    if V0 is None and not sym:
+        raise ValueError(f"batch_metrics: model {model} needs V0, got None")
+    V: FloatArray = U0 if V0 is None else V0  # symmetric: X = U U^T
+    col: dict[str, list[Any]] = {k: [None] * B for k in METRIC_FIELDS}
+    ynorm = _norms(Y)
+    X0 = U0 @ np.swapaxes(V, 1, 2)
+    if not sym:
+        col["q0_norm"] = _col(_norms(np.swapaxes(U0, 1, 2) @ U0 - np.swapaxes(V, 1, 2) @ V))
+    sig_Y = None  # singular values of Y, when a metric needs them
+    if model == "asymmetric" and (c0.integrator == "gd" or (c0.k >= c0.m and c0.init != "gaussian")):
+        sig_Y = np.linalg.svd(Y, compute_uv=False)
+    if c0.integrator == "gd" and model == "asymmetric" and sig_Y is not None:  # fits.eta_stability_limit
+        s0 = np.linalg.eigvalsh(U0 @ np.swapaxes(U0, 1, 2))[:, -1] + np.linalg.eigvalsh(V @ np.swapaxes(V, 1, 2))[:, -1]
+        col["eta_stability_limit"] = _col(2.0 / np.maximum(s0, 2.0 * sig_Y.max(axis=1)))
+    # one-layer baseline
+    if model == "sigmoid":
+        if tr.error_linear is None or tr.time_to_tol_linear is None or tr.final_error_linear is None:
+            raise ValueError("batch_metrics: a sigmoid trajectory needs its simulated linear baseline, got None")
+        err_lin = tr.error_linear
+        col["time_to_tol_linear"] = _col(tr.time_to_tol_linear)
+        col["final_error_linear"] = _col(tr.final_error_linear)
+    else:
+        e0 = _norms(Y - X0) / ynorm
+        err_lin = linear_error_curve(c0, e0[:, None], t)
+        col["time_to_tol_linear"] = [clean(linear_time_to_tol(c, e)) for c, e in zip(configs, e0.tolist())]
+        col["final_error_linear"] = _col(linear_error_curve(c0, e0[:, None], np.array([c0.eta * c0.steps]))[:, 0])
+    div = tr.diverged_at
+    n_records = np.full(B, T, dtype=np.int64)
+    statuses = [PointStatus.DONE] * B
+    ttt = _col(tr.time_to_tol)
+    col["time_to_tol"] = ttt
+    for b in np.flatnonzero(div >= 0).tolist():  # a result, not a crash: keep what is known
+        col["diverged_at"][b] = int(div[b])
+        n_records[b] = int(np.count_nonzero(np.rint(t / c0.eta) < div[b]))
+        statuses[b] = PointStatus.DIVERGED
+    live = np.flatnonzero(div < 0)
+    everyone = len(live) == B
+    L = slice(None) if everyone else live  # rows of the points that did not diverge
+    idx = live.tolist()
+    final = _col(tr.final_error[L])
+    rows_fit: list[int] = []
+    err_reg_fit = np.zeros((B, T)) if model == "asymmetric" and any(configs[b].fit_lambda0 for b in idx) else None
+    if len(idx):
+        X, err, YL, yn, U0L, VL = tr.X[L], tr.error[L], Y[L], ynorm[L], U0[L], V[L]
+        for j, b in enumerate(idx):
+            col["final_error"][b] = final[j]
+            lin, own = col["time_to_tol_linear"][b], ttt[b]
+            if own and lin is not None:
+                col["speedup"][b] = clean(lin / own)
+        # rate: the symmetric flow tends to the PSD projection of Y (Prop. 2), the others to Y
+        if sym:
+            w, E = np.linalg.eigh(YL)
+            P = (E * np.maximum(w, 0.0)[:, None, :]) @ np.swapaxes(E, 1, 2)  # psd_projection
+            resid = np.linalg.norm(X - P[:, None], axis=(2, 3)) / yn[:, None]
+        else:
+            resid = err
+        _scatter(col["rate_fit"], idx, _col(_rate_fits(t, resid, NOISE_FLOOR[c0.integrator])))
+        if tr.q_drift is not None:  # relative to the size of the factors, not of Q0
+            scale = np.sum(U0L * U0L, axis=(1, 2)) + np.sum(VL * VL, axis=(1, 2))
+            _scatter(col["conservation_drift"], idx, _col(tr.q_drift[L].max(axis=1) / np.maximum(scale, 1e-300)))
+        lam_pred: list[float | None] = [0.0] * len(idx)  # the lambda of a result that predicts the rate
+        D = None
+        if model == "asymmetric":
+            lam_pred = [
+                configs[b].lambda0 if c0.init == "spectral" else (0.0 if c0.init == "balanced" else None) for b in idx
+            ]
+            if X_reg is None:
+                Xr = np.stack([regularized_flow(Y[b], U0[b], V[b], configs[b].lambda0, t).X for b in idx])
+            else:
+                Xr = X_reg[L]
+            D = Xr - X
+            reg = np.sqrt(np.mean(np.einsum("btij,btij->bt", D, D), axis=1)) / yn
+            _scatter(col["regularized_error"], idx, _col(reg))
+            for j, b in enumerate(idx):
+                c = configs[b]
+                if not (c.fit_lambda0 and T >= 2):  # X(0) alone fits every lambda0
+                    continue
+                fit = lambda0_fit(Y[b], U0[b], V[b], t, X[j])
+                col["lambda0_fit"][b] = clean(fit.lambda0)
+                col["lambda0_fit_error"][b] = clean(fit.error)
+                col["lambda0_fit_pos"][b], col["lambda0_fit_pos_error"][b] = (
+                    clean(fit.pos.lambda0),
+                    clean(fit.pos.error),
+                )
+                col["lambda0_fit_neg"][b], col["lambda0_fit_neg_error"][b] = (
+                    clean(fit.neg.lambda0),
+                    clean(fit.neg.error),
+                )
+                if err_reg_fit is not None:
+                    err_reg_fit[b] = np.linalg.norm(Y[b] - fit.X_reg, axis=(1, 2)) / ynorm[b]
+                    rows_fit.append(b)
+                if c.init == "gaussian":
+                    lam_pred[j] = fit.lambda0
+            if tr.U_final is not None and tr.V_final is not None:
+                # the error's modes: judged on the last record still well above rounding
+                above = err > 1e-8
+                last = np.where(above.any(axis=1), T - 1 - np.argmax(above[:, ::-1], axis=1), T - 1)
+                E_j = YL - X[np.arange(len(idx)), last]
+                _scatter(col["rate_lin"], idx, _col(_rate_lins(tr.U_final[L], tr.V_final[L], E_j)))
+        _scatter(col["rate_pred"], idx, _rate_preds(c0, YL, sig_Y if sig_Y is None else sig_Y[L], lam_pred))
+        # closed forms: the balanced start's is X_reg itself (eq. (21) at lambda0 = 0)
+        has_closed_form = sym or (model == "asymmetric" and c0.init in ("spectral", "balanced"))
+        for j, b in enumerate(idx if has_closed_form else []):
+            c = configs[b]
+            if model == "asymmetric" and c.init == "balanced" and c.lambda0 == 0 and D is not None:
+                dist = np.linalg.norm(D[j], axis=(1, 2))
+            else:
+                Xcf = closed_form_trajectory(c, Y[b], U0[b], V0 if V0 is None else V0[b], t)
+                if Xcf is None:
+                    continue
+                dist = np.linalg.norm(Xcf - X[j], axis=(1, 2))
+            col["closed_form_error"][b] = clean(np.max(dist) / ynorm[b])
+    has_fit = None
+    if err_reg_fit is not None:
+        has_fit = np.zeros(B, dtype=bool)
+        has_fit[rows_fit] = True
+    block = CurveBlock(
+        t=t,
+        error=tr.error,
+        error_linear=err_lin,
+        singular_values=singular_values,
+        n_records=n_records,
+        error_regularized_fit=err_reg_fit,
+        has_fit=has_fit,
+    )
+    return statuses, col, block
+
+
+def _scatter(column: list[Any], rows: list[int], values: list[Any]) -> None:
+    for b, v in zip(rows, values):
+        column[b] = v
+
+
+def _rate_preds(
+    c0: PointConfig, Y: np.ndarray, sig_Y: np.ndarray | None, lam_pred: list[float | None]
+) -> list[float | None]:
+    """`fits.rate_pred` of each point (Y stacked, lam_pred its lambda, None: no prediction)."""
+    B, m = Y.shape[0], Y.shape[1]
+    if c0.k < m or c0.model not in ("symmetric", "asymmetric"):
+        return [None] * B
+    if c0.model == "symmetric":  # Prop. 2
+        return _col(4.0 * np.min(np.abs(np.linalg.eigvalsh(Y)), axis=1))
+    rows = [j for j, lam in enumerate(lam_pred) if lam is not None]
+    out: list[float | None] = [None] * B
+    if not rows:
+        return out
+    sig = np.linalg.svd(Y[rows], compute_uv=False) if sig_Y is None else sig_Y[rows]
+    lam = np.array([lam_pred[j] for j in rows], dtype=float)
+    if c0.init == "spectral":  # eq. (16)
+        pred = np.min(np.sqrt(4.0 * sig**2 + lam[:, None] ** 2), axis=1)
+    else:  # fits.regularized_rate
+        r_min = np.sqrt(sig.min(axis=1) ** 2 + lam**2 / 4.0)
+        pred = 2.0 * r_min if Y.shape[1] == Y.shape[2] else r_min + np.abs(lam) / 2.0
+    _scatter(out, rows, _col(pred))
+    return out

@@ -13,10 +13,10 @@ from flowsweep.status import PointStatus
 
 from . import deep
 from .closed_forms_stacked import regularized_flow_stacked
-from .data import InitialState, make_initial_state
+from .data import InitialState, make_initial_state, make_initial_states
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
-from .metrics import point_metrics
-from .types import METRIC_FIELDS, FloatArray, PointConfig, PointResult
+from .metrics import batch_metrics
+from .types import METRIC_FIELDS, CurveBlock, FloatArray, PointConfig, PointResult, ResultColumns
 from .validation import validate_config
 
 # Memory budget of one vectorised batch (float64 elements of the recorded X and sigmoid arrays).
@@ -70,26 +70,25 @@ def _present(a: FloatArray | None, what: str, model: str) -> FloatArray:
     return a
 
 
+def _stacked_problem(configs: list[PointConfig]) -> Problem:
+    """The stacked Problem (reduced factors) of configs sharing one shape key."""
+    c0 = configs[0]
+    s = make_initial_states(configs)
+    sym = c0.model == "symmetric"
+    U0, V0 = reduce_factors(s.U0, None if sym else _present(s.V0, "V0", c0.model))  # one batched QR
+    A = None if c0.model != "sigmoid" else _present(s.A, "A", c0.model)
+    return Problem(model=c0.model, Y=s.Y, U0=U0, V0=V0, A=A)
+
+
 def _problem(
     configs: list[PointConfig],
 ) -> tuple[list[InitialState], list[tuple[FloatArray, FloatArray | None]], Problem]:
-    """States, reduced factors and the stacked Problem of configs sharing one shape key."""
-    c0 = configs[0]
+    """States, reduced factors and the stacked Problem of configs sharing one shape key (per point,
+    for tests and benches; run_points uses the stacked Problem alone)."""
     states = [make_initial_state(c) for c in configs]
-    sym = c0.model == "symmetric"
-    U0, V0 = reduce_factors(
-        np.stack([s.U0 for s in states]),  # one batched QR
-        None if sym else np.stack([_present(s.V0, "V0", c0.model) for s in states]),
-    )
-    reduced = [(U0[b], None if V0 is None else V0[b]) for b in range(len(configs))]
-    prob = Problem(
-        model=c0.model,
-        Y=np.stack([s.Y for s in states]),
-        U0=U0,
-        V0=V0,
-        A=None if c0.model != "sigmoid" else np.stack([_present(s.A, "A", c0.model) for s in states]),
-    )
-    return states, reduced, prob
+    prob = _stacked_problem(configs)
+    V0 = prob.V0
+    return states, [(prob.U0[b], None if V0 is None else V0[b]) for b in range(len(configs))], prob
 
 
 def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:
@@ -102,19 +101,13 @@ def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:
         raise ValueError("configs: simulate needs configs with one shape_key()")
     if configs[0].model == "deep":
         return deep.simulate(configs)
-    return _integrate(configs, _problem(configs)[2])
+    return _integrate(configs, _stacked_problem(configs))
 
 
 def _integrate(configs: list[PointConfig], prob: Problem) -> Trajectory:
     """gd or flow on the stacked problem of configs sharing one shape key."""
     c0 = configs[0]
     return integrate(prob, c0.integrator, c0.eta, c0.steps, c0.record_every, np.array([c.tol for c in configs]))
-
-
-def _failed(config: PointConfig, message: str) -> PointResult:
-    return PointResult(
-        config=config, status=PointStatus.FAILED, metrics=dict.fromkeys(METRIC_FIELDS), curves=None, error=message
-    )
 
 
 def _chunk_size(c: PointConfig) -> int:
@@ -128,79 +121,138 @@ def _chunk_size(c: PointConfig) -> int:
     return int(max(1, min(cap, _RECORD_BUDGET // per_point)))
 
 
-def _run_group(configs: list[PointConfig]) -> list[PointResult]:
+class _Group:
+    """One batch's results as columns (statuses, metric columns, curves), rows in batch order."""
+
+    def __init__(
+        self,
+        statuses: list[PointStatus],
+        metrics: dict[str, list[Any]],
+        block: CurveBlock | None,
+        wall: float,
+        error: str | None = None,
+    ) -> None:
+        self.statuses, self.metrics, self.block, self.wall, self.error = statuses, metrics, block, wall, error
+
+    @classmethod
+    def failed(cls, message: str) -> _Group:
+        return cls([PointStatus.FAILED], {f: [None] for f in METRIC_FIELDS}, None, 0.0, message)
+
+    @classmethod
+    def of_results(cls, results: list[PointResult]) -> list[_Group]:
+        """Per-point results (the deep model's) as groups of one."""
+        return [
+            cls(
+                [r.status],
+                {f: [r.metrics.get(f)] for f in METRIC_FIELDS},
+                None if r.curves is None else CurveBlock.of(r.curves),
+                r.wall_seconds,
+                r.error,
+            )
+            for r in results
+        ]
+
+
+def _run_group(configs: list[PointConfig]) -> list[_Group]:
     """One vectorised batch: every config shares `shape_key()`."""
     if configs[0].model == "deep":  # core/deep.py: own layers, integrators, metrics
-        return deep.run_group(configs)
+        return _Group.of_results(deep.run_group(configs))
     t0 = time.perf_counter()
-    states, reduced, prob = _problem(configs)
+    prob = _stacked_problem(configs)
     tr = _integrate(configs, prob)
     c0 = configs[0]
     sv = trajectory_singular_values(tr, record_grid(c0.eta, c0.steps, c0.record_every))
     X_reg = _regularized_flows(configs, prob, tr)
-    out = []
-    for b, c in enumerate(configs):
-        Ub, Vb = reduced[b]
-        status, met, curves = point_metrics(c, states[b].Y, Ub, Vb, tr, b, sv[b], X_reg=X_reg[b])
-        out.append(PointResult(config=c, status=status, metrics=met, curves=curves))
-    wall = (time.perf_counter() - t0) / len(configs)
-    for r in out:
-        r.wall_seconds = wall
-    return out
+    statuses, metrics, block = batch_metrics(configs, prob.Y, prob.U0, prob.V0, tr, sv, X_reg=X_reg)
+    return [_Group(statuses, metrics, block, (time.perf_counter() - t0) / len(configs))]
 
 
-def _regularized_flows(configs: list[PointConfig], prob: Problem, tr: Trajectory) -> list[FloatArray | None]:
-    """X_reg(t; lambda0) of the batch's asymmetric points that did not diverge, in stacked calls
-    (the `regularized_error` metric; None where point_metrics does not use it)."""
-    out: list[FloatArray | None] = [None] * len(configs)
+def _regularized_flows(configs: list[PointConfig], prob: Problem, tr: Trajectory) -> FloatArray | None:
+    """X_reg(t; lambda0) (B, T, m, n) of an asymmetric batch, the points that did not diverge in
+    stacked calls (the `regularized_error` metric; the other rows are zero); None otherwise."""
     live = np.flatnonzero(tr.diverged_at < 0)
     if configs[0].model != "asymmetric" or not len(live):
-        return out
+        return None
     lam = np.array([configs[b].lambda0 for b in live])
     V0 = _present(prob.V0, "V0", prob.model)
-    X = regularized_flow_stacked(prob.Y[live], prob.U0[live], V0[live], lam, tr.t)
-    for j, b in enumerate(live):
-        out[b] = X[j]
+    if len(live) == len(configs):
+        return regularized_flow_stacked(prob.Y, prob.U0, V0, lam, tr.t)
+    out = np.zeros(tr.X.shape)
+    out[live] = regularized_flow_stacked(prob.Y[live], prob.U0[live], V0[live], lam, tr.t)
     return out
 
 
-def _run_group_safely(configs: list[PointConfig]) -> list[PointResult]:
+def _run_group_safely(configs: list[PointConfig]) -> list[_Group]:
     try:
         return _run_group(configs)
     except Exception as exc:  # isolate the point that breaks the batch
         if len(configs) == 1:
-            return [_failed(configs[0], f"{type(exc).__name__}: {exc}")]
-        return [r for c in configs for r in _run_group_safely([c])]
+            return [_Group.failed(f"{type(exc).__name__}: {exc}")]
+        return [g for c in configs for g in _run_group_safely([c])]
 
 
-def run_points(configs: Sequence[PointConfig]) -> list[PointResult]:
-    """Run points; same order as the input. Points with equal `shape_key()` run as one
-    vectorised batch. Never raises for a per-point problem: an invalid config gives status
-    "failed" with an error text, non-finite values status "diverged" with metrics["diverged_at"]."""
-    results: list[PointResult | None] = [None] * len(configs)
+def run_points_columns(configs: Sequence[PointConfig]) -> ResultColumns:
+    """`run_points` as columns (types.ResultColumns): the same results without a Python object per
+    point, for callers that turn them into rows."""
+    configs = list(configs)
+    P = len(configs)
+    status: list[PointStatus | None] = [None] * P
+    error: list[str | None] = [None] * P
+    wall = [0.0] * P
+    metrics: dict[str, list[Any]] = {f: [None] * P for f in METRIC_FIELDS}
+    blocks: list[CurveBlock] = []
+    block_points: list[np.ndarray] = []
     groups: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
     for i, c in enumerate(configs):
         try:
             validate_config(c)
         except ValueError as exc:
-            results[i] = _failed(c, str(exc))
+            status[i], error[i] = PointStatus.FAILED, str(exc)
             continue
         except Exception as exc:  # e.g. a value of a wrong type
-            results[i] = _failed(c, f"{type(exc).__name__}: {exc}")
+            status[i], error[i] = PointStatus.FAILED, f"{type(exc).__name__}: {exc}"
             continue
         groups.setdefault(c.shape_key(), []).append(i)
     for idx in groups.values():
         size = _chunk_size(configs[idx[0]])
         for s in range(0, len(idx), size):
             part = idx[s : s + size]
-            for i, r in zip(part, _run_group_safely([configs[i] for i in part])):
-                results[i] = r
-    out: list[PointResult] = []
-    for i, res in enumerate(results):
-        if res is None:  # every point is validated, failed or run above
+            done = 0
+            for g in _run_group_safely([configs[i] for i in part]):
+                pts = part[done : done + len(g.statuses)]
+                done += len(pts)
+                for j, i in enumerate(pts):
+                    status[i], error[i], wall[i] = g.statuses[j], g.error, g.wall
+                for f, values in g.metrics.items():
+                    column = metrics[f]
+                    for i, v in zip(pts, values):
+                        column[i] = v
+                if g.block is not None:
+                    blocks.append(g.block)
+                    block_points.append(np.array(pts, dtype=np.int64))
+            if done != len(part):
+                raise RuntimeError(f"run_points: {len(part)} points ran, {done} results")
+    out_status: list[PointStatus] = []
+    for i, st in enumerate(status):
+        if st is None:  # every point is validated, failed or run above
             raise RuntimeError(f"run_points: point {i} has no result")
-        out.append(res)
-    return out
+        out_status.append(st)
+    return ResultColumns(
+        configs=configs,
+        status=out_status,
+        error=error,
+        wall_seconds=wall,
+        metrics=metrics,
+        blocks=blocks,
+        block_points=block_points,
+    )
+
+
+def run_points(configs: Sequence[PointConfig]) -> list[PointResult]:
+    """Run points; same order as the input. Points with equal `shape_key()` run as one
+    vectorised batch. Never raises for a per-point problem: an invalid config gives status
+    "failed" with an error text, non-finite values status "diverged" with metrics["diverged_at"]."""
+    return run_points_columns(configs).results()
 
 
 def run_point(config: PointConfig) -> PointResult:

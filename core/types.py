@@ -157,3 +157,109 @@ class PointResult:
     curves: Curves | None = None
     error: str | None = None  # message when status is FAILED
     wall_seconds: float = 0.0
+
+
+@dataclass
+class CurveBlock:
+    """The curves of several points on one record grid, as arrays (a batch's, as computed): row j's
+    curves are its first n_records[j] records (a diverged point's stop where it diverged);
+    `curves(j)` is that row as a `Curves`."""
+
+    t: FloatArray  # (T,)
+    error: FloatArray  # (P, T)
+    error_linear: FloatArray  # (P, T)
+    singular_values: FloatArray  # (P, T, r)
+    n_records: IntArray  # (P,) records of each row, <= T
+    error_regularized_fit: FloatArray | None = None  # (P, T); row j only where has_fit[j]
+    has_fit: BoolArray | None = None  # (P,)
+
+    def __len__(self) -> int:
+        return len(self.n_records)
+
+    def all_curves(self) -> list[Curves]:
+        """`curves(j)` of every row (rows of arrays taken at once: cheaper per row)."""
+        if self.error_regularized_fit is not None or not (self.n_records == len(self.t)).all():
+            return [self.curves(j) for j in range(len(self))]
+        t = self.t
+        return [
+            Curves(t=t, error=e, error_linear=el, singular_values=sv)
+            for e, el, sv in zip(list(self.error), list(self.error_linear), list(self.singular_values))
+        ]
+
+    def curves(self, j: int) -> Curves:
+        n = int(self.n_records[j])
+        fit = self.error_regularized_fit
+        return Curves(
+            t=self.t[:n],
+            error=self.error[j, :n],
+            error_linear=self.error_linear[j, :n],
+            singular_values=self.singular_values[j, :n],
+            error_regularized_fit=None if fit is None or self.has_fit is None or not self.has_fit[j] else fit[j, :n],
+        )
+
+    @classmethod
+    def of(cls, curves: Curves) -> CurveBlock:
+        """A block of one point."""
+        fit = curves.error_regularized_fit
+        return cls(
+            t=curves.t,
+            error=curves.error[None],
+            error_linear=curves.error_linear[None],
+            singular_values=curves.singular_values[None],
+            n_records=np.array([len(curves.t)], dtype=np.int64),
+            error_regularized_fit=None if fit is None else fit[None],
+            has_fit=None if fit is None else np.ones(1, dtype=bool),
+        )
+
+
+@dataclass
+class ResultColumns:
+    """What `run_points` computed, as columns in input order (point i is entry i of each list):
+    no per-point objects, for callers that turn results into rows (`results()` gives the
+    PointResults). `metrics` holds every METRIC_FIELDS name, each value a finite float, an int
+    (diverged_at) or None. Curves come in blocks: row j of blocks[k] belongs to point
+    block_points[k][j]; failed points have none."""
+
+    configs: list[PointConfig]
+    status: list[PointStatus]
+    error: list[str | None]
+    wall_seconds: list[float]
+    metrics: dict[str, list[float | int | None]]
+    blocks: list[CurveBlock] = field(default_factory=list)
+    block_points: list[IntArray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.status)
+
+    def curve_rows(self) -> list[tuple[int, int] | None]:
+        """(block, row) of each point's curves, None for a point without."""
+        out: list[tuple[int, int] | None] = [None] * len(self)
+        for k, pts in enumerate(self.block_points):
+            for j, i in enumerate(pts.tolist()):
+                out[i] = (k, j)
+        return out
+
+    def curves(self, i: int) -> Curves | None:
+        """Point i's curves (None for a failed point)."""
+        row = self.curve_rows()[i]
+        return None if row is None else self.blocks[row[0]].curves(row[1])
+
+    def results(self) -> list[PointResult]:
+        """One PointResult per point, in input order (what `run_points` returns)."""
+        curves: list[Curves | None] = [None] * len(self)
+        for block, pts in zip(self.blocks, self.block_points):
+            for i, cv in zip(pts.tolist(), block.all_curves()):
+                curves[i] = cv
+        names = list(self.metrics)
+        rows = zip(*(self.metrics[f] for f in names))  # one tuple of metric values per point
+        return [
+            PointResult(
+                config=c,
+                status=st,
+                metrics=dict(zip(names, row)),
+                curves=cv,
+                error=err,
+                wall_seconds=w,
+            )
+            for c, st, row, cv, err, w in zip(self.configs, self.status, rows, curves, self.error, self.wall_seconds)
+        ]

@@ -9,10 +9,13 @@ from .types import INITS, INTEGRATORS, MODELS, PointConfig
 
 
 def _is_int(x: object) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+    # the exact type first: isinstance against the numbers ABCs costs ~0.3 us, per field, per point
+    return type(x) is int or (isinstance(x, numbers.Integral) and not isinstance(x, bool))
 
 
 def _is_real(x: object) -> bool:
+    if type(x) is float:
+        return math.isfinite(x)
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
 
 

@@ -75,11 +75,23 @@ def test_order_and_failed_points_do_not_raise():
         (dict(m=6, n=5), "n"),
         (dict(steps=0), "steps"),
         (dict(init_scale=float("nan")), "init_scale"),
+        (dict(m=True), "m"),  # a bool is not an integer here
+        (dict(k=12.0), "k"),
+        (dict(seed=-1), "seed"),
+        (dict(eta=float("inf")), "eta"),
+        (dict(lambda0=False), "lambda0"),
+        (dict(tol="0.1"), "tol"),
     ],
 )
 def test_validate_config_names_field(kw, field):
     with pytest.raises(ValueError, match=rf"^{field}: "):
         validate_config(cfg(**kw))
+
+
+def test_validate_config_takes_numpy_scalars():
+    validate_config(
+        cfg(m=np.int64(3), k=np.int32(12), eta=np.float64(1e-2), init_scale=np.float32(0.5), seed=np.uint8(4))
+    )
 
 
 def test_initial_state_is_what_run_uses():
