@@ -156,10 +156,12 @@ class RegularizedObjective:
         self.n_evaluations = 0
         self.n_records = 0
 
-    def _spectrum(self, lams: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, np.ndarray]:
+    def _spectrum(
+        self, lams: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, np.ndarray, np.ndarray]:
         """S~(lambda) in the basis B, closed form in lambda: eigenvalues a (L, N) = +r_i, -r_i (i < m),
         then -lambda/2 (n - m times); the rotation (cos, sin) (L, m); P0 in the eigenbasis (L, N, N);
-        which lambdas have P0 > 0 on the unstable eigenspace (L,)."""
+        the unstable directions a > 0 (L, N); which lambdas have P0 > 0 on them (L,)."""
         m, n, s = self.m, self.n, self.sigma[None, :]
         lam = lams[:, None]
         r = np.sqrt(s * s + lam * lam / 4.0)
@@ -179,12 +181,25 @@ class RegularizedObjective:
         P0e = np.swapaxes(E, 1, 2) @ self.P0b @ E
         pos = a > 1e-12 * np.maximum(np.max(np.abs(a), axis=1, keepdims=True), 1e-300)
         stable = np.ones(L, bool)
-        for pattern in np.unique(pos, axis=0):  # one batched eigvalsh per set of unstable directions
-            sel = np.flatnonzero((pos == pattern).all(axis=1))
-            if pattern.any():
-                block = P0e[sel][:, pattern][:, :, pattern]
-                stable[sel] = np.linalg.eigvalsh(block)[:, 0] > 1e-7 * self.p0_max
-        return a, cs, sn, P0e, stable
+        for group in (lams > 0, lams < 0, lams == 0):  # one unstable eigenspace per sign (sigma_i > 0)
+            sel = np.flatnonzero(group)
+            if len(sel) == 0:
+                continue
+            pattern = pos[sel[0]]
+            if not (pos[sel] == pattern).all():  # some sigma_i = 0: one lambda at a time
+                for q in sel:
+                    stable[q] = self._stable_on(P0e[q : q + 1], pos[q])[0]
+            else:
+                stable[sel] = self._stable_on(P0e[sel], pattern)
+        return a, cs, sn, P0e, pos, stable
+
+    def _stable_on(self, P0e: FloatArray, pattern: np.ndarray) -> np.ndarray:
+        """P0 > 0 on the unstable eigenspace `pattern` of S~, relative to ||P0||."""
+        if not pattern.any():
+            return np.ones(len(P0e), bool)
+        block = P0e[:, pattern][:, :, pattern]
+        out: np.ndarray = np.linalg.eigvalsh(block)[:, 0] > 1e-7 * self.p0_max
+        return out
 
     def _x_block(self, lams: FloatArray, idx: IntArray | None) -> tuple[FloatArray, np.ndarray]:
         """X_reg(t; lambda) in the basis B, (m, n, L, T') on the record times idx (all if None), and
@@ -201,7 +216,7 @@ class RegularizedObjective:
         L = len(lams)
         self.n_evaluations += L
         self.n_records += L * len(t_all)
-        a, cs, sn, P0e, stable = self._spectrum(lams)
+        a, cs, sn, P0e, pos, stable = self._spectrum(lams)
         out = np.empty((m, n, L, len(t_all)))
         # t = 0: P = P0 exactly, for every lambda
         zero = t_all <= 0.0
@@ -209,8 +224,6 @@ class RegularizedObjective:
         t = t_all[~zero]
         if len(t) == 0:
             return out, stable
-        T = len(t)
-        pos = a > 1e-12 * np.maximum(np.max(np.abs(a), axis=1, keepdims=True), 1e-300)
         absa = np.abs(a).T[:, :, None]  # (N, L, 1): the batch (L, T) last from here on
         z = absa * t  # t |a|, (N, L, T)
         c = np.exp(-z)
@@ -228,7 +241,7 @@ class RegularizedObjective:
         At = sM[:, None] * (D0l[:, :m] * (csl * c[:m])[None] - D0l[:, m : 2 * m] * (snl * c[m : 2 * m])[None])
         Z = _scaled_cholesky_solve(P0l, sM, d, At)  # Ks^{-1} (Er c D0 M^{1/2})^T, (N, m, L, T)
         q = c / sM  # M^{-1/2} c
-        XD = np.empty((m, n, L, T))
+        XD = np.empty((m, n, L, len(t)))
         XD[:, :m] = np.swapaxes((snl * q[:m])[:, None] * Z[:m] + (csl * q[m : 2 * m])[:, None] * Z[m : 2 * m], 0, 1)
         XD[:, m:] = np.swapaxes(q[2 * m :, None] * Z[2 * m :], 0, 1)
         i = np.arange(m)
@@ -277,8 +290,6 @@ class _Branch:
     lo: float
     hi: float
     x: float
-    f: float = np.inf
-    slope: float = np.nan
     curvature: float = np.nan
     done: bool = False
     stable: bool = True
@@ -299,11 +310,10 @@ def _bisect(lo: float, hi: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def _newton_step(b: _Branch, x: float, f0: float, d1: float, rtol: float) -> None:
+def _newton_step(b: _Branch, x: float, d1: float, rtol: float) -> None:
     """Newton on f' (curvature b.curvature) inside the bracket, which shrinks by the sign of f';
-    bisection when the step leaves the bracket. Done when the step is below rtol |x|: b.x is then the
-    step's end and b.f the quadratic model's value there (its error is third order in a step that
-    small)."""
+    bisection when the step leaves the bracket. Done when the step is below rtol |x| (b.x is then the
+    step's end: Newton's error there is second order in the step) or the bracket is that narrow."""
     if d1 > 0:
         b.hi = min(b.hi, x)
     elif d1 < 0:
@@ -315,11 +325,8 @@ def _newton_step(b: _Branch, x: float, f0: float, d1: float, rtol: float) -> Non
             xn = _bisect(b.lo, b.hi)
         else:  # the full grid's stage starts unbracketed: go at most a factor 2 towards the open end
             xn = x * 2.0 if (d1 < 0) == (x > 0) else x * 0.5
-    b.x, b.f = xn, f0
-    if abs(xn - x) <= rtol * abs(x) and kappa > 0:
-        b.f = max(f0 + d1 * (xn - x) + 0.5 * kappa * (xn - x) ** 2, 0.0)  # f >= 0
-        b.done = True
-    elif b.hi - b.lo <= rtol * max(abs(x), 1e-12):
+    b.x = xn
+    if (abs(xn - x) <= rtol * abs(x) and kappa > 0) or b.hi - b.lo <= rtol * max(abs(x), 1e-12):
         b.done = True
 
 
@@ -404,7 +411,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
             x, h = xs_by[s][1], xs_by[s][2] - xs_by[s][1]
             d2 = (fp - 2.0 * f0 + fm) / (h * h)
             branches[s].curvature = d2 if d2 > 0 else np.nan
-            _newton_step(branches[s], x, f0, (fp - fm) / (2.0 * h), rtol)
+            _newton_step(branches[s], x, (fp - fm) / (2.0 * h), rtol)
     if idx is None:
         return branches
 
@@ -429,8 +436,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
             elif s in last and x != last[s][0] and (d1 - last[s][1]) / (x - last[s][0]) > 0:
                 b.curvature = (d1 - last[s][1]) / (x - last[s][0])  # secant on the full grid's f'
             last[s] = (x, d1)
-            f0 = v[1] if len(v) == 3 else 0.5 * (fm + fp) - 0.5 * b.curvature * h * h
-            _newton_step(b, x, f0, d1, FULL_ACCEPT)
+            _newton_step(b, x, d1, FULL_ACCEPT)
     return branches
 
 
@@ -442,11 +448,19 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     L = lambda0_search_bound(Y, U0, V0)
     obj = RegularizedObjective(Y, U0, V0, t, X)
     found = _search(obj, L)
+    # both branches' losses evaluated at their minima (not modelled), in one batched evaluation
+    fast = [s for s, b in found.items() if b.stable]
+    if fast:
+        Xr, stable = obj._x_block(np.array([found[s].x for s in fast]), None)
+        D = Xr - obj.Xb[:, :, None]
+        losses = np.einsum("ijlt,ijlt->l", D, D)
+        for k, s in enumerate(fast):
+            found[s].stable = bool(stable[k])
     branches: dict[float, Lambda0Branch] = {}
     n_ref = 0
     for sign, b in found.items():
         if b.stable:
-            x, v = b.x, b.f
+            x, v = b.x, float(losses[fast.index(sign)])
         else:
             x, v, nev = _branch_reference(Y, U0, V0, t, X, sign, L)
             n_ref += nev
@@ -455,17 +469,20 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     pos, neg = branches[1.0], branches[-1.0]
     best_sign = 1.0 if pos.loss <= neg.loss else -1.0
     best = branches[best_sign]
-    X_reg = obj.x_reg(best.lambda0) if found[best_sign].stable else regularized_flow(Y, U0, V0, best.lambda0, t).X
-    D = X_reg - X  # the better branch's loss evaluated, not modelled
-    loss = float(np.einsum("tij,tij->", D, D))
-    if np.isfinite(loss):
-        best = branches[best_sign] = Lambda0Branch(best.lambda0, float(np.sqrt(loss / len(t)) / ynorm), loss)
-        pos, neg = branches[1.0], branches[-1.0]
+    if found[best_sign].stable:
+        X_reg = obj.Phi @ np.moveaxis(Xr[:, :, fast.index(best_sign)], -1, 0) @ obj.PsiT
+    else:  # the factored form's loss, evaluated
+        X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
+        D = X_reg - X
+        loss = float(np.einsum("tij,tij->", D, D))
+        if np.isfinite(loss):
+            best = branches[best_sign] = Lambda0Branch(best.lambda0, float(np.sqrt(loss / len(t)) / ynorm), loss)
+            pos, neg = branches[1.0], branches[-1.0]
     return Lambda0Fit(
         lambda0=best.lambda0,
         error=best.error,
         loss=best.loss,
-        n_evaluations=obj.n_evaluations + n_ref + 1,
+        n_evaluations=obj.n_evaluations + n_ref,
         pos=pos,
         neg=neg,
         X_reg=X_reg,
