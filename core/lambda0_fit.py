@@ -38,7 +38,9 @@ from .types import FloatArray, IntArray
 N_COARSE = 10  # log-spaced |lambda| per branch (plus lambda = 0)
 SUB_TIMES = 17  # record times the coarse search scores
 STENCIL = 1e-4  # half-width of the three-point stencils, relative to |lambda|
-SUB_RTOL = 1e-3  # the subsample's Newton stops at this relative step (its end is ~1e-6 from the subsample's minimum)
+# The subsample's Newton stops once its step is below SUB_RTOL |lambda|: Newton's error at the step's
+# end is ~step^2 (~1e-5), well inside what one step on the full grid corrects.
+SUB_RTOL = 3e-3
 # The full grid's Newton step is accepted once it is below FULL_ACCEPT |lambda|: what is left is that
 # step times the relative error of the curvature it used (the subsample's, ~1e-3 off), far below 1e-6.
 FULL_ACCEPT = 1e-4
@@ -398,20 +400,25 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
             x1 = g[i]
         b.x = x1 if b.lo < x1 < b.hi else (g[i] if g[i] != 0.0 else 0.5 * (b.lo + b.hi))
 
-    # Newton with three-point stencils on a subsample weighted to stand for the whole grid (or on the
-    # whole grid when it is short), both branches in each evaluation
+    # Newton with three-point stencils, both branches in each evaluation: one step on the coarse
+    # records (cheap; the start can be far off), then on a subsample weighted to stand for the whole
+    # grid (or on the whole grid when it is short) until the step is small
     mid = _subsample(T, 12, 4)
     idx = mid if len(mid) < 0.6 * T else None
-    rtol = SUB_RTOL if idx is not None else 1e-2 * FULL_ACCEPT
-    for _ in range(MAX_ITER):
+    cells = {s: (b.lo, b.hi) for s, b in branches.items()}
+    for it in range(MAX_ITER):
         xs_by = {s: _stencil(b.x) for s, b in branches.items() if b.stable and not b.done}
         if not xs_by:
             break
-        for s, (fm, f0, fp) in evaluate(xs_by, idx).items():
-            x, h = xs_by[s][1], xs_by[s][2] - xs_by[s][1]
+        records, rtol = (sub, 0.0) if it == 0 else (idx, SUB_RTOL if idx is not None else 1e-2 * FULL_ACCEPT)
+        for s, (fm, f0, fp) in evaluate(xs_by, records).items():
+            b, x, h = branches[s], xs_by[s][1], xs_by[s][2] - xs_by[s][1]
             d2 = (fp - 2.0 * f0 + fm) / (h * h)
-            branches[s].curvature = d2 if d2 > 0 else np.nan
-            _newton_step(branches[s], x, (fp - fm) / (2.0 * h), rtol)
+            b.curvature = d2 if d2 > 0 else np.nan
+            _newton_step(b, x, (fp - fm) / (2.0 * h), rtol)
+            if it == 0:  # the coarse records' slope says little about the other records' bracket
+                b.lo, b.hi = cells[s]
+                b.x = min(max(b.x, b.lo), b.hi) if b.lo < b.x < b.hi else x
     if idx is None:
         return branches
 
