@@ -26,6 +26,7 @@ factored form) and bounded Brent instead.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,6 +97,12 @@ def _subsample(T: int, n_dense: int, stride: int) -> IntArray:
 
 
 def _sum_weights(idx: IntArray) -> FloatArray:
+    """The weights of `_sum_weights_of` (cached: the search asks for the same few subsamples)."""
+    return _sum_weights_of(tuple(int(i) for i in idx))
+
+
+@functools.lru_cache(maxsize=64)
+def _sum_weights_of(idx: tuple[int, ...]) -> FloatArray:
     """Weights w with sum_j w_j g(idx_j) ~ sum_{i = idx_0}^{idx_-1} g(i) for smooth g: Simpson's rule
     in the record index over runs of equal gaps (trapezoid where a run is odd), plus half of each end
     (the sum counts both ends fully)."""
@@ -112,6 +119,7 @@ def _sum_weights(idx: IntArray) -> FloatArray:
             w[i : i + 2] += h / 2.0
             i += 1
     w[[0, -1]] += 0.5
+    w.flags.writeable = False
     return w
 
 
@@ -130,14 +138,18 @@ def _scaled_cholesky_solve(P: FloatArray, s: FloatArray, d: FloatArray, R: Float
         col[0] += d[j].reshape(B)
         if j:
             col -= np.einsum("ikb,kb->ib", Lf[j:, :j], Lf[j, :j])
-        inv[j] = 1.0 / np.sqrt(col[0])
-        Lf[j:, j] = col * inv[j]
+        np.power(col[0], -0.5, out=inv[j])
+        np.multiply(col, inv[j], out=Lf[j:, j])
     y = np.empty_like(Rf)
-    for j in range(N):
-        y[j] = (Rf[j] - np.einsum("kb,krb->rb", Lf[j, :j], y[:j])) * inv[j] if j else Rf[j] * inv[j]
-    x = np.empty_like(Rf)
-    for j in range(N - 1, -1, -1):
-        x[j] = (y[j] - np.einsum("kb,krb->rb", Lf[j + 1 :, j], x[j + 1 :])) * inv[j] if j < N - 1 else y[j] * inv[j]
+    np.multiply(Rf[0], inv[0], out=y[0])
+    for j in range(1, N):
+        np.subtract(Rf[j], np.einsum("kb,krb->rb", Lf[j, :j], y[:j]), out=y[j])
+        y[j] *= inv[j]
+    x = y  # back substitution in place: row j of y is last read when x[j] is written
+    x[N - 1] *= inv[N - 1]
+    for j in range(N - 2, -1, -1):
+        x[j] -= np.einsum("kb,krb->rb", Lf[j + 1 :, j], x[j + 1 :])
+        x[j] *= inv[j]
     return x.reshape(R.shape)
 
 
@@ -220,10 +232,10 @@ class RegularizedObjective:
         self.n_records += L * len(t_all)
         a, cs, sn, P0e, pos, stable = self._spectrum(lams)
         out = np.empty((m, n, L, len(t_all)))
-        # t = 0: P = P0 exactly, for every lambda
-        zero = t_all <= 0.0
-        out[:, :, :, zero] = self.P0b[:m, m:, None, None]
-        t = t_all[~zero]
+        # t = 0 (the first records, times ascending): P = P0 exactly, for every lambda
+        nz = int(np.searchsorted(t_all, 0.0, side="right"))
+        out[:, :, :, :nz] = self.P0b[:m, m:, None, None]
+        t = t_all[nz:]
         if len(t) == 0:
             return out, stable
         absa = np.abs(a).T[:, :, None]  # (N, L, 1): the batch (L, T) last from here on
@@ -243,12 +255,11 @@ class RegularizedObjective:
         At = sM[:, None] * (D0l[:, :m] * (csl * c[:m])[None] - D0l[:, m : 2 * m] * (snl * c[m : 2 * m])[None])
         Z = _scaled_cholesky_solve(P0l, sM, d, At)  # Ks^{-1} (Er c D0 M^{1/2})^T, (N, m, L, T)
         q = c / sM  # M^{-1/2} c
-        XD = np.empty((m, n, L, len(t)))
+        XD = out[:, :, :, nz:]
         XD[:, :m] = np.swapaxes((snl * q[:m])[:, None] * Z[:m] + (csl * q[m : 2 * m])[:, None] * Z[m : 2 * m], 0, 1)
         XD[:, m:] = np.swapaxes(q[2 * m :, None] * Z[2 * m :], 0, 1)
         i = np.arange(m)
         XD[i, i] += (cs * sn * (pstar[:, :m] - pstar[:, m : 2 * m])).T[:, :, None]  # Er P* Ec^T
-        out[:, :, :, ~zero] = XD
         return out, stable
 
     def per_record(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> tuple[FloatArray, np.ndarray]:
