@@ -7,7 +7,7 @@ r_i = sqrt(sigma_i^2 + lambda^2/4), eigenvectors a rotation by theta_i with cos 
 lambda/(2 r_i)) and -lambda/2 on the n - m directions of Psi that Y does not reach. So one SVD of Y
 and one Gram matrix P0 = R0 R0^T in the basis B serve every lambda (no eigendecomposition per lambda,
 nothing of size k), and an evaluation is one 15 x 15 Cholesky per (lambda, record time), done for all
-of them at once with the batch as the last axis (`_scaled_cholesky_solve`; numpy's batched LAPACK calls cost
+of them at once with the batch as the last axis (`_shifted_cholesky_solve`; numpy's batched LAPACK calls cost
 ~3 us per matrix in overhead, this ~1 us).
 
 The search, both branches (lambda > 0, lambda < 0) in the same batched evaluations: a coarse log grid
@@ -123,23 +123,27 @@ def _sum_weights_of(idx: tuple[int, ...]) -> FloatArray:
     return w
 
 
-def _scaled_cholesky_solve(P: FloatArray, s: FloatArray, d: FloatArray, R: FloatArray) -> FloatArray:
-    """(diag(d) + diag(s) P diag(s))^{-1} R for a batch: P (N, N, L) symmetric >= 0, s, d (N, L, T)
-    with d > 0 (so the matrix is positive definite), R (N, r, L, T); the batch (L, T) is the last
-    axes. Left-looking Cholesky with each column of the matrix formed when it is needed (its lower
-    part only): O(N) numpy calls over the whole batch instead of one LAPACK call per matrix."""
-    N, nl, nt = s.shape
+def _shifted_cholesky_solve(P: FloatArray, g: FloatArray, R: FloatArray) -> FloatArray:
+    """(diag(g) + P)^{-1} R for a batch: P (N, N, L) symmetric >= 0, g (N, L, T) > 0 (so the matrix is
+    positive definite), R (N, r, L, T); the batch (L, T) is the last axes. Left-looking Cholesky with
+    each column formed when it is needed (its lower part only): O(N) numpy calls over the whole batch
+    instead of one LAPACK call per matrix (numpy's batched calls cost ~3 us per 15 x 15 matrix)."""
+    N, nl, nt = g.shape
     B = nl * nt
     Rf = R.reshape(N, -1, B)
     Lf = np.empty((N, N, B))
     inv = np.empty((N, B))
+    col = np.empty((N, nl, nt))
     for j in range(N):
-        col = (P[j:, j, :, None] * s[j:] * s[j]).reshape(N - j, B)
-        col[0] += d[j].reshape(B)
+        c = col[j:]
         if j:
-            col -= np.einsum("ikb,kb->ib", Lf[j:, :j], Lf[j, :j])
-        np.power(col[0], -0.5, out=inv[j])
-        np.multiply(col, inv[j], out=Lf[j:, j])
+            np.subtract(P[j:, j, :, None], np.einsum("ikb,kb->ib", Lf[j:, :j], Lf[j, :j]).reshape(N - j, nl, nt), out=c)
+        else:
+            c[...] = P[:, 0, :, None]
+        c[0] += g[j]
+        cf = c.reshape(N - j, B)
+        np.power(cf[0], -0.5, out=inv[j])
+        np.multiply(cf, inv[j], out=Lf[j:, j])
     y = np.empty_like(Rf)
     np.multiply(Rf[0], inv[0], out=y[0])
     for j in range(1, N):
@@ -221,9 +225,10 @@ class RegularizedObjective:
 
         Eq. (21)'s stable form in the eigenbasis of S~: P = P* + c D0 K^{-1} c with c = e^{-t|a|},
         K = diag(d) + M P0, M = (1 - e^{-2t|a|})/(2|a|), d = e^{-2ta} (a > 0) or 1, P* = 2 max(a, 0),
-        D0 = P0 - P*. With K = M^{1/2} Ks M^{-1/2}, Ks = diag(d) + M^{1/2} P0 M^{1/2} is symmetric
-        positive definite and X = Er P* Ec^T + (Er c D0 M^{1/2}) Ks^{-1} (M^{-1/2} c Ec^T), where Er, Ec
-        are the rows of the eigenvectors on Phi and Psi (two nonzeros per row: cheap elementwise)."""
+        D0 = P0 - P*. For t > 0, K = M G with G = diag(d/M) + P0 symmetric positive definite, so
+        X = Er P* Ec^T + (Er c D0) G^{-1} (M^{-1} c Ec^T), where Er, Ec are the rows of the eigenvectors
+        on Phi and Psi (two nonzeros per row: cheap elementwise). No difference is taken: as t -> 0,
+        G^{-1} M^{-1} -> I and P -> P0."""
         m, n = self.m, self.n
         N = m + n
         t_all = self.t if idx is None else self.t[idx]
@@ -242,8 +247,8 @@ class RegularizedObjective:
         z = absa * t  # t |a|, (N, L, T)
         c = np.exp(-z)
         h = np.where(z > 1e-12, -np.expm1(-2.0 * z) / np.where(z > 1e-12, 2.0 * z, 1.0), 1.0 - z)
-        sM = np.sqrt(t * h)  # M^{1/2}, M = t (1 - e^{-2z}) / (2z)
-        d = np.where(pos.T[:, :, None], c * c, 1.0)
+        M = t * h  # (1 - e^{-2z}) / (2|a|)
+        g = np.where(pos.T[:, :, None], c * c, 1.0) / M  # d / M
         P0l = np.ascontiguousarray(np.moveaxis(P0e, 0, -1))  # (N, N, L)
         pstar = np.where(pos, 2.0 * a, 0.0)  # (L, N)
         D0 = P0e.copy()
@@ -251,10 +256,10 @@ class RegularizedObjective:
         D0[:, ii, ii] -= pstar
         D0l = np.ascontiguousarray(np.moveaxis(D0, 0, -1))[..., None]
         csl, snl = cs.T[:, :, None], sn.T[:, :, None]  # (m, L, 1)
-        # (Er c D0 M^{1/2})^T[k, i] = M_k^{1/2} (cos_i c_i D0[k, i] - sin_i c_{m+i} D0[k, m+i])
-        At = sM[:, None] * (D0l[:, :m] * (csl * c[:m])[None] - D0l[:, m : 2 * m] * (snl * c[m : 2 * m])[None])
-        Z = _scaled_cholesky_solve(P0l, sM, d, At)  # Ks^{-1} (Er c D0 M^{1/2})^T, (N, m, L, T)
-        q = c / sM  # M^{-1/2} c
+        # (Er c D0)^T[k, i] = cos_i c_i D0[k, i] - sin_i c_{m+i} D0[k, m+i]
+        At = D0l[:, :m] * (csl * c[:m])[None] - D0l[:, m : 2 * m] * (snl * c[m : 2 * m])[None]
+        Z = _shifted_cholesky_solve(P0l, g, At)  # G^{-1} (Er c D0)^T, (N, m, L, T)
+        q = c / M
         XD = out[:, :, :, nz:]
         XD[:, :m] = np.swapaxes((snl * q[:m])[:, None] * Z[:m] + (csl * q[m : 2 * m])[:, None] * Z[m : 2 * m], 0, 1)
         XD[:, m:] = np.swapaxes(q[2 * m :, None] * Z[2 * m :], 0, 1)
