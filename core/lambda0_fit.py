@@ -42,9 +42,7 @@ STENCIL = 1e-4  # half-width of the three-point stencils, relative to |lambda|
 # The subsample's Newton stops once its step is below SUB_RTOL |lambda|: Newton's error at the step's
 # end is ~step^2 (~1e-5), well inside what one step on the full grid corrects.
 SUB_RTOL = 3e-3
-# The full grid's Newton step is accepted once it is below FULL_ACCEPT |lambda|: what is left is that
-# step times the relative error of the curvature it used (the subsample's, ~1e-3 off), far below 1e-6.
-FULL_ACCEPT = 1e-4
+FULL_STENCIL = 2e-4  # the full grid's stencil; its Newton step, once within it, leaves ~4e-8 relative
 MAX_ITER = 40
 
 
@@ -311,12 +309,14 @@ class _Branch:
     curvature: float = np.nan
     done: bool = False
     stable: bool = True
+    f: float = np.inf  # the loss at x, once done
+    X: FloatArray | None = None  # X_reg(t; x) in the basis B, (m, n, T), once done
 
 
-def _stencil(x: float, points: int = 3) -> FloatArray:
-    """x - h, x, x + h (or x - h, x + h) with h = STENCIL |x|."""
-    h = STENCIL * max(abs(x), 1e-3)
-    return np.array([x - h, x, x + h]) if points == 3 else np.array([x - h, x + h])
+def _stencil(x: float, rel: float = STENCIL) -> FloatArray:
+    """x - h, x, x + h with h = rel |x|."""
+    h = rel * max(abs(x), 1e-3)
+    return np.array([x - h, x, x + h])
 
 
 def _bisect(lo: float, hi: float) -> float:
@@ -426,7 +426,9 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
         xs_by = {s: _stencil(b.x) for s, b in branches.items() if b.stable and not b.done}
         if not xs_by:
             break
-        records, rtol = (sub, 0.0) if it == 0 else (idx, SUB_RTOL if idx is not None else 1e-2 * FULL_ACCEPT)
+        if it > 0 and idx is None:  # a short grid: straight to the full grid below
+            break
+        records, rtol = (sub, 0.0) if it == 0 else (idx, SUB_RTOL)
         for s, (fm, f0, fp) in evaluate(xs_by, records).items():
             b, x, h = branches[s], xs_by[s][1], xs_by[s][2] - xs_by[s][1]
             d2 = (fp - 2.0 * f0 + fm) / (h * h)
@@ -435,31 +437,42 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
             if it == 0:  # the coarse records' slope says little about the other records' bracket
                 b.lo, b.hi = cells[s]
                 b.x = min(max(b.x, b.lo), b.hi) if b.lo < b.x < b.hi else x
-    if idx is None:
-        return branches
-
-    # the full grid: its slope (a central difference) at the subsample's minimum and a Newton step with
-    # the subsample's curvature; repeated, with the full grid's own curvature, until the step is small
-    last: dict[float, tuple[float, float]] = {}
-    for b in branches.values():
-        b.done, b.lo, b.hi = False, (0.0 if b.sign > 0 else -np.inf), (np.inf if b.sign > 0 else 0.0)
+    # the full grid: Newton with three-point stencils (the full grid's own slope and curvature) from the
+    # subsample's minimum. A step within the stencil is the last: X_reg and the loss there are the
+    # quadratic interpolation in lambda of the stencil's three X_reg (error ~ h^3, < 1e-12 relative).
+    if idx is not None:
+        for b in branches.values():
+            b.done, b.lo, b.hi = False, (0.0 if b.sign > 0 else -np.inf), (np.inf if b.sign > 0 else 0.0)
     for _ in range(MAX_ITER):
-        xs_by = {
-            s: _stencil(b.x, 2 if b.curvature > 0 else 3) for s, b in branches.items() if b.stable and not b.done
-        }
+        xs_by = {s: _stencil(b.x, FULL_STENCIL) for s, b in branches.items() if b.stable and not b.done}
         if not xs_by:
             break
-        for s, v in evaluate(xs_by, None).items():
-            b, fm, fp = branches[s], v[0], v[-1]
-            x, h = float(xs_by[s].mean()), 0.5 * float(xs_by[s][-1] - xs_by[s][0])
-            d1 = (fp - fm) / (2.0 * h)
-            if len(v) == 3:
-                d2 = (fp - 2.0 * v[1] + fm) / (h * h)
-                b.curvature = d2 if d2 > 0 else np.nan
-            elif s in last and x != last[s][0] and (d1 - last[s][1]) / (x - last[s][0]) > 0:
-                b.curvature = (d1 - last[s][1]) / (x - last[s][0])  # secant on the full grid's f'
-            last[s] = (x, d1)
-            _newton_step(b, x, d1, FULL_ACCEPT)
+        lams = np.concatenate(list(xs_by.values()))
+        Xr, stable = obj._x_block(lams, None)
+        for k, (s, xs) in enumerate(xs_by.items()):
+            b = branches[s]
+            if not stable[3 * k : 3 * k + 3].all():
+                b.stable = False
+                continue
+            Xs = Xr[:, :, 3 * k : 3 * k + 3]
+            D = Xs - obj.Xb[:, :, None]
+            fm, f0, fp = np.einsum("ijlt,ijlt->l", D, D)
+            x, h = float(xs[1]), float(xs[2] - xs[1])
+            d1, d2 = (fp - fm) / (2.0 * h), (fp - 2.0 * f0 + fm) / (h * h)
+            b.curvature = d2 if d2 > 0 else np.nan
+            _newton_step(b, x, d1, 0.0)
+            u = (b.x - x) / h
+            if d2 > 0 and abs(u) <= 1.0:  # Lagrange weights of x - h, x, x + h at b.x
+                b.X = np.einsum("ijlt,l->ijt", Xs, [0.5 * u * (u - 1.0), 1.0 - u * u, 0.5 * u * (u + 1.0)])
+                D = b.X - obj.Xb
+                b.f = float(np.einsum("ijt,ijt->", D, D))
+                b.done = True
+    for s, b in branches.items():  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
+        if b.stable and b.X is None:
+            Xr, stable = obj._x_block(np.array([b.x]), None)
+            b.stable, b.X = bool(stable[0]), Xr[:, :, 0]
+            D = b.X - obj.Xb
+            b.f = float(np.einsum("ijt,ijt->", D, D))
     return branches
 
 
@@ -471,19 +484,11 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     L = lambda0_search_bound(Y, U0, V0)
     obj = RegularizedObjective(Y, U0, V0, t, X)
     found = _search(obj, L)
-    # both branches' losses evaluated at their minima (not modelled), in one batched evaluation
-    fast = [s for s, b in found.items() if b.stable]
-    if fast:
-        Xr, stable = obj._x_block(np.array([found[s].x for s in fast]), None)
-        D = Xr - obj.Xb[:, :, None]
-        losses = np.einsum("ijlt,ijlt->l", D, D)
-        for k, s in enumerate(fast):
-            found[s].stable = bool(stable[k])
     branches: dict[float, Lambda0Branch] = {}
     n_ref = 0
     for sign, b in found.items():
         if b.stable:
-            x, v = b.x, float(losses[fast.index(sign)])
+            x, v = b.x, b.f
         else:
             x, v, nev = _branch_reference(Y, U0, V0, t, X, sign, L)
             n_ref += nev
@@ -492,8 +497,9 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     pos, neg = branches[1.0], branches[-1.0]
     best_sign = 1.0 if pos.loss <= neg.loss else -1.0
     best = branches[best_sign]
-    if found[best_sign].stable:
-        X_reg = obj.Phi @ np.moveaxis(Xr[:, :, fast.index(best_sign)], -1, 0) @ obj.PsiT
+    Xb = found[best_sign].X
+    if found[best_sign].stable and Xb is not None:
+        X_reg = obj.Phi @ np.moveaxis(Xb, -1, 0) @ obj.PsiT
     else:  # the factored form's loss, evaluated
         X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
         D = X_reg - X
