@@ -419,7 +419,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     # Newton with three-point stencils, both branches in each evaluation: one step on the coarse
     # records (cheap; the start can be far off), then on a subsample weighted to stand for the whole
     # grid (or on the whole grid when it is short) until the step is small
-    mid = _subsample(T, 12, 4)
+    mid = _subsample(T, 12, 6)
     idx = mid if len(mid) < 0.6 * T else None
     cells = {s: (b.lo, b.hi) for s, b in branches.items()}
     for it in range(MAX_ITER):
