@@ -256,13 +256,15 @@ class RegularizedObjective:
         csl, snl = cs.T[:, :, None], sn.T[:, :, None]  # (m, L, 1)
         # (Er c D0)^T[k, i] = cos_i c_i D0[k, i] - sin_i c_{m+i} D0[k, m+i]
         At = D0l[:, :m] * (csl * c[:m])[None] - D0l[:, m : 2 * m] * (snl * c[m : 2 * m])[None]
-        Z = _shifted_cholesky_solve(P0l, g, At)  # G^{-1} (Er c D0)^T, (N, m, L, T)
+        with np.errstate(invalid="ignore", divide="ignore"):  # unstable lambdas: NaN, and reported so
+            Z = _shifted_cholesky_solve(P0l, g, At)  # G^{-1} (Er c D0)^T, (N, m, L, T)
         q = c / M
         XD = out[:, :, :, nz:]
         XD[:, :m] = np.swapaxes((snl * q[:m])[:, None] * Z[:m] + (csl * q[m : 2 * m])[:, None] * Z[m : 2 * m], 0, 1)
         XD[:, m:] = np.swapaxes(q[2 * m :, None] * Z[2 * m :], 0, 1)
         i = np.arange(m)
         XD[i, i] += (cs * sn * (pstar[:, :m] - pstar[:, m : 2 * m])).T[:, :, None]  # Er P* Ec^T
+        stable &= np.isfinite(XD).all(axis=(0, 1, 3))
         return out, stable
 
     def per_record(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> tuple[FloatArray, np.ndarray]:
@@ -290,13 +292,6 @@ class RegularizedObjective:
         out: np.ndarray = self.Phi @ np.moveaxis(Xr[:, :, 0], -1, 0) @ self.PsiT
         return out
 
-    def value_and_slope(self, lam: float, idx: IntArray | None = None) -> tuple[float, float]:
-        """f(lambda) and f'(lambda) from a central difference over STENCIL |lambda| (the slope's
-        error is ~STENCIL^2 relative)."""
-        h = STENCIL * max(abs(lam), 1e-3)
-        fm, f0, fp = self.values(np.array([lam - h, lam, lam + h]), idx)
-        return float(f0), float((fp - fm) / (2.0 * h))
-
 
 @dataclass
 class _Branch:
@@ -313,9 +308,9 @@ class _Branch:
     X: FloatArray | None = None  # X_reg(t; x) in the basis B, (m, n, T), once done
 
 
-def _stencil(x: float, rel: float = STENCIL) -> FloatArray:
-    """x - h, x, x + h with h = rel |x|."""
-    h = rel * max(abs(x), 1e-3)
+def _stencil(x: float, rel: float, floor: float) -> FloatArray:
+    """x - h, x, x + h with h = rel max(|x|, floor)."""
+    h = rel * max(abs(x), floor)
     return np.array([x - h, x, x + h])
 
 
@@ -339,10 +334,13 @@ def _newton_step(b: _Branch, x: float, d1: float, rtol: float) -> None:
     kappa = b.curvature
     xn = x - d1 / kappa if kappa > 0 else np.nan
     if not b.lo < xn < b.hi:
-        if np.isfinite(b.lo) and np.isfinite(b.hi):
+        towards_zero = (d1 > 0) == (x > 0)
+        if x != 0.0 and towards_zero and 0.0 in (b.lo, b.hi):
+            xn = 0.0  # the branch's end: if f' points out of the branch there, its minimum is lambda = 0
+        elif np.isfinite(b.lo) and np.isfinite(b.hi):
             xn = _bisect(b.lo, b.hi)
-        else:  # the full grid's stage starts unbracketed: go at most a factor 2 towards the open end
-            xn = x * 2.0 if (d1 < 0) == (x > 0) else x * 0.5
+        else:  # the full grid's stage starts unbracketed: at most a factor 2 towards the open end
+            xn = x * 0.5 if towards_zero else x * 2.0
     b.x = xn
     if (abs(xn - x) <= rtol * abs(x) and kappa > 0) or b.hi - b.lo <= rtol * max(abs(x), 1e-12):
         b.done = True
@@ -376,6 +374,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     """Both branches' minima of f on the full record grid (see the module's docstring)."""
     T = len(obj.t)
     branches = {s: _Branch(s, -np.inf, np.inf, 0.0) for s in (1.0, -1.0)}
+    floor = 1e-4 * L  # the coarse grid's smallest |lambda| > 0: the stencils' scale near lambda = 0
 
     def evaluate(lams_by: dict[float, FloatArray], idx: IntArray | None) -> dict[float, FloatArray]:
         """One batched evaluation of every live branch's lambdas; a branch that meets a lambda where
@@ -423,7 +422,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     idx = mid if len(mid) < 0.6 * T else None
     cells = {s: (b.lo, b.hi) for s, b in branches.items()}
     for it in range(MAX_ITER):
-        xs_by = {s: _stencil(b.x) for s, b in branches.items() if b.stable and not b.done}
+        xs_by = {s: _stencil(b.x, STENCIL, floor) for s, b in branches.items() if b.stable and not b.done}
         if not xs_by:
             break
         if it > 0 and idx is None:  # a short grid: straight to the full grid below
@@ -444,7 +443,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
         for b in branches.values():
             b.done, b.lo, b.hi = False, (0.0 if b.sign > 0 else -np.inf), (np.inf if b.sign > 0 else 0.0)
     for _ in range(MAX_ITER):
-        xs_by = {s: _stencil(b.x, FULL_STENCIL) for s, b in branches.items() if b.stable and not b.done}
+        xs_by = {s: _stencil(b.x, FULL_STENCIL, floor) for s, b in branches.items() if b.stable and not b.done}
         if not xs_by:
             break
         lams = np.concatenate(list(xs_by.values()))
