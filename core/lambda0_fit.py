@@ -1,27 +1,27 @@
 """The paper's Fig. 2 fit: lambda0 minimising sum_t ||X_reg(t; lambda0) - X(t)||^2, one minimum per sign.
 
-Why it is cheap. In the basis B = diag(Phi, Psi) of Y's singular vectors (Y = Phi Sigma Psi^T, Psi
-full), S~ = S_Y + (lambda/2) J of eq. (21) is block diagonal for every lambda: a 2x2 block
+Shared factorizations. In the basis B = diag(Phi, Psi) of Y's singular vectors (Y = Phi Sigma Psi^T,
+Psi full), S~ = S_Y + (lambda/2) J of eq. (21) is block diagonal for every lambda: a 2x2 block
 [[lambda/2, sigma_i], [sigma_i, -lambda/2]] per singular value (eigenvalues +-r_i,
 r_i = sqrt(sigma_i^2 + lambda^2/4), eigenvectors a rotation by theta_i with cos 2theta_i =
 lambda/(2 r_i)) and -lambda/2 on the n - m directions of Psi that Y does not reach. So one SVD of Y
-and one Gram matrix P0 = R0 R0^T in the basis B serve every lambda (no eigendecomposition per lambda,
-nothing of size k), and an evaluation is one 15 x 15 Cholesky per (lambda, record time), done for all
-of them at once with the batch as the last axis (`_shifted_cholesky_solve`; numpy's batched LAPACK calls cost
-~3 us per matrix in overhead, this ~1 us).
+and one Gram matrix P0 = R0 R0^T in that basis serve every lambda (no eigendecomposition per lambda,
+nothing of size k). An evaluation at L lambdas and T' record times is eq. (21)'s stable form with one
+(m + n) x (m + n) Cholesky per (lambda, t), all L T' of them at once with the batch as the last axis
+(`_shifted_cholesky_solve`: numpy's batched LAPACK calls cost ~3 us per 15 x 15 matrix in overhead).
 
-The search, both branches (lambda > 0, lambda < 0) in the same batched evaluations: a coarse log grid
-on 17 record times picks a cell per branch; Newton steps with three-point stencils on a subsample (the
-first 12 record times, then every 4th; Simpson weights, so its minimum is within ~5e-5 of the full
-grid's) converge there; then one central difference of the full-grid objective with the subsample's
-curvature corrects the subsample's minimum (repeated, with the full grid's own secant curvature, until
-the correction is below FULL_ACCEPT). Only the better branch's X_reg is evaluated at its minimum.
-
-The evaluation is eq. (21)'s stable form (`closed_forms.riccati`: P = P* + c D0 K^{-1} c around the
-stabilising solution) written symmetrically (K = M^{1/2} Ks M^{-1/2}, Ks = diag(d) + M^{1/2} P0 M^{1/2}
-positive definite), which needs P0 > 0 on the unstable eigenspace of S~; when that fails (balanced
-starts, k < m + n), the branch is searched with `closed_forms.regularized_flow` (rank-preserving
-factored form) and bounded Brent instead.
+The search, both branches (lambda > 0, lambda < 0) in every evaluation, each a few batched calls:
+1. a log grid of 10 |lambda| per sign (and 0) on 17 record times picks a cell per branch, and one Newton
+   step from the parabola through it, on the same records (derivatives from a three-point stencil);
+2. Newton steps on a subsample (the first 12 records, then every 6th, Simpson weights: its minimum is
+   within ~2e-4 of the full grid's) until the step is below SUB_RTOL;
+3. Newton on the full record grid with the full grid's own three-point stencil: its step lands inside
+   the stencil (< FULL_STENCIL |lambda|), which leaves ~1e-8, and X_reg and the loss there are the
+   quadratic interpolation in lambda of the stencil's three X_reg (< 1e-11 relative).
+A branch whose f' points out of it at lambda = 0 has its minimum there: it returns 0. Where P0 is not
+positive definite on the unstable eigenspace of S~ (balanced starts, k < m + n), the stable form does
+not apply and the branch is searched with `closed_forms.regularized_flow` (rank-preserving factored
+form) and bounded Brent instead, as before.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def _subsample(T: int, n_dense: int, stride: int) -> IntArray:
 
 def _sum_weights(idx: IntArray) -> FloatArray:
     """The weights of `_sum_weights_of` (cached: the search asks for the same few subsamples)."""
-    return _sum_weights_of(tuple(int(i) for i in idx))
+    return _sum_weights_of(tuple(np.asarray(idx).tolist()))
 
 
 @functools.lru_cache(maxsize=64)
@@ -435,10 +435,10 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
             _newton_step(b, x, (fp - fm) / (2.0 * h), rtol)
             if it == 0:  # the coarse records' slope says little about the other records' bracket
                 b.lo, b.hi = cells[s]
-                b.x = min(max(b.x, b.lo), b.hi) if b.lo < b.x < b.hi else x
+                b.x = b.x if b.lo < b.x < b.hi else x
     # the full grid: Newton with three-point stencils (the full grid's own slope and curvature) from the
     # subsample's minimum. A step within the stencil is the last: X_reg and the loss there are the
-    # quadratic interpolation in lambda of the stencil's three X_reg (error ~ h^3, < 1e-12 relative).
+    # quadratic interpolation in lambda of the stencil's three X_reg (error ~ h^3, < 1e-11 relative).
     if idx is not None:
         for b in branches.values():
             b.done, b.lo, b.hi = False, (0.0 if b.sign > 0 else -np.inf), (np.inf if b.sign > 0 else 0.0)
@@ -466,7 +466,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
                 D = b.X - obj.Xb
                 b.f = float(np.einsum("ijt,ijt->", D, D))
                 b.done = True
-    for s, b in branches.items():  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
+    for b in branches.values():  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
         if b.stable and b.X is None:
             Xr, stable = obj._x_block(np.array([b.x]), None)
             b.stable, b.X = bool(stable[0]), Xr[:, :, 0]
