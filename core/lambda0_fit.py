@@ -44,6 +44,7 @@ STENCIL = 1e-4  # half-width of the three-point stencils, relative to |lambda|
 SUB_RTOL = 3e-3
 FULL_STENCIL = 2e-4  # the full grid's stencil; its Newton step, once within it, leaves ~4e-8 relative
 MAX_ITER = 40
+CHUNK_RECORDS = 640  # (lambda, t) pairs per Cholesky batch, which bounds the fit's memory
 
 
 @dataclass
@@ -122,13 +123,15 @@ def _sum_weights_of(idx: tuple[int, ...]) -> FloatArray:
 
 
 def _shifted_cholesky_solve(P: FloatArray, g: FloatArray, R: FloatArray) -> FloatArray:
-    """(diag(g) + P)^{-1} R for a batch: P (N, N, L) symmetric >= 0, g (N, L, T) > 0 (so the matrix is
-    positive definite), R (N, r, L, T); the batch (L, T) is the last axes. Left-looking Cholesky with
-    each column formed when it is needed (its lower part only): O(N) numpy calls over the whole batch
-    instead of one LAPACK call per matrix (numpy's batched calls cost ~3 us per 15 x 15 matrix)."""
+    """(diag(g) + P)^{-1} R for a batch, in R's place: P (N, N, L) symmetric >= 0, g (N, L, T) > 0 (so
+    the matrix is positive definite), R (N, r, L, T) C-contiguous; the batch (L, T) is the last axes.
+    Left-looking Cholesky with each column formed when it is needed (its lower part only): O(N) numpy
+    calls over the whole batch instead of one LAPACK call per matrix (numpy's batched calls cost ~3 us
+    per 15 x 15 matrix)."""
     N, nl, nt = g.shape
     B = nl * nt
     Rf = R.reshape(N, -1, B)
+    assert np.shares_memory(Rf, R)
     Lf = np.empty((N, N, B))
     inv = np.empty((N, B))
     col = np.empty((N, nl, nt))
@@ -142,12 +145,12 @@ def _shifted_cholesky_solve(P: FloatArray, g: FloatArray, R: FloatArray) -> Floa
         cf = c.reshape(N - j, B)
         np.power(cf[0], -0.5, out=inv[j])
         np.multiply(cf, inv[j], out=Lf[j:, j])
-    y = np.empty_like(Rf)
-    np.multiply(Rf[0], inv[0], out=y[0])
+    y = Rf  # forward substitution in place: row j of R is last read when y[j] is written
+    y[0] *= inv[0]
     for j in range(1, N):
-        np.subtract(Rf[j], np.einsum("kb,krb->rb", Lf[j, :j], y[:j]), out=y[j])
+        y[j] -= np.einsum("kb,krb->rb", Lf[j, :j], y[:j])
         y[j] *= inv[j]
-    x = y  # back substitution in place: row j of y is last read when x[j] is written
+    x = y  # back substitution in place too
     x[N - 1] *= inv[N - 1]
     for j in range(N - 2, -1, -1):
         x[j] -= np.einsum("kb,krb->rb", Lf[j + 1 :, j], x[j + 1 :])
@@ -256,8 +259,14 @@ class RegularizedObjective:
         csl, snl = cs.T[:, :, None], sn.T[:, :, None]  # (m, L, 1)
         # (Er c D0)^T[k, i] = cos_i c_i D0[k, i] - sin_i c_{m+i} D0[k, m+i]
         At = D0l[:, :m] * (csl * c[:m])[None] - D0l[:, m : 2 * m] * (snl * c[m : 2 * m])[None]
+        # G^{-1} (Er c D0)^T in At's place, (N, m, L, T), a few lambdas at a time: the factors take
+        # 8 (m + n)^2 bytes per (lambda, t), ~0.7 MB per chunk
+        per_chunk = max(1, CHUNK_RECORDS // len(t))
         with np.errstate(invalid="ignore", divide="ignore"):  # unstable lambdas: NaN, and reported so
-            Z = _shifted_cholesky_solve(P0l, g, At)  # G^{-1} (Er c D0)^T, (N, m, L, T)
+            for k in range(0, L, per_chunk):
+                sl = slice(k, k + per_chunk)
+                _shifted_cholesky_solve(P0l[:, :, sl], g[:, sl], At[:, :, sl])
+        Z = At
         q = c / M
         XD = out[:, :, :, nz:]
         XD[:, :m] = np.swapaxes((snl * q[:m])[:, None] * Z[:m] + (csl * q[m : 2 * m])[:, None] * Z[m : 2 * m], 0, 1)
