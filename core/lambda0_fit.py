@@ -18,7 +18,8 @@ The search, both branches (lambda > 0, lambda < 0) in every evaluation, each a f
 3. Newton on the full record grid with the full grid's own three-point stencil: its step lands inside
    the stencil (< FULL_STENCIL |lambda|), which leaves ~1e-8, and X_reg and the loss there are the
    quadratic interpolation in lambda of the stencil's three X_reg (< 1e-11 relative).
-A branch whose f' points out of it at lambda = 0 has its minimum there: it returns 0. Where P0 is not
+A branch whose f' points out of it at lambda = 0 has its minimum there: it reports lambda0 = +-END x
+the smallest grid |lambda| (~1e-13 L), which keeps the branch's sign. Where P0 is not
 positive definite on the unstable eigenspace of S~ (balanced starts, k < m + n), the stable form does
 not apply and the branch is searched with `closed_forms.regularized_flow` (rank-preserving factored
 form) and bounded Brent instead, as before.
@@ -44,6 +45,8 @@ STENCIL = 1e-4  # half-width of the three-point stencils, relative to |lambda|
 SUB_RTOL = 3e-3
 FULL_STENCIL = 2e-4  # the full grid's stencil; its Newton step, once within it, leaves ~4e-8 relative
 MAX_ITER = 40
+# a branch whose minimum is at lambda0 = 0 reports END x the smallest grid |lambda|, keeping its sign
+END = 1e-9
 CHUNK_RECORDS = 640  # (lambda, t) pairs per Cholesky batch, which bounds the fit's memory
 
 
@@ -104,10 +107,12 @@ def _sum_weights(idx: IntArray) -> FloatArray:
 def _sum_weights_of(idx: tuple[int, ...]) -> FloatArray:
     """Weights w with sum_j w_j g(idx_j) ~ sum_{i = idx_0}^{idx_-1} g(i) for smooth g: Simpson's rule
     in the record index over runs of equal gaps (trapezoid where a run is odd), plus half of each end
-    (the sum counts both ends fully)."""
+    (the sum counts both ends fully); all 1 (the sum itself) when no record is left out."""
     w = np.zeros(len(idx))
-    if len(idx) == 1:
-        return w + 1.0
+    if len(idx) == 1 or idx[-1] - idx[0] == len(idx) - 1:
+        w += 1.0
+        w.flags.writeable = False
+        return w
     i = 0
     while i < len(idx) - 1:
         h = float(idx[i + 1] - idx[i])
@@ -313,6 +318,7 @@ class _Branch:
     curvature: float = np.nan
     done: bool = False
     stable: bool = True
+    end: float = 0.0  # the branch's end, just inside lambda = 0
     f: float = np.inf  # the loss at x, once done
     X: FloatArray | None = None  # X_reg(t; x) in the basis B, (m, n, T), once done
 
@@ -344,8 +350,11 @@ def _newton_step(b: _Branch, x: float, d1: float, rtol: float) -> None:
     xn = x - d1 / kappa if kappa > 0 else np.nan
     if not b.lo < xn < b.hi:
         towards_zero = (d1 > 0) == (x > 0)
-        if x != 0.0 and towards_zero and 0.0 in (b.lo, b.hi):
-            xn = 0.0  # the branch's end: if f' points out of the branch there, its minimum is lambda = 0
+        if towards_zero and 0.0 in (b.lo, b.hi):  # try the branch's end; if f' points out of the
+            if x == b.end:  # branch there too, the minimum is at its end (lambda0 -> 0 on that side)
+                b.x, b.done = x, True
+                return
+            xn = b.end
         elif np.isfinite(b.lo) and np.isfinite(b.hi):
             xn = _bisect(b.lo, b.hi)
         else:  # the full grid's stage starts unbracketed: at most a factor 2 towards the open end
@@ -382,8 +391,8 @@ def _branch_reference(
 def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     """Both branches' minima of f on the full record grid (see the module's docstring)."""
     T = len(obj.t)
-    branches = {s: _Branch(s, -np.inf, np.inf, 0.0) for s in (1.0, -1.0)}
     floor = 1e-4 * L  # the coarse grid's smallest |lambda| > 0: the stencils' scale near lambda = 0
+    branches = {s: _Branch(s, -np.inf, np.inf, 0.0, end=s * END * floor) for s in (1.0, -1.0)}
 
     def evaluate(lams_by: dict[float, FloatArray], idx: IntArray | None) -> dict[float, FloatArray]:
         """One batched evaluation of every live branch's lambdas; a branch that meets a lambda where
