@@ -11,7 +11,7 @@ nothing of size k). An evaluation at L lambdas and T' record times is eq. (21)'s
 (`_shifted_cholesky_solve`: numpy's batched LAPACK calls cost ~3 us per 15 x 15 matrix in overhead).
 
 The search, both branches (lambda > 0, lambda < 0) in every evaluation, each a few batched calls:
-1. a log grid of 10 |lambda| per sign (and 0) on 17 record times picks a cell per branch, and one Newton
+1. a log grid of 10 |lambda| per sign (and 0) on ~17 record times picks a cell per branch, and one Newton
    step from the parabola through it, on the same records (derivatives from a three-point stencil);
 2. Newton steps on a subsample (the first 12 records, then every 6th, Simpson weights: its minimum is
    within ~2e-4 of the full grid's) until the step is below SUB_RTOL;
