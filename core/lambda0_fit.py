@@ -1,26 +1,33 @@
 """The paper's Fig. 2 fit: lambda0 minimising sum_t ||X_reg(t; lambda0) - X(t)||^2, one minimum per sign.
 
-Why it is cheap. In the basis B = diag(Phi, Psi) of Y's singular vectors (Y = Phi Sigma Psi^T, Psi
-full), S~ = S_Y + (lambda/2) J of eq. (21) is block diagonal for every lambda: a 2x2 block
+Shared factorizations. In the basis B = diag(Phi, Psi) of Y's singular vectors (Y = Phi Sigma Psi^T,
+Psi full), S~ = S_Y + (lambda/2) J of eq. (21) is block diagonal for every lambda: a 2x2 block
 [[lambda/2, sigma_i], [sigma_i, -lambda/2]] per singular value (eigenvalues +-r_i,
 r_i = sqrt(sigma_i^2 + lambda^2/4), eigenvectors a rotation by theta_i with cos 2theta_i =
 lambda/(2 r_i)) and -lambda/2 on the n - m directions of Psi that Y does not reach. So one SVD of Y
-and one change of basis of R0 = [U0; V0] serve every lambda (no eigendecomposition per lambda),
-and every step below is analytic in lambda: the derivative of the objective comes from one
-complex-step evaluation, f'(lambda) = Im f(lambda + i h) / h, exact to rounding. Each branch
-(lambda > 0, lambda < 0) is searched on its own: a coarse log grid scored on a subsample of the
-record times, a safeguarded secant on f' inside the best cell (subsample), then the same secant on
-the full record grid from there, to a relative step of 1e-9.
+and one Gram matrix P0 = R0 R0^T in that basis serve every lambda (no eigendecomposition per lambda,
+nothing of size k). An evaluation at L lambdas and T' record times is eq. (21)'s stable form with one
+(m + n) x (m + n) Cholesky per (lambda, t), all L T' of them at once with the batch as the last axis
+(`_shifted_cholesky_solve`: numpy's batched LAPACK calls cost ~3 us per 15 x 15 matrix in overhead).
 
-The evaluation is the stable form of eq. (21) used by `closed_forms.riccati` (P = P* + c D0 K^{-1} c
-around the stabilising solution), which needs P0 > 0 on the unstable eigenspace of S~; when that
-fails (balanced starts, k < m + n), the branch is searched with `closed_forms.regularized_flow`
-(rank-preserving factored form) and bounded Brent instead.
+The search, both branches (lambda > 0, lambda < 0) in every evaluation, each a few batched calls:
+1. a log grid of 10 |lambda| per sign (and 0) on ~17 record times picks a cell per branch, and one Newton
+   step from the parabola through it, on the same records (derivatives from a three-point stencil);
+2. Newton steps on a subsample (the first 12 records, then every 6th, Simpson weights: its minimum is
+   within ~2e-4 of the full grid's) until the step is below SUB_RTOL (often just one);
+3. Newton on the full record grid with the full grid's own three-point stencil: its step lands inside
+   the stencil (< FULL_STENCIL |lambda|), which leaves ~1e-8, and X_reg and the loss there are the
+   quadratic interpolation in lambda of the stencil's three X_reg (< 1e-11 relative).
+A branch whose f' points out of it at lambda = 0 has its minimum there: it reports lambda0 = +-END x
+the smallest grid |lambda| (~1e-13 L), which keeps the branch's sign. Where P0 is not
+positive definite on the unstable eigenspace of S~ (balanced starts, k < m + n), the stable form does
+not apply and the branch is searched with `closed_forms.regularized_flow` (rank-preserving factored
+form) and bounded Brent instead, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +39,16 @@ from .types import FloatArray, IntArray
 
 N_COARSE = 10  # log-spaced |lambda| per branch (plus lambda = 0)
 SUB_TIMES = 17  # record times the coarse search scores
-STEP_H = 1e-20  # complex step (relative to max(1, |lambda|))
-# The full-grid secant stops when its next step is below FULL_RTOL |lambda| and returns that step's
-# end: the secant converges superlinearly, so the error left is far below the step (measured:
-# <= 5e-8 relative against a converged search; tests/core/test_lambda0_branches.py holds it to 1e-6).
-FULL_RTOL = 1e-5
-MID_RTOL = 1e-3  # the subsample's minimum is 1e-4..1e-3 from the full grid's anyway
+STENCIL = 1e-4  # half-width of the three-point stencils, relative to |lambda|
+# The subsample's Newton stops once its step is below SUB_RTOL |lambda| (Newton's error at the step's
+# end is ~step^2): the full grid's Newton decides the accuracy, and from there it usually needs one
+# step (measured: stopping at 3e-3 costs one more subsample evaluation than it saves on the full grid)
+SUB_RTOL = 2e-2
+FULL_STENCIL = 2e-4  # the full grid's stencil; its Newton step, once within it, leaves ~4e-8 relative
+MAX_ITER = 40
+# a branch whose minimum is at lambda0 = 0 reports END x the smallest grid |lambda|, keeping its sign
+END = 1e-9
+CHUNK_RECORDS = 640  # (lambda, t) pairs per Cholesky batch, which bounds the fit's memory
 
 
 @dataclass
@@ -55,10 +66,11 @@ class Lambda0Fit:
     lambda0: float
     error: float
     loss: float
-    n_evaluations: int  # closed-form evaluations of eq. (21), any number of times each
+    n_evaluations: int  # closed-form evaluations of eq. (21), any number of record times each
     pos: Lambda0Branch
     neg: Lambda0Branch
     X_reg: np.ndarray
+    n_records: int = 0  # (lambda, record time) pairs evaluated, the fit's cost in solves
 
 
 def regularized_loss(
@@ -80,48 +92,76 @@ class _NotStable(Exception):
     """P0 is not positive definite on the unstable eigenspace of S~ (use the factored form)."""
 
 
-def _exp(z: np.ndarray) -> np.ndarray:
-    """exp, and expm1 below, through real functions for complex z (numpy's complex exp/expm1 are
-    ~100x slower than the real ones and dominated the complex-step evaluation)."""
-    out: np.ndarray
-    if not np.iscomplexobj(z):
-        out = np.exp(z)
-        return out
-    ex = np.exp(z.real)
-    out = ex * np.cos(z.imag) + 1j * (ex * np.sin(z.imag))
-    return out
+def _subsample(T: int, n_dense: int, stride: int) -> IntArray:
+    """The first n_dense record indices (the fast transient lives there), then every stride-th, and
+    the last."""
+    idx: IntArray = np.unique(np.concatenate([np.arange(min(n_dense, T)), np.arange(0, T, stride), [T - 1]]))
+    return idx
 
 
-def _expm1(z: np.ndarray) -> np.ndarray:
-    out: np.ndarray
-    if not np.iscomplexobj(z):
-        out = np.expm1(z)
-        return out
-    x, y = z.real, z.imag
-    ex = np.exp(x)
-    out = (np.expm1(x) - 2.0 * ex * np.sin(y / 2.0) ** 2) + 1j * (ex * np.sin(y))
-    return out
+def _sum_weights(idx: IntArray) -> FloatArray:
+    """The weights of `_sum_weights_of` (cached: the search asks for the same few subsamples)."""
+    return _sum_weights_of(tuple(np.asarray(idx).tolist()))
 
 
-def _trapezoid_weights(idx: np.ndarray) -> np.ndarray:
-    """Weights w with sum_j w_j g(idx_j) ~ sum_{i = idx_0}^{idx_-1} g(i) for smooth g (the trapezoid
-    rule on the record index, plus half of each end: the sum counts both ends fully)."""
-    idx = np.asarray(idx, float)
-    if len(idx) == 1:
-        return np.ones(1)
-    gaps = np.diff(idx)
+@functools.lru_cache(maxsize=64)
+def _sum_weights_of(idx: tuple[int, ...]) -> FloatArray:
+    """Weights w with sum_j w_j g(idx_j) ~ sum_{i = idx_0}^{idx_-1} g(i) for smooth g: Simpson's rule
+    in the record index over runs of equal gaps (trapezoid where a run is odd), plus half of each end
+    (the sum counts both ends fully); all 1 (the sum itself) when no record is left out."""
     w = np.zeros(len(idx))
-    w[:-1] += gaps / 2.0
-    w[1:] += gaps / 2.0
+    if len(idx) == 1 or idx[-1] - idx[0] == len(idx) - 1:
+        w += 1.0
+        w.flags.writeable = False
+        return w
+    i = 0
+    while i < len(idx) - 1:
+        h = float(idx[i + 1] - idx[i])
+        if i + 2 < len(idx) and idx[i + 2] - idx[i + 1] == idx[i + 1] - idx[i]:
+            w[i : i + 3] += (h / 3.0, 4.0 * h / 3.0, h / 3.0)
+            i += 2
+        else:
+            w[i : i + 2] += h / 2.0
+            i += 1
     w[[0, -1]] += 0.5
+    w.flags.writeable = False
     return w
 
 
-def _subsample(T: int, n_dense: int, stride: int) -> np.ndarray:
-    """The first n_dense record indices (the fast transient lives there), then every stride-th, and
-    the last."""
-    idx = np.unique(np.concatenate([np.arange(min(n_dense, T)), np.arange(0, T, stride), [T - 1]]))
-    return idx
+def _shifted_cholesky_solve(P: FloatArray, g: FloatArray, R: FloatArray) -> FloatArray:
+    """(diag(g) + P)^{-1} R for a batch, in R's place: P (N, N, L) symmetric >= 0, g (N, L, T) > 0 (so
+    the matrix is positive definite), R (N, r, L, T) C-contiguous; the batch (L, T) is the last axes.
+    Left-looking Cholesky with each column formed when it is needed (its lower part only): O(N) numpy
+    calls over the whole batch instead of one LAPACK call per matrix (numpy's batched calls cost ~3 us
+    per 15 x 15 matrix)."""
+    N, nl, nt = g.shape
+    B = nl * nt
+    Rf = R.reshape(N, -1, B)
+    assert np.shares_memory(Rf, R)
+    Lf = np.empty((N, N, B))
+    inv = np.empty((N, B))
+    col = np.empty((N, nl, nt))
+    for j in range(N):
+        c = col[j:]
+        if j:
+            np.subtract(P[j:, j, :, None], np.einsum("ikb,kb->ib", Lf[j:, :j], Lf[j, :j]).reshape(N - j, nl, nt), out=c)
+        else:
+            c[...] = P[:, 0, :, None]
+        c[0] += g[j]
+        cf = c.reshape(N - j, B)
+        np.power(cf[0], -0.5, out=inv[j])
+        np.multiply(cf, inv[j], out=Lf[j:, j])
+    y = Rf  # forward substitution in place: row j of R is last read when y[j] is written
+    y[0] *= inv[0]
+    for j in range(1, N):
+        y[j] -= np.einsum("kb,krb->rb", Lf[j, :j], y[:j])
+        y[j] *= inv[j]
+    x = y  # back substitution in place too
+    x[N - 1] *= inv[N - 1]
+    for j in range(N - 2, -1, -1):
+        x[j] -= np.einsum("kb,krb->rb", Lf[j + 1 :, j], x[j + 1 :])
+        x[j] *= inv[j]
+    return x.reshape(R.shape)
 
 
 class RegularizedObjective:
@@ -133,186 +173,196 @@ class RegularizedObjective:
         Phi, sig, PsiT = np.linalg.svd(Y)  # Psi full: n x n
         self.sigma, self.Phi, self.PsiT = sig, Phi, PsiT
         R0 = np.vstack([Phi.T @ U0, PsiT @ V0])  # R0 in the basis B
-        self.F0 = R0
         self.P0b = R0 @ R0.T
+        self.p0_max = max(float(np.linalg.eigvalsh(self.P0b)[-1]), 1e-300)  # ||P0||_2, every basis
         self.t = np.asarray(t, float)
-        self.Xb = Phi.T @ np.asarray(X, float) @ PsiT.T  # X(t) in the basis B, (T, m, n)
+        Xb = Phi.T @ np.asarray(X, float) @ PsiT.T  # X(t) in the basis B, (T, m, n)
+        self.Xb = np.ascontiguousarray(np.moveaxis(Xb, 0, -1))  # (m, n, T): the batch last
         self.n_evaluations = 0
+        self.n_records = 0
 
-    # -- eigendecomposition of S~ in the basis B, closed form in lambda (complex allowed) --------
-    def _eig(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Eigenvalues a (L, N) and eigenvectors E (L, N, N) of S~(lambda) in the basis B, for a
-        vector of lambdas of one sign: +r_i, -r_i (i < m), then -lambda/2 (n - m times)."""
+    def _spectrum(
+        self, lams: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, np.ndarray, np.ndarray]:
+        """S~(lambda) in the basis B, closed form in lambda: eigenvalues a (L, N) = +r_i, -r_i (i < m),
+        then -lambda/2 (n - m times); the rotation (cos, sin) (L, m); P0 in the eigenbasis (L, N, N);
+        the unstable directions a > 0 (L, N); which lambdas have P0 > 0 on them (L,)."""
         m, n, s = self.m, self.n, self.sigma[None, :]
-        lam = lam[:, None]
+        lam = lams[:, None]
         r = np.sqrt(s * s + lam * lam / 4.0)
-        if np.all(lam.real >= 0):  # cos^2 = (2r + lam)/(4r), sin^2 = sigma^2/(r (2r + lam)): no cancellation
-            c2, s2 = (2 * r + lam) / (4 * r), s * s / (r * (2 * r + lam))
-        else:
-            c2, s2 = s * s / (r * (2 * r - lam)), (2 * r - lam) / (4 * r)
+        # cos^2 = (2r + lam)/(4r), sin^2 = sigma^2/(r (2r + lam)), or the other way for lam < 0: no cancellation
+        up = lam >= 0
+        c2 = np.where(up, (2 * r + lam) / (4 * r), s * s / (r * (2 * r - lam)))
+        s2 = np.where(up, s * s / (r * (2 * r + lam)), (2 * r - lam) / (4 * r))
         cs, sn = np.sqrt(c2), np.sqrt(s2)
-        N, L = m + n, lam.shape[0]
-        E = np.zeros((L, N, N), dtype=np.result_type(lam, float))
+        N, L = m + n, len(lams)
+        E = np.zeros((L, N, N))
         i = np.arange(m)
         E[:, i, i], E[:, m + i, i] = cs, sn  # eigenvalue +r_i
         E[:, i, m + i], E[:, m + i, m + i] = -sn, cs  # eigenvalue -r_i
         j = 2 * m + np.arange(n - m)
         E[:, j, j] = 1.0  # -lambda/2
         a = np.concatenate([r, -r, np.broadcast_to(-lam / 2.0, (L, n - m))], axis=1)
-        return a, E
+        P0e = np.swapaxes(E, 1, 2) @ self.P0b @ E
+        pos = a > 1e-12 * np.maximum(np.max(np.abs(a), axis=1, keepdims=True), 1e-300)
+        stable = np.ones(L, bool)
+        for group in (lams > 0, lams < 0, lams == 0):  # one unstable eigenspace per sign (sigma_i > 0)
+            sel = np.flatnonzero(group)
+            if len(sel) == 0:
+                continue
+            pattern = pos[sel[0]]
+            if not (pos[sel] == pattern).all():  # some sigma_i = 0: one lambda at a time
+                for q in sel:
+                    stable[q] = self._stable_on(P0e[q : q + 1], pos[q])[0]
+            else:
+                stable[sel] = self._stable_on(P0e[sel], pattern)
+        return a, cs, sn, P0e, pos, stable
 
-    def _at(self, idx: IntArray | None) -> tuple[FloatArray, FloatArray, FloatArray | None]:
-        """(times, X in the basis B, weights) of the record subset `idx` (all if None)."""
-        if idx is None:
-            return self.t, self.Xb, None
-        return self.t[idx], self.Xb[idx], _trapezoid_weights(idx)
+    def _stable_on(self, P0e: FloatArray, pattern: np.ndarray) -> np.ndarray:
+        """P0 > 0 on the unstable eigenspace `pattern` of S~, relative to ||P0||."""
+        if not pattern.any():
+            return np.ones(len(P0e), bool)
+        block = P0e[:, pattern][:, :, pattern]
+        out: np.ndarray = np.linalg.eigvalsh(block)[:, 0] > 1e-7 * self.p0_max
+        return out
 
-    def values(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> np.ndarray:
-        """f at each lambda of `lams` (real or complex, one sign) on the record times `idx` (all if
-        None), as one batched solve over (lambda, t)."""
-        lams = np.atleast_1d(np.asarray(lams))
-        t, Xb, w = self._at(idx)
-        D = self._x_reg(lams, t) - Xb[None]
-        per_t: np.ndarray = np.einsum("ltij,ltij->lt", D, D)  # no conjugate: analytic in lambda
-        out: np.ndarray = per_t.sum(axis=1) if w is None else per_t @ w
+    def _x_block(self, lams: FloatArray, idx: IntArray | None) -> tuple[FloatArray, np.ndarray]:
+        """X_reg(t; lambda) in the basis B, (m, n, L, T') on the record times idx (all if None), and
+        which lambdas are stable (the others' values are meaningless).
+
+        Eq. (21)'s stable form in the eigenbasis of S~: P = P* + c D0 K^{-1} c with c = e^{-t|a|},
+        K = diag(d) + M P0, M = (1 - e^{-2t|a|})/(2|a|), d = e^{-2ta} (a > 0) or 1, P* = 2 max(a, 0),
+        D0 = P0 - P*. For t > 0, K = M G with G = diag(d/M) + P0 symmetric positive definite, so
+        X = Er P* Ec^T + (Er c D0) G^{-1} (M^{-1} c Ec^T), where Er, Ec are the rows of the eigenvectors
+        on Phi and Psi (two nonzeros per row: cheap elementwise). No difference is taken: as t -> 0,
+        G^{-1} M^{-1} -> I and P -> P0."""
+        m, n = self.m, self.n
+        N = m + n
+        t_all = self.t if idx is None else self.t[idx]
+        L = len(lams)
+        self.n_evaluations += L
+        self.n_records += L * len(t_all)
+        a, cs, sn, P0e, pos, stable = self._spectrum(lams)
+        out = np.empty((m, n, L, len(t_all)))
+        # t = 0 (the first records, times ascending): P = P0 exactly, for every lambda
+        nz = int(np.searchsorted(t_all, 0.0, side="right"))
+        out[:, :, :, :nz] = self.P0b[:m, m:, None, None]
+        t = t_all[nz:]
+        if len(t) == 0:
+            return out, stable
+        absa = np.abs(a).T[:, :, None]  # (N, L, 1): the batch (L, T) last from here on
+        z = absa * t  # t |a|, (N, L, T)
+        c = np.exp(-z)
+        h = np.where(z > 1e-12, -np.expm1(-2.0 * z) / np.where(z > 1e-12, 2.0 * z, 1.0), 1.0 - z)
+        M = t * h  # (1 - e^{-2z}) / (2|a|)
+        g = np.where(pos.T[:, :, None], c * c, 1.0) / M  # d / M
+        P0l = np.ascontiguousarray(np.moveaxis(P0e, 0, -1))  # (N, N, L)
+        pstar = np.where(pos, 2.0 * a, 0.0)  # (L, N)
+        D0 = P0e.copy()
+        ii = np.arange(N)
+        D0[:, ii, ii] -= pstar
+        D0l = np.ascontiguousarray(np.moveaxis(D0, 0, -1))[..., None]
+        csl, snl = cs.T[:, :, None], sn.T[:, :, None]  # (m, L, 1)
+        # (Er c D0)^T[k, i] = cos_i c_i D0[k, i] - sin_i c_{m+i} D0[k, m+i]
+        At = D0l[:, :m] * (csl * c[:m])[None] - D0l[:, m : 2 * m] * (snl * c[m : 2 * m])[None]
+        # G^{-1} (Er c D0)^T in At's place, (N, m, L, T), a few lambdas at a time: the factors take
+        # 8 (m + n)^2 bytes per (lambda, t), ~0.7 MB per chunk
+        per_chunk = max(1, CHUNK_RECORDS // len(t))
+        with np.errstate(invalid="ignore", divide="ignore"):  # unstable lambdas: NaN, and reported so
+            for k in range(0, L, per_chunk):
+                sl = slice(k, k + per_chunk)
+                _shifted_cholesky_solve(P0l[:, :, sl], g[:, sl], At[:, :, sl])
+        Z = At
+        q = c / M
+        XD = out[:, :, :, nz:]
+        XD[:, :m] = np.swapaxes((snl * q[:m])[:, None] * Z[:m] + (csl * q[m : 2 * m])[:, None] * Z[m : 2 * m], 0, 1)
+        XD[:, m:] = np.swapaxes(q[2 * m :, None] * Z[2 * m :], 0, 1)
+        i = np.arange(m)
+        XD[i, i] += (cs * sn * (pstar[:, :m] - pstar[:, m : 2 * m])).T[:, :, None]  # Er P* Ec^T
+        stable &= np.isfinite(XD).all(axis=(0, 1, 3))
+        return out, stable
+
+    def per_record(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> tuple[FloatArray, np.ndarray]:
+        """||X_reg(t; lambda) - X(t)||^2 per (lambda, record time of idx), (L, T'), and stability (L,)."""
+        lams = np.atleast_1d(np.asarray(lams, float))
+        Xr, stable = self._x_block(lams, idx)
+        D = Xr - (self.Xb if idx is None else self.Xb[:, :, idx])[:, :, None]
+        per: FloatArray = np.einsum("ijlt,ijlt->lt", D, D)
+        return per, stable
+
+    def values(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> FloatArray:
+        """f at each lambda of `lams` (any signs) on the record times `idx` (all if None; a subsample
+        is weighted to stand for the whole grid). Raises _NotStable if any lambda needs the factored form."""
+        per, stable = self.per_record(lams, idx)
+        if not stable.all():
+            raise _NotStable
+        out: FloatArray = per.sum(axis=1) if idx is None else per @ _sum_weights(idx)
         return out
 
     def x_reg(self, lam: float) -> np.ndarray:
         """X_reg(t; lam) on the record grid in the original coordinates, (T, m, n)."""
-        out: np.ndarray = self.Phi @ self._x_reg(np.array([float(lam)]), self.t)[0] @ self.PsiT
+        Xr, stable = self._x_block(np.array([float(lam)]), None)
+        if not stable[0]:
+            raise _NotStable
+        out: np.ndarray = self.Phi @ np.moveaxis(Xr[:, :, 0], -1, 0) @ self.PsiT
         return out
 
-    def _x_reg(self, lams: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """X_reg(t; lambda) in the basis B, (L, T, m, n): eq. (21)'s stable form."""
-        m = self.m
-        self.n_evaluations += len(lams)
-        a, E = self._eig(lams)
-        ar = a.real
-        pos = ar > 1e-12 * np.maximum(np.max(np.abs(ar), axis=1, keepdims=True), 1e-300)
-        F = np.swapaxes(E, 1, 2) @ self.F0
-        P0e = F @ np.swapaxes(F, 1, 2)  # (L, N, N)
-        for q in range(len(lams)):
-            if pos[q].any():
-                Pr = P0e[q].real
-                mu = np.linalg.eigvalsh(Pr[pos[q]][:, pos[q]])[0]
-                if mu <= 1e-7 * max(float(np.linalg.eigvalsh(Pr)[-1]), 1e-300):
-                    raise _NotStable
-        absa = np.where(pos, a, -a)
-        pstar = np.where(pos, 2.0 * a, 0.0)
-        z = 2.0 * t[None, :, None] * absa[:, None, :]  # (L, T, N)
-        small = np.abs(z) <= 1e-12
-        h = np.where(small, 1.0 - z / 2.0, -_expm1(-z) / np.where(small, 1.0, z))
-        M = t[None, :, None] * h  # (1 - e^{-2t|a|}) / (2|a|)
-        c = _exp(-0.5 * z)  # e^{-t|a|}
-        d = np.where(pos[:, None, :], c * c, 1.0)
-        N = a.shape[1]
-        K = M[..., None] * P0e[:, None]  # (L, T, N, N)
-        K.reshape(K.shape[0], K.shape[1], -1)[:, :, :: N + 1] += d
-        D0 = P0e.copy()
-        D0.reshape(len(lams), -1)[:, :: N + 1] -= pstar
-        Er, EcT = E[:, :m], np.swapaxes(E[:, m:], 1, 2)
-        L, T = c.shape[:2]
-        # (L, T*m, N) @ (L, N, N): one matrix product per lambda, not T small ones (complex too)
-        ErcD0 = ((Er[:, None] * c[:, :, None, :]).reshape(L, T * m, N) @ D0).reshape(L, T, m, N)
-        W = np.linalg.solve(np.swapaxes(K, 2, 3), np.swapaxes(ErcD0, 2, 3))
-        WTc = (np.swapaxes(W, 2, 3) * c[:, :, None, :]).reshape(L, T * m, N)
-        out: np.ndarray = ((Er * pstar[:, None, :]) @ EcT)[:, None] + (WTc @ EcT).reshape(L, T, m, -1)
-        return out
 
-    def value_and_slope(self, lam: float, idx: IntArray | None = None) -> tuple[float, float]:
-        """f(lambda) and f'(lambda) from one complex-step evaluation of eq. (21)'s closed form,
-        f' = Im f(lambda + i h) / h: exact to rounding (no difference is taken). Measured against a
-        forward-mode derivative written out by hand, it was both as accurate and cheaper."""
-        h = STEP_H * max(1.0, abs(lam))
-        v = self.values(np.array([complex(lam, h)]), idx)[0]
-        return float(v.real), float(v.imag / h)
+@dataclass
+class _Branch:
+    """One branch's search state: the bracket [lo, hi] (|lambda| grows with sign), the iterate x."""
+
+    sign: float
+    lo: float
+    hi: float
+    x: float
+    curvature: float = np.nan
+    done: bool = False
+    stable: bool = True
+    end: float = 0.0  # the branch's end, just inside lambda = 0
+    f: float = np.inf  # the loss at x, once done
+    X: FloatArray | None = None  # X_reg(t; x) in the basis B, (m, n, T), once done
 
 
-def _secant_min(
-    fd: Callable[[float], tuple[float, float]],
-    lo: float,
-    hi: float,
-    x0: float,
-    x1: float,
-    rtol: float,
-    maxiter: int,
-    at_x0: tuple[float, float] | None = None,
-) -> tuple[float, float, float]:
-    """Minimum of f in [lo, hi] by a secant on f' (fd(x) -> (f, f')), kept inside the bracket,
-    which shrinks by the sign of f'. Stops when the next step is below rtol |x|, and returns that
-    step's end with f there from the quadratic model (its error is third order in a step that
-    small). `at_x0`: (f, f') at x0 when known. Returns (x, f(x), slope of f' at the end or nan)."""
-    f0, d0 = fd(x0) if at_x0 is None else at_x0
-    best = (x0, f0)
-    if d0 > 0:
-        hi = min(hi, x0)
-    elif d0 < 0:
-        lo = max(lo, x0)
-    x = x1 if lo < x1 < hi else 0.5 * (lo + hi)
-    kappa = np.nan
-    for _ in range(maxiter):
-        if x == x0:
-            break
-        f1, d1 = fd(x)
-        if f1 <= best[1]:
-            best = (x, f1)
-        if d1 > 0:
-            hi = min(hi, x)
-        elif d1 < 0:
-            lo = max(lo, x)
-        kappa = (d1 - d0) / (x - x0)
-        xn = x - d1 / kappa if kappa > 0 else 0.5 * (lo + hi)
-        if not lo < xn < hi:
-            xn = 0.5 * (lo + hi)
-        x0, d0 = x, d1
-        tol = rtol * max(abs(x), 1e-12)
-        if abs(xn - x) <= tol and kappa > 0:
-            fn = max(f1 + d1 * (xn - x) + 0.5 * kappa * (xn - x) ** 2, 0.0)  # f >= 0
-            return (xn, fn, kappa) if fn <= best[1] else (best[0], best[1], kappa)
-        if hi - lo <= tol:
-            break
-        x = xn
-    return best[0], best[1], kappa
+def _stencil(x: float, rel: float, floor: float) -> FloatArray:
+    """x - h, x, x + h with h = rel max(|x|, floor)."""
+    h = rel * max(abs(x), floor)
+    return np.array([x - h, x, x + h])
 
 
-def _branch_fast(obj: RegularizedObjective, sign: float, L: float) -> tuple[float, float]:
-    """(lambda, f(lambda)) of the branch `sign` on the full record grid: coarse grid on SUB_TIMES
-    record times, secant on the first 12 and every 4th record time from the parabola through the best cell, then
-    the secant on all record times from there (its first step uses the subsample's curvature,
-    the subsample is weighted to stand for the whole grid)."""
-    T = len(obj.t)
-    sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
-    mid = _subsample(T, 12, 4)
-    grid = sign * np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
-    coarse = obj.values(grid, sub)
-    i = int(np.argmin(coarse))
-    lo, hi = sorted((grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]))
-    # parabola through the best cell, in log|lambda| (the grid's own spacing) away from lambda = 0
-    j = min(max(i, 2), len(grid) - 2)
-    xs, ys = np.log(np.abs(grid[j - 1 : j + 2])), coarse[j - 1 : j + 2]
-    try:
-        p2, p1, _ = np.linalg.solve(np.vstack([xs**2, xs, np.ones(3)]).T, ys)
-        x1 = sign * np.exp(-p1 / (2 * p2)) if p2 > 0 else grid[i]
-    except np.linalg.LinAlgError:
-        x1 = grid[i]
-    if not lo < x1 < hi:
-        x1 = grid[i] if grid[i] != 0.0 else 0.5 * (lo + hi)
-    # the secant starts at the vertex; its first slope is taken over 1 % of lambda
-    x0, x1 = x1, x1 * 1.01 if x1 * 1.01 < hi or sign < 0 else x1 * 0.99
-    if len(mid) < 0.6 * T:
-        x0, _, kap = _secant_min(lambda x: obj.value_and_slope(x, mid), lo, hi, x0, x1, MID_RTOL, 30)
-        # the full grid's minimum lies near the subsample's: one Newton step with its curvature
-        at_x0 = obj.value_and_slope(x0)
-        d = at_x0[1]
-        kap_full = kap if np.isfinite(kap) and kap > 0 else np.nan
-        x1 = x0 - d / kap_full if np.isfinite(kap_full) else x0 * (1 + 1e-4)
-        width = hi - lo
-        lo, hi = (x0, hi + width) if d < 0 else (lo - width, x0)
-        lo, hi = (max(lo, 0.0), hi) if sign > 0 else (lo, min(hi, 0.0))
-    else:
-        at_x0 = None
-    x, f, _ = _secant_min(lambda x: obj.value_and_slope(x), lo, hi, x0, x1, FULL_RTOL, 30, at_x0)
-    return x, f
+def _bisect(lo: float, hi: float) -> float:
+    """The middle of a bracket of one sign in log|lambda| (it spans decades), else its mean."""
+    if lo > 0 and np.isfinite(hi):
+        return float(np.sqrt(lo * hi))
+    if hi < 0 and np.isfinite(lo):
+        return float(-np.sqrt(lo * hi))
+    return 0.5 * (lo + hi)
+
+
+def _newton_step(b: _Branch, x: float, d1: float, rtol: float) -> None:
+    """Newton on f' (curvature b.curvature) inside the bracket, which shrinks by the sign of f';
+    bisection when the step leaves the bracket. Done when the step is below rtol |x| (b.x is then the
+    step's end: Newton's error there is second order in the step) or the bracket is that narrow."""
+    if d1 > 0:
+        b.hi = min(b.hi, x)
+    elif d1 < 0:
+        b.lo = max(b.lo, x)
+    kappa = b.curvature
+    xn = x - d1 / kappa if kappa > 0 else np.nan
+    if not b.lo < xn < b.hi:
+        towards_zero = (d1 > 0) == (x > 0)
+        if towards_zero and 0.0 in (b.lo, b.hi):  # try the branch's end; if f' points out of the
+            if x == b.end:  # branch there too, the minimum is at its end (lambda0 -> 0 on that side)
+                b.x, b.done = x, True
+                return
+            xn = b.end
+        elif np.isfinite(b.lo) and np.isfinite(b.hi):
+            xn = _bisect(b.lo, b.hi)
+        else:  # the full grid's stage starts unbracketed: at most a factor 2 towards the open end
+            xn = x * 0.5 if towards_zero else x * 2.0
+    b.x = xn
+    if (abs(xn - x) <= rtol * abs(x) and kappa > 0) or b.hi - b.lo <= rtol * max(abs(x), 1e-12):
+        b.done = True
 
 
 def _branch_reference(
@@ -339,6 +389,111 @@ def _branch_reference(
     return x, v, len(grid) + int(res.nfev) + 1
 
 
+def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
+    """Both branches' minima of f on the full record grid (see the module's docstring)."""
+    T = len(obj.t)
+    floor = 1e-4 * L  # the coarse grid's smallest |lambda| > 0: the stencils' scale near lambda = 0
+    branches = {s: _Branch(s, -np.inf, np.inf, 0.0, end=s * END * floor) for s in (1.0, -1.0)}
+
+    def evaluate(lams_by: dict[float, FloatArray], idx: IntArray | None) -> dict[float, FloatArray]:
+        """One batched evaluation of every live branch's lambdas; a branch that meets a lambda where
+        P0 is not positive on the unstable eigenspace is handed to the factored form."""
+        live = [s for s in lams_by if branches[s].stable]
+        if not live:
+            return {}
+        lams = np.concatenate([lams_by[s] for s in live])
+        per, stable = obj.per_record(lams, idx)
+        vals = per.sum(axis=1) if idx is None else per @ _sum_weights(idx)
+        out, k = {}, 0
+        for s in live:
+            n = len(lams_by[s])
+            if stable[k : k + n].all():
+                out[s] = vals[k : k + n]
+            else:
+                branches[s].stable = False
+            k += n
+        return out
+
+    # coarse log grid on a subsample; lambda = 0 belongs to both branches' grids
+    sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
+    grid = np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
+    per, stable = obj.per_record(np.concatenate([grid, -grid[1:]]), sub)
+    vals = per @ _sum_weights(sub)
+    for s, sel in ((1.0, np.arange(len(grid))), (-1.0, np.r_[0, len(grid) : 2 * len(grid) - 1])):
+        b, g, v = branches[s], s * grid, vals[sel]
+        b.stable = bool(stable[sel].all())
+        i = int(np.argmin(v))
+        b.lo, b.hi = sorted((g[max(i - 1, 0)], g[min(i + 1, len(g) - 1)]))
+        # parabola through the best cell, in log|lambda| (the grid's own spacing) away from lambda = 0
+        j = min(max(i, 2), len(g) - 2)
+        xs, ys = np.log(np.abs(g[j - 1 : j + 2])), v[j - 1 : j + 2]
+        try:
+            p2, p1, _ = np.linalg.solve(np.vstack([xs**2, xs, np.ones(3)]).T, ys)
+            x1 = s * np.exp(-p1 / (2 * p2)) if p2 > 0 else g[i]
+        except np.linalg.LinAlgError:
+            x1 = g[i]
+        b.x = x1 if b.lo < x1 < b.hi else (g[i] if g[i] != 0.0 else 0.5 * (b.lo + b.hi))
+
+    # Newton with three-point stencils, both branches in each evaluation: one step on the coarse
+    # records (cheap; the start can be far off), then on a subsample weighted to stand for the whole
+    # grid (or on the whole grid when it is short) until the step is small
+    mid = _subsample(T, 12, 6)
+    idx = mid if len(mid) < 0.6 * T else None
+    cells = {s: (b.lo, b.hi) for s, b in branches.items()}
+    for it in range(MAX_ITER):
+        xs_by = {s: _stencil(b.x, STENCIL, floor) for s, b in branches.items() if b.stable and not b.done}
+        if not xs_by:
+            break
+        if it > 0 and idx is None:  # a short grid: straight to the full grid below
+            break
+        records, rtol = (sub, 0.0) if it == 0 else (idx, SUB_RTOL)
+        for s, (fm, f0, fp) in evaluate(xs_by, records).items():
+            b, x, h = branches[s], xs_by[s][1], xs_by[s][2] - xs_by[s][1]
+            d2 = (fp - 2.0 * f0 + fm) / (h * h)
+            b.curvature = d2 if d2 > 0 else np.nan
+            _newton_step(b, x, (fp - fm) / (2.0 * h), rtol)
+            if it == 0:  # the coarse records' slope says little about the other records' bracket
+                b.lo, b.hi = cells[s]
+                b.x = b.x if b.lo < b.x < b.hi else x
+    # the full grid: Newton with three-point stencils (the full grid's own slope and curvature) from the
+    # subsample's minimum. A step within the stencil is the last: X_reg and the loss there are the
+    # quadratic interpolation in lambda of the stencil's three X_reg (error ~ h^3, < 1e-11 relative).
+    if idx is not None:
+        for b in branches.values():
+            b.done, b.lo, b.hi = False, (0.0 if b.sign > 0 else -np.inf), (np.inf if b.sign > 0 else 0.0)
+    for _ in range(MAX_ITER):
+        xs_by = {s: _stencil(b.x, FULL_STENCIL, floor) for s, b in branches.items() if b.stable and not b.done}
+        if not xs_by:
+            break
+        lams = np.concatenate(list(xs_by.values()))
+        Xr, stable = obj._x_block(lams, None)
+        for k, (s, xs) in enumerate(xs_by.items()):
+            b = branches[s]
+            if not stable[3 * k : 3 * k + 3].all():
+                b.stable = False
+                continue
+            Xs = Xr[:, :, 3 * k : 3 * k + 3]
+            D = Xs - obj.Xb[:, :, None]
+            fm, f0, fp = np.einsum("ijlt,ijlt->l", D, D)
+            x, h = float(xs[1]), float(xs[2] - xs[1])
+            d1, d2 = (fp - fm) / (2.0 * h), (fp - 2.0 * f0 + fm) / (h * h)
+            b.curvature = d2 if d2 > 0 else np.nan
+            _newton_step(b, x, d1, 0.0)
+            u = (b.x - x) / h
+            if d2 > 0 and abs(u) <= 1.0:  # Lagrange weights of x - h, x, x + h at b.x
+                b.X = np.einsum("ijlt,l->ijt", Xs, [0.5 * u * (u - 1.0), 1.0 - u * u, 0.5 * u * (u + 1.0)])
+                D = b.X - obj.Xb
+                b.f = float(np.einsum("ijt,ijt->", D, D))
+                b.done = True
+    for b in branches.values():  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
+        if b.stable and b.X is None:
+            Xr, stable = obj._x_block(np.array([b.x]), None)
+            b.stable, b.X = bool(stable[0]), Xr[:, :, 0]
+            D = b.X - obj.Xb
+            b.f = float(np.einsum("ijt,ijt->", D, D))
+    return branches
+
+
 def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray) -> Lambda0Fit:
     """argmin of sum_t ||X_reg(t; lambda0) - X(t)||^2 over lambda0 > 0 and over lambda0 < 0 (SPEC §2)."""
     t = np.asarray(t, float)
@@ -346,34 +501,37 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     ynorm = float(np.linalg.norm(Y))
     L = lambda0_search_bound(Y, U0, V0)
     obj = RegularizedObjective(Y, U0, V0, t, X)
+    found = _search(obj, L)
     branches: dict[float, Lambda0Branch] = {}
-    fast: dict[float, bool] = {}
     n_ref = 0
-    for sign in (1.0, -1.0):
-        try:
-            x, v = _branch_fast(obj, sign, L)
-            fast[sign] = True
-        except _NotStable:
+    for sign, b in found.items():
+        if b.stable:
+            x, v = b.x, b.f
+        else:
             x, v, nev = _branch_reference(Y, U0, V0, t, X, sign, L)
             n_ref += nev
-            fast[sign] = False
         v = v if np.isfinite(v) else np.inf
         branches[sign] = Lambda0Branch(float(x), float(np.sqrt(v / len(t)) / ynorm), float(v))
     pos, neg = branches[1.0], branches[-1.0]
     best_sign = 1.0 if pos.loss <= neg.loss else -1.0
     best = branches[best_sign]
-    X_reg = obj.x_reg(best.lambda0) if fast[best_sign] else regularized_flow(Y, U0, V0, best.lambda0, t).X
-    D = X_reg - X  # the better branch's loss evaluated, not modelled
-    loss = float(np.einsum("tij,tij->", D, D))
-    if np.isfinite(loss):
-        best = branches[best_sign] = Lambda0Branch(best.lambda0, float(np.sqrt(loss / len(t)) / ynorm), loss)
-        pos, neg = branches[1.0], branches[-1.0]
+    Xb = found[best_sign].X
+    if found[best_sign].stable and Xb is not None:
+        X_reg = obj.Phi @ np.moveaxis(Xb, -1, 0) @ obj.PsiT
+    else:  # the factored form's loss, evaluated
+        X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
+        D = X_reg - X
+        loss = float(np.einsum("tij,tij->", D, D))
+        if np.isfinite(loss):
+            best = branches[best_sign] = Lambda0Branch(best.lambda0, float(np.sqrt(loss / len(t)) / ynorm), loss)
+            pos, neg = branches[1.0], branches[-1.0]
     return Lambda0Fit(
         lambda0=best.lambda0,
         error=best.error,
         loss=best.loss,
-        n_evaluations=obj.n_evaluations + n_ref + 1,
+        n_evaluations=obj.n_evaluations + n_ref,
         pos=pos,
         neg=neg,
         X_reg=X_reg,
+        n_records=obj.n_records,
     )
