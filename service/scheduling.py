@@ -35,8 +35,8 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,7 +49,7 @@ from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size, stream_max
 
 from . import store
 from .db import session_scope
-from .models import PARAM_FIELDS
+from .models import PARAM_FIELDS, utcnow
 from .progress import ProgressBook
 from .writer import ResultWriter
 
@@ -85,6 +85,7 @@ class SweepState:
     task_seconds: float = 0.0  # seconds its tasks reported (logs, benchmarks)
     taken_at: float = 0.0  # clock when taken up
     redo: deque[Chunk] = field(default_factory=deque)  # preempted chunks (points already claimed)
+    marks: dict[str, float] = field(default_factory=dict)  # phase -> clock (first time), for the log
 
     def buffered(self) -> int:
         return sum(len(q) for q in self.buffer.values()) + sum(len(c.ids) for c in self.redo)
@@ -129,6 +130,7 @@ class Scheduler:
         self._cancel_requests: set[int] = set()
         self._lock = threading.Lock()
         self._synced_at = -math.inf
+        self.db_seconds = 0.0  # spent in this thread's transactions (logs, benchmarks)
         self.submissions: deque[tuple[int, int]] = deque(maxlen=100_000)  # (sweep id, points), in order
 
     # ------------------------------------------------------------------ interface
@@ -182,8 +184,14 @@ class Scheduler:
         self.sweeps.clear()
 
     # ------------------------------------------------------------------ database
-    def _session(self) -> AbstractContextManager[Session]:
-        return session_scope(self._session_factory)
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        t0 = time.perf_counter()
+        try:
+            with session_scope(self._session_factory) as s:
+                yield s
+        finally:
+            self.db_seconds += time.perf_counter() - t0
 
     def _sync(self) -> None:
         """New sweeps are taken up; cancel requests made through any replica are seen."""
@@ -199,6 +207,8 @@ class Scheduler:
                 self._start_cancel(st)
 
     def _take_up(self, sweep_id: int) -> SweepState | None:
+        t0 = self._clock()
+        posted = t0
         try:
             # One transaction in the common case (a small sweep starts sooner): the sweep marked
             # running, a first page of run-time dedupe, the count of points to run.
@@ -208,6 +218,8 @@ class Scheduler:
                     return None
                 if not sweep.cancel_requested:
                     store.mark_running(sweep)
+                if sweep.created_at is not None:
+                    posted = t0 - max(0.0, (utcnow() - sweep.created_at).total_seconds())
                 recompute = bool((sweep.spec or {}).get("recompute"))
                 reused = 0 if recompute else store.reuse_finished_page(s, sweep_id, self.page_size)
                 remaining = store.count_unfinished(s, sweep_id)
@@ -220,7 +232,7 @@ class Scheduler:
         except Exception as exc:
             raise SweepSetupError(sweep_id, exc) from exc
         used = min((o.used for o in self.sweeps.values()), default=0.0)
-        st = SweepState(sweep_id, used, remaining, taken_at=self._clock())
+        st = SweepState(sweep_id, used, remaining, taken_at=t0, marks={"posted": posted, "taken": self._clock()})
         self.sweeps[sweep_id] = st
         self.progress.track(sweep_id, remaining)
         log.info("sweep %s: taken up, %d points to run", sweep_id, remaining)
@@ -384,6 +396,7 @@ class Scheduler:
                 st.used += est
                 st.charged[id(chunk)] = est
             stream.submit(chunk, st.id)
+            st.marks.setdefault("submit", self._clock())
             self.submissions.append((st.id, len(chunk.ids)))
         self._record_started()
 
@@ -403,6 +416,8 @@ class Scheduler:
             if st is not None:
                 st.used += d.seconds - st.charged.pop(id(d.chunk), 0.0)
                 st.task_seconds += d.seconds
+                st.marks.setdefault("result", self._clock())
+                st.marks["last result"] = self._clock()
             if d.outcomes:
                 self.writer.put(d.tag, d.outcomes)
 
@@ -414,6 +429,7 @@ class Scheduler:
             if not st.cancelling and (st.buffered() or not st.scanned_all):
                 continue
             self.writer.flush()
+            st.marks["written"] = self._clock()
             if st.cancelling:
                 self._finish_cancelled(st)
             else:
@@ -453,14 +469,25 @@ class Scheduler:
             else:
                 store.finish_sweep(sweep, SweepStatus.DONE, None)
         sizes = [n for sid, n in self.submissions if sid == st.id]
+        st.marks["finished"] = self._clock()
         log.info(
-            "sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s",
+            "sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s; timeline from take-up: %s",
             st.id,
             counts,
             len(sizes),
             sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}",
             st.task_seconds,
             self._clock() - st.taken_at,
+            ", ".join(f"{k} {1000 * (t - st.taken_at):.0f} ms" for k, t in st.marks.items()),
+        )
+        span = st.marks.get("last result", 0.0) - st.marks.get("submit", 0.0)
+        log.info(
+            "runner: tasks kept %.0f%% of %d CPUs busy from first submit to last result; %.0f ms in the runner "
+            "thread's transactions so far; writer %s",
+            100 * st.task_seconds / (self.stream.cpus() * span) if span > 0 else 0.0,
+            self.stream.cpus(),
+            1000 * self.db_seconds,
+            self.writer.stats,
         )
         self._forget(st.id)
 
