@@ -51,7 +51,7 @@ from . import store
 from .db import session_scope
 from .models import PARAM_FIELDS, utcnow
 from .progress import ProgressBook
-from .writer import ResultWriter
+from .writer import Outcomes, ResultWriter
 
 if TYPE_CHECKING:
     from flowsweep.workers.dispatch import TaskStream
@@ -86,6 +86,14 @@ class SweepState:
     taken_at: float = 0.0  # clock when taken up
     redo: deque[Chunk] = field(default_factory=deque)  # preempted chunks (points already claimed)
     marks: dict[str, float] = field(default_factory=dict)  # phase -> clock (first time), for the log
+    started: dict[int, float] = field(default_factory=dict)  # id(chunk) -> clock it started on a CPU (est.)
+
+    def in_flight_seconds(self, now: float) -> float:
+        """Estimated seconds its chunks in flight (or taken back, to be resubmitted) still need:
+        a running chunk's estimate less the time it has run."""
+        return sum(
+            max(0.0, est - (now - self.started[k])) if k in self.started else est for k, est in self.charged.items()
+        )
 
     def buffered(self) -> int:
         return sum(len(q) for q in self.buffer.values()) + sum(len(c.ids) for c in self.redo)
@@ -163,9 +171,9 @@ class Scheduler:
         if not self.sweeps:
             return
         self._fill()
-        dones = self.stream.wait(self.wait_seconds)
-        self._collect(dones)
+        outcomes = self._collect(self.stream.wait(self.wait_seconds))
         self._fill()
+        self._write(outcomes)
         self._settle()
 
     def shutdown(self) -> None:
@@ -318,7 +326,7 @@ class Scheduler:
             ncpu,
             self.stream.in_flight(st.id),
             self.target_task_seconds,
-            sum(st.charged.values()),
+            st.in_flight_seconds(self._clock()),
             sharing,
         )
         while n > len(q) and not st.scanned_all:
@@ -332,15 +340,22 @@ class Scheduler:
             del st.buffer[key]
         return Chunk(key, [pid for pid, _ in taken], [cfg for _, cfg in taken])
 
-    def _claim(self, st: SweepState, chunk: Chunk) -> Chunk:
-        """pending -> running (attempts + 1) for the chunk's points; only those really flipped
-        are run (another replica's runner or a cancel may have taken the others)."""
+    def _claim(self, ids: list[int]) -> None:
+        """pending -> running with this runner as owner, for the points of the chunks just
+        submitted (one transaction per refill, after the submissions: a CPU never waits for the
+        database). The same transaction counts the attempts of the chunks that started since the
+        last one. A point not flipped (taken by another runner after a lost lease, or gone with
+        its sweep) is computed for nothing: the writer only writes points running under this
+        owner (store.write_results_batch), so nothing of it is written."""
+        started = self._take_started()
         with self._session() as s:
-            claimed = store.claim_points(s, chunk.ids, owner=self.owner)
-        if len(claimed) == len(chunk.ids):
-            return chunk
-        keep = [(pid, cfg) for pid, cfg in zip(chunk.ids, chunk.cfgs) if pid in claimed]
-        return Chunk(chunk.key, [p for p, _ in keep], [c for _, c in keep])
+            claimed = store.claim_points(s, ids, owner=self.owner) if ids else set()
+            if started:
+                store.count_started(s, started, self.owner)
+        if len(claimed) < len(ids):
+            log.warning(
+                "%d of %d points submitted were no longer pending; not written", len(ids) - len(claimed), len(ids)
+            )
 
     def _preempt_for_waiting(self, slots: int) -> None:
         """A sweep with work and nothing in flight (one just submitted) must not wait behind the
@@ -373,6 +388,7 @@ class Scheduler:
         slots = self.slots_per_cpu * ncpu
         self._preempt_for_waiting(slots)
         blocked: set[int] = set()
+        claim: list[int] = []
         while stream.in_flight() < slots:
             sharing = self._sharing()
             runnable = [st for st in self.sweeps.values() if not st.cancelling and st.id not in blocked]
@@ -386,40 +402,65 @@ class Scheduler:
                 if proposed is None:
                     blocked.add(st.id)
                     continue
-                chunk = self._claim(st, proposed)
+                chunk = proposed
+                claim += chunk.ids
                 st.unsubmitted = max(0, st.unsubmitted - len(chunk.ids))
-                if not chunk.ids:
-                    continue
             if id(chunk) not in st.charged:
                 cost = self.costs[chunk.key]
                 est = cost.seconds(len(chunk.ids)) if cost.known else 0.0
                 st.used += est
                 st.charged[id(chunk)] = est
-            stream.submit(chunk, st.id)
+            stream.submit(chunk, st.id, st.charged[id(chunk)])
             st.marks.setdefault("submit", self._clock())
             self.submissions.append((st.id, len(chunk.ids)))
-        self._record_started()
+        if claim:
+            self._claim(claim)
+        # Otherwise the attempts of chunks that started are counted in the next claim's
+        # transaction or before their results are written, whichever comes first.
 
     # ------------------------------------------------------------------ results
+    def _take_started(self) -> list[int]:
+        """Point ids of the chunks that started on a CPU since the last call (their start time
+        noted for the in-flight estimates)."""
+        now = self._clock()
+        ids = []
+        for tag, chunk in self.stream.take_started():
+            st = self.sweeps.get(tag)
+            if st is not None:
+                st.started[id(chunk)] = now
+            ids += chunk.ids
+        return ids
+
     def _record_started(self) -> None:
-        ids = [pid for _, chunk in self.stream.take_started() for pid in chunk.ids]
+        """attempts + 1 for the points of the chunks that started (see _claim)."""
+        ids = self._take_started()
         if ids:
             with self._session() as s:
                 store.count_started(s, ids, self.owner)
 
-    def _collect(self, dones) -> None:
-        self._record_started()  # before their results are written (which clears their owner)
+    def _collect(self, dones) -> list[tuple[int, Outcomes]]:
+        """Book finished chunks (costs, CPU seconds); their outcomes, for the writer once the freed
+        slots are refilled (the refill's claim must not wait behind the writer's transaction)."""
+        out: list[tuple[int, Outcomes]] = []
         for d in dones:
             st = self.sweeps.get(d.tag)
             if d.sample is not None:
                 self._cost(d.chunk.key).add(*d.sample)
             if st is not None:
                 st.used += d.seconds - st.charged.pop(id(d.chunk), 0.0)
+                st.started.pop(id(d.chunk), None)
                 st.task_seconds += d.seconds
                 st.marks.setdefault("result", self._clock())
                 st.marks["last result"] = self._clock()
             if d.outcomes:
-                self.writer.put(d.tag, d.outcomes)
+                out.append((d.tag, d.outcomes))
+        return out
+
+    def _write(self, outcomes: list[tuple[int, Outcomes]]) -> None:
+        if outcomes:
+            self._record_started()  # before their results are written (which clears their owner)
+        for tag, o in outcomes:
+            self.writer.put(tag, o)
 
     def _settle(self) -> None:
         stream = self.stream

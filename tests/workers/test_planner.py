@@ -224,6 +224,11 @@ def test_stream_chunks_are_short_and_spread_over_a_fair_share_while_sweeps_share
     assert stream_chunk_size(fig1_like, 30, 2, 0, 0.5) == 15
     assert stream_chunk_size(fig1_like, 30, 2, 0, 0.5, sharing=2) == 30
     assert stream_chunk_size(fig1_like, 30, 2, 1, 0.5, sharing=2) == 0  # nothing queued beyond it
+    # ... also when it is longer than a shared task (slow points): one turn on a CPU, not pieces
+    # that each wait behind the other sweep's chunks
+    slow = _cost(0.05, 0.012)
+    assert slow.seconds(30) > STREAM_SHARED_TASK_SECONDS
+    assert stream_chunk_size(slow, 30, 2, 0, 0.5, sharing=2) == 30
     # 2 sweeps on 3 CPUs: 2 lanes each (the lanes of all sweeps cover every CPU): with one task in
     # flight, a second one, half of the rest
     assert stream_chunk_size(fig1_like, 30, 3, 1, 0.5, sharing=2) == 15
