@@ -14,16 +14,24 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   it starts on the first CPU that frees up.
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
   then tasks of ~0.5-2 s for a sweep alone; of ~0.25 s while several sweeps have points to submit,
-  each sweep's last round spread over its fair share of the CPUs, and chunks preempted for a
+  each sweep's last round spread over its fair share of the CPUs and water-filled with what its
+  chunks in flight still need (so its CPUs end together), and chunks preempted for a
   newcomer resubmitted in such short pieces); cost models are shared across sweeps of the same shape.
 - **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
   pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a
-  small per-sweep buffer; a chunk's points are flipped pending -> running (attempts + 1) when it
-  is submitted, guarded by their status (and owner), so `attempts` counts runs handed to a CPU.
+  small per-sweep buffer. A refill submits its chunks first, then flips their points pending ->
+  running with this runner as owner in one transaction (a CPU never waits for the database; a
+  point no longer pending by then is computed for nothing and never written: the writer writes
+  only points running under this owner). The same transaction adds 1 to `attempts` of the points
+  whose chunk started on a CPU since the last one (estimated: Ray starts queued tasks in order as
+  CPUs free up), so `attempts` counts runs that started, not chunks queued.
+- **Outcomes** of the chunks that return are handed to the writer after the freed slots are
+  refilled (the refill's transaction must not queue behind the writer's).
 - **Cancel.** A cancel request (this process's `cancel()`, or `cancel_requested` set by any
   replica, read from the database every `poll_seconds`) stops the sweep's submissions at once,
-  cancels its in-flight chunks, waits for the writer to commit what was already computed (kept),
-  puts its unfinished points back to pending and settles it `cancelled`.
+  cancels its in-flight chunks (except a running one expected to finish within moments, which is
+  waited for: workers.dispatch.TaskStream.cancel), waits for the writer to commit what was
+  already computed (kept), puts its unfinished points back to pending and settles it `cancelled`.
 - **Settling.** A sweep with nothing left to read, buffered or in flight is settled once the
   writer has committed its results: `done`, or `failed` when every point failed.
 """
