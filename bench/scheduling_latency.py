@@ -93,6 +93,8 @@ def measure(svc: Service, tries: int, label: str, rnd: int) -> dict[str, list]:
         t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
         out["alone"].append(t2 - t0)
         print(f"  {label} small alone #{i + 1}: done {t2 - t0:.3f} s")
+        for line in svc.runner_lines(sid):
+            print("      runner:", line)
     return out
 
 

@@ -188,6 +188,7 @@ class Scheduler:
         """Stop: cancel what is in flight, commit what came back, unfinished points to pending.
         The sweeps stay queued/running and are resumed by the next runner."""
         if self._stream is not None:
+            self._record_started()  # runs that started count, though they are cut short
             self._stream.close()
         self.writer.flush(30.0)
         ids = list(self.sweeps)
@@ -477,6 +478,7 @@ class Scheduler:
                 continue
             if not st.cancelling and (st.buffered() or not st.scanned_all):
                 continue
+            self._record_started()  # (a cancelled chunk that had started counts as a run)
             self.writer.flush()
             st.marks["written"] = self._clock()
             if st.cancelling:
