@@ -50,7 +50,7 @@ def poll_until(client, sweep_id: int, predicate, timeout: float = 600.0) -> tupl
 def measure(svc: Service, tries: int, label: str, rnd: int) -> dict[str, list]:
     """One round of the three measurements on one service (see the module docstring)."""
     c = svc.client
-    out: dict[str, list] = {"cancel": [], "shown": [], "first": [], "done": [], "alone": []}
+    out: dict[str, list] = {"cancel": [], "shown": [], "first": [], "whole": [], "alone": []}
     base = 1_000_000 * rnd
     for i in range(tries):
         sid = c.post("/sweeps", json=fig1(f"to-cancel-{i}", 1000, seed0=base + 100_000 * (i + 1))).json()["id"]
@@ -75,7 +75,7 @@ def measure(svc: Service, tries: int, label: str, rnd: int) -> dict[str, list]:
         t1, _ = poll_until(c, sid, lambda b: b["counts"][PointStatus.DONE] > 0)
         t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
         out["first"].append(t1 - t0)
-        out["done"].append(t2 - t0)
+        out["whole"].append(t2 - t0)
         print(f"  {label} small behind huge #{i + 1}: first result {t1 - t0:.3f} s, done {t2 - t0:.3f} s")
         for line in svc.runner_lines(sid):
             print("      runner:", line)
@@ -138,11 +138,11 @@ def main() -> None:
         )
         print(
             f"{name}: small (30 points) behind a 60,000-point sweep, median of {len(r['first'])}: "
-            f"submit -> first result {med(r['first']):.3f} s, submit -> done {med(r['done']):.3f} s"
+            f"submit -> first result {med(r['first']):.3f} s, submit -> done {med(r['whole']):.3f} s"
         )
         print(
             f"{name}: the same small sweep alone, median of {len(r['alone'])}: submit -> done {med(r['alone']):.3f} s; "
-            f"behind huge / alone = {med(r['done']) / med(r['alone']):.2f} (~2 = half the cluster)"
+            f"behind huge / alone = {med(r['whole']) / med(r['alone']):.2f} (~2 = half the cluster)"
         )
 
 
