@@ -21,7 +21,14 @@ throughput is points / mean seconds.
 
 Target (issue 9): service throughput >= 90 % of the direct one, at 201 and at 2001 points.
 
-    .venv/bin/python bench/e2e_throughput.py [--seeds 67] [--steps 4000] [--cpus N]
+Also printed: the fixed cost per sweep (a one-point sweep, POST -> finished_at), and the service
+against the per-point numpy loop (bench/core_throughput.naive_point on the same CPUs; issue 14's
+target >= 40x). `--baseline PYTHON SOURCE` runs a second service (e.g. an older commit's source
+tree with a venv whose editable install points at it), interleaved with this one in every round,
+for before/after numbers taken under the same load.
+
+    .venv/bin/python bench/e2e_throughput.py [--seeds 67] [--steps 4000] [--cpus N] [--rounds 2]
+        [--baseline PYTHON SOURCE]
 """
 
 from __future__ import annotations
