@@ -319,7 +319,9 @@ def stream_chunk_size(
         n = min(n, stream_max_points(cost))
     else:
         if not cost.fitted:
-            n = min(2 * cost.max_n, math.ceil(cap / b))
+            # double the size (the fit needs two), but never past this CPU's even share of the
+            # rest: a chunk bigger than that leaves the other CPUs idle at the end
+            n = min(2 * cost.max_n, math.ceil(cap / b), math.ceil(remaining / lanes))
         else:
             w = min(cap, max(target_task_seconds, OVERHEAD_FACTOR * a))
             w = min(w, max(final, share / 2))
