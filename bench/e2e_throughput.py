@@ -21,7 +21,14 @@ throughput is points / mean seconds.
 
 Target (issue 9): service throughput >= 90 % of the direct one, at 201 and at 2001 points.
 
-    .venv/bin/python bench/e2e_throughput.py [--seeds 67] [--steps 4000] [--cpus N]
+Also printed: the fixed cost per sweep (a one-point sweep, POST -> finished_at), and the service
+against the per-point numpy loop (bench/core_throughput.naive_point on the same CPUs; issue 14's
+target >= 40x). `--baseline PYTHON SOURCE` runs a second service (e.g. an older commit's source
+tree with a venv whose editable install points at it), interleaved with this one in every round,
+for before/after numbers taken under the same load.
+
+    .venv/bin/python bench/e2e_throughput.py [--seeds 67] [--steps 4000] [--cpus N] [--rounds 2]
+        [--baseline PYTHON SOURCE]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -132,8 +140,12 @@ class Direct:
 class Service(ServiceProcess):
     """An embedded service (`python -m service.server`, SQLite, local Ray) in a subprocess."""
 
-    def __init__(self, cpus: int | None, workdir: Path):
-        super().__init__(workdir, cpus, "bench.db", [sys.executable, "-m", "flowsweep.service.server"])
+    def __init__(self, cpus: int | None, workdir: Path, python: str = sys.executable, source: Path | None = None):
+        cmd = [python, "-m", "flowsweep.service.server"]
+        if source is not None:  # another source tree (a baseline): run from there (`env -C`)
+            cmd = ["env", "-C", str(source), *cmd]
+        workdir.mkdir(exist_ok=True)
+        super().__init__(workdir, cpus, "bench.db", cmd)
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def wait_ready(self) -> float:
@@ -173,7 +185,7 @@ class Service(ServiceProcess):
         return [
             line.split("flowsweep.runner: ", 1)[-1]
             for line in self.log().splitlines()
-            if f"sweep {sweep_id} finished" in line
+            if f"sweep {sweep_id} finished" in line or "runner: tasks kept" in line
         ]
 
 
@@ -197,6 +209,14 @@ def _seconds(body: dict) -> float | None:
     return None
 
 
+def _naive_chunk(chunk: list[PointConfig]) -> int:
+    from bench.core_throughput import naive_point
+
+    for c in chunk:
+        naive_point(c)
+    return len(chunk)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=67, help="seeds per init scale (3 scales)")
@@ -205,62 +225,112 @@ def main() -> None:
     ap.add_argument(
         "--rounds", type=int, default=2, help="alternating direct/service measurements (the machine may be shared)"
     )
+    ap.add_argument("--fixed-tries", type=int, default=10, help="one-point sweeps timed for the fixed cost per sweep")
+    ap.add_argument("--loop-points", type=int, default=8, help="points per CPU of the per-point numpy loop per round")
+    ap.add_argument(
+        "--baseline",
+        nargs=2,
+        metavar=("PYTHON", "SOURCE"),
+        help="also run a second service (e.g. an older commit: its interpreter and source tree), "
+        "interleaved with this one in every round",
+    )
     args = ap.parse_args()
     nproc = args.cpus or os.cpu_count() or 1
     cfgs = configs(args.seeds, args.steps)
     n = len(cfgs)
     print(f"Fig. 1 sweep: {n} points (m=5, n=10, k=50, gd, eta=1e-3, {args.steps} steps), {nproc} CPUs")
 
-    direct_s, service_s, observed_s, ok = [], [], [], True
+    direct_s: list[float] = []
+    loop_s: list[float] = []  # seconds per point of the per-point loop on nproc CPUs
+    names = ["service"] + (["baseline"] if args.baseline else [])
+    service_s: dict[str, list[float]] = {k: [] for k in names}
+    observed_s: dict[str, list[float]] = {k: [] for k in names}
+    fixed_s: dict[str, list[float]] = {k: [] for k in names}
+    ok = True
+    loop_cfgs = configs(max(1, args.loop_points * nproc // 3 + 1), args.steps)[: args.loop_points * nproc]
     with tempfile.TemporaryDirectory(prefix="fsbench") as tmp:
         direct = Direct(nproc)
-        service = Service(args.cpus, Path(tmp))
+        services = {"service": Service(args.cpus, Path(tmp) / "service")}
+        if args.baseline:
+            services["baseline"] = Service(args.cpus, Path(tmp) / "baseline", args.baseline[0], Path(args.baseline[1]))
         try:
             direct.warm(cfgs[0])
-            print(f"  service ready in {service.wait_ready():.1f} s (start-up excluded)")
-            # Ray starts its worker processes lazily: a tiny sweep makes them exist (excluded).
-            service.run_sweep(sweep_body(1, 20, "warm-up"))
-            for i in range(args.rounds):
+            for name, service in services.items():
+                print(f"  {name} ready in {service.wait_ready():.1f} s (start-up excluded)")
+                # Ray starts its worker processes lazily: a tiny sweep makes them exist (excluded).
+                service.run_sweep(sweep_body(1, 20, "warm-up"))
+
+            def time_direct(label: str) -> None:
                 d = direct.time(cfgs)
                 direct_s.append(d)
-                print(f"  direct  #{i + 1}: {d:6.2f} s  ({n / d:5.1f} points/s)")
+                print(f"  direct   {label}: {d:6.2f} s  ({n / d:5.1f} points/s)")
+                chunks = [loop_cfgs[i::nproc] for i in range(nproc)]
+                t0 = time.perf_counter()
+                direct.pool.map(_naive_chunk, chunks, chunksize=1)
+                loop_s.append((time.perf_counter() - t0) / len(loop_cfgs))
+
+            for i in range(args.rounds):
+                time_direct(f"#{i + 1}")
                 # Round 1 computes; later rounds ask to recompute (else every point is cached).
                 body = sweep_body(args.seeds, args.steps, f"bench-fig1-{i + 1}")
                 body["recompute"] = i > 0
-                wall, out = service.run_sweep(body)
-                service_s.append(out["post_to_finished"] or wall)
-                observed_s.append(wall)
-                ok &= out["status"] == SweepStatus.DONE and out["result_rows"] == n and out["counts"][CACHED] == 0
-                fin = out["post_to_finished"]
-                print(
-                    f"  service #{i + 1}: {fin:6.2f} s  ({n / fin:5.1f} points/s) POST -> finished_at; "
-                    f"{wall:.2f} s until a poll saw it; runner started -> finished {_seconds(out):.2f} s; "
-                    f"status {out['status']}, {out['result_rows']} rows"
-                    + (f"; error: {out['error']}" if out.get("error") else "")
-                )
-                for line in service.runner_lines(out["id"]):
-                    print("      runner:", line)
-            d = direct.time(cfgs)
-            direct_s.append(d)
-            print(f"  direct  #{args.rounds + 1}: {d:6.2f} s  ({n / d:5.1f} points/s)")
+                for name, service in services.items():
+                    wall, out = service.run_sweep(body)
+                    fin = out["post_to_finished"] or wall
+                    service_s[name].append(fin)
+                    observed_s[name].append(wall)
+                    ok &= out["status"] == SweepStatus.DONE and out["result_rows"] == n and out["counts"][CACHED] == 0
+                    print(
+                        f"  {name:8s} #{i + 1}: {fin:6.2f} s  ({n / fin:5.1f} points/s) POST -> finished_at; "
+                        f"{wall:.2f} s until a poll saw it; runner started -> finished {_seconds(out):.2f} s; "
+                        f"status {out['status']}, {out['result_rows']} rows"
+                        + (f"; error: {out['error']}" if out.get("error") else "")
+                    )
+                    for line in service.runner_lines(out["id"]):
+                        print("      runner:", line)
+            time_direct(f"#{args.rounds + 1}")
+            # The fixed cost per sweep: a sweep of one point of 20 steps (its compute is ~1 ms), the
+            # services alternating; POST -> finished_at, median.
+            for i in range(args.fixed_tries):
+                for name, service in services.items():
+                    body = sweep_body(1, 20, f"fixed-{i}")
+                    body["axes"]["init_scale"] = [1.0]
+                    body["recompute"] = True
+                    wall, out = service.run_sweep(body)
+                    fixed_s[name].append(out["post_to_finished"] or wall)
         finally:
-            service.stop()
+            for service in services.values():
+                service.stop()
             direct.close()
 
+    med = statistics.median
     direct_rate = n / (sum(direct_s) / len(direct_s))
-    service_rate = n / (sum(service_s) / len(service_s))
-    observed_rate = n / (sum(observed_s) / len(observed_s))
-    ratio = service_rate / direct_rate
+    loop_rate = 1 / med(loop_s)
     print()
     print(f"direct  (core.run_points, Pool({nproc}), mean of {len(direct_s)})        {direct_rate:8.2f} points/s")
-    print(f"service (POST -> finished_at, SQLite, mean of {len(service_s)})   {service_rate:8.2f} points/s")
-    print(
-        f"service (POST -> seen done by a 0.2 s poll)           {observed_rate:8.2f} points/s "
-        f"(ratio {observed_rate / direct_rate:.1%})"
-    )
-    print(f"ratio service/direct = {ratio:.1%}  (target >= {TARGET:.0%}: {'MET' if ratio >= TARGET else 'NOT MET'})")
-    best = min(direct_s) / min(service_s)
-    print(f"best-of ratio (fastest service run vs fastest direct run; the least disturbed by other load) = {best:.1%}")
+    print(f"per-point numpy loop (Pool({nproc}), median of {len(loop_s)})         {loop_rate:8.2f} points/s")
+    for name in names:
+        rate = n / (sum(service_s[name]) / len(service_s[name]))
+        observed = n / (sum(observed_s[name]) / len(observed_s[name]))
+        ratio = rate / direct_rate
+        # per round: the service against the direct runs just before and after it (load drift)
+        paired = [(direct_s[i] + direct_s[i + 1]) / 2 / service_s[name][i] for i in range(len(service_s[name]))]
+        print(f"{name} (POST -> finished_at, SQLite, mean of {len(service_s[name])})   {rate:8.2f} points/s")
+        print(
+            f"{name} (POST -> seen done by a 0.2 s poll)           {observed:8.2f} points/s "
+            f"(ratio {observed / direct_rate:.1%})"
+        )
+        print(
+            f"{name}: ratio service/direct = {ratio:.1%}  (target >= {TARGET:.0%}: "
+            f"{'MET' if ratio >= TARGET else 'NOT MET'}); per-round ratios (against the direct runs on either "
+            f"side) median {med(paired):.1%}, best-of {min(direct_s) / min(service_s[name]):.1%}; "
+            f"service / per-point loop = {rate / loop_rate:.1f}x (issue 14 target >= 40x)"
+        )
+        if fixed_s[name]:
+            print(
+                f"{name}: fixed cost per sweep (a 1-point, 20-step sweep: POST -> finished_at), median of "
+                f"{len(fixed_s[name])}: {1000 * med(fixed_s[name]):.0f} ms"
+            )
     if not ok:
         sys.exit("a service sweep did not complete with one computed result row per point")
 

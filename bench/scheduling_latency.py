@@ -47,77 +47,103 @@ def poll_until(client, sweep_id: int, predicate, timeout: float = 600.0) -> tupl
     raise TimeoutError(f"sweep {sweep_id}: {body}")
 
 
+def measure(svc: Service, tries: int, label: str, rnd: int) -> dict[str, list]:
+    """One round of the three measurements on one service (see the module docstring)."""
+    c = svc.client
+    out: dict[str, list] = {"cancel": [], "shown": [], "first": [], "whole": [], "alone": []}
+    base = 1_000_000 * rnd
+    for i in range(tries):
+        sid = c.post("/sweeps", json=fig1(f"to-cancel-{i}", 1000, seed0=base + 100_000 * (i + 1))).json()["id"]
+        poll_until(c, sid, lambda b: b["counts"][PointStatus.DONE] > 0)
+        time.sleep(0.5)  # well under way: chunks in flight
+        t0 = time.perf_counter()
+        r = c.post(f"/sweeps/{sid}/cancel").json()
+        out["shown"].append(r["status"])
+        t1, body = poll_until(c, sid, lambda b: b["status"] == SweepStatus.CANCELLED)
+        out["cancel"].append(t1 - t0)
+        print(
+            f"  {label} cancel #{i + 1}: response said {r['status']!r}; cancelled after {t1 - t0:.3f} s "
+            f"({body['counts'][PointStatus.DONE]} points done, {body['counts'][PointStatus.PENDING]} never run)"
+        )
+
+    huge = c.post("/sweeps", json=fig1("huge", 20_000, seed0=base + 10_000_000)).json()
+    poll_until(c, huge["id"], lambda b: b["counts"][PointStatus.DONE] > 0)
+    for i in range(tries):
+        time.sleep(0.3)  # a random phase of the huge sweep's chunks
+        t0 = time.perf_counter()
+        sid = c.post("/sweeps", json=fig1(f"small-{i}", 10, seed0=base + 1000 * (i + 1))).json()["id"]
+        t1, _ = poll_until(c, sid, lambda b: b["counts"][PointStatus.DONE] > 0)
+        t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
+        out["first"].append(t1 - t0)
+        out["whole"].append(t2 - t0)
+        print(f"  {label} small behind huge #{i + 1}: first result {t1 - t0:.3f} s, done {t2 - t0:.3f} s")
+        for line in svc.runner_lines(sid):
+            print("      runner:", line)
+    hb = c.get(f"/sweeps/{huge['id']}").json()
+    print(
+        f"  ({label} huge sweep: {huge['n_points']} points, {hb['counts'][PointStatus.DONE]} done, "
+        f"status {hb['status']})"
+    )
+    c.post(f"/sweeps/{huge['id']}/cancel")
+    poll_until(c, huge["id"], lambda b: b["status"] == SweepStatus.CANCELLED)
+    for i in range(tries):
+        t0 = time.perf_counter()
+        body = fig1(f"small-{i}-alone", 10, seed0=base + 1000 * (i + 1), recompute=True)
+        sid = c.post("/sweeps", json=body).json()["id"]
+        t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
+        out["alone"].append(t2 - t0)
+        print(f"  {label} small alone #{i + 1}: done {t2 - t0:.3f} s")
+        for line in svc.runner_lines(sid):
+            print("      runner:", line)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tries", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1, help="rounds (each service in turn in every round)")
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument(
+        "--baseline",
+        nargs=2,
+        metavar=("PYTHON", "SOURCE"),
+        help="also measure a second service (e.g. an older commit: its interpreter and source tree), "
+        "the two in turn in every round",
+    )
     args = ap.parse_args()
+    results: dict[str, dict[str, list]] = {}
     with tempfile.TemporaryDirectory(prefix="fslat") as tmp:
-        svc = Service(args.cpus, Path(tmp))
-        c = svc.client
+        services = {"service": Service(args.cpus, Path(tmp) / "service")}
+        if args.baseline:
+            services["baseline"] = Service(args.cpus, Path(tmp) / "baseline", args.baseline[0], Path(args.baseline[1]))
         try:
-            print(f"service ready in {svc.wait_ready():.1f} s (start-up excluded); {args.cpus} CPUs")
-            svc.run_sweep(sweep_body(1, 20, "warm-up"))
-
-            cancel_s, shown = [], []
-            for i in range(args.tries):
-                sid = c.post("/sweeps", json=fig1(f"to-cancel-{i}", 1000, seed0=100_000 * (i + 1))).json()["id"]
-                poll_until(c, sid, lambda b: b["counts"][PointStatus.DONE] > 0)
-                time.sleep(0.5)  # well under way: chunks in flight
-                t0 = time.perf_counter()
-                r = c.post(f"/sweeps/{sid}/cancel").json()
-                shown.append(r["status"])
-                t1, body = poll_until(c, sid, lambda b: b["status"] == SweepStatus.CANCELLED)
-                cancel_s.append(t1 - t0)
-                print(
-                    f"  cancel #{i + 1}: response said {r['status']!r}; cancelled after {t1 - t0:.3f} s "
-                    f"({body['counts'][PointStatus.DONE]} points done, "
-                    f"{body['counts'][PointStatus.PENDING]} never run)"
-                )
-
-            huge = c.post("/sweeps", json=fig1("huge", 20_000, seed0=10_000_000)).json()
-            poll_until(c, huge["id"], lambda b: b["counts"][PointStatus.DONE] > 0)
-            first_s, done_s = [], []
-            for i in range(args.tries):
-                t0 = time.perf_counter()
-                sid = c.post("/sweeps", json=fig1(f"small-{i}", 10, seed0=1000 * (i + 1))).json()["id"]
-                t1, _ = poll_until(c, sid, lambda b: b["counts"][PointStatus.DONE] > 0)
-                t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
-                first_s.append(t1 - t0)
-                done_s.append(t2 - t0)
-                print(f"  small behind huge #{i + 1}: first result {t1 - t0:.3f} s, done {t2 - t0:.3f} s")
-            hb = c.get(f"/sweeps/{huge['id']}").json()
-            print(
-                f"  (huge sweep: {huge['n_points']} points, {hb['counts'][PointStatus.DONE]} done, "
-                f"status {hb['status']})"
-            )
-            c.post(f"/sweeps/{huge['id']}/cancel")
-            poll_until(c, huge["id"], lambda b: b["status"] == SweepStatus.CANCELLED)
-            alone_s = []
-            for i in range(args.tries):
-                t0 = time.perf_counter()
-                sid = c.post("/sweeps", json=fig1(f"small-{i}-alone", 10, seed0=1000 * (i + 1), recompute=True)).json()[
-                    "id"
-                ]
-                t2, _ = poll_until(c, sid, lambda b: b["status"] == SweepStatus.DONE)
-                alone_s.append(t2 - t0)
-                print(f"  small alone #{i + 1}: done {t2 - t0:.3f} s")
+            for name, svc in services.items():
+                print(f"{name} ready in {svc.wait_ready():.1f} s (start-up excluded); {args.cpus} CPUs")
+                svc.run_sweep(sweep_body(1, 20, "warm-up"))
+                results[name] = {}
+            for rnd in range(args.rounds):
+                for name, svc in services.items():
+                    for k, v in measure(svc, args.tries, name, rnd).items():
+                        results[name].setdefault(k, []).extend(v)
         finally:
-            svc.stop()
+            for svc in services.values():
+                svc.stop()
     med = statistics.median
-    print()
-    print(
-        f"cancel latency (POST cancel -> status cancelled), median of {len(cancel_s)}: {med(cancel_s):.3f} s "
-        f"(max {max(cancel_s):.3f} s; target <= 2 s); cancel response status: {sorted(set(shown))}"
-    )
-    print(
-        f"small (30 points) behind a 60,000-point sweep, median of {len(first_s)}: "
-        f"submit -> first result {med(first_s):.3f} s, submit -> done {med(done_s):.3f} s"
-    )
-    print(
-        f"the same small sweep alone, median of {len(alone_s)}: submit -> done {med(alone_s):.3f} s; "
-        f"behind huge / alone = {med(done_s) / med(alone_s):.2f} (~2 = half the cluster)"
-    )
+    for name, r in results.items():
+        print()
+        print(
+            f"{name}: cancel latency (POST cancel -> status cancelled), median of {len(r['cancel'])}: "
+            f"{med(r['cancel']):.3f} s (max {max(r['cancel']):.3f} s; target <= 2 s); cancel response status: "
+            f"{sorted(set(r['shown']))}"
+        )
+        print(
+            f"{name}: small (30 points) behind a 60,000-point sweep, median of {len(r['first'])}: "
+            f"submit -> first result {med(r['first']):.3f} s, submit -> done {med(r['whole']):.3f} s"
+        )
+        print(
+            f"{name}: the same small sweep alone, median of {len(r['alone'])}: submit -> done {med(r['alone']):.3f} s; "
+            f"behind huge / alone = {med(r['whole']) / med(r['alone']):.2f} (~2 = half the cluster)"
+        )
 
 
 if __name__ == "__main__":

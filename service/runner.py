@@ -14,7 +14,8 @@ Guarantees (SPEC §3-§5):
 - **Exactly one result row per point, whatever happens** (service.writer): a point's result and
   its status commit together or not at all, and a point reported twice keeps its first row.
 - **Finished points are never recomputed.** Only pending points are submitted; they are flipped
-  to running, with this runner as `owner`, when their chunk is submitted.
+  to running, with this runner as `owner`, right after their chunk is submitted (a point another
+  runner took in between is computed for nothing and never written).
 - **Resume on restart / takeover.** When this process takes the lease it turns every running point
   back into pending (their runner is gone: its lease expired) - a point that was started
   `max_attempts` times by runners that died is failed instead (a poison point must not block its

@@ -14,16 +14,24 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   it starts on the first CPU that frees up.
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
   then tasks of ~0.5-2 s for a sweep alone; of ~0.25 s while several sweeps have points to submit,
-  each sweep's last round spread over its fair share of the CPUs, and chunks preempted for a
+  each sweep's last round spread over its fair share of the CPUs and water-filled with what its
+  chunks in flight still need (so its CPUs end together), and chunks preempted for a
   newcomer resubmitted in such short pieces); cost models are shared across sweeps of the same shape.
 - **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
   pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a
-  small per-sweep buffer; a chunk's points are flipped pending -> running (attempts + 1) when it
-  is submitted, guarded by their status (and owner), so `attempts` counts runs handed to a CPU.
+  small per-sweep buffer. A refill submits its chunks first, then flips their points pending ->
+  running with this runner as owner in one transaction (a CPU never waits for the database; a
+  point no longer pending by then is computed for nothing and never written: the writer writes
+  only points running under this owner). The same transaction adds 1 to `attempts` of the points
+  whose chunk started on a CPU since the last one (estimated: Ray starts queued tasks in order as
+  CPUs free up), so `attempts` counts runs that started, not chunks queued.
+- **Outcomes** of the chunks that return are handed to the writer after the freed slots are
+  refilled (the refill's transaction must not queue behind the writer's).
 - **Cancel.** A cancel request (this process's `cancel()`, or `cancel_requested` set by any
   replica, read from the database every `poll_seconds`) stops the sweep's submissions at once,
-  cancels its in-flight chunks, waits for the writer to commit what was already computed (kept),
-  puts its unfinished points back to pending and settles it `cancelled`.
+  cancels its in-flight chunks (except a running one expected to finish within moments, which is
+  waited for: workers.dispatch.TaskStream.cancel), waits for the writer to commit what was
+  already computed (kept), puts its unfinished points back to pending and settles it `cancelled`.
 - **Settling.** A sweep with nothing left to read, buffered or in flight is settled once the
   writer has committed its results: `done`, or `failed` when every point failed.
 """
@@ -35,8 +43,8 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,9 +57,9 @@ from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size, stream_max
 
 from . import store
 from .db import session_scope
-from .models import PARAM_FIELDS
+from .models import PARAM_FIELDS, utcnow
 from .progress import ProgressBook
-from .writer import ResultWriter
+from .writer import Outcomes, ResultWriter
 
 if TYPE_CHECKING:
     from flowsweep.workers.dispatch import TaskStream
@@ -85,6 +93,15 @@ class SweepState:
     task_seconds: float = 0.0  # seconds its tasks reported (logs, benchmarks)
     taken_at: float = 0.0  # clock when taken up
     redo: deque[Chunk] = field(default_factory=deque)  # preempted chunks (points already claimed)
+    marks: dict[str, float] = field(default_factory=dict)  # phase -> clock (first time), for the log
+    started: dict[int, float] = field(default_factory=dict)  # id(chunk) -> clock it started on a CPU (est.)
+
+    def in_flight_seconds(self, now: float) -> float:
+        """Estimated seconds its chunks in flight (or taken back, to be resubmitted) still need:
+        a running chunk's estimate less the time it has run."""
+        return sum(
+            max(0.0, est - (now - self.started[k])) if k in self.started else est for k, est in self.charged.items()
+        )
 
     def buffered(self) -> int:
         return sum(len(q) for q in self.buffer.values()) + sum(len(c.ids) for c in self.redo)
@@ -129,6 +146,7 @@ class Scheduler:
         self._cancel_requests: set[int] = set()
         self._lock = threading.Lock()
         self._synced_at = -math.inf
+        self.db_seconds = 0.0  # spent in this thread's transactions (logs, benchmarks)
         self.submissions: deque[tuple[int, int]] = deque(maxlen=100_000)  # (sweep id, points), in order
 
     # ------------------------------------------------------------------ interface
@@ -161,15 +179,16 @@ class Scheduler:
         if not self.sweeps:
             return
         self._fill()
-        dones = self.stream.wait(self.wait_seconds)
-        self._collect(dones)
+        outcomes = self._collect(self.stream.wait(self.wait_seconds))
         self._fill()
+        self._write(outcomes)
         self._settle()
 
     def shutdown(self) -> None:
         """Stop: cancel what is in flight, commit what came back, unfinished points to pending.
         The sweeps stay queued/running and are resumed by the next runner."""
         if self._stream is not None:
+            self._record_started()  # runs that started count, though they are cut short
             self._stream.close()
         self.writer.flush(30.0)
         ids = list(self.sweeps)
@@ -182,8 +201,14 @@ class Scheduler:
         self.sweeps.clear()
 
     # ------------------------------------------------------------------ database
-    def _session(self) -> AbstractContextManager[Session]:
-        return session_scope(self._session_factory)
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        t0 = time.perf_counter()
+        try:
+            with session_scope(self._session_factory) as s:
+                yield s
+        finally:
+            self.db_seconds += time.perf_counter() - t0
 
     def _sync(self) -> None:
         """New sweeps are taken up; cancel requests made through any replica are seen."""
@@ -199,6 +224,8 @@ class Scheduler:
                 self._start_cancel(st)
 
     def _take_up(self, sweep_id: int) -> SweepState | None:
+        t0 = self._clock()
+        posted = t0
         try:
             # One transaction in the common case (a small sweep starts sooner): the sweep marked
             # running, a first page of run-time dedupe, the count of points to run.
@@ -208,6 +235,8 @@ class Scheduler:
                     return None
                 if not sweep.cancel_requested:
                     store.mark_running(sweep)
+                if sweep.created_at is not None:
+                    posted = t0 - max(0.0, (utcnow() - sweep.created_at).total_seconds())
                 recompute = bool((sweep.spec or {}).get("recompute"))
                 reused = 0 if recompute else store.reuse_finished_page(s, sweep_id, self.page_size)
                 remaining = store.count_unfinished(s, sweep_id)
@@ -220,7 +249,7 @@ class Scheduler:
         except Exception as exc:
             raise SweepSetupError(sweep_id, exc) from exc
         used = min((o.used for o in self.sweeps.values()), default=0.0)
-        st = SweepState(sweep_id, used, remaining, taken_at=self._clock())
+        st = SweepState(sweep_id, used, remaining, taken_at=t0, marks={"posted": posted, "taken": self._clock()})
         self.sweeps[sweep_id] = st
         self.progress.track(sweep_id, remaining)
         log.info("sweep %s: taken up, %d points to run", sweep_id, remaining)
@@ -306,7 +335,7 @@ class Scheduler:
             ncpu,
             self.stream.in_flight(st.id),
             self.target_task_seconds,
-            sum(st.charged.values()),
+            st.in_flight_seconds(self._clock()),
             sharing,
         )
         while n > len(q) and not st.scanned_all:
@@ -320,15 +349,22 @@ class Scheduler:
             del st.buffer[key]
         return Chunk(key, [pid for pid, _ in taken], [cfg for _, cfg in taken])
 
-    def _claim(self, st: SweepState, chunk: Chunk) -> Chunk:
-        """pending -> running (attempts + 1) for the chunk's points; only those really flipped
-        are run (another replica's runner or a cancel may have taken the others)."""
+    def _claim(self, ids: list[int]) -> None:
+        """pending -> running with this runner as owner, for the points of the chunks just
+        submitted (one transaction per refill, after the submissions: a CPU never waits for the
+        database). The same transaction counts the attempts of the chunks that started since the
+        last one. A point not flipped (taken by another runner after a lost lease, or gone with
+        its sweep) is computed for nothing: the writer only writes points running under this
+        owner (store.write_results_batch), so nothing of it is written."""
+        started = self._take_started()
         with self._session() as s:
-            claimed = store.claim_points(s, chunk.ids, owner=self.owner)
-        if len(claimed) == len(chunk.ids):
-            return chunk
-        keep = [(pid, cfg) for pid, cfg in zip(chunk.ids, chunk.cfgs) if pid in claimed]
-        return Chunk(chunk.key, [p for p, _ in keep], [c for _, c in keep])
+            claimed = store.claim_points(s, ids, owner=self.owner) if ids else set()
+            if started:
+                store.count_started(s, started, self.owner)
+        if len(claimed) < len(ids):
+            log.warning(
+                "%d of %d points submitted were no longer pending; not written", len(ids) - len(claimed), len(ids)
+            )
 
     def _preempt_for_waiting(self, slots: int) -> None:
         """A sweep with work and nothing in flight (one just submitted) must not wait behind the
@@ -361,6 +397,7 @@ class Scheduler:
         slots = self.slots_per_cpu * ncpu
         self._preempt_for_waiting(slots)
         blocked: set[int] = set()
+        claim: list[int] = []
         while stream.in_flight() < slots:
             sharing = self._sharing()
             runnable = [st for st in self.sweeps.values() if not st.cancelling and st.id not in blocked]
@@ -374,37 +411,65 @@ class Scheduler:
                 if proposed is None:
                     blocked.add(st.id)
                     continue
-                chunk = self._claim(st, proposed)
+                chunk = proposed
+                claim += chunk.ids
                 st.unsubmitted = max(0, st.unsubmitted - len(chunk.ids))
-                if not chunk.ids:
-                    continue
             if id(chunk) not in st.charged:
                 cost = self.costs[chunk.key]
                 est = cost.seconds(len(chunk.ids)) if cost.known else 0.0
                 st.used += est
                 st.charged[id(chunk)] = est
-            stream.submit(chunk, st.id)
+            stream.submit(chunk, st.id, st.charged[id(chunk)])
+            st.marks.setdefault("submit", self._clock())
             self.submissions.append((st.id, len(chunk.ids)))
-        self._record_started()
+        if claim:
+            self._claim(claim)
+        # Otherwise the attempts of chunks that started are counted in the next claim's
+        # transaction or before their results are written, whichever comes first.
 
     # ------------------------------------------------------------------ results
+    def _take_started(self) -> list[int]:
+        """Point ids of the chunks that started on a CPU since the last call (their start time
+        noted for the in-flight estimates)."""
+        now = self._clock()
+        ids = []
+        for tag, chunk in self.stream.take_started():
+            st = self.sweeps.get(tag)
+            if st is not None:
+                st.started[id(chunk)] = now
+            ids += chunk.ids
+        return ids
+
     def _record_started(self) -> None:
-        ids = [pid for _, chunk in self.stream.take_started() for pid in chunk.ids]
+        """attempts + 1 for the points of the chunks that started (see _claim)."""
+        ids = self._take_started()
         if ids:
             with self._session() as s:
                 store.count_started(s, ids, self.owner)
 
-    def _collect(self, dones) -> None:
-        self._record_started()  # before their results are written (which clears their owner)
+    def _collect(self, dones) -> list[tuple[int, Outcomes]]:
+        """Book finished chunks (costs, CPU seconds); their outcomes, for the writer once the freed
+        slots are refilled (the refill's claim must not wait behind the writer's transaction)."""
+        out: list[tuple[int, Outcomes]] = []
         for d in dones:
             st = self.sweeps.get(d.tag)
             if d.sample is not None:
                 self._cost(d.chunk.key).add(*d.sample)
             if st is not None:
                 st.used += d.seconds - st.charged.pop(id(d.chunk), 0.0)
+                st.started.pop(id(d.chunk), None)
                 st.task_seconds += d.seconds
+                st.marks.setdefault("result", self._clock())
+                st.marks["last result"] = self._clock()
             if d.outcomes:
-                self.writer.put(d.tag, d.outcomes)
+                out.append((d.tag, d.outcomes))
+        return out
+
+    def _write(self, outcomes: list[tuple[int, Outcomes]]) -> None:
+        if outcomes:
+            self._record_started()  # before their results are written (which clears their owner)
+        for tag, o in outcomes:
+            self.writer.put(tag, o)
 
     def _settle(self) -> None:
         stream = self.stream
@@ -413,7 +478,9 @@ class Scheduler:
                 continue
             if not st.cancelling and (st.buffered() or not st.scanned_all):
                 continue
+            self._record_started()  # (a cancelled chunk that had started counts as a run)
             self.writer.flush()
+            st.marks["written"] = self._clock()
             if st.cancelling:
                 self._finish_cancelled(st)
             else:
@@ -453,14 +520,25 @@ class Scheduler:
             else:
                 store.finish_sweep(sweep, SweepStatus.DONE, None)
         sizes = [n for sid, n in self.submissions if sid == st.id]
+        st.marks["finished"] = self._clock()
         log.info(
-            "sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s",
+            "sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s; timeline from take-up: %s",
             st.id,
             counts,
             len(sizes),
             sizes if len(sizes) <= 40 else f"{min(sizes)}..{max(sizes)}",
             st.task_seconds,
             self._clock() - st.taken_at,
+            ", ".join(f"{k} {1000 * (t - st.taken_at):.0f} ms" for k, t in st.marks.items()),
+        )
+        span = st.marks.get("last result", 0.0) - st.marks.get("submit", 0.0)
+        log.info(
+            "runner: tasks kept %.0f%% of %d CPUs busy from first submit to last result; %.0f ms in the runner "
+            "thread's transactions so far; writer %s",
+            100 * st.task_seconds / (self.stream.cpus() * span) if span > 0 else 0.0,
+            self.stream.cpus(),
+            1000 * self.db_seconds,
+            self.writer.stats,
         )
         self._forget(st.id)
 

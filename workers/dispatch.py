@@ -49,12 +49,14 @@ _MAX_COST_MODELS = 256  # shapes whose cost model a Dispatcher remembers across 
 _WAIT_SECONDS = 0.1  # ray.wait timeout: how often cancelled() is polled
 _ALL = object()  # TaskStream.in_flight(): every tag
 CANCEL_GRACE_SECONDS = 5.0  # a cancelled task still running after this: its worker is killed
+CANCEL_MARGIN_SECONDS = 0.5  # a running task expected to end sooner is not cancelled (see cancel)
 
 
 def _cancel(refs: list[ray.ObjectRef[Any]], force: bool = False) -> None:
     """ray.cancel of the tasks that have not finished. Ray 2.60's driver aborts ("Tried to complete
     task that was not pending") when a task is cancelled while its finished reply is being
-    processed, so a task whose result is already there is never cancelled."""
+    processed, so a task whose result is already there is never cancelled (and TaskStream leaves
+    alone a running task expected to finish soon: see TaskStream.cancel)."""
     if not refs:
         return
     _, pending = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
@@ -306,6 +308,15 @@ class _Flight:
     started: float | None = None  # estimated: tasks start FIFO as CPUs free up
     cancelled: bool = False
     cancelled_at: float | None = None
+    expected: float | None = None  # the caller's estimate of its seconds (None: unknown)
+
+    def about_to_finish(self, now: float) -> bool:
+        """Running and expected to finish within CANCEL_MARGIN_SECONDS (or in its second half);
+        not once it has run twice its estimate (it may be stuck)."""
+        if self.started is None or self.expected is None:
+            return False
+        left = self.expected - (now - self.started)
+        return -self.expected < left < max(CANCEL_MARGIN_SECONDS, self.expected / 2)
 
 
 class TaskStream:
@@ -355,10 +366,11 @@ class TaskStream:
             return sum(1 for f in self._inflight.values() if not f.cancelled or f.started is not None)
         return sum(1 for f in self._inflight.values() if f.tag == tag and not f.cancelled)
 
-    def submit(self, chunk: Chunk, tag: Any) -> None:
+    def submit(self, chunk: Chunk, tag: Any, expected: float | None = None) -> None:
+        """Run `chunk` as one task labelled `tag`; `expected`: its estimated seconds, if known."""
         now = self._clock()
         ref = self._remote.remote(chunk.cfgs)
-        flight = _Flight(tag, chunk, self._serial, now)
+        flight = _Flight(tag, chunk, self._serial, now, expected=expected or None)
         self._serial += 1
         if sum(f.started is not None for f in self._inflight.values()) < self._cpus:
             flight.started = now
@@ -372,11 +384,18 @@ class TaskStream:
         return out
 
     def cancel(self, tag: Any) -> int:
-        """Cancel the tag's tasks in flight; their points are never reported. Returns how many."""
-        refs = [ref for ref, f in self._inflight.items() if f.tag == tag and not f.cancelled]
+        """Cancel the tag's tasks in flight; their points are never reported. Returns how many.
+
+        A running task expected to finish soon (Flight.about_to_finish) is left to finish instead:
+        a cancel that races its finished reply aborts Ray 2.60's driver (the whole service), and
+        its results, computed anyway, are kept. It still counts in in_flight(tag)."""
+        now = self._clock()
+        refs = [
+            ref for ref, f in self._inflight.items() if f.tag == tag and not f.cancelled and not f.about_to_finish(now)
+        ]
         for ref in refs:
             f = self._inflight[ref]
-            f.cancelled, f.cancelled_at = True, self._clock()
+            f.cancelled, f.cancelled_at = True, now
         _cancel(refs)
         return len(refs)
 
@@ -395,7 +414,8 @@ class TaskStream:
         return out
 
     def close(self) -> None:
-        _cancel(list(self._inflight))
+        now = self._clock()
+        _cancel([ref for ref, f in self._inflight.items() if not f.about_to_finish(now)])  # see cancel
         self._inflight.clear()
 
     def wait(self, timeout: float) -> list[Done]:

@@ -285,12 +285,14 @@ def stream_chunk_size(
     - one chunk size measured: double it (the a + b·n fit needs two sizes).
     - fitted: chunks of max(target, 20 a) seconds, at most STREAM_MAX_TASK_SECONDS, and at most
       half a CPU's share of the work left; once that share is short, nothing more is queued and
-      each CPU that frees up takes its water-filled share of the rest (counting the sweep's chunks
-      in flight, `in_flight_seconds`), so the CPUs end together (a crumb is taken along).
+      each CPU that frees up takes its water-filled share of the rest (counting what the sweep's
+      chunks in flight still need, `in_flight_seconds`: a running chunk's estimate less the time
+      it has run), so the CPUs end together (a crumb is taken along).
     - `sharing` sweeps with points to submit: the sweep's fair share is ceil(ncpu / sharing) CPUs
       (its lanes: the final round is water-filled over them, so a small sweep behind a big one runs
       as it would alone on its share of the cluster) and tasks are short
-      (stream_task_seconds), so no sweep waits long for a CPU another one holds."""
+      (stream_task_seconds), so no sweep waits long for a CPU another one holds; a last round's
+      piece may be as long as a sweep's alone (one turn on a CPU for a small sweep)."""
     if remaining <= 0:
         return 0
     if not cost.known:
@@ -312,13 +314,19 @@ def stream_chunk_size(
         # water-filling: the rest and the sweep's chunks in flight (`in_flight_seconds`, their
         # estimated cost) end together over its lanes; this free CPU takes its share
         n = math.ceil((b * remaining + in_flight_seconds) / lanes / b)
-    elif not cost.fitted:
-        n = min(2 * cost.max_n, math.ceil(cap / b))
+        # tasks of <= STREAM_MAX_TASK_SECONDS even while sharing: a short cap would cut a small
+        # sweep's last round into pieces that each wait for another turn on a CPU
+        n = min(n, stream_max_points(cost))
     else:
-        w = min(cap, max(target_task_seconds, OVERHEAD_FACTOR * a))
-        w = min(w, max(final, share / 2))
-        n = math.ceil(max(w - a, b) / b)
-    n = min(n, stream_max_points(cost, sharing))  # tasks of <= stream_task_seconds
+        if not cost.fitted:
+            # double the size (the fit needs two), but never past this CPU's even share of the
+            # rest: a chunk bigger than that leaves the other CPUs idle at the end
+            n = min(2 * cost.max_n, math.ceil(cap / b), math.ceil(remaining / lanes))
+        else:
+            w = min(cap, max(target_task_seconds, OVERHEAD_FACTOR * a))
+            w = min(w, max(final, share / 2))
+            n = math.ceil(max(w - a, b) / b)
+        n = min(n, stream_max_points(cost, sharing))  # tasks of <= stream_task_seconds
     if remaining - n < max(1, n // 4):
         n = remaining  # a crumb is taken along (<= 1.25 x the cap)
     return max(1, min(n, remaining))

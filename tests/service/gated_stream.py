@@ -45,7 +45,7 @@ class GatedStream:
             return len(self.tasks)
         return sum(1 for t in self.tasks if t.tag == tag and not t.cancelled)
 
-    def submit(self, chunk, tag) -> None:
+    def submit(self, chunk, tag, expected=None) -> None:
         self.tasks.append(GatedTask(tag, chunk))
         self.log.append(("submit", tag, len(chunk.ids)))
         self._start_free()

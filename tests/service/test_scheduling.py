@@ -273,3 +273,57 @@ def test_cancel_made_in_this_process_needs_no_database_read(factory, sched):
     sched.request_cancel(sid)
     step(sched, advance=0.0)  # no poll of the database in this turn
     assert g.in_flight(sid) == 0 and status(factory, sid) == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "n"), [(0.02, 0.003, 1000), (0.02, 0.003, 3000), (0.02, 0.003, 7000), (0.001, 0.001, 3000)]
+)
+def test_the_last_round_ends_the_cpus_together(factory, sched, a, b, n):
+    # Each task costs a + b·n logical seconds; the scheduler's clock follows the cluster's. The
+    # last pieces are water-filled with what the chunks in flight still need (a running chunk's
+    # estimate less the time it has run), so the second CPU does not idle while the first works
+    # through an oversized last piece.
+    g = sched.gated
+    g.a, g.b = a, b
+    sid = add_sweep(factory, "tail", n)
+    sched.clock[0] = -1.0
+    step(sched)  # at logical time 0
+    ends = []
+    while (t := g.release_next()) is not None:
+        ends.append(t.ends_at)
+        sched.clock[0] = g.now
+        sched.step()
+    sched.step()
+    assert status(factory, sid) == "done"
+    ends.sort()
+    idle = ends[-1] - ends[-2]  # one CPU idle while the other finishes the sweep
+    assert idle <= 0.05 * ends[-1], (idle, ends[-1], g.submitted(sid))
+
+
+def test_points_taken_by_another_runner_between_read_and_claim_are_never_written(factory, sched):
+    # Chunks are submitted first and claimed right after (a CPU never waits for the database):
+    # a point that is no longer pending by then (here: another runner took it) is computed for
+    # nothing, and the writer, which only writes points running under this runner, drops it.
+    g = sched.gated
+    sid = add_sweep(factory, "raced", 40)
+    taken: list[int] = []
+    submit = g.submit
+
+    def submit_after_another_runner_took_some(chunk, tag, expected=None):
+        if not taken:
+            taken.extend(chunk.ids[:3])
+            with session_scope(factory) as s:
+                s.execute(sa.update(Point).where(Point.id.in_(taken)).values(status="running", owner="other-runner"))
+        submit(chunk, tag, expected)
+
+    g.submit = submit_after_another_runner_took_some
+    step(sched)
+    while g.release(1):
+        step(sched, advance=0.0)
+    sched.writer.flush()
+    with session_scope(factory) as s:
+        rows = dict(s.execute(sa.select(Point.id, Point.owner).where(Point.sweep_id == sid)).all())
+        written = set(s.execute(sa.select(Result.point_id).where(Result.sweep_id == sid)).scalars())
+    assert len(taken) == 3 and not written & set(taken)  # nothing of theirs written by this runner
+    assert all(rows[p] == "other-runner" for p in taken)  # still theirs
+    assert written == set(rows) - set(taken)  # every other point written once

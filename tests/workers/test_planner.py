@@ -189,6 +189,13 @@ def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
     assert stream_chunk_size(cheap, 100, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first)) == 100
     # a CPU freed while another still has 0.06 s to go takes a bit more than half of the rest
     assert stream_chunk_size(cheap, 120, 2, 1, 0.5, in_flight_seconds=0.06) == 90
+    # one size measured (a previous sweep split 101 + 100), slow points (the rest is not yet a last
+    # round): the doubled size is capped at a CPU's even share, not 2 x 101 (cut to 2 s) + 78 later
+    slow_unfitted = Cost()
+    slow_unfitted.add(101, 1.6)
+    slow_unfitted.add(100, 1.6)
+    assert not slow_unfitted.fitted
+    assert stream_chunk_size(slow_unfitted, 201, 2, 0, 0.5) == 101
     # a noisy fit (large a, tiny b) cannot make a chunk much longer than 2 s of mean per-point time
     noisy = Cost()
     for n, t in ((16, 0.5), (32, 0.52), (16, 0.49), (32, 0.53)):
@@ -224,6 +231,11 @@ def test_stream_chunks_are_short_and_spread_over_a_fair_share_while_sweeps_share
     assert stream_chunk_size(fig1_like, 30, 2, 0, 0.5) == 15
     assert stream_chunk_size(fig1_like, 30, 2, 0, 0.5, sharing=2) == 30
     assert stream_chunk_size(fig1_like, 30, 2, 1, 0.5, sharing=2) == 0  # nothing queued beyond it
+    # ... also when it is longer than a shared task (slow points): one turn on a CPU, not pieces
+    # that each wait behind the other sweep's chunks
+    slow = _cost(0.05, 0.012)
+    assert slow.seconds(30) > STREAM_SHARED_TASK_SECONDS
+    assert stream_chunk_size(slow, 30, 2, 0, 0.5, sharing=2) == 30
     # 2 sweeps on 3 CPUs: 2 lanes each (the lanes of all sweeps cover every CPU): with one task in
     # flight, a second one, half of the rest
     assert stream_chunk_size(fig1_like, 30, 3, 1, 0.5, sharing=2) == 15

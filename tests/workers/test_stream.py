@@ -119,3 +119,22 @@ def test_preempt_takes_back_only_the_chunks_queued_behind_busy_cpus(local_ray, t
     reported = sorted(o.point_id for d in dones for o in d.outcomes)
     assert reported == [1020, 1021, 1022, 1023, 1026]
     stream.close()
+
+
+def test_a_running_task_about_to_finish_is_left_to_finish_not_cancelled(local_ray, tmp_path):
+    # Ray 2.60's driver aborts when a cancel races a task's finished reply: a running task
+    # expected to end within the margin is not cancelled; its results are reported (kept).
+    t = [0.0]
+    stream = TaskStream(remote=gated_remote(tmp_path), clock=lambda: t[0])
+    stream.submit(chunk([30, 31]), "A", expected=10.0)  # starts at 0 on a free CPU
+    stream.submit(chunk([32, 33]), "A", expected=10.0)
+    t[0] = 9.8  # both running (2 CPUs), 0.2 s left by the estimate: about to finish
+    assert stream.cancel("A") == 0
+    assert stream.in_flight("A") == 2  # still waited for
+    stream.submit(chunk([34, 35]), "B", expected=10.0)  # queued behind the busy CPUs: cancelled
+    assert stream.cancel("B") == 1 and stream.in_flight("B") == 0
+    for seed in (30, 32):
+        open_gate(tmp_path, seed)
+    dones = collect_until(stream, lambda d: stream.in_flight("A") == 0, [], "A's tasks")
+    assert sorted(o.point_id for d in dones for o in d.outcomes) == [1030, 1031, 1032, 1033]
+    stream.close()
