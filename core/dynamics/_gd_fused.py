@@ -6,6 +6,7 @@ lane, the lane axis last). Same steps, checks and records as gd_linear's numpy l
 
 # ruff: noqa: E702, E501
 # mypy: ignore-errors
+# fmt: off
 
 import numpy as np
 from numba import njit
@@ -17,6 +18,7 @@ def _residual(U, V, sY, X, R, r2):
     """X = U V^T, R = sY - X (s-scaled), r2 = ||R||^2 of every lane."""
     m, r, _ = U.shape
     n = V.shape[0]
+    s0 = 0.0; s1 = 0.0; s2 = 0.0; s3 = 0.0; s4 = 0.0; s5 = 0.0; s6 = 0.0; s7 = 0.0
     for a in range(m):
         for c in range(0, n - n % 2, 2):
             a0_0 = 0.0; a0_1 = 0.0; a0_2 = 0.0; a0_3 = 0.0; a0_4 = 0.0; a0_5 = 0.0; a0_6 = 0.0; a0_7 = 0.0
@@ -25,19 +27,15 @@ def _residual(U, V, sY, X, R, r2):
                 x0 = U[a, k, 0]; x1 = U[a, k, 1]; x2 = U[a, k, 2]; x3 = U[a, k, 3]; x4 = U[a, k, 4]; x5 = U[a, k, 5]; x6 = U[a, k, 6]; x7 = U[a, k, 7]
                 a0_0 += x0 * V[c + 0, k, 0]; a0_1 += x1 * V[c + 0, k, 1]; a0_2 += x2 * V[c + 0, k, 2]; a0_3 += x3 * V[c + 0, k, 3]; a0_4 += x4 * V[c + 0, k, 4]; a0_5 += x5 * V[c + 0, k, 5]; a0_6 += x6 * V[c + 0, k, 6]; a0_7 += x7 * V[c + 0, k, 7]
                 a1_0 += x0 * V[c + 1, k, 0]; a1_1 += x1 * V[c + 1, k, 1]; a1_2 += x2 * V[c + 1, k, 2]; a1_3 += x3 * V[c + 1, k, 3]; a1_4 += x4 * V[c + 1, k, 4]; a1_5 += x5 * V[c + 1, k, 5]; a1_6 += x6 * V[c + 1, k, 6]; a1_7 += x7 * V[c + 1, k, 7]
-            X[a, c + 0, 0] = a0_0; R[a, c + 0, 0] = sY[a, c + 0, 0] - a0_0; X[a, c + 0, 1] = a0_1; R[a, c + 0, 1] = sY[a, c + 0, 1] - a0_1; X[a, c + 0, 2] = a0_2; R[a, c + 0, 2] = sY[a, c + 0, 2] - a0_2; X[a, c + 0, 3] = a0_3; R[a, c + 0, 3] = sY[a, c + 0, 3] - a0_3; X[a, c + 0, 4] = a0_4; R[a, c + 0, 4] = sY[a, c + 0, 4] - a0_4; X[a, c + 0, 5] = a0_5; R[a, c + 0, 5] = sY[a, c + 0, 5] - a0_5; X[a, c + 0, 6] = a0_6; R[a, c + 0, 6] = sY[a, c + 0, 6] - a0_6; X[a, c + 0, 7] = a0_7; R[a, c + 0, 7] = sY[a, c + 0, 7] - a0_7
-            X[a, c + 1, 0] = a1_0; R[a, c + 1, 0] = sY[a, c + 1, 0] - a1_0; X[a, c + 1, 1] = a1_1; R[a, c + 1, 1] = sY[a, c + 1, 1] - a1_1; X[a, c + 1, 2] = a1_2; R[a, c + 1, 2] = sY[a, c + 1, 2] - a1_2; X[a, c + 1, 3] = a1_3; R[a, c + 1, 3] = sY[a, c + 1, 3] - a1_3; X[a, c + 1, 4] = a1_4; R[a, c + 1, 4] = sY[a, c + 1, 4] - a1_4; X[a, c + 1, 5] = a1_5; R[a, c + 1, 5] = sY[a, c + 1, 5] - a1_5; X[a, c + 1, 6] = a1_6; R[a, c + 1, 6] = sY[a, c + 1, 6] - a1_6; X[a, c + 1, 7] = a1_7; R[a, c + 1, 7] = sY[a, c + 1, 7] - a1_7
+            X[a, c + 0, 0] = a0_0; z = sY[a, c + 0, 0] - a0_0; R[a, c + 0, 0] = z; s0 += z * z; X[a, c + 0, 1] = a0_1; z = sY[a, c + 0, 1] - a0_1; R[a, c + 0, 1] = z; s1 += z * z; X[a, c + 0, 2] = a0_2; z = sY[a, c + 0, 2] - a0_2; R[a, c + 0, 2] = z; s2 += z * z; X[a, c + 0, 3] = a0_3; z = sY[a, c + 0, 3] - a0_3; R[a, c + 0, 3] = z; s3 += z * z; X[a, c + 0, 4] = a0_4; z = sY[a, c + 0, 4] - a0_4; R[a, c + 0, 4] = z; s4 += z * z; X[a, c + 0, 5] = a0_5; z = sY[a, c + 0, 5] - a0_5; R[a, c + 0, 5] = z; s5 += z * z; X[a, c + 0, 6] = a0_6; z = sY[a, c + 0, 6] - a0_6; R[a, c + 0, 6] = z; s6 += z * z; X[a, c + 0, 7] = a0_7; z = sY[a, c + 0, 7] - a0_7; R[a, c + 0, 7] = z; s7 += z * z
+            X[a, c + 1, 0] = a1_0; z = sY[a, c + 1, 0] - a1_0; R[a, c + 1, 0] = z; s0 += z * z; X[a, c + 1, 1] = a1_1; z = sY[a, c + 1, 1] - a1_1; R[a, c + 1, 1] = z; s1 += z * z; X[a, c + 1, 2] = a1_2; z = sY[a, c + 1, 2] - a1_2; R[a, c + 1, 2] = z; s2 += z * z; X[a, c + 1, 3] = a1_3; z = sY[a, c + 1, 3] - a1_3; R[a, c + 1, 3] = z; s3 += z * z; X[a, c + 1, 4] = a1_4; z = sY[a, c + 1, 4] - a1_4; R[a, c + 1, 4] = z; s4 += z * z; X[a, c + 1, 5] = a1_5; z = sY[a, c + 1, 5] - a1_5; R[a, c + 1, 5] = z; s5 += z * z; X[a, c + 1, 6] = a1_6; z = sY[a, c + 1, 6] - a1_6; R[a, c + 1, 6] = z; s6 += z * z; X[a, c + 1, 7] = a1_7; z = sY[a, c + 1, 7] - a1_7; R[a, c + 1, 7] = z; s7 += z * z
     for a in range(m):
         for c in range(n - n % 2, n):
             a0_0 = 0.0; a0_1 = 0.0; a0_2 = 0.0; a0_3 = 0.0; a0_4 = 0.0; a0_5 = 0.0; a0_6 = 0.0; a0_7 = 0.0
             for k in range(r):
                 x0 = U[a, k, 0]; x1 = U[a, k, 1]; x2 = U[a, k, 2]; x3 = U[a, k, 3]; x4 = U[a, k, 4]; x5 = U[a, k, 5]; x6 = U[a, k, 6]; x7 = U[a, k, 7]
                 a0_0 += x0 * V[c + 0, k, 0]; a0_1 += x1 * V[c + 0, k, 1]; a0_2 += x2 * V[c + 0, k, 2]; a0_3 += x3 * V[c + 0, k, 3]; a0_4 += x4 * V[c + 0, k, 4]; a0_5 += x5 * V[c + 0, k, 5]; a0_6 += x6 * V[c + 0, k, 6]; a0_7 += x7 * V[c + 0, k, 7]
-            X[a, c + 0, 0] = a0_0; R[a, c + 0, 0] = sY[a, c + 0, 0] - a0_0; X[a, c + 0, 1] = a0_1; R[a, c + 0, 1] = sY[a, c + 0, 1] - a0_1; X[a, c + 0, 2] = a0_2; R[a, c + 0, 2] = sY[a, c + 0, 2] - a0_2; X[a, c + 0, 3] = a0_3; R[a, c + 0, 3] = sY[a, c + 0, 3] - a0_3; X[a, c + 0, 4] = a0_4; R[a, c + 0, 4] = sY[a, c + 0, 4] - a0_4; X[a, c + 0, 5] = a0_5; R[a, c + 0, 5] = sY[a, c + 0, 5] - a0_5; X[a, c + 0, 6] = a0_6; R[a, c + 0, 6] = sY[a, c + 0, 6] - a0_6; X[a, c + 0, 7] = a0_7; R[a, c + 0, 7] = sY[a, c + 0, 7] - a0_7
-    s0 = 0.0; s1 = 0.0; s2 = 0.0; s3 = 0.0; s4 = 0.0; s5 = 0.0; s6 = 0.0; s7 = 0.0
-    for a in range(m):
-        for c in range(n):
-            z = R[a, c, 0]; s0 += z * z; z = R[a, c, 1]; s1 += z * z; z = R[a, c, 2]; s2 += z * z; z = R[a, c, 3]; s3 += z * z; z = R[a, c, 4]; s4 += z * z; z = R[a, c, 5]; s5 += z * z; z = R[a, c, 6]; s6 += z * z; z = R[a, c, 7]; s7 += z * z
+            X[a, c + 0, 0] = a0_0; z = sY[a, c + 0, 0] - a0_0; R[a, c + 0, 0] = z; s0 += z * z; X[a, c + 0, 1] = a0_1; z = sY[a, c + 0, 1] - a0_1; R[a, c + 0, 1] = z; s1 += z * z; X[a, c + 0, 2] = a0_2; z = sY[a, c + 0, 2] - a0_2; R[a, c + 0, 2] = z; s2 += z * z; X[a, c + 0, 3] = a0_3; z = sY[a, c + 0, 3] - a0_3; R[a, c + 0, 3] = z; s3 += z * z; X[a, c + 0, 4] = a0_4; z = sY[a, c + 0, 4] - a0_4; R[a, c + 0, 4] = z; s4 += z * z; X[a, c + 0, 5] = a0_5; z = sY[a, c + 0, 5] - a0_5; R[a, c + 0, 5] = z; s5 += z * z; X[a, c + 0, 6] = a0_6; z = sY[a, c + 0, 6] - a0_6; R[a, c + 0, 6] = z; s6 += z * z; X[a, c + 0, 7] = a0_7; z = sY[a, c + 0, 7] - a0_7; R[a, c + 0, 7] = z; s7 += z * z
     r2[0] = s0; r2[1] = s1; r2[2] = s2; r2[3] = s3; r2[4] = s4; r2[5] = s5; r2[6] = s6; r2[7] = s7
 
 

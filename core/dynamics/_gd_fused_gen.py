@@ -32,7 +32,9 @@ def _product(out: str, rows: str, cols: str, red: str, acc_init: str, term: tupl
     lines: list[str] = []
     for blocked in (True, False):
         nb = BLOCK if blocked else 1
-        rng = f"range(0, {cols} - {cols} % {BLOCK}, {BLOCK})" if blocked else f"range({cols} - {cols} % {BLOCK}, {cols})"
+        rng = (
+            f"range(0, {cols} - {cols} % {BLOCK}, {BLOCK})" if blocked else f"range({cols} - {cols} % {BLOCK}, {cols})"
+        )
         lines.append(f"    for a in range({rows}):")
         lines.append(f"        for c in {rng}:")
         for b in range(nb):
@@ -54,7 +56,7 @@ def source() -> str:
         "r",
         "0.0",
         ("U[a, k, {q}]", "V[c + {b}, k, {q}]"),
-        "X[a, c + {b}, {q}] = a{b}_{q}; R[a, c + {b}, {q}] = sY[a, c + {b}, {q}] - a{b}_{q}",
+        "X[a, c + {b}, {q}] = a{b}_{q}; z = sY[a, c + {b}, {q}] - a{b}_{q}; R[a, c + {b}, {q}] = z; s{q} += z * z",
     )
     grad_u = _product(
         "dU", "m", "r", "n", "0.0", ("R[a, k, {q}]", "V[k, c + {b}, {q}]"), "dU[a, c + {b}, {q}] = a{b}_{q}"
@@ -71,11 +73,8 @@ def source() -> str:
             '    """X = U V^T, R = sY - X (s-scaled), r2 = ||R||^2 of every lane."""',
             "    m, r, _ = U.shape",
             "    n = V.shape[0]",
-            *residual,
             "    " + _lanes("s{q} = 0.0"),
-            "    for a in range(m):",
-            "        for c in range(n):",
-            "            " + _lanes("z = R[a, c, {q}]; s{q} += z * z"),
+            *residual,
             "    " + _lanes("r2[{q}] = s{q}"),
             "",
             "",
@@ -120,6 +119,7 @@ lane, the lane axis last). Same steps, checks and records as gd_linear's numpy l
 
 # ruff: noqa: E702, E501
 # mypy: ignore-errors
+# fmt: off
 
 import numpy as np
 from numba import njit
@@ -128,7 +128,9 @@ LANES = {lanes}'''
 
 DECORATOR = '@njit(cache=True, fastmath={"contract"}, error_model="numpy", nogil=True)'
 
-LOOP = DECORATOR + '''
+LOOP = (
+    DECORATOR
+    + '''
 def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, freeze_steps, period,
              X_rec, r2_rec, d2_rec, r2_final, U_final, V_final, ttt, div, iterations):
     """gd of every point of the batch (factors sqrt(s)-scaled, sY0 = s Y): the points queue for
@@ -289,6 +291,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
         g += 1
     return g
 '''
+)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import importlib
 import os
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -55,14 +56,13 @@ def _slp_vectorize() -> Iterator[None]:
     """numba compiles with LLVM's SLP vectorizer off by default (NUMBA_SLP_VECTORIZE=0); the kernel
     relies on it to pack its per-lane scalars into vectors. Only a compilation (the first call, or
     a cache miss) reads the flag."""
-    import numba
-
-    saved = numba.config.SLP_VECTORIZE
-    numba.config.SLP_VECTORIZE = 1
+    config: Any = importlib.import_module("numba.core.config")
+    saved = config.SLP_VECTORIZE
+    config.SLP_VECTORIZE = 1
     try:
         yield
     finally:
-        numba.config.SLP_VECTORIZE = saved
+        config.SLP_VECTORIZE = saved
 
 
 class _GdBuffers:
@@ -125,9 +125,7 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     return run_gd_linear_numpy(p, eta, steps, record_every, tol)
 
 
-def run_gd_linear_numpy(
-    p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray
-) -> Trajectory:
+def run_gd_linear_numpy(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
     """The hot loop for the linear models, bound by numpy's per-matrix cost of small stacked
     matmuls, so every step is three matmuls and four cheap calls into preallocated buffers:
 
@@ -272,7 +270,6 @@ def _trajectory(
 ) -> Trajectory:
     """The Trajectory from what a gd loop recorded in its scaled coordinates (s X, ||s R||^2,
     ||s (Q - Q0)||^2, sqrt(s)-scaled factors), point-major: (B, T, ...)."""
-    Bn, T = r2_rec.shape
     # a point is recorded as NaN from the iteration where it diverged on
     cut = (div[:, None] >= 0) & (idx[None, :] >= div[:, None])
     err_rec = np.where(cut, np.nan, np.sqrt(r2_rec) / (s * ynorm[:, None]))
@@ -343,9 +340,7 @@ def _run_gd_fused(p: Problem, eta: float, steps: int, record_every: int, tol: fl
             div,
             iterations,
         )
-    return _trajectory(
-        idx, eta, s, ynorm, X_rec, r2_rec, drift2_rec, r2_final, ttt, div, iterations, U_final, V_final
-    )
+    return _trajectory(idx, eta, s, ynorm, X_rec, r2_rec, drift2_rec, r2_final, ttt, div, iterations, U_final, V_final)
 
 
 class _QDrift:
