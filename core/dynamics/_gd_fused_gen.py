@@ -201,7 +201,10 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
             if pt[q] >= 0:
                 busy = True
         if not busy:
-            break
+            if nxt >= B:
+                break
+            g += period - g % period  # every lane waits for the next points: skip to them
+            continue
         _residual(U, V, sY, X, R, r2)
         need_gram = False
         for q in range(L):

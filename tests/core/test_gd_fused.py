@@ -113,3 +113,12 @@ def test_comparison_can_fail(monkeypatch):
         off = dataclasses.replace(fused, **{name: getattr(fused, name) * (1 + 1e-11) + 1e-11})
         with pytest.raises(AssertionError):
             _assert_same(off, numpy_loop)
+
+
+def test_lanes_all_free_with_points_waiting(monkeypatch):
+    # no point stops early: the first LANES points end on one step, all lanes are free at once and
+    # the next points start at the next multiple of the refill period (here record_every)
+    configs = [_cfg(0.1, seed, steps=50) for seed in range(13)]
+    fused, numpy_loop = _both(configs, monkeypatch)
+    assert np.all(fused.iterations == 50)
+    _assert_same(fused, numpy_loop)
