@@ -27,13 +27,28 @@ _WINDOW = 64
 FREEZE_ERROR = 1e-14
 FREEZE_STEPS = 64
 
-# The compiled gd loop (numba, optional): on unless FLOWSWEEP_NUMBA=0; without numba the numpy loop runs.
+# The compiled paths (numba, optional): on unless FLOWSWEEP_NUMBA=0; without numba numpy runs.
 USE_COMPILED = os.environ.get("FLOWSWEEP_NUMBA", "1") != "0"
-_KERNEL: list[ModuleType | None] = []  # [] until first asked for, then [module or None]
+_MODULES: dict[str, ModuleType | None] = {}  # compiled modules by name, None where numba is missing
+
+
+def compiled_module(name: str) -> ModuleType | None:
+    """The compiled module `name` (imports numba) if USE_COMPILED and numba is installed, else None."""
+    if not USE_COMPILED:
+        return None
+    if name not in _MODULES:
+        try:
+            _MODULES[name] = importlib.import_module(name)
+        except ImportError:
+            _MODULES[name] = None
+    return _MODULES[name]
+
+
+_GD_FUSED = "flowsweep.core.dynamics._gd_fused"
 
 
 def _compiled() -> ModuleType:
-    kernel = _KERNEL[0] if _KERNEL else None
+    kernel = compiled_module(_GD_FUSED)
     if kernel is None:
         raise RuntimeError("the compiled gd loop needs numba")
     return kernel
@@ -41,14 +56,7 @@ def _compiled() -> ModuleType:
 
 def compiled_available() -> bool:
     """Whether the compiled gd loop runs (USE_COMPILED and numba importable)."""
-    if not USE_COMPILED:
-        return False
-    if not _KERNEL:
-        try:
-            _KERNEL.append(importlib.import_module("flowsweep.core.dynamics._gd_fused"))
-        except ImportError:
-            _KERNEL.append(None)
-    return _KERNEL[0] is not None
+    return compiled_module(_GD_FUSED) is not None
 
 
 @contextlib.contextmanager
