@@ -148,11 +148,11 @@ def numpy_gd():
 
 
 def compile_seconds() -> tuple[float, float]:
-    """Wall seconds of a first gd call in a fresh process with an empty numba cache, then again
-    with the cache it wrote (what a new worker process pays)."""
+    """Wall seconds of a first run_points call (gd loop and stable form compiled) in a fresh process
+    with an empty numba cache, then again with the cache it wrote (what a new worker process pays)."""
     code = (
-        "import time; t = time.perf_counter(); from flowsweep.core import PointConfig, simulate; "
-        "simulate(PointConfig(model='asymmetric', m=5, n=10, k=50, eta=1e-3, steps=10)); "
+        "import time; t = time.perf_counter(); from flowsweep.core import PointConfig, run_points; "
+        "run_points([PointConfig(model='asymmetric', m=5, n=10, k=50, eta=1e-3, steps=10)]); "
         "print(time.perf_counter() - t)"
     )
     out = []
@@ -282,7 +282,10 @@ def main() -> None:
             f" {min(r_np):.2f}-{max(r_np):.2f}x)"
         )
         cold, warm = compile_seconds()
-        print(f"    compiled loop        : {cold:.1f} s to compile (empty numba cache), {warm:.2f} s from the cache")
+        print(
+            f"    compiled kernels     : first run_points in a fresh process {cold:.1f} s with an empty numba"
+            f" cache (compiling), {warm:.2f} s from its cache (imports included)"
+        )
     else:
         print("    compiled loop        : not available (numba not installed or FLOWSWEEP_NUMBA=0)")
 
