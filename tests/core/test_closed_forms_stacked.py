@@ -97,6 +97,7 @@ def test_compiled_stable_form_equals_numpy(shape, monkeypatch):
     pytest.importorskip("numba")
     from flowsweep.core.dynamics import gd_linear
 
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
     configs = [
         PointConfig(model="asymmetric", eta=1e-3, steps=10, init_scale=(0.01, 0.1, 1.0)[i % 3], seed=i, **shape)
         for i in range(9)
