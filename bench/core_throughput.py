@@ -5,7 +5,8 @@ per-point numpy loop and (b) core's batched path (`run_points`), their ratio, (b
 without gd's stop at machine precision, the achieved GFLOP/s against a large matrix product on
 the same machine, the time of one `lambda0_fit` at k = 200, the exact flow's cost per point against
 gd's on the same points, and core's cost per cheap point (10 steps) against the plain per-point loop
-(issue 9).
+(issue 9). Where numba is installed gd runs its compiled loop: the numpy loop is timed back to back
+with it, and the compile time (empty cache) and cache load of a fresh process are printed.
 
     python bench/core_throughput.py [--points 96] [--steps 4000]
 """
@@ -26,6 +27,9 @@ for _v in (
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -132,6 +136,34 @@ def freeze_off():
         gd_linear.FREEZE_ERROR = saved
 
 
+@contextlib.contextmanager
+def numpy_gd():
+    """gd through the numpy loop even where the compiled one is available."""
+    saved = gd_linear.USE_COMPILED
+    gd_linear.USE_COMPILED = False
+    try:
+        yield
+    finally:
+        gd_linear.USE_COMPILED = saved
+
+
+def compile_seconds() -> tuple[float, float]:
+    """Wall seconds of a first run_points call (gd loop and stable form compiled) in a fresh process
+    with an empty numba cache, then again with the cache it wrote (what a new worker process pays)."""
+    code = (
+        "import time; t = time.perf_counter(); from flowsweep.core import PointConfig, run_points; "
+        "run_points([PointConfig(model='asymmetric', m=5, n=10, k=50, eta=1e-3, steps=10)]); "
+        "print(time.perf_counter() - t)"
+    )
+    out = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for _ in range(2):
+            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            out.append(float(res.stdout.split()[-1]))
+    return out[0], out[1]
+
+
 def matmul_gflops(n: int = 1500, reps: int = 3) -> float:
     rng = np.random.default_rng(0)
     A, B = rng.standard_normal((n, n)), rng.standard_normal((n, n))
@@ -209,12 +241,22 @@ def main() -> None:
         f" {min(ratios_nostop):.1f}-{max(ratios_nostop):.1f}x)"
     )
 
-    # arithmetic: only the gd loop (simulate), in the reduced coordinates actually computed
-    t_sim = np.inf
+    # arithmetic: only the gd loop (simulate), in the reduced coordinates actually computed; the
+    # numpy loop (gd_linear.run_gd_linear_numpy) measured back to back when the compiled one runs
+    compiled = gd_linear.compiled_available()
+    t_sim, t_np, r_np = np.inf, np.inf, []
     for _ in range(args.rounds):
         t = time.process_time()
         tr = simulate(configs)
         t_sim = min(t_sim, time.process_time() - t)
+        if compiled:
+            t1 = time.process_time() - t
+            with numpy_gd():
+                t = time.process_time()
+                simulate(configs)
+                t2 = time.process_time() - t
+            t_np = min(t_np, t2)
+            r_np.append(t2 / t1)
     r = m + n  # reduced width (k = 50 > m + n)
     point_steps = int(tr.iterations.sum())  # converged points leave the batch early
     flops = point_steps * 6 * m * n * r
@@ -233,6 +275,19 @@ def main() -> None:
     print(
         f"    large matmul         : {peak:8.2f} GFLOP/s  -> gd loop at {100 * flops / t_sim / 1e9 / peak:.1f}% of it"
     )
+    if compiled:
+        print(
+            f"    gd loop, numpy path  : {t_np / len(configs) * 1e3:.2f} ms/point; compiled loop"
+            f" {np.median(r_np):.2f}x faster (median of {args.rounds} back-to-back rounds; range"
+            f" {min(r_np):.2f}-{max(r_np):.2f}x)"
+        )
+        cold, warm = compile_seconds()
+        print(
+            f"    compiled kernels     : first run_points in a fresh process {cold:.1f} s with an empty numba"
+            f" cache (compiling), {warm:.2f} s from its cache (imports included)"
+        )
+    else:
+        print("    compiled loop        : not available (numba not installed or FLOWSWEEP_NUMBA=0)")
 
     c200 = PointConfig(
         model="asymmetric", m=5, n=10, k=200, eta=1e-3, steps=args.steps, record_every=20, init_scale=1.0, seed=0

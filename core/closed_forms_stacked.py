@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .closed_forms import regularized_flow
+from .dynamics.gd_linear import compiled_module
 from .types import FloatArray
 
 # Points per stacked call: about this many (N x N) systems at once keep the work arrays in cache.
@@ -81,15 +82,22 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     with np.errstate(divide="ignore", invalid="ignore"):
         h = np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 0, z, 1.0), 1.0 - z / 2.0)
     M = t[None, :, None] * h
+    Er, Ec = E[:, :m], E[:, m:]
+    base = (Er * pstar[:, None, :]) @ np.swapaxes(Ec, 1, 2)
+    fused = compiled_module("flowsweep.core._closed_forms_fused")
+    if fused is not None:  # the same per (point, time), one small solve at a time
+        Xs = np.empty((len(s), T, m, n))
+        with np.errstate(all="ignore"):
+            fused.stable_form(P0e, D0, c, d, M, np.ascontiguousarray(Er), np.ascontiguousarray(Ec), base, Xs)
+        out[s] = Xs
+        return out
     K = M[..., None] * P0e[:, None]  # I + M D0 = diag(d) + M P0e
     K.reshape(len(s), T, -1)[:, :, :: Nn + 1] += d
-    Er, Ec = E[:, :m], E[:, m:]
     EcT = np.swapaxes(Ec, 1, 2)[:, None]
-    base = ((Er * pstar[:, None, :]) @ np.swapaxes(Ec, 1, 2))[:, None]
     ErcD0 = (Er[:, None] * c[:, :, None, :]) @ D0[:, None]  # (B, T, m, N)
     if m < n:  # solve from the side with fewer columns
         W = np.linalg.solve(np.swapaxes(K, 2, 3), np.swapaxes(ErcD0, 2, 3))
-        out[s] = base + (np.swapaxes(W, 2, 3) * c[:, :, None, :]) @ EcT
+        out[s] = base[:, None] + (np.swapaxes(W, 2, 3) * c[:, :, None, :]) @ EcT
     else:
-        out[s] = base + ErcD0 @ np.linalg.solve(K, c[..., None] * EcT)
+        out[s] = base[:, None] + ErcD0 @ np.linalg.solve(K, c[..., None] * EcT)
     return out

@@ -5,9 +5,16 @@ machine precision decided on a window of squared residuals."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import os
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
 import numpy as np
 
-from ..types import BoolArray, FloatArray
+from ..types import BoolArray, FloatArray, IntArray
 from .base import DIVERGENCE_ERROR, Problem, Trajectory, record_grid
 
 # Steps between divergence/tolerance checks of the squared residuals kept in a small window.
@@ -19,6 +26,51 @@ _WINDOW = 64
 # the batch shrinks, so points that converge early stop costing (1/3 of Fig. 1's points at s = 1).
 FREEZE_ERROR = 1e-14
 FREEZE_STEPS = 64
+
+# The compiled paths (numba, optional): on unless FLOWSWEEP_NUMBA=0; without numba numpy runs.
+USE_COMPILED = os.environ.get("FLOWSWEEP_NUMBA", "1") != "0"
+_MODULES: dict[str, ModuleType | None] = {}  # compiled modules by name, None where numba is missing
+
+
+def compiled_module(name: str) -> ModuleType | None:
+    """The compiled module `name` (imports numba) if USE_COMPILED and numba is installed, else None."""
+    if not USE_COMPILED:
+        return None
+    if name not in _MODULES:
+        try:
+            _MODULES[name] = importlib.import_module(name)
+        except ImportError:
+            _MODULES[name] = None
+    return _MODULES[name]
+
+
+_GD_FUSED = "flowsweep.core.dynamics._gd_fused"
+
+
+def _compiled() -> ModuleType:
+    kernel = compiled_module(_GD_FUSED)
+    if kernel is None:
+        raise RuntimeError("the compiled gd loop needs numba")
+    return kernel
+
+
+def compiled_available() -> bool:
+    """Whether the compiled gd loop runs (USE_COMPILED and numba importable)."""
+    return compiled_module(_GD_FUSED) is not None
+
+
+@contextlib.contextmanager
+def _slp_vectorize() -> Iterator[None]:
+    """numba compiles with LLVM's SLP vectorizer off by default (NUMBA_SLP_VECTORIZE=0); the kernel
+    relies on it to pack its per-lane scalars into vectors. Only a compilation (the first call, or
+    a cache miss) reads the flag."""
+    config: Any = importlib.import_module("numba.core.config")
+    saved = config.SLP_VECTORIZE
+    config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        config.SLP_VECTORIZE = saved
 
 
 class _GdBuffers:
@@ -73,6 +125,15 @@ class _GdBuffers:
 
 
 def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
+    """gd of the linear models: the compiled loop (`_gd_fused`, numba) for the asymmetric model
+    when numba is installed and USE_COMPILED, else the numpy loop (`run_gd_linear_numpy`); both
+    give the same trajectory up to rounding (tests/core/test_gd_fused.py)."""
+    if p.model == "asymmetric" and compiled_available():
+        return _run_gd_fused(p, eta, steps, record_every, tol)
+    return run_gd_linear_numpy(p, eta, steps, record_every, tol)
+
+
+def run_gd_linear_numpy(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
     """The hot loop for the linear models, bound by numpy's per-matrix cost of small stacked
     matmuls, so every step is three matmuls and four cheap calls into preallocated buffers:
 
@@ -182,13 +243,48 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
                 if not len(act):
                     break
             buf.update()
+    W_out = W_final.transpose(0, 2, 1)  # back from the transposed factors
+    return _trajectory(
+        idx,
+        eta,
+        s,
+        ynorm,
+        X_rec.transpose(1, 0, 2, 3),
+        r2_rec.T,
+        None if sym else drift2_rec.T,
+        r2_final,
+        ttt,
+        div,
+        iterations,
+        W_out[:, :m],
+        None if sym else W_out[:, m:],
+    )
+
+
+def _trajectory(
+    idx: IntArray,
+    eta: float,
+    s: float,
+    ynorm: FloatArray,
+    sX_rec: FloatArray,
+    r2_rec: FloatArray,
+    drift2_rec: FloatArray | None,
+    r2_final: FloatArray,
+    ttt: FloatArray,
+    div: IntArray,
+    iterations: IntArray,
+    sU_final: FloatArray,
+    sV_final: FloatArray | None,
+) -> Trajectory:
+    """The Trajectory from what a gd loop recorded in its scaled coordinates (s X, ||s R||^2,
+    ||s (Q - Q0)||^2, sqrt(s)-scaled factors), point-major: (B, T, ...)."""
     # a point is recorded as NaN from the iteration where it diverged on
     cut = (div[:, None] >= 0) & (idx[None, :] >= div[:, None])
-    err_rec = np.where(cut, np.nan, np.sqrt(r2_rec.T) / (s * ynorm[:, None]))
+    err_rec = np.where(cut, np.nan, np.sqrt(r2_rec) / (s * ynorm[:, None]))
     final = np.where(div >= 0, np.nan, np.sqrt(r2_final) / (s * ynorm))
-    X_out = np.empty((Bn, T, m, n))
-    np.divide(X_rec.transpose(1, 0, 2, 3), s, out=X_out)
-    W_out = W_final.transpose(0, 2, 1) / np.sqrt(s)  # back from the sqrt(eta)-scaled, transposed factors
+    X_out = np.empty(sX_rec.shape)
+    np.divide(sX_rec, s, out=X_out)
+    root = np.sqrt(s)
     return Trajectory(
         t=(idx * eta).astype(np.float64, copy=False),
         X=X_out,
@@ -196,11 +292,63 @@ def run_gd_linear(p: Problem, eta: float, steps: int, record_every: int, tol: fl
         time_to_tol=ttt,
         final_error=final,
         diverged_at=div,
-        q_drift=None if sym else np.sqrt(drift2_rec.T) / s,
+        q_drift=None if drift2_rec is None else np.sqrt(drift2_rec) / s,
         iterations=iterations,
-        U_final=W_out[:, :m],
-        V_final=None if sym else W_out[:, m:],
+        U_final=sU_final / root,
+        V_final=None if sV_final is None else sV_final / root,
     )
+
+
+def _run_gd_fused(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
+    """The asymmetric model's gd loop compiled (numba, `_gd_fused.gd_fused`): the same scaled
+    coordinates, thresholds and records as the numpy loop, every step fused into one pass over
+    LANES points at a time (the batch in the SIMD lanes)."""
+    if p.V0 is None:
+        raise ValueError(f"V0: the {p.model} model has two factors, got None")
+    Bn = p.batch
+    s = eta
+    tol = np.broadcast_to(np.asarray(tol, dtype=float), (Bn,))
+    ynorm = p.y_norm
+    idx = record_grid(eta, steps, record_every)
+    T = len(idx)
+    m, r = p.U0.shape[1], p.U0.shape[2]
+    n = p.V0.shape[1]
+    root = np.sqrt(s)
+    X_rec = np.empty((Bn, T, m, n))
+    r2_rec = np.empty((Bn, T))
+    drift2_rec = np.empty((Bn, T))
+    r2_final = np.empty(Bn)
+    U_final = np.empty((Bn, m, r))
+    V_final = np.empty((Bn, n, r))
+    ttt = np.full(Bn, np.nan)
+    div = np.full(Bn, -1, dtype=np.int64)
+    iterations = np.full(Bn, steps, dtype=np.int64)
+    kernel = _compiled()
+    with np.errstate(all="ignore"), _slp_vectorize():
+        kernel.gd_fused(
+            np.ascontiguousarray(p.U0 * root),
+            np.ascontiguousarray(p.V0 * root),
+            np.ascontiguousarray(s * p.Y),
+            np.ascontiguousarray((tol * ynorm * s) ** 2),
+            np.ascontiguousarray((DIVERGENCE_ERROR * ynorm * s) ** 2),
+            np.ascontiguousarray((FREEZE_ERROR * ynorm * s) ** 2),
+            float(eta),
+            int(steps),
+            int(record_every),
+            _WINDOW,
+            FREEZE_STEPS,
+            min(record_every, _WINDOW),
+            X_rec,
+            r2_rec,
+            drift2_rec,
+            r2_final,
+            U_final,
+            V_final,
+            ttt,
+            div,
+            iterations,
+        )
+    return _trajectory(idx, eta, s, ynorm, X_rec, r2_rec, drift2_rec, r2_final, ttt, div, iterations, U_final, V_final)
 
 
 class _QDrift:

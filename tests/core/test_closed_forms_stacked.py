@@ -9,6 +9,17 @@ from flowsweep.core.closed_forms_stacked import regularized_flow_stacked
 from flowsweep.core.run import _problem
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def path(request, monkeypatch):
+    """Both ways of the stable form: the numba kernel (skipped without numba) and numpy's."""
+    from flowsweep.core.dynamics import gd_linear
+
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", request.param == "compiled")
+    return request.param
+
+
 @pytest.mark.parametrize(
     "shape",
     [
@@ -17,7 +28,7 @@ from flowsweep.core.run import _problem
         dict(m=5, n=10, k=3),
     ],
 )  # rank(P0) < 5: factored form
-def test_stacked_equals_per_point(shape):
+def test_stacked_equals_per_point(shape, path):
     lams = [0.0, 1.5, -2.0, 0.3]
     configs = [
         PointConfig(
@@ -40,7 +51,7 @@ def test_stacked_equals_per_point(shape):
         assert np.max(np.linalg.norm(got[b] - ref, axis=(1, 2))) <= 1e-12 * scale
 
 
-def test_stacked_in_chunks_equals_one_call(monkeypatch):
+def test_stacked_in_chunks_equals_one_call(monkeypatch, path):
     import flowsweep.core.closed_forms_stacked as cfs
 
     configs = [PointConfig(model="asymmetric", m=3, n=4, k=9, eta=1e-3, steps=10, seed=i) for i in range(7)]
@@ -78,3 +89,25 @@ def test_run_points_regularized_error_matches_its_definition():
         D = regularized_flow(st["Y"], U, V, c.lambda0, tr.t).X - tr.X[0]
         want = np.sqrt(np.mean(np.einsum("tij,tij->t", D, D))) / np.linalg.norm(st["Y"])
         assert r.metrics["regularized_error"] == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize("shape", [dict(m=5, n=10, k=50), dict(m=6, n=4, k=8)])
+def test_compiled_stable_form_equals_numpy(shape, monkeypatch):
+    """Fig. 1's shape and the other solve side, long horizon, both signs of lambda0."""
+    pytest.importorskip("numba")
+    from flowsweep.core.dynamics import gd_linear
+
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    configs = [
+        PointConfig(model="asymmetric", eta=1e-3, steps=10, init_scale=(0.01, 0.1, 1.0)[i % 3], seed=i, **shape)
+        for i in range(9)
+    ]
+    prob = _problem(configs)[2]
+    t = np.linspace(0.0, 6.0, 31)
+    lam = np.array([0.0, 2.0, -3.0] * 3)
+    got = regularized_flow_stacked(prob.Y, prob.U0, prob.V0, lam, t)
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    want = regularized_flow_stacked(prob.Y, prob.U0, prob.V0, lam, t)
+    scale = np.linalg.norm(prob.Y, axis=(1, 2))[:, None]
+    gap = np.linalg.norm(got - want, axis=(2, 3)) / scale
+    assert 0.0 < gap.max() <= 1e-12, gap.max()  # different rounding, the same numbers

@@ -1,0 +1,124 @@
+"""The compiled gd loop (numba, core/dynamics/_gd_fused.py) against the numpy loop and the textbook
+per-point loop: same trajectories, checks, stops and records.
+
+Tolerances: X, the factors and ||Q - Q0|| agree to 1e-12 relative (in practice X and the factors
+are bit-identical: both sum each product in the same order with FMAs). The recorded error
+e = ||R|| / ||Y|| is compared absolutely to 1e-12, i.e. relative to ||Y||: ||R||^2 is summed in
+another order, and once a point has converged to machine precision e is rounding noise
+(~1e-15) whose relative value means nothing."""
+
+import numpy as np
+import pytest
+from test_gd_freeze import plain_gd
+
+from flowsweep.core import PointConfig, initial_state, simulate
+from flowsweep.core.dynamics import _gd_fused_gen, gd_linear
+
+pytest.importorskip("numba")
+
+
+def _cfg(scale, seed, **kw):
+    base = dict(
+        model="asymmetric",
+        m=5,
+        n=10,
+        k=50,
+        eta=1e-3,
+        steps=1500,
+        record_every=20,
+        init_scale=scale,
+        seed=seed,
+        tol=0.01,
+    )
+    base.update({"tol": 0.01, **kw})
+    return PointConfig(**base)
+
+
+def _both(configs, monkeypatch):
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    assert gd_linear.compiled_available()
+    fused = simulate(configs)
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    numpy_loop = simulate(configs)
+    return fused, numpy_loop
+
+
+def _assert_same(a, b):
+    assert np.array_equal(a.diverged_at, b.diverged_at)
+    assert np.array_equal(a.iterations, b.iterations)
+    assert np.array_equal(a.time_to_tol, b.time_to_tol, equal_nan=True)
+    for name in ("X", "U_final", "V_final"):
+        x, y = getattr(a, name), getattr(b, name)
+        scale = np.max(np.abs(y).reshape(len(y), -1), axis=1)
+        gap = np.max(np.abs(x - y).reshape(len(y), -1), axis=1)
+        assert np.all(gap <= 1e-12 * np.maximum(scale, 1e-300)), (name, gap / scale)
+    assert np.array_equal(np.isnan(a.error), np.isnan(b.error))
+    assert np.nanmax(np.abs(a.error - b.error)) <= 1e-12
+    assert np.array_equal(np.isnan(a.final_error), np.isnan(b.final_error))
+    assert np.nanmax(np.abs(a.final_error - b.final_error), initial=0.0) <= 1e-12
+    # ||Q(t) - Q0|| against the size of Q0's entries' products (it starts at 0 exactly in both)
+    q_scale = np.max(np.abs(b.U_final)) ** 2 + np.max(np.abs(b.V_final)) ** 2
+    assert np.all(a.q_drift[:, 0] == 0.0) and np.all(b.q_drift[:, 0] == 0.0)
+    assert np.max(np.abs(a.q_drift - b.q_drift)) <= 1e-12 * q_scale
+
+
+def test_generated_kernel_is_the_generators_output():
+    path = gd_linear.__file__.replace("gd_linear.py", "_gd_fused.py")
+    with open(path) as f:
+        assert f.read() == _gd_fused_gen.source(), "run python -m flowsweep.core.dynamics._gd_fused_gen"
+
+
+def test_fig1_batch_same_as_numpy_loop(monkeypatch):
+    # 20 points: more than two groups of lanes, so lanes are refilled; the scale-1 points stop at
+    # machine precision (~800 steps) and the others run to the end
+    configs = [_cfg(s, seed) for seed in range(7) for s in (0.01, 0.1, 1.0)][:20]
+    fused, numpy_loop = _both(configs, monkeypatch)
+    assert (fused.iterations < 1200).sum() >= 6 and (fused.iterations == 1500).sum() >= 12
+    _assert_same(fused, numpy_loop)
+
+
+def test_divergence_tol_and_odd_grid_same_as_numpy_loop(monkeypatch):
+    # eta too large for some points (they diverge at different iterations, between records), a
+    # per-point tol, a record grid that does not end on the last step, r odd (k = 7 < m + n)
+    cases = [(0.05, 0.5), (0.3, 0.3), (1.0, 0.5), (2.0, 0.9), (3.0, 0.2), (0.5, 0.6), (1.5, 0.5), (2.5, 0.4)]
+    configs = [
+        _cfg(scale, seed, eta=0.1, steps=333, record_every=7, k=7, tol=tol)
+        for seed, (scale, tol) in enumerate(cases + [(0.2, 0.7), (1.2, 0.5)])
+    ]
+    fused, numpy_loop = _both(configs, monkeypatch)
+    assert (fused.diverged_at >= 0).sum() >= 3 and (fused.diverged_at < 0).sum() >= 3
+    assert np.isfinite(fused.time_to_tol).sum() >= 3 and (fused.iterations < 333).sum() >= 3
+    _assert_same(fused, numpy_loop)
+
+
+def test_fused_loop_matches_textbook_loop(monkeypatch):
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    configs = [_cfg(1.0, 3), _cfg(0.1, 3), _cfg(0.01, 4)]
+    tr = simulate(configs)
+    for b, c in enumerate(configs):
+        st = initial_state(c)
+        ref = plain_gd(st["Y"], st["U0"], st["V0"], c.eta, c.steps, c.record_every)
+        gap = np.linalg.norm(tr.X[b] - ref, axis=(1, 2)) / np.linalg.norm(st["Y"])
+        assert gap.max() <= 1e-12, (b, gap.max())
+
+
+def test_comparison_can_fail(monkeypatch):
+    """The comparison notices a trajectory off by 1e-11 (it is not vacuous)."""
+    import dataclasses
+
+    configs = [_cfg(0.1, 0), _cfg(1.0, 1)]
+    fused, numpy_loop = _both(configs, monkeypatch)
+    _assert_same(fused, numpy_loop)
+    for name in ("X", "error", "q_drift"):
+        off = dataclasses.replace(fused, **{name: getattr(fused, name) * (1 + 1e-11) + 1e-11})
+        with pytest.raises(AssertionError):
+            _assert_same(off, numpy_loop)
+
+
+def test_lanes_all_free_with_points_waiting(monkeypatch):
+    # no point stops early: the first LANES points end on one step, all lanes are free at once and
+    # the next points start at the next multiple of the refill period (here record_every)
+    configs = [_cfg(0.1, seed, steps=50) for seed in range(13)]
+    fused, numpy_loop = _both(configs, monkeypatch)
+    assert np.all(fused.iterations == 50)
+    _assert_same(fused, numpy_loop)
