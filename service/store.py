@@ -18,9 +18,9 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Double,
-    Row,
     String,
     Table,
+    Text,
     TypeDecorator,
     and_,
     any_,
@@ -30,6 +30,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +42,7 @@ from flowsweep.status import ACTIVE_SWEEP_STATUSES, CACHED, COUNT_KEYS, PointSta
 
 from .expand import expand_grid
 from .models import (
+    LIST_PARAM_FIELDS,
     PARAM_FIELDS,
     REUSABLE_POINT_STATUSES,
     Curve,
@@ -61,6 +63,7 @@ _CURVES = cast(Table, Curve.__table__)
 _CHUNK = 500  # identities per IN (...) lookup
 _ACTIVE_SWEEP = ACTIVE_SWEEP_STATUSES
 _PAGE = 10_000  # rows per bulk statement (bounds the memory of one sweep's insert)
+_LIST_COLUMNS = [2 + PARAM_FIELDS.index(name) for name in LIST_PARAM_FIELDS]  # in pending_page's rows
 
 # A result row as store.insert_results takes it: a tuple in this order (result_row builds one).
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -543,18 +546,35 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
     return len(rows)
 
 
-def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> Sequence[Row[*tuple[Any, ...]]]:
+def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> Sequence[tuple]:
     """Up to `limit` pending points of the sweep with identity > after_identity, in identity order
     (keyset on the (sweep_id, identity) index): a fixed pseudo-random permutation of the grid, so
     chunks are balanced and a partial sweep is a representative sample of it.
     Rows are (id, identity, *PARAM_FIELDS); nothing is changed (see claim_points)."""
-    cols = [Point.id, Point.identity] + [getattr(Point, name) for name in PARAM_FIELDS]
-    return session.execute(
+    P = _POINTS.c
+    sqlite_json = not _is_postgres(session)  # SQLite: the JSON text, decoded once per distinct value below
+    cols = [P.id, P.identity] + [
+        type_coerce(P[name], Text) if sqlite_json and name in LIST_PARAM_FIELDS else P[name] for name in PARAM_FIELDS
+    ]
+    rows = session.execute(
         select(*cols)
-        .where(Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == PointStatus.PENDING)
-        .order_by(Point.identity)
+        .where(P.sweep_id == sweep_id, P.identity > after_identity, P.status == PointStatus.PENDING)
+        .order_by(P.identity)
         .limit(limit)
     ).all()
+    if not sqlite_json:
+        return rows
+    decoded: dict[str | None, Any] = {None: None}
+    out = []
+    for row in rows:
+        t = tuple(row)
+        for i in _LIST_COLUMNS:
+            v = t[i]
+            if v not in decoded:
+                decoded[v] = json.loads(v)
+            t = (*t[:i], decoded[v], *t[i + 1 :])
+        out.append(t)
+    return out
 
 
 def claim_points(session: Session, ids: list[int], owner: str | None) -> set[int]:
