@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, cast
 
@@ -155,7 +156,9 @@ def _bulk_insert(
     conn = session.connection()
     n = 0
     if dialect.name == "postgresql":
-        types = [table.c[c].type.compile(dialect) for c in names]
+        # String(n) cast as plain VARCHAR: a cast to VARCHAR(n) would truncate a long value
+        # silently where the column itself refuses it
+        types = [re.sub(r"^VARCHAR\(\d+\)$", "VARCHAR", table.c[c].type.compile(dialect)) for c in names]
         arrays = ", ".join(f"%b::{t}[]" for t in types[: len(columns)])
         consts = "".join(f", %s::{t}" for t in types[len(columns) :])
         sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT *{consts} FROM unnest({arrays}){on_conflict}"

@@ -21,9 +21,7 @@ from flowsweep.workers.tasks import columns_to_rows, to_rows
 
 
 def results():
-    cfgs = [
-        PointConfig("asymmetric", 3, 4, 6, 0.01, 30, record_every=3, seed=s, fit_lambda0=s == 1) for s in range(4)
-    ]
+    cfgs = [PointConfig("asymmetric", 3, 4, 6, 0.01, 30, record_every=3, seed=s, fit_lambda0=s == 1) for s in range(4)]
     cfgs.append(PointConfig("asymmetric", 3, 4, 6, 0.9, 200, init_scale=30.0, seed=5))  # diverges
     cfgs.append(PointConfig("asymmetric", 3, 4, 6, 2.0, 30, seed=6))  # invalid for gd: failed
     out = run_points(cfgs)
