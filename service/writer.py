@@ -187,7 +187,8 @@ class ResultWriter:
         for sweep_id, outcomes in batch:
             r, b = build_rows(sweep_id, outcomes, now)
             rows += r
-            blobs.update(b)
+            for pid, blob in b.items():  # a point reported twice: the first report's curves, as its row
+                blobs.setdefault(pid, blob)
             per_sweep.setdefault(sweep_id, set()).update(row[0] for row in r)
         with session_scope(self._session_factory) as s:
             inserted = store.write_results_batch(s, rows, blobs, CURVES_FORMAT, owner=self.owner)
