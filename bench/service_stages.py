@@ -92,11 +92,12 @@ def _id_page(session, sweep_id: int, after: int, limit: int):
     from sqlalchemy import select
 
     from flowsweep.service.models import Point
+    from flowsweep.status import PointStatus
 
     cols = [Point.id, Point.id] + [getattr(Point, name) for name in PARAM_FIELDS]
     return session.execute(
         select(*cols)
-        .where(Point.sweep_id == sweep_id, Point.id > after, Point.status == "pending")
+        .where(Point.sweep_id == sweep_id, Point.id > after, Point.status == PointStatus.PENDING)
         .order_by(Point.id)
         .limit(limit)
     ).all()
