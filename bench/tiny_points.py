@@ -6,15 +6,23 @@ steps, recorded every step (issue 9). The loop draws Y, U0, V0, runs the 10 step
 relative error, the singular values of X = U V^T and ||Q0||, one point after another on ONE core.
 The service (`python -m flowsweep.service.server`, SQLite in a temporary directory, local Ray on 2
 CPUs) is timed from the POST to the sweep's finished_at, start-up and Ray's worker start excluded
-(a warm-up sweep runs first); its process's RSS is sampled during the run (max printed) to show it
-is bounded rather than growing with the sweep.
+(a warm-up sweep runs first). Per sweep it also prints when the POST answered and the runner took
+the sweep up, the CPU its processes used per point (the service process, Ray's workers, Ray's own
+processes: all of it comes out of the same 2 CPUs), and the service process's RSS (sampled every
+0.2 s: before, and the max in the sweep's first and second halves - bounded, not growing with the
+sweep).
+
+`--baseline PYTHON SOURCE` runs a second service from another source tree (e.g. an export of an
+older commit with its own venv), interleaved with this one; the loop runs before every round.
+Later rounds POST with `recompute` (else every point would be cached). Ratios are of medians.
 
 Also printed: core alone on one core (the floor the service cannot go below, per CPU), as
 `run_points` and as `run_points_columns`, in rounds alternating with the loop (CPU time, medians);
 `--stages` adds where core's time goes, `--core-only` skips the service.
 Target (issue 9): service throughput >= 5x the loop's.
 
-    .venv/bin/python bench/tiny_points.py [--points 20000] [--cpus 2] [--core-only] [--stages]
+    .venv/bin/python bench/tiny_points.py [--points 20000] [--cpus 2] [--rounds 2] [--baseline PY SRC]
+                                          [--core-only] [--stages]
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"  # one core for the loop (and single-threaded BLAS in the service's workers)
 
 import argparse  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -32,11 +41,13 @@ import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._service import ServiceProcess  # noqa: E402
 from bench.e2e_throughput import Service, wait_done  # noqa: E402
 from flowsweep.status import SweepStatus  # noqa: E402
 
@@ -183,6 +194,91 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_by_kind(session_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the processes of the service's session: the service
+    process itself, Ray's workers, and Ray's other processes (raylet, GCS, ...)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"service": 0.0, "ray workers": 0.0, "ray system": 0.0}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(f[3]) != session_pid:  # field 6 of stat: the session id
+                continue
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        cpu = (int(f[11]) + int(f[12])) / tick
+        if int(d.name) == session_pid:
+            out["service"] += cpu
+        elif "default_worker" in cmd or cmd.startswith("ray::"):
+            out["ray workers"] += cpu
+        else:
+            out["ray system"] += cpu
+    return out
+
+
+class TinyService(Service):
+    """The embedded service of bench.e2e_throughput, from another source tree when given (a
+    baseline: its interpreter and source folder, run there with `env -C`)."""
+
+    def __init__(self, cpus: int, workdir: Path, python: str | None = None, source: str | None = None):
+        workdir.mkdir(exist_ok=True)
+        if python is None:
+            super().__init__(cpus, workdir)
+            return
+        cmd = ["env", "-C", str(source), python, "-m", "flowsweep.service.server"]
+        ServiceProcess.__init__(self, workdir, cpus, "bench.db", cmd)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+
+def time_sweep(service: TinyService, n: int, name: str, recompute: bool) -> dict:
+    """One n-point sweep, POST -> finished_at, with the service's RSS sampled every 0.2 s and the
+    CPU used by its processes."""
+    rss: list[tuple[float, float]] = [(0.0, rss_mb(service.proc.pid))]
+    stop = threading.Event()
+    t_start = time.perf_counter()
+
+    def sample():
+        while not stop.wait(0.2):
+            try:
+                rss.append((time.perf_counter() - t_start, rss_mb(service.proc.pid)))
+            except OSError:
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu0 = cpu_by_kind(service.proc.pid)
+    body = sweep_body(n, name)
+    body["recompute"] = recompute
+    posted_at = datetime.now(UTC)
+    t_post = time.perf_counter()
+    r = service.client.post("/sweeps", json=body)
+    t_post = time.perf_counter() - t_post
+    r.raise_for_status()
+    out = wait_done(service.client, r.json()["id"], 1800)
+    cpu1 = cpu_by_kind(service.proc.pid)
+    stop.set()
+    sampler.join()
+    seconds = (datetime.fromisoformat(out["finished_at"]) - posted_at).total_seconds()
+    rows = service.client.get(f"/sweeps/{out['id']}/results", params={"limit": 1}).json()["count"]
+    half = seconds / 2
+    return {
+        "seconds": seconds,
+        "post": t_post,
+        "started": (datetime.fromisoformat(out["started_at"]) - posted_at).total_seconds(),
+        "cpu": {k: (cpu1[k] - cpu0[k]) / n for k in cpu0},
+        "rss_before": rss[0][1],
+        "rss_first_half": max(v for t, v in rss if t <= half),
+        "rss_second_half": max([v for t, v in rss if t > half] or [rss[-1][1]]),
+        "ok": out["status"] == SweepStatus.DONE and rows == n,
+        "status": out["status"],
+        "rows": rows,
+        "runner": service.runner_lines(out["id"]),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=20_000)
@@ -190,6 +286,14 @@ def main() -> None:
     ap.add_argument("--core-points", type=int, default=2000, help="points of the core-alone rounds")
     ap.add_argument("--core-only", action="store_true", help="core alone against the loop; no service")
     ap.add_argument("--stages", action="store_true", help="also print where core's time goes, per stage")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating loop / service(s) measurements")
+    ap.add_argument(
+        "--baseline",
+        nargs=2,
+        metavar=("PYTHON", "SOURCE"),
+        help="also run a second service (e.g. an older commit: its interpreter and source tree), "
+        "interleaved with this one in every round",
+    )
     args = ap.parse_args()
     n = args.points
     if args.stages:
@@ -200,55 +304,66 @@ def main() -> None:
         print_core_alone(n, args.core_points)
         return
     print(f"tiny points: {n} points of {STEPS} gd steps (m={M}, n={N}, k={K}); service on {args.cpus} CPUs")
+    loop_s: list[float] = []
+    runs: dict[str, list[dict]] = {"service": []}
     with tempfile.TemporaryDirectory(prefix="fstiny") as tmp:
-        service = Service(args.cpus, Path(tmp))
+        services = {"service": TinyService(args.cpus, Path(tmp) / "service")}
+        if args.baseline:
+            runs["baseline"] = []
+            services["baseline"] = TinyService(args.cpus, Path(tmp) / "baseline", *args.baseline)
         try:
-            print(f"  service ready in {service.wait_ready():.1f} s (start-up excluded)")
-            service.run_sweep(sweep_body(20, "warm-up"))  # Ray's workers exist, core imported
-            loop_s = plain_loop(n)
-            print(f"  plain per-point loop, one core: {loop_s:6.2f} s ({loop_s / n * 1e3:.3f} ms/point)")
+            for name, service in services.items():
+                print(f"  {name} ready in {service.wait_ready():.1f} s (start-up excluded)")
+                service.run_sweep(sweep_body(20, "warm-up"))  # Ray's workers exist, core imported
             core_s = print_core_alone(n, args.core_points) * n
-            rss = [rss_mb(service.proc.pid)]
-            stop = threading.Event()
-
-            def sample():
-                while not stop.wait(0.2):
-                    try:
-                        rss.append(rss_mb(service.proc.pid))
-                    except OSError:
-                        return
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            posted_at = datetime.now(UTC)
-            r = service.client.post("/sweeps", json=sweep_body(n, "tiny"))
-            r.raise_for_status()
-            out = wait_done(service.client, r.json()["id"], 1800)
-            stop.set()
-            sampler.join()
-            svc_s = (datetime.fromisoformat(out["finished_at"]) - posted_at).total_seconds()
-            rows = service.client.get(f"/sweeps/{out['id']}/results", params={"limit": 1}).json()["count"]
-            print(
-                f"  service: {svc_s:6.2f} s POST -> finished_at ({svc_s / n * 1e3:.3f} ms/point), "
-                f"status {out['status']}, {rows} result rows"
-            )
-            for line in service.runner_lines(out["id"]):
-                print("      runner:", line[:300])
-            print(f"  service process RSS: {rss[0]:.0f} MB before the sweep, max {max(rss):.0f} MB during it")
+            for i in range(args.rounds):
+                loop_s.append(plain_loop(n))
+                print(
+                    f"  #{i + 1} plain per-point loop, one core: {loop_s[-1]:6.2f} s ({loop_s[-1] / n * 1e3:.3f} ms/pt)"
+                )
+                order = list(services) if i % 2 == 0 else list(services)[::-1]
+                for name in order:
+                    r = time_sweep(services[name], n, f"tiny-{i + 1}", recompute=i > 0)
+                    runs[name].append(r)
+                    print(
+                        f"  #{i + 1} {name:8s}: {r['seconds']:6.2f} s POST -> finished_at "
+                        f"({r['seconds'] / n * 1e3:.3f} ms/point; {loop_s[-1] / r['seconds']:.2f}x the loop), "
+                        f"status {r['status']}, {r['rows']} result rows"
+                    )
+                    print(
+                        f"      POST answered after {r['post']:.2f} s; runner took it up after {r['started']:.2f} s; "
+                        "CPU us/point: " + "; ".join(f"{k} {v * 1e6:.0f}" for k, v in r["cpu"].items())
+                    )
+                    print(
+                        f"      service RSS: {r['rss_before']:.0f} MB before; max {r['rss_first_half']:.0f} MB in the "
+                        f"sweep's first half, {r['rss_second_half']:.0f} MB in its second half"
+                    )
+                    for line in r["runner"]:
+                        print("      runner:", line[:300])
+            loop_s.append(plain_loop(n))
+            print(f"  #{args.rounds + 1} plain per-point loop, one core: {loop_s[-1]:6.2f} s")
         finally:
-            service.stop()
-    ratio = loop_s / svc_s
+            for service in services.values():
+                service.stop()
+    loop = statistics.median(loop_s)
     print()
-    print(
-        f"service throughput / plain loop's = {ratio:.2f}x  (target >= {TARGET:.0f}x: "
-        f"{'MET' if ratio >= TARGET else 'NOT MET'})"
-    )
-    print(
-        f"service time / (core alone on {args.cpus} CPUs) = {svc_s / (core_s / args.cpus):.2f} "
-        f"(wall-clock times; 1.0 = no service overhead beyond core)"
-    )
-    if out["status"] != SweepStatus.DONE or rows != n:
-        sys.exit("the sweep did not complete with one result row per point")
+    print(f"plain loop, one core (median of {len(loop_s)}): {loop / n * 1e3:.3f} ms/point")
+    for name, rs in runs.items():
+        svc = statistics.median(r["seconds"] for r in rs)
+        ratio = loop / svc
+        print(
+            f"{name:8s}: {svc / n * 1e3:.3f} ms/point (median of {len(rs)}); throughput / the loop's = {ratio:.2f}x "
+            f"(target >= {TARGET:.0f}x: {'MET' if ratio >= TARGET else 'NOT MET'}); "
+            f"time / (core alone on {args.cpus} CPUs) = {svc / (core_s / args.cpus):.2f}; "
+            f"overhead beyond core {(svc - core_s / args.cpus) / n * 1e6:.0f} us/point; "
+            f"max RSS {max(max(r['rss_first_half'], r['rss_second_half']) for r in rs):.0f} MB"
+        )
+    if "baseline" in runs:
+        a = statistics.median(r["seconds"] for r in runs["service"])
+        b = statistics.median(r["seconds"] for r in runs["baseline"])
+        print(f"service / baseline throughput = {b / a:.2f}x (same rounds, interleaved)")
+    if not all(r["ok"] for rs in runs.values() for r in rs):
+        sys.exit("a sweep did not complete with one result row per point")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,31 @@ summaries, files) live in `service.queries`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, cast
 
-from sqlalchemy import CursorResult, Row, Table, and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    CursorResult,
+    Double,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -20,8 +41,9 @@ from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.jsonsafe import finite_or_none as _finite_or_none  # stored as NULL: no NaN in results
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, CACHED, COUNT_KEYS, PointStatus, SweepStatus
 
-from .expand import expand, point_identity
+from .expand import expand_grid
 from .models import (
+    LIST_PARAM_FIELDS,
     PARAM_FIELDS,
     REUSABLE_POINT_STATUSES,
     Curve,
@@ -41,11 +63,121 @@ _CURVES = cast(Table, Curve.__table__)
 
 _CHUNK = 500  # identities per IN (...) lookup
 _ACTIVE_SWEEP = ACTIVE_SWEEP_STATUSES
+_PAGE = 10_000  # rows per bulk statement (bounds the memory of one sweep's insert)
+_LIST_COLUMNS = [2 + PARAM_FIELDS.index(name) for name in LIST_PARAM_FIELDS]  # in pending_page's rows
+
+# A result row as store.insert_results takes it: a tuple in this order (result_row builds one).
+RESULT_COLUMNS: tuple[str, ...] = (
+    "point_id",
+    "sweep_id",
+    "status",
+    "error",
+    "wall_seconds",
+    "worker",
+    *METRIC_FIELDS,
+    "created_at",
+)
 
 
 def ping(session: Session) -> None:
     """`SELECT 1`: raises when the database is unreachable (the health probe)."""
     session.execute(text("SELECT 1"))
+
+
+# ============================================================================= bulk SQL
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def in_values(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values` with ONE bound parameter whatever the number of values (a JSON array read
+    by json_each on SQLite, an array on Postgres): one cached statement, and no IN list of one
+    parameter per value compiled for every length."""
+    values = list(values)
+    if _is_postgres(session):
+        return cast(ColumnElement[bool], column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type))))
+    each = func.json_each(bindparam(None, json.dumps(values), type_=String)).table_valued("value")
+    return column.in_(select(each.c.value))
+
+
+class WriteRace(RuntimeError):
+    """Rows expected to be new met a conflict: another transaction wrote them meanwhile (only
+    possible without the owner guard). The transaction is rolled back; a retry sees the winner's rows."""
+
+
+def _converted(row: tuple, convert: list[tuple[int, Any]], memo: dict) -> tuple:
+    """`row` with the values at the indexes of `convert` passed through its bind processor."""
+    out = list(row)
+    for i, proc in convert:
+        v = out[i]
+        try:
+            out[i] = memo[v]
+        except KeyError:
+            out[i] = memo[v] = proc(v)
+        except TypeError:  # unhashable (a list)
+            out[i] = proc(v)
+    return tuple(out)
+
+
+def _bulk_insert(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple],
+    const: dict[str, Any] | None = None,
+    conflict: str | None = None,
+) -> int:
+    """INSERT `rows` (tuples in `columns` order, values as the driver takes them: int, float,
+    str, bytes, bool, None) with `const` (column -> one value for every row, converted by its
+    column type) in one statement per page of rows, ON CONFLICT (`conflict`) DO NOTHING when
+    given; returns how many rows were inserted. No SQLAlchemy processing per row: SQLite gets one
+    executemany of the tuples, Postgres one INSERT .. SELECT FROM unnest(one array per column)."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect
+    convert = [
+        (i, proc)
+        for i, c in enumerate(columns)
+        if isinstance(table.c[c].type, (TypeDecorator, JSON))  # UTCDateTime, JSON: the others bind as they are
+        and (proc := table.c[c].type._cached_bind_processor(dialect)) is not None
+    ]
+    if convert:
+        memo: dict = {}
+        rows = [_converted(r, convert, memo) for r in rows]
+    const = const or {}
+    kv = []
+    for name, value in const.items():
+        proc = table.c[name].type._cached_bind_processor(dialect)
+        kv.append((name, proc(value) if proc is not None else value))
+    names = [*columns, *(k for k, _ in kv)]
+    on_conflict = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
+    conn = session.connection()
+    n = 0
+    if dialect.name == "postgresql":
+        # String(n) cast as plain VARCHAR: a cast to VARCHAR(n) would truncate a long value
+        # silently where the column itself refuses it
+        types = [re.sub(r"^VARCHAR\(\d+\)$", "VARCHAR", table.c[c].type.compile(dialect)) for c in names]
+        arrays = ", ".join(f"%b::{t}[]" for t in types[: len(columns)])
+        consts = "".join(f", %s::{t}" for t in types[len(columns) :])
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT *{consts} FROM unnest({arrays}){on_conflict}"
+        floats = [isinstance(table.c[c].type, Double) for c in columns]
+        for i in range(0, len(rows), _PAGE):
+            cols = [
+                [v if v is None else float(v) for v in col] if f else list(col)  # psycopg: one type per array
+                for col, f in zip(zip(*rows[i : i + _PAGE]), floats)
+            ]
+            # placeholders in the text's order: the constants (SELECT list), then the arrays (FROM)
+            n += conn.exec_driver_sql(sql, (*[v for _, v in kv], *cols)).rowcount
+        return n
+    marks = ", ".join("?" * len(names))
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks}){on_conflict}"
+    tail = tuple(v for _, v in kv)
+    for i in range(0, len(rows), _PAGE):
+        page = rows[i : i + _PAGE]
+        n += conn.exec_driver_sql(sql, [r + tail for r in page] if tail else list(page)).rowcount
+    return n
 
 
 # ============================================================================= sweeps (routes)
@@ -133,9 +265,10 @@ def reusable_sources(session: Session, identities: list[str]) -> dict[str, tuple
     Looked up by identity alone (its index) and filtered here, so no planner can prefer another index."""
     found: dict[str, tuple[int, str]] = {}
     conn = session.connection()
-    for i in range(0, len(identities), _CHUNK):
-        stmt = select(Point.identity, Point.id, Point.status, Point.source_point_id).where(
-            Point.identity.in_(identities[i : i + _CHUNK])
+    P = _POINTS.c
+    for i in range(0, len(identities), _PAGE):
+        stmt = select(P.identity, P.id, P.status, P.source_point_id).where(
+            in_values(session, P.identity, identities[i : i + _PAGE])
         )
         for ident, pid, st, src in conn.execute(stmt):
             if st in REUSABLE_POINT_STATUSES and src is None and (ident not in found or pid < found[ident][0]):
@@ -147,16 +280,17 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
     """The sweep, all its points and the cached points' result copies, in the caller's transaction.
 
     Raises expand.PointSpecError when a point of the grid is invalid."""
-    points = expand(spec)
-    identities = [point_identity(p) for p in points]
+    grid = expand_grid(spec)
+    identities = grid.identities()
     now = utcnow()
     sources = {} if spec.recompute else reusable_sources(session, identities)
     n_cached = len(sources)
+    n_points = len(grid)
     sweep = Sweep(
         name=stored_spec["name"],
         spec=stored_spec,
-        n_points=len(points),
-        status=SweepStatus.DONE if n_cached == len(points) else SweepStatus.QUEUED,
+        n_points=n_points,
+        status=SweepStatus.DONE if n_cached == n_points else SweepStatus.QUEUED,
         created_at=now,
         cancel_requested=False,
     )
@@ -165,21 +299,18 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
     session.add(sweep)
     session.flush()
     set_tags(session, sweep.id, spec.tags or [])
-    rows = []
-    for p, ident in zip(points, identities):
-        src, src_status = sources.get(ident, (None, PointStatus.PENDING))
-        row = {f: getattr(p, f) for f in PARAM_FIELDS}
-        row.update(
-            sweep_id=sweep.id,
-            identity=ident,
-            attempts=0,
-            cached=src is not None,
-            source_point_id=src,
-            status=src_status,
-        )
-        rows.append(row)
-    # Core executemany (no ORM unit of work): 1e5 points in one statement, one transaction.
-    session.connection().execute(insert(_POINTS), rows)
+    # One set-wise INSERT per page of points (no per-row objects): what the points share is bound
+    # once; per point only the varying axes, the identity and the reuse columns.
+    new = (False, None, str(PointStatus.PENDING))
+    src_of = {ident: (True, src, str(st)) for ident, (src, st) in sources.items()}
+    columns = (*grid.axes, "identity", "cached", "source_point_id", "status")
+    const = {**grid.fixed, "sweep_id": sweep.id, "attempts": 0}
+    for i in range(0, n_points, _PAGE):
+        rows = [
+            (*v, ident, *src_of.get(ident, new))
+            for v, ident in zip(grid.values[i : i + _PAGE], identities[i : i + _PAGE])
+        ]
+        _bulk_insert(session, _POINTS, columns, rows, const)
     if n_cached:
         # A copy of the source's result row for every cached point (one result row per point).
         new_ids = dict(
@@ -247,36 +378,46 @@ def _dialect_insert(session: Session):
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker, now) -> dict[str, Any]:
-    """A results-table row; non-finite metrics -> NULL."""
-    row: dict[str, Any] = {
-        "point_id": point_id,
-        "sweep_id": sweep_id,
-        "status": status,
-        "error": error,
-        "wall_seconds": wall_seconds,
-        "worker": worker,
-        "created_at": now,
-    }
-    for name in METRIC_FIELDS:
-        row[name] = _finite_or_none(metrics.get(name))
-    return row
-
-
-def insert_results(session: Session, rows: list[dict]) -> set[int]:
-    """INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id: the ids really inserted
-    (a point that already has its row keeps it: exactly one result row per point)."""
-    table = _RESULTS
-    return set(
-        session.execute(
-            _dialect_insert(session)(table)
-            .on_conflict_do_nothing(index_elements=["point_id"])
-            .returning(table.c.point_id),
-            rows,
-        )
-        .scalars()
-        .all()
+def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker, now) -> tuple:
+    """A results-table row as insert_results takes it (a tuple in RESULT_COLUMNS order); non-finite
+    metrics -> NULL."""
+    return (
+        point_id,
+        sweep_id,
+        str(status),
+        error,
+        wall_seconds,
+        worker,
+        *[_finite_or_none(metrics.get(name)) for name in METRIC_FIELDS],
+        now,
     )
+
+
+def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
+    """Result rows (tuples in RESULT_COLUMNS order) inserted unless their point already has one:
+    the ids really inserted (a point that already has its row keeps it: exactly one result row per
+    point; a point twice in `rows` gets the first). The points that have a row are looked up first
+    and the rest go in with ON CONFLICT (point_id) DO NOTHING as the safety net: a conflict there
+    (a concurrent writer without the owner guard) raises WriteRace, rolling the batch back."""
+    if not rows:
+        return set()
+    ids = [r[0] for r in rows]
+    if len(set(ids)) != len(ids):
+        seen: set[int] = set()
+        rows = [r for r in rows if not (r[0] in seen or seen.add(r[0]))]  # type: ignore[func-returns-value]
+        ids = [r[0] for r in rows]
+    table = _RESULTS
+    have = set(session.execute(select(table.c.point_id).where(in_values(session, table.c.point_id, ids))).scalars())
+    if have:
+        rows = [r for r in rows if r[0] not in have]
+    at = rows[0][-1] if rows else None
+    if all(r[-1] is at for r in rows):  # a writer's batch: created at one time, converted once
+        n = _bulk_insert(session, table, RESULT_COLUMNS[:-1], [r[:-1] for r in rows], {"created_at": at}, "point_id")
+    else:
+        n = _bulk_insert(session, table, RESULT_COLUMNS, rows, conflict="point_id")
+    if n != len(rows):
+        raise WriteRace(f"{len(rows) - n} of {len(rows)} result rows were written meanwhile by another transaction")
+    return {r[0] for r in rows}
 
 
 def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, now) -> None:
@@ -284,7 +425,9 @@ def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, n
     rows = [result_row(pid, sid, PointStatus.FAILED, {}, message, None, None, now) for pid, sid in pairs]
     insert_results(session, rows)
     session.execute(
-        update(Point).where(Point.id.in_([p for p, _ in pairs])).values(status=PointStatus.FAILED, owner=None)
+        update(_POINTS)
+        .where(in_values(session, _POINTS.c.id, [p for p, _ in pairs]))
+        .values(status=PointStatus.FAILED, owner=None)
     )
 
 
@@ -406,29 +549,47 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
     return len(rows)
 
 
-def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> Sequence[Row[*tuple[Any, ...]]]:
+def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> Sequence[tuple]:
     """Up to `limit` pending points of the sweep with identity > after_identity, in identity order
     (keyset on the (sweep_id, identity) index): a fixed pseudo-random permutation of the grid, so
     chunks are balanced and a partial sweep is a representative sample of it.
     Rows are (id, identity, *PARAM_FIELDS); nothing is changed (see claim_points)."""
-    cols = [Point.id, Point.identity] + [getattr(Point, name) for name in PARAM_FIELDS]
-    return session.execute(
+    P = _POINTS.c
+    sqlite_json = not _is_postgres(session)  # SQLite: the JSON text, decoded once per distinct value below
+    cols = [P.id, P.identity] + [
+        type_coerce(P[name], Text) if sqlite_json and name in LIST_PARAM_FIELDS else P[name] for name in PARAM_FIELDS
+    ]
+    rows = session.execute(
         select(*cols)
-        .where(Point.sweep_id == sweep_id, Point.identity > after_identity, Point.status == PointStatus.PENDING)
-        .order_by(Point.identity)
+        .where(P.sweep_id == sweep_id, P.identity > after_identity, P.status == PointStatus.PENDING)
+        .order_by(P.identity)
         .limit(limit)
     ).all()
+    if not sqlite_json:
+        return rows
+    decoded: dict[str | None, Any] = {None: None}
+    out = []
+    for row in rows:
+        t = tuple(row)
+        for i in _LIST_COLUMNS:
+            v = t[i]
+            if v not in decoded:
+                decoded[v] = json.loads(v)
+            t = (*t[:i], decoded[v], *t[i + 1 :])
+        out.append(t)
+    return out
 
 
 def claim_points(session: Session, ids: list[int], owner: str | None) -> set[int]:
     """pending -> running with `owner`, for the points of `ids` still pending; the ids claimed."""
     if not ids:
         return set()
+    P = _POINTS.c
     stmt = (
-        update(Point)
-        .where(Point.id.in_(ids), Point.status == PointStatus.PENDING)
+        update(_POINTS)
+        .where(in_values(session, P.id, ids), P.status == PointStatus.PENDING)
         .values(status=PointStatus.RUNNING, owner=owner)
-        .returning(Point.id)
+        .returning(P.id)
     )
     return set(session.execute(stmt).scalars().all())
 
@@ -438,50 +599,46 @@ def count_started(session: Session, ids: list[int], owner: str | None) -> None:
     (so `attempts` counts runs that actually started, and recovery's poison check never fails a
     point that never ran)."""
     if ids:
-        conds = [Point.id.in_(ids), Point.status == PointStatus.RUNNING]
+        P = _POINTS.c
+        conds = [in_values(session, P.id, ids), P.status == PointStatus.RUNNING]
         if owner is not None:
-            conds.append(Point.owner == owner)
-        session.execute(update(Point).where(*conds).values(attempts=Point.attempts + 1))
+            conds.append(P.owner == owner)
+        session.execute(update(_POINTS).where(*conds).values(attempts=P.attempts + 1))
 
 
 def owned_running(session: Session, ids: list[int], owner: str) -> set[int]:
     """Of `ids`, the points still running under `owner` (locked on Postgres for the transaction)."""
-    found: set[int] = set()
-    for i in range(0, len(ids), _CHUNK):
-        stmt = select(Point.id).where(
-            Point.id.in_(ids[i : i + _CHUNK]), Point.status == PointStatus.RUNNING, Point.owner == owner
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        found.update(session.execute(stmt).scalars().all())
-    return found
+    if not ids:
+        return set()
+    P = _POINTS.c
+    stmt = select(P.id).where(in_values(session, P.id, ids), P.status == PointStatus.RUNNING, P.owner == owner)
+    if _is_postgres(session):
+        stmt = stmt.with_for_update()
+    return set(session.execute(stmt).scalars().all())
 
 
 def write_results_batch(
-    session: Session, rows: list[dict], blobs: dict[int, bytes], curves_format: str, owner: str | None = None
+    session: Session, rows: list[tuple], blobs: dict[int, bytes], curves_format: str, owner: str | None = None
 ) -> set[int]:
-    """Idempotent write of a batch of result rows: only the rows really inserted get their curves
-    row and their point status (one executemany each). With `owner`, only points still running
-    under that owner are written (a runner that lost its lease changes nothing). Returns the
-    inserted point ids."""
+    """Idempotent write of a batch of result rows (tuples in RESULT_COLUMNS order): only the rows
+    really inserted get their curves row and their point status, in a few set-wise statements.
+    With `owner`, only points still running under that owner are written (a runner that lost its
+    lease changes nothing). Returns the inserted point ids."""
     if owner is not None:
-        mine = owned_running(session, [r["point_id"] for r in rows], owner)
-        rows = [r for r in rows if r["point_id"] in mine]
+        mine = owned_running(session, [r[0] for r in rows], owner)
+        rows = [r for r in rows if r[0] in mine]
     if not rows:
         return set()
-    status_of = {r["point_id"]: r["status"] for r in rows}
-    points = _POINTS
     inserted = insert_results(session, rows)
-    curve_rows = [{"point_id": pid, "blob": blobs[pid], "format": curves_format} for pid in inserted if pid in blobs]
-    if curve_rows:
-        session.execute(
-            _dialect_insert(session)(_CURVES).on_conflict_do_nothing(index_elements=["point_id"]), curve_rows
-        )
-    if inserted:
-        session.execute(
-            update(points).where(points.c.id == bindparam("pid")).values(status=bindparam("new_status"), owner=None),
-            [{"pid": pid, "new_status": status_of[pid]} for pid in inserted],
-        )
+    curve_rows = [(pid, blobs[pid]) for pid in (r[0] for r in rows) if pid in inserted and pid in blobs]
+    _bulk_insert(session, _CURVES, ("point_id", "blob"), curve_rows, {"format": curves_format}, "point_id")
+    by_status: dict[str, list[int]] = {}
+    for r in rows:
+        if r[0] in inserted:
+            by_status.setdefault(r[2], []).append(r[0])
+    P = _POINTS.c
+    for status, ids in by_status.items():
+        session.execute(update(_POINTS).where(in_values(session, P.id, ids)).values(status=status, owner=None))
     return inserted
 
 

@@ -1,23 +1,27 @@
 """The result writer: a thread that writes the dispatcher's outcomes in batched transactions, so
 the database never stalls the CPUs (the scheduler hands outcomes over and goes on submitting).
 
-Exactly one result row per point: each batch is one transaction of ``INSERT .. ON CONFLICT
-(point_id) DO NOTHING RETURNING point_id`` (store.write_results_batch); only the rows really
-inserted get their curves row and their point status, so a point's result and its status commit
-together or not at all, and a point reported twice keeps its first row.
+Exactly one result row per point: each batch is one transaction (store.write_results_batch) that
+keeps the points still running under this runner (the owner guard), leaves out those that have a
+result row already and inserts the rest; only the rows really inserted get their curves row and
+their point status, so a point's result and its status commit together or not at all, and a point
+reported twice keeps its first row. Rows are tuples and every statement is set-wise (one
+executemany, or one statement over arrays): no per-row objects or round trips.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from itertools import repeat
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.status import FINISHED_POINT_STATUSES, PointStatus
 from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from flowsweep.workers.dispatch import ChunkOutcome, PointOutcome
@@ -33,33 +37,50 @@ MAX_BATCH = 2000  # outcomes per transaction, at most
 Outcomes = ChunkOutcome | list[PointOutcome]
 
 
-def build_rows(sweep_id: int, outcomes: Outcomes) -> tuple[list[dict[str, Any]], dict[int, bytes]]:
-    """Result rows and curves blobs of a batch (built before the transaction opens: SQLite's
-    write lock is held for SQL only). A point reported twice in a batch: the first wins.
-    `outcomes`: a ChunkOutcome (columns, curves encoded by the worker) or PointOutcomes."""
-    now = utcnow()
-    rows, blobs, seen = [], {}, set()
+def build_rows(
+    sweep_id: int, outcomes: Outcomes, now: dt.datetime | None = None
+) -> tuple[list[tuple], dict[int, bytes]]:
+    """Result rows (tuples in store.RESULT_COLUMNS order, created at `now`) and curves blobs of a
+    batch, built before the transaction opens (SQLite's write lock is held for SQL only). A point
+    reported twice in a batch: the first wins. `outcomes`: a ChunkOutcome (columns, curves encoded
+    by the worker) or PointOutcomes."""
+    now = now or utcnow()
+    rows: list[tuple]
+    blobs: dict[int, bytes]
     if isinstance(outcomes, ChunkOutcome):
         cols = outcomes.rows
-        names = list(cols.metrics)
-        base = {"sweep_id": sweep_id, "worker": outcomes.worker, "created_at": now}
-        for pid, status, error, wall, blob, *values in zip(
-            outcomes.point_ids, cols.statuses, cols.errors, cols.wall_seconds, cols.blobs, *cols.metrics.values()
-        ):
-            if pid in seen:
-                continue
-            seen.add(pid)
-            row = dict(zip(names, values))
-            row.update(base, point_id=pid, status=status, error=error, wall_seconds=wall)
-            rows.append(row)
-            if blob is not None:
-                blobs[pid] = blob
+        ids = outcomes.point_ids
+        n = len(ids)
+        none = [None] * n
+        metrics = [cols.metrics.get(name, none) for name in METRIC_FIELDS]
+        # the worker sends finite values or None (workers.tasks.to_rows), statuses as PointStatus
+        rows = list(
+            zip(
+                ids,
+                repeat(sweep_id, n),
+                [str(st) for st in cols.statuses],
+                cols.errors,
+                cols.wall_seconds,
+                repeat(outcomes.worker, n),
+                *metrics,
+                repeat(now, n),
+            )
+        )
+        blobs = {pid: b for pid, b in zip(ids, cols.blobs) if b is not None}
+        if len(set(ids)) != n:
+            seen: set[int] = set()
+            rows = [r for r in rows if not (r[0] in seen or seen.add(r[0]))]  # type: ignore[func-returns-value]
+            first: dict[int, bytes | None] = {}
+            for pid, b in zip(ids, cols.blobs):
+                first.setdefault(pid, b)
+            blobs = {pid: b for pid, b in first.items() if b is not None}
         return rows, blobs
+    rows, blobs, done = [], {}, set()
     for o in outcomes:
         pid = int(o.point_id)
-        if pid in seen:
+        if pid in done:
             continue
-        seen.add(pid)
+        done.add(pid)
         r = o.result
         status = r.status if r.status in FINISHED_POINT_STATUSES else PointStatus.FAILED
         rows.append(store.result_row(pid, sweep_id, status, r.metrics or {}, r.error, r.wall_seconds, o.worker, now))
@@ -159,14 +180,16 @@ class ResultWriter:
 
     def _write(self, batch: list[tuple[int, Outcomes]]) -> dict[int, set[int]]:
         t0 = time.perf_counter()
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple] = []
         blobs: dict[int, bytes] = {}
         per_sweep: dict[int, set[int]] = {}
+        now = utcnow()
         for sweep_id, outcomes in batch:
-            r, b = build_rows(sweep_id, outcomes)
+            r, b = build_rows(sweep_id, outcomes, now)
             rows += r
-            blobs.update(b)
-            per_sweep.setdefault(sweep_id, set()).update(row["point_id"] for row in r)
+            for pid, blob in b.items():  # a point reported twice: the first report's curves, as its row
+                blobs.setdefault(pid, blob)
+            per_sweep.setdefault(sweep_id, set()).update(row[0] for row in r)
         with session_scope(self._session_factory) as s:
             inserted = store.write_results_batch(s, rows, blobs, CURVES_FORMAT, owner=self.owner)
         dup = len(rows) - len(inserted)

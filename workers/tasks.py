@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from flowsweep.status import FINISHED_POINT_STATUSES, PointStatus
 
 if TYPE_CHECKING:
-    from flowsweep.core.types import PointConfig, PointResult
+    from flowsweep.core.types import PointConfig, PointResult, ResultColumns
 
 
 class ChunkError(Exception):
@@ -69,38 +69,80 @@ class ChunkRows:
         return len(self.statuses)
 
 
+def _finite(values: list[Any]) -> list[Any]:
+    """jsonsafe.finite_or_none of each value; None and finite floats (nearly all) pass inline."""
+    from flowsweep.jsonsafe import finite_or_none
+
+    return [v if v is None or (v.__class__ is float and v - v == 0.0) else finite_or_none(v) for v in values]
+
+
+def _finished(status: str) -> PointStatus:
+    return PointStatus(status) if status in FINISHED_POINT_STATUSES else PointStatus.FAILED
+
+
 def to_rows(results: list[PointResult]) -> ChunkRows:
     """core PointResults -> ChunkRows (curves encoded here, on the worker)."""
     from flowsweep.core.types import METRIC_FIELDS
-    from flowsweep.jsonsafe import finite_or_none
     from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 
+    metrics = [r.metrics or {} for r in results]
     return ChunkRows(
-        statuses=[
-            PointStatus(r.status) if r.status in FINISHED_POINT_STATUSES else PointStatus.FAILED for r in results
-        ],
+        statuses=[_finished(r.status) for r in results],
         errors=[r.error for r in results],
         wall_seconds=[float(r.wall_seconds) for r in results],
-        metrics={f: [finite_or_none((r.metrics or {}).get(f)) for r in results] for f in METRIC_FIELDS},
+        metrics={f: _finite([m.get(f) for m in metrics]) for f in METRIC_FIELDS},
         blobs=[None if r.curves is None else encode_curves(r.curves) for r in results],
+        curves_format=CURVES_FORMAT,
+    )
+
+
+def columns_to_rows(cols: ResultColumns) -> ChunkRows:
+    """core's results as columns (core.types.ResultColumns, from core.run_points_columns) ->
+    ChunkRows: the same rows as to_rows of its PointResults, each block of curves encoded at once
+    (workers.codec.encode_curve_rows) rather than point by point."""
+    from flowsweep.core.types import METRIC_FIELDS
+    from flowsweep.workers.codec import CURVES_FORMAT, encode_curve_rows
+
+    n = len(cols.status)
+    blobs: list[bytes | None] = [None] * n
+    for block, points in zip(cols.blocks, cols.block_points):
+        encoded = encode_curve_rows(
+            block.t,
+            block.error,
+            block.error_linear,
+            block.singular_values,
+            block.n_records,
+            block.error_regularized_fit,
+            block.has_fit,
+        )
+        for i, blob in zip(points.tolist(), encoded):
+            blobs[i] = blob
+    none: list[Any] = [None] * n
+    return ChunkRows(
+        statuses=[_finished(st) for st in cols.status],
+        errors=list(cols.error),
+        wall_seconds=[float(w) for w in cols.wall_seconds],
+        metrics={f: _finite(list(cols.metrics.get(f, none))) for f in METRIC_FIELDS},
+        blobs=blobs,
         curves_format=CURVES_FORMAT,
     )
 
 
 @ray.remote(num_cpus=1)
 def run_chunk_rows(configs: list[PointConfig]) -> ChunkRowsResults:
-    """As run_chunk, but the results come back as ChunkRows (columns, curves encoded here)."""
-    from flowsweep.core import run_points
+    """As run_chunk, but the results come back as ChunkRows (columns, curves encoded here), from
+    core's columnar entry point (run_points_columns: no object per point)."""
+    from flowsweep import core
 
     node_id = ray.get_runtime_context().get_node_id()
     t0 = time.perf_counter()
     try:
-        results = run_points(configs)
+        out = core.run_points_columns(configs)
     except Exception as e:
         raise ChunkError(f"{type(e).__name__}: {e}", node_id) from None
-    if len(results) != len(configs):
-        raise ChunkError(f"core.run_points returned {len(results)} results for {len(configs)} points", node_id)
-    rows = to_rows(results)
+    rows = columns_to_rows(out)
+    if len(rows) != len(configs):
+        raise ChunkError(f"core.run_points returned {len(rows)} results for {len(configs)} points", node_id)
     return rows, node_id, time.perf_counter() - t0
 
 

@@ -1,5 +1,6 @@
 """workers.codec: the curves blob formats round-trip core's arrays exactly (the new f8-v2 that the
-workers write, and npz-v1 rows written before it), and a truncated blob is refused."""
+workers write, and npz-v1 rows written before it), a truncated blob is refused, and both encoders
+(per point, per block of points) write f8-v2's bytes as first defined."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flowsweep.workers.codec import (
     CURVES_FORMAT,
     NPZ_FORMAT,
     decode_curves,
+    encode_curve_rows,
     encode_curves,
     encode_curves_npz,
 )
@@ -54,3 +56,48 @@ def test_bad_blobs_are_refused():
         decode_curves(blob[:-8], CURVES_FORMAT)
     with pytest.raises(ValueError, match="unknown curves format"):
         decode_curves(blob, "zz-v9")
+
+
+def reference_f8_v2(curves: Curves) -> bytes:
+    """f8-v2 as first written (numpy header), independently of workers.codec."""
+    sv = np.asarray(curves.singular_values, dtype="<f8")
+    fit = curves.error_regularized_fit
+    parts = [
+        np.array([len(curves.t), sv.shape[1] if sv.ndim == 2 else 0, fit is not None], dtype="<u4").tobytes(),
+        *(np.asarray(a, dtype="<f8").tobytes() for a in (curves.t, curves.error, curves.error_linear)),
+        sv.tobytes(),
+    ]
+    if fit is not None:
+        parts.append(np.asarray(fit, dtype="<f8").tobytes())
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_encoders_write_the_bytes_of_the_f8_v2_format(seed):
+    """encode_curves and the block encoder encode_curve_rows write f8-v2 byte for byte: rows of a
+    block with different lengths (a diverged point's curves stop early) and with or without a fit."""
+    rng = np.random.default_rng(seed)
+    P, T, r = 9, 7, 3
+    t = np.linspace(0, 1, T)
+    error, error_linear, fit = rng.standard_normal((3, P, T))
+    fit[0, 2] = np.nan  # non-finite values are kept as they are
+    sv = rng.standard_normal((P, T, r))
+    n_records = rng.integers(1, T + 1, P)
+    has_fit = rng.random(P) < 0.5
+    rows = [
+        Curves(
+            t=t[:n],
+            error=error[j, :n],
+            error_linear=error_linear[j, :n],
+            singular_values=sv[j, :n],
+            error_regularized_fit=fit[j, :n] if has_fit[j] else None,
+        )
+        for j, n in enumerate(n_records)
+    ]
+    want = [reference_f8_v2(c) for c in rows]
+    assert [encode_curves(c) for c in rows] == want
+    assert encode_curve_rows(t, error, error_linear, sv, n_records, fit, has_fit) == want
+    no_fit = [reference_f8_v2(Curves(c.t, c.error, c.error_linear, c.singular_values)) for c in rows]
+    assert encode_curve_rows(t, error, error_linear, sv, n_records) == no_fit
+    for blob, c in zip(want, rows):
+        np.testing.assert_array_equal(decode_curves(blob, CURVES_FORMAT)["singular_values"], c.singular_values)

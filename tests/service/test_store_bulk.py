@@ -1,0 +1,106 @@
+"""The set-wise SQL of service.store on real SQLite and Postgres: result rows written as tuples
+(executemany on SQLite, one INSERT over arrays on Postgres) read back exactly as given, a point
+that has its row keeps it, a value too long for its column is refused rather than cut, and id
+lists of any length (one bound parameter) select exactly their rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from flowsweep.core.types import METRIC_FIELDS, PointConfig
+from flowsweep.service import store
+from flowsweep.service.db import make_engine
+from flowsweep.service.models import Point, Result, Sweep
+
+
+@pytest.fixture
+def engine(migrated_database_url):
+    eng = make_engine(migrated_database_url)
+    yield eng
+    eng.dispose()
+
+
+def _points(engine, n: int) -> tuple[int, list[int]]:
+    with Session(engine) as s, s.begin():
+        sweep = Sweep(name="b", status="running", spec={}, n_points=n)
+        s.add(sweep)
+        s.flush()
+        pts = [
+            Point(
+                sweep_id=sweep.id,
+                identity=uuid.uuid4().hex,
+                status="running",
+                cached=False,
+                attempts=1,
+                **PointConfig("asymmetric", 2, 3, 4, 0.1, 5, seed=i).to_dict(),
+            )
+            for i in range(n)
+        ]
+        s.add_all(pts)
+        s.flush()
+        return sweep.id, [p.id for p in pts]
+
+
+def test_result_rows_read_back_as_written_and_a_point_keeps_its_first_row(engine):
+    sid, ids = _points(engine, 4)
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    metrics = [{f: (i + 1) * 0.5 + j for j, f in enumerate(METRIC_FIELDS)} for i in range(3)]
+    for i, m in enumerate(metrics):
+        m["diverged_at"] = 7 if i == 0 else None  # the one integer metric
+    metrics[1] = {"q0_norm": float("nan"), "final_error": 1e-300}  # NaN and missing -> NULL
+    rows = [
+        store.result_row(pid, sid, "done" if i else "diverged", m, None if i else "msg", 0.25 * i, f"node-{i}", at)
+        for i, (pid, m) in enumerate(zip(ids, metrics))
+    ]
+    with Session(engine) as s, s.begin():
+        assert store.insert_results(s, rows + [rows[0]]) == set(ids[:3])  # twice in a batch: once
+    other = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    again = [store.result_row(ids[0], sid, "failed", {}, "later", 9.0, "x", other)]
+    again.append(store.result_row(ids[3], sid, "failed", {}, "new", None, None, other))  # created at another time
+    with Session(engine) as s, s.begin():
+        assert store.insert_results(s, again) == {ids[3]}
+    with Session(engine) as s:
+        got = {r.point_id: r for r in s.execute(sa.select(Result).where(Result.sweep_id == sid)).scalars()}
+    assert sorted(got) == ids
+    for i, pid in enumerate(ids[:3]):
+        r = got[pid]
+        assert (r.status, r.error, r.wall_seconds, r.worker, r.created_at) == (
+            "done" if i else "diverged",
+            None if i else "msg",
+            0.25 * i,
+            f"node-{i}",
+            at,
+        )
+        for f in METRIC_FIELDS:
+            want = metrics[i].get(f)
+            assert getattr(r, f) == (None if want != want else want), f  # NaN stored as NULL
+    assert got[ids[0]].diverged_at == 7 and isinstance(got[ids[0]].diverged_at, int)
+    assert (got[ids[3]].status, got[ids[3]].error, got[ids[3]].created_at) == ("failed", "new", other)
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut(engine):
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite does not enforce VARCHAR lengths (neither did the ORM's inserts)")
+    sid, ids = _points(engine, 1)
+    row = store.result_row(ids[0], sid, "done", {}, None, 0.0, "w" * 129, dt.datetime.now(dt.UTC))  # String(128)
+    with pytest.raises(DBAPIError), Session(engine) as s, s.begin():
+        store.insert_results(s, [row])
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 2500])
+def test_an_id_list_of_any_length_selects_exactly_its_rows(engine, n):
+    sid, ids = _points(engine, 5)
+    wanted = ids[1:4][:n] + list(range(10**6, 10**6 + max(0, n - 3)))  # absent ids select nothing
+    with Session(engine) as s:
+        got = s.execute(sa.select(Point.id).where(store.in_values(s, Point.id, wanted))).scalars().all()
+        by_identity = (
+            s.execute(sa.select(Point.id).where(store.in_values(s, Point.identity, [uuid.uuid4().hex]))).scalars().all()
+        )
+    assert sorted(got) == ids[1:4][:n]
+    assert by_identity == []
