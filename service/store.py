@@ -20,6 +20,7 @@ from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.jsonsafe import finite_or_none as _finite_or_none  # stored as NULL: no NaN in results
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, CACHED, COUNT_KEYS, PointStatus, SweepStatus
 
+from . import summary_cells
 from .expand import expand, point_identity
 from .models import (
     PARAM_FIELDS,
@@ -199,6 +200,7 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
                 copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id, **{c: m[c] for c in cols}})
         if copies:
             session.connection().execute(insert(_RESULTS), copies)
+            summary_cells.add(session, [c["point_id"] for c in copies])
     return sweep, n_cached
 
 
@@ -267,7 +269,7 @@ def insert_results(session: Session, rows: list[dict]) -> set[int]:
     """INSERT .. ON CONFLICT (point_id) DO NOTHING RETURNING point_id: the ids really inserted
     (a point that already has its row keeps it: exactly one result row per point)."""
     table = _RESULTS
-    return set(
+    inserted = set(
         session.execute(
             _dialect_insert(session)(table)
             .on_conflict_do_nothing(index_elements=["point_id"])
@@ -277,6 +279,8 @@ def insert_results(session: Session, rows: list[dict]) -> set[int]:
         .scalars()
         .all()
     )
+    summary_cells.add(session, inserted)  # the summaries' rollup, in this transaction
+    return inserted
 
 
 def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, now) -> None:
