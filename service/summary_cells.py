@@ -10,9 +10,9 @@ Result rows are only ever inserted (one per point, never updated) or deleted wit
 cells go with it: ON DELETE CASCADE), so the rollup needs exactly one thing: every inserted result
 row merged once into its cell, in the transaction that inserts it. `add(session, point_ids)` does
 that for the ids an INSERT really inserted (store.insert_results' RETURNING, the cached copies of
-POST /sweeps): it aggregates those rows per cell (queries.row_stats, the same SQL as a summary over
-rows) and merges each into its cell with one INSERT .. ON CONFLICT DO UPDATE, Chan et al.'s
-parallel formula in the SET clause. The upsert takes the cell's row lock (Postgres), so concurrent
+POST /sweeps): it reads those rows back (one indexed IN), aggregates them per cell (`cell_rows`,
+numpy: measured ~5x faster than the same two-pass aggregation in SQLite) and merges each into its
+cell with one INSERT .. ON CONFLICT DO UPDATE, Chan et al.'s parallel formula in the SET clause. The upsert takes the cell's row lock (Postgres), so concurrent
 writers to one cell merge one after the other; SQLite's writers are serialised by BEGIN IMMEDIATE.
 
 `rebuild(session)` recomputes every cell from the result rows (migration 0008's backfill, and a
@@ -24,18 +24,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Double, bindparam, case, cast, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .models import CELL_PARAMS, CELL_STATS, SUMMARY_METRICS, Point, Result, SummaryCell, Sweep
-from .queries import row_stats
+from .models import CELL_PARAMS, SUMMARY_METRICS, Point, Result, SummaryCell, Sweep
 
 _CELLS = SummaryCell.__table__
-_CHUNK = 500  # point ids per IN (...) of one aggregation
+_CHUNK = 2_000  # point ids per IN (...) (the writer's batch, writer.MAX_BATCH)
 _UNIQUE = ["sweep_id", "status", "cell"]
 # The cell columns of a result row: the point's parameters, its sweep and its result's status (a
 # finished point's status is its result's: both are written in one transaction; add() runs before
@@ -48,27 +48,45 @@ def cell_digest(params: Iterable[Any]) -> str:
     return hashlib.sha256(json.dumps(list(params), separators=(",", ":")).encode()).hexdigest()
 
 
-def _cell_rows(data: Iterable[Any]) -> Iterator[dict[str, Any]]:
-    """summary_cells rows from row_stats' rows grouped by _KEYS: per metric (n, c, S1, S2, min, max)
-    becomes n, shift = c, resid = S1, m2 = S2 - S1^2/n (S1 ~ 0: nothing cancels)."""
+def cell_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """summary_cells rows of some result rows, each (*_KEYS values, *SUMMARY_METRICS values): per
+    cell and metric, over the non-null values x: n, shift = their mean, resid = sum(x - shift) (the
+    mean's rounding, so shift + resid/n keeps every digit), m2 = sum((x - shift)^2) - resid^2/n
+    (the corrected two-pass sum of squared deviations: resid ~ 0, nothing cancels), min, max."""
+    if not rows:
+        return []
     nk = len(_KEYS)
-    for r in data:
-        row: dict[str, Any] = dict(zip((k for k, _ in _KEYS), r[:nk]))
-        row["cell"] = cell_digest(row[f] for f in CELL_PARAMS)
-        row["n_rows"] = int(r[nk])
-        for i, m in enumerate(SUMMARY_METRICS):
-            n, c, s1, s2, lo, hi = r[nk + 1 + 6 * i : nk + 7 + 6 * i]
-            n = int(n or 0)
-            row[f"{m}_n"] = n
-            if n == 0:
-                row.update({f"{m}_{stat}": None for stat in CELL_STATS[1:]})
-                continue
-            s1, s2 = float(s1), float(s2)
-            row[f"{m}_shift"] = float(c)
-            row[f"{m}_resid"] = s1
-            row[f"{m}_m2"] = max(s2 - s1 * s1 / n, 0.0)
-            row[f"{m}_min"], row[f"{m}_max"] = float(lo), float(hi)
-        yield row
+    members: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        members.setdefault(tuple(r[:nk]), []).append(i)
+    order = np.fromiter((i for idx in members.values() for i in idx), dtype=np.intp, count=len(rows))
+    sizes = np.fromiter((len(idx) for idx in members.values()), dtype=np.intp, count=len(members))
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    x = np.array([rows[i][nk:] for i in order], dtype=np.float64)  # null -> nan (never stored)
+    has = ~np.isnan(x)
+    n = np.add.reduceat(has, starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.add.reduceat(np.where(has, x, 0.0), starts, axis=0) / n
+        dev = np.where(has, x - np.repeat(shift, sizes, axis=0), 0.0)
+        resid = np.add.reduceat(dev, starts, axis=0)
+        m2 = np.maximum(np.add.reduceat(dev * dev, starts, axis=0) - resid * resid / n, 0.0)
+        lo, hi = np.fmin.reduceat(x, starts, axis=0), np.fmax.reduceat(x, starts, axis=0)
+    none = n == 0
+    cols: dict[str, list] = {"n_rows": sizes.tolist()}
+    for j, m in enumerate(SUMMARY_METRICS):
+        cols[f"{m}_n"] = n[:, j].tolist()
+        for stat, a in (("shift", shift), ("resid", resid), ("m2", m2), ("min", lo), ("max", hi)):
+            v = a[:, j].astype(object)
+            v[none[:, j]] = None
+            cols[f"{m}_{stat}"] = v.tolist()
+    names = [k for k, _ in _KEYS]
+    out = []
+    for key, vals in zip(members, zip(*cols.values())):
+        row = dict(zip(names, key))
+        row["cell"] = cell_digest(key[2:])
+        row.update(zip(cols, vals))
+        out.append(row)
+    return out
 
 
 def _merge(stmt) -> dict[str, Any]:  # noqa: ANN001
@@ -119,8 +137,13 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
 
 
-# The cells of the result rows of some point ids (built once; `ids` is an expanding IN).
-_BATCH_STATS = row_stats(_KEYS, [Result.point_id.in_(bindparam("ids", expanding=True))])
+# The cell columns and metrics of result rows (_KEYS, then SUMMARY_METRICS).
+_ROWS = (
+    select(*[c for _, c in _KEYS], *[getattr(Result, m) for m in SUMMARY_METRICS])
+    .select_from(Result)
+    .join(Point, Point.id == Result.point_id)
+)
+_BATCH = _ROWS.where(Result.point_id.in_(bindparam("ids", expanding=True)))  # built once
 
 
 def add(session: Session, point_ids: Iterable[int]) -> None:
@@ -129,27 +152,27 @@ def add(session: Session, point_ids: Iterable[int]) -> None:
     ids = sorted(set(point_ids))
     conn = session.connection()
     for i in range(0, len(ids), _CHUNK):
-        _upsert(session, list(_cell_rows(conn.execute(_BATCH_STATS, {"ids": ids[i : i + _CHUNK]}))))
+        _upsert(session, cell_rows(conn.execute(_BATCH, {"ids": ids[i : i + _CHUNK]}).all()))
 
 
-REBUILD_CHUNK = 5_000  # cells per upsert while rebuilding
+REBUILD_CHUNK = 50_000  # result rows per aggregation while rebuilding
 
 
 def rebuild(session: Session, sweep_ids: Iterable[int] | None = None) -> int:
     """Recompute the cells of `sweep_ids` (None: every sweep) from their result rows, one sweep at a
-    time (memory bounded by REBUILD_CHUNK cells); how many cells were written."""
+    time, REBUILD_CHUNK rows at a time merged like the writer's batches (memory bounded by the
+    chunk); how many result rows were merged."""
     if sweep_ids is None:
         sweep_ids = session.execute(select(Sweep.id).order_by(Sweep.id)).scalars().all()
-    written = 0
+    merged = 0
     for sid in sweep_ids:
         session.execute(delete(SummaryCell).where(SummaryCell.sweep_id == sid))
         result = session.connection().execute(
             # options of this statement only (Connection.execution_options would stream the upserts too)
-            row_stats(_KEYS, [Result.sweep_id == sid]),
+            _ROWS.where(Result.sweep_id == sid),
             execution_options={"stream_results": True, "yield_per": REBUILD_CHUNK},
         )
         for part in result.partitions(REBUILD_CHUNK):
-            rows = list(_cell_rows(part))
-            _upsert(session, rows)
-            written += len(rows)
-    return written
+            _upsert(session, cell_rows(part))
+            merged += len(part)
+    return merged
