@@ -205,7 +205,8 @@ def fill(url: str, n_rows: int) -> float:
     # The summaries' rollup of the bulk-loaded rows, as migration 0008 builds it for existing rows.
     t1 = time.perf_counter()
     with db.session_scope(db.make_session_factory(engine)) as s:
-        n_cells = summary_cells.rebuild(s)
+        summary_cells.rebuild(s)
+        n_cells = s.scalar(sa.select(sa.func.count()).select_from(summary_cells.SummaryCell))
     print(f"summary_cells backfill of {n_rows:,} rows: {n_cells:,} cells in {time.perf_counter() - t1:.1f} s")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("ANALYZE summary_cells")

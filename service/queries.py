@@ -517,7 +517,11 @@ def cell_stats(keys: Iterable[str], conds: Iterable) -> Select:
             func.max(base.c[f"{m}_max"]),
         ]
     nullable = {k for k in names if t.c[k].nullable}
-    return select(*cols).select_from(base.join(g, _key_join(base, g, names, nullable))).group_by(*kc)
+    # LEFT JOIN (every cell has its group): SQLite then loops over the cells and looks each group up
+    # in an index it builds on g; a plain JOIN it ran as a scan of every cell per group (40 s at
+    # 30,000 cells and 1,000 groups). A window over the group instead: 1.5 s at 6,000 cells.
+    on = _key_join(base, g, names, nullable)
+    return select(*cols).select_from(base.join(g, on, isouter=True)).group_by(*kc)
 
 
 def summary(

@@ -12,8 +12,9 @@ row merged once into its cell, in the transaction that inserts it. `add(session,
 that for the ids an INSERT really inserted (store.insert_results' RETURNING, the cached copies of
 POST /sweeps): it reads those rows back (one indexed IN), aggregates them per cell (`cell_rows`,
 numpy: measured ~5x faster than the same two-pass aggregation in SQLite) and merges each into its
-cell with one INSERT .. ON CONFLICT DO UPDATE, Chan et al.'s parallel formula in the SET clause. The upsert takes the cell's row lock (Postgres), so concurrent
-writers to one cell merge one after the other; SQLite's writers are serialised by BEGIN IMMEDIATE.
+cell with one INSERT .. ON CONFLICT DO UPDATE, Chan et al.'s parallel formula in the SET clause.
+The upsert takes the cell's row lock (Postgres), so concurrent writers to one cell merge one after
+the other; SQLite's writers are serialised by BEGIN IMMEDIATE.
 
 `rebuild(session)` recomputes every cell from the result rows (migration 0008's backfill, and a
 repair if a row was ever inserted past `add`).
