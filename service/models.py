@@ -216,7 +216,7 @@ class Curve(Base):
 
 def _summary_cell_columns() -> list[Column]:
     points = Point.__table__.c
-    cols = [
+    cols: list[Column] = [
         Column("id", Integer, primary_key=True),
         Column("sweep_id", ForeignKey("sweeps.id", ondelete="CASCADE"), nullable=False),
         Column("status", String(16), nullable=False),

@@ -493,8 +493,8 @@ def cell_stats(keys: Iterable[str], conds: Iterable) -> Select:
     names = list(keys)
     metrics = list(NUMERIC_METRICS)
     t = SummaryCell.__table__
-    base = select(*[t.c[k] for k in names], t.c.n_rows, *[t.c[f"{m}_{s}"] for m in metrics for s in CELL_STATS])
-    base = base.where(*conds).subquery("c")
+    cells = select(*[t.c[k] for k in names], t.c.n_rows, *[t.c[f"{m}_{s}"] for m in metrics for s in CELL_STATS])
+    base = cells.where(*conds).subquery("c")
     kc = [base.c[k] for k in names]
     shift = [
         (

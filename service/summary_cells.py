@@ -167,7 +167,7 @@ def rebuild(session: Session, sweep_ids: Iterable[int] | None = None) -> int:
         sweep_ids = session.execute(select(Sweep.id).order_by(Sweep.id)).scalars().all()
     merged = 0
     for sid in sweep_ids:
-        session.execute(delete(SummaryCell).where(SummaryCell.sweep_id == sid))
+        session.execute(delete(_CELLS).where(_CELLS.c.sweep_id == sid))
         result = session.connection().execute(
             # options of this statement only (Connection.execution_options would stream the upserts too)
             _ROWS.where(Result.sweep_id == sid),

@@ -8,6 +8,8 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.orm import Session
@@ -18,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 # The cell columns as of this revision (models.CELL_PARAMS with the types of `points`).
-PARAMS = (
+PARAMS: tuple[tuple[str, Any, bool], ...] = (
     ("model", sa.String(16), False),
     ("m", sa.Integer(), False),
     ("n", sa.Integer(), False),
@@ -64,7 +66,7 @@ METRICS = (
 
 
 def upgrade() -> None:
-    cols = [
+    cols: list[sa.schema.SchemaItem] = [
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("sweep_id", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
