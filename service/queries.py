@@ -449,21 +449,20 @@ def _key_join(a, b, keys: Iterable[str], nullable: set[str]):  # noqa: ANN001
     )
 
 
-def row_stats(keys: Iterable[tuple[str, Any]], conds: Iterable) -> Select:
-    """Per group of `keys` ((name, column) pairs) over the result rows matching `conds`: the keys,
+def row_stats(keys: Iterable[str], conds: Iterable) -> Select:
+    """Per group of `keys` over the result rows matching `conds`: the keys,
     the number of rows, then per metric of NUMERIC_METRICS (n, c, S1, S2, min, max): n non-null
     values, c their mean, S1 = sum(x - c), S2 = sum((x - c)^2).
 
     SQLite has no stddev and Postgres' stddev_samp lost 6 digits on values 1e8 + O(1e-3) (the test):
     a first pass takes each group's mean c, a second the sums shifted by it (the corrected two-pass
     algorithm: S1 is ~0, so var = (S2 - S1^2/n)/(n - 1) cancels nothing whatever the mean's size)."""
-    keys = list(keys)
-    names = [k for k, _ in keys]
+    names = list(keys)
     metrics = list(NUMERIC_METRICS)
     # Driven from `results` (a scan) with one primary-key lookup into `points` per row: measured
     # ~6x faster on SQLite than the planner's default of index lookups from `points`.
     base = (
-        select(*[c.label(k) for k, c in keys], *[_column(m).label(f"m{i}") for i, m in enumerate(metrics)])
+        select(*[_column(k).label(k) for k in names], *[_column(m).label(f"m{i}") for i, m in enumerate(metrics)])
         .select_from(Result)
         .join(Point, Point.id == Result.point_id)
         .where(*conds)
@@ -480,7 +479,7 @@ def row_stats(keys: Iterable[tuple[str, Any]], conds: Iterable) -> Select:
         x, c = base.c[f"m{i}"], g.c[f"c{i}"]
         d = x - c
         cols += [func.count(x), func.max(c), func.sum(d), func.sum(d * d), func.min(x), func.max(x)]
-    nullable = {k for k, c in keys if c.nullable}
+    nullable = {k for k in names if _column(k).nullable}
     return select(*cols).select_from(base.join(g, _key_join(base, g, names, nullable))).group_by(*kc)
 
 
@@ -548,7 +547,7 @@ def summary(
     if use_cells:
         stmt = cell_stats(keys, _where(q, sweep_id, _cell_column))
     else:
-        stmt = row_stats([(k, _column(k)) for k in keys], _where(q, sweep_id) + list(where))
+        stmt = row_stats(keys, _where(q, sweep_id) + list(where))
     kc = list(stmt.selected_columns)[: len(keys)]
     stmt = stmt.order_by(*[k.asc().nulls_last() for k in kc]).limit(max_groups + 1)
     data = session.connection().execute(stmt).all()
