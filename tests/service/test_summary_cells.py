@@ -273,3 +273,39 @@ def test_seed_and_point_id_keys_or_filters_read_the_rows(engine):
             q = queries.SummaryQuery(**params)
             assert not queries.cells_answer(q)
             _assert_rows_close(queries.summary(s, q, None), queries.summary_pandas(s, q, None))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_concurrent_writers_to_one_cell_lose_nothing(new_database_url, kind):
+    """Two writers committing rows of the same cells at the same time (Postgres: READ COMMITTED, each
+    upsert waits for the other's row lock and merges into what it committed)."""
+    import threading
+
+    url = new_database_url(kind)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        factory = db.make_session_factory(engine)
+        sid, _ = _insert(
+            factory, _spec(axes={"init_scale": [0.1], "k": [4], "lambda0": [0.0, 0.5], "seed": {"range": [0, 40]}})
+        )
+        ids = _pending(factory, sid)
+        errors: list[BaseException] = []
+
+        def writer(part: list[int], seed: int) -> None:
+            try:
+                _write(factory, sid, part, np.random.default_rng(seed), batches=len(part) // 2)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(ids[i::2], i)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        with factory() as s:
+            assert s.scalar(select(sa.func.sum(SummaryCell.n_rows))) == len(ids)
+        assert assert_rollup_exact(engine, (sid,)) > 0
+    finally:
+        engine.dispose()
