@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Double, Select, and_, case, cast, func, select
+from sqlalchemy import Double, Select, and_, case, cast, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Label
 
@@ -425,6 +425,7 @@ SUMMARY_STATS = ("mean", "std", "sem", "min", "max", "count")
 # the seed); `seed` or `point_id` in `by` or a filter reads the result rows instead.
 CELL_KEYS = ("sweep_id", "status", *CELL_PARAMS)
 SummarySource = Literal["auto", "cells", "rows"]
+SUMMARY_WORK_MEM = "128MB"  # Postgres' sort memory for a summary from cells
 
 
 class TooManyGroups(ValueError):
@@ -546,6 +547,10 @@ def summary(
     use_cells = source == "cells" or (source == "auto" and not where and cells_answer(q))
     if use_cells:
         stmt = cell_stats(keys, _where(q, sweep_id, _cell_column))
+        if session.get_bind().dialect.name == "postgresql":
+            # The cells' sort by group (~1.3 kB a cell) fits in memory: with the default 4 MB it went
+            # to disk ("external merge", 30 MB at 30,000 cells). This transaction only.
+            session.execute(text(f"SET LOCAL work_mem = '{SUMMARY_WORK_MEM}'"))
     else:
         stmt = row_stats(keys, _where(q, sweep_id) + list(where))
     kc = list(stmt.selected_columns)[: len(keys)]
