@@ -34,7 +34,7 @@ from flowsweep.core.types import METRIC_FIELDS  # noqa: E402
 from flowsweep.service import db, queries, store, summary_cells  # noqa: E402
 from flowsweep.service.models import Point, Sweep, utcnow  # noqa: E402
 from flowsweep.service.writer import MAX_BATCH  # noqa: E402
-from flowsweep.status import PointStatus  # noqa: E402
+from flowsweep.status import PointStatus, SweepStatus  # noqa: E402
 
 PG_ADMIN = os.environ.get("FLOWSWEEP_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -43,7 +43,7 @@ def new_sweep(factory, n_points: int, seeds: int, rng: np.random.Generator) -> t
     """A running sweep of n_points running points over (n_points / seeds) cells; point ids in the
     runner's order."""
     with db.session_scope(factory) as s:
-        sweep = Sweep(name="w", status="running", spec={}, n_points=n_points)
+        sweep = Sweep(name="w", status=SweepStatus.RUNNING, spec={}, n_points=n_points)
         s.add(sweep)
         s.flush()
         cells = n_points // seeds
