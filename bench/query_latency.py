@@ -9,9 +9,12 @@ For each database (a fresh SQLite file and a fresh Postgres database on 127.0.0.
    need them) as a subprocess;
 3. time GET /results?k=50&init_scale=0.1&limit=100 (10,000 matching rows: the answer holds the page
    and the total `count`) and two more two-filter queries over ~50 calls each after 5 warm-up calls,
-   and print the medians against the 100 ms target.
+   and print the medians against the 100 ms target;
+4. time GET /summary (the summary_cells rollup) against the former SQL aggregation over the result
+   rows in alternating rounds (medians, ratios), check both give the same numbers to 1e-9, print the
+   server's peak resident memory, and run the pandas path once (target: <= 1 s at 1M rows).
 
-    .venv/bin/python bench/query_latency.py [--rows 1000000] [--calls 50] [--db sqlite,postgres]
+    .venv/bin/python bench/query_latency.py [--rows 1000000] [--calls 50] [--db sqlite,postgres] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from bench._service import free_port, start_server  # noqa: E402
 from flowsweep.core.types import METRIC_FIELDS  # noqa: E402
-from flowsweep.service import db  # noqa: E402
+from flowsweep.service import db, summary_cells  # noqa: E402
 from flowsweep.service.models import Base  # noqa: E402
 from flowsweep.status import PointStatus, SweepStatus  # noqa: E402
 
@@ -199,6 +202,14 @@ def fill(url: str, n_rows: int) -> float:
         # What autovacuum does after a bulk load on Postgres (statistics + visibility map, so that
         # index-only scans are index-only); on SQLite, the planner's statistics.
         conn.exec_driver_sql("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
+    # The summaries' rollup of the bulk-loaded rows, as migration 0008 builds it for existing rows.
+    t1 = time.perf_counter()
+    with db.session_scope(db.make_session_factory(engine)) as s:
+        summary_cells.rebuild(s)
+        n_cells = s.scalar(sa.select(sa.func.count()).select_from(summary_cells.SummaryCell))
+    print(f"summary_cells backfill of {n_rows:,} rows: {n_cells:,} cells in {time.perf_counter() - t1:.1f} s")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE summary_cells")
     assert db.check_schema(engine) == db.head_revision()
     engine.dispose()
     return time.perf_counter() - t0
@@ -255,27 +266,116 @@ def time_queries(url: str, calls: int) -> list[tuple[str, float, int]]:
         server.stop()
 
 
-def time_summary(url: str) -> list[tuple[str, float, float, int]]:
-    """queries.summary (SQL, the function behind GET /sweeps/{id}/summary and GET /summary) over every
-    row against the former pandas path on the same rows: (by, sql s, pandas s, groups)."""
+SUMMARY_QUERIES = [  # (label, GET /summary parameters)
+    ("by=init_scale,k,lambda0", {"by": "init_scale,k,lambda0"}),
+    ("by=sweep_id", {"by": "sweep_id"}),
+    ("by=k,status lambda0_max=2", {"by": "k,status", "lambda0_max": 2.0}),
+    ("sweep 1 by=init_scale", {"by": "init_scale", "_sweep": 1}),
+]
+
+
+def _kib(pid: int, field: str) -> int:
+    """VmRSS / VmHWM (peak resident set) of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _close(a: list[dict], b: list[dict], rtol: float = 1e-9, atol: float = 1e-15) -> bool:
+    """Same groups, same keys, every number within rtol (+ atol: the std of a constant metric is 0
+    from the rollup and from pandas, 6e-22 from the rows' SQL), None where the other is None."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if list(x) != list(y):
+            return False
+        for k, v in y.items():
+            u = x[k]
+            if isinstance(v, float) and u is not None:
+                if abs(u - v) > rtol * abs(v) + atol:
+                    return False
+            elif u != v:
+                return False
+    return True
+
+
+def time_summary(url: str, rounds: int) -> list[tuple[str, float, float, float, int, bool]]:
+    """GET /summary (the rollup, through a real server) against today's SQL path over the result rows
+    (`queries.summary(source="rows")`, the same statement the endpoint ran before, in this process):
+    `rounds` alternating rounds, medians. Also the rollup in this process (no HTTP). Returns (label,
+    http s, rollup in-process s, rows s, groups, equal to 1e-9) per query, and prints the server's
+    resident memory before and its peak after the calls."""
     from flowsweep.service import queries
 
+    port = free_port()
+    server = start_server(
+        url,
+        Path(tempfile.mkdtemp(prefix="fs-bench-log-")),
+        port=port,
+        num_cpus=None,
+        cmd=[sys.executable, "-c", SERVER, url, str(port)],
+        timeout=30,
+    )
     engine = db.make_engine(url)
     factory = db.make_session_factory(engine.execution_options(sqlite_deferred=True))
+    pid = server.proc.pid
     out = []
     try:
-        for by in ("init_scale,k,lambda0", "sweep_id"):
-            q = queries.SummaryQuery(by=by.split(","))
-            with factory() as s:
-                t0 = time.perf_counter()
-                rows = queries.summary(s, q, None)
-                t_sql = time.perf_counter() - t0
-            with factory() as s:
-                t0 = time.perf_counter()
-                queries.summary_pandas(s, q, None)
-                t_pd = time.perf_counter() - t0
-            out.append((by, t_sql, t_pd, len(rows)))
+        with httpx.Client(base_url=server.url, timeout=600) as client:
+            client.get("/healthz")
+            rss0, hwm0 = _kib(pid, "VmRSS"), _kib(pid, "VmHWM")
+            for label, params in SUMMARY_QUERIES:
+                params = dict(params)
+                sweep = params.pop("_sweep", None)
+                path = "/summary" if sweep is None else f"/sweeps/{sweep}/summary"
+                q = queries.SummaryQuery(**{k: v.split(",") if k == "by" else v for k, v in params.items()})
+                assert queries.cells_answer(q)
+                t_http, t_cells, t_rows = [], [], []
+                client.get(path, params=params)  # warm-up
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    r = client.get(path, params=params)
+                    t_http.append(time.perf_counter() - t0)
+                    assert r.status_code == 200, r.text
+                    with factory() as s:
+                        t0 = time.perf_counter()
+                        got = queries.summary(s, q, sweep, source="cells")
+                        t_cells.append(time.perf_counter() - t0)
+                    with factory() as s:
+                        t0 = time.perf_counter()
+                        want = queries.summary(s, q, sweep, source="rows")
+                        t_rows.append(time.perf_counter() - t0)
+                same = _close(got, want) and _close(r.json()["data"], want)
+                out.append(
+                    (
+                        label,
+                        statistics.median(t_http),
+                        statistics.median(t_cells),
+                        statistics.median(t_rows),
+                        len(got),
+                        same,
+                    )
+                )
+            rss1, hwm1 = _kib(pid, "VmRSS"), _kib(pid, "VmHWM")
+        print(
+            f"         server resident memory: {rss0 / 1024:.0f} MiB before the /summary calls (peak so far "
+            f"{hwm0 / 1024:.0f} MiB), peak {hwm1 / 1024:.0f} MiB after them (now {rss1 / 1024:.0f} MiB)"
+        )
+        # The former pandas path once (every row in memory: slow and large), against the rollup.
+        q = queries.SummaryQuery(by=["init_scale", "k", "lambda0"])
+        with factory() as s:
+            t0 = time.perf_counter()
+            want = queries.summary_pandas(s, q, None)
+            t_pd = time.perf_counter() - t0
+        with factory() as s:
+            got = queries.summary(s, q, None)
+        print(
+            f"         pandas path (by=init_scale,k,lambda0, all rows): {t_pd:.2f} s; the rollup's answer equal "
+            f"to it to 1e-9: {_close(got, want)}"
+        )
     finally:
+        server.stop()
         engine.dispose()
     return out
 
@@ -285,6 +385,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--calls", type=int, default=50)
     ap.add_argument("--db", default="sqlite,postgres")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of each /summary timing")
     args = ap.parse_args()
     print(
         f"GET /results, two filters, limit=100, over {args.rows:,} result rows; median of {args.calls} calls "
@@ -317,10 +418,12 @@ def main() -> None:
                     f"{kind:8s} {label:32s} count={count:>7,}  median {median_ms:7.1f} ms  "
                     f"({median_ms / TARGET_MS:.2f} x target) {verdict}"
                 )
-            for by, t_sql, t_pd, groups in time_summary(url):
+            for label, t_http, t_cells, t_rows, groups, same in time_summary(url, args.rounds):
                 print(
-                    f"{kind:8s} summary of {args.rows:,} rows by {by:22s} ({groups:>5,} groups): SQL {t_sql:6.2f} s, "
-                    f"pandas {t_pd:6.2f} s ({t_pd / t_sql:.1f}x); target <= 1 s: {'OK' if t_sql <= 1 else 'OVER'}"
+                    f"{kind:8s} /summary {label:27s} ({groups:>5,} groups): GET {1000 * t_http:7.1f} ms "
+                    f"(rollup in-process {1000 * t_cells:7.1f} ms) vs rows {t_rows:6.2f} s: "
+                    f"{t_rows / t_http:6.1f}x faster; target <= 1 s: {'OK' if t_http <= 1 else 'OVER'}; "
+                    f"same numbers to 1e-9: {same}"
                 )
             print(f"{kind:8s} load average now {os.getloadavg()[0]:.1f}")
         finally:

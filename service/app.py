@@ -271,6 +271,7 @@ _EXTRA_STATUS = {
     ("get", "/sweeps/{sweep_id}/results"): {404: "sweep not found"},
     ("get", "/sweeps/{sweep_id}/summary"): {404: "sweep not found", 413: "more groups than the service builds"},
     ("get", "/sweeps/{sweep_id}/phase"): {404: "sweep not found"},
+    ("get", "/summary"): {413: "more groups than the service builds"},
     ("get", "/points/{point_id}"): {404: "point not found"},
     ("get", "/points/{point_id}/curves"): {404: "point not found, or it has no curves"},
     ("get", "/points/{point_id}/state"): {

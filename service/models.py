@@ -6,6 +6,10 @@
   core.types.METRIC_FIELDS as columns. A cached point gets its own copy of the source's row.
 - `curves` holds one compact array blob per computed point (never one row per step); a cached point
   has none and reads its source's through `points.source_point_id`.
+- `summary_cells` (revision 0008) holds the summaries' rollup: one row per (sweep, status, cell), a cell
+  being one combination of every parameter a summary can group or filter on except the seed; per
+  metric, the count of non-null values, their mean (as shift + resid/count), M2 and min/max
+  (service.summary_cells keeps it in step with `results`).
 
 Keep this file in step with migrations/versions (tests/service/test_migrations.py compares them).
 """
@@ -17,6 +21,7 @@ import datetime as dt
 from sqlalchemy import (
     JSON,
     Boolean,
+    Column,
     DateTime,
     Double,
     ForeignKey,
@@ -25,6 +30,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -40,6 +46,14 @@ POINT_STATUSES = tuple(s.value for s in PointStatus)
 
 # Parameters stored as JSON lists: part of a point's identity, not filters, group keys or sort keys.
 LIST_PARAM_FIELDS = ("y_singular_values",)
+# The numeric result fields a summary aggregates (SPEC §4's metrics and wall_seconds).
+SUMMARY_METRICS: tuple[str, ...] = (*METRIC_FIELDS, "wall_seconds")
+# A summary cell's parameters: every scalar parameter but the seed (seeds are what a cell aggregates).
+CELL_PARAMS: tuple[str, ...] = tuple(f for f in PARAM_FIELDS if f not in LIST_PARAM_FIELDS and f != "seed")
+# Per metric of a cell: `_n` values (non-null), their mean shift + resid/_n (shift: the mean of the
+# first values merged; resid: sum(x - shift), so the mean keeps every digit when shift is 1e8 and the
+# spread 1e-3), `_m2` = sum((x - mean)^2) (merged with Chan et al.'s formula), `_min`, `_max`.
+CELL_STATS: tuple[str, ...] = ("n", "shift", "resid", "m2", "min", "max")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -198,6 +212,31 @@ class Curve(Base):
     # error_linear, singular_values and (when present) error_regularized_fit; "npz-v1" = np.savez.
     format: Mapped[str] = mapped_column(String(16), default=CURVES_FORMAT)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+def _summary_cell_columns() -> list[Column]:
+    points = Point.__table__.c
+    cols: list[Column] = [
+        Column("id", Integer, primary_key=True),
+        Column("sweep_id", ForeignKey("sweeps.id", ondelete="CASCADE"), nullable=False),
+        Column("status", String(16), nullable=False),
+        # sha256 of the cell's parameter values (service.summary_cells.cell_digest): the upsert's key
+        Column("cell", String(64), nullable=False),
+        Column("n_rows", Integer, nullable=False),  # result rows in the cell (the summary's `count`)
+    ]
+    cols += [Column(f, points[f].type, nullable=points[f].nullable) for f in CELL_PARAMS]
+    for m in SUMMARY_METRICS:
+        cols.append(Column(f"{m}_n", Integer, nullable=False))
+        cols += [Column(f"{m}_{stat}", Double) for stat in CELL_STATS[1:]]
+    return cols
+
+
+class SummaryCell(Base):
+    """The summaries' rollup (revision 0008): see the module docstring and service.summary_cells."""
+
+    __table__ = Table(
+        "summary_cells", Base.metadata, *_summary_cell_columns(), UniqueConstraint("sweep_id", "status", "cell")
+    )
 
 
 class RunnerLease(Base):

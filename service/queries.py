@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Double, Select, and_, case, cast, func, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Label
 
@@ -24,7 +24,18 @@ from flowsweep.core.types import FLOAT_PARAMS, INITS, INT_PARAMS, INTEGRATORS, M
 from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
 from flowsweep.status import FINISHED_POINT_STATUSES, PointStatus
 
-from .models import LIST_PARAM_FIELDS, PARAM_FIELDS, Curve, Point, Result, SweepTag
+from .models import (
+    CELL_PARAMS,
+    CELL_STATS,
+    LIST_PARAM_FIELDS,
+    PARAM_FIELDS,
+    SUMMARY_METRICS,
+    Curve,
+    Point,
+    Result,
+    SummaryCell,
+    SweepTag,
+)
 from .schemas import NAME_PATTERN, RESULT_FIELDS
 
 RESULT_STATUSES = tuple(s.value for s in FINISHED_POINT_STATUSES)  # a result row's status
@@ -50,7 +61,7 @@ _PARAM_TYPES: dict[str, Any] = {
 NUMERIC_PARAMS = ("sweep_id", "point_id") + _INT_PARAMS + _FLOAT_PARAMS
 _SCALAR_PARAMS = tuple(f for f in PARAM_FIELDS if f not in LIST_PARAM_FIELDS)
 GROUP_KEYS = _SCALAR_PARAMS + ("status", "sweep_id")
-NUMERIC_METRICS = tuple(METRIC_FIELDS) + ("wall_seconds",)
+NUMERIC_METRICS = SUMMARY_METRICS
 DEFAULT_SUMMARY_BY = ("init_scale", "k", "lambda0")
 
 
@@ -207,24 +218,24 @@ else:
 # ----------------------------------------------------------------------------- building queries
 
 
-def _where(q: _FilterBase, sweep_id: int | None) -> list:
-    """SQL conditions of a query, all on `points`."""
+def _where(q: _FilterBase, sweep_id: int | None, column=_column) -> list:  # noqa: ANN001
+    """SQL conditions of a query, all on `points` (or on the table of `column(name)`)."""
     conds: list = []
     if sweep_id is not None:
-        conds.append(Point.sweep_id == sweep_id)
+        conds.append(column("sweep_id") == sweep_id)
     after = getattr(q, "after", None)
     if after is not None:
-        conds.append(Point.id > after)
+        conds.append(column("point_id") > after)
     # Only finished points have a result row.
-    conds.append(Point.status.in_(q.status or RESULT_STATUSES))
+    conds.append(column("status").in_(q.status or RESULT_STATUSES))
     if q.tag:
-        conds.append(Point.sweep_id.in_(select(SweepTag.sweep_id).where(SweepTag.tag.in_(q.tag))))
+        conds.append(column("sweep_id").in_(select(SweepTag.sweep_id).where(SweepTag.tag.in_(q.tag))))
     for key, value in q.filters().items():
         if key.endswith("_min") or key.endswith("_max"):
-            col = _column(key[:-4])
+            col = column(key[:-4])
             conds.append(col >= value if key.endswith("_min") else col <= value)
         else:
-            col = _column(key)
+            col = column(key)
             conds.append(col == value[0] if len(value) == 1 else col.in_(value))
     return conds
 
@@ -410,10 +421,107 @@ def stream_file(chunks: Iterable[list[dict]], fmt: str) -> Iterator[bytes]:
 
 MAX_SUMMARY_GROUPS = 100_000
 SUMMARY_STATS = ("mean", "std", "sem", "min", "max", "count")
+# What summary_cells can answer: group keys and filters on a cell's own columns (every group key but
+# the seed); `seed` or `point_id` in `by` or a filter reads the result rows instead.
+CELL_KEYS = ("sweep_id", "status", *CELL_PARAMS)
+SummarySource = Literal["auto", "cells", "rows"]
+SUMMARY_WORK_MEM = "128MB"  # Postgres' sort memory for a summary from cells
 
 
 class TooManyGroups(ValueError):
     """A summary would have more than MAX_SUMMARY_GROUPS rows (the route answers 413)."""
+
+
+def _cell_column(name: str):
+    return SummaryCell.__table__.c[name]
+
+
+def cells_answer(q: SummaryQuery) -> bool:
+    """Whether summary_cells holds what `q` needs: its keys and filters are all cell columns."""
+    names = set(q.group_keys()) | {k.removesuffix("_min").removesuffix("_max") for k in q.filters()}
+    return names <= set(CELL_KEYS)
+
+
+def _key_join(a, b, keys: Iterable[str], nullable: set[str]):  # noqa: ANN001
+    # Plain equalities (a hash join on Postgres; IS NOT DISTINCT FROM made it a nested loop, 60 s);
+    # the nullable keys (data_seed, depth: >= 0) compare through a -1 sentinel.
+    return and_(
+        *[func.coalesce(a.c[k], -1) == func.coalesce(b.c[k], -1) if k in nullable else a.c[k] == b.c[k] for k in keys]
+    )
+
+
+def row_stats(keys: Iterable[str], conds: Iterable) -> Select:
+    """Per group of `keys` over the result rows matching `conds`: the keys,
+    the number of rows, then per metric of NUMERIC_METRICS (n, c, S1, S2, min, max): n non-null
+    values, c their mean, S1 = sum(x - c), S2 = sum((x - c)^2).
+
+    SQLite has no stddev and Postgres' stddev_samp lost 6 digits on values 1e8 + O(1e-3) (the test):
+    a first pass takes each group's mean c, a second the sums shifted by it (the corrected two-pass
+    algorithm: S1 is ~0, so var = (S2 - S1^2/n)/(n - 1) cancels nothing whatever the mean's size)."""
+    names = list(keys)
+    metrics = list(NUMERIC_METRICS)
+    # Driven from `results` (a scan) with one primary-key lookup into `points` per row: measured
+    # ~6x faster on SQLite than the planner's default of index lookups from `points`.
+    base = (
+        select(*[_column(k).label(k) for k in names], *[_column(m).label(f"m{i}") for i, m in enumerate(metrics)])
+        .select_from(Result)
+        .join(Point, Point.id == Result.point_id)
+        .where(*conds)
+        .subquery("r")
+    )
+    kc = [base.c[k] for k in names]
+    g = (
+        select(*kc, *[func.avg(base.c[f"m{i}"]).label(f"c{i}") for i in range(len(metrics))])
+        .group_by(*kc)
+        .subquery("g")
+    )
+    cols: list = [*kc, func.count().label("n")]
+    for i in range(len(metrics)):
+        x, c = base.c[f"m{i}"], g.c[f"c{i}"]
+        d = x - c
+        cols += [func.count(x), func.max(c), func.sum(d), func.sum(d * d), func.min(x), func.max(x)]
+    nullable = {k for k in names if _column(k).nullable}
+    return select(*cols).select_from(base.join(g, _key_join(base, g, names, nullable))).group_by(*kc)
+
+
+def cell_stats(keys: Iterable[str], conds: Iterable) -> Select:
+    """row_stats' columns for the groups of `keys` (cell columns), merged from the summary_cells rows
+    matching `conds`: a group's c is the count-weighted mean of its cells' shifts, and with
+    d = (shift - c) + resid/n (the cell mean's offset from c), S1 = sum(n d) and
+    S2 = sum(m2 + n d^2): Chan et al.'s pairwise merge of the cells' (n, mean, M2), shifted by c as
+    row_stats is (sum((x - c)^2) over a cell is m2 + n d^2)."""
+    names = list(keys)
+    metrics = list(NUMERIC_METRICS)
+    t = SummaryCell.__table__
+    cells = select(*[t.c[k] for k in names], t.c.n_rows, *[t.c[f"{m}_{s}"] for m in metrics for s in CELL_STATS])
+    base = cells.where(*conds).subquery("c")
+    kc = [base.c[k] for k in names]
+    shift = [
+        (
+            func.sum(base.c[f"{m}_n"] * base.c[f"{m}_shift"]) / func.nullif(cast(func.sum(base.c[f"{m}_n"]), Double), 0)
+        ).label(f"c{i}")
+        for i, m in enumerate(metrics)
+    ]
+    g = select(*kc, *shift).group_by(*kc).subquery("g")
+    cols: list = [*kc, func.sum(base.c.n_rows).label("n")]
+    for i, m in enumerate(metrics):
+        n, c = base.c[f"{m}_n"], g.c[f"c{i}"]
+        has = n > 0  # a cell without values has no shift/resid/m2 (and n would divide by zero)
+        d = (base.c[f"{m}_shift"] - c) + base.c[f"{m}_resid"] / cast(n, Double)
+        cols += [
+            func.sum(n),
+            func.max(c),
+            func.sum(case((has, n * (base.c[f"{m}_shift"] - c) + base.c[f"{m}_resid"]))),
+            func.sum(case((has, base.c[f"{m}_m2"] + n * d * d))),
+            func.min(base.c[f"{m}_min"]),
+            func.max(base.c[f"{m}_max"]),
+        ]
+    nullable = {k for k in names if t.c[k].nullable}
+    # LEFT JOIN (every cell has its group): SQLite then loops over the cells and looks each group up
+    # in an index it builds on g; a plain JOIN it ran as a scan of every cell per group (40 s at
+    # 30,000 cells and 1,000 groups). A window over the group instead: 1.5 s at 6,000 cells.
+    on = _key_join(base, g, names, nullable)
+    return select(*cols).select_from(base.join(g, on, isouter=True)).group_by(*kc)
 
 
 def summary(
@@ -423,71 +531,55 @@ def summary(
     *,
     where: Iterable = (),
     max_groups: int = MAX_SUMMARY_GROUPS,
+    source: SummarySource = "auto",
 ) -> list[dict]:
     """One row per group of `q.group_keys()`, in key order (nulls last): the keys, `count` (rows in
     the group) and, for every numeric metric, <metric>_mean, _std (ddof 1), _sem (std / sqrt of the
     non-null count), _min, _max and _count (non-null values); null where a statistic is undefined
     (no value, or one value for std/sem).
 
-    Computed by the database (memory bounded by the number of groups), with `where` as extra SQL
-    conditions on points/results (e.g. the sweeps of a tag). SQLite has no stddev and Postgres'
-    stddev_samp lost 6 digits on values 1e8 + O(1e-3) (the test): a first pass takes each group's
-    mean c, a second its shifted sums S1 = sum(x - c), S2 = sum((x - c)^2), and
-    var = (S2 - S1^2/n)/(n - 1) (the corrected two-pass algorithm: S1 is ~0, so nothing cancels
-    whatever the mean's magnitude).
+    Computed by the database, memory bounded by the number of groups: from summary_cells (a few
+    rows per combination of parameters, whatever the seeds) when they hold the keys and filters
+    (`cells_answer`), else (`seed`/`point_id` keys or filters, or extra `where` conditions on
+    points/results) from the result rows. `source` forces one ("cells" needs cells_answer).
     Raises TooManyGroups beyond `max_groups`."""
     keys = q.group_keys()
-    conds = _where(q, sweep_id) + list(where)
-    metrics = list(NUMERIC_METRICS)
-    # Driven from `results` (a scan) with one primary-key lookup into `points` per row: measured
-    # ~6x faster on SQLite than the planner's default of index lookups from `points`.
-    base = (
-        select(*[_column(k).label(k) for k in keys], *[_column(m).label(f"m{i}") for i, m in enumerate(metrics)])
-        .select_from(Result)
-        .join(Point, Point.id == Result.point_id)
-        .where(*conds)
-        .subquery("r")
-    )
-    kc = [base.c[k] for k in keys]
-    mc = [base.c[f"m{i}"] for i in range(len(metrics))]
-    cols: list = [*kc, func.count().label("n")]
-    g = select(*kc, *[func.avg(x).label(f"c{i}") for i, x in enumerate(mc)]).group_by(*kc).subquery("g")
-    for i, x in enumerate(mc):
-        c = g.c[f"c{i}"]
-        d = x - c
-        cols += [func.count(x), func.max(c), func.sum(d), func.sum(d * d), func.min(x), func.max(x)]
-    # Plain equalities (a hash join on Postgres; IS NOT DISTINCT FROM made it a nested loop, 60 s);
-    # the one nullable key, data_seed (>= 0), compares through a -1 sentinel.
-    on = [
-        func.coalesce(base.c[k], -1) == func.coalesce(g.c[k], -1) if _column(k).nullable else base.c[k] == g.c[k]
-        for k in keys
-    ]
-    stmt = select(*cols).select_from(base.join(g, and_(*on))).group_by(*kc)
+    use_cells = source == "cells" or (source == "auto" and not where and cells_answer(q))
+    if use_cells:
+        stmt = cell_stats(keys, _where(q, sweep_id, _cell_column))
+        if session.get_bind().dialect.name == "postgresql":
+            # The cells' sort by group (~1.3 kB a cell) fits in memory: with the default 4 MB it went
+            # to disk ("external merge", 30 MB at 30,000 cells). This transaction only.
+            session.execute(text(f"SET LOCAL work_mem = '{SUMMARY_WORK_MEM}'"))
+    else:
+        stmt = row_stats(keys, _where(q, sweep_id) + list(where))
+    kc = list(stmt.selected_columns)[: len(keys)]
     stmt = stmt.order_by(*[k.asc().nulls_last() for k in kc]).limit(max_groups + 1)
     data = session.connection().execute(stmt).all()
     if len(data) > max_groups:
         raise TooManyGroups(f"by: more than {max_groups} groups; group by fewer keys or filter the rows")
+    return [_summary_row(keys, r) for r in data]
+
+
+def _summary_row(keys: list[str], r: Sequence[Any]) -> dict[str, Any]:
+    """A summary row from row_stats'/cell_stats' columns."""
     width = 6
-    out = []
-    for r in data:
-        row: dict[str, Any] = dict(zip(keys, r[: len(keys)]))
-        row["count"] = int(r[len(keys)])
-        vals = r[len(keys) + 1 :]
-        for i, m in enumerate(metrics):
-            v = vals[i * width : (i + 1) * width]
-            n = int(v[0])
-            c, s1, s2, lo, hi = v[1:]
-            mean = None if n == 0 else float(c) + float(s1) / n
-            std = None if n < 2 else math.sqrt(max(float(s2) - float(s1) * float(s1) / n, 0.0) / (n - 1))
-            std = None if n < 2 or std is None else float(std)
-            row[f"{m}_mean"] = None if n == 0 or mean is None else float(mean)
-            row[f"{m}_std"] = std
-            row[f"{m}_sem"] = None if std is None else std / math.sqrt(n)
-            row[f"{m}_min"] = None if lo is None else float(lo)
-            row[f"{m}_max"] = None if hi is None else float(hi)
-            row[f"{m}_count"] = n
-        out.append({k: finite_or_none(v) for k, v in row.items()})
-    return out
+    row: dict[str, Any] = dict(zip(keys, r[: len(keys)]))
+    row["count"] = int(r[len(keys)])
+    vals = r[len(keys) + 1 :]
+    for i, m in enumerate(NUMERIC_METRICS):
+        v = vals[i * width : (i + 1) * width]
+        n = int(v[0] or 0)
+        c, s1, s2, lo, hi = v[1:]
+        mean = None if n == 0 else float(c) + float(s1) / n
+        std = None if n < 2 else math.sqrt(max(float(s2) - float(s1) * float(s1) / n, 0.0) / (n - 1))
+        row[f"{m}_mean"] = mean
+        row[f"{m}_std"] = std
+        row[f"{m}_sem"] = None if std is None else std / math.sqrt(n)
+        row[f"{m}_min"] = None if lo is None else float(lo)
+        row[f"{m}_max"] = None if hi is None else float(hi)
+        row[f"{m}_count"] = n
+    return {k: finite_or_none(v) for k, v in row.items()}
 
 
 def summary_pandas(session: Session, q: SummaryQuery, sweep_id: int | None = None) -> list[dict]:

@@ -41,6 +41,7 @@ from flowsweep.core.types import METRIC_FIELDS
 from flowsweep.jsonsafe import finite_or_none as _finite_or_none  # stored as NULL: no NaN in results
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, CACHED, COUNT_KEYS, PointStatus, SweepStatus
 
+from . import summary_cells
 from .expand import expand_grid
 from .models import (
     LIST_PARAM_FIELDS,
@@ -330,6 +331,7 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
                 copies.append({"point_id": new_ids[m["point_id"]], "sweep_id": sweep.id, **{c: m[c] for c in cols}})
         if copies:
             session.connection().execute(insert(_RESULTS), copies)
+            summary_cells.add(session, [c["point_id"] for c in copies])
     return sweep, n_cached
 
 
@@ -417,7 +419,9 @@ def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
         n = _bulk_insert(session, table, RESULT_COLUMNS, rows, conflict="point_id")
     if n != len(rows):
         raise WriteRace(f"{len(rows) - n} of {len(rows)} result rows were written meanwhile by another transaction")
-    return {r[0] for r in rows}
+    inserted = {r[0] for r in rows}
+    summary_cells.add(session, inserted)  # the summaries' rollup, in this transaction
+    return inserted
 
 
 def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, now) -> None:

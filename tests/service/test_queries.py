@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, text
 
 from flowsweep.core.types import METRIC_FIELDS, Curves
-from flowsweep.service import db
+from flowsweep.service import db, summary_cells
 from flowsweep.service.app import create_app
 from flowsweep.service.models import Curve, Point, Result, Sweep
 from flowsweep.service.schemas import RESULT_FIELDS
@@ -102,6 +102,11 @@ def api(request, new_database_url):
         )
         s.execute(insert(Point), points)
         s.execute(insert(Result), results)
+        # The summaries' rollup as the writer builds it: rows merged into their cells in small
+        # batches in a random order (Chan et al.'s merge at work, not one aggregation per cell).
+        order = np.random.default_rng(1).permutation([p["id"] for p in points])
+        for batch in np.array_split(order, 23):
+            summary_cells.add(s, [int(i) for i in batch])
         if request.param == "postgres":  # explicit ids were inserted: move the sequences past them
             for t in ("sweeps", "points", "results"):
                 s.execute(text(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT max(id) FROM {t}))"))
@@ -389,14 +394,17 @@ def test_empty_exports_have_their_header(api):
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, kind):
     """Values 1e8 + O(1e-3): sum-of-squares formulas lose every digit here (x^2 ~ 1e16, var ~ 1e-6);
-    the database's std must agree with numpy's two-pass std to 1e-9."""
+    the database's std must agree with numpy's two-pass std to 1e-9, from the result rows and from
+    the rollup, whose cells (5 widths k, each mean 1e-3 apart) got their rows one at a time (500
+    merges) and are merged again across k."""
     from flowsweep.service import queries
 
     url = new_database_url(kind)
     db.upgrade(url)
     rng = np.random.default_rng(3)
     n = 500
-    vals = 1e8 + 1e-3 * rng.standard_normal(n)
+    ks = np.arange(n) % 5 + 1
+    vals = 1e8 + 1e-3 * (rng.standard_normal(n) + ks)
     tiny = 1e-15 * (1 + 0.1 * rng.standard_normal(n))
     engine = db.make_engine(url)
     try:
@@ -417,7 +425,7 @@ def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, 
                         integrator="gd",
                         m=2,
                         n=3,
-                        k=4,
+                        k=int(ks[i]),
                         init_scale=0.1,
                         lambda0=0.0,
                         seed=i,
@@ -439,16 +447,26 @@ def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, 
                     for i in range(n)
                 ],
             )
-        with db.make_session_factory(engine)() as s:
-            (row,) = queries.summary(s, queries.SummaryQuery(by="k"), 1)
+            for i in range(n):
+                summary_cells.add(s, [i + 1])
+        for source in ("rows", "cells"):
+            with db.make_session_factory(engine)() as s:
+                (row,) = queries.summary(s, queries.SummaryQuery(by="init_scale"), 1, source=source)
+                by_k = queries.summary(s, queries.SummaryQuery(by="k"), 1, source=source)
+            assert row["q0_norm_count"] == n and row["final_error_count"] == n and row["speedup_count"] == 0
+            assert row["q0_norm_std"] == pytest.approx(np.std(vals, ddof=1), rel=1e-9), source
+            assert row["q0_norm_mean"] == pytest.approx(np.mean(vals), rel=1e-15), source
+            assert row["final_error_std"] == pytest.approx(np.std(tiny, ddof=1), rel=1e-9), source
+            assert row["q0_norm_sem"] == pytest.approx(np.std(vals, ddof=1) / np.sqrt(n), rel=1e-9), source
+            assert row["speedup_mean"] is None and row["speedup_std"] is None and row["speedup_min"] is None
+            assert [g["k"] for g in by_k] == [1, 2, 3, 4, 5]
+            for g in by_k:
+                x = vals[ks == g["k"]]
+                assert g["q0_norm_std"] == pytest.approx(np.std(x, ddof=1), rel=1e-9), source
+                assert g["q0_norm_mean"] == pytest.approx(np.mean(x), rel=1e-15), source
+                assert (g["q0_norm_min"], g["q0_norm_max"]) == (x.min(), x.max())
     finally:
         engine.dispose()
-    assert row["q0_norm_count"] == n and row["final_error_count"] == n and row["speedup_count"] == 0
-    assert row["q0_norm_std"] == pytest.approx(np.std(vals, ddof=1), rel=1e-9)
-    assert row["q0_norm_mean"] == pytest.approx(np.mean(vals), rel=1e-15)
-    assert row["final_error_std"] == pytest.approx(np.std(tiny, ddof=1), rel=1e-9)
-    assert row["q0_norm_sem"] == pytest.approx(np.std(vals, ddof=1) / np.sqrt(n), rel=1e-9)
-    assert row["speedup_mean"] is None and row["speedup_std"] is None and row["speedup_min"] is None
 
 
 def test_exports_give_their_slot_back(api):

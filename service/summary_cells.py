@@ -1,0 +1,179 @@
+"""The summaries' rollup (`summary_cells`, revision 0008), kept in step with `results`.
+
+A cell is one combination of every parameter a summary can group or filter on except the seed
+(models.CELL_PARAMS), in one sweep, with one status; its row holds, per metric, the count of non-null
+values, their mean, M2 (the sum of squared deviations) and min/max. GET /summary merges the cells
+of each group (queries.cell_stats) instead of reading every result row: a few thousand cells for a
+million rows.
+
+Result rows are only ever inserted (one per point, never updated) or deleted with their sweep (the
+cells go with it: ON DELETE CASCADE), so the rollup needs exactly one thing: every inserted result
+row merged once into its cell, in the transaction that inserts it. `add(session, point_ids)` does
+that for the ids an INSERT really inserted (store.insert_results' RETURNING, the cached copies of
+POST /sweeps): it reads those rows back (one indexed IN), aggregates them per cell (`cell_rows`,
+numpy: measured ~5x faster than the same two-pass aggregation in SQLite) and merges each into its
+cell with one INSERT .. ON CONFLICT DO UPDATE, Chan et al.'s parallel formula in the SET clause.
+The upsert takes the cell's row lock (Postgres), so concurrent writers to one cell merge one after
+the other; SQLite's writers are serialised by BEGIN IMMEDIATE.
+
+`rebuild(session)` recomputes every cell from the result rows (migration 0008's backfill, and a
+repair if a row was ever inserted past `add`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Double, bindparam, case, cast, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from .models import CELL_PARAMS, SUMMARY_METRICS, Point, Result, SummaryCell, Sweep
+
+_CELLS = SummaryCell.__table__
+_CHUNK = 2_000  # point ids per IN (...) (the writer's batch, writer.MAX_BATCH)
+_UNIQUE = ["sweep_id", "status", "cell"]
+# The cell columns of a result row: the point's parameters, its sweep and its result's status (a
+# finished point's status is its result's: both are written in one transaction; add() runs before
+# the writer updates the point's).
+_KEYS = [("sweep_id", Result.sweep_id), ("status", Result.status)] + [(f, Point.__table__.c[f]) for f in CELL_PARAMS]
+
+
+def cell_digest(params: Iterable[Any]) -> str:
+    """sha256 of a cell's parameter values (CELL_PARAMS order): the key of its upsert."""
+    return hashlib.sha256(json.dumps(list(params), separators=(",", ":")).encode()).hexdigest()
+
+
+def cell_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """summary_cells rows of some result rows, each (*_KEYS values, *SUMMARY_METRICS values): per
+    cell and metric, over the non-null values x: n, shift = their mean, resid = sum(x - shift) (the
+    mean's rounding, so shift + resid/n keeps every digit), m2 = sum((x - shift)^2) - resid^2/n
+    (the corrected two-pass sum of squared deviations: resid ~ 0, nothing cancels), min, max."""
+    if not rows:
+        return []
+    nk = len(_KEYS)
+    members: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        members.setdefault(tuple(r[:nk]), []).append(i)
+    order = np.fromiter((i for idx in members.values() for i in idx), dtype=np.intp, count=len(rows))
+    sizes = np.fromiter((len(idx) for idx in members.values()), dtype=np.intp, count=len(members))
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    x = np.array([rows[i][nk:] for i in order], dtype=np.float64)  # null -> nan (never stored)
+    has = ~np.isnan(x)
+    n = np.add.reduceat(has, starts, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.add.reduceat(np.where(has, x, 0.0), starts, axis=0) / n
+        dev = np.where(has, x - np.repeat(shift, sizes, axis=0), 0.0)
+        resid = np.add.reduceat(dev, starts, axis=0)
+        m2 = np.maximum(np.add.reduceat(dev * dev, starts, axis=0) - resid * resid / n, 0.0)
+        lo, hi = np.fmin.reduceat(x, starts, axis=0), np.fmax.reduceat(x, starts, axis=0)
+    none = n == 0
+    cols: dict[str, list] = {"n_rows": sizes.tolist()}
+    for j, m in enumerate(SUMMARY_METRICS):
+        cols[f"{m}_n"] = n[:, j].tolist()
+        for stat, a in (("shift", shift), ("resid", resid), ("m2", m2), ("min", lo), ("max", hi)):
+            v = a[:, j].astype(object)
+            v[none[:, j]] = None
+            cols[f"{m}_{stat}"] = v.tolist()
+    names = [k for k, _ in _KEYS]
+    out = []
+    for key, vals in zip(members, zip(*cols.values())):
+        row = dict(zip(names, key))
+        row["cell"] = cell_digest(key[2:])
+        row.update(zip(cols, vals))
+        out.append(row)
+    return out
+
+
+def _merge(stmt) -> dict[str, Any]:  # noqa: ANN001
+    """The SET clause merging the proposed row (`excluded`, b) into the stored one (a): counts add;
+    the shift stays a's; resid = sum(x - shift) over both; M2 by Chan et al.:
+    M2 = M2_a + M2_b + delta^2 n_a n_b / n with delta = mean_b - mean_a, each mean as shift + resid/n
+    (delta = (shift_b - shift_a) + resid_b/n_b - resid_a/n_a: exact when the shifts are close)."""
+    a, b = _CELLS.c, stmt.excluded
+    out: dict[str, Any] = {"n_rows": a.n_rows + b.n_rows}
+    for m in SUMMARY_METRICS:
+        na, nb = a[f"{m}_n"], b[f"{m}_n"]
+        fa, fb = cast(na, Double), cast(nb, Double)  # float arithmetic on both databases
+        sa, sb = a[f"{m}_shift"], b[f"{m}_shift"]
+        ra, rb = a[f"{m}_resid"], b[f"{m}_resid"]
+        delta = (sb - sa) + rb / fb - ra / fa
+        both = delta * delta * fa * fb / (fa + fb)
+
+        def pick(merged, col, na=na, nb=nb):  # noqa: ANN001, ANN202
+            """b's value when a has none, a's when b has none, else the merge."""
+            return case((na == 0, b[col]), (nb == 0, a[col]), else_=merged)
+
+        lo, hi = (a[f"{m}_min"], b[f"{m}_min"]), (a[f"{m}_max"], b[f"{m}_max"])
+        out.update(
+            {
+                f"{m}_n": na + nb,
+                f"{m}_shift": case((na == 0, sb), else_=sa),
+                f"{m}_resid": pick(ra + rb + fb * (sb - sa), f"{m}_resid"),
+                f"{m}_m2": pick(a[f"{m}_m2"] + b[f"{m}_m2"] + both, f"{m}_m2"),
+                f"{m}_min": pick(case((lo[1] < lo[0], lo[1]), else_=lo[0]), f"{m}_min"),
+                f"{m}_max": pick(case((hi[1] > hi[0], hi[1]), else_=hi[0]), f"{m}_max"),
+            }
+        )
+    return out
+
+
+@functools.cache
+def _upsert_statement(dialect: str):  # noqa: ANN202
+    """INSERT .. ON CONFLICT (sweep_id, status, cell) DO UPDATE SET <_merge> (built once: ~0.15 s)."""
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_CELLS)
+    return stmt.on_conflict_do_update(index_elements=_UNIQUE, set_=_merge(stmt))
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    # One lock order for every writer (Postgres row locks): no deadlock between two batches.
+    rows.sort(key=lambda r: (r["sweep_id"], r["status"], r["cell"]))
+    session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
+
+
+# The cell columns and metrics of result rows (_KEYS, then SUMMARY_METRICS).
+_ROWS = (
+    select(*[c for _, c in _KEYS], *[getattr(Result, m) for m in SUMMARY_METRICS])
+    .select_from(Result)
+    .join(Point, Point.id == Result.point_id)
+)
+_BATCH = _ROWS.where(Result.point_id.in_(bindparam("ids", expanding=True)))  # built once
+
+
+def add(session: Session, point_ids: Iterable[int]) -> None:
+    """Merge the result rows of `point_ids`, just inserted in this transaction, into their cells.
+    Call it exactly once per inserted row (with the ids an INSERT .. RETURNING reported)."""
+    ids = sorted(set(point_ids))
+    conn = session.connection()
+    for i in range(0, len(ids), _CHUNK):
+        _upsert(session, cell_rows(conn.execute(_BATCH, {"ids": ids[i : i + _CHUNK]}).all()))
+
+
+REBUILD_CHUNK = 50_000  # result rows per aggregation while rebuilding
+
+
+def rebuild(session: Session, sweep_ids: Iterable[int] | None = None) -> int:
+    """Recompute the cells of `sweep_ids` (None: every sweep) from their result rows, one sweep at a
+    time, REBUILD_CHUNK rows at a time merged like the writer's batches (memory bounded by the
+    chunk); how many result rows were merged."""
+    if sweep_ids is None:
+        sweep_ids = session.execute(select(Sweep.id).order_by(Sweep.id)).scalars().all()
+    merged = 0
+    for sid in sweep_ids:
+        session.execute(delete(_CELLS).where(_CELLS.c.sweep_id == sid))
+        result = session.connection().execute(
+            # options of this statement only (Connection.execution_options would stream the upserts too)
+            _ROWS.where(Result.sweep_id == sid),
+            execution_options={"stream_results": True, "yield_per": REBUILD_CHUNK},
+        )
+        for part in result.partitions(REBUILD_CHUNK):
+            _upsert(session, cell_rows(part))
+            merged += len(part)
+    return merged
