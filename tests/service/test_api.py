@@ -130,22 +130,27 @@ def test_cancel(run):
         "name": "to-cancel",
         "steps": 100_000,
         "record_every": 1000,
-        "axes": {"init_scale": [0.3], "k": [16], "seed": {"range": [100, 3100]}},
+        # k = 1 < m: the error never reaches machine precision, so no point stops early and the
+        # sweep is far more work than the chunks in flight, however fast this machine's gd is
+        "axes": {"init_scale": [0.3], "k": [1], "seed": {"range": [100, 3100]}},
     }
     # Cancelled while queued (or just taken by the runner): it ends cancelled either way.
     sid = client.post("/sweeps", json=big).json()["id"]
     assert client.post(f"/sweeps/{sid}/cancel").status_code == 200
     wait_done(client, sid, until=("cancelled",), timeout=120)
     # Cancelled while running: pending points are not run, results already written are kept.
-    sid = client.post("/sweeps", json={**big, "name": "to-cancel-running", "tol": 0.02}).json()["id"]
-    wait_done(client, sid, until=("running",), timeout=120)
+    sid = client.post("/sweeps", json={**big, "name": "to-cancel-running"}).json()["id"]
+    deadline = time.monotonic() + 120
+    while client.get(f"/sweeps/{sid}").json()["counts"]["done"] == 0:  # some results are written
+        assert time.monotonic() < deadline, "no result within 120 s"
+        time.sleep(0.1)
     r = client.post(f"/sweeps/{sid}/cancel")
     assert r.status_code == 200, r.text
     state = wait_done(client, sid, until=("cancelled",), timeout=120)
     counts = state["counts"]
     assert counts["pending"] > 0 and counts["running"] == 0 and state["finished_at"]
     n = client.get(f"/sweeps/{sid}/results").json()["count"]
-    assert n == counts["done"] + counts["failed"] + counts["diverged"] < 3000
+    assert 0 < n == counts["done"] + counts["failed"] + counts["diverged"] < 3000  # kept, not all run
     assert client.post(f"/sweeps/{created['id']}/cancel").status_code == 409  # already done
     assert client.post("/sweeps/987654/cancel").status_code == 404
     assert client.delete("/sweeps/987654").status_code == 404

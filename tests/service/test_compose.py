@@ -204,7 +204,7 @@ def test_dockerfile_installs_the_package_and_its_entry_point():
     for pkg in packages:
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"Dockerfile does not copy {pkg}/"
     assert re.search(r"^COPY pyproject.toml README.md ", text, re.M)  # README is the package's readme
-    assert re.search(r"pip install \"?\.\[server\]", text)  # the image runs the server
+    assert re.search(r"pip install \"?\.\[server[],]", text)  # the image runs the server
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
     assert not set(packages) & set(ignored)
