@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from flowsweep.core import PointConfig  # noqa: E402
 from flowsweep.core import lambda0_fit as lf  # noqa: E402
-from flowsweep.core.run import _integrate, _problem  # noqa: E402
+from flowsweep.core.run import _integrate, _stacked_problem  # noqa: E402
 
 STAGE_TIME: dict[str, float] = defaultdict(float)
 TIMING = [True]  # off while the bench compares fits outside the timed rounds
@@ -127,32 +127,32 @@ def main() -> None:
         STAGE_TIME.clear()
         for _ in range(a.rounds):
             t0 = time.process_time()
-            states, reduced, prob = _problem(cs)
+            prob = _stacked_problem(cs)  # the simulation's own setup, nothing more
             tr = _integrate(cs, prob)
             sims.append((time.process_time() - t0) / len(cs))
             t0 = time.process_time()
             for b in range(len(cs)):
-                f = lf.lambda0_fit(states[b].Y, *reduced[b], tr.t, tr.X[b])
+                f = lf.lambda0_fit(prob.Y[b], prob.U0[b], prob.V0[b], tr.t, tr.X[b])
                 nev.append(f.n_evaluations)
                 grids.append(f.n_records / len(tr.t))
             fits.append((time.process_time() - t0) / len(cs))
             if old is not None:
                 t0 = time.process_time()
                 for b in range(len(cs)):
-                    g = old.lambda0_fit(states[b].Y, *reduced[b], tr.t, tr.X[b])
+                    g = old.lambda0_fit(prob.Y[b], prob.U0[b], prob.V0[b], tr.t, tr.X[b])
                     old_nev.append(g.n_evaluations)
                 olds.append((time.process_time() - t0) / len(cs))
                 TIMING[0] = False
                 for b in range(len(cs)):  # outside the timing: both fits of every point, compared
-                    f = lf.lambda0_fit(states[b].Y, *reduced[b], tr.t, tr.X[b])
-                    g = old.lambda0_fit(states[b].Y, *reduced[b], tr.t, tr.X[b])
+                    f = lf.lambda0_fit(prob.Y[b], prob.U0[b], prob.V0[b], tr.t, tr.X[b])
+                    g = old.lambda0_fit(prob.Y[b], prob.U0[b], prob.V0[b], tr.t, tr.X[b])
                     for name, x, y in (("pos", f.pos, g.pos), ("neg", f.neg, g.neg)):
                         d = diffs[name]
                         d[0], d[1] = max(d[0], _rel(y.lambda0, x.lambda0)), max(d[1], _rel(y.error, x.error))
                 TIMING[0] = True
             if a.reference:
                 t0 = time.process_time()
-                lambda0_fit_reference(states[0].Y, *reduced[0], tr.t, tr.X[0])
+                lambda0_fit_reference(prob.Y[0], prob.U0[0], prob.V0[0], tr.t, tr.X[0])
                 refs.append(time.process_time() - t0)
         sim, fit = np.median(sims), np.median(fits)
         line = f"{k:<5} {1e3 * sim:9.2f}   {1e3 * fit:9.2f}   {fit / sim:7.2f}"

@@ -13,7 +13,7 @@ from flowsweep.status import PointStatus
 
 from . import deep
 from .closed_forms_stacked import regularized_flow_stacked
-from .data import InitialState, make_initial_state, make_initial_states
+from .data import make_initial_state, make_initial_states
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
 from .metrics import batch_metrics
 from .types import METRIC_FIELDS, CurveBlock, FloatArray, PointConfig, PointResult, ResultColumns
@@ -78,17 +78,6 @@ def _stacked_problem(configs: list[PointConfig]) -> Problem:
     U0, V0 = reduce_factors(s.U0, None if sym else _present(s.V0, "V0", c0.model))  # one batched QR
     A = None if c0.model != "sigmoid" else _present(s.A, "A", c0.model)
     return Problem(model=c0.model, Y=s.Y, U0=U0, V0=V0, A=A)
-
-
-def _problem(
-    configs: list[PointConfig],
-) -> tuple[list[InitialState], list[tuple[FloatArray, FloatArray | None]], Problem]:
-    """States, reduced factors and the stacked Problem of configs sharing one shape key (per point,
-    for tests and benches; run_points uses the stacked Problem alone)."""
-    states = [make_initial_state(c) for c in configs]
-    prob = _stacked_problem(configs)
-    V0 = prob.V0
-    return states, [(prob.U0[b], None if V0 is None else V0[b]) for b in range(len(configs))], prob
 
 
 def simulate(configs: Sequence[PointConfig] | PointConfig) -> Trajectory:

@@ -6,7 +6,7 @@ import pytest
 from flowsweep.core import PointConfig, run_points
 from flowsweep.core.closed_forms import regularized_flow
 from flowsweep.core.closed_forms_stacked import regularized_flow_stacked
-from flowsweep.core.run import _problem
+from flowsweep.core.run import _stacked_problem
 
 
 @pytest.fixture(params=["compiled", "numpy"])
@@ -42,7 +42,7 @@ def test_stacked_equals_per_point(shape, path):
         )
         for i in range(12)
     ]
-    prob = _problem(configs)[2]
+    prob = _stacked_problem(configs)
     t = np.linspace(0.0, 3.0, 17)
     got = regularized_flow_stacked(prob.Y, prob.U0, prob.V0, [c.lambda0 for c in configs], t)
     for b, c in enumerate(configs):
@@ -55,7 +55,7 @@ def test_stacked_in_chunks_equals_one_call(monkeypatch, path):
     import flowsweep.core.closed_forms_stacked as cfs
 
     configs = [PointConfig(model="asymmetric", m=3, n=4, k=9, eta=1e-3, steps=10, seed=i) for i in range(7)]
-    prob = _problem(configs)[2]
+    prob = _stacked_problem(configs)
     t = np.linspace(0.0, 2.0, 5)
     whole = cfs.regularized_flow_stacked(prob.Y, prob.U0, prob.V0, 0.0, t)
     monkeypatch.setattr(cfs, "_SYSTEMS_PER_CALL", 10)  # 2 points per call
@@ -102,7 +102,7 @@ def test_compiled_stable_form_equals_numpy(shape, monkeypatch):
         PointConfig(model="asymmetric", eta=1e-3, steps=10, init_scale=(0.01, 0.1, 1.0)[i % 3], seed=i, **shape)
         for i in range(9)
     ]
-    prob = _problem(configs)[2]
+    prob = _stacked_problem(configs)
     t = np.linspace(0.0, 6.0, 31)
     lam = np.array([0.0, 2.0, -3.0] * 3)
     got = regularized_flow_stacked(prob.Y, prob.U0, prob.V0, lam, t)

@@ -6,14 +6,14 @@ import pytest
 import flowsweep.core.dynamics.flow as flow
 from flowsweep.core import PointConfig, simulate
 from flowsweep.core.dynamics import FlowDiverged, integrate
-from flowsweep.core.run import _problem
+from flowsweep.core.run import _stacked_problem
 
 BASE = dict(model="asymmetric", m=3, n=4, k=8, eta=0.01, steps=50, record_every=10, integrator="flow")
 
 
 def test_integrate_dispatches_on_the_method_and_names_a_bad_one():
     configs = [PointConfig(init_scale=0.3, seed=s, **{**BASE, "integrator": "gd"}) for s in (0, 1)]
-    prob = _problem(configs)[2]
+    prob = _stacked_problem(configs)
     tr = integrate(prob, "gd", 0.01, 50, 10, 0.01)
     np.testing.assert_array_equal(tr.X, simulate(configs).X)
     assert tr.iterations is not None  # the gd loop ran, not the flow
@@ -23,7 +23,7 @@ def test_integrate_dispatches_on_the_method_and_names_a_bad_one():
 
 def test_a_diverged_flow_raises_flow_diverged_with_its_iteration(monkeypatch):
     c = PointConfig(init_scale=3.0, seed=2, **BASE)
-    prob = _problem([c])[2]
+    prob = _stacked_problem([c])
     monkeypatch.setattr(flow, "DIVERGENCE_ERROR", 5.0)  # this point's error exceeds 5 at t = 0
     with pytest.raises(FlowDiverged) as info:
         flow._run_flow_stacked(prob, c.eta, c.steps, c.record_every, c.tol)
@@ -57,7 +57,7 @@ def test_flow_crossings_equal_solve_ivp_events(model):
         )
         for i, (s, tol) in enumerate([(0.1, 0.3), (1.0, 0.05), (0.5, 0.2), (1.0, 1e-30)])
     ]
-    prob = _problem(configs)[2]
+    prob = _stacked_problem(configs)
     tr = simulate(configs)
     sysm = flow._FlowSystem(prob)
     tol = np.array([c.tol for c in configs])
