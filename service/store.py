@@ -395,6 +395,15 @@ def result_row(point_id, sweep_id, status, metrics, error, wall_seconds, worker,
     )
 
 
+def first_per_point(rows: Sequence[tuple]) -> list[tuple]:
+    """Rows keyed by their first element (a point id): the first row of each point, in order (a
+    point reported twice keeps its first report)."""
+    first: dict[Any, tuple] = {}
+    for r in rows:
+        first.setdefault(r[0], r)
+    return list(first.values())
+
+
 def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
     """Result rows (tuples in RESULT_COLUMNS order) inserted unless their point already has one:
     the ids really inserted (a point that already has its row keeps it: exactly one result row per
@@ -405,8 +414,7 @@ def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
         return set()
     ids = [r[0] for r in rows]
     if len(set(ids)) != len(ids):
-        seen: set[int] = set()
-        rows = [r for r in rows if not (r[0] in seen or seen.add(r[0]))]  # type: ignore[func-returns-value]
+        rows = first_per_point(rows)
         ids = [r[0] for r in rows]
     table = _RESULTS
     have = set(session.execute(select(table.c.point_id).where(in_values(session, table.c.point_id, ids))).scalars())

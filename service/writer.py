@@ -68,12 +68,8 @@ def build_rows(
         )
         blobs = {pid: b for pid, b in zip(ids, cols.blobs) if b is not None}
         if len(set(ids)) != n:
-            seen: set[int] = set()
-            rows = [r for r in rows if not (r[0] in seen or seen.add(r[0]))]  # type: ignore[func-returns-value]
-            first: dict[int, bytes | None] = {}
-            for pid, b in zip(ids, cols.blobs):
-                first.setdefault(pid, b)
-            blobs = {pid: b for pid, b in first.items() if b is not None}
+            rows = store.first_per_point(rows)
+            blobs = {pid: b for pid, b in store.first_per_point(list(zip(ids, cols.blobs))) if b is not None}
         return rows, blobs
     rows, blobs, done = [], {}, set()
     for o in outcomes:

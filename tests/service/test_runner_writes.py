@@ -221,3 +221,24 @@ def test_points_finished_by_another_sweep_meanwhile_are_reused_unless_recompute(
         assert n == 2
         assert [(p.status, p.cached, p.source_point_id) for p in pts] == [("done", True, s) for s in src_ids]
         assert [rows[p] for p in later_ids] == [src_rows[p] for p in src_ids]
+
+
+def test_a_point_twice_in_one_chunk_keeps_its_first_row_and_curves():
+    from flowsweep.core.types import METRIC_FIELDS
+    from flowsweep.service.writer import build_rows
+    from flowsweep.status import PointStatus
+    from flowsweep.workers.dispatch import ChunkOutcome
+    from flowsweep.workers.tasks import ChunkRows
+
+    statuses = [PointStatus.DONE, PointStatus.DIVERGED, PointStatus.DONE]
+    cols = ChunkRows(
+        statuses=statuses,
+        errors=[None, "second", None],
+        wall_seconds=[1.0, 2.0, 3.0],
+        metrics={f: [None] * 3 for f in METRIC_FIELDS},
+        blobs=[b"first", b"second", None],
+        curves_format="f8-v2",
+    )
+    rows, blobs = build_rows(7, ChunkOutcome(point_ids=[11, 11, 12], rows=cols, worker="w"))
+    assert [(r[0], r[2], r[3], r[4]) for r in rows] == [(11, "done", None, 1.0), (12, "done", None, 3.0)]
+    assert blobs == {11: b"first"}
