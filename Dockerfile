@@ -16,7 +16,7 @@ COPY service ./service
 COPY migrations ./migrations
 COPY examples ./examples
 RUN pip install ".[server,fast]" \
-    && python -c "from flowsweep.core import PointConfig, run_point; run_point(PointConfig(model='asymmetric', m=2, n=3, k=4, eta=0.01, steps=2))" \
+    && python -c "import flowsweep.core as c; c.warm_up()" \
     && useradd --create-home --uid 1000 flowsweep
 
 USER flowsweep

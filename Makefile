@@ -23,10 +23,8 @@ run: install
 
 # numba compiles its kernels once into __pycache__ here, before Ray's workers all want them at once
 test: $(VENV)/.dev-installed
-	$(BIN)/python -c "$(WARM)"
+	$(BIN)/python -c "import flowsweep.core as c; c.warm_up()"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
-
-WARM := from flowsweep.core import PointConfig, run_point; run_point(PointConfig(model='asymmetric', m=2, n=3, k=4, eta=0.01, steps=2))
 
 # ruff lint + format check over the repository, then mypy (strict on core and workers).
 lint: $(VENV)/.dev-installed

@@ -16,7 +16,7 @@ Modules: `data` (Y, initialisations, seeding), `dynamics` (batched gd and flow),
 deep linear network X = W_L⋯W_1 of model `deep`: starts, batched gd and flow, metrics).
 """
 
-from .run import initial_state, run_point, run_points, run_points_columns, simulate  # noqa: F401
+from .run import initial_state, run_point, run_points, run_points_columns, simulate, warm_up  # noqa: F401
 from .types import INITS, INTEGRATORS, METRIC_FIELDS, MODELS, Curves, PointConfig, PointResult  # noqa: F401
 from .validation import validate_config  # noqa: F401
 
@@ -38,4 +38,5 @@ __all__ = [
     "run_points_columns",
     "simulate",
     "validate_config",
+    "warm_up",
 ]

@@ -148,10 +148,11 @@ def run_chunk_rows(configs: list[PointConfig]) -> ChunkRowsResults:
 
 @ray.remote(num_cpus=1)
 def warm_up() -> tuple[str, int]:
-    """Import core (numpy, scipy) in a worker so the first real chunk does not pay for it.
-    Returns (node id, worker pid)."""
+    """Import core (numpy, scipy) and load its compiled kernels in a worker (core.warm_up), so the
+    first real chunk does not pay for them. Returns (node id, worker pid)."""
     import os
 
-    from flowsweep import core  # noqa: F401
+    from flowsweep import core
 
+    core.warm_up()
     return ray.get_runtime_context().get_node_id(), os.getpid()
