@@ -1,12 +1,15 @@
-"""The exact gradient flow: the batch stacked in one state vector, solved by DOP853 (scipy)."""
+"""The exact gradient flow by DOP853: the asymmetric model compiled (numba, `_flow_dop853`: every
+point with its own step sizes), else scipy's DOP853 on the batch stacked in one state vector."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.integrate import DOP853
+from scipy.integrate._ivp.rk import Dop853DenseOutput
 from scipy.optimize import brentq
 
 from ..types import FloatArray
+from . import gd_linear
 from .base import (
     DIVERGENCE_ERROR,
     FlowDiverged,
@@ -142,12 +145,23 @@ def _solve(
     return status, np.hstack(ts), np.hstack(ys), first
 
 
+_FLOW_KERNEL = "flowsweep.core.dynamics._flow_dop853"
+
+
+def compiled_available() -> bool:
+    """Whether the asymmetric flow runs compiled (gd_linear.USE_COMPILED and numba importable)."""
+    return gd_linear.compiled_module(_FLOW_KERNEL) is not None
+
+
 def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
-    """The exact gradient flow on [0, eta*steps] (DOP853, rtol FLOW_RTOL), the batch stacked in one
-    state vector. time_to_tol is an event per point (the first crossing e(t) = tol, located on
-    the dense output). If the stacked solve fails, points are re-run one by one to isolate the
-    bad ones, which are reported as diverged."""
+    """The exact gradient flow on [0, eta*steps] (DOP853, rtol FLOW_RTOL). time_to_tol is an event
+    per point (the first crossing e(t) = tol, located on the dense output). The asymmetric model
+    runs compiled where numba is (`_run_flow_compiled`, each point alone); otherwise the batch is
+    stacked in one state vector and, if that solve fails, points are re-run one by one to isolate
+    the bad ones, which are reported as diverged."""
     tol = np.broadcast_to(np.asarray(tol, dtype=float), (p.batch,))
+    if p.model == "asymmetric" and steps > 0 and compiled_available():
+        return _run_flow_compiled(p, eta, steps, record_every, tol)
     try:
         return _run_flow_stacked(p, eta, steps, record_every, tol)
     except FlowDiverged:
@@ -236,6 +250,116 @@ def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int, tol
         tr.time_to_tol_linear = first_event(1, eWs[0])
         tr.final_error_linear = eWs[-1]
     return tr
+
+
+def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, tol: FloatArray) -> Trajectory:
+    """The asymmetric flow compiled (`_flow_dop853.flow_dop853`): scipy's DOP853 with each point's
+    own step sizes, the same records, events and divergence rule as the stacked solve, a failed or
+    diverged point reported alone (no re-run)."""
+    V0 = p.V0
+    if V0 is None:
+        raise ValueError(f"V0: the {p.model} model has two factors, got None")
+    kernel = gd_linear.compiled_module(_FLOW_KERNEL)
+    assert kernel is not None
+    Bn, m, r = p.U0.shape
+    n = V0.shape[1]
+    idx = record_grid(eta, steps, record_every)
+    T = len(idx)
+    t_rec = (idx * eta).astype(np.float64, copy=False)
+    t_end = eta * steps
+    t_eval = t_rec if idx[-1] == steps else np.append(t_rec, t_end)
+    Tp = len(t_eval)
+    y0 = np.ascontiguousarray(np.concatenate([p.U0.reshape(Bn, -1), V0.reshape(Bn, -1)], axis=1))
+    S = y0.shape[1]
+    rec = np.full((Bn, Tp, S), np.nan)
+    n_rec = np.zeros(Bn, dtype=np.int64)
+    status = np.full(Bn, -1, dtype=np.int64)
+    t_last = np.zeros(Bn)
+    cross = np.full((Bn, 2), np.nan)
+    cross_y = np.empty((Bn, S))
+    cross_F = np.empty((Bn, 7, S))
+    counts = np.zeros((Bn, 3), dtype=np.int64)
+    with np.errstate(all="ignore"), gd_linear._slp_vectorize():
+        kernel.flow_dop853(
+            y0,
+            np.ascontiguousarray(p.Y),
+            np.ascontiguousarray(tol, dtype=float),
+            np.ascontiguousarray(p.y_norm, dtype=float),
+            t_eval,
+            float(t_end),
+            FLOW_RTOL,
+            FLOW_ATOL,
+            m,
+            n,
+            r,
+            rec,
+            n_rec,
+            status,
+            t_last,
+            cross,
+            cross_y,
+            cross_F,
+            counts,
+        )
+        X_all = np.empty((Bn, Tp, m, n))
+        r2 = np.empty((Bn, Tp))
+        drift2 = np.empty((Bn, Tp))
+        kernel.record_values(rec, np.ascontiguousarray(p.Y), gram_diff(p.U0, V0), m, n, r, X_all, r2, drift2)
+    e_all = np.sqrt(r2) / p.y_norm[:, None]
+    ttt = np.where(e_all[:, 0] <= tol, 0.0, np.nan)
+    for b in np.nonzero(np.isfinite(cross[:, 0]) & np.isnan(ttt))[0]:
+        ttt[b] = _crossing(p, b, tol[b], Dop853DenseOutput(cross[b, 0], cross[b, 1], cross_y[b], cross_F[b]))
+    tr = Trajectory(
+        t=t_rec,
+        X=X_all[:, :T],
+        error=e_all[:, :T],
+        q_drift=np.sqrt(drift2[:, :T]),
+        time_to_tol=ttt,
+        final_error=e_all[:, -1],
+        diverged_at=np.full(Bn, -1, dtype=np.int64),
+        U_final=rec[:, -1, : m * r].reshape(Bn, m, r).copy(),
+        V_final=rec[:, -1, m * r :].reshape(Bn, n, r).copy(),
+    )
+    for b in range(Bn):
+        # the divergence rule of _run_flow_stacked, point by point
+        bad = np.nonzero(~(e_all[b] < DIVERGENCE_ERROR))[0]
+        if len(bad) or status[b] != 0 or not np.all(np.isfinite(rec[b])):
+            t_fail = t_eval[bad[0]] if len(bad) else (t_eval[n_rec[b] - 1] if n_rec[b] else 0.0)
+            _mark_diverged(tr, b, int(np.floor(t_fail / eta + 1e-9)))
+    return tr
+
+
+def _crossing(p: Problem, b: int, tol: float, sol: Dop853DenseOutput) -> float:
+    """The first crossing e_b(t) = tol on one step's dense output, by brentq as in _solve."""
+    one = Problem(model=p.model, Y=p.Y[b : b + 1], U0=p.U0[b : b + 1], V0=p.V0[b : b + 1] if p.V0 is not None else None, y_norm=p.y_norm[b : b + 1])
+    sysm = _FlowSystem(one)
+    t_star: float = brentq(
+        lambda tt: sysm.crossings(sol(tt), np.array([tol]))[0, 0],
+        sol.t_old,
+        sol.t,
+        xtol=_EVENT_XTOL,
+        rtol=_EVENT_XTOL,
+    )
+    return t_star
+
+
+def _mark_diverged(tr: Trajectory, b: int, at: int) -> None:
+    """Point b of tr diverged at iteration `at`: its records are lost (NaN), its factors zero."""
+    tr.X[b] = 0.0
+    tr.error[b] = np.nan
+    if tr.q_drift is not None:
+        tr.q_drift[b] = np.nan
+    tr.time_to_tol[b] = np.nan
+    tr.final_error[b] = np.nan
+    tr.diverged_at[b] = max(at, 0)
+    for name in ("U_final", "V_final"):
+        f = getattr(tr, name)
+        if f is not None:
+            f[b] = 0.0
+    for name in ("error_linear", "time_to_tol_linear", "final_error_linear"):
+        f = getattr(tr, name)
+        if f is not None:
+            f[b] = np.nan
 
 
 def _diverged_trajectory(p: Problem, eta: float, steps: int, record_every: int, at: int) -> Trajectory:

@@ -1,0 +1,450 @@
+"""The exact flow of the asymmetric model compiled by numba: scipy's DOP853 step by step (its
+coefficients, error norm, step-size control, initial step and dense output, as
+scipy.integrate.DOP853 with solve_ivp's t_eval), every point with its own step sizes.
+
+LANES points run side by side, one per SIMD lane (the lane axis last), each lane with its own
+t, step size and accept/reject; a lane whose point reaches the horizon (or fails) takes the next
+point of the batch, so no point waits for a stiffer one. The state of a point is [U~; V~]
+flattened (rows a*r + k, then m*r + c*r + k), as flow._FlowSystem packs one point.
+"""
+
+# mypy: ignore-errors
+
+import numpy as np
+from numba import njit
+from scipy.integrate._ivp import dop853_coefficients as dop853
+
+LANES = 8
+
+# scipy.integrate._ivp.rk: RungeKutta's step-size control and DOP853's tableau
+_A = np.ascontiguousarray(dop853.A)  # (16, 16): 12 stages, then 3 for the dense output
+_B = np.ascontiguousarray(dop853.B)
+_E3 = np.ascontiguousarray(dop853.E3)
+_E5 = np.ascontiguousarray(dop853.E5)
+_D = np.ascontiguousarray(dop853.D)
+_N_STAGES = dop853.N_STAGES
+_N_EXTENDED = dop853.N_STAGES_EXTENDED
+_N_F = dop853.INTERPOLATOR_POWER  # rows of the dense output
+_SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
+_ERROR_EXPONENT = -1.0 / 8.0  # -1 / (error_estimator_order + 1), order 7
+
+_JIT = dict(cache=True, fastmath={"contract"}, error_model="numpy", nogil=True)
+
+# Lane arithmetic on tuples of LANES floats: no memory between the loads and the stores, so
+# LLVM's SLP vectorizer (on while gd_linear._slp_vectorize() compiles) packs each into one
+# vector operation (written out: numba has no vector type).
+
+
+@njit(**_JIT)
+def _ld(a, i):
+    return (a[i, 0], a[i, 1], a[i, 2], a[i, 3], a[i, 4], a[i, 5], a[i, 6], a[i, 7])
+
+
+@njit(**_JIT)
+def _st(a, i, v):
+    a[i, 0], a[i, 1], a[i, 2], a[i, 3], a[i, 4], a[i, 5], a[i, 6], a[i, 7] = v
+
+
+@njit(**_JIT)
+def _fma(c, x, y):
+    """c + x * y"""
+    return (
+        c[0] + x[0] * y[0],
+        c[1] + x[1] * y[1],
+        c[2] + x[2] * y[2],
+        c[3] + x[3] * y[3],
+        c[4] + x[4] * y[4],
+        c[5] + x[5] * y[5],
+        c[6] + x[6] * y[6],
+        c[7] + x[7] * y[7],
+    )
+
+
+@njit(**_JIT)
+def _sub(x, y):
+    return (x[0] - y[0], x[1] - y[1], x[2] - y[2], x[3] - y[3], x[4] - y[4], x[5] - y[5], x[6] - y[6], x[7] - y[7])
+
+
+@njit(**_JIT)
+def _scaled_square(acc, e, atol, rtol, y, yn):
+    """acc + (e / scale)^2, scale = atol + max(|y|, |y_new|) * rtol (RungeKutta._step_impl)."""
+    return (
+        acc[0] + (e[0] / (atol + max(abs(y[0]), abs(yn[0])) * rtol)) ** 2,
+        acc[1] + (e[1] / (atol + max(abs(y[1]), abs(yn[1])) * rtol)) ** 2,
+        acc[2] + (e[2] / (atol + max(abs(y[2]), abs(yn[2])) * rtol)) ** 2,
+        acc[3] + (e[3] / (atol + max(abs(y[3]), abs(yn[3])) * rtol)) ** 2,
+        acc[4] + (e[4] / (atol + max(abs(y[4]), abs(yn[4])) * rtol)) ** 2,
+        acc[5] + (e[5] / (atol + max(abs(y[5]), abs(yn[5])) * rtol)) ** 2,
+        acc[6] + (e[6] / (atol + max(abs(y[6]), abs(yn[6])) * rtol)) ** 2,
+        acc[7] + (e[7] / (atol + max(abs(y[7]), abs(yn[7])) * rtol)) ** 2,
+    )
+
+
+_ZERO = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+_E5_LANES = np.ascontiguousarray(np.repeat(_E5[:, None], LANES, axis=1))
+_E3_LANES = np.ascontiguousarray(np.repeat(_E3[:, None], LANES, axis=1))
+
+
+@njit(**_JIT)
+def residual(z, Yl, X, R, r2, m, n, r):
+    """X = U V^T, R = Y - X (rows a*n + c), r2[0] = ||R||^2 of every lane; z = [U; V] (S, LANES)."""
+    nu = m * r
+    s = _ZERO
+    for a in range(m):
+        for c in range(n):
+            acc = _ZERO
+            for k in range(r):
+                acc = _fma(acc, _ld(z, a * r + k), _ld(z, nu + c * r + k))
+            _st(X, a * n + c, acc)
+            d = _sub(_ld(Yl, a * n + c), acc)
+            _st(R, a * n + c, d)
+            s = _fma(s, d, d)
+    _st(r2, 0, s)
+
+
+@njit(**_JIT)
+def _rhs(z, Yl, X, R, r2, out, m, n, r):
+    """The flow (eq. (2)): U' = R V, V' = R^T U, into out; r2[0] = ||R||^2 per lane."""
+    residual(z, Yl, X, R, r2, m, n, r)
+    nu = m * r
+    for a in range(m):
+        for k in range(r):
+            acc = _ZERO
+            for c in range(n):
+                acc = _fma(acc, _ld(R, a * n + c), _ld(z, nu + c * r + k))
+            _st(out, a * r + k, acc)
+    for c in range(n):
+        for k in range(r):
+            acc = _ZERO
+            for a in range(m):
+                acc = _fma(acc, _ld(R, a * n + c), _ld(z, a * r + k))
+            _st(out, nu + c * r + k, acc)
+
+
+@njit(**_JIT)
+def _combine(y, K, coef, stages, h, hc, hj, out):
+    """out = y + h * sum_{j < stages} coef[j] K[j], h per lane (the nonzero coef only; scratch
+    hc (stages, LANES) and hj (stages,))."""
+    nz = 0
+    for j in range(stages):
+        if coef[j] != 0.0:
+            for l in range(LANES):
+                hc[nz, l] = h[l] * coef[j]
+            hj[nz] = j
+            nz += 1
+    for i in range(y.shape[0]):
+        acc = _ld(y, i)
+        for q in range(nz):
+            acc = _fma(acc, _ld(hc, q), _ld(K[hj[q]], i))
+        _st(out, i, acc)
+
+
+@njit(**_JIT)
+def _rms(v, scale, lane):
+    S = v.shape[0]
+    s = 0.0
+    for i in range(S):
+        w = v[i, lane] / scale[i, lane]
+        s += w * w
+    return np.sqrt(s / S)
+
+
+@njit(**_JIT)
+def _dense(F, y_old, x, lane, out):
+    """scipy's Dop853DenseOutput at x = (t - t_old) / h for one lane."""
+    S = y_old.shape[0]
+    for i in range(S):
+        v = 0.0
+        for q in range(_N_F):
+            v += F[_N_F - 1 - q, i, lane]
+            if q % 2 == 0:
+                v *= x
+            else:
+                v *= 1.0 - x
+        out[i] = v + y_old[i, lane]
+
+
+@njit(**_JIT)
+def flow_dop853(
+    y0, Y, tol, ynorm, t_eval, t_end, rtol, atol, m, n, r, rec, n_rec, status, t_last, cross, cross_y, cross_F, counts
+):
+    """Integrate every point b of y0 (B, S) to t_end, sampling rec[b, j] = y(t_eval[j]) on the dense
+    output of the step that reaches t_eval[j]. status[b] = 0 (reached t_end) or -1 (step size
+    too small, scipy's failure); n_rec[b] samples taken, t_last[b] the last t reached. The first
+    step at whose end e(t) - tol[b] changed sign downwards (flow._solve's event) is kept:
+    cross[b] = (t_old, t) (NaN where none), cross_y[b] its y_old, cross_F[b] its dense output;
+    counts[b] = (accepted steps, rejected steps, right-hand side evaluations)."""
+    Bn, S = y0.shape
+    Tp = t_eval.shape[0]
+    L = LANES
+    y = np.zeros((S, L))
+    yn = np.zeros((S, L))
+    tmp = np.zeros((S, L))
+    K = np.zeros((_N_EXTENDED, S, L))
+    F = np.zeros((_N_F, S, L))
+    e5 = np.zeros((1, L))
+    e3 = np.zeros((1, L))
+    scale = np.zeros((S, L))
+    Yl = np.zeros((m * n, L))
+    X = np.zeros((m * n, L))
+    R = np.zeros((m * n, L))
+    r2 = np.zeros((1, L))
+    hc = np.zeros((_N_EXTENDED, L))
+    hj = np.zeros(_N_EXTENDED, dtype=np.int64)
+    zeros = np.zeros((S, L))
+    h = np.zeros(L)
+    t = np.zeros(L)
+    t_new = np.zeros(L)
+    h_abs = np.zeros(L)
+    g = np.zeros(L)
+    pid = np.full(L, -1)
+    ri = np.zeros(L, dtype=np.int64)
+    rejected = np.zeros(L, dtype=np.bool_)
+    crossed = np.zeros(L, dtype=np.bool_)
+    accept = np.zeros(L, dtype=np.bool_)
+    fresh = np.zeros(L, dtype=np.bool_)
+    cross_now = np.zeros(L, dtype=np.bool_)
+    sample = np.zeros(S)
+    nxt = 0
+    active = 0
+    while True:
+        # load the next points into free lanes, then scipy's select_initial_step for them
+        any_fresh = False
+        for l in range(L):
+            fresh[l] = False
+            if pid[l] < 0 and nxt < Bn:
+                b = nxt
+                nxt += 1
+                pid[l] = b
+                fresh[l] = True
+                any_fresh = True
+                active += 1
+                for i in range(S):
+                    y[i, l] = y0[b, i]
+                for a in range(m):
+                    for c in range(n):
+                        Yl[a * n + c, l] = Y[b, a, c]
+                t[l] = 0.0
+                ri[l] = 0
+                rejected[l] = False
+                crossed[l] = False
+        if any_fresh:
+            _rhs(y, Yl, X, R, r2, K[1], m, n, r)  # f0 (all lanes; kept for the fresh ones)
+            for l in range(L):
+                if fresh[l]:
+                    b = pid[l]
+                    counts[b, 2] += 2
+                    for i in range(S):
+                        K[0, i, l] = K[1, i, l]
+                        scale[i, l] = atol + np.abs(y[i, l]) * rtol
+                    g[l] = np.sqrt(r2[0, l]) / ynorm[b] - tol[b]
+                    d0 = _rms(y, scale, l)
+                    d1 = _rms(K[0], scale, l)
+                    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+                    h0 = min(h0, t_end)
+                    h_abs[l] = h0
+                    for i in range(S):
+                        tmp[i, l] = y[i, l] + h0 * K[0, i, l]
+                else:
+                    for i in range(S):
+                        tmp[i, l] = y[i, l]
+            _rhs(tmp, Yl, X, R, r2, K[2], m, n, r)  # f1
+            for l in range(L):
+                if fresh[l]:
+                    h0 = h_abs[l]
+                    for i in range(S):
+                        K[2, i, l] -= K[0, i, l]
+                    d1 = _rms(K[0], scale, l)
+                    d2 = _rms(K[2], scale, l) / h0
+                    if d1 <= 1e-15 and d2 <= 1e-15:
+                        h1 = max(1e-6, h0 * 1e-3)
+                    else:
+                        h1 = (0.01 / max(d1, d2)) ** (1.0 / 8.0)
+                    h_abs[l] = min(100 * h0, h1, t_end)
+        if active == 0:
+            break
+        # step sizes (RungeKutta._step_impl); a lane whose step became too small fails
+        for l in range(L):
+            h[l] = 0.0
+            if pid[l] < 0:
+                continue
+            min_step = 10.0 * np.abs(np.nextafter(t[l], np.inf) - t[l])
+            if not rejected[l] and h_abs[l] < min_step:
+                h_abs[l] = min_step
+            if not (h_abs[l] >= min_step):
+                b = pid[l]
+                status[b] = -1
+                t_last[b] = t[l]
+                n_rec[b] = ri[l]
+                pid[l] = -1
+                active -= 1
+                continue
+            tn = t[l] + h_abs[l]
+            if tn > t_end:
+                tn = t_end
+            t_new[l] = tn
+            h[l] = tn - t[l]
+            h_abs[l] = np.abs(h[l])
+        if active == 0:
+            continue  # refill or finish
+        # rk_step: stages 1..11, y_new, f_new (FSAL)
+        for s in range(1, _N_STAGES):
+            _combine(y, K, _A[s], s, h, hc, hj, tmp)
+            _rhs(tmp, Yl, X, R, r2, K[s], m, n, r)
+        _combine(y, K, _B, _N_STAGES, h, hc, hj, yn)
+        _rhs(yn, Yl, X, R, r2, K[_N_STAGES], m, n, r)
+        # DOP853._estimate_error_norm per lane
+        s5 = _ZERO
+        s3 = _ZERO
+        for i in range(S):
+            a5 = _ZERO
+            a3 = _ZERO
+            for j in range(_N_STAGES + 1):
+                kj = _ld(K[j], i)
+                a5 = _fma(a5, _E5_LANES[j], kj)
+                a3 = _fma(a3, _E3_LANES[j], kj)
+            yi = _ld(y, i)
+            yni = _ld(yn, i)
+            s5 = _scaled_square(s5, a5, atol, rtol, yi, yni)
+            s3 = _scaled_square(s3, a3, atol, rtol, yi, yni)
+        _st(e5, 0, s5)
+        _st(e3, 0, s3)
+        need_dense = False
+        for l in range(L):
+            accept[l] = False
+            cross_now[l] = False
+            b = pid[l]
+            if b < 0:
+                continue
+            counts[b, 2] += _N_STAGES
+            s5 = e5[0, l]
+            s3 = e3[0, l]
+            if s5 == 0.0 and s3 == 0.0:
+                err = 0.0
+            else:
+                err = np.abs(h[l]) * s5 / np.sqrt((s5 + 0.01 * s3) * S)
+            if err < 1.0:
+                if err == 0.0:
+                    factor = _MAX_FACTOR
+                else:
+                    factor = min(_MAX_FACTOR, _SAFETY * err**_ERROR_EXPONENT)
+                if rejected[l]:
+                    factor = min(1.0, factor)
+                h_abs[l] *= factor
+                accept[l] = True
+                counts[b, 0] += 1
+                g_new = np.sqrt(r2[0, l]) / ynorm[b] - tol[b]
+                if g[l] >= 0.0 and g_new <= 0.0 and not crossed[l]:
+                    crossed[l] = True
+                    cross_now[l] = True
+                    need_dense = True
+                g[l] = g_new
+                if ri[l] < Tp and t_eval[ri[l]] <= t_new[l]:
+                    need_dense = True
+            else:
+                factor = _SAFETY * err**_ERROR_EXPONENT
+                if not (factor > _MIN_FACTOR):  # max(MIN_FACTOR, nan) is MIN_FACTOR in scipy
+                    factor = _MIN_FACTOR
+                h_abs[l] *= factor
+                rejected[l] = True
+                counts[b, 1] += 1
+        if need_dense:
+            # DOP853._dense_output_impl: 3 more stages, then F
+            for s in range(_N_STAGES + 1, _N_EXTENDED):
+                _combine(y, K, _A[s], s, h, hc, hj, tmp)
+                _rhs(tmp, Yl, X, R, r2, K[s], m, n, r)
+            for i in range(S):
+                for l in range(L):
+                    dy = yn[i, l] - y[i, l]
+                    F[0, i, l] = dy
+                    F[1, i, l] = h[l] * K[0, i, l] - dy
+                    F[2, i, l] = 2.0 * dy - h[l] * (K[_N_STAGES, i, l] + K[0, i, l])
+            for q in range(_N_F - 3):
+                _combine(zeros, K, _D[q], _N_EXTENDED, h, hc, hj, F[3 + q])
+            for l in range(L):
+                if not accept[l]:
+                    continue
+                b = pid[l]
+                counts[b, 2] += _N_EXTENDED - _N_STAGES - 1
+                while ri[l] < Tp and t_eval[ri[l]] <= t_new[l]:
+                    _dense(F, y, (t_eval[ri[l]] - t[l]) / h[l], l, sample)
+                    for i in range(S):
+                        rec[b, ri[l], i] = sample[i]
+                    ri[l] += 1
+                if cross_now[l]:
+                    cross[b, 0] = t[l]
+                    cross[b, 1] = t_new[l]
+                    for i in range(S):
+                        cross_y[b, i] = y[i, l]
+                        for q in range(_N_F):
+                            cross_F[b, q, i] = F[q, i, l]
+        # the accepted lanes move on (f = f_new)
+        for i in range(S):
+            for l in range(L):
+                if accept[l]:
+                    y[i, l] = yn[i, l]
+                    K[0, i, l] = K[_N_STAGES, i, l]
+        for l in range(L):
+            if accept[l]:
+                t[l] = t_new[l]
+                rejected[l] = False
+                if t[l] >= t_end:
+                    b = pid[l]
+                    status[b] = 0
+                    t_last[b] = t[l]
+                    n_rec[b] = ri[l]
+                    pid[l] = -1
+                    active -= 1
+
+
+@njit(**_JIT)
+def _fms(c, x, y):
+    """c - x * y"""
+    return _sub(c, _fma(_ZERO, x, y))
+
+
+@njit(**_JIT)
+def record_values(rec, Y, Q0, m, n, r, X_out, r2_out, drift2_out):
+    """X = U V^T, ||Y - X||^2 and ||Q - Q0||_F^2 (Q = U^T U - V^T V, eq. (11)) of every sampled
+    state rec[b, j], LANES samples of a point at a time."""
+    Bn, Tp, S = rec.shape
+    L = LANES
+    nu = m * r
+    z = np.zeros((S, L))
+    Yl = np.zeros((m * n, L))
+    X = np.zeros((m * n, L))
+    R = np.zeros((m * n, L))
+    r2 = np.zeros((1, L))
+    d2 = np.zeros((1, L))
+    for b in range(Bn):
+        for a in range(m):
+            for c in range(n):
+                for l in range(L):
+                    Yl[a * n + c, l] = Y[b, a, c]
+        for j0 in range(0, Tp, L):
+            cnt = min(L, Tp - j0)
+            for l in range(L):
+                jj = j0 + min(l, cnt - 1)
+                for i in range(S):
+                    z[i, l] = rec[b, jj, i]
+            residual(z, Yl, X, R, r2, m, n, r)
+            s = _ZERO
+            for p in range(r):
+                for q in range(p, r):
+                    acc = _ZERO
+                    for a in range(m):
+                        acc = _fma(acc, _ld(z, a * r + p), _ld(z, a * r + q))
+                    for c in range(n):
+                        acc = _fms(acc, _ld(z, nu + c * r + p), _ld(z, nu + c * r + q))
+                    q0 = Q0[b, p, q]
+                    d = (acc[0] - q0, acc[1] - q0, acc[2] - q0, acc[3] - q0, acc[4] - q0, acc[5] - q0, acc[6] - q0, acc[7] - q0)
+                    s = _fma(s, d, d)
+                    if p != q:  # Q - Q0 is symmetric
+                        s = _fma(s, d, d)
+            _st(d2, 0, s)
+            for l in range(cnt):
+                r2_out[b, j0 + l] = r2[0, l]
+                drift2_out[b, j0 + l] = d2[0, l]
+                for a in range(m):
+                    for c in range(n):
+                        X_out[b, j0 + l, a, c] = X[a * n + c, l]
