@@ -166,11 +166,11 @@ def _dense(F, y_old, x, lane, out):
 
 @njit(**_JIT)
 def flow_dop853(
-    y0, Y, tol, ynorm, t_eval, t_end, rtol, atol, m, n, r, rec, n_rec, status, t_last, cross, cross_y, cross_F, counts
+    y0, Y, tol, ynorm, t_eval, t_end, rtol, atol, m, n, r, rec, n_rec, status, cross, cross_y, cross_F, counts
 ):
     """Integrate every point b of y0 (B, S) to t_end, sampling rec[b, j] = y(t_eval[j]) on the dense
     output of the step that reaches t_eval[j]. status[b] = 0 (reached t_end) or -1 (step size
-    too small, scipy's failure); n_rec[b] samples taken, t_last[b] the last t reached. The first
+    too small, scipy's failure); n_rec[b] samples taken. The first
     step at whose end e(t) - tol[b] changed sign downwards (flow._solve's event) is kept:
     cross[b] = (t_old, t) (NaN where none), cross_y[b] its y_old, cross_F[b] its dense output;
     counts[b] = (accepted steps, rejected steps, right-hand side evaluations)."""
@@ -204,6 +204,7 @@ def flow_dop853(
     accept = np.zeros(L, dtype=np.bool_)
     fresh = np.zeros(L, dtype=np.bool_)
     cross_now = np.zeros(L, dtype=np.bool_)
+    wants_dense = np.zeros(L, dtype=np.bool_)
     sample = np.zeros(S)
     nxt = 0
     active = 0
@@ -274,7 +275,6 @@ def flow_dop853(
             if not (h_abs[l] >= min_step):
                 b = pid[l]
                 status[b] = -1
-                t_last[b] = t[l]
                 n_rec[b] = ri[l]
                 pid[l] = -1
                 active -= 1
@@ -313,6 +313,7 @@ def flow_dop853(
         for l in range(L):
             accept[l] = False
             cross_now[l] = False
+            wants_dense[l] = False
             b = pid[l]
             if b < 0:
                 continue
@@ -337,10 +338,9 @@ def flow_dop853(
                 if g[l] >= 0.0 and g_new <= 0.0 and not crossed[l]:
                     crossed[l] = True
                     cross_now[l] = True
-                    need_dense = True
                 g[l] = g_new
-                if ri[l] < Tp and t_eval[ri[l]] <= t_new[l]:
-                    need_dense = True
+                wants_dense[l] = cross_now[l] or (ri[l] < Tp and t_eval[ri[l]] <= t_new[l])
+                need_dense |= wants_dense[l]
             else:
                 factor = _SAFETY * err**_ERROR_EXPONENT
                 if not (factor > _MIN_FACTOR):  # max(MIN_FACTOR, nan) is MIN_FACTOR in scipy
@@ -362,7 +362,7 @@ def flow_dop853(
             for q in range(_N_F - 3):
                 _combine(zeros, K, _D[q], _N_EXTENDED, h, hc, hj, F[3 + q])
             for l in range(L):
-                if not accept[l]:
+                if not wants_dense[l]:
                     continue
                 b = pid[l]
                 counts[b, 2] += _N_EXTENDED - _N_STAGES - 1
@@ -391,7 +391,6 @@ def flow_dop853(
                 if t[l] >= t_end:
                     b = pid[l]
                     status[b] = 0
-                    t_last[b] = t[l]
                     n_rec[b] = ri[l]
                     pid[l] = -1
                     active -= 1

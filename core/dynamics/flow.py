@@ -3,12 +3,14 @@ point with its own step sizes), else scipy's DOP853 on the batch stacked in one 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.integrate import DOP853
 from scipy.integrate._ivp.rk import Dop853DenseOutput
 from scipy.optimize import brentq
 
-from ..types import FloatArray
+from ..types import FloatArray, IntArray
 from . import gd_linear
 from .base import (
     DIVERGENCE_ERROR,
@@ -252,63 +254,79 @@ def _run_flow_stacked(p: Problem, eta: float, steps: int, record_every: int, tol
     return tr
 
 
-def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, tol: FloatArray) -> Trajectory:
-    """The asymmetric flow compiled (`_flow_dop853.flow_dop853`): scipy's DOP853 with each point's
-    own step sizes, the same records, events and divergence rule as the stacked solve, a failed or
-    diverged point reported alone (no re-run)."""
+class _CompiledSolve(NamedTuple):
+    """What `_flow_dop853.flow_dop853` returns per point (see there)."""
+
+    rec: FloatArray  # (B, T', state) states sampled on t_eval
+    n_rec: IntArray  # (B,) samples taken
+    status: IntArray  # (B,) 0 reached the horizon, -1 step size too small
+    cross: FloatArray  # (B, 2) (t_old, t) of the step of the first crossing, NaN if none
+    cross_y: FloatArray  # (B, state) y_old of that step
+    cross_F: FloatArray  # (B, 7, state) its dense output
+    counts: IntArray  # (B, 3) accepted steps, rejected steps, right-hand side evaluations
+
+
+def _solve_compiled(p: Problem, t_eval: FloatArray, tol: FloatArray) -> _CompiledSolve:
+    """Every point of the asymmetric batch by the compiled DOP853 to t_eval[-1], alone."""
     V0 = p.V0
     if V0 is None:
         raise ValueError(f"V0: the {p.model} model has two factors, got None")
     kernel = gd_linear.compiled_module(_FLOW_KERNEL)
-    assert kernel is not None
+    if kernel is None:
+        raise RuntimeError("the compiled flow needs numba")
     Bn, m, r = p.U0.shape
-    n = V0.shape[1]
-    idx = record_grid(eta, steps, record_every)
-    T = len(idx)
-    t_rec = (idx * eta).astype(np.float64, copy=False)
-    t_end = eta * steps
-    t_eval = t_rec if idx[-1] == steps else np.append(t_rec, t_end)
-    Tp = len(t_eval)
     y0 = np.ascontiguousarray(np.concatenate([p.U0.reshape(Bn, -1), V0.reshape(Bn, -1)], axis=1))
     S = y0.shape[1]
-    rec = np.full((Bn, Tp, S), np.nan)
-    n_rec = np.zeros(Bn, dtype=np.int64)
-    status = np.full(Bn, -1, dtype=np.int64)
-    t_last = np.zeros(Bn)
-    cross = np.full((Bn, 2), np.nan)
-    cross_y = np.empty((Bn, S))
-    cross_F = np.empty((Bn, 7, S))
-    counts = np.zeros((Bn, 3), dtype=np.int64)
+    out = _CompiledSolve(
+        rec=np.full((Bn, len(t_eval), S), np.nan),
+        n_rec=np.zeros(Bn, dtype=np.int64),
+        status=np.full(Bn, -1, dtype=np.int64),
+        cross=np.full((Bn, 2), np.nan),
+        cross_y=np.empty((Bn, S)),
+        cross_F=np.empty((Bn, 7, S)),
+        counts=np.zeros((Bn, 3), dtype=np.int64),
+    )
     with np.errstate(all="ignore"), gd_linear._slp_vectorize():
         kernel.flow_dop853(
             y0,
             np.ascontiguousarray(p.Y),
             np.ascontiguousarray(tol, dtype=float),
             np.ascontiguousarray(p.y_norm, dtype=float),
-            t_eval,
-            float(t_end),
+            np.ascontiguousarray(t_eval, dtype=float),
+            float(t_eval[-1]),
             FLOW_RTOL,
             FLOW_ATOL,
             m,
-            n,
+            V0.shape[1],
             r,
-            rec,
-            n_rec,
-            status,
-            t_last,
-            cross,
-            cross_y,
-            cross_F,
-            counts,
+            *out,
         )
-        X_all = np.empty((Bn, Tp, m, n))
-        r2 = np.empty((Bn, Tp))
-        drift2 = np.empty((Bn, Tp))
-        kernel.record_values(rec, np.ascontiguousarray(p.Y), gram_diff(p.U0, V0), m, n, r, X_all, r2, drift2)
+    return out
+
+
+def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, tol: FloatArray) -> Trajectory:
+    """The asymmetric flow compiled (`_solve_compiled`): scipy's DOP853 with each point's own step
+    sizes, the same records, events and divergence rule as the stacked solve, a failed or
+    diverged point reported alone (no re-run)."""
+    kernel = gd_linear.compiled_module(_FLOW_KERNEL)
+    assert kernel is not None and p.V0 is not None
+    Bn, m, r = p.U0.shape
+    n = p.V0.shape[1]
+    idx = record_grid(eta, steps, record_every)
+    T = len(idx)
+    t_rec = (idx * eta).astype(np.float64, copy=False)
+    t_eval = t_rec if idx[-1] == steps else np.append(t_rec, eta * steps)
+    sol = _solve_compiled(p, t_eval, tol)
+    X_all = np.empty((Bn, len(t_eval), m, n))
+    r2 = np.empty((Bn, len(t_eval)))
+    drift2 = np.empty((Bn, len(t_eval)))
+    with np.errstate(all="ignore"), gd_linear._slp_vectorize():
+        kernel.record_values(sol.rec, np.ascontiguousarray(p.Y), gram_diff(p.U0, p.V0), m, n, r, X_all, r2, drift2)
     e_all = np.sqrt(r2) / p.y_norm[:, None]
     ttt = np.where(e_all[:, 0] <= tol, 0.0, np.nan)
-    for b in np.nonzero(np.isfinite(cross[:, 0]) & np.isnan(ttt))[0]:
-        ttt[b] = _crossing(p, b, tol[b], Dop853DenseOutput(cross[b, 0], cross[b, 1], cross_y[b], cross_F[b]))
+    for b in np.nonzero(np.isfinite(sol.cross[:, 0]) & np.isnan(ttt))[0]:
+        dense = Dop853DenseOutput(sol.cross[b, 0], sol.cross[b, 1], sol.cross_y[b], sol.cross_F[b])
+        ttt[b] = _crossing(p, b, tol[b], dense)
     tr = Trajectory(
         t=t_rec,
         X=X_all[:, :T],
@@ -317,14 +335,14 @@ def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, to
         time_to_tol=ttt,
         final_error=e_all[:, -1],
         diverged_at=np.full(Bn, -1, dtype=np.int64),
-        U_final=rec[:, -1, : m * r].reshape(Bn, m, r).copy(),
-        V_final=rec[:, -1, m * r :].reshape(Bn, n, r).copy(),
+        U_final=sol.rec[:, -1, : m * r].reshape(Bn, m, r).copy(),
+        V_final=sol.rec[:, -1, m * r :].reshape(Bn, n, r).copy(),
     )
     for b in range(Bn):
         # the divergence rule of _run_flow_stacked, point by point
         bad = np.nonzero(~(e_all[b] < DIVERGENCE_ERROR))[0]
-        if len(bad) or status[b] != 0 or not np.all(np.isfinite(rec[b])):
-            t_fail = t_eval[bad[0]] if len(bad) else (t_eval[n_rec[b] - 1] if n_rec[b] else 0.0)
+        if len(bad) or sol.status[b] != 0 or not np.all(np.isfinite(sol.rec[b])):
+            t_fail = t_eval[bad[0]] if len(bad) else (t_eval[sol.n_rec[b] - 1] if sol.n_rec[b] else 0.0)
             _mark_diverged(tr, b, int(np.floor(t_fail / eta + 1e-9)))
     return tr
 

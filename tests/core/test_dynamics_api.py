@@ -45,10 +45,15 @@ def test_point_by_point_isolation_keeps_each_points_tol(monkeypatch):
 
 
 @pytest.mark.parametrize("model", ["asymmetric", "sigmoid"])
-def test_flow_crossings_equal_solve_ivp_events(model):
-    """The batch-wide event check locates the same first crossings as solve_ivp with one event per
-    point (e_b(t) = tol_b, falling), and samples the same states on the record grid."""
+def test_flow_crossings_equal_solve_ivp_events(model, monkeypatch):
+    """The stacked path's batch-wide event check locates the same first crossings as solve_ivp with
+    one event per point (e_b(t) = tol_b, falling), and samples the same states on the record grid.
+    (The compiled path, each point alone: test_dynamics_flow_compiled.py.)"""
     from scipy.integrate import solve_ivp
+
+    from flowsweep.core.dynamics import gd_linear
+
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
 
     extra = dict(n_samples=40, m=3, n=3, k=6) if model == "sigmoid" else dict(m=5, n=10, k=50)
     configs = [
