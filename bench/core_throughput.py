@@ -37,11 +37,13 @@ import numpy as np  # noqa: E402
 from flowsweep.core import PointConfig, initial_state, run_points, simulate  # noqa: E402
 from flowsweep.core.dynamics import (  # noqa: E402
     Trajectory,
+    flow,
     gd_linear,  # noqa: E402
     record_grid,
 )
 from flowsweep.core.fits import lambda0_fit  # noqa: E402
 from flowsweep.core.metrics import point_metrics  # noqa: E402
+from flowsweep.core.run import _stacked_problem  # noqa: E402
 from flowsweep.status import PointStatus  # noqa: E402
 
 
@@ -138,7 +140,7 @@ def freeze_off():
 
 @contextlib.contextmanager
 def numpy_gd():
-    """gd through the numpy loop even where the compiled one is available."""
+    """gd through the numpy loop (and the flow through scipy) even where the compiled ones are available."""
     saved = gd_linear.USE_COMPILED
     gd_linear.USE_COMPILED = False
     try:
@@ -303,11 +305,13 @@ def main() -> None:
         f" T={len(tr.t)})"
     )
 
-    # the exact flow against gd on the same points and horizon (simulate only), back to back
+    # the exact flow against gd on the same points and horizon (simulate only), back to back; the
+    # flow compiled where numba is (each point its own DOP853 steps), and scipy's stacked solve
     gd_cfgs = configs[: args.flow_points]
     flow_cfgs = [PointConfig(**{**c.to_dict(), "integrator": "flow"}) for c in gd_cfgs]
     simulate(flow_cfgs[:2])
-    r_flow, t_gd, t_flow = [], [], []
+    flow_compiled = flow.compiled_available()
+    r_flow, r_scipy, t_gd, t_flow, t_scipy = [], [], [], [], []
     for _ in range(args.rounds):
         t = time.process_time()
         simulate(gd_cfgs)
@@ -316,8 +320,16 @@ def main() -> None:
         simulate(flow_cfgs)
         t_flow.append((time.process_time() - t) / len(flow_cfgs))
         r_flow.append(t_flow[-1] / t_gd[-1])
+        if flow_compiled:
+            with numpy_gd():  # the flow's switch too: scipy's stacked DOP853
+                t = time.process_time()
+                simulate(flow_cfgs)
+                t_scipy.append((time.process_time() - t) / len(flow_cfgs))
+            r_scipy.append(t_scipy[-1] / t_gd[-1])
+    sol = flow._solve_compiled(_stacked_problem(flow_cfgs), simulate(flow_cfgs[:1]).t, np.full(len(flow_cfgs), 0.01))
     print(
-        f"exact flow vs gd         : flow {min(t_flow) * 1e3:.2f} ms/point, gd {min(t_gd) * 1e3:.2f} ms/point"
+        f"exact flow vs gd         : flow {min(t_flow) * 1e3:.2f} ms/point"
+        f" ({'compiled' if flow_compiled else 'scipy, stacked'}), gd {min(t_gd) * 1e3:.2f} ms/point"
         f" ({len(gd_cfgs)} points, horizon {gd_cfgs[0].eta * gd_cfgs[0].steps:g}, rtol 3e-14; best of"
         f" {args.rounds})"
     )
@@ -325,6 +337,13 @@ def main() -> None:
         f"    cost ratio flow/gd   : {np.median(r_flow):8.2f}x  (median of {args.rounds} back-to-back"
         f" rounds; range {min(r_flow):.2f}-{max(r_flow):.2f}x)"
     )
+    if flow_compiled:
+        print(
+            f"    scipy's stacked flow : {min(t_scipy) * 1e3:.2f} ms/point, {np.median(r_scipy):.2f}x gd (median;"
+            f" range {min(r_scipy):.2f}-{max(r_scipy):.2f}x); compiled per point: {sol.counts[:, 0].mean():.0f}"
+            f" steps, {sol.counts[:, 1].mean():.1f} rejected, {sol.counts[:, 2].mean():.0f} right-hand sides"
+            f" (mean; max {sol.counts[:, 2].max()})"
+        )
 
     # issue 9's cheap points: core's fixed cost per point against the plain loop, back to back
     from flowsweep.core.run import run_points_columns

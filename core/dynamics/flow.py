@@ -278,7 +278,7 @@ def _solve_compiled(p: Problem, t_eval: FloatArray, tol: FloatArray) -> _Compile
     y0 = np.ascontiguousarray(np.concatenate([p.U0.reshape(Bn, -1), V0.reshape(Bn, -1)], axis=1))
     S = y0.shape[1]
     out = _CompiledSolve(
-        rec=np.full((Bn, len(t_eval), S), np.nan),
+        rec=np.empty((Bn, len(t_eval), S)),
         n_rec=np.zeros(Bn, dtype=np.int64),
         status=np.full(Bn, -1, dtype=np.int64),
         cross=np.full((Bn, 2), np.nan),
@@ -301,6 +301,8 @@ def _solve_compiled(p: Problem, t_eval: FloatArray, tol: FloatArray) -> _Compile
             r,
             *out,
         )
+    for b in np.nonzero(out.n_rec < len(t_eval))[0]:  # failed: samples never taken
+        out.rec[b, out.n_rec[b] :] = np.nan
     return out
 
 
