@@ -195,6 +195,7 @@ def flow_dop853(
     R = np.zeros((m * n, L))
     r2 = np.zeros((1, L))
     ones = np.ones(L)
+    one = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
     h = np.zeros(L)
     t = np.zeros(L)
     t_new = np.zeros(L)
@@ -354,12 +355,13 @@ def flow_dop853(
             for s in range(_N_STAGES + 1, _N_EXTENDED):
                 _combine(y, K, _A[s], s, h, tmp)
                 _rhs(tmp, Yl, X, R, r2, K[s], m, n, r)
+            F0, F1, F2, K0, K12 = F[0], F[1], F[2], K[0], K[_N_STAGES]
             for i in range(S):
-                for l in range(L):
-                    dy = yn[i, l] - y[i, l]
-                    F[0, i, l] = dy
-                    F[1, i, l] = h[l] * K[0, i, l] - dy
-                    F[2, i, l] = 2.0 * dy - h[l] * (K[_N_STAGES, i, l] + K[0, i, l])
+                dy = _sub(_ld(yn, i), _ld(y, i))
+                f_old = _ld(K0, i)
+                _st(F0, i, dy)
+                _st(F1, i, _sub(_fma(_ZERO, h, f_old), dy))
+                _st(F2, i, _sub(_fma(dy, one, dy), _fma(_ZERO, h, _fma(f_old, one, _ld(K12, i)))))
             for q in range(_N_F - 3):
                 F[3 + q] = 0.0
                 _accumulate(K, _D[q], _N_EXTENDED, h, F[3 + q])
@@ -381,9 +383,9 @@ def flow_dop853(
                         for q in range(_N_F):
                             cross_F[b, q, i] = F[q, i, l]
         # the accepted lanes move on (f = f_new)
-        for i in range(S):
-            for l in range(L):
-                if accept[l]:
+        for l in range(L):
+            if accept[l]:
+                for i in range(S):
                     y[i, l] = yn[i, l]
                     K[0, i, l] = K[_N_STAGES, i, l]
         for l in range(L):
@@ -417,6 +419,7 @@ def record_values(rec, Y, Q0, m, n, r, X_out, r2_out, drift2_out):
     R = np.zeros((m * n, L))
     r2 = np.zeros((1, L))
     d2 = np.zeros((1, L))
+    minus_one = np.full(L, -1.0)
     for b in range(Bn):
         for a in range(m):
             for c in range(n):
@@ -432,13 +435,11 @@ def record_values(rec, Y, Q0, m, n, r, X_out, r2_out, drift2_out):
             s = _ZERO
             for p in range(r):
                 for q in range(p, r):
-                    acc = _ZERO
+                    d = _lane_scaled(minus_one, Q0[b, p, q])
                     for a in range(m):
-                        acc = _fma(acc, _ld(z, a * r + p), _ld(z, a * r + q))
+                        d = _fma(d, _ld(z, a * r + p), _ld(z, a * r + q))
                     for c in range(n):
-                        acc = _fms(acc, _ld(z, nu + c * r + p), _ld(z, nu + c * r + q))
-                    q0 = Q0[b, p, q]
-                    d = (acc[0] - q0, acc[1] - q0, acc[2] - q0, acc[3] - q0, acc[4] - q0, acc[5] - q0, acc[6] - q0, acc[7] - q0)
+                        d = _fms(d, _ld(z, nu + c * r + p), _ld(z, nu + c * r + q))
                     s = _fma(s, d, d)
                     if p != q:  # Q - Q0 is symmetric
                         s = _fma(s, d, d)
@@ -449,3 +450,76 @@ def record_values(rec, Y, Q0, m, n, r, X_out, r2_out, drift2_out):
                 for a in range(m):
                     for c in range(n):
                         X_out[b, j0 + l, a, c] = X[a * n + c, l]
+
+
+@njit(**_JIT)
+def _error_on_dense(F, y_old, t_old, t_new, tt, Yb, ynorm, tol, m, n, r, z):
+    """e(tt) - tol on one step's dense output (F (7, S, 1), y_old (S, 1)), e = ||Y - U V^T|| / ||Y||."""
+    _dense(F, y_old, (tt - t_old) / (t_new - t_old), 0, z)
+    nu = m * r
+    s = 0.0
+    for a in range(m):
+        for c in range(n):
+            x = 0.0
+            for k in range(r):
+                x += z[a * r + k] * z[nu + c * r + k]
+            d = Yb[a, c] - x
+            s += d * d
+    return np.sqrt(s) / ynorm - tol
+
+
+@njit(**_JIT)
+def first_crossings(cross, cross_y, cross_F, Y, ynorm, tol, m, n, r, xtol, rtol, out):
+    """out[b] = the t of e_b(t) = tol[b] in the step cross[b] = (t_old, t) where it was first crossed,
+    on that step's dense output, by scipy's brentq (scipy/optimize/Zeros/brentq.c, the same
+    iterations and tolerances as flow._solve's); NaN where no step crossed."""
+    Bn, S = cross_y.shape
+    z = np.zeros(S)
+    for b in range(Bn):
+        out[b] = np.nan
+        if not np.isfinite(cross[b, 0]):
+            continue
+        F = cross_F[b].reshape((_N_F, S, 1))
+        y_old = cross_y[b].reshape((S, 1))
+        t_old, t_new = cross[b, 0], cross[b, 1]
+        xpre, xcur = t_old, t_new
+        fpre = _error_on_dense(F, y_old, t_old, t_new, xpre, Y[b], ynorm[b], tol[b], m, n, r, z)
+        fcur = _error_on_dense(F, y_old, t_old, t_new, xcur, Y[b], ynorm[b], tol[b], m, n, r, z)
+        if fpre == 0.0:
+            out[b] = xpre
+            continue
+        if fcur == 0.0:
+            out[b] = xcur
+            continue
+        xblk = fblk = spre = scur = 0.0
+        for _ in range(100):  # brentq's maxiter
+            if fpre != 0.0 and fcur != 0.0 and (np.signbit(fpre) != np.signbit(fcur)):
+                xblk = xpre
+                fblk = fpre
+                spre = scur = xcur - xpre
+            if abs(fblk) < abs(fcur):
+                xpre, xcur, xblk = xcur, xblk, xcur
+                fpre, fcur, fblk = fcur, fblk, fcur
+            delta = (xtol + rtol * abs(xcur)) / 2
+            sbis = (xblk - xcur) / 2
+            if fcur == 0.0 or abs(sbis) < delta:
+                break
+            if abs(spre) > delta and abs(fcur) < abs(fpre):
+                if xpre == xblk:  # interpolate
+                    stry = -fcur * (xcur - xpre) / (fcur - fpre)
+                else:  # extrapolate
+                    dpre = (fpre - fcur) / (xpre - xcur)
+                    dblk = (fblk - fcur) / (xblk - xcur)
+                    stry = -fcur * (fblk * dblk - fpre * dpre) / (dblk * dpre * (fblk - fpre))
+                if 2 * abs(stry) < min(abs(spre), 3 * abs(sbis) - delta):  # good short step
+                    spre = scur
+                    scur = stry
+                else:
+                    spre = scur = sbis
+            else:
+                spre = scur = sbis
+            xpre = xcur
+            fpre = fcur
+            xcur += scur if abs(scur) > delta else (delta if sbis > 0 else -delta)
+            fcur = _error_on_dense(F, y_old, t_old, t_new, xcur, Y[b], ynorm[b], tol[b], m, n, r, z)
+        out[b] = xcur

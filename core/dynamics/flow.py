@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.integrate import DOP853
-from scipy.integrate._ivp.rk import Dop853DenseOutput
 from scipy.optimize import brentq
 
 from ..types import FloatArray, IntArray
@@ -290,8 +289,8 @@ def _solve_compiled(p: Problem, t_eval: FloatArray, tol: FloatArray) -> _Compile
         kernel.flow_dop853(
             y0,
             np.ascontiguousarray(p.Y),
-            np.ascontiguousarray(tol, dtype=float),
-            np.ascontiguousarray(p.y_norm, dtype=float),
+            np.array(tol, dtype=float),
+            np.array(p.y_norm, dtype=float),
             np.ascontiguousarray(t_eval, dtype=float),
             float(t_eval[-1]),
             FLOW_RTOL,
@@ -318,17 +317,20 @@ def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, to
     T = len(idx)
     t_rec = (idx * eta).astype(np.float64, copy=False)
     t_eval = t_rec if idx[-1] == steps else np.append(t_rec, eta * steps)
+    tol = np.array(tol, dtype=float)  # (one signature of the kernels: writable, contiguous)
+    Y, y_norm = np.ascontiguousarray(p.Y), np.array(p.y_norm, dtype=float)
     sol = _solve_compiled(p, t_eval, tol)
     X_all = np.empty((Bn, len(t_eval), m, n))
     r2 = np.empty((Bn, len(t_eval)))
     drift2 = np.empty((Bn, len(t_eval)))
     with np.errstate(all="ignore"), gd_linear._slp_vectorize():
-        kernel.record_values(sol.rec, np.ascontiguousarray(p.Y), gram_diff(p.U0, p.V0), m, n, r, X_all, r2, drift2)
+        kernel.record_values(sol.rec, Y, gram_diff(p.U0, p.V0), m, n, r, X_all, r2, drift2)
+        crossing = np.empty(Bn)
+        kernel.first_crossings(
+            sol.cross, sol.cross_y, sol.cross_F, Y, y_norm, tol, m, n, r, _EVENT_XTOL, _EVENT_XTOL, crossing
+        )
     e_all = np.sqrt(r2) / p.y_norm[:, None]
-    ttt = np.where(e_all[:, 0] <= tol, 0.0, np.nan)
-    for b in np.nonzero(np.isfinite(sol.cross[:, 0]) & np.isnan(ttt))[0]:
-        dense = Dop853DenseOutput(sol.cross[b, 0], sol.cross[b, 1], sol.cross_y[b], sol.cross_F[b])
-        ttt[b] = _crossing(p, b, tol[b], dense)
+    ttt = np.where(e_all[:, 0] <= tol, 0.0, crossing)
     tr = Trajectory(
         t=t_rec,
         X=X_all[:, :T],
@@ -340,27 +342,13 @@ def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, to
         U_final=sol.rec[:, -1, : m * r].reshape(Bn, m, r).copy(),
         V_final=sol.rec[:, -1, m * r :].reshape(Bn, n, r).copy(),
     )
-    for b in range(Bn):
+    for i in range(Bn):
         # the divergence rule of _run_flow_stacked, point by point
-        bad = np.nonzero(~(e_all[b] < DIVERGENCE_ERROR))[0]
-        if len(bad) or sol.status[b] != 0 or not np.all(np.isfinite(sol.rec[b])):
-            t_fail = t_eval[bad[0]] if len(bad) else (t_eval[sol.n_rec[b] - 1] if sol.n_rec[b] else 0.0)
-            _mark_diverged(tr, b, int(np.floor(t_fail / eta + 1e-9)))
+        bad = np.nonzero(~(e_all[i] < DIVERGENCE_ERROR))[0]
+        if len(bad) or sol.status[i] != 0 or not np.all(np.isfinite(sol.rec[i])):
+            t_fail = t_eval[bad[0]] if len(bad) else (t_eval[sol.n_rec[i] - 1] if sol.n_rec[i] else 0.0)
+            _mark_diverged(tr, i, int(np.floor(t_fail / eta + 1e-9)))
     return tr
-
-
-def _crossing(p: Problem, b: int, tol: float, sol: Dop853DenseOutput) -> float:
-    """The first crossing e_b(t) = tol on one step's dense output, by brentq as in _solve."""
-    one = Problem(model=p.model, Y=p.Y[b : b + 1], U0=p.U0[b : b + 1], V0=p.V0[b : b + 1] if p.V0 is not None else None, y_norm=p.y_norm[b : b + 1])
-    sysm = _FlowSystem(one)
-    t_star: float = brentq(
-        lambda tt: sysm.crossings(sol(tt), np.array([tol]))[0, 0],
-        sol.t_old,
-        sol.t,
-        xtol=_EVENT_XTOL,
-        rtol=_EVENT_XTOL,
-    )
-    return t_star
 
 
 def _mark_diverged(tr: Trajectory, b: int, at: int) -> None:
