@@ -253,3 +253,4 @@ def warm_up() -> None:
     """Run one tiny point, so that what a first batch would pay for is paid now: imports, and with
     numba the compiled kernels loaded from their cache (or compiled into it, once per machine)."""
     run_point(PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.01, steps=2))
+    run_point(PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.01, steps=2, integrator="flow"))
