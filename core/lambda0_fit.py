@@ -35,6 +35,7 @@ import numpy.typing as npt
 from scipy.optimize import minimize_scalar
 
 from .closed_forms import regularized_flow
+from .dynamics.gd_linear import compiled_module
 from .types import FloatArray, IntArray
 
 N_COARSE = 10  # log-spaced |lambda| per branch (plus lambda = 0)
@@ -175,6 +176,7 @@ class RegularizedObjective:
         R0 = np.vstack([Phi.T @ U0, PsiT @ V0])  # R0 in the basis B
         self.P0b = R0 @ R0.T
         self.p0_max = max(float(np.linalg.eigvalsh(self.P0b)[-1]), 1e-300)  # ||P0||_2, every basis
+        self.fused = compiled_module("flowsweep.core._lambda0_fused")  # None: the numpy path
         self.t = np.asarray(t, float)
         Xb = Phi.T @ np.asarray(X, float) @ PsiT.T  # X(t) in the basis B, (T, m, n)
         self.Xb = np.ascontiguousarray(np.moveaxis(Xb, 0, -1))  # (m, n, T): the batch last
@@ -226,9 +228,36 @@ class RegularizedObjective:
         out: np.ndarray = np.linalg.eigvalsh(block)[:, 0] > 1e-7 * self.p0_max
         return out
 
+    def _evaluate(
+        self, lams: FloatArray, idx: IntArray | None, want_X: bool
+    ) -> tuple[FloatArray, FloatArray | None, np.ndarray]:
+        """||X_reg(t; lambda) - X(t)||^2 per (lambda, record time of idx) (L, T'), X_reg(t; lambda) in
+        the basis B (m, n, L, T') if want_X, and which lambdas are stable (the others' values are
+        meaningless): the compiled kernel (core/_lambda0_fused.py) when numba runs, else numpy."""
+        L, Tp = len(lams), len(self.t) if idx is None else len(idx)
+        self.n_evaluations += L
+        self.n_records += L * Tp
+        if self.fused is None:
+            X, stable = self._x_block_numpy(lams, idx)
+            D = X - (self.Xb if idx is None else self.Xb[:, :, idx])[:, :, None]
+            per: FloatArray = np.einsum("ijlt,ijlt->lt", D, D)
+            return per, (X if want_X else None), stable
+        per = np.empty((L, Tp))
+        X = np.empty((self.m, self.n, L, Tp) if want_X else (0, 0, 0, 0))
+        stable = np.empty(L, bool)
+        rec = np.arange(len(self.t)) if idx is None else np.asarray(idx, np.int64)
+        self.fused.records(lams, self.sigma, self.P0b, 1e-7 * self.p0_max, self.t, rec, self.Xb, per, X, want_X, stable)
+        return per, (X if want_X else None), stable
+
     def _x_block(self, lams: FloatArray, idx: IntArray | None) -> tuple[FloatArray, np.ndarray]:
         """X_reg(t; lambda) in the basis B, (m, n, L, T') on the record times idx (all if None), and
-        which lambdas are stable (the others' values are meaningless).
+        which lambdas are stable."""
+        _, X, stable = self._evaluate(lams, idx, True)
+        assert X is not None
+        return X, stable
+
+    def _x_block_numpy(self, lams: FloatArray, idx: IntArray | None) -> tuple[FloatArray, np.ndarray]:
+        """`_x_block` in numpy.
 
         Eq. (21)'s stable form in the eigenbasis of S~: P = P* + c D0 K^{-1} c with c = e^{-t|a|},
         K = diag(d) + M P0, M = (1 - e^{-2t|a|})/(2|a|), d = e^{-2ta} (a > 0) or 1, P* = 2 max(a, 0),
@@ -240,8 +269,6 @@ class RegularizedObjective:
         N = m + n
         t_all = self.t if idx is None else self.t[idx]
         L = len(lams)
-        self.n_evaluations += L
-        self.n_records += L * len(t_all)
         a, cs, sn, P0e, pos, stable = self._spectrum(lams)
         out = np.empty((m, n, L, len(t_all)))
         # t = 0 (the first records, times ascending): P = P0 exactly, for every lambda
@@ -284,10 +311,7 @@ class RegularizedObjective:
 
     def per_record(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> tuple[FloatArray, np.ndarray]:
         """||X_reg(t; lambda) - X(t)||^2 per (lambda, record time of idx), (L, T'), and stability (L,)."""
-        lams = np.atleast_1d(np.asarray(lams, float))
-        Xr, stable = self._x_block(lams, idx)
-        D = Xr - (self.Xb if idx is None else self.Xb[:, :, idx])[:, :, None]
-        per: FloatArray = np.einsum("ijlt,ijlt->lt", D, D)
+        per, _, stable = self._evaluate(np.atleast_1d(np.asarray(lams, float)), idx, False)
         return per, stable
 
     def values(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> FloatArray:
@@ -466,15 +490,16 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
         if not xs_by:
             break
         lams = np.concatenate(list(xs_by.values()))
-        Xr, stable = obj._x_block(lams, None)
+        per, Xr, stable = obj._evaluate(lams, None, True)
+        assert Xr is not None
+        f3 = per.sum(axis=1)
         for k, (s, xs) in enumerate(xs_by.items()):
             b = branches[s]
             if not stable[3 * k : 3 * k + 3].all():
                 b.stable = False
                 continue
             Xs = Xr[:, :, 3 * k : 3 * k + 3]
-            D = Xs - obj.Xb[:, :, None]
-            fm, f0, fp = np.einsum("ijlt,ijlt->l", D, D)
+            fm, f0, fp = f3[3 * k : 3 * k + 3]
             x, h = float(xs[1]), float(xs[2] - xs[1])
             d1, d2 = (fp - fm) / (2.0 * h), (fp - 2.0 * f0 + fm) / (h * h)
             b.curvature = d2 if d2 > 0 else np.nan
