@@ -143,29 +143,27 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     inv = np.empty((N, LANES))
     tl = np.empty(LANES)
     res = np.empty(LANES)
-    lane_l = np.empty(LANES, np.int64)
-    lane_j = np.empty(LANES, np.int64)
+    rec = np.empty(LANES, np.int64)
     Xl = np.empty((m, n, LANES))  # X(t) of the lanes' records
     Xm = np.empty((m, n, LANES))  # X_reg
-    n_pairs = L * (Tp - nz)
-    n_chunks = (n_pairs + LANES - 1) // LANES
-    B = (n_pairs + n_chunks - 1) // n_chunks if n_chunks else 0  # balanced chunks
-    for p0 in range(0, n_pairs, B):
-        nl = min(B, n_pairs - p0)
+    n_chunks = (Tp - nz + LANES - 1) // LANES
+    B = (Tp - nz + n_chunks - 1) // n_chunks if n_chunks else 1  # balanced chunks of one lambda
+    for li, j0 in [(li, j0) for li in range(L) for j0 in range(nz, Tp, B)]:
+        nl = min(B, Tp - j0)
         for l in range(nl):
-            lane_l[l] = (p0 + l) // (Tp - nz)
-            lane_j[l] = nz + (p0 + l) % (Tp - nz)
-            tl[l] = t[idx[lane_j[l]]]
+            rec[l] = idx[j0 + l]
+            tl[l] = t[rec[l]]
         for i in range(m):
             for j in range(n):
                 for l in range(nl):
-                    Xl[i, j, l] = Xb[i, j, idx[lane_j[l]]]
+                    Xl[i, j, l] = Xb[i, j, rec[l]]
         # c = e^{-t|a|}, M = (1 - e^{-2t|a|})/(2|a|) (t (1 - t|a|) as t|a| -> 0), g = d/M (d = c^2 where
         # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest
         for k in range(N):
             if k < m or k == 2 * m:
+                ab = abs(A[li, k])
                 for l in range(nl):
-                    z = abs(A[lane_l[l], k]) * tl[l]
+                    z = ab * tl[l]
                     ck = np.exp(-z)
                     if z > 0.5:  # 1 - c^2 has no cancellation
                         Mk = tl[l] * ((1.0 - ck * ck) / (2.0 * z))
@@ -183,19 +181,25 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         for k in range(N):
             for l in range(nl):
                 q[k, l] = c[k, l] / g[k, l]
-                g[k, l] = (c[k, l] * q[k, l]) if POS[lane_l[l], k] else 1.0 / g[k, l]
+            if POS[li, k]:
+                for l in range(nl):
+                    g[k, l] = c[k, l] * q[k, l]
+            else:
+                for l in range(nl):
+                    g[k, l] = 1.0 / g[k, l]
         # G = diag(g) + P0e (lower part), Z = (Er c D0)^T
         for i in range(N):
             for j in range(i + 1):
+                v = P0E[li, i, j]
                 for l in range(nl):
-                    G[i, j, l] = P0E[lane_l[l], i, j]
-        for k in range(N):
-            for r in range(m):
-                for l in range(nl):
-                    Z[k, r, l] = U[lane_l[l], k, r] * c[r, l] - V[lane_l[l], k, r] * c[m + r, l]
-        for i in range(N):
+                    G[i, j, l] = v
             for l in range(nl):
                 G[i, i, l] += g[i, l]
+        for k in range(N):
+            for r in range(m):
+                u, v = U[li, k, r], V[li, k, r]
+                for l in range(nl):
+                    Z[k, r, l] = u * c[r, l] - v * c[m + r, l]
         # Cholesky (right-looking), then Z <- G^{-1} Z by forward and back substitution
         for j in range(N):
             for l in range(nl):
@@ -229,10 +233,10 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         for i in range(m):
             for j in range(n):
                 if j < m:
+                    u, v = SN[li, j], CS[li, j]
+                    base = BASE[li, i] if i == j else 0.0
                     for l in range(nl):
-                        li = lane_l[l]
-                        x = SN[li, j] * q[j, l] * Z[j, i, l] + CS[li, j] * q[m + j, l] * Z[m + j, i, l]
-                        Xm[i, j, l] = x + BASE[li, i] if i == j else x
+                        Xm[i, j, l] = base + u * q[j, l] * Z[j, i, l] + v * q[m + j, l] * Z[m + j, i, l]
                 else:
                     for l in range(nl):
                         Xm[i, j, l] = q[m + j, l] * Z[m + j, i, l]
@@ -240,11 +244,11 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                     d = Xm[i, j, l] - Xl[i, j, l]
                     res[l] += d * d
         for l in range(nl):
-            per[lane_l[l], lane_j[l]] = res[l]
+            per[li, j0 + l] = res[l]
             if not np.isfinite(res[l]):
-                stable[lane_l[l]] = False
+                stable[li] = False
         if want_X:
-            for l in range(nl):
-                for i in range(m):
-                    for j in range(n):
-                        X[i, j, lane_l[l], lane_j[l]] = Xm[i, j, l]
+            for i in range(m):
+                for j in range(n):
+                    for l in range(nl):
+                        X[i, j, li, j0 + l] = Xm[i, j, l]
