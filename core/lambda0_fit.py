@@ -86,17 +86,23 @@ def regularized_loss(
 
 def lambda0_search_bound(Y: FloatArray, U0: FloatArray, V0: FloatArray) -> float:
     """Well above the spectrum of Q0 and of S_Y: 4 (||U0^T U0||_2 + ||V0^T V0||_2 + sigma_max(Y))."""
-    return float(4.0 * (np.linalg.norm(U0, 2) ** 2 + np.linalg.norm(V0, 2) ** 2 + np.linalg.norm(Y, 2)) + 1.0)
+    return _bound(np.linalg.norm(U0, 2) ** 2, np.linalg.norm(V0, 2) ** 2, np.linalg.norm(Y, 2))
+
+
+def _bound(u2: float, v2: float, sigma_max: float) -> float:
+    return float(4.0 * (u2 + v2 + sigma_max) + 1.0)
 
 
 class _NotStable(Exception):
     """P0 is not positive definite on the unstable eigenspace of S~ (use the factored form)."""
 
 
+@functools.lru_cache(maxsize=64)
 def _subsample(T: int, n_dense: int, stride: int) -> IntArray:
     """The first n_dense record indices (the fast transient lives there), then every stride-th, and
     the last."""
     idx: IntArray = np.unique(np.concatenate([np.arange(min(n_dense, T)), np.arange(0, T, stride), [T - 1]]))
+    idx.flags.writeable = False  # cached
     return idx
 
 
@@ -178,10 +184,19 @@ class RegularizedObjective:
         self.p0_max = max(float(np.linalg.eigvalsh(self.P0b)[-1]), 1e-300)  # ||P0||_2, every basis
         self.fused = compiled_module("flowsweep.core._lambda0_fused")  # None: the numpy path
         self.t = np.asarray(t, float)
-        Xb = Phi.T @ np.asarray(X, float) @ PsiT.T  # X(t) in the basis B, (T, m, n)
-        self.Xb = np.ascontiguousarray(np.moveaxis(Xb, 0, -1))  # (m, n, T): the batch last
+        X = np.asarray(X, float)
+        XPsi = np.tensordot(PsiT, X, axes=(1, 2))  # X(t) in the basis B (two products, not T small ones)
+        self.Xb = np.ascontiguousarray(np.tensordot(Phi, XPsi, axes=(0, 2)))  # (m, n, T): the batch last
+        self.records = np.arange(len(self.t))
         self.n_evaluations = 0
         self.n_records = 0
+
+    def search_bound(self) -> float:
+        """`lambda0_search_bound` from P0's blocks: ||U0||_2^2 and ||V0||_2^2 are the largest eigenvalues
+        of Phi^T U0 U0^T Phi and Psi^T V0 V0^T Psi (no SVD of the k columns)."""
+        m = self.m
+        u2, v2 = (float(np.linalg.eigvalsh(B)[-1]) for B in (self.P0b[:m, :m], self.P0b[m:, m:]))
+        return _bound(u2, v2, float(self.sigma[0]) if len(self.sigma) else 0.0)
 
     def _spectrum(
         self, lams: FloatArray
@@ -245,7 +260,7 @@ class RegularizedObjective:
         per = np.empty((L, Tp))
         X = np.empty((self.m, self.n, L, Tp) if want_X else (0, 0, 0, 0))
         stable = np.empty(L, bool)
-        rec = np.arange(len(self.t)) if idx is None else np.asarray(idx, np.int64)
+        rec = self.records if idx is None else np.asarray(idx, np.int64)
         self.fused.records(lams, self.sigma, self.P0b, 1e-7 * self.p0_max, self.t, rec, self.Xb, per, X, want_X, stable)
         return per, (X if want_X else None), stable
 
@@ -328,8 +343,12 @@ class RegularizedObjective:
         Xr, stable = self._x_block(np.array([float(lam)]), None)
         if not stable[0]:
             raise _NotStable
-        out: np.ndarray = self.Phi @ np.moveaxis(Xr[:, :, 0], -1, 0) @ self.PsiT
-        return out
+        return self.original_basis(Xr[:, :, 0])
+
+    def original_basis(self, Xb: FloatArray) -> FloatArray:
+        """X(t) (m, n, T) in the basis B back in the original coordinates, (T, m, n)."""
+        out = np.tensordot(np.tensordot(self.Phi, Xb, axes=(1, 0)), self.PsiT, axes=(1, 0))
+        return np.ascontiguousarray(np.moveaxis(out, 1, 0))
 
 
 @dataclass
@@ -524,8 +543,8 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     t = np.asarray(t, float)
     X = np.asarray(X, float)
     ynorm = float(np.linalg.norm(Y))
-    L = lambda0_search_bound(Y, U0, V0)
     obj = RegularizedObjective(Y, U0, V0, t, X)
+    L = obj.search_bound()
     found = _search(obj, L)
     branches: dict[float, Lambda0Branch] = {}
     n_ref = 0
@@ -542,7 +561,7 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     best = branches[best_sign]
     Xb = found[best_sign].X
     if found[best_sign].stable and Xb is not None:
-        X_reg = obj.Phi @ np.moveaxis(Xb, -1, 0) @ obj.PsiT
+        X_reg = obj.original_basis(Xb)
     else:  # the factored form's loss, evaluated
         X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
         D = X_reg - X
