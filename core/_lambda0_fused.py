@@ -10,7 +10,8 @@ eigenspace shifted by the tolerance, which succeeds exactly when its smallest ei
 import numpy as np
 from numba import njit
 
-LANES = 64  # (lambda, record) pairs per batch of factorizations (the inner, vectorized loops)
+LANES = 64  # records per batch of factorizations (the inner, vectorized loops)
+VECTOR = 8  # batches are padded to a multiple of this (the compiled loops' vector step)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -149,9 +150,10 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     n_chunks = (Tp - nz + LANES - 1) // LANES
     B = (Tp - nz + n_chunks - 1) // n_chunks if n_chunks else 1  # balanced chunks of one lambda
     for li, j0 in [(li, j0) for li in range(L) for j0 in range(nz, Tp, B)]:
-        nl = min(B, Tp - j0)
-        for l in range(nl):
-            rec[l] = idx[j0 + l]
+        nv = min(B, Tp - j0)  # records of this batch; nl >= nv lanes, a multiple of VECTOR
+        nl = (nv + VECTOR - 1) // VECTOR * VECTOR
+        for l in range(nl):  # idle lanes repeat the last record (no scalar remainder loops)
+            rec[l] = idx[j0 + min(l, nv - 1)]
             tl[l] = t[rec[l]]
         for i in range(m):
             for j in range(n):
@@ -243,12 +245,12 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 for l in range(nl):
                     d = Xm[i, j, l] - Xl[i, j, l]
                     res[l] += d * d
-        for l in range(nl):
+        for l in range(nv):
             per[li, j0 + l] = res[l]
             if not np.isfinite(res[l]):
                 stable[li] = False
         if want_X:
             for i in range(m):
                 for j in range(n):
-                    for l in range(nl):
+                    for l in range(nv):
                         X[i, j, li, j0 + l] = Xm[i, j, l]
