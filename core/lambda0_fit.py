@@ -86,7 +86,7 @@ def regularized_loss(
 
 def lambda0_search_bound(Y: FloatArray, U0: FloatArray, V0: FloatArray) -> float:
     """Well above the spectrum of Q0 and of S_Y: 4 (||U0^T U0||_2 + ||V0^T V0||_2 + sigma_max(Y))."""
-    return _bound(np.linalg.norm(U0, 2) ** 2, np.linalg.norm(V0, 2) ** 2, np.linalg.norm(Y, 2))
+    return _bound(float(np.linalg.norm(U0, 2)) ** 2, float(np.linalg.norm(V0, 2)) ** 2, float(np.linalg.norm(Y, 2)))
 
 
 def _bound(u2: float, v2: float, sigma_max: float) -> float:
