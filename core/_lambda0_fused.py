@@ -92,8 +92,8 @@ def _positive_on(P0e, pos, tol, work):
 def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     """||X_reg(t; lambda) - X(t)||^2 per (lambda, record idx[j]) into per (L, T'), X_reg in the basis B
     into X (m, n, L, T') when want_X, and whether each lambda is stable (P0 > tol on the unstable
-    eigenspace, every value finite). t (T,) ascending, Xb (m, n, T). The (lambda, t) pairs are
-    solved LANES at a time, the pair the innermost (vectorized) axis of every loop."""
+    eigenspace, every value finite). t (T,) ascending, Xb (m, n, T). The records of one lambda are
+    solved up to LANES at a time, the record the innermost (vectorized) axis of every loop."""
     m = sigma.shape[0]
     n = Xb.shape[1]
     N = m + n
