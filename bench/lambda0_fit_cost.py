@@ -6,7 +6,8 @@ point (CPU seconds per point); the ratio is fit / simulation. Rounds alternate t
 Also printed per fit: closed-form evaluations (lambdas, any number of records each) and the
 (lambda, record) pairs they cover in units of the full grid (one pair is one 15 x 15 solve).
 `--stages` splits the fit's time: evaluations on the coarse records, on the subsample, on the full
-grid, and the rest (setup: SVD of Y, P0 in its basis; the search's own logic).
+grid, and the rest (setup: SVD of Y, P0 in its basis; the search's own logic). The evaluations run
+core/_lambda0_fused.py's kernel when numba runs (FLOWSWEEP_NUMBA=0: numpy's batched Cholesky).
 `--against REV` also times core/lambda0_fit.py as it was at git revision REV on the same points in
 the same rounds (its fit/sim and its evaluations per fit), and prints the largest relative difference
 of the two fits' minima and errors per branch. `--reference` also times core 2's search
@@ -41,14 +42,14 @@ STAGE_TIME: dict[str, float] = defaultdict(float)
 TIMING = [True]  # off while the bench compares fits outside the timed rounds
 
 
-def _timed_x_block(original):  # type: ignore[no-untyped-def]
-    """`RegularizedObjective._x_block` that adds its CPU time to STAGE_TIME by the records it covers."""
+def _timed_evaluate(original):  # type: ignore[no-untyped-def]
+    """`RegularizedObjective._evaluate` that adds its CPU time to STAGE_TIME by the records it covers."""
 
     coarse: dict[int, int] = {}
 
-    def wrapper(self, lams, idx):  # type: ignore[no-untyped-def]
+    def wrapper(self, lams, idx, want_X):  # type: ignore[no-untyped-def]
         t0 = time.process_time()
-        out = original(self, lams, idx)
+        out = original(self, lams, idx, want_X)
         t1 = time.process_time()
         T = len(self.t)
         if T not in coarse:
@@ -100,7 +101,7 @@ def main() -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
         from reference_lambda0 import lambda0_fit_reference
     if a.stages:
-        lf.RegularizedObjective._x_block = _timed_x_block(lf.RegularizedObjective._x_block)  # type: ignore[method-assign]
+        lf.RegularizedObjective._evaluate = _timed_evaluate(lf.RegularizedObjective._evaluate)  # type: ignore[method-assign]
     print(
         "k     sim ms/pt   fit ms/pt   fit/sim   evaluations/fit   full grids/fit"
         + (f"   {a.against} fit/sim  evaluations/fit" if old else "")

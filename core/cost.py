@@ -24,7 +24,13 @@ FLOPS_PER_SECOND = 2e9  # sustained on one core for these small products (measur
 STEP_OVERHEAD_SECONDS = 3e-7  # per point per gd step (numpy call overhead shared by a batch)
 RHS_OVERHEAD_SECONDS = 2e-5  # per right-hand side of the flow solver (scipy's Python loop)
 FLOW_STEPS_PER_UNIT_STIFFNESS = 0.5  # DOP853 at rtol 3e-14: steps ≈ 0.5·L·t + 50 (fitted, Fig. 1 shape)
-LAMBDA0_FIT_EVALUATIONS = 96  # closed-form evaluations of eq. (21) per λ₀ fit
+# the λ₀ fit solves one (m + n)-square system per (λ, record) pair: LAMBDA0_FIT_RECORD_GRIDS times the
+# record grid's pairs per fit (measured 10.4–11.9 on Fig. 2 points, bench/lambda0_fit_cost.py), each a
+# Cholesky and a solve with min(m, n) right-hand sides, plus a per-pair overhead (numpy's path: ~3 µs per
+# pair in all; the compiled one: ~0.5 µs) and the search's own logic
+LAMBDA0_FIT_RECORD_GRIDS = 13
+LAMBDA0_PAIR_OVERHEAD_SECONDS = 1.5e-6
+LAMBDA0_FIT_SECONDS = 2e-3
 BYTES_PER_FLOAT = 8
 STATE_COPIES = 4  # U0, V0, their reduction and the batch's stacked copy
 SIGMOID_COPIES = 6  # A, targets, A·W and its sigmoid for both models
@@ -74,7 +80,9 @@ def point_cost(c: PointConfig) -> PointCost:
         cpu_field = "eta"
     fit = 0.0
     if c.fit_lambda0:
-        fit = LAMBDA0_FIT_EVALUATIONS * T * 10.0 * (m + n) ** 3 / FLOPS_PER_SECOND
+        pair_flops = (m + n) ** 3 / 3.0 + 2.0 * (m + n) ** 2 * min(m, n)
+        pair = pair_flops / FLOPS_PER_SECOND + LAMBDA0_PAIR_OVERHEAD_SECONDS
+        fit = LAMBDA0_FIT_SECONDS + LAMBDA0_FIT_RECORD_GRIDS * T * pair
     cpu = POINT_SECONDS + setup + records + work + fit
 
     terms = {

@@ -9,6 +9,8 @@ and one Gram matrix P0 = R0 R0^T in that basis serve every lambda (no eigendecom
 nothing of size k). An evaluation at L lambdas and T' record times is eq. (21)'s stable form with one
 (m + n) x (m + n) Cholesky per (lambda, t), all L T' of them at once with the batch as the last axis
 (`_shifted_cholesky_solve`: numpy's batched LAPACK calls cost ~3 us per 15 x 15 matrix in overhead).
+With numba (unless FLOWSWEEP_NUMBA=0) core/_lambda0_fused.py runs the same evaluation compiled, a batch
+of records of one lambda on the vectorized axis, and never forms X_reg where only the loss is wanted.
 
 The search, both branches (lambda > 0, lambda < 0) in every evaluation, each a few batched calls:
 1. a log grid of 10 |lambda| per sign (and 0) on ~17 record times picks a cell per branch, and one Newton
@@ -35,6 +37,7 @@ import numpy.typing as npt
 from scipy.optimize import minimize_scalar
 
 from .closed_forms import regularized_flow
+from .dynamics.gd_linear import compiled_module
 from .types import FloatArray, IntArray
 
 N_COARSE = 10  # log-spaced |lambda| per branch (plus lambda = 0)
@@ -85,17 +88,23 @@ def regularized_loss(
 
 def lambda0_search_bound(Y: FloatArray, U0: FloatArray, V0: FloatArray) -> float:
     """Well above the spectrum of Q0 and of S_Y: 4 (||U0^T U0||_2 + ||V0^T V0||_2 + sigma_max(Y))."""
-    return float(4.0 * (np.linalg.norm(U0, 2) ** 2 + np.linalg.norm(V0, 2) ** 2 + np.linalg.norm(Y, 2)) + 1.0)
+    return _bound(float(np.linalg.norm(U0, 2)) ** 2, float(np.linalg.norm(V0, 2)) ** 2, float(np.linalg.norm(Y, 2)))
+
+
+def _bound(u2: float, v2: float, sigma_max: float) -> float:
+    return float(4.0 * (u2 + v2 + sigma_max) + 1.0)
 
 
 class _NotStable(Exception):
     """P0 is not positive definite on the unstable eigenspace of S~ (use the factored form)."""
 
 
+@functools.lru_cache(maxsize=64)
 def _subsample(T: int, n_dense: int, stride: int) -> IntArray:
     """The first n_dense record indices (the fast transient lives there), then every stride-th, and
     the last."""
     idx: IntArray = np.unique(np.concatenate([np.arange(min(n_dense, T)), np.arange(0, T, stride), [T - 1]]))
+    idx.flags.writeable = False  # cached
     return idx
 
 
@@ -175,11 +184,21 @@ class RegularizedObjective:
         R0 = np.vstack([Phi.T @ U0, PsiT @ V0])  # R0 in the basis B
         self.P0b = R0 @ R0.T
         self.p0_max = max(float(np.linalg.eigvalsh(self.P0b)[-1]), 1e-300)  # ||P0||_2, every basis
+        self.fused = compiled_module("flowsweep.core._lambda0_fused")  # None: the numpy path
         self.t = np.asarray(t, float)
-        Xb = Phi.T @ np.asarray(X, float) @ PsiT.T  # X(t) in the basis B, (T, m, n)
-        self.Xb = np.ascontiguousarray(np.moveaxis(Xb, 0, -1))  # (m, n, T): the batch last
+        X = np.asarray(X, float)
+        XPsi = np.tensordot(PsiT, X, axes=(1, 2))  # X(t) in the basis B (two products, not T small ones)
+        self.Xb = np.ascontiguousarray(np.tensordot(Phi, XPsi, axes=(0, 2)))  # (m, n, T): the batch last
+        self.records = np.arange(len(self.t))
         self.n_evaluations = 0
         self.n_records = 0
+
+    def search_bound(self) -> float:
+        """`lambda0_search_bound` from P0's blocks: ||U0||_2^2 and ||V0||_2^2 are the largest eigenvalues
+        of Phi^T U0 U0^T Phi and Psi^T V0 V0^T Psi (no SVD of the k columns)."""
+        m = self.m
+        u2, v2 = (float(np.linalg.eigvalsh(B)[-1]) for B in (self.P0b[:m, :m], self.P0b[m:, m:]))
+        return _bound(u2, v2, float(self.sigma[0]) if len(self.sigma) else 0.0)
 
     def _spectrum(
         self, lams: FloatArray
@@ -226,9 +245,36 @@ class RegularizedObjective:
         out: np.ndarray = np.linalg.eigvalsh(block)[:, 0] > 1e-7 * self.p0_max
         return out
 
+    def _evaluate(
+        self, lams: FloatArray, idx: IntArray | None, want_X: bool
+    ) -> tuple[FloatArray, FloatArray | None, np.ndarray]:
+        """||X_reg(t; lambda) - X(t)||^2 per (lambda, record time of idx) (L, T'), X_reg(t; lambda) in
+        the basis B (m, n, L, T') if want_X, and which lambdas are stable (the others' values are
+        meaningless): the compiled kernel (core/_lambda0_fused.py) when numba runs, else numpy."""
+        L, Tp = len(lams), len(self.t) if idx is None else len(idx)
+        self.n_evaluations += L
+        self.n_records += L * Tp
+        if self.fused is None:
+            X, stable = self._x_block_numpy(lams, idx)
+            D = X - (self.Xb if idx is None else self.Xb[:, :, idx])[:, :, None]
+            per: FloatArray = np.einsum("ijlt,ijlt->lt", D, D)
+            return per, (X if want_X else None), stable
+        per = np.empty((L, Tp))
+        X = np.empty((self.m, self.n, L, Tp) if want_X else (0, 0, 0, 0))
+        stable = np.empty(L, bool)
+        rec = self.records if idx is None else np.asarray(idx, np.int64)
+        self.fused.records(lams, self.sigma, self.P0b, 1e-7 * self.p0_max, self.t, rec, self.Xb, per, X, want_X, stable)
+        return per, (X if want_X else None), stable
+
     def _x_block(self, lams: FloatArray, idx: IntArray | None) -> tuple[FloatArray, np.ndarray]:
         """X_reg(t; lambda) in the basis B, (m, n, L, T') on the record times idx (all if None), and
-        which lambdas are stable (the others' values are meaningless).
+        which lambdas are stable."""
+        _, X, stable = self._evaluate(lams, idx, True)
+        assert X is not None
+        return X, stable
+
+    def _x_block_numpy(self, lams: FloatArray, idx: IntArray | None) -> tuple[FloatArray, np.ndarray]:
+        """`_x_block` in numpy.
 
         Eq. (21)'s stable form in the eigenbasis of S~: P = P* + c D0 K^{-1} c with c = e^{-t|a|},
         K = diag(d) + M P0, M = (1 - e^{-2t|a|})/(2|a|), d = e^{-2ta} (a > 0) or 1, P* = 2 max(a, 0),
@@ -240,8 +286,6 @@ class RegularizedObjective:
         N = m + n
         t_all = self.t if idx is None else self.t[idx]
         L = len(lams)
-        self.n_evaluations += L
-        self.n_records += L * len(t_all)
         a, cs, sn, P0e, pos, stable = self._spectrum(lams)
         out = np.empty((m, n, L, len(t_all)))
         # t = 0 (the first records, times ascending): P = P0 exactly, for every lambda
@@ -284,10 +328,7 @@ class RegularizedObjective:
 
     def per_record(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> tuple[FloatArray, np.ndarray]:
         """||X_reg(t; lambda) - X(t)||^2 per (lambda, record time of idx), (L, T'), and stability (L,)."""
-        lams = np.atleast_1d(np.asarray(lams, float))
-        Xr, stable = self._x_block(lams, idx)
-        D = Xr - (self.Xb if idx is None else self.Xb[:, :, idx])[:, :, None]
-        per: FloatArray = np.einsum("ijlt,ijlt->lt", D, D)
+        per, _, stable = self._evaluate(np.atleast_1d(np.asarray(lams, float)), idx, False)
         return per, stable
 
     def values(self, lams: npt.ArrayLike, idx: IntArray | None = None) -> FloatArray:
@@ -304,8 +345,12 @@ class RegularizedObjective:
         Xr, stable = self._x_block(np.array([float(lam)]), None)
         if not stable[0]:
             raise _NotStable
-        out: np.ndarray = self.Phi @ np.moveaxis(Xr[:, :, 0], -1, 0) @ self.PsiT
-        return out
+        return self.original_basis(Xr[:, :, 0])
+
+    def original_basis(self, Xb: FloatArray) -> FloatArray:
+        """X(t) (m, n, T) in the basis B back in the original coordinates, (T, m, n)."""
+        out = np.tensordot(np.tensordot(self.Phi, Xb, axes=(1, 0)), self.PsiT, axes=(1, 0))
+        return np.ascontiguousarray(np.moveaxis(out, 1, 0))
 
 
 @dataclass
@@ -466,15 +511,16 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
         if not xs_by:
             break
         lams = np.concatenate(list(xs_by.values()))
-        Xr, stable = obj._x_block(lams, None)
+        per, Xr, stable = obj._evaluate(lams, None, True)
+        assert Xr is not None
+        f3 = per.sum(axis=1)
         for k, (s, xs) in enumerate(xs_by.items()):
             b = branches[s]
             if not stable[3 * k : 3 * k + 3].all():
                 b.stable = False
                 continue
             Xs = Xr[:, :, 3 * k : 3 * k + 3]
-            D = Xs - obj.Xb[:, :, None]
-            fm, f0, fp = np.einsum("ijlt,ijlt->l", D, D)
+            fm, f0, fp = f3[3 * k : 3 * k + 3]
             x, h = float(xs[1]), float(xs[2] - xs[1])
             d1, d2 = (fp - fm) / (2.0 * h), (fp - 2.0 * f0 + fm) / (h * h)
             b.curvature = d2 if d2 > 0 else np.nan
@@ -499,8 +545,8 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     t = np.asarray(t, float)
     X = np.asarray(X, float)
     ynorm = float(np.linalg.norm(Y))
-    L = lambda0_search_bound(Y, U0, V0)
     obj = RegularizedObjective(Y, U0, V0, t, X)
+    L = obj.search_bound()
     found = _search(obj, L)
     branches: dict[float, Lambda0Branch] = {}
     n_ref = 0
@@ -517,7 +563,7 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     best = branches[best_sign]
     Xb = found[best_sign].X
     if found[best_sign].stable and Xb is not None:
-        X_reg = obj.Phi @ np.moveaxis(Xb, -1, 0) @ obj.PsiT
+        X_reg = obj.original_basis(Xb)
     else:  # the factored form's loss, evaluated
         X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
         D = X_reg - X

@@ -23,6 +23,7 @@ def test_peak_memory_estimate_bounds_the_measured_peak(shape):
     """The budget is stated in bytes per point: the estimate must not be below the real peak
     (tracemalloc counts numpy's buffers), and not absurdly above it either."""
     c = PointConfig(**shape)
+    run_points([c])  # numba's kernels loaded first: a process pays that once, not per point
     tracemalloc.start()
     try:
         (r,) = run_points([c])
@@ -53,3 +54,26 @@ def test_cost_grows_with_each_axis_of_work():
     # memory follows k (the state) and the records
     assert point_cost(PointConfig(**{**base.to_dict(), "k": 20000})).memory_field == "axes.k"
     assert point_cost(PointConfig(**{**base.to_dict(), "record_every": 1})).memory_field == "record_every"
+
+
+@pytest.mark.parametrize("k,seed", [(50, 0), (200, 1), (100, 2)])
+def test_lambda0_fit_term_counts_the_pairs_the_fit_solves(k, seed):
+    """The λ₀ term prices LAMBDA0_FIT_RECORD_GRIDS record grids of (λ, record) solves: no fewer than
+    the fit really solves on Fig. 2 points (counted, not timed), and not wildly more."""
+    from flowsweep.core import cost
+    from flowsweep.core.lambda0_fit import lambda0_fit
+    from flowsweep.core.run import _integrate, _stacked_problem
+
+    c = PointConfig(
+        model="asymmetric", m=5, n=10, k=k, eta=1e-5, steps=4000, record_every=20, init_scale=1.0, seed=seed
+    )
+    prob = _stacked_problem([c])
+    tr = _integrate([c], prob)
+    fit = lambda0_fit(prob.Y[0], prob.U0[0], prob.V0[0], tr.t, tr.X[0])
+    grids = fit.n_records / len(tr.t)
+    assert grids <= cost.LAMBDA0_FIT_RECORD_GRIDS <= 2.0 * grids, grids
+    # and the term is the pairs' price: the fit's estimate over the point without it
+    with_fit = point_cost(PointConfig(**{**c.to_dict(), "fit_lambda0": True})).cpu_seconds
+    pair = (15**3 / 3.0 + 2.0 * 15**2 * 5) / cost.FLOPS_PER_SECOND + cost.LAMBDA0_PAIR_OVERHEAD_SECONDS
+    want = cost.LAMBDA0_FIT_SECONDS + cost.LAMBDA0_FIT_RECORD_GRIDS * len(tr.t) * pair
+    assert with_fit - point_cost(c).cpu_seconds == pytest.approx(want, rel=1e-9)
