@@ -15,7 +15,7 @@ from . import deep
 from .closed_forms_stacked import regularized_flow_stacked
 from .data import make_initial_state, make_initial_states
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
-from .metrics import batch_metrics
+from .metrics import batch_metrics, stacked_eigvalsh
 from .types import METRIC_FIELDS, CurveBlock, FloatArray, PointConfig, PointResult, ResultColumns
 from .validation import validate_config
 
@@ -43,7 +43,7 @@ def singular_values(X: np.ndarray) -> np.ndarray:
         if not np.isfinite(X).all():  # diverged points: their curves are cut anyway
             X = np.nan_to_num(X)
         G = X @ np.swapaxes(X, -1, -2) if X.shape[-2] <= X.shape[-1] else np.swapaxes(X, -1, -2) @ X
-        w = np.linalg.eigvalsh(G)
+        w = stacked_eigvalsh(G)
     return np.sqrt(np.maximum(w[..., ::-1], 0.0))
 
 

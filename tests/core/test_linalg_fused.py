@@ -1,0 +1,85 @@
+"""The compiled small-matrix eigenvalues (core/_linalg_fused.py, numba) against numpy.linalg, and
+metrics.stacked_eigvalsh on both paths (compiled, numpy)."""
+
+import numpy as np
+import pytest
+
+from flowsweep.core.metrics import stacked_eigvalsh
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def path(request, monkeypatch):
+    from flowsweep.core.dynamics import gd_linear
+
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", request.param == "compiled")
+    return request.param
+
+
+def symmetric_stacks(N, rng):
+    """Random, PSD (Gram), rank-deficient, repeated, diagonal, tridiagonal, graded and zero
+    symmetric N x N matrices, as one stack."""
+    G = rng.standard_normal((64, N, N))
+    X = rng.standard_normal((64, N, N + 3))
+    thin = rng.standard_normal((16, N, max(1, N // 2)))
+    Q = np.linalg.qr(rng.standard_normal((16, N, N)))[0]
+    repeated = (Q * np.repeat([1.0, 2.0], [N // 2, N - N // 2])[None, None, :]) @ np.swapaxes(Q, 1, 2)
+    graded = (Q * np.logspace(0, -12, N)[None, None, :]) @ np.swapaxes(Q, 1, 2)
+    tri = np.zeros((4, N, N))
+    for b in range(4):
+        tri[b] += np.diag(rng.standard_normal(N)) + np.diag(rng.standard_normal(N - 1), 1) * 1e-9 ** (b % 2)
+    tri = tri + np.swapaxes(np.triu(tri, 1), 1, 2)
+    return np.concatenate(
+        [
+            G + np.swapaxes(G, 1, 2),
+            X @ np.swapaxes(X, 1, 2),
+            thin @ np.swapaxes(thin, 1, 2),
+            repeated,
+            graded,
+            np.stack([np.diag(rng.standard_normal(N)) for _ in range(4)]),
+            tri,
+            np.zeros((2, N, N)),
+            1e-200 * (G[:2] + np.swapaxes(G[:2], 1, 2)),
+        ]
+    )
+
+
+@pytest.mark.parametrize("N", [1, 2, 3, 5, 10, 15])
+def test_eigenvalues_match_lapack(N, path):
+    rng = np.random.default_rng(N)
+    A = symmetric_stacks(N, rng)
+    got = stacked_eigvalsh(A)
+    ref = np.linalg.eigvalsh(A)
+    assert got.shape == ref.shape
+    scale = N * np.abs(A).max(axis=(1, 2))  # backward stable: errors ~ eps ||A||
+    assert (np.abs(got - ref) <= 1e-14 * scale[:, None]).all()
+    assert (np.diff(got, axis=1) >= 0).all()  # ascending, as eigvalsh
+
+
+def test_the_compiled_kernel_is_used_and_differs_only_by_rounding(monkeypatch):
+    pytest.importorskip("numba")
+    from flowsweep.core import _linalg_fused
+    from flowsweep.core.dynamics import gd_linear
+
+    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    A = symmetric_stacks(5, np.random.default_rng(0))
+    direct = np.empty(A.shape[:2])
+    _linalg_fused.eigvalsh(np.ascontiguousarray(A), direct)
+    assert np.array_equal(stacked_eigvalsh(A), direct)
+    # leading dimensions of any shape: (B, T, N, N) as the singular values' Gram matrices come
+    four = A[:60].reshape(6, 10, 5, 5)
+    assert np.array_equal(stacked_eigvalsh(four), direct[:60].reshape(6, 10, 5))
+
+
+def test_singular_values_of_a_trajectory_match_svd(path):
+    from flowsweep.core.run import singular_values
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((7, 11, 5, 10)) * np.logspace(0, -3, 11)[None, :, None, None]
+    ref = np.linalg.svd(X, compute_uv=False)
+    got = singular_values(X)
+    # the Gram matrix's eigenvalues: absolute accuracy ~ eps sigma_max^2 / sigma
+    assert np.allclose(got, ref, rtol=1e-13, atol=0)
+    wide = np.swapaxes(X, -1, -2)  # the smaller Gram side of a tall matrix
+    assert np.allclose(singular_values(wide), ref, rtol=1e-13, atol=0)
