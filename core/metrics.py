@@ -14,9 +14,9 @@ from flowsweep.status import PointStatus
 from .closed_forms import asymmetric_spectral, regularized_flow, riccati_symmetric_factor
 from .data import spectral_factors
 from .dynamics import Trajectory
-from .dynamics.gd_linear import compiled_module
 from .fits import EXCITED_MODE, MIN_TAIL_POINTS, eta_stability_limit, rate_fit, rate_lin, rate_pred
 from .lambda0_fit import lambda0_fit
+from .linalg import stacked_eigh, stacked_eigvalsh
 from .types import METRIC_FIELDS, CurveBlock, Curves, FloatArray, PointConfig
 
 NOISE_FLOOR = {"gd": 1e-11, "flow": 1e-8}
@@ -185,24 +185,6 @@ def point_metrics(
 # products through the same ddot): the values are the same, bit for bit where tested.
 
 
-def stacked_eigvalsh(A: np.ndarray) -> FloatArray:
-    """np.linalg.eigvalsh of a stack of small symmetric matrices (..., N, N), ascending. With numba
-    (core/_linalg_fused.py) by Householder and QL, several times cheaper than LAPACK's per-matrix
-    cost on 5 x 5 to 10 x 10 matrices; the same values to rounding (~eps ||A||)."""
-    fused = compiled_module("flowsweep.core._linalg_fused")
-    if fused is None or A.shape[-1] > _FUSED_EIGVALSH_MAX:
-        out: FloatArray = np.linalg.eigvalsh(A)
-        return out
-    N = A.shape[-1]
-    flat = np.ascontiguousarray(A, dtype=np.float64).reshape(-1, N, N)
-    w = np.empty((flat.shape[0], N))
-    fused.eigvalsh(flat, w)
-    return w.reshape(A.shape[:-1])
-
-
-_FUSED_EIGVALSH_MAX = 12  # beyond, LAPACK's blocked code is as fast
-
-
 def _col(values: np.ndarray) -> list[float | None]:
     """A column of float metrics: NaN and +-inf become None (`clean` on every entry)."""
     return [v if math.isfinite(v) else None for v in values.tolist()]
@@ -238,8 +220,8 @@ def _rate_fits(t: np.ndarray, r: np.ndarray, noise_floor: float) -> np.ndarray:
 
 def _rate_lins(U: np.ndarray, V: np.ndarray, E: np.ndarray) -> np.ndarray:
     """`fits.rate_lin(U[b], V[b], E[b])` of every point (NaN for None)."""
-    alpha, A = np.linalg.eigh(U @ np.swapaxes(U, 1, 2))
-    beta, Bm = np.linalg.eigh(V @ np.swapaxes(V, 1, 2))
+    alpha, A = stacked_eigh(U @ np.swapaxes(U, 1, 2))
+    beta, Bm = stacked_eigh(V @ np.swapaxes(V, 1, 2))
     C = np.swapaxes(A, 1, 2) @ E @ Bm
     norm = _norms(E)
     ok = np.isfinite(norm) & (norm != 0.0)

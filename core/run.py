@@ -15,7 +15,8 @@ from . import deep
 from .closed_forms_stacked import regularized_flow_stacked
 from .data import make_initial_state, make_initial_states
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
-from .metrics import batch_metrics, stacked_eigvalsh
+from .linalg import stacked_eigvalsh
+from .metrics import batch_metrics
 from .types import METRIC_FIELDS, CurveBlock, FloatArray, PointConfig, PointResult, ResultColumns
 from .validation import validate_config
 

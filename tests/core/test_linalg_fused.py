@@ -1,10 +1,10 @@
-"""The compiled small-matrix eigenvalues (core/_linalg_fused.py, numba) against numpy.linalg, and
-metrics.stacked_eigvalsh on both paths (compiled, numpy)."""
+"""core.linalg's eigen-decompositions of small symmetric matrices on both paths (compiled:
+core/_linalg_fused.py, numba; numpy) against numpy.linalg's LAPACK calls."""
 
 import numpy as np
 import pytest
 
-from flowsweep.core.metrics import stacked_eigvalsh
+from flowsweep.core.linalg import REPEATED, stacked_eigh, stacked_eigvalsh
 
 
 @pytest.fixture(params=["compiled", "numpy"])
@@ -55,6 +55,34 @@ def test_eigenvalues_match_lapack(N, path):
     scale = N * np.abs(A).max(axis=(1, 2))  # backward stable: errors ~ eps ||A||
     assert (np.abs(got - ref) <= 1e-14 * scale[:, None]).all()
     assert (np.diff(got, axis=1) >= 0).all()  # ascending, as eigvalsh
+
+
+@pytest.mark.parametrize("N", [1, 2, 3, 5, 10, 15])
+def test_eigenvectors_match_lapack(N, path):
+    rng = np.random.default_rng(N + 100)
+    A = symmetric_stacks(N, rng)
+    w, E = stacked_eigh(A)
+    w_ref, E_ref = np.linalg.eigh(A)
+    scale = N * np.abs(A).max(axis=(1, 2))
+    assert (np.abs(w - w_ref) <= 1e-14 * scale[:, None]).all()
+    assert (np.diff(w, axis=1) >= 0).all()
+    eye = np.eye(N)
+    assert np.abs(np.swapaxes(E, 1, 2) @ E - eye).max() < 1e-14 * N  # orthonormal
+    assert (np.abs((E * w[:, None, :]) @ np.swapaxes(E, 1, 2) - A).max(axis=(1, 2)) <= 1e-14 * scale).all()
+    # an eigenvalue apart from the others (gap >> rounding) has one vector, up to its sign
+    gap = np.full(w_ref.shape, np.inf)
+    if N > 1:
+        d = np.diff(w_ref, axis=1)
+        gap[:, :-1] = d
+        gap[:, 1:] = np.minimum(gap[:, 1:], d)
+    simple = gap > 1e-6 * np.maximum(scale[:, None], 1e-300)
+    overlap = np.abs(np.einsum("bri,bri->bi", E, E_ref))
+    assert simple.sum() >= len(A)  # the check below checks something
+    assert np.allclose(overlap[simple], 1.0, rtol=0, atol=1e-9)
+    # a matrix with a repeated eigenvalue: LAPACK's vectors themselves (they are a choice)
+    repeated = (np.diff(w_ref, axis=1) <= REPEATED * np.abs(w_ref).max(axis=1, keepdims=True)).any(axis=1)
+    assert N < 3 or repeated.sum() >= 16  # rank-deficient and repeated-by-construction stacks
+    assert np.array_equal(E[repeated], E_ref[repeated]) and np.array_equal(w[repeated], w_ref[repeated])
 
 
 def test_the_compiled_kernel_is_used_and_differs_only_by_rounding(monkeypatch):
