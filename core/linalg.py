@@ -32,12 +32,12 @@ def stacked_eigvalsh(A: np.ndarray) -> FloatArray:
     return w.reshape(A.shape[:-1])
 
 
-def stacked_eigh(A: np.ndarray) -> tuple[FloatArray, FloatArray]:
+def stacked_eigh(A: np.ndarray, repeated_by_lapack: bool = False) -> tuple[FloatArray, FloatArray]:
     """(eigenvalues ascending, orthonormal eigenvectors as columns) of every matrix of A (B, N, N),
-    each vector up to its sign. A repeated eigenvalue's vectors are any basis of its eigenspace:
-    matrices with eigenvalues closer than REPEATED (relative to the largest) are decomposed by
-    LAPACK, so that results that depend on that choice (the excited modes of fits.rate_lin) stay
-    LAPACK's."""
+    each vector up to its sign; a repeated eigenvalue's vectors are some basis of its eigenspace.
+    `repeated_by_lapack`: matrices with eigenvalues closer than REPEATED (relative to the largest)
+    are decomposed by LAPACK, for results that depend on that choice of basis (the excited modes
+    of fits.rate_lin) to stay LAPACK's."""
     fused = compiled_module(_FUSED)
     if fused is None or A.shape[-1] > _FUSED_MAX_N:
         w_np, E_np = np.linalg.eigh(A)
@@ -46,6 +46,8 @@ def stacked_eigh(A: np.ndarray) -> tuple[FloatArray, FloatArray]:
     w = np.empty(flat.shape[:2])
     E = np.empty(flat.shape)
     fused.eigh(flat, w, E)
+    if not repeated_by_lapack:
+        return w.reshape(A.shape[:-1]), E.reshape(A.shape)
     with np.errstate(invalid="ignore"):
         top = np.abs(w).max(axis=1, keepdims=True)
         close = ~(np.diff(w, axis=1) > REPEATED * top).all(axis=1)  # NaN counts as close

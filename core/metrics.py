@@ -220,8 +220,8 @@ def _rate_fits(t: np.ndarray, r: np.ndarray, noise_floor: float) -> np.ndarray:
 
 def _rate_lins(U: np.ndarray, V: np.ndarray, E: np.ndarray) -> np.ndarray:
     """`fits.rate_lin(U[b], V[b], E[b])` of every point (NaN for None)."""
-    alpha, A = stacked_eigh(U @ np.swapaxes(U, 1, 2))
-    beta, Bm = stacked_eigh(V @ np.swapaxes(V, 1, 2))
+    alpha, A = stacked_eigh(U @ np.swapaxes(U, 1, 2), repeated_by_lapack=True)
+    beta, Bm = stacked_eigh(V @ np.swapaxes(V, 1, 2), repeated_by_lapack=True)
     C = np.swapaxes(A, 1, 2) @ E @ Bm
     norm = _norms(E)
     ok = np.isfinite(norm) & (norm != 0.0)

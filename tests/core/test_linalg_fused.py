@@ -61,7 +61,7 @@ def test_eigenvalues_match_lapack(N, path):
 def test_eigenvectors_match_lapack(N, path):
     rng = np.random.default_rng(N + 100)
     A = symmetric_stacks(N, rng)
-    w, E = stacked_eigh(A)
+    w, E = stacked_eigh(A, repeated_by_lapack=True)
     w_ref, E_ref = np.linalg.eigh(A)
     scale = N * np.abs(A).max(axis=(1, 2))
     assert (np.abs(w - w_ref) <= 1e-14 * scale[:, None]).all()
@@ -79,6 +79,10 @@ def test_eigenvectors_match_lapack(N, path):
     overlap = np.abs(np.einsum("bri,bri->bi", E, E_ref))
     assert simple.sum() >= len(A)  # the check below checks something
     assert np.allclose(overlap[simple], 1.0, rtol=0, atol=1e-9)
+    # without repeated_by_lapack, any orthonormal eigenbasis (checked above for the simple ones)
+    w_any, E_any = stacked_eigh(A)
+    assert np.abs(np.swapaxes(E_any, 1, 2) @ E_any - eye).max() < 1e-14 * N
+    assert (np.abs((E_any * w_any[:, None, :]) @ np.swapaxes(E_any, 1, 2) - A).max(axis=(1, 2)) <= 1e-14 * scale).all()
     # a matrix with a repeated eigenvalue: LAPACK's vectors themselves (they are a choice)
     repeated = (np.diff(w_ref, axis=1) <= REPEATED * np.abs(w_ref).max(axis=1, keepdims=True)).any(axis=1)
     assert N < 3 or repeated.sum() >= 16  # rank-deficient and repeated-by-construction stacks
