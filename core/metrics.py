@@ -48,6 +48,33 @@ def linear_time_to_tol(config: PointConfig, e0: float) -> float | None:
     return i * eta
 
 
+def linear_times_to_tol(configs: Sequence[PointConfig], e0: FloatArray) -> FloatArray:
+    """`linear_time_to_tol` of every point of a batch (one integrator and eta), on arrays: the
+    candidate step from the log ratio, confirmed as the first with e0 (1 - eta)^i <= tol; points
+    where a comparison lies within rounding of tol (np.exp and math.exp may differ in the last
+    bit), or e0 is not finite, go through `linear_time_to_tol` itself."""
+    c0 = configs[0]
+    tol = np.array([c.tol for c in configs], dtype=float)
+    with np.errstate(all="ignore"):
+        done = e0 <= tol
+        if c0.integrator == "flow":
+            out = np.log(e0 / tol)
+            redo = ~np.isfinite(e0)
+        else:
+            q = math.log1p(-c0.eta)
+            i = np.maximum(0.0, np.ceil(np.log(tol / e0) / q))
+            at, before = e0 * np.exp(i * q) / tol, e0 * np.exp((i - 1.0) * q) / tol
+            first = (at <= 1.0) & ((i == 0.0) | (before > 1.0))
+            near = (np.abs(at - 1.0) < 1e-12) | (np.abs(before - 1.0) < 1e-12)
+            out = i * c0.eta
+            redo = ~np.isfinite(e0) | (~done & (~first | near))
+    out = np.where(done, 0.0, out)
+    for b in np.flatnonzero(redo).tolist():
+        value = linear_time_to_tol(configs[b], float(e0[b]))
+        out[b] = np.nan if value is None else value
+    return out
+
+
 def psd_projection(Y: np.ndarray) -> np.ndarray:
     w, E = np.linalg.eigh(Y)
     out: np.ndarray = (E * np.maximum(w, 0.0)) @ E.T
@@ -266,13 +293,14 @@ def batch_metrics(
     if model == "sigmoid":
         if tr.error_linear is None or tr.time_to_tol_linear is None or tr.final_error_linear is None:
             raise ValueError("batch_metrics: a sigmoid trajectory needs its simulated linear baseline, got None")
-        err_lin = tr.error_linear
-        col["time_to_tol_linear"] = _col(tr.time_to_tol_linear)
+        err_lin, ttt_lin = tr.error_linear, tr.time_to_tol_linear
+        col["time_to_tol_linear"] = _col(ttt_lin)
         col["final_error_linear"] = _col(tr.final_error_linear)
     else:
         e0 = _norms(Y - X0) / ynorm
         err_lin = linear_error_curve(c0, e0[:, None], t)
-        col["time_to_tol_linear"] = [clean(linear_time_to_tol(c, e)) for c, e in zip(configs, e0.tolist())]
+        ttt_lin = linear_times_to_tol(configs, e0)
+        col["time_to_tol_linear"] = _col(ttt_lin)
         col["final_error_linear"] = _col(linear_error_curve(c0, e0[:, None], np.array([c0.eta * c0.steps]))[:, 0])
     div = tr.diverged_at
     n_records = np.full(B, T, dtype=np.int64)
@@ -292,11 +320,12 @@ def batch_metrics(
     err_reg_fit = np.zeros((B, T)) if model == "asymmetric" and any(configs[b].fit_lambda0 for b in idx) else None
     if len(idx):
         X, err, YL, yn, U0L, VL = tr.X[L], tr.error[L], Y[L], ynorm[L], U0[L], V[L]
-        for j, b in enumerate(idx):
-            col["final_error"][b] = final[j]
-            lin, own = col["time_to_tol_linear"][b], ttt[b]
-            if own and lin is not None:
-                col["speedup"][b] = clean(lin / own)
+        _scatter(col["final_error"], idx, final)
+        own = tr.time_to_tol[L]
+        lin = ttt_lin[L]
+        with np.errstate(all="ignore"):  # a speedup where both times are known and the own one > 0
+            speedup = np.where(np.isfinite(own) & (own != 0.0) & np.isfinite(lin), lin / own, np.nan)
+        _scatter(col["speedup"], idx, _col(speedup))
         # rate: the symmetric flow tends to the PSD projection of Y (Prop. 2), the others to Y
         if sym:
             w, E = np.linalg.eigh(YL)
@@ -377,6 +406,9 @@ def batch_metrics(
 
 
 def _scatter(column: list[Any], rows: list[int], values: list[Any]) -> None:
+    if len(rows) == len(column):  # every point, in order (rows are ascending)
+        column[:] = values
+        return
     for b, v in zip(rows, values):
         column[b] = v
 
