@@ -211,12 +211,21 @@ def run_points_columns(configs: Sequence[PointConfig]) -> ResultColumns:
             for g in _run_group_safely([configs[i] for i in part]):
                 pts = part[done : done + len(g.statuses)]
                 done += len(pts)
-                for j, i in enumerate(pts):
-                    status[i], error[i], wall[i] = g.statuses[j], g.error, g.wall
-                for f, values in g.metrics.items():
-                    column = metrics[f]
-                    for i, v in zip(pts, values):
-                        column[i] = v
+                k = len(pts)
+                if pts[-1] - pts[0] == k - 1:  # consecutive points (one shape): slices, not loops
+                    at = slice(pts[0], pts[0] + k)
+                    status[at], error[at], wall[at] = g.statuses, [g.error] * k, [g.wall] * k
+                    for f, values in g.metrics.items():
+                        if len(values) != k:  # a slice assignment would resize the column
+                            raise RuntimeError(f"run_points: {k} points, {len(values)} values of {f}")
+                        metrics[f][at] = values
+                else:
+                    for j, i in enumerate(pts):
+                        status[i], error[i], wall[i] = g.statuses[j], g.error, g.wall
+                    for f, values in g.metrics.items():
+                        column = metrics[f]
+                        for i, v in zip(pts, values):
+                            column[i] = v
                 if g.block is not None:
                     blocks.append(g.block)
                     block_points.append(np.array(pts, dtype=np.int64))

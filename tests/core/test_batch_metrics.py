@@ -216,6 +216,17 @@ def test_columns_are_the_results():
                 assert np.all(c.t < cols.metrics["diverged_at"][i] * configs[i].eta)
 
 
+def test_interleaved_shapes_land_in_their_rows():
+    """Two shapes interleaved (their points not consecutive) and one shape in one run: each
+    point's row holds the numbers of that point run alone."""
+    a, b = GROUPS["asymmetric gd, record_every 30"][:3], GROUPS["symmetric gd"][:3]
+    configs = [c for pair in zip(a, b) for c in pair]
+    cols = run_points_columns(configs)
+    for r, c in zip(cols.results(), configs):
+        assert_same(r, run_points_columns([c]).results()[0])
+    assert [r.config for r in cols.results()] == configs
+
+
 @pytest.mark.parametrize("integrator", ["gd", "flow"])
 def test_linear_times_to_tol_is_the_scalar_one(integrator):
     """linear_times_to_tol (arrays) against linear_time_to_tol point by point, bit for bit: random
