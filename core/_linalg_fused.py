@@ -168,9 +168,9 @@ def _ascending(d, order):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def eigvalsh(A, out):
-    """out[b] = the eigenvalues of the symmetric A[b] (K, N, N), ascending (np.linalg.eigvalsh's
-    values to rounding)."""
+def _decompose(A, w, E, vectors):
+    """w[b] = the eigenvalues of the symmetric A[b] (K, N, N), ascending; with `vectors`, E[b] its
+    orthonormal eigenvectors (columns), each up to its sign."""
     K, N, _ = A.shape
     W = np.empty((N, N))
     e = np.empty(N)
@@ -178,28 +178,25 @@ def eigvalsh(A, out):
     order = np.empty(N, dtype=np.int64)
     for b in range(K):
         scale = _scaled_lower(A[b], W)
-        _tridiagonalize(W, d, e, False)
-        _tridiagonal_eigen(d, e, W, False)
+        _tridiagonalize(W, d, e, vectors)
+        _tridiagonal_eigen(d, e, W, vectors)
         _ascending(d, order)
         for i in range(N):
-            out[b, i] = d[order[i]] / scale
+            w[b, i] = d[order[i]] / scale
+            if vectors:
+                for r in range(N):
+                    E[b, r, i] = W[r, order[i]]
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def eigvalsh(A, out):
+    """out[b] = the eigenvalues of the symmetric A[b] (K, N, N), ascending (np.linalg.eigvalsh's
+    values to rounding)."""
+    _decompose(A, out, np.empty((0, 0, 0)), False)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
 def eigh(A, w, E):
     """w[b], E[b] = the eigenvalues (ascending) and orthonormal eigenvectors (columns) of the
     symmetric A[b] (K, N, N), as np.linalg.eigh's to rounding (each vector up to its sign)."""
-    K, N, _ = A.shape
-    W = np.empty((N, N))
-    e = np.empty(N)
-    d = np.empty(N)
-    order = np.empty(N, dtype=np.int64)
-    for b in range(K):
-        scale = _scaled_lower(A[b], W)
-        _tridiagonalize(W, d, e, True)
-        _tridiagonal_eigen(d, e, W, True)
-        _ascending(d, order)
-        for i in range(N):
-            w[b, i] = d[order[i]] / scale
-            for r in range(N):
-                E[b, r, i] = W[r, order[i]]
+    _decompose(A, w, E, True)

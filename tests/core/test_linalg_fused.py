@@ -7,16 +7,6 @@ import pytest
 from flowsweep.core.linalg import REPEATED, stacked_eigh, stacked_eigvalsh
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def path(request, monkeypatch):
-    from flowsweep.core.dynamics import gd_linear
-
-    if request.param == "compiled":
-        pytest.importorskip("numba")
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", request.param == "compiled")
-    return request.param
-
-
 def symmetric_stacks(N, rng):
     """Random, PSD (Gram), rank-deficient, repeated, diagonal, tridiagonal, graded and zero
     symmetric N x N matrices, as one stack."""
