@@ -18,7 +18,8 @@ Later rounds POST with `recompute` (else every point would be cached). Ratios ar
 
 Also printed: core alone on one core (the floor the service cannot go below, per CPU), as
 `run_points` and as `run_points_columns`, in rounds alternating with the loop (CPU time, medians);
-`--stages` adds where core's time goes, `--core-only` skips the service.
+`--stages` adds where core's time goes, `--core-only` skips the service; `--core-only --baseline PY SRC`
+compares core alone of both trees, in alternating processes (2 x rounds of them each).
 Target (issue 9): service throughput >= 5x the loop's.
 
     .venv/bin/python bench/tiny_points.py [--points 20000] [--cpus 2] [--rounds 2] [--baseline PY SRC]
@@ -187,6 +188,45 @@ def print_core_alone(n: int, core_points: int) -> float:
     return c["run_points wall"] / 1e3
 
 
+_CORE_CHILD = (
+    "import json, sys; sys.path.insert(0, '.'); from bench.tiny_points import core_alone; "
+    "print(json.dumps(core_alone({points}, {rounds})))"
+)
+
+
+def core_against_baseline(points: int, python: str, source: str, rounds: int = 4) -> None:
+    """core alone (`core_alone`, one process per tree and round) of this tree and of a baseline
+    tree (its interpreter and source folder), interleaved round by round, the order alternating:
+    each tree's cost ratio to the loop measured in the same process, then compared."""
+    import json
+    import subprocess
+
+    trees = {"this": (sys.executable, str(REPO)), "baseline": (python, source)}
+    ratios: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
+    for i in range(rounds):
+        for name in list(trees) if i % 2 == 0 else list(trees)[::-1]:
+            py, src = trees[name]
+            code = _CORE_CHILD.format(points=points, rounds=2)
+            out = json.loads(
+                subprocess.run([py, "-c", code], cwd=src, capture_output=True, text=True, check=True).stdout
+            )
+            for key in ("run_points/loop", "run_points_columns/loop", "loop", "run_points_columns"):
+                ratios[name].setdefault(key, []).append(out[key])
+            print(
+                f"  round {i + 1} {name:8s}: loop {out['loop']:.3f} ms/point, run_points_columns "
+                f"{out['run_points_columns']:.3f} ms/point = {out['run_points_columns/loop']:.3f}x the loop's"
+            )
+    for name, r in ratios.items():
+        cols = r["run_points_columns/loop"]
+        print(
+            f"{name:8s}: run_points_columns / loop = {statistics.median(cols):.3f} (median of {len(cols)} rounds, "
+            f"range {min(cols):.3f}-{max(cols):.3f}); run_points / loop = {statistics.median(r['run_points/loop']):.3f}"
+        )
+    a = statistics.median(ratios["this"]["run_points_columns/loop"])
+    b = statistics.median(ratios["baseline"]["run_points_columns/loop"])
+    print(f"core's cost per point, this / baseline (each relative to the loop in its own process) = {a / b:.3f}")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -301,6 +341,9 @@ def main() -> None:
         for name, ms in core_stages().items():
             print(f"  {name:40s} {ms:.4f}")
     if args.core_only:
+        if args.baseline:
+            core_against_baseline(min(n, args.core_points), *args.baseline, rounds=2 * args.rounds)
+            return
         print_core_alone(n, args.core_points)
         return
     print(f"tiny points: {n} points of {STEPS} gd steps (m={M}, n={N}, k={K}); service on {args.cpus} CPUs")

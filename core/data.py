@@ -7,6 +7,7 @@ embedding W) by `seed`. Same config -> bit-identical arrays on the same machine.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,7 @@ def weight_rng(config: PointConfig) -> np.random.Generator:
 # numpy/random/bit_generator.pyx (SeedSequence) and pcg64.h (PCG64's 128-bit LCG)
 _INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
 _MIX_MULT_L, _MIX_MULT_R, _XSHIFT, _POOL_SIZE = 0xCA01F9DD, 0x4973F715, 16, 4
-_MASK32, _MASK128 = 0xFFFFFFFF, (1 << 128) - 1
+_MASK32, _MASK64, _MASK128 = 0xFFFFFFFF, (1 << 64) - 1, (1 << 128) - 1
 _PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341
 
 
@@ -112,47 +113,113 @@ def _seed_sequence_state(entropy: np.ndarray) -> np.ndarray:
     return out.astype("<u4", copy=False).view("<u8").astype(np.uint64)
 
 
-def pcg64_states(seeds: list[int], stream: int) -> list[tuple[int, int]]:
-    """(state, inc) of PCG64(SeedSequence([seed, stream])) for every seed: what
+def pcg64_state_words(seeds: list[int], stream: int) -> np.ndarray:
+    """PCG64(SeedSequence([seed, stream]))'s starting (state, inc) for every seed, as a (B, 4)
+    uint64 array of words: state high, state low, inc high, inc low. What
     `np.random.default_rng(np.random.SeedSequence([seed, stream]))` starts from."""
-    out: list[tuple[int, int]] = [(0, 0)] * len(seeds)
-    by_len: dict[int, list[int]] = {}
+    B = len(seeds)
     tail = _words(stream)
+    seq = np.empty((B, 4), dtype=np.uint64)  # SeedSequence's 4 words: initstate hi, lo; initseq hi, lo
     if max(seeds, default=0) <= _MASK32:  # one word each (the usual case): no Python-level grouping
-        by_len[1 + len(tail)] = list(range(len(seeds)))
-        entropy = {
-            1 + len(tail): np.column_stack(
-                [np.array(seeds, dtype=np.uint32)] + [np.full(len(seeds), w, np.uint32) for w in tail]
-            )
-        }
+        entropy = np.column_stack([np.array(seeds, dtype=np.uint32)] + [np.full(B, w, np.uint32) for w in tail])
+        seq[:] = _seed_sequence_state(entropy)
     else:
         words = [_words(int(s)) + tail for s in seeds]
+        by_len: dict[int, list[int]] = {}
         for i, w in enumerate(words):
             by_len.setdefault(len(w), []).append(i)
-        entropy = {L: np.array([words[i] for i in idx], dtype=np.uint32) for L, idx in by_len.items()}
-    for L, idx in by_len.items():
-        for i, (s_hi, s_lo, i_hi, i_lo) in zip(idx, _seed_sequence_state(entropy[L]).tolist()):
-            # pcg64_set_seed: state = 0, inc = 2 initseq + 1; step; state += initstate; step
-            inc = ((((i_hi << 64) | i_lo) << 1) | 1) & _MASK128
-            out[i] = (((inc + ((s_hi << 64) | s_lo)) * _PCG_MULT + inc) & _MASK128, inc)
-    return out
+        for idx in by_len.values():
+            seq[idx] = _seed_sequence_state(np.array([words[i] for i in idx], dtype=np.uint32))
+    # pcg64_set_seed: state = 0, inc = 2 initseq + 1; step; state += initstate; step (mod 2^128)
+    one, s63 = np.uint64(1), np.uint64(63)
+    inc_hi, inc_lo = (seq[:, 2] << one) | (seq[:, 3] >> s63), (seq[:, 3] << one) | one
+    hi, lo = _add128(inc_hi, inc_lo, seq[:, 0], seq[:, 1])
+    hi, lo = _mul128(hi, lo, np.uint64(_PCG_MULT >> 64), np.uint64(_PCG_MULT & _MASK64))
+    hi, lo = _add128(hi, lo, inc_hi, inc_lo)
+    return np.column_stack([hi, lo, inc_hi, inc_lo])
+
+
+def _add128(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.ndarray, b_lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a + b) mod 2^128 on uint64 (high, low) words."""
+    lo = a_lo + b_lo
+    return a_hi + b_hi + (lo < a_lo).astype(np.uint64), lo
+
+
+def _mul128(a_hi: np.ndarray, a_lo: np.ndarray, b_hi: np.uint64, b_lo: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+    """(a b) mod 2^128 on uint64 (high, low) words: the high word of a_lo b_lo from 32-bit halves."""
+    m32, s32 = np.uint64(_MASK32), np.uint64(32)
+    a1, a0, b1, b0 = a_lo >> s32, a_lo & m32, b_lo >> s32, b_lo & m32
+    p00, p01, p10 = a0 * b0, a0 * b1, a1 * b0
+    mid = (p00 >> s32) + (p01 & m32) + (p10 & m32)
+    carry = a1 * b1 + (p01 >> s32) + (p10 >> s32) + (mid >> s32)
+    return carry + a_lo * b_hi + a_hi * b_lo, a_lo * b_lo
+
+
+def pcg64_states(seeds: list[int], stream: int) -> list[tuple[int, int]]:
+    """(state, inc) of PCG64(SeedSequence([seed, stream])) for every seed, as Python integers (the
+    form of PCG64.state)."""
+    return [
+        ((s_hi << 64) | s_lo, (i_hi << 64) | i_lo)
+        for s_hi, s_lo, i_hi, i_lo in pcg64_state_words(seeds, stream).tolist()
+    ]
+
+
+class _PCG64State(ctypes.Structure):
+    """numpy's pcg64_state (numpy/random/src/pcg64/pcg64.h), at PCG64().ctypes.state_address."""
+
+    _fields_ = [("pcg_state", ctypes.c_void_p), ("has_uint32", ctypes.c_int), ("uinteger", ctypes.c_uint32)]
+
+
+def _state_writer(bitgen: np.random.PCG64) -> tuple[_PCG64State, np.ndarray, list[int]] | None:
+    """Direct access to a PCG64's state: its pcg64_state, a uint64 view of its 128-bit (state,
+    inc), and the order of pcg64_state_words' words in that memory; None when the layout is not
+    one that this recognises (then the `state` setter is used). Found by setting a known state."""
+    try:
+        st = _PCG64State.from_address(bitgen.ctypes.state_address)
+        if not st.pcg_state:
+            return None
+        mem = np.ctypeslib.as_array((ctypes.c_uint64 * 4).from_address(st.pcg_state))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    probe = [0x1111111111111111, 0x2222222222222222, 0x3333333333333333, 0x4444444444444445]  # hi, lo, hi, lo
+    bitgen.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": (probe[0] << 64) | probe[1], "inc": (probe[2] << 64) | probe[3]},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    found = mem.tolist()
+    if sorted(found) != sorted(probe):
+        return None
+    return st, mem, [probe.index(w) for w in found]  # mem[j] = words[order[j]]
 
 
 class SeededStreams:
     """The data or weight stream of each config of a batch, one after another: `rng(b)` is the
     b-th config's Generator positioned at its start (`data_rng` / `weight_rng`), valid until the
-    next call (one Generator is reused)."""
+    next call (one Generator is reused). The states are written straight into the generator's
+    memory (the `state` setter costs ~3 us a call, as much as a cheap point's draws)."""
 
     def __init__(self, configs: list[PointConfig], stream: int) -> None:
         seeds = [data_seed_of(c) if stream == DATA_STREAM else int(c.seed) for c in configs]
-        self._states = pcg64_states(seeds, stream)
+        self._words = pcg64_state_words(seeds, stream)
         self._bitgen = np.random.PCG64()
         self._gen = np.random.Generator(self._bitgen)
+        self._writer = _state_writer(self._bitgen)
+        if self._writer is not None:
+            self._words = np.ascontiguousarray(self._words[:, self._writer[2]])  # in memory order
+            self._rows = list(self._words)
         self._pcg: dict[str, int] = {"state": 0, "inc": 0}
         self._full: dict[str, Any] = {"bit_generator": "PCG64", "state": self._pcg, "has_uint32": 0, "uinteger": 0}
 
     def rng(self, b: int) -> np.random.Generator:
-        self._pcg["state"], self._pcg["inc"] = self._states[b]
+        if self._writer is not None:
+            st, mem, _ = self._writer
+            mem[:] = self._rows[b]
+            st.has_uint32 = 0  # no buffered half of a draw
+            return self._gen
+        s_hi, s_lo, i_hi, i_lo = (int(w) for w in self._words[b])
+        self._pcg["state"], self._pcg["inc"] = (s_hi << 64) | s_lo, (i_hi << 64) | i_lo
         self._bitgen.state = self._full  # type: ignore[assignment]  # read, not kept: one dict for all
         return self._gen
 

@@ -16,6 +16,7 @@ from .data import spectral_factors
 from .dynamics import Trajectory
 from .fits import EXCITED_MODE, MIN_TAIL_POINTS, eta_stability_limit, rate_fit, rate_lin, rate_pred
 from .lambda0_fit import lambda0_fit
+from .linalg import stacked_eigh, stacked_eigvalsh
 from .types import METRIC_FIELDS, CurveBlock, Curves, FloatArray, PointConfig
 
 NOISE_FLOOR = {"gd": 1e-11, "flow": 1e-8}
@@ -45,6 +46,33 @@ def linear_time_to_tol(config: PointConfig, e0: float) -> float | None:
     while e0 * math.exp(i * q) > tol:
         i += 1
     return i * eta
+
+
+def linear_times_to_tol(configs: Sequence[PointConfig], e0: FloatArray) -> FloatArray:
+    """`linear_time_to_tol` of every point of a batch (one integrator and eta), on arrays: the
+    candidate step from the log ratio, confirmed as the first with e0 (1 - eta)^i <= tol; points
+    where a comparison lies within rounding of tol (np.exp and math.exp may differ in the last
+    bit), or e0 is not finite, go through `linear_time_to_tol` itself."""
+    c0 = configs[0]
+    tol = np.array([c.tol for c in configs], dtype=float)
+    with np.errstate(all="ignore"):
+        done = e0 <= tol
+        if c0.integrator == "flow":
+            out = np.log(e0 / tol)
+            redo = ~np.isfinite(e0)
+        else:
+            q = math.log1p(-c0.eta)
+            i = np.maximum(0.0, np.ceil(np.log(tol / e0) / q))
+            at, before = e0 * np.exp(i * q) / tol, e0 * np.exp((i - 1.0) * q) / tol
+            first = (at <= 1.0) & ((i == 0.0) | (before > 1.0))
+            near = (np.abs(at - 1.0) < 1e-12) | (np.abs(before - 1.0) < 1e-12)
+            out = i * c0.eta
+            redo = ~np.isfinite(e0) | (~done & (~first | near))
+    out = np.where(done, 0.0, out)
+    for b in np.flatnonzero(redo).tolist():
+        value = linear_time_to_tol(configs[b], float(e0[b]))
+        out[b] = np.nan if value is None else value
+    return out
 
 
 def psd_projection(Y: np.ndarray) -> np.ndarray:
@@ -219,8 +247,8 @@ def _rate_fits(t: np.ndarray, r: np.ndarray, noise_floor: float) -> np.ndarray:
 
 def _rate_lins(U: np.ndarray, V: np.ndarray, E: np.ndarray) -> np.ndarray:
     """`fits.rate_lin(U[b], V[b], E[b])` of every point (NaN for None)."""
-    alpha, A = np.linalg.eigh(U @ np.swapaxes(U, 1, 2))
-    beta, Bm = np.linalg.eigh(V @ np.swapaxes(V, 1, 2))
+    alpha, A = stacked_eigh(U @ np.swapaxes(U, 1, 2), repeated_by_lapack=True)
+    beta, Bm = stacked_eigh(V @ np.swapaxes(V, 1, 2), repeated_by_lapack=True)
     C = np.swapaxes(A, 1, 2) @ E @ Bm
     norm = _norms(E)
     ok = np.isfinite(norm) & (norm != 0.0)
@@ -255,23 +283,24 @@ def batch_metrics(
     X0 = U0 @ np.swapaxes(V, 1, 2)
     if not sym:
         col["q0_norm"] = _col(_norms(np.swapaxes(U0, 1, 2) @ U0 - np.swapaxes(V, 1, 2) @ V))
-    sig_Y = None  # singular values of Y, when a metric needs them
-    if model == "asymmetric" and (c0.integrator == "gd" or (c0.k >= c0.m and c0.init != "gaussian")):
+    sig_Y = None  # singular values of Y, when every point's rate_pred needs them
+    if model == "asymmetric" and c0.k >= c0.m and c0.init != "gaussian":
         sig_Y = np.linalg.svd(Y, compute_uv=False)
-    if c0.integrator == "gd" and model == "asymmetric" and sig_Y is not None:  # fits.eta_stability_limit
-        s0 = np.linalg.eigvalsh(U0 @ np.swapaxes(U0, 1, 2))[:, -1] + np.linalg.eigvalsh(V @ np.swapaxes(V, 1, 2))[:, -1]
-        col["eta_stability_limit"] = _col(2.0 / np.maximum(s0, 2.0 * sig_Y.max(axis=1)))
+    if c0.integrator == "gd" and model == "asymmetric":  # fits.eta_stability_limit: the top eigenvalues
+        top = [stacked_eigvalsh(A @ np.swapaxes(A, 1, 2))[:, -1] for A in (U0, V, Y)]  # ||Y||_2^2 last
+        col["eta_stability_limit"] = _col(2.0 / np.maximum(top[0] + top[1], 2.0 * np.sqrt(top[2])))
     # one-layer baseline
     if model == "sigmoid":
         if tr.error_linear is None or tr.time_to_tol_linear is None or tr.final_error_linear is None:
             raise ValueError("batch_metrics: a sigmoid trajectory needs its simulated linear baseline, got None")
-        err_lin = tr.error_linear
-        col["time_to_tol_linear"] = _col(tr.time_to_tol_linear)
+        err_lin, ttt_lin = tr.error_linear, tr.time_to_tol_linear
+        col["time_to_tol_linear"] = _col(ttt_lin)
         col["final_error_linear"] = _col(tr.final_error_linear)
     else:
         e0 = _norms(Y - X0) / ynorm
         err_lin = linear_error_curve(c0, e0[:, None], t)
-        col["time_to_tol_linear"] = [clean(linear_time_to_tol(c, e)) for c, e in zip(configs, e0.tolist())]
+        ttt_lin = linear_times_to_tol(configs, e0)
+        col["time_to_tol_linear"] = _col(ttt_lin)
         col["final_error_linear"] = _col(linear_error_curve(c0, e0[:, None], np.array([c0.eta * c0.steps]))[:, 0])
     div = tr.diverged_at
     n_records = np.full(B, T, dtype=np.int64)
@@ -291,11 +320,12 @@ def batch_metrics(
     err_reg_fit = np.zeros((B, T)) if model == "asymmetric" and any(configs[b].fit_lambda0 for b in idx) else None
     if len(idx):
         X, err, YL, yn, U0L, VL = tr.X[L], tr.error[L], Y[L], ynorm[L], U0[L], V[L]
-        for j, b in enumerate(idx):
-            col["final_error"][b] = final[j]
-            lin, own = col["time_to_tol_linear"][b], ttt[b]
-            if own and lin is not None:
-                col["speedup"][b] = clean(lin / own)
+        _scatter(col["final_error"], idx, final)
+        own = tr.time_to_tol[L]
+        lin = ttt_lin[L]
+        with np.errstate(all="ignore"):  # a speedup where both times are known and the own one > 0
+            speedup = np.where(np.isfinite(own) & (own != 0.0) & np.isfinite(lin), lin / own, np.nan)
+        _scatter(col["speedup"], idx, _col(speedup))
         # rate: the symmetric flow tends to the PSD projection of Y (Prop. 2), the others to Y
         if sym:
             w, E = np.linalg.eigh(YL)
@@ -376,6 +406,9 @@ def batch_metrics(
 
 
 def _scatter(column: list[Any], rows: list[int], values: list[Any]) -> None:
+    if len(rows) == len(column):  # every point, in order (rows are ascending)
+        column[:] = values
+        return
     for b, v in zip(rows, values):
         column[b] = v
 

@@ -15,6 +15,7 @@ from . import deep
 from .closed_forms_stacked import regularized_flow_stacked
 from .data import make_initial_state, make_initial_states
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
+from .linalg import stacked_eigvalsh
 from .metrics import batch_metrics
 from .types import METRIC_FIELDS, CurveBlock, FloatArray, PointConfig, PointResult, ResultColumns
 from .validation import validate_config
@@ -43,7 +44,7 @@ def singular_values(X: np.ndarray) -> np.ndarray:
         if not np.isfinite(X).all():  # diverged points: their curves are cut anyway
             X = np.nan_to_num(X)
         G = X @ np.swapaxes(X, -1, -2) if X.shape[-2] <= X.shape[-1] else np.swapaxes(X, -1, -2) @ X
-        w = np.linalg.eigvalsh(G)
+        w = stacked_eigvalsh(G)
     return np.sqrt(np.maximum(w[..., ::-1], 0.0))
 
 
@@ -210,12 +211,21 @@ def run_points_columns(configs: Sequence[PointConfig]) -> ResultColumns:
             for g in _run_group_safely([configs[i] for i in part]):
                 pts = part[done : done + len(g.statuses)]
                 done += len(pts)
-                for j, i in enumerate(pts):
-                    status[i], error[i], wall[i] = g.statuses[j], g.error, g.wall
-                for f, values in g.metrics.items():
-                    column = metrics[f]
-                    for i, v in zip(pts, values):
-                        column[i] = v
+                k = len(pts)
+                if pts[-1] - pts[0] == k - 1:  # consecutive points (one shape): slices, not loops
+                    at = slice(pts[0], pts[0] + k)
+                    status[at], error[at], wall[at] = g.statuses, [g.error] * k, [g.wall] * k
+                    for f, values in g.metrics.items():
+                        if len(values) != k:  # a slice assignment would resize the column
+                            raise RuntimeError(f"run_points: {k} points, {len(values)} values of {f}")
+                        metrics[f][at] = values
+                else:
+                    for j, i in enumerate(pts):
+                        status[i], error[i], wall[i] = g.statuses[j], g.error, g.wall
+                    for f, values in g.metrics.items():
+                        column = metrics[f]
+                        for i, v in zip(pts, values):
+                            column[i] = v
                 if g.block is not None:
                     blocks.append(g.block)
                     block_points.append(np.array(pts, dtype=np.int64))

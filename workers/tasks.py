@@ -70,9 +70,12 @@ class ChunkRows:
 
 
 def _finite(values: list[Any]) -> list[Any]:
-    """jsonsafe.finite_or_none of each value; None and finite floats (nearly all) pass inline."""
+    """jsonsafe.finite_or_none of each value; None and finite floats (nearly all) pass inline, a
+    column of None (a metric that does not apply to the chunk's shape) at once."""
     from flowsweep.jsonsafe import finite_or_none
 
+    if values.count(None) == len(values):
+        return list(values)
     return [v if v is None or (v.__class__ is float and v - v == 0.0) else finite_or_none(v) for v in values]
 
 
@@ -118,8 +121,9 @@ def columns_to_rows(cols: ResultColumns) -> ChunkRows:
         for i, blob in zip(points.tolist(), encoded):
             blobs[i] = blob
     none: list[Any] = [None] * n
+    finished = {st: _finished(st) for st in set(cols.status)}  # a few distinct statuses
     return ChunkRows(
-        statuses=[_finished(st) for st in cols.status],
+        statuses=[finished[st] for st in cols.status],
         errors=list(cols.error),
         wall_seconds=[float(w) for w in cols.wall_seconds],
         metrics={f: _finite(list(cols.metrics.get(f, none))) for f in METRIC_FIELDS},

@@ -214,3 +214,51 @@ def test_columns_are_the_results():
             assert int(block.n_records[j]) == len(c.t) <= len(block.t)
             if cols.status[i] == PointStatus.DIVERGED:  # cut where it diverged
                 assert np.all(c.t < cols.metrics["diverged_at"][i] * configs[i].eta)
+
+
+def test_interleaved_shapes_land_in_their_rows():
+    """Two shapes interleaved (their points not consecutive) and one shape in one run: each
+    point's row holds the numbers of that point run alone."""
+    a, b = GROUPS["asymmetric gd, record_every 30"][:3], GROUPS["symmetric gd"][:3]
+    configs = [c for pair in zip(a, b) for c in pair]
+    cols = run_points_columns(configs)
+    for r, c in zip(cols.results(), configs):
+        assert_same(r, run_points_columns([c]).results()[0])
+    assert [r.config for r in cols.results()] == configs
+
+
+@pytest.mark.parametrize("integrator", ["gd", "flow"])
+def test_linear_times_to_tol_is_the_scalar_one(integrator):
+    """linear_times_to_tol (arrays) against linear_time_to_tol point by point, bit for bit: random
+    errors, errors already below tol, and errors exactly on the grid e0 (1 - eta)^i = tol, where
+    the first step reaching tol is decided by the last bit."""
+    from flowsweep.core.metrics import linear_time_to_tol, linear_times_to_tol
+
+    rng = np.random.default_rng(7)
+    eta = 1e-3 if integrator == "gd" else 0.05
+    tols = rng.choice([0.01, 0.2, 0.5], size=600)
+    configs = [
+        PointConfig(model="asymmetric", m=2, n=3, k=4, eta=eta, steps=10, tol=float(t), integrator=integrator)
+        for t in tols
+    ]
+    e0 = np.exp(rng.uniform(-6, 3, size=600))
+    e0[:50] = tols[:50] * rng.uniform(0.1, 1.0, size=50)  # at or below tol from the start
+    e0[50] = tols[50]
+    steps = rng.integers(1, 5000, size=100)  # on the grid: tol = e0 (1 - eta)^i to rounding
+    e0[100:200] = tols[100:200] / np.exp(steps * np.log1p(-eta))
+    got = linear_times_to_tol(configs, e0)
+    ref = np.array([linear_time_to_tol(c, float(e)) for c, e in zip(configs, e0)])
+    assert np.array_equal(got, ref)
+    assert (got[:51] == 0.0).all() and (got[100:200] > 0).all()
+
+
+def test_linear_times_to_tol_raises_as_the_scalar_one_on_a_non_finite_error():
+    """e0 = NaN (Y = 0) raises as linear_time_to_tol does, so the batch falls back point by point."""
+    from flowsweep.core.metrics import linear_time_to_tol, linear_times_to_tol
+
+    c = PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.01, steps=10)
+    with pytest.raises(ValueError) as scalar:
+        linear_time_to_tol(c, float("nan"))
+    with pytest.raises(ValueError) as batch:
+        linear_times_to_tol([c, c], np.array([0.5, np.nan]))
+    assert str(batch.value) == str(scalar.value)

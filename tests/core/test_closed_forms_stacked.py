@@ -9,17 +9,6 @@ from flowsweep.core.closed_forms_stacked import regularized_flow_stacked
 from flowsweep.core.run import _stacked_problem
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def path(request, monkeypatch):
-    """Both ways of the stable form: the numba kernel (skipped without numba) and numpy's."""
-    from flowsweep.core.dynamics import gd_linear
-
-    if request.param == "compiled":
-        pytest.importorskip("numba")
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", request.param == "compiled")
-    return request.param
-
-
 @pytest.mark.parametrize(
     "shape",
     [

@@ -100,8 +100,16 @@ def test_pcg64_states_are_numpys(stream):
             assert (state, inc) == (ref["state"], ref["inc"]), s
 
 
-def test_seeded_streams_draw_what_data_rng_and_weight_rng_draw():
+@pytest.mark.parametrize("write", ["memory", "setter"])
+def test_seeded_streams_draw_what_data_rng_and_weight_rng_draw(write, monkeypatch):
+    """Both ways of positioning the reused Generator: its state written into its memory (numpy's
+    layouts of PCG64's 128-bit words, recognised on this machine) and PCG64.state's setter."""
+    from flowsweep.core import data
     from flowsweep.core.data import DATA_STREAM, WEIGHT_STREAM, SeededStreams, data_rng, weight_rng
+
+    if write == "setter":
+        monkeypatch.setattr(data, "_state_writer", lambda bitgen: None)
+    assert (SeededStreams([cfg()], DATA_STREAM)._writer is None) == (write == "setter")
 
     configs = [cfg(seed=s, data_seed=d) for s, d in ((0, None), (3, 11), (2**40, None), (5, 2**33))]
     for stream, ref in ((DATA_STREAM, data_rng), (WEIGHT_STREAM, weight_rng)):
@@ -109,6 +117,10 @@ def test_seeded_streams_draw_what_data_rng_and_weight_rng_draw():
         for b in (2, 0, 3, 1, 0):  # any order, any number of times: each call starts the stream anew
             got = streams.rng(b).standard_normal(40)
             assert np.array_equal(got, ref(configs[b]).standard_normal(40))
+            # a draw of 32-bit integers leaves half a 64-bit draw buffered: the next start drops it
+            streams.rng(b).integers(0, 10, size=3, dtype=np.uint32)
+            got = streams.rng(b).integers(0, 2**32 - 1, size=5, dtype=np.uint32)
+            assert np.array_equal(got, ref(configs[b]).integers(0, 2**32 - 1, size=5, dtype=np.uint32))
 
 
 @pytest.mark.parametrize(
