@@ -13,6 +13,7 @@ from numba import njit
 
 from .._simd import LANES, add, fma, fnma, lane, load, store, sub, zeros, zeros_lanes
 
+
 @njit(cache=True, error_model="numpy", nogil=True)
 def _residual(U, V, sY, X, R, r2):
     """X = U V^T, R = sY - X (s-scaled), r2 = ||R||^2 of every lane."""

@@ -55,8 +55,12 @@ def _product(rows: str, cols: str, terms: list[tuple[str, str, str, str]], finis
             for red, A, B, op in terms:
                 fn = "fma" if op == "+" else "fnma"
                 lines.append(f"            for k in range({red}):")
-                lines.append("                " + "; ".join(f"x{i} = load({A.format(i=f'a + {i}', k='k')})" for i in range(rb)))
-                lines.append("                " + "; ".join(f"y{j} = load({B.format(j=f'c + {j}', k='k')})" for j in range(cb)))
+                lines.append(
+                    "                " + "; ".join(f"x{i} = load({A.format(i=f'a + {i}', k='k')})" for i in range(rb))
+                )
+                lines.append(
+                    "                " + "; ".join(f"y{j} = load({B.format(j=f'c + {j}', k='k')})" for j in range(cb))
+                )
                 lines.append("                " + "; ".join(f"t{i}_{j} = {fn}(x{i}, y{j}, t{i}_{j})" for i, j in tile))
             for i, j in tile:
                 lines.append("            " + finish.format(i=f"a + {i}", j=f"c + {j}", t=f"t{i}_{j}"))
@@ -71,13 +75,19 @@ def source() -> str:
         "store(X, {i}, {j}, {t}); z = sub(load(sY, {i}, {j}), {t}); store(R, {i}, {j}, z); s = fma(z, z, s)",
     )
     grad_u = _product("m", "r", [("n", "R, {i}, {k}", "V, {k}, {j}", "+")], "store(dU, {i}, {j}, {t})")
-    grad_v = _product("n", "r", [("m", "R, {k}, {i}", "U, {k}, {j}", "+")], "store(V, {i}, {j}, add(load(V, {i}, {j}), {t}))")
+    grad_v = _product(
+        "n", "r", [("m", "R, {k}, {i}", "U, {k}, {j}", "+")], "store(V, {i}, {j}, add(load(V, {i}, {j}), {t}))"
+    )
     gram = _product(
-        "r", "r", [("m", "U, {k}, {i}", "U, {k}, {j}", "+"), ("n", "V, {k}, {i}", "V, {k}, {j}", "-")], "store(Q, {i}, {j}, {t})"
+        "r",
+        "r",
+        [("m", "U, {k}, {i}", "U, {k}, {j}", "+"), ("n", "V, {k}, {i}", "V, {k}, {j}", "-")],
+        "store(Q, {i}, {j}, {t})",
     )
     body = "\n".join(
         [
             HEADER,
+            "",
             "",
             DECORATOR,
             "def _residual(U, V, sY, X, R, r2):",
