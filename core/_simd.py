@@ -84,29 +84,27 @@ def store(typingctx, a, i, j, x):
     return sig, codegen
 
 
-@intrinsic
-def fma(typingctx, x, y, acc):
-    if not (x == f64lanes and y == f64lanes and acc == f64lanes):
-        return None
+def _fused(negate: bool):
+    """fma (x y + acc) or, negate, fnma (acc - x y): llvm.fma, one rounding; -x is exact (also for
+    signed zeros)."""
 
-    def codegen(context, builder, sig, args):
-        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), _FMA)
-        return builder.call(f, args)
+    @intrinsic
+    def fused(typingctx, x, y, acc):
+        if not (x == f64lanes and y == f64lanes and acc == f64lanes):
+            return None
 
-    return f64lanes(f64lanes, f64lanes, f64lanes), codegen
+        def codegen(context, builder, sig, args):
+            f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), _FMA)
+            x = builder.fsub(ir.Constant(_VEC, [-0.0] * LANES), args[0]) if negate else args[0]
+            return builder.call(f, [x, args[1], args[2]])
+
+        return f64lanes(f64lanes, f64lanes, f64lanes), codegen
+
+    return fused
 
 
-@intrinsic
-def fnma(typingctx, x, y, acc):
-    if not (x == f64lanes and y == f64lanes and acc == f64lanes):
-        return None
-
-    def codegen(context, builder, sig, args):
-        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), _FMA)
-        neg = builder.fsub(ir.Constant(_VEC, [-0.0] * LANES), args[0])  # exact: -x, signed zeros too
-        return builder.call(f, [neg, args[1], args[2]])
-
-    return f64lanes(f64lanes, f64lanes, f64lanes), codegen
+fma = _fused(False)
+fnma = _fused(True)
 
 
 def _binary(op: str):
