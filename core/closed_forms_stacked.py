@@ -18,6 +18,7 @@ from .types import FloatArray
 
 # Points per stacked call: about this many (N x N) systems at once keep the work arrays in cache.
 _SYSTEMS_PER_CALL = 1024
+_FUSED = "flowsweep.core._closed_forms_fused"
 
 
 def regularized_flow_stacked(
@@ -28,7 +29,8 @@ def regularized_flow_stacked(
     Bn = Y.shape[0]
     t = np.atleast_1d(np.asarray(t, float))
     lam = np.broadcast_to(np.asarray(lambda0, dtype=float), (Bn,))
-    step = max(1, _SYSTEMS_PER_CALL // len(t))
+    # the compiled stage works point by point: no (B, T, N, N) arrays to keep in cache
+    step = Bn if compiled_module(_FUSED) is not None else max(1, _SYSTEMS_PER_CALL // len(t))
     if Bn <= step:
         return _stacked(Y, U0, V0, lam, t)
     return np.concatenate(
@@ -75,17 +77,24 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     pstar = np.where(pos, 2.0 * a, 0.0)
     D0 = P0e.copy()
     D0.reshape(len(s), -1)[:, :: Nn + 1] -= pstar
-    c = np.exp(-t[None, :, None] * absa[:, None, :])  # e^{-t|a|}, (B, T, N)
-    d = np.where(pos[:, None, :], c * c, 1.0)
-    # (1 - e^{-2 t a}) / (2 a) as closed_forms._one_minus_exp_over, (B, T, N)
-    z = 2.0 * (t[None, :, None] * absa[:, None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.where(z > 1e-12, -np.expm1(-z) / np.where(z > 0, z, 1.0), 1.0 - z / 2.0)
-    M = t[None, :, None] * h
     Er, Ec = E[:, :m], E[:, m:]
     base = (Er * pstar[:, None, :]) @ np.swapaxes(Ec, 1, 2)
-    fused = compiled_module("flowsweep.core._closed_forms_fused")
-    if fused is not None:  # the same per (point, time), one small solve at a time
+    # c = e^{-t|a|}, d = c^2 (a > 0) or 1, M = t h with h = (1 - e^{-z}) / z, z = 2 t |a| (as
+    # closed_forms._one_minus_exp_over); (B, T, N), in place: the same numbers with fewer temporaries
+    z = t[None, :, None] * absa[:, None, :]
+    c = np.exp(-z)
+    d = c * c
+    np.copyto(d, 1.0, where=~pos[:, None, :])
+    z *= 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        M = np.expm1(-z)
+        M /= z
+    np.negative(M, out=M)
+    small = z <= 1e-12
+    M[small] = 1.0 - z[small] / 2.0
+    M *= t[None, :, None]
+    fused = compiled_module(_FUSED)
+    if fused is not None:  # the same per (point, time), LANES times at once
         Xs = np.empty((len(s), T, m, n))
         with np.errstate(all="ignore"):
             fused.stable_form(P0e, D0, c, d, M, np.ascontiguousarray(Er), np.ascontiguousarray(Ec), base, Xs)

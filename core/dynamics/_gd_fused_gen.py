@@ -3,9 +3,9 @@
     python -m flowsweep.core.dynamics._gd_fused_gen      # rewrites core/dynamics/_gd_fused.py
 
 Why generated: the kernel keeps LANES points side by side, one per SIMD lane (lane axis last and
-contiguous), and every matrix product of a step accumulates into LANES scalar locals per output
-that LLVM's SLP vectorizer packs into one vector register. numba has no vector type, so these
-locals are written out here; tests/core/test_gd_fused.py checks the file is this script's output.
+contiguous, core/_simd.py loads it as one vector), and every matrix product of a step runs in
+register tiles of several outputs whose accumulators are written out here one by one (numba has
+no loop unrolling to ask for); tests/core/test_gd_fused.py checks the file is this script's output.
 """
 
 from __future__ import annotations
@@ -13,69 +13,91 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Points per group of SIMD lanes (8 float64 = one 512-bit register); the work arrays of one group
-# (about 400 float64 per lane at m=5, n=10, r=15) stay in the L1 cache.
-LANES = 8
-# Outputs computed together in each product (they share the loads of the other operand).
-BLOCK = 2
+# Register tiles of ROWS x COLS outputs. Every output is its own chain of FMAs over the reduction
+# index, summed in order (as the numpy loop's matmuls). With 2 outputs per tile (before) a vector
+# FMA waited for the previous one of its chain (~4 cycles, ~2.3 measured); a 4 x 4 tile keeps 16
+# chains in flight and loads 8 vectors per 16 FMAs (a 1 x 8 row: 9 per 8; measured at Fig. 1's
+# shape: 4 x 4 ran the step in ~0.8x the time of 1 x 8 and 2 x 4). Rows and columns that do not
+# fill a tile take blocks of 2, then 1.
+ROWS = 4
+COLS = 4
 
 
-def _lanes(fmt: str) -> str:
-    return "; ".join(fmt.format(q=q) for q in range(LANES))
+def _sections(size: str, width: int) -> list[tuple[int, str, str]]:
+    """(block, start, stop): range(size) in blocks of `width`, then at most one block of each
+    smaller power of two."""
+
+    def cut(b: int) -> str:
+        return size if b == 1 else f"{size} - {size} % {b}"
+
+    out = [(width, "0", cut(width))]
+    b = width // 2
+    while b >= 1:
+        out.append((b, cut(2 * b), cut(b)))
+        b //= 2
+    return out
 
 
-def _product(out: str, rows: str, cols: str, red: str, acc_init: str, term: tuple[str, str], finish: str) -> list[str]:
-    """Loops over out[row, col] = sum over red of term, BLOCK columns at a time then the rest.
+def _product(rows: str, cols: str, terms: list[tuple[str, str, str, str]], finish: str) -> list[str]:
+    """Loops over the outputs (i, j) of a product, i < rows, j < cols, in register tiles of at
+    most ROWS x COLS outputs, each output t summed in order from 0: for each term
+    (red, A, B, op), over k < red, t = fma(A(i, k), B(j, k), t) (op "+") or fnma (op "-").
 
-    `term` is (a, b): the lane-q factors, formatted with row, col+{b} and q; `finish` writes the
-    accumulator a{b}_{q} of output (row, col + b)."""
+    A and B are `load` arguments formatted with {i} or {j} and {k}; `finish` is the statement
+    that writes output (i, j) from its accumulator {t}."""
     lines: list[str] = []
-    for blocked in (True, False):
-        nb = BLOCK if blocked else 1
-        rng = (
-            f"range(0, {cols} - {cols} % {BLOCK}, {BLOCK})" if blocked else f"range({cols} - {cols} % {BLOCK}, {cols})"
-        )
-        lines.append(f"    for a in range({rows}):")
-        lines.append(f"        for c in {rng}:")
-        for b in range(nb):
-            lines.append("            " + _lanes(f"a{b}_{{q}} = {acc_init}"))
-        lines.append(f"            for k in range({red}):")
-        lines.append("                " + _lanes(f"x{{q}} = {term[0]}"))
-        for b in range(nb):
-            lines.append("                " + _lanes(f"a{b}_{{q}} += x{{q}} * {term[1].format(b=b, q='{q}')}"))
-        for b in range(nb):
-            lines.append("            " + _lanes(finish.format(b=b, q="{q}")))
+    for cb, c0, c1 in _sections(cols, COLS):
+        for rb, r0, r1 in _sections(rows, ROWS):
+            tile = [(i, j) for i in range(rb) for j in range(cb)]
+            lines.append(f"    for a in range({r0}, {r1}, {rb}):")
+            lines.append(f"        for c in range({c0}, {c1}, {cb}):")
+            lines.append("            " + "; ".join(f"t{i}_{j} = zeros()" for i, j in tile))
+            for red, A, B, op in terms:
+                fn = "fma" if op == "+" else "fnma"
+                lines.append(f"            for k in range({red}):")
+                lines.append(
+                    "                " + "; ".join(f"x{i} = load({A.format(i=f'a + {i}', k='k')})" for i in range(rb))
+                )
+                lines.append(
+                    "                " + "; ".join(f"y{j} = load({B.format(j=f'c + {j}', k='k')})" for j in range(cb))
+                )
+                lines.append("                " + "; ".join(f"t{i}_{j} = {fn}(x{i}, y{j}, t{i}_{j})" for i, j in tile))
+            for i, j in tile:
+                lines.append("            " + finish.format(i=f"a + {i}", j=f"c + {j}", t=f"t{i}_{j}"))
     return lines
 
 
 def source() -> str:
     residual = _product(
-        "X",
         "m",
         "n",
-        "r",
-        "0.0",
-        ("U[a, k, {q}]", "V[c + {b}, k, {q}]"),
-        "X[a, c + {b}, {q}] = a{b}_{q}; z = sY[a, c + {b}, {q}] - a{b}_{q}; R[a, c + {b}, {q}] = z; s{q} += z * z",
+        [("r", "U, {i}, {k}", "V, {j}, {k}", "+")],
+        "store(X, {i}, {j}, {t}); z = sub(load(sY, {i}, {j}), {t}); store(R, {i}, {j}, z); s = fma(z, z, s)",
     )
-    grad_u = _product(
-        "dU", "m", "r", "n", "0.0", ("R[a, k, {q}]", "V[k, c + {b}, {q}]"), "dU[a, c + {b}, {q}] = a{b}_{q}"
-    )
+    grad_u = _product("m", "r", [("n", "R, {i}, {k}", "V, {k}, {j}", "+")], "store(dU, {i}, {j}, {t})")
     grad_v = _product(
-        "V", "n", "r", "m", "0.0", ("R[k, a, {q}]", "U[k, c + {b}, {q}]"), "V[a, c + {b}, {q}] += a{b}_{q}"
+        "n", "r", [("m", "R, {k}, {i}", "U, {k}, {j}", "+")], "store(V, {i}, {j}, add(load(V, {i}, {j}), {t}))"
+    )
+    gram = _product(
+        "r",
+        "r",
+        [("m", "U, {k}, {i}", "U, {k}, {j}", "+"), ("n", "V, {k}, {i}", "V, {k}, {j}", "-")],
+        "store(Q, {i}, {j}, {t})",
     )
     body = "\n".join(
         [
-            HEADER.format(lanes=LANES),
+            HEADER,
+            "",
             "",
             DECORATOR,
             "def _residual(U, V, sY, X, R, r2):",
             '    """X = U V^T, R = sY - X (s-scaled), r2 = ||R||^2 of every lane."""',
             "    m, r, _ = U.shape",
             "    n = V.shape[0]",
-            "    " + _lanes("s{q} = 0.0"),
+            "    s = zeros()",
             *residual,
-            "    " + _lanes("r2[{q}] = s{q}"),
+            "    for q in range(LANES):",
+            "        r2[q] = lane(s, q)",
             "",
             "",
             DECORATOR,
@@ -87,7 +109,7 @@ def source() -> str:
             *grad_v,
             "    for a in range(m):",
             "        for c in range(r):",
-            "            " + _lanes("U[a, c, {q}] += dU[a, c, {q}]"),
+            "            store(U, a, c, add(load(U, a, c), load(dU, a, c)))",
             "",
             "",
             DECORATOR,
@@ -95,14 +117,7 @@ def source() -> str:
             '    """Q = U^T U - V^T V of every lane, (r, r, LANES)."""',
             "    m, r, _ = U.shape",
             "    n = V.shape[0]",
-            "    for a in range(r):",
-            "        for c in range(r):",
-            "            " + _lanes("a0_{q} = 0.0"),
-            "            for k in range(m):",
-            "                " + _lanes("a0_{q} += U[k, a, {q}] * U[k, c, {q}]"),
-            "            for k in range(n):",
-            "                " + _lanes("a0_{q} -= V[k, a, {q}] * V[k, c, {q}]"),
-            "            " + _lanes("Q[a, c, {q}] = a0_{q}"),
+            *gram,
             "",
             "",
             LOOP,
@@ -113,7 +128,7 @@ def source() -> str:
 
 HEADER = '''"""GENERATED by _gd_fused_gen.py (python -m flowsweep.core.dynamics._gd_fused_gen): do not edit.
 
-The gd loop of the asymmetric model compiled by numba, {lanes} points side by side (one per SIMD
+The gd loop of the asymmetric model compiled by numba, LANES points side by side (one per SIMD
 lane, the lane axis last). Same steps, checks and records as gd_linear's numpy loop.
 """
 
@@ -124,9 +139,9 @@ lane, the lane axis last). Same steps, checks and records as gd_linear's numpy l
 import numpy as np
 from numba import njit
 
-LANES = {lanes}'''
+from .._simd import LANES, add, fma, fnma, lane, load, store, sub, zeros, zeros_lanes'''
 
-DECORATOR = '@njit(cache=True, fastmath={"contract"}, error_model="numpy", nogil=True)'
+DECORATOR = '@njit(cache=True, error_model="numpy", nogil=True)'
 
 LOOP = (
     DECORATOR
@@ -146,14 +161,14 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
     n = V0.shape[1]
     T = X_rec.shape[1]
     L = LANES
-    U = np.zeros((m, r, L))
-    V = np.zeros((n, r, L))
-    sY = np.zeros((m, n, L))
-    X = np.zeros((m, n, L))
-    R = np.zeros((m, n, L))
-    dU = np.zeros((m, r, L))
-    Q0 = np.zeros((r, r, L))
-    Q = np.zeros((r, r, L))
+    U = zeros_lanes(m, r)
+    V = zeros_lanes(n, r)
+    sY = zeros_lanes(m, n)
+    X = zeros_lanes(m, n)
+    R = zeros_lanes(m, n)
+    dU = zeros_lanes(m, r)
+    Q0 = zeros_lanes(r, r)
+    Q = zeros_lanes(r, r)
     r2 = np.zeros(L)
     pt = np.full(L, -1, dtype=np.int64)  # the point in each lane, -1 idle
     it = np.zeros(L, dtype=np.int64)  # its iteration

@@ -5,12 +5,9 @@ machine precision decided on a window of squared residuals."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
-from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
@@ -57,20 +54,6 @@ def _compiled() -> ModuleType:
 def compiled_available() -> bool:
     """Whether the compiled gd loop runs (USE_COMPILED and numba importable)."""
     return compiled_module(_GD_FUSED) is not None
-
-
-@contextlib.contextmanager
-def _slp_vectorize() -> Iterator[None]:
-    """numba compiles with LLVM's SLP vectorizer off by default (NUMBA_SLP_VECTORIZE=0); the kernel
-    relies on it to pack its per-lane scalars into vectors. Only a compilation (the first call, or
-    a cache miss) reads the flag."""
-    config: Any = importlib.import_module("numba.core.config")
-    saved = config.SLP_VECTORIZE
-    config.SLP_VECTORIZE = 1
-    try:
-        yield
-    finally:
-        config.SLP_VECTORIZE = saved
 
 
 class _GdBuffers:
@@ -324,7 +307,7 @@ def _run_gd_fused(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     div = np.full(Bn, -1, dtype=np.int64)
     iterations = np.full(Bn, steps, dtype=np.int64)
     kernel = _compiled()
-    with np.errstate(all="ignore"), _slp_vectorize():
+    with np.errstate(all="ignore"):
         kernel.gd_fused(
             np.ascontiguousarray(p.U0 * root),
             np.ascontiguousarray(p.V0 * root),

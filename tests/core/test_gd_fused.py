@@ -122,3 +122,27 @@ def test_lanes_all_free_with_points_waiting(monkeypatch):
     fused, numpy_loop = _both(configs, monkeypatch)
     assert np.all(fused.iterations == 50)
     _assert_same(fused, numpy_loop)
+
+
+def test_simd_lanes_round_once_and_fill_cache_lines():
+    """core/_simd.py: fma and fnma round once (x y - 1 = -(k 2^-30)^2 and 1 - x y = (k 2^-30)^2 in
+    lane k, both 0 if x y were rounded first), every lane is kept, and work arrays start on a
+    64-byte line."""
+    from numba import njit
+
+    from flowsweep.core._simd import LANES, fma, fnma, load, store, zeros_lanes
+
+    @njit
+    def run(A):
+        store(A, 1, 0, fma(load(A, 0, 0), load(A, 0, 1), load(A, 0, 2)))
+        store(A, 1, 1, fnma(load(A, 0, 0), load(A, 0, 1), load(A, 0, 3)))
+
+    A = zeros_lanes(2, 4)
+    assert A.ctypes.data % 64 == 0 and A.shape == (2, 4, LANES)
+    x = 1.0 + 2.0**-30 * np.arange(1, LANES + 1)
+    y = 1.0 - 2.0**-30 * np.arange(1, LANES + 1)
+    A[0, 0], A[0, 1], A[0, 2], A[0, 3] = x, y, -1.0, 1.0
+    run(A)
+    want = -((2.0**-30 * np.arange(1, LANES + 1)) ** 2)  # x y - 1, exact
+    np.testing.assert_array_equal(A[1, 0], want)
+    np.testing.assert_array_equal(A[1, 1], -want)
