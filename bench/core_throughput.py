@@ -35,6 +35,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from flowsweep.core import PointConfig, initial_state, run_points, simulate  # noqa: E402
+from flowsweep.core import compiled as core_compiled  # noqa: E402
 from flowsweep.core.dynamics import (  # noqa: E402
     Trajectory,
     flow,
@@ -141,12 +142,12 @@ def freeze_off():
 @contextlib.contextmanager
 def numpy_gd():
     """gd through the numpy loop (and the flow through scipy) even where the compiled ones are available."""
-    saved = gd_linear.USE_COMPILED
-    gd_linear.USE_COMPILED = False
+    saved = core_compiled.USE_COMPILED
+    core_compiled.USE_COMPILED = False
     try:
         yield
     finally:
-        gd_linear.USE_COMPILED = saved
+        core_compiled.USE_COMPILED = saved
 
 
 def compile_seconds() -> tuple[float, float]:

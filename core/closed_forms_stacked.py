@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .closed_forms import regularized_flow
-from .dynamics.gd_linear import compiled_module
+from .compiled import compiled_module
 from .types import FloatArray
 
 # Points per stacked call: about this many (N x N) systems at once keep the work arrays in cache.

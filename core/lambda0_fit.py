@@ -37,7 +37,7 @@ import numpy.typing as npt
 from scipy.optimize import minimize_scalar
 
 from .closed_forms import regularized_flow
-from .dynamics.gd_linear import compiled_module
+from .compiled import compiled_module
 from .types import FloatArray, IntArray
 
 N_COARSE = 10  # log-spaced |lambda| per branch (plus lambda = 0)

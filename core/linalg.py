@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dynamics.gd_linear import compiled_module
+from .compiled import compiled_module
 from .types import FloatArray
 
 _FUSED = "flowsweep.core._linalg_fused"

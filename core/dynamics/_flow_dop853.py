@@ -31,7 +31,7 @@ _ERROR_EXPONENT = -1.0 / 8.0  # -1 / (error_estimator_order + 1), order 7
 _JIT = dict(cache=True, fastmath={"contract"}, error_model="numpy", nogil=True)
 
 # Lane arithmetic on tuples of LANES floats: no memory between the loads and the stores, so
-# LLVM's SLP vectorizer (on while gd_linear._slp_vectorize() compiles) packs each into one
+# LLVM's SLP vectorizer (on while compiled.slp_vectorize() compiles) packs each into one
 # vector operation (written out: numba has no vector type).
 
 

@@ -9,8 +9,8 @@ import numpy as np
 from scipy.integrate import DOP853
 from scipy.optimize import brentq
 
+from ..compiled import compiled_module, slp_vectorize
 from ..types import FloatArray, IntArray
-from . import gd_linear
 from .base import (
     DIVERGENCE_ERROR,
     FlowDiverged,
@@ -150,8 +150,8 @@ _FLOW_KERNEL = "flowsweep.core.dynamics._flow_dop853"
 
 
 def compiled_available() -> bool:
-    """Whether the asymmetric flow runs compiled (gd_linear.USE_COMPILED and numba importable)."""
-    return gd_linear.compiled_module(_FLOW_KERNEL) is not None
+    """Whether the asymmetric flow runs compiled (compiled.USE_COMPILED and numba importable)."""
+    return compiled_module(_FLOW_KERNEL) is not None
 
 
 def run_flow(p: Problem, eta: float, steps: int, record_every: int, tol: float | FloatArray) -> Trajectory:
@@ -270,7 +270,7 @@ def _solve_compiled(p: Problem, t_eval: FloatArray, tol: FloatArray) -> _Compile
     V0 = p.V0
     if V0 is None:
         raise ValueError(f"V0: the {p.model} model has two factors, got None")
-    kernel = gd_linear.compiled_module(_FLOW_KERNEL)
+    kernel = compiled_module(_FLOW_KERNEL)
     if kernel is None:
         raise RuntimeError("the compiled flow needs numba")
     Bn, m, r = p.U0.shape
@@ -285,7 +285,7 @@ def _solve_compiled(p: Problem, t_eval: FloatArray, tol: FloatArray) -> _Compile
         cross_F=np.empty((Bn, 7, S)),
         counts=np.zeros((Bn, 3), dtype=np.int64),
     )
-    with np.errstate(all="ignore"), gd_linear._slp_vectorize():
+    with np.errstate(all="ignore"), slp_vectorize():
         kernel.flow_dop853(
             y0,
             np.ascontiguousarray(p.Y),
@@ -309,7 +309,7 @@ def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, to
     """The asymmetric flow compiled (`_solve_compiled`): scipy's DOP853 with each point's own step
     sizes, the same records, events and divergence rule as the stacked solve, a failed or
     diverged point reported alone (no re-run)."""
-    kernel = gd_linear.compiled_module(_FLOW_KERNEL)
+    kernel = compiled_module(_FLOW_KERNEL)
     assert kernel is not None and p.V0 is not None
     Bn, m, r = p.U0.shape
     n = p.V0.shape[1]
@@ -323,7 +323,7 @@ def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, to
     X_all = np.empty((Bn, len(t_eval), m, n))
     r2 = np.empty((Bn, len(t_eval)))
     drift2 = np.empty((Bn, len(t_eval)))
-    with np.errstate(all="ignore"), gd_linear._slp_vectorize():
+    with np.errstate(all="ignore"), slp_vectorize():
         kernel.record_values(sol.rec, Y, gram_diff(p.U0, p.V0), m, n, r, X_all, r2, drift2)
         crossing = np.empty(Bn)
         kernel.first_crossings(

@@ -5,12 +5,11 @@ machine precision decided on a window of squared residuals."""
 
 from __future__ import annotations
 
-import importlib
-import os
 from types import ModuleType
 
 import numpy as np
 
+from ..compiled import compiled_module
 from ..types import BoolArray, FloatArray, IntArray
 from .base import DIVERGENCE_ERROR, Problem, Trajectory, record_grid
 
@@ -24,23 +23,6 @@ _WINDOW = 64
 FREEZE_ERROR = 1e-14
 FREEZE_STEPS = 64
 
-# The compiled paths (numba, optional): on unless FLOWSWEEP_NUMBA=0; without numba numpy runs.
-USE_COMPILED = os.environ.get("FLOWSWEEP_NUMBA", "1") != "0"
-_MODULES: dict[str, ModuleType | None] = {}  # compiled modules by name, None where numba is missing
-
-
-def compiled_module(name: str) -> ModuleType | None:
-    """The compiled module `name` (imports numba) if USE_COMPILED and numba is installed, else None."""
-    if not USE_COMPILED:
-        return None
-    if name not in _MODULES:
-        try:
-            _MODULES[name] = importlib.import_module(name)
-        except ImportError:
-            _MODULES[name] = None
-    return _MODULES[name]
-
-
 _GD_FUSED = "flowsweep.core.dynamics._gd_fused"
 
 
@@ -52,7 +34,7 @@ def _compiled() -> ModuleType:
 
 
 def compiled_available() -> bool:
-    """Whether the compiled gd loop runs (USE_COMPILED and numba importable)."""
+    """Whether the compiled gd loop runs (compiled.USE_COMPILED and numba importable)."""
     return compiled_module(_GD_FUSED) is not None
 
 

@@ -15,9 +15,9 @@ def rng(request):
 @pytest.fixture(params=["compiled", "numpy"])
 def path(request, monkeypatch):
     """Both ways of core's optional compiled kernels (numba; skipped without it) and numpy's."""
-    from flowsweep.core.dynamics import gd_linear
+    from flowsweep.core import compiled
 
     if request.param == "compiled":
         pytest.importorskip("numba")
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", request.param == "compiled")
+    monkeypatch.setattr(compiled, "USE_COMPILED", request.param == "compiled")
     return request.param

@@ -84,9 +84,9 @@ def test_run_points_regularized_error_matches_its_definition():
 def test_compiled_stable_form_equals_numpy(shape, monkeypatch):
     """Fig. 1's shape and the other solve side, long horizon, both signs of lambda0."""
     pytest.importorskip("numba")
-    from flowsweep.core.dynamics import gd_linear
+    from flowsweep.core import compiled
 
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
     configs = [
         PointConfig(model="asymmetric", eta=1e-3, steps=10, init_scale=(0.01, 0.1, 1.0)[i % 3], seed=i, **shape)
         for i in range(9)
@@ -95,7 +95,7 @@ def test_compiled_stable_form_equals_numpy(shape, monkeypatch):
     t = np.linspace(0.0, 6.0, 31)
     lam = np.array([0.0, 2.0, -3.0] * 3)
     got = regularized_flow_stacked(prob.Y, prob.U0, prob.V0, lam, t)
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    monkeypatch.setattr(compiled, "USE_COMPILED", False)
     want = regularized_flow_stacked(prob.Y, prob.U0, prob.V0, lam, t)
     scale = np.linalg.norm(prob.Y, axis=(1, 2))[:, None]
     gap = np.linalg.norm(got - want, axis=(2, 3)) / scale

@@ -51,9 +51,9 @@ def test_flow_crossings_equal_solve_ivp_events(model, monkeypatch):
     (The compiled path, each point alone: test_dynamics_flow_compiled.py.)"""
     from scipy.integrate import solve_ivp
 
-    from flowsweep.core.dynamics import gd_linear
+    from flowsweep.core import compiled
 
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    monkeypatch.setattr(compiled, "USE_COMPILED", False)
 
     extra = dict(n_samples=40, m=3, n=3, k=6) if model == "sigmoid" else dict(m=5, n=10, k=50)
     configs = [

@@ -9,7 +9,8 @@ from scipy.integrate import solve_ivp
 
 import flowsweep.core.dynamics.flow as flow
 from flowsweep.core import PointConfig, run_points, simulate
-from flowsweep.core.dynamics import Problem, gd_linear
+from flowsweep.core import compiled as core_compiled
+from flowsweep.core.dynamics import Problem
 from flowsweep.core.run import _stacked_problem
 
 pytest.importorskip("numba")
@@ -53,7 +54,7 @@ def _alone(prob, b, t, tol, **opts):
 
 @pytest.fixture
 def compiled(monkeypatch):
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    monkeypatch.setattr(core_compiled, "USE_COMPILED", True)
     assert flow.compiled_available()
 
 
@@ -121,7 +122,7 @@ def test_more_accurate_than_the_stacked_solve(compiled, monkeypatch):
     configs = [_fig1((0.01, 1.0)[i % 2], i // 2) for i in range(6)]
     prob = _stacked_problem(configs)
     fast = simulate(configs)
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    monkeypatch.setattr(core_compiled, "USE_COMPILED", False)
     stacked = simulate(configs)
     worst_stacked = 0.0
     for b, c in enumerate(configs):
@@ -159,7 +160,7 @@ def test_a_point_is_the_same_alone_or_in_any_lane(compiled):
 def test_a_non_finite_point_diverges_alone(monkeypatch, use_compiled):
     """A point whose flow overflows fails (step size too small) on both paths: reported
     diverged at 0, its neighbours untouched."""
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", use_compiled)
+    monkeypatch.setattr(core_compiled, "USE_COMPILED", use_compiled)
     configs = [_fig1(0.1, s, steps=200, record_every=10) for s in range(3)]
     prob = _stacked_problem(configs)
     clean = flow.run_flow(prob, 1e-3, 200, 10, 0.01)
@@ -172,7 +173,7 @@ def test_a_non_finite_point_diverges_alone(monkeypatch, use_compiled):
 
 
 def test_without_numba_the_stacked_scipy_path_runs(monkeypatch):
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    monkeypatch.setattr(core_compiled, "USE_COMPILED", False)
     assert not flow.compiled_available()
     calls = []
     monkeypatch.setattr(flow, "_solve", lambda *a: calls.append(1) or _real_solve(*a))

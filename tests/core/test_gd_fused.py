@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_gd_freeze import plain_gd
 
-from flowsweep.core import PointConfig, initial_state, simulate
+from flowsweep.core import PointConfig, compiled, initial_state, simulate
 from flowsweep.core.dynamics import _gd_fused_gen, gd_linear
 
 pytest.importorskip("numba")
@@ -35,10 +35,10 @@ def _cfg(scale, seed, **kw):
 
 
 def _both(configs, monkeypatch):
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
     assert gd_linear.compiled_available()
     fused = simulate(configs)
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    monkeypatch.setattr(compiled, "USE_COMPILED", False)
     numpy_loop = simulate(configs)
     return fused, numpy_loop
 
@@ -92,7 +92,7 @@ def test_divergence_tol_and_odd_grid_same_as_numpy_loop(monkeypatch):
 
 
 def test_fused_loop_matches_textbook_loop(monkeypatch):
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
     configs = [_cfg(1.0, 3), _cfg(0.1, 3), _cfg(0.01, 4)]
     tr = simulate(configs)
     for b, c in enumerate(configs):

@@ -5,8 +5,7 @@ stability, and the same minima on both branches."""
 import numpy as np
 import pytest
 
-from flowsweep.core import PointConfig, initial_state, simulate
-from flowsweep.core.dynamics import gd_linear
+from flowsweep.core import PointConfig, compiled, initial_state, simulate
 from flowsweep.core.lambda0_fit import RegularizedObjective, _subsample, lambda0_fit
 
 pytest.importorskip("numba")
@@ -30,10 +29,10 @@ POINTS = {
 
 
 def _both(monkeypatch, args):
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
     fast = RegularizedObjective(*args)
     assert fast.fused is not None
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    monkeypatch.setattr(compiled, "USE_COMPILED", False)
     slow = RegularizedObjective(*args)
     assert slow.fused is None
     return fast, slow
@@ -65,9 +64,9 @@ def test_compiled_evaluation_equals_numpy(case, monkeypatch):
 @pytest.mark.parametrize("case", list(POINTS))
 def test_same_minima_compiled_and_numpy(case, monkeypatch):
     args = POINTS[case]()
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
     fast = lambda0_fit(*args)
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", False)
+    monkeypatch.setattr(compiled, "USE_COMPILED", False)
     slow = lambda0_fit(*args)
     for a, b in ((fast.pos, slow.pos), (fast.neg, slow.neg)):
         assert a.lambda0 == pytest.approx(b.lambda0, rel=1e-9, abs=1e-300)

@@ -81,10 +81,9 @@ def test_eigenvectors_match_lapack(N, path):
 
 def test_the_compiled_kernel_is_used_and_differs_only_by_rounding(monkeypatch):
     pytest.importorskip("numba")
-    from flowsweep.core import _linalg_fused
-    from flowsweep.core.dynamics import gd_linear
+    from flowsweep.core import _linalg_fused, compiled
 
-    monkeypatch.setattr(gd_linear, "USE_COMPILED", True)
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
     A = symmetric_stacks(5, np.random.default_rng(0))
     direct = np.empty(A.shape[:2])
     _linalg_fused.eigvalsh(np.ascontiguousarray(A), direct)

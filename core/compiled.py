@@ -1,0 +1,41 @@
+"""The optional compiled paths (numba): one switch, and the modules behind it.
+
+On unless FLOWSWEEP_NUMBA=0; where numba is not installed every caller runs its numpy path."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+USE_COMPILED = os.environ.get("FLOWSWEEP_NUMBA", "1") != "0"
+_MODULES: dict[str, ModuleType | None] = {}  # compiled modules by name, None where numba is missing
+
+
+def compiled_module(name: str) -> ModuleType | None:
+    """The compiled module `name` (imports numba) if USE_COMPILED and numba is installed, else None."""
+    if not USE_COMPILED:
+        return None
+    if name not in _MODULES:
+        try:
+            _MODULES[name] = importlib.import_module(name)
+        except ImportError:
+            _MODULES[name] = None
+    return _MODULES[name]
+
+
+@contextlib.contextmanager
+def slp_vectorize() -> Iterator[None]:
+    """numba compiles with LLVM's SLP vectorizer off by default (NUMBA_SLP_VECTORIZE=0); kernels
+    written on per-lane scalars (the flow's) rely on it to pack them into vectors. Only a
+    compilation (the first call, or a cache miss) reads the flag."""
+    config: Any = importlib.import_module("numba.core.config")
+    saved = config.SLP_VECTORIZE
+    config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        config.SLP_VECTORIZE = saved
