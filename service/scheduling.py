@@ -105,6 +105,7 @@ class SweepState:
     redo: deque[Chunk] = field(default_factory=deque)  # preempted chunks (points already claimed)
     marks: dict[str, float] = field(default_factory=dict)  # phase -> clock (first time), for the log
     started: dict[int, float] = field(default_factory=dict)  # id(chunk) -> clock it started on a CPU (est.)
+    handed: bool = False  # outcomes of it were handed to the writer thread (to wait for when settling)
     returns: list[tuple[float, int, float]] = field(default_factory=list)  # (clock, points, task seconds), for the log
 
     def in_flight_seconds(self, now: float) -> float:
@@ -495,17 +496,27 @@ class Scheduler:
         if outcomes:
             self._record_started()  # before their results are written (which clears their owner)
         for tag, o in outcomes:
+            st = self.sweeps.get(tag)
+            if st is not None and not st.handed and self._through(st):
+                # A sweep's only outcomes (a small one): written at once in this thread, not queued
+                # behind other sweeps' batches, which its settling would then wait for.
+                self.writer.write_now(tag, o)
+                continue
+            if st is not None:
+                st.handed = True
             self.writer.put(tag, o)
 
+    def _through(self, st: SweepState) -> bool:
+        """Nothing of the sweep is left to submit or in flight."""
+        return not self.stream.in_flight(st.id) and (st.cancelling or not (st.buffered() or not st.scanned_all))
+
     def _settle(self) -> None:
-        stream = self.stream
         for st in list(self.sweeps.values()):
-            if stream.in_flight(st.id):
-                continue
-            if not st.cancelling and (st.buffered() or not st.scanned_all):
+            if not self._through(st):
                 continue
             self._record_started()  # (a cancelled chunk that had started counts as a run)
-            self.writer.flush()
+            if st.handed:
+                self.writer.flush()
             st.marks["written"] = self._clock()
             if st.cancelling:
                 self._finish_cancelled(st)
