@@ -254,8 +254,7 @@ SHARED_OVERHEAD_FACTOR = 5.0  # ... but of >= 5 a (batch overhead <= 20 %)
 
 
 TAIL_SPLIT = 0.6  # the last round of a sweep alone: a free CPU takes 60 % of its share of the rest
-TAIL_PIECE_SECONDS = 0.1  # ... while that leaves pieces worth their batch overhead and the gap
-# between two pieces on a CPU (Ray's round trip and the runner's turn): >= 0.1 s
+TAIL_PIECE_SECONDS = 0.05  # ... while that leaves pieces worth their batch overhead: >= 50 ms
 TAIL_PIECE_OVERHEADS = 10.0  # ... and >= 10 a
 
 

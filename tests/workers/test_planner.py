@@ -191,14 +191,11 @@ def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
     assert stream_chunk_size(cheap, 300, 2, 2, 0.5) == 0
     # a longer one, alone: each free CPU takes 60 % of its share (the rest comes in shrinking
     # pieces, whose results are written while the next ones run); the first two end together
-    first = stream_chunk_size(cheap, 1001, 2, 0, 0.5)
-    second = stream_chunk_size(cheap, 1001 - first, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first))
-    assert first == 301 and second in (301, 302)
-    # ... not when the pieces would be shorter than TAIL_PIECE_SECONDS (a 201-point sweep of 0.1 s
-    # per CPU: 101 + 100, one batch overhead per CPU as a direct run), nor while sharing the CPUs
-    # with another sweep (its whole share at once)
-    assert stream_chunk_size(cheap, 201, 2, 0, 0.5) == 101
-    assert stream_chunk_size(cheap, 701, 2, 0, 0.5, sharing=2) == 701
+    first = stream_chunk_size(cheap, 201, 2, 0, 0.5)
+    second = stream_chunk_size(cheap, 201 - first, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first))
+    assert first == 61 and second in (61, 62)
+    # ... sharing the CPUs with another sweep: its whole share at once
+    assert stream_chunk_size(cheap, 201, 2, 0, 0.5, sharing=2) == 201
     # a CPU freed while another still has 0.06 s to go takes a bit more than half of the rest
     assert stream_chunk_size(cheap, 120, 2, 1, 0.5, in_flight_seconds=0.06) == 90
     # one size measured (a previous sweep split 101 + 100), slow points (the rest is not yet a last
