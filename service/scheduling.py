@@ -15,8 +15,7 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
   then tasks of ~0.5-2 s for a sweep alone; of ~0.25 s while several sweeps have points to submit,
   each sweep's last round spread over its fair share of the CPUs and water-filled with what its
-  chunks in flight still need (so its CPUs end together) in shrinking pieces (results written
-  while the CPUs still compute: little writing left after the last result), and chunks preempted for a
+  chunks in flight still need (so its CPUs end together), and chunks preempted for a
   newcomer resubmitted in such short pieces); cost models are shared across sweeps of the same shape.
 - **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
   pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a

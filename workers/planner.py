@@ -253,11 +253,6 @@ STREAM_SHARED_TASK_SECONDS = 0.25  # ... and of ~0.25 s while several sweeps sha
 SHARED_OVERHEAD_FACTOR = 5.0  # ... but of >= 5 a (batch overhead <= 20 %)
 
 
-TAIL_SPLIT = 0.6  # the last round of a sweep alone: a free CPU takes 60 % of its share of the rest
-TAIL_PIECE_SECONDS = 0.05  # ... while that leaves pieces worth their batch overhead: >= 50 ms
-TAIL_PIECE_OVERHEADS = 10.0  # ... and >= 10 a
-
-
 def stream_task_seconds(cost: Cost, sharing: int = 1) -> float:
     """The longest task the streaming scheduler submits: STREAM_MAX_TASK_SECONDS for a sweep alone,
     short while `sharing` > 1 sweeps have points to submit."""
@@ -291,12 +286,10 @@ def stream_chunk_size(
       probes. Nothing beyond one task per CPU while the cost is unknown.
     - one chunk size measured: double it (the a + b·n fit needs two sizes).
     - fitted: chunks of max(target, 20 a) seconds, at most STREAM_MAX_TASK_SECONDS, and at most
-      half a CPU's share of the work left; once that share is short (the last round), each lane's
-      water-filled share of the rest (counting what the sweep's chunks in flight still need,
-      `in_flight_seconds`: a running chunk's estimate less the time it has run) is taken by each
-      CPU that frees up (nothing queued), so the CPUs end together; a sweep alone takes 60 % of
-      it while the pieces are worth their batch overhead, so they shrink and the results are
-      written while the CPUs still compute (a crumb is taken along).
+      half a CPU's share of the work left; once that share is short, nothing more is queued and
+      each CPU that frees up takes its water-filled share of the rest (counting what the sweep's
+      chunks in flight still need, `in_flight_seconds`: a running chunk's estimate less the time
+      it has run), so the CPUs end together (a crumb is taken along).
     - `sharing` sweeps with points to submit: the sweep's fair share is ceil(ncpu / sharing) CPUs
       (its lanes: the final round is water-filled over them, so a small sweep behind a big one runs
       as it would alone on its share of the cluster) and tasks are short
@@ -316,19 +309,13 @@ def stream_chunk_size(
     share = b * remaining / lanes  # a CPU's share of the work left (seconds)
     final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
     if share <= final:
-        # The last round, water-filled: nothing is queued (a piece is sized when a CPU frees up,
-        # with the latest costs), so the CPUs finish together. The rest and the sweep's chunks in
-        # flight (`in_flight_seconds`, their estimated cost) end together over its lanes: this
-        # free lane has `lane` seconds to go. Alone, while that is worth two pieces (each >=
-        # TAIL_PIECE_SECONDS and >= 10 a), it takes TAIL_SPLIT of it: the pieces shrink, and the
-        # rows of each are written while the next ones run, so little writing is left after the
-        # last result. (Sharing the CPUs, a sweep leaves none idle while its rows are written, and
-        # its last piece's rows go straight to the database, not behind the others' in the writer.)
+        # The last round: nothing is queued (a piece is sized when a CPU frees up, with the latest
+        # costs), so the CPUs finish together.
         if own_in_flight >= lanes:
             return 0
-        lane = (b * remaining + in_flight_seconds) / lanes
-        split = sharing <= 1 and lane >= 2 * max(TAIL_PIECE_SECONDS, TAIL_PIECE_OVERHEADS * a)
-        n = math.ceil((TAIL_SPLIT * lane if split else lane) / b)
+        # water-filling: the rest and the sweep's chunks in flight (`in_flight_seconds`, their
+        # estimated cost) end together over its lanes; this free CPU takes its share
+        n = math.ceil((b * remaining + in_flight_seconds) / lanes / b)
         # tasks of <= STREAM_MAX_TASK_SECONDS even while sharing: a short cap would cut a small
         # sweep's last round into pieces that each wait for another turn on a CPU
         n = min(n, stream_max_points(cost))

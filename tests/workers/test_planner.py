@@ -183,19 +183,17 @@ def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
     n = stream_chunk_size(heavy_overhead, 1_000_000, 2, 0, 0.5)
     assert heavy_overhead.seconds(n) <= STREAM_MAX_TASK_SECONDS + 0.01
     # the tail: what is left split over the CPUs, a crumb taken along, never more than what is left
+    assert stream_chunk_size(cheap, 300, 2, 0, 0.5) == 150
     assert stream_chunk_size(cheap, 3, 2, 0, 0.5) == 2
     assert stream_chunk_size(cheap, 1, 2, 1, 0.5) == 1
     # a tail while the sweep occupies every CPU: not queued (sized when a CPU frees up), and
     # never taken whole by one CPU while another could share it
-    assert stream_chunk_size(cheap, 60, 2, 0, 0.5) == 30
     assert stream_chunk_size(cheap, 300, 2, 2, 0.5) == 0
-    # a longer one, alone: each free CPU takes 60 % of its share (the rest comes in shrinking
-    # pieces, whose results are written while the next ones run); the first two end together
+    # water-filled with the sweep's chunks in flight: a 201-point sweep of known cost is split
+    # 101 + 100 over 2 free CPUs (the second piece counts the first, just submitted)
     first = stream_chunk_size(cheap, 201, 2, 0, 0.5)
-    second = stream_chunk_size(cheap, 201 - first, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first))
-    assert first == 61 and second in (61, 62)
-    # ... sharing the CPUs with another sweep: its whole share at once
-    assert stream_chunk_size(cheap, 201, 2, 0, 0.5, sharing=2) == 201
+    assert first == 101
+    assert stream_chunk_size(cheap, 100, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first)) == 100
     # a CPU freed while another still has 0.06 s to go takes a bit more than half of the rest
     assert stream_chunk_size(cheap, 120, 2, 1, 0.5, in_flight_seconds=0.06) == 90
     # one size measured (a previous sweep split 101 + 100), slow points (the rest is not yet a last
