@@ -185,7 +185,7 @@ class Service(ServiceProcess):
         return [
             line.split("flowsweep.runner: ", 1)[-1]
             for line in self.log().splitlines()
-            if f"sweep {sweep_id} finished" in line or "runner: tasks kept" in line
+            if f"sweep {sweep_id} finished" in line or f"sweep {sweep_id} chunks returned" in line
         ]
 
 

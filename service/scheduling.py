@@ -43,11 +43,12 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,7 +57,7 @@ from flowsweep.status import ACTIVE_SWEEP_STATUSES, PointStatus, SweepStatus
 from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size, stream_max_points
 
 from . import store
-from .db import session_scope
+from .db import make_session_factory, session_scope
 from .models import PARAM_FIELDS, utcnow
 from .progress import ProgressBook
 from .writer import Outcomes, ResultWriter
@@ -67,6 +68,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowsweep.runner")
 
 _MAX_COST_MODELS = 256
+
+
+def read_session_factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for reads on the same engine that open a plain deferred BEGIN on SQLite (service.db):
+    the runner's polls and page reads never wait for the result writer's write lock."""
+    bind = session_factory.kw.get("bind")
+    if isinstance(bind, Engine) and bind.dialect.name == "sqlite":
+        return make_session_factory(bind.execution_options(sqlite_deferred=True))
+    return session_factory
 
 
 class SweepSetupError(Exception):
@@ -95,6 +105,8 @@ class SweepState:
     redo: deque[Chunk] = field(default_factory=deque)  # preempted chunks (points already claimed)
     marks: dict[str, float] = field(default_factory=dict)  # phase -> clock (first time), for the log
     started: dict[int, float] = field(default_factory=dict)  # id(chunk) -> clock it started on a CPU (est.)
+    handed: bool = False  # outcomes of it were handed to the writer thread (to wait for when settling)
+    returns: list[tuple[float, int, float]] = field(default_factory=list)  # (clock, points, task seconds), for the log
 
     def in_flight_seconds(self, now: float) -> float:
         """Estimated seconds its chunks in flight (or taken back, to be resubmitted) still need:
@@ -130,6 +142,7 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session_factory = session_factory
+        self._read_factory = read_session_factory(session_factory)
         self._stream_factory = stream_factory
         self._stream: TaskStream | None = None
         self.writer = writer
@@ -202,17 +215,17 @@ class Scheduler:
 
     # ------------------------------------------------------------------ database
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, read_only: bool = False) -> Iterator[Session]:
         t0 = time.perf_counter()
         try:
-            with session_scope(self._session_factory) as s:
+            with session_scope(self._read_factory if read_only else self._session_factory) as s:
                 yield s
         finally:
             self.db_seconds += time.perf_counter() - t0
 
     def _sync(self) -> None:
         """New sweeps are taken up; cancel requests made through any replica are seen."""
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             rows = store.active_sweeps(s)
         for sid, cancel_requested in rows:
             st = self.sweeps.get(sid)
@@ -226,9 +239,11 @@ class Scheduler:
     def _take_up(self, sweep_id: int) -> SweepState | None:
         t0 = self._clock()
         posted = t0
+        rows: Sequence[tuple] = ()
         try:
             # One transaction in the common case (a small sweep starts sooner): the sweep marked
-            # running, a first page of run-time dedupe, the count of points to run.
+            # running, a first page of run-time dedupe, the first page of points to run (and their
+            # count, when they fill more than a page).
             with self._session() as s:
                 sweep = store.get_sweep(s, sweep_id, for_update=True)
                 if sweep is None or sweep.status not in ACTIVE_SWEEP_STATUSES:
@@ -239,7 +254,9 @@ class Scheduler:
                     posted = t0 - max(0.0, (utcnow() - sweep.created_at).total_seconds())
                 recompute = bool((sweep.spec or {}).get("recompute"))
                 reused = 0 if recompute else store.reuse_finished_page(s, sweep_id, self.page_size)
-                remaining = store.count_unfinished(s, sweep_id)
+                if reused < self.page_size:
+                    rows = store.pending_page(s, sweep_id, "", self.page_size)
+                remaining = len(rows) if len(rows) < self.page_size else store.count_unfinished(s, sweep_id)
             if reused == self.page_size:  # more to reuse: the rest page by page
                 self.reuse_finished(sweep_id)
                 with self._session() as s:
@@ -250,6 +267,8 @@ class Scheduler:
             raise SweepSetupError(sweep_id, exc) from exc
         used = min((o.used for o in self.sweeps.values()), default=0.0)
         st = SweepState(sweep_id, used, remaining, taken_at=t0, marks={"posted": posted, "taken": self._clock()})
+        if reused < self.page_size:
+            self._buffer(st, rows)
         self.sweeps[sweep_id] = st
         self.progress.track(sweep_id, remaining)
         log.info("sweep %s: taken up, %d points to run", sweep_id, remaining)
@@ -275,8 +294,13 @@ class Scheduler:
         return reused
 
     def _read_page(self, st: SweepState) -> None:
-        with self._session() as s:
+        with self._session(read_only=True) as s:
             rows = store.pending_page(s, st.id, st.cursor, self.page_size)
+        self._buffer(st, rows)
+
+    def _buffer(self, st: SweepState, rows: Sequence[tuple]) -> None:
+        """A page of pending points (store.pending_page rows) into the sweep's buffer."""
+        st.marks.setdefault("read", self._clock())
         if len(rows) < self.page_size:
             st.scanned_all = True
         if rows:
@@ -424,6 +448,8 @@ class Scheduler:
             self.submissions.append((st.id, len(chunk.ids)))
         if claim:
             self._claim(claim)
+            for st in self.sweeps.values():
+                st.marks.setdefault("claimed", self._clock())
         # Otherwise the attempts of chunks that started are counted in the next claim's
         # transaction or before their results are written, whichever comes first.
 
@@ -460,6 +486,7 @@ class Scheduler:
                 st.started.pop(id(d.chunk), None)
                 st.task_seconds += d.seconds
                 st.marks.setdefault("result", self._clock())
+                st.returns.append((self._clock(), len(d.chunk.ids), d.seconds))
                 st.marks["last result"] = self._clock()
             if d.outcomes:
                 out.append((d.tag, d.outcomes))
@@ -469,17 +496,27 @@ class Scheduler:
         if outcomes:
             self._record_started()  # before their results are written (which clears their owner)
         for tag, o in outcomes:
+            st = self.sweeps.get(tag)
+            if st is not None and not st.handed and self._through(st):
+                # A sweep's only outcomes (a small one): written at once in this thread, not queued
+                # behind other sweeps' batches, which its settling would then wait for.
+                self.writer.write_now(tag, o)
+                continue
+            if st is not None:
+                st.handed = True
             self.writer.put(tag, o)
 
+    def _through(self, st: SweepState) -> bool:
+        """Nothing of the sweep is left to submit or in flight."""
+        return not self.stream.in_flight(st.id) and (st.cancelling or not (st.buffered() or not st.scanned_all))
+
     def _settle(self) -> None:
-        stream = self.stream
         for st in list(self.sweeps.values()):
-            if stream.in_flight(st.id):
-                continue
-            if not st.cancelling and (st.buffered() or not st.scanned_all):
+            if not self._through(st):
                 continue
             self._record_started()  # (a cancelled chunk that had started counts as a run)
-            self.writer.flush()
+            if st.handed:
+                self.writer.flush()
             st.marks["written"] = self._clock()
             if st.cancelling:
                 self._finish_cancelled(st)
@@ -531,6 +568,12 @@ class Scheduler:
             self._clock() - st.taken_at,
             ", ".join(f"{k} {1000 * (t - st.taken_at):.0f} ms" for k, t in st.marks.items()),
         )
+        if len(st.returns) <= 40:
+            log.info(
+                "sweep %s chunks returned (ms from take-up: points, task ms): %s",
+                st.id,
+                ", ".join(f"{1000 * (c - st.taken_at):.0f}: {n}, {1000 * x:.0f}" for c, n, x in st.returns),
+            )
         span = st.marks.get("last result", 0.0) - st.marks.get("submit", 0.0)
         log.info(
             "runner: tasks kept %.0f%% of %d CPUs busy from first submit to last result; %.0f ms in the runner "

@@ -84,7 +84,9 @@ class Cost:
         self.min_n = min(self.min_n, n) if self.min_n else n
         self.max_n = max(self.max_n, n)
         var = self.w * self.snn - self.sn * self.sn
-        if self.min_n != self.max_n and var > 1e-3 * self.w * self.snn:  # sizes differ enough
+        # a is refitted only while the sizes differ by >= ~10 % (coefficient of variation): on chunks
+        # of nearly one size timing noise decides a, often 10x too large (chunks of >= 20 a follow)
+        if self.min_n != self.max_n and var > 1e-2 * self.w * self.snn:
             b = (self.w * self.snt - self.sn * self.st) / var
             a = (self.st - b * self.sn) / self.w
             if b > 0:

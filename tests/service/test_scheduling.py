@@ -10,6 +10,8 @@ cancelled, computed results kept, `cancelling` shown at once), attempts counting
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 from gated_stream import GatedStream
@@ -159,6 +161,38 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
         attempts = set(s.execute(sa.select(Point.attempts).where(Point.sweep_id == huge)).scalars())
     assert n_rows == n_distinct == 3000
     assert attempts == {1}  # each point's chunk started once
+
+
+def test_a_small_sweeps_results_do_not_wait_behind_a_huge_ones_in_the_writer(factory, sched):
+    """A sweep whose only chunk returns is written at once in the runner's thread and settled: it
+    does not wait for the writer thread's queue, which holds the huge sweep's batches (here the
+    writer is stuck on them until the test lets it go)."""
+    g = sched.gated
+    huge = add_sweep(factory, "huge", 3000)
+    gate, stuck = threading.Event(), []
+    write = sched.writer._write
+
+    def gated(batch):
+        if any(sid == huge for sid, _ in batch):
+            stuck.append(not gate.wait(30))  # True: the writer was still stuck after 30 s
+        return write(batch)
+
+    sched.writer._write = gated
+    step(sched)
+    g.release(2)
+    step(sched, advance=0.0)  # the huge sweep's first outcomes go to the (stuck) writer
+    small = add_sweep(factory, "small", 20, seed0=10_000)
+    step(sched)
+    while g.submitted(small) == [] or g.running(small) == []:
+        g.release(1)
+        step(sched, advance=0.0)
+    g.release(1 + [t.tag for t in g.tasks if t.started].index(small))
+    step(sched, advance=0.0)
+    assert status(factory, small) == "done" and counts(factory, small)["done"] == 20
+    assert not gate.is_set() and not stuck  # the writer is still stuck on the huge sweep's results
+    gate.set()
+    sched.writer.flush()
+    assert stuck and not any(stuck)
 
 
 def test_a_newcomer_waits_one_chunk_and_runs_as_alone_on_half_the_cluster(factory, sched):

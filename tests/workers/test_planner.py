@@ -8,7 +8,14 @@ import random
 
 import pytest
 
-from flowsweep.workers.planner import FIRST_CHUNK_CAP, MAX_TASK_SECONDS, Cost, Planner, Task, waterfill
+from flowsweep.workers.planner import (
+    FIRST_CHUNK_CAP,
+    MAX_TASK_SECONDS,
+    Cost,
+    Planner,
+    Task,
+    waterfill,
+)
 
 
 def simulate(n_points, ncpu, a, b, shapes=1, noise=0.0, max_in_flight=None, costs=None, seed=0):
@@ -240,3 +247,17 @@ def test_stream_chunks_are_short_and_spread_over_a_fair_share_while_sweeps_share
     # flight, a second one, half of the rest
     assert stream_chunk_size(fig1_like, 30, 3, 1, 0.5, sharing=2) == 15
     assert stream_chunk_size(fig1_like, 30, 3, 2, 0.5, sharing=2) == 0
+
+
+def test_near_equal_chunk_sizes_do_not_refit_the_batch_overhead():
+    """Steady chunks of nearly one size say nothing about a: timing noise on them (here the smaller
+    chunks happened to run slow) would fit a large a, and with it chunks of >= 20 a seconds that a
+    sweep submitted next waits behind. a is refitted only from sizes >= ~10 % apart."""
+    cost = Cost()
+    for n in (16, 16, 32, 32, 64, 64):
+        cost.add(n, 0.006 + 0.002 * n)
+    for i in range(80):  # (the probes' samples decay away)
+        n = 240 if i % 2 else 260
+        cost.add(n, 0.55 if n == 240 else 0.57)  # true cost 0.49 and 0.53 s
+    a, _ = cost.fit()
+    assert a < 0.1  # a fit on the last samples alone would say 0.31 s
