@@ -616,7 +616,8 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
 def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> Sequence[tuple]:
     """Up to `limit` pending points of the sweep with identity > after_identity, in identity order
     (keyset on the (sweep_id, identity) index): a fixed pseudo-random permutation of the grid, so
-    chunks are balanced and a partial sweep is a representative sample of it.
+    chunks are balanced and a partial sweep is a representative sample of it. insert_sweep stores
+    the points in this order: a page's points have ascending ids, mostly consecutive.
     Rows are (id, identity, *PARAM_FIELDS); nothing is changed (see claim_points)."""
     P = _POINTS.c
     sqlite_json = not _is_postgres(session)  # SQLite: the JSON text, decoded once per distinct value below

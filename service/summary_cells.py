@@ -8,11 +8,13 @@ million rows.
 
 Result rows are only ever inserted (one per point, never updated) or deleted with their sweep (the
 cells go with it: ON DELETE CASCADE), so the rollup needs exactly one thing: every inserted result
-row merged once into its cell, in the transaction that inserts it. `add(session, point_ids)` does
-that for the ids an INSERT really inserted (store.insert_results' RETURNING, the cached copies of
-POST /sweeps): it reads those rows back (one indexed IN), aggregates them per cell (`cell_rows`,
-numpy: measured ~5x faster than the same two-pass aggregation in SQLite) and merges each into its
-cell with one INSERT .. ON CONFLICT DO UPDATE, Chan et al.'s parallel formula in the SET clause.
+row merged once into its cell, in the transaction that inserts it. `add_rows` does that for the
+rows store.insert_results really inserted, from their own values: it reads only the points' cell
+parameters, grouped by the database (one row per distinct combination with its point ids), and
+`add(session, point_ids)` for rows inserted elsewhere (the cached copies of POST /sweeps) reads the
+rows back. Both aggregate them per cell (numpy: measured ~5x faster than the same two-pass
+aggregation in SQLite) and merge each into its cell with one INSERT .. ON CONFLICT DO UPDATE, Chan
+et al.'s parallel formula in the SET clause.
 The upsert takes the cell's row lock (Postgres), so concurrent writers to one cell merge one after
 the other; SQLite's writers are serialised by BEGIN IMMEDIATE.
 
