@@ -112,18 +112,13 @@ def in_values(session: Session, column: Any, values: Iterable[Any]) -> ColumnEle
 
 def id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
     """The distinct `ids` as maximal runs of consecutive integers, (first, last) in ascending order."""
-    runs: list[tuple[int, int]] = []
-    lo = hi = None
+    runs: list[list[int]] = []
     for i in sorted(set(ids)):
-        if hi is not None and i == hi + 1:
-            hi = i
-            continue
-        if lo is not None:
-            runs.append((lo, hi))
-        lo = hi = i
-    if lo is not None:
-        runs.append((lo, hi))
-    return runs
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(lo, hi) for lo, hi in runs]
 
 
 _MAX_RUNS = 8  # id ranges per condition; more (ids scattered) -> in_values
@@ -473,15 +468,15 @@ def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
         return set()
     # the summaries' rollup, in this transaction, from the rows' own values
     cols = list(zip(*rows))
-    ids = cols[0]
+    new_ids = cols[0]
     summary_cells.add_rows(
         session,
-        in_ids(session, _POINTS.c.id, ids),
-        ids,
+        in_ids(session, _POINTS.c.id, new_ids),
+        new_ids,
         list(zip(cols[1], cols[2])),
         np.array([cols[i] for i in _SUMMARY_POSITIONS], dtype=np.float64).T,  # null -> nan
     )
-    return set(ids)
+    return set(new_ids)
 
 
 def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, now) -> None:
