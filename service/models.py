@@ -266,16 +266,13 @@ Index("ix_results_sweep_id_point_id", Result.sweep_id, Result.point_id)
 # follow each other cyclically so that the pairs (init_scale, k), (k, lambda0), (lambda0, seed),
 # (seed, init_scale) and sweep_id with anything are direct range seeks. `status` never leads (nearly
 # every point is finished: such an index would only tempt the planner away from a selective one); it
-# sits second after sweep_id for the runner's "points of sweep S with status X" scans. Revision 0009
-# takes it out of the others: a running point's status changes twice, and each change rewrote an
-# entry of every index holding it, at scattered places (these are in seed order, the runner's
-# points in identity order).
+# sits second after sweep_id for the runner's "points of sweep S with status X" scans.
 COVERING_INDEXES = {
     "ix_points_sweep_id_cover": ("sweep_id", "status", "init_scale", "k", "lambda0", "seed"),
-    "ix_points_init_scale_cover": ("init_scale", "k", "lambda0", "seed", "sweep_id"),
-    "ix_points_k_cover": ("k", "lambda0", "seed", "init_scale", "sweep_id"),
-    "ix_points_lambda0_cover": ("lambda0", "seed", "init_scale", "k", "sweep_id"),
-    "ix_points_seed_cover": ("seed", "init_scale", "k", "lambda0", "sweep_id"),
+    "ix_points_init_scale_cover": ("init_scale", "k", "lambda0", "seed", "sweep_id", "status"),
+    "ix_points_k_cover": ("k", "lambda0", "seed", "init_scale", "sweep_id", "status"),
+    "ix_points_lambda0_cover": ("lambda0", "seed", "init_scale", "k", "sweep_id", "status"),
+    "ix_points_seed_cover": ("seed", "init_scale", "k", "lambda0", "sweep_id", "status"),
 }
 for _name, _cols in COVERING_INDEXES.items():
     Index(_name, *[Point.__table__.c[c] for c in _cols])
