@@ -5,7 +5,7 @@ For each database (a fresh SQLite file, a fresh Postgres database on 127.0.0.1:5
 writer writes them: store.write_results_batch in transactions of 2,000 rows (writer.MAX_BATCH), in
 the order the runner hands points out (identity order: a pseudo-random permutation, so a batch
 touches many cells), with a 2 kB curves blob per row. Rounds alternate between the writer as it is
-(rollup merged in each transaction) and the writer with `summary_cells.add` replaced by a no-op,
+(rollup merged in each transaction) and the writer with `summary_cells.add_rows` replaced by a no-op,
 each on a fresh sweep; medians of seconds per 10,000 results and their ratio. The last sweep written
 with the rollup is checked against a rebuild from its rows.
 
@@ -103,20 +103,20 @@ def run(url: str, args: argparse.Namespace) -> None:
     engine = db.make_engine(url)
     factory = db.make_session_factory(engine)
     rng = np.random.default_rng(0)
-    real_add = summary_cells.add
+    real_add = summary_cells.add_rows  # what the writer's batches call
     with_rollup, without = [], []
     last = None
     try:
         for r in range(2 * args.rounds):
             use = r % 2 == 0
-            summary_cells.add = real_add if use else (lambda session, point_ids: None)
+            summary_cells.add_rows = real_add if use else (lambda *args: None)
             sid, ids = new_sweep(factory, args.points, args.seeds, rng)
             secs = write(factory, sid, ids, rng) * 10_000 / args.points
             (with_rollup if use else without).append(secs)
             if use:
                 last = sid
     finally:
-        summary_cells.add = real_add
+        summary_cells.add_rows = real_add
     # the rollup written batch by batch == the rollup rebuilt from the rows (same summary to 1e-9)
     q = queries.SummaryQuery(by=["init_scale", "k", "status"])
     with factory() as s:

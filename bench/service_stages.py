@@ -6,7 +6,8 @@ Each stage the service adds on top of core.run_points is run in this process on 
 - post: SweepSpec validation + store.insert_sweep (expand, point identities, the reuse lookup, the
   points' INSERT), one transaction, as POST /sweeps does;
 - read: the runner's pending pages (store.pending_page) turned into PointConfigs;
-- claim: store.claim_points + store.count_started per chunk;
+- claim: store.claim_points + store.count_started per chunk, in one transaction (as the scheduler's
+  refill does);
 - ship out: the chunk's configs pickled and unpickled (what Ray does to the task's argument);
 - rows (worker): workers.tasks.to_rows (curves encoded) of core's results;
 - ship back: the ChunkRows pickled and unpickled;
@@ -14,9 +15,13 @@ Each stage the service adds on top of core.run_points is run in this process on 
 
 core.run_points itself is timed too (same points, one core), for scale. The stages run one after
 another, so the sum is what the service's process spends per point (the worker-side ones run on
-the workers). Run from the worktree:
+the workers). `--baseline PYTHON SOURCE` runs the same stages with another source tree (its
+interpreter, e.g. main's venv, and its folder), each in a subprocess, interleaved with this tree's
+over `--rounds` rounds: medians side by side (the machine is shared: only an interleaved A/B is a
+comparison). Run from the worktree:
 
     .venv/bin/python bench/service_stages.py [--points 20000] [--chunk 1000] [--postgres]
+                                             [--baseline PYTHON SOURCE] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import pickle  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -144,7 +152,6 @@ def stages(url: str, n: int, chunk: int, order: str = "identity") -> Clock:
             t.start()
             with db.session_scope(sf) as s:
                 claimed = store.claim_points(s, ids, owner=OWNER)
-            with db.session_scope(sf) as s:
                 store.count_started(s, ids, OWNER)
             t.stop("claim")
             assert len(claimed) == len(ids)
@@ -170,6 +177,40 @@ def stages(url: str, n: int, chunk: int, order: str = "identity") -> Clock:
     return t
 
 
+def measure(kinds: list[str], n: int, chunk: int, order: str) -> dict[str, dict[str, dict[str, float]]]:
+    """kind -> {"wall"|"cpu"|"db cpu" -> stage -> microseconds per point}, on fresh databases."""
+    core.run_points([PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=10)])  # warm
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="fsstages") as tmp:
+        urls = [(k, f"sqlite:///{tmp}/stages.db") for k in kinds if k == "sqlite"]
+        admin = None
+        if "postgres" in kinds:
+            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            name = f"flowsweep_bench_{uuid.uuid4().hex[:10]}"
+            with admin.connect() as c:
+                c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            urls.append(("postgres", sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)))
+        try:
+            for kind, url in urls:
+                db.upgrade(url)
+                stages(url, min(n, 500), chunk, order)  # warm: imports, statement caches
+                t = stages(url, n, chunk, order)
+                out[kind] = {
+                    label: {k: d[k] / n * 1e6 for k in STAGES}
+                    for label, d in (("wall", t.wall), ("cpu", t.cpu), ("db cpu", t.db_cpu))
+                }
+        finally:
+            if admin is not None:
+                with admin.connect() as c:
+                    c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.dispose()
+    return out
+
+
+def _total(d: dict[str, float]) -> float:
+    return sum(v for k, v in d.items() if k != "core")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=20_000)
@@ -181,36 +222,64 @@ def main() -> None:
         default="identity",
         help="order the runner takes pending points in (identity: the scheduler's; id: grid order)",
     )
+    ap.add_argument("--baseline", nargs=2, metavar=("PYTHON", "SOURCE"), help="another tree, interleaved (A/B)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --baseline")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one measurement, as JSON
     args = ap.parse_args()
-    core.run_points([PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=10)])  # warm
-    with tempfile.TemporaryDirectory(prefix="fsstages") as tmp:
-        urls = [("sqlite", f"sqlite:///{tmp}/stages.db")]
-        admin = None
-        if args.postgres:
-            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            name = f"flowsweep_bench_{uuid.uuid4().hex[:10]}"
-            with admin.connect() as c:
-                c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            urls.append(("postgres", sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)))
-        try:
-            for kind, url in urls:
-                db.upgrade(url)
-                stages(url, min(args.points, 500), args.chunk, args.order)  # warm: imports, statement caches
-                t = stages(url, args.points, args.chunk, args.order)
-                n = args.points
-                print(f"{kind}: {n} points, chunks of {args.chunk} in {args.order} order; microseconds per point")
-                print(f"  {'stage':14s} {'wall':>8s} {'cpu':>8s} {'db cpu':>8s}")
-                for k in STAGES:
-                    print(
-                        f"  {k:14s} {t.wall[k] / n * 1e6:8.1f} {t.cpu[k] / n * 1e6:8.1f} {t.db_cpu[k] / n * 1e6:8.1f}"
-                    )
-                svc = [sum(d[k] for k in STAGES if k != "core") / n * 1e6 for d in (t.wall, t.cpu, t.db_cpu)]
-                print(f"  {'service total':14s} {svc[0]:8.1f} {svc[1]:8.1f} {svc[2]:8.1f}  (every stage but core)")
-        finally:
-            if admin is not None:
-                with admin.connect() as c:
-                    c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                admin.dispose()
+    kinds = ["sqlite", *(["postgres"] if args.postgres else [])]
+    if args.json:
+        print(json.dumps(measure(kinds, args.points, args.chunk, args.order)))
+        return
+    if not args.baseline:
+        for kind, t in measure(kinds, args.points, args.chunk, args.order).items():
+            print(f"{kind}: {args.points} points, chunks of {args.chunk} in {args.order} order; microseconds per point")
+            print(f"  {'stage':14s} {'wall':>8s} {'cpu':>8s} {'db cpu':>8s}")
+            for k in STAGES:
+                print(f"  {k:14s} {t['wall'][k]:8.1f} {t['cpu'][k]:8.1f} {t['db cpu'][k]:8.1f}")
+            tot = [_total(t[label]) for label in ("wall", "cpu", "db cpu")]
+            print(f"  {'service total':14s} {tot[0]:8.1f} {tot[1]:8.1f} {tot[2]:8.1f}  (every stage but core)")
+        return
+    flags = ["--json", "--points", str(args.points), "--chunk", str(args.chunk), "--order", args.order]
+    flags += ["--postgres"] if args.postgres else []
+    me = Path(__file__).resolve()
+    cmds = {
+        "this": [sys.executable, str(me), *flags],
+        # the same stages with the baseline's interpreter, from its folder (its own flowsweep)
+        "baseline": ["env", "-C", args.baseline[1], args.baseline[0], str(me), *flags],
+    }
+    got: dict[str, list[dict]] = {name: [] for name in cmds}
+    for i in range(args.rounds):
+        for name in list(cmds) if i % 2 == 0 else list(cmds)[::-1]:
+            out = subprocess.run(cmds[name], check=True, capture_output=True, text=True).stdout
+            got[name].append(json.loads(out.strip().splitlines()[-1]))
+            print(
+                f"  round {i + 1} {name:8s}: "
+                + ", ".join(f"{k} {_total(v['cpu']):.0f}" for k, v in got[name][-1].items())
+                + " us/point of service CPU",
+                flush=True,
+            )
+    for kind in kinds:
+        print(
+            f"{kind}: {args.points} points, chunks of {args.chunk}; CPU microseconds per point, median of "
+            f"{args.rounds} interleaved rounds (this tree / baseline {args.baseline[1]})"
+        )
+        print(f"  {'stage':14s} {'this':>8s} {'baseline':>9s} {'ratio':>6s}")
+        rows = [
+            (k, [r[kind]["cpu"][k] for r in got["this"]], [r[kind]["cpu"][k] for r in got["baseline"]]) for k in STAGES
+        ]
+        rows.append(
+            (
+                "service total",
+                [_total(r[kind]["cpu"]) for r in got["this"]],
+                [_total(r[kind]["cpu"]) for r in got["baseline"]],
+            )
+        )
+        for k, a, b in rows:
+            ma, mb = statistics.median(a), statistics.median(b)
+            print(
+                f"  {k:14s} {ma:8.1f} {mb:9.1f} {ma / mb if mb else float('nan'):6.2f}   "
+                f"(this {min(a):.0f}-{max(a):.0f}, baseline {min(b):.0f}-{max(b):.0f})"
+            )
 
 
 if __name__ == "__main__":

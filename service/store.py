@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, cast
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     ColumnElement,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     text,
     type_coerce,
@@ -47,6 +49,7 @@ from .models import (
     LIST_PARAM_FIELDS,
     PARAM_FIELDS,
     REUSABLE_POINT_STATUSES,
+    SUMMARY_METRICS,
     Curve,
     Point,
     Result,
@@ -80,6 +83,10 @@ RESULT_COLUMNS: tuple[str, ...] = (
 )
 
 
+# Where a result row (RESULT_COLUMNS) holds the metrics a summary aggregates (SUMMARY_METRICS).
+_SUMMARY_POSITIONS = [RESULT_COLUMNS.index(m) for m in SUMMARY_METRICS]
+
+
 def ping(session: Session) -> None:
     """`SELECT 1`: raises when the database is unreachable (the health probe)."""
     session.execute(text("SELECT 1"))
@@ -101,6 +108,34 @@ def in_values(session: Session, column: Any, values: Iterable[Any]) -> ColumnEle
         return cast(ColumnElement[bool], column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type))))
     each = func.json_each(bindparam(None, json.dumps(values), type_=String)).table_valued("value")
     return column.in_(select(each.c.value))
+
+
+def id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """The distinct `ids` as maximal runs of consecutive integers, (first, last) in ascending order."""
+    runs: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(lo, hi) for lo, hi in runs]
+
+
+_MAX_RUNS = 8  # id ranges per condition; more (ids scattered) -> in_values
+
+
+def in_ids(session: Session, column: Any, ids: Iterable[int]) -> ColumnElement[bool]:
+    """`column IN ids` for integer ids: as a few BETWEEN ranges when the ids form at most _MAX_RUNS
+    runs of consecutive values (a sweep's points have consecutive ids in the order the runner takes
+    them: a range scan, no per-id lookup), else in_values. The number of ranges is padded to a power
+    of two (the last range repeated), so few distinct statements are compiled and cached."""
+    ids = list(ids)
+    runs = id_runs(ids)
+    if not runs or len(runs) > _MAX_RUNS:
+        return in_values(session, column, ids)
+    width = 1 << (len(runs) - 1).bit_length()
+    runs += [runs[-1]] * (width - len(runs))
+    return or_(*[column.between(lo, hi) for lo, hi in runs])
 
 
 class WriteRace(RuntimeError):
@@ -302,15 +337,17 @@ def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[
     set_tags(session, sweep.id, spec.tags or [])
     # One set-wise INSERT per page of points (no per-row objects): what the points share is bound
     # once; per point only the varying axes, the identity and the reuse columns.
+    # In identity order, the runner's order (store.pending_page): the points it takes together have
+    # consecutive ids, so its claims, status flips and result writes touch neighbouring rows and
+    # pages (ranges, not scattered lookups).
     new = (False, None, str(PointStatus.PENDING))
     src_of = {ident: (True, src, str(st)) for ident, (src, st) in sources.items()}
     columns = (*grid.axes, "identity", "cached", "source_point_id", "status")
     const = {**grid.fixed, "sweep_id": sweep.id, "attempts": 0}
+    order = sorted(range(n_points), key=identities.__getitem__)
+    values = grid.values
     for i in range(0, n_points, _PAGE):
-        rows = [
-            (*v, ident, *src_of.get(ident, new))
-            for v, ident in zip(grid.values[i : i + _PAGE], identities[i : i + _PAGE])
-        ]
+        rows = [(*values[j], identities[j], *src_of.get(identities[j], new)) for j in order[i : i + _PAGE]]
         _bulk_insert(session, _POINTS, columns, rows, const)
     if n_cached:
         # A copy of the source's result row for every cached point (one result row per point).
@@ -417,7 +454,7 @@ def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
         rows = first_per_point(rows)
         ids = [r[0] for r in rows]
     table = _RESULTS
-    have = set(session.execute(select(table.c.point_id).where(in_values(session, table.c.point_id, ids))).scalars())
+    have = set(session.execute(select(table.c.point_id).where(in_ids(session, table.c.point_id, ids))).scalars())
     if have:
         rows = [r for r in rows if r[0] not in have]
     at = rows[0][-1] if rows else None
@@ -427,9 +464,19 @@ def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
         n = _bulk_insert(session, table, RESULT_COLUMNS, rows, conflict="point_id")
     if n != len(rows):
         raise WriteRace(f"{len(rows) - n} of {len(rows)} result rows were written meanwhile by another transaction")
-    inserted = {r[0] for r in rows}
-    summary_cells.add(session, inserted)  # the summaries' rollup, in this transaction
-    return inserted
+    if not rows:
+        return set()
+    # the summaries' rollup, in this transaction, from the rows' own values
+    cols = list(zip(*rows))
+    new_ids = cols[0]
+    summary_cells.add_rows(
+        session,
+        in_ids(session, _POINTS.c.id, new_ids),
+        new_ids,
+        list(zip(cols[1], cols[2])),
+        np.array([cols[i] for i in _SUMMARY_POSITIONS], dtype=np.float64).T,  # null -> nan
+    )
+    return set(new_ids)
 
 
 def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, now) -> None:
@@ -438,7 +485,7 @@ def write_failed(session: Session, pairs: list[tuple[int, int]], message: str, n
     insert_results(session, rows)
     session.execute(
         update(_POINTS)
-        .where(in_values(session, _POINTS.c.id, [p for p, _ in pairs]))
+        .where(in_ids(session, _POINTS.c.id, [p for p, _ in pairs]))
         .values(status=PointStatus.FAILED, owner=None)
     )
 
@@ -564,7 +611,8 @@ def reuse_finished_page(session: Session, sweep_id: int, page_size: int) -> int:
 def pending_page(session: Session, sweep_id: int, after_identity: str, limit: int) -> Sequence[tuple]:
     """Up to `limit` pending points of the sweep with identity > after_identity, in identity order
     (keyset on the (sweep_id, identity) index): a fixed pseudo-random permutation of the grid, so
-    chunks are balanced and a partial sweep is a representative sample of it.
+    chunks are balanced and a partial sweep is a representative sample of it. insert_sweep stores
+    the points in this order: a page's points have ascending ids, mostly consecutive.
     Rows are (id, identity, *PARAM_FIELDS); nothing is changed (see claim_points)."""
     P = _POINTS.c
     sqlite_json = not _is_postgres(session)  # SQLite: the JSON text, decoded once per distinct value below
@@ -599,7 +647,7 @@ def claim_points(session: Session, ids: list[int], owner: str | None) -> set[int
     P = _POINTS.c
     stmt = (
         update(_POINTS)
-        .where(in_values(session, P.id, ids), P.status == PointStatus.PENDING)
+        .where(in_ids(session, P.id, ids), P.status == PointStatus.PENDING)
         .values(status=PointStatus.RUNNING, owner=owner)
         .returning(P.id)
     )
@@ -612,7 +660,7 @@ def count_started(session: Session, ids: list[int], owner: str | None) -> None:
     point that never ran)."""
     if ids:
         P = _POINTS.c
-        conds = [in_values(session, P.id, ids), P.status == PointStatus.RUNNING]
+        conds = [in_ids(session, P.id, ids), P.status == PointStatus.RUNNING]
         if owner is not None:
             conds.append(P.owner == owner)
         session.execute(update(_POINTS).where(*conds).values(attempts=P.attempts + 1))
@@ -623,7 +671,7 @@ def owned_running(session: Session, ids: list[int], owner: str) -> set[int]:
     if not ids:
         return set()
     P = _POINTS.c
-    stmt = select(P.id).where(in_values(session, P.id, ids), P.status == PointStatus.RUNNING, P.owner == owner)
+    stmt = select(P.id).where(in_ids(session, P.id, ids), P.status == PointStatus.RUNNING, P.owner == owner)
     if _is_postgres(session):
         stmt = stmt.with_for_update()
     return set(session.execute(stmt).scalars().all())
@@ -650,7 +698,7 @@ def write_results_batch(
             by_status.setdefault(r[2], []).append(r[0])
     P = _POINTS.c
     for status, ids in by_status.items():
-        session.execute(update(_POINTS).where(in_values(session, P.id, ids)).values(status=status, owner=None))
+        session.execute(update(_POINTS).where(in_ids(session, P.id, ids)).values(status=status, owner=None))
     return inserted
 
 

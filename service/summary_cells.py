@@ -8,11 +8,13 @@ million rows.
 
 Result rows are only ever inserted (one per point, never updated) or deleted with their sweep (the
 cells go with it: ON DELETE CASCADE), so the rollup needs exactly one thing: every inserted result
-row merged once into its cell, in the transaction that inserts it. `add(session, point_ids)` does
-that for the ids an INSERT really inserted (store.insert_results' RETURNING, the cached copies of
-POST /sweeps): it reads those rows back (one indexed IN), aggregates them per cell (`cell_rows`,
-numpy: measured ~5x faster than the same two-pass aggregation in SQLite) and merges each into its
-cell with one INSERT .. ON CONFLICT DO UPDATE, Chan et al.'s parallel formula in the SET clause.
+row merged once into its cell, in the transaction that inserts it. `add_rows` does that for the
+rows store.insert_results really inserted, from their own values: it reads only the points' cell
+parameters, grouped by the database (one row per distinct combination with its point ids), and
+`add(session, point_ids)` for rows inserted elsewhere (the cached copies of POST /sweeps) reads the
+rows back. Both aggregate them per cell (numpy: measured ~5x faster than the same two-pass
+aggregation in SQLite) and merge each into its cell with one INSERT .. ON CONFLICT DO UPDATE, Chan
+et al.'s parallel formula in the SET clause.
 The upsert takes the cell's row lock (Postgres), so concurrent writers to one cell merge one after
 the other; SQLite's writers are serialised by BEGIN IMMEDIATE.
 
@@ -29,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Double, bindparam, case, cast, delete, select
+from sqlalchemy import ColumnElement, Double, bindparam, case, cast, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,20 +52,27 @@ def cell_digest(params: Iterable[Any]) -> str:
 
 
 def cell_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """summary_cells rows of some result rows, each (*_KEYS values, *SUMMARY_METRICS values): per
-    cell and metric, over the non-null values x: n, shift = their mean, resid = sum(x - shift) (the
-    mean's rounding, so shift + resid/n keeps every digit), m2 = sum((x - shift)^2) - resid^2/n
-    (the corrected two-pass sum of squared deviations: resid ~ 0, nothing cancels), min, max."""
+    """summary_cells rows of some result rows, each (*_KEYS values, *SUMMARY_METRICS values)."""
     if not rows:
         return []
     nk = len(_KEYS)
     members: dict[tuple, list[int]] = {}
     for i, r in enumerate(rows):
         members.setdefault(tuple(r[:nk]), []).append(i)
-    order = np.fromiter((i for idx in members.values() for i in idx), dtype=np.intp, count=len(rows))
+    x = np.array([r[nk:] for r in rows], dtype=np.float64)  # null -> nan (never stored)
+    return _cells(members, x)
+
+
+def _cells(members: dict[tuple, list[int]], x: np.ndarray) -> list[dict[str, Any]]:
+    """summary_cells rows: one per cell key (*_KEYS values) of `members`, over the rows of `x` (one
+    per result row, SUMMARY_METRICS columns, null as nan) at its indexes. Per cell and metric, over
+    the non-null values: n, shift = their mean, resid = sum(x - shift) (the mean's rounding, so
+    shift + resid/n keeps every digit), m2 = sum((x - shift)^2) - resid^2/n (the corrected
+    two-pass sum of squared deviations: resid ~ 0, nothing cancels), min, max."""
+    order = np.fromiter((i for idx in members.values() for i in idx), dtype=np.intp, count=len(x))
     sizes = np.fromiter((len(idx) for idx in members.values()), dtype=np.intp, count=len(members))
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    x = np.array([rows[i][nk:] for i in order], dtype=np.float64)  # null -> nan (never stored)
+    x = x[order]
     has = ~np.isnan(x)
     n = np.add.reduceat(has, starts, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -145,6 +154,42 @@ _ROWS = (
     .join(Point, Point.id == Result.point_id)
 )
 _BATCH = _ROWS.where(Result.point_id.in_(bindparam("ids", expanding=True)))  # built once
+
+
+@functools.cache
+def _groups_statement(dialect: str):  # noqa: ANN202
+    """SELECT <CELL_PARAMS>, <the ids of the points with them> FROM points GROUP BY <CELL_PARAMS>
+    (the WHERE clause added per call)."""
+    params = [Point.__table__.c[f] for f in CELL_PARAMS]
+    ids = func.array_agg(Point.id) if dialect == "postgresql" else func.json_group_array(Point.id)
+    return select(*params, ids).group_by(*params)
+
+
+def add_rows(
+    session: Session, points: ColumnElement[bool], point_ids: Sequence[int], keys: Sequence[tuple], x: np.ndarray
+) -> None:
+    """Merge result rows just inserted in this transaction into their cells, given by value: their
+    point ids, (sweep_id, status) `keys` and SUMMARY_METRICS values `x` (one row each, null as nan);
+    `points` is a condition that selects exactly those points. Only the points' cell parameters
+    are read, grouped by the database (a row per distinct combination: no row per point read back).
+    Call it exactly once per inserted row."""
+    if not len(point_ids):
+        return
+    postgres = session.get_bind().dialect.name == "postgresql"
+    groups = session.execute(_groups_statement("postgresql" if postgres else "sqlite").where(points)).all()
+    pos = {pid: i for i, pid in enumerate(point_ids)}
+    members: dict[tuple, list[int]] = {}
+    for g in groups:
+        params = tuple(g[:-1])
+        per_key: dict[tuple, list[int]] = {}
+        for pid in g[-1] if postgres else json.loads(g[-1]):
+            i = pos[pid]
+            per_key.setdefault(keys[i], []).append(i)
+        for key, idx in per_key.items():
+            members[(*key, *params)] = idx
+    if sum(map(len, members.values())) != len(point_ids):
+        raise ValueError("summary_cells.add_rows: `points` does not select exactly the rows' points")
+    _upsert(session, _cells(members, x))
 
 
 def add(session: Session, point_ids: Iterable[int]) -> None:

@@ -1,7 +1,8 @@
 """The set-wise SQL of service.store on real SQLite and Postgres: result rows written as tuples
 (executemany on SQLite, one INSERT over arrays on Postgres) read back exactly as given, a point
 that has its row keeps it, a value too long for its column is refused rather than cut, and id
-lists of any length (one bound parameter) select exactly their rows."""
+lists of any length (one bound parameter) select exactly their rows, as do id lists turned into
+ranges (store.in_ids); a sweep's points are stored in identity order (the runner's)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from flowsweep.core.types import METRIC_FIELDS, PointConfig
 from flowsweep.service import store
 from flowsweep.service.db import make_engine
 from flowsweep.service.models import Point, Result, Sweep
+from flowsweep.service.schemas import SweepSpec
 
 
 @pytest.fixture
@@ -108,3 +110,44 @@ def test_an_id_list_of_any_length_selects_exactly_its_rows(engine, n):
         )
     assert sorted(got) == ids[1:4][:n]
     assert by_identity == []
+
+
+@pytest.mark.parametrize(
+    "pick",
+    [
+        lambda ids: [],
+        lambda ids: ids[3:4],  # one id
+        lambda ids: ids[2:9],  # one run
+        lambda ids: ids[9:2:-1] + ids[4:6],  # one run, unordered, with duplicates
+        lambda ids: ids[0:3] + ids[5:6] + ids[8:12] + ids[15:16] + ids[18:20],  # 5 runs: padded to 8 ranges
+        lambda ids: [ids[i] for i in range(0, 18, 2)],  # 9 runs: the in_values path
+        lambda ids: ids[17:20] + [10**6, 10**6 + 1],  # absent ids select nothing
+    ],
+)
+def test_ids_as_ranges_select_exactly_their_rows_and_never_a_neighbour(engine, pick):
+    _, ids = _points(engine, 20)
+    assert ids == list(range(ids[0], ids[0] + 20))  # one insert: consecutive ids (the premise of ranges)
+    wanted = pick(ids)
+    with Session(engine) as s:
+        got = s.execute(sa.select(Point.id).where(store.in_ids(s, Point.id, wanted))).scalars().all()
+    assert sorted(got) == sorted(set(wanted) & set(ids))
+
+
+def test_id_runs_are_the_maximal_runs_of_consecutive_ids():
+    assert store.id_runs([]) == []
+    assert store.id_runs([5]) == [(5, 5)]
+    assert store.id_runs([7, 3, 4, 5, 5, 9, 10, 1]) == [(1, 1), (3, 5), (7, 7), (9, 10)]
+
+
+def test_a_sweeps_points_get_ids_in_identity_order(engine):
+    """insert_sweep stores the points in identity order (the runner's): its chunks are id ranges."""
+    body = {"name": "o", "model": "asymmetric", "m": 2, "n": 3, "eta": 0.01, "steps": 5}
+    body["axes"] = {"k": [4, 8], "seed": {"range": [0, 40]}}
+    spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
+    with Session(engine) as s, s.begin():
+        sweep, _ = store.insert_sweep(s, spec, {"name": "o"})
+        rows = s.execute(
+            sa.select(Point.id, Point.identity, Point.k, Point.seed).where(Point.sweep_id == sweep.id)
+        ).all()
+    assert len(rows) == 80 and len({(k, seed) for _, _, k, seed in rows}) == 80
+    assert [r.identity for r in sorted(rows)] == sorted(r.identity for r in rows)
