@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from .closed_forms import regularized_flow
 from .compiled import compiled_module
+from .linalg import stacked_eigh, stacked_eigvalsh
 from .types import FloatArray
 
 # Points per stacked call: about this many (N x N) systems at once keep the work arrays in cache.
@@ -54,7 +55,7 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     diag[:, m:] -= 0.5 * lam[:, None]
     R0 = np.concatenate([U0, V0], axis=1)
     P0 = R0 @ np.swapaxes(R0, 1, 2)
-    a, E = np.linalg.eigh(A)
+    a, E = stacked_eigh(A)
     Et = np.swapaxes(E, 1, 2)
     P0e = Et @ P0 @ E
     amax = np.maximum(np.max(np.abs(a), axis=1), 1e-300)
@@ -62,10 +63,10 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     out = np.empty((Bn, T, m, n))
     stable = np.ones(Bn, dtype=bool)
     n_pos = pos.sum(axis=1)
-    top = np.linalg.eigvalsh(P0e)[:, -1]
+    top = stacked_eigvalsh(P0e)[:, -1]
     for p in np.unique(n_pos[n_pos > 0]):  # P0 > 0 on the unstable eigenspace?
         rows = np.flatnonzero(n_pos == p)
-        mu = np.linalg.eigvalsh(P0e[rows][:, -p:, -p:])[:, 0]
+        mu = stacked_eigvalsh(P0e[rows][:, -p:, -p:])[:, 0]
         stable[rows] = mu > 1e-7 * np.maximum(top[rows], 1e-300)
     for b in np.flatnonzero(~stable):  # the factored form, point by point
         out[b] = regularized_flow(Y[b], U0[b], V0[b], float(lam[b]), t).X
