@@ -318,7 +318,7 @@ def time_summary(url: str, rounds: int) -> list[tuple[str, float, float, float, 
         timeout=30,
     )
     engine = db.make_engine(url)
-    factory = db.make_session_factory(engine.execution_options(sqlite_deferred=True))
+    factory = db.make_read_session_factory(engine)
     pid = server.proc.pid
     out = []
     try:

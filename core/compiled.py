@@ -27,6 +27,14 @@ def compiled_module(name: str) -> ModuleType | None:
     return _MODULES[name]
 
 
+def required_module(name: str, what: str) -> ModuleType:
+    """compiled_module(name) where the caller has already chosen the compiled path."""
+    module = compiled_module(name)
+    if module is None:
+        raise RuntimeError(f"{what} needs numba")
+    return module
+
+
 @contextlib.contextmanager
 def slp_vectorize() -> Iterator[None]:
     """numba compiles with LLVM's SLP vectorizer off by default (NUMBA_SLP_VECTORIZE=0); kernels

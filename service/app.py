@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True, s
             raise
         app.state.engine = engine
         app.state.session_factory = db.make_session_factory(engine)
-        app.state.read_session_factory = db.make_session_factory(engine.execution_options(sqlite_deferred=True))
+        app.state.read_session_factory = db.make_read_session_factory(engine)
         app.state.runner = None
         if start_ray:
             from flowsweep.workers.runtime import init_ray

@@ -78,6 +78,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for read-only work: a plain deferred BEGIN on SQLite (never waits for a writer's
+    lock); the same as make_session_factory on Postgres."""
+    return make_session_factory(engine.execution_options(sqlite_deferred=True))
+
+
 @contextmanager
 def session_scope(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception (Optuna RDB storage style)."""

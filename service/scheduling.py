@@ -57,7 +57,7 @@ from flowsweep.status import ACTIVE_SWEEP_STATUSES, PointStatus, SweepStatus
 from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size, stream_max_points
 
 from . import store
-from .db import make_session_factory, session_scope
+from .db import make_read_session_factory, session_scope
 from .models import PARAM_FIELDS, utcnow
 from .progress import ProgressBook
 from .writer import Outcomes, ResultWriter
@@ -71,12 +71,10 @@ _MAX_COST_MODELS = 256
 
 
 def read_session_factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
-    """Sessions for reads on the same engine that open a plain deferred BEGIN on SQLite (service.db):
-    the runner's polls and page reads never wait for the result writer's write lock."""
+    """db.make_read_session_factory on the engine of `session_factory`: the runner's polls and page
+    reads never wait for the result writer's write lock."""
     bind = session_factory.kw.get("bind")
-    if isinstance(bind, Engine) and bind.dialect.name == "sqlite":
-        return make_session_factory(bind.execution_options(sqlite_deferred=True))
-    return session_factory
+    return make_read_session_factory(bind) if isinstance(bind, Engine) else session_factory
 
 
 class SweepSetupError(Exception):

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.integrate import DOP853
 from scipy.optimize import brentq
 
-from ..compiled import compiled_module, slp_vectorize
+from ..compiled import compiled_module, required_module, slp_vectorize
 from ..types import FloatArray, IntArray
 from .base import (
     DIVERGENCE_ERROR,
@@ -270,9 +270,7 @@ def _solve_compiled(p: Problem, t_eval: FloatArray, tol: FloatArray) -> _Compile
     V0 = p.V0
     if V0 is None:
         raise ValueError(f"V0: the {p.model} model has two factors, got None")
-    kernel = compiled_module(_FLOW_KERNEL)
-    if kernel is None:
-        raise RuntimeError("the compiled flow needs numba")
+    kernel = required_module(_FLOW_KERNEL, "the compiled flow")
     Bn, m, r = p.U0.shape
     y0 = np.ascontiguousarray(np.concatenate([p.U0.reshape(Bn, -1), V0.reshape(Bn, -1)], axis=1))
     S = y0.shape[1]
@@ -309,8 +307,8 @@ def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, to
     """The asymmetric flow compiled (`_solve_compiled`): scipy's DOP853 with each point's own step
     sizes, the same records, events and divergence rule as the stacked solve, a failed or
     diverged point reported alone (no re-run)."""
-    kernel = compiled_module(_FLOW_KERNEL)
-    assert kernel is not None and p.V0 is not None
+    kernel = required_module(_FLOW_KERNEL, "the compiled flow")
+    assert p.V0 is not None
     Bn, m, r = p.U0.shape
     n = p.V0.shape[1]
     idx = record_grid(eta, steps, record_every)

@@ -5,11 +5,9 @@ machine precision decided on a window of squared residuals."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import numpy as np
 
-from ..compiled import compiled_module
+from ..compiled import compiled_module, required_module
 from ..types import BoolArray, FloatArray, IntArray
 from .base import DIVERGENCE_ERROR, Problem, Trajectory, record_grid
 
@@ -24,13 +22,6 @@ FREEZE_ERROR = 1e-14
 FREEZE_STEPS = 64
 
 _GD_FUSED = "flowsweep.core.dynamics._gd_fused"
-
-
-def _compiled() -> ModuleType:
-    kernel = compiled_module(_GD_FUSED)
-    if kernel is None:
-        raise RuntimeError("the compiled gd loop needs numba")
-    return kernel
 
 
 def compiled_available() -> bool:
@@ -288,7 +279,7 @@ def _run_gd_fused(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     ttt = np.full(Bn, np.nan)
     div = np.full(Bn, -1, dtype=np.int64)
     iterations = np.full(Bn, steps, dtype=np.int64)
-    kernel = _compiled()
+    kernel = required_module(_GD_FUSED, "the compiled gd loop")
     with np.errstate(all="ignore"):
         kernel.gd_fused(
             np.ascontiguousarray(p.U0 * root),
