@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowsweep.runner")
 
 _MAX_COST_MODELS = 256
+_LOGGED_RETURNS = 40  # a sweep's chunk returns listed in its log line when it has no more
 
 
 def read_session_factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
@@ -484,7 +485,8 @@ class Scheduler:
                 st.started.pop(id(d.chunk), None)
                 st.task_seconds += d.seconds
                 st.marks.setdefault("result", self._clock())
-                st.returns.append((self._clock(), len(d.chunk.ids), d.seconds))
+                if len(st.returns) <= _LOGGED_RETURNS:  # (bounded: the log lists them for short sweeps only)
+                    st.returns.append((self._clock(), len(d.chunk.ids), d.seconds))
                 st.marks["last result"] = self._clock()
             if d.outcomes:
                 out.append((d.tag, d.outcomes))
@@ -566,7 +568,7 @@ class Scheduler:
             self._clock() - st.taken_at,
             ", ".join(f"{k} {1000 * (t - st.taken_at):.0f} ms" for k, t in st.marks.items()),
         )
-        if len(st.returns) <= 40:
+        if len(st.returns) <= _LOGGED_RETURNS:
             log.info(
                 "sweep %s chunks returned (ms from take-up: points, task ms): %s",
                 st.id,
