@@ -125,6 +125,7 @@ def start_server(
     Its environment is this one without the variables that start with `strip` (FLOWSWEEP_*,
     RAY_ADDRESS), plus the database, host, port, FLOWSWEEP_NUM_CPUS (`num_cpus`; None: all CPUs),
     RAY_TMPDIR, and `env` last."""
+    chosen = port is None
     port = port or free_port()
     ray_tmpdir = ray_tmpdir or tempfile.mkdtemp(prefix="fsray", dir="/tmp")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(strip)}
@@ -158,5 +159,22 @@ def start_server(
             server.wait_ready(timeout)
         except Exception:
             server.stop()
+            # the free port was taken meanwhile (Ray starts, and takes ports, before uvicorn binds):
+            # once more on another port
+            if chosen and "address already in use" in server.log():
+                return start_server(
+                    database_url,
+                    log_dir,
+                    env,
+                    wait,
+                    None,
+                    None,
+                    cmd=cmd,
+                    cwd=cwd,
+                    num_cpus=num_cpus,
+                    timeout=timeout,
+                    log_name=None,
+                    strip=strip,
+                )
             raise
     return server
