@@ -9,6 +9,8 @@ vectorizer (which packs scalar locals too, but its compile time grows steeply wi
     fma(x, y, acc)              # x * y + acc, rounded once (as the FMA a matmul uses)
     fnma(x, y, acc)             # acc - x * y, rounded once
     add(x, y), sub(x, y), mul(x, y), div(x, y), zeros(), splat(s), lane(x, q)
+    absolute(x)                 # |x|
+    maximum(x, y)               # Python's max(x, y) per lane: y if y > x else x
 
 The arithmetic is IEEE per lane, exactly as the scalar code it replaces."""
 
@@ -125,6 +127,30 @@ add = _binary("fadd")
 sub = _binary("fsub")
 mul = _binary("fmul")
 div = _binary("fdiv")
+
+
+@intrinsic
+def absolute(typingctx, x):
+    if x != f64lanes:
+        return None
+
+    def codegen(context, builder, sig, args):
+        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC]), f"llvm.fabs.v{LANES}f64")
+        return builder.call(f, [args[0]])
+
+    return f64lanes(f64lanes), codegen
+
+
+@intrinsic
+def maximum(typingctx, x, y):
+    if not (x == f64lanes and y == f64lanes):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x, y = args  # numba's max(x, y): select(y > x, y, x), so a NaN y gives x
+        return builder.select(builder.fcmp_ordered(">", y, x), y, x)
+
+    return f64lanes(f64lanes, f64lanes), codegen
 
 
 @intrinsic

@@ -5,7 +5,11 @@ scipy.integrate.DOP853 with solve_ivp's t_eval), every point with its own step s
 LANES points run side by side, one per SIMD lane (the lane axis last), each lane with its own
 t, step size and accept/reject; a lane whose point reaches the horizon (or fails) takes the next
 point of the batch, so no point waits for a stiffer one. The state of a point is [U~; V~]
-flattened (rows a*r + k, then m*r + c*r + k), as flow._FlowSystem packs one point.
+flattened (rows a*r + k, then m*r + c*r + k), as flow._FlowSystem packs one point: the stepper
+reads it as (m + n, r, LANES), U~'s rows then V~'s, for the right-hand side, which runs gd's
+register-tiled products (_gd_fused). Each sum of stages (a stage's argument, y_new with the
+error estimate, the dense output) is one pass over the rows that keeps its sums in registers and
+reads each stage it needs once, summed in the order of scipy's coefficients.
 """
 
 # mypy: ignore-errors
@@ -14,7 +18,8 @@ import numpy as np
 from numba import njit
 from scipy.integrate._ivp import dop853_coefficients as dop853
 
-LANES = 8
+from .._simd import LANES, absolute, add, div, fma, lane, load, maximum, mul, splat, store, sub, zeros, zeros_lanes
+from ._gd_fused import _grads, _residual
 
 # scipy.integrate._ivp.rk: RungeKutta's step-size control and DOP853's tableau
 _A = np.ascontiguousarray(dop853.A)  # (16, 16): 12 stages, then 3 for the dense output
@@ -27,6 +32,33 @@ _N_EXTENDED = dop853.N_STAGES_EXTENDED
 _N_F = dop853.INTERPOLATOR_POWER  # rows of the dense output
 _SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
 _ERROR_EXPONENT = -1.0 / 8.0  # -1 / (error_estimator_order + 1), order 7
+
+
+def _nonzero(rows):
+    """Each row's nonzero entries: (indices, coefficients) padded to the longest, and counts."""
+    cnt = np.array([np.count_nonzero(row) for row in rows], dtype=np.int64)
+    idx = np.zeros((len(rows), max(int(cnt.max()), 1)), dtype=np.int64)
+    coef = np.zeros(idx.shape)
+    for s, row in enumerate(rows):
+        nz = np.nonzero(row)[0]
+        idx[s, : len(nz)] = nz
+        coef[s, : len(nz)] = row[nz]
+    return idx, coef, cnt
+
+
+# stage s sums A[s, j] K[j] over j < s; A's row _N_STAGES is B (y_new's sum)
+assert np.array_equal(_A[_N_STAGES, :_N_STAGES], _B)
+_STAGE_IDX, _STAGE_COEF, _STAGE_CNT = _nonzero([_A[s, :s] for s in range(_N_EXTENDED)])
+_STAGE_WIDTH = _STAGE_IDX.shape[1]
+# the error estimates use B's stages only (E5, E3 vanish elsewhere): summed in y_new's pass
+_Y_NEW_IDX = np.ascontiguousarray(_STAGE_IDX[_N_STAGES, : _STAGE_CNT[_N_STAGES]])
+assert all(np.array_equal(np.nonzero(e)[0], _Y_NEW_IDX) for e in (_E5, _E3))
+_E5_NZ = np.ascontiguousarray(_E5[_Y_NEW_IDX])
+_E3_NZ = np.ascontiguousarray(_E3[_Y_NEW_IDX])
+# the dense output's rows 3.. share one pattern of stages
+_D_IDX = np.nonzero(_D[0])[0]
+assert all(np.array_equal(np.nonzero(d)[0], _D_IDX) for d in _D)
+_D_NZ = np.ascontiguousarray(_D[:, _D_IDX])
 
 _JIT = dict(cache=True, fastmath={"contract"}, error_model="numpy", nogil=True)
 
@@ -65,21 +97,6 @@ def _sub(x, y):
     return (x[0] - y[0], x[1] - y[1], x[2] - y[2], x[3] - y[3], x[4] - y[4], x[5] - y[5], x[6] - y[6], x[7] - y[7])
 
 
-@njit(**_JIT)
-def _scaled_square(acc, e, atol, rtol, y, yn):
-    """acc + (e / scale)^2, scale = atol + max(|y|, |y_new|) * rtol (RungeKutta._step_impl)."""
-    return (
-        acc[0] + (e[0] / (atol + max(abs(y[0]), abs(yn[0])) * rtol)) ** 2,
-        acc[1] + (e[1] / (atol + max(abs(y[1]), abs(yn[1])) * rtol)) ** 2,
-        acc[2] + (e[2] / (atol + max(abs(y[2]), abs(yn[2])) * rtol)) ** 2,
-        acc[3] + (e[3] / (atol + max(abs(y[3]), abs(yn[3])) * rtol)) ** 2,
-        acc[4] + (e[4] / (atol + max(abs(y[4]), abs(yn[4])) * rtol)) ** 2,
-        acc[5] + (e[5] / (atol + max(abs(y[5]), abs(yn[5])) * rtol)) ** 2,
-        acc[6] + (e[6] / (atol + max(abs(y[6]), abs(yn[6])) * rtol)) ** 2,
-        acc[7] + (e[7] / (atol + max(abs(y[7]), abs(yn[7])) * rtol)) ** 2,
-    )
-
-
 _ZERO = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
@@ -101,71 +118,110 @@ def residual(z, Yl, X, R, r2, m, n, r):
 
 
 @njit(**_JIT)
-def _rhs(z, Yl, X, R, r2, out, m, n, r):
-    """The flow (eq. (2)): U' = R V, V' = R^T U, into out; r2[0] = ||R||^2 per lane."""
-    residual(z, Yl, X, R, r2, m, n, r)
-    nu = m * r
-    for a in range(m):
-        for k in range(r):
-            acc = _ZERO
-            for c in range(n):
-                acc = _fma(acc, _ld(R, a * n + c), _ld(z, nu + c * r + k))
-            _st(out, a * r + k, acc)
-    for c in range(n):
-        for k in range(r):
-            acc = _ZERO
-            for a in range(m):
-                acc = _fma(acc, _ld(R, a * n + c), _ld(z, a * r + k))
-            _st(out, nu + c * r + k, acc)
-
-
-@njit(**_JIT)
 def _lane_scaled(h, c):
     return (h[0] * c, h[1] * c, h[2] * c, h[3] * c, h[4] * c, h[5] * c, h[6] * c, h[7] * c)
 
 
 @njit(**_JIT)
-def _accumulate(K, coef, stages, h, out):
-    """out += h * sum_{j < stages} coef[j] K[j], h per lane (the nonzero coef only; one pass over
-    out per stage: independent rows, faster than a sum per row)."""
-    for j in range(stages):
-        if coef[j] != 0.0:
-            hc = _lane_scaled(h, coef[j])
-            Kj = K[j]
-            for i in range(out.shape[0]):
-                _st(out, i, _fma(_ld(out, i), hc, _ld(Kj, i)))
+def _rhs(z, Yl, X, R, r2, out, m, n, r):
+    """The flow (eq. (2)) at z (S, LANES): U' = R V, V' = R^T U into out; r2 = ||R||^2 per lane."""
+    Z = z.reshape((m + n, r, LANES))
+    dZ = out.reshape((m + n, r, LANES))
+    _residual(Z[:m], Z[m:], Yl, X, R, r2)
+    _grads(Z[:m], Z[m:], R, dZ[:m], dZ[m:])
 
 
 @njit(**_JIT)
-def _combine(y, K, coef, stages, h, out):
-    """out = y + h * sum_{j < stages} coef[j] K[j] (rk_step's stages)."""
-    out[:] = y
-    _accumulate(K, coef, stages, h, out)
+def _stage(W, K, H, s):
+    """W[2] = y + sum_j (h A[s, j]) K[j] over the nonzero A[s, j] (rk_step's stage s; H[s] holds
+    the h A[s, j] of every lane), y = W[0]."""
+    cnt = _STAGE_CNT[s]
+    for i in range(W.shape[1]):
+        acc = load(W, 0, i)
+        for q in range(cnt):
+            acc = fma(load(H, s, q), load(K, _STAGE_IDX[s, q], i), acc)
+        store(W, 2, i, acc)
 
 
 @njit(**_JIT)
-def _rms(v, scale, lane):
+def _y_new_and_error(W, K, H, atol, rtol, err2):
+    """W[1] = y_new = y + sum_j (h B[j]) K[j] and DOP853._estimate_error_norm's sums of
+    (e / scale)^2 for E5 and E3 (scale = atol + max(|y|, |y_new|) rtol) into err2[0], err2[1]."""
+    at = splat(atol)
+    rt = splat(rtol)
+    s5 = zeros()
+    s3 = zeros()
+    for i in range(W.shape[1]):
+        y = load(W, 0, i)
+        yn = y
+        e5 = zeros()
+        e3 = zeros()
+        for q in range(len(_Y_NEW_IDX)):
+            k = load(K, _Y_NEW_IDX[q], i)
+            yn = fma(load(H, _N_STAGES, q), k, yn)
+            e5 = fma(splat(_E5_NZ[q]), k, e5)
+            e3 = fma(splat(_E3_NZ[q]), k, e3)
+        store(W, 1, i, yn)
+        scale = fma(maximum(absolute(y), absolute(yn)), rt, at)
+        w5 = div(e5, scale)
+        w3 = div(e3, scale)
+        s5 = fma(w5, w5, s5)
+        s3 = fma(w3, w3, s3)
+    for ln in range(LANES):
+        err2[0, ln] = lane(s5, ln)
+        err2[1, ln] = lane(s3, ln)
+
+
+@njit(**_JIT)
+def _dense_output(W, K, HD, hv, F):
+    """DOP853._dense_output_impl's F (7, S, LANES) from y = W[0], y_new = W[1] and the 16 stages
+    (HD[q] holds h D[q, j] of every lane, hv[0, 0] h)."""
+    h = load(hv, 0, 0)
+    for i in range(W.shape[1]):
+        dy = sub(load(W, 1, i), load(W, 0, i))
+        f_old = load(K, 0, i)
+        store(F, 0, i, dy)
+        store(F, 1, i, sub(mul(h, f_old), dy))
+        store(F, 2, i, sub(add(dy, dy), mul(h, add(f_old, load(K, _N_STAGES, i)))))
+        a0 = zeros()
+        a1 = zeros()
+        a2 = zeros()
+        a3 = zeros()
+        for q in range(len(_D_IDX)):
+            k = load(K, _D_IDX[q], i)
+            a0 = fma(load(HD, 0, q), k, a0)
+            a1 = fma(load(HD, 1, q), k, a1)
+            a2 = fma(load(HD, 2, q), k, a2)
+            a3 = fma(load(HD, 3, q), k, a3)
+        store(F, 3, i, a0)
+        store(F, 4, i, a1)
+        store(F, 5, i, a2)
+        store(F, 6, i, a3)
+
+
+@njit(**_JIT)
+def _rms(v, scale, ln):
     S = v.shape[0]
     s = 0.0
     for i in range(S):
-        w = v[i, lane] / scale[i, lane]
+        w = v[i, ln] / scale[i, ln]
         s += w * w
     return np.sqrt(s / S)
 
 
 @njit(**_JIT)
-def _dense(F, y_old, x, lane, out):
-    """scipy's Dop853DenseOutput at x = (t - t_old) / h for one lane."""
+def _dense(F, y_old, x, ln, out):
+    """scipy's Dop853DenseOutput at x = (t - t_old) / h for lane ln."""
     S = y_old.shape[0]
     for i in range(S):
         v = 0.0
         for q in range(_N_F):
-            v += F[_N_F - 1 - q, i, lane]
+            v += F[_N_F - 1 - q, i, ln]
             if q % 2 == 0:
                 v *= x
             else:
                 v *= 1.0 - x
-        out[i] = v + y_old[i, lane]
+        out[i] = v + y_old[i, ln]
 
 
 @njit(**_JIT)
@@ -181,21 +237,19 @@ def flow_dop853(
     Bn, S = y0.shape
     Tp = t_eval.shape[0]
     L = LANES
-    y = np.zeros((S, L))
-    yn = np.zeros((S, L))
-    tmp = np.zeros((S, L))
-    K = np.zeros((_N_EXTENDED, S, L))
-    F = np.zeros((_N_F, S, L))
-    e5 = np.zeros((S, L))
-    e3 = np.zeros((S, L))
+    W = zeros_lanes(3, S)  # y, y_new, a stage's argument
+    y, yn, tmp = W[0], W[1], W[2]
+    K = zeros_lanes(_N_EXTENDED, S)
+    F = zeros_lanes(_N_F, S)
+    H = zeros_lanes(_N_EXTENDED, _STAGE_WIDTH)  # h A[s, j] per lane
+    HD = zeros_lanes(_N_F - 3, len(_D_IDX))  # h D[q, j] per lane
+    hv = zeros_lanes(1, 1)
     err2 = np.zeros((2, L))
     scale = np.zeros((S, L))
-    Yl = np.zeros((m * n, L))
-    X = np.zeros((m * n, L))
-    R = np.zeros((m * n, L))
-    r2 = np.zeros((1, L))
-    ones = np.ones(L)
-    one = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    Yl = zeros_lanes(m, n)
+    X = zeros_lanes(m, n)
+    R = zeros_lanes(m, n)
+    r2 = np.zeros(L)
     h = np.zeros(L)
     t = np.zeros(L)
     t_new = np.zeros(L)
@@ -228,7 +282,7 @@ def flow_dop853(
                     y[i, l] = y0[b, i]
                 for a in range(m):
                     for c in range(n):
-                        Yl[a * n + c, l] = Y[b, a, c]
+                        Yl[a, c, l] = Y[b, a, c]
                 t[l] = 0.0
                 ri[l] = 0
                 rejected[l] = False
@@ -242,7 +296,7 @@ def flow_dop853(
                     for i in range(S):
                         K[0, i, l] = K[1, i, l]
                         scale[i, l] = atol + np.abs(y[i, l]) * rtol
-                    g[l] = np.sqrt(r2[0, l]) / ynorm[b] - tol[b]
+                    g[l] = np.sqrt(r2[l]) / ynorm[b] - tol[b]
                     d0 = _rms(y, scale, l)
                     d1 = _rms(K[0], scale, l)
                     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
@@ -291,26 +345,16 @@ def flow_dop853(
             h_abs[l] = np.abs(h[l])
         if active == 0:
             continue  # refill or finish
-        # rk_step: stages 1..11, y_new, f_new (FSAL)
+        for s in range(1, _N_EXTENDED):
+            for q in range(_STAGE_CNT[s]):
+                for l in range(L):
+                    H[s, q, l] = h[l] * _STAGE_COEF[s, q]
+        # rk_step: stages 1..11, y_new with the error sums (DOP853._estimate_error_norm), f_new (FSAL)
         for s in range(1, _N_STAGES):
-            _combine(y, K, _A[s], s, h, tmp)
+            _stage(W, K, H, s)
             _rhs(tmp, Yl, X, R, r2, K[s], m, n, r)
-        _combine(y, K, _B, _N_STAGES, h, yn)
+        _y_new_and_error(W, K, H, atol, rtol, err2)
         _rhs(yn, Yl, X, R, r2, K[_N_STAGES], m, n, r)
-        # DOP853._estimate_error_norm per lane
-        e5[:] = 0.0
-        e3[:] = 0.0
-        _accumulate(K, _E5, _N_STAGES + 1, ones, e5)
-        _accumulate(K, _E3, _N_STAGES + 1, ones, e3)
-        s5 = _ZERO
-        s3 = _ZERO
-        for i in range(S):
-            yi = _ld(y, i)
-            yni = _ld(yn, i)
-            s5 = _scaled_square(s5, _ld(e5, i), atol, rtol, yi, yni)
-            s3 = _scaled_square(s3, _ld(e3, i), atol, rtol, yi, yni)
-        _st(err2, 0, s5)
-        _st(err2, 1, s3)
         need_dense = False
         for l in range(L):
             accept[l] = False
@@ -336,7 +380,7 @@ def flow_dop853(
                 h_abs[l] *= factor
                 accept[l] = True
                 counts[b, 0] += 1
-                g_new = np.sqrt(r2[0, l]) / ynorm[b] - tol[b]
+                g_new = np.sqrt(r2[l]) / ynorm[b] - tol[b]
                 if g[l] >= 0.0 and g_new <= 0.0 and not crossed[l]:
                     crossed[l] = True
                     cross_now[l] = True
@@ -353,18 +397,14 @@ def flow_dop853(
         if need_dense:
             # DOP853._dense_output_impl: 3 more stages, then F
             for s in range(_N_STAGES + 1, _N_EXTENDED):
-                _combine(y, K, _A[s], s, h, tmp)
+                _stage(W, K, H, s)
                 _rhs(tmp, Yl, X, R, r2, K[s], m, n, r)
-            F0, F1, F2, K0, K12 = F[0], F[1], F[2], K[0], K[_N_STAGES]
-            for i in range(S):
-                dy = _sub(_ld(yn, i), _ld(y, i))
-                f_old = _ld(K0, i)
-                _st(F0, i, dy)
-                _st(F1, i, _sub(_fma(_ZERO, h, f_old), dy))
-                _st(F2, i, _sub(_fma(dy, one, dy), _fma(_ZERO, h, _fma(f_old, one, _ld(K12, i)))))
-            for q in range(_N_F - 3):
-                F[3 + q] = 0.0
-                _accumulate(K, _D[q], _N_EXTENDED, h, F[3 + q])
+            for l in range(L):
+                hv[0, 0, l] = h[l]
+                for p in range(_N_F - 3):
+                    for q in range(len(_D_IDX)):
+                        HD[p, q, l] = h[l] * _D_NZ[p, q]
+            _dense_output(W, K, HD, hv, F)
             for l in range(L):
                 if not wants_dense[l]:
                     continue

@@ -371,6 +371,237 @@ def _update(U, V, R, dU):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
+def _grads(U, V, R, dU, dV):
+    """dU = R V, dV = R^T U: the flow (eq. (2)) at U, V with residual R."""
+    m, r, _ = U.shape
+    n = V.shape[0]
+    for a in range(0, m - m % 4, 4):
+        for c in range(0, r - r % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t1_2 = zeros(); t1_3 = zeros(); t2_0 = zeros(); t2_1 = zeros(); t2_2 = zeros(); t2_3 = zeros(); t3_0 = zeros(); t3_1 = zeros(); t3_2 = zeros(); t3_3 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k); x1 = load(R, a + 1, k); x2 = load(R, a + 2, k); x3 = load(R, a + 3, k)
+                y0 = load(V, k, c + 0); y1 = load(V, k, c + 1); y2 = load(V, k, c + 2); y3 = load(V, k, c + 3)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t1_2 = fma(x1, y2, t1_2); t1_3 = fma(x1, y3, t1_3); t2_0 = fma(x2, y0, t2_0); t2_1 = fma(x2, y1, t2_1); t2_2 = fma(x2, y2, t2_2); t2_3 = fma(x2, y3, t2_3); t3_0 = fma(x3, y0, t3_0); t3_1 = fma(x3, y1, t3_1); t3_2 = fma(x3, y2, t3_2); t3_3 = fma(x3, y3, t3_3)
+            store(dU, a + 0, c + 0, t0_0)
+            store(dU, a + 0, c + 1, t0_1)
+            store(dU, a + 0, c + 2, t0_2)
+            store(dU, a + 0, c + 3, t0_3)
+            store(dU, a + 1, c + 0, t1_0)
+            store(dU, a + 1, c + 1, t1_1)
+            store(dU, a + 1, c + 2, t1_2)
+            store(dU, a + 1, c + 3, t1_3)
+            store(dU, a + 2, c + 0, t2_0)
+            store(dU, a + 2, c + 1, t2_1)
+            store(dU, a + 2, c + 2, t2_2)
+            store(dU, a + 2, c + 3, t2_3)
+            store(dU, a + 3, c + 0, t3_0)
+            store(dU, a + 3, c + 1, t3_1)
+            store(dU, a + 3, c + 2, t3_2)
+            store(dU, a + 3, c + 3, t3_3)
+    for a in range(m - m % 4, m - m % 2, 2):
+        for c in range(0, r - r % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t1_2 = zeros(); t1_3 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k); x1 = load(R, a + 1, k)
+                y0 = load(V, k, c + 0); y1 = load(V, k, c + 1); y2 = load(V, k, c + 2); y3 = load(V, k, c + 3)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t1_2 = fma(x1, y2, t1_2); t1_3 = fma(x1, y3, t1_3)
+            store(dU, a + 0, c + 0, t0_0)
+            store(dU, a + 0, c + 1, t0_1)
+            store(dU, a + 0, c + 2, t0_2)
+            store(dU, a + 0, c + 3, t0_3)
+            store(dU, a + 1, c + 0, t1_0)
+            store(dU, a + 1, c + 1, t1_1)
+            store(dU, a + 1, c + 2, t1_2)
+            store(dU, a + 1, c + 3, t1_3)
+    for a in range(m - m % 2, m, 1):
+        for c in range(0, r - r % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k)
+                y0 = load(V, k, c + 0); y1 = load(V, k, c + 1); y2 = load(V, k, c + 2); y3 = load(V, k, c + 3)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3)
+            store(dU, a + 0, c + 0, t0_0)
+            store(dU, a + 0, c + 1, t0_1)
+            store(dU, a + 0, c + 2, t0_2)
+            store(dU, a + 0, c + 3, t0_3)
+    for a in range(0, m - m % 4, 4):
+        for c in range(r - r % 4, r - r % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t2_0 = zeros(); t2_1 = zeros(); t3_0 = zeros(); t3_1 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k); x1 = load(R, a + 1, k); x2 = load(R, a + 2, k); x3 = load(R, a + 3, k)
+                y0 = load(V, k, c + 0); y1 = load(V, k, c + 1)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t2_0 = fma(x2, y0, t2_0); t2_1 = fma(x2, y1, t2_1); t3_0 = fma(x3, y0, t3_0); t3_1 = fma(x3, y1, t3_1)
+            store(dU, a + 0, c + 0, t0_0)
+            store(dU, a + 0, c + 1, t0_1)
+            store(dU, a + 1, c + 0, t1_0)
+            store(dU, a + 1, c + 1, t1_1)
+            store(dU, a + 2, c + 0, t2_0)
+            store(dU, a + 2, c + 1, t2_1)
+            store(dU, a + 3, c + 0, t3_0)
+            store(dU, a + 3, c + 1, t3_1)
+    for a in range(m - m % 4, m - m % 2, 2):
+        for c in range(r - r % 4, r - r % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros(); t1_0 = zeros(); t1_1 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k); x1 = load(R, a + 1, k)
+                y0 = load(V, k, c + 0); y1 = load(V, k, c + 1)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1)
+            store(dU, a + 0, c + 0, t0_0)
+            store(dU, a + 0, c + 1, t0_1)
+            store(dU, a + 1, c + 0, t1_0)
+            store(dU, a + 1, c + 1, t1_1)
+    for a in range(m - m % 2, m, 1):
+        for c in range(r - r % 4, r - r % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k)
+                y0 = load(V, k, c + 0); y1 = load(V, k, c + 1)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1)
+            store(dU, a + 0, c + 0, t0_0)
+            store(dU, a + 0, c + 1, t0_1)
+    for a in range(0, m - m % 4, 4):
+        for c in range(r - r % 2, r, 1):
+            t0_0 = zeros(); t1_0 = zeros(); t2_0 = zeros(); t3_0 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k); x1 = load(R, a + 1, k); x2 = load(R, a + 2, k); x3 = load(R, a + 3, k)
+                y0 = load(V, k, c + 0)
+                t0_0 = fma(x0, y0, t0_0); t1_0 = fma(x1, y0, t1_0); t2_0 = fma(x2, y0, t2_0); t3_0 = fma(x3, y0, t3_0)
+            store(dU, a + 0, c + 0, t0_0)
+            store(dU, a + 1, c + 0, t1_0)
+            store(dU, a + 2, c + 0, t2_0)
+            store(dU, a + 3, c + 0, t3_0)
+    for a in range(m - m % 4, m - m % 2, 2):
+        for c in range(r - r % 2, r, 1):
+            t0_0 = zeros(); t1_0 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k); x1 = load(R, a + 1, k)
+                y0 = load(V, k, c + 0)
+                t0_0 = fma(x0, y0, t0_0); t1_0 = fma(x1, y0, t1_0)
+            store(dU, a + 0, c + 0, t0_0)
+            store(dU, a + 1, c + 0, t1_0)
+    for a in range(m - m % 2, m, 1):
+        for c in range(r - r % 2, r, 1):
+            t0_0 = zeros()
+            for k in range(n):
+                x0 = load(R, a + 0, k)
+                y0 = load(V, k, c + 0)
+                t0_0 = fma(x0, y0, t0_0)
+            store(dU, a + 0, c + 0, t0_0)
+    for a in range(0, n - n % 4, 4):
+        for c in range(0, r - r % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t1_2 = zeros(); t1_3 = zeros(); t2_0 = zeros(); t2_1 = zeros(); t2_2 = zeros(); t2_3 = zeros(); t3_0 = zeros(); t3_1 = zeros(); t3_2 = zeros(); t3_3 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0); x1 = load(R, k, a + 1); x2 = load(R, k, a + 2); x3 = load(R, k, a + 3)
+                y0 = load(U, k, c + 0); y1 = load(U, k, c + 1); y2 = load(U, k, c + 2); y3 = load(U, k, c + 3)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t1_2 = fma(x1, y2, t1_2); t1_3 = fma(x1, y3, t1_3); t2_0 = fma(x2, y0, t2_0); t2_1 = fma(x2, y1, t2_1); t2_2 = fma(x2, y2, t2_2); t2_3 = fma(x2, y3, t2_3); t3_0 = fma(x3, y0, t3_0); t3_1 = fma(x3, y1, t3_1); t3_2 = fma(x3, y2, t3_2); t3_3 = fma(x3, y3, t3_3)
+            store(dV, a + 0, c + 0, t0_0)
+            store(dV, a + 0, c + 1, t0_1)
+            store(dV, a + 0, c + 2, t0_2)
+            store(dV, a + 0, c + 3, t0_3)
+            store(dV, a + 1, c + 0, t1_0)
+            store(dV, a + 1, c + 1, t1_1)
+            store(dV, a + 1, c + 2, t1_2)
+            store(dV, a + 1, c + 3, t1_3)
+            store(dV, a + 2, c + 0, t2_0)
+            store(dV, a + 2, c + 1, t2_1)
+            store(dV, a + 2, c + 2, t2_2)
+            store(dV, a + 2, c + 3, t2_3)
+            store(dV, a + 3, c + 0, t3_0)
+            store(dV, a + 3, c + 1, t3_1)
+            store(dV, a + 3, c + 2, t3_2)
+            store(dV, a + 3, c + 3, t3_3)
+    for a in range(n - n % 4, n - n % 2, 2):
+        for c in range(0, r - r % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t1_2 = zeros(); t1_3 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0); x1 = load(R, k, a + 1)
+                y0 = load(U, k, c + 0); y1 = load(U, k, c + 1); y2 = load(U, k, c + 2); y3 = load(U, k, c + 3)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t1_2 = fma(x1, y2, t1_2); t1_3 = fma(x1, y3, t1_3)
+            store(dV, a + 0, c + 0, t0_0)
+            store(dV, a + 0, c + 1, t0_1)
+            store(dV, a + 0, c + 2, t0_2)
+            store(dV, a + 0, c + 3, t0_3)
+            store(dV, a + 1, c + 0, t1_0)
+            store(dV, a + 1, c + 1, t1_1)
+            store(dV, a + 1, c + 2, t1_2)
+            store(dV, a + 1, c + 3, t1_3)
+    for a in range(n - n % 2, n, 1):
+        for c in range(0, r - r % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0)
+                y0 = load(U, k, c + 0); y1 = load(U, k, c + 1); y2 = load(U, k, c + 2); y3 = load(U, k, c + 3)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3)
+            store(dV, a + 0, c + 0, t0_0)
+            store(dV, a + 0, c + 1, t0_1)
+            store(dV, a + 0, c + 2, t0_2)
+            store(dV, a + 0, c + 3, t0_3)
+    for a in range(0, n - n % 4, 4):
+        for c in range(r - r % 4, r - r % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t2_0 = zeros(); t2_1 = zeros(); t3_0 = zeros(); t3_1 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0); x1 = load(R, k, a + 1); x2 = load(R, k, a + 2); x3 = load(R, k, a + 3)
+                y0 = load(U, k, c + 0); y1 = load(U, k, c + 1)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t2_0 = fma(x2, y0, t2_0); t2_1 = fma(x2, y1, t2_1); t3_0 = fma(x3, y0, t3_0); t3_1 = fma(x3, y1, t3_1)
+            store(dV, a + 0, c + 0, t0_0)
+            store(dV, a + 0, c + 1, t0_1)
+            store(dV, a + 1, c + 0, t1_0)
+            store(dV, a + 1, c + 1, t1_1)
+            store(dV, a + 2, c + 0, t2_0)
+            store(dV, a + 2, c + 1, t2_1)
+            store(dV, a + 3, c + 0, t3_0)
+            store(dV, a + 3, c + 1, t3_1)
+    for a in range(n - n % 4, n - n % 2, 2):
+        for c in range(r - r % 4, r - r % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros(); t1_0 = zeros(); t1_1 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0); x1 = load(R, k, a + 1)
+                y0 = load(U, k, c + 0); y1 = load(U, k, c + 1)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1)
+            store(dV, a + 0, c + 0, t0_0)
+            store(dV, a + 0, c + 1, t0_1)
+            store(dV, a + 1, c + 0, t1_0)
+            store(dV, a + 1, c + 1, t1_1)
+    for a in range(n - n % 2, n, 1):
+        for c in range(r - r % 4, r - r % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0)
+                y0 = load(U, k, c + 0); y1 = load(U, k, c + 1)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1)
+            store(dV, a + 0, c + 0, t0_0)
+            store(dV, a + 0, c + 1, t0_1)
+    for a in range(0, n - n % 4, 4):
+        for c in range(r - r % 2, r, 1):
+            t0_0 = zeros(); t1_0 = zeros(); t2_0 = zeros(); t3_0 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0); x1 = load(R, k, a + 1); x2 = load(R, k, a + 2); x3 = load(R, k, a + 3)
+                y0 = load(U, k, c + 0)
+                t0_0 = fma(x0, y0, t0_0); t1_0 = fma(x1, y0, t1_0); t2_0 = fma(x2, y0, t2_0); t3_0 = fma(x3, y0, t3_0)
+            store(dV, a + 0, c + 0, t0_0)
+            store(dV, a + 1, c + 0, t1_0)
+            store(dV, a + 2, c + 0, t2_0)
+            store(dV, a + 3, c + 0, t3_0)
+    for a in range(n - n % 4, n - n % 2, 2):
+        for c in range(r - r % 2, r, 1):
+            t0_0 = zeros(); t1_0 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0); x1 = load(R, k, a + 1)
+                y0 = load(U, k, c + 0)
+                t0_0 = fma(x0, y0, t0_0); t1_0 = fma(x1, y0, t1_0)
+            store(dV, a + 0, c + 0, t0_0)
+            store(dV, a + 1, c + 0, t1_0)
+    for a in range(n - n % 2, n, 1):
+        for c in range(r - r % 2, r, 1):
+            t0_0 = zeros()
+            for k in range(m):
+                x0 = load(R, k, a + 0)
+                y0 = load(U, k, c + 0)
+                t0_0 = fma(x0, y0, t0_0)
+            store(dV, a + 0, c + 0, t0_0)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
 def _gram(U, V, Q):
     """Q = U^T U - V^T V of every lane, (r, r, LANES)."""
     m, r, _ = U.shape

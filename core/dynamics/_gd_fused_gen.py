@@ -78,6 +78,8 @@ def source() -> str:
     grad_v = _product(
         "n", "r", [("m", "R, {k}, {i}", "U, {k}, {j}", "+")], "store(V, {i}, {j}, add(load(V, {i}, {j}), {t}))"
     )
+    # the flow's right-hand side (eq. (2), core/dynamics/_flow_dop853.py): the same products, stored
+    flow_v = _product("n", "r", [("m", "R, {k}, {i}", "U, {k}, {j}", "+")], "store(dV, {i}, {j}, {t})")
     gram = _product(
         "r",
         "r",
@@ -110,6 +112,15 @@ def source() -> str:
             "    for a in range(m):",
             "        for c in range(r):",
             "            store(U, a, c, add(load(U, a, c), load(dU, a, c)))",
+            "",
+            "",
+            DECORATOR,
+            "def _grads(U, V, R, dU, dV):",
+            '    """dU = R V, dV = R^T U: the flow (eq. (2)) at U, V with residual R."""',
+            "    m, r, _ = U.shape",
+            "    n = V.shape[0]",
+            *grad_u,
+            *flow_v,
             "",
             "",
             DECORATOR,
