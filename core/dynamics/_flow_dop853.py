@@ -134,9 +134,27 @@ def _rhs(z, Yl, X, R, r2, out, m, n, r):
 @njit(**_JIT)
 def _stage(W, K, H, s):
     """W[2] = y + sum_j (h A[s, j]) K[j] over the nonzero A[s, j] (rk_step's stage s; H[s] holds
-    the h A[s, j] of every lane), y = W[0]."""
+    the h A[s, j] of every lane), y = W[0]: four rows at a time (four chains of FMAs in flight)."""
     cnt = _STAGE_CNT[s]
-    for i in range(W.shape[1]):
+    S = W.shape[1]
+    S4 = S - S % 4
+    for i in range(0, S4, 4):
+        a0 = load(W, 0, i)
+        a1 = load(W, 0, i + 1)
+        a2 = load(W, 0, i + 2)
+        a3 = load(W, 0, i + 3)
+        for q in range(cnt):
+            j = _STAGE_IDX[s, q]
+            c = load(H, s, q)
+            a0 = fma(c, load(K, j, i), a0)
+            a1 = fma(c, load(K, j, i + 1), a1)
+            a2 = fma(c, load(K, j, i + 2), a2)
+            a3 = fma(c, load(K, j, i + 3), a3)
+        store(W, 2, i, a0)
+        store(W, 2, i + 1, a1)
+        store(W, 2, i + 2, a2)
+        store(W, 2, i + 3, a3)
+    for i in range(S4, S):
         acc = load(W, 0, i)
         for q in range(cnt):
             acc = fma(load(H, s, q), load(K, _STAGE_IDX[s, q], i), acc)
@@ -197,6 +215,19 @@ def _dense_output(W, K, HD, hv, F):
         store(F, 4, i, a1)
         store(F, 5, i, a2)
         store(F, 6, i, a3)
+
+
+@njit(**_JIT)
+def _dense_lanes(F, W, xv, out):
+    """out[0] = _dense at x = xv[0, 0] of every lane (its own x), y_old = W[0]."""
+    x = load(xv, 0, 0)
+    one_minus_x = sub(splat(1.0), x)
+    for i in range(W.shape[1]):
+        v = zeros()
+        for q in range(_N_F):
+            v = add(v, load(F, _N_F - 1 - q, i))
+            v = mul(v, x if q % 2 == 0 else one_minus_x)
+        store(out, 0, i, add(v, load(W, 0, i)))
 
 
 @njit(**_JIT)
@@ -263,7 +294,9 @@ def flow_dop853(
     fresh = np.zeros(L, dtype=np.bool_)
     cross_now = np.zeros(L, dtype=np.bool_)
     wants_dense = np.zeros(L, dtype=np.bool_)
-    sample = np.zeros(S)
+    take = np.zeros(L, dtype=np.bool_)
+    xv = zeros_lanes(1, 1)  # each lane's x of its next sample
+    smp = zeros_lanes(1, S)
     nxt = 0
     active = 0
     while True:
@@ -406,28 +439,46 @@ def flow_dop853(
                         HD[p, q, l] = h[l] * _D_NZ[p, q]
             _dense_output(W, K, HD, hv, F)
             for l in range(L):
-                if not wants_dense[l]:
-                    continue
-                b = pid[l]
-                counts[b, 2] += _N_EXTENDED - _N_STAGES - 1
-                while ri[l] < Tp and t_eval[ri[l]] <= t_new[l]:
-                    _dense(F, y, (t_eval[ri[l]] - t[l]) / h[l], l, sample)
-                    for i in range(S):
-                        rec[b, ri[l], i] = sample[i]
-                    ri[l] += 1
+                if wants_dense[l]:
+                    counts[pid[l], 2] += _N_EXTENDED - _N_STAGES - 1
                 if cross_now[l]:
+                    b = pid[l]
                     cross[b, 0] = t[l]
                     cross[b, 1] = t_new[l]
                     for i in range(S):
                         cross_y[b, i] = y[i, l]
                         for q in range(_N_F):
                             cross_F[b, q, i] = F[q, i, l]
-        # the accepted lanes move on (f = f_new)
+            # the records in these steps: one sample of every lane at a time
+            while True:
+                sampling = False
+                for l in range(L):
+                    take[l] = wants_dense[l] and ri[l] < Tp and t_eval[ri[l]] <= t_new[l]
+                    xv[0, 0, l] = (t_eval[ri[l]] - t[l]) / h[l] if take[l] else 0.0
+                    sampling |= take[l]
+                if not sampling:
+                    break
+                _dense_lanes(F, W, xv, smp)
+                for l in range(L):
+                    if take[l]:
+                        b = pid[l]
+                        for i in range(S):
+                            rec[b, ri[l], i] = smp[0, i, l]
+                        ri[l] += 1
+        # the accepted lanes move on (f = f_new): whole rows when no active lane was rejected
+        moving = 0
         for l in range(L):
-            if accept[l]:
-                for i in range(S):
-                    y[i, l] = yn[i, l]
-                    K[0, i, l] = K[_N_STAGES, i, l]
+            if accept[l] or pid[l] < 0:
+                moving += 1
+        if moving == L:
+            y[:] = yn
+            K[0] = K[_N_STAGES]
+        else:
+            for l in range(L):
+                if accept[l]:
+                    for i in range(S):
+                        y[i, l] = yn[i, l]
+                        K[0, i, l] = K[_N_STAGES, i, l]
         for l in range(L):
             if accept[l]:
                 t[l] = t_new[l]
