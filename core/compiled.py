@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -13,6 +14,7 @@ from typing import Any
 
 USE_COMPILED = os.environ.get("FLOWSWEEP_NUMBA", "1") != "0"
 _MODULES: dict[str, ModuleType | None] = {}  # compiled modules by name, None where numba is missing
+_NUMBA_INSTALLED: bool | None = None  # found by compiled_expected
 
 
 def compiled_module(name: str) -> ModuleType | None:
@@ -25,6 +27,17 @@ def compiled_module(name: str) -> ModuleType | None:
         except ImportError:
             _MODULES[name] = None
     return _MODULES[name]
+
+
+def compiled_expected() -> bool:
+    """Whether the compiled paths will run (USE_COMPILED and numba installed), without importing
+    numba (for the cost model, in processes that never run a point)."""
+    global _NUMBA_INSTALLED
+    if not USE_COMPILED:
+        return False
+    if _NUMBA_INSTALLED is None:
+        _NUMBA_INSTALLED = importlib.util.find_spec("numba") is not None
+    return _NUMBA_INSTALLED
 
 
 def required_module(name: str, what: str) -> ModuleType:

@@ -8,7 +8,9 @@ is stored or run. The estimates are deliberately on the high side of what `run_p
   ~6·m·n·r flops plus a fixed per-step overhead; sigmoid adds its data products (N·d² each, for
   the two-layer model and the one-layer baseline). `flow` integrates t in [0, eta·steps] with an
   explicit solver whose step is bounded by the stiffness L ~ 2(||Y||_2 + ||U0||_2² + ||V0||_2²),
-  so its cost grows with the horizon eta·steps times L (12 right-hand sides per step, DOP853).
+  so its cost grows with the horizon eta·steps times L: right-hand sides (DOP853) priced as
+  today's solver runs them, the asymmetric model's compiled one where numba is (each point its
+  own steps), else scipy's stacked solve (a Python loop, ~60x the compiled cost per evaluation).
 - memory: the initial state ((m + n)·k, a few copies), the recorded trajectory (T records of the
   m×n X(t) and its singular values), the sigmoid data (N·d, a few copies), the λ₀ fit's records.
 """
@@ -18,12 +20,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .compiled import compiled_expected
 from .types import PointConfig
 
 FLOPS_PER_SECOND = 2e9  # sustained on one core for these small products (measured 7 GFLOP/s)
 STEP_OVERHEAD_SECONDS = 3e-7  # per point per gd step (numpy call overhead shared by a batch)
 RHS_OVERHEAD_SECONDS = 2e-5  # per right-hand side of the flow solver (scipy's Python loop)
 FLOW_STEPS_PER_UNIT_STIFFNESS = 0.5  # DOP853 at rtol 3e-14: steps ≈ 0.5·L·t + 50 (fitted, Fig. 1 shape)
+# the compiled flow (core/dynamics/_flow_dop853.py), per point: steps ≈ 0.1·L·t + 40·log(1 + L·t) + 20,
+# fitted above the steps (accepted and rejected) counted on gaussian, spectral and balanced starts at
+# m×n = 2×4, 5×10, 20×30, scales 0.01-3, t = 0.4-40: 1.2-8x above them (up to 100x on spectral and
+# balanced starts of scale >= 1, whose norms L's gaussian formula overstates; counted 0.07·L·t + ~100
+# when stiff); 12 right-hand sides per step and 3 more for the dense output of the steps that reach a
+# record (nearly all at the service's record grids), each at FLOPS_PER_SECOND plus a fixed cost (stage
+# sums, step control): measured 0.07 µs in all at 2×4, 0.34 µs at 5×10 (13 GFLOP/s), 113 µs at 40×60
+COMPILED_FLOW_STEPS_PER_UNIT_STIFFNESS = 0.1
+COMPILED_FLOW_STEPS_PER_LOG_STIFFNESS = 40.0
+COMPILED_FLOW_MIN_STEPS = 20.0
+COMPILED_FLOW_RHS_PER_STEP = 15
+COMPILED_FLOW_RHS_OVERHEAD_SECONDS = 1e-7
 # the λ₀ fit solves one (m + n)-square system per (λ, record) pair: LAMBDA0_FIT_RECORD_GRIDS times the
 # record grid's pairs per fit (measured 10.4–11.9 on Fig. 2 points, bench/lambda0_fit_cost.py), each a
 # Cholesky and a solve with min(m, n) right-hand sides, plus a per-pair overhead (numpy's path: ~3 µs per
@@ -52,6 +67,29 @@ def _records(c: PointConfig) -> int:
     return c.steps // c.record_every + 1
 
 
+def _flow_stiffness(c: PointConfig) -> float:
+    """L ~ 2(||Y||_2 + ||U0||_2² + ||V0||_2² + |λ₀|) for a gaussian Y and start of scale init_scale."""
+    sigma_y = math.sqrt(c.m) + math.sqrt(c.n)
+    s2 = c.init_scale**2 * (math.sqrt(max(c.m, c.n)) + math.sqrt(c.k)) ** 2
+    return 2.0 * (sigma_y + 2.0 * s2 + abs(c.lambda0))
+
+
+def _flow_compiled(c: PointConfig) -> bool:
+    """Whether the flow of c runs compiled (core.dynamics.flow.run_flow's choice)."""
+    return c.model == "asymmetric" and c.steps > 0 and compiled_expected()
+
+
+def flow_right_hand_sides(c: PointConfig) -> float:
+    """Right-hand side evaluations the compiled flow is estimated to need for point c."""
+    lt = _flow_stiffness(c) * c.eta * c.steps
+    steps = (
+        COMPILED_FLOW_STEPS_PER_UNIT_STIFFNESS * lt
+        + COMPILED_FLOW_STEPS_PER_LOG_STIFFNESS * math.log1p(lt)
+        + COMPILED_FLOW_MIN_STEPS
+    )
+    return COMPILED_FLOW_RHS_PER_STEP * steps
+
+
 def point_cost(c: PointConfig) -> PointCost:
     """Estimated CPU seconds and peak bytes of one point (for a batch: per point)."""
     m, n, k = c.m, c.n, c.k
@@ -70,12 +108,11 @@ def point_cost(c: PointConfig) -> PointCost:
         step_flops += 2.0 * 3 * c.n_samples * m * n * 2  # A·(UVᵀ), its gradient, and the baseline's
     if c.integrator == "gd":
         work, cpu_field = c.steps * (STEP_OVERHEAD_SECONDS + step_flops / FLOPS_PER_SECOND), "steps"
+    elif _flow_compiled(c):
+        rhs = flow_right_hand_sides(c)
+        work, cpu_field = rhs * (COMPILED_FLOW_RHS_OVERHEAD_SECONDS + step_flops / FLOPS_PER_SECOND), "eta"
     else:
-        horizon = c.eta * c.steps
-        sigma_y = math.sqrt(m) + math.sqrt(n)
-        s2 = c.init_scale**2 * (math.sqrt(max(m, n)) + math.sqrt(k)) ** 2
-        stiffness = 2.0 * (sigma_y + 2.0 * s2 + abs(c.lambda0))
-        solver_steps = FLOW_STEPS_PER_UNIT_STIFFNESS * stiffness * horizon + 50.0
+        solver_steps = FLOW_STEPS_PER_UNIT_STIFFNESS * _flow_stiffness(c) * c.eta * c.steps + 50.0
         work = solver_steps * 12 * (RHS_OVERHEAD_SECONDS + step_flops / FLOPS_PER_SECOND)
         cpu_field = "eta"
     fit = 0.0

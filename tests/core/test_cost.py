@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import numpy as np
 import pytest
 
 from flowsweep.core import PointConfig, run_points
@@ -77,3 +78,69 @@ def test_lambda0_fit_term_counts_the_pairs_the_fit_solves(k, seed):
     pair = (15**3 / 3.0 + 2.0 * 15**2 * 5) / cost.FLOPS_PER_SECOND + cost.LAMBDA0_PAIR_OVERHEAD_SECONDS
     want = cost.LAMBDA0_FIT_SECONDS + cost.LAMBDA0_FIT_RECORD_GRIDS * len(tr.t) * pair
     assert with_fit - point_cost(c).cpu_seconds == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        dict(m=5, n=10, k=50, init_scale=0.01),  # Fig. 1's three scales
+        dict(m=5, n=10, k=50, init_scale=0.1),
+        dict(m=5, n=10, k=50, init_scale=1.0),
+        dict(m=5, n=10, k=50, init_scale=1.0, steps=400),
+        dict(m=2, n=4, k=20, init_scale=3.0),
+        dict(m=20, n=30, k=100, init_scale=0.01, init="spectral"),
+    ],
+    ids=lambda d: "-".join(f"{v}" for v in d.values()),
+)
+def test_compiled_flow_term_counts_the_right_hand_sides(monkeypatch, shape):
+    """The compiled flow's term prices cost.flow_right_hand_sides evaluations: no fewer than the
+    compiled DOP853 really evaluates on the point (counted, not timed: every seed of the shape),
+    and not wildly more; the term is their price."""
+    pytest.importorskip("numba")
+    from flowsweep.core import compiled, cost
+    from flowsweep.core.dynamics import flow, record_grid
+    from flowsweep.core.run import _stacked_problem
+
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
+    base = dict(model="asymmetric", eta=1e-3, steps=4000, record_every=20, integrator="flow")
+    configs = [PointConfig(**{**base, **shape, "seed": s}) for s in range(4)]
+    c = configs[0]
+    t_eval = record_grid(c.eta, c.steps, c.record_every) * c.eta
+    sol = flow._solve_compiled(_stacked_problem(configs), t_eval, np.full(len(configs), 0.01))
+    counted = sol.counts[:, 2]
+    assert np.all(sol.status == 0)
+    est = cost.flow_right_hand_sides(c)
+    assert counted.max() <= est <= 4.0 * counted.mean(), (counted, est)
+    # the term: the flow's estimate over gd's on the same point is the evaluations' price over gd's steps
+    r = min(c.k, c.m + c.n)
+    flops = 6.0 * c.m * c.n * r / cost.FLOPS_PER_SECOND
+    gd = PointConfig(**{**c.to_dict(), "integrator": "gd"})
+    want = est * (cost.COMPILED_FLOW_RHS_OVERHEAD_SECONDS + flops) - c.steps * (cost.STEP_OVERHEAD_SECONDS + flops)
+    assert point_cost(c).cpu_seconds - point_cost(gd).cpu_seconds == pytest.approx(want, rel=1e-9)
+
+
+def test_flow_without_numba_keeps_the_stacked_solvers_price(monkeypatch):
+    """FLOWSWEEP_NUMBA=0 (or no numba, or a model the compiled flow does not run): scipy's stacked
+    DOP853, 12 right-hand sides per step at RHS_OVERHEAD_SECONDS each, over 0.5·L·t + 50 steps."""
+    from flowsweep.core import compiled, cost
+
+    c = PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=4000, record_every=20, integrator="flow")
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
+    compiled_price = point_cost(c).cpu_seconds
+    monkeypatch.setattr(compiled, "USE_COMPILED", False)
+    scipy_price = point_cost(c).cpu_seconds
+    gd = point_cost(PointConfig(**{**c.to_dict(), "integrator": "gd"})).cpu_seconds
+    flops = 6.0 * 5 * 10 * 15 / cost.FLOPS_PER_SECOND
+    stiffness = 2.0 * (5**0.5 + 10**0.5 + 2.0 * 0.1**2 * (10**0.5 + 50**0.5) ** 2)
+    steps = 0.5 * stiffness * 4.0 + 50.0
+    want = steps * 12 * (cost.RHS_OVERHEAD_SECONDS + flops) - 4000 * (cost.STEP_OVERHEAD_SECONDS + flops)
+    assert scipy_price - gd == pytest.approx(want, rel=1e-9)
+    compiled_work = cost.flow_right_hand_sides(c) * (cost.COMPILED_FLOW_RHS_OVERHEAD_SECONDS + flops)
+    assert scipy_price - compiled_price == pytest.approx(
+        want + 4000 * (cost.STEP_OVERHEAD_SECONDS + flops) - compiled_work
+    )
+    assert scipy_price - compiled_price > compiled_work  # the Python loop's overhead per evaluation
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)  # the symmetric model: always scipy's
+    sym = PointConfig(**{**c.to_dict(), "model": "symmetric", "n": 5})
+    sym_steps = 0.5 * 2.0 * (2 * 5**0.5 + 2.0 * 0.1**2 * (5**0.5 + 50**0.5) ** 2) * 4.0 + 50.0
+    assert point_cost(sym).cpu_seconds > sym_steps * 12 * cost.RHS_OVERHEAD_SECONDS
