@@ -93,6 +93,27 @@ def test_each_point_takes_scipys_steps_alone(compiled):
     np.testing.assert_allclose(tr.q_drift[:, -1], np.linalg.norm(D, axis=(1, 2)), rtol=0, atol=5e-14)
 
 
+def test_many_records_in_one_step_and_rejected_lanes(compiled):
+    """Records every gd step (t_eval 1e-3 apart; the steps of the points of scale < 1 are ~20x
+    longer): lanes sample several records per step, all lanes at once, against scipy's dense output
+    on each point alone; points of scale 3 have rejected steps while the other lanes accept (the
+    accepted lanes move on alone); the slow points take scipy's steps."""
+    configs = [_fig1((0.01, 0.1, 3.0)[i % 3], i, steps=300, record_every=1) for i in range(10)]
+    prob = _stacked_problem(configs)
+    tr = simulate(configs)
+    counts = flow._solve_compiled(prob, tr.t, np.full(len(configs), 0.01)).counts
+    slow = np.array([c.init_scale < 1 for c in configs])
+    assert np.all(len(tr.t) > 5 * counts[slow, 0]) and counts[~slow, 1].sum() > 0 and np.all(counts[slow, 1] == 0)
+    for b, c in enumerate(configs):
+        X, U, V, _, nfev_alone = _alone(prob, b, tr.t, c.tol)
+        ny = prob.y_norm[b]
+        close = 1e-13 if c.init_scale < 1 else 1e-10  # scale 3: rounding amplified (4e-11, as before)
+        assert rel_max(tr.X[b], X, ny) <= close, b
+        assert np.max(np.abs(tr.U_final[b] - U)) <= close * ny
+        if c.init_scale < 1:
+            assert counts[b, 2] == nfev_alone, (b, counts[b], nfev_alone)
+
+
 def test_record_values_on_random_states(compiled):
     """X = U V^T, ||Y - X||^2 and ||Q - Q0||_F^2 of sampled states (any number of samples per
     point, a partial last group of lanes) against numpy."""

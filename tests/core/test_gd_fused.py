@@ -146,3 +146,26 @@ def test_simd_lanes_round_once_and_fill_cache_lines():
     want = -((2.0**-30 * np.arange(1, LANES + 1)) ** 2)  # x y - 1, exact
     np.testing.assert_array_equal(A[1, 0], want)
     np.testing.assert_array_equal(A[1, 1], -want)
+
+
+def test_simd_absolute_and_maximum_are_pythons_per_lane():
+    """core/_simd.py's absolute and maximum (the flow's error scale) agree lane by lane with Python's
+    abs and max(x, y) (numba's: y if y > x else x), on signed zeros, infinities and NaN."""
+    from numba import njit
+
+    from flowsweep.core._simd import LANES, absolute, load, maximum, store, zeros_lanes
+
+    @njit
+    def run(A):
+        store(A, 1, 0, absolute(load(A, 0, 0)))
+        store(A, 1, 1, maximum(load(A, 0, 0), load(A, 0, 1)))
+
+    cases = [(-0.0, 0.0), (0.0, -0.0), (-2.0, 1.0), (np.inf, -np.inf), (np.nan, 1.0), (1.0, np.nan), (-3.0, -3.5)]
+    cases = (cases + [(5.0, 7.0)] * LANES)[:LANES]
+    A = zeros_lanes(2, 2)
+    A[0, 0] = [x for x, _ in cases]
+    A[0, 1] = [y for _, y in cases]
+    run(A)
+    for q, (x, y) in enumerate(cases):
+        for got, want in ((A[1, 0, q], abs(x)), (A[1, 1, q], max(x, y))):
+            assert (np.isnan(got) and np.isnan(want)) or (got == want and np.signbit(got) == np.signbit(want)), (q, got)
