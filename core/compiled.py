@@ -4,13 +4,10 @@ On unless FLOWSWEEP_NUMBA=0; where numba is not installed every caller runs its 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import os
-from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
 
 USE_COMPILED = os.environ.get("FLOWSWEEP_NUMBA", "1") != "0"
 _MODULES: dict[str, ModuleType | None] = {}  # compiled modules by name, None where numba is missing
@@ -46,17 +43,3 @@ def required_module(name: str, what: str) -> ModuleType:
     if module is None:
         raise RuntimeError(f"{what} needs numba")
     return module
-
-
-@contextlib.contextmanager
-def slp_vectorize() -> Iterator[None]:
-    """numba compiles with LLVM's SLP vectorizer off by default (NUMBA_SLP_VECTORIZE=0); kernels
-    written on per-lane scalars (the flow's) rely on it to pack them into vectors. Only a
-    compilation (the first call, or a cache miss) reads the flag."""
-    config: Any = importlib.import_module("numba.core.config")
-    saved = config.SLP_VECTORIZE
-    config.SLP_VECTORIZE = 1
-    try:
-        yield
-    finally:
-        config.SLP_VECTORIZE = saved

@@ -19,7 +19,7 @@ from numba import njit
 from scipy.integrate._ivp import dop853_coefficients as dop853
 
 from .._simd import LANES, absolute, add, div, fma, lane, load, maximum, mul, splat, store, sub, zeros, zeros_lanes
-from ._gd_fused import _grads, _residual
+from ._gd_fused import _grads, _gram, _residual
 
 # scipy.integrate._ivp.rk: RungeKutta's step-size control and DOP853's tableau
 _A = np.ascontiguousarray(dop853.A)  # (16, 16): 12 stages, then 3 for the dense output
@@ -61,65 +61,6 @@ assert all(np.array_equal(np.nonzero(d)[0], _D_IDX) for d in _D)
 _D_NZ = np.ascontiguousarray(_D[:, _D_IDX])
 
 _JIT = dict(cache=True, fastmath={"contract"}, error_model="numpy", nogil=True)
-
-# Lane arithmetic on tuples of LANES floats: no memory between the loads and the stores, so
-# LLVM's SLP vectorizer (on while compiled.slp_vectorize() compiles) packs each into one
-# vector operation (written out: numba has no vector type).
-
-
-@njit(**_JIT)
-def _ld(a, i):
-    return (a[i, 0], a[i, 1], a[i, 2], a[i, 3], a[i, 4], a[i, 5], a[i, 6], a[i, 7])
-
-
-@njit(**_JIT)
-def _st(a, i, v):
-    a[i, 0], a[i, 1], a[i, 2], a[i, 3], a[i, 4], a[i, 5], a[i, 6], a[i, 7] = v
-
-
-@njit(**_JIT)
-def _fma(c, x, y):
-    """c + x * y"""
-    return (
-        c[0] + x[0] * y[0],
-        c[1] + x[1] * y[1],
-        c[2] + x[2] * y[2],
-        c[3] + x[3] * y[3],
-        c[4] + x[4] * y[4],
-        c[5] + x[5] * y[5],
-        c[6] + x[6] * y[6],
-        c[7] + x[7] * y[7],
-    )
-
-
-@njit(**_JIT)
-def _sub(x, y):
-    return (x[0] - y[0], x[1] - y[1], x[2] - y[2], x[3] - y[3], x[4] - y[4], x[5] - y[5], x[6] - y[6], x[7] - y[7])
-
-
-_ZERO = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-@njit(**_JIT)
-def residual(z, Yl, X, R, r2, m, n, r):
-    """X = U V^T, R = Y - X (rows a*n + c), r2[0] = ||R||^2 of every lane; z = [U; V] (S, LANES)."""
-    nu = m * r
-    s = _ZERO
-    for a in range(m):
-        for c in range(n):
-            acc = _ZERO
-            for k in range(r):
-                acc = _fma(acc, _ld(z, a * r + k), _ld(z, nu + c * r + k))
-            _st(X, a * n + c, acc)
-            d = _sub(_ld(Yl, a * n + c), acc)
-            _st(R, a * n + c, d)
-            s = _fma(s, d, d)
-    _st(r2, 0, s)
-
-
-@njit(**_JIT)
-def _lane_scaled(h, c):
-    return (h[0] * c, h[1] * c, h[2] * c, h[3] * c, h[4] * c, h[5] * c, h[6] * c, h[7] * c)
 
 
 @njit(**_JIT)
@@ -492,55 +433,42 @@ def flow_dop853(
 
 
 @njit(**_JIT)
-def _fms(c, x, y):
-    """c - x * y"""
-    return _sub(c, _fma(_ZERO, x, y))
-
-
-@njit(**_JIT)
 def record_values(rec, Y, Q0, m, n, r, X_out, r2_out, drift2_out):
     """X = U V^T, ||Y - X||^2 and ||Q - Q0||_F^2 (Q = U^T U - V^T V, eq. (11)) of every sampled
-    state rec[b, j], LANES samples of a point at a time."""
-    Bn, Tp, S = rec.shape
+    state rec[b, j], LANES samples of a point at a time (gd's products, _gd_fused)."""
+    Bn, Tp = rec.shape[0], rec.shape[1]
     L = LANES
-    nu = m * r
-    z = np.zeros((S, L))
-    Yl = np.zeros((m * n, L))
-    X = np.zeros((m * n, L))
-    R = np.zeros((m * n, L))
-    r2 = np.zeros((1, L))
-    d2 = np.zeros((1, L))
-    minus_one = np.full(L, -1.0)
+    Z = zeros_lanes(m + n, r)
+    Yl = zeros_lanes(m, n)
+    X = zeros_lanes(m, n)
+    R = zeros_lanes(m, n)
+    Q = zeros_lanes(r, r)
+    r2 = np.zeros(L)
     for b in range(Bn):
         for a in range(m):
             for c in range(n):
                 for l in range(L):
-                    Yl[a * n + c, l] = Y[b, a, c]
+                    Yl[a, c, l] = Y[b, a, c]
         for j0 in range(0, Tp, L):
             cnt = min(L, Tp - j0)
             for l in range(L):
                 jj = j0 + min(l, cnt - 1)
-                for i in range(S):
-                    z[i, l] = rec[b, jj, i]
-            residual(z, Yl, X, R, r2, m, n, r)
-            s = _ZERO
+                for p in range(m + n):
+                    for k in range(r):
+                        Z[p, k, l] = rec[b, jj, p * r + k]
+            _residual(Z[:m], Z[m:], Yl, X, R, r2)
+            _gram(Z[:m], Z[m:], Q)
+            s = zeros()
             for p in range(r):
-                for q in range(p, r):
-                    d = _lane_scaled(minus_one, Q0[b, p, q])
-                    for a in range(m):
-                        d = _fma(d, _ld(z, a * r + p), _ld(z, a * r + q))
-                    for c in range(n):
-                        d = _fms(d, _ld(z, nu + c * r + p), _ld(z, nu + c * r + q))
-                    s = _fma(s, d, d)
-                    if p != q:  # Q - Q0 is symmetric
-                        s = _fma(s, d, d)
-            _st(d2, 0, s)
+                for q in range(r):
+                    d = sub(load(Q, p, q), splat(Q0[b, p, q]))
+                    s = fma(d, d, s)
             for l in range(cnt):
-                r2_out[b, j0 + l] = r2[0, l]
-                drift2_out[b, j0 + l] = d2[0, l]
+                r2_out[b, j0 + l] = r2[l]
+                drift2_out[b, j0 + l] = lane(s, l)
                 for a in range(m):
                     for c in range(n):
-                        X_out[b, j0 + l, a, c] = X[a * n + c, l]
+                        X_out[b, j0 + l, a, c] = X[a, c, l]
 
 
 @njit(**_JIT)

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.integrate import DOP853
 from scipy.optimize import brentq
 
-from ..compiled import compiled_module, required_module, slp_vectorize
+from ..compiled import compiled_module, required_module
 from ..types import FloatArray, IntArray
 from .base import (
     DIVERGENCE_ERROR,
@@ -283,7 +283,7 @@ def _solve_compiled(p: Problem, t_eval: FloatArray, tol: FloatArray) -> _Compile
         cross_F=np.empty((Bn, 7, S)),
         counts=np.zeros((Bn, 3), dtype=np.int64),
     )
-    with np.errstate(all="ignore"), slp_vectorize():
+    with np.errstate(all="ignore"):
         kernel.flow_dop853(
             y0,
             np.ascontiguousarray(p.Y),
@@ -321,7 +321,7 @@ def _run_flow_compiled(p: Problem, eta: float, steps: int, record_every: int, to
     X_all = np.empty((Bn, len(t_eval), m, n))
     r2 = np.empty((Bn, len(t_eval)))
     drift2 = np.empty((Bn, len(t_eval)))
-    with np.errstate(all="ignore"), slp_vectorize():
+    with np.errstate(all="ignore"):
         kernel.record_values(sol.rec, Y, gram_diff(p.U0, p.V0), m, n, r, X_all, r2, drift2)
         crossing = np.empty(Bn)
         kernel.first_crossings(
