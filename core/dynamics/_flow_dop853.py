@@ -55,7 +55,8 @@ _Y_NEW_IDX = np.ascontiguousarray(_STAGE_IDX[_N_STAGES, : _STAGE_CNT[_N_STAGES]]
 assert all(np.array_equal(np.nonzero(e)[0], _Y_NEW_IDX) for e in (_E5, _E3))
 _E5_NZ = np.ascontiguousarray(_E5[_Y_NEW_IDX])
 _E3_NZ = np.ascontiguousarray(_E3[_Y_NEW_IDX])
-# the dense output's rows 3.. share one pattern of stages
+# the dense output's rows 3.. (four: _dense_output's sums) share one pattern of stages
+assert len(_D) == _N_F - 3 == 4
 _D_IDX = np.nonzero(_D[0])[0]
 assert all(np.array_equal(np.nonzero(d)[0], _D_IDX) for d in _D)
 _D_NZ = np.ascontiguousarray(_D[:, _D_IDX])
