@@ -1,6 +1,7 @@
 """The lambda0 fit's evaluation of eq. (21)'s stable form compiled by numba (optional): per lambda the
-spectrum of S~ in closed form, and per batch of record times (the batch axis last, where the compiler vectorizes) the
-Cholesky of G = diag(d/M) + P0e, the solve and ||X_reg - X||^2, with no array of the whole batch.
+spectrum of S~ in closed form, and per LANES (lambda, record) pairs, one per SIMD lane (core/_simd.py;
+the pairs of all lambdas of a call in one sequence, so that short record batches fill the lanes too),
+the Cholesky of G = diag(d/M) + P0e, the solve and ||X_reg - X||^2, with no array of the whole batch.
 Same formulas as lambda0_fit.RegularizedObjective (its numpy path stays the reference,
 tests/core/test_lambda0_fused.py); stability is checked by a Cholesky of the P0 block on the unstable
 eigenspace shifted by the tolerance, which succeeds exactly when its smallest eigenvalue exceeds it."""
@@ -10,8 +11,7 @@ eigenspace shifted by the tolerance, which succeeds exactly when its smallest ei
 import numpy as np
 from numba import njit
 
-LANES = 64  # records per batch of factorizations (the inner, vectorized loops)
-VECTOR = 8  # batches are padded to a multiple of this (the compiled loops' vector step)
+from ._simd import LANES, add, div, fma, fnma, lane, load, mul, splat, sqrt, store, sub, zeros, zeros_lanes
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -92,8 +92,8 @@ def _positive_on(P0e, pos, tol, work):
 def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     """||X_reg(t; lambda) - X(t)||^2 per (lambda, record idx[j]) into per (L, T'), X_reg in the basis B
     into X (m, n, L, T') when want_X, and whether each lambda is stable (P0 > tol on the unstable
-    eigenspace, every value finite). t (T,) ascending, Xb (m, n, T). The records of one lambda are
-    solved up to LANES at a time, the record the innermost (vectorized) axis of every loop."""
+    eigenspace, every value finite). t (T,) ascending, Xb (m, n, T). The (lambda, record) pairs at
+    t > 0, lambda-major, LANES at a time: one pair per lane of every vector operation."""
     m = sigma.shape[0]
     n = Xb.shape[1]
     N = m + n
@@ -136,121 +136,122 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             for r in range(m):
                 U[li, k, r] = (P0E[li, k, r] - (PSTAR[li, k] if k == r else 0.0)) * CS[li, r]
                 V[li, k, r] = (P0E[li, k, m + r] - (PSTAR[li, k] if k == m + r else 0.0)) * SN[li, r]
-    G = np.empty((N, N, LANES))
-    Z = np.empty((N, m, LANES))
-    c = np.empty((N, LANES))
-    q = np.empty((N, LANES))
-    g = np.empty((N, LANES))
-    inv = np.empty((N, LANES))
-    tl = np.empty(LANES)
-    res = np.empty(LANES)
-    rec = np.empty(LANES, np.int64)
-    Xl = np.empty((m, n, LANES))  # X(t) of the lanes' records
-    Xm = np.empty((m, n, LANES))  # X_reg
-    n_chunks = (Tp - nz + LANES - 1) // LANES
-    B = (Tp - nz + n_chunks - 1) // n_chunks if n_chunks else 1  # balanced chunks of one lambda
-    for li, j0 in [(li, j0) for li in range(L) for j0 in range(nz, Tp, B)]:
-        nv = min(B, Tp - j0)  # records of this batch; nl >= nv lanes, a multiple of VECTOR
-        nl = (nv + VECTOR - 1) // VECTOR * VECTOR
-        for l in range(nl):  # idle lanes repeat the last record (no scalar remainder loops)
-            rec[l] = idx[j0 + min(l, nv - 1)]
-            tl[l] = t[rec[l]]
-        for i in range(m):
-            for j in range(n):
-                for l in range(nl):
-                    Xl[i, j, l] = Xb[i, j, rec[l]]
+    G = zeros_lanes(N, N)
+    Z = zeros_lanes(N, m)
+    C = zeros_lanes(N, 1)  # c = e^{-t|a|}
+    Q = zeros_lanes(N, 1)  # q = c/M
+    INV = zeros_lanes(N, 1)  # 1/sqrt of the Cholesky pivots
+    UQ = zeros_lanes(m, 2)  # sin_j q_j, cos_j q_{m+j}
+    BS = zeros_lanes(m, 1)  # Er P* Ec^T, diagonal
+    XL = zeros_lanes(m, n)  # X(t) of the lanes' records
+    MQ = np.empty(N)  # M of one lane
+    lam_of = np.empty(LANES, np.int64)
+    col = np.empty(LANES, np.int64)
+    T1 = Tp - nz
+    P = L * T1
+    one = splat(1.0)
+    for p0 in range(0, P, LANES):
+        nv = min(LANES, P - p0)
+        for q in range(LANES):  # idle lanes repeat the last pair
+            pp = p0 + min(q, nv - 1)
+            lam_of[q] = pp // T1
+            col[q] = nz + pp % T1
+        one_lambda = lam_of[0] == lam_of[LANES - 1]
         # c = e^{-t|a|}, M = (1 - e^{-2t|a|})/(2|a|) (t (1 - t|a|) as t|a| -> 0), g = d/M (d = c^2 where
         # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest
-        for k in range(N):
-            if k < m or k == 2 * m:
-                ab = abs(A[li, k])
-                for l in range(nl):
-                    z = ab * tl[l]
+        for q in range(LANES):
+            li = lam_of[q]
+            tq = t[idx[col[q]]]
+            for k in range(N):
+                if k < m or k == 2 * m:
+                    z = abs(A[li, k]) * tq
                     ck = np.exp(-z)
                     if z > 0.5:  # 1 - c^2 has no cancellation
-                        Mk = tl[l] * ((1.0 - ck * ck) / (2.0 * z))
+                        Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
                     elif z > 1e-12:
-                        Mk = tl[l] * (-np.expm1(-2.0 * z) / (2.0 * z))
+                        Mk = tq * (-np.expm1(-2.0 * z) / (2.0 * z))
                     else:
-                        Mk = tl[l] * (1.0 - z)
-                    c[k, l] = ck
-                    g[k, l] = Mk  # M, until g is formed below
-            else:
-                src = k - m if k < 2 * m else 2 * m
-                for l in range(nl):
-                    c[k, l] = c[src, l]
-                    g[k, l] = g[src, l]
-        for k in range(N):
-            for l in range(nl):
-                q[k, l] = c[k, l] / g[k, l]
-            if POS[li, k]:
-                for l in range(nl):
-                    g[k, l] = c[k, l] * q[k, l]
-            else:
-                for l in range(nl):
-                    g[k, l] = 1.0 / g[k, l]
+                        Mk = tq * (1.0 - z)
+                else:  # the plane's first direction, or the first of the rest
+                    src = k - m if k < 2 * m else 2 * m
+                    ck = C[src, 0, q]
+                    Mk = MQ[src]
+                C[k, 0, q] = ck
+                MQ[k] = Mk
+            for k in range(N):
+                qk = C[k, 0, q] / MQ[k]
+                Q[k, 0, q] = qk
+                G[k, k, q] = C[k, 0, q] * qk if POS[li, k] else 1.0 / MQ[k]
+            for j in range(m):
+                UQ[j, 0, q] = SN[li, j] * Q[j, 0, q]
+                UQ[j, 1, q] = CS[li, j] * Q[m + j, 0, q]
+                BS[j, 0, q] = BASE[li, j]
+            r_ = idx[col[q]]
+            for i in range(m):
+                for j in range(n):
+                    XL[i, j, q] = Xb[i, j, r_]
         # G = diag(g) + P0e (lower part), Z = (Er c D0)^T
-        for i in range(N):
-            for j in range(i + 1):
-                v = P0E[li, i, j]
-                for l in range(nl):
-                    G[i, j, l] = v
-            for l in range(nl):
-                G[i, i, l] += g[i, l]
-        for k in range(N):
-            for r in range(m):
-                u, v = U[li, k, r], V[li, k, r]
-                for l in range(nl):
-                    Z[k, r, l] = u * c[r, l] - v * c[m + r, l]
+        if one_lambda:
+            li = lam_of[0]
+            for i in range(N):
+                for j in range(i):
+                    store(G, i, j, splat(P0E[li, i, j]))
+                store(G, i, i, add(splat(P0E[li, i, i]), load(G, i, i)))
+            for k in range(N):
+                for r in range(m):
+                    store(Z, k, r, fnma(splat(V[li, k, r]), load(C, m + r, 0), mul(splat(U[li, k, r]), load(C, r, 0))))
+        else:
+            for q in range(LANES):
+                li = lam_of[q]
+                for i in range(N):
+                    for j in range(i):
+                        G[i, j, q] = P0E[li, i, j]
+                    G[i, i, q] = P0E[li, i, i] + G[i, i, q]
+                for k in range(N):
+                    for r in range(m):
+                        Z[k, r, q] = U[li, k, r] * C[r, 0, q] - V[li, k, r] * C[m + r, 0, q]
         # Cholesky (right-looking), then Z <- G^{-1} Z by forward and back substitution
         for j in range(N):
-            for l in range(nl):
-                inv[j, l] = 1.0 / np.sqrt(G[j, j, l])
+            iv = div(one, sqrt(load(G, j, j)))
+            store(INV, j, 0, iv)
             for i in range(j + 1, N):
-                for l in range(nl):
-                    G[i, j, l] *= inv[j, l]
+                store(G, i, j, mul(load(G, i, j), iv))
             for i in range(j + 1, N):
+                gij = load(G, i, j)
                 for k in range(j + 1, i + 1):
-                    for l in range(nl):
-                        G[i, k, l] -= G[i, j, l] * G[k, j, l]
+                    store(G, i, k, fnma(gij, load(G, k, j), load(G, i, k)))
         for j in range(N):
+            iv = load(INV, j, 0)
             for r in range(m):
-                for l in range(nl):
-                    Z[j, r, l] *= inv[j, l]
+                store(Z, j, r, mul(load(Z, j, r), iv))
             for i in range(j + 1, N):
+                gij = load(G, i, j)
                 for r in range(m):
-                    for l in range(nl):
-                        Z[i, r, l] -= G[i, j, l] * Z[j, r, l]
+                    store(Z, i, r, fnma(gij, load(Z, j, r), load(Z, i, r)))
         for j in range(N - 1, -1, -1):
+            iv = load(INV, j, 0)
             for r in range(m):
-                for l in range(nl):
-                    Z[j, r, l] *= inv[j, l]
+                store(Z, j, r, mul(load(Z, j, r), iv))
             for i in range(j):
+                gji = load(G, j, i)
                 for r in range(m):
-                    for l in range(nl):
-                        Z[i, r, l] -= G[j, i, l] * Z[j, r, l]
+                    store(Z, i, r, fnma(gji, load(Z, j, r), load(Z, i, r)))
         # X = Er P* Ec^T + (Er c D0) G^{-1} (M^{-1} c Ec^T), and its misfit
-        for l in range(nl):
-            res[l] = 0.0
+        res = zeros()
         for i in range(m):
             for j in range(n):
                 if j < m:
-                    u, v = SN[li, j], CS[li, j]
-                    base = BASE[li, i] if i == j else 0.0
-                    for l in range(nl):
-                        Xm[i, j, l] = base + u * q[j, l] * Z[j, i, l] + v * q[m + j, l] * Z[m + j, i, l]
+                    x = fma(load(UQ, j, 0), load(Z, j, i), load(BS, i, 0) if i == j else zeros())
+                    x = fma(load(UQ, j, 1), load(Z, m + j, i), x)
                 else:
-                    for l in range(nl):
-                        Xm[i, j, l] = q[m + j, l] * Z[m + j, i, l]
-                for l in range(nl):
-                    d = Xm[i, j, l] - Xl[i, j, l]
-                    res[l] += d * d
-        for l in range(nv):
-            per[li, j0 + l] = res[l]
-            if not np.isfinite(res[l]):
-                stable[li] = False
-        if want_X:
-            for i in range(m):
-                for j in range(n):
-                    for l in range(nv):
-                        X[i, j, li, j0 + l] = Xm[i, j, l]
+                    x = mul(load(Q, m + j, 0), load(Z, m + j, i))
+                d = sub(x, load(XL, i, j))
+                res = fma(d, d, res)
+                if want_X:
+                    for q in range(nv):
+                        X[i, j, lam_of[q], col[q]] = lane(x, q)
+        for q in range(nv):
+            v = lane(res, q)
+            per[lam_of[q], col[q]] = v
+            if not np.isfinite(v):
+                stable[lam_of[q]] = False

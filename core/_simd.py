@@ -8,7 +8,7 @@ vectorizer (which packs scalar locals too, but its compile time grows steeply wi
     store(A, i, j, x)           # A[i, j, :] = x
     fma(x, y, acc)              # x * y + acc, rounded once (as the FMA a matmul uses)
     fnma(x, y, acc)             # acc - x * y, rounded once
-    add(x, y), sub(x, y), mul(x, y), div(x, y), zeros(), splat(s), lane(x, q)
+    add(x, y), sub(x, y), mul(x, y), div(x, y), sqrt(x), zeros(), splat(s), lane(x, q)
 
 The arithmetic is IEEE per lane, exactly as the scalar code it replaces."""
 
@@ -125,6 +125,19 @@ add = _binary("fadd")
 sub = _binary("fsub")
 mul = _binary("fmul")
 div = _binary("fdiv")
+
+
+@intrinsic
+def sqrt(typingctx, x):
+    """llvm.sqrt: correctly rounded per lane, as np.sqrt."""
+    if x != f64lanes:
+        return None
+
+    def codegen(context, builder, sig, args):
+        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC]), f"llvm.sqrt.v{LANES}f64")
+        return builder.call(f, [args[0]])
+
+    return f64lanes(f64lanes), codegen
 
 
 @intrinsic
