@@ -255,3 +255,222 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             per[lam_of[q], col[q]] = v
             if not np.isfinite(v):
                 stable[lam_of[q]] = False
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _newton_step(st, x, d1, rtol):
+    """lambda0_fit._newton_step on a branch's state st = [lo, hi, x, curvature, done, end]."""
+    if d1 > 0:
+        st[1] = min(st[1], x)
+    elif d1 < 0:
+        st[0] = max(st[0], x)
+    kappa = st[3]
+    xn = x - d1 / kappa if kappa > 0 else np.nan
+    if not st[0] < xn < st[1]:
+        towards_zero = (d1 > 0) == (x > 0)
+        if towards_zero and (st[0] == 0.0 or st[1] == 0.0):
+            if x == st[5]:
+                st[2] = x
+                st[4] = 1.0
+                return
+            xn = st[5]
+        elif np.isfinite(st[0]) and np.isfinite(st[1]):
+            lo, hi = st[0], st[1]
+            if lo > 0 and np.isfinite(hi):
+                xn = np.sqrt(lo * hi)
+            elif hi < 0 and np.isfinite(lo):
+                xn = -np.sqrt(lo * hi)
+            else:
+                xn = 0.5 * (lo + hi)
+        else:
+            xn = x * 0.5 if towards_zero else x * 2.0
+    st[2] = xn
+    if (abs(xn - x) <= rtol * abs(x) and kappa > 0) or st[1] - st[0] <= rtol * max(abs(x), 1e-12):
+        st[4] = 1.0
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _stencil3(x, rel, floor, out, k):
+    h = rel * max(abs(x), floor)
+    out[k] = x - h
+    out[k + 1] = x
+    out[k + 2] = x + h
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, consts, st, f_out, X_out, counts):
+    """lambda0_fit._search, both branches, in one call (the same steps; see its docstring): the
+    coarse grid on the records sub (weights w_sub), stencil Newton on the coarse records once and on
+    mid (weights w_mid; skipped when mid_is_full), then on the full grid. consts = [STENCIL, SUB_RTOL,
+    FULL_STENCIL, MAX_ITER, END]; st (2, 7) per branch (+, -): [lo, hi, x, curvature, done, end,
+    stable]; out: f_out (2,), X_out (2, m, n, T) (X_reg at x in the basis B), counts [evaluations,
+    (lambda, record) pairs]."""
+    STENCIL, SUB_RTOL, FULL_STENCIL = consts[0], consts[1], consts[2]
+    MAX_ITER = int(consts[3])
+    END = consts[4]
+    m = sigma.shape[0]
+    n = Xb.shape[1]
+    T = t.shape[0]
+    allrec = np.arange(T)
+    G = grid.shape[0]
+    L = grid[G - 1]
+    floor = grid[1]  # 1e-4 L: the stencils' scale near lambda = 0
+    signs = (1.0, -1.0)
+    for b in range(2):
+        st[b, 0], st[b, 1], st[b, 2], st[b, 3] = -np.inf, np.inf, 0.0, np.nan
+        st[b, 4] = 0.0
+        st[b, 5] = signs[b] * END * floor
+        st[b, 6] = 1.0
+        f_out[b] = np.inf
+    has_X = np.zeros(2, np.bool_)
+    # coarse log grid on the coarse records; lambda = 0 belongs to both branches' grids
+    lams = np.empty(2 * G - 1)
+    lams[:G] = grid
+    lams[G:] = -grid[1:]
+    Ts = sub.shape[0]
+    per = np.empty((2 * G - 1, Ts))
+    stable = np.empty(2 * G - 1, np.bool_)
+    dummy = np.empty((0, 0, 0, 0))
+    records(lams, sigma, P0b, tol, t, sub, Xb, per, dummy, False, stable)
+    counts[0] += 2 * G - 1
+    counts[1] += (2 * G - 1) * Ts
+    vals = np.zeros(2 * G - 1)
+    for q in range(2 * G - 1):
+        for j in range(Ts):
+            vals[q] += per[q, j] * w_sub[j]
+    g = np.empty(G)
+    v = np.empty(G)
+    for b in range(2):
+        s = signs[b]
+        ok = True
+        for q in range(G):
+            sel = q if (b == 0 or q == 0) else G + q - 1
+            g[q] = s * grid[q]
+            v[q] = vals[sel]
+            ok = ok and stable[sel]
+        st[b, 6] = 1.0 if ok else 0.0
+        i = int(np.argmin(v))
+        e1, e2 = g[max(i - 1, 0)], g[min(i + 1, G - 1)]
+        lo, hi = min(e1, e2), max(e1, e2)
+        st[b, 0], st[b, 1] = lo, hi
+        # the parabola through the best cell, in log|lambda|, away from lambda = 0
+        j = min(max(i, 2), G - 2)
+        x0, x1, x2 = np.log(abs(g[j - 1])), np.log(abs(g[j])), np.log(abs(g[j + 1]))
+        y0, y1, y2 = v[j - 1], v[j], v[j + 1]
+        s01 = (y1 - y0) / (x1 - x0)
+        p2 = ((y2 - y1) / (x2 - x1) - s01) / (x2 - x0)
+        p1 = s01 - p2 * (x0 + x1)
+        xv = s * np.exp(-p1 / (2 * p2)) if p2 > 0 else g[i]
+        if lo < xv < hi:
+            st[b, 2] = xv
+        else:
+            st[b, 2] = g[i] if g[i] != 0.0 else 0.5 * (lo + hi)
+    # Newton with three-point stencils, both branches in each evaluation: once on the coarse records,
+    # then on mid until the step is small
+    cells = st[:, :2].copy()
+    xs = np.empty(6)
+    live = np.empty(2, np.int64)
+    for it in range(MAX_ITER):
+        nl = 0
+        for b in range(2):
+            if st[b, 6] > 0 and st[b, 4] == 0:
+                _stencil3(st[b, 2], STENCIL, floor, xs, 3 * nl)
+                live[nl] = b
+                nl += 1
+        if nl == 0:
+            break
+        if it > 0 and mid_is_full:  # a short grid: straight to the full grid below
+            break
+        rec = sub if it == 0 else mid
+        w = w_sub if it == 0 else w_mid
+        rtol = 0.0 if it == 0 else SUB_RTOL
+        nr = rec.shape[0]
+        per = np.empty((3 * nl, nr))
+        stable = np.empty(3 * nl, np.bool_)
+        records(xs[: 3 * nl].copy(), sigma, P0b, tol, t, rec, Xb, per, dummy, False, stable)
+        counts[0] += 3 * nl
+        counts[1] += 3 * nl * nr
+        for k in range(nl):
+            b = live[k]
+            if not (stable[3 * k] and stable[3 * k + 1] and stable[3 * k + 2]):
+                st[b, 6] = 0.0
+                continue
+            f3 = np.zeros(3)
+            for q in range(3):
+                for j in range(nr):
+                    f3[q] += per[3 * k + q, j] * w[j]
+            fm, f0, fp = f3[0], f3[1], f3[2]
+            x = xs[3 * k + 1]
+            h = xs[3 * k + 2] - x
+            d2 = (fp - 2.0 * f0 + fm) / (h * h)
+            st[b, 3] = d2 if d2 > 0 else np.nan
+            _newton_step(st[b], x, (fp - fm) / (2.0 * h), rtol)
+            if it == 0:  # the coarse records' slope says little about the other records' bracket
+                st[b, 0], st[b, 1] = cells[b, 0], cells[b, 1]
+                if not st[b, 0] < st[b, 2] < st[b, 1]:
+                    st[b, 2] = x
+    # the full grid: Newton with three-point stencils from the subsample's minimum; a step within the
+    # stencil is the last (X_reg there: the quadratic interpolation of the stencil's three)
+    if not mid_is_full:
+        for b in range(2):
+            st[b, 4] = 0.0
+            st[b, 0], st[b, 1] = (0.0, np.inf) if b == 0 else (-np.inf, 0.0)
+    per = np.empty((6, T))
+    Xr = np.empty((m, n, 6, T))
+    stable = np.empty(6, np.bool_)
+    for _ in range(MAX_ITER):
+        nl = 0
+        for b in range(2):
+            if st[b, 6] > 0 and st[b, 4] == 0:
+                _stencil3(st[b, 2], FULL_STENCIL, floor, xs, 3 * nl)
+                live[nl] = b
+                nl += 1
+        if nl == 0:
+            break
+        pv = per[: 3 * nl]
+        Xv = Xr[:, :, : 3 * nl]
+        sv = stable[: 3 * nl]
+        records(xs[: 3 * nl].copy(), sigma, P0b, tol, t, allrec, Xb, pv, Xv, True, sv)
+        counts[0] += 3 * nl
+        counts[1] += 3 * nl * T
+        for k in range(nl):
+            b = live[k]
+            if not (sv[3 * k] and sv[3 * k + 1] and sv[3 * k + 2]):
+                st[b, 6] = 0.0
+                continue
+            fm, f0, fp = pv[3 * k].sum(), pv[3 * k + 1].sum(), pv[3 * k + 2].sum()
+            x = xs[3 * k + 1]
+            h = xs[3 * k + 2] - x
+            d1, d2 = (fp - fm) / (2.0 * h), (fp - 2.0 * f0 + fm) / (h * h)
+            st[b, 3] = d2 if d2 > 0 else np.nan
+            _newton_step(st[b], x, d1, 0.0)
+            u = (st[b, 2] - x) / h
+            if d2 > 0 and abs(u) <= 1.0:  # Lagrange weights of x - h, x, x + h at the new x
+                c0, c1, c2 = 0.5 * u * (u - 1.0), 1.0 - u * u, 0.5 * u * (u + 1.0)
+                f = 0.0
+                for i in range(m):
+                    for j in range(n):
+                        for r in range(T):
+                            y = c0 * Xv[i, j, 3 * k, r] + c1 * Xv[i, j, 3 * k + 1, r] + c2 * Xv[i, j, 3 * k + 2, r]
+                            X_out[b, i, j, r] = y
+                            d = y - Xb[i, j, r]
+                            f += d * d
+                f_out[b] = f
+                has_X[b] = True
+                st[b, 4] = 1.0
+    for b in range(2):  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
+        if st[b, 6] > 0 and not has_X[b]:
+            xs[0] = st[b, 2]
+            records(xs[:1].copy(), sigma, P0b, tol, t, allrec, Xb, per[:1], Xr[:, :, :1], True, stable[:1])
+            counts[0] += 1
+            counts[1] += T
+            st[b, 6] = 1.0 if stable[0] else 0.0
+            f = 0.0
+            for i in range(m):
+                for j in range(n):
+                    for r in range(T):
+                        y = Xr[i, j, 0, r]
+                        X_out[b, i, j, r] = y
+                        d = y - Xb[i, j, r]
+                        f += d * d
+            f_out[b] = f

@@ -437,6 +437,8 @@ def _branch_reference(
 def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     """Both branches' minima of f on the full record grid (see the module's docstring)."""
     T = len(obj.t)
+    if obj.fused is not None:
+        return _search_compiled(obj, L)
     floor = 1e-4 * L  # the coarse grid's smallest |lambda| > 0: the stencils' scale near lambda = 0
     branches = {s: _Branch(s, -np.inf, np.inf, 0.0, end=s * END * floor) for s in (1.0, -1.0)}
 
@@ -538,6 +540,35 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
             D = b.X - obj.Xb
             b.f = float(np.einsum("ijt,ijt->", D, D))
     return branches
+
+
+def _search_compiled(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
+    """`_search` in one call of the compiled kernel (core/_lambda0_fused.search: the same steps, with
+    no Python between the evaluations)."""
+    assert obj.fused is not None
+    T = len(obj.t)
+    sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
+    mid = _subsample(T, 12, 6)
+    grid = np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
+    consts = np.array([STENCIL, SUB_RTOL, FULL_STENCIL, MAX_ITER, END])
+    st = np.empty((2, 7))
+    f = np.empty(2)
+    X = np.empty((2, obj.m, obj.n, T))
+    counts = np.zeros(2, np.int64)
+    obj.fused.search(
+        obj.sigma, obj.P0b, 1e-7 * obj.p0_max, obj.t, obj.Xb, grid, sub, _sum_weights(sub), mid, _sum_weights(mid),
+        len(mid) >= 0.6 * T, consts, st, f, X, counts,
+    )  # fmt: skip
+    obj.n_evaluations += int(counts[0])
+    obj.n_records += int(counts[1])
+    out = {}
+    for k, s in enumerate((1.0, -1.0)):
+        lo, hi, x, curvature, done, end, stable = st[k]
+        b = _Branch(s, lo, hi, x, curvature, bool(done), bool(stable), end)
+        if b.stable:
+            b.f, b.X = float(f[k]), X[k]
+        out[s] = b
+    return out
 
 
 def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray) -> Lambda0Fit:
