@@ -144,7 +144,6 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     UQ = zeros_lanes(m, 2)  # sin_j q_j, cos_j q_{m+j}
     BS = zeros_lanes(m, 1)  # Er P* Ec^T, diagonal
     XL = zeros_lanes(m, n)  # X(t) of the lanes' records
-    MQ = np.empty(N)  # M of one lane
     lam_of = np.empty(LANES, np.int64)
     col = np.empty(LANES, np.int64)
     T1 = Tp - nz
@@ -162,26 +161,24 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         for q in range(LANES):
             li = lam_of[q]
             tq = t[idx[col[q]]]
-            for k in range(N):
-                if k < m or k == 2 * m:
-                    z = abs(A[li, k]) * tq
-                    ck = np.exp(-z)
-                    if z > 0.5:  # 1 - c^2 has no cancellation
-                        Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
-                    elif z > 1e-12:
-                        Mk = tq * (-np.expm1(-2.0 * z) / (2.0 * z))
-                    else:
-                        Mk = tq * (1.0 - z)
-                else:  # the plane's first direction, or the first of the rest
-                    src = k - m if k < 2 * m else 2 * m
-                    ck = C[src, 0, q]
-                    Mk = MQ[src]
-                C[k, 0, q] = ck
-                MQ[k] = Mk
-            for k in range(N):
-                qk = C[k, 0, q] / MQ[k]
-                Q[k, 0, q] = qk
-                G[k, k, q] = C[k, 0, q] * qk if POS[li, k] else 1.0 / MQ[k]
+            for k in range(m + 1 if n > m else m):  # one exponential per |a|
+                a = A[li, k] if k < m else A[li, 2 * m]
+                z = abs(a) * tq
+                ck = np.exp(-z)
+                if z > 0.5:  # 1 - c^2 has no cancellation
+                    Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
+                elif z > 1e-12:
+                    Mk = tq * (-np.expm1(-2.0 * z) / (2.0 * z))
+                else:
+                    Mk = tq * (1.0 - z)
+                qk = ck / Mk
+                gp = ck * qk
+                gn = 1.0 / Mk
+                k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)  # a plane's two, or the rest
+                for kk in range(k0, k1, dk):
+                    C[kk, 0, q] = ck
+                    Q[kk, 0, q] = qk
+                    G[kk, kk, q] = gp if POS[li, kk] else gn
             for j in range(m):
                 UQ[j, 0, q] = SN[li, j] * Q[j, 0, q]
                 UQ[j, 1, q] = CS[li, j] * Q[m + j, 0, q]
@@ -301,10 +298,10 @@ def _stencil3(x, rel, floor, out, k):
 def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, consts, st, f_out, X_out, counts):
     """lambda0_fit._search, both branches, in one call (the same steps; see its docstring): the
     coarse grid on the records sub (weights w_sub), stencil Newton on the coarse records once and on
-    mid (weights w_mid; skipped when mid_is_full), then on the full grid. consts = [STENCIL, SUB_RTOL,
-    FULL_STENCIL, MAX_ITER, END]; st (2, 7) per branch (+, -): [lo, hi, x, curvature, done, end,
-    stable]; out: f_out (2,), X_out (2, m, n, T) (X_reg at x in the basis B), counts [evaluations,
-    (lambda, record) pairs]."""
+    mid (weights w_mid; skipped when mid_is_full), then on the full grid. consts = [STENCIL,
+    SUB_RTOL, FULL_STENCIL, MAX_ITER, END, the coarse grid's smallest |lambda| > 0]; st (2, 7) per
+    branch (+, -): [lo, hi, x, curvature, done, end, stable]; out: f_out (2,), X_out (2, m, n, T)
+    (X_reg at x in the basis B), counts [evaluations, (lambda, record) pairs]."""
     STENCIL, SUB_RTOL, FULL_STENCIL = consts[0], consts[1], consts[2]
     MAX_ITER = int(consts[3])
     END = consts[4]
@@ -313,8 +310,7 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
     T = t.shape[0]
     allrec = np.arange(T)
     G = grid.shape[0]
-    L = grid[G - 1]
-    floor = grid[1]  # 1e-4 L: the stencils' scale near lambda = 0
+    floor = consts[5]  # 1e-4 L: the stencils' scale near lambda = 0
     signs = (1.0, -1.0)
     for b in range(2):
         st[b, 0], st[b, 1], st[b, 2], st[b, 3] = -np.inf, np.inf, 0.0, np.nan

@@ -550,7 +550,7 @@ def _search_compiled(obj: RegularizedObjective, L: float) -> dict[float, _Branch
     sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
     mid = _subsample(T, 12, 6)
     grid = np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
-    consts = np.array([STENCIL, SUB_RTOL, FULL_STENCIL, MAX_ITER, END])
+    consts = np.array([STENCIL, SUB_RTOL, FULL_STENCIL, MAX_ITER, END, 1e-4 * L])
     st = np.empty((2, 7))
     f = np.empty(2)
     X = np.empty((2, obj.m, obj.n, T))
