@@ -146,6 +146,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     XL = zeros_lanes(m, n)  # X(t) of the lanes' records
     lam_of = np.empty(LANES, np.int64)
     col = np.empty(LANES, np.int64)
+    rec = np.empty(LANES, np.int64)
     T1 = Tp - nz
     P = L * T1
     one = splat(1.0)
@@ -164,13 +165,13 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             for k in range(m + 1 if n > m else m):  # one exponential per |a|
                 a = A[li, k] if k < m else A[li, 2 * m]
                 z = abs(a) * tq
-                ck = np.exp(-z)
                 if z > 0.5:  # 1 - c^2 has no cancellation
+                    ck = np.exp(-z)
                     Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
-                elif z > 1e-12:
-                    Mk = tq * (-np.expm1(-2.0 * z) / (2.0 * z))
-                else:
-                    Mk = tq * (1.0 - z)
+                else:  # c = 1 + e, 1 - c^2 = -e (2 + e) with e = expm1(-z): one exponential
+                    e = np.expm1(-z)
+                    ck = 1.0 + e
+                    Mk = tq * ((-e * (2.0 + e)) / (2.0 * z)) if z > 1e-12 else tq * (1.0 - z)
                 qk = ck / Mk
                 gp = ck * qk
                 gn = 1.0 / Mk
@@ -183,10 +184,12 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 UQ[j, 0, q] = SN[li, j] * Q[j, 0, q]
                 UQ[j, 1, q] = CS[li, j] * Q[m + j, 0, q]
                 BS[j, 0, q] = BASE[li, j]
-            r_ = idx[col[q]]
-            for i in range(m):
-                for j in range(n):
-                    XL[i, j, q] = Xb[i, j, r_]
+        for q in range(LANES):
+            rec[q] = idx[col[q]]
+        for i in range(m):
+            for j in range(n):
+                for q in range(LANES):
+                    XL[i, j, q] = Xb[i, j, rec[q]]
         # G = diag(g) + P0e (lower part), Z = (Er c D0)^T
         if one_lambda:
             li = lam_of[0]
@@ -207,32 +210,34 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 for k in range(N):
                     for r in range(m):
                         Z[k, r, q] = U[li, k, r] * C[r, 0, q] - V[li, k, r] * C[m + r, 0, q]
-        # Cholesky (right-looking), then Z <- G^{-1} Z by forward and back substitution
+        # Cholesky, then Z <- G^{-1} Z by forward and back substitution, each entry one chain of
+        # FMAs in a register (the right-looking updates' operations in their order: same rounding)
         for j in range(N):
-            iv = div(one, sqrt(load(G, j, j)))
+            acc = load(G, j, j)
+            for p in range(j):
+                v = load(G, j, p)
+                acc = fnma(v, v, acc)
+            iv = div(one, sqrt(acc))
             store(INV, j, 0, iv)
             for i in range(j + 1, N):
-                store(G, i, j, mul(load(G, i, j), iv))
-            for i in range(j + 1, N):
-                gij = load(G, i, j)
-                for k in range(j + 1, i + 1):
-                    store(G, i, k, fnma(gij, load(G, k, j), load(G, i, k)))
-        for j in range(N):
-            iv = load(INV, j, 0)
+                acc = load(G, i, j)
+                for p in range(j):
+                    acc = fnma(load(G, i, p), load(G, j, p), acc)
+                store(G, i, j, mul(acc, iv))
+        for i in range(N):
+            iv = load(INV, i, 0)
             for r in range(m):
-                store(Z, j, r, mul(load(Z, j, r), iv))
-            for i in range(j + 1, N):
-                gij = load(G, i, j)
-                for r in range(m):
-                    store(Z, i, r, fnma(gij, load(Z, j, r), load(Z, i, r)))
-        for j in range(N - 1, -1, -1):
-            iv = load(INV, j, 0)
+                acc = load(Z, i, r)
+                for j in range(i):
+                    acc = fnma(load(G, i, j), load(Z, j, r), acc)
+                store(Z, i, r, mul(acc, iv))
+        for i in range(N - 1, -1, -1):
+            iv = load(INV, i, 0)
             for r in range(m):
-                store(Z, j, r, mul(load(Z, j, r), iv))
-            for i in range(j):
-                gji = load(G, j, i)
-                for r in range(m):
-                    store(Z, i, r, fnma(gji, load(Z, j, r), load(Z, i, r)))
+                acc = load(Z, i, r)
+                for j in range(N - 1, i, -1):
+                    acc = fnma(load(G, j, i), load(Z, j, r), acc)
+                store(Z, i, r, mul(acc, iv))
         # X = Er P* Ec^T + (Er c D0) G^{-1} (M^{-1} c Ec^T), and its misfit
         res = zeros()
         for i in range(m):
