@@ -187,8 +187,11 @@ class RegularizedObjective:
         self.fused = compiled_module("flowsweep.core._lambda0_fused")  # None: the numpy path
         self.t = np.asarray(t, float)
         X = np.asarray(X, float)
-        XPsi = np.tensordot(PsiT, X, axes=(1, 2))  # X(t) in the basis B (two products, not T small ones)
-        self.Xb = np.ascontiguousarray(np.tensordot(Phi, XPsi, axes=(0, 2)))  # (m, n, T): the batch last
+        # X(t) in the basis B, (m, n, T) with the batch last: two products, not T small ones (what
+        # np.tensordot(Phi, np.tensordot(PsiT, X, (1, 2)), (0, 2)) computes, without its overhead)
+        T = len(self.t)
+        XPsi = np.dot(PsiT, X.transpose(2, 0, 1).reshape(n, T * m)).reshape(n, T, m)
+        self.Xb = np.dot(Phi.T, XPsi.transpose(2, 0, 1).reshape(m, n * T)).reshape(m, n, T)
         self.records = np.arange(len(self.t))
         self.n_evaluations = 0
         self.n_records = 0
@@ -349,8 +352,10 @@ class RegularizedObjective:
 
     def original_basis(self, Xb: FloatArray) -> FloatArray:
         """X(t) (m, n, T) in the basis B back in the original coordinates, (T, m, n)."""
-        out = np.tensordot(np.tensordot(self.Phi, Xb, axes=(1, 0)), self.PsiT, axes=(1, 0))
-        return np.ascontiguousarray(np.moveaxis(out, 1, 0))
+        m, n, T = Xb.shape  # Phi Xb(t) Psi^T for every t, as two products (np.tensordot's, directly)
+        PhiX = np.dot(self.Phi, Xb.reshape(m, n * T)).reshape(m, n, T)
+        out = np.dot(PhiX.transpose(0, 2, 1).reshape(m * T, n), self.PsiT).reshape(m, T, n)
+        return np.ascontiguousarray(out.transpose(1, 0, 2))
 
 
 @dataclass
