@@ -144,6 +144,8 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     UQ = zeros_lanes(m, 2)  # sin_j q_j, cos_j q_{m+j}
     BS = zeros_lanes(m, 1)  # Er P* Ec^T, diagonal
     XL = zeros_lanes(m, n)  # X(t) of the lanes' records
+    TL = zeros_lanes(1, 1)  # t of the lanes' records
+    CL = zeros_lanes(3, 1)  # per lane: c, 1 - c^2 (then M), t|a|
     lam_of = np.empty(LANES, np.int64)
     col = np.empty(LANES, np.int64)
     rec = np.empty(LANES, np.int64)
@@ -156,34 +158,77 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             pp = p0 + min(q, nv - 1)
             lam_of[q] = pp // T1
             col[q] = nz + pp % T1
-        one_lambda = lam_of[0] == lam_of[LANES - 1]
         # c = e^{-t|a|}, M = (1 - e^{-2t|a|})/(2|a|) (t (1 - t|a|) as t|a| -> 0), g = d/M (d = c^2 where
         # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest
+        one_lambda = lam_of[0] == lam_of[LANES - 1]
         for q in range(LANES):
-            li = lam_of[q]
-            tq = t[idx[col[q]]]
-            for k in range(m + 1 if n > m else m):  # one exponential per |a|
-                a = A[li, k] if k < m else A[li, 2 * m]
-                z = abs(a) * tq
-                if z > 0.5:  # 1 - c^2 has no cancellation
-                    ck = np.exp(-z)
-                    Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
-                else:  # c = 1 + e, 1 - c^2 = -e (2 + e) with e = expm1(-z): one exponential
-                    e = np.expm1(-z)
-                    ck = 1.0 + e
-                    Mk = tq * ((-e * (2.0 + e)) / (2.0 * z)) if z > 1e-12 else tq * (1.0 - z)
-                qk = ck / Mk
-                gp = ck * qk
-                gn = 1.0 / Mk
+            TL[0, 0, q] = t[idx[col[q]]]
+        if one_lambda:  # the exponentials per lane, the rest on vectors
+            li = lam_of[0]
+            for k in range(m + 1 if n > m else m):
+                absa = abs(A[li, k] if k < m else A[li, 2 * m])
+                special = False
+                for q in range(LANES):
+                    tq = TL[0, 0, q]
+                    z = absa * tq
+                    if z > 0.5:  # 1 - c^2 has no cancellation
+                        ck = np.exp(-z)
+                        num = 1.0 - ck * ck
+                    else:  # c = 1 + e, 1 - c^2 = -e (2 + e) with e = expm1(-z): one exponential
+                        e = np.expm1(-z)
+                        ck = 1.0 + e
+                        num = -e * (2.0 + e)
+                        special = special or not z > 1e-12
+                    CL[0, 0, q] = ck
+                    CL[1, 0, q] = num
+                    CL[2, 0, q] = z
+                tv = load(TL, 0, 0)
+                M = mul(tv, div(load(CL, 1, 0), add(load(CL, 2, 0), load(CL, 2, 0))))
+                if special:
+                    store(CL, 1, 0, M)
+                    for q in range(LANES):
+                        z = CL[2, 0, q]
+                        if not z > 1e-12:
+                            CL[1, 0, q] = TL[0, 0, q] * (1.0 - z)
+                    M = load(CL, 1, 0)
+                ck = load(CL, 0, 0)
+                qk = div(ck, M)
+                gp = mul(ck, qk)
+                gn = div(one, M)
                 k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)  # a plane's two, or the rest
                 for kk in range(k0, k1, dk):
-                    C[kk, 0, q] = ck
-                    Q[kk, 0, q] = qk
-                    G[kk, kk, q] = gp if POS[li, kk] else gn
+                    store(C, kk, 0, ck)
+                    store(Q, kk, 0, qk)
+                    store(G, kk, kk, gp if POS[li, kk] else gn)
             for j in range(m):
-                UQ[j, 0, q] = SN[li, j] * Q[j, 0, q]
-                UQ[j, 1, q] = CS[li, j] * Q[m + j, 0, q]
-                BS[j, 0, q] = BASE[li, j]
+                store(UQ, j, 0, mul(splat(SN[li, j]), load(Q, j, 0)))
+                store(UQ, j, 1, mul(splat(CS[li, j]), load(Q, m + j, 0)))
+                store(BS, j, 0, splat(BASE[li, j]))
+        else:
+            for q in range(LANES):
+                li = lam_of[q]
+                tq = TL[0, 0, q]
+                for k in range(m + 1 if n > m else m):
+                    z = abs(A[li, k] if k < m else A[li, 2 * m]) * tq
+                    if z > 0.5:
+                        ck = np.exp(-z)
+                        Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
+                    else:
+                        e = np.expm1(-z)
+                        ck = 1.0 + e
+                        Mk = tq * ((-e * (2.0 + e)) / (2.0 * z)) if z > 1e-12 else tq * (1.0 - z)
+                    qk = ck / Mk
+                    gp = ck * qk
+                    gn = 1.0 / Mk
+                    k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)
+                    for kk in range(k0, k1, dk):
+                        C[kk, 0, q] = ck
+                        Q[kk, 0, q] = qk
+                        G[kk, kk, q] = gp if POS[li, kk] else gn
+                for j in range(m):
+                    UQ[j, 0, q] = SN[li, j] * Q[j, 0, q]
+                    UQ[j, 1, q] = CS[li, j] * Q[m + j, 0, q]
+                    BS[j, 0, q] = BASE[li, j]
         for q in range(LANES):
             rec[q] = idx[col[q]]
         for i in range(m):
