@@ -11,7 +11,7 @@ eigenspace shifted by the tolerance, which succeeds exactly when its smallest ei
 import numpy as np
 from numba import njit
 
-from ._simd import LANES, add, div, fma, fnma, lane, load, mul, splat, sqrt, store, sub, zeros, zeros_lanes
+from ._simd import LANES, add, div, fma, fnma, lane, load, mul, splat, sqrt, store, store_at, sub, zeros, zeros_lanes
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -151,13 +151,26 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     rec = np.empty(LANES, np.int64)
     T1 = Tp - nz
     P = L * T1
+    # the pairs in groups of one lambda (LANES records each), then the remaining records of every
+    # lambda, lambda-major: few groups mix lambdas (they take the slower per-lane path below)
+    full = T1 // LANES * LANES
+    order_l = np.empty(P, np.int64)
+    order_c = np.empty(P, np.int64)
+    p = 0
+    for rest in range(2):
+        for li in range(L):
+            for j in range(full, T1) if rest else range(full):
+                order_l[p] = li
+                order_c[p] = nz + j
+                p += 1
     one = splat(1.0)
+    Xf = X.reshape(-1) if want_X else np.empty(0)  # X C-contiguous (m, n, L, T')
     for p0 in range(0, P, LANES):
         nv = min(LANES, P - p0)
         for q in range(LANES):  # idle lanes repeat the last pair
             pp = p0 + min(q, nv - 1)
-            lam_of[q] = pp // T1
-            col[q] = nz + pp % T1
+            lam_of[q] = order_l[pp]
+            col[q] = order_c[pp]
         # c = e^{-t|a|}, M = (1 - e^{-2t|a|})/(2|a|) (t (1 - t|a|) as t|a| -> 0), g = d/M (d = c^2 where
         # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest
         one_lambda = lam_of[0] == lam_of[LANES - 1]
@@ -284,6 +297,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                     acc = fnma(load(G, j, i), load(Z, j, r), acc)
                 store(Z, i, r, mul(acc, iv))
         # X = Er P* Ec^T + (Er c D0) G^{-1} (M^{-1} c Ec^T), and its misfit
+        run = want_X and nv == LANES and one_lambda and col[LANES - 1] - col[0] == LANES - 1
         res = zeros()
         for i in range(m):
             for j in range(n):
@@ -295,8 +309,11 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 d = sub(x, load(XL, i, j))
                 res = fma(d, d, res)
                 if want_X:
-                    for q in range(nv):
-                        X[i, j, lam_of[q], col[q]] = lane(x, q)
+                    if run:  # the group's records are consecutive: one vector store
+                        store_at(Xf, ((i * n + j) * L + lam_of[0]) * Tp + col[0], x)
+                    else:
+                        for q in range(nv):
+                            X[i, j, lam_of[q], col[q]] = lane(x, q)
         for q in range(nv):
             v = lane(res, q)
             per[lam_of[q], col[q]] = v
@@ -474,7 +491,7 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
         if nl == 0:
             break
         pv = per[: 3 * nl]
-        Xv = Xr[:, :, : 3 * nl]
+        Xv = Xr if nl == 2 else np.empty((m, n, 3, T))  # C-contiguous: the kernel stores vectors
         sv = stable[: 3 * nl]
         records(xs[: 3 * nl].copy(), sigma, P0b, tol, t, allrec, Xb, pv, Xv, True, sv)
         counts[0] += 3 * nl
@@ -507,7 +524,8 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
     for b in range(2):  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
         if st[b, 6] > 0 and not has_X[b]:
             xs[0] = st[b, 2]
-            records(xs[:1].copy(), sigma, P0b, tol, t, allrec, Xb, per[:1], Xr[:, :, :1], True, stable[:1])
+            X1 = np.empty((m, n, 1, T))
+            records(xs[:1].copy(), sigma, P0b, tol, t, allrec, Xb, per[:1], X1, True, stable[:1])
             counts[0] += 1
             counts[1] += T
             st[b, 6] = 1.0 if stable[0] else 0.0
@@ -515,7 +533,7 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
             for i in range(m):
                 for j in range(n):
                     for r in range(T):
-                        y = Xr[i, j, 0, r]
+                        y = X1[i, j, 0, r]
                         X_out[b, i, j, r] = y
                         d = y - Xb[i, j, r]
                         f += d * d

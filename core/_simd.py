@@ -6,6 +6,7 @@ vectorizer (which packs scalar locals too, but its compile time grows steeply wi
     A = zeros_lanes(d0, d1)     # a (d0, d1, LANES) work array, each (i, j) one 64-byte line
     x = load(A, i, j)           # A[i, j, :] (A C-contiguous, A.shape[2] == LANES: not checked)
     store(A, i, j, x)           # A[i, j, :] = x
+    store_at(a, k, x)           # a[k : k + LANES] = x (a 1-d C-contiguous, any k: not checked)
     fma(x, y, acc)              # x * y + acc, rounded once (as the FMA a matmul uses)
     fnma(x, y, acc)             # acc - x * y, rounded once
     add(x, y), sub(x, y), mul(x, y), div(x, y), sqrt(x), zeros(), splat(s), lane(x, q)
@@ -79,6 +80,24 @@ def store(typingctx, a, i, j, x):
         ii = context.cast(builder, args[1], sig.args[1], types.intp)
         jj = context.cast(builder, args[2], sig.args[2], types.intp)
         builder.store(args[3], _lane_pointer(context, builder, sig.args[0], args[0], ii, jj), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def store_at(typingctx, a, k, x):
+    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64):
+        return None
+    if not (isinstance(k, types.Integer) and x == f64lanes):
+        return None
+    sig = types.void(a, types.intp, f64lanes)
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        kk = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(arr.data, [kk], inbounds=True), _VEC.as_pointer())
+        builder.store(args[2], ptr, align=8)
         return context.get_dummy_value()
 
     return sig, codegen
