@@ -270,7 +270,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                         Z[k, r, q] = U[li, k, r] * C[r, 0, q] - V[li, k, r] * C[m + r, 0, q]
         # Cholesky, then Z <- G^{-1} Z by forward and back substitution, each entry one chain of
         # FMAs in a register (the right-looking updates' operations in their order: same rounding),
-        # two rows (two right-hand sides) at a time sharing the loads of the other factor
+        # up to three rows (right-hand sides) at a time sharing the loads of the other factor
         for j in range(N):
             acc = load(G, j, j)
             for p in range(j):
@@ -278,7 +278,21 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 acc = fnma(v, v, acc)
             iv = div(one, sqrt(acc))
             store(INV, j, 0, iv)
-            for i in range(j + 1, N - 1, 2):
+            i = j + 1
+            while i + 3 <= N:
+                a0 = load(G, i, j)
+                a1 = load(G, i + 1, j)
+                a2 = load(G, i + 2, j)
+                for p in range(j):
+                    v = load(G, j, p)
+                    a0 = fnma(load(G, i, p), v, a0)
+                    a1 = fnma(load(G, i + 1, p), v, a1)
+                    a2 = fnma(load(G, i + 2, p), v, a2)
+                store(G, i, j, mul(a0, iv))
+                store(G, i + 1, j, mul(a1, iv))
+                store(G, i + 2, j, mul(a2, iv))
+                i += 3
+            if i + 2 <= N:
                 a0 = load(G, i, j)
                 a1 = load(G, i + 1, j)
                 for p in range(j):
@@ -287,15 +301,29 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                     a1 = fnma(load(G, i + 1, p), v, a1)
                 store(G, i, j, mul(a0, iv))
                 store(G, i + 1, j, mul(a1, iv))
-            if (N - j - 1) % 2 == 1:
-                i = N - 1
+                i += 2
+            if i < N:
                 a0 = load(G, i, j)
                 for p in range(j):
                     a0 = fnma(load(G, i, p), load(G, j, p), a0)
                 store(G, i, j, mul(a0, iv))
         for i in range(N):
             iv = load(INV, i, 0)
-            for r in range(0, m - 1, 2):
+            r = 0
+            while r + 3 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                a2 = load(Z, i, r + 2)
+                for j in range(i):
+                    v = load(G, i, j)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                    a2 = fnma(v, load(Z, j, r + 2), a2)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                store(Z, i, r + 2, mul(a2, iv))
+                r += 3
+            if r + 2 <= m:
                 a0 = load(Z, i, r)
                 a1 = load(Z, i, r + 1)
                 for j in range(i):
@@ -304,15 +332,29 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                     a1 = fnma(v, load(Z, j, r + 1), a1)
                 store(Z, i, r, mul(a0, iv))
                 store(Z, i, r + 1, mul(a1, iv))
-            if m % 2 == 1:
-                r = m - 1
+                r += 2
+            if r < m:
                 a0 = load(Z, i, r)
                 for j in range(i):
                     a0 = fnma(load(G, i, j), load(Z, j, r), a0)
                 store(Z, i, r, mul(a0, iv))
         for i in range(N - 1, -1, -1):
             iv = load(INV, i, 0)
-            for r in range(0, m - 1, 2):
+            r = 0
+            while r + 3 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                a2 = load(Z, i, r + 2)
+                for j in range(N - 1, i, -1):
+                    v = load(G, j, i)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                    a2 = fnma(v, load(Z, j, r + 2), a2)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                store(Z, i, r + 2, mul(a2, iv))
+                r += 3
+            if r + 2 <= m:
                 a0 = load(Z, i, r)
                 a1 = load(Z, i, r + 1)
                 for j in range(N - 1, i, -1):
@@ -321,8 +363,8 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                     a1 = fnma(v, load(Z, j, r + 1), a1)
                 store(Z, i, r, mul(a0, iv))
                 store(Z, i, r + 1, mul(a1, iv))
-            if m % 2 == 1:
-                r = m - 1
+                r += 2
+            if r < m:
                 a0 = load(Z, i, r)
                 for j in range(N - 1, i, -1):
                     a0 = fnma(load(G, j, i), load(Z, j, r), a0)
