@@ -11,7 +11,24 @@ eigenspace shifted by the tolerance, which succeeds exactly when its smallest ei
 import numpy as np
 from numba import njit
 
-from ._simd import LANES, add, div, fma, fnma, lane, load, mul, splat, sqrt, store, store_at, sub, zeros, zeros_lanes
+from ._simd import (
+    LANES,
+    add,
+    div,
+    fma,
+    fnma,
+    lane,
+    load,
+    load_at,
+    mul,
+    splat,
+    sqrt,
+    store,
+    store_at,
+    sub,
+    zeros,
+    zeros_lanes,
+)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -136,7 +153,9 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             for r in range(m):
                 U[li, k, r] = (P0E[li, k, r] - (PSTAR[li, k] if k == r else 0.0)) * CS[li, r]
                 V[li, k, r] = (P0E[li, k, m + r] - (PSTAR[li, k] if k == m + r else 0.0)) * SN[li, r]
-    G = zeros_lanes(N, N)
+    G = zeros_lanes(N, N)  # the Cholesky factor
+    P0L = zeros_lanes(N, N)  # P0e of the lanes' lambdas (kept while consecutive groups share one)
+    GD = zeros_lanes(N, 1)  # g
     Z = zeros_lanes(N, m)
     C = zeros_lanes(N, 1)  # c = e^{-t|a|}
     Q = zeros_lanes(N, 1)  # q = c/M
@@ -165,6 +184,9 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 p += 1
     one = splat(1.0)
     Xf = X.reshape(-1) if want_X else np.empty(0)  # X C-contiguous (m, n, L, T')
+    Xbf = Xb.reshape(-1)  # Xb C-contiguous
+    T = Xb.shape[2]
+    p0l = -1  # the lambda whose P0e fills P0L (-1: lanes of several)
     for p0 in range(0, P, LANES):
         nv = min(LANES, P - p0)
         for q in range(LANES):  # idle lanes repeat the last pair
@@ -212,7 +234,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 for kk in range(k0, k1, dk):
                     store(C, kk, 0, ck)
                     store(Q, kk, 0, qk)
-                    store(G, kk, kk, gp if POS[li, kk] else gn)
+                    store(GD, kk, 0, gp if POS[li, kk] else gn)
             for j in range(m):
                 store(UQ, j, 0, mul(splat(SN[li, j]), load(Q, j, 0)))
                 store(UQ, j, 1, mul(splat(CS[li, j]), load(Q, m + j, 0)))
@@ -237,34 +259,37 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                     for kk in range(k0, k1, dk):
                         C[kk, 0, q] = ck
                         Q[kk, 0, q] = qk
-                        G[kk, kk, q] = gp if POS[li, kk] else gn
+                        GD[kk, 0, q] = gp if POS[li, kk] else gn
                 for j in range(m):
                     UQ[j, 0, q] = SN[li, j] * Q[j, 0, q]
                     UQ[j, 1, q] = CS[li, j] * Q[m + j, 0, q]
                     BS[j, 0, q] = BASE[li, j]
         for q in range(LANES):
             rec[q] = idx[col[q]]
-        for i in range(m):
-            for j in range(n):
-                for q in range(LANES):
-                    XL[i, j, q] = Xb[i, j, rec[q]]
-        # G = diag(g) + P0e (lower part), Z = (Er c D0)^T
+        consecutive = one_lambda and rec[LANES - 1] - rec[0] == LANES - 1  # X(t) read as vectors
+        if not consecutive:
+            for i in range(m):
+                for j in range(n):
+                    for q in range(LANES):
+                        XL[i, j, q] = Xb[i, j, rec[q]]
+        # P0e (lower part), Z = (Er c D0)^T
         if one_lambda:
             li = lam_of[0]
-            for i in range(N):
-                for j in range(i):
-                    store(G, i, j, splat(P0E[li, i, j]))
-                store(G, i, i, add(splat(P0E[li, i, i]), load(G, i, i)))
+            if li != p0l:
+                for i in range(N):
+                    for j in range(i + 1):
+                        store(P0L, i, j, splat(P0E[li, i, j]))
+                p0l = li
             for k in range(N):
                 for r in range(m):
                     store(Z, k, r, fnma(splat(V[li, k, r]), load(C, m + r, 0), mul(splat(U[li, k, r]), load(C, r, 0))))
         else:
+            p0l = -1
             for q in range(LANES):
                 li = lam_of[q]
                 for i in range(N):
-                    for j in range(i):
-                        G[i, j, q] = P0E[li, i, j]
-                    G[i, i, q] = P0E[li, i, i] + G[i, i, q]
+                    for j in range(i + 1):
+                        P0L[i, j, q] = P0E[li, i, j]
                 for k in range(N):
                     for r in range(m):
                         Z[k, r, q] = U[li, k, r] * C[r, 0, q] - V[li, k, r] * C[m + r, 0, q]
@@ -272,7 +297,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         # FMAs in a register (the right-looking updates' operations in their order: same rounding),
         # up to three rows (right-hand sides) at a time sharing the loads of the other factor
         for j in range(N):
-            acc = load(G, j, j)
+            acc = add(load(P0L, j, j), load(GD, j, 0))  # G = diag(g) + P0e
             for p in range(j):
                 v = load(G, j, p)
                 acc = fnma(v, v, acc)
@@ -280,9 +305,9 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             store(INV, j, 0, iv)
             i = j + 1
             while i + 3 <= N:
-                a0 = load(G, i, j)
-                a1 = load(G, i + 1, j)
-                a2 = load(G, i + 2, j)
+                a0 = load(P0L, i, j)
+                a1 = load(P0L, i + 1, j)
+                a2 = load(P0L, i + 2, j)
                 for p in range(j):
                     v = load(G, j, p)
                     a0 = fnma(load(G, i, p), v, a0)
@@ -293,8 +318,8 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 store(G, i + 2, j, mul(a2, iv))
                 i += 3
             if i + 2 <= N:
-                a0 = load(G, i, j)
-                a1 = load(G, i + 1, j)
+                a0 = load(P0L, i, j)
+                a1 = load(P0L, i + 1, j)
                 for p in range(j):
                     v = load(G, j, p)
                     a0 = fnma(load(G, i, p), v, a0)
@@ -303,7 +328,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 store(G, i + 1, j, mul(a1, iv))
                 i += 2
             if i < N:
-                a0 = load(G, i, j)
+                a0 = load(P0L, i, j)
                 for p in range(j):
                     a0 = fnma(load(G, i, p), load(G, j, p), a0)
                 store(G, i, j, mul(a0, iv))
@@ -379,7 +404,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                     x = fma(load(UQ, j, 1), load(Z, m + j, i), x)
                 else:
                     x = mul(load(Q, m + j, 0), load(Z, m + j, i))
-                d = sub(x, load(XL, i, j))
+                d = sub(x, load_at(Xbf, (i * n + j) * T + rec[0]) if consecutive else load(XL, i, j))
                 res = fma(d, d, res)
                 if want_X:
                     if run:  # the group's records are consecutive: one vector store

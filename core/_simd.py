@@ -7,6 +7,7 @@ vectorizer (which packs scalar locals too, but its compile time grows steeply wi
     x = load(A, i, j)           # A[i, j, :] (A C-contiguous, A.shape[2] == LANES: not checked)
     store(A, i, j, x)           # A[i, j, :] = x
     store_at(a, k, x)           # a[k : k + LANES] = x (a 1-d C-contiguous, any k: not checked)
+    load_at(a, k)               # a[k : k + LANES]
     fma(x, y, acc)              # x * y + acc, rounded once (as the FMA a matmul uses)
     fnma(x, y, acc)             # acc - x * y, rounded once
     add(x, y), sub(x, y), mul(x, y), div(x, y), sqrt(x), zeros(), splat(s), lane(x, q)
@@ -85,11 +86,28 @@ def store(typingctx, a, i, j, x):
     return sig, codegen
 
 
+def _is_flat(a) -> bool:
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
+
+
+@intrinsic
+def load_at(typingctx, a, k):
+    if not (_is_flat(a) and isinstance(k, types.Integer)):
+        return None
+    sig = f64lanes(a, types.intp)
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        kk = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(arr.data, [kk], inbounds=True), _VEC.as_pointer())
+        return builder.load(ptr, align=8)
+
+    return sig, codegen
+
+
 @intrinsic
 def store_at(typingctx, a, k, x):
-    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64):
-        return None
-    if not (isinstance(k, types.Integer) and x == f64lanes):
+    if not (_is_flat(a) and isinstance(k, types.Integer) and x == f64lanes):
         return None
     sig = types.void(a, types.intp, f64lanes)
 
