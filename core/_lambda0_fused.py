@@ -4,7 +4,8 @@ the pairs of all lambdas of a call in one sequence, so that short record batches
 the Cholesky of G = diag(d/M) + P0e, the solve and ||X_reg - X||^2, with no array of the whole batch.
 Same formulas as lambda0_fit.RegularizedObjective (its numpy path stays the reference,
 tests/core/test_lambda0_fused.py); stability is checked by a Cholesky of the P0 block on the unstable
-eigenspace shifted by the tolerance, which succeeds exactly when its smallest eigenvalue exceeds it."""
+eigenspace shifted by the tolerance, which succeeds exactly when its smallest eigenvalue exceeds it.
+`search` is lambda0_fit._search on these evaluations, both branches in one call."""
 
 # mypy: ignore-errors
 
