@@ -6,11 +6,12 @@ point (CPU seconds per point); the ratio is fit / simulation. Rounds alternate t
 Also printed per fit: closed-form evaluations (lambdas, any number of records each) and the
 (lambda, record) pairs they cover in units of the full grid (one pair is one 15 x 15 solve).
 `--stages` splits the fit's time: evaluations on the coarse records, on the subsample, on the full
-grid, and the rest (setup: SVD of Y, P0 in its basis; the search's own logic). The evaluations run
-core/_lambda0_fused.py's kernel when numba runs (FLOWSWEEP_NUMBA=0: numpy's batched Cholesky).
-`--against REV` also times core/lambda0_fit.py as it was at git revision REV on the same points in
-the same rounds (its fit/sim and its evaluations per fit), and prints the largest relative difference
-of the two fits' minima and errors per branch. `--reference` also times core 2's search
+grid, and the rest (setup: SVD of Y, P0 in its basis; the search's own logic). It sees the stages of
+the numpy path only (FLOWSWEEP_NUMBA=0): with numba the whole search is one call of
+core/_lambda0_fused.search, counted as the rest. `--against REV` also times core/lambda0_fit.py and
+its kernel core/_lambda0_fused.py as they were at git revision REV on the same points in the same
+rounds (its fit/sim and its evaluations per fit), and prints the largest relative difference of the
+two fits' minima and errors per branch. `--reference` also times core 2's search
 (tests/core/reference_lambda0.py, both signs).
 
     python bench/lambda0_fit_cost.py [--points 8] [--rounds 3] [--stages] [--against REV] [--reference]
@@ -63,20 +64,48 @@ def _timed_evaluate(original):  # type: ignore[no-untyped-def]
     return wrapper
 
 
-def _module_at(rev: str):  # type: ignore[no-untyped-def]
-    """core/lambda0_fit.py at git revision `rev`, imported as a module of its own."""
+def _source_at(rev: str, path: str) -> str | None:
     root = Path(__file__).resolve().parents[1]
-    src = subprocess.run(
-        ["git", "show", f"{rev}:core/lambda0_fit.py"], cwd=root, check=True, capture_output=True, text=True
-    ).stdout
-    src = src.replace("from .", "from flowsweep.core.")
-    path = Path(tempfile.mkdtemp()) / "lambda0_fit_at_rev.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("lambda0_fit_at_rev", path)
+    out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+    return out.stdout.replace("from .", "from flowsweep.core.") if out.returncode == 0 else None
+
+
+def _import(name: str, path: Path):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
+    return mod
+
+
+def _module_at(rev: str):  # type: ignore[no-untyped-def]
+    """core/lambda0_fit.py at git revision `rev`, imported as a module of its own, with the compiled
+    kernel core/_lambda0_fused.py of the same revision (in a directory per revision, so that numba's
+    cache of it outlives the run)."""
+    src = _source_at(rev, "core/lambda0_fit.py")
+    assert src is not None
+    folder = Path(tempfile.gettempdir()) / f"flowsweep_lambda0_at_{rev}"
+    folder.mkdir(exist_ok=True)
+    kernel_src = _source_at(rev, "core/_lambda0_fused.py")
+    kernel = None
+    if kernel_src is not None:
+        kpath = folder / "lambda0_fused_at_rev.py"
+        if not kpath.exists() or kpath.read_text() != kernel_src:
+            kpath.write_text(kernel_src)
+        kernel = _import("lambda0_fused_at_rev", kpath)
+    path = folder / "lambda0_fit_at_rev.py"
+    path.write_text(src)
+    mod = _import("lambda0_fit_at_rev", path)
+    if hasattr(mod, "compiled_module"):  # the revision's own kernel, under the same switch
+        current = mod.compiled_module
+
+        def compiled_module(name: str):  # type: ignore[no-untyped-def]
+            if name == "flowsweep.core._lambda0_fused" and current(name) is not None:
+                return kernel
+            return current(name)
+
+        mod.compiled_module = compiled_module
     return mod
 
 

@@ -1,17 +1,35 @@
 """The lambda0 fit's evaluation of eq. (21)'s stable form compiled by numba (optional): per lambda the
-spectrum of S~ in closed form, and per batch of record times (the batch axis last, where the compiler vectorizes) the
-Cholesky of G = diag(d/M) + P0e, the solve and ||X_reg - X||^2, with no array of the whole batch.
+spectrum of S~ in closed form, and per LANES (lambda, record) pairs, one per SIMD lane (core/_simd.py;
+the pairs of all lambdas of a call in one sequence, so that short record batches fill the lanes too),
+the Cholesky of G = diag(d/M) + P0e, the solve and ||X_reg - X||^2, with no array of the whole batch.
 Same formulas as lambda0_fit.RegularizedObjective (its numpy path stays the reference,
 tests/core/test_lambda0_fused.py); stability is checked by a Cholesky of the P0 block on the unstable
-eigenspace shifted by the tolerance, which succeeds exactly when its smallest eigenvalue exceeds it."""
+eigenspace shifted by the tolerance, which succeeds exactly when its smallest eigenvalue exceeds it.
+`search` is lambda0_fit._search on these evaluations, both branches in one call."""
 
 # mypy: ignore-errors
 
 import numpy as np
 from numba import njit
 
-LANES = 64  # records per batch of factorizations (the inner, vectorized loops)
-VECTOR = 8  # batches are padded to a multiple of this (the compiled loops' vector step)
+from ._simd import (
+    LANES,
+    add,
+    div,
+    fma,
+    fnma,
+    lane,
+    load,
+    load_at,
+    mul,
+    splat,
+    sqrt,
+    store,
+    store_at,
+    sub,
+    zeros,
+    zeros_lanes,
+)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -92,8 +110,8 @@ def _positive_on(P0e, pos, tol, work):
 def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     """||X_reg(t; lambda) - X(t)||^2 per (lambda, record idx[j]) into per (L, T'), X_reg in the basis B
     into X (m, n, L, T') when want_X, and whether each lambda is stable (P0 > tol on the unstable
-    eigenspace, every value finite). t (T,) ascending, Xb (m, n, T). The records of one lambda are
-    solved up to LANES at a time, the record the innermost (vectorized) axis of every loop."""
+    eigenspace, every value finite). t (T,) ascending, Xb (m, n, T). The (lambda, record) pairs at
+    t > 0, lambda-major, LANES at a time: one pair per lane of every vector operation."""
     m = sigma.shape[0]
     n = Xb.shape[1]
     N = m + n
@@ -136,121 +154,486 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             for r in range(m):
                 U[li, k, r] = (P0E[li, k, r] - (PSTAR[li, k] if k == r else 0.0)) * CS[li, r]
                 V[li, k, r] = (P0E[li, k, m + r] - (PSTAR[li, k] if k == m + r else 0.0)) * SN[li, r]
-    G = np.empty((N, N, LANES))
-    Z = np.empty((N, m, LANES))
-    c = np.empty((N, LANES))
-    q = np.empty((N, LANES))
-    g = np.empty((N, LANES))
-    inv = np.empty((N, LANES))
-    tl = np.empty(LANES)
-    res = np.empty(LANES)
+    G = zeros_lanes(N, N)  # the Cholesky factor
+    P0L = zeros_lanes(N, N)  # P0e of the lanes' lambdas (kept while consecutive groups share one)
+    GD = zeros_lanes(N, 1)  # g
+    Z = zeros_lanes(N, m)
+    C = zeros_lanes(N, 1)  # c = e^{-t|a|}
+    Q = zeros_lanes(N, 1)  # q = c/M
+    INV = zeros_lanes(N, 1)  # 1/sqrt of the Cholesky pivots
+    UQ = zeros_lanes(m, 2)  # sin_j q_j, cos_j q_{m+j}
+    BS = zeros_lanes(m, 1)  # Er P* Ec^T, diagonal
+    XL = zeros_lanes(m, n)  # X(t) of the lanes' records
+    TL = zeros_lanes(1, 1)  # t of the lanes' records
+    CL = zeros_lanes(3, 1)  # per lane: c, 1 - c^2 (then M), t|a|
+    lam_of = np.empty(LANES, np.int64)
+    col = np.empty(LANES, np.int64)
     rec = np.empty(LANES, np.int64)
-    Xl = np.empty((m, n, LANES))  # X(t) of the lanes' records
-    Xm = np.empty((m, n, LANES))  # X_reg
-    n_chunks = (Tp - nz + LANES - 1) // LANES
-    B = (Tp - nz + n_chunks - 1) // n_chunks if n_chunks else 1  # balanced chunks of one lambda
-    for li, j0 in [(li, j0) for li in range(L) for j0 in range(nz, Tp, B)]:
-        nv = min(B, Tp - j0)  # records of this batch; nl >= nv lanes, a multiple of VECTOR
-        nl = (nv + VECTOR - 1) // VECTOR * VECTOR
-        for l in range(nl):  # idle lanes repeat the last record (no scalar remainder loops)
-            rec[l] = idx[j0 + min(l, nv - 1)]
-            tl[l] = t[rec[l]]
-        for i in range(m):
-            for j in range(n):
-                for l in range(nl):
-                    Xl[i, j, l] = Xb[i, j, rec[l]]
+    T1 = Tp - nz
+    P = L * T1
+    # the pairs in groups of one lambda (LANES records each), then the remaining records of every
+    # lambda, lambda-major: few groups mix lambdas (they take the slower per-lane path below)
+    full = T1 // LANES * LANES
+    order_l = np.empty(P, np.int64)
+    order_c = np.empty(P, np.int64)
+    p = 0
+    for rest in range(2):
+        for li in range(L):
+            for j in range(full, T1) if rest else range(full):
+                order_l[p] = li
+                order_c[p] = nz + j
+                p += 1
+    one = splat(1.0)
+    Xf = X.reshape(-1) if want_X else np.empty(0)  # X C-contiguous (m, n, L, T')
+    Xbf = Xb.reshape(-1)  # Xb C-contiguous
+    T = Xb.shape[2]
+    p0l = -1  # the lambda whose P0e fills P0L (-1: lanes of several)
+    for p0 in range(0, P, LANES):
+        nv = min(LANES, P - p0)
+        for q in range(LANES):  # idle lanes repeat the last pair
+            pp = p0 + min(q, nv - 1)
+            lam_of[q] = order_l[pp]
+            col[q] = order_c[pp]
         # c = e^{-t|a|}, M = (1 - e^{-2t|a|})/(2|a|) (t (1 - t|a|) as t|a| -> 0), g = d/M (d = c^2 where
         # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest
-        for k in range(N):
-            if k < m or k == 2 * m:
-                ab = abs(A[li, k])
-                for l in range(nl):
-                    z = ab * tl[l]
-                    ck = np.exp(-z)
+        one_lambda = lam_of[0] == lam_of[LANES - 1]
+        for q in range(LANES):
+            TL[0, 0, q] = t[idx[col[q]]]
+        if one_lambda:  # the exponentials per lane, the rest on vectors
+            li = lam_of[0]
+            for k in range(m + 1 if n > m else m):
+                absa = abs(A[li, k] if k < m else A[li, 2 * m])
+                special = False
+                for q in range(LANES):
+                    tq = TL[0, 0, q]
+                    z = absa * tq
                     if z > 0.5:  # 1 - c^2 has no cancellation
-                        Mk = tl[l] * ((1.0 - ck * ck) / (2.0 * z))
-                    elif z > 1e-12:
-                        Mk = tl[l] * (-np.expm1(-2.0 * z) / (2.0 * z))
+                        ck = np.exp(-z)
+                        num = 1.0 - ck * ck
+                    else:  # c = 1 + e, 1 - c^2 = -e (2 + e) with e = expm1(-z): one exponential
+                        e = np.expm1(-z)
+                        ck = 1.0 + e
+                        num = -e * (2.0 + e)
+                        special = special or not z > 1e-12
+                    CL[0, 0, q] = ck
+                    CL[1, 0, q] = num
+                    CL[2, 0, q] = z
+                tv = load(TL, 0, 0)
+                M = mul(tv, div(load(CL, 1, 0), add(load(CL, 2, 0), load(CL, 2, 0))))
+                if special:
+                    store(CL, 1, 0, M)
+                    for q in range(LANES):
+                        z = CL[2, 0, q]
+                        if not z > 1e-12:
+                            CL[1, 0, q] = TL[0, 0, q] * (1.0 - z)
+                    M = load(CL, 1, 0)
+                ck = load(CL, 0, 0)
+                qk = div(ck, M)
+                gp = mul(ck, qk)
+                gn = div(one, M)
+                k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)  # a plane's two, or the rest
+                for kk in range(k0, k1, dk):
+                    store(C, kk, 0, ck)
+                    store(Q, kk, 0, qk)
+                    store(GD, kk, 0, gp if POS[li, kk] else gn)
+            for j in range(m):
+                store(UQ, j, 0, mul(splat(SN[li, j]), load(Q, j, 0)))
+                store(UQ, j, 1, mul(splat(CS[li, j]), load(Q, m + j, 0)))
+                store(BS, j, 0, splat(BASE[li, j]))
+        else:
+            for q in range(LANES):
+                li = lam_of[q]
+                tq = TL[0, 0, q]
+                for k in range(m + 1 if n > m else m):
+                    z = abs(A[li, k] if k < m else A[li, 2 * m]) * tq
+                    if z > 0.5:
+                        ck = np.exp(-z)
+                        Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
                     else:
-                        Mk = tl[l] * (1.0 - z)
-                    c[k, l] = ck
-                    g[k, l] = Mk  # M, until g is formed below
-            else:
-                src = k - m if k < 2 * m else 2 * m
-                for l in range(nl):
-                    c[k, l] = c[src, l]
-                    g[k, l] = g[src, l]
-        for k in range(N):
-            for l in range(nl):
-                q[k, l] = c[k, l] / g[k, l]
-            if POS[li, k]:
-                for l in range(nl):
-                    g[k, l] = c[k, l] * q[k, l]
-            else:
-                for l in range(nl):
-                    g[k, l] = 1.0 / g[k, l]
-        # G = diag(g) + P0e (lower part), Z = (Er c D0)^T
+                        e = np.expm1(-z)
+                        ck = 1.0 + e
+                        Mk = tq * ((-e * (2.0 + e)) / (2.0 * z)) if z > 1e-12 else tq * (1.0 - z)
+                    qk = ck / Mk
+                    gp = ck * qk
+                    gn = 1.0 / Mk
+                    k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)
+                    for kk in range(k0, k1, dk):
+                        C[kk, 0, q] = ck
+                        Q[kk, 0, q] = qk
+                        GD[kk, 0, q] = gp if POS[li, kk] else gn
+                for j in range(m):
+                    UQ[j, 0, q] = SN[li, j] * Q[j, 0, q]
+                    UQ[j, 1, q] = CS[li, j] * Q[m + j, 0, q]
+                    BS[j, 0, q] = BASE[li, j]
+        for q in range(LANES):
+            rec[q] = idx[col[q]]
+        consecutive = one_lambda and rec[LANES - 1] - rec[0] == LANES - 1  # X(t) read as vectors
+        if not consecutive:
+            for i in range(m):
+                for j in range(n):
+                    for q in range(LANES):
+                        XL[i, j, q] = Xb[i, j, rec[q]]
+        # P0e (lower part), Z = (Er c D0)^T
+        if one_lambda:
+            li = lam_of[0]
+            if li != p0l:
+                for i in range(N):
+                    for j in range(i + 1):
+                        store(P0L, i, j, splat(P0E[li, i, j]))
+                p0l = li
+            for k in range(N):
+                for r in range(m):
+                    store(Z, k, r, fnma(splat(V[li, k, r]), load(C, m + r, 0), mul(splat(U[li, k, r]), load(C, r, 0))))
+        else:
+            p0l = -1
+            for q in range(LANES):
+                li = lam_of[q]
+                for i in range(N):
+                    for j in range(i + 1):
+                        P0L[i, j, q] = P0E[li, i, j]
+                for k in range(N):
+                    for r in range(m):
+                        Z[k, r, q] = U[li, k, r] * C[r, 0, q] - V[li, k, r] * C[m + r, 0, q]
+        # Cholesky, then Z <- G^{-1} Z by forward and back substitution, each entry one chain of
+        # FMAs in a register (the right-looking updates' operations in their order: same rounding),
+        # up to three rows (right-hand sides) at a time sharing the loads of the other factor
+        for j in range(N):
+            acc = add(load(P0L, j, j), load(GD, j, 0))  # G = diag(g) + P0e
+            for p in range(j):
+                v = load(G, j, p)
+                acc = fnma(v, v, acc)
+            iv = div(one, sqrt(acc))
+            store(INV, j, 0, iv)
+            i = j + 1
+            while i + 3 <= N:
+                a0 = load(P0L, i, j)
+                a1 = load(P0L, i + 1, j)
+                a2 = load(P0L, i + 2, j)
+                for p in range(j):
+                    v = load(G, j, p)
+                    a0 = fnma(load(G, i, p), v, a0)
+                    a1 = fnma(load(G, i + 1, p), v, a1)
+                    a2 = fnma(load(G, i + 2, p), v, a2)
+                store(G, i, j, mul(a0, iv))
+                store(G, i + 1, j, mul(a1, iv))
+                store(G, i + 2, j, mul(a2, iv))
+                i += 3
+            if i + 2 <= N:
+                a0 = load(P0L, i, j)
+                a1 = load(P0L, i + 1, j)
+                for p in range(j):
+                    v = load(G, j, p)
+                    a0 = fnma(load(G, i, p), v, a0)
+                    a1 = fnma(load(G, i + 1, p), v, a1)
+                store(G, i, j, mul(a0, iv))
+                store(G, i + 1, j, mul(a1, iv))
+                i += 2
+            if i < N:
+                a0 = load(P0L, i, j)
+                for p in range(j):
+                    a0 = fnma(load(G, i, p), load(G, j, p), a0)
+                store(G, i, j, mul(a0, iv))
         for i in range(N):
-            for j in range(i + 1):
-                v = P0E[li, i, j]
-                for l in range(nl):
-                    G[i, j, l] = v
-            for l in range(nl):
-                G[i, i, l] += g[i, l]
-        for k in range(N):
-            for r in range(m):
-                u, v = U[li, k, r], V[li, k, r]
-                for l in range(nl):
-                    Z[k, r, l] = u * c[r, l] - v * c[m + r, l]
-        # Cholesky (right-looking), then Z <- G^{-1} Z by forward and back substitution
-        for j in range(N):
-            for l in range(nl):
-                inv[j, l] = 1.0 / np.sqrt(G[j, j, l])
-            for i in range(j + 1, N):
-                for l in range(nl):
-                    G[i, j, l] *= inv[j, l]
-            for i in range(j + 1, N):
-                for k in range(j + 1, i + 1):
-                    for l in range(nl):
-                        G[i, k, l] -= G[i, j, l] * G[k, j, l]
-        for j in range(N):
-            for r in range(m):
-                for l in range(nl):
-                    Z[j, r, l] *= inv[j, l]
-            for i in range(j + 1, N):
-                for r in range(m):
-                    for l in range(nl):
-                        Z[i, r, l] -= G[i, j, l] * Z[j, r, l]
-        for j in range(N - 1, -1, -1):
-            for r in range(m):
-                for l in range(nl):
-                    Z[j, r, l] *= inv[j, l]
-            for i in range(j):
-                for r in range(m):
-                    for l in range(nl):
-                        Z[i, r, l] -= G[j, i, l] * Z[j, r, l]
+            iv = load(INV, i, 0)
+            r = 0
+            while r + 3 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                a2 = load(Z, i, r + 2)
+                for j in range(i):
+                    v = load(G, i, j)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                    a2 = fnma(v, load(Z, j, r + 2), a2)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                store(Z, i, r + 2, mul(a2, iv))
+                r += 3
+            if r + 2 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                for j in range(i):
+                    v = load(G, i, j)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                r += 2
+            if r < m:
+                a0 = load(Z, i, r)
+                for j in range(i):
+                    a0 = fnma(load(G, i, j), load(Z, j, r), a0)
+                store(Z, i, r, mul(a0, iv))
+        for i in range(N - 1, -1, -1):
+            iv = load(INV, i, 0)
+            r = 0
+            while r + 3 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                a2 = load(Z, i, r + 2)
+                for j in range(N - 1, i, -1):
+                    v = load(G, j, i)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                    a2 = fnma(v, load(Z, j, r + 2), a2)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                store(Z, i, r + 2, mul(a2, iv))
+                r += 3
+            if r + 2 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                for j in range(N - 1, i, -1):
+                    v = load(G, j, i)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                r += 2
+            if r < m:
+                a0 = load(Z, i, r)
+                for j in range(N - 1, i, -1):
+                    a0 = fnma(load(G, j, i), load(Z, j, r), a0)
+                store(Z, i, r, mul(a0, iv))
         # X = Er P* Ec^T + (Er c D0) G^{-1} (M^{-1} c Ec^T), and its misfit
-        for l in range(nl):
-            res[l] = 0.0
+        run = want_X and nv == LANES and one_lambda and col[LANES - 1] - col[0] == LANES - 1
+        res = zeros()
         for i in range(m):
             for j in range(n):
                 if j < m:
-                    u, v = SN[li, j], CS[li, j]
-                    base = BASE[li, i] if i == j else 0.0
-                    for l in range(nl):
-                        Xm[i, j, l] = base + u * q[j, l] * Z[j, i, l] + v * q[m + j, l] * Z[m + j, i, l]
+                    x = fma(load(UQ, j, 0), load(Z, j, i), load(BS, i, 0) if i == j else zeros())
+                    x = fma(load(UQ, j, 1), load(Z, m + j, i), x)
                 else:
-                    for l in range(nl):
-                        Xm[i, j, l] = q[m + j, l] * Z[m + j, i, l]
-                for l in range(nl):
-                    d = Xm[i, j, l] - Xl[i, j, l]
-                    res[l] += d * d
-        for l in range(nv):
-            per[li, j0 + l] = res[l]
-            if not np.isfinite(res[l]):
-                stable[li] = False
-        if want_X:
+                    x = mul(load(Q, m + j, 0), load(Z, m + j, i))
+                d = sub(x, load_at(Xbf, (i * n + j) * T + rec[0]) if consecutive else load(XL, i, j))
+                res = fma(d, d, res)
+                if want_X:
+                    if run:  # the group's records are consecutive: one vector store
+                        store_at(Xf, ((i * n + j) * L + lam_of[0]) * Tp + col[0], x)
+                    else:
+                        for q in range(nv):
+                            X[i, j, lam_of[q], col[q]] = lane(x, q)
+        for q in range(nv):
+            v = lane(res, q)
+            per[lam_of[q], col[q]] = v
+            if not np.isfinite(v):
+                stable[lam_of[q]] = False
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _newton_step(st, x, d1, rtol):
+    """lambda0_fit._newton_step on a branch's state st = [lo, hi, x, curvature, done, end]."""
+    if d1 > 0:
+        st[1] = min(st[1], x)
+    elif d1 < 0:
+        st[0] = max(st[0], x)
+    kappa = st[3]
+    xn = x - d1 / kappa if kappa > 0 else np.nan
+    if not st[0] < xn < st[1]:
+        towards_zero = (d1 > 0) == (x > 0)
+        if towards_zero and (st[0] == 0.0 or st[1] == 0.0):
+            if x == st[5]:
+                st[2] = x
+                st[4] = 1.0
+                return
+            xn = st[5]
+        elif np.isfinite(st[0]) and np.isfinite(st[1]):
+            lo, hi = st[0], st[1]
+            if lo > 0 and np.isfinite(hi):
+                xn = np.sqrt(lo * hi)
+            elif hi < 0 and np.isfinite(lo):
+                xn = -np.sqrt(lo * hi)
+            else:
+                xn = 0.5 * (lo + hi)
+        else:
+            xn = x * 0.5 if towards_zero else x * 2.0
+    st[2] = xn
+    if (abs(xn - x) <= rtol * abs(x) and kappa > 0) or st[1] - st[0] <= rtol * max(abs(x), 1e-12):
+        st[4] = 1.0
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _stencil3(x, rel, floor, out, k):
+    h = rel * max(abs(x), floor)
+    out[k] = x - h
+    out[k + 1] = x
+    out[k + 2] = x + h
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, consts, st, f_out, X_out, counts):
+    """lambda0_fit._search, both branches, in one call (the same steps; see its docstring): the
+    coarse grid on the records sub (weights w_sub), stencil Newton on the coarse records once and on
+    mid (weights w_mid; skipped when mid_is_full), then on the full grid. consts = [STENCIL,
+    SUB_RTOL, FULL_STENCIL, MAX_ITER, END, the coarse grid's smallest |lambda| > 0]; st (2, 7) per
+    branch (+, -): [lo, hi, x, curvature, done, end, stable]; out: f_out (2,), X_out (2, m, n, T)
+    (X_reg at x in the basis B), counts [evaluations, (lambda, record) pairs]."""
+    STENCIL, SUB_RTOL, FULL_STENCIL = consts[0], consts[1], consts[2]
+    MAX_ITER = int(consts[3])
+    END = consts[4]
+    m = sigma.shape[0]
+    n = Xb.shape[1]
+    T = t.shape[0]
+    allrec = np.arange(T)
+    G = grid.shape[0]
+    floor = consts[5]  # 1e-4 L: the stencils' scale near lambda = 0
+    signs = (1.0, -1.0)
+    for b in range(2):
+        st[b, 0], st[b, 1], st[b, 2], st[b, 3] = -np.inf, np.inf, 0.0, np.nan
+        st[b, 4] = 0.0
+        st[b, 5] = signs[b] * END * floor
+        st[b, 6] = 1.0
+        f_out[b] = np.inf
+    has_X = np.zeros(2, np.bool_)
+    # coarse log grid on the coarse records; lambda = 0 belongs to both branches' grids
+    lams = np.empty(2 * G - 1)
+    lams[:G] = grid
+    lams[G:] = -grid[1:]
+    Ts = sub.shape[0]
+    per = np.empty((2 * G - 1, Ts))
+    stable = np.empty(2 * G - 1, np.bool_)
+    dummy = np.empty((0, 0, 0, 0))
+    records(lams, sigma, P0b, tol, t, sub, Xb, per, dummy, False, stable)
+    counts[0] += 2 * G - 1
+    counts[1] += (2 * G - 1) * Ts
+    vals = np.zeros(2 * G - 1)
+    for q in range(2 * G - 1):
+        for j in range(Ts):
+            vals[q] += per[q, j] * w_sub[j]
+    g = np.empty(G)
+    v = np.empty(G)
+    for b in range(2):
+        s = signs[b]
+        ok = True
+        for q in range(G):
+            sel = q if (b == 0 or q == 0) else G + q - 1
+            g[q] = s * grid[q]
+            v[q] = vals[sel]
+            ok = ok and stable[sel]
+        st[b, 6] = 1.0 if ok else 0.0
+        i = int(np.argmin(v))
+        e1, e2 = g[max(i - 1, 0)], g[min(i + 1, G - 1)]
+        lo, hi = min(e1, e2), max(e1, e2)
+        st[b, 0], st[b, 1] = lo, hi
+        # the parabola through the best cell, in log|lambda|, away from lambda = 0
+        j = min(max(i, 2), G - 2)
+        x0, x1, x2 = np.log(abs(g[j - 1])), np.log(abs(g[j])), np.log(abs(g[j + 1]))
+        y0, y1, y2 = v[j - 1], v[j], v[j + 1]
+        s01 = (y1 - y0) / (x1 - x0)
+        p2 = ((y2 - y1) / (x2 - x1) - s01) / (x2 - x0)
+        p1 = s01 - p2 * (x0 + x1)
+        xv = s * np.exp(-p1 / (2 * p2)) if p2 > 0 else g[i]
+        if lo < xv < hi:
+            st[b, 2] = xv
+        else:
+            st[b, 2] = g[i] if g[i] != 0.0 else 0.5 * (lo + hi)
+    # Newton with three-point stencils, both branches in each evaluation: once on the coarse records,
+    # then on mid until the step is small
+    cells = st[:, :2].copy()
+    xs = np.empty(6)
+    live = np.empty(2, np.int64)
+    for it in range(MAX_ITER):
+        nl = 0
+        for b in range(2):
+            if st[b, 6] > 0 and st[b, 4] == 0:
+                _stencil3(st[b, 2], STENCIL, floor, xs, 3 * nl)
+                live[nl] = b
+                nl += 1
+        if nl == 0:
+            break
+        if it > 0 and mid_is_full:  # a short grid: straight to the full grid below
+            break
+        rec = sub if it == 0 else mid
+        w = w_sub if it == 0 else w_mid
+        rtol = 0.0 if it == 0 else SUB_RTOL
+        nr = rec.shape[0]
+        per = np.empty((3 * nl, nr))
+        stable = np.empty(3 * nl, np.bool_)
+        records(xs[: 3 * nl].copy(), sigma, P0b, tol, t, rec, Xb, per, dummy, False, stable)
+        counts[0] += 3 * nl
+        counts[1] += 3 * nl * nr
+        for k in range(nl):
+            b = live[k]
+            if not (stable[3 * k] and stable[3 * k + 1] and stable[3 * k + 2]):
+                st[b, 6] = 0.0
+                continue
+            f3 = np.zeros(3)
+            for q in range(3):
+                for j in range(nr):
+                    f3[q] += per[3 * k + q, j] * w[j]
+            fm, f0, fp = f3[0], f3[1], f3[2]
+            x = xs[3 * k + 1]
+            h = xs[3 * k + 2] - x
+            d2 = (fp - 2.0 * f0 + fm) / (h * h)
+            st[b, 3] = d2 if d2 > 0 else np.nan
+            _newton_step(st[b], x, (fp - fm) / (2.0 * h), rtol)
+            if it == 0:  # the coarse records' slope says little about the other records' bracket
+                st[b, 0], st[b, 1] = cells[b, 0], cells[b, 1]
+                if not st[b, 0] < st[b, 2] < st[b, 1]:
+                    st[b, 2] = x
+    # the full grid: Newton with three-point stencils from the subsample's minimum; a step within the
+    # stencil is the last (X_reg there: the quadratic interpolation of the stencil's three)
+    if not mid_is_full:
+        for b in range(2):
+            st[b, 4] = 0.0
+            st[b, 0], st[b, 1] = (0.0, np.inf) if b == 0 else (-np.inf, 0.0)
+    per = np.empty((6, T))
+    Xr = np.empty((m, n, 6, T))
+    stable = np.empty(6, np.bool_)
+    for _ in range(MAX_ITER):
+        nl = 0
+        for b in range(2):
+            if st[b, 6] > 0 and st[b, 4] == 0:
+                _stencil3(st[b, 2], FULL_STENCIL, floor, xs, 3 * nl)
+                live[nl] = b
+                nl += 1
+        if nl == 0:
+            break
+        pv = per[: 3 * nl]
+        Xv = Xr if nl == 2 else np.empty((m, n, 3, T))  # C-contiguous: the kernel stores vectors
+        sv = stable[: 3 * nl]
+        records(xs[: 3 * nl].copy(), sigma, P0b, tol, t, allrec, Xb, pv, Xv, True, sv)
+        counts[0] += 3 * nl
+        counts[1] += 3 * nl * T
+        for k in range(nl):
+            b = live[k]
+            if not (sv[3 * k] and sv[3 * k + 1] and sv[3 * k + 2]):
+                st[b, 6] = 0.0
+                continue
+            fm, f0, fp = pv[3 * k].sum(), pv[3 * k + 1].sum(), pv[3 * k + 2].sum()
+            x = xs[3 * k + 1]
+            h = xs[3 * k + 2] - x
+            d1, d2 = (fp - fm) / (2.0 * h), (fp - 2.0 * f0 + fm) / (h * h)
+            st[b, 3] = d2 if d2 > 0 else np.nan
+            _newton_step(st[b], x, d1, 0.0)
+            u = (st[b, 2] - x) / h
+            if d2 > 0 and abs(u) <= 1.0:  # Lagrange weights of x - h, x, x + h at the new x
+                c0, c1, c2 = 0.5 * u * (u - 1.0), 1.0 - u * u, 0.5 * u * (u + 1.0)
+                f = 0.0
+                for i in range(m):
+                    for j in range(n):
+                        for r in range(T):
+                            y = c0 * Xv[i, j, 3 * k, r] + c1 * Xv[i, j, 3 * k + 1, r] + c2 * Xv[i, j, 3 * k + 2, r]
+                            X_out[b, i, j, r] = y
+                            d = y - Xb[i, j, r]
+                            f += d * d
+                f_out[b] = f
+                has_X[b] = True
+                st[b, 4] = 1.0
+    for b in range(2):  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
+        if st[b, 6] > 0 and not has_X[b]:
+            xs[0] = st[b, 2]
+            X1 = np.empty((m, n, 1, T))
+            records(xs[:1].copy(), sigma, P0b, tol, t, allrec, Xb, per[:1], X1, True, stable[:1])
+            counts[0] += 1
+            counts[1] += T
+            st[b, 6] = 1.0 if stable[0] else 0.0
+            f = 0.0
             for i in range(m):
                 for j in range(n):
-                    for l in range(nv):
-                        X[i, j, li, j0 + l] = Xm[i, j, l]
+                    for r in range(T):
+                        y = X1[i, j, 0, r]
+                        X_out[b, i, j, r] = y
+                        d = y - Xb[i, j, r]
+                        f += d * d
+            f_out[b] = f

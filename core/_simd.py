@@ -6,9 +6,11 @@ vectorizer (which packs scalar locals too, but its compile time grows steeply wi
     A = zeros_lanes(d0, d1)     # a (d0, d1, LANES) work array, each (i, j) one 64-byte line
     x = load(A, i, j)           # A[i, j, :] (A C-contiguous, A.shape[2] == LANES: not checked)
     store(A, i, j, x)           # A[i, j, :] = x
+    store_at(a, k, x)           # a[k : k + LANES] = x (a 1-d C-contiguous, any k: not checked)
+    load_at(a, k)               # a[k : k + LANES]
     fma(x, y, acc)              # x * y + acc, rounded once (as the FMA a matmul uses)
     fnma(x, y, acc)             # acc - x * y, rounded once
-    add(x, y), sub(x, y), mul(x, y), div(x, y), zeros(), splat(s), lane(x, q)
+    add(x, y), sub(x, y), mul(x, y), div(x, y), sqrt(x), zeros(), splat(s), lane(x, q)
     absolute(x)                 # |x|
     maximum(x, y)               # Python's max(x, y) per lane: y if y > x else x
 
@@ -86,6 +88,41 @@ def store(typingctx, a, i, j, x):
     return sig, codegen
 
 
+def _is_flat(a) -> bool:
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
+
+
+@intrinsic
+def load_at(typingctx, a, k):
+    if not (_is_flat(a) and isinstance(k, types.Integer)):
+        return None
+    sig = f64lanes(a, types.intp)
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        kk = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(arr.data, [kk], inbounds=True), _VEC.as_pointer())
+        return builder.load(ptr, align=8)
+
+    return sig, codegen
+
+
+@intrinsic
+def store_at(typingctx, a, k, x):
+    if not (_is_flat(a) and isinstance(k, types.Integer) and x == f64lanes):
+        return None
+    sig = types.void(a, types.intp, f64lanes)
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        kk = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(arr.data, [kk], inbounds=True), _VEC.as_pointer())
+        builder.store(args[2], ptr, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 def _fused(negate: bool):
     """fma (x y + acc) or, negate, fnma (acc - x y): llvm.fma, one rounding; -x is exact (also for
     signed zeros)."""
@@ -129,16 +166,23 @@ mul = _binary("fmul")
 div = _binary("fdiv")
 
 
-@intrinsic
-def absolute(typingctx, x):
-    if x != f64lanes:
-        return None
+def _llvm_unary(name: str):
+    @intrinsic
+    def unary(typingctx, x):
+        if x != f64lanes:
+            return None
 
-    def codegen(context, builder, sig, args):
-        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC]), f"llvm.fabs.v{LANES}f64")
-        return builder.call(f, [args[0]])
+        def codegen(context, builder, sig, args):
+            fn = ir.FunctionType(_VEC, [_VEC])
+            return builder.call(cgutils.get_or_insert_function(builder.module, fn, f"llvm.{name}.v{LANES}f64"), args)
 
-    return f64lanes(f64lanes), codegen
+        return f64lanes(f64lanes), codegen
+
+    return unary
+
+
+absolute = _llvm_unary("fabs")
+sqrt = _llvm_unary("sqrt")  # correctly rounded per lane, as np.sqrt
 
 
 @intrinsic

@@ -42,7 +42,7 @@ COMPILED_FLOW_RHS_OVERHEAD_SECONDS = 1e-7
 # the λ₀ fit solves one (m + n)-square system per (λ, record) pair: LAMBDA0_FIT_RECORD_GRIDS times the
 # record grid's pairs per fit (measured 10.4–11.9 on Fig. 2 points, bench/lambda0_fit_cost.py), each a
 # Cholesky and a solve with min(m, n) right-hand sides, plus a per-pair overhead (numpy's path: ~3 µs per
-# pair in all; the compiled one: ~0.5 µs) and the search's own logic
+# pair in all; the compiled one, search included: ~0.25 µs) and the search's own logic
 LAMBDA0_FIT_RECORD_GRIDS = 13
 LAMBDA0_PAIR_OVERHEAD_SECONDS = 1.5e-6
 LAMBDA0_FIT_SECONDS = 2e-3

@@ -9,8 +9,9 @@ and one Gram matrix P0 = R0 R0^T in that basis serve every lambda (no eigendecom
 nothing of size k). An evaluation at L lambdas and T' record times is eq. (21)'s stable form with one
 (m + n) x (m + n) Cholesky per (lambda, t), all L T' of them at once with the batch as the last axis
 (`_shifted_cholesky_solve`: numpy's batched LAPACK calls cost ~3 us per 15 x 15 matrix in overhead).
-With numba (unless FLOWSWEEP_NUMBA=0) core/_lambda0_fused.py runs the same evaluation compiled, a batch
-of records of one lambda on the vectorized axis, and never forms X_reg where only the loss is wanted.
+With numba (unless FLOWSWEEP_NUMBA=0) core/_lambda0_fused.py runs the same evaluation compiled, eight
+(lambda, record) pairs per SIMD vector, never forming X_reg where only the loss is wanted, and the whole
+search below in one call (`_search_compiled`: the same steps as `_search`, no Python between them).
 
 The search, both branches (lambda > 0, lambda < 0) in every evaluation, each a few batched calls:
 1. a log grid of 10 |lambda| per sign (and 0) on ~17 record times picks a cell per branch, and one Newton
@@ -187,8 +188,11 @@ class RegularizedObjective:
         self.fused = compiled_module("flowsweep.core._lambda0_fused")  # None: the numpy path
         self.t = np.asarray(t, float)
         X = np.asarray(X, float)
-        XPsi = np.tensordot(PsiT, X, axes=(1, 2))  # X(t) in the basis B (two products, not T small ones)
-        self.Xb = np.ascontiguousarray(np.tensordot(Phi, XPsi, axes=(0, 2)))  # (m, n, T): the batch last
+        # X(t) in the basis B, (m, n, T) with the batch last: two products, not T small ones (what
+        # np.tensordot(Phi, np.tensordot(PsiT, X, (1, 2)), (0, 2)) computes, without its overhead)
+        T = len(self.t)
+        XPsi = np.dot(PsiT, X.transpose(2, 0, 1).reshape(n, T * m)).reshape(n, T, m)
+        self.Xb = np.dot(Phi.T, XPsi.transpose(2, 0, 1).reshape(m, n * T)).reshape(m, n, T)
         self.records = np.arange(len(self.t))
         self.n_evaluations = 0
         self.n_records = 0
@@ -349,8 +353,10 @@ class RegularizedObjective:
 
     def original_basis(self, Xb: FloatArray) -> FloatArray:
         """X(t) (m, n, T) in the basis B back in the original coordinates, (T, m, n)."""
-        out = np.tensordot(np.tensordot(self.Phi, Xb, axes=(1, 0)), self.PsiT, axes=(1, 0))
-        return np.ascontiguousarray(np.moveaxis(out, 1, 0))
+        m, n, T = Xb.shape  # Phi Xb(t) Psi^T for every t, as two products (np.tensordot's, directly)
+        PhiX = np.dot(self.Phi, Xb.reshape(m, n * T)).reshape(m, n, T)
+        out = np.dot(PhiX.transpose(0, 2, 1).reshape(m * T, n), self.PsiT).reshape(m, T, n)
+        return np.ascontiguousarray(out.transpose(1, 0, 2))
 
 
 @dataclass
@@ -437,6 +443,8 @@ def _branch_reference(
 def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     """Both branches' minima of f on the full record grid (see the module's docstring)."""
     T = len(obj.t)
+    if obj.fused is not None:
+        return _search_compiled(obj, L)
     floor = 1e-4 * L  # the coarse grid's smallest |lambda| > 0: the stencils' scale near lambda = 0
     branches = {s: _Branch(s, -np.inf, np.inf, 0.0, end=s * END * floor) for s in (1.0, -1.0)}
 
@@ -538,6 +546,35 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
             D = b.X - obj.Xb
             b.f = float(np.einsum("ijt,ijt->", D, D))
     return branches
+
+
+def _search_compiled(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
+    """`_search` in one call of the compiled kernel (core/_lambda0_fused.search: the same steps, with
+    no Python between the evaluations)."""
+    assert obj.fused is not None
+    T = len(obj.t)
+    sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
+    mid = _subsample(T, 12, 6)
+    grid = np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
+    consts = np.array([STENCIL, SUB_RTOL, FULL_STENCIL, MAX_ITER, END, 1e-4 * L])
+    st = np.empty((2, 7))
+    f = np.empty(2)
+    X = np.empty((2, obj.m, obj.n, T))
+    counts = np.zeros(2, np.int64)
+    obj.fused.search(
+        obj.sigma, obj.P0b, 1e-7 * obj.p0_max, obj.t, obj.Xb, grid, sub, _sum_weights(sub), mid, _sum_weights(mid),
+        len(mid) >= 0.6 * T, consts, st, f, X, counts,
+    )  # fmt: skip
+    obj.n_evaluations += int(counts[0])
+    obj.n_records += int(counts[1])
+    out = {}
+    for k, s in enumerate((1.0, -1.0)):
+        lo, hi, x, curvature, done, end, stable = st[k]
+        b = _Branch(s, lo, hi, x, curvature, bool(done), bool(stable), end)
+        if b.stable:
+            b.f, b.X = float(f[k]), X[k]
+        out[s] = b
+    return out
 
 
 def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray) -> Lambda0Fit:

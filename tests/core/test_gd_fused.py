@@ -169,3 +169,26 @@ def test_simd_absolute_and_maximum_are_pythons_per_lane():
     for q, (x, y) in enumerate(cases):
         for got, want in ((A[1, 0, q], abs(x)), (A[1, 1, q], max(x, y))):
             assert (np.isnan(got) and np.isnan(want)) or (got == want and np.signbit(got) == np.signbit(want)), (q, got)
+
+
+def test_simd_sqrt_and_unaligned_loads_and_stores():
+    """core/_simd.py: sqrt is np.sqrt in every lane (correctly rounded); load_at and store_at move
+    LANES consecutive entries at any offset of a flat array, and nothing else."""
+    from numba import njit
+
+    from flowsweep.core._simd import LANES, load, load_at, sqrt, store, store_at, zeros_lanes
+
+    @njit
+    def run(A, a, k, out):
+        store(A, 1, 0, sqrt(load(A, 0, 0)))
+        store_at(out, k + 1, load_at(a, k))
+
+    A = zeros_lanes(2, 1)
+    A[0, 0] = 2.0 + np.arange(LANES) * 0.37
+    a = np.arange(40.0)
+    out = np.zeros(40)
+    run(A, a, 3, out)
+    np.testing.assert_array_equal(A[1, 0], np.sqrt(A[0, 0]))
+    want = np.zeros(40)
+    want[4 : 4 + LANES] = a[3 : 3 + LANES]
+    np.testing.assert_array_equal(out, want)

@@ -63,11 +63,14 @@ def test_compiled_evaluation_equals_numpy(case, monkeypatch):
 
 @pytest.mark.parametrize("case", list(POINTS))
 def test_same_minima_compiled_and_numpy(case, monkeypatch):
+    """The compiled search (core/_lambda0_fused.search, one call) against the numpy path's Python
+    search: the same steps (the same evaluations and (lambda, record) pairs) and the same minima."""
     args = POINTS[case]()
     monkeypatch.setattr(compiled, "USE_COMPILED", True)
     fast = lambda0_fit(*args)
     monkeypatch.setattr(compiled, "USE_COMPILED", False)
     slow = lambda0_fit(*args)
+    assert (fast.n_evaluations, fast.n_records) == (slow.n_evaluations, slow.n_records)
     for a, b in ((fast.pos, slow.pos), (fast.neg, slow.neg)):
         assert a.lambda0 == pytest.approx(b.lambda0, rel=1e-9, abs=1e-300)
         assert a.loss == pytest.approx(b.loss, rel=1e-9)
