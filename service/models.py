@@ -125,25 +125,23 @@ class Point(Base):
     # The runner (service.leadership.Leadership.owner) that flipped it to running (revision 0004).
     owner: Mapped[str | None] = mapped_column(String(64))
 
-    # PointConfig fields (core/types.py), each typed. Indexed for the result filters: the axes (the
-    # covering indexes below, eta, depth, data_scale); not those a sweep holds fixed (revision 0009:
-    # every point's insert, and on Postgres every status change, paid for each index).
-    model: Mapped[str] = mapped_column(String(16))
-    init: Mapped[str] = mapped_column(String(16))
-    integrator: Mapped[str] = mapped_column(String(8))
-    m: Mapped[int] = mapped_column(Integer)
-    n: Mapped[int] = mapped_column(Integer)
+    # PointConfig fields (core/types.py), each typed and indexed for the result filters.
+    model: Mapped[str] = mapped_column(String(16), index=True)
+    init: Mapped[str] = mapped_column(String(16), index=True)
+    integrator: Mapped[str] = mapped_column(String(8), index=True)
+    m: Mapped[int] = mapped_column(Integer, index=True)
+    n: Mapped[int] = mapped_column(Integer, index=True)
     k: Mapped[int] = mapped_column(Integer)  # indexed below (covering)
     init_scale: Mapped[float] = mapped_column(Double)  # indexed below (covering)
     lambda0: Mapped[float] = mapped_column(Double)  # indexed below (covering)
     seed: Mapped[int] = mapped_column(Integer)  # indexed below (covering)
     eta: Mapped[float] = mapped_column(Double, index=True)
-    steps: Mapped[int] = mapped_column(Integer)
-    record_every: Mapped[int] = mapped_column(Integer)
-    tol: Mapped[float] = mapped_column(Double)
-    data_seed: Mapped[int | None] = mapped_column(Integer)
-    fit_lambda0: Mapped[bool] = mapped_column(Boolean)
-    n_samples: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer, index=True)
+    record_every: Mapped[int] = mapped_column(Integer, index=True)
+    tol: Mapped[float] = mapped_column(Double, index=True)
+    data_seed: Mapped[int | None] = mapped_column(Integer, index=True)
+    fit_lambda0: Mapped[bool] = mapped_column(Boolean, index=True)
+    n_samples: Mapped[int] = mapped_column(Integer, index=True)
     depth: Mapped[int | None] = mapped_column(Integer, index=True)  # model deep only (revision 0004)
     y_singular_values: Mapped[list | None] = mapped_column(JSON)
     data_scale: Mapped[float] = mapped_column(Double, index=True, default=1.0, server_default="1.0")
