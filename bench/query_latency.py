@@ -49,6 +49,10 @@ QUERIES = [
     ("k=50&init_scale=0.1", {"k": 50, "init_scale": 0.1, "limit": 100}),
     ("sweep 1: seed=7&lambda0=0.5", {"seed": 7, "lambda0": 0.5, "limit": 100, "_sweep": 1}),
     ("status=done&k_min=80", {"status": PointStatus.DONE, "k_min": 80, "limit": 100}),
+    # parameters a sweep holds fixed (its single-column indexes: each costs every point's insert, and on
+    # Postgres every status change; without them, the first of these is a full scan, 150-330 ms)
+    ("m=6 (no point)", {"m": 6, "limit": 100}),
+    ("steps=4000&seed=7", {"steps": 4000, "seed": 7, "limit": 100}),
 ]
 
 POINT_COLS = [

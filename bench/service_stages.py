@@ -141,7 +141,7 @@ def stages(url: str, n: int, chunk: int, order: str = "identity") -> Clock:
                 rows = store.pending_page(s, sid, str(cursor), 1000)
             else:
                 rows = _id_page(s, sid, int(cursor), 1000)
-        page = [(r[0], PointConfig(**dict(zip(PARAM_FIELDS, r[2:])))) for r in rows]
+        page = [(r[0], PointConfig(*r[2:])) for r in rows]  # as scheduling.Scheduler._buffer
         t.stop("read")
         if not rows:
             break

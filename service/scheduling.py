@@ -58,7 +58,7 @@ from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size, stream_max
 
 from . import store
 from .db import make_read_session_factory, session_scope
-from .models import PARAM_FIELDS, utcnow
+from .models import utcnow
 from .progress import ProgressBook
 from .writer import Outcomes, ResultWriter
 
@@ -305,7 +305,7 @@ class Scheduler:
         if rows:
             st.cursor = rows[-1][1]
         for r in rows:
-            cfg = PointConfig(**dict(zip(PARAM_FIELDS, r[2:])))
+            cfg = PointConfig(*r[2:])  # PARAM_FIELDS are PointConfig's fields in order: no dict per point
             st.buffer.setdefault(cfg.shape_key(), deque()).append((r[0], cfg))
 
     # ------------------------------------------------------------------ cancel

@@ -151,3 +151,38 @@ def test_a_sweeps_points_get_ids_in_identity_order(engine):
         ).all()
     assert len(rows) == 80 and len({(k, seed) for _, _, k, seed in rows}) == 80
     assert [r.identity for r in sorted(rows)] == sorted(r.identity for r in rows)
+
+
+def test_sqlite_connections_get_the_larger_page_cache(engine):
+    """Every SQLite connection of make_engine has SQLITE_CACHE_KIB of page cache (the status flips'
+    pages stay in it), not SQLite's 2 MB default."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("an SQLite pragma")
+    from flowsweep.service.db import SQLITE_CACHE_KIB
+
+    conns = [engine.raw_connection() for _ in range(2)]  # a second one: the pool's next connection too
+    try:
+        got = [c.cursor().execute("PRAGMA cache_size").fetchone()[0] for c in conns]
+        assert got == [-SQLITE_CACHE_KIB] * 2
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_a_pending_pages_parameters_are_the_points_configs_in_field_order(engine):
+    """store.pending_page's rows are (id, identity, *PARAM_FIELDS): PointConfig(*row[2:]) (the
+    runner's scheduler builds its configs so, without a dict per point) is the point's config as
+    the ORM builds it field by field (Point.config), list parameters included."""
+    body = {"name": "p", "model": "asymmetric", "m": 2, "n": 3, "eta": 0.01, "steps": 5, "data_seed": 7}
+    body |= {"y_singular_values": [2.0, 0.5], "tol": 0.02, "record_every": 5}
+    body["axes"] = {"k": [4, 8], "lambda0": [0.0, 0.25], "seed": {"range": [0, 5]}}
+    spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
+    with Session(engine) as s, s.begin():
+        sweep, _ = store.insert_sweep(s, spec, {"name": "p"})
+        rows = store.pending_page(s, sweep.id, "", 1000)
+        by_id = {p.id: p.config() for p in s.execute(sa.select(Point).where(Point.sweep_id == sweep.id)).scalars()}
+    assert len(rows) == 20 == len(by_id)
+    for r in rows:
+        cfg = PointConfig(*r[2:])
+        assert cfg == by_id[r[0]] and hash(cfg) == hash(by_id[r[0]])
+        assert cfg.y_singular_values == (2.0, 0.5) and cfg.data_seed == 7
