@@ -169,6 +169,20 @@ def test_sqlite_connections_get_the_larger_page_cache(engine):
             c.close()
 
 
+def test_autocommit_statements_are_committed(engine):
+    """An AUTOCOMMIT connection commits each statement on both databases (on SQLite the engine's
+    own BEGIN, emitted for every transaction, used to swallow them: rolled back at close)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.exec_driver_sql("CREATE TABLE autocommit_probe (x integer)")
+        c.exec_driver_sql("INSERT INTO autocommit_probe VALUES (7)")
+    try:
+        with engine.connect() as c:
+            assert c.exec_driver_sql("SELECT x FROM autocommit_probe").scalar_one() == 7
+    finally:
+        with engine.begin() as c:
+            c.exec_driver_sql("DROP TABLE IF EXISTS autocommit_probe")
+
+
 def test_a_pending_pages_parameters_are_the_points_configs_in_field_order(engine):
     """store.pending_page's rows are (id, identity, *PARAM_FIELDS): PointConfig(*row[2:]) (the
     runner's scheduler builds its configs so, without a dict per point) is the point's config as
