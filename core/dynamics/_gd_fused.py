@@ -11,7 +11,7 @@ lane, the lane axis last). Same steps, checks and records as gd_linear's numpy l
 import numpy as np
 from numba import njit
 
-from .._simd import LANES, add, fma, fnma, lane, load, store, sub, zeros, zeros_lanes
+from .._simd import LANES, add, fma, fnma, lane, load, mul, store, sub, zeros, zeros_lanes
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -377,6 +377,8 @@ def _gram(U, V, Q):
     n = V.shape[0]
     for a in range(0, r - r % 4, 4):
         for c in range(0, r - r % 4, 4):
+            if c + 3 < a:
+                continue
             t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t1_2 = zeros(); t1_3 = zeros(); t2_0 = zeros(); t2_1 = zeros(); t2_2 = zeros(); t2_3 = zeros(); t3_0 = zeros(); t3_1 = zeros(); t3_2 = zeros(); t3_3 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0); x1 = load(U, k, a + 1); x2 = load(U, k, a + 2); x3 = load(U, k, a + 3)
@@ -386,24 +388,26 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0); x1 = load(V, k, a + 1); x2 = load(V, k, a + 2); x3 = load(V, k, a + 3)
                 y0 = load(V, k, c + 0); y1 = load(V, k, c + 1); y2 = load(V, k, c + 2); y3 = load(V, k, c + 3)
                 t0_0 = fnma(x0, y0, t0_0); t0_1 = fnma(x0, y1, t0_1); t0_2 = fnma(x0, y2, t0_2); t0_3 = fnma(x0, y3, t0_3); t1_0 = fnma(x1, y0, t1_0); t1_1 = fnma(x1, y1, t1_1); t1_2 = fnma(x1, y2, t1_2); t1_3 = fnma(x1, y3, t1_3); t2_0 = fnma(x2, y0, t2_0); t2_1 = fnma(x2, y1, t2_1); t2_2 = fnma(x2, y2, t2_2); t2_3 = fnma(x2, y3, t2_3); t3_0 = fnma(x3, y0, t3_0); t3_1 = fnma(x3, y1, t3_1); t3_2 = fnma(x3, y2, t3_2); t3_3 = fnma(x3, y3, t3_3)
-            store(Q, a + 0, c + 0, t0_0)
-            store(Q, a + 0, c + 1, t0_1)
-            store(Q, a + 0, c + 2, t0_2)
-            store(Q, a + 0, c + 3, t0_3)
-            store(Q, a + 1, c + 0, t1_0)
-            store(Q, a + 1, c + 1, t1_1)
-            store(Q, a + 1, c + 2, t1_2)
-            store(Q, a + 1, c + 3, t1_3)
-            store(Q, a + 2, c + 0, t2_0)
-            store(Q, a + 2, c + 1, t2_1)
-            store(Q, a + 2, c + 2, t2_2)
-            store(Q, a + 2, c + 3, t2_3)
-            store(Q, a + 3, c + 0, t3_0)
-            store(Q, a + 3, c + 1, t3_1)
-            store(Q, a + 3, c + 2, t3_2)
-            store(Q, a + 3, c + 3, t3_3)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+            store(Q, a + 0, c + 1, t0_1); store(Q, c + 1, a + 0, t0_1)
+            store(Q, a + 0, c + 2, t0_2); store(Q, c + 2, a + 0, t0_2)
+            store(Q, a + 0, c + 3, t0_3); store(Q, c + 3, a + 0, t0_3)
+            store(Q, a + 1, c + 0, t1_0); store(Q, c + 0, a + 1, t1_0)
+            store(Q, a + 1, c + 1, t1_1); store(Q, c + 1, a + 1, t1_1)
+            store(Q, a + 1, c + 2, t1_2); store(Q, c + 2, a + 1, t1_2)
+            store(Q, a + 1, c + 3, t1_3); store(Q, c + 3, a + 1, t1_3)
+            store(Q, a + 2, c + 0, t2_0); store(Q, c + 0, a + 2, t2_0)
+            store(Q, a + 2, c + 1, t2_1); store(Q, c + 1, a + 2, t2_1)
+            store(Q, a + 2, c + 2, t2_2); store(Q, c + 2, a + 2, t2_2)
+            store(Q, a + 2, c + 3, t2_3); store(Q, c + 3, a + 2, t2_3)
+            store(Q, a + 3, c + 0, t3_0); store(Q, c + 0, a + 3, t3_0)
+            store(Q, a + 3, c + 1, t3_1); store(Q, c + 1, a + 3, t3_1)
+            store(Q, a + 3, c + 2, t3_2); store(Q, c + 2, a + 3, t3_2)
+            store(Q, a + 3, c + 3, t3_3); store(Q, c + 3, a + 3, t3_3)
     for a in range(r - r % 4, r - r % 2, 2):
         for c in range(0, r - r % 4, 4):
+            if c + 3 < a:
+                continue
             t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t1_2 = zeros(); t1_3 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0); x1 = load(U, k, a + 1)
@@ -413,16 +417,18 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0); x1 = load(V, k, a + 1)
                 y0 = load(V, k, c + 0); y1 = load(V, k, c + 1); y2 = load(V, k, c + 2); y3 = load(V, k, c + 3)
                 t0_0 = fnma(x0, y0, t0_0); t0_1 = fnma(x0, y1, t0_1); t0_2 = fnma(x0, y2, t0_2); t0_3 = fnma(x0, y3, t0_3); t1_0 = fnma(x1, y0, t1_0); t1_1 = fnma(x1, y1, t1_1); t1_2 = fnma(x1, y2, t1_2); t1_3 = fnma(x1, y3, t1_3)
-            store(Q, a + 0, c + 0, t0_0)
-            store(Q, a + 0, c + 1, t0_1)
-            store(Q, a + 0, c + 2, t0_2)
-            store(Q, a + 0, c + 3, t0_3)
-            store(Q, a + 1, c + 0, t1_0)
-            store(Q, a + 1, c + 1, t1_1)
-            store(Q, a + 1, c + 2, t1_2)
-            store(Q, a + 1, c + 3, t1_3)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+            store(Q, a + 0, c + 1, t0_1); store(Q, c + 1, a + 0, t0_1)
+            store(Q, a + 0, c + 2, t0_2); store(Q, c + 2, a + 0, t0_2)
+            store(Q, a + 0, c + 3, t0_3); store(Q, c + 3, a + 0, t0_3)
+            store(Q, a + 1, c + 0, t1_0); store(Q, c + 0, a + 1, t1_0)
+            store(Q, a + 1, c + 1, t1_1); store(Q, c + 1, a + 1, t1_1)
+            store(Q, a + 1, c + 2, t1_2); store(Q, c + 2, a + 1, t1_2)
+            store(Q, a + 1, c + 3, t1_3); store(Q, c + 3, a + 1, t1_3)
     for a in range(r - r % 2, r, 1):
         for c in range(0, r - r % 4, 4):
+            if c + 3 < a:
+                continue
             t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0)
@@ -432,12 +438,14 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0)
                 y0 = load(V, k, c + 0); y1 = load(V, k, c + 1); y2 = load(V, k, c + 2); y3 = load(V, k, c + 3)
                 t0_0 = fnma(x0, y0, t0_0); t0_1 = fnma(x0, y1, t0_1); t0_2 = fnma(x0, y2, t0_2); t0_3 = fnma(x0, y3, t0_3)
-            store(Q, a + 0, c + 0, t0_0)
-            store(Q, a + 0, c + 1, t0_1)
-            store(Q, a + 0, c + 2, t0_2)
-            store(Q, a + 0, c + 3, t0_3)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+            store(Q, a + 0, c + 1, t0_1); store(Q, c + 1, a + 0, t0_1)
+            store(Q, a + 0, c + 2, t0_2); store(Q, c + 2, a + 0, t0_2)
+            store(Q, a + 0, c + 3, t0_3); store(Q, c + 3, a + 0, t0_3)
     for a in range(0, r - r % 4, 4):
         for c in range(r - r % 4, r - r % 2, 2):
+            if c + 1 < a:
+                continue
             t0_0 = zeros(); t0_1 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t2_0 = zeros(); t2_1 = zeros(); t3_0 = zeros(); t3_1 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0); x1 = load(U, k, a + 1); x2 = load(U, k, a + 2); x3 = load(U, k, a + 3)
@@ -447,16 +455,18 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0); x1 = load(V, k, a + 1); x2 = load(V, k, a + 2); x3 = load(V, k, a + 3)
                 y0 = load(V, k, c + 0); y1 = load(V, k, c + 1)
                 t0_0 = fnma(x0, y0, t0_0); t0_1 = fnma(x0, y1, t0_1); t1_0 = fnma(x1, y0, t1_0); t1_1 = fnma(x1, y1, t1_1); t2_0 = fnma(x2, y0, t2_0); t2_1 = fnma(x2, y1, t2_1); t3_0 = fnma(x3, y0, t3_0); t3_1 = fnma(x3, y1, t3_1)
-            store(Q, a + 0, c + 0, t0_0)
-            store(Q, a + 0, c + 1, t0_1)
-            store(Q, a + 1, c + 0, t1_0)
-            store(Q, a + 1, c + 1, t1_1)
-            store(Q, a + 2, c + 0, t2_0)
-            store(Q, a + 2, c + 1, t2_1)
-            store(Q, a + 3, c + 0, t3_0)
-            store(Q, a + 3, c + 1, t3_1)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+            store(Q, a + 0, c + 1, t0_1); store(Q, c + 1, a + 0, t0_1)
+            store(Q, a + 1, c + 0, t1_0); store(Q, c + 0, a + 1, t1_0)
+            store(Q, a + 1, c + 1, t1_1); store(Q, c + 1, a + 1, t1_1)
+            store(Q, a + 2, c + 0, t2_0); store(Q, c + 0, a + 2, t2_0)
+            store(Q, a + 2, c + 1, t2_1); store(Q, c + 1, a + 2, t2_1)
+            store(Q, a + 3, c + 0, t3_0); store(Q, c + 0, a + 3, t3_0)
+            store(Q, a + 3, c + 1, t3_1); store(Q, c + 1, a + 3, t3_1)
     for a in range(r - r % 4, r - r % 2, 2):
         for c in range(r - r % 4, r - r % 2, 2):
+            if c + 1 < a:
+                continue
             t0_0 = zeros(); t0_1 = zeros(); t1_0 = zeros(); t1_1 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0); x1 = load(U, k, a + 1)
@@ -466,12 +476,14 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0); x1 = load(V, k, a + 1)
                 y0 = load(V, k, c + 0); y1 = load(V, k, c + 1)
                 t0_0 = fnma(x0, y0, t0_0); t0_1 = fnma(x0, y1, t0_1); t1_0 = fnma(x1, y0, t1_0); t1_1 = fnma(x1, y1, t1_1)
-            store(Q, a + 0, c + 0, t0_0)
-            store(Q, a + 0, c + 1, t0_1)
-            store(Q, a + 1, c + 0, t1_0)
-            store(Q, a + 1, c + 1, t1_1)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+            store(Q, a + 0, c + 1, t0_1); store(Q, c + 1, a + 0, t0_1)
+            store(Q, a + 1, c + 0, t1_0); store(Q, c + 0, a + 1, t1_0)
+            store(Q, a + 1, c + 1, t1_1); store(Q, c + 1, a + 1, t1_1)
     for a in range(r - r % 2, r, 1):
         for c in range(r - r % 4, r - r % 2, 2):
+            if c + 1 < a:
+                continue
             t0_0 = zeros(); t0_1 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0)
@@ -481,10 +493,12 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0)
                 y0 = load(V, k, c + 0); y1 = load(V, k, c + 1)
                 t0_0 = fnma(x0, y0, t0_0); t0_1 = fnma(x0, y1, t0_1)
-            store(Q, a + 0, c + 0, t0_0)
-            store(Q, a + 0, c + 1, t0_1)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+            store(Q, a + 0, c + 1, t0_1); store(Q, c + 1, a + 0, t0_1)
     for a in range(0, r - r % 4, 4):
         for c in range(r - r % 2, r, 1):
+            if c + 0 < a:
+                continue
             t0_0 = zeros(); t1_0 = zeros(); t2_0 = zeros(); t3_0 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0); x1 = load(U, k, a + 1); x2 = load(U, k, a + 2); x3 = load(U, k, a + 3)
@@ -494,12 +508,14 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0); x1 = load(V, k, a + 1); x2 = load(V, k, a + 2); x3 = load(V, k, a + 3)
                 y0 = load(V, k, c + 0)
                 t0_0 = fnma(x0, y0, t0_0); t1_0 = fnma(x1, y0, t1_0); t2_0 = fnma(x2, y0, t2_0); t3_0 = fnma(x3, y0, t3_0)
-            store(Q, a + 0, c + 0, t0_0)
-            store(Q, a + 1, c + 0, t1_0)
-            store(Q, a + 2, c + 0, t2_0)
-            store(Q, a + 3, c + 0, t3_0)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+            store(Q, a + 1, c + 0, t1_0); store(Q, c + 0, a + 1, t1_0)
+            store(Q, a + 2, c + 0, t2_0); store(Q, c + 0, a + 2, t2_0)
+            store(Q, a + 3, c + 0, t3_0); store(Q, c + 0, a + 3, t3_0)
     for a in range(r - r % 4, r - r % 2, 2):
         for c in range(r - r % 2, r, 1):
+            if c + 0 < a:
+                continue
             t0_0 = zeros(); t1_0 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0); x1 = load(U, k, a + 1)
@@ -509,10 +525,12 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0); x1 = load(V, k, a + 1)
                 y0 = load(V, k, c + 0)
                 t0_0 = fnma(x0, y0, t0_0); t1_0 = fnma(x1, y0, t1_0)
-            store(Q, a + 0, c + 0, t0_0)
-            store(Q, a + 1, c + 0, t1_0)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+            store(Q, a + 1, c + 0, t1_0); store(Q, c + 0, a + 1, t1_0)
     for a in range(r - r % 2, r, 1):
         for c in range(r - r % 2, r, 1):
+            if c + 0 < a:
+                continue
             t0_0 = zeros()
             for k in range(m):
                 x0 = load(U, k, a + 0)
@@ -522,7 +540,20 @@ def _gram(U, V, Q):
                 x0 = load(V, k, a + 0)
                 y0 = load(V, k, c + 0)
                 t0_0 = fnma(x0, y0, t0_0)
-            store(Q, a + 0, c + 0, t0_0)
+            store(Q, a + 0, c + 0, t0_0); store(Q, c + 0, a + 0, t0_0)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _drift2(Q, Q0, d2):
+    """d2 = ||Q - Q0||_F^2 of every lane, summed row by row."""
+    r = Q.shape[0]
+    s = zeros()
+    for a in range(r):
+        for c in range(r):
+            z = sub(load(Q, a, c), load(Q0, a, c))
+            s = add(s, mul(z, z))
+    for q in range(LANES):
+        d2[q] = lane(s, q)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -550,6 +581,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
     Q0 = zeros_lanes(r, r)
     Q = zeros_lanes(r, r)
     r2 = np.zeros(L)
+    d2 = np.zeros(L)
     pt = np.full(L, -1, dtype=np.int64)  # the point in each lane, -1 idle
     it = np.zeros(L, dtype=np.int64)  # its iteration
     rec = np.zeros(L, dtype=np.int64)  # its next record
@@ -617,7 +649,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
             if not (e2 <= frz2[p]):
                 all_below[q] = False
             w[q] += 1
-            is_rec = rec[q] < T and i % record_every == 0
+            is_rec = rec[q] < T and i == rec[q] * record_every  # no division in the step
             if not (w[q] == window or is_rec or i == steps):
                 continue
             gone = False
@@ -647,6 +679,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 need_gram = True
         if need_gram:
             _gram(U, V, Q)
+            _drift2(Q, Q0, d2)
         for q in range(L):
             p = pt[q]
             if act[q] == 0 or p < 0:
@@ -656,12 +689,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
             if act[q] & 2 and i != steps:  # a point that leaves early repeats its state to the end
                 stop = T
                 iterations[p] = i
-            d2q = 0.0
-            if stop > rec[q]:
-                for a in range(r):
-                    for c in range(r):
-                        z = Q[a, c, q] - Q0[a, c, q]
-                        d2q += z * z
+            d2q = d2[q]
             for t in range(rec[q], stop):
                 for a in range(m):
                     for c in range(n):

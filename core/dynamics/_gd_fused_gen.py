@@ -38,19 +38,25 @@ def _sections(size: str, width: int) -> list[tuple[int, str, str]]:
     return out
 
 
-def _product(rows: str, cols: str, terms: list[tuple[str, str, str, str]], finish: str) -> list[str]:
+def _product(
+    rows: str, cols: str, terms: list[tuple[str, str, str, str]], finish: str, upper: bool = False
+) -> list[str]:
     """Loops over the outputs (i, j) of a product, i < rows, j < cols, in register tiles of at
     most ROWS x COLS outputs, each output t summed in order from 0: for each term
     (red, A, B, op), over k < red, t = fma(A(i, k), B(j, k), t) (op "+") or fnma (op "-").
 
     A and B are `load` arguments formatted with {i} or {j} and {k}; `finish` is the statement
-    that writes output (i, j) from its accumulator {t}."""
+    that writes output (i, j) from its accumulator {t}. `upper`: a symmetric product (A = B),
+    only the tiles that reach the diagonal or above it (`finish` writes (j, i) too)."""
     lines: list[str] = []
     for cb, c0, c1 in _sections(cols, COLS):
         for rb, r0, r1 in _sections(rows, ROWS):
             tile = [(i, j) for i in range(rb) for j in range(cb)]
             lines.append(f"    for a in range({r0}, {r1}, {rb}):")
             lines.append(f"        for c in range({c0}, {c1}, {cb}):")
+            if upper:
+                lines.append(f"            if c + {cb - 1} < a:")
+                lines.append("                continue")
             lines.append("            " + "; ".join(f"t{i}_{j} = zeros()" for i, j in tile))
             for red, A, B, op in terms:
                 fn = "fma" if op == "+" else "fnma"
@@ -78,11 +84,13 @@ def source() -> str:
     grad_v = _product(
         "n", "r", [("m", "R, {k}, {i}", "U, {k}, {j}", "+")], "store(V, {i}, {j}, add(load(V, {i}, {j}), {t}))"
     )
+    # Q is symmetric to the bit (fma(x, y, t) = fma(y, x, t)): the upper tiles, mirrored
     gram = _product(
         "r",
         "r",
         [("m", "U, {k}, {i}", "U, {k}, {j}", "+"), ("n", "V, {k}, {i}", "V, {k}, {j}", "-")],
-        "store(Q, {i}, {j}, {t})",
+        "store(Q, {i}, {j}, {t}); store(Q, {j}, {i}, {t})",
+        upper=True,
     )
     body = "\n".join(
         [
@@ -120,6 +128,19 @@ def source() -> str:
             *gram,
             "",
             "",
+            DECORATOR,
+            "def _drift2(Q, Q0, d2):",
+            '    """d2 = ||Q - Q0||_F^2 of every lane, summed row by row."""',
+            "    r = Q.shape[0]",
+            "    s = zeros()",
+            "    for a in range(r):",
+            "        for c in range(r):",
+            "            z = sub(load(Q, a, c), load(Q0, a, c))",
+            "            s = add(s, mul(z, z))",
+            "    for q in range(LANES):",
+            "        d2[q] = lane(s, q)",
+            "",
+            "",
             LOOP,
         ]
     )
@@ -139,7 +160,7 @@ lane, the lane axis last). Same steps, checks and records as gd_linear's numpy l
 import numpy as np
 from numba import njit
 
-from .._simd import LANES, add, fma, fnma, lane, load, store, sub, zeros, zeros_lanes'''
+from .._simd import LANES, add, fma, fnma, lane, load, mul, store, sub, zeros, zeros_lanes'''
 
 DECORATOR = '@njit(cache=True, error_model="numpy", nogil=True)'
 
@@ -170,6 +191,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
     Q0 = zeros_lanes(r, r)
     Q = zeros_lanes(r, r)
     r2 = np.zeros(L)
+    d2 = np.zeros(L)
     pt = np.full(L, -1, dtype=np.int64)  # the point in each lane, -1 idle
     it = np.zeros(L, dtype=np.int64)  # its iteration
     rec = np.zeros(L, dtype=np.int64)  # its next record
@@ -237,7 +259,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
             if not (e2 <= frz2[p]):
                 all_below[q] = False
             w[q] += 1
-            is_rec = rec[q] < T and i % record_every == 0
+            is_rec = rec[q] < T and i == rec[q] * record_every  # no division in the step
             if not (w[q] == window or is_rec or i == steps):
                 continue
             gone = False
@@ -267,6 +289,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 need_gram = True
         if need_gram:
             _gram(U, V, Q)
+            _drift2(Q, Q0, d2)
         for q in range(L):
             p = pt[q]
             if act[q] == 0 or p < 0:
@@ -276,12 +299,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
             if act[q] & 2 and i != steps:  # a point that leaves early repeats its state to the end
                 stop = T
                 iterations[p] = i
-            d2q = 0.0
-            if stop > rec[q]:
-                for a in range(r):
-                    for c in range(r):
-                        z = Q[a, c, q] - Q0[a, c, q]
-                        d2q += z * z
+            d2q = d2[q]
             for t in range(rec[q], stop):
                 for a in range(m):
                     for c in range(n):
