@@ -193,29 +193,41 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
     r2 = np.zeros(L)
     d2 = np.zeros(L)
     pt = np.full(L, -1, dtype=np.int64)  # the point in each lane, -1 idle
-    it = np.zeros(L, dtype=np.int64)  # its iteration
+    g0 = np.zeros(L, dtype=np.int64)  # the step g of its iteration 0
     rec = np.zeros(L, dtype=np.int64)  # its next record
-    w = np.zeros(L, dtype=np.int64)  # steps in its current window
+    w0 = np.zeros(L, dtype=np.int64)  # its current window: steps g0 + 1 .. g (w = g - w0)
+    ev = np.full(L, -1, dtype=np.int64)  # the step of its next window end, record or last step
+    # a step of a lane is quiet (nothing to note) while lo < r2 <= hi: below hi no divergence
+    # (nor, while all_below, r2 > frz2); above lo no time to tol (-inf once it is decided)
+    lo = np.full(L, -np.inf)
+    hi = np.full(L, np.inf)
     first_bad = np.full(L, -1, dtype=np.int64)  # first bad iteration in the window
     all_below = np.ones(L, dtype=np.bool_)  # r2 <= frz2 over the whole window
     below = np.zeros(L, dtype=np.int64)  # steps of whole windows below frz2 in a row
     act = np.zeros(L, dtype=np.int64)
     nxt = 0
+    busy = 0
     g = 0
+    refill = 0  # the next step at which idle lanes take points (a multiple of period)
     while True:
-        if g % period == 0:  # idle lanes take the next points
+        if g == refill:  # idle lanes take the next points
+            refill += period
             loaded = False
             for q in range(L):
                 if pt[q] < 0 and nxt < B:
                     p = nxt
                     nxt += 1
+                    busy += 1
                     pt[q] = p
-                    it[q] = 0
+                    g0[q] = g
                     rec[q] = 0
-                    w[q] = 0
+                    w0[q] = g - 1
+                    ev[q] = g  # iteration 0 is a record
                     first_bad[q] = -1
                     all_below[q] = True
                     below[q] = 0
+                    lo[q] = tol2[p] if np.isnan(ttt[p]) else -np.inf
+                    hi[q] = min(thr2[p], frz2[p])
                     for a in range(m):
                         for c in range(r):
                             U[a, c, q] = U0[p, a, c]
@@ -229,28 +241,24 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
             if loaded:  # Q0 by the same code as every later Q (the drift starts at 0 exactly)
                 _gram(U, V, Q)
                 for q in range(L):
-                    if pt[q] >= 0 and it[q] == 0:
+                    if pt[q] >= 0 and g0[q] == g:
                         for a in range(r):
                             for c in range(r):
                                 Q0[a, c, q] = Q[a, c, q]
-        busy = False
-        for q in range(L):
-            if pt[q] >= 0:
-                busy = True
-        if not busy:
+        if busy == 0:
             if nxt >= B:
                 break
-            g += period - g % period  # every lane waits for the next points: skip to them
+            g = refill  # every lane waits for the next points: skip to them
             continue
         _residual(U, V, sY, X, R, r2)
-        need_gram = False
+        any_event = False
         for q in range(L):
             act[q] = 0
-            p = pt[q]
-            if p < 0:
-                continue
-            i = it[q]
             e2 = r2[q]
+            if lo[q] < e2 and e2 <= hi[q] and g != ev[q]:
+                continue  # idle lanes too (lo = -inf, hi = inf, r2 = 0, ev = -1)
+            p = pt[q]
+            i = g - g0[q]
             if not (e2 <= thr2[p]):  # catches nan and inf too
                 if first_bad[q] < 0:
                     first_bad[q] = i
@@ -258,10 +266,12 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 ttt[p] = i * eta
             if not (e2 <= frz2[p]):
                 all_below[q] = False
-            w[q] += 1
-            is_rec = rec[q] < T and i == rec[q] * record_every  # no division in the step
-            if not (w[q] == window or is_rec or i == steps):
+            if g != ev[q]:
+                lo[q] = tol2[p] if first_bad[q] < 0 and np.isnan(ttt[p]) else -np.inf
+                hi[q] = min(thr2[p], frz2[p]) if all_below[q] else thr2[p]
                 continue
+            any_event = True
+            is_rec = rec[q] < T and i == rec[q] * record_every
             gone = False
             if first_bad[q] >= 0:  # diverged: factors and X zero from here on
                 div[p] = first_bad[q]
@@ -275,26 +285,32 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                     for c in range(r):
                         V[a, c, q] = 0.0
             if all_below[q]:
-                below[q] += w[q]
+                below[q] += g - w0[q]
             else:
                 below[q] = 0
             if below[q] >= freeze_steps and not np.isnan(ttt[p]):
                 gone = True
-            w[q] = 0
+            w0[q] = g
             first_bad[q] = -1
             all_below[q] = True
-            # act: bit 1 record this step, bit 2 leave (gone, or the last step)
-            act[q] = (1 if is_rec else 0) + (2 if gone or i == steps else 0)
-            if is_rec or (gone and i != steps):
+            # act: bit 1 record this step, bit 2 leave (gone, or the last step), bit 4 stay
+            act[q] = (1 if is_rec else 0) + (2 if gone or i == steps else 4)
+        if not any_event:
+            _update(U, V, R, dU)
+            g += 1
+            continue
+        need_gram = False
+        for q in range(L):
+            if act[q] & 1 or (act[q] & 2 and g - g0[q] != steps):
                 need_gram = True
         if need_gram:
             _gram(U, V, Q)
             _drift2(Q, Q0, d2)
         for q in range(L):
             p = pt[q]
-            if act[q] == 0 or p < 0:
+            if act[q] == 0:
                 continue
-            i = it[q]
+            i = g - g0[q]
             stop = rec[q] + (act[q] & 1)
             if act[q] & 2 and i != steps:  # a point that leaves early repeats its state to the end
                 stop = T
@@ -320,10 +336,18 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                         V_final[p, a, c] = V[a, c, q]
                         V[a, c, q] = 0.0
                 pt[q] = -1
+                busy -= 1
+                lo[q] = -np.inf
+                hi[q] = np.inf
+                ev[q] = -1
+            else:  # the next window end, record or last step
+                e = min(w0[q] + window, g0[q] + steps)
+                if rec[q] < T:
+                    e = min(e, g0[q] + rec[q] * record_every)
+                ev[q] = e
+                lo[q] = tol2[p] if np.isnan(ttt[p]) else -np.inf
+                hi[q] = min(thr2[p], frz2[p])
         _update(U, V, R, dU)
-        for q in range(L):
-            if pt[q] >= 0:
-                it[q] += 1
         g += 1
     return g
 '''
