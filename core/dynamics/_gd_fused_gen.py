@@ -168,16 +168,17 @@ LOOP = (
     DECORATOR
     + '''
 def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, freeze_steps, period,
-             X_rec, r2_rec, d2_rec, r2_final, U_final, V_final, ttt, div, iterations):
+             order, X_rec, r2_rec, d2_rec, r2_final, U_final, V_final, ttt, div, iterations):
     """gd of every point of the batch (factors sqrt(s)-scaled, sY0 = s Y): the points queue for
-    LANES lanes; a lane whose point is done takes the next one at the next step that is a
-    multiple of `period` (so that the lanes' records fall on the same steps and one `_gram` call
-    serves them all). Per point, as gd_linear's numpy loop: windows of squared residuals ending
-    every `window` steps, at records and at the last step; divergence (first bad iteration,
-    factors zeroed at the window end), time to tol (first iteration with r2 <= tol2 before any
-    divergence), the stop at machine precision (r2 <= frz2 over whole windows for
-    `freeze_steps` steps after tol was reached): the point leaves, its later records repeat it.
-    Returns the number of steps of the lanes (LANES * that / sum of iterations: lane use)."""
+    LANES lanes in `order` (a permutation of the batch); a lane whose point is done takes the
+    next one at the next step that is a multiple of `period` (so that the lanes' records fall on
+    the same steps and one `_gram` call serves them all). Per point, as gd_linear's numpy loop:
+    windows of squared residuals ending every `window` steps, at records and at the last step;
+    divergence (first bad iteration, factors zeroed at the window end), time to tol (first
+    iteration with r2 <= tol2 before any divergence), the stop at machine precision (r2 <= frz2
+    over whole windows for `freeze_steps` steps after tol was reached): the point leaves, its
+    later records repeat it. Returns the number of steps of the lanes (LANES * that / sum of
+    iterations: lane use)."""
     B, m, r = U0.shape
     n = V0.shape[1]
     T = X_rec.shape[1]
@@ -215,7 +216,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
             loaded = False
             for q in range(L):
                 if pt[q] < 0 and nxt < B:
-                    p = nxt
+                    p = order[nxt]
                     nxt += 1
                     busy += 1
                     pt[q] = p
