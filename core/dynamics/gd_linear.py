@@ -297,7 +297,7 @@ def _run_gd_fused(p: Problem, eta: float, steps: int, record_every: int, tol: fl
             _WINDOW,
             FREEZE_STEPS,
             min(record_every, _WINDOW),
-            _queue_order(p, eta),
+            _queue_order(p.U0, p.V0, ynorm),
             X_rec,
             r2_rec,
             drift2_rec,
@@ -311,15 +311,15 @@ def _run_gd_fused(p: Problem, eta: float, steps: int, record_every: int, tol: fl
     return _trajectory(idx, eta, s, ynorm, X_rec, r2_rec, drift2_rec, r2_final, ttt, div, iterations, U_final, V_final)
 
 
-def _queue_order(p: Problem, eta: float) -> IntArray:
+def _queue_order(U0: FloatArray, V0: FloatArray, y_norm: FloatArray) -> IntArray:
     """The order in which the compiled loop's lanes take the points: the longest runs first, so
     that the last ones to start (the lanes' tail, where some lanes idle) are short. A guess: a
     point stops early (FREEZE_ERROR) when it reaches Y fast, and gd escapes the small start
     (X = 0 is a saddle) in a time that grows as log(||Y|| / size of the start); so points queue
     by that size relative to ||Y||, smallest first. Only the lanes' use depends on the order,
     not what any point computes."""
-    start = np.sqrt(np.einsum("bij,bij->b", p.U0, p.U0) + np.einsum("bij,bij->b", p.V0, p.V0))
-    return np.argsort(start / np.maximum(p.y_norm, 1e-300), kind="stable").astype(np.int64)
+    start = np.sqrt(np.einsum("bij,bij->b", U0, U0) + np.einsum("bij,bij->b", V0, V0))
+    return np.argsort(start / np.maximum(y_norm, 1e-300), kind="stable").astype(np.int64)
 
 
 class _QDrift:

@@ -162,8 +162,8 @@ def test_queue_order_changes_no_bit(monkeypatch):
     ]
     base = simulate(configs)
     assert (base.diverged_at >= 0).any() and (base.iterations < 900).sum() >= 4
-    for order in (lambda p: np.arange(p.batch)[::-1].copy(), lambda p: np.random.default_rng(1).permutation(p.batch)):
-        monkeypatch.setattr(gd_linear, "_queue_order", lambda p, eta, order=order: order(p).astype(np.int64))
+    for order in (lambda B: np.arange(B)[::-1].copy(), lambda B: np.random.default_rng(1).permutation(B)):
+        monkeypatch.setattr(gd_linear, "_queue_order", lambda U0, V0, y, order=order: order(len(U0)).astype(np.int64))
         for x, y in zip(_bits(simulate(configs)), _bits(base), strict=True):
             assert np.array_equal(x, y, equal_nan=True)
 
@@ -174,7 +174,8 @@ def test_queue_order_starts_the_long_runs_first():
     from flowsweep.core.run import _stacked_problem
 
     configs = [_cfg(s, seed) for seed in range(5) for s in (1.0, 0.1, 0.01)]
-    order = list(gd_linear._queue_order(_stacked_problem(configs), 1e-3))
+    p = _stacked_problem(configs)
+    order = list(gd_linear._queue_order(p.U0, p.V0, p.y_norm))
     assert sorted(order) == list(range(len(configs)))
     pos = {p: i for i, p in enumerate(order)}
     small = [pos[b] for b, c in enumerate(configs) if c.init_scale == 0.01]
