@@ -137,6 +137,128 @@ def _residual(U, V, sY, X, R, r2):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
+def _residual_only(U, V, sY, R, r2):
+    """_residual without X (a step where no lane records, leaves or diverges)."""
+    m, r, _ = U.shape
+    n = V.shape[0]
+    s = zeros()
+    for a in range(0, m - m % 4, 4):
+        for c in range(0, n - n % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t1_2 = zeros(); t1_3 = zeros(); t2_0 = zeros(); t2_1 = zeros(); t2_2 = zeros(); t2_3 = zeros(); t3_0 = zeros(); t3_1 = zeros(); t3_2 = zeros(); t3_3 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k); x1 = load(U, a + 1, k); x2 = load(U, a + 2, k); x3 = load(U, a + 3, k)
+                y0 = load(V, c + 0, k); y1 = load(V, c + 1, k); y2 = load(V, c + 2, k); y3 = load(V, c + 3, k)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t1_2 = fma(x1, y2, t1_2); t1_3 = fma(x1, y3, t1_3); t2_0 = fma(x2, y0, t2_0); t2_1 = fma(x2, y1, t2_1); t2_2 = fma(x2, y2, t2_2); t2_3 = fma(x2, y3, t2_3); t3_0 = fma(x3, y0, t3_0); t3_1 = fma(x3, y1, t3_1); t3_2 = fma(x3, y2, t3_2); t3_3 = fma(x3, y3, t3_3)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 1), t0_1); store(R, a + 0, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 2), t0_2); store(R, a + 0, c + 2, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 3), t0_3); store(R, a + 0, c + 3, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 0), t1_0); store(R, a + 1, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 1), t1_1); store(R, a + 1, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 2), t1_2); store(R, a + 1, c + 2, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 3), t1_3); store(R, a + 1, c + 3, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 2, c + 0), t2_0); store(R, a + 2, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 2, c + 1), t2_1); store(R, a + 2, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 2, c + 2), t2_2); store(R, a + 2, c + 2, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 2, c + 3), t2_3); store(R, a + 2, c + 3, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 3, c + 0), t3_0); store(R, a + 3, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 3, c + 1), t3_1); store(R, a + 3, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 3, c + 2), t3_2); store(R, a + 3, c + 2, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 3, c + 3), t3_3); store(R, a + 3, c + 3, z); s = fma(z, z, s)
+    for a in range(m - m % 4, m - m % 2, 2):
+        for c in range(0, n - n % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t1_2 = zeros(); t1_3 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k); x1 = load(U, a + 1, k)
+                y0 = load(V, c + 0, k); y1 = load(V, c + 1, k); y2 = load(V, c + 2, k); y3 = load(V, c + 3, k)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t1_2 = fma(x1, y2, t1_2); t1_3 = fma(x1, y3, t1_3)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 1), t0_1); store(R, a + 0, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 2), t0_2); store(R, a + 0, c + 2, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 3), t0_3); store(R, a + 0, c + 3, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 0), t1_0); store(R, a + 1, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 1), t1_1); store(R, a + 1, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 2), t1_2); store(R, a + 1, c + 2, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 3), t1_3); store(R, a + 1, c + 3, z); s = fma(z, z, s)
+    for a in range(m - m % 2, m, 1):
+        for c in range(0, n - n % 4, 4):
+            t0_0 = zeros(); t0_1 = zeros(); t0_2 = zeros(); t0_3 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k)
+                y0 = load(V, c + 0, k); y1 = load(V, c + 1, k); y2 = load(V, c + 2, k); y3 = load(V, c + 3, k)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t0_2 = fma(x0, y2, t0_2); t0_3 = fma(x0, y3, t0_3)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 1), t0_1); store(R, a + 0, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 2), t0_2); store(R, a + 0, c + 2, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 3), t0_3); store(R, a + 0, c + 3, z); s = fma(z, z, s)
+    for a in range(0, m - m % 4, 4):
+        for c in range(n - n % 4, n - n % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros(); t1_0 = zeros(); t1_1 = zeros(); t2_0 = zeros(); t2_1 = zeros(); t3_0 = zeros(); t3_1 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k); x1 = load(U, a + 1, k); x2 = load(U, a + 2, k); x3 = load(U, a + 3, k)
+                y0 = load(V, c + 0, k); y1 = load(V, c + 1, k)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1); t2_0 = fma(x2, y0, t2_0); t2_1 = fma(x2, y1, t2_1); t3_0 = fma(x3, y0, t3_0); t3_1 = fma(x3, y1, t3_1)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 1), t0_1); store(R, a + 0, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 0), t1_0); store(R, a + 1, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 1), t1_1); store(R, a + 1, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 2, c + 0), t2_0); store(R, a + 2, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 2, c + 1), t2_1); store(R, a + 2, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 3, c + 0), t3_0); store(R, a + 3, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 3, c + 1), t3_1); store(R, a + 3, c + 1, z); s = fma(z, z, s)
+    for a in range(m - m % 4, m - m % 2, 2):
+        for c in range(n - n % 4, n - n % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros(); t1_0 = zeros(); t1_1 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k); x1 = load(U, a + 1, k)
+                y0 = load(V, c + 0, k); y1 = load(V, c + 1, k)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1); t1_0 = fma(x1, y0, t1_0); t1_1 = fma(x1, y1, t1_1)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 1), t0_1); store(R, a + 0, c + 1, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 0), t1_0); store(R, a + 1, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 1), t1_1); store(R, a + 1, c + 1, z); s = fma(z, z, s)
+    for a in range(m - m % 2, m, 1):
+        for c in range(n - n % 4, n - n % 2, 2):
+            t0_0 = zeros(); t0_1 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k)
+                y0 = load(V, c + 0, k); y1 = load(V, c + 1, k)
+                t0_0 = fma(x0, y0, t0_0); t0_1 = fma(x0, y1, t0_1)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 0, c + 1), t0_1); store(R, a + 0, c + 1, z); s = fma(z, z, s)
+    for a in range(0, m - m % 4, 4):
+        for c in range(n - n % 2, n, 1):
+            t0_0 = zeros(); t1_0 = zeros(); t2_0 = zeros(); t3_0 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k); x1 = load(U, a + 1, k); x2 = load(U, a + 2, k); x3 = load(U, a + 3, k)
+                y0 = load(V, c + 0, k)
+                t0_0 = fma(x0, y0, t0_0); t1_0 = fma(x1, y0, t1_0); t2_0 = fma(x2, y0, t2_0); t3_0 = fma(x3, y0, t3_0)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 0), t1_0); store(R, a + 1, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 2, c + 0), t2_0); store(R, a + 2, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 3, c + 0), t3_0); store(R, a + 3, c + 0, z); s = fma(z, z, s)
+    for a in range(m - m % 4, m - m % 2, 2):
+        for c in range(n - n % 2, n, 1):
+            t0_0 = zeros(); t1_0 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k); x1 = load(U, a + 1, k)
+                y0 = load(V, c + 0, k)
+                t0_0 = fma(x0, y0, t0_0); t1_0 = fma(x1, y0, t1_0)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+            z = sub(load(sY, a + 1, c + 0), t1_0); store(R, a + 1, c + 0, z); s = fma(z, z, s)
+    for a in range(m - m % 2, m, 1):
+        for c in range(n - n % 2, n, 1):
+            t0_0 = zeros()
+            for k in range(r):
+                x0 = load(U, a + 0, k)
+                y0 = load(V, c + 0, k)
+                t0_0 = fma(x0, y0, t0_0)
+            z = sub(load(sY, a + 0, c + 0), t0_0); store(R, a + 0, c + 0, z); s = fma(z, z, s)
+    for q in range(LANES):
+        r2[q] = lane(s, q)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
 def _update(U, V, R, dU):
     """The Euler step: U += R V, V += R^T U (both from the old factors)."""
     m, r, _ = U.shape
@@ -601,7 +723,9 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
     g0 = np.zeros(L, dtype=np.int64)  # the step g of its iteration 0
     rec = np.zeros(L, dtype=np.int64)  # its next record
     w0 = np.zeros(L, dtype=np.int64)  # its current window: steps g0 + 1 .. g (w = g - w0)
-    ev = np.full(L, -1, dtype=np.int64)  # the step of its next window end, record or last step
+    idle = np.iinfo(np.int64).max
+    ev = np.full(L, idle, dtype=np.int64)  # the step of its next window end, record or last step
+    next_ev = idle  # the first of them: X is only needed there
     # a step of a lane is quiet (nothing to note) while lo < r2 <= hi: below hi no divergence
     # (nor, while all_below, r2 > frz2); above lo no time to tol (-inf once it is decided)
     lo = np.full(L, -np.inf)
@@ -644,6 +768,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                             sY[a, c, q] = sY0[p, a, c]
                     loaded = True
             if loaded:  # Q0 by the same code as every later Q (the drift starts at 0 exactly)
+                next_ev = g
                 _gram(U, V, Q)
                 for q in range(L):
                     if pt[q] >= 0 and g0[q] == g:
@@ -655,13 +780,16 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 break
             g = refill  # every lane waits for the next points: skip to them
             continue
-        _residual(U, V, sY, X, R, r2)
+        if g == next_ev:
+            _residual(U, V, sY, X, R, r2)
+        else:
+            _residual_only(U, V, sY, R, r2)
         any_event = False
         for q in range(L):
             act[q] = 0
             e2 = r2[q]
             if lo[q] < e2 and e2 <= hi[q] and g != ev[q]:
-                continue  # idle lanes too (lo = -inf, hi = inf, r2 = 0, ev = -1)
+                continue  # idle lanes too (lo = -inf, hi = inf, r2 = 0, ev = idle)
             p = pt[q]
             i = g - g0[q]
             if not (e2 <= thr2[p]):  # catches nan and inf too
@@ -744,7 +872,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 busy -= 1
                 lo[q] = -np.inf
                 hi[q] = np.inf
-                ev[q] = -1
+                ev[q] = idle
             else:  # the next window end, record or last step
                 e = min(w0[q] + window, g0[q] + steps)
                 if rec[q] < T:
@@ -752,6 +880,9 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 ev[q] = e
                 lo[q] = tol2[p] if np.isnan(ttt[p]) else -np.inf
                 hi[q] = min(thr2[p], frz2[p])
+        next_ev = idle
+        for q in range(L):
+            next_ev = min(next_ev, ev[q])
         _update(U, V, R, dU)
         g += 1
     return g

@@ -74,12 +74,10 @@ def _product(
 
 
 def source() -> str:
-    residual = _product(
-        "m",
-        "n",
-        [("r", "U, {i}, {k}", "V, {j}, {k}", "+")],
-        "store(X, {i}, {j}, {t}); z = sub(load(sY, {i}, {j}), {t}); store(R, {i}, {j}, z); s = fma(z, z, s)",
-    )
+    x_terms = [("r", "U, {i}, {k}", "V, {j}, {k}", "+")]
+    r_finish = "z = sub(load(sY, {i}, {j}), {t}); store(R, {i}, {j}, z); s = fma(z, z, s)"
+    residual = _product("m", "n", x_terms, "store(X, {i}, {j}, {t}); " + r_finish)
+    residual_only = _product("m", "n", x_terms, r_finish)  # X only where something is recorded
     grad_u = _product("m", "r", [("n", "R, {i}, {k}", "V, {k}, {j}", "+")], "store(dU, {i}, {j}, {t})")
     grad_v = _product(
         "n", "r", [("m", "R, {k}, {i}", "U, {k}, {j}", "+")], "store(V, {i}, {j}, add(load(V, {i}, {j}), {t}))"
@@ -104,6 +102,17 @@ def source() -> str:
             "    n = V.shape[0]",
             "    s = zeros()",
             *residual,
+            "    for q in range(LANES):",
+            "        r2[q] = lane(s, q)",
+            "",
+            "",
+            DECORATOR,
+            "def _residual_only(U, V, sY, R, r2):",
+            '    """_residual without X (a step where no lane records, leaves or diverges)."""',
+            "    m, r, _ = U.shape",
+            "    n = V.shape[0]",
+            "    s = zeros()",
+            *residual_only,
             "    for q in range(LANES):",
             "        r2[q] = lane(s, q)",
             "",
@@ -211,7 +220,9 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
     g0 = np.zeros(L, dtype=np.int64)  # the step g of its iteration 0
     rec = np.zeros(L, dtype=np.int64)  # its next record
     w0 = np.zeros(L, dtype=np.int64)  # its current window: steps g0 + 1 .. g (w = g - w0)
-    ev = np.full(L, -1, dtype=np.int64)  # the step of its next window end, record or last step
+    idle = np.iinfo(np.int64).max
+    ev = np.full(L, idle, dtype=np.int64)  # the step of its next window end, record or last step
+    next_ev = idle  # the first of them: X is only needed there
     # a step of a lane is quiet (nothing to note) while lo < r2 <= hi: below hi no divergence
     # (nor, while all_below, r2 > frz2); above lo no time to tol (-inf once it is decided)
     lo = np.full(L, -np.inf)
@@ -254,6 +265,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                             sY[a, c, q] = sY0[p, a, c]
                     loaded = True
             if loaded:  # Q0 by the same code as every later Q (the drift starts at 0 exactly)
+                next_ev = g
                 _gram(U, V, Q)
                 for q in range(L):
                     if pt[q] >= 0 and g0[q] == g:
@@ -265,13 +277,16 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 break
             g = refill  # every lane waits for the next points: skip to them
             continue
-        _residual(U, V, sY, X, R, r2)
+        if g == next_ev:
+            _residual(U, V, sY, X, R, r2)
+        else:
+            _residual_only(U, V, sY, R, r2)
         any_event = False
         for q in range(L):
             act[q] = 0
             e2 = r2[q]
             if lo[q] < e2 and e2 <= hi[q] and g != ev[q]:
-                continue  # idle lanes too (lo = -inf, hi = inf, r2 = 0, ev = -1)
+                continue  # idle lanes too (lo = -inf, hi = inf, r2 = 0, ev = idle)
             p = pt[q]
             i = g - g0[q]
             if not (e2 <= thr2[p]):  # catches nan and inf too
@@ -354,7 +369,7 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 busy -= 1
                 lo[q] = -np.inf
                 hi[q] = np.inf
-                ev[q] = -1
+                ev[q] = idle
             else:  # the next window end, record or last step
                 e = min(w0[q] + window, g0[q] + steps)
                 if rec[q] < T:
@@ -362,6 +377,9 @@ def gd_fused(U0, V0, sY0, tol2, thr2, frz2, eta, steps, record_every, window, fr
                 ev[q] = e
                 lo[q] = tol2[p] if np.isnan(ttt[p]) else -np.inf
                 hi[q] = min(thr2[p], frz2[p])
+        next_ev = idle
+        for q in range(L):
+            next_ev = min(next_ev, ev[q])
         _update(U, V, R, dU)
         g += 1
     return g
