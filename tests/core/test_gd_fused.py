@@ -124,6 +124,65 @@ def test_lanes_all_free_with_points_waiting(monkeypatch):
     _assert_same(fused, numpy_loop)
 
 
+def test_windows_end_between_records_same_as_numpy_loop(monkeypatch):
+    # record_every > the window (64): windows end on steps that are no record, the lanes refill
+    # every 64 steps, and the points stop at machine precision between two records
+    configs = [_cfg(s, seed, steps=1500, record_every=100) for seed in range(4) for s in (0.1, 1.0)] + [
+        _cfg(1.0, 9, steps=1500, record_every=100)
+    ]
+    fused, numpy_loop = _both(configs, monkeypatch)
+    assert ((fused.iterations < 1500) & (fused.iterations % 100 != 0)).sum() >= 3
+    _assert_same(fused, numpy_loop)
+
+
+def _bits(tr):
+    return [
+        getattr(tr, f)
+        for f in (
+            "X",
+            "error",
+            "q_drift",
+            "time_to_tol",
+            "final_error",
+            "diverged_at",
+            "iterations",
+            "U_final",
+            "V_final",
+        )
+    ]
+
+
+def test_queue_order_changes_no_bit(monkeypatch):
+    """The lanes take the points in gd_linear._queue_order; any other order gives the same
+    trajectories to the bit (lanes never mix)."""
+    monkeypatch.setattr(compiled, "USE_COMPILED", True)
+    configs = [_cfg(s, seed, steps=900) for seed in range(4) for s in (0.01, 0.1, 1.0)] + [
+        _cfg(30.0, 5, steps=900),  # diverges
+        _cfg(1.0, 6, steps=900, tol=0.3),
+    ]
+    base = simulate(configs)
+    assert (base.diverged_at >= 0).any() and (base.iterations < 900).sum() >= 4
+    for order in (lambda B: np.arange(B)[::-1].copy(), lambda B: np.random.default_rng(1).permutation(B)):
+        monkeypatch.setattr(gd_linear, "_queue_order", lambda U0, V0, y, order=order: order(len(U0)).astype(np.int64))
+        for x, y in zip(_bits(simulate(configs)), _bits(base), strict=True):
+            assert np.array_equal(x, y, equal_nan=True)
+
+
+def test_queue_order_starts_the_long_runs_first():
+    """Fig. 1's points from the smallest start (s = 0.01, they run to the last step) queue before
+    those from s = 1 (they stop at machine precision after ~800 steps)."""
+    from flowsweep.core.run import _stacked_problem
+
+    configs = [_cfg(s, seed) for seed in range(5) for s in (1.0, 0.1, 0.01)]
+    p = _stacked_problem(configs)
+    order = list(gd_linear._queue_order(p.U0, p.V0, p.y_norm))
+    assert sorted(order) == list(range(len(configs)))
+    pos = {p: i for i, p in enumerate(order)}
+    small = [pos[b] for b, c in enumerate(configs) if c.init_scale == 0.01]
+    large = [pos[b] for b, c in enumerate(configs) if c.init_scale == 1.0]
+    assert max(small) < min(large)
+
+
 def test_simd_lanes_round_once_and_fill_cache_lines():
     """core/_simd.py: fma and fnma round once (x y - 1 = -(k 2^-30)^2 and 1 - x y = (k 2^-30)^2 in
     lane k, both 0 if x y were rounded first), every lane is kept, and work arrays start on a
