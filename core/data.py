@@ -389,8 +389,8 @@ def make_initial_states(configs: list[PointConfig]) -> InitialStates:
     data.fill_standard_normal(G)
     weights.fill_standard_normal(W)
     data_scale = np.array([float(c.data_scale) for c in configs])[:, None, None]
-    scale = np.array([float(c.init_scale) for c in configs])[:, None, None]
+    W *= np.array([float(c.init_scale) for c in configs])[:, None]  # s N(0, 1), in place: U0, V0 are views
     Y = (G + np.swapaxes(G, 1, 2)) / 2.0 * data_scale if sym else G * data_scale
-    U0 = scale * W[:, : m * k].reshape(B, m, k)
-    V0 = None if sym else scale * W[:, m * k :].reshape(B, n, k)
+    U0 = W[:, : m * k].reshape(B, m, k)
+    V0 = None if sym else W[:, m * k :].reshape(B, n, k)
     return InitialStates(Y=Y, U0=U0, V0=V0)

@@ -231,14 +231,11 @@ def run_points_columns(configs: Sequence[PointConfig]) -> ResultColumns:
                     block_points.append(np.array(pts, dtype=np.int64))
             if done != len(part):
                 raise RuntimeError(f"run_points: {len(part)} points ran, {done} results")
-    out_status: list[PointStatus] = []
-    for i, st in enumerate(status):
-        if st is None:  # every point is validated, failed or run above
-            raise RuntimeError(f"run_points: point {i} has no result")
-        out_status.append(st)
+    if None in status:  # every point is validated, failed or run above
+        raise RuntimeError(f"run_points: point {status.index(None)} has no result")
     return ResultColumns(
         configs=configs,
-        status=out_status,
+        status=status,  # type: ignore[arg-type]  # no None left (checked above)
         error=error,
         wall_seconds=wall,
         metrics=metrics,
