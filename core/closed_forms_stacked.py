@@ -87,8 +87,7 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
         M = np.expm1(-z)
         M /= z
     np.negative(M, out=M)
-    small = z <= 1e-12
-    M[small] = 1.0 - z[small] / 2.0
+    np.copyto(M, 1.0 - z / 2.0, where=z <= 1e-12)
     M *= t[None, :, None]
     fused = compiled_module(_FUSED)
     if fused is not None:  # the same per (point, time), LANES times at once
@@ -114,20 +113,20 @@ def _positive_on_unstable(P0e: FloatArray, n_pos: npt.NDArray[np.int64]) -> npt.
     """Whether the stable form applies to each point: P0 > 0 on the unstable eigenspace (the last
     n_pos eigenvectors), i.e. mu > 1e-7 top with mu the smallest eigenvalue of that block of P0e
     and top the largest of P0e (True where n_pos = 0). top is only computed where its bounds leave
-    the answer open: max_i P0e_ii <= top <= ||P0e||_F (of the symmetric matrix the eigensolver
-    reads, P0e's lower triangle), widened by far more than the solver's rounding (~N eps ||P0e||):
-    the same decisions as with top itself, without an N x N eigenvalue problem per point."""
-    Bn = len(n_pos)
+    the answer open: max_i P0e_ii <= top <= ||S||_F <= sqrt(2) ||P0e||_F (S: the symmetric matrix the
+    eigensolver reads, P0e's lower triangle mirrored), widened by far more than the solver's
+    rounding (~N eps ||P0e||): the same decisions as with top itself, without an N x N eigenvalue
+    problem per point."""
+    Bn, N = len(n_pos), P0e.shape[-1]
     mu = np.full(Bn, np.nan)
-    for p in np.unique(n_pos[n_pos > 0]):
+    for p in np.unique(n_pos[n_pos > 0]).tolist():
         rows = np.flatnonzero(n_pos == p)
-        mu[rows] = stacked_eigvalsh(P0e[rows][:, -p:, -p:])[:, 0]
-    lower_tri = np.tril(P0e)
-    diag = np.diagonal(P0e, axis1=1, axis2=2)
+        mu[rows] = stacked_eigvalsh(P0e[:, -p:, -p:] if len(rows) == Bn else P0e[rows, -p:, -p:])[:, 0]
+    flat = P0e.reshape(Bn, N * N)
     with np.errstate(invalid="ignore", over="ignore"):
-        fro = np.sqrt(2.0 * np.einsum("bij,bij->b", lower_tri, lower_tri) - np.einsum("bi,bi->b", diag, diag))
+        fro = np.sqrt(2.0 * np.vecdot(flat, flat))  # >= the Frobenius norm of P0e's lower triangle mirrored
         upper = np.maximum(fro * (1.0 + 1e-10), 1e-300)  # >= top as computed
-        lower = np.maximum(diag.max(axis=1) - 1e-10 * fro, 1e-300)  # <= top as computed
+        lower = np.maximum(flat[:, :: N + 1].max(axis=1) - 1e-10 * fro, 1e-300)  # <= top as computed
         sure = mu > 1e-7 * upper
         undecided = (n_pos > 0) & ~sure & ~(mu <= 1e-7 * lower)  # NaN: undecided, as top decides
     stable = np.where(n_pos > 0, sure, True)
