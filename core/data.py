@@ -360,6 +360,7 @@ class InitialStates:
     U0: np.ndarray
     V0: np.ndarray | None
     A: np.ndarray | None = None
+    factors: np.ndarray | None = None  # [U0; V0] (B, m + n, k) as one array (U0, V0 its views), if drawn so
 
 
 def make_initial_states(configs: list[PointConfig]) -> InitialStates:
@@ -393,4 +394,4 @@ def make_initial_states(configs: list[PointConfig]) -> InitialStates:
     Y = (G + np.swapaxes(G, 1, 2)) / 2.0 * data_scale if sym else G * data_scale
     U0 = W[:, : m * k].reshape(B, m, k)
     V0 = None if sym else W[:, m * k :].reshape(B, n, k)
-    return InitialStates(Y=Y, U0=U0, V0=V0)
+    return InitialStates(Y=Y, U0=U0, V0=V0, factors=W.reshape(B, -1, k))

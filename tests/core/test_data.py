@@ -167,3 +167,6 @@ def test_compiled_draws_of_many_streams_are_data_rng_and_weight_rng_draws(model)
         ref = make_initial_state(c)
         assert np.array_equal(stacked.Y[b], ref.Y) and np.array_equal(stacked.U0[b], ref.U0)
         assert (stacked.V0 is None and ref.V0 is None) or np.array_equal(stacked.V0[b], ref.V0)
+    # the factors as one array: [U0; V0] (U0 for symmetric), what reduce_factors would concatenate
+    both = stacked.U0 if stacked.V0 is None else np.concatenate([stacked.U0, stacked.V0], axis=1)
+    assert stacked.factors is not None and np.array_equal(stacked.factors, both)
