@@ -83,60 +83,90 @@ def _tridiagonalize(a, d, e, vectors):
             a[i, j] = 0.0
 
 
+# Problems whose QL iterations run interleaved, one rotation of each in turn: a rotation's square
+# root and divisions form one long dependency chain per problem, and the chains of a few
+# independent problems overlap in the CPU (each problem's arithmetic, hence its result, unchanged).
+_INTERLEAVED = 4
+_INTERLEAVED_VECTORS = 2  # with eigenvectors, each rotation has N-wide work of its own to overlap
+_SEARCH, _ROTATE, _DONE = 0, 1, 2  # where each problem is: looking for a split, in a sweep, done
+
+
 @njit(cache=True, error_model="numpy", nogil=True)
-def _tridiagonal_eigen(d, e, z, vectors):
-    """The eigenvalues (into d, unsorted) of the symmetric tridiagonal matrix diag(d) + subdiagonal
-    e[1:], by the implicit QL method with Wilkinson's shift; with `vectors`, the rotations are
-    applied to the columns of z (Q of _tridiagonalize in, the eigenvectors out)."""
-    n = d.shape[0]
-    for i in range(1, n):
-        e[i - 1] = e[i]
-    e[n - 1] = 0.0
-    for el in range(n):
-        for _ in range(_MAX_QL_ITERATIONS):
-            m = el
-            while m < n - 1:
-                dd = abs(d[m]) + abs(d[m + 1])
-                if abs(e[m]) <= _EPS * dd:
-                    break
-                m += 1
-            if m == el:
-                break
-            # the squares stay finite: the callers scale the matrix to about 1 (np.hypot costs more)
-            g = (d[el + 1] - d[el]) / (2.0 * e[el])
-            r = np.sqrt(g * g + 1.0)
-            g = d[m] - d[el] + e[el] / (g + (r if g >= 0.0 else -r))
-            s = 1.0
-            c = 1.0
-            p = 0.0
-            underflow = False
-            for i in range(m - 1, el - 1, -1):
-                f = s * e[i]
-                b = c * e[i]
+def _tridiagonal_eigen(d, e, z, count, vectors, at, carry):
+    """For q < count: the eigenvalues (into d[q], unsorted) of the symmetric tridiagonal matrix
+    diag(d[q]) + subdiagonal e[q, 1:], by the implicit QL method with Wilkinson's shift; with
+    `vectors`, the rotations are applied to the rows of z[q] (Q^T of _tridiagonalize in, the
+    eigenvectors' transpose out). The problems take turns, one rotation each (see _INTERLEAVED); at (L, 5)
+    int64 and carry (L, 4) hold each one's place: (l, iterations at l, m, i, _SEARCH/_ROTATE/_DONE)
+    and the sweep's (s, c, p, g)."""
+    n = d.shape[1]
+    for q in range(count):
+        for i in range(1, n):
+            e[q, i - 1] = e[q, i]
+        e[q, n - 1] = 0.0
+        at[q, 0] = 0
+        at[q, 1] = 0
+        at[q, 4] = _SEARCH
+    active = count
+    while active > 0:
+        for q in range(count):
+            phase = at[q, 4]
+            if phase == _ROTATE:  # one rotation of the sweep from m - 1 down to l
+                el, m, i = at[q, 0], at[q, 2], at[q, 3]
+                s, c, p, g = carry[q, 0], carry[q, 1], carry[q, 2], carry[q, 3]
+                f = s * e[q, i]
+                b = c * e[q, i]
                 r = np.sqrt(f * f + g * g)
-                e[i + 1] = r
+                e[q, i + 1] = r
                 if r == 0.0:  # recover from underflow: deflate and start over
-                    d[i + 1] -= p
-                    e[m] = 0.0
-                    underflow = True
-                    break
+                    d[q, i + 1] -= p
+                    e[q, m] = 0.0
+                    at[q, 4] = _SEARCH
+                    continue
                 s = f / r
                 c = g / r
-                g = d[i + 1] - p
-                r = (d[i] - g) * s + 2.0 * c * b
+                g = d[q, i + 1] - p
+                r = (d[q, i] - g) * s + 2.0 * c * b
                 p = s * r
-                d[i + 1] = g + p
+                d[q, i + 1] = g + p
                 g = c * r - b
-                if vectors:
+                if vectors:  # columns i, i + 1 of the eigenvectors: rows of z[q], contiguous
                     for k in range(n):
-                        f = z[k, i + 1]
-                        z[k, i + 1] = s * z[k, i] + c * f
-                        z[k, i] = c * z[k, i] - s * f
-            if underflow:
-                continue
-            d[el] -= p
-            e[el] = g
-            e[m] = 0.0
+                        f = z[q, i + 1, k]
+                        z[q, i + 1, k] = s * z[q, i, k] + c * f
+                        z[q, i, k] = c * z[q, i, k] - s * f
+                if i == el:  # the sweep is done
+                    d[q, el] -= p
+                    e[q, el] = g
+                    e[q, m] = 0.0
+                    at[q, 4] = _SEARCH
+                else:
+                    at[q, 3] = i - 1
+                    carry[q, 0], carry[q, 1], carry[q, 2], carry[q, 3] = s, c, p, g
+            elif phase == _SEARCH:  # a negligible subdiagonal entry at m >= l; m == l: d[l] converged
+                el = at[q, 0]
+                m = el
+                while m < n - 1:
+                    dd = abs(d[q, m]) + abs(d[q, m + 1])
+                    if abs(e[q, m]) <= _EPS * dd:
+                        break
+                    m += 1
+                if m == el or at[q, 1] == _MAX_QL_ITERATIONS:
+                    at[q, 0] = el + 1
+                    at[q, 1] = 0
+                    if el + 1 == n:
+                        at[q, 4] = _DONE
+                        active -= 1
+                    continue
+                at[q, 1] += 1
+                # the squares stay finite: the callers scale the matrix to about 1 (np.hypot costs more)
+                g = (d[q, el + 1] - d[q, el]) / (2.0 * e[q, el])
+                r = np.sqrt(g * g + 1.0)
+                carry[q, 3] = d[q, m] - d[q, el] + e[q, el] / (g + (r if g >= 0.0 else -r))
+                carry[q, 0], carry[q, 1], carry[q, 2] = 1.0, 1.0, 0.0
+                at[q, 2] = m
+                at[q, 3] = m - 1
+                at[q, 4] = _ROTATE
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -170,22 +200,35 @@ def _ascending(d, order):
 @njit(cache=True, error_model="numpy", nogil=True)
 def _decompose(A, w, E, vectors):
     """w[b] = the eigenvalues of the symmetric A[b] (K, N, N), ascending; with `vectors`, E[b] its
-    orthonormal eigenvectors (columns), each up to its sign."""
+    orthonormal eigenvectors (columns), each up to its sign. A few matrices at a time, their QL
+    iterations interleaved."""
     K, N, _ = A.shape
-    W = np.empty((N, N))
-    e = np.empty(N)
-    d = np.empty(N)
+    L = _INTERLEAVED_VECTORS if vectors else _INTERLEAVED
+    W = np.empty((L, N, N))
+    Z = np.empty((L, N, N))  # the eigenvectors, transposed
+    e = np.empty((L, N))
+    d = np.empty((L, N))
+    scale = np.empty(L)
+    at = np.empty((L, 5), dtype=np.int64)
+    carry = np.empty((L, 4))
     order = np.empty(N, dtype=np.int64)
-    for b in range(K):
-        scale = _scaled_lower(A[b], W)
-        _tridiagonalize(W, d, e, vectors)
-        _tridiagonal_eigen(d, e, W, vectors)
-        _ascending(d, order)
-        for i in range(N):
-            w[b, i] = d[order[i]] / scale
+    for b0 in range(0, K, L):
+        count = min(L, K - b0)
+        for q in range(count):
+            scale[q] = _scaled_lower(A[b0 + q], W[q])
+            _tridiagonalize(W[q], d[q], e[q], vectors)
             if vectors:
                 for r in range(N):
-                    E[b, r, i] = W[r, order[i]]
+                    for i in range(N):
+                        Z[q, i, r] = W[q, r, i]
+        _tridiagonal_eigen(d, e, Z, count, vectors, at, carry)
+        for q in range(count):
+            _ascending(d[q], order)
+            for i in range(N):
+                w[b0 + q, i] = d[q, order[i]] / scale[q]
+                if vectors:
+                    for r in range(N):
+                        E[b0 + q, r, i] = Z[q, order[i], r]
 
 
 @njit(cache=True, error_model="numpy", nogil=True)

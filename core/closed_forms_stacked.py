@@ -61,19 +61,15 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     amax = np.maximum(np.max(np.abs(a), axis=1), 1e-300)
     pos = a > 1e-12 * amax[:, None]  # eigh sorts ascending: pos is a tail
     out = np.empty((Bn, T, m, n))
-    stable = np.ones(Bn, dtype=bool)
-    n_pos = pos.sum(axis=1)
-    top = stacked_eigvalsh(P0e)[:, -1]
-    for p in np.unique(n_pos[n_pos > 0]):  # P0 > 0 on the unstable eigenspace?
-        rows = np.flatnonzero(n_pos == p)
-        mu = stacked_eigvalsh(P0e[rows][:, -p:, -p:])[:, 0]
-        stable[rows] = mu > 1e-7 * np.maximum(top[rows], 1e-300)
+    stable = _positive_on_unstable(P0e, pos.sum(axis=1))
     for b in np.flatnonzero(~stable):  # the factored form, point by point
         out[b] = regularized_flow(Y[b], U0[b], V0[b], float(lam[b]), t).X
     s = np.flatnonzero(stable)
     if not len(s):
         return out
-    a, E, P0e, pos = a[s], E[s], P0e[s], pos[s]
+    everyone = len(s) == Bn
+    if not everyone:
+        a, E, P0e, pos = a[s], E[s], P0e[s], pos[s]
     absa = np.abs(a)
     pstar = np.where(pos, 2.0 * a, 0.0)
     D0 = P0e.copy()
@@ -91,15 +87,15 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
         M = np.expm1(-z)
         M /= z
     np.negative(M, out=M)
-    small = z <= 1e-12
-    M[small] = 1.0 - z[small] / 2.0
+    np.copyto(M, 1.0 - z / 2.0, where=z <= 1e-12)
     M *= t[None, :, None]
     fused = compiled_module(_FUSED)
     if fused is not None:  # the same per (point, time), LANES times at once
-        Xs = np.empty((len(s), T, m, n))
+        Xs = out if everyone else np.empty((len(s), T, m, n))
         with np.errstate(all="ignore"):
             fused.stable_form(P0e, D0, c, d, M, np.ascontiguousarray(Er), np.ascontiguousarray(Ec), base, Xs)
-        out[s] = Xs
+        if not everyone:
+            out[s] = Xs
         return out
     K = M[..., None] * P0e[:, None]  # I + M D0 = diag(d) + M P0e
     K.reshape(len(s), T, -1)[:, :, :: Nn + 1] += d
@@ -111,3 +107,30 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     else:
         out[s] = base[:, None] + ErcD0 @ np.linalg.solve(K, c[..., None] * EcT)
     return out
+
+
+def _positive_on_unstable(P0e: FloatArray, n_pos: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Whether the stable form applies to each point: P0 > 0 on the unstable eigenspace (the last
+    n_pos eigenvectors), i.e. mu > 1e-7 top with mu the smallest eigenvalue of that block of P0e
+    and top the largest of P0e (True where n_pos = 0). top is only computed where its bounds leave
+    the answer open: max_i P0e_ii <= top <= ||S||_F <= sqrt(2) ||P0e||_F (S: the symmetric matrix the
+    eigensolver reads, P0e's lower triangle mirrored), widened by far more than the solver's
+    rounding (~N eps ||P0e||): the same decisions as with top itself, without an N x N eigenvalue
+    problem per point."""
+    Bn, N = len(n_pos), P0e.shape[-1]
+    mu = np.full(Bn, np.nan)
+    for p in np.unique(n_pos[n_pos > 0]).tolist():
+        rows = np.flatnonzero(n_pos == p)
+        mu[rows] = stacked_eigvalsh(P0e[:, -p:, -p:] if len(rows) == Bn else P0e[rows, -p:, -p:])[:, 0]
+    flat = P0e.reshape(Bn, N * N)
+    with np.errstate(invalid="ignore", over="ignore"):
+        fro = np.sqrt(2.0 * np.vecdot(flat, flat))  # >= the Frobenius norm of P0e's lower triangle mirrored
+        upper = np.maximum(fro * (1.0 + 1e-10), 1e-300)  # >= top as computed
+        lower = np.maximum(flat[:, :: N + 1].max(axis=1) - 1e-10 * fro, 1e-300)  # <= top as computed
+        sure = mu > 1e-7 * upper
+        undecided = (n_pos > 0) & ~sure & ~(mu <= 1e-7 * lower)  # NaN: undecided, as top decides
+    stable = np.where(n_pos > 0, sure, True)
+    if undecided.any():
+        top = stacked_eigvalsh(P0e[undecided])[:, -1]
+        stable[undecided] = mu[undecided] > 1e-7 * np.maximum(top, 1e-300)
+    return stable

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from .compiled import compiled_module
 from .types import PointConfig
 
 
@@ -223,6 +224,42 @@ class SeededStreams:
         self._bitgen.state = self._full  # type: ignore[assignment]  # read, not kept: one dict for all
         return self._gen
 
+    def fill_standard_normal(self, out: np.ndarray) -> None:
+        """out[b] = the first out[b].size standard normals of stream b, for every b (what
+        `rng(b).standard_normal(out=out[b])` draws), in one compiled loop where it is available."""
+        fused = _fused_draws() if self._writer is not None and out.flags.c_contiguous else None
+        if fused is None or self._writer is None:
+            for b in range(len(out)):
+                self.rng(b).standard_normal(out=out[b])
+            return
+        st, mem, _ = self._writer
+        st.has_uint32 = 0  # standard normals take 64-bit draws: nothing is buffered after them
+        fused.standard_normal_rows(self._gen, mem, self._words, out.reshape(len(out), -1))
+
+
+_FUSED_DRAWS = "flowsweep.core._data_fused"
+_fused_draws_checked: list[Any] = []  # [the compiled module, or None], once probed
+
+
+def _fused_draws() -> Any:
+    """The compiled draws (core/_data_fused.py) if numba is available and they draw numpy's numbers
+    here (probed once on a few streams), else None (the per-point loop)."""
+    if not _fused_draws_checked:
+        fused = compiled_module(_FUSED_DRAWS)
+        if fused is not None:
+            bitgen = np.random.PCG64()
+            writer = _state_writer(bitgen)
+            seeds = [0, 7, 2**40 + 3]
+            want = np.stack([np.random.default_rng([s, WEIGHT_STREAM]).standard_normal(500) for s in seeds])
+            got = np.empty_like(want)
+            if writer is not None:
+                words = np.ascontiguousarray(pcg64_state_words(seeds, WEIGHT_STREAM)[:, writer[2]])
+                fused.standard_normal_rows(np.random.Generator(bitgen), writer[1], words, got)
+            if writer is None or not np.array_equal(got, want):
+                fused = None
+        _fused_draws_checked.append(fused)
+    return _fused_draws_checked[0]
+
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Logistic function without overflow warnings for large |z|."""
@@ -323,6 +360,7 @@ class InitialStates:
     U0: np.ndarray
     V0: np.ndarray | None
     A: np.ndarray | None = None
+    factors: np.ndarray | None = None  # [U0; V0] (B, m + n, k) as one array (U0, V0 its views), if drawn so
 
 
 def make_initial_states(configs: list[PointConfig]) -> InitialStates:
@@ -349,12 +387,11 @@ def make_initial_states(configs: list[PointConfig]) -> InitialStates:
     sym = c0.model == "symmetric"
     G = np.empty((B, m, m if sym else n))
     W = np.empty((B, (m if sym else m + n) * k))
-    for b in range(B):
-        data.rng(b).standard_normal(out=G[b])
-        weights.rng(b).standard_normal(out=W[b])
+    data.fill_standard_normal(G)
+    weights.fill_standard_normal(W)
     data_scale = np.array([float(c.data_scale) for c in configs])[:, None, None]
-    scale = np.array([float(c.init_scale) for c in configs])[:, None, None]
+    W *= np.array([float(c.init_scale) for c in configs])[:, None]  # s N(0, 1), in place: U0, V0 are views
     Y = (G + np.swapaxes(G, 1, 2)) / 2.0 * data_scale if sym else G * data_scale
-    U0 = scale * W[:, : m * k].reshape(B, m, k)
-    V0 = None if sym else scale * W[:, m * k :].reshape(B, n, k)
-    return InitialStates(Y=Y, U0=U0, V0=V0)
+    U0 = W[:, : m * k].reshape(B, m, k)
+    V0 = None if sym else W[:, m * k :].reshape(B, n, k)
+    return InitialStates(Y=Y, U0=U0, V0=V0, factors=W.reshape(B, -1, k))

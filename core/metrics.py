@@ -214,6 +214,9 @@ def point_metrics(
 
 def _col(values: np.ndarray) -> list[float | None]:
     """A column of float metrics: NaN and +-inf become None (`clean` on every entry)."""
+    if np.isfinite(values).all():  # the usual case: no per-entry check
+        out: list[float | None] = values.tolist()
+        return out
     return [v if math.isfinite(v) else None for v in values.tolist()]
 
 

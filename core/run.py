@@ -76,7 +76,7 @@ def _stacked_problem(configs: list[PointConfig]) -> Problem:
     c0 = configs[0]
     s = make_initial_states(configs)
     sym = c0.model == "symmetric"
-    U0, V0 = reduce_factors(s.U0, None if sym else _present(s.V0, "V0", c0.model))  # one batched QR
+    U0, V0 = reduce_factors(s.U0, None if sym else _present(s.V0, "V0", c0.model), s.factors)  # one batched QR
     A = None if c0.model != "sigmoid" else _present(s.A, "A", c0.model)
     return Problem(model=c0.model, Y=s.Y, U0=U0, V0=V0, A=A)
 
@@ -231,14 +231,11 @@ def run_points_columns(configs: Sequence[PointConfig]) -> ResultColumns:
                     block_points.append(np.array(pts, dtype=np.int64))
             if done != len(part):
                 raise RuntimeError(f"run_points: {len(part)} points ran, {done} results")
-    out_status: list[PointStatus] = []
-    for i, st in enumerate(status):
-        if st is None:  # every point is validated, failed or run above
-            raise RuntimeError(f"run_points: point {i} has no result")
-        out_status.append(st)
+    if None in status:  # every point is validated, failed or run above
+        raise RuntimeError(f"run_points: point {status.index(None)} has no result")
     return ResultColumns(
         configs=configs,
-        status=out_status,
+        status=status,  # type: ignore[arg-type]  # no None left (checked above)
         error=error,
         wall_seconds=wall,
         metrics=metrics,

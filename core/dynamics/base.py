@@ -64,10 +64,13 @@ class Trajectory:
     V_final: FloatArray | None = None  # (B, n, r); None for symmetric
 
 
-def reduce_factors(U0: FloatArray, V0: FloatArray | None) -> tuple[FloatArray, FloatArray | None]:
+def reduce_factors(
+    U0: FloatArray, V0: FloatArray | None, stacked: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray | None]:
     """Coordinates of U0 (and V0) in an orthonormal basis of the row space of [U0; V0]; a stack of
-    points (leading batch dimension) is reduced in one call."""
-    R0 = U0 if V0 is None else np.concatenate([U0, V0], axis=-2)
+    points (leading batch dimension) is reduced in one call. `stacked`: [U0; V0] itself when the
+    caller holds it as one array (no copy to make)."""
+    R0 = stacked if stacked is not None else U0 if V0 is None else np.concatenate([U0, V0], axis=-2)
     if R0.shape[-1] <= R0.shape[-2]:  # nothing to gain: k <= m (+ n)
         return U0, V0
     B, _ = np.linalg.qr(np.swapaxes(R0, -1, -2))  # (k, m+n), orthonormal columns spanning R0's rows

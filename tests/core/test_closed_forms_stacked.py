@@ -6,6 +6,7 @@ import pytest
 from flowsweep.core import PointConfig, run_points
 from flowsweep.core.closed_forms import regularized_flow
 from flowsweep.core.closed_forms_stacked import regularized_flow_stacked
+from flowsweep.core.compiled import compiled_module
 from flowsweep.core.run import _stacked_problem
 
 
@@ -100,3 +101,44 @@ def test_compiled_stable_form_equals_numpy(shape, monkeypatch):
     scale = np.linalg.norm(prob.Y, axis=(1, 2))[:, None]
     gap = np.linalg.norm(got - want, axis=(2, 3)) / scale
     assert 0.0 < gap.max() <= 1e-12, gap.max()  # different rounding, the same numbers
+
+
+def test_stable_form_decision_is_the_one_of_the_top_eigenvalue():
+    """_positive_on_unstable decides mu > 1e-7 top from bounds of top where they suffice: the same
+    decisions as from top itself (np.linalg.eigvalsh here), on blocks far from, near and at the
+    threshold, and on NaN."""
+    from flowsweep.core.closed_forms_stacked import _positive_on_unstable
+
+    rng = np.random.default_rng(3)
+    N, p = 8, 3
+    mats, n_pos = [], []
+    for i in range(400):
+        Q, _ = np.linalg.qr(rng.standard_normal((N, N)))
+        w = rng.uniform(0.5, 2.0, N) * 10.0 ** rng.integers(-3, 3)
+        # the last p eigen-directions: mu from far above to far below 1e-7 top, and at it
+        w[-p:] = np.max(w) * 1e-7 * 10.0 ** rng.uniform(-3, 3) if i % 4 else 0.0
+        P = Q @ np.diag(w) @ Q.T
+        mats.append(P)
+        n_pos.append(p if i % 7 else 0)
+    for _ in range(40):  # mu within 1% of 1e-7 top: only top itself decides
+        Q, _ = np.linalg.qr(rng.standard_normal((N - p, N - p)))
+        w = rng.uniform(0.5, 2.0, N - p)
+        P = np.zeros((N, N))
+        P[:-p, :-p] = Q @ np.diag(w) @ Q.T
+        P[-p:, -p:] = np.eye(p) * np.max(w) * 1e-7 * (1.0 + 0.01 * rng.uniform(-1.0, 1.0))
+        mats.append(P)
+        n_pos.append(p)
+    P0e = np.array(mats)
+    nan_row = compiled_module("flowsweep.core._linalg_fused") is not None  # LAPACK raises on NaN instead
+    if nan_row:
+        P0e[5, 2, 1] = np.nan
+    n_pos_arr = np.array(n_pos)
+    got = _positive_on_unstable(P0e, n_pos_arr)
+    with np.errstate(invalid="ignore"):
+        top = np.linalg.eigvalsh(np.where(np.isnan(P0e), 0.0, P0e))[:, -1]
+        mu = np.linalg.eigvalsh(P0e[:, -p:, -p:])[:, 0]
+        want = np.where(n_pos_arr > 0, mu > 1e-7 * np.maximum(top, 1e-300), True)
+    if nan_row:
+        want[5] = not n_pos[5]  # NaN in P0e: top is NaN, mu > NaN is False
+    assert np.array_equal(got, want)
+    assert 0 < got.sum() < len(got)  # both answers occur

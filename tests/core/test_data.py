@@ -149,3 +149,24 @@ def test_batch_initial_states_are_bit_identical(kw):
         assert np.array_equal(stacked.Y[b], ref.Y) and np.array_equal(stacked.U0[b], ref.U0)
         for got, want in ((stacked.V0, ref.V0), (stacked.A, ref.A)):
             assert (got is None and want is None) or np.array_equal(got[b], want)
+
+
+@pytest.mark.parametrize("model", ["asymmetric", "symmetric"])
+def test_compiled_draws_of_many_streams_are_data_rng_and_weight_rng_draws(model):
+    """The Gaussian starts of a batch (drawn by the compiled loop where numba is installed) are
+    the per-point draws, bit for bit, over enough streams to pass through every ziggurat branch."""
+    from flowsweep.core import compiled
+    from flowsweep.core.data import _fused_draws, make_initial_state, make_initial_states
+
+    if compiled.compiled_module("flowsweep.core._data_fused") is not None:
+        assert _fused_draws() is not None  # the probe accepted numba's draws on this machine
+    n = 5 if model == "symmetric" else 7
+    configs = [cfg(model=model, m=5, n=n, k=40, seed=s, data_seed=None if s % 3 else s + 1) for s in range(300)]
+    stacked = make_initial_states(configs)
+    for b, c in enumerate(configs):
+        ref = make_initial_state(c)
+        assert np.array_equal(stacked.Y[b], ref.Y) and np.array_equal(stacked.U0[b], ref.U0)
+        assert (stacked.V0 is None and ref.V0 is None) or np.array_equal(stacked.V0[b], ref.V0)
+    # the factors as one array: [U0; V0] (U0 for symmetric), what reduce_factors would concatenate
+    both = stacked.U0 if stacked.V0 is None else np.concatenate([stacked.U0, stacked.V0], axis=1)
+    assert stacked.factors is not None and np.array_equal(stacked.factors, both)

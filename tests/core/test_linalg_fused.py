@@ -93,6 +93,31 @@ def test_the_compiled_kernel_is_used_and_differs_only_by_rounding(monkeypatch):
     assert np.array_equal(stacked_eigvalsh(four), direct[:60].reshape(6, 10, 5))
 
 
+@pytest.mark.parametrize("N", [1, 2, 5, 10, 15])
+def test_a_matrix_decomposes_alike_alone_and_among_others(N):
+    """The compiled kernel runs the QL iterations of a few matrices interleaved: each matrix's
+    eigenvalues and vectors are the same bits whatever its neighbours (and however many)."""
+    pytest.importorskip("numba")
+    from flowsweep.core import _linalg_fused
+
+    A = np.ascontiguousarray(symmetric_stacks(N, np.random.default_rng(N)))
+    w_all, w2_all, E_all = np.empty(A.shape[:2]), np.empty(A.shape[:2]), np.empty(A.shape)
+    _linalg_fused.eigvalsh(A, w_all)
+    _linalg_fused.eigh(A, w2_all, E_all)
+    for b in list(range(0, len(A), 7)) + [len(A) - 1]:
+        w, w2, E = np.empty((1, N)), np.empty((1, N)), np.empty((1, N, N))
+        _linalg_fused.eigvalsh(A[b : b + 1], w)
+        _linalg_fused.eigh(A[b : b + 1], w2, E)
+        assert np.array_equal(w[0], w_all[b]) and np.array_equal(w2[0], w2_all[b]) and np.array_equal(E[0], E_all[b])
+    # in another order, other matrices share each one's turns
+    rev = np.ascontiguousarray(A[::-1])
+    w_rev, w2_rev, E_rev = np.empty(A.shape[:2]), np.empty(A.shape[:2]), np.empty(A.shape)
+    _linalg_fused.eigvalsh(rev, w_rev)
+    _linalg_fused.eigh(rev, w2_rev, E_rev)
+    assert np.array_equal(w_rev[::-1], w_all) and np.array_equal(w2_rev[::-1], w2_all)
+    assert np.array_equal(E_rev[::-1], E_all)
+
+
 def test_singular_values_of_a_trajectory_match_svd(path):
     from flowsweep.core.run import singular_values
 
