@@ -32,7 +32,7 @@ from .models import utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
-MAX_BATCH = 2000  # outcomes per transaction, at most
+MAX_BATCH = 500  # outcomes per transaction, at most (other writers of the file wait for one: db.FairLock)
 # A sweep's finished points as reported by workers.dispatch.TaskStream: columns, or one per point.
 Outcomes = ChunkOutcome | list[PointOutcome]
 
