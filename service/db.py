@@ -42,15 +42,19 @@ POOL_SIZE, POOL_OVERFLOW = 10, 40
 
 
 class FairLock:
-    """A re-entrant lock taken in the order it was asked for (first come, first served)."""
+    """A re-entrant lock taken in the order it was asked for (first come, first served), except
+    that `background` requests (the result writer's batches) go after every other one waiting."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._owner: int | None = None
         self._count = 0
-        self._waiters: deque[object] = deque()
+        self._waiters: deque[tuple[object, bool]] = deque()  # (token, background), in arrival order
 
-    def acquire(self, timeout: float = -1) -> bool:
+    def _next(self) -> object:
+        return next((t for t, bg in self._waiters if not bg), self._waiters[0][0])
+
+    def acquire(self, timeout: float = -1, background: bool = False) -> bool:
         me = threading.get_ident()
         with self._cond:
             if self._owner == me:
@@ -60,11 +64,11 @@ class FairLock:
                 self._owner, self._count = me, 1
                 return True
             token = object()
-            self._waiters.append(token)
+            self._waiters.append((token, background))
             ok = self._cond.wait_for(
-                lambda: self._owner is None and self._waiters[0] is token, None if timeout < 0 else timeout
+                lambda: self._owner is None and self._next() is token, None if timeout < 0 else timeout
             )
-            self._waiters.remove(token)
+            self._waiters.remove((token, background))
             if ok:
                 self._owner, self._count = me, 1
             else:
@@ -87,6 +91,19 @@ class FairLock:
 
 _WRITE_LOCKS: dict[str, FairLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+_thread_writes = threading.local()
+
+
+@contextmanager
+def background_writes() -> Iterator[None]:
+    """This thread's SQLite write transactions yield the file's write lock to every other writer of
+    the process waiting for it (FairLock): the result writer's batches never delay a POST, a take-up,
+    the runner's claims or a small sweep's results by more than the batch being committed."""
+    _thread_writes.background = True
+    try:
+        yield
+    finally:
+        _thread_writes.background = False
 
 
 def sqlite_write_lock(path: str) -> FairLock:
@@ -173,7 +190,9 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
                 write_lock is not None
                 and isinstance(raw, _LockingConnection)
                 and raw.write_lock is None
-                and write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+                and write_lock.acquire(
+                    timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, background=getattr(_thread_writes, "background", False)
+                )
             ):
                 raw.write_lock = write_lock
             try:

@@ -51,6 +51,63 @@ def test_fair_lock_serves_waiters_in_order_even_against_a_quick_re_acquire():
     assert order == ["b", "c", "a"]
 
 
+def test_background_requests_go_after_every_other_waiting_one():
+    """The result writer's batches (background) yield to a POST or the runner's claim that asks
+    later: those wait for the transaction being committed, not for the writer's backlog."""
+    lock = FairLock()
+    order: list[str] = []
+    lock.acquire()
+
+    def take(name: str, background: bool) -> None:
+        lock.acquire(background=background)
+        order.append(name)
+        lock.release()
+
+    threads = []
+    for i, (name, bg) in enumerate((("writer-1", True), ("writer-2", True), ("post", False), ("claim", False))):
+        threads.append(threading.Thread(target=take, args=(name, bg)))
+        threads[-1].start()
+        _wait_for(lambda n=i + 1: len(lock._waiters) == n)
+    lock.release()
+    for t in threads:
+        t.join()
+    assert order == ["post", "claim", "writer-1", "writer-2"]
+
+
+def test_the_result_writers_transactions_are_background_ones(tmp_path):
+    from flowsweep.service.writer import ResultWriter
+
+    url = f"sqlite:///{tmp_path / 'bg.db'}"
+    engine = make_engine(url)
+    try:
+        lock = sqlite_write_lock(str(tmp_path / "bg.db"))
+        seen: list[bool] = []
+        acquire = lock.acquire
+
+        def spy(timeout: float = -1, background: bool = False) -> bool:
+            seen.append(background)
+            return acquire(timeout, background)
+
+        lock.acquire = spy  # type: ignore[method-assign]
+        writer = ResultWriter(make_session_factory(engine))
+        with session_scope(make_session_factory(engine)) as s:  # this thread: not background
+            s.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+
+        def write(batch):  # the writer thread's transaction (its rows are not the point here)
+            with session_scope(make_session_factory(engine)) as s:
+                s.execute(sa.text("INSERT INTO t VALUES (1)"))
+            return {}
+
+        writer._write = write
+        writer.start()
+        writer.put(1, [object()])
+        assert writer.flush(30)
+        writer.stop()
+        assert seen == [False, True]
+    finally:
+        engine.dispose()
+
+
 def test_fair_lock_is_reentrant_and_only_its_holder_releases_it():
     lock = FairLock()
     assert lock.acquire() and lock.acquire()
