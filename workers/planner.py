@@ -333,6 +333,10 @@ def stream_chunk_size(
         # tasks of <= STREAM_MAX_TASK_SECONDS even while sharing: a short cap would cut a small
         # sweep's last round into pieces that each wait for another turn on a CPU
         n = min(n, stream_max_points(cost))
+        # no piece of < STREAM_MIN_PIECE_SECONDS / 2 (the rest is taken whole instead): when the
+        # chunks in flight have run past their estimates, each freed CPU would take half of what
+        # is left, down to 1-point pieces that each pay a task's overhead and a round trip
+        n = max(n, math.ceil(STREAM_MIN_PIECE_SECONDS / 2 / b))
     else:
         if not cost.fitted:
             # double the size (the fit needs two), but never past this CPU's even share of the

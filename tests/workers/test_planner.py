@@ -189,7 +189,11 @@ def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
     # its end (a piece would be < STREAM_MIN_PIECE_SECONDS): what is left split over the CPUs, a
     # crumb taken along, never more than what is left
     assert stream_chunk_size(cheap, 180, 2, 0, 0.5) == 90
-    assert stream_chunk_size(cheap, 3, 2, 0, 0.5) == 2
+    assert stream_chunk_size(cheap, 3, 2, 0, 0.5) == 3  # not split into pieces of < 25 ms
+    # chunks in flight past their estimates: a freed CPU does not take half of a short rest (each
+    # CPU that frees up would take half of what is left, down to 1-point pieces)
+    assert stream_chunk_size(cheap, 40, 2, 1, 0.5, in_flight_seconds=0.0) == 25
+    assert stream_chunk_size(cheap, 15, 2, 1, 0.5, in_flight_seconds=0.0) == 15
     assert stream_chunk_size(cheap, 1, 2, 1, 0.5) == 1
     # ... while the sweep occupies every CPU: not queued (sized when a CPU frees up), and never
     # taken whole by one CPU while another could share it
