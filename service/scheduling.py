@@ -13,9 +13,9 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   those are taken back (cancelled before they start) and submitted again after its first chunk:
   it starts on the first CPU that frees up.
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
-  then tasks of ~0.25 s (at least 20 batch overheads, at most 2 s): a newcomer waits for one of
+  then tasks of ~0.5 s (at least 20 batch overheads, at most 2 s): a newcomer waits for one of
   them at most; the last round of a sweep alone in halving pieces, queued like the others, down to
-  ~50 ms, so results are written while the CPUs compute and the last ones are few; while several
+  ~0.1 s, so results are written while the CPUs compute and the last ones are few; while several
   sweeps have points to submit, each sweep's last round spread over its fair share of the CPUs and
   water-filled with what its chunks in flight still need (so its CPUs end together), and chunks
   preempted for a newcomer resubmitted in short pieces); cost models are shared across sweeps of
@@ -138,7 +138,7 @@ class Scheduler:
         slots_per_cpu: int = 2,
         page_size: int = 1000,
         poll_seconds: float = 0.25,
-        target_task_seconds: float = 0.25,
+        target_task_seconds: float = 0.5,
         wait_seconds: float = 0.02,
         owner: str | None = None,
         clock: Callable[[], float] = time.monotonic,

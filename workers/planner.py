@@ -251,9 +251,10 @@ STREAM_MAX_TASK_SECONDS = 2.0  # streaming scheduler: tasks of ~0.2-2 s (issue 9
 STREAM_SHARED_TASK_SECONDS = 0.25  # ... and of ~0.25 s while several sweeps share the CPUs, so a
 # sweep's chunk never waits long behind another sweep's
 SHARED_OVERHEAD_FACTOR = 5.0  # ... but of >= 5 a (batch overhead <= 20 %)
-STREAM_MIN_PIECE_SECONDS = 0.05  # a last round is cut into halving pieces down to ~this: the
+STREAM_MIN_PIECE_SECONDS = 0.1  # a last round is cut into halving pieces down to ~this: the
 # results written after the CPUs stop are one small piece's (writing a row costs ~1/10 of computing
-# a Fig. 1 point, so halving a piece of S seconds saves ~S/20 of tail for one more task's a + Ray)
+# a Fig. 1 point, so halving a piece of S seconds saves ~S/20 of tail for one more task's a, Ray's
+# round trip and the service's transactions, measured ~20-30 ms per chunk on a loaded machine)
 PIECE_OVERHEAD_FACTOR = 10.0  # ... and of >= 10 a (batch overhead <= 10 %)
 
 
@@ -333,10 +334,10 @@ def stream_chunk_size(
         # tasks of <= STREAM_MAX_TASK_SECONDS even while sharing: a short cap would cut a small
         # sweep's last round into pieces that each wait for another turn on a CPU
         n = min(n, stream_max_points(cost))
-        # no piece of < STREAM_MIN_PIECE_SECONDS / 2 (the rest is taken whole instead): when the
+        # no piece of < STREAM_MIN_PIECE_SECONDS / 4 (the rest is taken whole instead): when the
         # chunks in flight have run past their estimates, each freed CPU would take half of what
         # is left, down to 1-point pieces that each pay a task's overhead and a round trip
-        n = max(n, math.ceil(STREAM_MIN_PIECE_SECONDS / 2 / b))
+        n = max(n, math.ceil(STREAM_MIN_PIECE_SECONDS / 4 / b))
     else:
         if not cost.fitted:
             # double the size (the fit needs two), but never past this CPU's even share of the
