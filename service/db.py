@@ -8,6 +8,10 @@ readers never wait for the runner's write lock (WAL readers see the last committ
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +42,115 @@ def normalize_url(url: str) -> str:
 POOL_SIZE, POOL_OVERFLOW = 10, 40
 
 
+class FairLock:
+    """A re-entrant lock taken in the order it was asked for (first come, first served), except
+    that `background` requests (the result writer's batches) go after every other one waiting."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._count = 0
+        self._waiters: deque[tuple[object, bool]] = deque()  # (token, background), in arrival order
+
+    def _next(self) -> object:
+        return next((t for t, bg in self._waiters if not bg), self._waiters[0][0])
+
+    def acquire(self, timeout: float = -1, background: bool = False) -> bool:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._count += 1
+                return True
+            if self._owner is None and not self._waiters:
+                self._owner, self._count = me, 1
+                return True
+            token = object()
+            self._waiters.append((token, background))
+            ok = self._cond.wait_for(
+                lambda: self._owner is None and self._next() is token, None if timeout < 0 else timeout
+            )
+            self._waiters.remove((token, background))
+            if ok:
+                self._owner, self._count = me, 1
+            else:
+                self._cond.notify_all()  # (the next in line may be free to go)
+            return ok
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("released by a thread that does not hold it")
+            self._count -= 1
+            if not self._count:
+                self._owner = None
+                self._cond.notify_all()
+
+    def held(self) -> bool:
+        """Whether the calling thread holds it."""
+        return self._owner == threading.get_ident()
+
+
+_WRITE_LOCKS: dict[str, FairLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+_thread_writes = threading.local()
+
+
+@contextmanager
+def background_writes() -> Iterator[None]:
+    """This thread's SQLite write transactions yield the file's write lock to every other writer of
+    the process waiting for it (FairLock): the result writer's batches never delay a POST, a take-up,
+    the runner's claims or a small sweep's results by more than the batch being committed."""
+    _thread_writes.background = True
+    try:
+        yield
+    finally:
+        _thread_writes.background = False
+
+
+def sqlite_write_lock(path: str) -> FairLock:
+    """The process's write lock of one SQLite file: every write transaction of this process on it
+    (any engine: the API's, the runner's) holds it from BEGIN IMMEDIATE to COMMIT/ROLLBACK, and the
+    writers get it in turn. SQLite's busy handler instead polls in growing sleeps (up to 100 ms), so
+    a POST, a take-up or the runner's claim waiting behind the result writer's back-to-back batches
+    could wait for all of them. (Other processes on the file: busy_timeout, as before.)"""
+    key = os.path.realpath(path)
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, FairLock())
+
+
+class _LockingConnection(sqlite3.Connection):
+    """A sqlite3 connection that releases the process's write lock (sqlite_write_lock), taken when
+    its write transaction began, once the transaction has ended."""
+
+    write_lock: FairLock | None = None
+
+    def _release(self) -> None:
+        lock, self.write_lock = self.write_lock, None
+        if lock is not None:
+            try:
+                lock.release()
+            except RuntimeError:  # ended by another thread than the one that began it (never in
+                pass  # flowsweep: a session is used by one thread); the owner's count stays
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+
 def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engine:
     url = normalize_url(url)
     if make_url(url).database not in (None, "", ":memory:") and "poolclass" not in kwargs:
@@ -45,7 +158,11 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
         kwargs.setdefault("max_overflow", POOL_OVERFLOW)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        connect_args = {"check_same_thread": False, "timeout": 30}
+        connect_args: dict = {"check_same_thread": False, "timeout": 30}
+        write_lock = None
+        if u.database not in (None, "", ":memory:") and not str(u.database).startswith("file:"):
+            write_lock = sqlite_write_lock(str(u.database))
+            connect_args["factory"] = _LockingConnection
         engine = create_engine(url, connect_args=connect_args, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -76,8 +193,24 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
                 return  # each statement its own transaction: a BEGIN here would never be committed
             if options.get("sqlite_deferred"):
                 conn.exec_driver_sql("BEGIN")
-            else:
+                return
+            raw = conn.connection.dbapi_connection
+            # (not acquired within the busy timeout: SQLite's own busy handling decides)
+            if (
+                write_lock is not None
+                and isinstance(raw, _LockingConnection)
+                and raw.write_lock is None
+                and write_lock.acquire(
+                    timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, background=getattr(_thread_writes, "background", False)
+                )
+            ):
+                raw.write_lock = write_lock
+            try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                if isinstance(raw, _LockingConnection):
+                    raw._release()
+                raise
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

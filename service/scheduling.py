@@ -13,10 +13,13 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   those are taken back (cancelled before they start) and submitted again after its first chunk:
   it starts on the first CPU that frees up.
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
-  then tasks of ~0.5-2 s for a sweep alone; of ~0.25 s while several sweeps have points to submit,
-  each sweep's last round spread over its fair share of the CPUs and water-filled with what its
-  chunks in flight still need (so its CPUs end together), and chunks preempted for a
-  newcomer resubmitted in such short pieces); cost models are shared across sweeps of the same shape.
+  then tasks of ~0.5 s (at least 20 batch overheads, at most 2 s): a newcomer waits for one of
+  them at most; the last round of a sweep alone in halving pieces, queued like the others, down to
+  ~0.1 s, so results are written while the CPUs compute and the last ones are few; while several
+  sweeps have points to submit, each sweep's last round spread over its fair share of the CPUs and
+  water-filled with what its chunks in flight still need (so its CPUs end together), and chunks
+  preempted for a newcomer resubmitted in short pieces); cost models are shared across sweeps of
+  the same shape.
 - **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
   pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a
   small per-sweep buffer. A refill submits its chunks first, then flips their points pending ->
@@ -136,7 +139,7 @@ class Scheduler:
         page_size: int = 1000,
         poll_seconds: float = 0.25,
         target_task_seconds: float = 0.5,
-        wait_seconds: float = 0.05,
+        wait_seconds: float = 0.02,
         owner: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

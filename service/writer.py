@@ -27,12 +27,12 @@ from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from flowsweep.workers.dispatch import ChunkOutcome, PointOutcome
 
 from . import store
-from .db import session_scope
+from .db import background_writes, session_scope
 from .models import utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
-MAX_BATCH = 2000  # outcomes per transaction, at most
+MAX_BATCH = 500  # outcomes per transaction, at most (the process's other writers wait for one: db.FairLock)
 # A sweep's finished points as reported by workers.dispatch.TaskStream: columns, or one per point.
 Outcomes = ChunkOutcome | list[PointOutcome]
 
@@ -138,6 +138,10 @@ class ResultWriter:
 
     # ---------------------------------------------------------------- thread
     def _loop(self) -> None:
+        with background_writes():  # its batches go after any other write of this process (db.FairLock)
+            self._batches()
+
+    def _batches(self) -> None:
         while True:
             item = self._q.get()
             if item is None:

@@ -251,6 +251,11 @@ STREAM_MAX_TASK_SECONDS = 2.0  # streaming scheduler: tasks of ~0.2-2 s (issue 9
 STREAM_SHARED_TASK_SECONDS = 0.25  # ... and of ~0.25 s while several sweeps share the CPUs, so a
 # sweep's chunk never waits long behind another sweep's
 SHARED_OVERHEAD_FACTOR = 5.0  # ... but of >= 5 a (batch overhead <= 20 %)
+STREAM_MIN_PIECE_SECONDS = 0.1  # a last round is cut into halving pieces down to ~this: the
+# results written after the CPUs stop are one small piece's (writing a row costs ~1/10 of computing
+# a Fig. 1 point, so halving a piece of S seconds saves ~S/20 of tail for one more task's a, Ray's
+# round trip and the service's transactions, measured ~20-30 ms per chunk on a loaded machine)
+PIECE_OVERHEAD_FACTOR = 10.0  # ... and of >= 10 a (batch overhead <= 10 %)
 
 
 def stream_task_seconds(cost: Cost, sharing: int = 1) -> float:
@@ -286,10 +291,13 @@ def stream_chunk_size(
       probes. Nothing beyond one task per CPU while the cost is unknown.
     - one chunk size measured: double it (the a + b·n fit needs two sizes).
     - fitted: chunks of max(target, 20 a) seconds, at most STREAM_MAX_TASK_SECONDS, and at most
-      half a CPU's share of the work left; once that share is short, nothing more is queued and
-      each CPU that frees up takes its water-filled share of the rest (counting what the sweep's
-      chunks in flight still need, `in_flight_seconds`: a running chunk's estimate less the time
-      it has run), so the CPUs end together (a crumb is taken along).
+      half a CPU's share of the work left; once that share is short (the last round), a sweep alone
+      takes halving pieces (half a CPU's share of what is left to submit), queued as the chunks
+      before them, while they are >= STREAM_MIN_PIECE_SECONDS and >= PIECE_OVERHEAD_FACTOR a; then
+      nothing more is queued and each CPU that frees up takes its water-filled share of the rest
+      (counting what the sweep's chunks in flight still need, `in_flight_seconds`: a running
+      chunk's estimate less the time it has run), so the CPUs end together (a crumb is taken
+      along).
     - `sharing` sweeps with points to submit: the sweep's fair share is ceil(ncpu / sharing) CPUs
       (its lanes: the final round is water-filled over them, so a small sweep behind a big one runs
       as it would alone on its share of the cluster) and tasks are short
@@ -308,8 +316,15 @@ def stream_chunk_size(
     cap = stream_task_seconds(cost, sharing)
     share = b * remaining / lanes  # a CPU's share of the work left (seconds)
     final = max(FINAL_ROUND_TASKS * target_task_seconds / 2, 2 * a)
-    if share <= final:
-        # The last round: nothing is queued (a piece is sized when a CPU frees up, with the latest
+    piece = b * remaining / (2 * lanes)  # factoring: half a lane's share of what is left to submit
+    if share <= final and sharing <= 1 and piece >= max(STREAM_MIN_PIECE_SECONDS, PIECE_OVERHEAD_FACTOR * a):
+        # The last round of a sweep alone, while its pieces are long: halving pieces, queued as
+        # steady chunks are (no CPU waits for the driver between two of them), so results are
+        # written while the CPUs compute and the pieces that end the sweep are short. (Not while
+        # sharing: a sweep's next piece would wait for its turn behind the other sweeps' chunks.)
+        n = min(math.ceil(piece / b), stream_max_points(cost, sharing))
+    elif share <= final:
+        # Its end: nothing is queued (a piece is sized when a CPU frees up, with the latest
         # costs), so the CPUs finish together.
         if own_in_flight >= lanes:
             return 0
@@ -319,6 +334,10 @@ def stream_chunk_size(
         # tasks of <= STREAM_MAX_TASK_SECONDS even while sharing: a short cap would cut a small
         # sweep's last round into pieces that each wait for another turn on a CPU
         n = min(n, stream_max_points(cost))
+        # no piece of < STREAM_MIN_PIECE_SECONDS / 4 (the rest is taken whole instead): when the
+        # chunks in flight have run past their estimates, each freed CPU would take half of what
+        # is left, down to 1-point pieces that each pay a task's overhead and a round trip
+        n = max(n, math.ceil(STREAM_MIN_PIECE_SECONDS / 4 / b))
     else:
         if not cost.fitted:
             # double the size (the fit needs two), but never past this CPU's even share of the

@@ -334,6 +334,37 @@ def test_the_last_round_ends_the_cpus_together(factory, sched, a, b, n):
     assert idle <= 0.05 * ends[-1], (idle, ends[-1], g.submitted(sid))
 
 
+def test_a_sweep_alone_ends_in_short_pieces_queued_behind_the_running_ones(factory, sched):
+    """Cheap batch overhead (a << a chunk's work, as Fig. 1 points with the compiled kernels): the
+    last round is cut into halving pieces, queued two per CPU like steady chunks (a CPU that frees
+    up does not wait for the driver), so the results still to write once the CPUs stop are one short
+    piece's, not half the sweep's."""
+    from flowsweep.workers.planner import STREAM_MIN_PIECE_SECONDS
+
+    g = sched.gated
+    g.a, g.b = 0.001, 0.001
+    sid = add_sweep(factory, "pieces", 3000)
+    sched.clock[0] = -1.0
+    step(sched)
+    queued_in_last_round = []
+    while g.release_next() is not None:
+        sched.clock[0] = g.now
+        sched.step()
+        queued_in_last_round.append(g.in_flight(sid))
+    sched.step()
+    assert status(factory, sid) == "done"
+    sizes = g.submitted(sid)
+    steady = max(sizes)
+    assert g.a + g.b * steady <= 1.1 * sched.target_task_seconds  # tasks of ~the target alone
+    tail = sizes[sizes.index(steady) :]
+    pieces = [n for n in tail if n < steady * 0.9]
+    assert len(pieces) >= 4 and pieces[:3] == sorted(pieces[:3], reverse=True), sizes  # halving
+    last = [n for kind, tag, n in g.log if kind == "done"][-1]
+    assert g.a + g.b * last <= 3 * STREAM_MIN_PIECE_SECONDS, sizes
+    # two per CPU in flight until the last few pieces
+    assert queued_in_last_round[: -len(pieces)].count(4) >= len(queued_in_last_round) - len(pieces) - 2
+
+
 def test_points_taken_by_another_runner_between_read_and_claim_are_never_written(factory, sched):
     # Chunks are submitted first and claimed right after (a CPU never waits for the database):
     # a point that is no longer pending by then (here: another runner took it) is computed for

@@ -182,18 +182,27 @@ def test_stream_chunks_last_about_the_target_and_never_much_over_two_seconds():
     heavy_overhead = _cost(0.5, 0.001)  # 20 a = 10 s would keep overhead at 5 %: capped at 2 s
     n = stream_chunk_size(heavy_overhead, 1_000_000, 2, 0, 0.5)
     assert heavy_overhead.seconds(n) <= STREAM_MAX_TASK_SECONDS + 0.01
-    # the tail: what is left split over the CPUs, a crumb taken along, never more than what is left
-    assert stream_chunk_size(cheap, 300, 2, 0, 0.5) == 150
-    assert stream_chunk_size(cheap, 3, 2, 0, 0.5) == 2
+    # the last round, while a piece would still be long: halving pieces (half a CPU's share of what
+    # is left), queued like steady chunks (a CPU does not wait for the driver between two of them)
+    assert stream_chunk_size(cheap, 800, 2, 0, 0.5) == 200
+    assert stream_chunk_size(cheap, 600, 2, 3, 0.5) == 150
+    # its end (a piece would be < STREAM_MIN_PIECE_SECONDS): what is left split over the CPUs, a
+    # crumb taken along, never more than what is left
+    assert stream_chunk_size(cheap, 180, 2, 0, 0.5) == 90
+    assert stream_chunk_size(cheap, 3, 2, 0, 0.5) == 3  # not split into pieces of < 25 ms
+    # chunks in flight past their estimates: a freed CPU does not take half of a short rest (each
+    # CPU that frees up would take half of what is left, down to 1-point pieces)
+    assert stream_chunk_size(cheap, 40, 2, 1, 0.5, in_flight_seconds=0.0) == 25
+    assert stream_chunk_size(cheap, 15, 2, 1, 0.5, in_flight_seconds=0.0) == 15
     assert stream_chunk_size(cheap, 1, 2, 1, 0.5) == 1
-    # a tail while the sweep occupies every CPU: not queued (sized when a CPU frees up), and
-    # never taken whole by one CPU while another could share it
-    assert stream_chunk_size(cheap, 300, 2, 2, 0.5) == 0
-    # water-filled with the sweep's chunks in flight: a 201-point sweep of known cost is split
-    # 101 + 100 over 2 free CPUs (the second piece counts the first, just submitted)
-    first = stream_chunk_size(cheap, 201, 2, 0, 0.5)
-    assert first == 101
-    assert stream_chunk_size(cheap, 100, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first)) == 100
+    # ... while the sweep occupies every CPU: not queued (sized when a CPU frees up), and never
+    # taken whole by one CPU while another could share it
+    assert stream_chunk_size(cheap, 180, 2, 2, 0.5) == 0
+    # water-filled with the sweep's chunks in flight: a 181-point sweep of known cost is split
+    # 91 + 90 over 2 free CPUs (the second piece counts the first, just submitted)
+    first = stream_chunk_size(cheap, 181, 2, 0, 0.5)
+    assert first == 91
+    assert stream_chunk_size(cheap, 90, 2, 1, 0.5, in_flight_seconds=cheap.seconds(first)) == 90
     # a CPU freed while another still has 0.06 s to go takes a bit more than half of the rest
     assert stream_chunk_size(cheap, 120, 2, 1, 0.5, in_flight_seconds=0.06) == 90
     # one size measured (a previous sweep split 101 + 100), slow points (the rest is not yet a last
