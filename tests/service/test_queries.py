@@ -170,10 +170,13 @@ def test_sqlite_answers_a_fixed_parameter_beside_an_axis_from_the_axis_index(api
     (every row of a sweep) instead of the covering index on `seed` (one row in 100 here)."""
     from flowsweep.service import queries
 
-    if not api.url.startswith("sqlite"):
-        pytest.skip("SQLite's planner")
     engine = db.make_engine(api.url)
     try:
+        if engine.dialect.name != "sqlite":  # Postgres plans from its statistics: the columns as they are
+            q = queries.ResultQuery.model_validate({"steps": [4000], "seed": [7]})
+            sql = str(select(Point.id).where(*queries._where(q, None)).compile(engine))
+            assert "points.steps = " in sql and "+" not in sql, sql
+            return
         for params, index in (({"steps": [4000], "seed": [7]}, "ix_points_seed_cover"), ({"m": [6]}, "ix_points_m")):
             q = queries.ResultQuery.model_validate(params)
             count = select(func.count()).select_from(Point).where(*queries._where(q, None))
