@@ -40,6 +40,7 @@ from .models import (
     SweepTag,
 )
 from .schemas import NAME_PATTERN, RESULT_FIELDS
+from .summary_cells import sql_per, sql_square
 
 RESULT_STATUSES = tuple(s.value for s in FINISHED_POINT_STATUSES)  # a result row's status
 FORMATS = ("json", "csv", "parquet")
@@ -526,7 +527,7 @@ def row_stats(keys: Iterable[str], conds: Iterable) -> Select:
     for i in range(len(metrics)):
         x, c = base.c[f"m{i}"], g.c[f"c{i}"]
         d = x - c
-        cols += [func.count(x), func.max(c), func.sum(d), func.sum(d * d), func.min(x), func.max(x)]
+        cols += [func.count(x), func.max(c), func.sum(d), func.sum(sql_square(d)), func.min(x), func.max(x)]
     nullable = {k for k in names if _column(k).nullable}
     return select(*cols).select_from(base.join(g, _key_join(base, g, names, nullable))).group_by(*kc)
 
@@ -544,8 +545,9 @@ def cell_stats(keys: Iterable[str], conds: Iterable) -> Select:
     base = cells.where(*conds).subquery("c")
     kc = [base.c[k] for k in names]
     shift = [
-        (
-            func.sum(base.c[f"{m}_n"] * base.c[f"{m}_shift"]) / func.nullif(cast(func.sum(base.c[f"{m}_n"]), Double), 0)
+        sql_per(
+            func.sum(base.c[f"{m}_n"] * base.c[f"{m}_shift"]),
+            func.nullif(cast(func.sum(base.c[f"{m}_n"]), Double), 0),
         ).label(f"c{i}")
         for i, m in enumerate(metrics)
     ]
@@ -554,12 +556,12 @@ def cell_stats(keys: Iterable[str], conds: Iterable) -> Select:
     for i, m in enumerate(metrics):
         n, c = base.c[f"{m}_n"], g.c[f"c{i}"]
         has = n > 0  # a cell without values has no shift/resid/m2 (and n would divide by zero)
-        d = (base.c[f"{m}_shift"] - c) + base.c[f"{m}_resid"] / cast(n, Double)
+        d = (base.c[f"{m}_shift"] - c) + sql_per(base.c[f"{m}_resid"], cast(n, Double))
         cols += [
             func.sum(n),
             func.max(c),
             func.sum(case((has, n * (base.c[f"{m}_shift"] - c) + base.c[f"{m}_resid"]))),
-            func.sum(case((has, base.c[f"{m}_m2"] + n * d * d))),
+            func.sum(case((has, base.c[f"{m}_m2"] + n * sql_square(d)))),
             func.min(base.c[f"{m}_min"]),
             func.max(base.c[f"{m}_max"]),
         ]

@@ -500,6 +500,76 @@ def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, 
         engine.dispose()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_metrics_near_the_smallest_doubles_are_summarised_not_refused(new_database_url, kind):
+    """A metric of ~1e-174 (the one-layer error e^-t at t = 400) squared, or a residual of a few
+    subnormals divided by a count, rounds to 0: Postgres raised `underflow` there, which kept the
+    result writer retrying one batch forever (a cancelled sweep stuck in `cancelling`) and would have
+    made /summary a 500. The cells merge one row at a time; both sources agree with numpy."""
+    from flowsweep.service import queries
+
+    url = new_database_url(kind)
+    db.upgrade(url)
+    rng = np.random.default_rng(5)
+    n = 60
+    ks = np.arange(n) % 3 + 1
+    tiny = np.exp(-400.0) * (1 + 0.1 * rng.standard_normal(n))  # ~1.9e-174
+    tiny[:3] = (5e-324, 0.0, 1e-310)  # the smallest subnormal, a zero, a subnormal
+    engine = db.make_engine(url)
+    try:
+        with db.session_scope(db.make_session_factory(engine)) as s:
+            s.execute(insert(Sweep), [dict(id=1, name="t", status="done", spec={}, n_points=n, cancel_requested=False)])
+            s.execute(
+                insert(Point),
+                [
+                    dict(
+                        id=i + 1,
+                        sweep_id=1,
+                        identity=f"{i:064x}",
+                        status="done",
+                        cached=False,
+                        attempts=1,
+                        model="asymmetric",
+                        init="gaussian",
+                        integrator="gd",
+                        m=2,
+                        n=3,
+                        k=int(ks[i]),
+                        init_scale=0.1,
+                        lambda0=0.0,
+                        seed=i,
+                        eta=0.01,
+                        steps=10,
+                        record_every=1,
+                        tol=0.01,
+                        data_seed=None,
+                        fit_lambda0=False,
+                        n_samples=1000,
+                    )
+                    for i in range(n)
+                ],
+            )
+            s.execute(
+                insert(Result),
+                [dict(point_id=i + 1, sweep_id=1, status="done", final_error=float(tiny[i])) for i in range(n)],
+            )
+        for i in range(n):  # one merge per row: the writer's upsert each time
+            with db.session_scope(db.make_session_factory(engine)) as s:
+                summary_cells.add(s, [i + 1])
+        for source in ("rows", "cells"):
+            with db.make_session_factory(engine)() as s:
+                (row,) = queries.summary(s, queries.SummaryQuery(by="init_scale"), 1, source=source)
+                by_k = queries.summary(s, queries.SummaryQuery(by="k"), 1, source=source)
+            for got, x in [(row, tiny)] + [(g, tiny[ks == g["k"]]) for g in by_k]:
+                assert got["final_error_count"] == len(x)
+                assert got["final_error_mean"] == pytest.approx(np.mean(x), rel=1e-12), source
+                assert (got["final_error_min"], got["final_error_max"]) == (x.min(), x.max())
+                # squares of deviations ~1e-175 are 0 in doubles, for numpy as for the database
+                assert got["final_error_std"] == pytest.approx(np.std(x, ddof=1), abs=1e-300), source
+    finally:
+        engine.dispose()
+
+
 def test_exports_give_their_slot_back(api):
     """Each streaming export holds one of FLOWSWEEP_MAX_CONCURRENT_EXPORTS slots (a connection) while
     it streams; finished ones, complete or abandoned by the client, must give it back."""

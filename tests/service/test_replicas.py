@@ -20,6 +20,7 @@ from test_runner_helpers import (
     point_rows,
     post_sweep,
     result_rows,
+    unfinishable_body,
     wait_sweep,
     wait_until,
 )
@@ -56,7 +57,7 @@ def roles(a, b, engine):
 def test_a_cancel_sent_to_the_standby_reaches_the_runner(replicas):
     a, b, engine = replicas
     leader, standby = roles(a, b, engine)
-    body = fig1_body("cancel-via-standby", 1500)
+    body = unfinishable_body("cancel-via-standby")
     sid = post_sweep(standby.url, body)["id"]
     wait_until(lambda: get_sweep(standby.url, sid)["counts"]["done"] > 0, timeout=120, what="first results")
     r = httpx.post(f"{standby.url}/sweeps/{sid}/cancel", timeout=30)

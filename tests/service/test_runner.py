@@ -19,12 +19,12 @@ import sqlalchemy as sa
 from test_runner_helpers import (
     all_results,
     engine_for,
-    fig1_body,
     get_sweep,
     point_rows,
     post_sweep,
     result_rows,
     sweep_body,
+    unfinishable_body,
     wait_sweep,
     wait_until,
 )
@@ -177,8 +177,7 @@ def test_failing_point_is_recorded_with_its_message(server, engine):
 
 
 def test_cancel_mid_sweep(server, engine):
-    # Long enough that it is far from done when the first results are in (3000 Fig. 1 points).
-    body = fig1_body("to-cancel", 1500)
+    body = unfinishable_body("to-cancel")
     created = post_sweep(server.url, body)
     sid, n = created["id"], created["n_points"]
 

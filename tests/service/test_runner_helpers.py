@@ -42,6 +42,17 @@ def fig1_body(name: str, n_seeds: int, seed0: int = 0, scales=(0.05, 0.1)) -> di
     )
 
 
+def unfinishable_body(name: str, n_seeds: int = 500) -> dict:
+    """A sweep a test cancels while it runs: it must not finish first however fast this machine or
+    a later core is (a fresh clone finished 3000 Fig. 1 points before the cancel landed). Rank
+    k = 4 < m = 5 keeps every point's error above sigma_5(Y) (no stop at machine precision) for
+    400,000 gd steps: ~17 ms a point compiled here, ~8 s of work on 2 CPUs for 1000 points, against
+    the tens of ms a test takes from the first results to its cancel."""
+    return sweep_body(
+        name, steps=400_000, seeds=(0, n_seeds), scales=(0.05, 0.1), k=4, m=5, n=10, eta=1e-3, record_every=100_000
+    )
+
+
 def post_sweep(url: str, body: dict) -> dict:
     r = httpx.post(f"{url}/sweeps", json=body, timeout=60)
     assert r.status_code == 201, r.text
