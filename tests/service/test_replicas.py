@@ -15,12 +15,11 @@ import pytest
 import sqlalchemy as sa
 from test_runner_helpers import (
     engine_for,
-    fig1_body,
     get_sweep,
+    long_body,
     point_rows,
     post_sweep,
     result_rows,
-    unfinishable_body,
     wait_sweep,
     wait_until,
 )
@@ -57,7 +56,7 @@ def roles(a, b, engine):
 def test_a_cancel_sent_to_the_standby_reaches_the_runner(replicas):
     a, b, engine = replicas
     leader, standby = roles(a, b, engine)
-    body = unfinishable_body("cancel-via-standby")
+    body = long_body("cancel-via-standby")
     sid = post_sweep(standby.url, body)["id"]
     wait_until(lambda: get_sweep(standby.url, sid)["counts"]["done"] > 0, timeout=120, what="first results")
     r = httpx.post(f"{standby.url}/sweeps/{sid}/cancel", timeout=30)
@@ -72,7 +71,7 @@ def test_a_cancel_sent_to_the_standby_reaches_the_runner(replicas):
 def test_runner_killed_the_standby_takes_over_and_completes_the_sweep(replicas):
     a, b, engine = replicas
     leader, standby = roles(a, b, engine)
-    body = fig1_body("survives-leader-kill", 1000, seed0=5000)
+    body = long_body("survives-leader-kill", seed0=5000)
     created = post_sweep(standby.url, body)
     sid, n = created["id"], created["n_points"]
     wait_until(

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from test_runner_helpers import (
     all_results,
     engine_for,
-    fig1_body,
     get_sweep,
+    long_body,
     point_rows,
     post_sweep,
     result_rows,
@@ -23,12 +23,12 @@ from test_runner_helpers import (
 
 def test_sigkill_mid_sweep_then_restart_completes_without_recomputing(database_url, live_server):
     first = live_server(database_url)
-    # 2000 Fig. 1 points (seconds of work): the first chunks (16-point probes) come back long
-    # before the rest, so the kill lands mid-sweep.
-    body = fig1_body("survives-kill", 1000)
+    # Seconds of work (long_body): the first chunks (probes) come back long before the rest, so
+    # the kill lands mid-sweep.
+    body = long_body("survives-kill")
     created = post_sweep(first.url, body)
     sid, n = created["id"], created["n_points"]
-    assert n == 2000
+    assert n == 1000
 
     def partly_done():
         c = get_sweep(first.url, sid)["counts"]

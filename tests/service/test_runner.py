@@ -20,11 +20,11 @@ from test_runner_helpers import (
     all_results,
     engine_for,
     get_sweep,
+    long_body,
     point_rows,
     post_sweep,
     result_rows,
     sweep_body,
-    unfinishable_body,
     wait_sweep,
     wait_until,
 )
@@ -177,7 +177,7 @@ def test_failing_point_is_recorded_with_its_message(server, engine):
 
 
 def test_cancel_mid_sweep(server, engine):
-    body = unfinishable_body("to-cancel")
+    body = long_body("to-cancel")
     created = post_sweep(server.url, body)
     sid, n = created["id"], created["n_points"]
 

@@ -33,23 +33,22 @@ def sweep_body(
     return body
 
 
-def fig1_body(name: str, n_seeds: int, seed0: int = 0, scales=(0.05, 0.1)) -> dict:
-    """A sweep of Fig. 1 points (m=5, n=10, k=50, 4000 gd steps: ms each, the paper's own cost), for
-    tests that must act while a sweep runs: with thousands of them the sweep lasts seconds on any
-    machine, >= 10x the time the test needs to see its first results and act."""
+def long_body(name: str, n_seeds: int = 500, seed0: int = 0) -> dict:
+    """A sweep a test acts on while it runs (a cancel, a SIGKILL): it must not finish first however
+    fast this machine or a later core is (a fresh clone finished 3000 Fig. 1 points before a cancel
+    landed). Rank k = 4 < m = 5 keeps every point's error above sigma_5(Y) (no stop at machine
+    precision) for 400,000 gd steps: ~17 ms a point compiled here, ~8 s of work on 2 CPUs for the
+    default 1000 points, against the tens of ms a test takes from the first results to its act."""
     return sweep_body(
-        name, steps=4000, seeds=(seed0, seed0 + n_seeds), scales=scales, k=50, m=5, n=10, eta=1e-3, record_every=100
-    )
-
-
-def unfinishable_body(name: str, n_seeds: int = 500) -> dict:
-    """A sweep a test cancels while it runs: it must not finish first however fast this machine or
-    a later core is (a fresh clone finished 3000 Fig. 1 points before the cancel landed). Rank
-    k = 4 < m = 5 keeps every point's error above sigma_5(Y) (no stop at machine precision) for
-    400,000 gd steps: ~17 ms a point compiled here, ~8 s of work on 2 CPUs for 1000 points, against
-    the tens of ms a test takes from the first results to its cancel."""
-    return sweep_body(
-        name, steps=400_000, seeds=(0, n_seeds), scales=(0.05, 0.1), k=4, m=5, n=10, eta=1e-3, record_every=100_000
+        name,
+        steps=400_000,
+        seeds=(seed0, seed0 + n_seeds),
+        scales=(0.05, 0.1),
+        k=4,
+        m=5,
+        n=10,
+        eta=1e-3,
+        record_every=100_000,
     )
 
 

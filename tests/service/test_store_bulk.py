@@ -153,12 +153,12 @@ def test_a_sweeps_points_get_ids_in_identity_order(engine):
     assert [r.identity for r in sorted(rows)] == sorted(r.identity for r in rows)
 
 
-def test_sqlite_connections_get_the_larger_page_cache(engine):
+def test_sqlite_connections_get_the_larger_page_cache(tmp_path):
     """Every SQLite connection of make_engine has SQLITE_CACHE_KIB of page cache (the status flips'
     pages stay in it), not SQLite's 2 MB default."""
-    if engine.dialect.name != "sqlite":
-        pytest.skip("an SQLite pragma")
     from flowsweep.service.db import SQLITE_CACHE_KIB
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'cache.db'}")
 
     conns = [engine.raw_connection() for _ in range(2)]  # a second one: the pool's next connection too
     try:
@@ -167,6 +167,7 @@ def test_sqlite_connections_get_the_larger_page_cache(engine):
     finally:
         for c in conns:
             c.close()
+        engine.dispose()
 
 
 def test_autocommit_statements_are_committed(engine):
