@@ -422,6 +422,47 @@ def test_empty_exports_have_their_header(api):
     assert list(pq.columns) == list(RESULT_FIELDS) and len(pq) == 0
 
 
+def _insert_sweep_of_done_points(session, ks: np.ndarray, **metrics: np.ndarray) -> None:
+    """Sweep 1 with one done point per entry of `ks` (its width k) and a result row holding `metrics`."""
+    n = len(ks)
+    session.execute(insert(Sweep), [dict(id=1, name="s", status="done", spec={}, n_points=n, cancel_requested=False)])
+    session.execute(
+        insert(Point),
+        [
+            dict(
+                id=i + 1,
+                sweep_id=1,
+                identity=f"{i:064x}",
+                status="done",
+                cached=False,
+                attempts=1,
+                model="asymmetric",
+                init="gaussian",
+                integrator="gd",
+                m=2,
+                n=3,
+                k=int(ks[i]),
+                init_scale=0.1,
+                lambda0=0.0,
+                seed=i,
+                eta=0.01,
+                steps=10,
+                record_every=1,
+                tol=0.01,
+                data_seed=None,
+                fit_lambda0=False,
+                n_samples=1000,
+            )
+            for i in range(n)
+        ],
+    )
+    rows = [dict(point_id=i + 1, sweep_id=1, status="done") for i in range(n)]
+    for name, values in metrics.items():
+        for row, v in zip(rows, values):
+            row[name] = float(v)
+    session.execute(insert(Result), rows)
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, kind):
     """Values 1e8 + O(1e-3): sum-of-squares formulas lose every digit here (x^2 ~ 1e16, var ~ 1e-6);
@@ -440,44 +481,7 @@ def test_summary_std_is_sound_when_the_mean_dwarfs_the_spread(new_database_url, 
     engine = db.make_engine(url)
     try:
         with db.session_scope(db.make_session_factory(engine)) as s:
-            s.execute(insert(Sweep), [dict(id=1, name="p", status="done", spec={}, n_points=n, cancel_requested=False)])
-            s.execute(
-                insert(Point),
-                [
-                    dict(
-                        id=i + 1,
-                        sweep_id=1,
-                        identity=f"{i:064x}",
-                        status="done",
-                        cached=False,
-                        attempts=1,
-                        model="asymmetric",
-                        init="gaussian",
-                        integrator="gd",
-                        m=2,
-                        n=3,
-                        k=int(ks[i]),
-                        init_scale=0.1,
-                        lambda0=0.0,
-                        seed=i,
-                        eta=0.01,
-                        steps=10,
-                        record_every=1,
-                        tol=0.01,
-                        data_seed=None,
-                        fit_lambda0=False,
-                        n_samples=1000,
-                    )
-                    for i in range(n)
-                ],
-            )
-            s.execute(
-                insert(Result),
-                [
-                    dict(point_id=i + 1, sweep_id=1, status="done", q0_norm=float(vals[i]), final_error=float(tiny[i]))
-                    for i in range(n)
-                ],
-            )
+            _insert_sweep_of_done_points(s, ks, q0_norm=vals, final_error=tiny)
             for i in range(n):
                 summary_cells.add(s, [i + 1])
         for source in ("rows", "cells"):
@@ -518,41 +522,7 @@ def test_metrics_near_the_smallest_doubles_are_summarised_not_refused(new_databa
     engine = db.make_engine(url)
     try:
         with db.session_scope(db.make_session_factory(engine)) as s:
-            s.execute(insert(Sweep), [dict(id=1, name="t", status="done", spec={}, n_points=n, cancel_requested=False)])
-            s.execute(
-                insert(Point),
-                [
-                    dict(
-                        id=i + 1,
-                        sweep_id=1,
-                        identity=f"{i:064x}",
-                        status="done",
-                        cached=False,
-                        attempts=1,
-                        model="asymmetric",
-                        init="gaussian",
-                        integrator="gd",
-                        m=2,
-                        n=3,
-                        k=int(ks[i]),
-                        init_scale=0.1,
-                        lambda0=0.0,
-                        seed=i,
-                        eta=0.01,
-                        steps=10,
-                        record_every=1,
-                        tol=0.01,
-                        data_seed=None,
-                        fit_lambda0=False,
-                        n_samples=1000,
-                    )
-                    for i in range(n)
-                ],
-            )
-            s.execute(
-                insert(Result),
-                [dict(point_id=i + 1, sweep_id=1, status="done", final_error=float(tiny[i])) for i in range(n)],
-            )
+            _insert_sweep_of_done_points(s, ks, final_error=tiny)
         for i in range(n):  # one merge per row: the writer's upsert each time
             with db.session_scope(db.make_session_factory(engine)) as s:
                 summary_cells.add(s, [i + 1])
