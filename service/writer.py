@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from itertools import repeat
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowsweep.core.types import METRIC_FIELDS
@@ -35,6 +36,15 @@ log = logging.getLogger("flowsweep.runner")
 MAX_BATCH = 500  # outcomes per transaction, at most (the process's other writers wait for one: db.FairLock)
 # A sweep's finished points as reported by workers.dispatch.TaskStream: columns, or one per point.
 Outcomes = ChunkOutcome | list[PointOutcome]
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not take the write at this moment (connection lost or refused, SQLite
+    locked, pool exhausted): the same batch may go through later. Anything else (a value the database
+    refuses, a constraint) fails again on every retry."""
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
 
 
 def build_rows(
@@ -163,8 +173,11 @@ class ResultWriter:
                 try:
                     self._write(batch)
                     break
-                except Exception as exc:  # database unavailable for a moment: keep the batch, retry
-                    log.warning(
+                except Exception as exc:
+                    if not database_unavailable(exc):  # not a row of it could be stored (see _commit_apart)
+                        log.exception("result writer: batch of %d outcomes dropped", n)
+                        break
+                    log.warning(  # database unavailable for a moment: keep the batch, retry
                         "result writer: batch of %d outcomes not written (%s); retrying in %.1f s",
                         n,
                         str(exc).splitlines()[0],
@@ -190,8 +203,12 @@ class ResultWriter:
             for pid, blob in b.items():  # a point reported twice: the first report's curves, as its row
                 blobs.setdefault(pid, blob)
             per_sweep.setdefault(sweep_id, set()).update(row[0] for row in r)
-        with session_scope(self._session_factory) as s:
-            inserted = store.write_results_batch(s, rows, blobs, CURVES_FORMAT, owner=self.owner)
+        try:
+            inserted = self._commit(rows, blobs)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            inserted = self._commit_apart(rows, blobs, exc)
         dup = len(rows) - len(inserted)
         self.stats["inserted"] += len(inserted)
         self.stats["duplicates"] += dup
@@ -203,3 +220,38 @@ class ResultWriter:
         for sid, ids in out.items():
             self._on_written(sid, len(ids))
         return out
+
+    def _commit(self, rows: list[tuple], blobs: dict[int, bytes]) -> set[int]:
+        with session_scope(self._session_factory) as s:
+            return store.write_results_batch(s, rows, blobs, CURVES_FORMAT, owner=self.owner)
+
+    def _commit_apart(self, rows: list[tuple], blobs: dict[int, bytes], exc: Exception) -> set[int]:
+        """A batch the database refuses whatever the moment (`exc`, e.g. a value it cannot store):
+        its halves, recursively, so one bad row neither blocks the writer nor holds back the others;
+        a row refused alone is stored as its point's failure, with the reason (results are not
+        lost silently, and the sweep can finish). The inserted point ids."""
+        if len(rows) == 1:
+            row = rows[0]
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error("result writer: point %s's result refused by the database (%s); stored as failed", row[0], reason)
+            failed = store.result_row(
+                row[0], row[1], PointStatus.FAILED, {}, f"result not stored: {reason}", row[4], row[5], row[-1]
+            )
+            try:
+                return self._commit([failed], {})
+            except Exception as failed_exc:
+                if database_unavailable(failed_exc):
+                    raise
+                log.exception("result writer: point %s's failure refused too; it stays running", row[0])
+                return set()
+        inserted: set[int] = set()
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):
+            part_blobs = {r[0]: blobs[r[0]] for r in part if r[0] in blobs}
+            try:
+                inserted |= self._commit(part, part_blobs)
+            except Exception as part_exc:
+                if database_unavailable(part_exc):
+                    raise
+                inserted |= self._commit_apart(part, part_blobs, part_exc)
+        return inserted

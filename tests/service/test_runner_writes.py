@@ -242,3 +242,57 @@ def test_a_point_twice_in_one_chunk_keeps_its_first_row_and_curves():
     rows, blobs = build_rows(7, ChunkOutcome(point_ids=[11, 11, 12], rows=cols, worker="w"))
     assert [(r[0], r[2], r[3], r[4]) for r in rows] == [(11, "done", None, 1.0), (12, "done", None, 3.0)]
     assert blobs == {11: b"first"}
+
+
+def test_a_result_the_database_refuses_fails_its_point_and_the_rest_of_the_batch_is_stored(engine):
+    """A value the database cannot store (here one it cannot even bind) fails the same way on every
+    retry: the writer stores the batch's other results and that point's failure, with the reason,
+    instead of retrying the whole batch forever (which held back every later batch and left the
+    sweep unfinished)."""
+    from flowsweep.service.writer import ResultWriter
+
+    cfgs = _configs(7)
+    factory = make_session_factory(engine)
+    writer = ResultWriter(factory, owner="w-owner")
+    sweep_id, ids = _sweep_with_points(engine, cfgs, owner="w-owner")
+    outcome = _chunk_outcome(ids, core.run_points(cfgs))
+    bad = ids[4]
+    outcome.rows.metrics["final_error"][4] = object()  # no driver binds this: refused on SQLite and Postgres alike
+    writer.start()
+    try:
+        writer.put(sweep_id, outcome)
+        assert writer.flush(timeout=60), "the writer is stuck on the batch"
+        # the next batch is not held back by the refused one
+        later_id, later_ids = _sweep_with_points(engine, _configs(1), owner="w-owner")
+        writer.put(later_id, _chunk_outcome(later_ids, core.run_points(_configs(1))))
+        assert writer.flush(timeout=60)
+    finally:
+        writer.stop()
+    with engine.connect() as c:
+        rows = {
+            r.point_id: r
+            for r in c.execute(
+                sa.select(Result.point_id, Result.status, Result.error, Result.final_error).where(
+                    Result.sweep_id.in_([sweep_id, later_id])
+                )
+            )
+        }
+        statuses = dict(c.execute(sa.select(Point.id, Point.status).where(Point.sweep_id == sweep_id)).all())
+        curves = set(c.execute(sa.select(Curve.point_id).where(Curve.point_id.in_(ids))).scalars())
+    assert set(rows) == {*ids, *later_ids}
+    assert rows[bad].status == "failed" and rows[bad].error.startswith("result not stored: ")
+    assert rows[bad].final_error is None and bad not in curves
+    for pid in ids:
+        if pid != bad:
+            assert rows[pid].status == "done" and rows[pid].final_error is not None
+            assert pid in curves
+    assert statuses == {pid: "failed" if pid == bad else "done" for pid in ids}
+    assert rows[later_ids[0]].status == "done"
+
+
+def _chunk_outcome(point_ids, results):
+    """core's results as a streaming task returns them (columns, curves encoded)."""
+    from flowsweep.workers.dispatch import ChunkOutcome
+    from flowsweep.workers.tasks import to_rows
+
+    return ChunkOutcome(point_ids=point_ids, rows=to_rows(results), worker="node-a")
