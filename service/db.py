@@ -76,9 +76,10 @@ class FairLock:
                 self._cond.notify_all()  # (the next in line may be free to go)
             return ok
 
-    def release(self) -> None:
+    def release(self, holder: int | None = None) -> None:
+        """Release once, by the calling thread or on behalf of `holder` (a thread id that took it)."""
         with self._cond:
-            if self._owner != threading.get_ident():
+            if self._owner != (threading.get_ident() if holder is None else holder):
                 raise RuntimeError("released by a thread that does not hold it")
             self._count -= 1
             if not self._count:
@@ -123,14 +124,14 @@ class _LockingConnection(sqlite3.Connection):
     its write transaction began, once the transaction has ended."""
 
     write_lock: FairLock | None = None
+    write_lock_holder = 0  # the thread that began the transaction (and took the lock)
 
     def _release(self) -> None:
+        # on behalf of the thread that began the transaction: one that ends in another thread (a
+        # connection closed by the garbage collector, a pool reset) must not leave the lock held
         lock, self.write_lock = self.write_lock, None
         if lock is not None:
-            try:
-                lock.release()
-            except RuntimeError:  # ended by another thread than the one that began it (never in
-                pass  # flowsweep: a session is used by one thread); the owner's count stays
+            lock.release(holder=self.write_lock_holder)
 
     def commit(self) -> None:
         try:
@@ -204,7 +205,7 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
                     timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, background=getattr(_thread_writes, "background", False)
                 )
             ):
-                raw.write_lock = write_lock
+                raw.write_lock, raw.write_lock_holder = write_lock, threading.get_ident()
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             except BaseException:
