@@ -383,8 +383,12 @@ class Scheduler:
         its sweep) is computed for nothing: the writer only writes points running under this
         owner (store.write_results_batch), so nothing of it is written."""
         started = self._take_started()
+        # (usually every chunk just submitted has started: CPUs were free) one UPDATE does both
+        both = bool(ids) and set(started).issuperset(ids)
         with self._session() as s:
-            claimed = store.claim_points(s, ids, owner=self.owner) if ids else set()
+            claimed = store.claim_points(s, ids, owner=self.owner, started=both) if ids else set()
+            if both:
+                started = list(set(started).difference(ids))
             if started:
                 store.count_started(s, started, self.owner)
         if len(claimed) < len(ids):
@@ -500,9 +504,12 @@ class Scheduler:
             self._record_started()  # before their results are written (which clears their owner)
         for tag, o in outcomes:
             st = self.sweeps.get(tag)
-            if st is not None and not st.handed and self._through(st):
-                # A sweep's only outcomes (a small one): written at once in this thread, not queued
-                # behind other sweeps' batches, which its settling would then wait for.
+            if st is not None and self._through(st):
+                # A sweep's last outcomes: written at once in this thread (its settling waits for
+                # them anyway), not handed over to the writer's thread and waited for; after what
+                # was handed over before, so the first report of a point stays the one written.
+                if st.handed:
+                    self.writer.flush()
                 self.writer.write_now(tag, o)
                 continue
             if st is not None:
