@@ -238,7 +238,10 @@ def main() -> None:
     nproc = args.cpus or os.cpu_count() or 1
     cfgs = configs(args.seeds, args.steps)
     n = len(cfgs)
-    print(f"Fig. 1 sweep: {n} points (m=5, n=10, k=50, gd, eta=1e-3, {args.steps} steps), {nproc} CPUs")
+    print(
+        f"Fig. 1 sweep: {n} points (m=5, n=10, k=50, gd, eta=1e-3, {args.steps} steps), {nproc} CPUs; "
+        f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
 
     direct_s: list[float] = []
     loop_s: list[float] = []  # seconds per point of the per-point loop on nproc CPUs
@@ -274,7 +277,8 @@ def main() -> None:
                 # Round 1 computes; later rounds ask to recompute (else every point is cached).
                 body = sweep_body(args.seeds, args.steps, f"bench-fig1-{i + 1}")
                 body["recompute"] = i > 0
-                for name, service in services.items():
+                # which service goes first alternates (the load may drift within a round too)
+                for name, service in list(services.items())[:: 1 if i % 2 == 0 else -1]:
                     wall, out = service.run_sweep(body)
                     fin = out["post_to_finished"] or wall
                     service_s[name].append(fin)
@@ -292,7 +296,7 @@ def main() -> None:
             # The fixed cost per sweep: a sweep of one point of 20 steps (its compute is ~1 ms), the
             # services alternating; POST -> finished_at, median.
             for i in range(args.fixed_tries):
-                for name, service in services.items():
+                for name, service in list(services.items())[:: 1 if i % 2 == 0 else -1]:
                     body = sweep_body(1, 20, f"fixed-{i}")
                     body["axes"]["init_scale"] = [1.0]
                     body["recompute"] = True
@@ -331,6 +335,14 @@ def main() -> None:
                 f"{name}: fixed cost per sweep (a 1-point, 20-step sweep: POST -> finished_at), median of "
                 f"{len(fixed_s[name])}: {1000 * med(fixed_s[name]):.0f} ms"
             )
+    if args.baseline:
+        per_round = [b / a for a, b in zip(service_s["service"], service_s["baseline"])]
+        print(
+            f"service vs baseline, same round (baseline seconds / service seconds): median {med(per_round):.3f}, "
+            f"rounds {', '.join(f'{r:.2f}' for r in per_round)}; fixed cost "
+            f"{1000 * med(fixed_s['service']):.0f} vs {1000 * med(fixed_s['baseline']):.0f} ms"
+        )
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if not ok:
         sys.exit("a service sweep did not complete with one computed result row per point")
 
