@@ -109,6 +109,7 @@ class SweepState:
     started: dict[int, float] = field(default_factory=dict)  # id(chunk) -> clock it started on a CPU (est.)
     handed: bool = False  # outcomes of it were handed to the writer thread (to wait for when settling)
     returns: list[tuple[float, int, float]] = field(default_factory=list)  # (clock, points, task seconds), for the log
+    sizes: list[int] = field(default_factory=list)  # points of each chunk submitted, in order (the log)
 
     def in_flight_seconds(self, now: float) -> float:
         """Estimated seconds its chunks in flight (or taken back, to be resubmitted) still need:
@@ -162,7 +163,6 @@ class Scheduler:
         self._lock = threading.Lock()
         self._synced_at = -math.inf
         self.db_seconds = 0.0  # spent in this thread's transactions (logs, benchmarks)
-        self.submissions: deque[tuple[int, int]] = deque(maxlen=100_000)  # (sweep id, points), in order
 
     # ------------------------------------------------------------------ interface
     def request_cancel(self, sweep_id: int) -> None:
@@ -451,7 +451,7 @@ class Scheduler:
                 st.charged[id(chunk)] = est
             stream.submit(chunk, st.id, st.charged[id(chunk)])
             st.marks.setdefault("submit", self._clock())
-            self.submissions.append((st.id, len(chunk.ids)))
+            st.sizes.append(len(chunk.ids))
         if claim:
             self._claim(claim)
             for st in self.sweeps.values():
@@ -566,7 +566,7 @@ class Scheduler:
                 store.finish_sweep(sweep, SweepStatus.FAILED, f"all {total} points failed; first error: {first}")
             else:
                 store.finish_sweep(sweep, SweepStatus.DONE, None)
-        sizes = [n for sid, n in self.submissions if sid == st.id]
+        sizes = st.sizes
         st.marks["finished"] = self._clock()
         log.info(
             "sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s; timeline from take-up: %s",
