@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Double, bindparam, case, cast, delete, func, select
+from sqlalchemy import BindParameter, ColumnElement, Double, bindparam, case, cast, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -107,10 +107,10 @@ _SQUARE_FLOOR, _QUOTIENT_FLOOR = 1e-160, 1e-300
 # One bound parameter per constant, however often a statement uses it (the same values and types as
 # the plain literals): the writer's upsert below used ~630 of them, every one built into each
 # execution's parameters (SQLAlchemy's construct_params: ~1 ms of a 100-row result batch).
-_SQUARE_FLOOR_P = bindparam("square_floor", _SQUARE_FLOOR)
-_QUOTIENT_FLOOR_P = bindparam("quotient_floor", _QUOTIENT_FLOOR)
-_ZERO_P = bindparam("zero_float", 0.0)
-_NO_VALUES_P = bindparam("zero_count", 0)
+_SQUARE_FLOOR_P: BindParameter[float] = bindparam("square_floor", _SQUARE_FLOOR)
+_QUOTIENT_FLOOR_P: BindParameter[float] = bindparam("quotient_floor", _QUOTIENT_FLOOR)
+_ZERO_P: BindParameter[float] = bindparam("zero_float", 0.0)
+_NO_VALUES_P: BindParameter[int] = bindparam("zero_count", 0)
 
 
 def sql_square(x: Any) -> Any:
