@@ -23,6 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 SCHEMA_UPGRADE_HINT = "run `flowsweep db upgrade`"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 16 * 1024  # page cache per connection (PRAGMA cache_size; see make_engine)
+# WAL pages after which a commit checkpoints (SQLite's default: 1000, ~4 MB, about one Fig. 1 sweep
+# of 201 points with its curves): the checkpoint (copy + fsync of the database file, 10-40 ms) then
+# lands in whichever commit crosses it - often a sweep's last result batch, in its critical path.
+# The runner has the WAL checkpointed between sweeps instead (writer.ResultWriter.checkpoint_soon);
+# this is the safety net (long sweeps, processes without a runner).
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
 class SchemaError(RuntimeError):
@@ -183,6 +189,7 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
             # 13.5 -> 9 us of CPU per point and flip at 20,000 points; 64 MB did no better). Grows
             # only as pages are used; per pooled connection, so RSS can grow by a few times that.
             cur.execute(f"PRAGMA cache_size={-SQLITE_CACHE_KIB}")
+            cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
             # Migrations turn this off: batch mode's DROP TABLE would otherwise cascade/violate FKs.
             cur.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
             cur.close()
@@ -216,6 +223,19 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def checkpoint(engine: Engine) -> tuple[int, int, int] | None:
+    """A PASSIVE WAL checkpoint of a SQLite file (never waits for readers or writers; copies what
+    it can): (busy, WAL pages, pages checkpointed). None on other databases."""
+    if engine.dialect.name != "sqlite" or make_url(str(engine.url)).database in (None, "", ":memory:"):
+        return None
+    raw = engine.raw_connection()  # no BEGIN (isolation_level None): a checkpoint runs outside one
+    try:
+        row = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()  # type: ignore[union-attr]
+    finally:
+        raw.close()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -109,6 +109,7 @@ class SweepState:
     started: dict[int, float] = field(default_factory=dict)  # id(chunk) -> clock it started on a CPU (est.)
     handed: bool = False  # outcomes of it were handed to the writer thread (to wait for when settling)
     returns: list[tuple[float, int, float]] = field(default_factory=list)  # (clock, points, task seconds), for the log
+    sizes: list[int] = field(default_factory=list)  # points of each chunk submitted, in order (the log)
 
     def in_flight_seconds(self, now: float) -> float:
         """Estimated seconds its chunks in flight (or taken back, to be resubmitted) still need:
@@ -162,7 +163,6 @@ class Scheduler:
         self._lock = threading.Lock()
         self._synced_at = -math.inf
         self.db_seconds = 0.0  # spent in this thread's transactions (logs, benchmarks)
-        self.submissions: deque[tuple[int, int]] = deque(maxlen=100_000)  # (sweep id, points), in order
 
     # ------------------------------------------------------------------ interface
     def request_cancel(self, sweep_id: int) -> None:
@@ -383,8 +383,12 @@ class Scheduler:
         its sweep) is computed for nothing: the writer only writes points running under this
         owner (store.write_results_batch), so nothing of it is written."""
         started = self._take_started()
+        # (usually every chunk just submitted has started: CPUs were free) one UPDATE does both
+        both = bool(ids) and set(started).issuperset(ids)
         with self._session() as s:
-            claimed = store.claim_points(s, ids, owner=self.owner) if ids else set()
+            claimed = store.claim_points(s, ids, owner=self.owner, started=both) if ids else set()
+            if both:
+                started = list(set(started).difference(ids))
             if started:
                 store.count_started(s, started, self.owner)
         if len(claimed) < len(ids):
@@ -447,7 +451,7 @@ class Scheduler:
                 st.charged[id(chunk)] = est
             stream.submit(chunk, st.id, st.charged[id(chunk)])
             st.marks.setdefault("submit", self._clock())
-            self.submissions.append((st.id, len(chunk.ids)))
+            st.sizes.append(len(chunk.ids))
         if claim:
             self._claim(claim)
             for st in self.sweeps.values():
@@ -500,9 +504,12 @@ class Scheduler:
             self._record_started()  # before their results are written (which clears their owner)
         for tag, o in outcomes:
             st = self.sweeps.get(tag)
-            if st is not None and not st.handed and self._through(st):
-                # A sweep's only outcomes (a small one): written at once in this thread, not queued
-                # behind other sweeps' batches, which its settling would then wait for.
+            if st is not None and self._through(st):
+                # A sweep's last outcomes: written at once in this thread (its settling waits for
+                # them anyway), not handed over to the writer's thread and waited for; after what
+                # was handed over before, so the first report of a point stays the one written.
+                if st.handed:
+                    self.writer.flush()
                 self.writer.write_now(tag, o)
                 continue
             if st is not None:
@@ -559,7 +566,7 @@ class Scheduler:
                 store.finish_sweep(sweep, SweepStatus.FAILED, f"all {total} points failed; first error: {first}")
             else:
                 store.finish_sweep(sweep, SweepStatus.DONE, None)
-        sizes = [n for sid, n in self.submissions if sid == st.id]
+        sizes = st.sizes
         st.marks["finished"] = self._clock()
         log.info(
             "sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s; timeline from take-up: %s",

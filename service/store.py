@@ -441,12 +441,14 @@ def first_per_point(rows: Sequence[tuple]) -> list[tuple]:
     return list(first.values())
 
 
-def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
+def insert_results(session: Session, rows: Sequence[tuple], unwritten: bool = False) -> set[int]:
     """Result rows (tuples in RESULT_COLUMNS order) inserted unless their point already has one:
     the ids really inserted (a point that already has its row keeps it: exactly one result row per
     point; a point twice in `rows` gets the first). The points that have a row are looked up first
     and the rest go in with ON CONFLICT (point_id) DO NOTHING as the safety net: a conflict there
-    (a concurrent writer without the owner guard) raises WriteRace, rolling the batch back."""
+    (a concurrent writer without the owner guard) raises WriteRace, rolling the batch back.
+    `unwritten`: the caller knows no row of theirs exists (points still running under its owner,
+    locked: a point gets its result row and leaves `running` in one transaction): no look-up."""
     if not rows:
         return set()
     ids = [r[0] for r in rows]
@@ -454,7 +456,11 @@ def insert_results(session: Session, rows: Sequence[tuple]) -> set[int]:
         rows = first_per_point(rows)
         ids = [r[0] for r in rows]
     table = _RESULTS
-    have = set(session.execute(select(table.c.point_id).where(in_ids(session, table.c.point_id, ids))).scalars())
+    have = (
+        set()
+        if unwritten
+        else set(session.execute(select(table.c.point_id).where(in_ids(session, table.c.point_id, ids))).scalars())
+    )
     if have:
         rows = [r for r in rows if r[0] not in have]
     at = rows[0][-1] if rows else None
@@ -640,15 +646,20 @@ def pending_page(session: Session, sweep_id: int, after_identity: str, limit: in
     return out
 
 
-def claim_points(session: Session, ids: list[int], owner: str | None) -> set[int]:
-    """pending -> running with `owner`, for the points of `ids` still pending; the ids claimed."""
+def claim_points(session: Session, ids: list[int], owner: str | None, started: bool = False) -> set[int]:
+    """pending -> running with `owner`, for the points of `ids` still pending; the ids claimed.
+    `started`: their chunks started on a CPU already, so their `attempts` + 1 too (count_started
+    in the same statement: one pass over the rows instead of two)."""
     if not ids:
         return set()
     P = _POINTS.c
+    values: dict[str, Any] = {"status": PointStatus.RUNNING, "owner": owner}
+    if started:
+        values["attempts"] = P.attempts + 1
     stmt = (
         update(_POINTS)
         .where(in_ids(session, P.id, ids), P.status == PointStatus.PENDING)
-        .values(status=PointStatus.RUNNING, owner=owner)
+        .values(**values)
         .returning(P.id)
     )
     return set(session.execute(stmt).scalars().all())
@@ -689,7 +700,7 @@ def write_results_batch(
         rows = [r for r in rows if r[0] in mine]
     if not rows:
         return set()
-    inserted = insert_results(session, rows)
+    inserted = insert_results(session, rows, unwritten=owner is not None)
     curve_rows = [(pid, blobs[pid]) for pid in (r[0] for r in rows) if pid in inserted and pid in blobs]
     _bulk_insert(session, _CURVES, ("point_id", "blob"), curve_rows, {"format": curves_format}, "point_id")
     by_status: dict[str, list[int]] = {}

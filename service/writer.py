@@ -20,6 +20,7 @@ from collections.abc import Callable
 from itertools import repeat
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowsweep.core.types import METRIC_FIELDS
@@ -28,11 +29,12 @@ from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from flowsweep.workers.dispatch import ChunkOutcome, PointOutcome
 
 from . import store
-from .db import background_writes, session_scope
+from .db import background_writes, checkpoint, session_scope
 from .models import utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
+_CHECKPOINT = object()  # queued by checkpoint_soon(): a WAL checkpoint on the writer's thread
 MAX_BATCH = 500  # outcomes per transaction, at most (the process's other writers wait for one: db.FairLock)
 # A sweep's finished points as reported by workers.dispatch.TaskStream: columns, or one per point.
 Outcomes = ChunkOutcome | list[PointOutcome]
@@ -110,12 +112,16 @@ class ResultWriter:
         self._on_written = on_written
         self.max_batch = max_batch
         self.owner = owner
-        self._q: queue.Queue[tuple[int, Outcomes] | None] = queue.Queue()  # None: stop the thread
+        # None: stop the thread; _CHECKPOINT: checkpoint the WAL
+        self._q: queue.Queue[tuple[int, Outcomes] | object | None] = queue.Queue()
         self._cond = threading.Condition()
         self._queued = 0
         self._written = 0
         self._thread: threading.Thread | None = None
-        self.stats = {"inserted": 0, "duplicates": 0, "batches": 0, "write_seconds": 0.0}
+        self._dirty = False  # committed since the last WAL checkpoint (checkpoint_soon)
+        self._checkpoint_queued = False
+        self.checkpointed = threading.Event()  # set after each checkpoint (tests wait for it)
+        self.stats = {"inserted": 0, "duplicates": 0, "batches": 0, "write_seconds": 0.0, "checkpoint_seconds": 0.0}
 
     # ---------------------------------------------------------------- interface
     def start(self) -> None:
@@ -142,6 +148,17 @@ class ResultWriter:
             self._thread.join(timeout)
             self._thread = None
 
+    def checkpoint_soon(self) -> None:
+        """SQLite: checkpoint the WAL on the writer's thread (db.checkpoint), if anything was written
+        since the last one. The runner asks when it has no sweep left: with SQLite's own automatic
+        checkpoints (every 1000 WAL pages, about one Fig. 1 sweep of 201 points with its curves) the
+        copy and fsync of the database file (10-40 ms) landed in whichever commit crossed the
+        threshold, often a sweep's last result batch or the next POST; now in neither
+        (db.SQLITE_WAL_AUTOCHECKPOINT_PAGES is the safety net for long sweeps)."""
+        if self._dirty and not self._checkpoint_queued and self._thread is not None:
+            self._checkpoint_queued = True
+            self._q.put(_CHECKPOINT)
+
     def write_now(self, sweep_id: int, outcomes: Outcomes) -> set[int]:
         """Write one sweep's outcomes in this thread, in one transaction; the inserted point ids."""
         return self._write([(sweep_id, outcomes)]).get(sweep_id, set())
@@ -156,6 +173,10 @@ class ResultWriter:
             item = self._q.get()
             if item is None:
                 return
+            if item is _CHECKPOINT:
+                self._checkpoint()
+                continue
+            assert isinstance(item, tuple)
             batch, n = [item], len(item[1])
             stop_after = False
             while n < self.max_batch:
@@ -166,6 +187,10 @@ class ResultWriter:
                 if nxt is None:
                     stop_after = True
                     break
+                if nxt is _CHECKPOINT:  # not idle any more: asked again when it is
+                    self._checkpoint_queued = False
+                    continue
+                assert isinstance(nxt, tuple)
                 batch.append(nxt)
                 n += len(nxt[1])
             pause = 0.5
@@ -191,6 +216,19 @@ class ResultWriter:
             if stop_after:
                 return
 
+    def _checkpoint(self) -> None:
+        self._dirty = self._checkpoint_queued = False
+        bind = self._session_factory.kw.get("bind")
+        if not isinstance(bind, Engine):
+            return
+        t0 = time.perf_counter()
+        try:
+            checkpoint(bind)
+        except Exception as exc:  # (the next commit past the autocheckpoint threshold does it then)
+            log.warning("result writer: WAL checkpoint failed: %s", str(exc).splitlines()[0])
+        self.stats["checkpoint_seconds"] += time.perf_counter() - t0
+        self.checkpointed.set()
+
     def _write(self, batch: list[tuple[int, Outcomes]]) -> dict[int, set[int]]:
         t0 = time.perf_counter()
         rows: list[tuple] = []
@@ -209,6 +247,7 @@ class ResultWriter:
             if database_unavailable(exc):
                 raise
             inserted = self._commit_apart(rows, blobs, exc)
+        self._dirty = True
         dup = len(rows) - len(inserted)
         self.stats["inserted"] += len(inserted)
         self.stats["duplicates"] += dup

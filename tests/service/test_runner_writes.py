@@ -296,3 +296,44 @@ def _chunk_outcome(point_ids, results):
     from flowsweep.workers.tasks import to_rows
 
     return ChunkOutcome(point_ids=point_ids, rows=to_rows(results), worker="node-a")
+
+
+def test_the_wal_is_checkpointed_between_sweeps_not_in_a_result_commit(tmp_path):
+    """SQLite's own checkpoint (every 1000 WAL pages) copied the WAL into the database file and
+    fsynced it inside whichever commit crossed the threshold - often a sweep's last result batch.
+    A batch of > 1000 pages now commits into the WAL alone (the database file does not grow); the
+    runner, once it has no sweep, has the writer's thread checkpoint it (the file grows by the batch)."""
+    from flowsweep.service.db import SQLITE_WAL_AUTOCHECKPOINT_PAGES, upgrade
+
+    path = tmp_path / "wal.db"
+    upgrade(f"sqlite:///{path}")
+    eng = make_engine(f"sqlite:///{path}")
+    runner = Runner(make_session_factory(eng), None)
+    try:
+        # 2001 records x (3 curves + 2 singular values) x 8 bytes = 80 kB of curves per point:
+        # 64 points are ~5 MB, ~1250 pages of 4 kB (SQLite's default threshold is 1000)
+        cfgs = [
+            PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.01, steps=2000, record_every=1, seed=s)
+            for s in range(64)
+        ]
+        sweep_id, ids = _sweep_with_points(eng, cfgs, owner=runner.owner)
+        with eng.begin() as c:  # (not a sweep for the runner to take up: no Ray here)
+            c.execute(sa.update(Sweep).where(Sweep.id == sweep_id).values(status="done"))
+        with eng.connect() as c:
+            assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == SQLITE_WAL_AUTOCHECKPOINT_PAGES
+        results = core.run_points(cfgs)
+        assert all(len(r.curves.t) == 2001 for r in results)
+        size = path.stat().st_size
+        runner._write_batch(sweep_id, [PointOutcome(pid, r, "node") for pid, r in zip(ids, results)])
+        assert path.stat().st_size == size  # in the WAL only: no checkpoint in the commit
+
+        runner.start()  # nothing to run: idle at once, and asks for the checkpoint
+        assert runner.writer.checkpointed.wait(60)
+        runner.stop()
+        assert path.stat().st_size > size + 4_000_000
+        with eng.connect() as c:  # and every result is readable from the database
+            n = c.execute(sa.select(sa.func.count()).select_from(Curve).where(Curve.point_id.in_(ids))).scalar()
+        assert n == 64
+    finally:
+        runner.stop()
+        eng.dispose()
