@@ -201,3 +201,40 @@ def test_a_pending_pages_parameters_are_the_points_configs_in_field_order(engine
         cfg = PointConfig(*r[2:])
         assert cfg == by_id[r[0]] and hash(cfg) == hash(by_id[r[0]])
         assert cfg.y_singular_values == (2.0, 0.5) and cfg.data_seed == 7
+
+
+def test_counts_are_the_points_by_status_and_cached_read_from_the_sweep_index_alone(engine):
+    """store.counts (GET /sweeps/{id}, polled) over a sweep with pending, running, done, failed and
+    cached points: each point counted once, a cached one under `cached` only; another sweep's
+    points not at all. On SQLite its statement reads ix_points_sweep_id_cover alone (the index
+    holds `cached`, revision 0009): no table row is read per point."""
+    body = {"name": "c", "model": "asymmetric", "m": 2, "n": 3, "eta": 0.01, "steps": 5}
+    body["axes"] = {"k": [4, 8], "seed": {"range": [0, 10]}}
+    spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
+    with Session(engine) as s, s.begin():
+        sweep, _ = store.insert_sweep(s, spec, {"name": "c"})
+        other, _ = store.insert_sweep(s, spec, {"name": "other"})
+        sid, oid = sweep.id, other.id
+        ids = s.execute(sa.select(Point.id).where(Point.sweep_id == sid).order_by(Point.id)).scalars().all()
+        changes = {"running": ids[:3], "done": ids[3:8], "failed": ids[8:9], "diverged": ids[9:11]}
+        for status, some in changes.items():
+            s.execute(sa.update(Point).where(Point.id.in_(some)).values(status=status))
+        s.execute(sa.update(Point).where(Point.id.in_(ids[4:6] + ids[10:11])).values(cached=True))
+    statements: list[tuple[str, tuple]] = []
+
+    def seen(conn, cursor, statement, parameters, *args):  # noqa: ANN001
+        statements.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with Session(engine) as s:
+            got = store.counts(s, [sid, oid])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert got[sid] == {"pending": 9, "running": 3, "done": 3, "failed": 1, "diverged": 1, "cached": 3}
+    assert got[oid] == {"pending": 20, "running": 0, "done": 0, "failed": 0, "diverged": 0, "cached": 0}
+    if engine.dialect.name == "sqlite":
+        ((sql, params),) = [st for st in statements if st[0].lstrip().upper().startswith("SELECT")]
+        with engine.connect() as c:
+            plan = " ".join(r[3] for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+        assert "COVERING INDEX ix_points_sweep_id_cover" in plan and "TEMP B-TREE" not in plan, plan
