@@ -229,7 +229,7 @@ def counts(session: Session, sweep_ids: list[int]) -> dict[int, dict[str, int]]:
     if not sweep_ids:
         return out
     # Grouped in ix_points_sweep_id_cover's order, which holds `cached` too: an index-only scan
-    # with no sort (12 ms -> ~1 ms at 20,000 points on SQLite; GET /sweeps/{id} is polled).
+    # with no sort (20,000 points on SQLite: ~7-10 -> ~4 ms; GET /sweeps/{id} is polled).
     stmt = (
         select(Point.sweep_id, Point.status, func.count(), func.sum(case((Point.cached, 1), else_=0)))
         .where(Point.sweep_id.in_(sweep_ids))
