@@ -15,10 +15,13 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
 
 SCHEMA_UPGRADE_HINT = "run `flowsweep db upgrade`"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -260,6 +263,27 @@ def session_scope(session_factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class Unindexed(FunctionElement):
+    """A column SQLite's planner may not search by its index (SQLite's unary +); elsewhere the
+    column: where SQLite, which has no statistics here, would pick the wrong index."""
+
+    inherit_cache = True
+
+    def __init__(self, column: Any) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(Unindexed)
+def _unindexed_column(element: Unindexed, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(Unindexed, "sqlite")
+def _unindexed_sqlite(element: Unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
 
 
 # ---------------------------------------------------------------- Alembic

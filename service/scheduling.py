@@ -20,9 +20,10 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   water-filled with what its chunks in flight still need (so its CPUs end together), and chunks
   preempted for a newcomer resubmitted in short pieces); cost models are shared across sweeps of
   the same shape.
-- **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
-  pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a
-  small per-sweep buffer. A refill submits its chunks first, then flips their points pending ->
+- **Points.** Pending points are read from the database in pages (keyset on the point id, in the
+  run order insert_sweep gave them: blocks of neighbouring grid points in a fixed pseudo-random
+  order, so chunks are balanced and a partial sweep is a representative sample; store.run_order)
+  into a small per-sweep buffer. A refill submits its chunks first, then flips their points pending ->
   running with this runner as owner in one transaction (a CPU never waits for the database; a
   point no longer pending by then is computed for nothing and never written: the writer writes
   only points running under this owner). The same transaction adds 1 to `attempts` of the points
@@ -98,7 +99,9 @@ class SweepState:
     used: float  # CPU seconds charged (fair share)
     unsubmitted: int  # pending points not yet submitted (sizing)
     buffer: dict[ShapeKey, deque[tuple[int, PointConfig]]] = field(default_factory=dict)  # (point id, config)
-    cursor: str = ""  # keyset position (identity) of the page scan
+    cursor: int = 0  # keyset position (point id) of the page scan
+    first_id: int = 0  # the lowest and highest ids of its unfinished points (store.unfinished_points)
+    last_id: int = -1
     scanned_all: bool = False
     cancelling: bool = False
     charged: dict[int, float] = field(default_factory=dict)  # id(chunk) -> estimated seconds charged
@@ -244,8 +247,8 @@ class Scheduler:
         rows: Sequence[tuple] = ()
         try:
             # One transaction in the common case (a small sweep starts sooner): the sweep marked
-            # running, a first page of run-time dedupe, the first page of points to run (and their
-            # count, when they fill more than a page).
+            # running, a first page of run-time dedupe, the count and id range of the points to run
+            # and the first page of them.
             with self._session() as s:
                 sweep = store.get_sweep(s, sweep_id, for_update=True)
                 if sweep is None or sweep.status not in ACTIVE_SWEEP_STATUSES:
@@ -256,9 +259,9 @@ class Scheduler:
                     posted = t0 - max(0.0, (utcnow() - sweep.created_at).total_seconds())
                 recompute = bool((sweep.spec or {}).get("recompute"))
                 reused = 0 if recompute else store.reuse_finished_page(s, sweep_id, self.page_size)
+                remaining, first, last = store.unfinished_points(s, sweep_id)
                 if reused < self.page_size:
-                    rows = store.pending_page(s, sweep_id, "", self.page_size)
-                remaining = len(rows) if len(rows) < self.page_size else store.count_unfinished(s, sweep_id)
+                    rows = store.pending_page(s, sweep_id, first - 1, last, self.page_size)
             if reused == self.page_size:  # more to reuse: the rest page by page
                 self.reuse_finished(sweep_id)
                 with self._session() as s:
@@ -268,7 +271,16 @@ class Scheduler:
         except Exception as exc:
             raise SweepSetupError(sweep_id, exc) from exc
         used = min((o.used for o in self.sweeps.values()), default=0.0)
-        st = SweepState(sweep_id, used, remaining, taken_at=t0, marks={"posted": posted, "taken": self._clock()})
+        st = SweepState(
+            sweep_id,
+            used,
+            remaining,
+            cursor=first - 1,
+            first_id=first,
+            last_id=last,
+            taken_at=t0,
+            marks={"posted": posted, "taken": self._clock()},
+        )
         if reused < self.page_size:
             self._buffer(st, rows)
         self.sweeps[sweep_id] = st
@@ -297,7 +309,7 @@ class Scheduler:
 
     def _read_page(self, st: SweepState) -> None:
         with self._session(read_only=True) as s:
-            rows = store.pending_page(s, st.id, st.cursor, self.page_size)
+            rows = store.pending_page(s, st.id, st.cursor, st.last_id, self.page_size)
         self._buffer(st, rows)
 
     def _buffer(self, st: SweepState, rows: Sequence[tuple]) -> None:
@@ -306,7 +318,7 @@ class Scheduler:
         if len(rows) < self.page_size:
             st.scanned_all = True
         if rows:
-            st.cursor = rows[-1][1]
+            st.cursor = rows[-1][0]
         for r in rows:
             cfg = PointConfig(*r[2:])  # PARAM_FIELDS are PointConfig's fields in order: no dict per point
             st.buffer.setdefault(cfg.shape_key(), deque()).append((r[0], cfg))
@@ -557,7 +569,7 @@ class Scheduler:
             left = counts.get(PointStatus.PENDING, 0) + counts.get(PointStatus.RUNNING, 0)
             if left:
                 # Points put back to pending (a chunk lost for good, a restart): scan again.
-                st.cursor, st.scanned_all, st.unsubmitted = "", False, left
+                st.cursor, st.scanned_all, st.unsubmitted = st.first_id - 1, False, left
                 return
             total = sum(counts.values())
             n_failed = counts.get(PointStatus.FAILED, 0)
