@@ -319,11 +319,19 @@ def reusable_sources(session: Session, identities: list[str]) -> dict[str, tuple
     return found
 
 
-RUN_BLOCK = 64  # grid points per block of the run order
+RUN_BLOCK = 64  # grid points per block of the run order, at most
+MIN_RUN_BLOCKS = 256  # blocks per sweep, at least (smaller blocks in sweeps under 64 x 256 points)
+
+
+def run_block(n_points: int) -> int:
+    """Grid points per block of the run order of a sweep of `n_points`: RUN_BLOCK, or fewer so that
+    the sweep has at least MIN_RUN_BLOCKS blocks (a partial or running sweep stays a fine-grained
+    sample of its grid; under 512 points the blocks are single points: identity order)."""
+    return max(1, min(RUN_BLOCK, n_points // MIN_RUN_BLOCKS))
 
 
 def run_order(identities: Sequence[str]) -> list[int]:
-    """The order the runner takes a sweep's points in, as grid positions: blocks of RUN_BLOCK
+    """The order the runner takes a sweep's points in, as grid positions: blocks of run_block
     consecutive grid points, the blocks in the order of their first point's identity (a fixed
     pseudo-random permutation of them). Chunks of a few blocks are balanced and a partial sweep is
     a representative sample of its blocks, as with the points themselves in identity order; but a
@@ -332,8 +340,9 @@ def run_order(identities: Sequence[str]) -> list[int]:
     block instead of nearly every page of the sweep's entries in each index (bench/service_stages.py,
     20,000 tiny points on SQLite: claims and writes ~20 us of CPU per point cheaper)."""
     n = len(identities)
-    blocks = sorted(range(0, n, RUN_BLOCK), key=identities.__getitem__)
-    return [j for b in blocks for j in range(b, min(b + RUN_BLOCK, n))]
+    size = run_block(n)
+    blocks = sorted(range(0, n, size), key=identities.__getitem__)
+    return [j for b in blocks for j in range(b, min(b + size, n))]
 
 
 def insert_sweep(session: Session, spec: SweepSpec, stored_spec: dict) -> tuple[Sweep, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -140,12 +141,13 @@ def test_id_runs_are_the_maximal_runs_of_consecutive_ids():
 
 
 def test_a_sweeps_points_get_ids_in_run_order_and_pages_follow_it(engine):
-    """insert_sweep stores the points in run order (the runner's): blocks of RUN_BLOCK consecutive
-    grid points (seed fastest), the blocks ordered by their first point's identity, so its chunks
-    are id ranges; pending_page reads them in that order between the lowest and highest ids of the
-    sweep's unfinished points (unfinished_points): its pending points only, another sweep's never."""
+    """insert_sweep stores the points in run order (the runner's): blocks of run_block consecutive
+    grid points (seed fastest; single points in a sweep this small), ordered by their first point's
+    identity, so its chunks are id ranges; pending_page reads them in that order between the lowest
+    and highest ids of the sweep's unfinished points (unfinished_points): its pending points only,
+    another sweep's never."""
     body = {"name": "o", "model": "asymmetric", "m": 2, "n": 3, "eta": 0.01, "steps": 5}
-    body["axes"] = {"k": [4, 8], "seed": {"range": [0, 100]}}  # 200 points: 4 blocks, the last short
+    body["axes"] = {"k": [4, 8], "seed": {"range": [0, 100]}}  # 200 points
     spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
     with Session(engine) as s, s.begin():
         sweep, _ = store.insert_sweep(s, spec, {"name": "o"})
@@ -164,13 +166,30 @@ def test_a_sweeps_points_get_ids_in_run_order_and_pages_follow_it(engine):
     assert len(rows) == 200 and len({(k, seed) for _, _, k, seed in rows}) == 200
     assert (n, lo, hi) == (198, rows[1].id, rows[-1].id)
     grid = [(k, seed) for k in (4, 8) for seed in range(100)]  # the grid's order
-    blocks = [grid[b : b + store.RUN_BLOCK] for b in range(0, 200, store.RUN_BLOCK)]
+    size = store.run_block(200)
+    blocks = [grid[b : b + size] for b in range(0, 200, size)]
     identity = {(r.k, r.seed): r.identity for r in rows}
     want = [p for block in sorted(blocks, key=lambda b: identity[b[0]]) for p in block]
     assert [(r.k, r.seed) for r in rows] == want
     assert want != grid  # (the blocks are shuffled)
     assert [len(p) for p in pages] == [30] * 6 + [17]
     assert [r[0] for p in pages for r in p] == [r.id for r in rows if r.id not in (rows[0].id, rows[1].id, rows[70].id)]
+
+
+@pytest.mark.parametrize(("n", "size"), [(1, 1), (511, 1), (1000, 3), (20_000, 64), (10**6, 64)])
+def test_the_run_order_takes_blocks_of_neighbours_and_keeps_a_sweep_a_fine_sample(n, size):
+    """Blocks of RUN_BLOCK grid neighbours, smaller in sweeps of fewer than RUN_BLOCK x
+    MIN_RUN_BLOCKS points (a running sweep's first results cover its grid finely); every grid
+    position once; the blocks in the order of their first point's identity."""
+    rng = np.random.default_rng(n)
+    identities = [f"{x:016x}" for x in rng.integers(0, 2**63, n)]
+    order = store.run_order(identities)
+    assert store.run_block(n) == size and sorted(order) == list(range(n))
+    block = [p // size for p in order]
+    firsts = [order[i] for i in range(n) if i == 0 or block[i] != block[i - 1]]
+    assert len(firsts) == -(-n // size) >= min(n, store.MIN_RUN_BLOCKS)  # each block in one run
+    assert all(order[i] + 1 == order[i + 1] for i in range(n - 1) if block[i] == block[i + 1])
+    assert [identities[f] for f in firsts] == sorted(identities[f] for f in firsts)
 
 
 def test_sqlite_connections_get_the_larger_page_cache(tmp_path):
