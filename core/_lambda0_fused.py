@@ -9,6 +9,8 @@ eigenspace shifted by the tolerance, which succeeds exactly when its smallest ei
 
 # mypy: ignore-errors
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -16,20 +18,74 @@ from ._simd import (
     LANES,
     add,
     div,
+    floor,
     fma,
     fnma,
     lane,
     load,
     load_at,
     mul,
+    pow2,
     splat,
     sqrt,
     store,
     store_at,
     sub,
+    where_gt,
     zeros,
     zeros_lanes,
 )
+
+# 1/j!: Taylor coefficients of e^r (|r| <= ln2/2, to r^13: < 1e-17 relative) and of expm1(x)/x
+# (|x| <= 1/2, to x^15/16!: < 1e-17 relative)
+_INV_FACT = np.array([1.0 / math.factorial(j) for j in range(17)])
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 = hi + lo, hi k exact
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _decay(z):
+    """c = e^{-z} and 1 - c^2 per lane for z >= 0, to a few ulps, on vectors (libm's exp and expm1
+    are scalar calls): where z <= 1/2, c = 1 + e and 1 - c^2 = -e (2 + e) with e = expm1(-z) from its
+    Taylor series (no cancellation); beyond, c = 2^-k e^r with k = round(z / ln 2), r = k ln 2 - z,
+    and 1 - c^2 directly; c = 0 beyond z = 708 (below the smallest normal double)."""
+    one = splat(1.0)
+    x = sub(zeros(), z)
+    p = splat(_INV_FACT[16])
+    for j in range(15, 0, -1):
+        p = fma(p, x, splat(_INV_FACT[j]))
+    e = mul(x, p)  # expm1(x) = x sum_j x^j / (j + 1)!
+    cap = splat(708.0)
+    zc = where_gt(z, cap, cap, z)
+    kf = floor(fma(zc, splat(1.0 / _LN2_HI), splat(0.5)))
+    r = fma(kf, splat(_LN2_LO), fma(kf, splat(_LN2_HI), sub(zeros(), zc)))
+    p = splat(_INV_FACT[13])
+    for j in range(12, -1, -1):
+        p = fma(p, r, splat(_INV_FACT[j]))
+    big = where_gt(z, cap, zeros(), mul(p, pow2(sub(zeros(), kf))))
+    half = splat(0.5)
+    c = where_gt(z, half, big, add(one, e))
+    return c, where_gt(z, half, fnma(big, big, one), mul(sub(zeros(), e), add(splat(2.0), e)))
+
+
+@njit(cache=True, nogil=True)
+def setup(Y, U0, V0, X):
+    """lambda0_fit.RegularizedObjective's factorizations in one call: Y = Phi diag(sigma) Psi^T (Psi
+    full), P0b = R0 R0^T with R0 = [Phi^T U0; Psi^T V0] (P0 in the basis B), its largest eigenvalue
+    and those of its two diagonal blocks (||U0||_2^2, ||V0||_2^2), and X (T, m, n) in the basis B,
+    (m, n, T): the same LAPACK and BLAS calls as the numpy path, without its per-call overhead."""
+    m, n = Y.shape
+    T = X.shape[0]
+    Phi, sigma, PsiT = np.linalg.svd(Y)
+    R0 = np.empty((m + n, U0.shape[1]))
+    R0[:m] = Phi.T @ U0
+    R0[m:] = PsiT @ V0
+    P0b = R0 @ R0.T
+    p0_max = max(np.linalg.eigvalsh(P0b)[-1], 1e-300)
+    u2 = np.linalg.eigvalsh(np.ascontiguousarray(P0b[:m, :m]))[-1]
+    v2 = np.linalg.eigvalsh(np.ascontiguousarray(P0b[m:, m:]))[-1]
+    XPsi = np.dot(PsiT, np.ascontiguousarray(X.transpose(2, 0, 1)).reshape(n, T * m)).reshape(n, T, m)
+    Xb = np.dot(np.ascontiguousarray(Phi.T), np.ascontiguousarray(XPsi.transpose(2, 0, 1)).reshape(m, n * T))
+    return sigma, Phi, PsiT, P0b, p0_max, u2, v2, Xb.reshape(m, n, T)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -165,7 +221,6 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     BS = zeros_lanes(m, 1)  # Er P* Ec^T, diagonal
     XL = zeros_lanes(m, n)  # X(t) of the lanes' records
     TL = zeros_lanes(1, 1)  # t of the lanes' records
-    CL = zeros_lanes(3, 1)  # per lane: c, 1 - c^2 (then M), t|a|
     lam_of = np.empty(LANES, np.int64)
     col = np.empty(LANES, np.int64)
     rec = np.empty(LANES, np.int64)
@@ -184,6 +239,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 order_c[p] = nz + j
                 p += 1
     one = splat(1.0)
+    tiny = splat(1e-12)
     Xf = X.reshape(-1) if want_X else np.empty(0)  # X C-contiguous (m, n, L, T')
     Xbf = Xb.reshape(-1)  # Xb C-contiguous
     T = Xb.shape[2]
@@ -195,42 +251,22 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             lam_of[q] = order_l[pp]
             col[q] = order_c[pp]
         # c = e^{-t|a|}, M = (1 - e^{-2t|a|})/(2|a|) (t (1 - t|a|) as t|a| -> 0), g = d/M (d = c^2 where
-        # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest
+        # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest.
+        # One lambda: on vectors (`_decay`); lanes of several lambdas: per lane, through libm
         one_lambda = lam_of[0] == lam_of[LANES - 1]
         for q in range(LANES):
             TL[0, 0, q] = t[idx[col[q]]]
-        if one_lambda:  # the exponentials per lane, the rest on vectors
+        if one_lambda:
             li = lam_of[0]
+            tv = load(TL, 0, 0)
             for k in range(m + 1 if n > m else m):
-                absa = abs(A[li, k] if k < m else A[li, 2 * m])
-                special = False
-                for q in range(LANES):
-                    tq = TL[0, 0, q]
-                    z = absa * tq
-                    if z > 0.5:  # 1 - c^2 has no cancellation
-                        ck = np.exp(-z)
-                        num = 1.0 - ck * ck
-                    else:  # c = 1 + e, 1 - c^2 = -e (2 + e) with e = expm1(-z): one exponential
-                        e = np.expm1(-z)
-                        ck = 1.0 + e
-                        num = -e * (2.0 + e)
-                        special = special or not z > 1e-12
-                    CL[0, 0, q] = ck
-                    CL[1, 0, q] = num
-                    CL[2, 0, q] = z
-                tv = load(TL, 0, 0)
-                M = mul(tv, div(load(CL, 1, 0), add(load(CL, 2, 0), load(CL, 2, 0))))
-                if special:
-                    store(CL, 1, 0, M)
-                    for q in range(LANES):
-                        z = CL[2, 0, q]
-                        if not z > 1e-12:
-                            CL[1, 0, q] = TL[0, 0, q] * (1.0 - z)
-                    M = load(CL, 1, 0)
-                ck = load(CL, 0, 0)
-                qk = div(ck, M)
+                z = mul(splat(abs(A[li, k] if k < m else A[li, 2 * m])), tv)
+                ck, num = _decay(z)
+                # M = t (1 - c^2)/(2z), or t (1 - z) as z -> 0
+                M = where_gt(z, tiny, mul(tv, div(num, add(z, z))), mul(tv, sub(one, z)))
+                gn = div(one, M)  # one division: q = c/M and g = c^2/M or 1/M from 1/M
+                qk = mul(ck, gn)
                 gp = mul(ck, qk)
-                gn = div(one, M)
                 k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)  # a plane's two, or the rest
                 for kk in range(k0, k1, dk):
                     store(C, kk, 0, ck)
@@ -253,9 +289,9 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                         e = np.expm1(-z)
                         ck = 1.0 + e
                         Mk = tq * ((-e * (2.0 + e)) / (2.0 * z)) if z > 1e-12 else tq * (1.0 - z)
-                    qk = ck / Mk
-                    gp = ck * qk
                     gn = 1.0 / Mk
+                    qk = ck * gn
+                    gp = ck * qk
                     k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)
                     for kk in range(k0, k1, dk):
                         C[kk, 0, q] = ck

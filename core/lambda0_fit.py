@@ -31,7 +31,8 @@ form) and bounded Brent instead, as before.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -64,8 +65,10 @@ class Lambda0Branch:
 
 @dataclass
 class Lambda0Fit:
-    """Both branches and the better one (`lambda0`, `error`, `loss`); `X_reg` is X_reg(t; lambda0)
-    on the record grid (the curve `error_regularized_fit` is computed from it)."""
+    """Both branches and the better one (`lambda0`, `error`, `loss`); `error_curve` is
+    ||Y - X_reg(t; lambda0)||_F / ||Y|| on the record grid (the curve `error_regularized_fit`), and
+    `X_reg` X_reg(t; lambda0) itself, (T, m, n), formed when first asked for (the curve needs no
+    change of basis: the Frobenius norm is the same in the basis B)."""
 
     lambda0: float
     error: float
@@ -73,8 +76,13 @@ class Lambda0Fit:
     n_evaluations: int  # closed-form evaluations of eq. (21), any number of record times each
     pos: Lambda0Branch
     neg: Lambda0Branch
-    X_reg: np.ndarray
+    error_curve: np.ndarray
+    x_reg_of: Callable[[], np.ndarray] = field(repr=False, compare=False)  # X_reg, computed
     n_records: int = 0  # (lambda, record time) pairs evaluated, the fit's cost in solves
+
+    @functools.cached_property
+    def X_reg(self) -> np.ndarray:
+        return self.x_reg_of()
 
 
 def regularized_loss(
@@ -180,29 +188,35 @@ class RegularizedObjective:
     def __init__(self, Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray):
         m, n = Y.shape
         self.m, self.n = m, n
-        Phi, sig, PsiT = np.linalg.svd(Y)  # Psi full: n x n
-        self.sigma, self.Phi, self.PsiT = sig, Phi, PsiT
-        R0 = np.vstack([Phi.T @ U0, PsiT @ V0])  # R0 in the basis B
-        self.P0b = R0 @ R0.T
-        self.p0_max = max(float(np.linalg.eigvalsh(self.P0b)[-1]), 1e-300)  # ||P0||_2, every basis
         self.fused = compiled_module("flowsweep.core._lambda0_fused")  # None: the numpy path
         self.t = np.asarray(t, float)
         X = np.asarray(X, float)
-        # X(t) in the basis B, (m, n, T) with the batch last: two products, not T small ones (what
-        # np.tensordot(Phi, np.tensordot(PsiT, X, (1, 2)), (0, 2)) computes, without its overhead)
         T = len(self.t)
-        XPsi = np.dot(PsiT, X.transpose(2, 0, 1).reshape(n, T * m)).reshape(n, T, m)
-        self.Xb = np.dot(Phi.T, XPsi.transpose(2, 0, 1).reshape(m, n * T)).reshape(m, n, T)
-        self.records = np.arange(len(self.t))
+        if self.fused is not None:  # the same factorizations and products, one compiled call
+            sig, Phi, PsiT, self.P0b, p0_max, u2, v2, self.Xb = self.fused.setup(
+                np.ascontiguousarray(Y, float), np.ascontiguousarray(U0, float), np.ascontiguousarray(V0, float), X
+            )
+        else:
+            Phi, sig, PsiT = np.linalg.svd(Y)  # Psi full: n x n
+            R0 = np.vstack([Phi.T @ U0, PsiT @ V0])  # R0 in the basis B
+            self.P0b = R0 @ R0.T
+            p0_max = max(float(np.linalg.eigvalsh(self.P0b)[-1]), 1e-300)
+            # ||U0||_2^2 and ||V0||_2^2: the largest eigenvalues of Phi^T U0 U0^T Phi and Psi^T V0 V0^T Psi
+            u2, v2 = (float(np.linalg.eigvalsh(B)[-1]) for B in (self.P0b[:m, :m], self.P0b[m:, m:]))
+            # X(t) in the basis B, (m, n, T) with the batch last: two products, not T small ones (what
+            # np.tensordot(Phi, np.tensordot(PsiT, X, (1, 2)), (0, 2)) computes, without its overhead)
+            XPsi = np.dot(PsiT, X.transpose(2, 0, 1).reshape(n, T * m)).reshape(n, T, m)
+            self.Xb = np.dot(Phi.T, XPsi.transpose(2, 0, 1).reshape(m, n * T)).reshape(m, n, T)
+        self.sigma, self.Phi, self.PsiT = sig, Phi, PsiT
+        self.p0_max = float(p0_max)  # ||P0||_2, every basis
+        self.u2, self.v2 = float(u2), float(v2)
+        self.records = np.arange(T)
         self.n_evaluations = 0
         self.n_records = 0
 
     def search_bound(self) -> float:
-        """`lambda0_search_bound` from P0's blocks: ||U0||_2^2 and ||V0||_2^2 are the largest eigenvalues
-        of Phi^T U0 U0^T Phi and Psi^T V0 V0^T Psi (no SVD of the k columns)."""
-        m = self.m
-        u2, v2 = (float(np.linalg.eigvalsh(B)[-1]) for B in (self.P0b[:m, :m], self.P0b[m:, m:]))
-        return _bound(u2, v2, float(self.sigma[0]) if len(self.sigma) else 0.0)
+        """`lambda0_search_bound` from P0's blocks (no SVD of the k columns)."""
+        return _bound(self.u2, self.v2, float(self.sigma[0]) if len(self.sigma) else 0.0)
 
     def _spectrum(
         self, lams: FloatArray
@@ -599,8 +613,13 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     best_sign = 1.0 if pos.loss <= neg.loss else -1.0
     best = branches[best_sign]
     Xb = found[best_sign].X
+    x_reg_of: Callable[[], np.ndarray]
     if found[best_sign].stable and Xb is not None:
-        X_reg = obj.original_basis(Xb)
+        D = Xb.copy()  # X_reg - Y in the basis B, where Y is diag(sigma)
+        i = np.arange(obj.m)
+        D[i, i] -= obj.sigma[:, None]
+        curve = np.sqrt(np.einsum("ijt,ijt->t", D, D)) / ynorm
+        x_reg_of = functools.partial(obj.original_basis, Xb)
     else:  # the factored form's loss, evaluated
         X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
         D = X_reg - X
@@ -608,6 +627,8 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
         if np.isfinite(loss):
             best = branches[best_sign] = Lambda0Branch(best.lambda0, float(np.sqrt(loss / len(t)) / ynorm), loss)
             pos, neg = branches[1.0], branches[-1.0]
+        curve = np.linalg.norm(Y - X_reg, axis=(1, 2)) / ynorm
+        x_reg_of = functools.partial(np.asarray, X_reg)
     return Lambda0Fit(
         lambda0=best.lambda0,
         error=best.error,
@@ -615,6 +636,7 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
         n_evaluations=obj.n_evaluations + n_ref,
         pos=pos,
         neg=neg,
-        X_reg=X_reg,
+        error_curve=curve,
+        x_reg_of=x_reg_of,
         n_records=obj.n_records,
     )
