@@ -259,13 +259,18 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         if one_lambda:
             li = lam_of[0]
             tv = load(TL, 0, 0)
+            tmin = TL[0, 0, 0]
+            for q in range(1, LANES):
+                tmin = min(tmin, TL[0, 0, q])
             for k in range(m + 1 if n > m else m):
-                z = mul(splat(abs(A[li, k] if k < m else A[li, 2 * m])), tv)
+                absa = abs(A[li, k] if k < m else A[li, 2 * m])
+                z = mul(splat(absa), tv)
                 ck, num = _decay(z)
-                # M = t (1 - c^2)/(2z), or t (1 - z) as z -> 0
-                M = where_gt(z, tiny, mul(tv, div(num, add(z, z))), mul(tv, sub(one, z)))
-                gn = div(one, M)  # one division: q = c/M and g = c^2/M or 1/M from 1/M
-                qk = mul(ck, gn)
+                # 1/M = 2|a| / (1 - c^2), or 1/(t (1 - z)) as z -> 0: one division where no lane is near 0
+                gn = div(splat(2.0 * absa), num)
+                if not absa * tmin > 1e-12:
+                    gn = where_gt(z, tiny, gn, div(one, mul(tv, sub(one, z))))
+                qk = mul(ck, gn)  # q = c/M, g = c^2/M or 1/M
                 gp = mul(ck, qk)
                 k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)  # a plane's two, or the rest
                 for kk in range(k0, k1, dk):
@@ -281,15 +286,16 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 li = lam_of[q]
                 tq = TL[0, 0, q]
                 for k in range(m + 1 if n > m else m):
-                    z = abs(A[li, k] if k < m else A[li, 2 * m]) * tq
+                    absa = abs(A[li, k] if k < m else A[li, 2 * m])
+                    z = absa * tq
                     if z > 0.5:
                         ck = np.exp(-z)
-                        Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
+                        num = 1.0 - ck * ck
                     else:
                         e = np.expm1(-z)
                         ck = 1.0 + e
-                        Mk = tq * ((-e * (2.0 + e)) / (2.0 * z)) if z > 1e-12 else tq * (1.0 - z)
-                    gn = 1.0 / Mk
+                        num = -e * (2.0 + e)
+                    gn = 2.0 * absa / num if z > 1e-12 else 1.0 / (tq * (1.0 - z))
                     qk = ck * gn
                     gp = ck * qk
                     k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)
@@ -457,6 +463,18 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
+def misfit_to_y(X, sigma, out):
+    """||X(t) - Y||_F^2 per record into out (T,), X (m, n, T) and Y = diag(sigma) in the basis B."""
+    out[:] = 0.0
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            y = sigma[i] if i == j else 0.0
+            for r in range(X.shape[2]):
+                d = X[i, j, r] - y
+                out[r] += d * d
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
 def _newton_step(st, x, d1, rtol):
     """lambda0_fit._newton_step on a branch's state st = [lo, hi, x, curvature, done, end]."""
     if d1 > 0:
@@ -497,13 +515,14 @@ def _stencil3(x, rel, floor, out, k):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, consts, st, f_out, X_out, counts):
+def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, consts, st, f_out, X_out, e2_out, counts):
     """lambda0_fit._search, both branches, in one call (the same steps; see its docstring): the
     coarse grid on the records sub (weights w_sub), stencil Newton on the coarse records once and on
     mid (weights w_mid; skipped when mid_is_full), then on the full grid. consts = [STENCIL,
     SUB_RTOL, FULL_STENCIL, MAX_ITER, END, the coarse grid's smallest |lambda| > 0]; st (2, 7) per
     branch (+, -): [lo, hi, x, curvature, done, end, stable]; out: f_out (2,), X_out (2, m, n, T)
-    (X_reg at x in the basis B), counts [evaluations, (lambda, record) pairs]."""
+    (X_reg at x in the basis B), e2_out (2, T) (`misfit_to_y` of X_out), counts [evaluations,
+    (lambda, record) pairs]."""
     STENCIL, SUB_RTOL, FULL_STENCIL = consts[0], consts[1], consts[2]
     MAX_ITER = int(consts[3])
     END = consts[4]
@@ -654,6 +673,7 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
                             d = y - Xb[i, j, r]
                             f += d * d
                 f_out[b] = f
+                misfit_to_y(X_out[b], sigma, e2_out[b])
                 has_X[b] = True
                 st[b, 4] = 1.0
     for b in range(2):  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
@@ -673,3 +693,4 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
                         d = y - Xb[i, j, r]
                         f += d * d
             f_out[b] = f
+            misfit_to_y(X_out[b], sigma, e2_out[b])

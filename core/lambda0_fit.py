@@ -387,6 +387,7 @@ class _Branch:
     end: float = 0.0  # the branch's end, just inside lambda = 0
     f: float = np.inf  # the loss at x, once done
     X: FloatArray | None = None  # X_reg(t; x) in the basis B, (m, n, T), once done
+    e2: FloatArray | None = None  # ||X_reg(t; x) - Y||_F^2 per record, once done (else from X)
 
 
 def _stencil(x: float, rel: float, floor: float) -> FloatArray:
@@ -574,10 +575,11 @@ def _search_compiled(obj: RegularizedObjective, L: float) -> dict[float, _Branch
     st = np.empty((2, 7))
     f = np.empty(2)
     X = np.empty((2, obj.m, obj.n, T))
+    e2 = np.empty((2, T))
     counts = np.zeros(2, np.int64)
     obj.fused.search(
         obj.sigma, obj.P0b, 1e-7 * obj.p0_max, obj.t, obj.Xb, grid, sub, _sum_weights(sub), mid, _sum_weights(mid),
-        len(mid) >= 0.6 * T, consts, st, f, X, counts,
+        len(mid) >= 0.6 * T, consts, st, f, X, e2, counts,
     )  # fmt: skip
     obj.n_evaluations += int(counts[0])
     obj.n_records += int(counts[1])
@@ -586,7 +588,7 @@ def _search_compiled(obj: RegularizedObjective, L: float) -> dict[float, _Branch
         lo, hi, x, curvature, done, end, stable = st[k]
         b = _Branch(s, lo, hi, x, curvature, bool(done), bool(stable), end)
         if b.stable:
-            b.f, b.X = float(f[k]), X[k]
+            b.f, b.X, b.e2 = float(f[k]), X[k], e2[k]
         out[s] = b
     return out
 
@@ -615,10 +617,13 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     Xb = found[best_sign].X
     x_reg_of: Callable[[], np.ndarray]
     if found[best_sign].stable and Xb is not None:
-        D = Xb.copy()  # X_reg - Y in the basis B, where Y is diag(sigma)
-        i = np.arange(obj.m)
-        D[i, i] -= obj.sigma[:, None]
-        curve = np.sqrt(np.einsum("ijt,ijt->t", D, D)) / ynorm
+        e2 = found[best_sign].e2
+        if e2 is None:  # X_reg - Y in the basis B, where Y is diag(sigma)
+            D = Xb.copy()
+            i = np.arange(obj.m)
+            D[i, i] -= obj.sigma[:, None]
+            e2 = np.einsum("ijt,ijt->t", D, D)
+        curve = np.sqrt(e2) / ynorm
         x_reg_of = functools.partial(obj.original_basis, Xb)
     else:  # the factored form's loss, evaluated
         X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
