@@ -694,3 +694,36 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
                         f += d * d
             f_out[b] = f
             misfit_to_y(X_out[b], sigma, e2_out[b])
+
+
+@njit(cache=True, nogil=True)
+def coarse_grid(L, nc):
+    """lambda0_fit._coarse_grid: 0, then L 10^(4 (i - nc + 1)/(nc - 1)) (libm's pow, the same numbers)."""
+    e = nc - 1
+    grid = np.empty(nc + 1)
+    grid[0] = 0.0
+    for i in range(nc):
+        grid[i + 1] = L * 10.0 ** (4.0 * (i - e) / e)
+    return grid
+
+
+@njit(cache=True, nogil=True)
+def fit(Y, U0, V0, t, X, sub, w_sub, mid, w_mid, mid_is_full, consts):
+    """`setup` and `search` in one call (lambda0_fit._fit_compiled): consts = [STENCIL, SUB_RTOL,
+    FULL_STENCIL, MAX_ITER, END, N_COARSE]; the search bound L = 4 (||U0||^2 + ||V0||^2 + sigma_max) + 1
+    (lambda0_fit._bound) sets the coarse grid and the stencils' floor 1e-4 L. Returns sigma, Phi,
+    Psi^T, L and `search`'s outputs st, f_out, X_out, e2_out, counts."""
+    m, n = Y.shape
+    T = t.shape[0]
+    sigma, Phi, PsiT, P0b, p0_max, u2, v2, Xb = setup(Y, U0, V0, X)
+    L = 4.0 * (u2 + v2 + sigma[0]) + 1.0
+    grid = coarse_grid(L, int(consts[5]))
+    c = consts.copy()
+    c[5] = 1e-4 * L
+    st = np.empty((2, 7))
+    f = np.empty(2)
+    X_out = np.empty((2, m, n, T))
+    e2 = np.empty((2, T))
+    counts = np.zeros(2, np.int64)
+    search(sigma, P0b, 1e-7 * p0_max, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, c, st, f, X_out, e2, counts)
+    return sigma, Phi, PsiT, L, st, f, X_out, e2, counts

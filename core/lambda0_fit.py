@@ -31,8 +31,10 @@ form) and bounded Brent instead, as before.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -101,7 +103,23 @@ def lambda0_search_bound(Y: FloatArray, U0: FloatArray, V0: FloatArray) -> float
 
 
 def _bound(u2: float, v2: float, sigma_max: float) -> float:
-    return float(4.0 * (u2 + v2 + sigma_max) + 1.0)
+    return float(4.0 * (u2 + v2 + sigma_max) + 1.0)  # core/_lambda0_fused.fit: the same operations
+
+
+def _coarse_grid(L: float) -> FloatArray:
+    """0 and N_COARSE |lambda| log-spaced over [1e-4 L, L], each L 10^(4 (i - N_COARSE + 1)/(N_COARSE - 1))
+    through libm's pow, as core/_lambda0_fused.coarse_grid computes it (the same numbers)."""
+    e = N_COARSE - 1
+    return np.array([0.0] + [L * math.pow(10.0, 4.0 * (i - e) / e) for i in range(N_COARSE)])
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(T: int) -> tuple[IntArray, FloatArray, IntArray, FloatArray, bool]:
+    """The search's record subsamples for T records: the coarse records and their weights, the
+    subsample and its weights, and whether the subsample is (nearly) the whole grid."""
+    sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
+    mid = _subsample(T, 12, 6)
+    return sub, _sum_weights(sub), mid, _sum_weights(mid), bool(len(mid) >= 0.6 * T)
 
 
 class _NotStable(Exception):
@@ -367,10 +385,16 @@ class RegularizedObjective:
 
     def original_basis(self, Xb: FloatArray) -> FloatArray:
         """X(t) (m, n, T) in the basis B back in the original coordinates, (T, m, n)."""
-        m, n, T = Xb.shape  # Phi Xb(t) Psi^T for every t, as two products (np.tensordot's, directly)
-        PhiX = np.dot(self.Phi, Xb.reshape(m, n * T)).reshape(m, n, T)
-        out = np.dot(PhiX.transpose(0, 2, 1).reshape(m * T, n), self.PsiT).reshape(m, T, n)
-        return np.ascontiguousarray(out.transpose(1, 0, 2))
+        return original_basis(self.Phi, self.PsiT, Xb)
+
+
+def original_basis(Phi: FloatArray, PsiT: FloatArray, Xb: FloatArray) -> FloatArray:
+    """X(t) (m, n, T) in the basis B (Y's singular vectors Phi, Psi) back in the original
+    coordinates, (T, m, n): Phi Xb(t) Psi^T for every t, as two products (np.tensordot's, directly)."""
+    m, n, T = Xb.shape
+    PhiX = np.dot(Phi, Xb.reshape(m, n * T)).reshape(m, n, T)
+    out = np.dot(PhiX.transpose(0, 2, 1).reshape(m * T, n), PsiT).reshape(m, T, n)
+    return np.ascontiguousarray(out.transpose(1, 0, 2))
 
 
 @dataclass
@@ -458,8 +482,6 @@ def _branch_reference(
 def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     """Both branches' minima of f on the full record grid (see the module's docstring)."""
     T = len(obj.t)
-    if obj.fused is not None:
-        return _search_compiled(obj, L)
     floor = 1e-4 * L  # the coarse grid's smallest |lambda| > 0: the stencils' scale near lambda = 0
     branches = {s: _Branch(s, -np.inf, np.inf, 0.0, end=s * END * floor) for s in (1.0, -1.0)}
 
@@ -484,7 +506,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
 
     # coarse log grid on a subsample; lambda = 0 belongs to both branches' grids
     sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
-    grid = np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
+    grid = _coarse_grid(L)
     per, stable = obj.per_record(np.concatenate([grid, -grid[1:]]), sub)
     vals = per @ _sum_weights(sub)
     for s, sel in ((1.0, np.arange(len(grid))), (-1.0, np.r_[0, len(grid) : 2 * len(grid) - 1])):
@@ -563,34 +585,28 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     return branches
 
 
-def _search_compiled(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
-    """`_search` in one call of the compiled kernel (core/_lambda0_fused.search: the same steps, with
-    no Python between the evaluations)."""
-    assert obj.fused is not None
-    T = len(obj.t)
-    sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
-    mid = _subsample(T, 12, 6)
-    grid = np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
-    consts = np.array([STENCIL, SUB_RTOL, FULL_STENCIL, MAX_ITER, END, 1e-4 * L])
-    st = np.empty((2, 7))
-    f = np.empty(2)
-    X = np.empty((2, obj.m, obj.n, T))
-    e2 = np.empty((2, T))
-    counts = np.zeros(2, np.int64)
-    obj.fused.search(
-        obj.sigma, obj.P0b, 1e-7 * obj.p0_max, obj.t, obj.Xb, grid, sub, _sum_weights(sub), mid, _sum_weights(mid),
-        len(mid) >= 0.6 * T, consts, st, f, X, e2, counts,
+def _fit_compiled(
+    fused: ModuleType, Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArray, X: FloatArray
+) -> tuple[dict[float, _Branch], float, FloatArray, FloatArray, FloatArray, int, int]:
+    """`RegularizedObjective`'s factorizations and `_search` in one call of the compiled kernel
+    (core/_lambda0_fused.fit: the same steps, with no Python between them): the branches, the search
+    bound L, sigma, Phi, Psi^T, and the evaluations and (lambda, record) pairs counted."""
+    sub, w_sub, mid, w_mid, mid_is_full = _plan(len(t))
+    consts = np.array([STENCIL, SUB_RTOL, FULL_STENCIL, MAX_ITER, END, N_COARSE])
+    sigma, Phi, PsiT, L, st, f, Xo, e2, counts = fused.fit(
+        np.ascontiguousarray(Y, float), np.ascontiguousarray(U0, float), np.ascontiguousarray(V0, float), t,
+        np.ascontiguousarray(X), sub, w_sub, mid, w_mid, mid_is_full, consts,
     )  # fmt: skip
-    obj.n_evaluations += int(counts[0])
-    obj.n_records += int(counts[1])
     out = {}
-    for k, s in enumerate((1.0, -1.0)):
-        lo, hi, x, curvature, done, end, stable = st[k]
+    fs = f.tolist()
+    for k, (s, row) in enumerate(zip((1.0, -1.0), st.tolist(), strict=True)):
+        lo, hi, x, curvature, done, end, stable = row
         b = _Branch(s, lo, hi, x, curvature, bool(done), bool(stable), end)
         if b.stable:
-            b.f, b.X, b.e2 = float(f[k]), X[k], e2[k]
+            b.f, b.X, b.e2 = fs[k], Xo[k], e2[k]
         out[s] = b
-    return out
+    n_evaluations, n_records = counts.tolist()
+    return out, float(L), sigma, Phi, PsiT, n_evaluations, n_records
 
 
 def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray) -> Lambda0Fit:
@@ -598,9 +614,14 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     t = np.asarray(t, float)
     X = np.asarray(X, float)
     ynorm = float(np.linalg.norm(Y))
-    obj = RegularizedObjective(Y, U0, V0, t, X)
-    L = obj.search_bound()
-    found = _search(obj, L)
+    fused = compiled_module("flowsweep.core._lambda0_fused")
+    if fused is not None:
+        found, L, sigma, Phi, PsiT, n_evaluations, n_records = _fit_compiled(fused, Y, U0, V0, t, X)
+    else:
+        obj = RegularizedObjective(Y, U0, V0, t, X)
+        L = obj.search_bound()
+        found = _search(obj, L)
+        sigma, Phi, PsiT, n_evaluations, n_records = obj.sigma, obj.Phi, obj.PsiT, obj.n_evaluations, obj.n_records
     branches: dict[float, Lambda0Branch] = {}
     n_ref = 0
     for sign, b in found.items():
@@ -620,11 +641,11 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
         e2 = found[best_sign].e2
         if e2 is None:  # X_reg - Y in the basis B, where Y is diag(sigma)
             D = Xb.copy()
-            i = np.arange(obj.m)
-            D[i, i] -= obj.sigma[:, None]
+            i = np.arange(len(sigma))
+            D[i, i] -= sigma[:, None]
             e2 = np.einsum("ijt,ijt->t", D, D)
         curve = np.sqrt(e2) / ynorm
-        x_reg_of = functools.partial(obj.original_basis, Xb)
+        x_reg_of = functools.partial(original_basis, Phi, PsiT, Xb)
     else:  # the factored form's loss, evaluated
         X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
         D = X_reg - X
@@ -638,10 +659,10 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
         lambda0=best.lambda0,
         error=best.error,
         loss=best.loss,
-        n_evaluations=obj.n_evaluations + n_ref,
+        n_evaluations=n_evaluations + n_ref,
         pos=pos,
         neg=neg,
         error_curve=curve,
         x_reg_of=x_reg_of,
-        n_records=obj.n_records,
+        n_records=n_records,
     )
