@@ -5,7 +5,9 @@ the Cholesky of G = diag(d/M) + P0e, the solve and ||X_reg - X||^2, with no arra
 Same formulas as lambda0_fit.RegularizedObjective (its numpy path stays the reference,
 tests/core/test_lambda0_fused.py); stability is checked by a Cholesky of the P0 block on the unstable
 eigenspace shifted by the tolerance, which succeeds exactly when its smallest eigenvalue exceeds it.
-`search` is lambda0_fit._search on these evaluations, both branches in one call."""
+The exponentials of lane groups of one lambda are computed on vectors (`_decay`, to 2 ulps). `search`
+is lambda0_fit._search on these evaluations, both branches in one call; `fit` is `setup` (the shared
+factorizations) and `search` in one call."""
 
 # mypy: ignore-errors
 

@@ -10,8 +10,10 @@ nothing of size k). An evaluation at L lambdas and T' record times is eq. (21)'s
 (m + n) x (m + n) Cholesky per (lambda, t), all L T' of them at once with the batch as the last axis
 (`_shifted_cholesky_solve`: numpy's batched LAPACK calls cost ~3 us per 15 x 15 matrix in overhead).
 With numba (unless FLOWSWEEP_NUMBA=0) core/_lambda0_fused.py runs the same evaluation compiled, eight
-(lambda, record) pairs per SIMD vector, never forming X_reg where only the loss is wanted, and the whole
-search below in one call (`_search_compiled`: the same steps as `_search`, no Python between them).
+(lambda, record) pairs per SIMD vector, never forming X_reg where only the loss is wanted, and the
+factorizations and the whole search below in one call (`_fit_compiled`: the same steps as `_search`, no
+Python between them). The fit's error curve ||Y - X_reg(t)|| / ||Y|| is computed in the basis B (the
+Frobenius norm does not change); X_reg goes back to the original basis only when asked for.
 
 The search, both branches (lambda > 0, lambda < 0) in every evaluation, each a few batched calls:
 1. a log grid of 10 |lambda| per sign (and 0) on ~17 record times picks a cell per branch, and one Newton

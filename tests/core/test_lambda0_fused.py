@@ -63,7 +63,7 @@ def test_compiled_evaluation_equals_numpy(case, monkeypatch):
 
 @pytest.mark.parametrize("case", list(POINTS))
 def test_same_minima_compiled_and_numpy(case, monkeypatch):
-    """The compiled search (core/_lambda0_fused.search, one call) against the numpy path's Python
+    """The compiled fit (core/_lambda0_fused.fit, one call) against the numpy path's Python
     search: the same steps (the same evaluations and (lambda, record) pairs) and the same minima."""
     args = POINTS[case]()
     monkeypatch.setattr(compiled, "USE_COMPILED", True)
