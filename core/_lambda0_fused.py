@@ -340,7 +340,8 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                         Z[k, r, q] = U[li, k, r] * C[r, 0, q] - V[li, k, r] * C[m + r, 0, q]
         # Cholesky, then Z <- G^{-1} Z by forward and back substitution, each entry one chain of
         # FMAs in a register (the right-looking updates' operations in their order: same rounding),
-        # up to three rows (right-hand sides) at a time sharing the loads of the other factor
+        # up to six rows (five right-hand sides) at a time sharing the loads of the other factor:
+        # independent chains hide the FMAs' latency
         for j in range(N):
             acc = add(load(P0L, j, j), load(GD, j, 0))  # G = diag(g) + P0e
             for p in range(j):
@@ -349,6 +350,28 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             iv = div(one, sqrt(acc))
             store(INV, j, 0, iv)
             i = j + 1
+            while i + 6 <= N:
+                a0 = load(P0L, i, j)
+                a1 = load(P0L, i + 1, j)
+                a2 = load(P0L, i + 2, j)
+                a3 = load(P0L, i + 3, j)
+                a4 = load(P0L, i + 4, j)
+                a5 = load(P0L, i + 5, j)
+                for p in range(j):
+                    v = load(G, j, p)
+                    a0 = fnma(load(G, i, p), v, a0)
+                    a1 = fnma(load(G, i + 1, p), v, a1)
+                    a2 = fnma(load(G, i + 2, p), v, a2)
+                    a3 = fnma(load(G, i + 3, p), v, a3)
+                    a4 = fnma(load(G, i + 4, p), v, a4)
+                    a5 = fnma(load(G, i + 5, p), v, a5)
+                store(G, i, j, mul(a0, iv))
+                store(G, i + 1, j, mul(a1, iv))
+                store(G, i + 2, j, mul(a2, iv))
+                store(G, i + 3, j, mul(a3, iv))
+                store(G, i + 4, j, mul(a4, iv))
+                store(G, i + 5, j, mul(a5, iv))
+                i += 6
             while i + 3 <= N:
                 a0 = load(P0L, i, j)
                 a1 = load(P0L, i + 1, j)
@@ -380,6 +403,25 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         for i in range(N):
             iv = load(INV, i, 0)
             r = 0
+            while r + 5 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                a2 = load(Z, i, r + 2)
+                a3 = load(Z, i, r + 3)
+                a4 = load(Z, i, r + 4)
+                for j in range(i):
+                    v = load(G, i, j)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                    a2 = fnma(v, load(Z, j, r + 2), a2)
+                    a3 = fnma(v, load(Z, j, r + 3), a3)
+                    a4 = fnma(v, load(Z, j, r + 4), a4)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                store(Z, i, r + 2, mul(a2, iv))
+                store(Z, i, r + 3, mul(a3, iv))
+                store(Z, i, r + 4, mul(a4, iv))
+                r += 5
             while r + 3 <= m:
                 a0 = load(Z, i, r)
                 a1 = load(Z, i, r + 1)
@@ -411,6 +453,25 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         for i in range(N - 1, -1, -1):
             iv = load(INV, i, 0)
             r = 0
+            while r + 5 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                a2 = load(Z, i, r + 2)
+                a3 = load(Z, i, r + 3)
+                a4 = load(Z, i, r + 4)
+                for j in range(N - 1, i, -1):
+                    v = load(G, j, i)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                    a2 = fnma(v, load(Z, j, r + 2), a2)
+                    a3 = fnma(v, load(Z, j, r + 3), a3)
+                    a4 = fnma(v, load(Z, j, r + 4), a4)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                store(Z, i, r + 2, mul(a2, iv))
+                store(Z, i, r + 3, mul(a3, iv))
+                store(Z, i, r + 4, mul(a4, iv))
+                r += 5
             while r + 3 <= m:
                 a0 = load(Z, i, r)
                 a1 = load(Z, i, r + 1)
