@@ -57,7 +57,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flowsweep.core.types import PointConfig, ShapeKey
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, PointStatus, SweepStatus
-from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size, stream_max_points
+from flowsweep.workers.planner import Chunk, Cost, express_max_points, stream_chunk_size, stream_max_points
 
 from . import store
 from .db import make_read_session_factory, session_scope
@@ -347,12 +347,17 @@ class Scheduler:
         sweep's last round is spread over its share of them (planner.stream_chunk_size)."""
         return sum(1 for st in self.sweeps.values() if st.has_work())
 
-    def _next_chunk(self, st: SweepState, ncpu: int, sharing: int = 1) -> Chunk | None:
+    def _next_chunk(self, st: SweepState, ncpu: int, sharing: int = 1, express: bool = False) -> Chunk | None:
+        """The sweep's next chunk (None: none now); `express`: one for the express lane (cost known,
+        <= planner.EXPRESS_TASK_SECONDS), or None."""
         if not st.buffer and not st.scanned_all:
             self._read_page(st)
         if not st.buffer:
             return None
         key = max(st.buffer, key=lambda k: len(st.buffer[k]))
+        cap = express_max_points(self._cost(key)) if express else 0
+        if express and not cap:
+            return None
         q = st.buffer[key]
         remaining = len(q) if st.scanned_all else max(len(q), st.unsubmitted)
         n = stream_chunk_size(
@@ -364,6 +369,8 @@ class Scheduler:
             st.in_flight_seconds(self._clock()),
             sharing,
         )
+        if express:
+            n = min(n, cap)
         while n > len(q) and not st.scanned_all:
             self._read_page(st)
             q = st.buffer[key]
@@ -399,7 +406,7 @@ class Scheduler:
         stream = self.stream
         if stream.in_flight() < slots:
             return
-        waiting = [st for st in self.sweeps.values() if st.has_work() and not stream.in_flight(st.id)]
+        waiting = [st for st in self.sweeps.values() if st.has_work() and not stream.in_flight(st.id, express=False)]
         if not waiting:
             return
         floor = min(st.used for st in waiting)
@@ -417,13 +424,38 @@ class Scheduler:
                     st.charged[id(piece)] = est * len(piece.ids) / len(chunk.ids)
                     st.redo.append(piece)
 
+    def _express(self, ncpu: int) -> list[int]:
+        """While other sweeps' chunks hold every CPU, a sweep with none on a CPU (one just
+        submitted) runs a short chunk at once on the stream's express lane (one chunk at a time,
+        of a shape whose cost is known), instead of waiting for a CPU to free up; again when that
+        returns, until it has a chunk on a CPU. Returns the point ids submitted (to claim)."""
+        stream = self.stream
+        waiting = [st for st in self.sweeps.values() if st.has_work() and not st.redo and not stream.running(st.id)]
+        if not waiting or stream.running() < ncpu or not stream.express_free():
+            return []
+        sharing = self._sharing()
+        for st in sorted(waiting, key=lambda x: (x.used, -x.id)):
+            chunk = self._next_chunk(st, ncpu, sharing, express=True)
+            if chunk is None:
+                continue
+            st.unsubmitted = max(0, st.unsubmitted - len(chunk.ids))
+            cost = self.costs[chunk.key]
+            est = st.charged[id(chunk)] = cost.seconds(len(chunk.ids))
+            st.used += est
+            stream.submit(chunk, st.id, est, express=True)
+            st.marks.setdefault("submit", self._clock())
+            st.marks.setdefault("express", self._clock())
+            self.submissions.append((st.id, len(chunk.ids)))
+            return chunk.ids
+        return []
+
     def _fill(self) -> None:
         stream = self.stream
         ncpu = stream.cpus()
         slots = self.slots_per_cpu * ncpu
+        claim: list[int] = self._express(ncpu)
         self._preempt_for_waiting(slots)
         blocked: set[int] = set()
-        claim: list[int] = []
         while stream.in_flight() < slots:
             sharing = self._sharing()
             runnable = [st for st in self.sweeps.values() if not st.cancelling and st.id not in blocked]
