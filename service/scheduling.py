@@ -12,6 +12,12 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   alternate. So that a newcomer does not wait behind the chunks queued on Ray for busy CPUs,
   those are taken back (cancelled before they start) and submitted again after its first chunk:
   it starts on the first CPU that frees up.
+- **Express lane.** Until then, while other sweeps' chunks hold every CPU, a sweep with none on a
+  CPU runs short chunks (<= planner.EXPRESS_TASK_SECONDS, of a shape whose cost is known) at once,
+  one at a time, on the stream's express lane (a warm process holding no CPU of Ray's:
+  workers.dispatch.TaskStream): a small sweep behind a huge one is often done before any CPU frees
+  up, at the price of oversubscribing the CPUs by one process for that long. Its chunks are
+  charged, claimed and written as the others (a cancel waits for a running one: it is short).
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
   then tasks of ~0.5 s (at least 20 batch overheads, at most 2 s): a newcomer waits for one of
   them at most; the last round of a sweep alone in halving pieces, queued like the others, down to
