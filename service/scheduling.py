@@ -132,7 +132,8 @@ class SweepState:
 
 class Scheduler:
     """See the module docstring. `stream` is a workers.dispatch.TaskStream (or a test's stand-in
-    with the same methods: cpus, in_flight, submit, cancel, wait, close)."""
+    with the same methods: cpus, in_flight, running, express_free, submit, take_started, cancel,
+    preempt, wait, close)."""
 
     def __init__(
         self,

@@ -58,6 +58,7 @@ _WAIT_SECONDS = 0.1  # ray.wait timeout: how often cancelled() is polled
 _ALL = object()  # TaskStream.in_flight(): every tag
 CANCEL_GRACE_SECONDS = 5.0  # a cancelled task still running after this: its worker is killed
 CANCEL_MARGIN_SECONDS = 0.5  # a running task expected to end sooner is not cancelled (see cancel)
+_EXPRESS_TRIES = 5  # the express lane is given up after this many failed ready() calls in a row
 
 
 def _cancel(refs: list[ray.ObjectRef[Any]], force: bool = False) -> None:
@@ -364,6 +365,7 @@ class TaskStream:
         self._express_ready: ObjectRef[Any] | None = None  # its ready() call: done once it is warm
         self._express_busy: ObjectRef[Any] | None = None  # its last chunk (may outlive close())
         self.express_info: tuple[str, int, int] | None = None  # (node, pid, RSS bytes) once warm
+        self._express_failures = 0  # ready() calls that failed in a row
         if express:
             self._express = ExpressWorker.remote(base._function)  # type: ignore[attr-defined]
             self._express_ready = self._express.ready.remote()
@@ -420,10 +422,16 @@ class TaskStream:
                 return False
             try:
                 self.express_info = ray.get(self._express_ready)
-            except Exception as e:  # could not start (e.g. core not importable): no express lane
+            except Exception as e:
+                self._express_failures += 1
+                if self._express_failures < _EXPRESS_TRIES:
+                    self._express_ready = self._express.ready.remote()
+                    return False
+                # it cannot start (e.g. core not importable where it runs): no express lane
                 log.warning("express lane unavailable: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
                 self._express_ready = None
                 return False
+            self._express_failures = 0
             node, pid, rss = self.express_info
             log.info("express lane: warm (pid %d on node %s, %.0f MB resident)", pid, node[:8], rss / 2**20)
         return True

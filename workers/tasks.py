@@ -188,6 +188,7 @@ class ExpressWorker:
         self._fn = fn  # the chunk function of the ordinary lane (run_chunk_rows, or a test's)
         core.warm_up()
 
+    @ray.method(max_task_retries=-1)  # asked while it restarts: answered once it is up again
     def ready(self) -> tuple[str, int, int]:
         """(node id, pid, resident bytes) once warm."""
         import os
