@@ -367,7 +367,7 @@ class TaskStream:
         self.express_info: tuple[str, int, int] | None = None  # (node, pid, RSS bytes) once warm
         self._express_failures = 0  # ready() calls that failed in a row
         if express:
-            self._express = ExpressWorker.remote(base._function)  # type: ignore[attr-defined]
+            self._express = ExpressWorker.remote(base._function)  # type: ignore[attr-defined,union-attr]  # (untyped in Ray)
             self._express_ready = self._express.ready.remote()
         self.task_timeout = task_timeout
         self._clock = clock
