@@ -491,9 +491,8 @@ class TaskStream:
 
     def close(self) -> None:
         now = self._clock()
-        _cancel(
-            [ref for ref, f in self._inflight.items() if not f.express and not f.about_to_finish(now)]
-        )  # see cancel
+        # (see cancel; a chunk on the express lane is left to finish, as there)
+        _cancel([ref for ref, f in self._inflight.items() if not f.express and not f.about_to_finish(now)])
         self._inflight.clear()
 
     def wait(self, timeout: float) -> list[Done]:
