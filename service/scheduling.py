@@ -35,7 +35,10 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   whose chunk started on a CPU since the last one (estimated: Ray starts queued tasks in order as
   CPUs free up), so `attempts` counts runs that started, not chunks queued.
 - **Outcomes** of the chunks that return are handed to the writer after the freed slots are
-  refilled (the refill's transaction must not queue behind the writer's).
+  refilled (the refill's transaction must not queue behind the writer's). A sweep's only outcomes
+  are written at once in this thread; while a newcomer is taken up, and while a sweep's last chunk
+  runs express, the writer holds its batches (<= WRITER_HOLD_SECONDS), so these transactions find
+  SQLite's write lock free instead of waiting for a batch of the big sweep's results.
 - **Cancel.** A cancel request (this process's `cancel()`, or `cancel_requested` set by any
   replica, read from the database every `poll_seconds`) stops the sweep's submissions at once,
   cancels its in-flight chunks (except a running one expected to finish within moments, which is
@@ -78,6 +81,7 @@ log = logging.getLogger("flowsweep.runner")
 
 _MAX_COST_MODELS = 256
 _LOGGED_RETURNS = 40  # a sweep's chunk returns listed in its log line when it has no more
+WRITER_HOLD_SECONDS = 0.5  # the longest the result writer holds its batches for a newcomer (see poke)
 
 
 def read_session_factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
@@ -170,6 +174,7 @@ class Scheduler:
         self._synced_at = -math.inf
         self.db_seconds = 0.0  # spent in this thread's transactions (logs, benchmarks)
         self.submissions: deque[tuple[int, int]] = deque(maxlen=100_000)  # (sweep id, points), in order
+        self._express_held: int | None = None  # the sweep whose last chunk runs express, writer held
 
     # ------------------------------------------------------------------ interface
     def request_cancel(self, sweep_id: int) -> None:
@@ -178,8 +183,10 @@ class Scheduler:
             self._cancel_requests.add(int(sweep_id))
 
     def poke(self) -> None:
-        """Look at the database at the next step (a sweep was submitted or cancelled)."""
+        """Look at the database at the next step (a sweep was submitted or cancelled); the result
+        writer holds its batches until that step is through (a take-up's transaction goes first)."""
         self._synced_at = -math.inf
+        self.writer.hold(WRITER_HOLD_SECONDS)
 
     @property
     def stream(self) -> TaskStream:
@@ -205,6 +212,10 @@ class Scheduler:
         self._fill()
         self._write(outcomes)
         self._settle()
+        held = self._express_held
+        if held is None or held not in self.sweeps or not self.stream.in_flight(held):
+            self._express_held = None
+            self.writer.release()
 
     def shutdown(self) -> None:
         """Stop: cancel what is in flight, commit what came back, unfinished points to pending.
@@ -450,6 +461,10 @@ class Scheduler:
             est = st.charged[id(chunk)] = cost.seconds(len(chunk.ids))
             st.used += est
             stream.submit(chunk, st.id, est, express=True)
+            if not st.has_work():
+                # its last chunk: its results and its settling need SQLite's write lock at once
+                self._express_held = st.id
+                self.writer.hold(WRITER_HOLD_SECONDS)
             st.marks.setdefault("submit", self._clock())
             st.marks.setdefault("express", self._clock())
             self.submissions.append((st.id, len(chunk.ids)))

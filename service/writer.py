@@ -105,6 +105,7 @@ class ResultWriter:
         self._queued = 0
         self._written = 0
         self._thread: threading.Thread | None = None
+        self._hold_until = 0.0  # time.monotonic() before which no batch starts (hold)
         self.stats = {"inserted": 0, "duplicates": 0, "batches": 0, "write_seconds": 0.0}
 
     # ---------------------------------------------------------------- interface
@@ -120,8 +121,18 @@ class ResultWriter:
             self._queued += 1
         self._q.put((sweep_id, outcomes))
 
+    def hold(self, seconds: float) -> None:
+        """Start no batch for up to `seconds` from now (or until `release`): the runner's next
+        transactions (a sweep's take-up, a small sweep's only results) then find SQLite's write
+        lock free instead of waiting for a batch being committed. Nothing is lost: the queue waits."""
+        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+
+    def release(self) -> None:
+        self._hold_until = 0.0
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout."""
+        self.release()
         with self._cond:
             target = self._queued
             return self._cond.wait_for(lambda: self._written >= target, timeout)
@@ -146,6 +157,8 @@ class ResultWriter:
             item = self._q.get()
             if item is None:
                 return
+            while (wait := self._hold_until - time.monotonic()) > 0:
+                time.sleep(min(wait, 0.005))
             batch, n = [item], len(item[1])
             stop_after = False
             while n < self.max_batch:
