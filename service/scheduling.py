@@ -36,9 +36,10 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   CPUs free up), so `attempts` counts runs that started, not chunks queued.
 - **Outcomes** of the chunks that return are handed to the writer after the freed slots are
   refilled (the refill's transaction must not queue behind the writer's). A sweep's only outcomes
-  are written at once in this thread; while a newcomer is taken up, and while a sweep's last chunk
-  runs express, the writer holds its batches (<= WRITER_HOLD_SECONDS), so these transactions find
-  SQLite's write lock free instead of waiting for a batch of the big sweep's results.
+  are written at once in this thread; while a sweep's last chunk runs express, the writer holds its
+  batches (<= WRITER_HOLD_SECONDS): the runner's transactions that follow its return (a refill's
+  claim, the attempts, its results, its settling) would each wait for a batch of the big sweep's
+  results that the writer began between two of them.
 - **Cancel.** A cancel request (this process's `cancel()`, or `cancel_requested` set by any
   replica, read from the database every `poll_seconds`) stops the sweep's submissions at once,
   cancels its in-flight chunks (except a running one expected to finish within moments, which is
@@ -81,7 +82,7 @@ log = logging.getLogger("flowsweep.runner")
 
 _MAX_COST_MODELS = 256
 _LOGGED_RETURNS = 40  # a sweep's chunk returns listed in its log line when it has no more
-WRITER_HOLD_SECONDS = 0.5  # the longest the result writer holds its batches for a newcomer (see poke)
+WRITER_HOLD_SECONDS = 0.5  # the longest the result writer holds its batches for an express chunk
 
 
 def read_session_factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
@@ -183,10 +184,8 @@ class Scheduler:
             self._cancel_requests.add(int(sweep_id))
 
     def poke(self) -> None:
-        """Look at the database at the next step (a sweep was submitted or cancelled); the result
-        writer holds its batches until that step is through (a take-up's transaction goes first)."""
+        """Look at the database at the next step (a sweep was submitted or cancelled)."""
         self._synced_at = -math.inf
-        self.writer.hold(WRITER_HOLD_SECONDS)
 
     @property
     def stream(self) -> TaskStream:

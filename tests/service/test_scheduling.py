@@ -518,14 +518,12 @@ def test_cancel_waits_for_the_express_chunk_keeps_its_results_and_requeues_the_r
 
 @pytest.mark.parametrize("sched", [True], ids=["express"], indirect=True)
 def test_the_writer_holds_its_batches_while_a_newcomers_last_chunk_runs_express(factory, sched):
-    """Its results and its settling then find SQLite's write lock free; the hold ends with it, and a
-    flush never waits for a hold."""
+    """The runner's transactions after it returns (its results, its settling) then find SQLite's
+    write lock free; the hold ends with it, and a flush never waits for a hold."""
     g = sched.gated
     huge = huge_holding_every_cpu(factory, sched)
     assert sched.writer._hold_until == 0.0
     small = add_sweep(factory, "small", 20, seed0=10_000)
-    sched.poke()  # as the API does after storing it
-    assert sched.writer._hold_until > 0.0  # its take-up goes first
     step(sched)
     assert g.expressed(small) == [20] and sched.writer._hold_until > 0.0  # held while it runs
     g.release(1)  # a chunk of the huge sweep returns: handed to the writer, which holds it
