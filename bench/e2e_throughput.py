@@ -13,7 +13,9 @@ A Fig. 1 sweep of the paper (asymmetric model, gaussian init, m=5, n=10, k=50, g
   are EXCLUDED: the clock starts once
   /healthz answers and a tiny warm-up sweep has finished (so Ray's worker processes exist). The
   runner's own started_at -> finished_at and its per-run log line (tasks, chunk sizes, seconds spent
-  writing results) are printed too.
+  writing results) are printed too, and the service process's own CPU seconds per sweep (its
+  threads: API, runner, writer, Ray driver; not the Ray workers): its overhead, which competes with
+  the workers for the CPUs, and which other load on the machine changes less than it changes seconds.
 
 The two alternate for `--rounds` rounds (later service rounds POST with `recompute: true`), with a
 last direct run at the end: the machine may be shared, and alternating evens out load drift. Each
@@ -164,12 +166,17 @@ class Service(ServiceProcess):
 
     def run_sweep(self, body: dict) -> tuple[float, dict]:
         """Seconds from the POST until GET /sweeps/{id} says the sweep finished."""
+        cpu0 = process_cpu_seconds(self.proc.pid)
         posted_at = datetime.now(UTC)
         t0 = time.perf_counter()
         r = self.client.post("/sweeps", json=body)
         r.raise_for_status()
         out = wait_done(self.client, r.json()["id"], 1800)
         wall = time.perf_counter() - t0
+        # The service process's own CPU (API, runner, writer, Ray driver; not its Ray workers): its
+        # overhead, which competes with the workers for the CPUs. Less sensitive to other load than
+        # seconds are (the polls of wait_done are in it too: at most one per 0.2 s).
+        out["service_cpu"] = process_cpu_seconds(self.proc.pid) - cpu0
         # The sweep was done at its finished_at (server clock, same machine); polling only sees it
         # up to one poll interval later.
         out["post_to_finished"] = (
@@ -187,6 +194,18 @@ class Service(ServiceProcess):
             for line in self.log().splitlines()
             if f"sweep {sweep_id} finished" in line or f"sweep {sweep_id} chunks returned" in line
         ]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds the threads of process `pid` have run so far (/proc/PID/task/*/schedstat, in ns;
+    a thread that has exited is missed: the service's threads live as long as it does)."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # the thread just exited
+            pass
+    return total / 1e9
 
 
 def wait_done(client: httpx.Client, sweep_id: int, timeout: float) -> dict:
@@ -238,7 +257,10 @@ def main() -> None:
     nproc = args.cpus or os.cpu_count() or 1
     cfgs = configs(args.seeds, args.steps)
     n = len(cfgs)
-    print(f"Fig. 1 sweep: {n} points (m=5, n=10, k=50, gd, eta=1e-3, {args.steps} steps), {nproc} CPUs")
+    print(
+        f"Fig. 1 sweep: {n} points (m=5, n=10, k=50, gd, eta=1e-3, {args.steps} steps), {nproc} CPUs; "
+        f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
 
     direct_s: list[float] = []
     loop_s: list[float] = []  # seconds per point of the per-point loop on nproc CPUs
@@ -246,6 +268,7 @@ def main() -> None:
     service_s: dict[str, list[float]] = {k: [] for k in names}
     observed_s: dict[str, list[float]] = {k: [] for k in names}
     fixed_s: dict[str, list[float]] = {k: [] for k in names}
+    cpu_s: dict[str, list[float]] = {k: [] for k in names}  # the service process's CPU seconds per sweep
     ok = True
     loop_cfgs = configs(max(1, args.loop_points * nproc // 3 + 1), args.steps)[: args.loop_points * nproc]
     with tempfile.TemporaryDirectory(prefix="fsbench") as tmp:
@@ -274,15 +297,18 @@ def main() -> None:
                 # Round 1 computes; later rounds ask to recompute (else every point is cached).
                 body = sweep_body(args.seeds, args.steps, f"bench-fig1-{i + 1}")
                 body["recompute"] = i > 0
-                for name, service in services.items():
+                # which service goes first alternates (the load may drift within a round too)
+                for name, service in list(services.items())[:: 1 if i % 2 == 0 else -1]:
                     wall, out = service.run_sweep(body)
                     fin = out["post_to_finished"] or wall
                     service_s[name].append(fin)
                     observed_s[name].append(wall)
+                    cpu_s[name].append(out["service_cpu"])
                     ok &= out["status"] == SweepStatus.DONE and out["result_rows"] == n and out["counts"][CACHED] == 0
                     print(
                         f"  {name:8s} #{i + 1}: {fin:6.2f} s  ({n / fin:5.1f} points/s) POST -> finished_at; "
                         f"{wall:.2f} s until a poll saw it; runner started -> finished {_seconds(out):.2f} s; "
+                        f"service process CPU {1000 * out['service_cpu']:.0f} ms; "
                         f"status {out['status']}, {out['result_rows']} rows"
                         + (f"; error: {out['error']}" if out.get("error") else "")
                     )
@@ -292,7 +318,7 @@ def main() -> None:
             # The fixed cost per sweep: a sweep of one point of 20 steps (its compute is ~1 ms), the
             # services alternating; POST -> finished_at, median.
             for i in range(args.fixed_tries):
-                for name, service in services.items():
+                for name, service in list(services.items())[:: 1 if i % 2 == 0 else -1]:
                     body = sweep_body(1, 20, f"fixed-{i}")
                     body["axes"]["init_scale"] = [1.0]
                     body["recompute"] = True
@@ -326,11 +352,23 @@ def main() -> None:
             f"side) median {med(paired):.1%}, best-of {min(direct_s) / min(service_s[name]):.1%}; "
             f"service / per-point loop = {rate / loop_rate:.1f}x (issue 14 target >= 40x)"
         )
+        print(
+            f"{name}: the service process's CPU per sweep (API, runner, writer, Ray driver), median of "
+            f"{len(cpu_s[name])}: {1000 * med(cpu_s[name]):.0f} ms ({1e6 * med(cpu_s[name]) / n:.0f} us per point)"
+        )
         if fixed_s[name]:
             print(
                 f"{name}: fixed cost per sweep (a 1-point, 20-step sweep: POST -> finished_at), median of "
                 f"{len(fixed_s[name])}: {1000 * med(fixed_s[name]):.0f} ms"
             )
+    if args.baseline:
+        per_round = [b / a for a, b in zip(service_s["service"], service_s["baseline"])]
+        print(
+            f"service vs baseline, same round (baseline seconds / service seconds): median {med(per_round):.3f}, "
+            f"rounds {', '.join(f'{r:.2f}' for r in per_round)}; fixed cost "
+            f"{1000 * med(fixed_s['service']):.0f} vs {1000 * med(fixed_s['baseline']):.0f} ms"
+        )
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if not ok:
         sys.exit("a service sweep did not complete with one computed result row per point")
 

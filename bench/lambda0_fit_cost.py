@@ -7,8 +7,8 @@ Also printed per fit: closed-form evaluations (lambdas, any number of records ea
 (lambda, record) pairs they cover in units of the full grid (one pair is one 15 x 15 solve).
 `--stages` splits the fit's time: evaluations on the coarse records, on the subsample, on the full
 grid, and the rest (setup: SVD of Y, P0 in its basis; the search's own logic). It sees the stages of
-the numpy path only (FLOWSWEEP_NUMBA=0): with numba the whole search is one call of
-core/_lambda0_fused.search, counted as the rest. `--against REV` also times core/lambda0_fit.py and
+the numpy path only (FLOWSWEEP_NUMBA=0): with numba the whole fit is one call of
+core/_lambda0_fused.fit, counted as the rest. `--against REV` also times core/lambda0_fit.py and
 its kernel core/_lambda0_fused.py as they were at git revision REV on the same points in the same
 rounds (its fit/sim and its evaluations per fit), and prints the largest relative difference of the
 two fits' minima and errors per branch. `--reference` also times core 2's search

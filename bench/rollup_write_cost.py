@@ -3,10 +3,11 @@
 For each database (a fresh SQLite file, a fresh Postgres database on 127.0.0.1:5432), sweeps of
 10,000 running points (100 cells x 100 seeds, or --seeds) get their results written the way the
 writer writes them: store.write_results_batch in transactions of 2,000 rows (writer.MAX_BATCH), in
-the order the runner hands points out (identity order: a pseudo-random permutation, so a batch
-touches many cells), with a 2 kB curves blob per row. Rounds alternate between the writer as it is
-(rollup merged in each transaction) and the writer with `summary_cells.add_rows` replaced by a no-op,
-each on a fresh sweep; medians of seconds per 10,000 results and their ratio. The last sweep written
+identity order (a pseudo-random permutation, so a batch touches many cells: the worst case; the
+runner's run order, store.run_order, takes blocks of neighbouring grid points, fewer cells a
+batch), with a 2 kB curves blob per row. Rounds alternate between the writer as it is (rollup
+merged in each transaction) and the writer with `summary_cells.add_rows` replaced by a no-op, each
+on a fresh sweep; medians of seconds per 10,000 results and their ratio. The last sweep written
 with the rollup is checked against a rebuild from its rows.
 
     .venv/bin/python bench/rollup_write_cost.py [--points 10000] [--seeds 100] [--rounds 5] [--db sqlite,postgres]
@@ -41,7 +42,7 @@ PG_ADMIN = os.environ.get("FLOWSWEEP_BENCH_PG_ADMIN_URL", "postgresql+psycopg://
 
 def new_sweep(factory, n_points: int, seeds: int, rng: np.random.Generator) -> tuple[int, list[int]]:
     """A running sweep of n_points running points over (n_points / seeds) cells; point ids in the
-    runner's order."""
+    identity order."""
     with db.session_scope(factory) as s:
         sweep = Sweep(name="w", status=SweepStatus.RUNNING, spec={}, n_points=n_points)
         s.add(sweep)

@@ -133,19 +133,27 @@ def stages(url: str, n: int, chunk: int, order: str = "identity") -> Clock:
     t.stop("post")
 
     writer = ResultWriter(sf, owner=OWNER)
-    cursor: str | int = "" if order == "identity" else 0
+    # this tree's pages: in id order (store.run_order) between the sweep's first and last ids; an
+    # older tree's (a baseline run with this script): keyset on identity
+    by_id = hasattr(store, "unfinished_points")
+    if by_id:
+        with db.session_scope(sf) as s:
+            _, first, last = store.unfinished_points(s, sid)
+    cursor: str | int = first - 1 if by_id else "" if order == "identity" else 0
     while True:
         t.start()
         with db.session_scope(sf) as s:
-            if order == "identity":
-                rows = store.pending_page(s, sid, str(cursor), 1000)
+            if by_id:
+                rows = store.pending_page(s, sid, int(cursor), last, 1000)
+            elif order == "identity":
+                rows = store.pending_page(s, sid, str(cursor), 1000)  # type: ignore[call-arg]
             else:
                 rows = _id_page(s, sid, int(cursor), 1000)
         page = [(r[0], PointConfig(*r[2:])) for r in rows]  # as scheduling.Scheduler._buffer
         t.stop("read")
         if not rows:
             break
-        cursor = rows[-1][1]
+        cursor = rows[-1][0 if by_id else 1]
         for i in range(0, len(page), chunk):
             ids = [p for p, _ in page[i : i + chunk]]
             cfgs = [c for _, c in page[i : i + chunk]]
@@ -220,7 +228,8 @@ def main() -> None:
         "--order",
         choices=("identity", "id"),
         default="identity",
-        help="order the runner takes pending points in (identity: the scheduler's; id: grid order)",
+        help="an older tree's (without store.run_order): the order the runner takes pending points in "
+        "(identity: its scheduler's; id: id order); this tree's is its run order",
     )
     ap.add_argument("--baseline", nargs=2, metavar=("PYTHON", "SOURCE"), help="another tree, interleaved (A/B)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds with --baseline")
@@ -259,27 +268,30 @@ def main() -> None:
                 flush=True,
             )
     for kind in kinds:
-        print(
-            f"{kind}: {args.points} points, chunks of {args.chunk}; CPU microseconds per point, median of "
-            f"{args.rounds} interleaved rounds (this tree / baseline {args.baseline[1]})"
-        )
-        print(f"  {'stage':14s} {'this':>8s} {'baseline':>9s} {'ratio':>6s}")
-        rows = [
-            (k, [r[kind]["cpu"][k] for r in got["this"]], [r[kind]["cpu"][k] for r in got["baseline"]]) for k in STAGES
-        ]
-        rows.append(
-            (
-                "service total",
-                [_total(r[kind]["cpu"]) for r in got["this"]],
-                [_total(r[kind]["cpu"]) for r in got["baseline"]],
-            )
-        )
-        for k, a, b in rows:
-            ma, mb = statistics.median(a), statistics.median(b)
+        # Postgres: its backend's CPU too (the database's share of the same CPUs)
+        for label in ("cpu", "db cpu") if kind == "postgres" else ("cpu",):
             print(
-                f"  {k:14s} {ma:8.1f} {mb:9.1f} {ma / mb if mb else float('nan'):6.2f}   "
-                f"(this {min(a):.0f}-{max(a):.0f}, baseline {min(b):.0f}-{max(b):.0f})"
+                f"{kind}: {args.points} points, chunks of {args.chunk}; {label} microseconds per point, median of "
+                f"{args.rounds} interleaved rounds (this tree / baseline {args.baseline[1]})"
             )
+            print(f"  {'stage':14s} {'this':>8s} {'baseline':>9s} {'ratio':>6s}")
+            rows = [
+                (k, [r[kind][label][k] for r in got["this"]], [r[kind][label][k] for r in got["baseline"]])
+                for k in STAGES
+            ]
+            rows.append(
+                (
+                    "service total",
+                    [_total(r[kind][label]) for r in got["this"]],
+                    [_total(r[kind][label]) for r in got["baseline"]],
+                )
+            )
+            for k, a, b in rows:
+                ma, mb = statistics.median(a), statistics.median(b)
+                print(
+                    f"  {k:14s} {ma:8.1f} {mb:9.1f} {ma / mb if mb else float('nan'):6.2f}   "
+                    f"(this {min(a):.0f}-{max(a):.0f}, baseline {min(b):.0f}-{max(b):.0f})"
+                )
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@ the Cholesky of G = diag(d/M) + P0e, the solve and ||X_reg - X||^2, with no arra
 Same formulas as lambda0_fit.RegularizedObjective (its numpy path stays the reference,
 tests/core/test_lambda0_fused.py); stability is checked by a Cholesky of the P0 block on the unstable
 eigenspace shifted by the tolerance, which succeeds exactly when its smallest eigenvalue exceeds it.
-`search` is lambda0_fit._search on these evaluations, both branches in one call."""
+The exponentials of lane groups of one lambda are computed on vectors (`_decay`, to 2 ulps). `search`
+is lambda0_fit._search on these evaluations, both branches in one call; `fit` is `setup` (the shared
+factorizations) and `search` in one call."""
 
 # mypy: ignore-errors
+
+import math
 
 import numpy as np
 from numba import njit
@@ -16,20 +20,74 @@ from ._simd import (
     LANES,
     add,
     div,
+    floor,
     fma,
     fnma,
     lane,
     load,
     load_at,
     mul,
+    pow2,
     splat,
     sqrt,
     store,
     store_at,
     sub,
+    where_gt,
     zeros,
     zeros_lanes,
 )
+
+# 1/j!: Taylor coefficients of e^r (|r| <= ln2/2, to r^13: < 1e-17 relative) and of expm1(x)/x
+# (|x| <= 1/2, to x^15/16!: < 1e-17 relative)
+_INV_FACT = np.array([1.0 / math.factorial(j) for j in range(17)])
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 = hi + lo, hi k exact
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _decay(z):
+    """c = e^{-z} and 1 - c^2 per lane for z >= 0, to a few ulps, on vectors (libm's exp and expm1
+    are scalar calls): where z <= 1/2, c = 1 + e and 1 - c^2 = -e (2 + e) with e = expm1(-z) from its
+    Taylor series (no cancellation); beyond, c = 2^-k e^r with k = round(z / ln 2), r = k ln 2 - z,
+    and 1 - c^2 directly; c = 0 beyond z = 708 (below the smallest normal double)."""
+    one = splat(1.0)
+    x = sub(zeros(), z)
+    p = splat(_INV_FACT[16])
+    for j in range(15, 0, -1):
+        p = fma(p, x, splat(_INV_FACT[j]))
+    e = mul(x, p)  # expm1(x) = x sum_j x^j / (j + 1)!
+    cap = splat(708.0)
+    zc = where_gt(z, cap, cap, z)
+    kf = floor(fma(zc, splat(1.0 / _LN2_HI), splat(0.5)))
+    r = fma(kf, splat(_LN2_LO), fma(kf, splat(_LN2_HI), sub(zeros(), zc)))
+    p = splat(_INV_FACT[13])
+    for j in range(12, -1, -1):
+        p = fma(p, r, splat(_INV_FACT[j]))
+    big = where_gt(z, cap, zeros(), mul(p, pow2(sub(zeros(), kf))))
+    half = splat(0.5)
+    c = where_gt(z, half, big, add(one, e))
+    return c, where_gt(z, half, fnma(big, big, one), mul(sub(zeros(), e), add(splat(2.0), e)))
+
+
+@njit(cache=True, nogil=True)
+def setup(Y, U0, V0, X):
+    """lambda0_fit.RegularizedObjective's factorizations in one call: Y = Phi diag(sigma) Psi^T (Psi
+    full), P0b = R0 R0^T with R0 = [Phi^T U0; Psi^T V0] (P0 in the basis B), its largest eigenvalue
+    and those of its two diagonal blocks (||U0||_2^2, ||V0||_2^2), and X (T, m, n) in the basis B,
+    (m, n, T): the same LAPACK and BLAS calls as the numpy path, without its per-call overhead."""
+    m, n = Y.shape
+    T = X.shape[0]
+    Phi, sigma, PsiT = np.linalg.svd(Y)
+    R0 = np.empty((m + n, U0.shape[1]))
+    R0[:m] = Phi.T @ U0
+    R0[m:] = PsiT @ V0
+    P0b = R0 @ R0.T
+    p0_max = max(np.linalg.eigvalsh(P0b)[-1], 1e-300)
+    u2 = np.linalg.eigvalsh(np.ascontiguousarray(P0b[:m, :m]))[-1]
+    v2 = np.linalg.eigvalsh(np.ascontiguousarray(P0b[m:, m:]))[-1]
+    XPsi = np.dot(PsiT, np.ascontiguousarray(X.transpose(2, 0, 1)).reshape(n, T * m)).reshape(n, T, m)
+    Xb = np.dot(np.ascontiguousarray(Phi.T), np.ascontiguousarray(XPsi.transpose(2, 0, 1)).reshape(m, n * T))
+    return sigma, Phi, PsiT, P0b, p0_max, u2, v2, Xb.reshape(m, n, T)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -165,7 +223,6 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
     BS = zeros_lanes(m, 1)  # Er P* Ec^T, diagonal
     XL = zeros_lanes(m, n)  # X(t) of the lanes' records
     TL = zeros_lanes(1, 1)  # t of the lanes' records
-    CL = zeros_lanes(3, 1)  # per lane: c, 1 - c^2 (then M), t|a|
     lam_of = np.empty(LANES, np.int64)
     col = np.empty(LANES, np.int64)
     rec = np.empty(LANES, np.int64)
@@ -184,6 +241,7 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 order_c[p] = nz + j
                 p += 1
     one = splat(1.0)
+    tiny = splat(1e-12)
     Xf = X.reshape(-1) if want_X else np.empty(0)  # X C-contiguous (m, n, L, T')
     Xbf = Xb.reshape(-1)  # Xb C-contiguous
     T = Xb.shape[2]
@@ -195,42 +253,27 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             lam_of[q] = order_l[pp]
             col[q] = order_c[pp]
         # c = e^{-t|a|}, M = (1 - e^{-2t|a|})/(2|a|) (t (1 - t|a|) as t|a| -> 0), g = d/M (d = c^2 where
-        # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest
+        # a > 0, else 1), q = c/M; |a| is r_i on both directions of a plane, lambda/2 on the rest.
+        # One lambda: on vectors (`_decay`); lanes of several lambdas: per lane, through libm
         one_lambda = lam_of[0] == lam_of[LANES - 1]
         for q in range(LANES):
             TL[0, 0, q] = t[idx[col[q]]]
-        if one_lambda:  # the exponentials per lane, the rest on vectors
+        if one_lambda:
             li = lam_of[0]
+            tv = load(TL, 0, 0)
+            tmin = TL[0, 0, 0]
+            for q in range(1, LANES):
+                tmin = min(tmin, TL[0, 0, q])
             for k in range(m + 1 if n > m else m):
                 absa = abs(A[li, k] if k < m else A[li, 2 * m])
-                special = False
-                for q in range(LANES):
-                    tq = TL[0, 0, q]
-                    z = absa * tq
-                    if z > 0.5:  # 1 - c^2 has no cancellation
-                        ck = np.exp(-z)
-                        num = 1.0 - ck * ck
-                    else:  # c = 1 + e, 1 - c^2 = -e (2 + e) with e = expm1(-z): one exponential
-                        e = np.expm1(-z)
-                        ck = 1.0 + e
-                        num = -e * (2.0 + e)
-                        special = special or not z > 1e-12
-                    CL[0, 0, q] = ck
-                    CL[1, 0, q] = num
-                    CL[2, 0, q] = z
-                tv = load(TL, 0, 0)
-                M = mul(tv, div(load(CL, 1, 0), add(load(CL, 2, 0), load(CL, 2, 0))))
-                if special:
-                    store(CL, 1, 0, M)
-                    for q in range(LANES):
-                        z = CL[2, 0, q]
-                        if not z > 1e-12:
-                            CL[1, 0, q] = TL[0, 0, q] * (1.0 - z)
-                    M = load(CL, 1, 0)
-                ck = load(CL, 0, 0)
-                qk = div(ck, M)
+                z = mul(splat(absa), tv)
+                ck, num = _decay(z)
+                # 1/M = 2|a| / (1 - c^2), or 1/(t (1 - z)) as z -> 0: one division where no lane is near 0
+                gn = div(splat(2.0 * absa), num)
+                if not absa * tmin > 1e-12:
+                    gn = where_gt(z, tiny, gn, div(one, mul(tv, sub(one, z))))
+                qk = mul(ck, gn)  # q = c/M, g = c^2/M or 1/M
                 gp = mul(ck, qk)
-                gn = div(one, M)
                 k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)  # a plane's two, or the rest
                 for kk in range(k0, k1, dk):
                     store(C, kk, 0, ck)
@@ -245,17 +288,18 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                 li = lam_of[q]
                 tq = TL[0, 0, q]
                 for k in range(m + 1 if n > m else m):
-                    z = abs(A[li, k] if k < m else A[li, 2 * m]) * tq
+                    absa = abs(A[li, k] if k < m else A[li, 2 * m])
+                    z = absa * tq
                     if z > 0.5:
                         ck = np.exp(-z)
-                        Mk = tq * ((1.0 - ck * ck) / (2.0 * z))
+                        num = 1.0 - ck * ck
                     else:
                         e = np.expm1(-z)
                         ck = 1.0 + e
-                        Mk = tq * ((-e * (2.0 + e)) / (2.0 * z)) if z > 1e-12 else tq * (1.0 - z)
-                    qk = ck / Mk
+                        num = -e * (2.0 + e)
+                    gn = 2.0 * absa / num if z > 1e-12 else 1.0 / (tq * (1.0 - z))
+                    qk = ck * gn
                     gp = ck * qk
-                    gn = 1.0 / Mk
                     k0, k1, dk = (k, m + k + 1, m) if k < m else (2 * m, N, 1)
                     for kk in range(k0, k1, dk):
                         C[kk, 0, q] = ck
@@ -296,7 +340,8 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
                         Z[k, r, q] = U[li, k, r] * C[r, 0, q] - V[li, k, r] * C[m + r, 0, q]
         # Cholesky, then Z <- G^{-1} Z by forward and back substitution, each entry one chain of
         # FMAs in a register (the right-looking updates' operations in their order: same rounding),
-        # up to three rows (right-hand sides) at a time sharing the loads of the other factor
+        # up to six rows (five right-hand sides) at a time sharing the loads of the other factor:
+        # independent chains hide the FMAs' latency
         for j in range(N):
             acc = add(load(P0L, j, j), load(GD, j, 0))  # G = diag(g) + P0e
             for p in range(j):
@@ -305,6 +350,28 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
             iv = div(one, sqrt(acc))
             store(INV, j, 0, iv)
             i = j + 1
+            while i + 6 <= N:
+                a0 = load(P0L, i, j)
+                a1 = load(P0L, i + 1, j)
+                a2 = load(P0L, i + 2, j)
+                a3 = load(P0L, i + 3, j)
+                a4 = load(P0L, i + 4, j)
+                a5 = load(P0L, i + 5, j)
+                for p in range(j):
+                    v = load(G, j, p)
+                    a0 = fnma(load(G, i, p), v, a0)
+                    a1 = fnma(load(G, i + 1, p), v, a1)
+                    a2 = fnma(load(G, i + 2, p), v, a2)
+                    a3 = fnma(load(G, i + 3, p), v, a3)
+                    a4 = fnma(load(G, i + 4, p), v, a4)
+                    a5 = fnma(load(G, i + 5, p), v, a5)
+                store(G, i, j, mul(a0, iv))
+                store(G, i + 1, j, mul(a1, iv))
+                store(G, i + 2, j, mul(a2, iv))
+                store(G, i + 3, j, mul(a3, iv))
+                store(G, i + 4, j, mul(a4, iv))
+                store(G, i + 5, j, mul(a5, iv))
+                i += 6
             while i + 3 <= N:
                 a0 = load(P0L, i, j)
                 a1 = load(P0L, i + 1, j)
@@ -336,6 +403,25 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         for i in range(N):
             iv = load(INV, i, 0)
             r = 0
+            while r + 5 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                a2 = load(Z, i, r + 2)
+                a3 = load(Z, i, r + 3)
+                a4 = load(Z, i, r + 4)
+                for j in range(i):
+                    v = load(G, i, j)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                    a2 = fnma(v, load(Z, j, r + 2), a2)
+                    a3 = fnma(v, load(Z, j, r + 3), a3)
+                    a4 = fnma(v, load(Z, j, r + 4), a4)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                store(Z, i, r + 2, mul(a2, iv))
+                store(Z, i, r + 3, mul(a3, iv))
+                store(Z, i, r + 4, mul(a4, iv))
+                r += 5
             while r + 3 <= m:
                 a0 = load(Z, i, r)
                 a1 = load(Z, i, r + 1)
@@ -367,6 +453,25 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
         for i in range(N - 1, -1, -1):
             iv = load(INV, i, 0)
             r = 0
+            while r + 5 <= m:
+                a0 = load(Z, i, r)
+                a1 = load(Z, i, r + 1)
+                a2 = load(Z, i, r + 2)
+                a3 = load(Z, i, r + 3)
+                a4 = load(Z, i, r + 4)
+                for j in range(N - 1, i, -1):
+                    v = load(G, j, i)
+                    a0 = fnma(v, load(Z, j, r), a0)
+                    a1 = fnma(v, load(Z, j, r + 1), a1)
+                    a2 = fnma(v, load(Z, j, r + 2), a2)
+                    a3 = fnma(v, load(Z, j, r + 3), a3)
+                    a4 = fnma(v, load(Z, j, r + 4), a4)
+                store(Z, i, r, mul(a0, iv))
+                store(Z, i, r + 1, mul(a1, iv))
+                store(Z, i, r + 2, mul(a2, iv))
+                store(Z, i, r + 3, mul(a3, iv))
+                store(Z, i, r + 4, mul(a4, iv))
+                r += 5
             while r + 3 <= m:
                 a0 = load(Z, i, r)
                 a1 = load(Z, i, r + 1)
@@ -421,6 +526,18 @@ def records(lams, sigma, P0b, tol, t, idx, Xb, per, X, want_X, stable):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
+def misfit_to_y(X, sigma, out):
+    """||X(t) - Y||_F^2 per record into out (T,), X (m, n, T) and Y = diag(sigma) in the basis B."""
+    out[:] = 0.0
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            y = sigma[i] if i == j else 0.0
+            for r in range(X.shape[2]):
+                d = X[i, j, r] - y
+                out[r] += d * d
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
 def _newton_step(st, x, d1, rtol):
     """lambda0_fit._newton_step on a branch's state st = [lo, hi, x, curvature, done, end]."""
     if d1 > 0:
@@ -461,13 +578,14 @@ def _stencil3(x, rel, floor, out, k):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, consts, st, f_out, X_out, counts):
+def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, consts, st, f_out, X_out, e2_out, counts):
     """lambda0_fit._search, both branches, in one call (the same steps; see its docstring): the
     coarse grid on the records sub (weights w_sub), stencil Newton on the coarse records once and on
     mid (weights w_mid; skipped when mid_is_full), then on the full grid. consts = [STENCIL,
     SUB_RTOL, FULL_STENCIL, MAX_ITER, END, the coarse grid's smallest |lambda| > 0]; st (2, 7) per
     branch (+, -): [lo, hi, x, curvature, done, end, stable]; out: f_out (2,), X_out (2, m, n, T)
-    (X_reg at x in the basis B), counts [evaluations, (lambda, record) pairs]."""
+    (X_reg at x in the basis B), e2_out (2, T) (`misfit_to_y` of X_out), counts [evaluations,
+    (lambda, record) pairs]."""
     STENCIL, SUB_RTOL, FULL_STENCIL = consts[0], consts[1], consts[2]
     MAX_ITER = int(consts[3])
     END = consts[4]
@@ -618,6 +736,7 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
                             d = y - Xb[i, j, r]
                             f += d * d
                 f_out[b] = f
+                misfit_to_y(X_out[b], sigma, e2_out[b])
                 has_X[b] = True
                 st[b, 4] = 1.0
     for b in range(2):  # not converged within MAX_ITER (or a collapsed bracket): evaluate x
@@ -637,3 +756,37 @@ def search(sigma, P0b, tol, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, co
                         d = y - Xb[i, j, r]
                         f += d * d
             f_out[b] = f
+            misfit_to_y(X_out[b], sigma, e2_out[b])
+
+
+@njit(cache=True, nogil=True)
+def coarse_grid(L, nc):
+    """lambda0_fit._coarse_grid: 0, then L 10^(4 (i - nc + 1)/(nc - 1)) (libm's pow, the same numbers)."""
+    e = nc - 1
+    grid = np.empty(nc + 1)
+    grid[0] = 0.0
+    for i in range(nc):
+        grid[i + 1] = L * 10.0 ** (4.0 * (i - e) / e)
+    return grid
+
+
+@njit(cache=True, nogil=True)
+def fit(Y, U0, V0, t, X, sub, w_sub, mid, w_mid, mid_is_full, consts):
+    """`setup` and `search` in one call (lambda0_fit._fit_compiled): consts = [STENCIL, SUB_RTOL,
+    FULL_STENCIL, MAX_ITER, END, N_COARSE]; the search bound L = 4 (||U0||^2 + ||V0||^2 + sigma_max) + 1
+    (lambda0_fit._bound) sets the coarse grid and the stencils' floor 1e-4 L. Returns sigma, Phi,
+    Psi^T, L and `search`'s outputs st, f_out, X_out, e2_out, counts."""
+    m, n = Y.shape
+    T = t.shape[0]
+    sigma, Phi, PsiT, P0b, p0_max, u2, v2, Xb = setup(Y, U0, V0, X)
+    L = 4.0 * (u2 + v2 + sigma[0]) + 1.0
+    grid = coarse_grid(L, int(consts[5]))
+    c = consts.copy()
+    c[5] = 1e-4 * L
+    st = np.empty((2, 7))
+    f = np.empty(2)
+    X_out = np.empty((2, m, n, T))
+    e2 = np.empty((2, T))
+    counts = np.zeros(2, np.int64)
+    search(sigma, P0b, 1e-7 * p0_max, t, Xb, grid, sub, w_sub, mid, w_mid, mid_is_full, c, st, f, X_out, e2, counts)
+    return sigma, Phi, PsiT, L, st, f, X_out, e2, counts

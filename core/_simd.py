@@ -13,6 +13,9 @@ vectorizer (which packs scalar locals too, but its compile time grows steeply wi
     add(x, y), sub(x, y), mul(x, y), div(x, y), sqrt(x), zeros(), splat(s), lane(x, q)
     absolute(x)                 # |x|
     maximum(x, y)               # Python's max(x, y) per lane: y if y > x else x
+    floor(x)                    # rounded down per lane
+    where_gt(x, y, a, b)        # a if x > y else b, per lane (b where either is NaN)
+    pow2(k)                     # 2^k per lane for integral k in [-1022, 1023] (exact)
 
 The arithmetic is IEEE per lane, exactly as the scalar code it replaces."""
 
@@ -183,6 +186,31 @@ def _llvm_unary(name: str):
 
 absolute = _llvm_unary("fabs")
 sqrt = _llvm_unary("sqrt")  # correctly rounded per lane, as np.sqrt
+floor = _llvm_unary("floor")
+
+
+@intrinsic
+def where_gt(typingctx, x, y, a, b):
+    if not (x == f64lanes and y == f64lanes and a == f64lanes and b == f64lanes):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[2], args[3])
+
+    return f64lanes(f64lanes, f64lanes, f64lanes, f64lanes), codegen
+
+
+@intrinsic
+def pow2(typingctx, k):
+    if k != f64lanes:
+        return None
+
+    def codegen(context, builder, sig, args):  # the exponent field of a double, built directly
+        i64 = ir.VectorType(ir.IntType(64), LANES)
+        bits = builder.add(builder.fptosi(args[0], i64), ir.Constant(i64, [1023] * LANES))
+        return builder.bitcast(builder.shl(bits, ir.Constant(i64, [52] * LANES)), _VEC)
+
+    return f64lanes(f64lanes), codegen
 
 
 @intrinsic

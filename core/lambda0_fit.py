@@ -10,8 +10,10 @@ nothing of size k). An evaluation at L lambdas and T' record times is eq. (21)'s
 (m + n) x (m + n) Cholesky per (lambda, t), all L T' of them at once with the batch as the last axis
 (`_shifted_cholesky_solve`: numpy's batched LAPACK calls cost ~3 us per 15 x 15 matrix in overhead).
 With numba (unless FLOWSWEEP_NUMBA=0) core/_lambda0_fused.py runs the same evaluation compiled, eight
-(lambda, record) pairs per SIMD vector, never forming X_reg where only the loss is wanted, and the whole
-search below in one call (`_search_compiled`: the same steps as `_search`, no Python between them).
+(lambda, record) pairs per SIMD vector, never forming X_reg where only the loss is wanted, and the
+factorizations and the whole search below in one call (`_fit_compiled`: the same steps as `_search`, no
+Python between them). The fit's error curve ||Y - X_reg(t)|| / ||Y|| is computed in the basis B (the
+Frobenius norm does not change); X_reg goes back to the original basis only when asked for.
 
 The search, both branches (lambda > 0, lambda < 0) in every evaluation, each a few batched calls:
 1. a log grid of 10 |lambda| per sign (and 0) on ~17 record times picks a cell per branch, and one Newton
@@ -31,7 +33,10 @@ form) and bounded Brent instead, as before.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -64,8 +69,10 @@ class Lambda0Branch:
 
 @dataclass
 class Lambda0Fit:
-    """Both branches and the better one (`lambda0`, `error`, `loss`); `X_reg` is X_reg(t; lambda0)
-    on the record grid (the curve `error_regularized_fit` is computed from it)."""
+    """Both branches and the better one (`lambda0`, `error`, `loss`); `error_curve` is
+    ||Y - X_reg(t; lambda0)||_F / ||Y|| on the record grid (the curve `error_regularized_fit`), and
+    `X_reg` X_reg(t; lambda0) itself, (T, m, n), formed when first asked for (the curve needs no
+    change of basis: the Frobenius norm is the same in the basis B)."""
 
     lambda0: float
     error: float
@@ -73,8 +80,13 @@ class Lambda0Fit:
     n_evaluations: int  # closed-form evaluations of eq. (21), any number of record times each
     pos: Lambda0Branch
     neg: Lambda0Branch
-    X_reg: np.ndarray
+    error_curve: np.ndarray
+    x_reg_of: Callable[[], np.ndarray] = field(repr=False, compare=False)  # X_reg, computed
     n_records: int = 0  # (lambda, record time) pairs evaluated, the fit's cost in solves
+
+    @functools.cached_property
+    def X_reg(self) -> np.ndarray:
+        return self.x_reg_of()
 
 
 def regularized_loss(
@@ -93,7 +105,23 @@ def lambda0_search_bound(Y: FloatArray, U0: FloatArray, V0: FloatArray) -> float
 
 
 def _bound(u2: float, v2: float, sigma_max: float) -> float:
-    return float(4.0 * (u2 + v2 + sigma_max) + 1.0)
+    return float(4.0 * (u2 + v2 + sigma_max) + 1.0)  # core/_lambda0_fused.fit: the same operations
+
+
+def _coarse_grid(L: float) -> FloatArray:
+    """0 and N_COARSE |lambda| log-spaced over [1e-4 L, L], each L 10^(4 (i - N_COARSE + 1)/(N_COARSE - 1))
+    through libm's pow, as core/_lambda0_fused.coarse_grid computes it (the same numbers)."""
+    e = N_COARSE - 1
+    return np.array([0.0] + [L * math.pow(10.0, 4.0 * (i - e) / e) for i in range(N_COARSE)])
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(T: int) -> tuple[IntArray, FloatArray, IntArray, FloatArray, bool]:
+    """The search's record subsamples for T records: the coarse records and their weights, the
+    subsample and its weights, and whether the subsample is (nearly) the whole grid."""
+    sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
+    mid = _subsample(T, 12, 6)
+    return sub, _sum_weights(sub), mid, _sum_weights(mid), bool(len(mid) >= 0.6 * T)
 
 
 class _NotStable(Exception):
@@ -180,29 +208,35 @@ class RegularizedObjective:
     def __init__(self, Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray):
         m, n = Y.shape
         self.m, self.n = m, n
-        Phi, sig, PsiT = np.linalg.svd(Y)  # Psi full: n x n
-        self.sigma, self.Phi, self.PsiT = sig, Phi, PsiT
-        R0 = np.vstack([Phi.T @ U0, PsiT @ V0])  # R0 in the basis B
-        self.P0b = R0 @ R0.T
-        self.p0_max = max(float(np.linalg.eigvalsh(self.P0b)[-1]), 1e-300)  # ||P0||_2, every basis
         self.fused = compiled_module("flowsweep.core._lambda0_fused")  # None: the numpy path
         self.t = np.asarray(t, float)
         X = np.asarray(X, float)
-        # X(t) in the basis B, (m, n, T) with the batch last: two products, not T small ones (what
-        # np.tensordot(Phi, np.tensordot(PsiT, X, (1, 2)), (0, 2)) computes, without its overhead)
         T = len(self.t)
-        XPsi = np.dot(PsiT, X.transpose(2, 0, 1).reshape(n, T * m)).reshape(n, T, m)
-        self.Xb = np.dot(Phi.T, XPsi.transpose(2, 0, 1).reshape(m, n * T)).reshape(m, n, T)
-        self.records = np.arange(len(self.t))
+        if self.fused is not None:  # the same factorizations and products, one compiled call
+            sig, Phi, PsiT, self.P0b, p0_max, u2, v2, self.Xb = self.fused.setup(
+                np.ascontiguousarray(Y, float), np.ascontiguousarray(U0, float), np.ascontiguousarray(V0, float), X
+            )
+        else:
+            Phi, sig, PsiT = np.linalg.svd(Y)  # Psi full: n x n
+            R0 = np.vstack([Phi.T @ U0, PsiT @ V0])  # R0 in the basis B
+            self.P0b = R0 @ R0.T
+            p0_max = max(float(np.linalg.eigvalsh(self.P0b)[-1]), 1e-300)
+            # ||U0||_2^2 and ||V0||_2^2: the largest eigenvalues of Phi^T U0 U0^T Phi and Psi^T V0 V0^T Psi
+            u2, v2 = (float(np.linalg.eigvalsh(B)[-1]) for B in (self.P0b[:m, :m], self.P0b[m:, m:]))
+            # X(t) in the basis B, (m, n, T) with the batch last: two products, not T small ones (what
+            # np.tensordot(Phi, np.tensordot(PsiT, X, (1, 2)), (0, 2)) computes, without its overhead)
+            XPsi = np.dot(PsiT, X.transpose(2, 0, 1).reshape(n, T * m)).reshape(n, T, m)
+            self.Xb = np.dot(Phi.T, XPsi.transpose(2, 0, 1).reshape(m, n * T)).reshape(m, n, T)
+        self.sigma, self.Phi, self.PsiT = sig, Phi, PsiT
+        self.p0_max = float(p0_max)  # ||P0||_2, every basis
+        self.u2, self.v2 = float(u2), float(v2)
+        self.records = np.arange(T)
         self.n_evaluations = 0
         self.n_records = 0
 
     def search_bound(self) -> float:
-        """`lambda0_search_bound` from P0's blocks: ||U0||_2^2 and ||V0||_2^2 are the largest eigenvalues
-        of Phi^T U0 U0^T Phi and Psi^T V0 V0^T Psi (no SVD of the k columns)."""
-        m = self.m
-        u2, v2 = (float(np.linalg.eigvalsh(B)[-1]) for B in (self.P0b[:m, :m], self.P0b[m:, m:]))
-        return _bound(u2, v2, float(self.sigma[0]) if len(self.sigma) else 0.0)
+        """`lambda0_search_bound` from P0's blocks (no SVD of the k columns)."""
+        return _bound(self.u2, self.v2, float(self.sigma[0]) if len(self.sigma) else 0.0)
 
     def _spectrum(
         self, lams: FloatArray
@@ -353,10 +387,16 @@ class RegularizedObjective:
 
     def original_basis(self, Xb: FloatArray) -> FloatArray:
         """X(t) (m, n, T) in the basis B back in the original coordinates, (T, m, n)."""
-        m, n, T = Xb.shape  # Phi Xb(t) Psi^T for every t, as two products (np.tensordot's, directly)
-        PhiX = np.dot(self.Phi, Xb.reshape(m, n * T)).reshape(m, n, T)
-        out = np.dot(PhiX.transpose(0, 2, 1).reshape(m * T, n), self.PsiT).reshape(m, T, n)
-        return np.ascontiguousarray(out.transpose(1, 0, 2))
+        return original_basis(self.Phi, self.PsiT, Xb)
+
+
+def original_basis(Phi: FloatArray, PsiT: FloatArray, Xb: FloatArray) -> FloatArray:
+    """X(t) (m, n, T) in the basis B (Y's singular vectors Phi, Psi) back in the original
+    coordinates, (T, m, n): Phi Xb(t) Psi^T for every t, as two products (np.tensordot's, directly)."""
+    m, n, T = Xb.shape
+    PhiX = np.dot(Phi, Xb.reshape(m, n * T)).reshape(m, n, T)
+    out = np.dot(PhiX.transpose(0, 2, 1).reshape(m * T, n), PsiT).reshape(m, T, n)
+    return np.ascontiguousarray(out.transpose(1, 0, 2))
 
 
 @dataclass
@@ -373,6 +413,7 @@ class _Branch:
     end: float = 0.0  # the branch's end, just inside lambda = 0
     f: float = np.inf  # the loss at x, once done
     X: FloatArray | None = None  # X_reg(t; x) in the basis B, (m, n, T), once done
+    e2: FloatArray | None = None  # ||X_reg(t; x) - Y||_F^2 per record, once done (else from X)
 
 
 def _stencil(x: float, rel: float, floor: float) -> FloatArray:
@@ -443,8 +484,6 @@ def _branch_reference(
 def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     """Both branches' minima of f on the full record grid (see the module's docstring)."""
     T = len(obj.t)
-    if obj.fused is not None:
-        return _search_compiled(obj, L)
     floor = 1e-4 * L  # the coarse grid's smallest |lambda| > 0: the stencils' scale near lambda = 0
     branches = {s: _Branch(s, -np.inf, np.inf, 0.0, end=s * END * floor) for s in (1.0, -1.0)}
 
@@ -469,7 +508,7 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
 
     # coarse log grid on a subsample; lambda = 0 belongs to both branches' grids
     sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
-    grid = np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
+    grid = _coarse_grid(L)
     per, stable = obj.per_record(np.concatenate([grid, -grid[1:]]), sub)
     vals = per @ _sum_weights(sub)
     for s, sel in ((1.0, np.arange(len(grid))), (-1.0, np.r_[0, len(grid) : 2 * len(grid) - 1])):
@@ -548,33 +587,28 @@ def _search(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
     return branches
 
 
-def _search_compiled(obj: RegularizedObjective, L: float) -> dict[float, _Branch]:
-    """`_search` in one call of the compiled kernel (core/_lambda0_fused.search: the same steps, with
-    no Python between the evaluations)."""
-    assert obj.fused is not None
-    T = len(obj.t)
-    sub = _subsample(T, 4, max(1, T // (SUB_TIMES - 4)))
-    mid = _subsample(T, 12, 6)
-    grid = np.concatenate([[0.0], np.logspace(np.log10(L) - 4.0, np.log10(L), N_COARSE)])
-    consts = np.array([STENCIL, SUB_RTOL, FULL_STENCIL, MAX_ITER, END, 1e-4 * L])
-    st = np.empty((2, 7))
-    f = np.empty(2)
-    X = np.empty((2, obj.m, obj.n, T))
-    counts = np.zeros(2, np.int64)
-    obj.fused.search(
-        obj.sigma, obj.P0b, 1e-7 * obj.p0_max, obj.t, obj.Xb, grid, sub, _sum_weights(sub), mid, _sum_weights(mid),
-        len(mid) >= 0.6 * T, consts, st, f, X, counts,
+def _fit_compiled(
+    fused: ModuleType, Y: FloatArray, U0: FloatArray, V0: FloatArray, t: FloatArray, X: FloatArray
+) -> tuple[dict[float, _Branch], float, FloatArray, FloatArray, FloatArray, int, int]:
+    """`RegularizedObjective`'s factorizations and `_search` in one call of the compiled kernel
+    (core/_lambda0_fused.fit: the same steps, with no Python between them): the branches, the search
+    bound L, sigma, Phi, Psi^T, and the evaluations and (lambda, record) pairs counted."""
+    sub, w_sub, mid, w_mid, mid_is_full = _plan(len(t))
+    consts = np.array([STENCIL, SUB_RTOL, FULL_STENCIL, MAX_ITER, END, N_COARSE])
+    sigma, Phi, PsiT, L, st, f, Xo, e2, counts = fused.fit(
+        np.ascontiguousarray(Y, float), np.ascontiguousarray(U0, float), np.ascontiguousarray(V0, float), t,
+        np.ascontiguousarray(X), sub, w_sub, mid, w_mid, mid_is_full, consts,
     )  # fmt: skip
-    obj.n_evaluations += int(counts[0])
-    obj.n_records += int(counts[1])
     out = {}
-    for k, s in enumerate((1.0, -1.0)):
-        lo, hi, x, curvature, done, end, stable = st[k]
+    fs = f.tolist()
+    for k, (s, row) in enumerate(zip((1.0, -1.0), st.tolist(), strict=True)):
+        lo, hi, x, curvature, done, end, stable = row
         b = _Branch(s, lo, hi, x, curvature, bool(done), bool(stable), end)
         if b.stable:
-            b.f, b.X = float(f[k]), X[k]
+            b.f, b.X, b.e2 = fs[k], Xo[k], e2[k]
         out[s] = b
-    return out
+    n_evaluations, n_records = counts.tolist()
+    return out, float(L), sigma, Phi, PsiT, n_evaluations, n_records
 
 
 def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X: np.ndarray) -> Lambda0Fit:
@@ -582,9 +616,14 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     t = np.asarray(t, float)
     X = np.asarray(X, float)
     ynorm = float(np.linalg.norm(Y))
-    obj = RegularizedObjective(Y, U0, V0, t, X)
-    L = obj.search_bound()
-    found = _search(obj, L)
+    fused = compiled_module("flowsweep.core._lambda0_fused")
+    if fused is not None:
+        found, L, sigma, Phi, PsiT, n_evaluations, n_records = _fit_compiled(fused, Y, U0, V0, t, X)
+    else:
+        obj = RegularizedObjective(Y, U0, V0, t, X)
+        L = obj.search_bound()
+        found = _search(obj, L)
+        sigma, Phi, PsiT, n_evaluations, n_records = obj.sigma, obj.Phi, obj.PsiT, obj.n_evaluations, obj.n_records
     branches: dict[float, Lambda0Branch] = {}
     n_ref = 0
     for sign, b in found.items():
@@ -599,8 +638,16 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
     best_sign = 1.0 if pos.loss <= neg.loss else -1.0
     best = branches[best_sign]
     Xb = found[best_sign].X
+    x_reg_of: Callable[[], np.ndarray]
     if found[best_sign].stable and Xb is not None:
-        X_reg = obj.original_basis(Xb)
+        e2 = found[best_sign].e2
+        if e2 is None:  # X_reg - Y in the basis B, where Y is diag(sigma)
+            D = Xb.copy()
+            i = np.arange(len(sigma))
+            D[i, i] -= sigma[:, None]
+            e2 = np.einsum("ijt,ijt->t", D, D)
+        curve = np.sqrt(e2) / ynorm
+        x_reg_of = functools.partial(original_basis, Phi, PsiT, Xb)
     else:  # the factored form's loss, evaluated
         X_reg = regularized_flow(Y, U0, V0, best.lambda0, t).X
         D = X_reg - X
@@ -608,13 +655,16 @@ def lambda0_fit(Y: np.ndarray, U0: np.ndarray, V0: np.ndarray, t: np.ndarray, X:
         if np.isfinite(loss):
             best = branches[best_sign] = Lambda0Branch(best.lambda0, float(np.sqrt(loss / len(t)) / ynorm), loss)
             pos, neg = branches[1.0], branches[-1.0]
+        curve = np.linalg.norm(Y - X_reg, axis=(1, 2)) / ynorm
+        x_reg_of = functools.partial(np.asarray, X_reg)
     return Lambda0Fit(
         lambda0=best.lambda0,
         error=best.error,
         loss=best.loss,
-        n_evaluations=obj.n_evaluations + n_ref,
+        n_evaluations=n_evaluations + n_ref,
         pos=pos,
         neg=neg,
-        X_reg=X_reg,
-        n_records=obj.n_records,
+        error_curve=curve,
+        x_reg_of=x_reg_of,
+        n_records=n_records,
     )

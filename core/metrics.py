@@ -186,7 +186,7 @@ def point_metrics(
             met["lambda0_fit_error"] = clean(fit.error)
             met["lambda0_fit_pos"], met["lambda0_fit_pos_error"] = clean(fit.pos.lambda0), clean(fit.pos.error)
             met["lambda0_fit_neg"], met["lambda0_fit_neg_error"] = clean(fit.neg.lambda0), clean(fit.neg.error)
-            err_reg_fit = np.linalg.norm(Y - fit.X_reg, axis=(1, 2)) / ynorm
+            err_reg_fit = fit.error_curve
             if config.init == "gaussian":
                 lam_pred = fit.lambda0
         if tr.U_final is not None and tr.V_final is not None:
@@ -369,7 +369,7 @@ def batch_metrics(
                     clean(fit.neg.error),
                 )
                 if err_reg_fit is not None:
-                    err_reg_fit[b] = np.linalg.norm(Y[b] - fit.X_reg, axis=(1, 2)) / ynorm[b]
+                    err_reg_fit[b] = fit.error_curve
                     rows_fit.append(b)
                 if c.init == "gaussian":
                     lam_pred[j] = fit.lambda0

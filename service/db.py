@@ -15,14 +15,23 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
 
 SCHEMA_UPGRADE_HINT = "run `flowsweep db upgrade`"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 16 * 1024  # page cache per connection (PRAGMA cache_size; see make_engine)
+# WAL pages after which a commit checkpoints (SQLite's default: 1000, ~4 MB, about one Fig. 1 sweep
+# of 201 points with its curves): the checkpoint (copy + fsync of the database file, 10-40 ms) then
+# lands in whichever commit crosses it - often a sweep's last result batch, in its critical path.
+# The runner has the WAL checkpointed between sweeps instead (writer.ResultWriter.checkpoint_soon);
+# this is the safety net (long sweeps, processes without a runner).
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
 class SchemaError(RuntimeError):
@@ -76,9 +85,10 @@ class FairLock:
                 self._cond.notify_all()  # (the next in line may be free to go)
             return ok
 
-    def release(self) -> None:
+    def release(self, holder: int | None = None) -> None:
+        """Release once, by the calling thread or on behalf of `holder` (a thread id that took it)."""
         with self._cond:
-            if self._owner != threading.get_ident():
+            if self._owner != (threading.get_ident() if holder is None else holder):
                 raise RuntimeError("released by a thread that does not hold it")
             self._count -= 1
             if not self._count:
@@ -123,14 +133,14 @@ class _LockingConnection(sqlite3.Connection):
     its write transaction began, once the transaction has ended."""
 
     write_lock: FairLock | None = None
+    write_lock_holder = 0  # the thread that began the transaction (and took the lock)
 
     def _release(self) -> None:
+        # on behalf of the thread that began the transaction: one that ends in another thread (a
+        # connection closed by the garbage collector, a pool reset) must not leave the lock held
         lock, self.write_lock = self.write_lock, None
         if lock is not None:
-            try:
-                lock.release()
-            except RuntimeError:  # ended by another thread than the one that began it (never in
-                pass  # flowsweep: a session is used by one thread); the owner's count stays
+            lock.release(holder=self.write_lock_holder)
 
     def commit(self) -> None:
         try:
@@ -182,6 +192,7 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
             # 13.5 -> 9 us of CPU per point and flip at 20,000 points; 64 MB did no better). Grows
             # only as pages are used; per pooled connection, so RSS can grow by a few times that.
             cur.execute(f"PRAGMA cache_size={-SQLITE_CACHE_KIB}")
+            cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
             # Migrations turn this off: batch mode's DROP TABLE would otherwise cascade/violate FKs.
             cur.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
             cur.close()
@@ -204,7 +215,7 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
                     timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, background=getattr(_thread_writes, "background", False)
                 )
             ):
-                raw.write_lock = write_lock
+                raw.write_lock, raw.write_lock_holder = write_lock, threading.get_ident()
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             except BaseException:
@@ -215,6 +226,19 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def checkpoint(engine: Engine) -> tuple[int, int, int] | None:
+    """A PASSIVE WAL checkpoint of a SQLite file (never waits for readers or writers; copies what
+    it can): (busy, WAL pages, pages checkpointed). None on other databases."""
+    if engine.dialect.name != "sqlite" or make_url(str(engine.url)).database in (None, "", ":memory:"):
+        return None
+    raw = engine.raw_connection()  # no BEGIN (isolation_level None): a checkpoint runs outside one
+    try:
+        row = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()  # type: ignore[union-attr]
+    finally:
+        raw.close()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -239,6 +263,27 @@ def session_scope(session_factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class Unindexed(FunctionElement):
+    """A column SQLite's planner may not search by its index (SQLite's unary +); elsewhere the
+    column: where SQLite, which has no statistics here, would pick the wrong index."""
+
+    inherit_cache = True
+
+    def __init__(self, column: Any) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(Unindexed)
+def _unindexed_column(element: Unindexed, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(Unindexed, "sqlite")
+def _unindexed_sqlite(element: Unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + compiler.process(element.clauses, **kw)
 
 
 # ---------------------------------------------------------------- Alembic

@@ -163,8 +163,9 @@ class Result(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), unique=True)
-    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    # indexed by ix_results_sweep_id_point_id (below); status unindexed (revision 0009)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
 
     q0_norm: Mapped[float | None] = mapped_column(Double)
     final_error: Mapped[float | None] = mapped_column(Double)
@@ -256,7 +257,8 @@ assert not _missing, f"results lacks metric columns {_missing}"
 _missing = [f for f in PARAM_FIELDS if f not in Point.__table__.c]
 assert not _missing, f"points lacks parameter columns {_missing}"
 
-# Composite indexes. Revision 0002: per-sweep result pages ordered by point id.
+# Composite indexes. Revision 0002: per-sweep result pages ordered by point id (and, since 0009,
+# every other lookup of a sweep's result rows: the sweep_id index alone was its prefix).
 Index("ix_results_sweep_id_point_id", Result.sweep_id, Result.point_id)
 
 # Revision 0003: covering indexes for result queries. A point has a result row exactly when its
@@ -268,7 +270,8 @@ Index("ix_results_sweep_id_point_id", Result.sweep_id, Result.point_id)
 # every point is finished: such an index would only tempt the planner away from a selective one); it
 # sits second after sweep_id for the runner's "points of sweep S with status X" scans.
 COVERING_INDEXES = {
-    "ix_points_sweep_id_cover": ("sweep_id", "status", "init_scale", "k", "lambda0", "seed"),
+    # `cached` (revision 0009): store.counts reads this index alone
+    "ix_points_sweep_id_cover": ("sweep_id", "status", "init_scale", "k", "lambda0", "seed", "cached"),
     "ix_points_init_scale_cover": ("init_scale", "k", "lambda0", "seed", "sweep_id", "status"),
     "ix_points_k_cover": ("k", "lambda0", "seed", "init_scale", "sweep_id", "status"),
     "ix_points_lambda0_cover": ("lambda0", "seed", "init_scale", "k", "sweep_id", "status"),

@@ -17,15 +17,19 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Double, Select, and_, case, cast, func, select, text
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import Label
-from sqlalchemy.sql.functions import FunctionElement
 
 from flowsweep.core.types import FLOAT_PARAMS, INITS, INT_PARAMS, INTEGRATORS, METRIC_FIELDS, MODELS
 from flowsweep.jsonsafe import finite_or_none, frame_records, json_safe
 from flowsweep.status import FINISHED_POINT_STATUSES, PointStatus
 
+# SQLite keeps no statistics here (the service never runs ANALYZE), so for `steps=4000&seed=7` it
+# takes the single-column index on `steps` - every row of a sweep - over the covering index on `seed`
+# (bench/query_latency.py at 1M rows: 232 ms against 16 ms): such columns are _Unindexed. ANALYZE
+# would not help: its per-index averages make `m=6` (no row) look like every row, and that query
+# would scan the table.
+from .db import Unindexed as _Unindexed
 from .models import (
     CELL_PARAMS,
     CELL_STATS,
@@ -224,31 +228,6 @@ else:
 
 # The columns a covering index of `points` leads with (the sweep and its axes).
 _COVERED = frozenset(cols[0] for cols in COVERING_INDEXES.values())
-
-
-class _Unindexed(FunctionElement):
-    """A column SQLite's planner may not search by its index (SQLite's unary +); elsewhere the column.
-
-    SQLite keeps no statistics here (the service never runs ANALYZE), so for `steps=4000&seed=7` it
-    takes the single-column index on `steps` - every row of a sweep - over the covering index on
-    `seed` (bench/query_latency.py at 1M rows: 232 ms against 16 ms). ANALYZE would not help: its
-    per-index averages make `m=6` (no row) look like every row, and that query would scan the table."""
-
-    inherit_cache = True
-
-    def __init__(self, column: Any) -> None:
-        super().__init__(column)
-        self.type = column.type
-
-
-@compiles(_Unindexed)
-def _unindexed_column(element: _Unindexed, compiler: Any, **kw: Any) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(_Unindexed, "sqlite")
-def _unindexed_sqlite(element: _Unindexed, compiler: Any, **kw: Any) -> str:
-    return "+" + compiler.process(element.clauses, **kw)
 
 
 def _where(q: _FilterBase, sweep_id: int | None, column=_column) -> list:  # noqa: ANN001

@@ -217,6 +217,7 @@ class Runner:
                     self._stop.wait(min(10.0, 0.5 * 2 ** min(errors, 5)))
                     continue
                 if not self.scheduler.busy():
+                    self.writer.checkpoint_soon()  # between sweeps, not in one's commits
                     self._wake.wait(IDLE_POLL_SECONDS)
                     self._wake.clear()
         finally:

@@ -26,9 +26,10 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   water-filled with what its chunks in flight still need (so its CPUs end together), and chunks
   preempted for a newcomer resubmitted in short pieces); cost models are shared across sweeps of
   the same shape.
-- **Points.** Pending points are read from the database in pages (keyset on identity, a fixed
-  pseudo-random order: chunks are balanced and a partial sweep is a representative sample) into a
-  small per-sweep buffer. A refill submits its chunks first, then flips their points pending ->
+- **Points.** Pending points are read from the database in pages (keyset on the point id, in the
+  run order insert_sweep gave them: blocks of neighbouring grid points in a fixed pseudo-random
+  order, so chunks are balanced and a partial sweep is a representative sample; store.run_order)
+  into a small per-sweep buffer. A refill submits its chunks first, then flips their points pending ->
   running with this runner as owner in one transaction (a CPU never waits for the database; a
   point no longer pending by then is computed for nothing and never written: the writer writes
   only points running under this owner). The same transaction adds 1 to `attempts` of the points
@@ -109,7 +110,9 @@ class SweepState:
     used: float  # CPU seconds charged (fair share)
     unsubmitted: int  # pending points not yet submitted (sizing)
     buffer: dict[ShapeKey, deque[tuple[int, PointConfig]]] = field(default_factory=dict)  # (point id, config)
-    cursor: str = ""  # keyset position (identity) of the page scan
+    cursor: int = 0  # keyset position (point id) of the page scan
+    first_id: int = 0  # the lowest and highest ids of its unfinished points (store.unfinished_points)
+    last_id: int = -1
     scanned_all: bool = False
     cancelling: bool = False
     charged: dict[int, float] = field(default_factory=dict)  # id(chunk) -> estimated seconds charged
@@ -120,6 +123,7 @@ class SweepState:
     started: dict[int, float] = field(default_factory=dict)  # id(chunk) -> clock it started on a CPU (est.)
     handed: bool = False  # outcomes of it were handed to the writer thread (to wait for when settling)
     returns: list[tuple[float, int, float]] = field(default_factory=list)  # (clock, points, task seconds), for the log
+    sizes: list[int] = field(default_factory=list)  # points of each chunk submitted, in order (the log)
 
     def in_flight_seconds(self, now: float) -> float:
         """Estimated seconds its chunks in flight (or taken back, to be resubmitted) still need:
@@ -174,7 +178,6 @@ class Scheduler:
         self._lock = threading.Lock()
         self._synced_at = -math.inf
         self.db_seconds = 0.0  # spent in this thread's transactions (logs, benchmarks)
-        self.submissions: deque[tuple[int, int]] = deque(maxlen=100_000)  # (sweep id, points), in order
         self._express_held: int | None = None  # the sweep whose last chunk runs express, writer held
 
     # ------------------------------------------------------------------ interface
@@ -261,8 +264,8 @@ class Scheduler:
         rows: Sequence[tuple] = ()
         try:
             # One transaction in the common case (a small sweep starts sooner): the sweep marked
-            # running, a first page of run-time dedupe, the first page of points to run (and their
-            # count, when they fill more than a page).
+            # running, a first page of run-time dedupe, the count and id range of the points to run
+            # and the first page of them.
             with self._session() as s:
                 sweep = store.get_sweep(s, sweep_id, for_update=True)
                 if sweep is None or sweep.status not in ACTIVE_SWEEP_STATUSES:
@@ -273,9 +276,9 @@ class Scheduler:
                     posted = t0 - max(0.0, (utcnow() - sweep.created_at).total_seconds())
                 recompute = bool((sweep.spec or {}).get("recompute"))
                 reused = 0 if recompute else store.reuse_finished_page(s, sweep_id, self.page_size)
+                remaining, first, last = store.unfinished_points(s, sweep_id)
                 if reused < self.page_size:
-                    rows = store.pending_page(s, sweep_id, "", self.page_size)
-                remaining = len(rows) if len(rows) < self.page_size else store.count_unfinished(s, sweep_id)
+                    rows = store.pending_page(s, sweep_id, first - 1, last, self.page_size)
             if reused == self.page_size:  # more to reuse: the rest page by page
                 self.reuse_finished(sweep_id)
                 with self._session() as s:
@@ -285,7 +288,16 @@ class Scheduler:
         except Exception as exc:
             raise SweepSetupError(sweep_id, exc) from exc
         used = min((o.used for o in self.sweeps.values()), default=0.0)
-        st = SweepState(sweep_id, used, remaining, taken_at=t0, marks={"posted": posted, "taken": self._clock()})
+        st = SweepState(
+            sweep_id,
+            used,
+            remaining,
+            cursor=first - 1,
+            first_id=first,
+            last_id=last,
+            taken_at=t0,
+            marks={"posted": posted, "taken": self._clock()},
+        )
         if reused < self.page_size:
             self._buffer(st, rows)
         self.sweeps[sweep_id] = st
@@ -314,7 +326,7 @@ class Scheduler:
 
     def _read_page(self, st: SweepState) -> None:
         with self._session(read_only=True) as s:
-            rows = store.pending_page(s, st.id, st.cursor, self.page_size)
+            rows = store.pending_page(s, st.id, st.cursor, st.last_id, self.page_size)
         self._buffer(st, rows)
 
     def _buffer(self, st: SweepState, rows: Sequence[tuple]) -> None:
@@ -323,7 +335,7 @@ class Scheduler:
         if len(rows) < self.page_size:
             st.scanned_all = True
         if rows:
-            st.cursor = rows[-1][1]
+            st.cursor = rows[-1][0]
         for r in rows:
             cfg = PointConfig(*r[2:])  # PARAM_FIELDS are PointConfig's fields in order: no dict per point
             st.buffer.setdefault(cfg.shape_key(), deque()).append((r[0], cfg))
@@ -407,8 +419,12 @@ class Scheduler:
         its sweep) is computed for nothing: the writer only writes points running under this
         owner (store.write_results_batch), so nothing of it is written."""
         started = self._take_started()
+        # (usually every chunk just submitted has started: CPUs were free) one UPDATE does both
+        both = bool(ids) and set(started).issuperset(ids)
         with self._session() as s:
-            claimed = store.claim_points(s, ids, owner=self.owner) if ids else set()
+            claimed = store.claim_points(s, ids, owner=self.owner, started=both) if ids else set()
+            if both:
+                started = list(set(started).difference(ids))
             if started:
                 store.count_started(s, started, self.owner)
         if len(claimed) < len(ids):
@@ -466,7 +482,7 @@ class Scheduler:
                 self.writer.hold(WRITER_HOLD_SECONDS)
             st.marks.setdefault("submit", self._clock())
             st.marks.setdefault("express", self._clock())
-            self.submissions.append((st.id, len(chunk.ids)))
+            st.sizes.append(len(chunk.ids))
             return chunk.ids
         return []
 
@@ -500,7 +516,7 @@ class Scheduler:
                 st.charged[id(chunk)] = est
             stream.submit(chunk, st.id, st.charged[id(chunk)])
             st.marks.setdefault("submit", self._clock())
-            self.submissions.append((st.id, len(chunk.ids)))
+            st.sizes.append(len(chunk.ids))
         if claim:
             self._claim(claim)
             for st in self.sweeps.values():
@@ -553,9 +569,12 @@ class Scheduler:
             self._record_started()  # before their results are written (which clears their owner)
         for tag, o in outcomes:
             st = self.sweeps.get(tag)
-            if st is not None and not st.handed and self._through(st):
-                # A sweep's only outcomes (a small one): written at once in this thread, not queued
-                # behind other sweeps' batches, which its settling would then wait for.
+            if st is not None and self._through(st):
+                # A sweep's last outcomes: written at once in this thread (its settling waits for
+                # them anyway), not handed over to the writer's thread and waited for; after what
+                # was handed over before, so the first report of a point stays the one written.
+                if st.handed:
+                    self.writer.flush()
                 self.writer.write_now(tag, o)
                 continue
             if st is not None:
@@ -603,7 +622,7 @@ class Scheduler:
             left = counts.get(PointStatus.PENDING, 0) + counts.get(PointStatus.RUNNING, 0)
             if left:
                 # Points put back to pending (a chunk lost for good, a restart): scan again.
-                st.cursor, st.scanned_all, st.unsubmitted = "", False, left
+                st.cursor, st.scanned_all, st.unsubmitted = st.first_id - 1, False, left
                 return
             total = sum(counts.values())
             n_failed = counts.get(PointStatus.FAILED, 0)
@@ -612,7 +631,7 @@ class Scheduler:
                 store.finish_sweep(sweep, SweepStatus.FAILED, f"all {total} points failed; first error: {first}")
             else:
                 store.finish_sweep(sweep, SweepStatus.DONE, None)
-        sizes = [n for sid, n in self.submissions if sid == st.id]
+        sizes = st.sizes
         st.marks["finished"] = self._clock()
         log.info(
             "sweep %s finished: %s; %d chunks of %s points; task seconds %.2f over %.2f s; timeline from take-up: %s",

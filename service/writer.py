@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from itertools import repeat
 
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowsweep.core.types import METRIC_FIELDS
@@ -27,14 +29,24 @@ from flowsweep.workers.codec import CURVES_FORMAT, encode_curves
 from flowsweep.workers.dispatch import ChunkOutcome, PointOutcome
 
 from . import store
-from .db import background_writes, session_scope
+from .db import background_writes, checkpoint, session_scope
 from .models import utcnow
 
 log = logging.getLogger("flowsweep.runner")
 
+_CHECKPOINT = object()  # queued by checkpoint_soon(): a WAL checkpoint on the writer's thread
 MAX_BATCH = 500  # outcomes per transaction, at most (the process's other writers wait for one: db.FairLock)
 # A sweep's finished points as reported by workers.dispatch.TaskStream: columns, or one per point.
 Outcomes = ChunkOutcome | list[PointOutcome]
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not take the write at this moment (connection lost or refused, SQLite
+    locked, pool exhausted): the same batch may go through later. Anything else (a value the database
+    refuses, a constraint) fails again on every retry."""
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
 
 
 def build_rows(
@@ -100,13 +112,17 @@ class ResultWriter:
         self._on_written = on_written
         self.max_batch = max_batch
         self.owner = owner
-        self._q: queue.Queue[tuple[int, Outcomes] | None] = queue.Queue()  # None: stop the thread
+        # None: stop the thread; _CHECKPOINT: checkpoint the WAL
+        self._q: queue.Queue[tuple[int, Outcomes] | object | None] = queue.Queue()
         self._cond = threading.Condition()
         self._queued = 0
         self._written = 0
         self._thread: threading.Thread | None = None
         self._hold_until = 0.0  # time.monotonic() before which no batch starts (hold)
-        self.stats = {"inserted": 0, "duplicates": 0, "batches": 0, "write_seconds": 0.0}
+        self._dirty = False  # committed since the last WAL checkpoint (checkpoint_soon)
+        self._checkpoint_queued = False
+        self.checkpointed = threading.Event()  # set after each checkpoint (tests wait for it)
+        self.stats = {"inserted": 0, "duplicates": 0, "batches": 0, "write_seconds": 0.0, "checkpoint_seconds": 0.0}
 
     # ---------------------------------------------------------------- interface
     def start(self) -> None:
@@ -143,6 +159,17 @@ class ResultWriter:
             self._thread.join(timeout)
             self._thread = None
 
+    def checkpoint_soon(self) -> None:
+        """SQLite: checkpoint the WAL on the writer's thread (db.checkpoint), if anything was written
+        since the last one. The runner asks when it has no sweep left: with SQLite's own automatic
+        checkpoints (every 1000 WAL pages, about one Fig. 1 sweep of 201 points with its curves) the
+        copy and fsync of the database file (10-40 ms) landed in whichever commit crossed the
+        threshold, often a sweep's last result batch or the next POST; now in neither
+        (db.SQLITE_WAL_AUTOCHECKPOINT_PAGES is the safety net for long sweeps)."""
+        if self._dirty and not self._checkpoint_queued and self._thread is not None:
+            self._checkpoint_queued = True
+            self._q.put(_CHECKPOINT)
+
     def write_now(self, sweep_id: int, outcomes: Outcomes) -> set[int]:
         """Write one sweep's outcomes in this thread, in one transaction; the inserted point ids."""
         return self._write([(sweep_id, outcomes)]).get(sweep_id, set())
@@ -159,6 +186,10 @@ class ResultWriter:
                 return
             while (wait := self._hold_until - time.monotonic()) > 0:
                 time.sleep(min(wait, 0.005))
+            if item is _CHECKPOINT:
+                self._checkpoint()
+                continue
+            assert isinstance(item, tuple)
             batch, n = [item], len(item[1])
             stop_after = False
             while n < self.max_batch:
@@ -169,6 +200,10 @@ class ResultWriter:
                 if nxt is None:
                     stop_after = True
                     break
+                if nxt is _CHECKPOINT:  # not idle any more: asked again when it is
+                    self._checkpoint_queued = False
+                    continue
+                assert isinstance(nxt, tuple)
                 batch.append(nxt)
                 n += len(nxt[1])
             pause = 0.5
@@ -176,8 +211,11 @@ class ResultWriter:
                 try:
                     self._write(batch)
                     break
-                except Exception as exc:  # database unavailable for a moment: keep the batch, retry
-                    log.warning(
+                except Exception as exc:
+                    if not database_unavailable(exc):  # not a row of it could be stored (see _commit_apart)
+                        log.exception("result writer: batch of %d outcomes dropped", n)
+                        break
+                    log.warning(  # database unavailable for a moment: keep the batch, retry
                         "result writer: batch of %d outcomes not written (%s); retrying in %.1f s",
                         n,
                         str(exc).splitlines()[0],
@@ -191,6 +229,19 @@ class ResultWriter:
             if stop_after:
                 return
 
+    def _checkpoint(self) -> None:
+        self._dirty = self._checkpoint_queued = False
+        bind = self._session_factory.kw.get("bind")
+        if not isinstance(bind, Engine):
+            return
+        t0 = time.perf_counter()
+        try:
+            checkpoint(bind)
+        except Exception as exc:  # (the next commit past the autocheckpoint threshold does it then)
+            log.warning("result writer: WAL checkpoint failed: %s", str(exc).splitlines()[0])
+        self.stats["checkpoint_seconds"] += time.perf_counter() - t0
+        self.checkpointed.set()
+
     def _write(self, batch: list[tuple[int, Outcomes]]) -> dict[int, set[int]]:
         t0 = time.perf_counter()
         rows: list[tuple] = []
@@ -203,8 +254,13 @@ class ResultWriter:
             for pid, blob in b.items():  # a point reported twice: the first report's curves, as its row
                 blobs.setdefault(pid, blob)
             per_sweep.setdefault(sweep_id, set()).update(row[0] for row in r)
-        with session_scope(self._session_factory) as s:
-            inserted = store.write_results_batch(s, rows, blobs, CURVES_FORMAT, owner=self.owner)
+        try:
+            inserted = self._commit(rows, blobs)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            inserted = self._commit_apart(rows, blobs, exc)
+        self._dirty = True
         dup = len(rows) - len(inserted)
         self.stats["inserted"] += len(inserted)
         self.stats["duplicates"] += dup
@@ -216,3 +272,38 @@ class ResultWriter:
         for sid, ids in out.items():
             self._on_written(sid, len(ids))
         return out
+
+    def _commit(self, rows: list[tuple], blobs: dict[int, bytes]) -> set[int]:
+        with session_scope(self._session_factory) as s:
+            return store.write_results_batch(s, rows, blobs, CURVES_FORMAT, owner=self.owner)
+
+    def _commit_apart(self, rows: list[tuple], blobs: dict[int, bytes], exc: Exception) -> set[int]:
+        """A batch the database refuses whatever the moment (`exc`, e.g. a value it cannot store):
+        its halves, recursively, so one bad row neither blocks the writer nor holds back the others;
+        a row refused alone is stored as its point's failure, with the reason (results are not
+        lost silently, and the sweep can finish). The inserted point ids."""
+        if len(rows) == 1:
+            row = rows[0]
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error("result writer: point %s's result refused by the database (%s); stored as failed", row[0], reason)
+            failed = store.result_row(
+                row[0], row[1], PointStatus.FAILED, {}, f"result not stored: {reason}", row[4], row[5], row[-1]
+            )
+            try:
+                return self._commit([failed], {})
+            except Exception as failed_exc:
+                if database_unavailable(failed_exc):
+                    raise
+                log.exception("result writer: point %s's failure refused too; it stays running", row[0])
+                return set()
+        inserted: set[int] = set()
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):
+            part_blobs = {r[0]: blobs[r[0]] for r in part if r[0] in blobs}
+            try:
+                inserted |= self._commit(part, part_blobs)
+            except Exception as part_exc:
+                if database_unavailable(part_exc):
+                    raise
+                inserted |= self._commit_apart(part, part_blobs, part_exc)
+        return inserted

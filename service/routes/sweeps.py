@@ -197,14 +197,15 @@ async def create_sweep(
     def write() -> tuple[int, str, int, int]:
         with session_scope(request.app.state.session_factory) as session:
             sweep, n_cached = store.insert_sweep(session, spec, stored)
-            return sweep.id, sweep.status, sweep.n_points, n_cached
+            out = sweep.id, sweep.status, sweep.n_points, n_cached
+        if runner is not None and out[1] == SweepStatus.QUEUED:
+            runner.wake()  # once committed, from this thread (not after a hop back to the event loop)
+        return out
 
     try:
         sweep_id, st, n_points, n_cached = await run_in_threadpool(retry_conflicts, write)
     except PointSpecError as exc:
         raise _unprocessable(exc.field, exc.message) from None
-    if runner is not None and st == SweepStatus.QUEUED:
-        runner.wake()
     return {"id": sweep_id, "status": st, "n_points": n_points, "n_cached": n_cached}
 
 

@@ -63,7 +63,7 @@ def test_compiled_evaluation_equals_numpy(case, monkeypatch):
 
 @pytest.mark.parametrize("case", list(POINTS))
 def test_same_minima_compiled_and_numpy(case, monkeypatch):
-    """The compiled search (core/_lambda0_fused.search, one call) against the numpy path's Python
+    """The compiled fit (core/_lambda0_fused.fit, one call) against the numpy path's Python
     search: the same steps (the same evaluations and (lambda, record) pairs) and the same minima."""
     args = POINTS[case]()
     monkeypatch.setattr(compiled, "USE_COMPILED", True)
@@ -75,3 +75,68 @@ def test_same_minima_compiled_and_numpy(case, monkeypatch):
         assert a.lambda0 == pytest.approx(b.lambda0, rel=1e-9, abs=1e-300)
         assert a.loss == pytest.approx(b.loss, rel=1e-9)
     np.testing.assert_allclose(fast.X_reg, slow.X_reg, rtol=0, atol=1e-10 * np.max(np.abs(slow.X_reg)))
+
+
+@pytest.mark.parametrize("case", list(POINTS))
+def test_compiled_setup_equals_numpy(case, monkeypatch):
+    """core/_lambda0_fused.setup (SVD of Y, P0 and X in the basis B, the norms of the search bound)
+    against the numpy path's factorizations: the same basis up to the signs of singular vectors (and
+    any basis of Y's null space), so compared where the basis does not matter."""
+    args = POINTS[case]()
+    fast, slow = _both(monkeypatch, args)
+    assert fast.search_bound() == pytest.approx(slow.search_bound(), rel=1e-13)
+    assert fast.p0_max == pytest.approx(slow.p0_max, rel=1e-13)
+    np.testing.assert_allclose(fast.sigma, slow.sigma, rtol=1e-14)
+    R0 = np.vstack([args[1], args[2]])
+    for o in (fast, slow):  # P0 and X(t) back in the original basis
+        B = np.block([[o.Phi, np.zeros((o.m, o.n))], [np.zeros((o.n, o.m)), o.PsiT.T]])
+        np.testing.assert_allclose(B @ o.P0b @ B.T, R0 @ R0.T, rtol=0, atol=1e-13 * o.p0_max)
+        np.testing.assert_allclose(o.original_basis(o.Xb), args[4], rtol=0, atol=1e-14 * np.max(np.abs(args[4])))
+
+
+def test_vector_exponentials_against_libm():
+    """`_decay` (c = e^{-z} and 1 - c^2 on vectors) against numpy's exp and expm1 to a few ulps, from
+    z = 0 past the underflow of e^{-z}, on both sides of the switch at z = 1/2."""
+    from numba import njit
+
+    from flowsweep.core._lambda0_fused import _decay
+    from flowsweep.core._simd import LANES, load, store, zeros_lanes
+
+    @njit
+    def run(z, c, num):
+        Z, C, M = zeros_lanes(1, 1), zeros_lanes(1, 1), zeros_lanes(1, 1)
+        for p in range(0, z.shape[0], LANES):
+            Z[0, 0, :] = z[p : p + LANES]
+            a, b = _decay(load(Z, 0, 0))
+            store(C, 0, 0, a)
+            store(M, 0, 0, b)
+            c[p : p + LANES], num[p : p + LANES] = C[0, 0, :], M[0, 0, :]
+
+    rng = np.random.default_rng(0)
+    edges = [0.0, 5e-324, 1e-300, 1e-12, 0.5, np.nextafter(0.5, 1.0), 0.6931471805599453, 700.0, 708.0, 745.0, 1e300]
+    z = np.concatenate([rng.random(800), 3 * rng.random(800), 10 ** rng.uniform(-20, 2.85, 800), edges, [1.0] * 5])
+    c, num = np.empty_like(z), np.empty_like(z)
+    run(z, c, num)
+    want_c, want_num = np.exp(-z), -np.expm1(-2.0 * z)
+    normal = want_c > 2.3e-308
+    np.testing.assert_allclose(c[normal], want_c[normal], rtol=4e-16, atol=0)
+    assert np.all(c[~normal] == 0.0) and np.all(z[~normal] > 708.0)  # below the normals: 0
+    np.testing.assert_allclose(num, want_num, rtol=6e-16, atol=0)
+    assert c[z == 0.0].tolist() == [1.0] and num[z == 0.0].tolist() == [0.0]
+
+
+@pytest.mark.parametrize("use_compiled", [True, False])
+@pytest.mark.parametrize("case", list(POINTS))
+def test_error_curve_is_that_of_the_regularized_flow(case, use_compiled, monkeypatch):
+    """Lambda0Fit.error_curve (computed in the basis B, or from the factored form) is
+    ||Y - X_reg(t; lambda0)||_F / ||Y|| of the closed form at the lambda0 found, and X_reg (formed when
+    asked for) is that closed form's X_reg."""
+    from flowsweep.core.closed_forms import regularized_flow
+
+    Y, U0, V0, t, X = POINTS[case]()
+    monkeypatch.setattr(compiled, "USE_COMPILED", use_compiled)
+    fit = lambda0_fit(Y, U0, V0, t, X)
+    Xr = regularized_flow(Y, U0, V0, fit.lambda0, t).X
+    want = np.linalg.norm(Y - Xr, axis=(1, 2)) / np.linalg.norm(Y)
+    np.testing.assert_allclose(fit.error_curve, want, rtol=1e-9, atol=1e-12)  # relative to ||Y||
+    np.testing.assert_allclose(fit.X_reg, Xr, rtol=0, atol=1e-10 * np.max(np.abs(Xr)))

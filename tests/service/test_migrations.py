@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from flowsweep.service import db
 from flowsweep.service.models import Base, Point, Result, Sweep
 
-HEAD = "0008"
+HEAD = "0009"
 PREVIOUS = "0002"
 
 

@@ -242,3 +242,98 @@ def test_a_point_twice_in_one_chunk_keeps_its_first_row_and_curves():
     rows, blobs = build_rows(7, ChunkOutcome(point_ids=[11, 11, 12], rows=cols, worker="w"))
     assert [(r[0], r[2], r[3], r[4]) for r in rows] == [(11, "done", None, 1.0), (12, "done", None, 3.0)]
     assert blobs == {11: b"first"}
+
+
+def test_a_result_the_database_refuses_fails_its_point_and_the_rest_of_the_batch_is_stored(engine):
+    """A value the database cannot store (here one it cannot even bind) fails the same way on every
+    retry: the writer stores the batch's other results and that point's failure, with the reason,
+    instead of retrying the whole batch forever (which held back every later batch and left the
+    sweep unfinished)."""
+    from flowsweep.service.writer import ResultWriter
+
+    cfgs = _configs(7)
+    factory = make_session_factory(engine)
+    writer = ResultWriter(factory, owner="w-owner")
+    sweep_id, ids = _sweep_with_points(engine, cfgs, owner="w-owner")
+    outcome = _chunk_outcome(ids, core.run_points(cfgs))
+    bad = ids[4]
+    outcome.rows.metrics["final_error"][4] = object()  # no driver binds this: refused on SQLite and Postgres alike
+    writer.start()
+    try:
+        writer.put(sweep_id, outcome)
+        assert writer.flush(timeout=60), "the writer is stuck on the batch"
+        # the next batch is not held back by the refused one
+        later_id, later_ids = _sweep_with_points(engine, _configs(1), owner="w-owner")
+        writer.put(later_id, _chunk_outcome(later_ids, core.run_points(_configs(1))))
+        assert writer.flush(timeout=60)
+    finally:
+        writer.stop()
+    with engine.connect() as c:
+        rows = {
+            r.point_id: r
+            for r in c.execute(
+                sa.select(Result.point_id, Result.status, Result.error, Result.final_error).where(
+                    Result.sweep_id.in_([sweep_id, later_id])
+                )
+            )
+        }
+        statuses = dict(c.execute(sa.select(Point.id, Point.status).where(Point.sweep_id == sweep_id)).all())
+        curves = set(c.execute(sa.select(Curve.point_id).where(Curve.point_id.in_(ids))).scalars())
+    assert set(rows) == {*ids, *later_ids}
+    assert rows[bad].status == "failed" and rows[bad].error.startswith("result not stored: ")
+    assert rows[bad].final_error is None and bad not in curves
+    for pid in ids:
+        if pid != bad:
+            assert rows[pid].status == "done" and rows[pid].final_error is not None
+            assert pid in curves
+    assert statuses == {pid: "failed" if pid == bad else "done" for pid in ids}
+    assert rows[later_ids[0]].status == "done"
+
+
+def _chunk_outcome(point_ids, results):
+    """core's results as a streaming task returns them (columns, curves encoded)."""
+    from flowsweep.workers.dispatch import ChunkOutcome
+    from flowsweep.workers.tasks import to_rows
+
+    return ChunkOutcome(point_ids=point_ids, rows=to_rows(results), worker="node-a")
+
+
+def test_the_wal_is_checkpointed_between_sweeps_not_in_a_result_commit(tmp_path):
+    """SQLite's own checkpoint (every 1000 WAL pages) copied the WAL into the database file and
+    fsynced it inside whichever commit crossed the threshold - often a sweep's last result batch.
+    A batch of > 1000 pages now commits into the WAL alone (the database file does not grow); the
+    runner, once it has no sweep, has the writer's thread checkpoint it (the file grows by the batch)."""
+    from flowsweep.service.db import SQLITE_WAL_AUTOCHECKPOINT_PAGES, upgrade
+
+    path = tmp_path / "wal.db"
+    upgrade(f"sqlite:///{path}")
+    eng = make_engine(f"sqlite:///{path}")
+    runner = Runner(make_session_factory(eng), None)
+    try:
+        # 2001 records x (3 curves + 2 singular values) x 8 bytes = 80 kB of curves per point:
+        # 64 points are ~5 MB, ~1250 pages of 4 kB (SQLite's default threshold is 1000)
+        cfgs = [
+            PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.01, steps=2000, record_every=1, seed=s)
+            for s in range(64)
+        ]
+        sweep_id, ids = _sweep_with_points(eng, cfgs, owner=runner.owner)
+        with eng.begin() as c:  # (not a sweep for the runner to take up: no Ray here)
+            c.execute(sa.update(Sweep).where(Sweep.id == sweep_id).values(status="done"))
+        with eng.connect() as c:
+            assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == SQLITE_WAL_AUTOCHECKPOINT_PAGES
+        results = core.run_points(cfgs)
+        assert all(len(r.curves.t) == 2001 for r in results)
+        size = path.stat().st_size
+        runner._write_batch(sweep_id, [PointOutcome(pid, r, "node") for pid, r in zip(ids, results)])
+        assert path.stat().st_size == size  # in the WAL only: no checkpoint in the commit
+
+        runner.start()  # nothing to run: idle at once, and asks for the checkpoint
+        assert runner.writer.checkpointed.wait(60)
+        runner.stop()
+        assert path.stat().st_size > size + 4_000_000
+        with eng.connect() as c:  # and every result is readable from the database
+            n = c.execute(sa.select(sa.func.count()).select_from(Curve).where(Curve.point_id.in_(ids))).scalar()
+        assert n == 64
+    finally:
+        runner.stop()
+        eng.dispose()

@@ -130,6 +130,31 @@ def test_fair_lock_is_reentrant_and_only_its_holder_releases_it():
     assert not lock.held()
 
 
+def test_a_write_transaction_ended_by_another_thread_frees_the_files_lock(tmp_path):
+    """A transaction begun in one thread and ended in another (a session closed by the garbage
+    collector or a pool reset elsewhere) releases the lock its connection took: it is not left held
+    by the first thread, where every later writer would wait out the busy timeout."""
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    engine = make_engine(url)
+    try:
+        lock = sqlite_write_lock(str(tmp_path / "lock.db"))
+        session = make_session_factory(engine)()
+        session.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+        assert lock.held()
+        ended = threading.Thread(target=session.rollback)
+        ended.start()
+        ended.join()
+        assert not lock.held()
+        taken: list[bool] = []
+        other = threading.Thread(target=lambda: taken.append(lock.acquire(timeout=0)))
+        other.start()
+        other.join()
+        assert taken == [True]
+        session.close()
+    finally:
+        engine.dispose()
+
+
 def test_write_transactions_hold_the_files_lock_and_reads_do_not(tmp_path):
     url = f"sqlite:///{tmp_path / 'lock.db'}"
     engines = [make_engine(url), make_engine(url)]  # e.g. the API's and the runner's

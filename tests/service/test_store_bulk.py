@@ -2,13 +2,14 @@
 (executemany on SQLite, one INSERT over arrays on Postgres) read back exactly as given, a point
 that has its row keeps it, a value too long for its column is refused rather than cut, and id
 lists of any length (one bound parameter) select exactly their rows, as do id lists turned into
-ranges (store.in_ids); a sweep's points are stored in identity order (the runner's)."""
+ranges (store.in_ids); a sweep's points are stored in run order (the runner's)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -139,18 +140,56 @@ def test_id_runs_are_the_maximal_runs_of_consecutive_ids():
     assert store.id_runs([7, 3, 4, 5, 5, 9, 10, 1]) == [(1, 1), (3, 5), (7, 7), (9, 10)]
 
 
-def test_a_sweeps_points_get_ids_in_identity_order(engine):
-    """insert_sweep stores the points in identity order (the runner's): its chunks are id ranges."""
+def test_a_sweeps_points_get_ids_in_run_order_and_pages_follow_it(engine):
+    """insert_sweep stores the points in run order (the runner's): blocks of run_block consecutive
+    grid points (seed fastest; single points in a sweep this small), ordered by their first point's
+    identity, so its chunks are id ranges; pending_page reads them in that order between the lowest
+    and highest ids of the sweep's unfinished points (unfinished_points): its pending points only,
+    another sweep's never."""
     body = {"name": "o", "model": "asymmetric", "m": 2, "n": 3, "eta": 0.01, "steps": 5}
-    body["axes"] = {"k": [4, 8], "seed": {"range": [0, 40]}}
+    body["axes"] = {"k": [4, 8], "seed": {"range": [0, 100]}}  # 200 points
     spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
     with Session(engine) as s, s.begin():
         sweep, _ = store.insert_sweep(s, spec, {"name": "o"})
+        other, _ = store.insert_sweep(s, spec, {"name": "other"})
+        sid = sweep.id
         rows = s.execute(
-            sa.select(Point.id, Point.identity, Point.k, Point.seed).where(Point.sweep_id == sweep.id)
+            sa.select(Point.id, Point.identity, Point.k, Point.seed).where(Point.sweep_id == sid).order_by(Point.id)
         ).all()
-    assert len(rows) == 80 and len({(k, seed) for _, _, k, seed in rows}) == 80
-    assert [r.identity for r in sorted(rows)] == sorted(r.identity for r in rows)
+        s.execute(sa.update(Point).where(Point.id.in_([rows[0].id, rows[70].id])).values(status="done"))
+        s.execute(sa.update(Point).where(Point.id == rows[1].id).values(status="running"))
+        n, lo, hi = store.unfinished_points(s, sid)
+        pages, after = [], lo - 1
+        while page := store.pending_page(s, sid, after, hi, 30):
+            pages.append(page)
+            after = page[-1][0]
+    assert len(rows) == 200 and len({(k, seed) for _, _, k, seed in rows}) == 200
+    assert (n, lo, hi) == (198, rows[1].id, rows[-1].id)
+    grid = [(k, seed) for k in (4, 8) for seed in range(100)]  # the grid's order
+    size = store.run_block(200)
+    blocks = [grid[b : b + size] for b in range(0, 200, size)]
+    identity = {(r.k, r.seed): r.identity for r in rows}
+    want = [p for block in sorted(blocks, key=lambda b: identity[b[0]]) for p in block]
+    assert [(r.k, r.seed) for r in rows] == want
+    assert want != grid  # (the blocks are shuffled)
+    assert [len(p) for p in pages] == [30] * 6 + [17]
+    assert [r[0] for p in pages for r in p] == [r.id for r in rows if r.id not in (rows[0].id, rows[1].id, rows[70].id)]
+
+
+@pytest.mark.parametrize(("n", "size"), [(1, 1), (511, 1), (1000, 3), (20_000, 64), (10**6, 64)])
+def test_the_run_order_takes_blocks_of_neighbours_and_keeps_a_sweep_a_fine_sample(n, size):
+    """Blocks of RUN_BLOCK grid neighbours, smaller in sweeps of fewer than RUN_BLOCK x
+    MIN_RUN_BLOCKS points (a running sweep's first results cover its grid finely); every grid
+    position once; the blocks in the order of their first point's identity."""
+    rng = np.random.default_rng(n)
+    identities = [f"{x:016x}" for x in rng.integers(0, 2**63, n)]
+    order = store.run_order(identities)
+    assert store.run_block(n) == size and sorted(order) == list(range(n))
+    block = [p // size for p in order]
+    firsts = [order[i] for i in range(n) if i == 0 or block[i] != block[i - 1]]
+    assert len(firsts) == -(-n // size) >= min(n, store.MIN_RUN_BLOCKS)  # each block in one run
+    assert all(order[i] + 1 == order[i + 1] for i in range(n - 1) if block[i] == block[i + 1])
+    assert [identities[f] for f in firsts] == sorted(identities[f] for f in firsts)
 
 
 def test_sqlite_connections_get_the_larger_page_cache(tmp_path):
@@ -194,10 +233,47 @@ def test_a_pending_pages_parameters_are_the_points_configs_in_field_order(engine
     spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
     with Session(engine) as s, s.begin():
         sweep, _ = store.insert_sweep(s, spec, {"name": "p"})
-        rows = store.pending_page(s, sweep.id, "", 1000)
+        rows = store.pending_page(s, sweep.id, 0, 10**9, 1000)
         by_id = {p.id: p.config() for p in s.execute(sa.select(Point).where(Point.sweep_id == sweep.id)).scalars()}
     assert len(rows) == 20 == len(by_id)
     for r in rows:
         cfg = PointConfig(*r[2:])
         assert cfg == by_id[r[0]] and hash(cfg) == hash(by_id[r[0]])
         assert cfg.y_singular_values == (2.0, 0.5) and cfg.data_seed == 7
+
+
+def test_counts_are_the_points_by_status_and_cached_read_from_the_sweep_index_alone(engine):
+    """store.counts (GET /sweeps/{id}, polled) over a sweep with pending, running, done, failed and
+    cached points: each point counted once, a cached one under `cached` only; another sweep's
+    points not at all. On SQLite its statement reads ix_points_sweep_id_cover alone (the index
+    holds `cached`, revision 0009): no table row is read per point."""
+    body = {"name": "c", "model": "asymmetric", "m": 2, "n": 3, "eta": 0.01, "steps": 5}
+    body["axes"] = {"k": [4, 8], "seed": {"range": [0, 10]}}
+    spec = SweepSpec.model_validate(body, context={"max_points": 10**6, "max_steps": 10**7})
+    with Session(engine) as s, s.begin():
+        sweep, _ = store.insert_sweep(s, spec, {"name": "c"})
+        other, _ = store.insert_sweep(s, spec, {"name": "other"})
+        sid, oid = sweep.id, other.id
+        ids = s.execute(sa.select(Point.id).where(Point.sweep_id == sid).order_by(Point.id)).scalars().all()
+        changes = {"running": ids[:3], "done": ids[3:8], "failed": ids[8:9], "diverged": ids[9:11]}
+        for status, some in changes.items():
+            s.execute(sa.update(Point).where(Point.id.in_(some)).values(status=status))
+        s.execute(sa.update(Point).where(Point.id.in_(ids[4:6] + ids[10:11])).values(cached=True))
+    statements: list[tuple[str, tuple]] = []
+
+    def seen(conn, cursor, statement, parameters, *args):  # noqa: ANN001
+        statements.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with Session(engine) as s:
+            got = store.counts(s, [sid, oid])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert got[sid] == {"pending": 9, "running": 3, "done": 3, "failed": 1, "diverged": 1, "cached": 3}
+    assert got[oid] == {"pending": 20, "running": 0, "done": 0, "failed": 0, "diverged": 0, "cached": 0}
+    if engine.dialect.name == "sqlite":
+        ((sql, params),) = [st for st in statements if st[0].lstrip().upper().startswith("SELECT")]
+        with engine.connect() as c:
+            plan = " ".join(r[3] for r in c.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+        assert "COVERING INDEX ix_points_sweep_id_cover" in plan and "TEMP B-TREE" not in plan, plan
