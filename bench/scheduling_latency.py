@@ -15,6 +15,7 @@ within about a second and finishing in about the time it takes alone on half the
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -58,6 +59,9 @@ def measure(svc: Service, tries: int, label: str, rnd: int) -> dict[str, list]:
         time.sleep(0.5)  # well under way: chunks in flight
         t0 = time.perf_counter()
         r = c.post(f"/sweeps/{sid}/cancel").json()
+        if "status" not in r:  # it finished first (a fast moment of a shared machine): not a sample
+            print(f"  {label} cancel #{i + 1}: not cancelled: {r}")
+            continue
         out["shown"].append(r["status"])
         t1, body = poll_until(c, sid, lambda b: b["status"] == SweepStatus.CANCELLED)
         out["cancel"].append(t1 - t0)
@@ -98,6 +102,23 @@ def measure(svc: Service, tries: int, label: str, rnd: int) -> dict[str, list]:
     return out
 
 
+def express_lane_memory(svc: Service, label: str) -> None:
+    """The express lane's process (workers.dispatch.TaskStream): its log line (RSS once warm) and
+    its resident memory now, from /proc (same machine)."""
+    lines = [ln for ln in svc.log().splitlines() if "express lane" in ln]
+    for ln in lines[-3:]:
+        print(f"  {label}: {ln.split(': ', 1)[-1]}")
+    if not lines:
+        print(f"  {label}: no express lane in the log")
+        return
+    m = re.search(r"pid (\d+)", lines[-1])
+    try:
+        rss = next(x for x in Path(f"/proc/{m.group(1)}/status").read_text().splitlines() if x.startswith("VmRSS"))
+        print(f"  {label}: express lane process (pid {m.group(1)}) now: {rss.split(':', 1)[1].strip()} resident")
+    except (AttributeError, OSError, StopIteration):
+        pass
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tries", type=int, default=5)
@@ -125,6 +146,8 @@ def main() -> None:
                 for name, svc in services.items():
                     for k, v in measure(svc, args.tries, name, rnd).items():
                         results[name].setdefault(k, []).extend(v)
+            for name, svc in services.items():
+                express_lane_memory(svc, name)
         finally:
             for svc in services.values():
                 svc.stop()

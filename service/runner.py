@@ -200,6 +200,7 @@ class Runner:
                     if not self._recovered:
                         self._recover()
                         self._recovered = True
+                        self._warm_stream()
                     self.scheduler.step()
                     errors = 0
                 except SweepSetupError as exc:
@@ -225,6 +226,14 @@ class Runner:
             except Exception:
                 log.exception("runner: shutdown could not put its points back (recovered at next start)")
             self.leadership.release()
+
+    def _warm_stream(self) -> None:
+        """Create the task stream now, so its express lane (workers.dispatch.TaskStream) is warm
+        before a sweep comes; if Ray is not reachable yet, the first sweep's step tries again."""
+        try:
+            _ = self.scheduler.stream
+        except Exception as exc:
+            log.info("runner: task stream not created yet (%s)", str(exc).splitlines()[0] if str(exc) else exc)
 
     def _sweep_failed(self, sweep_id: int, exc: BaseException) -> None:
         """A sweep could not be taken up: the error on sweeps.error; retried a few times with a

@@ -12,6 +12,12 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   alternate. So that a newcomer does not wait behind the chunks queued on Ray for busy CPUs,
   those are taken back (cancelled before they start) and submitted again after its first chunk:
   it starts on the first CPU that frees up.
+- **Express lane.** Until then, while other sweeps' chunks hold every CPU, a sweep with none on a
+  CPU runs short chunks (<= planner.EXPRESS_TASK_SECONDS, of a shape whose cost is known) at once,
+  one at a time, on the stream's express lane (a warm process holding no CPU of Ray's:
+  workers.dispatch.TaskStream): a small sweep behind a huge one is often done before any CPU frees
+  up, at the price of oversubscribing the CPUs by one process for that long. Its chunks are
+  charged, claimed and written as the others (a cancel waits for a running one: it is short).
 - **Chunks** come from the shape's cost model (workers.planner.stream_chunk_size: probes first,
   then tasks of ~0.5 s (at least 20 batch overheads, at most 2 s): a newcomer waits for one of
   them at most; the last round of a sweep alone in halving pieces, queued like the others, down to
@@ -30,7 +36,11 @@ cancels. Runs in the runner's thread (service.runner) while this process is the 
   whose chunk started on a CPU since the last one (estimated: Ray starts queued tasks in order as
   CPUs free up), so `attempts` counts runs that started, not chunks queued.
 - **Outcomes** of the chunks that return are handed to the writer after the freed slots are
-  refilled (the refill's transaction must not queue behind the writer's).
+  refilled (the refill's transaction must not queue behind the writer's). A sweep's only outcomes
+  are written at once in this thread; while a sweep's last chunk runs express, the writer holds its
+  batches (<= WRITER_HOLD_SECONDS): the runner's transactions that follow its return (a refill's
+  claim, the attempts, its results, its settling) would each wait for a batch of the big sweep's
+  results that the writer began between two of them.
 - **Cancel.** A cancel request (this process's `cancel()`, or `cancel_requested` set by any
   replica, read from the database every `poll_seconds`) stops the sweep's submissions at once,
   cancels its in-flight chunks (except a running one expected to finish within moments, which is
@@ -58,7 +68,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flowsweep.core.types import PointConfig, ShapeKey
 from flowsweep.status import ACTIVE_SWEEP_STATUSES, PointStatus, SweepStatus
-from flowsweep.workers.planner import Chunk, Cost, stream_chunk_size, stream_max_points
+from flowsweep.workers.planner import Chunk, Cost, express_max_points, stream_chunk_size, stream_max_points
 
 from . import store
 from .db import make_read_session_factory, session_scope
@@ -73,6 +83,7 @@ log = logging.getLogger("flowsweep.runner")
 
 _MAX_COST_MODELS = 256
 _LOGGED_RETURNS = 40  # a sweep's chunk returns listed in its log line when it has no more
+WRITER_HOLD_SECONDS = 0.5  # the longest the result writer holds its batches for an express chunk
 
 
 def read_session_factory(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
@@ -130,7 +141,8 @@ class SweepState:
 
 class Scheduler:
     """See the module docstring. `stream` is a workers.dispatch.TaskStream (or a test's stand-in
-    with the same methods: cpus, in_flight, submit, cancel, wait, close)."""
+    with the same methods: cpus, in_flight, running, express_free, submit, take_started, cancel,
+    preempt, wait, close)."""
 
     def __init__(
         self,
@@ -166,6 +178,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._synced_at = -math.inf
         self.db_seconds = 0.0  # spent in this thread's transactions (logs, benchmarks)
+        self._express_held: int | None = None  # the sweep whose last chunk runs express, writer held
 
     # ------------------------------------------------------------------ interface
     def request_cancel(self, sweep_id: int) -> None:
@@ -201,6 +214,10 @@ class Scheduler:
         self._fill()
         self._write(outcomes)
         self._settle()
+        held = self._express_held
+        if held is None or held not in self.sweeps or not self.stream.in_flight(held):
+            self._express_held = None
+            self.writer.release()
 
     def shutdown(self) -> None:
         """Stop: cancel what is in flight, commit what came back, unfinished points to pending.
@@ -359,12 +376,17 @@ class Scheduler:
         sweep's last round is spread over its share of them (planner.stream_chunk_size)."""
         return sum(1 for st in self.sweeps.values() if st.has_work())
 
-    def _next_chunk(self, st: SweepState, ncpu: int, sharing: int = 1) -> Chunk | None:
+    def _next_chunk(self, st: SweepState, ncpu: int, sharing: int = 1, express: bool = False) -> Chunk | None:
+        """The sweep's next chunk (None: none now); `express`: one for the express lane (cost known,
+        <= planner.EXPRESS_TASK_SECONDS), or None."""
         if not st.buffer and not st.scanned_all:
             self._read_page(st)
         if not st.buffer:
             return None
         key = max(st.buffer, key=lambda k: len(st.buffer[k]))
+        cap = express_max_points(self._cost(key)) if express else 0
+        if express and not cap:
+            return None
         q = st.buffer[key]
         remaining = len(q) if st.scanned_all else max(len(q), st.unsubmitted)
         n = stream_chunk_size(
@@ -376,6 +398,8 @@ class Scheduler:
             st.in_flight_seconds(self._clock()),
             sharing,
         )
+        if express:
+            n = min(n, cap)
         while n > len(q) and not st.scanned_all:
             self._read_page(st)
             q = st.buffer[key]
@@ -415,7 +439,7 @@ class Scheduler:
         stream = self.stream
         if stream.in_flight() < slots:
             return
-        waiting = [st for st in self.sweeps.values() if st.has_work() and not stream.in_flight(st.id)]
+        waiting = [st for st in self.sweeps.values() if st.has_work() and not stream.in_flight(st.id, express=False)]
         if not waiting:
             return
         floor = min(st.used for st in waiting)
@@ -433,13 +457,42 @@ class Scheduler:
                     st.charged[id(piece)] = est * len(piece.ids) / len(chunk.ids)
                     st.redo.append(piece)
 
+    def _express(self, ncpu: int) -> list[int]:
+        """While other sweeps' chunks hold every CPU, a sweep with none on a CPU (one just
+        submitted) runs a short chunk at once on the stream's express lane (one chunk at a time,
+        of a shape whose cost is known), instead of waiting for a CPU to free up; again when that
+        returns, until it has a chunk on a CPU. Returns the point ids submitted (to claim)."""
+        stream = self.stream
+        waiting = [st for st in self.sweeps.values() if st.has_work() and not st.redo and not stream.running(st.id)]
+        if not waiting or stream.running() < ncpu or not stream.express_free():
+            return []
+        sharing = self._sharing()
+        for st in sorted(waiting, key=lambda x: (x.used, -x.id)):
+            chunk = self._next_chunk(st, ncpu, sharing, express=True)
+            if chunk is None:
+                continue
+            st.unsubmitted = max(0, st.unsubmitted - len(chunk.ids))
+            cost = self.costs[chunk.key]
+            est = st.charged[id(chunk)] = cost.seconds(len(chunk.ids))
+            st.used += est
+            stream.submit(chunk, st.id, est, express=True)
+            if not st.has_work():
+                # its last chunk: its results and its settling need SQLite's write lock at once
+                self._express_held = st.id
+                self.writer.hold(WRITER_HOLD_SECONDS)
+            st.marks.setdefault("submit", self._clock())
+            st.marks.setdefault("express", self._clock())
+            st.sizes.append(len(chunk.ids))
+            return chunk.ids
+        return []
+
     def _fill(self) -> None:
         stream = self.stream
         ncpu = stream.cpus()
         slots = self.slots_per_cpu * ncpu
+        claim: list[int] = self._express(ncpu)
         self._preempt_for_waiting(slots)
         blocked: set[int] = set()
-        claim: list[int] = []
         while stream.in_flight() < slots:
             sharing = self._sharing()
             runnable = [st for st in self.sweeps.values() if not st.cancelling and st.id not in blocked]

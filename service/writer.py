@@ -118,6 +118,7 @@ class ResultWriter:
         self._queued = 0
         self._written = 0
         self._thread: threading.Thread | None = None
+        self._hold_until = 0.0  # time.monotonic() before which no batch starts (hold)
         self._dirty = False  # committed since the last WAL checkpoint (checkpoint_soon)
         self._checkpoint_queued = False
         self.checkpointed = threading.Event()  # set after each checkpoint (tests wait for it)
@@ -136,8 +137,18 @@ class ResultWriter:
             self._queued += 1
         self._q.put((sweep_id, outcomes))
 
+    def hold(self, seconds: float) -> None:
+        """Start no batch for up to `seconds` from now (or until `release`): the runner's next
+        transactions (a sweep's take-up, a small sweep's only results) then find SQLite's write
+        lock free instead of waiting for a batch being committed. Nothing is lost: the queue waits."""
+        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+
+    def release(self) -> None:
+        self._hold_until = 0.0
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout."""
+        self.release()
         with self._cond:
             target = self._queued
             return self._cond.wait_for(lambda: self._written >= target, timeout)
@@ -173,6 +184,8 @@ class ResultWriter:
             item = self._q.get()
             if item is None:
                 return
+            while (wait := self._hold_until - time.monotonic()) > 0:
+                time.sleep(min(wait, 0.005))
             if item is _CHECKPOINT:
                 self._checkpoint()
                 continue

@@ -38,7 +38,15 @@ from flowsweep.core.types import METRIC_FIELDS, ShapeKey
 from flowsweep.status import PointStatus
 from flowsweep.workers.planner import Chunk, Cost, Planner, Task
 from flowsweep.workers.runtime import cluster_cpus, init_ray
-from flowsweep.workers.tasks import ChunkError, ChunkResults, ChunkRows, ChunkRowsResults, run_chunk, run_chunk_rows
+from flowsweep.workers.tasks import (
+    ChunkError,
+    ChunkResults,
+    ChunkRows,
+    ChunkRowsResults,
+    ExpressWorker,
+    run_chunk,
+    run_chunk_rows,
+)
 
 if TYPE_CHECKING:
     from ray._private.worker import RemoteFunction0  # the type of a one-argument @ray.remote function
@@ -50,6 +58,7 @@ _WAIT_SECONDS = 0.1  # ray.wait timeout: how often cancelled() is polled
 _ALL = object()  # TaskStream.in_flight(): every tag
 CANCEL_GRACE_SECONDS = 5.0  # a cancelled task still running after this: its worker is killed
 CANCEL_MARGIN_SECONDS = 0.5  # a running task expected to end sooner is not cancelled (see cancel)
+_EXPRESS_TRIES = 5  # the express lane is given up after this many failed ready() calls in a row
 
 
 def _cancel(refs: list[ray.ObjectRef[Any]], force: bool = False) -> None:
@@ -309,6 +318,7 @@ class _Flight:
     cancelled: bool = False
     cancelled_at: float | None = None
     expected: float | None = None  # the caller's estimate of its seconds (None: unknown)
+    express: bool = False  # on the express lane (holds no CPU slot; never cancelled: it is short)
 
     def about_to_finish(self, now: float) -> bool:
         """Running and expected to finish within CANCEL_MARGIN_SECONDS (or in its second half);
@@ -328,7 +338,15 @@ class TaskStream:
     reported failed with a message saying so.
 
     `remote` is the Ray remote function run per chunk (tests pass one that blocks until released).
-    `clock` gives the times used for the timeout (tests pass a logical one)."""
+    `clock` gives the times used for the timeout (tests pass a logical one).
+
+    **Express lane** (`express`, on by default): one warm process (workers.tasks.ExpressWorker, an
+    actor holding 0 CPUs, started and warmed in the background here) that runs a chunk submitted
+    with `express=True` at once, beside the chunks holding the CPUs. The caller bounds it (the
+    scheduler sends only a short chunk of a sweep that has none on a CPU while others hold them
+    all); here, one chunk at a time (`express_free`). Its chunks hold no slot (`in_flight()`), are
+    never cancelled (short: they finish and are kept), and when the actor dies (its node lost)
+    the chunk is resubmitted on the ordinary lane."""
 
     def __init__(
         self,
@@ -337,12 +355,20 @@ class TaskStream:
         task_timeout: float | None = None,
         remote: RemoteFunction0[Any, list[PointConfig]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        express: bool = True,
     ) -> None:
         init_ray()
+        base = remote or run_chunk_rows
         # returns ChunkRowsResults (run_chunk_rows) or ChunkResults (run_chunk)
-        self._remote: RemoteFunction0[Any, list[PointConfig]] = (remote or run_chunk_rows).options(
-            max_retries=max_retries
-        )
+        self._remote: RemoteFunction0[Any, list[PointConfig]] = base.options(max_retries=max_retries)
+        self._express: Any = None  # the ExpressWorker actor handle
+        self._express_ready: ObjectRef[Any] | None = None  # its ready() call: done once it is warm
+        self._express_busy: ObjectRef[Any] | None = None  # its last chunk (may outlive close())
+        self.express_info: tuple[str, int, int] | None = None  # (node, pid, RSS bytes) once warm
+        self._express_failures = 0  # ready() calls that failed in a row
+        if express:
+            self._express = ExpressWorker.remote(base._function)  # type: ignore[attr-defined,union-attr]  # (untyped in Ray)
+            self._express_ready = self._express.ready.remote()
         self.task_timeout = task_timeout
         self._clock = clock
         self._inflight: dict[ObjectRef[ChunkResults | ChunkRowsResults], _Flight] = {}
@@ -359,20 +385,68 @@ class TaskStream:
             self._cpus, self._cpus_checked = cluster_cpus(), now
         return self._cpus
 
-    def in_flight(self, tag: Any = _ALL) -> int:
-        """Tasks in flight (of `tag`); cancelled ones count in the total until they are gone,
-        since their workers may still be busy."""
+    def in_flight(self, tag: Any = _ALL, express: bool = True) -> int:
+        """Tasks in flight of `tag` (counting its express chunk unless `express` is False), or in
+        all the CPU slots (no express chunk); cancelled ones count in the total until they are
+        gone, since their workers may still be busy."""
         if tag is _ALL:  # a cancelled task that never started holds no CPU
-            return sum(1 for f in self._inflight.values() if not f.cancelled or f.started is not None)
-        return sum(1 for f in self._inflight.values() if f.tag == tag and not f.cancelled)
+            return sum(
+                1 for f in self._inflight.values() if not f.express and (not f.cancelled or f.started is not None)
+            )
+        return sum(
+            1 for f in self._inflight.values() if f.tag == tag and not f.cancelled and (express or not f.express)
+        )
 
-    def submit(self, chunk: Chunk, tag: Any, expected: float | None = None) -> None:
-        """Run `chunk` as one task labelled `tag`; `expected`: its estimated seconds, if known."""
+    def running(self, tag: Any = _ALL) -> int:
+        """Tasks holding a CPU now (estimated, as `take_started`), of `tag` or of any."""
+        return sum(
+            1
+            for f in self._inflight.values()
+            if f.started is not None and not f.express and (tag is _ALL or (f.tag == tag and not f.cancelled))
+        )
+
+    def express_free(self) -> bool:
+        """Whether the express lane can take a chunk now: warm, and none of its chunks running."""
+        if self._express_ready is None:
+            return False
+        if self._express_busy is not None:
+            if any(f.express for f in self._inflight.values()):
+                return False
+            done, _ = ray.wait([self._express_busy], timeout=0, fetch_local=False)  # one left by close()
+            if not done:
+                return False
+            self._express_busy = None
+        if self.express_info is None:
+            done, _ = ray.wait([self._express_ready], timeout=0)
+            if not done:
+                return False
+            try:
+                self.express_info = ray.get(self._express_ready)
+            except Exception as e:
+                self._express_failures += 1
+                if self._express_failures < _EXPRESS_TRIES:
+                    self._express_ready = self._express.ready.remote()
+                    return False
+                # it cannot start (e.g. core not importable where it runs): no express lane
+                log.warning("express lane unavailable: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+                self._express_ready = None
+                return False
+            self._express_failures = 0
+            node, pid, rss = self.express_info
+            log.info("express lane: warm (pid %d on node %s, %.0f MB resident)", pid, node[:8], rss / 2**20)
+        return True
+
+    def submit(self, chunk: Chunk, tag: Any, expected: float | None = None, express: bool = False) -> None:
+        """Run `chunk` as one task labelled `tag`; `expected`: its estimated seconds, if known;
+        `express`: on the express lane (the caller checked `express_free`), started at once."""
         now = self._clock()
-        ref = self._remote.remote(chunk.cfgs)
-        flight = _Flight(tag, chunk, self._serial, now, expected=expected or None)
+        flight = _Flight(tag, chunk, self._serial, now, expected=expected or None, express=express)
+        if express:
+            ref = self._express_busy = self._express.run.remote(chunk.cfgs)
+        else:
+            ref = self._remote.remote(chunk.cfgs)
         self._serial += 1
-        if sum(f.started is not None for f in self._inflight.values()) < self._cpus:
+        if express or self.running() < self._cpus:
             flight.started = now
             self._started.append((tag, chunk))
         self._inflight[ref] = flight
@@ -391,7 +465,9 @@ class TaskStream:
         its results, computed anyway, are kept. It still counts in in_flight(tag)."""
         now = self._clock()
         refs = [
-            ref for ref, f in self._inflight.items() if f.tag == tag and not f.cancelled and not f.about_to_finish(now)
+            ref
+            for ref, f in self._inflight.items()
+            if f.tag == tag and not f.cancelled and not f.express and not f.about_to_finish(now)
         ]
         for ref in refs:
             f = self._inflight[ref]
@@ -406,7 +482,7 @@ class TaskStream:
         out: list[tuple[Any, Chunk]] = []
         refs = []
         for ref, f in self._inflight.items():
-            if f.started is None and not f.cancelled and which(f.tag):
+            if f.started is None and not f.cancelled and not f.express and which(f.tag):
                 f.cancelled, f.cancelled_at = True, self._clock()
                 refs.append(ref)
                 out.append((f.tag, f.chunk))
@@ -415,7 +491,8 @@ class TaskStream:
 
     def close(self) -> None:
         now = self._clock()
-        _cancel([ref for ref, f in self._inflight.items() if not f.about_to_finish(now)])  # see cancel
+        # (see cancel; a chunk on the express lane is left to finish, as there)
+        _cancel([ref for ref, f in self._inflight.items() if not f.express and not f.about_to_finish(now)])
         self._inflight.clear()
 
     def wait(self, timeout: float) -> list[Done]:
@@ -437,7 +514,7 @@ class TaskStream:
 
     def _freed(self, now: float) -> None:
         for f in self._inflight.values():  # the oldest queued task takes the CPU that just freed
-            if f.started is None:
+            if f.started is None and not f.express:
                 f.started = now
                 if not f.cancelled:
                     self._started.append((f.tag, f.chunk))
@@ -465,9 +542,13 @@ class TaskStream:
                     len(f.chunk.ids),
                     self.task_timeout,
                 )
-                _cancel([ref], force=True)  # kills the worker: core may be stuck in C
+                if f.express:  # an actor's task cannot be force-cancelled: its process is restarted
+                    self._restart_express()
+                else:
+                    _cancel([ref], force=True)  # kills the worker: core may be stuck in C
                 del self._inflight[ref]
-                self._freed(now)
+                if not f.express:
+                    self._freed(now)
                 message = f"TaskTimeout: no result within the task timeout of {self.task_timeout:g} s"
                 if len(f.chunk.ids) == 1:
                     self._timed_out.append(Done(f.tag, f.chunk, _failed(f.chunk, message, ""), now - f.started, None))
@@ -482,10 +563,20 @@ class TaskStream:
         ):
             self.submit(part, tag)
 
+    def _restart_express(self) -> None:
+        """Kill the express actor (Ray restarts it, warm again before it takes a chunk)."""
+        ray.kill(self._express, no_restart=False)
+        self._express_ready = self._express.ready.remote()
+        self._express_busy = None
+        self.express_info = None
+
     def _collect(self, ref: ObjectRef[ChunkResults | ChunkRowsResults]) -> Done | None:
         f = self._inflight.pop(ref)
         now = self._clock()
-        self._freed(now)
+        if f.express:
+            self._express_busy = None
+        else:
+            self._freed(now)
         elapsed = now - (f.started if f.started is not None else f.submitted)
         try:
             results, node, seconds = ray.get(ref)
@@ -494,6 +585,13 @@ class TaskStream:
             if failure is None or f.cancelled:
                 return None
             chunk = f.chunk
+            if f.express and not failure.core_raised:
+                # the express actor died (its node lost?): the chunk on the ordinary lane, once
+                # more; the lane is used again when the restarted actor is warm
+                log.warning("express lane lost a chunk of %d points (%s); resubmitted", len(chunk.ids), failure.message)
+                self._express_ready, self.express_info = self._express.ready.remote(), None
+                self.submit(chunk, f.tag)
+                return Done(f.tag, chunk, [], elapsed, None)
             if not failure.core_raised and chunk.tries_left > 0:
                 log.warning(
                     "chunk of %d points lost (%s); %d resubmissions left",

@@ -256,6 +256,8 @@ STREAM_MIN_PIECE_SECONDS = 0.1  # a last round is cut into halving pieces down t
 # a Fig. 1 point, so halving a piece of S seconds saves ~S/20 of tail for one more task's a, Ray's
 # round trip and the service's transactions, measured ~20-30 ms per chunk on a loaded machine)
 PIECE_OVERHEAD_FACTOR = 10.0  # ... and of >= 10 a (batch overhead <= 10 %)
+EXPRESS_TASK_SECONDS = 0.25  # the longest chunk sent to the express lane (workers.dispatch.TaskStream):
+# it oversubscribes the CPUs by one process for that long, so a newcomer's first results come now
 
 
 def stream_task_seconds(cost: Cost, sharing: int = 1) -> float:
@@ -272,6 +274,16 @@ def stream_max_points(cost: Cost, sharing: int = 1) -> int:
     fit that splits a noisy load into a large a and a small b); cost known."""
     b = cost.fit()[1]
     return max(1, math.ceil(stream_task_seconds(cost, sharing) / max(b, cost.st / max(cost.sn, 1e-12))))
+
+
+def express_max_points(cost: Cost) -> int:
+    """Points in an express chunk of <= EXPRESS_TASK_SECONDS, by the mean seconds per point (>= b,
+    batch overhead included: errs short); 0 while the cost is unknown (its length cannot be bounded)."""
+    if not cost.known:
+        return 0
+    a, b = cost.fit()
+    mean = max(b, cost.st / max(cost.sn, 1e-12))
+    return max(0, math.floor((EXPRESS_TASK_SECONDS - a) / mean))
 
 
 def stream_chunk_size(

@@ -160,3 +160,40 @@ def warm_up() -> tuple[str, int]:
 
     core.warm_up()
     return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+def _rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class ExpressWorker:
+    """The express lane of workers.dispatch.TaskStream: one warm process that holds no CPU of Ray's
+    (num_cpus=0), so a short chunk of a sweep that just joined runs at once while other sweeps'
+    chunks hold every CPU (the machine is oversubscribed by one process for that chunk's seconds).
+    A sync actor runs one call at a time. Restarted (and warmed again) if its process or node dies;
+    the call that was running then fails and its chunk goes back to the ordinary lane."""
+
+    def __init__(self, fn: Any) -> None:
+        from flowsweep import core
+
+        self._fn = fn  # the chunk function of the ordinary lane (run_chunk_rows, or a test's)
+        core.warm_up()
+
+    @ray.method(max_task_retries=-1)  # asked while it restarts: answered once it is up again
+    def ready(self) -> tuple[str, int, int]:
+        """(node id, pid, resident bytes) once warm."""
+        import os
+
+        return ray.get_runtime_context().get_node_id(), os.getpid(), _rss_bytes()
+
+    def run(self, configs: list[PointConfig]) -> Any:
+        return self._fn(configs)

@@ -2,7 +2,10 @@
 chunks finish only when the test releases them, in the order a FIFO cluster of `cpus` CPUs would
 run them; their points are computed by the real core at release, and each task costs a + b·n
 LOGICAL seconds (its CPU seconds for fair share and the cost model), so scheduling decisions do not
-depend on this machine's speed."""
+depend on this machine's speed.
+
+With `express=True` it has TaskStream's express lane: one more task, started at once whatever the
+CPUs hold, one at a time (`express_free`); the test can keep it shut (`express_open = False`)."""
 
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ class GatedTask:
     cancelled: bool = False
     started_at: float = 0.0  # logical seconds (release_next's clock)
     ends_at: float = 0.0
+    express: bool = False
 
 
 class GatedStream:
-    def __init__(self, cpus: int = 2, a: float = 0.01, b: float = 0.01):
+    def __init__(self, cpus: int = 2, a: float = 0.01, b: float = 0.01, express: bool = False):
         self._cpus = cpus
+        self.express_open = express
         self.a, self.b = a, b
         self.tasks: list[GatedTask] = []  # in flight, submission order
         self._ready: deque[Done] = deque()
@@ -40,14 +45,26 @@ class GatedStream:
     def cpus(self) -> int:
         return self._cpus
 
-    def in_flight(self, tag=_ALL) -> int:
+    def in_flight(self, tag=_ALL, express=True) -> int:
         if tag is _ALL:
-            return len(self.tasks)
-        return sum(1 for t in self.tasks if t.tag == tag and not t.cancelled)
+            return sum(1 for t in self.tasks if not t.express)
+        return sum(1 for t in self.tasks if t.tag == tag and not t.cancelled and (express or not t.express))
 
-    def submit(self, chunk, tag, expected=None) -> None:
-        self.tasks.append(GatedTask(tag, chunk))
-        self.log.append(("submit", tag, len(chunk.ids)))
+    def running(self, tag=_ALL) -> int:
+        return sum(1 for t in self.tasks if t.started and not t.express and (tag is _ALL or t.tag == tag))
+
+    def express_free(self) -> bool:
+        return self.express_open and not any(t.express for t in self.tasks)
+
+    def submit(self, chunk, tag, expected=None, express=False) -> None:
+        assert not express or self.express_free()
+        task = GatedTask(tag, chunk, express=express)
+        self.tasks.append(task)
+        self.log.append(("express" if express else "submit", tag, len(chunk.ids)))
+        if express:
+            task.started = True
+            task.started_at, task.ends_at = self.now, self.now + self.a + self.b * len(chunk.ids)
+            self._started.append((tag, chunk))
         self._start_free()
 
     def take_started(self):
@@ -57,14 +74,16 @@ class GatedStream:
     def cancel(self, tag) -> int:
         n = 0
         for t in self.tasks:
-            if t.tag == tag and not t.cancelled:
+            if t.tag == tag and not t.cancelled and not t.express:  # (as TaskStream: left to finish)
                 t.cancelled = True
                 n += 1
         self.log.append(("cancel", tag, n))
         return n
 
     def preempt(self, which):
-        out = [(t.tag, t.chunk) for t in self.tasks if not t.started and not t.cancelled and which(t.tag)]
+        out = [
+            (t.tag, t.chunk) for t in self.tasks if not t.started and not t.cancelled and which(t.tag)
+        ]  # (express: started)
         self.tasks = [t for t in self.tasks if t.started or t.cancelled or not which(t.tag)]
         for tag, chunk in out:
             self.log.append(("preempt", tag, len(chunk.ids)))
@@ -84,7 +103,7 @@ class GatedStream:
 
     # ---- the test's controls
     def _start_free(self) -> None:
-        running = sum(t.started for t in self.tasks)
+        running = self.running()
         for t in self.tasks:
             if running >= self._cpus:
                 break
@@ -94,11 +113,12 @@ class GatedStream:
                 running += 1
                 self._started.append((t.tag, t.chunk))
 
-    def release(self, n: int = 1) -> list[Done]:
-        """The n oldest running tasks finish (computed by core now); returns their Done."""
+    def release(self, n: int = 1, express: bool = False) -> list[Done]:
+        """The n oldest running tasks on the CPUs (`express`: the express lane's) finish (computed
+        by core now); returns their Done."""
         out = []
         for _ in range(n):
-            running = [t for t in self.tasks if t.started and not t.cancelled]
+            running = [t for t in self.tasks if t.started and not t.cancelled and t.express == express]
             if not running:
                 break
             t = running[0]
@@ -142,9 +162,13 @@ class GatedStream:
         self._start_free()
         return t
 
-    def running(self, tag) -> list[int]:
-        """Sizes of the tag's chunks running on a CPU now."""
+    def running_sizes(self, tag) -> list[int]:
+        """Sizes of the tag's chunks running now (on a CPU or the express lane)."""
         return [len(t.chunk.ids) for t in self.tasks if t.tag == tag and t.started and not t.cancelled]
 
-    def submitted(self, tag=None) -> list[int]:
-        return [n for kind, t, n in self.log if kind == "submit" and (tag is None or t == tag)]
+    def submitted(self, tag=None, express=False) -> list[int]:
+        kinds = ("submit", "express") if express else ("submit",)
+        return [n for kind, t, n in self.log if kind in kinds and (tag is None or t == tag)]
+
+    def expressed(self, tag=None) -> list[int]:
+        return [n for kind, t, n in self.log if kind == "express" and (tag is None or t == tag)]

@@ -5,7 +5,9 @@ scheduler is stepped by the test, so nothing here depends on how fast this machi
 
 Covers issue 9: streaming refill (~2 chunks per CPU), fair share by CPU seconds (a small sweep
 behind a huge one; two big ones), cancel (no new chunk after the request, in-flight chunks
-cancelled, computed results kept, `cancelling` shown at once), attempts counting started runs.
+cancelled, computed results kept, `cancelling` shown at once), attempts counting started runs; the
+express lane (`express` fixtures: a newcomer's short chunks run at once while another sweep's
+chunks hold every CPU, bounded, cancel and exactly-once writes intact).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ def factory(migrated_database_url):
     engine.dispose()
 
 
-@pytest.fixture
-def sched(factory):
-    stream = GatedStream(cpus=2)
+@pytest.fixture(params=[False], ids=["no-express"])
+def sched(factory, request):
+    stream = GatedStream(cpus=2, express=request.param)
     book = ProgressBook()
     writer = ResultWriter(factory, book.add, owner=OWNER)
     writer.start()
@@ -138,7 +140,7 @@ def test_small_sweep_behind_a_huge_one_starts_at_once_and_finishes_early(factory
     assert [t.tag for t in g.tasks if not t.started][0] == small
     g.release(1)
     step(sched, advance=0.0)
-    assert g.running(small) == [20]  # started on the first CPU that freed up
+    assert g.running_sizes(small) == [20]  # started on the first CPU that freed up
     releases = 1
     while status(factory, small) != "done":
         g.release(1)
@@ -183,7 +185,7 @@ def test_a_small_sweeps_results_do_not_wait_behind_a_huge_ones_in_the_writer(fac
     step(sched, advance=0.0)  # the huge sweep's first outcomes go to the (stuck) writer
     small = add_sweep(factory, "small", 20, seed0=10_000)
     step(sched)
-    while g.submitted(small) == [] or g.running(small) == []:
+    while g.submitted(small) == [] or g.running_sizes(small) == []:
         g.release(1)
         step(sched, advance=0.0)
     g.release(1 + [t.tag for t in g.tasks if t.started].index(small))
@@ -235,6 +237,7 @@ def test_a_newcomer_waits_one_chunk_and_runs_as_alone_on_half_the_cluster(factor
     assert g.a + g.b * g.submitted(huge)[-1] > 2 * STREAM_SHARED_TASK_SECONDS
 
 
+@pytest.mark.parametrize("sched", [False, True], ids=["no-express", "express"], indirect=True)
 def test_two_big_sweeps_share_the_cpu_seconds(factory, sched):
     g = sched.gated
     a = add_sweep(factory, "a", 3000)
@@ -392,3 +395,143 @@ def test_points_taken_by_another_runner_between_read_and_claim_are_never_written
     assert len(taken) == 3 and not written & set(taken)  # nothing of theirs written by this runner
     assert all(rows[p] == "other-runner" for p in taken)  # still theirs
     assert written == set(rows) - set(taken)  # every other point written once
+
+
+# ---------------------------------------------------------------- the express lane
+
+
+def huge_holding_every_cpu(factory, sched, n: int = 3000) -> int:
+    """A big sweep under way (cost known), its chunks on both CPUs and two queued behind them."""
+    g = sched.gated
+    huge = add_sweep(factory, "huge", n)
+    step(sched)
+    for _ in range(8):
+        g.release(1)
+        step(sched, advance=0.0)
+    assert g.running(huge) == 2 and g.in_flight(huge) == 4 and not g.expressed()  # alone: no express
+    return huge
+
+
+def held(g) -> list[int]:
+    """Identities of the chunks on the CPUs (the test never releases them while it checks)."""
+    return [id(t.chunk) for t in g.tasks if t.started and not t.express]
+
+
+def result_rows(factory, sweep_id) -> tuple[int, int]:
+    with session_scope(factory) as s:
+        return s.execute(
+            sa.select(sa.func.count(), sa.func.count(sa.distinct(Result.point_id))).where(Result.sweep_id == sweep_id)
+        ).one()
+
+
+@pytest.mark.parametrize("sched", [True], ids=["express"], indirect=True)
+def test_a_newcomer_runs_on_the_express_lane_while_another_sweep_holds_every_cpu(factory, sched):
+    g = sched.gated
+    huge = huge_holding_every_cpu(factory, sched)
+    cpus = held(g)
+    small = add_sweep(factory, "small", 20, seed0=10_000)
+    step(sched)
+    # its whole sweep (shape's cost known, <= EXPRESS_TASK_SECONDS) started at once, beside the
+    # huge sweep's chunks, which still hold both CPUs; nothing of the huge one taken back
+    assert g.expressed(small) == [20] and g.running_sizes(small) == [20]
+    assert held(g) == cpus and not [e for e in g.log if e[0] == "preempt"]
+    g.release(1, express=True)
+    step(sched, advance=0.0)
+    assert status(factory, small) == "done" and counts(factory, small)["done"] == 20
+    assert held(g) == cpus  # done before any chunk of the huge sweep returned
+    assert g.submitted(small) == []  # nothing of it went to the CPU slots
+    while status(factory, huge) != "done":
+        g.release(4)
+        step(sched, advance=0.0)
+    for sid, n in ((huge, 3000), (small, 20)):
+        assert result_rows(factory, sid) == (n, n)  # exactly one result per point
+        with session_scope(factory) as s:
+            assert set(s.execute(sa.select(Point.attempts).where(Point.sweep_id == sid)).scalars()) == {1}
+
+
+@pytest.mark.parametrize("sched", [True], ids=["express"], indirect=True)
+def test_the_express_lane_is_bounded(factory, sched):
+    """Short chunks of a known cost only, one at a time, only while another sweep holds every
+    CPU and the newcomer has none on a CPU."""
+    from flowsweep.workers.planner import EXPRESS_TASK_SECONDS
+
+    g = sched.gated
+    huge = huge_holding_every_cpu(factory, sched)
+    cpus = held(g)
+    other_shape = add_sweep(factory, "new-shape", 20, seed0=20_000)
+    with session_scope(factory) as s:  # another shape: its cost unknown, its length unbounded
+        s.execute(sa.update(Point).where(Point.sweep_id == other_shape).values(steps=11))
+    step(sched)
+    assert g.expressed(other_shape) == [] and g.submitted(other_shape)  # waits for a CPU instead
+    mid = add_sweep(factory, "mid", 400, seed0=30_000)
+    step(sched)
+    (first,) = g.expressed(mid)
+    assert g.a + g.b * first <= EXPRESS_TASK_SECONDS < g.a + g.b * 400  # a short chunk, not all of it
+    for _ in range(3):
+        step(sched, advance=0.0)
+    assert g.expressed(mid) == [first]  # one at a time: the next waits for the lane
+    g.release(1, express=True)
+    step(sched, advance=0.0)
+    assert held(g) == cpus and len(g.expressed(mid)) == 2  # still no CPU for it: the next one
+    g.release(1)  # a CPU frees up: a chunk queued in the CPU slots starts on it
+    step(sched, advance=0.0)
+    g.release(1, express=True)
+    step(sched, advance=0.0)
+    while g.tasks and not any(t.tag == mid and t.started and not t.express for t in g.tasks):
+        assert g.running() == 2
+        g.release(1)
+        step(sched, advance=0.0)
+    n_express = len(g.expressed(mid))
+    while any(status(factory, sid) != "done" for sid in (huge, other_shape, mid)):
+        g.release(4)
+        if g.express_free() is False and any(t.express for t in g.tasks):
+            g.release(1, express=True)
+        step(sched, advance=0.0)
+        assert len(g.expressed(mid)) == n_express or g.running(mid) == 0  # only while it has no CPU
+    assert all(g.a + g.b * n <= EXPRESS_TASK_SECONDS for n in g.expressed())
+    for sid, n in ((huge, 3000), (other_shape, 20), (mid, 400)):
+        assert result_rows(factory, sid) == (n, n)
+
+
+@pytest.mark.parametrize("sched", [True], ids=["express"], indirect=True)
+def test_cancel_waits_for_the_express_chunk_keeps_its_results_and_requeues_the_rest(factory, sched):
+    g = sched.gated
+    huge = huge_holding_every_cpu(factory, sched)
+    sid = add_sweep(factory, "to-cancel", 400, seed0=40_000)
+    step(sched)
+    (n,) = g.expressed(sid)
+    with session_scope(factory) as s:  # through the database, as the API does
+        store.request_cancel(store.get_sweep(s, sid, for_update=True))
+    step(sched)
+    with session_scope(factory) as s:
+        assert sweep_progress(s, sid).status == "cancelling"  # its express chunk is left to finish (short)
+    assert g.in_flight(sid) == 1 and not g.tasks[-1].cancelled
+    g.release(1, express=True)
+    step(sched, advance=0.0)
+    assert status(factory, sid) == "cancelled"
+    c = counts(factory, sid)
+    assert c["done"] == n and c["running"] == 0 and c["pending"] == 400 - n  # kept; the rest pending
+    assert result_rows(factory, sid) == (n, n)
+    assert g.expressed(sid) == [n]  # and nothing of it after the cancel
+    assert status(factory, huge) == "running" and g.in_flight(huge) == 4
+
+
+@pytest.mark.parametrize("sched", [True], ids=["express"], indirect=True)
+def test_the_writer_holds_its_batches_while_a_newcomers_last_chunk_runs_express(factory, sched):
+    """The runner's transactions after it returns (its results, its settling) then find SQLite's
+    write lock free; the hold ends with it, and a flush never waits for a hold."""
+    g = sched.gated
+    huge = huge_holding_every_cpu(factory, sched)
+    assert sched.writer._hold_until == 0.0
+    small = add_sweep(factory, "small", 20, seed0=10_000)
+    step(sched)
+    assert g.expressed(small) == [20] and sched.writer._hold_until > 0.0  # held while it runs
+    g.release(1)  # a chunk of the huge sweep returns: handed to the writer, which holds it
+    step(sched, advance=0.0)
+    assert sched.writer._hold_until > 0.0
+    g.release(1, express=True)
+    step(sched, advance=0.0)
+    assert status(factory, small) == "done" and sched.writer._hold_until == 0.0  # released
+    sched.writer.hold(3600.0)
+    assert sched.writer.flush(60.0)  # a flush ends a hold
+    assert counts(factory, huge)["done"] > 0

@@ -88,3 +88,25 @@ def test_ray_status_is_zero_when_ray_is_down(two_node_cluster):
     shutdown_ray()
     assert not ray.is_initialized()
     assert ray_status() == {"nodes": 0, "cpus": 0}
+
+
+def test_the_express_lane_runs_a_chunk_while_both_nodes_cpus_are_held(two_node_cluster, tmp_path):
+    from test_stream import chunk, collect_until, gated_remote, open_gate, wait_for_express
+
+    from flowsweep.workers.dispatch import TaskStream
+
+    stream = TaskStream(remote=gated_remote(tmp_path))
+    stream.submit(chunk([50, 51]), "A")
+    stream.submit(chunk([52, 53]), "A")  # one on each node's CPU, held until their gates open
+    wait_for_express(stream)
+    assert stream.running() == 2 == stream.cpus()
+    stream.submit(chunk([54, 55]), "B", express=True)
+    open_gate(tmp_path, 54)
+    dones = collect_until(stream, lambda d: any(x.tag == "B" for x in d), [], "the express chunk")
+    assert [(d.tag, [o.point_id for o in d.outcomes]) for d in dones] == [("B", [1054, 1055])]
+    assert stream.in_flight("A") == 2  # still held
+    for seed in (50, 52):
+        open_gate(tmp_path, seed)
+    dones = collect_until(stream, lambda d: stream.in_flight() == 0, [], "A's chunks")
+    assert sorted(o.point_id for d in dones for o in d.outcomes) == [1050, 1051, 1052, 1053]
+    stream.close()

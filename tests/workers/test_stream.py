@@ -138,3 +138,41 @@ def test_a_running_task_about_to_finish_is_left_to_finish_not_cancelled(local_ra
     dones = collect_until(stream, lambda d: stream.in_flight("A") == 0, [], "A's tasks")
     assert sorted(o.point_id for d in dones for o in d.outcomes) == [1030, 1031, 1032, 1033]
     stream.close()
+
+
+def wait_for_express(stream, timeout=120.0) -> None:
+    deadline = time.monotonic() + timeout  # only against hanging forever (the actor warms up)
+    while not stream.express_free():
+        assert time.monotonic() < deadline, "the express lane never became free"
+        time.sleep(0.05)
+
+
+def test_an_express_chunk_runs_while_every_cpu_is_held_and_a_lost_one_is_resubmitted_once(local_ray, tmp_path):
+    stream = TaskStream(remote=gated_remote(tmp_path))
+    stream.submit(chunk([40, 41]), "A")
+    stream.submit(chunk([42, 43]), "A")  # both CPUs held (their gates stay shut for now)
+    wait_for_express(stream)
+    node, pid, rss = stream.express_info
+    assert pid > 0 and rss > 0 and node
+    assert stream.running() == 2 and stream.running("B") == 0
+    stream.submit(chunk([44, 45]), "B", express=True)
+    assert not stream.express_free()  # one at a time
+    assert stream.in_flight() == 2 and stream.in_flight("B") == 1  # it holds no CPU slot
+    assert [(tag, c.ids) for tag, c in stream.take_started()][-1] == ("B", [1044, 1045])  # started at once
+    open_gate(tmp_path, 44)
+    dones = collect_until(stream, lambda d: any(x.tag == "B" for x in d), [], "the express chunk")
+    assert [(d.tag, [o.point_id for o in d.outcomes]) for d in dones] == [("B", [1044, 1045])]
+    assert stream.in_flight("A") == 2 and stream.running() == 2  # A's chunks still blocked on the CPUs
+    # a cancel leaves an express chunk alone (short: it finishes and is kept)
+    wait_for_express(stream)
+    stream.submit(chunk([46, 47]), "C", express=True)
+    assert stream.cancel("C") == 0 and stream.in_flight("C") == 1
+    # its process dies (as with a lost node): the chunk goes to the ordinary lane, reported once
+    ray.kill(stream._express, no_restart=False)
+    for seed in (40, 42, 46):
+        open_gate(tmp_path, seed)
+    dones = collect_until(stream, lambda d: stream.in_flight() == 0 and stream.in_flight("C") == 0, [], "all")
+    reported = sorted(o.point_id for d in dones for o in d.outcomes)
+    assert reported == [1040, 1041, 1042, 1043, 1046, 1047]
+    wait_for_express(stream)  # restarted, warm again
+    stream.close()
