@@ -225,6 +225,7 @@ class Scheduler:
         if self._stream is not None:
             self._record_started()  # runs that started count, though they are cut short
             self._stream.close()
+            self._stream = None  # a new one (and express lane) if this runner runs again
         self.writer.flush(30.0)
         ids = list(self.sweeps)
         if ids:

@@ -363,7 +363,7 @@ class TaskStream:
         self._remote: RemoteFunction0[Any, list[PointConfig]] = base.options(max_retries=max_retries)
         self._express: Any = None  # the ExpressWorker actor handle
         self._express_ready: ObjectRef[Any] | None = None  # its ready() call: done once it is warm
-        self._express_busy: ObjectRef[Any] | None = None  # its last chunk (may outlive close())
+        self._express_busy: ObjectRef[Any] | None = None  # its last chunk
         self.express_info: tuple[str, int, int] | None = None  # (node, pid, RSS bytes) once warm
         self._express_failures = 0  # ready() calls that failed in a row
         if express:
@@ -412,7 +412,7 @@ class TaskStream:
         if self._express_busy is not None:
             if any(f.express for f in self._inflight.values()):
                 return False
-            done, _ = ray.wait([self._express_busy], timeout=0, fetch_local=False)  # one left by close()
+            done, _ = ray.wait([self._express_busy], timeout=0, fetch_local=False)
             if not done:
                 return False
             self._express_busy = None
@@ -494,6 +494,17 @@ class TaskStream:
         # (see cancel; a chunk on the express lane is left to finish, as there)
         _cancel([ref for ref, f in self._inflight.items() if not f.express and not f.about_to_finish(now)])
         self._inflight.clear()
+        # the express lane's process goes with it: no actor handle or reference of this stream may
+        # outlive the Ray session it belongs to (dropped after a ray.shutdown, they took the
+        # process down with them); the lane is off for this stream from now on
+        express, self._express = self._express, None
+        self._express_ready = self._express_busy = None
+        self.express_info = None
+        if express is not None:
+            try:
+                ray.kill(express, no_restart=True)
+            except Exception:  # Ray already shut down: nothing left to kill
+                pass
 
     def wait(self, timeout: float) -> list[Done]:
         """Chunks finished within `timeout` seconds (all that are ready once one is)."""
