@@ -230,6 +230,10 @@ class Runner:
     def _warm_stream(self) -> None:
         """Create the task stream now, so its express lane (workers.dispatch.TaskStream) is warm
         before a sweep comes; if Ray is not reachable yet, the first sweep's step tries again."""
+        import ray
+
+        if not ray.is_initialized():  # (a stream's express actor would start a local Ray here)
+            return
         try:
             _ = self.scheduler.stream
         except Exception as exc:

@@ -11,6 +11,7 @@ import datetime as dt
 import uuid
 
 import pytest
+import ray
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -330,6 +331,9 @@ def test_the_wal_is_checkpointed_between_sweeps_not_in_a_result_commit(tmp_path)
         runner.start()  # nothing to run: idle at once, and asks for the checkpoint
         assert runner.writer.checkpointed.wait(60)
         runner.stop()
+        # a runner without Ray creates no task stream: its express actor would have started a
+        # local Ray cluster inside this process (which later took the test process down)
+        assert not ray.is_initialized()
         assert path.stat().st_size > size + 4_000_000
         with eng.connect() as c:  # and every result is readable from the database
             n = c.execute(sa.select(sa.func.count()).select_from(Curve).where(Curve.point_id.in_(ids))).scalar()
