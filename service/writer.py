@@ -212,7 +212,7 @@ class ResultWriter:
                     self._write(batch)
                     break
                 except Exception as exc:
-                    if not database_unavailable(exc):  # not a row of it could be stored (see _commit_apart)
+                    if not database_unavailable(exc):  # not a row of it could be stored (see _commit_or_split)
                         log.exception("result writer: batch of %d outcomes dropped", n)
                         break
                     log.warning(  # database unavailable for a moment: keep the batch, retry
@@ -254,12 +254,7 @@ class ResultWriter:
             for pid, blob in b.items():  # a point reported twice: the first report's curves, as its row
                 blobs.setdefault(pid, blob)
             per_sweep.setdefault(sweep_id, set()).update(row[0] for row in r)
-        try:
-            inserted = self._commit(rows, blobs)
-        except Exception as exc:
-            if database_unavailable(exc):
-                raise
-            inserted = self._commit_apart(rows, blobs, exc)
+        inserted = self._commit_or_split(rows, blobs)
         self._dirty = True
         dup = len(rows) - len(inserted)
         self.stats["inserted"] += len(inserted)
@@ -277,33 +272,31 @@ class ResultWriter:
         with session_scope(self._session_factory) as s:
             return store.write_results_batch(s, rows, blobs, CURVES_FORMAT, owner=self.owner)
 
-    def _commit_apart(self, rows: list[tuple], blobs: dict[int, bytes], exc: Exception) -> set[int]:
-        """A batch the database refuses whatever the moment (`exc`, e.g. a value it cannot store):
-        its halves, recursively, so one bad row neither blocks the writer nor holds back the others;
-        a row refused alone is stored as its point's failure, with the reason (results are not
-        lost silently, and the sweep can finish). The inserted point ids."""
-        if len(rows) == 1:
+    def _commit_or_split(self, rows: list[tuple], blobs: dict[int, bytes], failure: bool = False) -> set[int]:
+        """Commit the rows; the inserted point ids. A batch the database refuses whatever the moment
+        (e.g. a value it cannot store) goes in halves, recursively, so one bad row neither blocks
+        the writer nor holds back the others; a row refused alone is stored as its point's failure,
+        with the reason (results are not lost silently, and the sweep can finish). An unavailable
+        database raises (the caller keeps the batch for a retry)."""
+        try:
+            return self._commit(rows, blobs)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            if len(rows) > 1:
+                half = len(rows) // 2
+                return {
+                    pid
+                    for part in (rows[:half], rows[half:])
+                    for pid in self._commit_or_split(part, {r[0]: blobs[r[0]] for r in part if r[0] in blobs})
+                }
             row = rows[0]
+            if failure:  # (the failure row written in place of a refused result)
+                log.exception("result writer: point %s's failure refused too; it stays running", row[0])
+                return set()
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.error("result writer: point %s's result refused by the database (%s); stored as failed", row[0], reason)
             failed = store.result_row(
                 row[0], row[1], PointStatus.FAILED, {}, f"result not stored: {reason}", row[4], row[5], row[-1]
             )
-            try:
-                return self._commit([failed], {})
-            except Exception as failed_exc:
-                if database_unavailable(failed_exc):
-                    raise
-                log.exception("result writer: point %s's failure refused too; it stays running", row[0])
-                return set()
-        inserted: set[int] = set()
-        half = len(rows) // 2
-        for part in (rows[:half], rows[half:]):
-            part_blobs = {r[0]: blobs[r[0]] for r in part if r[0] in blobs}
-            try:
-                inserted |= self._commit(part, part_blobs)
-            except Exception as part_exc:
-                if database_unavailable(part_exc):
-                    raise
-                inserted |= self._commit_apart(part, part_blobs, part_exc)
-        return inserted
+            return self._commit_or_split([failed], {}, failure=True)
