@@ -44,6 +44,10 @@ PROBE_POINTS = 16  # larger ones: first chunks of 16 points, then doubling until
 RESUBMITS = 2  # driver-side resubmissions of a chunk lost to a system error
 DECAY = 0.9  # weight of older samples per new one: the cost model follows load drift
 RAY_TASK_SECONDS = 0.002  # Ray's own cost per task, added to a
+# Sizes spread widely (coefficient of variation >= 0.5: var(n) >= 0.2 E[n^2]; the probes' 16..300
+# points have it) tell a from timing noise; similar sizes do not: on a loaded machine steady
+# 184..347-point Fig. 1 chunks fitted a = 47 ms, the probes 3 ms (Cost.overhead).
+WIDE_SPREAD = 0.2
 
 
 @dataclass
@@ -65,13 +69,14 @@ class Task:
 class Cost:
     """Samples (n points, seconds) of one shape, exponentially weighted, fitted as t = a + b·n."""
 
-    __slots__ = ("_fit", "_good", "max_n", "min_n", "sn", "snn", "snt", "st", "w")
+    __slots__ = ("_fit", "_good", "_wide_a", "max_n", "min_n", "sn", "snn", "snt", "st", "w")
 
     def __init__(self) -> None:
         self.w = self.sn = self.snn = self.st = self.snt = 0.0
         self.min_n = self.max_n = 0
         self._fit = (RAY_TASK_SECONDS, 0.0)
         self._good: tuple[float, float] | None = None  # the last well-conditioned fit
+        self._wide_a: float | None = None  # the least a fitted on widely spread sizes (WIDE_SPREAD)
 
     def add(self, n: int, t: float) -> None:
         for name in ("w", "sn", "snn", "st", "snt"):
@@ -91,6 +96,8 @@ class Cost:
             a = (self.st - b * self.sn) / self.w
             if b > 0:
                 self._good = (max(a, 0.0) + RAY_TASK_SECONDS, b)
+                if var > WIDE_SPREAD * self.w * self.snn:
+                    self._wide_a = min(self._good[0], self._wide_a or math.inf)
         if self._good is not None:
             self._fit = self._good
         else:
@@ -109,6 +116,14 @@ class Cost:
         """(a, b): the latest well-conditioned least-squares fit (recent samples weigh more); until
         there is one, a = 0 and b = t/n, an overestimate of b that errs towards smaller chunks."""
         return self._fit
+
+    def overhead(self) -> float:
+        """a for sizing streamed chunks: the fit's, at most the least one fitted on widely spread
+        sizes. Timing noise (2 CPUs shared with the service) moves a fit's a both ways; an a too
+        large makes chunks of >= 20 a, one task per CPU whose results are written after the CPUs
+        stop, while one too small costs a few more task overheads."""
+        a = self._fit[0]
+        return a if self._wide_a is None else min(a, self._wide_a)
 
     def seconds(self, n: int) -> float:
         a, b = self._fit
@@ -265,7 +280,7 @@ def stream_task_seconds(cost: Cost, sharing: int = 1) -> float:
     short while `sharing` > 1 sweeps have points to submit."""
     if sharing <= 1:
         return STREAM_MAX_TASK_SECONDS
-    a = cost.fit()[0] if cost.known else 0.0
+    a = cost.overhead() if cost.known else 0.0
     return min(STREAM_MAX_TASK_SECONDS, max(STREAM_SHARED_TASK_SECONDS, SHARED_OVERHEAD_FACTOR * a))
 
 
@@ -323,7 +338,7 @@ def stream_chunk_size(
         if remaining <= ncpu * FIRST_CHUNK_CAP:
             return math.ceil(remaining / (ncpu - own_in_flight))
         return min(PROBE_POINTS, remaining)
-    a, b = cost.fit()
+    a, b = cost.overhead(), cost.fit()[1]
     lanes = max(1, math.ceil(ncpu / max(sharing, 1)))  # CPUs of the sweep's fair share
     cap = stream_task_seconds(cost, sharing)
     share = b * remaining / lanes  # a CPU's share of the work left (seconds)

@@ -14,6 +14,7 @@ from flowsweep.workers.planner import (
     Cost,
     Planner,
     Task,
+    stream_chunk_size,
     waterfill,
 )
 
@@ -270,3 +271,20 @@ def test_near_equal_chunk_sizes_do_not_refit_the_batch_overhead():
         cost.add(n, 0.55 if n == 240 else 0.57)  # true cost 0.49 and 0.53 s
     a, _ = cost.fit()
     assert a < 0.1  # a fit on the last samples alone would say 0.31 s
+
+
+def test_noisy_similar_chunks_do_not_inflate_the_streamed_overhead():
+    """Measured on a loaded 2-CPU machine (Fig. 1 points, seconds): probes, then steady chunks of
+    similar sizes whose timings vary ~2x. The fit on all of them says a = 47 ms (chunks of >= 20 a:
+    837 points, one task per CPU); streamed chunks are sized with the probes' a (~3 ms): ~0.5 s."""
+    cost = Cost()
+    probes = [(16, 23), (16, 26), (32, 58), (32, 76), (32, 64), (32, 72), (243, 338), (187, 341), (193, 325)]
+    steady = [(185, 356), (259, 296), (194, 236), (145, 192), (302, 467), (133, 114), (347, 422)]
+    steady += [(347, 459), (327, 315), (245, 455), (184, 275), (252, 186), (299, 323)]
+    for n, ms in probes + steady:
+        cost.add(n, ms / 1000)
+    a, b = cost.fit()
+    assert a > 0.03  # the noisy fit this guards against
+    assert cost.overhead() < 0.01
+    n = stream_chunk_size(cost, 2001, 2, 0, 0.5)
+    assert 0.4 <= cost.overhead() + b * n <= 0.6
