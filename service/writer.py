@@ -119,6 +119,7 @@ class ResultWriter:
         self._written = 0
         self._thread: threading.Thread | None = None
         self._hold_until = 0.0  # time.monotonic() before which no batch starts (hold)
+        self._released = threading.Event()  # set by release(): a held batch starts at once
         self._dirty = False  # committed since the last WAL checkpoint (checkpoint_soon)
         self._checkpoint_queued = False
         self.checkpointed = threading.Event()  # set after each checkpoint (tests wait for it)
@@ -141,10 +142,12 @@ class ResultWriter:
         """Start no batch for up to `seconds` from now (or until `release`): the runner's next
         transactions (a sweep's take-up, a small sweep's only results) then find SQLite's write
         lock free instead of waiting for a batch being committed. Nothing is lost: the queue waits."""
+        self._released.clear()
         self._hold_until = max(self._hold_until, time.monotonic() + seconds)
 
     def release(self) -> None:
         self._hold_until = 0.0
+        self._released.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed; False on timeout."""
@@ -185,7 +188,7 @@ class ResultWriter:
             if item is None:
                 return
             while (wait := self._hold_until - time.monotonic()) > 0:
-                time.sleep(min(wait, 0.005))
+                self._released.wait(wait)
             if item is _CHECKPOINT:
                 self._checkpoint()
                 continue
