@@ -76,7 +76,7 @@ def _stacked_problem(configs: list[PointConfig]) -> Problem:
     c0 = configs[0]
     s = make_initial_states(configs)
     sym = c0.model == "symmetric"
-    U0, V0 = reduce_factors(s.U0, None if sym else _present(s.V0, "V0", c0.model), s.factors)  # one batched QR
+    U0, V0 = reduce_factors(s.U0, None if sym else _present(s.V0, "V0", c0.model), s.factors)  # one batched Cholesky
     A = None if c0.model != "sigmoid" else _present(s.A, "A", c0.model)
     return Problem(model=c0.model, Y=s.Y, U0=U0, V0=V0, A=A)
 

@@ -69,12 +69,23 @@ def reduce_factors(
 ) -> tuple[FloatArray, FloatArray | None]:
     """Coordinates of U0 (and V0) in an orthonormal basis of the row space of [U0; V0]; a stack of
     points (leading batch dimension) is reduced in one call. `stacked`: [U0; V0] itself when the
-    caller holds it as one array (no copy to make)."""
+    caller holds it as one array (no copy to make).
+
+    gd and the flow act on [U; V] through its Gram matrix G = [U0; V0] [U0; V0]^T only (X = U V^T,
+    R V, R^T U, Q = U^T U - V^T V stay in the row space), so any F with F F^T = G is such a set of
+    coordinates: the Cholesky factor L of G (for R0^T = Q R, L = R^T up to column signs, without
+    forming Q). Cholesky is backward stable when it completes (L L^T = G + O(eps ||G||)); a batch
+    where some G is singular (balanced, spectral starts: rank m) takes the R of a Householder QR."""
     R0 = stacked if stacked is not None else U0 if V0 is None else np.concatenate([U0, V0], axis=-2)
-    if R0.shape[-1] <= R0.shape[-2]:  # nothing to gain: k <= m (+ n)
+    r, k = R0.shape[-2], R0.shape[-1]
+    if k <= r:  # nothing to gain: k <= m (+ n)
         return U0, V0
-    B, _ = np.linalg.qr(np.swapaxes(R0, -1, -2))  # (k, m+n), orthonormal columns spanning R0's rows
-    return U0 @ B, (None if V0 is None else V0 @ B)
+    try:
+        L = np.linalg.cholesky(R0 @ np.swapaxes(R0, -1, -2))  # (r, r) lower triangular
+    except np.linalg.LinAlgError:
+        L = np.swapaxes(np.linalg.qr(np.swapaxes(R0, -1, -2), mode="r"), -1, -2)
+    m = U0.shape[-2]
+    return np.ascontiguousarray(L[..., :m, :]), (None if V0 is None else np.ascontiguousarray(L[..., m:, :]))
 
 
 def record_grid(eta: float, steps: int, record_every: int) -> IntArray:
