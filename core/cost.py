@@ -95,7 +95,7 @@ def point_cost(c: PointConfig) -> PointCost:
     m, n, k = c.m, c.n, c.k
     r = min(k, m + n)
     T = _records(c)
-    setup = 4.0 * (m + n) * k * r / FLOPS_PER_SECOND  # reduction of U0, V0 (QR)
+    setup = 2.0 * (m + n) * k * r / FLOPS_PER_SECOND  # reduction of U0, V0 (their Gram matrix; its Cholesky)
     records = T * (m * n * r + 4 * min(m, n) ** 2 * max(m, n)) / FLOPS_PER_SECOND
     step_flops = 6.0 * m * n * r
     depth = c.depth if c.model == "deep" and c.depth is not None else 2

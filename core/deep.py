@@ -176,7 +176,7 @@ def make_deep_state(config: PointConfig) -> DeepState:
 
 
 def _row_space_basis(R0: np.ndarray) -> np.ndarray | None:
-    """Orthonormal basis of R0's row space as columns (QR, as dynamics.reduce_factors); None when
+    """Orthonormal basis of R0's row space as columns (QR); None when
     k <= rows (nothing to gain)."""
     if R0.shape[1] <= R0.shape[0]:
         return None
