@@ -259,5 +259,6 @@ def run_point(config: PointConfig) -> PointResult:
 def warm_up() -> None:
     """Run one tiny point, so that what a first batch would pay for is paid now: imports, and with
     numba the compiled kernels loaded from their cache (or compiled into it, once per machine)."""
-    run_point(PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.01, steps=2, fit_lambda0=True))
+    # k > m + n: the factors' reduction runs too
+    run_point(PointConfig(model="asymmetric", m=2, n=3, k=6, eta=0.01, steps=2, fit_lambda0=True))
     run_point(PointConfig(model="asymmetric", m=2, n=3, k=4, eta=0.01, steps=2, integrator="flow"))

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..compiled import compiled_module
 from ..data import sigmoid
 from ..types import FloatArray, IntArray
+
+_REDUCE_FUSED = "flowsweep.core.dynamics._reduce_fused"
 
 # A relative error above this is treated as divergence (it only ever grows to inf from there).
 DIVERGENCE_ERROR = 1e20
@@ -74,18 +77,34 @@ def reduce_factors(
     gd and the flow act on [U; V] through its Gram matrix G = [U0; V0] [U0; V0]^T only (X = U V^T,
     R V, R^T U, Q = U^T U - V^T V stay in the row space), so any F with F F^T = G is such a set of
     coordinates: the Cholesky factor L of G (for R0^T = Q R, L = R^T up to column signs, without
-    forming Q). Cholesky is backward stable when it completes (L L^T = G + O(eps ||G||)); a batch
-    where some G is singular (balanced, spectral starts: rank m) takes the R of a Householder QR."""
+    forming Q). Cholesky is backward stable when it completes (L L^T = G + O(eps ||G||)); a point
+    whose G is singular (balanced, spectral starts: rank m) takes the R of a Householder QR."""
     R0 = stacked if stacked is not None else U0 if V0 is None else np.concatenate([U0, V0], axis=-2)
     r, k = R0.shape[-2], R0.shape[-1]
     if k <= r:  # nothing to gain: k <= m (+ n)
         return U0, V0
-    try:
-        L = np.linalg.cholesky(R0 @ np.swapaxes(R0, -1, -2))  # (r, r) lower triangular
-    except np.linalg.LinAlgError:
-        L = np.swapaxes(np.linalg.qr(np.swapaxes(R0, -1, -2), mode="r"), -1, -2)
+    fused = compiled_module(_REDUCE_FUSED)
+    if fused is not None:  # with numba: G and L in one compiled pass, the QR for the points it refused
+        flat = np.ascontiguousarray(R0, dtype=np.float64).reshape(-1, r * k)
+        L = np.empty((len(flat), r, r))
+        ok = np.empty(len(flat), dtype=np.bool_)
+        fused.gram_cholesky(flat, r, L, ok)
+        if not ok.all():
+            L[~ok] = _qr_coordinates(flat[~ok].reshape(-1, r, k))
+        L = L.reshape(R0.shape[:-1] + (r,))
+    else:
+        try:
+            L = np.linalg.cholesky(R0 @ np.swapaxes(R0, -1, -2))  # (r, r) lower triangular
+        except np.linalg.LinAlgError:  # some G of the stack
+            L = _qr_coordinates(R0)
     m = U0.shape[-2]
     return np.ascontiguousarray(L[..., :m, :]), (None if V0 is None else np.ascontiguousarray(L[..., m:, :]))
+
+
+def _qr_coordinates(R0: FloatArray) -> FloatArray:
+    """R0's coordinates R^T in the orthonormal basis Q of R0^T = Q R (R only: no Q, no products)."""
+    out: FloatArray = np.swapaxes(np.linalg.qr(np.swapaxes(R0, -1, -2), mode="r"), -1, -2)
+    return out
 
 
 def record_grid(eta: float, steps: int, record_every: int) -> IntArray:

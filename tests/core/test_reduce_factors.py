@@ -55,11 +55,15 @@ def test_trajectory_as_with_qr_and_unreduced(rng, path, kind, shape, method):
             np.testing.assert_allclose(got.q_drift, ref.q_drift, rtol=0, atol=RTOL * np.sum(U0 * U0))
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "balanced", "symmetric"])
-def test_gram_matrix_kept(rng, kind):
+@pytest.mark.parametrize("kind", ["gaussian", "balanced", "symmetric", "mixed"])
+def test_gram_matrix_kept(rng, path, kind):
     """What the dynamics sees of the factors, their Gram matrix, is that of the full factors; the
-    stacked array given as `stacked` gives the same coordinates as the separate factors."""
-    Y, U0, V0 = starts(rng, kind, 8, 4, 7, 30, s=2.0)
+    stacked array given as `stacked` gives the same coordinates as the separate factors. "mixed":
+    a stack where one point's Gram matrix is exactly singular (V0 = 0: Cholesky meets a zero
+    pivot), the others not."""
+    Y, U0, V0 = starts(rng, "gaussian" if kind == "mixed" else kind, 8, 4, 7, 30, s=2.0)
+    if kind == "mixed":
+        V0[3] = 0.0
     U, V = reduce_factors(U0, V0)
     full = U0 if V0 is None else np.concatenate([U0, V0], axis=1)
     red = U if V is None else np.concatenate([U, V], axis=1)
@@ -69,6 +73,25 @@ def test_gram_matrix_kept(rng, kind):
     np.testing.assert_array_equal(U2, U)
     if V is not None:
         np.testing.assert_array_equal(V2, V)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "balanced", "symmetric"])
+def test_compiled_equals_numpy(rng, kind, monkeypatch):
+    """The compiled reduction (Gram matrix and Cholesky in one pass) gives numpy's coordinates to
+    rounding (both the Cholesky factor, unique; QR's R^T where numpy's Cholesky refuses the stack)."""
+    pytest.importorskip("numba")
+    from flowsweep.core import compiled
+
+    _, U0, V0 = starts(rng, kind, 16, 5, 10, 50)
+    got = reduce_factors(U0, V0)
+    monkeypatch.setattr(compiled, "USE_COMPILED", False)
+    want = reduce_factors(U0, V0)
+    for a, b in zip(got, want):
+        if b is not None:
+            if kind == "gaussian":  # the Cholesky factor is unique: equal entry by entry
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-14 * np.abs(b).max())
+            G, H = a @ np.swapaxes(a, 1, 2), b @ np.swapaxes(b, 1, 2)
+            np.testing.assert_allclose(G, H, rtol=0, atol=1e-14 * np.abs(H).max())
 
 
 def test_narrow_factors_are_kept(rng):
