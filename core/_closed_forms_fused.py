@@ -11,10 +11,12 @@ from ._simd import LANES, add, div, fma, fnma, lane, load, mul, splat, store, ze
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def stable_form(P0e, D0, c, d, M, Er, Ec, base, out):
+def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
     """X(t) = base + Er c D0 (diag(d) + diag(M) P0e)^-1 diag(c) Ec^T for every point and time, solved
-    from the side with fewer columns (as closed_forms_stacked._stacked). P0e, D0 (B, N, N); c, d, M
-    (B, T, N); Er (B, m, N); Ec (B, n, N); base (B, m, n); out (B, T, m, n).
+    from the side with fewer columns (as closed_forms_stacked._stacked). P0e, D0 (B, N, N); c = e^{-t|a|}
+    and em = expm1(-2 t |a|) (B, T, N), from numpy's vectorized exp and expm1; t (T,); |a|, pos
+    (B, N); Er (B, m, N); Ec (B, n, N); base (B, m, n); out (B, T, m, n). d and M are formed here
+    lane by lane, as closed_forms_stacked._stacked's numpy path forms them (the same numbers).
 
     LANES times of a point side by side, one per SIMD lane (core/_simd.py). K = diag(d) + diag(M) P0e
     is diag(M) times the symmetric positive definite P0e + diag(d / M) (M > 0 at t > 0; K = I at
@@ -37,9 +39,11 @@ def stable_form(P0e, D0, c, d, M, Er, Ec, base, out):
             for k in range(N):
                 for q in range(L):
                     tq = min(t0 + q, T - 1)  # the last group repeats the last time in its spare lanes
-                    cl[k, 0, q] = c[b, tq, k]
-                    dl[k, 0, q] = d[b, tq, k]
-                    Ml[k, 0, q] = M[b, tq, k]
+                    ck = c[b, tq, k]
+                    cl[k, 0, q] = ck
+                    dl[k, 0, q] = ck * ck if pos[b, k] else 1.0
+                    z = 2.0 * (t[tq] * absa[b, k])  # M = t h(z), h = (1 - e^{-z}) / z
+                    Ml[k, 0, q] = (1.0 - z / 2.0 if z <= 1e-12 else -(em[b, tq, k] / z)) * t[tq]
             # F = Er c D0 (m x N), summed over k in order
             for i in range(m):
                 for j in range(N):

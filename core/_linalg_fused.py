@@ -14,6 +14,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._simd import LANES, add, absolute, div, fma, fnma, lane, load, mul, splat, sqrt, store, sub, where_gt, zeros, zeros_lanes
+
 _EPS = 2.220446049250313e-16
 _MAX_QL_ITERATIONS = 60  # per eigenvalue; 2-3 are usual
 
@@ -243,3 +245,126 @@ def eigh(A, w, E):
     """w[b], E[b] = the eigenvalues (ascending) and orthonormal eigenvectors (columns) of the
     symmetric A[b] (K, N, N), as np.linalg.eigh's to rounding (each vector up to its sign)."""
     _decompose(A, w, E, True)
+
+
+# Cyclic Jacobi sweeps until every lane's off-diagonal part is this small (sum of squares, relative
+# to the diagonal's): its eigenvalues are then those of the diagonal to ~1e-16 ||G||, as QL's.
+_JACOBI_OFF = 1e-33
+_JACOBI_MAX_SWEEPS = 30  # 4-6 are usual at N = 5; NaN lanes count as converged
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _lower(G, i, j):
+    """G[i, j]'s lanes for a symmetric G stored in its lower triangle."""
+    return load(G, i, j) if i >= j else load(G, j, i)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _set_lower(G, i, j, x):
+    if i >= j:
+        store(G, i, j, x)
+    else:
+        store(G, j, i, x)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _jacobi_eigenvalues(G):
+    """The eigenvalues of LANES symmetric matrices side by side (G (N, N, LANES), lower triangle),
+    left on G's diagonal: cyclic Jacobi rotations (Numerical Recipes' jacobi), the same rotation
+    sequence in every lane, so that each step is one vector instruction (QL's data-dependent shifts
+    and deflations are not)."""
+    N = G.shape[0]
+    one = splat(1.0)
+    zero = zeros()
+    tol = splat(_JACOBI_OFF)
+    for _ in range(_JACOBI_MAX_SWEEPS):
+        off = zeros()
+        diag = zeros()
+        for i in range(N):
+            x = load(G, i, i)
+            diag = fma(x, x, diag)
+            for j in range(i):
+                x = load(G, i, j)
+                off = fma(x, x, off)
+        busy = where_gt(off, mul(tol, diag), one, zero)
+        left = 0.0
+        for q in range(LANES):
+            left += lane(busy, q)
+        if left == 0.0:
+            return
+        for p in range(N - 1):
+            for q in range(p + 1, N):
+                apq = load(G, q, p)
+                app = load(G, p, p)
+                aqq = load(G, q, q)
+                theta = div(sub(aqq, app), add(apq, apq))  # +-inf where apq = 0: t = 0
+                t = div(one, add(absolute(theta), sqrt(fma(theta, theta, one))))
+                t = where_gt(zero, theta, sub(zero, t), t)
+                t = where_gt(absolute(apq), zero, t, zero)  # no rotation where apq is 0 (or NaN)
+                c = div(one, sqrt(fma(t, t, one)))
+                s = mul(t, c)
+                tau = div(s, add(one, c))
+                store(G, p, p, fnma(t, apq, app))
+                store(G, q, q, fma(t, apq, aqq))
+                store(G, q, p, zero)
+                for k in range(N):
+                    if k == p or k == q:
+                        continue
+                    g = _lower(G, k, p)
+                    h = _lower(G, k, q)
+                    _set_lower(G, k, p, fnma(s, fma(g, tau, h), g))  # g - s (h + g tau)
+                    _set_lower(G, k, q, fma(s, fnma(h, tau, g), h))  # h + s (g - h tau)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def trajectory_singular_values(X, first, out):
+    """out[b, t] = the singular values of X[b, t] (B, T, m, n), descending, for t <= first[b]; the
+    later records repeat record first[b]'s (core/run.trajectory_singular_values). As run.singular_values:
+    the square roots of the eigenvalues of the smaller Gram matrix, scaled by a power of two as
+    _scaled_lower, here LANES matrices at a time (_jacobi_eigenvalues); no (B, T, r, r) arrays."""
+    B, T, m, n = X.shape
+    wide = m <= n
+    r = m if wide else n
+    inner = n if wide else m
+    G = zeros_lanes(r, r)
+    scale = np.ones(LANES)
+    at_b = np.zeros(LANES, dtype=np.int64)
+    at_t = np.zeros(LANES, dtype=np.int64)
+    w = np.empty(r)
+    order = np.empty(r, dtype=np.int64)
+    count = 0
+    for b in range(B):
+        for t in range(first[b] + 1):
+            Xt = X[b, t]
+            for i in range(r):  # the lower triangle, each entry summed over k in order
+                for j in range(i + 1):
+                    acc = 0.0
+                    for k in range(inner):
+                        if wide:
+                            acc += Xt[i, k] * Xt[j, k]
+                        else:
+                            acc += Xt[k, i] * Xt[k, j]
+                    G[i, j, count] = acc
+            scale[count] = _scaled_lower(G[:, :, count], G[:, :, count])
+            at_b[count] = b
+            at_t[count] = t
+            count += 1
+            last = b == B - 1 and t == first[b]
+            if count < LANES and not last:
+                continue
+            for q in range(count, LANES):  # spare lanes: a zero matrix
+                for i in range(r):
+                    for j in range(i + 1):
+                        G[i, j, q] = 0.0
+            _jacobi_eigenvalues(G)
+            for q in range(count):
+                for i in range(r):
+                    w[i] = G[i, i, q]
+                _ascending(w, order)
+                for i in range(r):
+                    out[at_b[q], at_t[q], i] = np.sqrt(max(w[order[r - 1 - i]] / scale[q], 0.0))
+            count = 0
+    for b in range(B):
+        for t in range(first[b] + 1, T):
+            for i in range(r):
+                out[b, t, i] = out[b, first[b], i]

@@ -80,6 +80,18 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     # closed_forms._one_minus_exp_over); (B, T, N), in place: the same numbers with fewer temporaries
     z = t[None, :, None] * absa[:, None, :]
     c = np.exp(-z)
+    fused = compiled_module(_FUSED)
+    if fused is not None:  # the same per (point, time), LANES times at once; d and M formed there
+        z *= -2.0
+        em = np.expm1(z)
+        Xs = out if everyone else np.empty((len(s), T, m, n))
+        with np.errstate(all="ignore"):
+            fused.stable_form(
+                P0e, D0, c, em, t, absa, pos, np.ascontiguousarray(Er), np.ascontiguousarray(Ec), base, Xs
+            )
+        if not everyone:
+            out[s] = Xs
+        return out
     d = c * c
     np.copyto(d, 1.0, where=~pos[:, None, :])
     z *= 2.0
@@ -89,14 +101,6 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     np.negative(M, out=M)
     np.copyto(M, 1.0 - z / 2.0, where=z <= 1e-12)
     M *= t[None, :, None]
-    fused = compiled_module(_FUSED)
-    if fused is not None:  # the same per (point, time), LANES times at once
-        Xs = out if everyone else np.empty((len(s), T, m, n))
-        with np.errstate(all="ignore"):
-            fused.stable_form(P0e, D0, c, d, M, np.ascontiguousarray(Er), np.ascontiguousarray(Ec), base, Xs)
-        if not everyone:
-            out[s] = Xs
-        return out
     K = M[..., None] * P0e[:, None]  # I + M D0 = diag(d) + M P0e
     K.reshape(len(s), T, -1)[:, :, :: Nn + 1] += d
     EcT = np.swapaxes(Ec, 1, 2)[:, None]
