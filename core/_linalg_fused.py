@@ -14,7 +14,24 @@ import math
 import numpy as np
 from numba import njit
 
-from ._simd import LANES, add, absolute, div, fma, fnma, lane, load, mul, splat, sqrt, store, sub, where_gt, zeros, zeros_lanes
+from ._simd import (
+    LANES,
+    absolute,
+    add,
+    div,
+    fma,
+    fnma,
+    lane,
+    load,
+    mul,
+    splat,
+    sqrt,
+    store,
+    sub,
+    where_gt,
+    zeros,
+    zeros_lanes,
+)
 
 _EPS = 2.220446049250313e-16
 _MAX_QL_ITERATIONS = 60  # per eigenvalue; 2-3 are usual
@@ -308,7 +325,7 @@ def _jacobi_eigenvalues(G):
                 store(G, q, q, fma(t, apq, aqq))
                 store(G, q, p, zero)
                 for k in range(N):
-                    if k == p or k == q:
+                    if k in (p, q):
                         continue
                     g = _lower(G, k, p)
                     h = _lower(G, k, q)
