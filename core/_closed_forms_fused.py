@@ -8,7 +8,7 @@ stays the reference (tests/core/test_closed_forms_stacked.py)."""
 
 from numba import njit
 
-from ._simd import LANES, add, div, fma, fnma, lane, load, mul, splat, sqrt, store, where_gt, zeros, zeros_lanes
+from ._simd import LANES, div, fma, fnma, load, mul, splat, sqrt, store, where_gt, zeros, zeros_lanes
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -23,7 +23,9 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
     at t > 0), K = diag(s) S diag(s)^-1 where S = diag(s) P0e diag(s) + diag(d) is symmetric positive
     definite (P0e > 0 on the unstable eigenspace, where d may vanish; d > 0 elsewhere), so
     K^-1 = diag(s) S^-1 diag(s)^-1, solved by S's Cholesky factor. At t = 0, K = S = I and the
-    scalings u (= s at t > 0) are 1. The same solution as the numpy path's LU, rounded differently."""
+    scalings u (= s at t > 0) are 1. The same solution as the numpy path's LU, rounded differently.
+    Every sum of products runs in a register, five independent ones side by side (a single chain
+    waits on each FMA's latency; a product stored per step waits on the stores)."""
     B, T, N = c.shape
     m = Er.shape[1]
     n = Ec.shape[1]
@@ -35,7 +37,9 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
     ul = zeros_lanes(N, 1)  # s, or 1 at t = 0
     inv = zeros_lanes(N, 1)  # 1 / the Cholesky factor's diagonal
     S = zeros_lanes(N, N)  # lower triangle: S, then its Cholesky factor
+    Erc = zeros_lanes(m, N)  # Er c
     F = zeros_lanes(m, N)  # Er c D0
+    O = zeros_lanes(m, n)  # X - base
     W = zeros_lanes(N, m if left else n)  # right-hand sides, then the solution
     one = splat(1.0)
     zero = zeros()
@@ -52,14 +56,22 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
                 sk = sqrt(load(sl, k, 0))
                 store(sl, k, 0, sk)
                 store(ul, k, 0, where_gt(sk, zero, sk, one))
-            # F = Er c D0 (m x N), summed over k in order
+            # F = Er c D0 (m x N), summed over k in order in a register (no store per product)
             for i in range(m):
-                for j in range(N):
-                    store(F, i, j, zero)
                 for k in range(N):
-                    e = mul(splat(Er[b, i, k]), load(cl, k, 0))
-                    for j in range(N):
-                        store(F, i, j, fma(e, splat(D0[b, k, j]), load(F, i, j)))
+                    store(Erc, i, k, mul(splat(Er[b, i, k]), load(cl, k, 0)))
+            for i in range(m):
+                for j0 in range(0, N, 5):  # five independent sums at a time (their latencies overlap)
+                    j1, j2, j3, j4 = min(j0 + 1, N - 1), min(j0 + 2, N - 1), min(j0 + 3, N - 1), min(j0 + 4, N - 1)
+                    a0 = a1 = a2 = a3 = a4 = zero
+                    for k in range(N):
+                        e = load(Erc, i, k)
+                        a0 = fma(e, splat(D0[b, k, j0]), a0)
+                        a1 = fma(e, splat(D0[b, k, j1]), a1)
+                        a2 = fma(e, splat(D0[b, k, j2]), a2)
+                        a3 = fma(e, splat(D0[b, k, j3]), a3)
+                        a4 = fma(e, splat(D0[b, k, j4]), a4)
+                    _store5(F, i, j0, N, a0, a1, a2, a3, a4)
             for k in range(N):
                 sk = load(sl, k, 0)
                 for j in range(k):
@@ -78,33 +90,54 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
                     for j in range(n):
                         store(W, k, j, mul(cu, splat(Ec[b, j, k])))
             p = W.shape[1]
-            # S = L L^T (lower triangle in place), then L y = W and L^T x = y
-            for k in range(N):
-                piv = sqrt(load(S, k, k))
-                r = div(one, piv)
-                store(inv, k, 0, r)
-                for i in range(k + 1, N):
-                    store(S, i, k, mul(load(S, i, k), r))
-                for j in range(k + 1, N):
+            # S = L L^T (lower triangle in place), then L y = W and L^T x = y; each entry's sum in a
+            # register (the dot-product forms: one store per entry, not per product)
+            for j in range(N):
+                acc = load(S, j, j)
+                for k in range(j):
                     ljk = load(S, j, k)
-                    for i in range(j, N):
-                        store(S, i, j, fnma(load(S, i, k), ljk, load(S, i, j)))
-            for k in range(N):
-                r = load(inv, k, 0)
-                for j in range(p):
-                    store(W, k, j, mul(load(W, k, j), r))
-                for i in range(k + 1, N):
-                    f = load(S, i, k)
-                    for j in range(p):
-                        store(W, i, j, fnma(f, load(W, k, j), load(W, i, j)))
-            for k in range(N - 1, -1, -1):
-                r = load(inv, k, 0)
-                for j in range(p):
-                    store(W, k, j, mul(load(W, k, j), r))
-                for i in range(k):
-                    f = load(S, k, i)
-                    for j in range(p):
-                        store(W, i, j, fnma(f, load(W, k, j), load(W, i, j)))
+                    acc = fnma(ljk, ljk, acc)
+                piv = sqrt(acc)
+                store(S, j, j, piv)
+                r = div(one, piv)
+                store(inv, j, 0, r)
+                for i0 in range(j + 1, N, 5):  # five rows at a time
+                    i1, i2, i3, i4 = min(i0 + 1, N - 1), min(i0 + 2, N - 1), min(i0 + 3, N - 1), min(i0 + 4, N - 1)
+                    a0, a1, a2, a3, a4 = load(S, i0, j), load(S, i1, j), load(S, i2, j), load(S, i3, j), load(S, i4, j)
+                    for k in range(j):
+                        ljk = load(S, j, k)
+                        a0 = fnma(load(S, i0, k), ljk, a0)
+                        a1 = fnma(load(S, i1, k), ljk, a1)
+                        a2 = fnma(load(S, i2, k), ljk, a2)
+                        a3 = fnma(load(S, i3, k), ljk, a3)
+                        a4 = fnma(load(S, i4, k), ljk, a4)
+                    _store5_rows(S, i0, j, N, mul(a0, r), mul(a1, r), mul(a2, r), mul(a3, r), mul(a4, r))
+            for i in range(N):  # L y = W, five columns at a time
+                r = load(inv, i, 0)
+                for j0 in range(0, p, 5):
+                    j1, j2, j3, j4 = min(j0 + 1, p - 1), min(j0 + 2, p - 1), min(j0 + 3, p - 1), min(j0 + 4, p - 1)
+                    a0, a1, a2, a3, a4 = load(W, i, j0), load(W, i, j1), load(W, i, j2), load(W, i, j3), load(W, i, j4)
+                    for k in range(i):
+                        lik = load(S, i, k)
+                        a0 = fnma(lik, load(W, k, j0), a0)
+                        a1 = fnma(lik, load(W, k, j1), a1)
+                        a2 = fnma(lik, load(W, k, j2), a2)
+                        a3 = fnma(lik, load(W, k, j3), a3)
+                        a4 = fnma(lik, load(W, k, j4), a4)
+                    _store5(W, i, j0, p, mul(a0, r), mul(a1, r), mul(a2, r), mul(a3, r), mul(a4, r))
+            for i in range(N - 1, -1, -1):  # L^T x = y
+                r = load(inv, i, 0)
+                for j0 in range(0, p, 5):
+                    j1, j2, j3, j4 = min(j0 + 1, p - 1), min(j0 + 2, p - 1), min(j0 + 3, p - 1), min(j0 + 4, p - 1)
+                    a0, a1, a2, a3, a4 = load(W, i, j0), load(W, i, j1), load(W, i, j2), load(W, i, j3), load(W, i, j4)
+                    for k in range(i + 1, N):
+                        lki = load(S, k, i)
+                        a0 = fnma(lki, load(W, k, j0), a0)
+                        a1 = fnma(lki, load(W, k, j1), a1)
+                        a2 = fnma(lki, load(W, k, j2), a2)
+                        a3 = fnma(lki, load(W, k, j3), a3)
+                        a4 = fnma(lki, load(W, k, j4), a4)
+                    _store5(W, i, j0, p, mul(a0, r), mul(a1, r), mul(a2, r), mul(a3, r), mul(a4, r))
             if left:  # W' diag(c / u), once per k
                 for k in range(N):
                     cu = div(load(cl, k, 0), load(ul, k, 0))
@@ -115,16 +148,57 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
                     uk = load(ul, k, 0)
                     for i in range(m):
                         store(F, i, k, mul(load(F, i, k), uk))
-            valid = min(L, T - t0)
-            for i in range(m):
-                for j in range(n):
-                    acc = zeros()
+            for i in range(m):  # X - base, five entries at a time, each summed over k in order
+                for j0 in range(0, n, 5):
+                    j1, j2, j3, j4 = min(j0 + 1, n - 1), min(j0 + 2, n - 1), min(j0 + 3, n - 1), min(j0 + 4, n - 1)
+                    a0 = a1 = a2 = a3 = a4 = zero
                     if left:
                         for k in range(N):
-                            acc = fma(load(W, k, i), splat(Ec[b, j, k]), acc)
+                            w = load(W, k, i)
+                            a0 = fma(w, splat(Ec[b, j0, k]), a0)
+                            a1 = fma(w, splat(Ec[b, j1, k]), a1)
+                            a2 = fma(w, splat(Ec[b, j2, k]), a2)
+                            a3 = fma(w, splat(Ec[b, j3, k]), a3)
+                            a4 = fma(w, splat(Ec[b, j4, k]), a4)
                     else:
                         for k in range(N):
-                            acc = fma(load(F, i, k), load(W, k, j), acc)
-                    acc = add(splat(base[b, i, j]), acc)
-                    for q in range(valid):
-                        out[b, t0 + q, i, j] = lane(acc, q)
+                            f = load(F, i, k)
+                            a0 = fma(f, load(W, k, j0), a0)
+                            a1 = fma(f, load(W, k, j1), a1)
+                            a2 = fma(f, load(W, k, j2), a2)
+                            a3 = fma(f, load(W, k, j3), a3)
+                            a4 = fma(f, load(W, k, j4), a4)
+                    _store5(O, i, j0, n, a0, a1, a2, a3, a4)
+            for q in range(min(L, T - t0)):
+                Xq = out[b, t0 + q]
+                for i in range(m):
+                    for j in range(n):
+                        Xq[i, j] = base[b, i, j] + O[i, j, q]
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _store5(A, i, j0, J, a0, a1, a2, a3, a4):
+    """A[i, j0 + u] = a_u for the u with j0 + u < J."""
+    store(A, i, j0, a0)
+    if j0 + 1 < J:
+        store(A, i, j0 + 1, a1)
+    if j0 + 2 < J:
+        store(A, i, j0 + 2, a2)
+    if j0 + 3 < J:
+        store(A, i, j0 + 3, a3)
+    if j0 + 4 < J:
+        store(A, i, j0 + 4, a4)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _store5_rows(A, i0, j, I, a0, a1, a2, a3, a4):
+    """A[i0 + u, j] = a_u for the u with i0 + u < I."""
+    store(A, i0, j, a0)
+    if i0 + 1 < I:
+        store(A, i0 + 1, j, a1)
+    if i0 + 2 < I:
+        store(A, i0 + 2, j, a2)
+    if i0 + 3 < I:
+        store(A, i0 + 3, j, a3)
+    if i0 + 4 < I:
+        store(A, i0 + 4, j, a4)
