@@ -60,12 +60,8 @@ def trajectory_singular_values(tr: Trajectory, record_iterations: np.ndarray) ->
         first = np.minimum(np.searchsorted(record_iterations, tr.iterations, side="left"), T - 1)
     fused = compiled_module(_LINALG_FUSED)
     if fused is not None:  # one kernel: the Gram matrices and their eigenvalues, record by record
-        X = tr.X
-        with np.errstate(all="ignore"):
-            if not np.isfinite(X).all():  # as singular_values
-                X = np.nan_to_num(X)
-        sv = np.empty((B, T, min(X.shape[2:])))
-        fused.trajectory_singular_values(np.ascontiguousarray(X, dtype=np.float64), first.astype(np.int64), sv)
+        sv = np.empty((B, T, min(tr.X.shape[2:])))
+        fused.trajectory_singular_values(np.ascontiguousarray(tr.X, dtype=np.float64), first.astype(np.int64), sv)
         return sv
     own = np.arange(T)[None, :] <= first[:, None]
     if own.all():
