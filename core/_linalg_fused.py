@@ -291,8 +291,9 @@ def _set_lower(G, o, i, j, x):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _rotate(G, o, p, q):
-    """The Jacobi rotation that zeroes entry (q, p) of the matrix at rows o.. of G."""
+def _rotate(G, o, p, q, busy):
+    """The Jacobi rotation that zeroes entry (q, p) of the matrix at rows o.. of G, in the lanes where
+    busy > 0 (the others stay exactly as they are)."""
     N = G.shape[1]
     one = splat(1.0)
     zero = zeros()
@@ -303,12 +304,13 @@ def _rotate(G, o, p, q):
     t = div(one, add(absolute(theta), sqrt(fma(theta, theta, one))))
     t = where_gt(zero, theta, sub(zero, t), t)
     t = where_gt(absolute(apq), zero, t, zero)  # no rotation where apq is 0 (or NaN)
+    t = where_gt(busy, zero, t, zero)  # t = 0: c = 1, s = tau = 0, every entry unchanged
     c = div(one, sqrt(fma(t, t, one)))
     s = mul(t, c)
     tau = div(s, add(one, c))
     store(G, o + p, p, fnma(t, apq, app))
     store(G, o + q, q, fma(t, apq, aqq))
-    store(G, o + q, p, zero)
+    store(G, o + q, p, where_gt(busy, zero, zero, apq))
     for k in range(N):
         if k in (p, q):
             continue
@@ -323,15 +325,17 @@ def _jacobi_eigenvalues(G):
     """The eigenvalues of GROUPS x LANES symmetric N x N matrices side by side (G (GROUPS N, N, LANES),
     group g at rows g N.., lower triangles), left on their diagonals: cyclic Jacobi rotations
     (Numerical Recipes' jacobi), the same rotation sequence in every lane, so that each step is one
-    vector instruction (QL's data-dependent shifts and deflations are not). A rotation is a chain of
-    divisions and square roots: the groups' chains are independent and overlap in the CPU."""
+    vector instruction (QL's data-dependent shifts and deflations are not); a lane stops where its
+    own matrix has converged, so that its values do not depend on its neighbours. A rotation is a
+    chain of divisions and square roots: the groups' chains are independent and overlap in the CPU."""
     N = G.shape[1]
     groups = G.shape[0] // N
     one = splat(1.0)
     zero = zeros()
     tol = splat(_JACOBI_OFF)
+    busy = zeros_lanes(groups, 1)  # 1 in the lanes not converged yet, else 0
     for _ in range(_JACOBI_MAX_SWEEPS):
-        busy = zero
+        left = 0.0
         for g in range(groups):
             off = zeros()
             diag = zeros()
@@ -341,16 +345,16 @@ def _jacobi_eigenvalues(G):
                 for j in range(i):
                     x = load(G, g * N + i, j)
                     off = fma(x, x, off)
-            busy = add(busy, where_gt(off, mul(tol, diag), one, zero))
-        left = 0.0
-        for q in range(LANES):
-            left += lane(busy, q)
+            mask = where_gt(off, mul(tol, diag), one, zero)
+            store(busy, g, 0, mask)
+            for q in range(LANES):
+                left += lane(mask, q)
         if left == 0.0:
             return
         for p in range(N - 1):
             for q in range(p + 1, N):
                 for g in range(groups):
-                    _rotate(G, g * N, p, q)
+                    _rotate(G, g * N, p, q, load(busy, g, 0))
 
 
 @njit(cache=True, error_model="numpy", nogil=True)

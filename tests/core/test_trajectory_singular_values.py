@@ -95,7 +95,7 @@ def awkward_stack(rng, m, n):
     return X
 
 
-@pytest.mark.parametrize("m, n", [(5, 10), (10, 5), (3, 3), (1, 4)])
+@pytest.mark.parametrize("m, n", [(5, 10), (10, 5), (3, 3), (1, 4), (20, 17)])  # (20, 17): beyond the kernel
 def test_awkward_matrices_and_repeated_records(m, n, path):
     rng = np.random.default_rng(m * 10 + n)
     X = awkward_stack(rng, m, n)
@@ -120,3 +120,19 @@ def test_non_finite_records_do_not_stop_the_others(path):
     assert_svd_accuracy(sv[0], X[0])
     assert_svd_accuracy(sv[1, :4], X[1, :4])
     assert_svd_accuracy(sv[2], X[2])
+
+
+def test_a_record_gets_the_same_values_alone_and_among_others():
+    """Each lane of the compiled kernel rotates until its own matrix has converged: a record's
+    values do not depend on the records it is batched with (and singular_values, on the same
+    kernel, gives trajectory_singular_values' numbers)."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(7)
+    X = awkward_stack(rng, 5, 10)
+    together = singular_values(X)
+    for b, t in [(0, 0), (1, 2), (3, 5), (5, 0), (6, 10)]:
+        assert np.array_equal(singular_values(X[b, t]), together[b, t])
+    tr = SimpleNamespace(X=X, iterations=np.array([10, 3, 0, 10, 7, 1, 10]))
+    sv = trajectory_singular_values(tr, np.arange(X.shape[1]))  # type: ignore[arg-type]
+    own = np.arange(X.shape[1])[None, :] <= tr.iterations[:, None]
+    assert np.array_equal(sv[own], together[own])
