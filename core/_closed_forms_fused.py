@@ -6,18 +6,20 @@ stays the reference (tests/core/test_closed_forms_stacked.py)."""
 
 # mypy: ignore-errors
 
+import numpy as np
 from numba import njit
 
 from ._simd import LANES, div, fma, fnma, load, mul, splat, sqrt, store, where_gt, zeros, zeros_lanes
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
+def stable_form(P0e, pstar, c, em, t, absa, pos, E, out):
     """X(t) = base + Er c D0 (diag(d) + diag(M) P0e)^-1 diag(c) Ec^T for every point and time, solved
-    from the side with fewer columns (as closed_forms_stacked._stacked). P0e, D0 (B, N, N); c = e^{-t|a|}
-    and em = expm1(-2 t |a|) (B, T, N), from numpy's vectorized exp and expm1; t (T,); |a|, pos
-    (B, N); Er (B, m, N); Ec (B, n, N); base (B, m, n); out (B, T, m, n). d and M are formed here
-    lane by lane, as closed_forms_stacked._stacked's numpy path forms them (the same numbers).
+    from the side with fewer columns (as closed_forms_stacked._stacked), with D0 = P0e - diag(p*),
+    base = Er diag(p*) Ec^T, Er = E[:m], Ec = E[m:]. P0e, E (B, N, N); p*, |a|, pos (B, N);
+    c = e^{-t|a|} and em = expm1(-2 t |a|) (B, T, N), from numpy's vectorized exp and expm1; t (T,);
+    out (B, T, m, n). D0, base, d and M are formed here as closed_forms_stacked._stacked's numpy path
+    forms them.
 
     LANES times of a point side by side, one per SIMD lane (core/_simd.py). With s = sqrt(M) (M > 0
     at t > 0), K = diag(s) S diag(s)^-1 where S = diag(s) P0e diag(s) + diag(d) is symmetric positive
@@ -27,8 +29,11 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
     Every sum of products runs in a register, five independent ones side by side (a single chain
     waits on each FMA's latency; a product stored per step waits on the stores)."""
     B, T, N = c.shape
-    m = Er.shape[1]
-    n = Ec.shape[1]
+    m, n = out.shape[2], out.shape[3]
+    Er = E[:, :m]
+    Ec = E[:, m:]
+    D0 = np.empty((N, N))
+    base = np.empty((m, n))
     L = LANES
     left = m < n
     cl = zeros_lanes(N, 1)
@@ -44,6 +49,16 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
     one = splat(1.0)
     zero = zeros()
     for b in range(B):
+        for k in range(N):
+            for j in range(N):
+                D0[k, j] = P0e[b, k, j]
+            D0[k, k] -= pstar[b, k]
+        for i in range(m):
+            for j in range(n):
+                acc = 0.0
+                for k in range(N):
+                    acc += Er[b, i, k] * pstar[b, k] * Ec[b, j, k]
+                base[i, j] = acc
         for t0 in range(0, T, L):
             for k in range(N):
                 for q in range(L):
@@ -66,11 +81,11 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
                     a0 = a1 = a2 = a3 = a4 = zero
                     for k in range(N):
                         e = load(Erc, i, k)
-                        a0 = fma(e, splat(D0[b, k, j0]), a0)
-                        a1 = fma(e, splat(D0[b, k, j1]), a1)
-                        a2 = fma(e, splat(D0[b, k, j2]), a2)
-                        a3 = fma(e, splat(D0[b, k, j3]), a3)
-                        a4 = fma(e, splat(D0[b, k, j4]), a4)
+                        a0 = fma(e, splat(D0[k, j0]), a0)
+                        a1 = fma(e, splat(D0[k, j1]), a1)
+                        a2 = fma(e, splat(D0[k, j2]), a2)
+                        a3 = fma(e, splat(D0[k, j3]), a3)
+                        a4 = fma(e, splat(D0[k, j4]), a4)
                     _store5(F, i, j0, N, a0, a1, a2, a3, a4)
             for k in range(N):
                 sk = load(sl, k, 0)
@@ -173,7 +188,7 @@ def stable_form(P0e, D0, c, em, t, absa, pos, Er, Ec, base, out):
                 Xq = out[b, t0 + q]
                 for i in range(m):
                     for j in range(n):
-                        Xq[i, j] = base[b, i, j] + O[i, j, q]
+                        Xq[i, j] = base[i, j] + O[i, j, q]
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -202,3 +217,28 @@ def _store5_rows(A, i0, j, I, a0, a1, a2, a3, a4):
         store(A, i0 + 3, j, a3)
     if i0 + 4 < I:
         store(A, i0 + 4, j, a4)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def rotated_gram(E, U0, V0, P0e):
+    """P0e[b] = E[b]^T R0 R0^T E[b] with R0 = [U0[b]; V0[b]], as Z Z^T with Z = E[b]^T R0 (N x r):
+    closed_forms_stacked._stacked's P0e without its stacked matrix products (exactly symmetric)."""
+    B, N, _ = E.shape
+    m, r = U0.shape[1], U0.shape[2]
+    Z = np.empty((N, r))
+    for b in range(B):
+        for k in range(N):
+            for q in range(r):
+                acc = 0.0
+                for i in range(m):
+                    acc += E[b, i, k] * U0[b, i, q]
+                for i in range(N - m):
+                    acc += E[b, m + i, k] * V0[b, i, q]
+                Z[k, q] = acc
+        for k in range(N):
+            for j in range(k + 1):
+                acc = 0.0
+                for q in range(r):
+                    acc += Z[k, q] * Z[j, q]
+                P0e[b, k, j] = acc
+                P0e[b, j, k] = acc
