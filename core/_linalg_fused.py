@@ -5,6 +5,10 @@ singular values' Gram matrices, and a few more in its metrics), about as much as
 gd run; this costs a fraction of that. Both are backward stable (eigenvalues to ~eps ||A||), so
 the values agree with numpy.linalg's to rounding; numpy stays the reference
 (tests/core/test_linalg_fused.py) and the FLOWSWEEP_NUMBA=0 path (core/linalg.py dispatches).
+The singular values of a trajectory (core/run.py) have their own kernel, trajectory_singular_values:
+each record's Gram matrix formed and diagonalized by Jacobi rotations in SIMD lanes (QL's
+data-dependent steps do not vectorize), against numpy.linalg.svd in
+tests/core/test_trajectory_singular_values.py.
 """
 
 # mypy: ignore-errors

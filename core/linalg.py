@@ -1,8 +1,8 @@
 """Eigen-decompositions of stacks of small symmetric matrices (..., N, N), as numpy.linalg's
 eigvalsh / eigh. With numba (core/_linalg_fused.py: Householder, then implicit QL) they cost
 2-3x less than LAPACK's per-matrix calls at N <= 15 (~2 us instead of ~6 us for a 5 x 5 eigh),
-which dominate a cheap point's metrics and singular values; the values agree to rounding
-(~eps ||A||). Without numba (FLOWSWEEP_NUMBA=0), numpy's."""
+which dominate a cheap point's metrics; the values agree to rounding (~eps ||A||). Without numba
+(FLOWSWEEP_NUMBA=0), numpy's. (A trajectory's singular values have a kernel of their own: run.py.)"""
 
 from __future__ import annotations
 
