@@ -5,6 +5,10 @@ singular values' Gram matrices, and a few more in its metrics), about as much as
 gd run; this costs a fraction of that. Both are backward stable (eigenvalues to ~eps ||A||), so
 the values agree with numpy.linalg's to rounding; numpy stays the reference
 (tests/core/test_linalg_fused.py) and the FLOWSWEEP_NUMBA=0 path (core/linalg.py dispatches).
+The singular values of a trajectory (core/run.py) have their own kernel, trajectory_singular_values:
+each record's Gram matrix formed and diagonalized by Jacobi rotations in SIMD lanes (QL's
+data-dependent steps do not vectorize), against numpy.linalg.svd in
+tests/core/test_trajectory_singular_values.py.
 """
 
 # mypy: ignore-errors
@@ -14,7 +18,28 @@ import math
 import numpy as np
 from numba import njit
 
+from ._simd import (
+    LANES,
+    absolute,
+    add,
+    div,
+    fma,
+    fnma,
+    lane,
+    load,
+    maximum,
+    mul,
+    splat,
+    sqrt,
+    store,
+    sub,
+    where_gt,
+    zeros,
+    zeros_lanes,
+)
+
 _EPS = 2.220446049250313e-16
+_MAX_FLOAT = 1.7976931348623157e308
 _MAX_QL_ITERATIONS = 60  # per eigenvalue; 2-3 are usual
 
 
@@ -243,3 +268,166 @@ def eigh(A, w, E):
     """w[b], E[b] = the eigenvalues (ascending) and orthonormal eigenvectors (columns) of the
     symmetric A[b] (K, N, N), as np.linalg.eigh's to rounding (each vector up to its sign)."""
     _decompose(A, w, E, True)
+
+
+# Cyclic Jacobi sweeps until every lane's off-diagonal part is this small (sum of squares, relative
+# to the diagonal's): its eigenvalues are then those of the diagonal to ~1e-16 ||G||, as QL's.
+_JACOBI_OFF = 1e-33
+_JACOBI_MAX_SWEEPS = 30  # 4-6 are usual at N = 5; NaN lanes count as converged
+_JACOBI_GROUPS = 4  # matrices of LANES side by side, rotated in turn (see _jacobi_eigenvalues)
+# Gram matrices whose largest entry lies in here are not scaled: the power of two would change no
+# rounding (every step is homogeneous), only keep squares in range, which they are already.
+_SAFE_LOW, _SAFE_HIGH = 2.0**-100, 2.0**100
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _lower(G, o, i, j):
+    """Entry (i, j)'s lanes of the symmetric matrix at rows o.. of G, stored in its lower triangle."""
+    return load(G, o + i, j) if i >= j else load(G, o + j, i)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _set_lower(G, o, i, j, x):
+    if i >= j:
+        store(G, o + i, j, x)
+    else:
+        store(G, o + j, i, x)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _rotate(G, o, p, q, busy):
+    """The Jacobi rotation that zeroes entry (q, p) of the matrix at rows o.. of G, in the lanes where
+    busy > 0 (the others stay exactly as they are)."""
+    N = G.shape[1]
+    one = splat(1.0)
+    zero = zeros()
+    apq = load(G, o + q, p)
+    app = load(G, o + p, p)
+    aqq = load(G, o + q, q)
+    theta = div(sub(aqq, app), add(apq, apq))  # +-inf where apq = 0: t = 0
+    t = div(one, add(absolute(theta), sqrt(fma(theta, theta, one))))
+    t = where_gt(zero, theta, sub(zero, t), t)
+    t = where_gt(absolute(apq), zero, t, zero)  # no rotation where apq is 0 (or NaN)
+    t = where_gt(busy, zero, t, zero)  # t = 0: c = 1, s = tau = 0, every entry unchanged
+    c = div(one, sqrt(fma(t, t, one)))
+    s = mul(t, c)
+    tau = div(s, add(one, c))
+    store(G, o + p, p, fnma(t, apq, app))
+    store(G, o + q, q, fma(t, apq, aqq))
+    store(G, o + q, p, where_gt(busy, zero, zero, apq))
+    for k in range(N):
+        if k in (p, q):
+            continue
+        g = _lower(G, o, k, p)
+        h = _lower(G, o, k, q)
+        _set_lower(G, o, k, p, fnma(s, fma(g, tau, h), g))  # g - s (h + g tau)
+        _set_lower(G, o, k, q, fma(s, fnma(h, tau, g), h))  # h + s (g - h tau)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _jacobi_eigenvalues(G):
+    """The eigenvalues of GROUPS x LANES symmetric N x N matrices side by side (G (GROUPS N, N, LANES),
+    group g at rows g N.., lower triangles), left on their diagonals: cyclic Jacobi rotations
+    (Numerical Recipes' jacobi), the same rotation sequence in every lane, so that each step is one
+    vector instruction (QL's data-dependent shifts and deflations are not); a lane stops where its
+    own matrix has converged, so that its values do not depend on its neighbours. A rotation is a
+    chain of divisions and square roots: the groups' chains are independent and overlap in the CPU."""
+    N = G.shape[1]
+    groups = G.shape[0] // N
+    one = splat(1.0)
+    zero = zeros()
+    tol = splat(_JACOBI_OFF)
+    busy = zeros_lanes(groups, 1)  # 1 in the lanes not converged yet, else 0
+    for _ in range(_JACOBI_MAX_SWEEPS):
+        left = 0.0
+        for g in range(groups):
+            off = zeros()
+            diag = zeros()
+            for i in range(N):
+                x = load(G, g * N + i, i)
+                diag = fma(x, x, diag)
+                for j in range(i):
+                    x = load(G, g * N + i, j)
+                    off = fma(x, x, off)
+            mask = where_gt(off, mul(tol, diag), one, zero)
+            store(busy, g, 0, mask)
+            for q in range(LANES):
+                left += lane(mask, q)
+        if left == 0.0:
+            return
+        for p in range(N - 1):
+            for q in range(p + 1, N):
+                for g in range(groups):
+                    _rotate(G, g * N, p, q, load(busy, g, 0))
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def trajectory_singular_values(X, first, out):
+    """out[b, t] = the singular values of X[b, t] (B, T, m, n), descending, for t <= first[b]; the
+    later records repeat record first[b]'s (core/run.trajectory_singular_values). As
+    run.singular_values: NaN read as 0 and +-inf as +-the largest float (np.nan_to_num), the square
+    roots of the eigenvalues of the smaller Gram matrix, scaled by a power of two as _scaled_lower
+    where needed; here _JACOBI_GROUPS x LANES matrices at a time (_jacobi_eigenvalues), with no
+    (B, T, r, r) arrays and one pass over X."""
+    B, T, m, n = X.shape
+    wide = m <= n
+    r = m if wide else n
+    inner = n if wide else m
+    slots = _JACOBI_GROUPS * LANES
+    Xl = zeros_lanes(_JACOBI_GROUPS * r, inner)  # the records, one per lane (spare lanes: zero)
+    G = zeros_lanes(_JACOBI_GROUPS * r, r)
+    scale = np.ones(slots)
+    at_b = np.zeros(slots, dtype=np.int64)
+    at_t = np.zeros(slots, dtype=np.int64)
+    w = np.empty(r)
+    order = np.empty(r, dtype=np.int64)
+    count = 0
+    for b in range(B):
+        for t in range(first[b] + 1):
+            Xt = X[b, t]
+            o, q = (count // LANES) * r, count % LANES
+            for i in range(r):
+                for k in range(inner):
+                    x = Xt[i, k] if wide else Xt[k, i]
+                    if not math.isfinite(x):  # as np.nan_to_num (run.singular_values)
+                        x = 0.0 if math.isnan(x) else math.copysign(_MAX_FLOAT, x)
+                    Xl[o + i, k, q] = x
+            at_b[count] = b
+            at_t[count] = t
+            count += 1
+            if count < slots and not (b == B - 1 and t == first[b]):
+                continue
+            for spare in range(count, slots):
+                o, q = (spare // LANES) * r, spare % LANES
+                for i in range(r):
+                    for k in range(inner):
+                        Xl[o + i, k, q] = 0.0
+            for g in range(_JACOBI_GROUPS):
+                o = g * r
+                big = zeros()
+                for i in range(r):  # the lower triangle, each entry summed over k in order
+                    for j in range(i + 1):
+                        acc = zeros()
+                        for k in range(inner):
+                            acc = fma(load(Xl, o + i, k), load(Xl, o + j, k), acc)
+                        store(G, o + i, j, acc)
+                        big = maximum(big, absolute(acc))
+                for q in range(LANES):  # a power of two as _scaled_lower's where squares could leave range
+                    top = lane(big, q)
+                    s = 1.0
+                    if not _SAFE_LOW <= top <= _SAFE_HIGH:
+                        s = _scaled_lower(G[o : o + r, :, q], G[o : o + r, :, q])
+                    scale[g * LANES + q] = s
+            _jacobi_eigenvalues(G)
+            for done in range(count):
+                o, q = (done // LANES) * r, done % LANES
+                for i in range(r):
+                    w[i] = G[o + i, i, q]
+                _ascending(w, order)
+                for i in range(r):
+                    out[at_b[done], at_t[done], i] = np.sqrt(max(w[order[r - 1 - i]] / scale[done], 0.0))
+            count = 0
+    for b in range(B):
+        for t in range(first[b] + 1, T):
+            for i in range(r):
+                out[b, t, i] = out[b, first[b], i]

@@ -53,11 +53,15 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     diag = A.reshape(Bn, -1)[:, :: Nn + 1]
     diag[:, :m] += 0.5 * lam[:, None]
     diag[:, m:] -= 0.5 * lam[:, None]
-    R0 = np.concatenate([U0, V0], axis=1)
-    P0 = R0 @ np.swapaxes(R0, 1, 2)
     a, E = stacked_eigh(A)
-    Et = np.swapaxes(E, 1, 2)
-    P0e = Et @ P0 @ E
+    fused = compiled_module(_FUSED)
+    if fused is not None:  # the same P0e = E^T P0 E, as Z Z^T with Z = E^T R0 (no stacked matmuls)
+        P0e = np.empty((Bn, Nn, Nn))
+        fused.rotated_gram(E, np.ascontiguousarray(U0, dtype=float), np.ascontiguousarray(V0, dtype=float), P0e)
+    else:
+        R0 = np.concatenate([U0, V0], axis=1)
+        P0 = R0 @ np.swapaxes(R0, 1, 2)
+        P0e = np.swapaxes(E, 1, 2) @ P0 @ E
     amax = np.maximum(np.max(np.abs(a), axis=1), 1e-300)
     pos = a > 1e-12 * amax[:, None]  # eigh sorts ascending: pos is a tail
     out = np.empty((Bn, T, m, n))
@@ -72,14 +76,23 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
         a, E, P0e, pos = a[s], E[s], P0e[s], pos[s]
     absa = np.abs(a)
     pstar = np.where(pos, 2.0 * a, 0.0)
-    D0 = P0e.copy()
-    D0.reshape(len(s), -1)[:, :: Nn + 1] -= pstar
-    Er, Ec = E[:, :m], E[:, m:]
-    base = (Er * pstar[:, None, :]) @ np.swapaxes(Ec, 1, 2)
     # c = e^{-t|a|}, d = c^2 (a > 0) or 1, M = t h with h = (1 - e^{-z}) / z, z = 2 t |a| (as
     # closed_forms._one_minus_exp_over); (B, T, N), in place: the same numbers with fewer temporaries
     z = t[None, :, None] * absa[:, None, :]
     c = np.exp(-z)
+    if fused is not None:  # the same per (point, time), LANES times at once; D0, base, d and M formed there
+        z *= -2.0
+        em = np.expm1(z)
+        Xs = out if everyone else np.empty((len(s), T, m, n))
+        with np.errstate(all="ignore"):
+            fused.stable_form(P0e, pstar, c, em, t, absa, pos, np.ascontiguousarray(E), Xs)
+        if not everyone:
+            out[s] = Xs
+        return out
+    D0 = P0e.copy()
+    D0.reshape(len(s), -1)[:, :: Nn + 1] -= pstar
+    Er, Ec = E[:, :m], E[:, m:]
+    base = (Er * pstar[:, None, :]) @ np.swapaxes(Ec, 1, 2)
     d = c * c
     np.copyto(d, 1.0, where=~pos[:, None, :])
     z *= 2.0
@@ -89,14 +102,6 @@ def _stacked(Y: FloatArray, U0: FloatArray, V0: FloatArray, lam: FloatArray, t: 
     np.negative(M, out=M)
     np.copyto(M, 1.0 - z / 2.0, where=z <= 1e-12)
     M *= t[None, :, None]
-    fused = compiled_module(_FUSED)
-    if fused is not None:  # the same per (point, time), LANES times at once
-        Xs = out if everyone else np.empty((len(s), T, m, n))
-        with np.errstate(all="ignore"):
-            fused.stable_form(P0e, D0, c, d, M, np.ascontiguousarray(Er), np.ascontiguousarray(Ec), base, Xs)
-        if not everyone:
-            out[s] = Xs
-        return out
     K = M[..., None] * P0e[:, None]  # I + M D0 = diag(d) + M P0e
     K.reshape(len(s), T, -1)[:, :, :: Nn + 1] += d
     EcT = np.swapaxes(Ec, 1, 2)[:, None]

@@ -1,8 +1,8 @@
 """Eigen-decompositions of stacks of small symmetric matrices (..., N, N), as numpy.linalg's
 eigvalsh / eigh. With numba (core/_linalg_fused.py: Householder, then implicit QL) they cost
 2-3x less than LAPACK's per-matrix calls at N <= 15 (~2 us instead of ~6 us for a 5 x 5 eigh),
-which dominate a cheap point's metrics and singular values; the values agree to rounding
-(~eps ||A||). Without numba (FLOWSWEEP_NUMBA=0), numpy's."""
+which dominate a cheap point's metrics; the values agree to rounding (~eps ||A||). Without numba
+(FLOWSWEEP_NUMBA=0), numpy's. (A trajectory's singular values have a kernel of their own: run.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .compiled import compiled_module
 from .types import FloatArray
 
 _FUSED = "flowsweep.core._linalg_fused"
-_FUSED_MAX_N = 16  # beyond, LAPACK's blocked code catches up
+FUSED_MAX_N = 16  # beyond, LAPACK's blocked code catches up
 
 
 def _stack(A: np.ndarray) -> np.ndarray:
@@ -23,7 +23,7 @@ def _stack(A: np.ndarray) -> np.ndarray:
 def stacked_eigvalsh(A: np.ndarray) -> FloatArray:
     """The eigenvalues of every matrix of A, ascending."""
     fused = compiled_module(_FUSED)
-    if fused is None or A.shape[-1] > _FUSED_MAX_N:
+    if fused is None or A.shape[-1] > FUSED_MAX_N:
         out: FloatArray = np.linalg.eigvalsh(A)
         return out
     flat = _stack(A)
@@ -39,7 +39,7 @@ def stacked_eigh(A: np.ndarray, repeated_by_lapack: bool = False) -> tuple[Float
     are decomposed by LAPACK, for results that depend on that choice of basis (the excited modes
     of fits.rate_lin) to stay LAPACK's."""
     fused = compiled_module(_FUSED)
-    if fused is None or A.shape[-1] > _FUSED_MAX_N:
+    if fused is None or A.shape[-1] > FUSED_MAX_N:
         w_np, E_np = np.linalg.eigh(A)
         return w_np, E_np
     flat = _stack(A)

@@ -142,3 +142,21 @@ def test_stable_form_decision_is_the_one_of_the_top_eigenvalue():
         want[5] = not n_pos[5]  # NaN in P0e: top is NaN, mu > NaN is False
     assert np.array_equal(got, want)
     assert 0 < got.sum() < len(got)  # both answers occur
+
+
+@pytest.mark.parametrize("which", ["fig1", "tiny"])
+def test_stacked_on_fig1_and_tiny_points_equals_per_point(which, path):
+    """The paper's Fig. 1 points on their record grid (t up to 4) and tiny points (t up to 0.01),
+    as run_points stacks them, against closed_forms.regularized_flow point by point."""
+    from test_trajectory_singular_values import fig1_configs, tiny_configs
+
+    from flowsweep.core.dynamics import record_grid
+
+    configs = fig1_configs() if which == "fig1" else tiny_configs()
+    c0 = configs[0]
+    prob = _stacked_problem(configs)
+    t = c0.eta * record_grid(c0.eta, c0.steps, c0.record_every)
+    got = regularized_flow_stacked(prob.Y, prob.U0, prob.V0, 0.0, t)
+    for b in range(len(configs)):
+        ref = regularized_flow(prob.Y[b], prob.U0[b], prob.V0[b], 0.0, t).X
+        assert np.max(np.linalg.norm(got[b] - ref, axis=(1, 2))) <= 1e-12 * np.linalg.norm(prob.Y[b])
