@@ -104,7 +104,6 @@ def stable_form(P0e, pstar, c, em, t, absa, pos, E, out):
                     cu = div(load(cl, k, 0), load(ul, k, 0))
                     for j in range(n):
                         store(W, k, j, mul(cu, splat(Ec[b, j, k])))
-            p = W.shape[1]
             # S = L L^T (lower triangle in place), then L y = W and L^T x = y; each entry's sum in a
             # register (the dot-product forms: one store per entry, not per product)
             for j in range(N):
@@ -127,32 +126,10 @@ def stable_form(P0e, pstar, c, em, t, absa, pos, E, out):
                         a3 = fnma(load(S, i3, k), ljk, a3)
                         a4 = fnma(load(S, i4, k), ljk, a4)
                     _store5_rows(S, i0, j, N, mul(a0, r), mul(a1, r), mul(a2, r), mul(a3, r), mul(a4, r))
-            for i in range(N):  # L y = W, five columns at a time
-                r = load(inv, i, 0)
-                for j0 in range(0, p, 5):
-                    j1, j2, j3, j4 = min(j0 + 1, p - 1), min(j0 + 2, p - 1), min(j0 + 3, p - 1), min(j0 + 4, p - 1)
-                    a0, a1, a2, a3, a4 = load(W, i, j0), load(W, i, j1), load(W, i, j2), load(W, i, j3), load(W, i, j4)
-                    for k in range(i):
-                        lik = load(S, i, k)
-                        a0 = fnma(lik, load(W, k, j0), a0)
-                        a1 = fnma(lik, load(W, k, j1), a1)
-                        a2 = fnma(lik, load(W, k, j2), a2)
-                        a3 = fnma(lik, load(W, k, j3), a3)
-                        a4 = fnma(lik, load(W, k, j4), a4)
-                    _store5(W, i, j0, p, mul(a0, r), mul(a1, r), mul(a2, r), mul(a3, r), mul(a4, r))
+            for i in range(N):  # L y = W
+                _substitute_row(S, inv, W, i, 0, i, True)
             for i in range(N - 1, -1, -1):  # L^T x = y
-                r = load(inv, i, 0)
-                for j0 in range(0, p, 5):
-                    j1, j2, j3, j4 = min(j0 + 1, p - 1), min(j0 + 2, p - 1), min(j0 + 3, p - 1), min(j0 + 4, p - 1)
-                    a0, a1, a2, a3, a4 = load(W, i, j0), load(W, i, j1), load(W, i, j2), load(W, i, j3), load(W, i, j4)
-                    for k in range(i + 1, N):
-                        lki = load(S, k, i)
-                        a0 = fnma(lki, load(W, k, j0), a0)
-                        a1 = fnma(lki, load(W, k, j1), a1)
-                        a2 = fnma(lki, load(W, k, j2), a2)
-                        a3 = fnma(lki, load(W, k, j3), a3)
-                        a4 = fnma(lki, load(W, k, j4), a4)
-                    _store5(W, i, j0, p, mul(a0, r), mul(a1, r), mul(a2, r), mul(a3, r), mul(a4, r))
+                _substitute_row(S, inv, W, i, i + 1, N, False)
             if left:  # W' diag(c / u), once per k
                 for k in range(N):
                     cu = div(load(cl, k, 0), load(ul, k, 0))
@@ -189,6 +166,26 @@ def stable_form(P0e, pstar, c, em, t, absa, pos, E, out):
                 for i in range(m):
                     for j in range(n):
                         Xq[i, j] = base[i, j] + O[i, j, q]
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _substitute_row(S, inv, W, i, lo, hi, lower):
+    """Row i of a triangular solve with the Cholesky factor L (lower triangle of S, 1 / its
+    diagonal in inv), in place in W, five columns at a time: W[i] = (W[i] - sum_{lo <= k < hi}
+    l_k W[k]) / L[i, i] with l_k = L[i, k] (`lower`: L y = W) or L[k, i] (L^T x = y)."""
+    r = load(inv, i, 0)
+    p = W.shape[1]
+    for j0 in range(0, p, 5):
+        j1, j2, j3, j4 = min(j0 + 1, p - 1), min(j0 + 2, p - 1), min(j0 + 3, p - 1), min(j0 + 4, p - 1)
+        a0, a1, a2, a3, a4 = load(W, i, j0), load(W, i, j1), load(W, i, j2), load(W, i, j3), load(W, i, j4)
+        for k in range(lo, hi):
+            lk = load(S, i, k) if lower else load(S, k, i)
+            a0 = fnma(lk, load(W, k, j0), a0)
+            a1 = fnma(lk, load(W, k, j1), a1)
+            a2 = fnma(lk, load(W, k, j2), a2)
+            a3 = fnma(lk, load(W, k, j3), a3)
+            a4 = fnma(lk, load(W, k, j4), a4)
+        _store5(W, i, j0, p, mul(a0, r), mul(a1, r), mul(a2, r), mul(a3, r), mul(a4, r))
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
