@@ -13,10 +13,9 @@ from flowsweep.status import PointStatus
 
 from . import deep
 from .closed_forms_stacked import regularized_flow_stacked
-from .compiled import compiled_module
 from .data import make_initial_state, make_initial_states
 from .dynamics import Problem, Trajectory, integrate, record_grid, reduce_factors
-from .linalg import FUSED_MAX_N, stacked_eigvalsh
+from .linalg import compiled_singular_values, stacked_eigvalsh
 from .metrics import batch_metrics
 from .types import METRIC_FIELDS, CurveBlock, FloatArray, PointConfig, PointResult, ResultColumns
 from .validation import validate_config
@@ -25,7 +24,6 @@ from .validation import validate_config
 _MAX_BATCH = 512
 _MAX_FLOW_BATCH = 64  # a stacked flow solve steps at the pace of its stiffest point
 _RECORD_BUDGET = 2e7
-_LINALG_FUSED = "flowsweep.core._linalg_fused"
 
 
 def initial_state(config: PointConfig) -> dict[str, np.ndarray]:
@@ -42,13 +40,10 @@ def singular_values(X: np.ndarray) -> np.ndarray:
     """Singular values of a stack of matrices, descending, as square roots of the eigenvalues of
     the smaller Gram matrix (several times cheaper than batched SVDs of these small matrices;
     absolute accuracy ~ eps * sigma_max^2 / sigma, ample for curves)."""
-    r = min(X.shape[-2:])
-    fused = compiled_module(_LINALG_FUSED)
-    if fused is not None and r <= FUSED_MAX_N:  # the kernel of trajectory_singular_values, the same numbers
-        flat = np.ascontiguousarray(X, dtype=np.float64).reshape((-1, 1) + X.shape[-2:])
-        sv = np.empty((len(flat), 1, r))
-        fused.trajectory_singular_values(flat, np.zeros(len(flat), dtype=np.int64), sv)
-        return sv.reshape(X.shape[:-2] + (r,))
+    flat = X.reshape((-1, 1) + X.shape[-2:])  # the kernel of trajectory_singular_values: the same numbers
+    sv = compiled_singular_values(flat, np.zeros(len(flat), dtype=np.int64))
+    if sv is not None:
+        return sv.reshape(X.shape[:-2] + (sv.shape[-1],))
     with np.errstate(all="ignore"):
         if not np.isfinite(X).all():  # diverged points: their curves are cut anyway
             X = np.nan_to_num(X)
@@ -65,10 +60,8 @@ def trajectory_singular_values(tr: Trajectory, record_iterations: np.ndarray) ->
         first = np.full(B, T - 1)
     else:  # the first record at or after the iteration where the point left; later ones repeat it
         first = np.minimum(np.searchsorted(record_iterations, tr.iterations, side="left"), T - 1)
-    fused = compiled_module(_LINALG_FUSED)
-    if fused is not None and min(tr.X.shape[2:]) <= FUSED_MAX_N:  # one kernel: Gram matrices, eigenvalues
-        sv = np.empty((B, T, min(tr.X.shape[2:])))
-        fused.trajectory_singular_values(np.ascontiguousarray(tr.X, dtype=np.float64), first.astype(np.int64), sv)
+    sv = compiled_singular_values(tr.X, first)  # one kernel: Gram matrices, eigenvalues
+    if sv is not None:
         return sv
     own = np.arange(T)[None, :] <= first[:, None]
     if own.all():
