@@ -32,6 +32,11 @@ SQLITE_CACHE_KIB = 16 * 1024  # page cache per connection (PRAGMA cache_size; se
 # The runner has the WAL checkpointed between sweeps instead (writer.ResultWriter.checkpoint_soon);
 # this is the safety net (long sweeps, processes without a runner).
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
+# Bytes the WAL file is cut back to when it restarts after a complete checkpoint. SQLite keeps the
+# file at its largest size otherwise: a checkpoint held off by a long read during a 100,000-point
+# sweep would leave gigabytes on disk for good. Above the autocheckpoint's ~40 MB, so the usual
+# cycle never truncates and re-extends the file (new blocks cost the kernel CPU on these machines).
+SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class SchemaError(RuntimeError):
@@ -161,7 +166,9 @@ class _LockingConnection(sqlite3.Connection):
             self._release()
 
 
-def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engine:
+def make_engine(
+    url: str, *, sqlite_foreign_keys: bool = True, sqlite_wal_limit_bytes: int = SQLITE_WAL_LIMIT_BYTES, **kwargs
+) -> Engine:
     url = normalize_url(url)
     if make_url(url).database not in (None, "", ":memory:") and "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", POOL_SIZE)
@@ -193,6 +200,7 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs) -> Engi
             # only as pages are used; per pooled connection, so RSS can grow by a few times that.
             cur.execute(f"PRAGMA cache_size={-SQLITE_CACHE_KIB}")
             cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
+            cur.execute(f"PRAGMA journal_size_limit={int(sqlite_wal_limit_bytes)}")
             # Migrations turn this off: batch mode's DROP TABLE would otherwise cascade/violate FKs.
             cur.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
             cur.close()
