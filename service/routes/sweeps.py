@@ -22,7 +22,7 @@ from ..expand import PointSpecError, expand, point_identity
 from ..models import SWEEP_STATUSES, Sweep, utcnow
 from ..progress import display_status, eta_of, progress_fraction
 from ..schemas import NAME_PATTERN, SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
-from .common import DbId, found_or_404, json_safe, read_json_body, result_page
+from .common import DbId, found_or_404, json_safe, read_json_body, result_page, summary_response
 from .results import FILE_RESPONSES
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -461,7 +461,7 @@ def sweep_summary(sweep_id: DbId, session: SessionDep, q: Annotated[queries.Summ
         rows = queries.summary(session, q, sweep_id)
     except queries.TooManyGroups as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
-    return {"data": rows, "count": len(rows), "by": q.group_keys()}
+    return summary_response(rows, q)
 
 
 @router.get("/{sweep_id:int}/curves", dependencies=[ReadAuth])
