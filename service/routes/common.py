@@ -47,7 +47,7 @@ def found_or_404(what: str, ident: int, lookup: Callable[[int], T | None]) -> T:
 
 
 def json_response(body: dict[str, Any]) -> Response:
-    """A large JSON answer (result pages, summaries), serialised by pydantic-core. 1,000 summary groups
+    """A large JSON answer (result pages, summaries, curves), serialised by pydantic-core. 1,000 summary groups
     of 21 metrics: 20 ms, against 0.38 s in FastAPI's jsonable_encoder plus 0.14 s in json.dumps.
     NaN and inf (none expected: rows are made JSON-safe) become null."""
     return Response(pydantic_core.to_json(body, inf_nan_mode="null"), media_type="application/json")

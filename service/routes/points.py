@@ -14,7 +14,7 @@ from flowsweep.status import PointStatus
 from .. import queries
 from ..deps import ReadAuth, SessionDep, SettingsDep
 from ..models import Point
-from .common import DbId, found_or_404
+from .common import DbId, found_or_404, json_response
 
 router = APIRouter(prefix="/points", tags=["points"], dependencies=[ReadAuth])
 
@@ -41,7 +41,7 @@ def get_curves(point_id: DbId, session: SessionDep) -> dict[str, Any]:
     if curve is None:
         why = ": its run failed" if point.status == PointStatus.FAILED else ""
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"point {point_id} has no curves (status {point.status}{why})")
-    return queries.decode_curves(curve)
+    return json_response(queries.decode_curves(curve))
 
 
 def _state_arrays(state: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ..expand import PointSpecError, expand, point_identity
 from ..models import SWEEP_STATUSES, Sweep, utcnow
 from ..progress import display_status, eta_of, progress_fraction
 from ..schemas import NAME_PATTERN, SweepCreated, SweepList, SweepOut, SweepPatch, SweepSpec
-from .common import DbId, found_or_404, json_safe, read_json_body, result_page, summary_response
+from .common import DbId, found_or_404, json_response, json_safe, read_json_body, result_page, summary_response
 from .results import FILE_RESPONSES
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -491,7 +491,7 @@ def sweep_curves(
                     }
                 ]
             )
-    return curves_mod.group_curves(session, sweep_id, keys, max_seeds)
+    return json_response(curves_mod.group_curves(session, sweep_id, keys, max_seeds))
 
 
 @router.get("/{sweep_id}/phase", dependencies=[ReadAuth])
@@ -502,4 +502,4 @@ def sweep_phase(sweep_id: DbId, session: SessionDep):
     data_scale · min(y_singular_values), else each point's own Y. The PNG plot and the dashboard draw
     these."""
     _get_sweep(session, sweep_id)
-    return phase.sweep_phase(session, sweep_id)
+    return json_response(phase.sweep_phase(session, sweep_id))
