@@ -31,8 +31,8 @@ def get_point(point_id: DbId, session: SessionDep) -> dict[str, Any]:
     return found_or_404("point", point_id, lambda i: queries.point_row(session, i))
 
 
-@router.get("/{point_id}/curves")
-def get_curves(point_id: DbId, session: SessionDep) -> dict[str, Any]:
+@router.get("/{point_id}/curves", response_model=dict[str, Any])
+def get_curves(point_id: DbId, session: SessionDep) -> Response:
     """The recorded trajectories on t = eta·i: `t`, `error`, `error_linear`, `singular_values`
     (one list per record time), `error_regularized_fit` (null unless λ₀ was fitted); non-finite
     values of a diverged run are null. A cached point serves its source's curves."""
