@@ -34,6 +34,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: tests.paper_points
+
 from flowsweep.core import PointConfig, initial_state, run_points, simulate  # noqa: E402
 from flowsweep.core import compiled as core_compiled  # noqa: E402
 from flowsweep.core.dynamics import (  # noqa: E402
@@ -46,25 +48,12 @@ from flowsweep.core.fits import lambda0_fit  # noqa: E402
 from flowsweep.core.metrics import point_metrics  # noqa: E402
 from flowsweep.core.run import _stacked_problem  # noqa: E402
 from flowsweep.status import PointStatus  # noqa: E402
+from tests.paper_points import FIG1_SCALES, fig1_point, tiny_configs  # noqa: E402
 
 
 def fig1_configs(n_points: int, steps: int) -> list[PointConfig]:
-    scales = (0.01, 0.1, 1.0)
-    return [
-        PointConfig(
-            model="asymmetric",
-            m=5,
-            n=10,
-            k=50,
-            eta=1e-3,
-            steps=steps,
-            record_every=20,
-            init_scale=scales[i % 3],
-            seed=i // 3,
-            tol=0.01,
-        )
-        for i in range(n_points)
-    ]
+    """n_points of Fig. 1, the scales interleaved (seed i // 3 of scale i % 3)."""
+    return [fig1_point(FIG1_SCALES[i % 3], i // 3, steps) for i in range(n_points)]
 
 
 def naive_point(c: PointConfig):
@@ -100,14 +89,6 @@ def naive_point(c: PointConfig):
     )
     sv = np.linalg.svd(tr.X[0], compute_uv=False)
     return point_metrics(c, Y, st["U0"], st["V0"], tr, 0, sv)
-
-
-def tiny_configs(n_points: int) -> list[PointConfig]:
-    """Issue 9's cheap points: 10 gd steps each, every step recorded."""
-    return [
-        PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-2, steps=10, record_every=1, init_scale=0.1, seed=i)
-        for i in range(n_points)
-    ]
 
 
 def tiny_loop_point(c: PointConfig):

@@ -53,10 +53,10 @@ sys.path.insert(0, str(REPO))
 from bench._service import ServiceProcess  # noqa: E402
 from flowsweep.core.types import PointConfig  # noqa: E402
 from flowsweep.status import CACHED, FINISHED_SWEEP_STATUSES, PointStatus, SweepStatus  # noqa: E402
+from tests.paper_points import FIG1_SCALES, fig1_configs  # noqa: E402
 
 TARGET = 0.90
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-SCALES = (0.01, 0.1, 1.0)  # sigma of Fig. 1 (a), (b), (c)
 
 
 def sweep_body(seeds: int, steps: int, name: str) -> dict:
@@ -71,30 +71,12 @@ def sweep_body(seeds: int, steps: int, name: str) -> dict:
         "steps": steps,
         "record_every": 20,
         "tol": 0.01,
-        "axes": {"init_scale": list(SCALES), "k": [50], "lambda0": [0.0], "seed": {"range": [0, seeds]}},
+        "axes": {"init_scale": list(FIG1_SCALES), "k": [50], "lambda0": [0.0], "seed": {"range": [0, seeds]}},
     }
 
 
 def configs(seeds: int, steps: int) -> list[PointConfig]:
-    return [
-        PointConfig(
-            model="asymmetric",
-            m=5,
-            n=10,
-            k=50,
-            eta=1e-3,
-            steps=steps,
-            init="gaussian",
-            integrator="gd",
-            init_scale=s,
-            lambda0=0.0,
-            seed=seed,
-            record_every=20,
-            tol=0.01,
-        )
-        for s in SCALES
-        for seed in range(seeds)
-    ]
+    return fig1_configs(seeds, steps)  # (bench/core_ab.py imports it from older trees too)
 
 
 def _run_chunk(chunk: list[PointConfig]) -> int:

@@ -51,8 +51,9 @@ sys.path.insert(0, str(REPO))
 from bench._service import ServiceProcess  # noqa: E402
 from bench.e2e_throughput import Service, wait_done  # noqa: E402
 from flowsweep.status import SweepStatus  # noqa: E402
+from tests.paper_points import TINY_ETA, TINY_K, TINY_M, TINY_N, TINY_SCALE, TINY_STEPS, tiny_configs  # noqa: E402
 
-M, N, K, ETA, STEPS, SCALE = 5, 10, 50, 1e-3, 10, 0.1
+M, N, K, ETA, STEPS, SCALE = TINY_M, TINY_N, TINY_K, TINY_ETA, TINY_STEPS, TINY_SCALE
 TARGET = 5.0
 
 
@@ -92,15 +93,6 @@ def plain_loop(points: int) -> float:
                 U, V = U + ETA * (R @ V), V + ETA * (R.T @ U)
         assert np.isfinite(errors[-1]) and q0_norm > 0
     return time.perf_counter() - t0
-
-
-def tiny_configs(points: int) -> list:
-    from flowsweep.core import PointConfig
-
-    return [
-        PointConfig(model="asymmetric", m=M, n=N, k=K, eta=ETA, steps=STEPS, record_every=1, init_scale=SCALE, seed=s)
-        for s in range(points)
-    ]
 
 
 def core_alone(points: int, rounds: int = 5) -> dict[str, float]:

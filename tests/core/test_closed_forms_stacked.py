@@ -148,11 +148,11 @@ def test_stable_form_decision_is_the_one_of_the_top_eigenvalue():
 def test_stacked_on_fig1_and_tiny_points_equals_per_point(which, path):
     """The paper's Fig. 1 points on their record grid (t up to 4) and tiny points (t up to 0.01),
     as run_points stacks them, against closed_forms.regularized_flow point by point."""
-    from test_trajectory_singular_values import fig1_configs, tiny_configs
+    from paper_points import fig1_configs, tiny_configs
 
     from flowsweep.core.dynamics import record_grid
 
-    configs = fig1_configs() if which == "fig1" else tiny_configs()
+    configs = fig1_configs(seeds=2) if which == "fig1" else tiny_configs(11)
     c0 = configs[0]
     prob = _stacked_problem(configs)
     t = c0.eta * record_grid(c0.eta, c0.steps, c0.record_every)

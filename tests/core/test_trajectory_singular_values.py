@@ -6,41 +6,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from paper_points import fig1_configs, tiny_configs
 
-from flowsweep.core import PointConfig
 from flowsweep.core.dynamics import record_grid
 from flowsweep.core.run import _integrate, _stacked_problem, singular_values, trajectory_singular_values
 
 EPS = np.finfo(float).eps
-
-
-def fig1_configs(seeds=2, steps=4000, record_every=20):
-    """The paper's Fig. 1 points (bench/e2e_throughput.configs); init_scale 1 stops early."""
-    return [
-        PointConfig(
-            model="asymmetric",
-            m=5,
-            n=10,
-            k=50,
-            eta=1e-3,
-            steps=steps,
-            init="gaussian",
-            init_scale=s,
-            seed=seed,
-            record_every=record_every,
-            tol=0.01,
-        )
-        for s in (0.01, 0.1, 1.0)
-        for seed in range(seeds)
-    ]
-
-
-def tiny_configs(points=11):
-    """bench/tiny_points.py's points: 10 steps, every one recorded."""
-    return [
-        PointConfig(model="asymmetric", m=5, n=10, k=50, eta=1e-3, steps=10, init_scale=0.1, seed=s, record_every=1)
-        for s in range(points)
-    ]
 
 
 def assert_svd_accuracy(got, X):
@@ -52,7 +23,7 @@ def assert_svd_accuracy(got, X):
 
 @pytest.mark.parametrize("which", ["fig1", "tiny"])
 def test_trajectory_singular_values_match_svd(which, path):
-    configs = fig1_configs() if which == "fig1" else tiny_configs()
+    configs = fig1_configs(seeds=2) if which == "fig1" else tiny_configs(11)
     c0 = configs[0]
     tr = _integrate(configs, _stacked_problem(configs))
     if which == "fig1":  # some points stop early: their later records repeat one state
