@@ -294,6 +294,27 @@ def _unindexed_sqlite(element: Unindexed, compiler: Any, **kw: Any) -> str:
     return "+" + compiler.process(element.clauses, **kw)
 
 
+class UnlessSqlite(FunctionElement):
+    """`expr` on every database but SQLite, which gets `sqlite_expr` instead (the same value where
+    both are defined): a guard only the other databases need, left out of SQLite's statements."""
+
+    inherit_cache = True
+
+    def __init__(self, expr: Any, sqlite_expr: Any) -> None:
+        super().__init__(expr, sqlite_expr)
+        self.type = expr.type
+
+
+@compiles(UnlessSqlite)
+def _unless_sqlite(element: UnlessSqlite, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses.clauses[0], **kw)
+
+
+@compiles(UnlessSqlite, "sqlite")
+def _unless_sqlite_sqlite(element: UnlessSqlite, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses.clauses[1], **kw)
+
+
 # ---------------------------------------------------------------- Alembic
 
 

@@ -477,15 +477,14 @@ def _key_join(a, b, keys: Iterable[str], nullable: set[str]):  # noqa: ANN001
     )
 
 
-def row_stats(keys: Iterable[str], conds: Iterable, floor: bool = True) -> Select:
+def row_stats(keys: Iterable[str], conds: Iterable) -> Select:
     """Per group of `keys` over the result rows matching `conds`: the keys,
     the number of rows, then per metric of NUMERIC_METRICS (n, c, S1, S2, min, max): n non-null
     values, c their mean, S1 = sum(x - c), S2 = sum((x - c)^2).
 
     SQLite has no stddev and Postgres' stddev_samp lost 6 digits on values 1e8 + O(1e-3) (the test):
     a first pass takes each group's mean c, a second the sums shifted by it (the corrected two-pass
-    algorithm: S1 is ~0, so var = (S2 - S1^2/n)/(n - 1) cancels nothing whatever the mean's size).
-    `floor`: the underflow floors of summary_cells.sql_square/sql_per, which only Postgres needs."""
+    algorithm: S1 is ~0, so var = (S2 - S1^2/n)/(n - 1) cancels nothing whatever the mean's size)."""
     names = list(keys)
     metrics = list(NUMERIC_METRICS)
     # Driven from `results` (a scan) with one primary-key lookup into `points` per row: measured
@@ -507,18 +506,17 @@ def row_stats(keys: Iterable[str], conds: Iterable, floor: bool = True) -> Selec
     for i in range(len(metrics)):
         x, c = base.c[f"m{i}"], g.c[f"c{i}"]
         d = x - c
-        cols += [func.count(x), func.max(c), func.sum(d), func.sum(sql_square(d, floor)), func.min(x), func.max(x)]
+        cols += [func.count(x), func.max(c), func.sum(d), func.sum(sql_square(d)), func.min(x), func.max(x)]
     nullable = {k for k in names if _column(k).nullable}
     return select(*cols).select_from(base.join(g, _key_join(base, g, names, nullable))).group_by(*kc)
 
 
-def cell_stats(keys: Iterable[str], conds: Iterable, floor: bool = True) -> Select:
+def cell_stats(keys: Iterable[str], conds: Iterable) -> Select:
     """row_stats' columns for the groups of `keys` (cell columns), merged from the summary_cells rows
     matching `conds`: a group's c is the count-weighted mean of its cells' shifts, and with
     d = (shift - c) + resid/n (the cell mean's offset from c), S1 = sum(n d) and
     S2 = sum(m2 + n d^2): Chan et al.'s pairwise merge of the cells' (n, mean, M2), shifted by c as
-    row_stats is (sum((x - c)^2) over a cell is m2 + n d^2). `floor` as in row_stats: without the
-    floors' CASEs SQLite answers 1,000 groups of 30,000 cells ~15 % sooner (bench/query_latency.py)."""
+    row_stats is (sum((x - c)^2) over a cell is m2 + n d^2)."""
     names = list(keys)
     metrics = list(NUMERIC_METRICS)
     t = SummaryCell.__table__
@@ -537,12 +535,12 @@ def cell_stats(keys: Iterable[str], conds: Iterable, floor: bool = True) -> Sele
     for i, m in enumerate(metrics):
         n, c = base.c[f"{m}_n"], g.c[f"c{i}"]
         has = n > 0  # a cell without values has no shift/resid/m2 (and n would divide by zero)
-        d = (base.c[f"{m}_shift"] - c) + sql_per(base.c[f"{m}_resid"], cast(n, Double), floor)
+        d = (base.c[f"{m}_shift"] - c) + sql_per(base.c[f"{m}_resid"], cast(n, Double))
         cols += [
             func.sum(n),
             func.max(c),
             func.sum(case((has, n * (base.c[f"{m}_shift"] - c) + base.c[f"{m}_resid"]))),
-            func.sum(case((has, base.c[f"{m}_m2"] + n * sql_square(d, floor)))),
+            func.sum(case((has, base.c[f"{m}_m2"] + n * sql_square(d)))),
             func.min(base.c[f"{m}_min"]),
             func.max(base.c[f"{m}_max"]),
         ]
@@ -575,15 +573,14 @@ def summary(
     Raises TooManyGroups beyond `max_groups`."""
     keys = q.group_keys()
     use_cells = source == "cells" or (source == "auto" and not where and cells_answer(q))
-    postgres = session.get_bind().dialect.name == "postgresql"
     if use_cells:
-        stmt = cell_stats(keys, _where(q, sweep_id, _cell_column), floor=postgres)
-        if postgres:
+        stmt = cell_stats(keys, _where(q, sweep_id, _cell_column))
+        if session.get_bind().dialect.name == "postgresql":
             # The cells' sort by group (~1.3 kB a cell) fits in memory: with the default 4 MB it went
             # to disk ("external merge", 30 MB at 30,000 cells). This transaction only.
             session.execute(text(f"SET LOCAL work_mem = '{SUMMARY_WORK_MEM}'"))
     else:
-        stmt = row_stats(keys, _where(q, sweep_id) + list(where), floor=postgres)
+        stmt = row_stats(keys, _where(q, sweep_id) + list(where))
     kc = list(stmt.selected_columns)[: len(keys)]
     stmt = stmt.order_by(*[k.asc().nulls_last() for k in kc]).limit(max_groups + 1)
     data = session.connection().execute(stmt).all()

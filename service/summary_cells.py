@@ -35,6 +35,7 @@ from sqlalchemy import BindParameter, ColumnElement, Double, bindparam, case, ca
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .db import UnlessSqlite
 from .models import CELL_PARAMS, SUMMARY_METRICS, Point, Result, SummaryCell, Sweep
 
 _CELLS = SummaryCell.__table__
@@ -113,14 +114,17 @@ _ZERO_P: BindParameter[float] = bindparam("zero_float", 0.0)
 _NO_VALUES_P: BindParameter[int] = bindparam("zero_count", 0)
 
 
-def sql_square(x: Any, floor: bool = True) -> Any:
-    """x * x in SQL; with `floor`, 0 where |x| < 1e-160 (where the square would be subnormal or 0)."""
-    return case((func.abs(x) < _SQUARE_FLOOR_P, _ZERO_P), else_=x * x) if floor else x * x
+# SQLite rounds instead of raising, so its statements leave the floors out: without their CASEs
+# (written out three times per metric by the summaries' expressions) it answers /summary over
+# 30,000 cells ~15 % sooner (bench/query_latency.py).
+def sql_square(x: Any) -> Any:
+    """x * x in SQL; except on SQLite, 0 where |x| < 1e-160 (where the square would be subnormal or 0)."""
+    return UnlessSqlite(case((func.abs(x) < _SQUARE_FLOOR_P, _ZERO_P), else_=x * x), x * x)
 
 
-def sql_per(x: Any, n: Any, floor: bool = True) -> Any:
-    """x / n in SQL for a count n >= 1 (or null); with `floor`, 0 where |x| < 1e-300."""
-    return case((func.abs(x) < _QUOTIENT_FLOOR_P, _ZERO_P), else_=x / n) if floor else x / n
+def sql_per(x: Any, n: Any) -> Any:
+    """x / n in SQL for a count n >= 1 (or null); except on SQLite, 0 where |x| < 1e-300."""
+    return UnlessSqlite(case((func.abs(x) < _QUOTIENT_FLOOR_P, _ZERO_P), else_=x / n), x / n)
 
 
 def _merge(stmt) -> dict[str, Any]:  # noqa: ANN001
